@@ -1,0 +1,3 @@
+"""survlab — a PyTorch Lightning + Hydra platform for multimodal cancer outcome models."""
+
+__version__ = "0.1.0"

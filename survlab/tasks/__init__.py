@@ -1,0 +1,1 @@
+"""LightningModules: losses, metrics and optimisation wiring around a network."""

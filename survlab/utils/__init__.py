@@ -1,0 +1,1 @@
+"""Small shared helpers (seeding, protocol cards, output files)."""
