@@ -1,0 +1,147 @@
+"""Shared building blocks for every architecture: masked pooling, gated attention MIL pooling, SNN blocks,
+cross-attention with key padding masks. Masks are boolean with True = real token (as in `Batch.wsi_mask`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0)."""
+    if mask is None:
+        return torch.softmax(scores, dim=dim)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=dim).masked_fill(~mask, 0.0)
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the token axis of x [B, N, D] using only real tokens (mask [B, N]); -> [B, D]."""
+    if mask is None:
+        return x.mean(dim=1)
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Tensor:
+    """Average real tokens of x [B, N, D] into `n_bins` contiguous bins per bag (like adaptive_avg_pool1d over
+    each bag's OWN length, so padding never leaks in); -> [B, n_bins, D]."""
+    b, n, _ = x.shape
+    lengths = mask.sum(dim=1) if mask is not None else torch.full((b,), n, device=x.device)
+    pos = torch.arange(n, device=x.device).unsqueeze(0)  # [1, N]
+    # bin k of a bag of length L covers [floor(k L / n_bins), ceil((k+1) L / n_bins))
+    k = torch.arange(n_bins, device=x.device).view(1, n_bins, 1)
+    length = lengths.view(b, 1, 1).to(x.dtype)
+    start = torch.floor(k * length / n_bins)
+    end = torch.ceil((k + 1) * length / n_bins)
+    member = (pos.unsqueeze(1) >= start) & (pos.unsqueeze(1) < end)  # [B, n_bins, N]
+    if mask is not None:
+        member = member & mask.unsqueeze(1)
+    w = member.to(x.dtype)
+    return torch.bmm(w, x) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+
+def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
+    """Linear → act → Dropout stack through `dims` (e.g. [in, 256, 256]); the last activation is optional."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(d_in, d_out))
+        if last_act or i < len(dims) - 2:
+            layers += [act(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+class SNNBlock(nn.Sequential):
+    """Self-normalising block: Linear → ELU → AlphaDropout (Klambauer et al.; the SNN/MCAT genomic encoder)."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.25) -> None:
+        super().__init__(nn.Linear(in_dim, out_dim), nn.ELU(), nn.AlphaDropout(dropout))
+        nn.init.normal_(self[0].weight, std=1.0 / math.sqrt(in_dim))  # LeCun normal, as SNNs require
+        nn.init.zeros_(self[0].bias)
+
+
+def snn_encoder(in_dim: int, hidden: Sequence[int], dropout: float = 0.25) -> nn.Sequential:
+    """Stack of SNNBlocks in_dim → hidden[0] → ... → hidden[-1]."""
+    dims = [in_dim, *hidden]
+    return nn.Sequential(*(SNNBlock(a, b, dropout) for a, b in zip(dims[:-1], dims[1:], strict=True)))
+
+
+class GatedAttentionPool(nn.Module):
+    """Gated attention MIL pooling (Ilse et al. 2018): a_i ∝ exp(w·(tanh(V h_i) ⊙ σ(U h_i))).
+
+    x [B, N, D], mask [B, N] → (pooled [B, D], attention [B, N] summing to 1 over real tokens, 0 on padding).
+    """
+
+    def __init__(self, dim: int, hidden: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Dropout(dropout))
+        self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.Sigmoid(), nn.Dropout(dropout))
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        scores = self.score(self.value(x) * self.gate(x)).squeeze(-1)  # [B, N]
+        attn = masked_softmax(scores, mask, dim=-1)
+        return torch.bmm(attn.unsqueeze(1), x).squeeze(1), attn
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries [B, Q, D] over keys/values [B, N, D_kv] with a key mask [B, N].
+
+    Returns (out [B, Q, D], attention [B, Q, N] averaged over heads, exactly 0 on padded keys).
+    Padded keys never influence the output, so a bag alone and padded inside a batch give the same result.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0, kv_dim: int | None = None) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(
+            dim, heads, dropout=dropout, batch_first=True, kdim=kv_dim or dim, vdim=kv_dim or dim
+        )
+
+    def forward(
+        self, query: Tensor, context: Tensor, context_mask: Tensor | None = None, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        key_padding_mask = None if context_mask is None else ~context_mask
+        out, weights = self.attn(
+            query, context, context, key_padding_mask=key_padding_mask,
+            need_weights=need_weights, average_attn_weights=True,
+        )
+        return out, weights
+
+
+
+def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
+    """ViT-style init used by TransMIL/CrossFusion: Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def sample_rows(x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """Indices of at most k rows of x [N, ...] drawn without replacement (all rows if N <= k), kept in order."""
+    n = x.shape[0]
+    if n <= k:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator)[:k].sort().values
+
+
+__all__ = [
+    "CrossAttention",
+    "GatedAttentionPool",
+    "SNNBlock",
+    "init_trunc_normal",
+    "masked_adaptive_avg_pool",
+    "masked_mean",
+    "masked_softmax",
+    "mlp",
+    "sample_rows",
+    "snn_encoder",
+]
