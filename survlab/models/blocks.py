@@ -113,6 +113,27 @@ class CrossAttention(nn.Module):
 
 
 
+class SurvivalHead(nn.Module):
+    """Last layer of a survival network: embedding [B, H] -> the `Prediction` survival fields.
+
+    output="hazards": {"hazard_logits": [B, n_bins]} (discrete-time NLL); output="risk": {"risk": [B]} (Cox
+    log-hazard). Use as `Prediction(**head(h), embedding=h)`.
+    """
+
+    OUTPUTS = ("hazards", "risk")
+
+    def __init__(self, in_dim: int, n_bins: int, output: str = "hazards") -> None:
+        super().__init__()
+        if output not in self.OUTPUTS:
+            raise ValueError(f"SurvivalHead output must be one of {self.OUTPUTS}, got {output!r}")
+        self.output = output
+        self.linear = nn.Linear(in_dim, n_bins if output == "hazards" else 1)
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        out = self.linear(h)
+        return {"hazard_logits": out} if self.output == "hazards" else {"risk": out.squeeze(-1)}
+
+
 def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
     """ViT-style init used by TransMIL/CrossFusion: Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)."""
     for m in module.modules():
@@ -137,6 +158,7 @@ __all__ = [
     "CrossAttention",
     "GatedAttentionPool",
     "SNNBlock",
+    "SurvivalHead",
     "init_trunc_normal",
     "masked_adaptive_avg_pool",
     "masked_mean",
