@@ -1,0 +1,169 @@
+"""MCAT — Multimodal Co-Attention Transformer (Chen et al., ICCV 2021) for discrete-time survival.
+
+Pipeline (d = `dim`, G gene groups, e.g. MCAT's 6 families or P pathways):
+
+1. `encode_tokens`: WSI projection Linear(D→d) → ReLU → Dropout → W [B, N, d];
+   one SNN per gene group (widths `omic_hidden`, last = d) → omic tokens O [B, G, d]
+2. `coattend`: co-attention, Q = O, K = V = W with the patch padding mask → genomics-guided path tokens [B, G, d]
+   and the co-attention map [B, G, N] (0 on padding)
+3. `encode_branches`: path branch = TransformerEncoder(`layers`) → GatedAttentionPool → Linear+ReLU+Dropout → h_path;
+   omic branch = same structure on O → h_omic (returned with the encoded token sequences, see `MCATBranches`)
+4. `fuse`: "concat" → [Linear(2d→d) → ReLU → Linear(d→d) → ReLU], or "bilinear" → Bilinear(d, d→d) → ReLU
+   (a simplified stand-in for MCAT's gated BilinearFusion)
+5. `heads`: Linear(d→n_bins) hazard logits (`output="hazards"`) or Linear(d→1) Cox risk (`output="risk"`).
+
+Built to be extended (PathGen's MCAT_GR adds a grade head with its own gated pool over `branches.path_tokens`):
+subclass and override `heads` (and call `super().heads(...)`), no layer is duplicated.
+
+Attention output: "coattn" [B, G, N]; "patch" [B, N] = the path branch's pooling weights over the G path tokens mapped
+back to patches through the co-attention, patch_n = Σ_g pool_g · coattn[g, n] (sums to 1 over real patches, 0 on
+padding); "omic" [B, G] = the omic branch's pooling weights; "path_tokens" [B, G] = the path branch's pooling weights.
+
+Example:
+    >>> net = MCAT(ModalityDims(wsi_dim=1024, genomic_sizes=(84, 314, 498, 415, 1316, 428)))
+    >>> pred = net(batch)  # pred.hazard_logits [B, 4]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from survlab.data.batch import Batch
+from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.blocks import CrossAttention, GatedAttentionPool, mlp, snn_encoder
+
+
+@dataclass
+class MCATBranches:
+    """Outputs of the two branches: encoded token sequences [B, G, d], pooled vectors [B, d], pool weights [B, G]."""
+
+    path_tokens: Tensor
+    omic_tokens: Tensor
+    h_path: Tensor
+    h_omic: Tensor
+    path_weights: Tensor
+    omic_weights: Tensor
+
+
+class TokenBranch(nn.Module):
+    """TransformerEncoder over unpadded tokens → gated attention pool → Linear+ReLU+Dropout."""
+
+    def __init__(self, dim: int, layers: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=ff_dim, dropout=dropout, activation="relu", batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+        self.pool = GatedAttentionPool(dim, hidden=dim, dropout=dropout)
+        self.rho = mlp([dim, dim], dropout=dropout)
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """tokens [B, G, d] → (encoded tokens [B, G, d], h [B, d], pool weights [B, G])."""
+        encoded = self.encoder(tokens)
+        pooled, weights = self.pool(encoded)
+        return encoded, self.rho(pooled), weights
+
+
+class MCAT(SurvivalNet):
+    """Multimodal co-attention transformer over WSI patches and gene-group tokens.
+
+    Hparams: dim d (MCAT 256), omic_hidden (SNN widths per group, default [d, d]; the last width is forced to d),
+    coattn_heads (1 as in MCAT), layers (2), heads (8, branch transformers), ff_dim (512), dropout (0.25, WSI
+    projection / branches / fusion), omic_dropout (0.25, AlphaDropout), fusion ("concat" | "bilinear"),
+    output ("hazards" | "risk").
+    """
+
+    modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
+
+    def __init__(
+        self,
+        dims: ModalityDims,
+        dim: int = 256,
+        omic_hidden: Sequence[int] | None = None,
+        coattn_heads: int = 1,
+        layers: int = 2,
+        heads: int = 8,
+        ff_dim: int = 512,
+        dropout: float = 0.25,
+        omic_dropout: float = 0.25,
+        fusion: Literal["concat", "bilinear"] = "concat",
+        output: Literal["hazards", "risk"] = "hazards",
+    ) -> None:
+        super().__init__(dims)
+        if fusion not in ("concat", "bilinear"):
+            raise ValueError(f"MCAT: fusion must be 'concat' or 'bilinear', got {fusion!r}")
+        if output not in ("hazards", "risk"):
+            raise ValueError(f"MCAT: output must be 'hazards' or 'risk', got {output!r}")
+        self.dim, self.fusion, self.output = dim, fusion, output
+        hidden = [*(omic_hidden or [dim, dim])]
+        hidden[-1] = dim
+
+        self.wsi_proj = nn.Sequential(nn.Linear(dims.wsi_dim, dim), nn.ReLU(), nn.Dropout(dropout))
+        self.omic_encoders = nn.ModuleList(snn_encoder(g, hidden, omic_dropout) for g in dims.genomic_sizes)
+        self.coattention = CrossAttention(dim, coattn_heads)
+        self.path_branch = TokenBranch(dim, layers, heads, ff_dim, dropout)
+        self.omic_branch = TokenBranch(dim, layers, heads, ff_dim, dropout)
+        if fusion == "concat":
+            self.fusion_net = mlp([2 * dim, dim, dim], dropout=0.0)
+        else:
+            self.bilinear = nn.Bilinear(dim, dim, dim)
+            self.fusion_net = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
+        self.survival_head = nn.Linear(dim, dims.n_bins if output == "hazards" else 1)
+
+    # --- overridable stages -------------------------------------------------------------------------------------
+    def encode_tokens(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor]:
+        """→ (patch tokens W [B, N, d], patch mask [B, N], omic tokens O [B, G, d])."""
+        w = self.wsi_proj(batch.wsi)
+        o = torch.stack([enc(x) for enc, x in zip(self.omic_encoders, batch.genomics, strict=True)], dim=1)
+        return w, batch.wsi_mask, o
+
+    def coattend(self, omic: Tensor, patches: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Q = omic tokens, K = V = patches (masked) → (guided path tokens [B, G, d], co-attention [B, G, N])."""
+        return self.coattention(omic, patches, mask)
+
+    def encode_branches(self, path_tokens: Tensor, omic_tokens: Tensor) -> MCATBranches:
+        """Both transformer branches with gated pooling."""
+        p_seq, h_path, p_w = self.path_branch(path_tokens)
+        o_seq, h_omic, o_w = self.omic_branch(omic_tokens)
+        return MCATBranches(p_seq, o_seq, h_path, h_omic, p_w, o_w)
+
+    def fuse(self, h_path: Tensor, h_omic: Tensor) -> Tensor:
+        """[B, d] × [B, d] → fused embedding [B, d]."""
+        if self.fusion == "concat":
+            return self.fusion_net(torch.cat([h_path, h_omic], dim=-1))
+        return self.fusion_net(self.bilinear(h_path, h_omic))
+
+    def heads(self, z: Tensor, branches: MCATBranches, pred: Prediction) -> Prediction:
+        """Fill the prediction's outputs from the fused embedding; subclasses add heads (e.g. grade) here."""
+        out = self.survival_head(z)
+        if self.output == "risk":
+            pred.risk = out.squeeze(-1)
+        else:
+            pred.hazard_logits = out
+        return pred
+
+    # --- forward ------------------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> Prediction:
+        w, mask, o = self.encode_tokens(batch)
+        path_tokens, coattn = self.coattend(o, w, mask)
+        branches = self.encode_branches(path_tokens, o)
+        z = self.fuse(branches.h_path, branches.h_omic)
+        patch = torch.bmm(branches.path_weights.unsqueeze(1), coattn).squeeze(1)  # [B, N]
+        pred = Prediction(
+            embedding=z,
+            attention={
+                "coattn": coattn,
+                "patch": patch,
+                "omic": branches.omic_weights,
+                "path_tokens": branches.path_weights,
+            },
+        )
+        return self.heads(z, branches, pred)
+
+
+__all__ = ["MCAT", "MCATBranches", "TokenBranch"]
