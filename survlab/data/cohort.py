@@ -1,0 +1,263 @@
+"""The validated patient table (`Cohort`) and discrete-time bins (`TimeBins`).
+
+The clinical CSV is MCAT/SurvPath style, one row per SLIDE (patient fields repeated); `Cohort.from_csv` collapses it
+to one row per patient and rejects inconsistent input with a one-line error naming the file, the case and the fix.
+
+Example:
+    >>> cohort = Cohort.from_csv("clinical.csv", label_cols=["label"])          # doctest: +SKIP
+    >>> bins = TimeBins.fit(cohort.times_of(train_ids), cohort.events_of(train_ids), n_bins=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def _first_ids(ids: Sequence[Any], k: int = 5) -> str:
+    """'a, b, c (+n more)' for error messages."""
+    ids = [str(i) for i in ids]
+    more = f" (+{len(ids) - k} more)" if len(ids) > k else ""
+    return ", ".join(ids[:k]) + more
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Which columns hold the outcome. Exactly one of `censorship_col` (1 = censored) / `event_col` (1 = event)."""
+
+    name: str = "os"
+    time_col: str = "survival_months"
+    censorship_col: str | None = "censorship"
+    event_col: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        endpoint: str = "os",
+        time_col: str = "survival_months",
+        censorship_col: str | None = "censorship",
+        event_col: str | None = None,
+        endpoints: dict[str, dict[str, str]] | None = None,
+    ) -> Endpoint:
+        """`os` uses the given columns; other names use `endpoints[name]` or `<name>_months` / `<name>_censorship`."""
+        if endpoints and endpoint in endpoints:
+            spec = dict(endpoints[endpoint])
+            return cls(
+                name=endpoint,
+                time_col=spec["time"],
+                censorship_col=spec.get("censorship"),
+                event_col=spec.get("event"),
+            )
+        if endpoint.lower() == "os":
+            if event_col is not None:
+                censorship_col = None
+            return cls(endpoint, time_col, censorship_col, event_col)
+        return cls(endpoint, f"{endpoint.lower()}_months", f"{endpoint.lower()}_censorship", None)
+
+    @property
+    def outcome_cols(self) -> list[str]:
+        return [self.time_col, self.censorship_col or self.event_col]  # type: ignore[list-item]
+
+
+@dataclass
+class Cohort:
+    """One row per patient: `table` has columns case_id, time (months, >0), event (bool), slide_ids (list[str])
+    plus the requested label / clinical / extra columns (first value per patient). Rows are in first-seen order;
+    `index` of a patient = its row position (stable for a given CSV)."""
+
+    table: pd.DataFrame
+    path: Path
+    endpoint: Endpoint = field(default_factory=Endpoint)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        case_col: str = "case_id",
+        slide_col: str | None = "slide_id",
+        endpoint: Endpoint | None = None,
+        keep_cols: Sequence[str] = (),
+    ) -> Cohort:
+        """Read + validate the slide-level CSV. `keep_cols` (labels, clinical, site) must exist in the file."""
+        path = Path(path)
+        endpoint = endpoint or Endpoint()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"clinical CSV not found: {path}; expected an MCAT/SurvPath table with columns "
+                f"case_id, slide_id, survival_months, censorship (see README 'Real data layout')"
+            )
+        try:
+            raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
+        except Exception as err:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"{path}: cannot parse as CSV ({err}); fix or regenerate the file") from err
+        required = [case_col, *endpoint.outcome_cols, *keep_cols]
+        missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
+        if missing:
+            raise ValueError(
+                f"{path}: missing required column(s) {missing} (endpoint={endpoint.name}); the file has "
+                f"{list(raw.columns)}; rename the columns or set the column names in the data config"
+            )
+        has_slides = slide_col is not None and slide_col in raw.columns
+        return cls(cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),
+                   path, endpoint)
+
+    @staticmethod
+    def _collapse(
+        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str | None, ep: Endpoint, keep_cols: Sequence[str]
+    ) -> pd.DataFrame:
+        """Slide rows -> patient rows, validating outcomes and slide ownership."""
+        raw = raw.copy()
+        if raw[case_col].isna().any():
+            rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
+            raise ValueError(f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids")
+        raw[case_col] = raw[case_col].astype(str).str.strip()
+        time = pd.to_numeric(raw[ep.time_col], errors="coerce")
+        bad = raw.loc[~(time > 0), case_col]  # catches NaN, 0 and negatives
+        if len(bad):
+            raise ValueError(
+                f"{path}: survival time '{ep.time_col}' missing, zero or negative for case(s) "
+                f"{_first_ids(bad.unique())}; fix the values or remove these patients"
+            )
+        flag_col = ep.censorship_col or ep.event_col
+        flag = pd.to_numeric(raw[flag_col], errors="coerce")
+        bad = raw.loc[~flag.isin([0, 1]), case_col]
+        if len(bad):
+            raise ValueError(
+                f"{path}: '{flag_col}' must be 0 or 1 (censorship: 1 = censored; event: 1 = event) but case(s) "
+                f"{_first_ids(bad.unique())} have {_first_ids(raw.loc[bad.index, flag_col].unique(), 3)}; recode it"
+            )
+        event = (flag == 1) if ep.event_col and not ep.censorship_col else (flag == 0)
+        raw["__time"], raw["__event"] = time.astype(float), event.astype(bool)
+        per_case = raw.groupby(case_col, sort=False).agg(n_time=("__time", "nunique"), n_event=("__event", "nunique"))
+        conflict = per_case.index[(per_case.n_time > 1) | (per_case.n_event > 1)]
+        if len(conflict):
+            raise ValueError(
+                f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
+                f"patient) for case(s) {_first_ids(conflict)}; make the patient fields identical on every slide row"
+            )
+        if slide_col is not None:
+            slides = raw.dropna(subset=[slide_col])
+            slides = slides.assign(**{slide_col: slides[slide_col].astype(str).str.strip()})
+            owners = slides.groupby(slide_col)[case_col].nunique()
+            shared = owners.index[owners > 1]
+            if len(shared):
+                who = slides.loc[slides[slide_col] == shared[0], case_col].unique()
+                raise ValueError(
+                    f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
+                    f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
+                )
+            slide_lists = slides.groupby(case_col, sort=False)[slide_col].agg(lambda s: list(dict.fromkeys(s)))
+        first = raw.groupby(case_col, sort=False).first()
+        table = pd.DataFrame(
+            {
+                "case_id": first.index.astype(str),
+                "time": first["__time"].to_numpy(float),
+                "event": first["__event"].to_numpy(bool),
+            }
+        )
+        table["slide_ids"] = [
+            list(slide_lists.get(c, [])) if slide_col is not None else [] for c in table["case_id"]
+        ]
+        for col in dict.fromkeys(keep_cols):
+            if col not in ("case_id", "time", "event", "slide_ids"):
+                table[col] = first[col].to_numpy()
+        if not table["event"].any():
+            raise ValueError(
+                f"{path}: no events at all in '{flag_col}' ({len(table)} patients all censored); check the coding "
+                f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
+            )
+        return table.reset_index(drop=True)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def case_ids(self) -> list[str]:
+        return self.table["case_id"].tolist()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def rows(self, case_ids: Sequence[str]) -> pd.DataFrame:
+        """Patient rows for `case_ids`, in that order (KeyError-free: unknown ids raise ValueError)."""
+        t = self.table.set_index("case_id", drop=False)
+        unknown = [c for c in case_ids if c not in t.index]
+        if unknown:
+            raise ValueError(f"{self.path}: unknown case_id(s) {_first_ids(unknown)}")
+        return t.loc[list(case_ids)]
+
+    def index_of(self) -> dict[str, int]:
+        """case_id -> row index in the cohort table."""
+        return {c: i for i, c in enumerate(self.table["case_id"])}
+
+    def drop(self, case_ids: Sequence[str]) -> Cohort:
+        """A new Cohort without `case_ids` (row order kept; indices re-numbered)."""
+        gone = set(case_ids)
+        kept = self.table[~self.table["case_id"].isin(gone)].reset_index(drop=True)
+        return Cohort(kept, self.path, self.endpoint)
+
+    def with_slides(self, slide_ids: dict[str, list[str]]) -> Cohort:
+        """A new Cohort whose slide lists are replaced by `slide_ids[case_id]` (e.g. after dropping slides)."""
+        table = self.table.copy()
+        table["slide_ids"] = [list(slide_ids.get(c, [])) for c in table["case_id"]]
+        return Cohort(table, self.path, self.endpoint)
+
+    @property
+    def slide_to_case(self) -> dict[str, str]:
+        return {s: c for c, ss in zip(self.table["case_id"], self.table["slide_ids"]) for s in ss}
+
+
+@dataclass
+class TimeBins:
+    """Discrete-time bins for hazard models, fitted on TRAINING patients only.
+
+    Convention (MCAT-like): inner edges are the quantiles of the training EVENT times (uncensored), the outer
+    edges are 0 and +inf, so every time (also test times beyond the training range) falls in a bin.
+    Bin k holds edges[k] <= t < edges[k+1]; `edges` has n_bins + 1 entries. Tied quantiles give empty bins
+    (n_bins is kept fixed because the network output size depends on it).
+    """
+
+    edges: np.ndarray
+
+    @classmethod
+    def fit(cls, times: np.ndarray, events: np.ndarray, n_bins: int = 4) -> TimeBins:
+        """times [N] (months), events [N] (bool) -> TimeBins with n_bins + 1 edges."""
+        times, events = np.asarray(times, float), np.asarray(events, bool)
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        event_times = times[events]
+        if event_times.size == 0:
+            raise ValueError("TimeBins.fit: no events among the training patients; cannot place bin edges")
+        inner = np.quantile(event_times, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
+        return cls(np.concatenate([[0.0], inner, [np.inf]]))
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.edges) - 1
+
+    def transform(self, times: np.ndarray) -> np.ndarray:
+        """times [N] -> bin indices [N] (int64, in 0..n_bins-1)."""
+        idx = np.searchsorted(self.edges[1:-1], np.asarray(times, float), side="right")
+        return idx.astype(np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: +inf is written as the string 'inf'."""
+        return {"edges": [e if np.isfinite(e) else "inf" for e in self.edges.tolist()], "convention": "quantile"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TimeBins:
+        return cls(np.array([float(e) for e in d["edges"]], dtype=float))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TimeBins:
+        return cls.from_dict(json.loads(Path(path).read_text()))

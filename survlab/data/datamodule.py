@@ -1,0 +1,463 @@
+"""`CohortDataModule`: cohort table -> persisted patient-level split -> fold-fitted preprocessing -> DataLoaders.
+
+Constructor arguments map 1:1 to `conf/data/<cohort>.yaml` (plain types and dicts). After `setup()`:
+`dims` (ModalityDims), `bin_edges`, `split_hash`, `train_survival()`, `oracle_risk`, `describe()`, and the
+train/val/test(/predict = test) DataLoaders yielding padded `Batch`es.
+
+Example:
+    >>> dm = CohortDataModule(name="tiny", root="/data/tiny", wsi={"encoder": "synthetic"},
+    ...                       modalities=("wsi",), fold=0)                                   # doctest: +SKIP
+    >>> dm.prepare_data(); dm.setup("fit"); batch = next(iter(dm.train_dataloader()))        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from survlab.data.batch import collate
+from survlab.data.clinical import ClinicalEncoder
+from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids
+from survlab.data.dataset import ModalitySources, PatientDataset, label_map
+from survlab.data.genomics import (
+    check_coverage,
+    fit_genomics,
+    genomic_tensors,
+    match_groups,
+    read_expression,
+    read_signatures,
+)
+from survlab.data.splits import FoldSplit, ensure_splits
+from survlab.data.wsi import BagStore, DropReport, check_availability
+from survlab.models.base import MODALITIES, ModalityDims
+
+log = logging.getLogger(__name__)
+
+WSI_DEFAULTS: dict[str, Any] = {
+    "features_dir": "features", "encoder": None, "format": "auto", "feature_dim": None, "scales": None,
+    "cache": "auto", "cache_max_gb": 2.0, "cache_dtype": "float16",
+}
+GENOMICS_DEFAULTS: dict[str, Any] = {"expression": "expression.csv", "signatures": None, "scaling": "standard",
+                                     "log1p": False}
+SPLIT_DEFAULTS: dict[str, Any] = {"dir": None, "folds": 5, "val_fraction": 0.15, "seed": 0, "stratify_site": None}
+
+
+def _plain(x: Any) -> Any:
+    """DictConfig/ListConfig (Hydra) -> plain containers; other values unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(x, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(x, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return x
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
+    if given is None:
+        return None
+    given = dict(_plain(given))
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {sorted(unknown)}; allowed: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def _under(root: Path, p: str | Path) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else root / p
+
+
+def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) -> list[str] | None:
+    """Names of conf/data/*.yaml whose config provides `modality` (None when no conf dir is found)."""
+    import yaml
+
+    dirs = conf_dirs or [Path.cwd() / "conf" / "data", Path(__file__).resolve().parents[2] / "conf" / "data"]
+    found = [d for d in dirs if d.is_dir()]
+    if not found:
+        return None
+    names = []
+    for f in sorted(found[0].glob("*.yaml")):
+        try:
+            cfg = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError:
+            continue
+        wsi = cfg.get("wsi")
+        provides = {
+            "wsi": wsi is not None,
+            "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
+            "genomics": cfg.get("genomics") is not None,
+            "clinical": bool((cfg.get("clinical") or {}).get("columns")) if isinstance(cfg.get("clinical"), dict)
+            else False,
+        }
+        if provides.get(modality):
+            names.append(f.stem)
+    return names
+
+
+class CohortDataModule(L.LightningDataModule):
+    """One cohort, one outer fold. See module docstring; all preprocessing is fitted on the fold's TRAIN part."""
+
+    def __init__(
+        self,
+        name: str = "synthetic",
+        root: str = "data/synthetic",
+        clinical_csv: str = "clinical.csv",
+        case_col: str = "case_id",
+        slide_col: str | None = "slide_id",
+        time_col: str = "survival_months",
+        censorship_col: str | None = "censorship",
+        event_col: str | None = None,
+        endpoint: str = "os",
+        endpoints: dict[str, dict[str, str]] | None = None,
+        wsi: dict[str, Any] | None = None,
+        genomics: dict[str, Any] | None = None,
+        clinical: dict[str, Any] | None = None,
+        label_cols: Sequence[str] = (),
+        n_bins: int = 4,
+        splits: dict[str, Any] | None = None,
+        fold: int = 0,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        max_patches: int | None = 4096,
+        max_patches_per_scale: dict[str, int] | None = None,
+        eval_max_patches: int | None = None,
+        weighted_sampling: bool = False,
+        allow_missing: bool = False,
+        seed: int = 0,
+        synthetic: dict[str, Any] | None = None,
+        public: str | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name, self.root = name, Path(os.path.expanduser(str(root)))
+        self.clinical_csv = _under(self.root, clinical_csv)
+        self.case_col, self.slide_col = case_col, slide_col
+        self.endpoint = Endpoint.resolve(endpoint, time_col, censorship_col, event_col, _plain(endpoints))
+        self.wsi_cfg = _merge(WSI_DEFAULTS, wsi, "wsi")
+        self.gen_cfg = _merge(GENOMICS_DEFAULTS, genomics, "genomics")
+        clinical = _plain(clinical)
+        self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
+        self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
+        self.label_cols = list(_plain(label_cols) or [])
+        self.n_bins, self.fold, self.seed = int(n_bins), int(fold), int(seed)
+        self.split_cfg = _merge(SPLIT_DEFAULTS, splits or {}, "splits")
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
+        self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
+        self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
+        self.synthetic, self.public = _plain(synthetic), public
+        self.modalities = tuple(_plain(modalities)) if modalities is not None else tuple(sorted(self.provides))
+        self._check_modalities()
+        self._ready = False
+        self.dims: ModalityDims | None = None
+        self.datasets: dict[str, PatientDataset] = {}
+        self.drop_report: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ modalities
+    @property
+    def provides(self) -> set[str]:
+        """Modalities this data config can deliver."""
+        have = set()
+        if self.wsi_cfg is not None:
+            have.add("wsi")
+            if self.wsi_cfg["scales"]:
+                have.add("scales")
+        if self.gen_cfg is not None:
+            have.add("genomics")
+        if self.clin_cols:
+            have.add("clinical")
+        return have
+
+    def _check_modalities(self) -> None:
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown}; known: {list(MODALITIES)}")
+        missing = [m for m in self.modalities if m not in self.provides]
+        if missing:
+            others = cohorts_providing(missing[0])
+            hint = f"; cohorts with {missing[0]}: {', '.join(others) or 'none'}" if others is not None else ""
+            raise ValueError(
+                f"model needs {'+'.join(missing)} but data={self.name} provides "
+                f"{'+'.join(sorted(self.provides)) or 'nothing'}{hint}"
+            )
+
+    # ------------------------------------------------------------------ files
+    def prepare_data(self) -> None:
+        """Materialise synthetic / public cohorts once (cached); check that real cohorts exist."""
+        if self.synthetic is not None:
+            from survlab.data.synthetic import SyntheticSpec, generate_cohort
+
+            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()}
+            generate_cohort(self.root, SyntheticSpec(**spec))
+        elif self.public is not None:
+            if str(self.public).lower() != "gse7390":
+                raise ValueError(f"unknown public cohort {self.public!r}; available: gse7390")
+            from survlab.data.public import materialize_gse7390
+
+            materialize_gse7390(self.root)
+        if not self.clinical_csv.is_file():
+            raise FileNotFoundError(
+                f"data={self.name}: expected MCAT/SurvPath clinical CSV at {self.clinical_csv} (columns "
+                f"{self.case_col}, {self.slide_col}, {self.endpoint.time_col}, "
+                f"{self.endpoint.censorship_col or self.endpoint.event_col}); see README 'Real data layout'"
+            )
+
+    @property
+    def split_dir(self) -> Path:
+        cfg = self.split_cfg
+        if cfg["dir"]:
+            return _under(self.root, cfg["dir"])
+        site = f"_site-{cfg['stratify_site']}" if cfg["stratify_site"] else ""
+        return self.root / "splits" / f"{self.endpoint.name}_k{cfg['folds']}_seed{cfg['seed']}{site}"
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str | None = None) -> None:
+        """Build cohort, split, fitted preprocessing and datasets (idempotent)."""
+        if self._ready:
+            return
+        self.prepare_data()  # cheap when cached; makes setup() usable without a Trainer
+        keep = list(dict.fromkeys([*self.label_cols, *self.clin_cols,
+                                   *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else [])]))
+        full = Cohort.from_csv(self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep)
+        cfg = self.split_cfg
+        split_set = ensure_splits(full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"],
+                                  cfg["stratify_site"])
+        event_of = dict(zip(full.table["case_id"], full.table["event"]))
+        split = split_set.fold(self.fold, full.case_ids, event_of)
+        self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
+
+        cohort = full
+        sources = ModalitySources(label_maps={c: label_map(full.table[c]) for c in self.label_cols})
+        cohort = self._setup_wsi(cohort, sources)
+        expr, cohort = self._read_genomics(cohort)
+        dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
+        split = self._drop_from_split(split, dropped, event_of)
+        self.cohort, self.split = cohort, split
+
+        train_rows = cohort.rows(split.train)
+        self.time_bins = TimeBins.fit(train_rows["time"].to_numpy(), train_rows["event"].to_numpy(), self.n_bins)
+        if expr is not None:
+            sources.genomics = self._fit_genomics(expr, split, cohort.case_ids)
+        if "clinical" in self.modalities:
+            self.clinical_encoder = ClinicalEncoder(self.clin_cols, self.clin_categorical).fit(train_rows)
+            values = self.clinical_encoder.transform(cohort.table)
+            sources.clinical = dict(zip(cohort.case_ids, values))
+        self.sources = sources
+        self.datasets = {part: self._dataset(part) for part in ("train", "val", "test")}
+        self.dims = self._dims()
+        self._ready = True
+        log.info("data %s fold %d: %s", self.name, self.fold,
+                 {p: len(d) for p, d in self.datasets.items()})
+
+    def _stores(self) -> tuple[BagStore | None, dict[str, BagStore] | None]:
+        w = self.wsi_cfg
+        if w is None:
+            return None, None
+        base = _under(self.root, w["features_dir"])
+        common = dict(encoder=w["encoder"], format=w["format"], cache=False, cache_dtype=w["cache_dtype"],
+                      cache_max_bytes=int(float(w["cache_max_gb"]) * 1024**3))
+        dim = w["feature_dim"]
+        wsi = BagStore(base, feature_dim=dim if not isinstance(dim, dict) else None, **common) \
+            if "wsi" in self.modalities else None
+        scales = None
+        if "scales" in self.modalities:
+            per = dim if isinstance(dim, dict) else {s: dim for s in w["scales"]}
+            scales = {s: BagStore(base, feature_dim=per.get(s), scale=s, **common) for s in w["scales"]}
+        return wsi, scales
+
+    def _setup_wsi(self, cohort: Cohort, sources: ModalitySources) -> Cohort:
+        wsi, scales = self._stores()
+        stores = [s for s in [wsi, *(scales or {}).values()] if s is not None]
+        if not stores:
+            return cohort
+        if not any(cohort.table["slide_ids"].map(len)):
+            raise ValueError(
+                f"data={self.name}: the network needs WSI bags but {self.clinical_csv} lists no slide_id "
+                f"(table-only cohort); choose a genomics/clinical model or a cohort with slides"
+            )
+        cohort, report = check_availability(cohort, stores, self.allow_missing, partial_ok=scales is not None)
+        self.drop_report["wsi"] = report.to_dict()
+        self.wsi_report: DropReport = report
+        if self.wsi_cfg["cache"] in (True, "true", "auto"):
+            files = [st.path_of(s) for st in stores for ss in cohort.table["slide_ids"] for s in ss]
+            total = sum(p.stat().st_size for p in files if p is not None)
+            cap = stores[0].cache_max_bytes
+            enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
+            for st in stores:
+                st.cache_enabled = enable
+            log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
+                     total / 1e6, cap / 1e6)
+        sources.wsi, sources.scales = wsi, scales
+        return cohort
+
+    def _read_genomics(self, cohort: Cohort) -> tuple[pd.DataFrame | None, Cohort]:
+        """Read + check the expression table; drops (allow_missing) or errors on uncovered patients."""
+        if "genomics" not in self.modalities:
+            return None, cohort
+        path = _under(self.root, self.gen_cfg["expression"])
+        expr = read_expression(path, self.case_col)
+        sig = self.gen_cfg["signatures"]
+        sig_path = _under(self.root, sig) if sig else None
+        self.gene_groups = match_groups(expr.columns, read_signatures(sig_path) if sig_path else None,
+                                        str(sig_path or path))
+        missing = check_coverage(expr, cohort.case_ids, path, self.allow_missing)
+        self.drop_report["genomics"] = {"n_patients_dropped": len(missing), "patients": missing}
+        return expr, cohort.drop(missing)
+
+    def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
+        g = self.gen_cfg
+        self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
+        return genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
+
+    def _drop_from_split(self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool]) -> FoldSplit:
+        if not dropped:
+            return split
+        log.warning("data %s: %d patient(s) dropped for missing modalities: %s", self.name, len(dropped),
+                    _first_ids(dropped))
+        split = split.without(dropped)
+        for part in ("train", "val", "test"):
+            ids = split.part(part)
+            if not any(event_of[c] for c in ids):
+                raise ValueError(
+                    f"data={self.name}: after dropping {len(dropped)} patient(s) without required modalities, "
+                    f"fold {self.fold} {part} part ({len(ids)} patients) has NO events; fix the missing files or "
+                    f"use fewer folds / another splits.seed"
+                )
+        return split
+
+    def _dataset(self, part: str) -> PatientDataset:
+        return PatientDataset(
+            self.cohort.rows(self.split.part(part)), self.full_cohort.index_of(), self.time_bins, self.sources,
+            self.label_cols, train=part == "train", max_patches=self.max_patches,
+            max_patches_per_scale=self.max_patches_per_scale, eval_max_patches=self.eval_max_patches,
+            seed=self.seed,
+        )
+
+    def _dims(self) -> ModalityDims:
+        src = self.sources
+        wsi_dim = scale_dims = None
+        if src.wsi is not None:
+            wsi_dim = src.wsi.feature_dim or int(src.wsi.read_slide(self.cohort.table["slide_ids"].iloc[0][0])[0]
+                                                  .shape[1])
+        if src.scales is not None:
+            first = self.cohort.table["slide_ids"].iloc[0][0]
+            scale_dims = {s: st.feature_dim or int(st.read_slide(first)[0].shape[1]) for s, st in src.scales.items()}
+        gen = getattr(self, "gene_groups", None) if src.genomics is not None else None
+        enc = getattr(self, "clinical_encoder", None) if src.clinical is not None else None
+        return ModalityDims(
+            wsi_dim=wsi_dim,
+            scale_dims=scale_dims,
+            genomic_sizes=gen.sizes if gen else None,
+            genomic_names=gen.names if gen else None,
+            clinical_dim=enc.dim if enc else None,
+            clinical_names=tuple(enc.feature_names) if enc else None,
+            n_bins=self.n_bins,
+            n_classes={c: len(m) for c, m in src.label_maps.items()},
+        )
+
+    # ------------------------------------------------------------------ exposed after setup
+    def _need_setup(self) -> None:
+        if not self._ready:
+            raise RuntimeError("CohortDataModule: call setup() first")
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        self._need_setup()
+        return self.time_bins.edges
+
+    def train_survival(self) -> tuple[np.ndarray, np.ndarray]:
+        """(time [N_train] months, event [N_train] bool) of the fold's training patients (for IPCW metrics)."""
+        self._need_setup()
+        rows = self.cohort.rows(self.split.train)
+        return rows["time"].to_numpy(float), rows["event"].to_numpy(bool)
+
+    @property
+    def oracle_risk(self) -> dict[str, float] | None:
+        """case_id -> true risk from `<root>/truth.csv` (synthetic cohorts), else None."""
+        path = self.root / "truth.csv"
+        if not path.is_file():
+            return None
+        truth = pd.read_csv(path, dtype={"case_id": str})
+        return dict(zip(truth["case_id"], truth["true_risk"].astype(float)))
+
+    def describe(self) -> dict[str, Any]:
+        """Protocol-card facts about the data (JSON-safe)."""
+        self._need_setup()
+        per = {p: self.cohort.rows(self.split.part(p)) for p in ("train", "val", "test")}
+        w = self.wsi_cfg or {}
+        prep: dict[str, Any] = {"time_bins": self.time_bins.to_dict(), "fitted_on": "train"}
+        if self.sources.genomics is not None:
+            prep["genomics"] = {"scaling": self.gene_scaler.method, "log1p": self.gene_scaler.log1p,
+                                "groups": self.gene_groups.report()}
+        if self.sources.clinical is not None:
+            prep["clinical"] = {"features": self.clinical_encoder.feature_names,
+                                "imputation": "median / most-frequent", "scaling": "z-score, one-hot"}
+        return {
+            "cohort": self.name,
+            "root": str(self.root),
+            "endpoint": {"name": self.endpoint.name, "time_col": self.endpoint.time_col,
+                         "censorship_col": self.endpoint.censorship_col, "event_col": self.endpoint.event_col},
+            "n_patients": {p: len(r) for p, r in per.items()},
+            "n_events": {p: int(r["event"].sum()) for p, r in per.items()},
+            "modalities": list(self.modalities),
+            "encoder": w.get("encoder"),
+            "feature_dim": self.dims.wsi_dim if self.dims else None,
+            "scales": dict(self.dims.scale_dims) if self.dims and self.dims.scale_dims else None,
+            "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes))
+            if self.dims and self.dims.genomic_sizes else None,
+            "split_file": str(self.split_path),
+            "split_hash": self.split_hash,
+            "fold": self.fold,
+            "folds": self.split_cfg["folds"],
+            "dropped": self.drop_report,
+            "preprocessing": prep,
+        }
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, part: str, batch_size: int, train: bool) -> DataLoader:
+        ds = self.datasets[part]
+        sampler, shuffle = None, train
+        if train and self.weighted_sampling:
+            keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist()))
+            counts = Counter(keys)
+            weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
+            sampler = WeightedRandomSampler(weights, len(ds), replacement=True,
+                                            generator=torch.Generator().manual_seed(self.seed))
+            shuffle = False
+        # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
+        drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, collate_fn=collate,
+            num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self._need_setup()
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self._need_setup()
+        return self._loader("val", self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self._need_setup()
+        return self._loader("test", self.eval_batch_size, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,135 @@
+"""`PatientDataset`: one `PatientItem` per patient of a split, joining every modality by case_id.
+
+Training (`train=True`): each access samples at most `max_patches` patches of the patient's bag at random (per
+scale: `max_patches_per_scale[scale]`). Evaluation: the full bag, or — when `eval_max_patches` is set — a fixed
+subset seeded by (seed, case_id), identical on every call, so evaluation is deterministic.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from survlab.data.batch import PatientItem
+from survlab.data.cohort import TimeBins
+from survlab.data.wsi import BagStore
+
+
+@dataclass
+class ModalitySources:
+    """What a dataset reads per patient. Tabular modalities are precomputed dicts keyed by case_id."""
+
+    wsi: BagStore | None = None
+    scales: dict[str, BagStore] | None = None
+    genomics: dict[str, list[np.ndarray]] | None = None
+    clinical: dict[str, np.ndarray] | None = None
+    label_maps: dict[str, dict[str, int]] = field(default_factory=dict)  # label col -> {str(value): class}
+
+
+def label_map(values: pd.Series) -> dict[str, int]:
+    """Class vocabulary of a label column: sorted unique non-missing values -> 0..K-1 (identity for 0..K-1 ints)."""
+    vals = values.dropna().unique().tolist()
+    try:
+        vals = sorted(vals)
+    except TypeError:
+        vals = sorted(vals, key=str)
+    return {_label_key(v): i for i, v in enumerate(vals)}
+
+
+def _label_key(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
+
+
+def _subset(n: int, k: int | None, generator: torch.Generator | None) -> Tensor | None:
+    """Sorted random indices of k out of n (None = keep all)."""
+    if k is None or k <= 0 or n <= k:
+        return None
+    return torch.randperm(n, generator=generator)[:k].sort().values
+
+
+class PatientDataset(Dataset):
+    """rows: patient rows (case_id, time, event, slide_ids, label cols) in dataset order; index_of: case_id -> row
+    index in the full cohort; bins: fitted TimeBins."""
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        index_of: dict[str, int],
+        bins: TimeBins,
+        sources: ModalitySources,
+        label_cols: Sequence[str] = (),
+        train: bool = False,
+        max_patches: int | None = None,
+        max_patches_per_scale: dict[str, int] | None = None,
+        eval_max_patches: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self.case_ids: list[str] = self.rows["case_id"].astype(str).tolist()
+        self.index_of, self.sources, self.label_cols = index_of, sources, list(label_cols)
+        self.time_bins = bins.transform(self.rows["time"].to_numpy())
+        self.train, self.seed = train, seed
+        self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
+        self.max_patches_per_scale = dict(max_patches_per_scale or {})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _generator(self, case_id: str, salt: int = 0) -> torch.Generator | None:
+        """None in training (global RNG, seeded per worker by Lightning); fixed per (seed, case) in evaluation."""
+        if self.train:
+            return None
+        return torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{salt}:{case_id}".encode()))
+
+    def _cap(self, scale: str | None) -> int | None:
+        if self.train:
+            return self.max_patches_per_scale.get(scale, self.max_patches) if scale else self.max_patches
+        return self.eval_max_patches
+
+    def _labels(self, row: pd.Series) -> dict[str, int]:
+        out = {}
+        for col in self.label_cols:
+            v = row[col]
+            out[col] = -1 if pd.isna(v) else self.sources.label_maps.get(col, {}).get(_label_key(v), -1)
+        return out
+
+    def __getitem__(self, i: int) -> PatientItem:
+        row = self.rows.iloc[i]
+        case = self.case_ids[i]
+        item = PatientItem(
+            case_id=case,
+            index=self.index_of[case],
+            time=float(row["time"]),
+            event=bool(row["event"]),
+            time_bin=int(self.time_bins[i]),
+            labels=self._labels(row),
+        )
+        src = self.sources
+        if src.wsi is not None:
+            bag = src.wsi.load_patient(row["slide_ids"])
+            keep = _subset(bag.features.shape[0], self._cap(None), self._generator(case))
+            patch_index = torch.arange(bag.features.shape[0]) if keep is None else keep
+            item.wsi = bag.features[patch_index]
+            item.slide_index = bag.slide_index[patch_index]
+            item.coords = bag.coords[patch_index] if bag.coords is not None else None
+            item.patch_index = patch_index
+        if src.scales is not None:
+            item.scales = {}
+            for j, (name, store) in enumerate(src.scales.items()):
+                feats = store.load_patient(row["slide_ids"]).features
+                keep = _subset(feats.shape[0], self._cap(name), self._generator(case, salt=j + 1))
+                item.scales[name] = feats if keep is None else feats[keep]
+        if src.genomics is not None:
+            item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]
+        if src.clinical is not None:
+            item.clinical = torch.from_numpy(src.clinical[case])
+        return item

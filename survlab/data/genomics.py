@@ -1,0 +1,213 @@
+"""Gene-expression groups: expression table + signatures table -> per-patient list of per-group vectors.
+
+Expression: `<root>/expression.csv`, first column case_id, one column per gene symbol. Signatures: one column per
+group (cells = gene symbols, shorter columns padded with empty cells). Matching is by EXACT symbol; rows are joined
+by case_id, never by position. The scaler is fitted on the fold's TRAINING patients only and stored as plain arrays.
+
+Example:
+    >>> expr = read_expression("expression.csv")                           # doctest: +SKIP
+    >>> groups = match_groups(expr.columns, read_signatures("signatures_mcat6.csv"))  # doctest: +SKIP
+    >>> scaler = GeneScaler("standard").fit(expr.loc[train_ids].to_numpy())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from survlab.data.cohort import _first_ids
+
+log = logging.getLogger(__name__)
+
+
+def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame:
+    """-> DataFrame indexed by case_id (str), float columns = gene symbols. Rejects duplicate case rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"expression table not found: {path}; expected a CSV with first column case_id and one column per gene "
+            f"(see README 'Real data layout')"
+        )
+    df = pd.read_csv(path, dtype={case_col: str})
+    if case_col not in df.columns:
+        raise ValueError(f"{path}: no '{case_col}' column (first columns: {list(df.columns[:5])}); add it")
+    dup = df.loc[df[case_col].duplicated(), case_col].unique()
+    if len(dup):
+        raise ValueError(
+            f"{path}: duplicate case row(s) {_first_ids(dup)}; keep one expression profile per patient"
+        )
+    df = df.set_index(df[case_col].astype(str).str.strip()).drop(columns=[case_col])
+    df.columns = [str(c).strip() for c in df.columns]
+    non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if non_numeric:
+        raise ValueError(f"{path}: non-numeric gene column(s) {_first_ids(non_numeric)}; drop or fix them")
+    return df.astype(np.float32)
+
+
+def read_signatures(path: str | Path) -> dict[str, list[str]]:
+    """-> {group name: [gene symbols]} in column order (empty cells dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"signatures table not found: {path}; expected one column per gene group (e.g. signatures_mcat6.csv)"
+        )
+    df = pd.read_csv(path, dtype=str)
+    return {str(g): [s.strip() for s in df[g].dropna() if s.strip()] for g in df.columns}
+
+
+@dataclass(frozen=True)
+class GeneGroups:
+    """Matched groups: names, genes (exactly matched symbols) and per-group (kept, total)."""
+
+    names: tuple[str, ...]
+    genes: tuple[tuple[str, ...], ...]
+    totals: tuple[int, ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(g) for g in self.genes)
+
+    def report(self) -> dict[str, dict[str, int]]:
+        return {n: {"kept": len(g), "total": t} for n, g, t in zip(self.names, self.genes, self.totals)}
+
+
+def match_groups(
+    columns: Sequence[str], signatures: dict[str, list[str]] | None, source: str = "signatures"
+) -> GeneGroups:
+    """Exact-symbol match of every group against the expression columns; logs kept/total per group.
+
+    Without signatures, one group 'all' of every column. A group with zero matches -> ValueError naming it.
+    """
+    cols = list(columns)
+    if not signatures:
+        groups = GeneGroups(("all",), (tuple(cols),), (len(cols),))
+        log.info("genomics: one group 'all' with %d genes", len(cols))
+        return groups
+    available = set(cols)
+    names, genes, totals = [], [], []
+    for name, symbols in signatures.items():
+        uniq = list(dict.fromkeys(symbols))
+        kept = tuple(s for s in uniq if s in available)
+        if not kept:
+            raise ValueError(
+                f"{source}: gene group '{name}' has no gene in the expression table (e.g. {_first_ids(uniq, 4)}); "
+                f"check the gene symbols (exact match, no prefixes) or remove the group"
+            )
+        names.append(name)
+        genes.append(kept)
+        totals.append(len(uniq))
+    groups = GeneGroups(tuple(names), tuple(genes), tuple(totals))
+    if len(names) <= 10:
+        for n, g, t in zip(names, genes, totals):
+            log.info("genomics group %s: kept %d/%d genes", n, len(g), t)
+    else:
+        kept, tot = sum(groups.sizes), sum(totals)
+        log.info("genomics: %d groups, kept %d/%d genes (min group %d)", len(names), kept, tot, min(groups.sizes))
+    return groups
+
+
+class GeneScaler:
+    """Per-gene scaling fitted on training patients only.
+
+    method: "standard" (z-score; optional log1p first) or "minmax" (to [-1, 1] per gene, as GGMF's reference).
+    Parameters are numpy arrays (`shift`, `scale`): x' = (f(x) - shift) / scale. Missing values (NaN) become 0
+    after scaling (the training mean for `standard`). Saved as .npz or .json — never pickle.
+    """
+
+    def __init__(self, method: str = "standard", log1p: bool = False) -> None:
+        if method not in ("standard", "minmax", "none"):
+            raise ValueError(f"genomics.scaling must be standard, minmax or none, got {method!r}")
+        self.method, self.log1p = method, log1p
+        self.shift: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+
+    def _pre(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.log1p(np.clip(x, 0, None)) if self.log1p else x
+
+    def fit(self, x: np.ndarray) -> GeneScaler:
+        """x [N_train, G] -> self."""
+        x = self._pre(x)
+        if self.method == "standard":
+            shift, scale = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+        elif self.method == "minmax":
+            lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+            shift, scale = (hi + lo) / 2, (hi - lo) / 2
+        else:
+            shift, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        shift = np.nan_to_num(shift)
+        scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+        self.shift, self.scale = shift.astype(np.float64), scale.astype(np.float64)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """x [N, G] -> float32 [N, G]."""
+        if self.shift is None:
+            raise RuntimeError("GeneScaler.transform called before fit")
+        return np.nan_to_num((self._pre(x) - self.shift) / self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "log1p": self.log1p,
+                "shift": self.shift.tolist(), "scale": self.scale.tolist()}  # type: ignore[union-attr]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneScaler:
+        s = cls(d["method"], bool(d["log1p"]))
+        s.shift, s.scale = np.asarray(d["shift"], float), np.asarray(d["scale"], float)
+        return s
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix == ".npz":
+            np.savez(path, shift=self.shift, scale=self.scale, method=self.method, log1p=self.log1p)
+        else:
+            path.write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> GeneScaler:
+        path = Path(path)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                d = {"method": str(z["method"]), "log1p": bool(z["log1p"]), "shift": z["shift"], "scale": z["scale"]}
+            return cls.from_dict(d)
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def check_coverage(
+    expr: pd.DataFrame, case_ids: Sequence[str], path: str | Path, allow_missing: bool = False
+) -> list[str]:
+    """Return cohort case_ids absent from the expression table (error unless allow_missing)."""
+    missing = [c for c in case_ids if c not in expr.index]
+    if missing and not allow_missing:
+        raise ValueError(
+            f"{path}: expression table lacks {len(missing)} cohort patient(s) ({_first_ids(missing)}); add their "
+            f"profiles or set allow_missing=true to drop them"
+        )
+    if missing:
+        log.warning("genomics: dropping %d patient(s) without expression: %s", len(missing), _first_ids(missing))
+    return missing
+
+
+def genomic_tensors(
+    expr: pd.DataFrame, groups: GeneGroups, scaler: GeneScaler, case_ids: Sequence[str]
+) -> dict[str, list[np.ndarray]]:
+    """Scale the union of group genes and cut per group -> {case_id: [g_i float32 arrays]} (joined by case_id)."""
+    genes = list(dict.fromkeys(g for grp in groups.genes for g in grp))
+    pos = {g: i for i, g in enumerate(genes)}
+    values = scaler.transform(expr.loc[list(case_ids), genes].to_numpy())
+    cut = [np.array([pos[g] for g in grp]) for grp in groups.genes]
+    return {c: [values[r, idx] for idx in cut] for r, c in enumerate(case_ids)}
+
+
+def fit_genomics(
+    expr: pd.DataFrame, groups: GeneGroups, train_ids: Sequence[str], method: str, log1p: bool
+) -> GeneScaler:
+    """Fit the scaler on the union of group genes of TRAINING patients only."""
+    genes = list(dict.fromkeys(g for grp in groups.genes for g in grp))
+    return GeneScaler(method, log1p).fit(expr.loc[list(train_ids), genes].to_numpy())

@@ -1,0 +1,263 @@
+"""Patient-level outer k-fold + inner validation splits, written ONCE to disk and reused by every model.
+
+`<split_dir>/splits_<k>.csv` has columns case_id, split (train | val | test); `<split_dir>/meta.json` records the
+settings, the cohort's case-set hash and the sha256 of every split file. Outer folds are stratified by
+event x time-quantile (optionally x site); the inner validation part (val_fraction of the training part of a fold)
+is stratified by event. Slides are never split: rows are patients.
+
+Example:
+    >>> split = ensure_splits(cohort_frame, "splits/os", folds=5, seed=0).fold(0)   # doctest: +SKIP
+    >>> split.train, split.val, split.test, split.hash                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from survlab.data.cohort import _first_ids
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def case_set_hash(case_ids: Sequence[str]) -> str:
+    """Order-independent hash of a set of case ids."""
+    return _sha256("\n".join(sorted(map(str, case_ids))).encode())
+
+
+def _strata(time: np.ndarray, event: np.ndarray, site: np.ndarray | None, n_time_strata: int) -> np.ndarray:
+    """Stratum label per patient: event x time-quantile (quantiles within each event group) [x site]."""
+    labels = np.empty(len(time), dtype=object)
+    for ev in (False, True):
+        sel = event == ev
+        if not sel.any():
+            continue
+        q = min(n_time_strata, max(1, sel.sum() // 4))  # avoid strata smaller than a few patients
+        ranks = pd.Series(time[sel]).rank(method="first").to_numpy()
+        tq = np.minimum(((ranks - 1) * q // sel.sum()).astype(int), q - 1)
+        labels[sel] = [f"e{int(ev)}_t{t}" for t in tq]
+    if site is not None:
+        labels = np.array([f"{lab}_s{s}" for lab, s in zip(labels, site)], dtype=object)
+    return labels
+
+
+def _round_robin(strata: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Assign 0..k-1 to items so each stratum is spread evenly: shuffle within strata, deal cards in turn."""
+    order: list[int] = []
+    for s in sorted(set(strata.tolist())):
+        idx = np.flatnonzero(strata == s)
+        order.extend(rng.permutation(idx).tolist())
+    out = np.empty(len(strata), dtype=int)
+    start = int(rng.integers(k))
+    for pos, i in enumerate(order):
+        out[i] = (start + pos) % k
+    return out
+
+
+def make_splits(
+    case_ids: Sequence[str],
+    time: np.ndarray,
+    event: np.ndarray,
+    folds: int = 5,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    site: np.ndarray | None = None,
+    n_time_strata: int = 4,
+) -> list[pd.DataFrame]:
+    """Pure function: -> one DataFrame (case_id, split) per outer fold, rows in `case_ids` order."""
+    case_ids = np.asarray(list(map(str, case_ids)), dtype=object)
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    if folds < 2:
+        raise ValueError(f"splits.folds must be >= 2, got {folds}")
+    if len(case_ids) < 2 * folds:
+        raise ValueError(f"cohort has {len(case_ids)} patients, too few for {folds} folds; use fewer folds")
+    rng = np.random.default_rng(seed)
+    outer = _round_robin(_strata(time, event, site, n_time_strata), folds, rng)
+    out = []
+    for k in range(folds):
+        split = np.where(outer == k, "test", "train").astype(object)
+        train = np.flatnonzero(outer != k)
+        for ev in (False, True):  # inner validation: stratified by event
+            idx = rng.permutation(train[event[train] == ev])
+            n_val = int(round(val_fraction * len(idx)))
+            if val_fraction > 0 and len(idx) >= 2:
+                n_val = max(1, n_val)
+            split[idx[:n_val]] = "val"
+        out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
+    return out
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """One outer fold: patient ids per part, the split file and its hash."""
+
+    fold: int
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    path: Path
+    hash: str
+
+    def part(self, name: str) -> list[str]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def without(self, case_ids: Sequence[str]) -> FoldSplit:
+        """Drop patients (e.g. missing a required modality) from every part; the hash is unchanged."""
+        gone = set(case_ids)
+        keep = lambda ids: [c for c in ids if c not in gone]  # noqa: E731
+        return FoldSplit(self.fold, keep(self.train), keep(self.val), keep(self.test), self.path, self.hash)
+
+
+class SplitSet:
+    """The split dir: settings + per-fold files. Create with `ensure_splits`."""
+
+    def __init__(self, split_dir: Path, meta: dict[str, Any]) -> None:
+        self.dir, self.meta = split_dir, meta
+
+    @property
+    def folds(self) -> int:
+        return int(self.meta["folds"])
+
+    def fold(
+        self, k: int, case_ids: Sequence[str] | None = None, event_of: dict[str, bool] | None = None
+    ) -> FoldSplit:
+        """Load + validate fold k against the cohort (`case_ids`, `event_of`: case_id -> event)."""
+        if not 0 <= k < self.folds:
+            raise ValueError(f"fold={k} out of range: {self.dir} has {self.folds} folds (0..{self.folds - 1})")
+        path = self.dir / f"splits_{k}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"split file {path} missing; delete {self.dir} to regenerate the splits")
+        data = path.read_bytes()
+        expected = self.meta.get("files", {}).get(path.name)
+        if expected and expected != _sha256(data):
+            raise ValueError(
+                f"{path} was modified after {self.dir / 'meta.json'} was written (sha256 mismatch); "
+                f"restore it or delete {self.dir} to regenerate the splits"
+            )
+        df = pd.read_csv(path, dtype={"case_id": str})
+        validate_split_frame(df, path, k, case_ids, event_of)
+        meta_bytes = json.dumps(self.meta, sort_keys=True).encode()
+        parts = {s: df.loc[df["split"] == s, "case_id"].tolist() for s in SPLIT_NAMES}
+        return FoldSplit(k, parts["train"], parts["val"], parts["test"], path, _sha256(data + meta_bytes))
+
+
+def validate_split_frame(
+    df: pd.DataFrame,
+    path: Path,
+    fold: int,
+    case_ids: Sequence[str] | None = None,
+    event_of: dict[str, bool] | None = None,
+) -> None:
+    """Raise ValueError (one line) on: bad columns/values, a patient in two splits, unknown or missing case ids,
+    or a val/test part without events."""
+    if list(df.columns[:2]) != ["case_id", "split"]:
+        raise ValueError(f"{path}: expected columns case_id, split; found {list(df.columns)}")
+    bad = df.loc[~df["split"].isin(SPLIT_NAMES), "split"].unique()
+    if len(bad):
+        raise ValueError(f"{path}: unknown split value(s) {list(bad)}; allowed: {list(SPLIT_NAMES)}")
+    dup = df.loc[df["case_id"].duplicated(), "case_id"].unique()
+    if len(dup):
+        raise ValueError(
+            f"{path}: patient(s) {_first_ids(dup)} appear in two splits (or twice); each case_id must have exactly "
+            f"one row; delete the split dir to regenerate"
+        )
+    if case_ids is not None:
+        known = set(case_ids)
+        unknown = [c for c in df["case_id"] if c not in known]
+        if unknown:
+            raise ValueError(
+                f"{path}: {len(unknown)} unknown case_id(s) not in the cohort: {_first_ids(unknown)}; the split dir "
+                f"belongs to another cohort — delete it or choose another splits.dir"
+            )
+        listed = set(df["case_id"])
+        missing = [c for c in case_ids if c not in listed]
+        if missing:
+            raise ValueError(
+                f"{path}: {len(missing)} cohort patient(s) missing from the split file: {_first_ids(missing)}; "
+                f"delete the split dir or choose another splits.dir"
+            )
+    if event_of is not None:
+        for part in ("val", "test"):
+            ids = df.loc[df["split"] == part, "case_id"]
+            if len(ids) and not any(event_of.get(c, False) for c in ids):
+                raise ValueError(
+                    f"{path}: fold {fold} {part} part ({len(ids)} patients) has NO events; metrics are undefined — "
+                    f"use fewer folds, another splits.seed or a larger val_fraction"
+                )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def ensure_splits(
+    cohort: pd.DataFrame,
+    split_dir: str | Path,
+    folds: int = 5,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    stratify_site: str | None = None,
+) -> SplitSet:
+    """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
+
+    Reuse requires the same case set and settings; otherwise the error tells the user to delete the dir or
+    choose another. Writes are atomic and deterministic, so concurrent jobs writing the same dir agree.
+    """
+    split_dir = Path(split_dir)
+    case_ids = cohort["case_id"].astype(str).tolist()
+    settings = {
+        "folds": int(folds),
+        "val_fraction": float(val_fraction),
+        "seed": int(seed),
+        "stratify": ["event", "time_quantile"] + ([stratify_site] if stratify_site else []),
+        "n_patients": len(case_ids),
+        "case_set_sha256": case_set_hash(case_ids),
+    }
+    meta_path = split_dir / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("case_set_sha256") != settings["case_set_sha256"]:
+            raise ValueError(
+                f"{split_dir} holds splits for a different set of patients ({meta.get('n_patients')} vs "
+                f"{len(case_ids)} in this cohort); delete {split_dir} or choose another splits.dir"
+            )
+        changed = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
+        if changed:
+            raise ValueError(
+                f"{split_dir} was written with other settings {changed} (stored, requested); delete it or choose "
+                f"another splits.dir"
+            )
+        log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
+        return SplitSet(split_dir, meta)
+    if stratify_site and stratify_site not in cohort.columns:
+        raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
+    site = cohort[stratify_site].astype(str).to_numpy() if stratify_site else None
+    frames = make_splits(
+        case_ids, cohort["time"].to_numpy(), cohort["event"].to_numpy(), folds, val_fraction, seed, site
+    )
+    split_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for k, df in enumerate(frames):
+        data = df.to_csv(index=False).encode()
+        _atomic_write(split_dir / f"splits_{k}.csv", data)
+        files[f"splits_{k}.csv"] = _sha256(data)
+    meta = {**settings, "files": files}
+    _atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    log.info("wrote %d split files to %s", folds, split_dir)
+    return SplitSet(split_dir, meta)
