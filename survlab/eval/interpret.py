@@ -1,0 +1,91 @@
+"""Interpretation exports: per test patient, the top gene groups (pathways) and the top patches by attention.
+
+Writes `<out>/top_pathways.csv` (case_id, rank, pathway, importance) when the network reports
+`attention["pathway"]` [B, P], and `<out>/top_patches.csv` (case_id, scale, rank, slide, patch_index, x, y, attention)
+from `attention["patch"]` [B, N] (or per-scale maps named like the batch's scales).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from survlab.data.batch import Batch
+
+log = logging.getLogger(__name__)
+
+
+def _top_pathways(batch: Batch, importance: torch.Tensor, names: tuple[str, ...] | None, k: int) -> list[dict]:
+    rows = []
+    k = min(k, importance.shape[1])
+    values, idx = importance.topk(k, dim=1)
+    for b, case in enumerate(batch.case_ids):
+        for r in range(k):
+            j = int(idx[b, r])
+            rows.append({"case_id": case, "rank": r + 1, "pathway": names[j] if names else str(j),
+                         "importance": float(values[b, r])})
+    return rows
+
+
+def _top_patches(batch: Batch, attn: torch.Tensor, mask: torch.Tensor | None, scale: str, k: int,
+                 slide_names: Any) -> list[dict]:
+    rows = []
+    if mask is not None:
+        attn = attn.masked_fill(~mask, float("-inf"))
+    for b, case in enumerate(batch.case_ids):
+        n_real = int(mask[b].sum()) if mask is not None else attn.shape[1]
+        values, idx = attn[b].topk(min(k, n_real))
+        slides = slide_names(case) if slide_names is not None else None
+        for r, (v, j) in enumerate(zip(values.tolist(), idx.tolist(), strict=True)):
+            row = {"case_id": case, "scale": scale, "rank": r + 1, "attention": v, "position": j}
+            if scale == "wsi":
+                if batch.patch_index is not None:
+                    row["patch_index"] = int(batch.patch_index[b, j])
+                if batch.slide_index is not None:
+                    s = int(batch.slide_index[b, j])
+                    row["slide"] = slides[s] if slides is not None and 0 <= s < len(slides) else s
+                if batch.coords is not None:
+                    row["x"], row["y"] = (float(c) for c in batch.coords[b, j])
+            rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int = 10) -> dict[str, Path]:
+    """Run `net` in eval mode over the test split and write the top-k pathway / patch tables; returns written paths."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    names = getattr(datamodule.dims, "genomic_names", None)
+    slide_names = getattr(datamodule, "slide_ids_of", None)
+    pathways: list[dict] = []
+    patches: list[dict] = []
+    for batch in datamodule.test_dataloader():
+        batch = batch.to(device)
+        attention = net(batch).attention
+        if "pathway" in attention:
+            pathways += _top_pathways(batch, attention["pathway"].float().cpu(), names, top_k)
+        if "patch" in attention and batch.wsi is not None:
+            patches += _top_patches(batch.to("cpu"), attention["patch"].float().cpu(), batch.wsi_mask.cpu(), "wsi", top_k, slide_names)
+        for scale in (batch.scales or {}):
+            if scale in attention:
+                patches += _top_patches(batch.to("cpu"), attention[scale].float().cpu(), batch.scale_masks[scale].cpu(),
+                                        scale, top_k, None)
+    net.train(was_training)
+    written: dict[str, Path] = {}
+    if pathways or patches:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if pathways:
+        written["pathways"] = out_dir / "top_pathways.csv"
+        pd.DataFrame(pathways).to_csv(written["pathways"], index=False)
+    if patches:
+        written["patches"] = out_dir / "top_patches.csv"
+        pd.DataFrame(patches).to_csv(written["patches"], index=False)
+    if written:
+        log.info("attention exports: %s", ", ".join(str(p) for p in written.values()))
+    return written

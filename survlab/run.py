@@ -1,0 +1,106 @@
+"""Entry point: one (model, cohort, fold) job — fit, select on the inner validation split, test once, write outputs.
+
+    python -m survlab.run                                   # default model on the embedded synthetic cohort
+    python -m survlab.run model=abmil data=tcga_luad fold=2
+    python -m survlab.run -m model=ggmf,mcat data=synthetic fold=0,1,2,3,4
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from survlab.tasks.survival import SurvivalTask
+from survlab.utils import jobs
+from survlab.utils.outputs import write_json
+from survlab.utils.report import write_run_outputs
+from survlab.utils.setup import build_callbacks, build_loggers, finish_loggers, resolve_ckpt_path
+
+log = logging.getLogger("survlab.run")
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Fit on the fold's training patients, select a checkpoint, test on the fold's test patients once."""
+    started = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    net_cls = hydra.utils.get_class(cfg.model.net._target_)
+    datamodule = hydra.utils.instantiate(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    net = hydra.utils.instantiate(cfg.model.net, dims=datamodule.dims)
+    task_cfg = OmegaConf.to_container(cfg.model.task, resolve=True)
+    task_cfg.pop("_target_", None)
+    task = SurvivalTask(net=net, max_epochs=cfg.trainer.max_epochs, seed=cfg.seed, **task_cfg)
+    task.set_reference(datamodule.bin_edges, *datamodule.train_survival())
+
+    loggers = build_loggers(cfg, out_dir)
+    try:
+        callbacks = build_callbacks(cfg)
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir))
+        ckpt = _selected_checkpoint(cfg, trainer)
+        log.info("selection=%s → testing checkpoint %s on fold %s (test patients, used once)", cfg.selection, ckpt, cfg.fold)
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        if trainer.global_rank != 0:
+            return {}
+        metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        for logger in loggers:
+            logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        return metrics
+    finally:
+        finish_loggers(loggers)
+
+
+def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
+    """`best_val`: the checkpoint with the best inner-validation metric; `last`: the final weights."""
+    ckpt_cb = trainer.checkpoint_callback
+    if cfg.selection == "best_val":
+        if ckpt_cb is None or not ckpt_cb.best_model_path:
+            raise RuntimeError("selection=best_val but no best checkpoint was written; is callbacks.model_checkpoint set?")
+        return ckpt_cb.best_model_path
+    if cfg.selection == "last":
+        return ckpt_cb.last_model_path if ckpt_cb is not None and ckpt_cb.last_model_path else None
+    raise ValueError(f"selection must be 'best_val' or 'last', got {cfg.selection!r}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry: skips completed jobs, records failures so a sweep goes on, returns the optimised metric."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if multirun:
+        from survlab.utils.ddp import check_multirun_strategy
+
+        check_multirun_strategy(cfg)
+    if cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
+        log.info("skipping completed job %s (DONE marker present; set skip_completed=false to re-run)", out_dir)
+        return jobs.read_job_metric(out_dir, cfg.optimized_metric)
+    jobs.clear_markers(out_dir)
+    try:
+        metrics = train(cfg, out_dir)
+    except Exception as exc:
+        jobs.mark_failed(out_dir, exc)
+        if not multirun:
+            raise
+        log.exception("job failed (recorded in %s/FAILED); the sweep continues", out_dir)
+        return math.nan
+    if metrics:
+        write_json(out_dir / "metrics.json", metrics)
+        jobs.mark_done(out_dir)
+    value = metrics.get(cfg.optimized_metric, math.nan) if metrics else math.nan
+    return float(value) if value is not None else math.nan
+
+
+if __name__ == "__main__":
+    main()
