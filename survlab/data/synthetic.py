@@ -102,11 +102,15 @@ class SyntheticSpec:
         if not 0.0 < self.target_event_rate < 1.0:
             raise ValueError(f"target_event_rate must be in (0, 1), got {self.target_event_rate}")
         if self.signal_scale not in SCALE_DOWNSAMPLE:
-            raise ValueError(f"signal_scale must be one of {sorted(SCALE_DOWNSAMPLE)}, got {self.signal_scale!r}")
+            raise ValueError(
+                f"signal_scale must be one of {sorted(SCALE_DOWNSAMPLE)}, got {self.signal_scale!r}"
+            )
         if not 1 <= self.n_signal_pathways <= self.n_pathways:
             raise ValueError("need 1 <= n_signal_pathways <= n_pathways")
         if self.n_genes < 10 or self.feature_dim < 3 or self.n_classes < 2:
-            raise ValueError("need n_genes >= 10, feature_dim >= 3 (u, u2, marker directions), n_classes >= 2")
+            raise ValueError(
+                "need n_genes >= 10, feature_dim >= 3 (u, u2, marker directions), n_classes >= 2"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-normalised dict (tuples become lists) — what oracle.json stores and the cache compares."""
@@ -203,12 +207,16 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
     missing_cols = ["age"] + (["noise_num_0"] if spec.n_clinical_noise > 0 else [])
     for col in missing_cols:
         df.loc[rng.choice(n, size=n_missing, replace=False), col] = np.nan
-    latents = pd.DataFrame({"true_risk": risk, "z_wsi": z_wsi, "z_gen": z_gen, "z_clin": z_clin, "z_class": z_class})
+    latents = pd.DataFrame(
+        {"true_risk": risk, "z_wsi": z_wsi, "z_gen": z_gen, "z_clin": z_clin, "z_class": z_class}
+    )
     return pd.concat([df, latents], axis=1)
 
 
 # --------------------------------------------------------------------------------------------- genomics
-def _gene_groups(spec: SyntheticSpec) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]], list[str]]:
+def _gene_groups(
+    spec: SyntheticSpec,
+) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]], list[str]]:
     """-> (gene names, pathways, MCAT6 families, signal genes). Some listed genes are absent from the table."""
     rng = _rng(spec, _STREAM_GENES)
     genes = [f"GENE{g + 1:04d}" for g in range(spec.n_genes)]
@@ -222,7 +230,8 @@ def _gene_groups(spec: SyntheticSpec) -> tuple[list[str], dict[str, list[str]], 
     signal = sorted({g for p in list(pathways.values())[: spec.n_signal_pathways] for g in p})
     noise = [g for g in genes if g not in set(signal)] or genes
     mcat = {fam: draw(signal if fam in MCAT6_SIGNAL_FAMILIES else noise, 3, 25) for fam in MCAT6_FAMILIES}
-    for p, name in enumerate(pathways):  # every third pathway lists 1-2 genes missing from the expression table
+    # every third pathway lists 1-2 genes missing from the expression table
+    for p, name in enumerate(pathways):
         if p % 3 == 0:
             pathways[name] += [next(absent) for _ in range(1 + p % 2)]
     for fam in MCAT6_FAMILIES[::2]:
@@ -289,14 +298,22 @@ def _bag(
     return x
 
 
-def _scale_signals(spec: SyntheticSpec, z_wsi: float, sign: float, dirs: _Directions) -> dict[str, np.ndarray | None]:
+def _scale_signals(
+    spec: SyntheticSpec, z_wsi: float, sign: float, dirs: _Directions
+) -> dict[str, np.ndarray | None]:
     """Vector planted on signal patches at each scale (None = pure noise at that scale)."""
     s = spec.wsi_signal_strength
     if not spec.multiscale:
         return {"x20": np.float32(z_wsi * s) * dirs.u}
     if spec.cross_scale_interaction:
-        return {"x5": np.float32(sign * s) * dirs.u, "x10": None, "x20": np.float32(sign * z_wsi * s) * dirs.u2}
-    return {sc: (np.float32(z_wsi * s) * dirs.u if sc == spec.signal_scale else None) for sc in SCALE_DOWNSAMPLE}
+        return {
+            "x5": np.float32(sign * s) * dirs.u,
+            "x10": None,
+            "x20": np.float32(sign * z_wsi * s) * dirs.u2,
+        }
+    return {
+        sc: (np.float32(z_wsi * s) * dirs.u if sc == spec.signal_scale else None) for sc in SCALE_DOWNSAMPLE
+    }
 
 
 def _write_bag(base: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray) -> None:
@@ -380,7 +397,9 @@ def atomic_cohort(root: str | Path, key: dict[str, Any], marker: str, write: Cal
 def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
     patients = _patients(spec)
     slides = _write_slides(tmp, spec, patients, encoder)
-    clinical_cols = [c for c in patients.columns if c not in ("true_risk", "z_wsi", "z_gen", "z_clin", "z_class")]
+    clinical_cols = [
+        c for c in patients.columns if c not in ("true_risk", "z_wsi", "z_gen", "z_clin", "z_class")
+    ]
     clinical = slides.merge(patients[clinical_cols], on="case_id", how="left", validate="many_to_one")
     clinical = clinical[["case_id", "slide_id"] + [c for c in clinical_cols if c != "case_id"]]
     clinical.to_csv(tmp / "clinical.csv", index=False)
@@ -397,7 +416,9 @@ def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
     patients[truth_cols].to_csv(tmp / "truth.csv", index=False)
     event = patients.censorship.to_numpy() == 0
     oracle = {
-        "oracle_cindex": harrell_cindex(patients.true_risk.to_numpy(), patients.survival_months.to_numpy(), event),
+        "oracle_cindex": harrell_cindex(
+            patients.true_risk.to_numpy(), patients.survival_months.to_numpy(), event
+        ),
         "event_rate": float(event.mean()),
         "n_patients": spec.n_patients,
         "n_slides": len(slides),
