@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny synthetic cohorts (session-scoped, per xdist worker) and a data-module factory.
+
+- `tiny_cohort`: Path of a 40-patient synthetic cohort (feature_dim 8, 60 genes, 8 pathways, 6..20 patches/slide).
+- `tiny_multiscale_cohort`: Path of a 24-patient multi-scale cohort (x5/x10/x20 bags).
+- `make_datamodule(**overrides)`: a set-up `CohortDataModule` on `tiny_cohort` (WSI + MCAT genomics + clinical +
+  labels, 3 folds, split dir under the test's tmp_path); pass `setup=False` to get it un-set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+TINY_SPEC: dict[str, Any] = dict(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20),
+                                 seed=0)
+TINY_MULTISCALE_SPEC: dict[str, Any] = dict(n_patients=24, feature_dim=8, n_genes=60, n_pathways=8,
+                                            patches_per_slide=(16, 40), multiscale=True, seed=1)
+
+
+def _generate(base: Path, spec: dict[str, Any]) -> Path:
+    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+
+    return generate_cohort(base / "cohort", SyntheticSpec(**spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny single-scale synthetic cohort in the CONTRACTS layout (read-only: copy it before editing)."""
+    return _generate(tmp_path_factory.mktemp("tiny"), TINY_SPEC)
+
+
+@pytest.fixture(scope="session")
+def tiny_multiscale_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny multi-scale (x5/x10/x20) synthetic cohort (read-only: copy it before editing)."""
+    return _generate(tmp_path_factory.mktemp("tiny_ms"), TINY_MULTISCALE_SPEC)
+
+
+def datamodule_kwargs(root: Path, split_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """Default CohortDataModule arguments for a tiny synthetic cohort, with overrides."""
+    kwargs: dict[str, Any] = dict(
+        name="tiny",
+        root=str(root),
+        wsi={"encoder": "synthetic", "feature_dim": 8},
+        genomics={"signatures": "signatures_mcat6.csv", "scaling": "standard"},
+        clinical={"columns": ["age", "sex", "site"], "categorical": ["sex", "site"]},
+        label_cols=["label", "grade"],
+        splits={"dir": str(split_dir), "folds": 3, "val_fraction": 0.2, "seed": 0},
+        batch_size=4,
+        max_patches=8,
+        seed=0,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture
+def make_datamodule(tiny_cohort: Path, tmp_path: Path) -> Callable[..., Any]:
+    """Factory: make_datamodule(root=..., setup=True, **CohortDataModule overrides) -> CohortDataModule."""
+    from survlab.data.datamodule import CohortDataModule
+
+    def make(setup: bool = True, **overrides: Any) -> CohortDataModule:
+        root = Path(overrides.pop("root", tiny_cohort))
+        dm = CohortDataModule(**datamodule_kwargs(root, tmp_path / "splits", **overrides))
+        if setup:
+            dm.prepare_data()
+            dm.setup("fit")
+        return dm
+
+    return make

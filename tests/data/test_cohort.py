@@ -1,0 +1,62 @@
+"""Cohort table (slide rows -> patient rows, endpoints) and TimeBins (train-only quantile edges)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from survlab.data.cohort import Cohort, Endpoint, TimeBins
+
+
+def _csv(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "clinical.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_slide_rows_collapse_to_patients(tmp_path: Path) -> None:
+    path = _csv(tmp_path, [
+        dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0, label="x"),
+        dict(case_id="A", slide_id="A-2", survival_months=10.0, censorship=0, label="x"),
+        dict(case_id="B", slide_id="B-1", survival_months=5.0, censorship=1, label="y"),
+    ])
+    cohort = Cohort.from_csv(path, keep_cols=["label"])
+    assert cohort.case_ids == ["A", "B"]
+    assert cohort.table["slide_ids"].tolist() == [["A-1", "A-2"], ["B-1"]]
+    assert cohort.table["event"].tolist() == [True, False]
+    assert cohort.slide_to_case == {"A-1": "A", "A-2": "A", "B-1": "B"}
+    assert cohort.table["label"].tolist() == ["x", "y"]
+
+
+def test_table_only_cohort_and_event_col_and_endpoint(tmp_path: Path) -> None:
+    path = _csv(tmp_path, [
+        dict(case_id="A", t=3.0, dead=1, dfs_months=2.0, dfs_censorship=1),
+        dict(case_id="B", t=4.0, dead=0, dfs_months=1.0, dfs_censorship=0),
+    ])
+    os_ = Cohort.from_csv(path, endpoint=Endpoint.resolve("os", time_col="t", event_col="dead"))
+    assert os_.table["event"].tolist() == [True, False]
+    assert os_.table["slide_ids"].tolist() == [[], []]
+    dfs = Cohort.from_csv(path, endpoint=Endpoint.resolve("dfs"))
+    assert dfs.table["time"].tolist() == [2.0, 1.0]
+    assert dfs.table["event"].tolist() == [False, True]
+
+
+def test_real_synthetic_cohort_loads(tiny_cohort: Path) -> None:
+    cohort = Cohort.from_csv(tiny_cohort / "clinical.csv", keep_cols=["label", "age"])
+    assert len(cohort) == 40 and cohort.table["case_id"].is_unique
+    assert all(len(s) >= 1 for s in cohort.table["slide_ids"])
+
+
+def test_time_bins_quantiles_of_event_times_with_open_outer_edges(tmp_path: Path) -> None:
+    times = np.array([1.0, 2.0, 3.0, 4.0, 100.0, 200.0])
+    events = np.array([1, 1, 1, 1, 0, 0], bool)
+    bins = TimeBins.fit(times, events, n_bins=2)
+    assert bins.edges.tolist() == [0.0, 2.5, np.inf]  # censored 100/200 do not move the quantiles
+    assert bins.transform(np.array([0.1, 2.5, 3.0, 1e6])).tolist() == [0, 1, 1, 1]
+    path = tmp_path / "bins.json"
+    bins.save(path)
+    assert json.loads(path.read_text())["edges"][-1] == "inf"  # plain JSON, no pickle
+    assert np.array_equal(TimeBins.load(path).edges, bins.edges)
