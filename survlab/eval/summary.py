@@ -1,0 +1,478 @@
+"""Sweep summary: one table (model × cohort × metric) from the job dirs of a Hydra multirun.
+
+A sweep dir holds one output dir per job (``<model>/<cohort>/fold<k>`` by default). Each job dir has, when it
+finished, ``metrics.json`` + ``predictions.csv`` + a ``DONE`` marker; when it raised, a ``FAILED`` marker; and when
+it was started but neither (killed, still running) it is *incomplete*. :func:`summarize_sweep` scans all of them and
+builds:
+
+- ``summary.csv`` — one row per model × cohort: ``n_folds`` (completed jobs), ``n_failed``, ``n_incomplete``, for
+  every numeric metric ``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1, over completed folds; NaN values,
+  e.g. an undefined IBS, are left out and counted in ``<metric>_n``), ``pooled_cindex`` (Harrell C of the
+  concatenated out-of-fold predictions) and the paired comparison against the reference model.
+- ``paired.csv`` — the per-fold differences behind the comparison (model − reference, paired by fold and seed).
+- ``summary.md`` — the same as Markdown, plus the failed and incomplete jobs (model, cohort, fold, first error line).
+- ``comparison.png`` — the chosen metric by model, grouped by cohort: mean ± std bars with per-fold points.
+
+Paired comparison (per cohort, each model vs the reference, on ``metric``, default ``test/cindex``): per-fold
+differences d_k = model_k − reference_k over the folds both completed; mean difference; a two-sided paired t-test
+p-value (``scipy.stats.ttest_rel``, needs n ≥ 2) and, only when n ≥ 5, a two-sided Wilcoxon signed-rank p-value
+(``scipy.stats.wilcoxon``; below 5 pairs it cannot reach p < 0.05 and is reported as NaN). Folds share patients'
+training data, so both tests are optimistic (the usual caveat of k-fold comparisons); read them as a screen.
+
+Example:
+    >>> from survlab.eval.summary import summarize_sweep          # doctest: +SKIP
+    >>> s = summarize_sweep("logs/multiruns/2026-01-01_12-00-00", reference="abmil")  # doctest: +SKIP
+    >>> s.table[["model", "cohort", "n_folds", "test/cindex_mean", "pooled_cindex"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from survlab.utils.jobs import DONE, FAILED, METRICS, first_error_line, job_status
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SweepSummary", "collect_jobs", "summarize_sweep", "pooled_cindex", "paired_comparison"]
+
+#: metrics shown first (in this order) when present; any other numeric key of metrics.json follows
+PREFERRED_METRICS = (
+    "test/cindex",
+    "test/cindex_uno",
+    "test/auc_td",
+    "test/ibs",
+    "val/best",
+    "oracle_cindex",
+    "n_test",
+    "wall_s",
+)
+#: keys of metrics.json that identify a job rather than measure it
+ID_KEYS = {"model", "cohort", "fold", "seed", "status"}
+SUMMARY_FILES = ("summary.csv", "summary.md", "paired.csv", "comparison.png")
+_FOLD_RE = re.compile(r"^fold[_-]?(\d+)")
+
+
+@dataclass
+class SweepSummary:
+    """What :func:`summarize_sweep` built (DataFrames) and where it wrote it."""
+
+    sweep_dir: Path
+    jobs: pd.DataFrame  # one row per job dir: model, cohort, fold, seed, status, error, dir, metrics...
+    table: pd.DataFrame  # one row per model × cohort
+    paired: pd.DataFrame  # per-fold differences vs the reference
+    reference: str | None
+    metric: str
+    metrics: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.jobs[self.jobs["status"] == "failed"]
+
+    @property
+    def incomplete(self) -> pd.DataFrame:
+        return self.jobs[self.jobs["status"] == "incomplete"]
+
+
+# --------------------------------------------------------------------------------------------- scanning
+def _is_job_dir(d: Path) -> bool:
+    return (
+        (d / METRICS).is_file()
+        or (d / DONE).is_file()
+        or (d / FAILED).is_file()
+        or (d / ".hydra" / "config.yaml").is_file()
+    )
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, _files in os.walk(sweep_dir):
+        d = Path(root)
+        if d != sweep_dir and _is_job_dir(d):
+            found.append(d)
+            dirs[:] = []  # a job dir holds no other jobs (checkpoints/, wandb/, .hydra/ ...)
+            continue
+        dirs[:] = sorted(x for x in dirs if x not in {".hydra", "wandb", "checkpoints", ".submitit"})
+    return sorted(found)
+
+
+def _identity(d: Path, sweep_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """model / cohort / fold / seed of a job: metrics.json, else .hydra/config.yaml, else the dir names."""
+    ident: dict[str, Any] = {k: metrics.get(k) for k in ("model", "cohort", "fold", "seed")}
+    if any(v is None for v in ident.values()) and (d / ".hydra" / "config.yaml").is_file():
+        try:
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.load(d / ".hydra" / "config.yaml")
+            sel = OmegaConf.select
+            fallbacks = {
+                "model": sel(cfg, "model.name", default=None),
+                "cohort": sel(cfg, "data.name", default=None),
+                "fold": sel(cfg, "fold", default=None),
+                "seed": sel(cfg, "seed", default=None),
+            }
+            for k, v in fallbacks.items():
+                if ident[k] is None and v is not None and not isinstance(v, dict):
+                    ident[k] = v
+        except Exception as e:  # noqa: BLE001 - an unreadable config must not hide the job
+            log.debug("cannot read %s/.hydra/config.yaml: %s", d, e)
+    parts = d.relative_to(sweep_dir).parts
+    if ident["fold"] is None and parts:
+        m = _FOLD_RE.match(parts[-1])
+        if m:
+            ident["fold"] = int(m.group(1))
+    if ident["model"] is None and len(parts) >= 3:
+        ident["model"] = parts[-3]
+    if ident["cohort"] is None and len(parts) >= 2:
+        ident["cohort"] = parts[-2]
+    ident["model"] = str(ident["model"]) if ident["model"] is not None else "?"
+    ident["cohort"] = str(ident["cohort"]) if ident["cohort"] is not None else "?"
+    try:
+        ident["fold"] = int(ident["fold"]) if ident["fold"] is not None else -1
+    except (TypeError, ValueError):
+        ident["fold"] = -1
+    try:
+        ident["seed"] = int(ident["seed"]) if ident["seed"] is not None else -1
+    except (TypeError, ValueError):
+        ident["seed"] = -1
+    return ident
+
+
+def _read_metrics(d: Path) -> dict[str, Any]:
+    try:
+        out = json.loads((d / METRICS).read_text())
+        return out if isinstance(out, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per job dir under ``sweep_dir``: identity, ``status`` (done | failed | incomplete), ``error``
+    (first line of FAILED), ``dir`` and every numeric value of metrics.json (completed jobs only)."""
+    sweep = Path(sweep_dir)
+    rows = []
+    for d in _job_dirs(sweep):
+        status = job_status(d)
+        metrics = _read_metrics(d)
+        row: dict[str, Any] = _identity(d, sweep, metrics)
+        row.update(status=status, error=first_error_line(d) if status == "failed" else "", dir=str(d))
+        if status == "done":
+            for k, v in metrics.items():
+                if k in ID_KEYS or isinstance(v, bool):
+                    continue
+                if v is None:
+                    row[k] = math.nan
+                elif isinstance(v, (int, float)):
+                    row[k] = float(v)
+        rows.append(row)
+    cols = ["model", "cohort", "fold", "seed", "status", "error", "dir"]
+    jobs = pd.DataFrame(rows, columns=None if rows else cols)
+    if rows:
+        jobs = jobs.sort_values(["cohort", "model", "fold", "seed"], kind="stable").reset_index(drop=True)
+    return jobs
+
+
+def _metric_columns(jobs: pd.DataFrame) -> list[str]:
+    fixed = {"model", "cohort", "fold", "seed", "status", "error", "dir"}
+    others = [c for c in jobs.columns if c not in fixed]
+    first = [m for m in PREFERRED_METRICS if m in others]
+    return first + sorted(c for c in others if c not in first)
+
+
+# --------------------------------------------------------------------------------------------- statistics
+def _harrell(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    try:
+        from survlab.eval.metrics import harrell_cindex
+    except ImportError:  # metrics module not importable (partial install): an exact O(n^2) fallback
+        return _harrell_fallback(risk, time, event)
+    return float(harrell_cindex(risk, time, event))
+
+
+def _harrell_fallback(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's C: pairs (i, j) with event_i and time_i < time_j (or equal times with j censored);
+    risk ties count 1/2."""
+    risk, time, event = (np.asarray(a, dtype=float) for a in (risk, time, event))
+    ev = event.astype(bool)
+    later = (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~ev[None, :])
+    comparable = ev[:, None] & later
+    if not comparable.any():
+        return math.nan
+    conc = (risk[:, None] > risk[None, :]) + 0.5 * (risk[:, None] == risk[None, :])
+    return float(conc[comparable].sum() / comparable.sum())
+
+
+def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
+    """Harrell C-index of the concatenated ``predictions.csv`` of ``job_dirs`` (their test folds) and the
+    number of patients pooled. A patient appearing in several folds' predictions is an error in the split
+    protocol; it is logged and every row is kept."""
+    frames = []
+    for d in job_dirs:
+        p = Path(d) / "predictions.csv"
+        if p.is_file():
+            try:
+                frames.append(pd.read_csv(p, usecols=lambda c: c in {"case_id", "fold", "risk", "time", "event"}))
+            except (OSError, ValueError) as e:
+                log.warning("cannot read %s: %s", p, e)
+    if not frames:
+        return math.nan, 0
+    df = pd.concat(frames, ignore_index=True)
+    if not {"risk", "time", "event"} <= set(df.columns):
+        return math.nan, 0
+    if "case_id" in df.columns and df["case_id"].duplicated().any():
+        dup = df.loc[df["case_id"].duplicated(), "case_id"].astype(str).unique()[:5]
+        log.warning("pooled C-index: %d patients in several test folds (e.g. %s)", len(dup), list(dup))
+    df = df.dropna(subset=["risk", "time", "event"])
+    if df.empty:
+        return math.nan, 0
+    return _harrell(df["risk"].to_numpy(float), df["time"].to_numpy(float), df["event"].to_numpy(float)), len(df)
+
+
+def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
+    """Mean/std of paired differences, paired t-test p (n ≥ 2) and Wilcoxon signed-rank p (n ≥ 5)."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    out = {"n_paired": n, "diff_mean": math.nan, "diff_std": math.nan, "p_ttest": math.nan, "p_wilcoxon": math.nan}
+    if n == 0:
+        return out
+    out["diff_mean"] = float(d.mean())
+    if n >= 2:
+        out["diff_std"] = float(d.std(ddof=1))
+        if np.allclose(d, d[0]):
+            out["p_ttest"] = 1.0 if d[0] == 0 else 0.0  # zero variance: t is 0 or infinite
+        else:
+            out["p_ttest"] = float(stats.ttest_1samp(d, 0.0).pvalue)  # == ttest_rel(model, reference)
+    if n >= 5:
+        out["p_wilcoxon"] = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d).pvalue)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- build
+def _group_table(jobs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    rows = []
+    if jobs.empty:
+        return pd.DataFrame(columns=["model", "cohort", "n_folds", "n_failed", "n_incomplete"])
+    for (cohort, model), g in jobs.groupby(["cohort", "model"], sort=True):
+        done = g[g["status"] == "done"]
+        row: dict[str, Any] = {
+            "model": model,
+            "cohort": cohort,
+            "n_folds": int(len(done)),
+            "n_failed": int((g["status"] == "failed").sum()),
+            "n_incomplete": int((g["status"] == "incomplete").sum()),
+            "folds": ",".join(str(f) for f in sorted(done["fold"].unique())),
+        }
+        for m in metrics:
+            vals = done[m].to_numpy(float) if m in done else np.array([])
+            vals = vals[np.isfinite(vals)]
+            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) >= 2 else math.nan
+            row[f"{m}_n"] = int(len(vals))
+        # pooled out-of-fold C-index: one pool per seed (a patient appears once per seed), averaged over seeds
+        pooled, n_pooled = [], 0
+        for _seed, gs in done.groupby("seed"):
+            c, n = pooled_cindex(list(gs["dir"]))
+            if np.isfinite(c):
+                pooled.append(c)
+                n_pooled += n
+        row["pooled_cindex"] = float(np.mean(pooled)) if pooled else math.nan
+        row["pooled_n"] = n_pooled
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired(jobs: pd.DataFrame, reference: str | None, metric: str) -> tuple[pd.DataFrame, dict[tuple, dict]]:
+    cols = ["cohort", "model", "reference", "fold", "seed", "value", "reference_value", "diff"]
+    if reference is None or jobs.empty or metric not in jobs.columns:
+        return pd.DataFrame(columns=cols), {}
+    done = jobs[jobs["status"] == "done"]
+    rows, stats_by_group = [], {}
+    for cohort, gc in done.groupby("cohort", sort=True):
+        ref = gc[gc["model"] == reference].set_index(["fold", "seed"])[metric]
+        ref = ref[~ref.index.duplicated()]
+        for model, gm in gc.groupby("model", sort=True):
+            if model == reference:
+                continue
+            mine = gm.set_index(["fold", "seed"])[metric]
+            mine = mine[~mine.index.duplicated()]
+            common = mine.index.intersection(ref.index).sort_values()
+            diffs = []
+            for key in common:
+                d = float(mine[key]) - float(ref[key])
+                diffs.append(d)
+                rows.append(dict(zip(cols, [cohort, model, reference, key[0], key[1], float(mine[key]),
+                                             float(ref[key]), d])))
+            stats_by_group[(model, cohort)] = paired_comparison(np.array(diffs))
+    return pd.DataFrame(rows, columns=cols), stats_by_group
+
+
+def summarize_sweep(
+    sweep_dir: str | os.PathLike,
+    reference: str | None = None,
+    metric: str = "test/cindex",
+    out_dir: str | os.PathLike | None = None,
+    write: bool = True,
+    plot: bool = True,
+) -> SweepSummary:
+    """Scan ``sweep_dir`` and build (and by default write into ``out_dir`` = ``sweep_dir``) the summary.
+
+    ``reference``: the model the others are compared with, per cohort, on ``metric``. ``None`` picks the first
+    model in alphabetical order (stated in summary.md); a name absent from the sweep raises ``ValueError``.
+    """
+    sweep = Path(sweep_dir)
+    if not sweep.is_dir():
+        raise FileNotFoundError(f"sweep dir {sweep} does not exist")
+    jobs = collect_jobs(sweep)
+    metrics = _metric_columns(jobs) if not jobs.empty else []
+    models = sorted(jobs["model"].unique()) if not jobs.empty else []
+    auto_ref = False
+    if reference is None and models:
+        reference, auto_ref = models[0], True
+    elif reference is not None and reference not in models:
+        raise ValueError(f"reference model {reference!r} is not in the sweep (models: {models})")
+    table = _group_table(jobs, metrics)
+    paired, stats_by_group = _paired(jobs, reference, metric)
+    for k in ("n_paired", "diff_mean", "diff_std", "p_ttest", "p_wilcoxon"):
+        table[f"vs_ref_{k}"] = [
+            stats_by_group.get((r.model, r.cohort), {}).get(k, math.nan) for r in table.itertuples()
+        ]
+    table.insert(2, "reference", reference if reference is not None else "")
+    summary = SweepSummary(sweep, jobs, table, paired, reference, metric, metrics)
+    if write:
+        out = Path(out_dir) if out_dir is not None else sweep
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "summary.csv", index=False)
+        paired.to_csv(out / "paired.csv", index=False)
+        (out / "summary.md").write_text(to_markdown(summary, auto_reference=auto_ref))
+        summary.files = {"summary.csv": out / "summary.csv", "paired.csv": out / "paired.csv",
+                         "summary.md": out / "summary.md"}
+        if plot and not jobs.empty:
+            try:
+                summary.files["comparison.png"] = plot_comparison(summary, out / "comparison.png")
+            except Exception as e:  # noqa: BLE001 - a plotting problem must not lose the tables
+                log.warning("comparison plot failed: %s", e)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------- rendering
+def _fmt(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-3 else "<0.001"
+
+
+def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
+    """summary.md: main table, paired comparison, per-fold differences, failed and incomplete jobs."""
+    lines = [f"# Sweep summary: `{s.sweep_dir}`", ""]
+    jobs = s.jobs
+    n = {k: int((jobs["status"] == k).sum()) if not jobs.empty else 0 for k in ("done", "failed", "incomplete")}
+    lines += [f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.", ""]
+    if s.table.empty:
+        return "\n".join(lines + ["No jobs found.", ""])
+    shown = [m for m in s.metrics if m not in {"n_test", "wall_s"}]
+    header = ["model", "cohort", "folds"] + [f"{m} (mean ± std)" for m in shown] + ["pooled C-index"]
+    lines += ["## Metrics over folds", "",
+              "Mean ± sample std (ddof=1) over completed folds; pooled C-index = Harrell C of the concatenated "
+              "out-of-fold predictions.", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in s.table.to_dict("records"):
+        cells = [f"`{r['model']}`", r["cohort"], f"{r['n_folds']}"
+                 + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")]
+        for m in shown:
+            mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)
+            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if np.isfinite(std) else ""))
+        cells.append(_fmt(r["pooled_cindex"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if s.reference is not None:
+        how = " (chosen automatically: first model alphabetically; set it with `--reference`)" if auto_reference else ""
+        lines += [f"## Paired comparison vs `{s.reference}` on `{s.metric}`{how}", "",
+                  "Per-fold differences (model − reference) over folds both completed; p-values two-sided: paired "
+                  "t-test (n ≥ 2), Wilcoxon signed-rank (n ≥ 5 only). Folds share training patients, so both "
+                  "are optimistic.", "",
+                  "| cohort | model | n | mean diff | std diff | p (t-test) | p (Wilcoxon) | per-fold diffs |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in s.table.to_dict("records"):
+            if r["model"] == s.reference:
+                continue
+            per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
+            diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"]))
+            lines.append(
+                f"| {r['cohort']} | `{r['model']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
+                f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_ttest'])} "
+                f"| {_fmt_p(r['vs_ref_p_wilcoxon'])} | {diffs or '–'} |"
+            )
+        lines.append("")
+    bad = jobs[jobs["status"] != "done"]
+    if not bad.empty:
+        lines += ["## Failed and incomplete jobs", "", "| status | model | cohort | fold | error | dir |",
+                  "|---|---|---|---|---|---|"]
+        for r in bad.to_dict("records"):
+            err = (r.get("error") or "").replace("|", "\\|")[:200]
+            rel = os.path.relpath(r["dir"], s.sweep_dir)
+            lines.append(f"| {r['status']} | `{r['model']}` | {r['cohort']} | {r['fold']} | {err} | `{rel}` |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
+    """``metric`` by model, grouped by cohort: bars = mean, whiskers = std, dots = folds, ✕ = pooled C."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    done = s.jobs[s.jobs["status"] == "done"]
+    cohorts = sorted(s.jobs["cohort"].unique())
+    models = sorted(s.jobs["model"].unique())
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * len(models) * len(cohorts)), 3.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    rng = np.random.default_rng(0)
+    for j, model in enumerate(models):
+        color = colors[j % len(colors)]
+        for i, cohort in enumerate(cohorts):
+            x = i - 0.4 + width * (j + 0.5)
+            vals = done[(done["model"] == model) & (done["cohort"] == cohort)]
+            vals = vals[s.metric].to_numpy(float) if s.metric in vals else np.array([])
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                ax.bar(x, vals.mean(), width * 0.9, color=color, alpha=0.55,
+                       yerr=vals.std(ddof=1) if len(vals) > 1 else None, capsize=2,
+                       label=model if i == 0 else None)
+                ax.scatter(x + rng.uniform(-width * 0.2, width * 0.2, len(vals)), vals, s=10, color="k", zorder=3)
+            row = s.table[(s.table["model"] == model) & (s.table["cohort"] == cohort)]
+            if s.metric == "test/cindex" and len(row) and np.isfinite(row["pooled_cindex"].iloc[0]):
+                ax.scatter([x], [row["pooled_cindex"].iloc[0]], marker="x", color="crimson", s=25, zorder=4)
+    if "oracle_cindex" in done and s.metric == "test/cindex":
+        for i, cohort in enumerate(cohorts):
+            o = done.loc[done["cohort"] == cohort, "oracle_cindex"].to_numpy(float)
+            o = o[np.isfinite(o)]
+            if len(o):
+                ax.hlines(o.mean(), i - 0.45, i + 0.45, colors="grey", linestyles="--", linewidth=1)
+    ax.axhline(0.5, color="lightgrey", linewidth=0.8, zorder=0)
+    ax.set_xticks(range(len(cohorts)), cohorts)
+    ax.set_ylabel(s.metric)
+    ax.set_title(f"{s.metric} by model (dots: folds, ✕: pooled, dashed: oracle)", fontsize=9)
+    ax.legend(fontsize=7, ncols=min(len(models), 4), loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

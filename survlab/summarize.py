@@ -1,0 +1,38 @@
+"""Rebuild a sweep's summary at any time (also after a partial or resumed sweep).
+
+    python -m survlab.summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot]
+
+Writes ``summary.csv``, ``summary.md``, ``paired.csv`` and ``comparison.png`` into the sweep dir (or ``--out``)
+and prints summary.md. Exit status 0 even when jobs failed (they are listed); 2 when the dir has no jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from survlab.eval.summary import summarize_sweep
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m survlab.summarize", description=__doc__.splitlines()[0])
+    p.add_argument("sweep_dir", help="a Hydra multirun dir (the one holding multirun.yaml)")
+    p.add_argument("--reference", default=None, help="model the others are compared with (default: first alphabetically)")
+    p.add_argument("--metric", default="test/cindex", help="metric of the paired comparison and the plot")
+    p.add_argument("--out", default=None, help="write the files here instead of the sweep dir")
+    p.add_argument("--no-plot", action="store_true", help="skip comparison.png")
+    a = p.parse_args(argv)
+    try:
+        s = summarize_sweep(a.sweep_dir, reference=a.reference, metric=a.metric, out_dir=a.out, plot=not a.no_plot)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(s.files["summary.md"].read_text())
+    if s.jobs.empty:
+        print(f"error: no job dirs (metrics.json / DONE / FAILED / .hydra) under {a.sweep_dir}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

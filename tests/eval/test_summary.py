@@ -1,0 +1,161 @@
+"""Sweep summary on fake job dirs (no training): numbers equal the per-job files, failures are listed."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from survlab.eval.summary import collect_jobs, paired_comparison, summarize_sweep
+from survlab.utils.jobs import (
+    job_is_complete,
+    job_status,
+    mark_done,
+    mark_failed,
+    read_job_metric,
+)
+
+N_PER_FOLD = 25
+
+
+def _fake_job(root: Path, model: str, cohort: str, fold: int, cindex: float, seed: int = 0, rng=None,
+              status: str = "done") -> Path:
+    d = root / model / cohort / f"fold{fold}"
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "config.yaml").write_text(f"model:\n  name: {model}\ndata:\n  name: {cohort}\nfold: {fold}\nseed: {seed}\n")
+    if status == "failed":
+        try:
+            raise RuntimeError(f"boom in {model}\nsecond line")
+        except RuntimeError as e:
+            mark_failed(d, e)
+        return d
+    if status == "incomplete":
+        return d
+    rng = rng or np.random.default_rng(fold)
+    case = [f"{cohort}-{fold}-{i:03d}" for i in range(N_PER_FOLD)]
+    time = rng.uniform(1, 100, N_PER_FOLD)  # no ties: tie conventions differ between libraries
+    event = rng.integers(0, 2, N_PER_FOLD)
+    risk = -time * (1 if model == "good" else 0) + rng.normal(0, 30, N_PER_FOLD)
+    pd.DataFrame({"case_id": case, "fold": fold, "risk": risk, "time": time, "event": event}).to_csv(
+        d / "predictions.csv", index=False)
+    metrics = {"model": model, "cohort": cohort, "fold": fold, "seed": seed, "status": "ok",
+               "test/cindex": cindex, "test/cindex_uno": cindex - 0.01, "test/auc_td": cindex + 0.02,
+               "test/ibs": float("nan") if fold == 0 else 0.2, "val/best": cindex + 0.05,
+               "oracle_cindex": 0.8, "n_test": N_PER_FOLD, "wall_s": 1.5}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    mark_done(d)
+    return d
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    vals = {"base": [0.60, 0.62, 0.58, 0.61, 0.59], "good": [0.70, 0.69, 0.73, 0.68, 0.72]}
+    for model, cs in vals.items():
+        for fold, c in enumerate(cs):
+            _fake_job(root, model, "synth_a", fold, c)
+    _fake_job(root, "base", "synth_b", 0, 0.55)
+    _fake_job(root, "good", "synth_b", 0, 0.65)
+    _fake_job(root, "good", "synth_b", 1, 0.0, status="failed")
+    _fake_job(root, "base", "synth_b", 1, 0.0, status="incomplete")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def test_job_markers(tmp_path: Path) -> None:
+    d = tmp_path / "job"
+    assert not job_is_complete(d) and job_status(d) == "incomplete"
+    mark_done(d)
+    assert not job_is_complete(d), "DONE without metrics.json is not complete"
+    (d / "metrics.json").write_text(json.dumps({"test/cindex": 0.7, "oracle_cindex": None}))
+    assert job_is_complete(d) and read_job_metric(d, "test/cindex") == 0.7
+    assert math.isnan(read_job_metric(d, "oracle_cindex")) and math.isnan(read_job_metric(d, "missing"))
+    try:
+        raise ValueError("bad input")
+    except ValueError as e:
+        mark_failed(d, e)
+    assert job_status(d) == "failed" and not (d / "DONE").exists()
+    assert (d / "FAILED").read_text().startswith("ValueError: bad input")
+    assert "Traceback" in (d / "FAILED").read_text()
+    mark_done(d)
+    assert job_status(d) == "done" and not (d / "FAILED").exists()
+
+
+def test_summary_numbers_equal_job_files(sweep: Path) -> None:
+    s = summarize_sweep(sweep, reference="base")
+    for name in ("summary.csv", "summary.md", "paired.csv", "comparison.png"):
+        assert (sweep / name).is_file(), name
+    table = pd.read_csv(sweep / "summary.csv")
+    assert set(zip(table.model, table.cohort)) == {("base", "synth_a"), ("good", "synth_a"),
+                                                   ("base", "synth_b"), ("good", "synth_b")}
+    for r in table.itertuples():
+        dirs = sorted((sweep / r.model / r.cohort).glob("fold*"))
+        done = [d for d in dirs if job_is_complete(d)]
+        assert r.n_folds == len(done)
+        for key in ("test/cindex", "test/cindex_uno", "val/best", "test/ibs"):
+            vals = np.array([json.loads((d / "metrics.json").read_text())[key] for d in done], float)
+            vals = vals[np.isfinite(vals)]
+            row = table[(table.model == r.model) & (table.cohort == r.cohort)].iloc[0]
+            assert row[f"{key}_mean"] == pytest.approx(vals.mean() if len(vals) else np.nan, nan_ok=True)
+            if len(vals) >= 2:
+                assert row[f"{key}_std"] == pytest.approx(vals.std(ddof=1))
+        # pooled C-index equals an independent implementation on the concatenated predictions
+        from lifelines.utils import concordance_index
+
+        pred = pd.concat([pd.read_csv(d / "predictions.csv") for d in done])
+        row = table[(table.model == r.model) & (table.cohort == r.cohort)].iloc[0]
+        assert row["pooled_cindex"] == pytest.approx(concordance_index(pred.time, -pred.risk, pred.event), abs=1e-9)
+        assert row["pooled_n"] == len(pred)
+    # failed and incomplete are counted and listed, not hidden
+    b = table[(table.model == "good") & (table.cohort == "synth_b")].iloc[0]
+    assert (b.n_folds, b.n_failed, b.n_incomplete) == (1, 1, 0)
+    md = (sweep / "summary.md").read_text()
+    assert "| failed | `good` | synth_b | 1 | RuntimeError: boom in good |" in md
+    assert "| incomplete | `base` | synth_b | 1 |" in md
+    assert len(s.failed) == 1 and len(s.incomplete) == 1
+
+
+def test_paired_comparison(sweep: Path) -> None:
+    s = summarize_sweep(sweep, reference="base", plot=False)
+    row = s.table[(s.table.model == "good") & (s.table.cohort == "synth_a")].iloc[0]
+    good = np.array([0.70, 0.69, 0.73, 0.68, 0.72])
+    base = np.array([0.60, 0.62, 0.58, 0.61, 0.59])
+    assert row["vs_ref_n_paired"] == 5
+    assert row["vs_ref_diff_mean"] == pytest.approx((good - base).mean())
+    assert row["vs_ref_p_ttest"] == pytest.approx(stats.ttest_rel(good, base).pvalue)
+    assert row["vs_ref_p_wilcoxon"] == pytest.approx(stats.wilcoxon(good - base).pvalue)
+    per_fold = s.paired[(s.paired.model == "good") & (s.paired.cohort == "synth_a")]
+    np.testing.assert_allclose(per_fold["diff"], good - base)
+    # synth_b: only fold 0 is paired (good fold1 failed) -> no p-values
+    b = s.table[(s.table.model == "good") & (s.table.cohort == "synth_b")].iloc[0]
+    assert b["vs_ref_n_paired"] == 1 and np.isnan(b["vs_ref_p_ttest"]) and np.isnan(b["vs_ref_p_wilcoxon"])
+    # Wilcoxon only from n >= 5
+    assert np.isnan(paired_comparison(np.array([0.1, 0.2, 0.05, 0.3]))["p_wilcoxon"])
+    with pytest.raises(ValueError, match="not in the sweep"):
+        summarize_sweep(sweep, reference="nope", write=False)
+
+
+def test_collect_identity_from_hydra_config(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    d = _fake_job(root, "abmil", "c1", 3, 0.0, status="failed")
+    jobs = collect_jobs(root)
+    assert jobs[["model", "cohort", "fold", "status"]].values.tolist() == [["abmil", "c1", 3, "failed"]]
+    assert jobs.error[0].startswith("RuntimeError") and Path(jobs.dir[0]) == d
+
+
+def test_cli(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "survlab.summarize", str(sweep), "--reference", "good",
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Paired comparison vs `good`" in r.stdout and (out / "summary.csv").is_file()
+    r = subprocess.run([sys.executable, "-m", "survlab.summarize", str(tmp_path / "missing")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "does not exist" in r.stderr
