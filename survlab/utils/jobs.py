@@ -36,6 +36,7 @@ __all__ = [
     "METRICS",
     "job_is_complete",
     "job_status",
+    "clear_markers",
     "mark_done",
     "mark_failed",
     "read_job_metric",
@@ -68,6 +69,13 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def clear_markers(out_dir: str | os.PathLike) -> None:
+    """Remove ``DONE``/``FAILED`` before a (re-)run starts, so a job killed mid-way reads as incomplete."""
+    out = Path(out_dir)
+    for name in (DONE, FAILED):
+        (out / name).unlink(missing_ok=True)
 
 
 def mark_done(out_dir: str | os.PathLike) -> None:
