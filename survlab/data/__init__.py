@@ -1,0 +1,1 @@
+"""Cohort tables, modality readers, splits, datasets, collate, the LightningDataModule, synthetic cohorts."""

@@ -1,0 +1,130 @@
+"""Per-patient dataset items and the padded `Batch` every network consumes.
+
+Data flow: `Dataset.__getitem__` → `PatientItem` (one patient, unpadded) → `collate` → `Batch`.
+WSI bags are padded to the longest bag in the batch with a boolean mask (True = real patch); each scale of a
+multi-scale cohort is padded separately with its own mask. Genomic groups stay a list of [B, g_i] tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class PatientItem:
+    """One patient. Tensors are unbatched: wsi [N, D], slide_index [N], coords [N, 2], genomics[i] [g_i]."""
+
+    case_id: str
+    index: int  # row of the patient in the cohort table (used to de-duplicate DDP-gathered predictions)
+    time: float = float("nan")
+    event: bool = False
+    time_bin: int = -1
+    wsi: Tensor | None = None
+    slide_index: Tensor | None = None
+    coords: Tensor | None = None
+    patch_index: Tensor | None = None  # row of each kept patch in the patient's concatenated bag
+    scales: dict[str, Tensor] | None = None  # multi-scale bags: scale name -> [N_s, D]
+    genomics: list[Tensor] | None = None
+    clinical: Tensor | None = None
+    labels: dict[str, int] = field(default_factory=dict)  # classification targets (-1 = missing)
+    extra: dict[str, Tensor] = field(default_factory=dict)  # task-specific tensors (e.g. CT stacks, PET)
+
+
+@dataclass
+class Batch:
+    """A padded batch of B patients. Optional fields are None when the cohort lacks the modality.
+
+    Shapes: wsi [B, N, D] (float), wsi_mask [B, N] (bool, True = real), slide_index [B, N] (long, -1 on padding),
+    coords [B, N, 2], patch_index [B, N] (long, -1 on padding); scales[s] [B, N_s, D_s] with scale_masks[s] [B, N_s];
+    genomics: list of [B, g_i]; clinical [B, C]; time [B] (float), event [B] (bool), time_bin [B] (long),
+    labels[name] [B] (long, -1 = missing); index [B] (long).
+    """
+
+    case_ids: list[str]
+    index: Tensor
+    time: Tensor
+    event: Tensor
+    time_bin: Tensor
+    wsi: Tensor | None = None
+    wsi_mask: Tensor | None = None
+    slide_index: Tensor | None = None
+    coords: Tensor | None = None
+    patch_index: Tensor | None = None
+    scales: dict[str, Tensor] | None = None
+    scale_masks: dict[str, Tensor] | None = None
+    genomics: list[Tensor] | None = None
+    clinical: Tensor | None = None
+    labels: dict[str, Tensor] = field(default_factory=dict)
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    @property
+    def censorship(self) -> Tensor:
+        """MCAT convention: 1 = censored (no event), as float [B]."""
+        return (~self.event).float()
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Move every tensor (also inside lists/dicts) to `device`; Lightning calls this for device transfer."""
+
+        def move(value: Any) -> Any:
+            if isinstance(value, Tensor):
+                return value.to(device, non_blocking=non_blocking)
+            if isinstance(value, list):
+                return [move(v) for v in value]
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            return value
+
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+
+def pad_bags(bags: list[Tensor], pad_value: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Pad a list of [N_i, ...] tensors to [B, max N, ...]; returns (padded, mask [B, max N] with True = real)."""
+    if any(b.shape[0] == 0 for b in bags):
+        raise ValueError("pad_bags got an empty bag; readers must reject empty bags before batching")
+    n_max = max(b.shape[0] for b in bags)
+    out = bags[0].new_full((len(bags), n_max, *bags[0].shape[1:]), pad_value)
+    mask = torch.zeros(len(bags), n_max, dtype=torch.bool)
+    for i, b in enumerate(bags):
+        out[i, : b.shape[0]] = b
+        mask[i, : b.shape[0]] = True
+    return out, mask
+
+
+def collate(items: list[PatientItem]) -> Batch:
+    """Stack `PatientItem`s into a `Batch`, padding bags (and every scale) with masks."""
+    first = items[0]
+    batch = Batch(
+        case_ids=[it.case_id for it in items],
+        index=torch.tensor([it.index for it in items], dtype=torch.long),
+        time=torch.tensor([it.time for it in items], dtype=torch.float32),
+        event=torch.tensor([bool(it.event) for it in items], dtype=torch.bool),
+        time_bin=torch.tensor([it.time_bin for it in items], dtype=torch.long),
+    )
+    if first.wsi is not None:
+        batch.wsi, batch.wsi_mask = pad_bags([it.wsi for it in items])
+        if first.slide_index is not None:
+            batch.slide_index, _ = pad_bags([it.slide_index for it in items], pad_value=-1)
+        if first.coords is not None:
+            batch.coords, _ = pad_bags([it.coords for it in items])
+        if first.patch_index is not None:
+            batch.patch_index, _ = pad_bags([it.patch_index for it in items], pad_value=-1)
+    if first.scales is not None:
+        batch.scales, batch.scale_masks = {}, {}
+        for name in first.scales:
+            batch.scales[name], batch.scale_masks[name] = pad_bags([it.scales[name] for it in items])
+    if first.genomics is not None:
+        batch.genomics = [torch.stack([it.genomics[g] for it in items]) for g in range(len(first.genomics))]
+    if first.clinical is not None:
+        batch.clinical = torch.stack([it.clinical for it in items])
+    for name in first.labels:
+        batch.labels[name] = torch.tensor([it.labels[name] for it in items], dtype=torch.long)
+    for name in first.extra:
+        batch.extra[name] = torch.stack([it.extra[name] for it in items])
+    return batch
