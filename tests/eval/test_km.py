@@ -1,0 +1,97 @@
+"""Kaplan–Meier and log-rank against lifelines; risk groups; the KM plot."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import logrank_test as ll_logrank
+from lifelines.statistics import multivariate_logrank_test
+
+from survlab.eval.km import kaplan_meier, logrank_test, plot_km_by_risk, risk_groups
+
+
+def _data(seed: int, n: int = 90) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 3, n)
+    time = rng.integers(1, 20, n).astype(float) + 3 * groups  # tied times, group effect
+    event = rng.random(n) < 0.65
+    return time, event, groups
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kaplan_meier_matches_lifelines(seed: int) -> None:
+    time, event, _ = _data(seed)
+    times, surv = kaplan_meier(torch.tensor(time), torch.tensor(event))
+    np.testing.assert_array_equal(times, np.unique(time[event]))
+    expected = KaplanMeierFitter().fit(time, event).survival_function_at_times(times).to_numpy()
+    np.testing.assert_allclose(surv, expected, atol=1e-10)
+
+
+def test_kaplan_meier_small_example() -> None:
+    times, surv = kaplan_meier([1, 2, 2, 3], [1, 1, 0, 1])
+    np.testing.assert_allclose(times, [1, 2, 3])
+    np.testing.assert_allclose(surv, [0.75, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logrank_two_groups_matches_lifelines(seed: int) -> None:
+    time, event, groups = _data(seed)
+    two = (groups > 0).astype(int)
+    chi2, p = logrank_test(time, event, two)
+    ref = ll_logrank(time[two == 0], time[two == 1], event[two == 0], event[two == 1])
+    assert chi2 == pytest.approx(ref.test_statistic, rel=1e-8)
+    assert p == pytest.approx(ref.p_value, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logrank_three_groups_matches_lifelines(seed: int) -> None:
+    time, event, groups = _data(seed)
+    chi2, p = logrank_test(time, event, groups)
+    ref = multivariate_logrank_test(time, groups, event)
+    assert chi2 == pytest.approx(ref.test_statistic, rel=1e-8)
+    assert p == pytest.approx(ref.p_value, rel=1e-6)
+
+
+def test_logrank_undefined_is_nan(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert np.isnan(logrank_test([1.0, 2.0, 3.0], [False, False, False], [0, 1, 1])[1])
+        assert np.isnan(logrank_test([1.0, 2.0, 3.0], [True, True, False], [0, 0, 0])[0])
+    assert "log-rank test undefined" in caplog.text
+
+
+def test_risk_groups() -> None:
+    np.testing.assert_array_equal(risk_groups([0.1, 2.0, 0.5, 3.0], "median"), [0, 1, 0, 1])
+    groups = risk_groups(np.arange(9.0), "tertiles")
+    np.testing.assert_array_equal(np.bincount(groups), [3, 3, 3])
+    assert groups[0] == 0 and groups[-1] == 2
+    with pytest.raises(ValueError, match="median"):
+        risk_groups([1.0, 2.0], "quartiles")  # type: ignore[arg-type]
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("method", ["median", "tertiles"])
+def test_plot_km_by_risk_writes_png(tmp_path: Path, method: str) -> None:
+    time, event, groups = _data(0)
+    risk = -time + np.random.default_rng(0).normal(size=len(time))
+    out = plot_km_by_risk(risk, time, event, tmp_path / "sub" / "km.png", method=method, title="test")
+    assert _is_png(tmp_path / "sub" / "km.png")
+    k = 2 if method == "median" else 3
+    assert sum(out["n_per_group"]) == len(time) and len(out["n_per_group"]) == k
+    assert out["chi2"] == pytest.approx(logrank_test(time, event, risk_groups(risk, method))[0])
+    assert out["logrank_p"] < 0.05  # risk is strongly prognostic here
+
+
+def test_plot_km_degenerate_groups_do_not_crash(tmp_path: Path) -> None:
+    out = plot_km_by_risk([0.0, 1.0], [5.0, 6.0], [False, False], tmp_path / "km.png")  # one patient per group
+    assert np.isnan(out["logrank_p"]) and out["n_per_group"] == [1, 1]
+    assert _is_png(tmp_path / "km.png")
+    out = plot_km_by_risk([1.0, 1.0, 1.0], [5.0, 6.0, 7.0], [True, False, True], tmp_path / "km2.png")  # all tied
+    assert np.isnan(out["logrank_p"]) and out["n_per_group"] == [3, 0]
