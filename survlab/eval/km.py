@@ -12,7 +12,16 @@ from scipy import stats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArrayLike", "as_numpy", "risk_table", "kaplan_meier", "logrank_test", "risk_groups", "plot_km_by_risk", "step_at"]
+__all__ = [
+    "ArrayLike",
+    "as_numpy",
+    "risk_table",
+    "kaplan_meier",
+    "logrank_test",
+    "risk_groups",
+    "plot_km_by_risk",
+    "step_at",
+]
 
 #: what the eval functions accept: torch tensors (any device, grad or not), numpy arrays or sequences
 ArrayLike = torch.Tensor | np.ndarray | list | tuple
@@ -65,7 +74,9 @@ def logrank_test(time: ArrayLike, event: ArrayLike, groups: ArrayLike) -> tuple[
     g = np.asarray(groups.detach().cpu() if isinstance(groups, torch.Tensor) else groups)
     labels, gi = np.unique(g, return_inverse=True)
     if len(labels) < 2 or not e.any():
-        log.warning("log-rank test undefined: %d group(s), %d event(s); returning NaN", len(labels), int(e.sum()))
+        log.warning(
+            "log-rank test undefined: %d group(s), %d event(s); returning NaN", len(labels), int(e.sum())
+        )
         return float("nan"), float("nan")
     event_times = np.unique(t[e])
     at_risk = (t[None, :] >= event_times[:, None]).astype(float)  # [m, n]

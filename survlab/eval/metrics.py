@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torchsurv.metrics.auc import Auc
 from torchsurv.metrics.brier_score import BrierScore
 
@@ -62,7 +63,9 @@ def _censoring_survival(train_time: ArrayLike, train_event: ArrayLike) -> Callab
     return lambda x: step_at(uniq, g, x)
 
 
-def _concordance(risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+def _concordance(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray
+) -> tuple[float, float]:
     """Weighted concordance (numerator, denominator) over comparable pairs (i, j).
 
     (i, j) is comparable if δ_i = 1 and (T_i < T_j, or T_i == T_j with δ_j = 0); it adds w_i to the denominator
@@ -86,7 +89,9 @@ def _concordance(risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: 
 
 def _ratio_or_nan(num: float, den: float, name: str) -> float:
     if den <= 0:
-        log.warning("%s undefined: no comparable pairs (need an event before another patient's time); NaN", name)
+        log.warning(
+            "%s undefined: no comparable pairs (need an event before another patient's time); NaN", name
+        )
         return NAN
     return num / den
 
@@ -118,8 +123,11 @@ def uno_cindex(
     g = _censoring_survival(train_time, train_event)(t)
     used = e if tau is None else e & (t < tau)
     if np.any(used & (g <= 0)):
-        log.warning("Uno C-index undefined: censoring survival G(T)=0 at a test event time (beyond the training "
-                    "follow-up, max event time %.4g); use tau; NaN", float(t[used & (g <= 0)].max()))
+        log.warning(
+            "Uno C-index undefined: censoring survival G(T)=0 at a test event time (beyond the training "
+            "follow-up, max event time %.4g); use tau; NaN",
+            float(t[used & (g <= 0)].max()),
+        )
         return NAN
     weight = np.where(used, 1.0 / np.where(g > 0, g, 1.0) ** 2, 0.0)
     return _ratio_or_nan(*_concordance(r, t, e, weight), "Uno C-index")
@@ -132,12 +140,19 @@ def _check_eval_times(t: np.ndarray, eval_times: ArrayLike, g: np.ndarray, name:
         log.warning("%s undefined: no evaluation times; NaN", name)
         return None
     if times[0] < t.min() or times[-1] >= t.max():
-        log.warning("%s undefined: eval times [%.4g, %.4g] not inside the test follow-up [%.4g, %.4g); NaN",
-                    name, times[0], times[-1], t.min(), t.max())
+        log.warning(
+            "%s undefined: eval times [%.4g, %.4g] not inside the test follow-up [%.4g, %.4g); NaN",
+            name,
+            times[0],
+            times[-1],
+            t.min(),
+            t.max(),
+        )
         return None
     if np.any(g <= 0):
-        log.warning("%s undefined: censoring survival G(t)=0 at an eval time (past the training follow-up); NaN",
-                    name)
+        log.warning(
+            "%s undefined: censoring survival G(t)=0 at an eval time (past the training follow-up); NaN", name
+        )
         return None
     return times
 
@@ -169,18 +184,29 @@ def time_dependent_auc(
     valid = np.array([(e & (t <= s)).any() and (t > s).any() for s in times])
     auc = np.full(len(times), NAN)
     if not valid.all():
-        log.warning("time-dependent AUC undefined at times %s (no cases or no controls); NaN there", times[~valid])
+        log.warning(
+            "time-dependent AUC undefined at times %s (no cases or no controls); NaN there", times[~valid]
+        )
     if valid.any():
         weight = np.where(g_t > 0, 1.0 / np.where(g_t > 0, g_t, 1.0), 0.0)
         auc[valid] = _torchsurv_auc(r, t, e, weight, times[valid], 1.0 / g_fn(times[valid]))
     return auc, _km_weighted_mean(auc, t, e, times)
 
 
-def _torchsurv_auc(r: np.ndarray, t: np.ndarray, e: np.ndarray, w: np.ndarray, times: np.ndarray,
-                   w_times: np.ndarray) -> np.ndarray:
+def _torchsurv_auc(
+    r: np.ndarray, t: np.ndarray, e: np.ndarray, w: np.ndarray, times: np.ndarray, w_times: np.ndarray
+) -> np.ndarray:
     f64 = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    out = Auc()(f64(r), torch.as_tensor(e), f64(t), auc_type="cumulative", weight=f64(w),
-                new_time=f64(times), weight_new_time=f64(w_times), instate=False)
+    out = Auc()(
+        f64(r),
+        torch.as_tensor(e),
+        f64(t),
+        auc_type="cumulative",
+        weight=f64(w),
+        new_time=f64(times),
+        weight_new_time=f64(w_times),
+        instate=False,
+    )
     return out.numpy().reshape(-1)
 
 
@@ -227,12 +253,20 @@ def integrated_brier_score(
     weight = np.where(g_t > 0, 1.0 / np.where(g_t > 0, g_t, 1.0), 0.0)
     f64 = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     brier = BrierScore()
-    brier(f64(surv), torch.as_tensor(e), f64(t), new_time=f64(times), weight=f64(weight),
-          weight_new_time=f64(1.0 / g_fn(times)))
+    brier(
+        f64(surv),
+        torch.as_tensor(e),
+        f64(t),
+        new_time=f64(times),
+        weight=f64(weight),
+        weight_new_time=f64(1.0 / g_fn(times)),
+    )
     return float(brier.integral())
 
 
-def default_eval_times(time: ArrayLike, event: ArrayLike, train_time: ArrayLike, train_event: ArrayLike) -> np.ndarray:
+def default_eval_times(
+    time: ArrayLike, event: ArrayLike, train_time: ArrayLike, train_event: ArrayLike
+) -> np.ndarray:
     """Evaluation times for td-AUC / IBS: the 10%, ..., 80% quantiles (10 points) of the TEST event times, clipped
     strictly inside both follow-up ranges (max of the minima, min of the maxima), sorted and unique.
 
@@ -242,7 +276,9 @@ def default_eval_times(time: ArrayLike, event: ArrayLike, train_time: ArrayLike,
     tt, _ = _survival_arrays(train_time, train_event)
     lo, hi = max(t.min(), tt.min()), min(t.max(), tt.max())
     if not e.any() or not lo < hi:
-        log.warning("no evaluation times: %d test events, overlap of follow-up [%.4g, %.4g]", int(e.sum()), lo, hi)
+        log.warning(
+            "no evaluation times: %d test events, overlap of follow-up [%.4g, %.4g]", int(e.sum()), lo, hi
+        )
         return np.empty(0)
     q = np.quantile(t[e], np.linspace(0.1, 0.8, 10))
     return np.unique(np.clip(q, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf)))
@@ -292,8 +328,10 @@ def survival_at_times(hazard_logits: ArrayLike, bin_edges: ArrayLike, times: Arr
     logits = as_numpy(hazard_logits)
     edges = as_numpy(bin_edges).reshape(-1)
     if logits.ndim != 2 or len(edges) != logits.shape[1] + 1:
-        raise ValueError(f"need hazard_logits [n, K] and bin_edges [K+1]; got {logits.shape} and {edges.shape}")
-    surv = np.cumprod(1.0 - 1.0 / (1.0 + np.exp(-logits)), axis=1)
+        raise ValueError(
+            f"need hazard_logits [n, K] and bin_edges [K+1]; got {logits.shape} and {edges.shape}"
+        )
+    surv = np.cumprod(1.0 - expit(logits), axis=1)
     padded = np.concatenate([np.ones((len(logits), 1)), surv], axis=1)
     n_passed = np.searchsorted(edges[1:], as_numpy(times).reshape(-1), side="right")  # upper edges <= t
     return padded[:, n_passed]
@@ -311,8 +349,12 @@ def breslow_survival(
     event_times, inverse = np.unique(tt[te], return_inverse=True)
     deaths = np.bincount(inverse, minlength=len(event_times))
     order = np.argsort(tt)
-    suffix = np.concatenate([np.cumsum(np.exp(tr - shift)[order][::-1])[::-1], [0.0]])  # sum over sorted k..end
-    risk_sum = suffix[np.searchsorted(tt[order], event_times, side="left")]  # sum_{j: T_j >= s} exp(r_j - shift)
+    suffix = np.concatenate(
+        [np.cumsum(np.exp(tr - shift)[order][::-1])[::-1], [0.0]]
+    )  # sum over sorted k..end
+    risk_sum = suffix[
+        np.searchsorted(tt[order], event_times, side="left")
+    ]  # sum_{j: T_j >= s} exp(r_j - shift)
     cum_hazard = np.cumsum(deaths / risk_sum)
     h0 = step_at(event_times, cum_hazard, times, before=0.0)
     return np.exp(-np.exp(r - shift)[:, None] * h0[None, :])

@@ -52,7 +52,9 @@ def nll_discrete_survival(
     ev = event.reshape(-1).to(hazard_logits.dtype)
     hazards = torch.sigmoid(hazard_logits)
     surv = torch.cumprod(1.0 - hazards, dim=1)
-    surv_pad = torch.cat([torch.ones_like(surv[:, :1]), surv], dim=1)  # surv_pad[:, k + 1] = S_k, [:, 0] = S_{-1}
+    surv_pad = torch.cat(
+        [torch.ones_like(surv[:, :1]), surv], dim=1
+    )  # surv_pad[:, k + 1] = S_k, [:, 0] = S_{-1}
     idx = y.unsqueeze(1)
     s_before = surv_pad.gather(1, idx).squeeze(1)  # S_{y-1}
     s_at = surv_pad.gather(1, idx + 1).squeeze(1)  # S_y

@@ -90,8 +90,12 @@ def test_plot_km_by_risk_writes_png(tmp_path: Path, method: str) -> None:
 
 
 def test_plot_km_degenerate_groups_do_not_crash(tmp_path: Path) -> None:
-    out = plot_km_by_risk([0.0, 1.0], [5.0, 6.0], [False, False], tmp_path / "km.png")  # one patient per group
+    out = plot_km_by_risk(
+        [0.0, 1.0], [5.0, 6.0], [False, False], tmp_path / "km.png"
+    )  # one patient per group
     assert np.isnan(out["logrank_p"]) and out["n_per_group"] == [1, 1]
     assert _is_png(tmp_path / "km.png")
-    out = plot_km_by_risk([1.0, 1.0, 1.0], [5.0, 6.0, 7.0], [True, False, True], tmp_path / "km2.png")  # all tied
+    out = plot_km_by_risk(
+        [1.0, 1.0, 1.0], [5.0, 6.0, 7.0], [True, False, True], tmp_path / "km2.png"
+    )  # all tied
     assert np.isnan(out["logrank_p"]) and out["n_per_group"] == [3, 0]

@@ -52,9 +52,9 @@ def test_harrell_matches_sksurv(seed: int) -> None:
     d = _cohorts(seed)
     assert len(np.unique(d["risk"])) < 20 and len(np.unique(d["t"])) < 30  # ties really are present
     expected = concordance_index_censored(d["e"], d["t"], d["risk"])[0]
-    assert harrell_cindex(torch.tensor(d["risk"]), torch.tensor(d["t"]), torch.tensor(d["e"])) == pytest.approx(
-        expected, abs=TOL
-    )
+    assert harrell_cindex(
+        torch.tensor(d["risk"]), torch.tensor(d["t"]), torch.tensor(d["e"])
+    ) == pytest.approx(expected, abs=TOL)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -62,7 +62,9 @@ def test_harrell_matches_sksurv(seed: int) -> None:
 def test_uno_matches_sksurv(seed: int, tau: float | None) -> None:
     d = _cohorts(seed)
     expected = concordance_index_ipcw(_surv(d, False), _surv(d), d["risk"], tau=tau)[0]
-    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=tau) == pytest.approx(expected, abs=TOL)
+    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=tau) == pytest.approx(
+        expected, abs=TOL
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -87,7 +89,9 @@ def test_ibs_matches_sksurv_with_discrete_time_curves(seed: int) -> None:
     times = default_eval_times(d["t"], d["e"], d["tt"], d["te"])
     surv = _discrete_model_survival(d, times)
     expected = sk_ibs(_surv(d, False), _surv(d), surv, times)
-    assert integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], times) == pytest.approx(expected, abs=TOL)
+    assert integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], times) == pytest.approx(
+        expected, abs=TOL
+    )
 
 
 def test_survival_metrics_matches_individual_metrics() -> None:
@@ -96,8 +100,12 @@ def test_survival_metrics_matches_individual_metrics() -> None:
     surv = _discrete_model_survival(d, times)
     out = survival_metrics(d["risk"], d["t"], d["e"], d["tt"], d["te"], surv_at_times=surv, eval_times=times)
     assert out["cindex"] == pytest.approx(concordance_index_censored(d["e"], d["t"], d["risk"])[0], abs=TOL)
-    assert out["cindex_uno"] == pytest.approx(concordance_index_ipcw(_surv(d, False), _surv(d), d["risk"])[0], abs=TOL)
-    assert out["auc_td"] == pytest.approx(cumulative_dynamic_auc(_surv(d, False), _surv(d), d["risk"], times)[1], abs=TOL)
+    assert out["cindex_uno"] == pytest.approx(
+        concordance_index_ipcw(_surv(d, False), _surv(d), d["risk"])[0], abs=TOL
+    )
+    assert out["auc_td"] == pytest.approx(
+        cumulative_dynamic_auc(_surv(d, False), _surv(d), d["risk"], times)[1], abs=TOL
+    )
     assert out["ibs"] == pytest.approx(sk_ibs(_surv(d, False), _surv(d), surv, times), abs=TOL)
     assert (out["n"], out["n_events"]) == (100.0, float(d["e"].sum()))
     assert "ibs" not in survival_metrics(d["risk"], d["t"], d["e"], d["tt"], d["te"])
@@ -123,8 +131,14 @@ def test_undefined_metrics_are_nan_with_warning(caplog: pytest.LogCaptureFixture
     # all events at one time: no pair with T_i < T_j
     assert np.isnan(harrell_cindex([0.1, 0.2], [5.0, 5.0], [True, True]))
     # td-AUC at a time with no cases yet: NaN at that time only
-    t, e, r = np.array([2.0, 3, 4, 5, 6]), np.array([False, True, True, False, True]), np.array([0.0, 3, 2, 1, 0])
-    auc, mean = time_dependent_auc(r, t, e, np.array([1.0, 2, 3, 10]), np.array([True, False, True, True]), [2.5, 4.5])
+    t, e, r = (
+        np.array([2.0, 3, 4, 5, 6]),
+        np.array([False, True, True, False, True]),
+        np.array([0.0, 3, 2, 1, 0]),
+    )
+    auc, mean = time_dependent_auc(
+        r, t, e, np.array([1.0, 2, 3, 10]), np.array([True, False, True, True]), [2.5, 4.5]
+    )
     assert np.isnan(auc[0]) and auc[1] == pytest.approx(1.0) and np.isnan(mean)
     d = _cohorts(0)
     assert np.isnan(integrated_brier_score(np.ones((100, 1)), d["t"], d["e"], d["tt"], d["te"], [10.0]))
@@ -156,7 +170,9 @@ def test_breslow_survival_matches_sksurv_cox() -> None:
     x_new = rng.normal(size=(7, 2)) * 2
     times = np.array([1.0, 3.5, 10.0, 24.0])
     expected = np.stack([fn(times) for fn in model.predict_survival_function(x_new)])
-    got = breslow_survival(x @ model.coef_ + 7.0, time, event, x_new @ model.coef_ + 7.0, times)  # shift-invariant
+    got = breslow_survival(
+        x @ model.coef_ + 7.0, time, event, x_new @ model.coef_ + 7.0, times
+    )  # shift-invariant
     np.testing.assert_allclose(got, expected, atol=TOL)
     assert not np.allclose(got[:, 0], 1.0)
     before_first = breslow_survival(x @ model.coef_, time, event, x_new @ model.coef_, [0.5])

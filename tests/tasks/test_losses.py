@@ -68,7 +68,9 @@ def test_cox_efron_matches_lifelines(seed: int) -> None:
     x, time, event = _tied_cox_data(seed)
     fit = CoxPHFitter().fit(pd.DataFrame({"x": x, "T": time, "E": event.astype(int)}), "T", "E")
     beta = float(fit.params_["x"])
-    loss = cox_partial_likelihood(torch.tensor(beta * x), torch.tensor(time), torch.tensor(event), ties="efron")
+    loss = cox_partial_likelihood(
+        torch.tensor(beta * x), torch.tensor(time), torch.tensor(event), ties="efron"
+    )
     assert loss.item() * event.sum() == pytest.approx(-fit.log_likelihood_, abs=1e-4)
 
 
@@ -82,7 +84,9 @@ def test_cox_event_censored_tie_without_event_ties_matches_lifelines() -> None:
     fit = CoxPHFitter().fit(pd.DataFrame({"x": x, "T": time, "E": event.astype(int)}), "T", "E")
     beta = float(fit.params_["x"])
     for perm in (np.arange(len(x)), np.random.default_rng(0).permutation(len(x)), np.arange(len(x))[::-1]):
-        loss = cox_partial_likelihood(torch.tensor(beta * x[perm]), torch.tensor(time[perm]), torch.tensor(event[perm]))
+        loss = cox_partial_likelihood(
+            torch.tensor(beta * x[perm]), torch.tensor(time[perm]), torch.tensor(event[perm])
+        )
         assert loss.item() * event.sum() == pytest.approx(-fit.log_likelihood_, abs=1e-4)
 
 
@@ -94,7 +98,9 @@ def test_cox_breslow_matches_hand_loop() -> None:
         dead = event & (time == t)
         at_risk = time >= t
         expected -= log_hz[dead].sum() - dead.sum() * np.log(np.exp(log_hz[at_risk]).sum())
-    loss = cox_partial_likelihood(torch.tensor(log_hz), torch.tensor(time), torch.tensor(event), ties="breslow")
+    loss = cox_partial_likelihood(
+        torch.tensor(log_hz), torch.tensor(time), torch.tensor(event), ties="breslow"
+    )
     assert loss.item() == pytest.approx(expected / event.sum(), rel=1e-6)
 
 
