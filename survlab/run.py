@@ -37,7 +37,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    net = hydra.utils.instantiate(cfg.model.net, dims=datamodule.dims)
+    # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
+    net = hydra.utils.instantiate(cfg.model.net, _partial_=True)(dims=datamodule.dims)
     task_cfg = OmegaConf.to_container(cfg.model.task, resolve=True)
     task_cfg.pop("_target_", None)
     task = SurvivalTask(net=net, max_epochs=cfg.trainer.max_epochs, seed=cfg.seed, **task_cfg)

@@ -62,7 +62,11 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
     net.eval()
     device = next(net.parameters()).device
     names = getattr(datamodule.dims, "genomic_names", None)
-    slide_names = getattr(datamodule, "slide_ids_of", None)
+    slides_of = None
+    if getattr(datamodule, "full_cohort", None) is not None and "slide_ids" in datamodule.full_cohort.table:
+        table = datamodule.full_cohort.table
+        slides_of = dict(zip(table["case_id"], table["slide_ids"])).get
+    slide_names = slides_of
     pathways: list[dict] = []
     patches: list[dict] = []
     for batch in datamodule.test_dataloader():

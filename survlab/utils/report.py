@@ -27,8 +27,11 @@ def write_run_outputs(
 ) -> dict[str, Any]:
     """Write every per-run file and return the metrics that go to metrics.json."""
     res = task.test_results
-    case_ids = datamodule.case_ids
+    case_ids = datamodule.full_cohort.case_ids  # Batch.index = row of the patient in the full cohort table
     preds = predictions_frame(res, case_ids, cfg.fold)
+    # exact outcomes from the cohort table (the batch carries float32 copies)
+    truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
+    preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
     preds.to_csv(out_dir / "predictions.csv", index=False)
 
     oracle = None
