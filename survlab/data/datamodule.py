@@ -78,6 +78,25 @@ def _under(root: Path, p: str | Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def _load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
+    """A conf/data yaml merged over its `defaults` parents (plain dict merge, child wins; enough to read keys)."""
+    import yaml
+
+    cfg = yaml.safe_load(path.read_text()) or {}
+    merged: dict[str, Any] = {}
+    for parent in cfg.pop("defaults", []) or []:
+        if isinstance(parent, str) and parent != "_self_" and depth < 5 and (path.parent / f"{parent}.yaml").is_file():
+            merged = _deep_merge(merged, _load_data_yaml(path.parent / f"{parent}.yaml", depth + 1))
+    return _deep_merge(merged, cfg)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) -> list[str] | None:
     """Names of conf/data/*.yaml whose config provides `modality` (None when no conf dir is found)."""
     import yaml
@@ -88,17 +107,18 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
         return None
     names = []
     for f in sorted(found[0].glob("*.yaml")):
+        if f.name.startswith("_"):
+            continue
         try:
-            cfg = yaml.safe_load(f.read_text()) or {}
+            cfg = _load_data_yaml(f)
         except yaml.YAMLError:
             continue
-        wsi = cfg.get("wsi")
+        wsi, clin = cfg.get("wsi"), cfg.get("clinical")
         provides = {
             "wsi": wsi is not None,
             "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
             "genomics": cfg.get("genomics") is not None,
-            "clinical": bool((cfg.get("clinical") or {}).get("columns")) if isinstance(cfg.get("clinical"), dict)
-            else False,
+            "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
         }
         if provides.get(modality):
             names.append(f.stem)

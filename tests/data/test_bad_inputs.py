@@ -234,3 +234,16 @@ def test_missing_patients_in_genomics_via_datamodule(tiny_cohort: Path, tmp_path
     dm = make_datamodule(root=root, modalities=("genomics",), allow_missing=True)
     assert sum(len(d) for d in dm.datasets.values()) == 37
     assert dm.describe()["dropped"]["genomics"]["n_patients_dropped"] == 3
+
+
+def test_modality_hint_lists_cohorts_from_conf_dir(tmp_path: Path) -> None:
+    from survlab.data.datamodule import cohorts_providing
+
+    (tmp_path / "_base.yaml").write_text("wsi: {encoder: uni}\ngenomics: null\n")
+    (tmp_path / "luad.yaml").write_text("defaults: [_base, _self_]\nname: luad\n")
+    (tmp_path / "luad_ms.yaml").write_text("defaults: [_base, _self_]\nwsi: {scales: [x5, x20]}\n")
+    (tmp_path / "table.yaml").write_text("wsi: null\ngenomics: {expression: e.csv}\n")
+    assert cohorts_providing("wsi", [tmp_path]) == ["luad", "luad_ms"]
+    assert cohorts_providing("scales", [tmp_path]) == ["luad_ms"]
+    assert cohorts_providing("genomics", [tmp_path]) == ["table"]
+    assert cohorts_providing("wsi", [tmp_path / "absent"]) is None
