@@ -1,0 +1,194 @@
+"""GGMF: shapes, masks (padding invariance, 0 attention on padding), top-k semantics, gradients, learning."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from survlab.data.batch import PatientItem, collate
+from survlab.models.base import ModalityDims, Prediction, risk_score
+from survlab.models.ggmf import GGMF
+from survlab.tasks.losses import nll_discrete_survival
+
+D, GENES = 8, (3, 5, 7, 4, 6)
+DIMS = ModalityDims(wsi_dim=D, genomic_sizes=GENES, genomic_names=tuple(f"p{i}" for i in range(len(GENES))))
+
+
+def make_items(lengths: list[int], seed: int = 0) -> list[PatientItem]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        PatientItem(
+            case_id=f"c{i}", index=i, time=1.0 + i, event=bool(i % 2), time_bin=i % 4,
+            wsi=torch.randn(n, D, generator=g), genomics=[torch.randn(s, generator=g) for s in GENES],
+        )
+        for i, n in enumerate(lengths)
+    ]
+
+
+def small_net(**kw) -> GGMF:
+    torch.manual_seed(0)
+    return GGMF(DIMS, **{"dim": 16, "heads": 4, **kw})
+
+
+def test_shapes_and_attention_keys():
+    net = small_net().eval()
+    batch = collate(make_items([10, 30, 4]))
+    pred = net(batch)
+    k = math.floor(0.8 * len(GENES))
+    assert pred.hazard_logits.shape == (3, 4)
+    assert pred.embedding.shape == (3, 16)
+    assert pred.attention["pathway"].shape == (3, len(GENES))
+    assert pred.attention["topk"].shape == (3, k) and pred.attention["topk"].dtype == torch.long
+    assert pred.attention["patch"].shape == (3, 30)
+    assert torch.isfinite(risk_score(pred)).all()
+
+
+def test_risk_output_and_bad_hparams():
+    pred = small_net(output="risk").eval()(collate(make_items([6, 9])))
+    assert pred.hazard_logits is None and pred.risk.shape == (2,)
+    with pytest.raises(ValueError):
+        small_net(output="probs")
+    with pytest.raises(ValueError):
+        GGMF(ModalityDims(wsi_dim=D), dim=16, heads=4)  # no genomics in the cohort
+
+
+@pytest.mark.parametrize("heads", [2, 4])
+def test_padding_invariance(heads):
+    net = small_net(heads=heads).eval()
+    items = make_items([7, 30, 12], seed=1)
+    batched = net(collate(items))
+    for i, item in enumerate(items):
+        alone = net(collate([item]))
+        n = item.wsi.shape[0]
+        torch.testing.assert_close(alone.hazard_logits[0], batched.hazard_logits[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.embedding[0], batched.embedding[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.attention["patch"][0], batched.attention["patch"][i, :n], atol=1e-5, rtol=0)
+        assert torch.equal(alone.attention["topk"][0], batched.attention["topk"][i])
+
+
+def test_padding_gets_zero_attention_and_padding_values_do_not_matter():
+    net = small_net().eval()
+    batch = collate(make_items([5, 20]))
+    pred = net(batch)
+    patch = pred.attention["patch"]
+    assert (patch[~batch.wsi_mask] == 0).all()
+    torch.testing.assert_close(patch.sum(dim=1), torch.ones(2))
+    batch.wsi[~batch.wsi_mask] = 1e3  # garbage in the padded rows must not change anything
+    torch.testing.assert_close(net(batch).hazard_logits, pred.hazard_logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("ratio", [0.8, 0.5, 0.1, 1.0])
+def test_topk_indices_and_importance(ratio):
+    heads = 4
+    net = small_net(topk_ratio=ratio, heads=heads).eval()
+    pred = net(collate(make_items([6, 8, 3, 11])))
+    p = len(GENES)
+    k = max(1, math.floor(ratio * p))
+    idx, imp = pred.attention["topk"], pred.attention["pathway"]
+    assert idx.shape == (4, k)
+    assert ((idx >= 0) & (idx < p)).all()
+    assert all(len(set(row.tolist())) == k for row in idx)  # unique
+    gathered = torch.gather(imp, 1, idx)
+    assert (gathered[:, :-1] >= gathered[:, 1:]).all()  # ordered by importance, descending
+    # the kept ones are the most important: every dropped pathway has importance <= the smallest kept
+    dropped = torch.ones_like(imp, dtype=torch.bool).scatter(1, idx, False)
+    assert (imp.masked_fill(~dropped, -1).max(dim=1).values <= gathered[:, -1] + 1e-7).all()
+    # invariant: each softmax row sums to 1, so attention received summed over heads, averaged over queries sums to H
+    torch.testing.assert_close(imp.sum(dim=1), torch.full((4,), float(heads)))
+    assert (imp >= 0).all()
+
+
+def test_gradient_flows_to_pathway_encoders_through_selected_tokens():
+    net = small_net(topk_ratio=0.4)  # k = 2 of 5
+    net.train()
+    pred: Prediction = net(collate(make_items([9, 4])))
+    pred.hazard_logits.sum().backward()
+    for enc in net.pathway_encoders:
+        grad = enc[0][0].weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+    assert net.key_attention.qkv.weight.grad.abs().sum() > 0
+    assert net.wsi_proj[0].weight.grad.abs().sum() > 0
+
+
+# --- learning check: planted signal split across WSI patches and gene groups ----------------------------------------
+def _harrell_c(risk, time, event) -> float:
+    conc = ties = total = 0.0
+    for i in range(len(time)):
+        if not event[i]:
+            continue
+        later = time > time[i]
+        total += later.sum().item()
+        conc += (later & (risk[i] > risk)).sum().item()
+        ties += (later & (risk[i] == risk)).sum().item()
+    return (conc + 0.5 * ties) / total
+
+
+def _cohort(n: int, gen: torch.Generator, edges=None):
+    """Risk = a + b: `a` planted in ~40% of each patient's patches, `b` in gene groups 0 and 2; the rest is noise."""
+    a, b = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    direction = torch.zeros(D)
+    direction[0] = 1.0
+    items = []
+    for i in range(n):
+        n_patch = int(torch.randint(6, 21, (1,), generator=gen))
+        wsi = torch.randn(n_patch, D, generator=gen)
+        hot = torch.rand(n_patch, generator=gen) < 0.4
+        hot[0] = True
+        wsi[hot] += 2.0 * a[i] * direction
+        genomics = [0.5 * torch.randn(s, generator=gen) for s in GENES]
+        genomics[0][:2] += b[i]
+        genomics[2][:3] += b[i]
+        items.append((wsi, genomics))
+    risk = a + b
+    t_event = -torch.log(torch.rand(n, generator=gen)) * torch.exp(-1.5 * risk)
+    t_cens = -torch.log(torch.rand(n, generator=gen)) * 2.0
+    time = torch.minimum(t_event, t_cens)
+    event = t_event <= t_cens
+    if edges is None:
+        edges = torch.quantile(time[event], torch.tensor([0.25, 0.5, 0.75]))
+    bins = torch.bucketize(time, edges)
+    pitems = [
+        PatientItem(case_id=f"s{i}", index=i, time=float(time[i]), event=bool(event[i]), time_bin=int(bins[i]),
+                    wsi=w, genomics=g)
+        for i, (w, g) in enumerate(items)
+    ]
+    return pitems, edges, risk
+
+
+def fit_and_cindex(build, seed: int, **kw) -> float:
+    """Train `build(DIMS)` on a planted-signal cohort with a plain torch loop; Harrell C on held-out patients."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: thread hand-off costs more than it saves (and CI boxes are shared)
+    try:
+        return _fit_and_cindex(build, seed, **kw)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_and_cindex(build, seed: int, n_train: int = 72, n_test: int = 120, steps: int = 80, lr: float = 5e-3) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    train, edges, _ = _cohort(n_train, gen)
+    test, _, _ = _cohort(n_test, gen, edges)
+    torch.manual_seed(seed)
+    net = build(DIMS)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for step in range(steps):
+        perm = torch.randperm(n_train)[:16]
+        batch = collate([train[j] for j in perm])
+        net.train()
+        loss = nll_discrete_survival(net(batch).hazard_logits, batch.time_bin, batch.event)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        batch = collate(test)
+        risk = risk_score(net(batch))
+    return _harrell_c(risk, batch.time, batch.event)
+
+
+def test_learns_planted_signal():
+    c = fit_and_cindex(lambda dims: GGMF(dims, dim=16, heads=4), seed=0)
+    assert c > 0.65, c
