@@ -385,18 +385,20 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
     lines += [f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.", ""]
     if s.table.empty:
         return "\n".join(lines + ["No jobs found.", ""])
-    shown = [m for m in s.metrics if m not in {"n_test", "wall_s"}]
+    shown = [m for m in PREFERRED_METRICS if m in s.metrics and m not in {"n_test", "wall_s"}]
     header = ["model", "cohort", "folds"] + [f"{m} (mean ± std)" for m in shown] + ["pooled C-index"]
     lines += ["## Metrics over folds", "",
               "Mean ± sample std (ddof=1) over completed folds; pooled C-index = Harrell C of the concatenated "
-              "out-of-fold predictions.", ""]
+              "out-of-fold predictions; (n=k): the metric was defined in k folds only. All metrics: summary.csv.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in s.table.to_dict("records"):
         cells = [f"`{r['model']}`", r["cohort"], f"{r['n_folds']}"
                  + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")]
         for m in shown:
             mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)
-            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if np.isfinite(std) else ""))
+            n_m = int(r.get(f"{m}_n", 0))
+            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if np.isfinite(std) else "")
+                         + (f" (n={n_m})" if 0 < n_m < r["n_folds"] else ""))
         cells.append(_fmt(r["pooled_cindex"]))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

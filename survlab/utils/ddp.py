@@ -158,18 +158,24 @@ def job_relaunch_command(local_rank: int) -> tuple[list[str], str]:
 
 
 def _install_job_relaunch() -> None:
-    """Replace Lightning's Hydra relaunch command (the whole sweep) by :func:`job_relaunch_command`."""
+    """Replace Lightning's Hydra relaunch command (the whole sweep) by :func:`job_relaunch_command` in both the
+    Fabric and the Trainer launcher modules (the latter imports the function by name)."""
     global _PATCHED
     if _PATCHED:
         return
-    from lightning.fabric.strategies.launchers import subprocess_script
+    import importlib
 
-    if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):
+    modules = [importlib.import_module(m) for m in (
+        "lightning.fabric.strategies.launchers.subprocess_script",
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+    )]
+    if not all(hasattr(m, "_hydra_subprocess_cmd") for m in modules):
         raise DDPMultirunError(
             "this Lightning version has no _hydra_subprocess_cmd to fix; DDP inside a multirun is refused — run each "
             "DDP job as a single run, or one GPU per job (trainer=gpu hydra/launcher=submitit_slurm)"
         )
-    subprocess_script._hydra_subprocess_cmd = job_relaunch_command
+    for m in modules:
+        m._hydra_subprocess_cmd = job_relaunch_command
     _PATCHED = True
 
 
