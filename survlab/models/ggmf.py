@@ -56,7 +56,9 @@ class KeyTokenSelfAttention(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         b, p, d = x.shape
         h = self.heads
-        q, k, v = self.qkv(self.norm(x)).view(b, p, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each [B, H, P, d/H]
+        q, k, v = (
+            self.qkv(self.norm(x)).view(b, p, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        )  # each [B, H, P, d/H]
         attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // h), dim=-1)  # [B, H, P(query), P(key)]
         importance = attn.sum(dim=1).mean(dim=1)  # received attention: sum over heads, mean over queries
         out = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b, p, d)
@@ -99,14 +101,20 @@ class GGMF(SurvivalNet):
         self.k = max(1, math.floor(topk_ratio * n_paths))
 
         self.wsi_proj = nn.Sequential(nn.Linear(dims.wsi_dim, dim), nn.ReLU(), nn.Dropout(wsi_dropout))
-        self.pathway_encoders = nn.ModuleList(snn_encoder(g, [dim, dim], omic_dropout) for g in dims.genomic_sizes)
+        self.pathway_encoders = nn.ModuleList(
+            snn_encoder(g, [dim, dim], omic_dropout) for g in dims.genomic_sizes
+        )
         self.key_attention = KeyTokenSelfAttention(dim, heads, attn_dropout)
         self.guided_attention = CrossAttention(dim, heads, attn_dropout)
         self.guided_norm = nn.LayerNorm(dim)
         self.bilinear = nn.Bilinear(dim, dim, dim)
         self.interaction = nn.Sequential(
-            nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(fusion_dropout),
-            nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(fusion_dropout),
+            nn.Linear(dim, dim),
+            nn.ReLU(),
+            nn.Dropout(fusion_dropout),
+            nn.Linear(dim, dim),
+            nn.ReLU(),
+            nn.Dropout(fusion_dropout),
         )
         self.out_norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, dims.n_bins if output == "hazards" else 1)

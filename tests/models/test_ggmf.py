@@ -20,8 +20,13 @@ def make_items(lengths: list[int], seed: int = 0) -> list[PatientItem]:
     g = torch.Generator().manual_seed(seed)
     return [
         PatientItem(
-            case_id=f"c{i}", index=i, time=1.0 + i, event=bool(i % 2), time_bin=i % 4,
-            wsi=torch.randn(n, D, generator=g), genomics=[torch.randn(s, generator=g) for s in GENES],
+            case_id=f"c{i}",
+            index=i,
+            time=1.0 + i,
+            event=bool(i % 2),
+            time_bin=i % 4,
+            wsi=torch.randn(n, D, generator=g),
+            genomics=[torch.randn(s, generator=g) for s in GENES],
         )
         for i, n in enumerate(lengths)
     ]
@@ -64,7 +69,9 @@ def test_padding_invariance(heads):
         n = item.wsi.shape[0]
         torch.testing.assert_close(alone.hazard_logits[0], batched.hazard_logits[i], atol=1e-5, rtol=0)
         torch.testing.assert_close(alone.embedding[0], batched.embedding[i], atol=1e-5, rtol=0)
-        torch.testing.assert_close(alone.attention["patch"][0], batched.attention["patch"][i, :n], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            alone.attention["patch"][0], batched.attention["patch"][i, :n], atol=1e-5, rtol=0
+        )
         assert torch.equal(alone.attention["topk"][0], batched.attention["topk"][i])
 
 
@@ -150,8 +157,15 @@ def _cohort(n: int, gen: torch.Generator, edges=None):
         edges = torch.quantile(time[event], torch.tensor([0.25, 0.5, 0.75]))
     bins = torch.bucketize(time, edges)
     pitems = [
-        PatientItem(case_id=f"s{i}", index=i, time=float(time[i]), event=bool(event[i]), time_bin=int(bins[i]),
-                    wsi=w, genomics=g)
+        PatientItem(
+            case_id=f"s{i}",
+            index=i,
+            time=float(time[i]),
+            event=bool(event[i]),
+            time_bin=int(bins[i]),
+            wsi=w,
+            genomics=g,
+        )
         for i, (w, g) in enumerate(items)
     ]
     return pitems, edges, risk
@@ -160,21 +174,24 @@ def _cohort(n: int, gen: torch.Generator, edges=None):
 def fit_and_cindex(build, seed: int, **kw) -> float:
     """Train `build(DIMS)` on a planted-signal cohort with a plain torch loop; Harrell C on held-out patients."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread hand-off costs more than it saves (and CI boxes are shared)
+    # tiny tensors: thread hand-off costs more than it saves (and CI boxes are shared)
+    torch.set_num_threads(1)
     try:
         return _fit_and_cindex(build, seed, **kw)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_and_cindex(build, seed: int, n_train: int = 72, n_test: int = 120, steps: int = 80, lr: float = 5e-3) -> float:
+def _fit_and_cindex(
+    build, seed: int, n_train: int = 72, n_test: int = 120, steps: int = 80, lr: float = 5e-3
+) -> float:
     gen = torch.Generator().manual_seed(seed)
     train, edges, _ = _cohort(n_train, gen)
     test, _, _ = _cohort(n_test, gen, edges)
     torch.manual_seed(seed)
     net = build(DIMS)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for step in range(steps):
+    for _ in range(steps):
         perm = torch.randperm(n_train)[:16]
         batch = collate([train[j] for j in perm])
         net.train()
