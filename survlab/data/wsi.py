@@ -192,11 +192,12 @@ class BagStore:
             torch.cat(sidx),
             torch.cat([c.float() for c in coords]) if all(c is not None for c in coords) else None,
         )
-        if self.cache_enabled:
+        if self.cache_enabled:  # round on every read so epoch 1 (file) and later epochs (cache) see equal values
             cached = PatientBag(bag.features.to(self.cache_dtype), bag.slide_index, bag.coords)
             if self._cache_bytes + cached.nbytes <= self.cache_max_bytes:
                 self._cache[key] = cached
                 self._cache_bytes += cached.nbytes
+            bag = PatientBag(cached.features.float(), bag.slide_index, bag.coords)
         return bag
 
 
