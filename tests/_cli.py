@@ -1,0 +1,35 @@
+"""Run `python -m survlab.run ...` in a subprocess on a tiny synthetic cohort (helper for the end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(tmp: Path, data_dir: Path) -> list[str]:
+    """A 40-patient synthetic cohort, 1 epoch, CSV logger only, no attention export."""
+    return [
+        "debug=tiny",
+        "data.synthetic.n_patients=40",
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={tmp / 'logs'}",
+        "trainer.max_epochs=1",
+        "export_attention=false",
+    ]
+
+
+def run_survlab(args: list[str], timeout: int = 240, module: str = "survlab.run") -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "1",
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def check(proc: subprocess.CompletedProcess) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out

@@ -1,0 +1,105 @@
+"""End-to-end sweeps: model × fold multirun → summary; resume skips finished jobs; failures are listed; launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from _cli import check, run_survlab, tiny_overrides
+
+CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.utils.hydra_callbacks.SweepSummaryCallback"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sweep_data")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str], str]:
+    tmp = tmp_path_factory.mktemp("sweep")
+    args = ["-m", "model=abmil,snn", "fold=0,1", *tiny_overrides(tmp, data_dir), f"hydra.sweep.dir={tmp / 'sweep'}",
+            CALLBACK]
+    out = check(run_survlab(args))
+    return tmp / "sweep", args, out
+
+
+def test_multirun_writes_correct_summary(sweep: tuple[Path, list[str], str]) -> None:
+    sweep_dir, _, out = sweep
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/*/fold*/DONE"))
+    assert [j.relative_to(sweep_dir).as_posix() for j in jobs] == [
+        "abmil/synthetic/fold0", "abmil/synthetic/fold1", "snn/synthetic/fold0", "snn/synthetic/fold1"]
+    for name in ("summary.csv", "summary.md", "paired.csv", "comparison.png"):
+        assert (sweep_dir / name).is_file(), f"{name} missing; log tail:\n{out[-2000:]}"
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert set(table.model) == {"abmil", "snn"} and set(table.cohort) == {"synthetic"}
+    from survlab.eval.metrics import harrell_cindex
+
+    for model in ("abmil", "snn"):
+        row = table[table.model == model].iloc[0]
+        per_job = [json.loads((sweep_dir / model / "synthetic" / f"fold{f}" / "metrics.json").read_text()) for f in (0, 1)]
+        assert row.n_folds == 2 and row.n_failed == 0
+        for key in ("test/cindex", "test/auc_td", "val/best"):
+            vals = pd.Series([m[key] for m in per_job], dtype=float)
+            assert row[f"{key}_mean"] == pytest.approx(vals.mean())
+            assert row[f"{key}_std"] == pytest.approx(vals.std(ddof=1))
+        preds = pd.concat([pd.read_csv(sweep_dir / model / "synthetic" / f"fold{f}" / "predictions.csv") for f in (0, 1)])
+        assert not preds.case_id.duplicated().any(), "a patient is in two test folds"
+        assert row.pooled_cindex == pytest.approx(harrell_cindex(preds.risk, preds.time, preds.event.astype(bool)))
+    # paired comparison: snn vs the default reference (abmil, first alphabetically), per-fold differences
+    paired = pd.read_csv(sweep_dir / "paired.csv")
+    assert list(paired.fold) == [0, 1] and set(paired.model) == {"snn"} and set(paired.reference) == {"abmil"}
+    snn = table[table.model == "snn"].iloc[0]
+    assert snn.vs_ref_diff_mean == pytest.approx(snn["test/cindex_mean"] - table[table.model == "abmil"].iloc[0]["test/cindex_mean"])
+    assert "Paired comparison vs `abmil`" in (sweep_dir / "summary.md").read_text()
+
+
+def test_rerun_skips_completed_jobs(sweep: tuple[Path, list[str], str]) -> None:
+    sweep_dir, args, _ = sweep
+    done = sorted(sweep_dir.glob("*/*/fold*/DONE"))
+    mtimes = {p: p.stat().st_mtime_ns for p in done}
+    # one job "killed" mid-way: markers gone -> only that one runs again
+    incomplete = sweep_dir / "snn" / "synthetic" / "fold1"
+    (incomplete / "DONE").unlink()
+    out = check(run_survlab(args))
+    assert out.count("skipping completed job") == 3, out[-3000:]
+    for p, t in mtimes.items():
+        if p.parent != incomplete:
+            assert p.stat().st_mtime_ns == t, f"{p.parent} ran again"
+    assert (incomplete / "DONE").is_file()
+    assert pd.read_csv(sweep_dir / "summary.csv").n_folds.tolist() == [2, 2]
+
+
+def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Path) -> None:
+    # fold 99 does not exist (5 folds): that job raises at start-up inside run.py; fold 0 must still run
+    args = ["-m", "model=abmil", "fold=0,99", *tiny_overrides(tmp_path, data_dir),
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
+    proc = run_survlab(args)
+    out = check(proc)  # the sweep itself exits 0
+    sweep_dir = tmp_path / "sweep"
+    assert (sweep_dir / "abmil/synthetic/fold0/DONE").is_file()
+    failed = sweep_dir / "abmil/synthetic/fold99/FAILED"
+    assert failed.is_file() and "Traceback" in failed.read_text(), out[-3000:]
+    md = (sweep_dir / "summary.md").read_text()
+    first = failed.read_text().splitlines()[0]
+    assert "## Failed and incomplete jobs" in md and f"| failed | `abmil` | synthetic | 99 | {first[:50]}" in md
+    row = pd.read_csv(sweep_dir / "summary.csv").iloc[0]
+    assert (row.n_folds, row.n_failed) == (1, 1) and math.isfinite(row["test/cindex_mean"])
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launcher_runs_two_job_sweep(launcher: str, tmp_path: Path, data_dir: Path) -> None:
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    args = ["-m", f"hydra/launcher={launcher}", *extra, "model=abmil", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
+    out = check(run_survlab(args, timeout=400))
+    sweep_dir = tmp_path / "sweep"
+    for f in (0, 1):
+        job = sweep_dir / "abmil" / "synthetic" / f"fold{f}"
+        assert (job / "DONE").is_file(), out[-3000:]
+        assert math.isfinite(json.loads((job / "metrics.json").read_text())["test/cindex"])
+    assert pd.read_csv(sweep_dir / "summary.csv").n_folds.tolist() == [2]
