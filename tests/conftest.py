@@ -9,17 +9,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-TINY_SPEC: dict[str, Any] = dict(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20),
-                                 seed=0)
-TINY_MULTISCALE_SPEC: dict[str, Any] = dict(n_patients=24, feature_dim=8, n_genes=60, n_pathways=8,
-                                            patches_per_slide=(16, 40), multiscale=True, seed=1)
+TINY_SPEC: dict[str, Any] = dict(
+    n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=0
+)
+TINY_MULTISCALE_SPEC: dict[str, Any] = dict(
+    n_patients=24,
+    feature_dim=8,
+    n_genes=60,
+    n_pathways=8,
+    patches_per_slide=(16, 40),
+    multiscale=True,
+    seed=1,
+)
 
 
 def _generate(base: Path, spec: dict[str, Any]) -> Path:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,12 @@ class ClinicalEncoder:
                 med = float(np.nanmedian(x)) if x.notna().any() else 0.0
                 x = x.fillna(med)
                 std = float(x.std(ddof=0))
-                self.params[col] = {"kind": "numeric", "median": med, "mean": float(x.mean()),
-                                    "std": std if std > 1e-12 else 1.0}
+                self.params[col] = {
+                    "kind": "numeric",
+                    "median": med,
+                    "mean": float(x.mean()),
+                    "std": std if std > 1e-12 else 1.0,
+                }
             else:
                 s = df[col].dropna().astype(str)
                 mode = str(s.mode().iloc[0]) if len(s) else "missing"

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,18 +108,28 @@ class Cohort:
                 f"{list(raw.columns)}; rename the columns or set the column names in the data config"
             )
         has_slides = slide_col is not None and slide_col in raw.columns
-        return cls(cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),
-                   path, endpoint)
+        return cls(
+            cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),
+            path,
+            endpoint,
+        )
 
     @staticmethod
     def _collapse(
-        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str | None, ep: Endpoint, keep_cols: Sequence[str]
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        slide_col: str | None,
+        ep: Endpoint,
+        keep_cols: Sequence[str],
     ) -> pd.DataFrame:
         """Slide rows -> patient rows, validating outcomes and slide ownership."""
         raw = raw.copy()
         if raw[case_col].isna().any():
             rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
-            raise ValueError(f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids")
+            raise ValueError(
+                f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
+            )
         raw[case_col] = raw[case_col].astype(str).str.strip()
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
         bad = raw.loc[~(time > 0), case_col]  # catches NaN, 0 and negatives
@@ -137,7 +148,9 @@ class Cohort:
             )
         event = (flag == 1) if ep.event_col and not ep.censorship_col else (flag == 0)
         raw["__time"], raw["__event"] = time.astype(float), event.astype(bool)
-        per_case = raw.groupby(case_col, sort=False).agg(n_time=("__time", "nunique"), n_event=("__event", "nunique"))
+        per_case = raw.groupby(case_col, sort=False).agg(
+            n_time=("__time", "nunique"), n_event=("__event", "nunique")
+        )
         conflict = per_case.index[(per_case.n_time > 1) | (per_case.n_event > 1)]
         if len(conflict):
             raise ValueError(
@@ -155,7 +168,9 @@ class Cohort:
                     f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
                     f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
                 )
-            slide_lists = slides.groupby(case_col, sort=False)[slide_col].agg(lambda s: list(dict.fromkeys(s)))
+            slide_lists = slides.groupby(case_col, sort=False)[slide_col].agg(
+                lambda s: list(dict.fromkeys(s))
+            )
         first = raw.groupby(case_col, sort=False).first()
         table = pd.DataFrame(
             {
@@ -211,7 +226,9 @@ class Cohort:
 
     @property
     def slide_to_case(self) -> dict[str, str]:
-        return {s: c for c, ss in zip(self.table["case_id"], self.table["slide_ids"]) for s in ss}
+        return {
+            s: c for c, ss in zip(self.table["case_id"], self.table["slide_ids"], strict=False) for s in ss
+        }
 
 
 @dataclass
@@ -249,7 +266,10 @@ class TimeBins:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: +inf is written as the string 'inf'."""
-        return {"edges": [e if np.isfinite(e) else "inf" for e in self.edges.tolist()], "convention": "quantile"}
+        return {
+            "edges": [e if np.isfinite(e) else "inf" for e in self.edges.tolist()],
+            "convention": "quantile",
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TimeBins:

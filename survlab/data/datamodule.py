@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -43,12 +44,28 @@ from survlab.models.base import MODALITIES, ModalityDims
 log = logging.getLogger(__name__)
 
 WSI_DEFAULTS: dict[str, Any] = {
-    "features_dir": "features", "encoder": None, "format": "auto", "feature_dim": None, "scales": None,
-    "cache": "auto", "cache_max_gb": 2.0, "cache_dtype": "float16",
+    "features_dir": "features",
+    "encoder": None,
+    "format": "auto",
+    "feature_dim": None,
+    "scales": None,
+    "cache": "auto",
+    "cache_max_gb": 2.0,
+    "cache_dtype": "float16",
 }
-GENOMICS_DEFAULTS: dict[str, Any] = {"expression": "expression.csv", "signatures": None, "scaling": "standard",
-                                     "log1p": False}
-SPLIT_DEFAULTS: dict[str, Any] = {"dir": None, "folds": 5, "val_fraction": 0.15, "seed": 0, "stratify_site": None}
+GENOMICS_DEFAULTS: dict[str, Any] = {
+    "expression": "expression.csv",
+    "signatures": None,
+    "scaling": "standard",
+    "log1p": False,
+}
+SPLIT_DEFAULTS: dict[str, Any] = {
+    "dir": None,
+    "folds": 5,
+    "val_fraction": 0.15,
+    "seed": 0,
+    "stratify_site": None,
+}
 
 
 def _plain(x: Any) -> Any:
@@ -85,7 +102,12 @@ def _load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     cfg = yaml.safe_load(path.read_text()) or {}
     merged: dict[str, Any] = {}
     for parent in cfg.pop("defaults", []) or []:
-        if isinstance(parent, str) and parent != "_self_" and depth < 5 and (path.parent / f"{parent}.yaml").is_file():
+        if (
+            isinstance(parent, str)
+            and parent != "_self_"
+            and depth < 5
+            and (path.parent / f"{parent}.yaml").is_file()
+        ):
             merged = _deep_merge(merged, _load_data_yaml(path.parent / f"{parent}.yaml", depth + 1))
     return _deep_merge(merged, cfg)
 
@@ -182,7 +204,9 @@ class CohortDataModule(L.LightningDataModule):
         self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
         self.synthetic, self.public = _plain(synthetic), public
-        self.modalities = tuple(_plain(modalities)) if modalities is not None else tuple(sorted(self.provides))
+        self.modalities = (
+            tuple(_plain(modalities)) if modalities is not None else tuple(sorted(self.provides))
+        )
         self._check_modalities()
         self._ready = False
         self.dims: ModalityDims | None = None
@@ -252,13 +276,21 @@ class CohortDataModule(L.LightningDataModule):
         if self._ready:
             return
         self.prepare_data()  # cheap when cached; makes setup() usable without a Trainer
-        keep = list(dict.fromkeys([*self.label_cols, *self.clin_cols,
-                                   *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else [])]))
+        keep = list(
+            dict.fromkeys(
+                [
+                    *self.label_cols,
+                    *self.clin_cols,
+                    *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
+                ]
+            )
+        )
         full = Cohort.from_csv(self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep)
         cfg = self.split_cfg
-        split_set = ensure_splits(full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"],
-                                  cfg["stratify_site"])
-        event_of = dict(zip(full.table["case_id"], full.table["event"]))
+        split_set = ensure_splits(
+            full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"]
+        )
+        event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False))
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
 
@@ -271,30 +303,39 @@ class CohortDataModule(L.LightningDataModule):
         self.cohort, self.split = cohort, split
 
         train_rows = cohort.rows(split.train)
-        self.time_bins = TimeBins.fit(train_rows["time"].to_numpy(), train_rows["event"].to_numpy(), self.n_bins)
+        self.time_bins = TimeBins.fit(
+            train_rows["time"].to_numpy(), train_rows["event"].to_numpy(), self.n_bins
+        )
         if expr is not None:
             sources.genomics = self._fit_genomics(expr, split, cohort.case_ids)
         if "clinical" in self.modalities:
             self.clinical_encoder = ClinicalEncoder(self.clin_cols, self.clin_categorical).fit(train_rows)
             values = self.clinical_encoder.transform(cohort.table)
-            sources.clinical = dict(zip(cohort.case_ids, values))
+            sources.clinical = dict(zip(cohort.case_ids, values, strict=False))
         self.sources = sources
         self.datasets = {part: self._dataset(part) for part in ("train", "val", "test")}
         self.dims = self._dims()
         self._ready = True
-        log.info("data %s fold %d: %s", self.name, self.fold,
-                 {p: len(d) for p, d in self.datasets.items()})
+        log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
 
     def _stores(self) -> tuple[BagStore | None, dict[str, BagStore] | None]:
         w = self.wsi_cfg
         if w is None:
             return None, None
         base = _under(self.root, w["features_dir"])
-        common = dict(encoder=w["encoder"], format=w["format"], cache=False, cache_dtype=w["cache_dtype"],
-                      cache_max_bytes=int(float(w["cache_max_gb"]) * 1024**3))
+        common = dict(
+            encoder=w["encoder"],
+            format=w["format"],
+            cache=False,
+            cache_dtype=w["cache_dtype"],
+            cache_max_bytes=int(float(w["cache_max_gb"]) * 1024**3),
+        )
         dim = w["feature_dim"]
-        wsi = BagStore(base, feature_dim=dim if not isinstance(dim, dict) else None, **common) \
-            if "wsi" in self.modalities else None
+        wsi = (
+            BagStore(base, feature_dim=dim if not isinstance(dim, dict) else None, **common)
+            if "wsi" in self.modalities
+            else None
+        )
         scales = None
         if "scales" in self.modalities:
             per = dim if isinstance(dim, dict) else {s: dim for s in w["scales"]}
@@ -321,8 +362,12 @@ class CohortDataModule(L.LightningDataModule):
             enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
             for st in stores:
                 st.cache_enabled = enable
-            log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
-                     total / 1e6, cap / 1e6)
+            log.info(
+                "WSI cache %s (%.1f MB of feature files, cap %.1f MB)",
+                "on" if enable else "off",
+                total / 1e6,
+                cap / 1e6,
+            )
         sources.wsi, sources.scales = wsi, scales
         return cohort
 
@@ -334,8 +379,9 @@ class CohortDataModule(L.LightningDataModule):
         expr = read_expression(path, self.case_col)
         sig = self.gen_cfg["signatures"]
         sig_path = _under(self.root, sig) if sig else None
-        self.gene_groups = match_groups(expr.columns, read_signatures(sig_path) if sig_path else None,
-                                        str(sig_path or path))
+        self.gene_groups = match_groups(
+            expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path or path)
+        )
         missing = check_coverage(expr, cohort.case_ids, path, self.allow_missing)
         self.drop_report["genomics"] = {"n_patients_dropped": len(missing), "patients": missing}
         return expr, cohort.drop(missing)
@@ -348,8 +394,12 @@ class CohortDataModule(L.LightningDataModule):
     def _drop_from_split(self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool]) -> FoldSplit:
         if not dropped:
             return split
-        log.warning("data %s: %d patient(s) dropped for missing modalities: %s", self.name, len(dropped),
-                    _first_ids(dropped))
+        log.warning(
+            "data %s: %d patient(s) dropped for missing modalities: %s",
+            self.name,
+            len(dropped),
+            _first_ids(dropped),
+        )
         split = split.without(dropped)
         for part in ("train", "val", "test"):
             ids = split.part(part)
@@ -363,9 +413,15 @@ class CohortDataModule(L.LightningDataModule):
 
     def _dataset(self, part: str) -> PatientDataset:
         return PatientDataset(
-            self.cohort.rows(self.split.part(part)), self.full_cohort.index_of(), self.time_bins, self.sources,
-            self.label_cols, train=part == "train", max_patches=self.max_patches,
-            max_patches_per_scale=self.max_patches_per_scale, eval_max_patches=self.eval_max_patches,
+            self.cohort.rows(self.split.part(part)),
+            self.full_cohort.index_of(),
+            self.time_bins,
+            self.sources,
+            self.label_cols,
+            train=part == "train",
+            max_patches=self.max_patches,
+            max_patches_per_scale=self.max_patches_per_scale,
+            eval_max_patches=self.eval_max_patches,
             seed=self.seed,
         )
 
@@ -373,11 +429,14 @@ class CohortDataModule(L.LightningDataModule):
         src = self.sources
         wsi_dim = scale_dims = None
         if src.wsi is not None:
-            wsi_dim = src.wsi.feature_dim or int(src.wsi.read_slide(self.cohort.table["slide_ids"].iloc[0][0])[0]
-                                                  .shape[1])
+            wsi_dim = src.wsi.feature_dim or int(
+                src.wsi.read_slide(self.cohort.table["slide_ids"].iloc[0][0])[0].shape[1]
+            )
         if src.scales is not None:
             first = self.cohort.table["slide_ids"].iloc[0][0]
-            scale_dims = {s: st.feature_dim or int(st.read_slide(first)[0].shape[1]) for s, st in src.scales.items()}
+            scale_dims = {
+                s: st.feature_dim or int(st.read_slide(first)[0].shape[1]) for s, st in src.scales.items()
+            }
         gen = getattr(self, "gene_groups", None) if src.genomics is not None else None
         enc = getattr(self, "clinical_encoder", None) if src.clinical is not None else None
         return ModalityDims(
@@ -414,7 +473,7 @@ class CohortDataModule(L.LightningDataModule):
         if not path.is_file():
             return None
         truth = pd.read_csv(path, dtype={"case_id": str})
-        return dict(zip(truth["case_id"], truth["true_risk"].astype(float)))
+        return dict(zip(truth["case_id"], truth["true_risk"].astype(float), strict=False))
 
     def describe(self) -> dict[str, Any]:
         """Protocol-card facts about the data (JSON-safe)."""
@@ -423,24 +482,35 @@ class CohortDataModule(L.LightningDataModule):
         w = self.wsi_cfg or {}
         prep: dict[str, Any] = {"time_bins": self.time_bins.to_dict(), "fitted_on": "train"}
         if self.sources.genomics is not None:
-            prep["genomics"] = {"scaling": self.gene_scaler.method, "log1p": self.gene_scaler.log1p,
-                                "groups": self.gene_groups.report()}
+            prep["genomics"] = {
+                "scaling": self.gene_scaler.method,
+                "log1p": self.gene_scaler.log1p,
+                "groups": self.gene_groups.report(),
+            }
         if self.sources.clinical is not None:
-            prep["clinical"] = {"features": self.clinical_encoder.feature_names,
-                                "imputation": "median / most-frequent", "scaling": "z-score, one-hot"}
+            prep["clinical"] = {
+                "features": self.clinical_encoder.feature_names,
+                "imputation": "median / most-frequent",
+                "scaling": "z-score, one-hot",
+            }
         return {
             "cohort": self.name,
             "root": str(self.root),
-            "endpoint": {"name": self.endpoint.name, "time_col": self.endpoint.time_col,
-                         "censorship_col": self.endpoint.censorship_col, "event_col": self.endpoint.event_col},
+            "endpoint": {
+                "name": self.endpoint.name,
+                "time_col": self.endpoint.time_col,
+                "censorship_col": self.endpoint.censorship_col,
+                "event_col": self.endpoint.event_col,
+            },
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()},
             "modalities": list(self.modalities),
             "encoder": w.get("encoder"),
             "feature_dim": self.dims.wsi_dim if self.dims else None,
             "scales": dict(self.dims.scale_dims) if self.dims and self.dims.scale_dims else None,
-            "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes))
-            if self.dims and self.dims.genomic_sizes else None,
+            "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes, strict=False))
+            if self.dims and self.dims.genomic_sizes
+            else None,
             "split_file": str(self.split_path),
             "split_hash": self.split_hash,
             "fold": self.fold,
@@ -454,17 +524,25 @@ class CohortDataModule(L.LightningDataModule):
         ds = self.datasets[part]
         sampler, shuffle = None, train
         if train and self.weighted_sampling:
-            keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist()))
+            keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=False))
             counts = Counter(keys)
             weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
-            sampler = WeightedRandomSampler(weights, len(ds), replacement=True,
-                                            generator=torch.Generator().manual_seed(self.seed))
+            sampler = WeightedRandomSampler(
+                weights, len(ds), replacement=True, generator=torch.Generator().manual_seed(self.seed)
+            )
             shuffle = False
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
         drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
         return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last, collate_fn=collate,
-            num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            drop_last=drop_last,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

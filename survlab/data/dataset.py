@@ -8,8 +8,8 @@ subset seeded by (seed, case_id), identical on every call, so evaluation is dete
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

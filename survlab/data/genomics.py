@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,10 @@ class GeneGroups:
         return tuple(len(g) for g in self.genes)
 
     def report(self) -> dict[str, dict[str, int]]:
-        return {n: {"kept": len(g), "total": t} for n, g, t in zip(self.names, self.genes, self.totals)}
+        return {
+            n: {"kept": len(g), "total": t}
+            for n, g, t in zip(self.names, self.genes, self.totals, strict=False)
+        }
 
 
 def match_groups(
@@ -104,11 +108,13 @@ def match_groups(
         totals.append(len(uniq))
     groups = GeneGroups(tuple(names), tuple(genes), tuple(totals))
     if len(names) <= 10:
-        for n, g, t in zip(names, genes, totals):
+        for n, g, t in zip(names, genes, totals, strict=False):
             log.info("genomics group %s: kept %d/%d genes", n, len(g), t)
     else:
         kept, tot = sum(groups.sizes), sum(totals)
-        log.info("genomics: %d groups, kept %d/%d genes (min group %d)", len(names), kept, tot, min(groups.sizes))
+        log.info(
+            "genomics: %d groups, kept %d/%d genes (min group %d)", len(names), kept, tot, min(groups.sizes)
+        )
     return groups
 
 
@@ -153,8 +159,12 @@ class GeneScaler:
         return np.nan_to_num((self._pre(x) - self.shift) / self.scale).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "log1p": self.log1p,
-                "shift": self.shift.tolist(), "scale": self.scale.tolist()}  # type: ignore[union-attr]
+        return {
+            "method": self.method,
+            "log1p": self.log1p,
+            "shift": self.shift.tolist(),
+            "scale": self.scale.tolist(),
+        }  # type: ignore[union-attr]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneScaler:
@@ -174,7 +184,12 @@ class GeneScaler:
         path = Path(path)
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                d = {"method": str(z["method"]), "log1p": bool(z["log1p"]), "shift": z["shift"], "scale": z["scale"]}
+                d = {
+                    "method": str(z["method"]),
+                    "log1p": bool(z["log1p"]),
+                    "shift": z["shift"],
+                    "scale": z["scale"],
+                }
             return cls.from_dict(d)
         return cls.from_dict(json.loads(path.read_text()))
 
@@ -190,7 +205,9 @@ def check_coverage(
             f"profiles or set allow_missing=true to drop them"
         )
     if missing:
-        log.warning("genomics: dropping %d patient(s) without expression: %s", len(missing), _first_ids(missing))
+        log.warning(
+            "genomics: dropping %d patient(s) without expression: %s", len(missing), _first_ids(missing)
+        )
     return missing
 
 

@@ -16,9 +16,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def _strata(time: np.ndarray, event: np.ndarray, site: np.ndarray | None, n_time
         tq = np.minimum(((ranks - 1) * q // sel.sum()).astype(int), q - 1)
         labels[sel] = [f"e{int(ev)}_t{t}" for t in tq]
     if site is not None:
-        labels = np.array([f"{lab}_s{s}" for lab, s in zip(labels, site)], dtype=object)
+        labels = np.array([f"{lab}_s{s}" for lab, s in zip(labels, site, strict=False)], dtype=object)
     return labels
 
 
@@ -137,7 +138,9 @@ class SplitSet:
     ) -> FoldSplit:
         """Load + validate fold k against the cohort (`case_ids`, `event_of`: case_id -> event)."""
         if not 0 <= k < self.folds:
-            raise ValueError(f"fold={k} out of range: {self.dir} has {self.folds} folds (0..{self.folds - 1})")
+            raise ValueError(
+                f"fold={k} out of range: {self.dir} has {self.folds} folds (0..{self.folds - 1})"
+            )
         path = self.dir / f"splits_{k}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"split file {path} missing; delete {self.dir} to regenerate the splits")

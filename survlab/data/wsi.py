@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,9 @@ def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, 
 
             with h5py.File(path, "r") as f:
                 if "features" not in f:
-                    raise ValueError(f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features")
+                    raise ValueError(
+                        f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features"
+                    )
                 feats = torch.from_numpy(np.asarray(f["features"][()]))
                 if "coords" in f:
                     coords = torch.from_numpy(np.asarray(f["coords"][()]))
@@ -48,12 +50,16 @@ def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, 
             obj = torch.load(path, weights_only=True, map_location="cpu")
             if isinstance(obj, dict):
                 if "features" not in obj:
-                    raise ValueError(f"{path}: dict without 'features' key (has {list(obj)}); re-extract features")
+                    raise ValueError(
+                        f"{path}: dict without 'features' key (has {list(obj)}); re-extract features"
+                    )
                 feats, coords = obj["features"], obj.get("coords")
             else:
                 feats = obj
             if not isinstance(feats, Tensor):
-                raise ValueError(f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features")
+                raise ValueError(
+                    f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features"
+                )
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # noqa: BLE001 - corrupt / truncated / pickled-object files
@@ -64,9 +70,13 @@ def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, 
     if feats.ndim == 3 and feats.shape[0] == 1:  # some extractors save [1, N, D]
         feats = feats[0]
     if feats.ndim != 2:
-        raise ValueError(f"{path}: features must be 2-D [N, D], got shape {tuple(feats.shape)}; re-extract features")
+        raise ValueError(
+            f"{path}: features must be 2-D [N, D], got shape {tuple(feats.shape)}; re-extract features"
+        )
     if feats.shape[0] == 0:
-        raise ValueError(f"{path}: empty bag (0 patches); re-extract features or remove the slide from the CSV")
+        raise ValueError(
+            f"{path}: empty bag (0 patches); re-extract features or remove the slide from the CSV"
+        )
     if feature_dim is not None and feats.shape[1] != feature_dim:
         raise ValueError(
             f"{path}: feature dim {feats.shape[1]} != configured feature_dim {feature_dim}; set wsi.feature_dim "
@@ -75,11 +85,15 @@ def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, 
     feats = feats.float()
     if not torch.isfinite(feats).all():
         n_bad = int((~torch.isfinite(feats)).any(dim=1).sum())
-        raise ValueError(f"{path}: {n_bad} patch(es) with NaN/Inf features; re-extract features for this slide")
+        raise ValueError(
+            f"{path}: {n_bad} patch(es) with NaN/Inf features; re-extract features for this slide"
+        )
     if coords is not None:
         coords = torch.as_tensor(coords)
         if coords.ndim != 2 or coords.shape[0] != feats.shape[0]:
-            log.warning("%s: coords shape %s does not match features; ignoring coords", path, tuple(coords.shape))
+            log.warning(
+                "%s: coords shape %s does not match features; ignoring coords", path, tuple(coords.shape)
+            )
             coords = None
     return feats, coords
 
@@ -115,8 +129,12 @@ class DropReport:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {"n_slides_dropped": len(self.dropped_slides), "n_patients_dropped": len(self.dropped_patients),
-                "slides": dict(self.dropped_slides), "patients": list(self.dropped_patients)}
+        return {
+            "n_slides_dropped": len(self.dropped_slides),
+            "n_patients_dropped": len(self.dropped_patients),
+            "slides": dict(self.dropped_slides),
+            "patients": list(self.dropped_patients),
+        }
 
 
 class BagStore:
@@ -192,7 +210,9 @@ class BagStore:
             torch.cat(sidx),
             torch.cat([c.float() for c in coords]) if all(c is not None for c in coords) else None,
         )
-        if self.cache_enabled:  # round on every read so epoch 1 (file) and later epochs (cache) see equal values
+        if (
+            self.cache_enabled
+        ):  # round on every read so epoch 1 (file) and later epochs (cache) see equal values
             cached = PatientBag(bag.features.to(self.cache_dtype), bag.slide_index, bag.coords)
             if self._cache_bytes + cached.nbytes <= self.cache_max_bytes:
                 self._cache[key] = cached
@@ -212,7 +232,7 @@ def check_availability(
     """
     report = DropReport()
     kept: dict[str, list[str]] = {}
-    for case, slides in zip(cohort.table["case_id"], cohort.table["slide_ids"]):
+    for case, slides in zip(cohort.table["case_id"], cohort.table["slide_ids"], strict=False):
         kept[case] = []
         for s in slides:
             absent = [st for st in stores if st.path_of(s) is None]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from survlab.data.cohort import Cohort, Endpoint
-from survlab.data.genomics import match_groups, read_expression, check_coverage
+from survlab.data.genomics import check_coverage, match_groups, read_expression
 from survlab.data.splits import ensure_splits
 from survlab.data.wsi import BagStore, check_availability, read_bag
 
@@ -42,19 +43,35 @@ def _one_line(err: pytest.ExceptionInfo) -> None:
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda d: d.__setitem__("survival_months", [10.0, 12.0, 5.0, 7.0]),
-         r"clinical.csv: conflicting outcomes .* case\(s\) A; make the patient fields identical"),
+        (
+            lambda d: d.__setitem__("survival_months", [10.0, 12.0, 5.0, 7.0]),
+            r"clinical.csv: conflicting outcomes .* case\(s\) A; make the patient fields identical",
+        ),
         (lambda d: d.__setitem__("censorship", [0, 1, 1, 0]), r"conflicting outcomes .*case\(s\) A"),
-        (lambda d: d.__setitem__("survival_months", [10.0, 10.0, -1.0, 7.0]),
-         r"clinical.csv: survival time 'survival_months' missing, zero or negative for case\(s\) B"),
-        (lambda d: d.__setitem__("survival_months", [10.0, 10.0, 5.0, 0.0]), r"zero or negative for case\(s\) C"),
-        (lambda d: d.__setitem__("survival_months", [10.0, 10.0, np.nan, 7.0]), r"missing, zero or negative .* B"),
-        (lambda d: d.__setitem__("censorship", [0, 0, 2, 0]),
-         r"'censorship' must be 0 or 1 .* case\(s\) B have 2; recode it"),
-        (lambda d: d.__setitem__("slide_id", ["A-1", "A-2", "B-1", "B-1"]),
-         r"slide_id\(s\) B-1 listed under two patients .*B-1 -> B, C"),
-        (lambda d: d.__setitem__("censorship", [1, 1, 1, 1]),
-         r"no events at all in 'censorship' \(3 patients all censored\); check the coding"),
+        (
+            lambda d: d.__setitem__("survival_months", [10.0, 10.0, -1.0, 7.0]),
+            r"clinical.csv: survival time 'survival_months' missing, zero or negative for case\(s\) B",
+        ),
+        (
+            lambda d: d.__setitem__("survival_months", [10.0, 10.0, 5.0, 0.0]),
+            r"zero or negative for case\(s\) C",
+        ),
+        (
+            lambda d: d.__setitem__("survival_months", [10.0, 10.0, np.nan, 7.0]),
+            r"missing, zero or negative .* B",
+        ),
+        (
+            lambda d: d.__setitem__("censorship", [0, 0, 2, 0]),
+            r"'censorship' must be 0 or 1 .* case\(s\) B have 2; recode it",
+        ),
+        (
+            lambda d: d.__setitem__("slide_id", ["A-1", "A-2", "B-1", "B-1"]),
+            r"slide_id\(s\) B-1 listed under two patients .*B-1 -> B, C",
+        ),
+        (
+            lambda d: d.__setitem__("censorship", [1, 1, 1, 1]),
+            r"no events at all in 'censorship' \(3 patients all censored\); check the coding",
+        ),
     ],
 )
 def test_bad_clinical_table(tmp_path: Path, edit: Callable, match: str) -> None:
@@ -64,7 +81,9 @@ def test_bad_clinical_table(tmp_path: Path, edit: Callable, match: str) -> None:
 
 
 def test_missing_columns_lists_what_the_file_has(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"missing required column\(s\) \['OS_time'\] .*the file has \['case_id', 'slide_id'"):
+    with pytest.raises(
+        ValueError, match=r"missing required column\(s\) \['OS_time'\] .*the file has \['case_id', 'slide_id'"
+    ):
         _cohort_with(tmp_path, lambda d: None, endpoint=Endpoint.resolve("os", time_col="OS_time"))
     with pytest.raises(ValueError, match=r"missing required column\(s\) \['dfs_months', 'dfs_censorship'\]"):
         _cohort_with(tmp_path, lambda d: None, endpoint=Endpoint.resolve("dfs"))
@@ -72,8 +91,13 @@ def test_missing_columns_lists_what_the_file_has(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- splits
 def _cohort_table(n: int = 12) -> pd.DataFrame:
-    return pd.DataFrame({"case_id": [f"P{i}" for i in range(n)], "time": np.arange(1, n + 1, dtype=float),
-                         "event": [i % 2 == 0 for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "case_id": [f"P{i}" for i in range(n)],
+            "time": np.arange(1, n + 1, dtype=float),
+            "event": [i % 2 == 0 for i in range(n)],
+        }
+    )
 
 
 def _tamper(split_dir: Path, k: int, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
@@ -92,12 +116,17 @@ def _tamper(split_dir: Path, k: int, edit: Callable[[pd.DataFrame], pd.DataFrame
     ("edit", "match"),
     [
         (lambda d: pd.concat([d, d.iloc[[0]].assign(split="test")]), r"patient\(s\) P0 appear in two splits"),
-        (lambda d: pd.concat([d, pd.DataFrame({"case_id": ["ZZ"], "split": ["train"]})]),
-         r"1 unknown case_id\(s\) not in the cohort: ZZ"),
+        (
+            lambda d: pd.concat([d, pd.DataFrame({"case_id": ["ZZ"], "split": ["train"]})]),
+            r"1 unknown case_id\(s\) not in the cohort: ZZ",
+        ),
         (lambda d: d.iloc[1:], r"1 cohort patient\(s\) missing from the split file: P0"),
-        (lambda d: d.assign(split=np.where(d["case_id"].isin(["P0", "P2", "P4", "P6", "P8", "P10"]), "train",
-                                           d["split"])),
-         r"fold 0 (val|test) part \(\d+ patients\) has NO events; .*use fewer folds, another splits.seed"),
+        (
+            lambda d: d.assign(
+                split=np.where(d["case_id"].isin(["P0", "P2", "P4", "P6", "P8", "P10"]), "train", d["split"])
+            ),
+            r"fold 0 (val|test) part \(\d+ patients\) has NO events; .*use fewer folds, another splits.seed",
+        ),
     ],
 )
 def test_bad_split_files(tmp_path: Path, edit: Callable, match: str) -> None:
@@ -106,13 +135,18 @@ def test_bad_split_files(tmp_path: Path, edit: Callable, match: str) -> None:
     _tamper(tmp_path / "s", 0, edit)
     split_set = ensure_splits(table, tmp_path / "s", folds=2, val_fraction=0.2)  # reads the edited meta.json
     with pytest.raises(ValueError, match=match) as err:
-        split_set.fold(0, table["case_id"].tolist(), dict(zip(table["case_id"], table["event"])))
+        split_set.fold(
+            0, table["case_id"].tolist(), dict(zip(table["case_id"], table["event"], strict=False))
+        )
     _one_line(err)
 
 
 def test_split_dir_of_another_cohort(tmp_path: Path) -> None:
     ensure_splits(_cohort_table(12), tmp_path / "s", folds=2)
-    with pytest.raises(ValueError, match=r"holds splits for a different set of patients \(12 vs 14.*delete .* or choose another splits.dir"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds splits for a different set of patients \(12 vs 14.*delete .* or choose another splits.dir",
+    ):
         ensure_splits(_cohort_table(14), tmp_path / "s", folds=2)
     with pytest.raises(ValueError, match=r"written with other settings .*'folds': \(2, 3\)"):
         ensure_splits(_cohort_table(12), tmp_path / "s", folds=3)
@@ -137,8 +171,16 @@ def _pt(tmp_path: Path, obj: Any, name: str = "s.pt") -> Path:
     [
         (torch.zeros(0, 4), {}, r"s.pt: empty bag \(0 patches\)"),
         (torch.zeros(4), {}, r"s.pt: features must be 2-D \[N, D\], got shape \(4,\)"),
-        (torch.zeros(3, 5), {"feature_dim": 4}, r"s.pt: feature dim 5 != configured feature_dim 4; set wsi.feature_dim"),
-        (torch.tensor([[1.0, float("nan")], [0.0, 0.0]]), {}, r"s.pt: 1 patch\(es\) with NaN/Inf features; re-extract"),
+        (
+            torch.zeros(3, 5),
+            {"feature_dim": 4},
+            r"s.pt: feature dim 5 != configured feature_dim 4; set wsi.feature_dim",
+        ),
+        (
+            torch.tensor([[1.0, float("nan")], [0.0, 0.0]]),
+            {},
+            r"s.pt: 1 patch\(es\) with NaN/Inf features; re-extract",
+        ),
         ({"coords": torch.zeros(2, 2)}, {}, r"s.pt: dict without 'features' key"),
     ],
 )
@@ -177,8 +219,11 @@ def test_missing_feature_file_names_dirs_and_fix(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "f" / "enc" / "h5_files" / "A-1.h5", "w") as f:
         f.create_dataset("features", data=np.zeros((2, 4), np.float32))
     store = BagStore(tmp_path / "f", "enc")
-    with pytest.raises(FileNotFoundError, match=r"case A: no feature file for slide A-2 \(searched .*enc/h5_files, "
-                       r".*enc/pt_files\); extract features with CLAM/TRIDENT or fix slide_id") as err:
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"case A: no feature file for slide A-2 \(searched .*enc/h5_files, "
+        r".*enc/pt_files\); extract features with CLAM/TRIDENT or fix slide_id",
+    ) as err:
         check_availability(cohort, [store])
     _one_line(err)
     with pytest.raises(ValueError, match=r"2 patient\(s\) have no slide .*\(B, C; .*set allow_missing=true"):
@@ -189,8 +234,11 @@ def test_missing_feature_file_names_dirs_and_fix(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- genomics
 def test_group_without_matched_genes() -> None:
-    with pytest.raises(ValueError, match=r"sig.csv: gene group 'immune' has no gene in the expression table "
-                       r"\(e.g. CD8A, CD4\); check the gene symbols \(exact match"):
+    with pytest.raises(
+        ValueError,
+        match=r"sig.csv: gene group 'immune' has no gene in the expression table "
+        r"\(e.g. CD8A, CD4\); check the gene symbols \(exact match",
+    ):
         match_groups(["CD8", "TP53"], {"ok": ["TP53"], "immune": ["CD8A", "CD4"]}, source="sig.csv")
 
 
@@ -198,7 +246,9 @@ def test_expression_missing_patients_and_duplicates(tmp_path: Path) -> None:
     df = pd.DataFrame({"case_id": ["a", "b"], "G": [1.0, 2.0]})
     df.to_csv(tmp_path / "e.csv", index=False)
     expr = read_expression(tmp_path / "e.csv")
-    with pytest.raises(ValueError, match=r"e.csv: expression table lacks 2 cohort patient\(s\) \(c, d\); .*allow_missing"):
+    with pytest.raises(
+        ValueError, match=r"e.csv: expression table lacks 2 cohort patient\(s\) \(c, d\); .*allow_missing"
+    ):
         check_coverage(expr, ["a", "c", "d"], tmp_path / "e.csv")
     assert check_coverage(expr, ["a", "c"], tmp_path / "e.csv", allow_missing=True) == ["c"]
     pd.concat([df, df.iloc[[1]]]).to_csv(tmp_path / "d.csv", index=False)
@@ -211,20 +261,30 @@ def test_model_needs_modality_the_data_lacks(tmp_path: Path) -> None:
     from survlab.data.datamodule import CohortDataModule
 
     with pytest.raises(ValueError, match=r"^model needs wsi but data=gse7390 provides clinical\+genomics"):
-        CohortDataModule(name="gse7390", root=str(tmp_path), genomics={}, clinical={"columns": ["age"]},
-                         modalities=("wsi", "genomics"))
+        CohortDataModule(
+            name="gse7390",
+            root=str(tmp_path),
+            genomics={},
+            clinical={"columns": ["age"]},
+            modalities=("wsi", "genomics"),
+        )
 
 
 def test_missing_real_cohort_files(tmp_path: Path) -> None:
     from survlab.data.datamodule import CohortDataModule
 
     dm = CohortDataModule(name="tcga_luad", root=str(tmp_path / "tcga_luad"), wsi={"encoder": "uni"})
-    with pytest.raises(FileNotFoundError, match=r"data=tcga_luad: expected MCAT/SurvPath clinical CSV at .*"
-                       r"tcga_luad/clinical.csv .*see README 'Real data layout'"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"data=tcga_luad: expected MCAT/SurvPath clinical CSV at .*"
+        r"tcga_luad/clinical.csv .*see README 'Real data layout'",
+    ):
         dm.setup()
 
 
-def test_missing_patients_in_genomics_via_datamodule(tiny_cohort: Path, tmp_path: Path, make_datamodule) -> None:
+def test_missing_patients_in_genomics_via_datamodule(
+    tiny_cohort: Path, tmp_path: Path, make_datamodule
+) -> None:
     root = tmp_path / "c"
     shutil.copytree(tiny_cohort, root)
     expr = pd.read_csv(root / "expression.csv", dtype={"case_id": str})

@@ -18,11 +18,14 @@ def _csv(tmp_path: Path, rows: list[dict]) -> Path:
 
 
 def test_slide_rows_collapse_to_patients(tmp_path: Path) -> None:
-    path = _csv(tmp_path, [
-        dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0, label="x"),
-        dict(case_id="A", slide_id="A-2", survival_months=10.0, censorship=0, label="x"),
-        dict(case_id="B", slide_id="B-1", survival_months=5.0, censorship=1, label="y"),
-    ])
+    path = _csv(
+        tmp_path,
+        [
+            dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0, label="x"),
+            dict(case_id="A", slide_id="A-2", survival_months=10.0, censorship=0, label="x"),
+            dict(case_id="B", slide_id="B-1", survival_months=5.0, censorship=1, label="y"),
+        ],
+    )
     cohort = Cohort.from_csv(path, keep_cols=["label"])
     assert cohort.case_ids == ["A", "B"]
     assert cohort.table["slide_ids"].tolist() == [["A-1", "A-2"], ["B-1"]]
@@ -32,10 +35,13 @@ def test_slide_rows_collapse_to_patients(tmp_path: Path) -> None:
 
 
 def test_table_only_cohort_and_event_col_and_endpoint(tmp_path: Path) -> None:
-    path = _csv(tmp_path, [
-        dict(case_id="A", t=3.0, dead=1, dfs_months=2.0, dfs_censorship=1),
-        dict(case_id="B", t=4.0, dead=0, dfs_months=1.0, dfs_censorship=0),
-    ])
+    path = _csv(
+        tmp_path,
+        [
+            dict(case_id="A", t=3.0, dead=1, dfs_months=2.0, dfs_censorship=1),
+            dict(case_id="B", t=4.0, dead=0, dfs_months=1.0, dfs_censorship=0),
+        ],
+    )
     os_ = Cohort.from_csv(path, endpoint=Endpoint.resolve("os", time_col="t", event_col="dead"))
     assert os_.table["event"].tolist() == [True, False]
     assert os_.table["slide_ids"].tolist() == [[], []]

@@ -19,7 +19,7 @@ def _cohort(tiny_cohort: Path) -> Cohort:
 def test_folds_are_patient_disjoint_and_cover_everyone_once(tiny_cohort: Path, tmp_path: Path) -> None:
     cohort = _cohort(tiny_cohort)
     split_set = ensure_splits(cohort.table, tmp_path / "s", folds=4, val_fraction=0.2, seed=3)
-    event_of = dict(zip(cohort.case_ids, cohort.table["event"]))
+    event_of = dict(zip(cohort.case_ids, cohort.table["event"], strict=False))
     tests: list[str] = []
     for k in range(4):
         f = split_set.fold(k, cohort.case_ids, event_of)
@@ -55,8 +55,9 @@ def test_split_files_written_once_and_reused(tiny_cohort: Path, tmp_path: Path) 
 def test_stratification_balances_events_and_site(tiny_cohort: Path) -> None:
     cohort = _cohort(tiny_cohort)
     t = cohort.table
-    frames = make_splits(t["case_id"], t["time"].to_numpy(), t["event"].to_numpy(), folds=4, seed=0,
-                         site=t["site"].to_numpy())
+    frames = make_splits(
+        t["case_id"], t["time"].to_numpy(), t["event"].to_numpy(), folds=4, seed=0, site=t["site"].to_numpy()
+    )
     events_per_test = [int(t["event"][f["split"].to_numpy() == "test"].sum()) for f in frames]
     assert max(events_per_test) - min(events_per_test) <= 2
     sizes = [int((f["split"] == "test").sum()) for f in frames]

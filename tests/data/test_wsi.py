@@ -85,10 +85,15 @@ def test_multiscale_drop_report(tiny_multiscale_cohort: Path, tmp_path: Path) ->
         for fmt in ("pt", "h5"):
             (root / "features" / "synthetic" / scale / f"{fmt}_files" / f"{slide}.{fmt}").unlink()
     stores = [BagStore(root / "features", "synthetic", scale=s) for s in ("x5", "x10", "x20")]
-    with pytest.raises(ValueError, match=rf"1 patient\(s\) have no slide with features at all scales.*{single.case_id}"):
+    with pytest.raises(
+        ValueError, match=rf"1 patient\(s\) have no slide with features at all scales.*{single.case_id}"
+    ):
         check_availability(cohort, stores, allow_missing=False, partial_ok=True)
     kept, report = check_availability(cohort, stores, allow_missing=True, partial_ok=True)
-    assert report.dropped_slides == {multi["slide_ids"][0]: "missing x5", single["slide_ids"][0]: "missing x10"}
+    assert report.dropped_slides == {
+        multi["slide_ids"][0]: "missing x5",
+        single["slide_ids"][0]: "missing x10",
+    }
     assert report.dropped_patients == [single.case_id]
     assert len(kept) == len(cohort) - 1
     assert multi["slide_ids"][0] not in kept.rows([multi.case_id])["slide_ids"].iloc[0]
