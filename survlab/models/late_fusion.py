@@ -1,0 +1,112 @@
+"""LateFusion: ABMIL (WSI) + SNN (genomics) encoders, fused late — the standard multimodal baseline column.
+
+    wsi → ABMILEncoder → h_wsi [B, Hw] ┐
+                                       ├→ fusion ("concat" → MLP | "bilinear" → gated Kronecker fusion) → head
+    genomics → SNNEncoder → h_gen [B, Hg] ┘
+
+The encoders are the same modules `ABMIL` and `SNN` use; "bilinear" is the Pathomic-Fusion style gated
+Kronecker product (Chen et al. 2020) with small gate dims.
+
+Example:
+    >>> net = LateFusion(ModalityDims(wsi_dim=32, genomic_sizes=(10, 20), n_bins=4), fusion="bilinear")
+    >>> pred = net(batch)  # hazard_logits [B, 4], attention["patch"] [B, N], embedding [B, fusion_dim]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from survlab.data.batch import Batch
+from survlab.models.abmil import ABMILEncoder
+from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.blocks import SurvivalHead, mlp
+from survlab.models.snn import SNNEncoder
+
+FUSIONS = ("concat", "bilinear")
+
+
+class GatedBilinearFusion(nn.Module):
+    """Pathomic-style fusion of a [B, A] and b [B, Bd] → [B, out_dim].
+
+    Each modality is projected to `gate_dim` and gated by a bilinear function of both inputs; a constant 1 is
+    appended to each gated vector so the Kronecker (outer) product keeps the unimodal terms; the flattened
+    product (plus a skip of the gated vectors) goes through Linear → ReLU → Dropout.
+    """
+
+    def __init__(self, dim_a: int, dim_b: int, gate_dim: int = 16, out_dim: int = 64, dropout: float = 0.25) -> None:
+        super().__init__()
+        self.proj_a = nn.Sequential(nn.Linear(dim_a, gate_dim), nn.ReLU())
+        self.proj_b = nn.Sequential(nn.Linear(dim_b, gate_dim), nn.ReLU())
+        self.gate_a = nn.Bilinear(dim_a, dim_b, gate_dim)
+        self.gate_b = nn.Bilinear(dim_a, dim_b, gate_dim)
+        self.out_a = mlp([gate_dim, gate_dim], dropout=dropout)
+        self.out_b = mlp([gate_dim, gate_dim], dropout=dropout)
+        k = gate_dim + 1
+        self.post = mlp([k * k + 2 * k, out_dim], dropout=dropout)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        ga = self.out_a(torch.sigmoid(self.gate_a(a, b)) * self.proj_a(a))
+        gb = self.out_b(torch.sigmoid(self.gate_b(a, b)) * self.proj_b(b))
+        one = ga.new_ones(ga.shape[0], 1)
+        ga, gb = torch.cat([ga, one], dim=-1), torch.cat([gb, one], dim=-1)
+        kron = torch.einsum("bi,bj->bij", ga, gb).flatten(1)
+        return self.post(torch.cat([kron, ga, gb], dim=-1))
+
+
+class LateFusion(SurvivalNet):
+    """ABMIL + SNN late fusion.
+
+    Args:
+        dims: cohort sizes (needs `wsi_dim` and `genomic_sizes`).
+        wsi_hidden: ABMIL embedding size; attn_dim: ABMIL attention scorer size (default wsi_hidden).
+        genomic_hidden: SNN block widths.
+        fusion: "concat" (concat → Linear → ReLU → Dropout) or "bilinear" (gated Kronecker fusion).
+        fusion_dim: fused embedding size; gate_dim: per-modality size inside the bilinear fusion.
+        dropout: dropout everywhere.
+        output: "hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox log-hazard `risk` [B].
+    """
+
+    modalities = ("wsi", "genomics")
+
+    def __init__(
+        self,
+        dims: ModalityDims,
+        wsi_hidden: int = 128,
+        attn_dim: int | None = None,
+        genomic_hidden: Sequence[int] = (256, 256),
+        fusion: str = "concat",
+        fusion_dim: int = 128,
+        gate_dim: int = 16,
+        dropout: float = 0.25,
+        output: str = "hazards",
+    ) -> None:
+        super().__init__(dims)
+        if fusion not in FUSIONS:
+            raise ValueError(f"LateFusion fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.wsi_encoder = ABMILEncoder(dims.wsi_dim, wsi_hidden, attn_dim, dropout)
+        self.genomic_encoder = SNNEncoder(sum(dims.genomic_sizes), genomic_hidden, dropout)
+        dim_w, dim_g = self.wsi_encoder.out_dim, self.genomic_encoder.out_dim
+        self.fusion_kind = fusion
+        if fusion == "concat":
+            self.fusion = mlp([dim_w + dim_g, fusion_dim], dropout=dropout)
+        else:
+            self.fusion = GatedBilinearFusion(dim_w, dim_g, gate_dim, fusion_dim, dropout)
+        self.head = SurvivalHead(fusion_dim, dims.n_bins, output)
+
+    def _fuse(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        h_wsi, attn = self.wsi_encoder(batch.wsi, batch.wsi_mask)
+        h_gen = self.genomic_encoder(batch.genomics)
+        if self.fusion_kind == "concat":
+            return self.fusion(torch.cat([h_wsi, h_gen], dim=-1)), attn
+        return self.fusion(h_wsi, h_gen), attn
+
+    def encode(self, batch: Batch) -> Tensor:
+        """Fused patient embedding [B, fusion_dim]."""
+        return self._fuse(batch)[0]
+
+    def forward(self, batch: Batch) -> Prediction:
+        h, attn = self._fuse(batch)
+        return Prediction(**self.head(h), attention={"patch": attn}, embedding=h)

@@ -1,0 +1,67 @@
+"""SNN: self-normalising network over the concatenated genomic groups (Klambauer et al. 2017; the genomics-only
+baseline of MCAT/SurvPath).
+
+    genomics [B, g_1] ... [B, g_k] → concat [B, Σg] → (Linear → ELU → AlphaDropout) × len(hidden) → head
+
+Example:
+    >>> net = SNN(ModalityDims(genomic_sizes=(10, 20), n_bins=4), hidden=(64, 64))
+    >>> net(batch).hazard_logits.shape  # [B, 4]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from survlab.data.batch import Batch
+from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.blocks import SurvivalHead, snn_encoder
+
+
+class SNNEncoder(nn.Module):
+    """List of genomic groups [B, g_i] → embedding [B, hidden[-1]]."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.25) -> None:
+        super().__init__()
+        hidden = [int(h) for h in hidden]
+        if not hidden:
+            raise ValueError("SNN needs at least one hidden layer (hidden=[...] is empty)")
+        self.out_dim = hidden[-1]
+        self.net = snn_encoder(in_dim, hidden, dropout)
+
+    def forward(self, genomics: list[Tensor]) -> Tensor:
+        return self.net(torch.cat(list(genomics), dim=-1))
+
+
+class SNN(SurvivalNet):
+    """Genomics-only survival network.
+
+    Args:
+        dims: cohort sizes (needs `genomic_sizes`).
+        hidden: widths of the SNN blocks (default [256, 256], as in MCAT).
+        dropout: AlphaDropout rate.
+        output: "hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox log-hazard `risk` [B].
+    """
+
+    modalities = ("genomics",)
+
+    def __init__(
+        self,
+        dims: ModalityDims,
+        hidden: Sequence[int] = (256, 256),
+        dropout: float = 0.25,
+        output: str = "hazards",
+    ) -> None:
+        super().__init__(dims)
+        self.encoder = SNNEncoder(sum(dims.genomic_sizes), hidden, dropout)
+        self.head = SurvivalHead(self.encoder.out_dim, dims.n_bins, output)
+
+    def encode(self, batch: Batch) -> Tensor:
+        """Patient embedding [B, hidden[-1]]."""
+        return self.encoder(batch.genomics)
+
+    def forward(self, batch: Batch) -> Prediction:
+        h = self.encode(batch)
+        return Prediction(**self.head(h), embedding=h)
