@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,11 +35,11 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     L.seed_everything(cfg.seed, workers=True)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
-    datamodule = hydra.utils.instantiate(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
+    datamodule = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
-    net = hydra.utils.instantiate(cfg.model.net, _partial_=True)(dims=datamodule.dims)
+    net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=datamodule.dims)
     task_cfg = OmegaConf.to_container(cfg.model.task, resolve=True)
     task_cfg.pop("_target_", None)
     task = SurvivalTask(net=net, max_epochs=cfg.trainer.max_epochs, seed=cfg.seed, **task_cfg)
@@ -60,6 +61,17 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return metrics
     finally:
         finish_loggers(loggers)
+
+
+def _instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, but a bad-input error raised by our own constructor surfaces as itself (one line
+    naming the file/case and the fix) instead of wrapped in Hydra's InstantiationException."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, ValueError | FileNotFoundError | KeyError):
+            raise exc.__cause__ from None
+        raise
 
 
 def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:

@@ -27,7 +27,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
                 log.info("selection=last: early stopping disabled")
                 continue
             if isinstance(callback, ModelCheckpoint):
-                callback = ModelCheckpoint(dirpath=callback.dirpath, save_last=True, save_top_k=0, monitor=None)
+                # monitor=None + top-1 keeps the latest epoch (Lightning writes last.ckpt only when it saved one)
+                callback = ModelCheckpoint(dirpath=callback.dirpath, filename="epoch{epoch:03d}", save_last=True,
+                                           save_top_k=1, monitor=None, auto_insert_metric_name=False)
         callbacks.append(callback)
         log.debug("callback %s: %s", name, type(callback).__name__)
     return callbacks
