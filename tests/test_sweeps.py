@@ -103,3 +103,19 @@ def test_launcher_runs_two_job_sweep(launcher: str, tmp_path: Path, data_dir: Pa
         assert (job / "DONE").is_file(), out[-3000:]
         assert math.isfinite(json.loads((job / "metrics.json").read_text())["test/cindex"])
     assert pd.read_csv(sweep_dir / "summary.csv").n_folds.tolist() == [2]
+
+
+def test_optuna_search_optimises_inner_validation(tmp_path: Path, data_dir: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[hpo]'")
+    import yaml
+
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+            "model=abmil", *tiny_overrides(tmp_path, data_dir), f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    check(run_survlab(args))
+    sweep_dir = tmp_path / "sweep"
+    trials = sorted((sweep_dir / "abmil" / "synthetic" / "fold0").glob("trial*"))
+    assert len(trials) == 2 and all((t / "DONE").is_file() for t in trials)
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    val = [json.loads((t / "metrics.json").read_text())["val/best"] for t in trials]
+    assert best["best_value"] == pytest.approx(max(val)), "the sampler must see the inner-validation metric"
+    assert set(best["best_params"]) >= {"model.task.lr", "model.task.weight_decay"}
