@@ -527,9 +527,8 @@ class CohortDataModule(L.LightningDataModule):
             keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=False))
             counts = Counter(keys)
             weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
-            sampler = WeightedRandomSampler(
-                weights, len(ds), replacement=True, generator=torch.Generator().manual_seed(self.seed)
-            )
+            # global RNG (re-seeded from (seed, epoch) by the task each epoch): resumed runs draw the same samples
+            sampler = WeightedRandomSampler(weights, len(ds), replacement=True)
             shuffle = False
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
         drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
