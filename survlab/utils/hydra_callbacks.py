@@ -45,14 +45,12 @@ def log_summary_to_wandb(summary: Any, config: DictConfig) -> None:
     wcfg = OmegaConf.select(config, "logger.wandb", default=None) or {}
     project = wcfg.get("project", "survlab") if hasattr(wcfg, "get") else "survlab"
     offline = bool(wcfg.get("offline", True)) if hasattr(wcfg, "get") else True
-    wandb_dir = sweep_dir / "wandb"
-    wandb_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=project,
         group=sweep_dir.name,
         job_type="summary",
         name=f"summary-{sweep_dir.name}",
-        dir=str(wandb_dir),
+        dir=str(sweep_dir),  # -> <sweep_dir>/wandb/offline-run-*
         mode="offline" if offline else None,
         config={"sweep_dir": str(sweep_dir), "reference": summary.reference, "metric": summary.metric},
         reinit=True,

@@ -159,3 +159,35 @@ def test_cli(sweep: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "survlab.summarize", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_callback_writes_summary_and_never_raises(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from survlab.utils.hydra_callbacks import SweepSummaryCallback
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "logger": {"csv": {}}})
+    SweepSummaryCallback(reference="not-in-sweep").on_multirun_end(cfg)
+    assert (sweep / "summary.md").is_file() and (sweep / "summary.csv").is_file()
+    SweepSummaryCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep / "nope")}}}))
+    SweepSummaryCallback().on_multirun_end(OmegaConf.create({}))
+
+
+def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    from omegaconf import OmegaConf
+
+    from survlab.utils.hydra_callbacks import log_summary_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(sweep / "wandb"))
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
+                            "logger": {"wandb": {"project": "survlab-test", "offline": True}}})
+    log_summary_to_wandb(summarize_sweep(sweep, reference="base"), cfg)  # raises here, the callback would log
+    runs = list((sweep / "wandb").rglob("offline-run-*"))
+    assert runs, "no offline W&B run written"
+    assert list(runs[0].rglob("*.wandb")), "the offline run has no data file"
+    assert list(runs[0].rglob("sweep/summary*.table.json")), "the summary table was not logged"
