@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _cli import check, run_survlab, tiny_overrides
 from omegaconf import OmegaConf
 
-from _cli import check, run_survlab, tiny_overrides
 from survlab.utils import ddp
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from _cli import check, run_survlab, tiny_overrides
 
 CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.utils.hydra_callbacks.SweepSummaryCallback"

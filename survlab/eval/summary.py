@@ -313,7 +313,7 @@ def _paired(jobs: pd.DataFrame, reference: str | None, metric: str) -> tuple[pd.
                 d = float(mine[key]) - float(ref[key])
                 diffs.append(d)
                 rows.append(dict(zip(cols, [cohort, model, reference, key[0], key[1], float(mine[key]),
-                                             float(ref[key]), d])))
+                                             float(ref[key]), d], strict=True)))
             stats_by_group[(model, cohort)] = paired_comparison(np.array(diffs))
     return pd.DataFrame(rows, columns=cols), stats_by_group
 
@@ -414,7 +414,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             if r["model"] == s.reference:
                 continue
             per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
-            diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"]))
+            diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True))
             lines.append(
                 f"| {r['cohort']} | `{r['model']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
                 f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_ttest'])} "

@@ -93,7 +93,7 @@ def test_summary_numbers_equal_job_files(sweep: Path) -> None:
     for name in ("summary.csv", "summary.md", "paired.csv", "comparison.png"):
         assert (sweep / name).is_file(), name
     table = pd.read_csv(sweep / "summary.csv")
-    assert set(zip(table.model, table.cohort)) == {("base", "synth_a"), ("good", "synth_a"),
+    assert set(zip(table.model, table.cohort, strict=True)) == {("base", "synth_a"), ("good", "synth_a"),
                                                    ("base", "synth_b"), ("good", "synth_b")}
     for r in table.itertuples():
         dirs = sorted((sweep / r.model / r.cohort).glob("fold*"))
