@@ -22,7 +22,9 @@ from survlab.models.blocks import GatedAttentionPool, SurvivalHead, mlp
 class ABMILEncoder(nn.Module):
     """Patch bag [B, N, D] + mask [B, N] → (patient embedding [B, hidden_dim], attention [B, N])."""
 
-    def __init__(self, in_dim: int, hidden_dim: int = 128, attn_dim: int | None = None, dropout: float = 0.25) -> None:
+    def __init__(
+        self, in_dim: int, hidden_dim: int = 128, attn_dim: int | None = None, dropout: float = 0.25
+    ) -> None:
         super().__init__()
         self.out_dim = hidden_dim
         self.patch_fc = mlp([in_dim, hidden_dim], dropout=dropout)

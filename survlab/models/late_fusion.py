@@ -36,7 +36,9 @@ class GatedBilinearFusion(nn.Module):
     product (plus a skip of the gated vectors) goes through Linear → ReLU → Dropout.
     """
 
-    def __init__(self, dim_a: int, dim_b: int, gate_dim: int = 16, out_dim: int = 64, dropout: float = 0.25) -> None:
+    def __init__(
+        self, dim_a: int, dim_b: int, gate_dim: int = 16, out_dim: int = 64, dropout: float = 0.25
+    ) -> None:
         super().__init__()
         self.proj_a = nn.Sequential(nn.Linear(dim_a, gate_dim), nn.ReLU())
         self.proj_b = nn.Sequential(nn.Linear(dim_b, gate_dim), nn.ReLU())

@@ -3,19 +3,25 @@ errors, and learning a planted survival signal (held-out Harrell C-index)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import hydra
 import numpy as np
 import pytest
 import torch
 
-from survlab.data.batch import Batch, PatientItem, collate
+from survlab.data.batch import PatientItem, collate
 from survlab.models.abmil import ABMIL
 from survlab.models.base import ModalityDims, Prediction, risk_score
 from survlab.models.clinical_mlp import ClinicalMLP
 from survlab.models.late_fusion import LateFusion
 from survlab.models.snn import SNN
+from survlab.tasks.losses import cox_partial_likelihood, nll_discrete_survival
 
 D, GENES, C, BINS = 8, (5, 7, 4), 6, 4
-DIMS = ModalityDims(wsi_dim=D, genomic_sizes=GENES, genomic_names=("a", "b", "c"), clinical_dim=C, n_bins=BINS)
+DIMS = ModalityDims(
+    wsi_dim=D, genomic_sizes=GENES, genomic_names=("a", "b", "c"), clinical_dim=C, n_bins=BINS
+)
 
 NETS = {
     "abmil": lambda output: ABMIL(DIMS, hidden_dim=16, dropout=0.1, output=output),
@@ -87,7 +93,9 @@ def test_padding_never_changes_the_prediction(name: str, output: str, items: lis
         together = net(collate(items))
         for i, item in enumerate(items):
             alone = net(collate([item]))
-            torch.testing.assert_close(getattr(alone, key)[0], getattr(together, key)[i], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                getattr(alone, key)[0], getattr(together, key)[i], atol=1e-5, rtol=1e-5
+            )
             torch.testing.assert_close(alone.embedding[0], together.embedding[i], atol=1e-5, rtol=1e-5)
             n = item.wsi.shape[0]
             torch.testing.assert_close(alone.attention["patch"][0], together.attention["patch"][i, :n])
@@ -101,6 +109,30 @@ def test_attention_is_zero_on_padding_and_sums_to_one(name: str, items: list[Pat
     assert (attn[~batch.wsi_mask] == 0).all()
     assert (attn[batch.wsi_mask] > 0).all()
     torch.testing.assert_close(attn.sum(dim=1), torch.ones(len(items)))
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.mark.parametrize(
+    ("config", "cls", "fusion"),
+    [
+        ("abmil", ABMIL, None),
+        ("snn", SNN, None),
+        ("clinical_mlp", ClinicalMLP, None),
+        ("late_fusion", LateFusion, "concat"),
+        ("late_fusion_bilinear", LateFusion, "bilinear"),
+    ],
+)
+def test_model_config_builds_the_net(
+    config: str, cls: type, fusion: str | None, items: list[PatientItem]
+) -> None:
+    with hydra.initialize_config_dir(config_dir=str(CONF_DIR / "model"), version_base="1.3"):
+        cfg = hydra.compose(config_name=config, overrides=["net.output=risk"])
+    assert cfg.name == config and "loss" in cfg.task
+    net = hydra.utils.instantiate(cfg.net, _partial_=True)(dims=DIMS)  # as survlab.run builds it
+    assert type(net) is cls and getattr(net, "fusion_kind", None) == fusion
+    assert net(collate(items)).risk.shape == (len(items),)
 
 
 @pytest.mark.parametrize(
@@ -131,8 +163,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-from survlab.tasks.losses import cox_partial_likelihood, nll_discrete_survival
 
 
 def harrell_cindex(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
@@ -168,7 +198,10 @@ def planted_cohort(n: int, seed: int) -> tuple[list[PatientItem], np.ndarray]:
         genes[0][:3] += 2.0 * z[i]
         items.append(
             PatientItem(
-                case_id=f"P{i:03d}", index=i, time=float(time[i]), event=bool(event[i]),
+                case_id=f"P{i:03d}",
+                index=i,
+                time=float(time[i]),
+                event=bool(event[i]),
                 wsi=torch.tensor(wsi, dtype=torch.float32),
                 genomics=[torch.tensor(g, dtype=torch.float32) for g in genes],
                 clinical=torch.tensor([z[i], *rng.normal(size=C - 1)], dtype=torch.float32),
