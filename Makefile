@@ -25,10 +25,10 @@ demo: install
 
 ## The test suite (fast, CPU only; slow tests: make test-all).
 test: install
-	WANDB_MODE=disabled $(PY) -m pytest -q -n 2
+	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 test-all: install
-	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m "slow or not slow"
+	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"
 
 lint: install
 	$(PIP) install -q ruff

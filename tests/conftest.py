@@ -81,3 +81,16 @@ def make_datamodule(tiny_cohort: Path, tmp_path: Path) -> Callable[..., Any]:
         return dm
 
     return make
+
+
+# Two pytest-xdist workers share 2 cores: one intra-op thread each (oversubscribed OpenMP threads make tiny torch
+# ops ~10x slower). Subprocesses started by tests inherit OMP_NUM_THREADS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)

@@ -12,13 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.eval.metrics import harrell_cindex
+from survlab.utils.testing import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "data.synthetic.n_patients=40", "data.synthetic.feature_dim=8",
@@ -26,28 +23,9 @@ TINY = ["debug=tiny", "data.synthetic.n_patients=40", "data.synthetic.feature_di
         "data.synthetic.patches_per_slide=[6,20]", "data.max_patches=64"]
 
 
-def compose_cfg(tmp: Path, overrides: list[str]) -> DictConfig:
-    """Compose conf/config.yaml like `python -m survlab.run` would, with outputs under `tmp`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=[f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", *overrides])
-    out = tmp / "run"
-    out.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.runtime.cwd = str(REPO)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
-
-
 def run_in_process(tmp: Path, overrides: list[str]) -> tuple[dict, Path]:
-    from survlab.run import train
-
-    cfg = compose_cfg(tmp, overrides)
-    out = Path(cfg.hydra.runtime.output_dir)
-    return train(cfg, out), out
+    out = tmp / "run"
+    return run_job(out, [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", *overrides]), out
 
 
 def run_cli(tmp: Path, overrides: list[str], check: bool = True) -> subprocess.CompletedProcess:

@@ -1,8 +1,17 @@
-"""Test utilities that must be importable by Hydra `_target_` (e.g. to simulate a killed run)."""
+"""Helpers for tests and notebooks: compose/run a job in-process, and a callback simulating a killed run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import lightning as L
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 class KillAtEpoch(L.Callback):
@@ -15,3 +24,26 @@ class KillAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated kill at the start of epoch {self.epoch}")
+
+
+def compose_config(output_dir: Path, overrides: list[str]) -> DictConfig:
+    """Compose `conf/config.yaml` exactly as `python -m survlab.run <overrides>` would, with the run's output dir set
+    to `output_dir` (so `${hydra:runtime.output_dir}` resolves) — for tests and notebooks."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True, overrides=list(overrides))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def run_job(output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Run one job in-process (no subprocess, no Hydra job markers) and return its metrics dict."""
+    from survlab.run import train
+
+    cfg = compose_config(output_dir, overrides)
+    return train(cfg, output_dir)
