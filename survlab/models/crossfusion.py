@@ -66,7 +66,9 @@ def pad_to_square(x: Tensor, mask: Tensor, side: int | None = None) -> tuple[Ten
     """
     lengths = mask.sum(dim=1)
     if bool((lengths == 0).any()):
-        raise ValueError("pad_to_square got an empty bag (no real 10x tokens); readers must reject empty bags")
+        raise ValueError(
+            "pad_to_square got an empty bag (no real 10x tokens); readers must reject empty bags"
+        )
     if side is None:
         side = square_side(int(lengths.max()))
     # real positions first, in order (stable sort of the padding flag)
@@ -78,7 +80,9 @@ def pad_to_square(x: Tensor, mask: Tensor, side: int | None = None) -> tuple[Ten
 
 def _feed_forward(dim: int, hidden: int, dropout: float) -> nn.Sequential:
     """Linear → GELU → Dropout → Linear → Dropout."""
-    return nn.Sequential(mlp([dim, hidden, dim], dropout=dropout, act=nn.GELU, last_act=False), nn.Dropout(dropout))
+    return nn.Sequential(
+        mlp([dim, hidden, dim], dropout=dropout, act=nn.GELU, last_act=False), nn.Dropout(dropout)
+    )
 
 
 class ScaleProjection(nn.Module):
@@ -86,7 +90,9 @@ class ScaleProjection(nn.Module):
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__()
-        self.proj = nn.Identity() if in_dim == dim else nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+        self.proj = (
+            nn.Identity() if in_dim == dim else nn.Sequential(nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)
@@ -99,7 +105,9 @@ class ScaleCrossAttentionBlock(nn.Module):
     heads, 0 on padded context tokens). Queries are processed in chunks of `query_chunk` (exact).
     """
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, query_chunk: int | None = None) -> None:
+    def __init__(
+        self, dim: int, heads: int, mlp_dim: int, dropout: float, query_chunk: int | None = None
+    ) -> None:
         super().__init__()
         self.scale_embedding = nn.Parameter(torch.zeros(dim))
         nn.init.trunc_normal_(self.scale_embedding, std=0.02)
@@ -126,7 +134,9 @@ class PadTransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, attn_dropout: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = CrossAttention(dim, heads, dropout=attn_dropout)  # nn.MultiheadAttention: dropout gated on .training
+        self.attn = CrossAttention(
+            dim, heads, dropout=attn_dropout
+        )  # nn.MultiheadAttention: dropout gated on .training
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = _feed_forward(dim, mlp_dim, dropout)
 
@@ -155,7 +165,9 @@ class PadTransformer(nn.Module):
     """Block → PPEG → Block → LayerNorm on square token grids [G, H², d]; with `cls=True` a learned CLS token is
     prepended (it skips the PPEG convs) and the CLS output [G, d] is returned instead of the tokens."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, attn_dropout: float, cls: bool = False):
+    def __init__(
+        self, dim: int, heads: int, mlp_dim: int, dropout: float, attn_dropout: float, cls: bool = False
+    ):
         super().__init__()
         self.block1 = PadTransformerBlock(dim, heads, mlp_dim, dropout, attn_dropout)
         self.ppeg = PPEG(dim)
@@ -183,7 +195,9 @@ class ConvFusion(nn.Module):
     def __init__(self, dim: int, n_maps: int, dropout: float) -> None:
         super().__init__()
         if dim % 2:
-            raise ValueError(f"CrossFusion needs an even dim for the grouped conv fusion (d/2 groups), got {dim}")
+            raise ValueError(
+                f"CrossFusion needs an even dim for the grouped conv fusion (d/2 groups), got {dim}"
+            )
         half = dim // 2
         self.scale_weight = nn.Conv3d(n_maps, 1, kernel_size=1)
         self.convs = nn.ModuleList(nn.Conv2d(dim, half, k, padding=k // 2, groups=half) for k in (7, 5, 3))
@@ -207,6 +221,10 @@ class CrossFusion(SurvivalNet):
         dropout: FFN / Dropout2d rate (0.3). attn_dropout: Pad-Transformer attention dropout (0.2, training only).
         scales: (coarse, source, fine) scale names; the source (10x) tokens are the queries.
         query_chunk: optional chunk size over 10x queries in the cross-attention (exact; bounds memory).
+        init_std: trunc-normal std of Linear/attention weights (paper 0.02, tuned for d = 512). The cross-attention
+            path enters the post-norm residual LN(x10 + CA) with a relative size ≈ (init_std·√d)²: ≈ 0.2 at
+            d = 512 but ≈ 0.006 at d = 16, where the 5x/20x signal then barely reaches the output at init.
+            Small models may scale it as 0.02·√(512/d) (≈ 0.08 for d = 32) to keep that ratio.
 
     Prediction: hazard_logits [B, n_bins], embedding [B, d] (final CLS), attention {coarse name: [B, N5],
     fine name: [B, N20]} = cross-attention weights averaged over heads and real 10x queries (sum 1, 0 on padding).
@@ -224,6 +242,7 @@ class CrossFusion(SurvivalNet):
         attn_dropout: float = 0.2,
         scales: Sequence[str] = ("x5", "x10", "x20"),
         query_chunk: int | None = None,
+        init_std: float = 0.02,
     ) -> None:
         super().__init__(dims)
         scales = tuple(scales)
@@ -241,18 +260,22 @@ class CrossFusion(SurvivalNet):
         self.coarse_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)
         self.fine_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)
         # branch order = stacking order of the fusion: 10x, 20x (fine), 5x (coarse)
-        self.branches = nn.ModuleList(PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout) for _ in range(3))
+        self.branches = nn.ModuleList(
+            PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout) for _ in range(3)
+        )
         self.fusion = ConvFusion(dim, 3, dropout)
         self.final = PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout, cls=True)
         self.head = nn.Linear(dim, dims.n_bins)
         self.dim = dim
-        self._init_weights()
+        self._init_weights(init_std)
 
-    def _init_weights(self) -> None:
-        init_trunc_normal(self, std=0.02)  # Linear trunc-normal(0.02) + zero bias, LayerNorm (1, 0)
+    def _init_weights(self, std: float) -> None:
+        init_trunc_normal(self, std=std)  # Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)
         for m in self.modules():
-            if isinstance(m, nn.MultiheadAttention):  # its Q/K/V projection is a packed Parameter, not a Linear
-                nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+            if isinstance(
+                m, nn.MultiheadAttention
+            ):  # its Q/K/V projection is a packed Parameter, not a Linear
+                nn.init.trunc_normal_(m.in_proj_weight, std=std)
                 nn.init.zeros_(m.in_proj_bias)
             elif isinstance(m, nn.Conv2d | nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -261,7 +284,9 @@ class CrossFusion(SurvivalNet):
 
     def _inputs(self, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
         if batch.scales is None:
-            raise ValueError("CrossFusion needs multi-scale bags (batch.scales); use a *_multiscale data config")
+            raise ValueError(
+                "CrossFusion needs multi-scale bags (batch.scales); use a *_multiscale data config"
+            )
         out = {}
         for s in self.scales:
             if s not in batch.scales:

@@ -104,8 +104,12 @@ def test_bag_alone_equals_bag_in_batch():
             torch.testing.assert_close(alone.hazard_logits[0], together.hazard_logits[i], atol=1e-5, rtol=0)
             torch.testing.assert_close(alone.embedding[0], together.embedding[i], atol=1e-5, rtol=0)
             n5, n20 = item.scales["x5"].shape[0], item.scales["x20"].shape[0]
-            torch.testing.assert_close(alone.attention["x5"][0], together.attention["x5"][i, :n5], atol=1e-6, rtol=0)
-            torch.testing.assert_close(alone.attention["x20"][0], together.attention["x20"][i, :n20], atol=1e-6, rtol=0)
+            torch.testing.assert_close(
+                alone.attention["x5"][0], together.attention["x5"][i, :n5], atol=1e-6, rtol=0
+            )
+            torch.testing.assert_close(
+                alone.attention["x20"][0], together.attention["x20"][i, :n20], atol=1e-6, rtol=0
+            )
 
 
 def test_eval_is_deterministic_and_train_is_not():
@@ -172,10 +176,15 @@ def _harrell_c(risk, time, event) -> float:
     return num / den
 
 
-def _planted_cohort(n: int, seed: int, strength: float = 2.0):
+def _planted_cohort(n: int, seed: int, strength: float = 6.0, offset: float = 3.0, frac: float = 0.5):
+    """Survival ~ exp(1.5 r); in half of each patient's x5 patches (and nowhere else) a fixed-norm vector whose
+    angle between two directions u, v encodes the risk: strength·(s u + √(1 − s²) v), s = tanh(r). The
+    per-patch Linear + LayerNorm projection keeps angles but drops norms, so the risk is planted in the angle."""
     gen = torch.Generator().manual_seed(seed)
-    direction = torch.randn(D, generator=gen)
-    direction = direction / direction.norm()
+    u, v = torch.linalg.qr(torch.randn(D, 2, generator=gen))[0].T
+    mean = offset * torch.randn(
+        D, generator=gen
+    )  # patch features share a common component (like CNN features)
     risk = torch.randn(n, generator=gen)
     event_time = torch.empty(n).exponential_(1.0, generator=gen) / torch.exp(1.5 * risk)
     censor_time = torch.empty(n).exponential_(0.3, generator=gen)
@@ -187,26 +196,37 @@ def _planted_cohort(n: int, seed: int, strength: float = 2.0):
         n10 = int(torch.randint(8, 10, (1,), generator=gen))  # one square side (3): one pass per step, fast
         n20 = int(torch.randint(32, 41, (1,), generator=gen))
         item = make_item(i, n5, n10, n20, gen)
-        k = max(1, n5 // 2)  # a fraction of the 5x patches carries the signal
-        rows = torch.randperm(n5, generator=gen)[:k]
-        item.scales["x5"][rows] += strength * risk[i] * direction
+        for bag in item.scales.values():
+            bag += mean
+        rows = torch.randperm(n5, generator=gen)[: max(1, int(frac * n5))]
+        s = torch.tanh(risk[i])
+        item.scales["x5"][rows] += strength * (s * u + torch.sqrt(1 - s * s) * v)
         item.time, item.event = float(time[i]), bool(event[i])
         items.append(item)
     return items, time, event
 
 
 def _train_and_score(
-    seed: int, n_train: int = 60, n_test: int = 30, steps: int = 80, lr: float = 1e-2, strength: float = 3.0,
-    dropout: float = 0.1, batch_size: int = 16,
+    seed: int,
+    n_train: int = 60,
+    n_test: int = 30,
+    steps: int = 80,
+    lr: float = 1e-2,
+    strength: float = 6.0,
+    dropout: float = 0.1,
+    batch_size: int = 16,
+    init_std: float = 0.02 * math.sqrt(512 / 16),
+    offset: float = 3.0,
+    frac: float = 0.5,
 ) -> tuple[float, float]:
     """Plain torch loop (mini-batches of padded bags); returns (train C, held-out C)."""
-    items, time, event = _planted_cohort(n_train + n_test, seed, strength)
+    items, time, event = _planted_cohort(n_train + n_test, seed, strength, offset, frac)
     train, test = items[:n_train], items[n_train:]
     edges = torch.quantile(time[:n_train][event[:n_train]], torch.tensor([0.25, 0.5, 0.75]))
     for it in items:
         it.time_bin = int(torch.bucketize(torch.tensor(it.time), edges))
     train_batch, test_batch = collate(train), collate(test)
-    net = make_net(seed, dropout=dropout, attn_dropout=dropout)
+    net = make_net(seed, dropout=dropout, attn_dropout=dropout, init_std=init_std)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
@@ -230,9 +250,10 @@ def _train_and_score(
 
 
 @pytest.mark.xfail(
-    reason="OPEN: with d=16 / 80 steps / 60 patients the net overfits noise instead of the x5 signal "
-    "(held-out C 0.35-0.73 across seeds and lr/dropout/strength settings; even with zero x10/x20 noise train C "
-    "~0.56-0.71) -- under investigation, see the CrossFusion report",
+    reason="OPEN: within 80 steps on 60 patients the held-out C of the x5-only signal is seed-dependent "
+    "(0.45-0.82 over seeds/settings tried): the per-patch Linear+LayerNorm projection drops norms, the post-norm "
+    "residual LN(x10 + CA) attenuates the cross-attention path by ~(init_std*sqrt(d))^2 at small d, and the "
+    "10x branch memorises noise. Passes for seed 0; see the CrossFusion report.",
     strict=False,
 )
 def test_learns_signal_planted_in_5x():
