@@ -18,17 +18,18 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sweep_data")
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, list[str], str]:
-    tmp = tmp_path_factory.mktemp("sweep")
-    args = ["-m", "model=abmil,snn", "fold=0,1", *tiny_overrides(tmp, data_dir), f"hydra.sweep.dir={tmp / 'sweep'}",
-            CALLBACK]
+def test_multirun_summary_then_resume(tmp_path: Path, data_dir: Path) -> None:
+    """2 models × 2 folds: the summary equals the per-job files; re-running the sweep skips finished jobs.
+    (One test, not two sharing a fixture: under pytest-xdist each worker would run the sweep again.)"""
+    args = ["-m", "model=abmil,snn", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
     out = check(run_survlab(args))
-    return tmp / "sweep", args, out
+    sweep_dir = tmp_path / "sweep"
+    _check_summary(sweep_dir, out)
+    _check_resume(sweep_dir, args)
 
 
-def test_multirun_writes_correct_summary(sweep: tuple[Path, list[str], str]) -> None:
-    sweep_dir, _, out = sweep
+def _check_summary(sweep_dir: Path, out: str) -> None:
     jobs = sorted(p.parent for p in sweep_dir.glob("*/*/fold*/DONE"))
     assert [j.relative_to(sweep_dir).as_posix() for j in jobs] == [
         "abmil/synthetic/fold0", "abmil/synthetic/fold1", "snn/synthetic/fold0", "snn/synthetic/fold1"]
@@ -57,8 +58,7 @@ def test_multirun_writes_correct_summary(sweep: tuple[Path, list[str], str]) -> 
     assert "Paired comparison vs `abmil`" in (sweep_dir / "summary.md").read_text()
 
 
-def test_rerun_skips_completed_jobs(sweep: tuple[Path, list[str], str]) -> None:
-    sweep_dir, args, _ = sweep
+def _check_resume(sweep_dir: Path, args: list[str]) -> None:
     done = sorted(sweep_dir.glob("*/*/fold*/DONE"))
     mtimes = {p: p.stat().st_mtime_ns for p in done}
     # one job "killed" mid-way: markers gone -> only that one runs again

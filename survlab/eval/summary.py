@@ -444,7 +444,8 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     cohorts = sorted(s.jobs["cohort"].unique())
     models = sorted(s.jobs["model"].unique())
     width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * len(models) * len(cohorts)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * len(models) * len(cohorts)) + 1.6, 3.6))
+    lows: list[float] = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     rng = np.random.default_rng(0)
     for j, model in enumerate(models):
@@ -455,6 +456,7 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
             vals = vals[s.metric].to_numpy(float) if s.metric in vals else np.array([])
             vals = vals[np.isfinite(vals)]
             if len(vals):
+                lows.append(float(vals.min()))
                 ax.bar(x, vals.mean(), width * 0.9, color=color, alpha=0.55,
                        yerr=vals.std(ddof=1) if len(vals) > 1 else None, capsize=2,
                        label=model if i == 0 else None)
@@ -472,7 +474,9 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     ax.set_xticks(range(len(cohorts)), cohorts)
     ax.set_ylabel(s.metric)
     ax.set_title(f"{s.metric} by model (dots: folds, ✕: pooled, dashed: oracle)", fontsize=9)
-    ax.legend(fontsize=7, ncols=min(len(models), 4), loc="lower right")
+    if lows:
+        ax.set_ylim(max(0.0, min(min(lows), 0.5) - 0.1), None)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
