@@ -413,6 +413,11 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         for r in s.table.to_dict("records"):
             if r["model"] == s.reference:
                 continue
+            ref_done = s.jobs[(s.jobs["model"] == s.reference) & (s.jobs["cohort"] == r["cohort"])
+                              & (s.jobs["status"] == "done")]
+            if ref_done.empty:
+                lines.append(f"| {r['cohort']} | `{r['model']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |")
+                continue
             per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
             diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True))
             lines.append(
