@@ -101,3 +101,11 @@ def test_resume_from_last_checkpoint_matches_uninterrupted_run(tmp_path: Path) -
     b = pd.read_csv(resumed_out / "predictions.csv")
     np.testing.assert_allclose(a["risk"], b["risk"], rtol=1e-5, atol=1e-6)
     assert resumed["test/cindex"] == pytest.approx(full["test/cindex"])
+
+
+def test_cox_model_gets_breslow_survival_and_integrated_brier(tmp_path: Path) -> None:
+    metrics, out = run_in_process(tmp_path, ["model=clinical_mlp", "model.net.output=risk", "model.task.loss=cox",
+                                             *TINY, "data.batch_size=16"])
+    assert 0.0 < metrics["test/ibs"] < 0.5  # the IBS needs S(t): Breslow baseline from TRAINING predictions
+    preds = pd.read_csv(out / "predictions.csv")
+    assert "hazard_0" not in preds.columns and preds["risk"].notna().all()

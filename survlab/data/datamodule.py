@@ -411,14 +411,14 @@ class CohortDataModule(L.LightningDataModule):
                 )
         return split
 
-    def _dataset(self, part: str) -> PatientDataset:
+    def _dataset(self, part: str, train: bool | None = None) -> PatientDataset:
         return PatientDataset(
             self.cohort.rows(self.split.part(part)),
             self.full_cohort.index_of(),
             self.time_bins,
             self.sources,
             self.label_cols,
-            train=part == "train",
+            train=part == "train" if train is None else train,
             max_patches=self.max_patches,
             max_patches_per_scale=self.max_patches_per_scale,
             eval_max_patches=self.eval_max_patches,
@@ -547,6 +547,14 @@ class CohortDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self._need_setup()
         return self._loader("train", self.batch_size, train=True)
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The TRAINING patients in evaluation mode (full bags or the fixed eval subset, no shuffling): for
+        quantities fitted on training predictions, e.g. the Breslow baseline hazard of Cox models."""
+        self._need_setup()
+        ds = self._dataset("train", train=False)
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:
         self._need_setup()

@@ -160,6 +160,25 @@ class SurvivalTask(L.LightningModule):
         return survival_metrics(res["risk"], res["time"], res["event"], self.train_time, self.train_event,
                                 surv_at_times=surv, eval_times=eval_times)
 
+    def on_test_epoch_start(self) -> None:
+        # Cox models have no survival curve of their own: fit a Breslow baseline on the TRAINING patients'
+        # predictions of the selected model (needed for the integrated Brier score).
+        if self.hparams.loss == "cox" and self.trainer is not None:
+            dm = getattr(self.trainer, "datamodule", None)
+            if dm is not None and hasattr(dm, "train_eval_dataloader"):
+                risks, order = [], []
+                with torch.no_grad():
+                    for batch in dm.train_eval_dataloader():
+                        batch = batch.to(self.device)
+                        risks.append(risk_score(self(batch)).float().cpu())
+                        order.append(batch.index.cpu())
+                index = torch.cat(order).numpy()
+                train_ids = np.argsort(index)
+                self.train_risk = torch.cat(risks).numpy()[train_ids]
+                rows = dm.cohort.rows([dm.full_cohort.case_ids[i] for i in index[train_ids]])
+                self.train_time = rows["time"].to_numpy(float)
+                self.train_event = rows["event"].to_numpy(bool)
+
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:
             return
