@@ -65,7 +65,7 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
     slides_of = None
     if getattr(datamodule, "full_cohort", None) is not None and "slide_ids" in datamodule.full_cohort.table:
         table = datamodule.full_cohort.table
-        slides_of = dict(zip(table["case_id"], table["slide_ids"])).get
+        slides_of = dict(zip(table["case_id"], table["slide_ids"], strict=True)).get
     slide_names = slides_of
     pathways: list[dict] = []
     patches: list[dict] = []
