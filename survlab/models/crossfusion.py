@@ -47,7 +47,15 @@ from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
 from survlab.models.blocks import CrossAttention, init_trunc_normal, mlp
 
-__all__ = ["CrossFusion", "pad_to_square", "square_side"]
+__all__ = ["CrossFusion", "default_init_std", "pad_to_square", "square_side"]
+
+PAPER_DIM, PAPER_INIT_STD = 512, 0.02
+
+
+def default_init_std(dim: int) -> float:
+    """Width-scaled init std 0.02·√(512/d): the paper's 0.02 at d = 512, and the same attention-path gain
+    (init_std·√d)² ≈ 0.2 at any width d (see `CrossFusion`, arg `init_std`)."""
+    return PAPER_INIT_STD * math.sqrt(PAPER_DIM / dim)
 
 
 def square_side(n: int) -> int:
@@ -221,10 +229,16 @@ class CrossFusion(SurvivalNet):
         dropout: FFN / Dropout2d rate (0.3). attn_dropout: Pad-Transformer attention dropout (0.2, training only).
         scales: (coarse, source, fine) scale names; the source (10x) tokens are the queries.
         query_chunk: optional chunk size over 10x queries in the cross-attention (exact; bounds memory).
-        init_std: trunc-normal std of Linear/attention weights (paper 0.02, tuned for d = 512). The cross-attention
-            path enters the post-norm residual LN(x10 + CA) with a relative size ≈ (init_std·√d)²: ≈ 0.2 at
-            d = 512 but ≈ 0.006 at d = 16, where the 5x/20x signal then barely reaches the output at init.
-            Small models may scale it as 0.02·√(512/d) (≈ 0.08 for d = 32) to keep that ratio.
+        init_std: trunc-normal std of Linear/attention weights. None (default) = the width-scaled rule
+            0.02·√(512/d), which is exactly the paper's 0.02 at d = 512 (≈ 0.08 at d = 32, ≈ 0.11 at d = 16).
+            Why: every attention path is a product W_o·W_v with gain ≈ (init_std·√d)²; the cross-attention enters
+            the post-norm residual LN(x10 + CA) with that relative size and the final CLS reads the tokens only
+            through attention. With a fixed 0.02 this is ≈ 0.2 at d = 512 but ≈ 0.013 at d = 32 (two such paths
+            in series from the 5x/20x input to the CLS: ~1e-4), so a small model starts with the coarse/fine
+            branches practically disconnected. The rule keeps (init_std·√d)² ≈ 0.2 at every width.
+            NOTE (measured, see tests/test_learning_multiscale.py): the rule reconnects the branches but does
+            NOT by itself make the small model learn a 5x-only signal: the 10x/20x noise tokens (which carry a
+            per-slide offset, i.e. a patient identity) are then memorised instead.
 
     Prediction: hazard_logits [B, n_bins], embedding [B, d] (final CLS), attention {coarse name: [B, N5],
     fine name: [B, N20]} = cross-attention weights averaged over heads and real 10x queries (sum 1, 0 on padding).
@@ -242,7 +256,7 @@ class CrossFusion(SurvivalNet):
         attn_dropout: float = 0.2,
         scales: Sequence[str] = ("x5", "x10", "x20"),
         query_chunk: int | None = None,
-        init_std: float = 0.02,
+        init_std: float | None = None,
     ) -> None:
         super().__init__(dims)
         scales = tuple(scales)
@@ -267,7 +281,8 @@ class CrossFusion(SurvivalNet):
         self.final = PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout, cls=True)
         self.head = nn.Linear(dim, dims.n_bins)
         self.dim = dim
-        self._init_weights(init_std)
+        self.init_std = init_std if init_std is not None else default_init_std(dim)
+        self._init_weights(self.init_std)
 
     def _init_weights(self, std: float) -> None:
         init_trunc_normal(self, std=std)  # Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)
