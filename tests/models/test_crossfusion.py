@@ -250,10 +250,10 @@ def _train_and_score(
 
 
 @pytest.mark.xfail(
-    reason="OPEN: within 80 steps on 60 patients the held-out C of the x5-only signal is seed-dependent "
-    "(0.45-0.82 over seeds/settings tried): the per-patch Linear+LayerNorm projection drops norms, the post-norm "
-    "residual LN(x10 + CA) attenuates the cross-attention path by ~(init_std*sqrt(d))^2 at small d, and the "
-    "10x branch memorises noise. Passes for seed 0; see the CrossFusion report.",
+    reason="OPEN: held-out C of the x5-only signal is seed-dependent (0.45-0.82). Diagnosed through the pipeline: with "
+    "the 10x/20x tokens zeroed the same net learns the 5x signal (C 0.66-0.68), so the cause is competition from "
+    "memorising 10x/20x noise (per-slide offsets = patient identity), not only the small-d init (now scaled by "
+    "default_init_std). Kept non-strict until a fix makes it pass reliably; see tests/test_learning_multiscale.py.",
     strict=False,
 )
 def test_learns_signal_planted_in_5x():
