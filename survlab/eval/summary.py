@@ -448,15 +448,17 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     done = s.jobs[s.jobs["status"] == "done"]
     cohorts = sorted(s.jobs["cohort"].unique())
     models = sorted(s.jobs["model"].unique())
-    width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * len(models) * len(cohorts)) + 1.6, 3.6))
+    present = {c: [m for m in models if ((done["model"] == m) & (done["cohort"] == c)).any()] for c in cohorts}
+    width = 0.8 / max([len(v) for v in present.values()] + [1])
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * sum(len(v) for v in present.values())) + 1.6, 3.6))
     lows: list[float] = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     rng = np.random.default_rng(0)
-    for j, model in enumerate(models):
-        color = colors[j % len(colors)]
-        for i, cohort in enumerate(cohorts):
-            x = i - 0.4 + width * (j + 0.5)
+    labelled: set[str] = set()
+    for i, cohort in enumerate(cohorts):
+        for k, model in enumerate(present[cohort]):
+            color = colors[models.index(model) % len(colors)]
+            x = i - width * len(present[cohort]) / 2 + width * (k + 0.5)
             vals = done[(done["model"] == model) & (done["cohort"] == cohort)]
             vals = vals[s.metric].to_numpy(float) if s.metric in vals else np.array([])
             vals = vals[np.isfinite(vals)]
@@ -464,7 +466,8 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
                 lows.append(float(vals.min()))
                 ax.bar(x, vals.mean(), width * 0.9, color=color, alpha=0.55,
                        yerr=vals.std(ddof=1) if len(vals) > 1 else None, capsize=2,
-                       label=model if i == 0 else None)
+                       label=None if model in labelled else model)
+                labelled.add(model)
                 ax.scatter(x + rng.uniform(-width * 0.2, width * 0.2, len(vals)), vals, s=10, color="k", zorder=3)
             row = s.table[(s.table["model"] == model) & (s.table["cohort"] == cohort)]
             if s.metric == "test/cindex" and len(row) and np.isfinite(row["pooled_cindex"].iloc[0]):
