@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +41,10 @@ def _wandb_wanted(cfg: DictConfig) -> bool:
     return "wandb" in (cfg.get("logger") or {}) and os.environ.get("WANDB_MODE", "").lower() != "disabled"
 
 
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
     """CSV (always, when configured), TensorBoard and W&B. W&B is offline by default, its files inside the run dir,
     and skipped entirely when WANDB_MODE=disabled (tests/CI)."""
@@ -53,6 +59,9 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
             wandb_dir.mkdir(parents=True, exist_ok=True)
             for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
                 os.environ.setdefault(var, str(wandb_dir))
+        if name == "wandb" and _in_multirun():
+            # every job of one sweep shares one W&B group: the sweep dir's name (also used by the summary run)
+            lg_cfg = OmegaConf.merge(lg_cfg, {"group": Path(str(HydraConfig.get().sweep.dir)).name})
         logger = hydra.utils.instantiate(lg_cfg)
         if name == "wandb":
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
