@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _planted import fit_and_cindex  # noqa: E402  (tests/models is on sys.path)
 
 from survlab.data.batch import PatientItem, collate
 from survlab.models.base import ModalityDims, Prediction, risk_score
 from survlab.models.mcat import MCAT, MCATBranches
-from survlab.tasks.losses import nll_discrete_survival
 
 D, GENES = 8, (3, 5, 7, 4, 6)
 DIMS = ModalityDims(wsi_dim=D, genomic_sizes=GENES, genomic_names=tuple(f"g{i}" for i in range(len(GENES))))
@@ -123,93 +123,7 @@ def test_subclass_adds_a_head_without_copying_layers():
     assert pred.hazard_logits.shape == (2, 4) and pred.class_logits["grade"].shape == (2, 3)
 
 
-# --- learning check: planted signal split across WSI patches and gene groups ----------------------------------------
-def _harrell_c(risk, time, event) -> float:
-    conc = ties = total = 0.0
-    for i in range(len(time)):
-        if not event[i]:
-            continue
-        later = time > time[i]
-        total += later.sum().item()
-        conc += (later & (risk[i] > risk)).sum().item()
-        ties += (later & (risk[i] == risk)).sum().item()
-    return (conc + 0.5 * ties) / total
-
-
-def _cohort(n: int, gen: torch.Generator, edges=None):
-    """Risk = a + b: `a` planted in ~40% of each patient's patches, `b` in gene groups 0 and 2; the rest is noise."""
-    a, b = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
-    direction = torch.zeros(D)
-    direction[0] = 1.0
-    items = []
-    for i in range(n):
-        n_patch = int(torch.randint(6, 21, (1,), generator=gen))
-        wsi = torch.randn(n_patch, D, generator=gen)
-        hot = torch.rand(n_patch, generator=gen) < 0.4
-        hot[0] = True
-        wsi[hot] += 2.0 * a[i] * direction
-        genomics = [0.5 * torch.randn(s, generator=gen) for s in GENES]
-        genomics[0][:2] += b[i]
-        genomics[2][:3] += b[i]
-        items.append((wsi, genomics))
-    risk = a + b
-    t_event = -torch.log(torch.rand(n, generator=gen)) * torch.exp(-1.5 * risk)
-    t_cens = -torch.log(torch.rand(n, generator=gen)) * 2.0
-    time = torch.minimum(t_event, t_cens)
-    event = t_event <= t_cens
-    if edges is None:
-        edges = torch.quantile(time[event], torch.tensor([0.25, 0.5, 0.75]))
-    bins = torch.bucketize(time, edges)
-    pitems = [
-        PatientItem(
-            case_id=f"s{i}",
-            index=i,
-            time=float(time[i]),
-            event=bool(event[i]),
-            time_bin=int(bins[i]),
-            wsi=w,
-            genomics=g,
-        )
-        for i, (w, g) in enumerate(items)
-    ]
-    return pitems, edges, risk
-
-
-def fit_and_cindex(build, seed: int, **kw) -> float:
-    """Train `build(DIMS)` on a planted-signal cohort with a plain torch loop; Harrell C on held-out patients."""
-    threads = torch.get_num_threads()
-    # tiny tensors: thread hand-off costs more than it saves (and CI boxes are shared)
-    torch.set_num_threads(1)
-    try:
-        return _fit_and_cindex(build, seed, **kw)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_and_cindex(
-    build, seed: int, n_train: int = 72, n_test: int = 120, steps: int = 80, lr: float = 5e-3
-) -> float:
-    gen = torch.Generator().manual_seed(seed)
-    train, edges, _ = _cohort(n_train, gen)
-    test, _, _ = _cohort(n_test, gen, edges)
-    torch.manual_seed(seed)
-    net = build(DIMS)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        perm = torch.randperm(n_train)[:16]
-        batch = collate([train[j] for j in perm])
-        net.train()
-        loss = nll_discrete_survival(net(batch).hazard_logits, batch.time_bin, batch.event)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    with torch.no_grad():
-        batch = collate(test)
-        risk = risk_score(net(batch))
-    return _harrell_c(risk, batch.time, batch.event)
-
-
+# --- learning check: planted signal split across WSI patches and gene groups (tests/models/_planted.py)
 def test_learns_planted_signal():
     c = fit_and_cindex(lambda dims: MCAT(dims, dim=16, omic_hidden=[16, 16], heads=2, ff_dim=32), seed=0)
     assert c > 0.65, c
