@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort import _first_ids
+from survlab.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +203,6 @@ def validate_split_frame(
                 )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def ensure_splits(
     cohort: pd.DataFrame,
     split_dir: str | Path,
@@ -258,9 +252,9 @@ def ensure_splits(
     files = {}
     for k, df in enumerate(frames):
         data = df.to_csv(index=False).encode()
-        _atomic_write(split_dir / f"splits_{k}.csv", data)
+        atomic_write(split_dir / f"splits_{k}.csv", data)
         files[f"splits_{k}.csv"] = _sha256(data)
     meta = {**settings, "files": files}
-    _atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
     log.info("wrote %d split files to %s", folds, split_dir)
     return SplitSet(split_dir, meta)

@@ -26,6 +26,8 @@ import os
 import traceback
 from pathlib import Path
 
+from survlab.utils.files import atomic_write
+
 DONE = "DONE"
 FAILED = "FAILED"
 METRICS = "metrics.json"
@@ -65,12 +67,6 @@ def job_status(out_dir: str | os.PathLike) -> str:
     return "incomplete"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def clear_markers(out_dir: str | os.PathLike) -> None:
     """Remove ``DONE``/``FAILED`` before a (re-)run starts, so a job killed mid-way reads as incomplete."""
     out = Path(out_dir)
@@ -83,7 +79,7 @@ def mark_done(out_dir: str | os.PathLike) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / FAILED).unlink(missing_ok=True)
-    _atomic_write(out / DONE, "")
+    atomic_write(out / DONE, "")
 
 
 def mark_failed(out_dir: str | os.PathLike, exc: BaseException) -> None:
@@ -94,7 +90,7 @@ def mark_failed(out_dir: str | os.PathLike, exc: BaseException) -> None:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     msg = str(exc).strip().splitlines()
     head = f"{type(exc).__name__}: {msg[0] if msg else ''}".strip()
-    _atomic_write(out / FAILED, f"{head}\n\n{tb}")
+    atomic_write(out / FAILED, f"{head}\n\n{tb}")
 
 
 def read_job_metric(out_dir: str | os.PathLike, key: str) -> float:
