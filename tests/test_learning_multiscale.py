@@ -14,7 +14,7 @@ from survlab.utils.testing import run_job
 
 COHORT = ["data=synthetic_multiscale", "data.synthetic.n_patients=160", "data.synthetic.feature_dim=8",
           "data.wsi.feature_dim=8", "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8",
-          "data.synthetic.patches_per_slide=[32,96]", "+data.synthetic.weights=[2.0,0.0,0.0]",
+          "data.synthetic.patches_per_slide=[32,96]",
           "data.synthetic.seed=1", "data.splits.folds=2", "data.batch_size=16"]
 TRAIN = ["debug=tiny", "selection=last", "trainer.max_epochs=40", "model.task.lr=1e-3", "export_attention=false"]
 
