@@ -18,7 +18,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from torch import Tensor
 
 from survlab.data.batch import Batch
-from survlab.eval.metrics import breslow_survival, survival_at_times, survival_metrics
+from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
 from survlab.models.base import Prediction, SurvivalNet, risk_score
 from survlab.tasks.losses import cox_partial_likelihood, nll_discrete_survival
 from survlab.tasks.optim import build_optimizer, build_scheduler
@@ -146,11 +146,9 @@ class SurvivalTask(L.LightningModule):
         return {k: v[first] for k, v in arrays.items()}
 
     def _score(self, res: dict[str, np.ndarray]) -> dict[str, float]:
-        surv, eval_times = None, None
+        surv = None
         if self.train_time is None:
             raise RuntimeError("SurvivalTask.set_reference(...) was not called; run.py sets it from the data module")
-        from survlab.eval.metrics import default_eval_times
-
         eval_times = default_eval_times(res["time"], res["event"], self.train_time, self.train_event)
         if eval_times is not None and len(eval_times):
             if "hazard_logits" in res and self.bin_edges is not None:
