@@ -49,10 +49,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     try:
         callbacks = build_callbacks(cfg)
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir))
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir), weights_only=True)
         ckpt = _selected_checkpoint(cfg, trainer)
         log.info("selection=%s → testing checkpoint %s on fold %s (test patients, used once)", cfg.selection, ckpt, cfg.fold)
-        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_rank != 0:
             return {}
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
