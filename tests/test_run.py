@@ -109,3 +109,17 @@ def test_cox_model_gets_breslow_survival_and_integrated_brier(tmp_path: Path) ->
     assert 0.0 < metrics["test/ibs"] < 0.5  # the IBS needs S(t): Breslow baseline from TRAINING predictions
     preds = pd.read_csv(out / "predictions.csv")
     assert "hazard_0" not in preds.columns and preds["risk"].notna().all()
+
+
+def test_ggmf_run_writes_key_pathways_and_top_patches(tmp_path: Path) -> None:
+    metrics, out = run_in_process(tmp_path, ["model=ggmf", *TINY])
+    pathways = pd.read_csv(out / "attention" / "top_pathways.csv")
+    patches = pd.read_csv(out / "attention" / "top_patches.csv")
+    preds = pd.read_csv(out / "predictions.csv")
+    assert set(pathways["case_id"]) == set(preds["case_id"]) == set(patches["case_id"])
+    assert pathways["pathway"].str.startswith("PATHWAY_").all()  # names from signatures_pathways.csv
+    first = pathways[pathways["case_id"] == preds["case_id"].iloc[0]]
+    assert first["rank"].tolist() == list(range(1, len(first) + 1))
+    assert first["importance"].is_monotonic_decreasing
+    assert all(slide.startswith(case) for slide, case in zip(patches["slide"], patches["case_id"], strict=True))
+    assert {"x", "y", "patch_index", "attention"} <= set(patches.columns)
