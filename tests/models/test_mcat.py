@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _planted import fit_and_cindex  # noqa: E402  (tests/models is on sys.path)
+from _wsi_genomics import DIMS, GENES, D, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
-from survlab.data.batch import PatientItem, collate
+from survlab.data.batch import collate
 from survlab.models.base import ModalityDims, Prediction, risk_score
 from survlab.models.mcat import MCAT, MCATBranches
-
-D, GENES = 8, (3, 5, 7, 4, 6)
-DIMS = ModalityDims(wsi_dim=D, genomic_sizes=GENES, genomic_names=tuple(f"g{i}" for i in range(len(GENES))))
-
-
-def make_items(lengths: list[int], seed: int = 0) -> list[PatientItem]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        PatientItem(
-            case_id=f"c{i}",
-            index=i,
-            time=1.0 + i,
-            event=bool(i % 2),
-            time_bin=i % 4,
-            wsi=torch.randn(n, D, generator=g),
-            genomics=[torch.randn(s, generator=g) for s in GENES],
-        )
-        for i, n in enumerate(lengths)
-    ]
 
 
 def small_net(**kw) -> MCAT:

@@ -1,4 +1,5 @@
-"""Planted-signal cohort + plain-torch fit shared by the GGMF and MCAT learning tests (WSI + gene groups)."""
+"""Shared by the GGMF and MCAT tests (WSI + gene groups): tiny dims, random patient items, and a planted-signal
+cohort with a plain-torch fit for the learning checks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ from survlab.tasks.losses import nll_discrete_survival
 
 D, GENES = 8, (3, 5, 7, 4, 6)
 DIMS = ModalityDims(wsi_dim=D, genomic_sizes=GENES, genomic_names=tuple(f"p{i}" for i in range(len(GENES))))
+
+
+def make_items(lengths: list[int], seed: int = 0) -> list[PatientItem]:
+    """Random patients with bags of the given lengths and one vector per gene group."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        PatientItem(
+            case_id=f"c{i}",
+            index=i,
+            time=1.0 + i,
+            event=bool(i % 2),
+            time_bin=i % 4,
+            wsi=torch.randn(n, D, generator=g),
+            genomics=[torch.randn(s, generator=g) for s in GENES],
+        )
+        for i, n in enumerate(lengths)
+    ]
 
 
 def _cohort(n: int, gen: torch.Generator, edges=None):
