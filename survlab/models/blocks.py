@@ -19,14 +19,6 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
     return torch.softmax(scores, dim=dim).masked_fill(~mask, 0.0)
 
 
-def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean over the token axis of x [B, N, D] using only real tokens (mask [B, N]); -> [B, D]."""
-    if mask is None:
-        return x.mean(dim=1)
-    w = mask.to(x.dtype).unsqueeze(-1)
-    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
-
-
 def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Tensor:
     """Average real tokens of x [B, N, D] into `n_bins` contiguous bins per bag (like adaptive_avg_pool1d over
     each bag's OWN length, so padding never leaks in); -> [B, n_bins, D]."""
@@ -146,14 +138,6 @@ def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def sample_rows(x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-    """Indices of at most k rows of x [N, ...] drawn without replacement (all rows if N <= k), kept in order."""
-    n = x.shape[0]
-    if n <= k:
-        return torch.arange(n)
-    return torch.randperm(n, generator=generator)[:k].sort().values
-
-
 __all__ = [
     "CrossAttention",
     "GatedAttentionPool",
@@ -161,9 +145,7 @@ __all__ = [
     "SurvivalHead",
     "init_trunc_normal",
     "masked_adaptive_avg_pool",
-    "masked_mean",
     "masked_softmax",
     "mlp",
-    "sample_rows",
     "snn_encoder",
 ]
