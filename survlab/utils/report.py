@@ -35,8 +35,9 @@ def write_run_outputs(
     preds.to_csv(out_dir / "predictions.csv", index=False)
 
     oracle = None
-    if datamodule.oracle_risk:
-        true_risk = np.array([datamodule.oracle_risk[c] for c in preds["case_id"]])
+    oracle_risk = datamodule.oracle_risk  # reads truth.csv: once
+    if oracle_risk:
+        true_risk = np.array([oracle_risk[c] for c in preds["case_id"]])
         oracle = harrell_cindex(true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool))
 
     km = plot_km_by_risk(preds["risk"].to_numpy(), preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool),

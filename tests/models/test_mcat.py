@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _wsi_genomics import DIMS, GENES, D, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
+from _wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
 from survlab.data.batch import collate
 from survlab.models.base import ModalityDims, Prediction, risk_score
@@ -44,18 +44,7 @@ def test_risk_output_and_bad_hparams():
 def test_padding_invariance(coattn_heads):
     net = small_net(coattn_heads=coattn_heads).eval()
     items = make_items([7, 30, 12], seed=1)
-    batched = net(collate(items))
-    for i, item in enumerate(items):
-        alone = net(collate([item]))
-        n = item.wsi.shape[0]
-        torch.testing.assert_close(alone.hazard_logits[0], batched.hazard_logits[i], atol=1e-5, rtol=0)
-        torch.testing.assert_close(alone.embedding[0], batched.embedding[i], atol=1e-5, rtol=0)
-        torch.testing.assert_close(
-            alone.attention["patch"][0], batched.attention["patch"][i, :n], atol=1e-5, rtol=0
-        )
-        torch.testing.assert_close(
-            alone.attention["coattn"][0], batched.attention["coattn"][i, :, :n], atol=1e-5, rtol=0
-        )
+    assert_padding_invariant(net, items, extra_keys=("coattn",))
 
 
 def test_padding_gets_zero_attention_and_rows_sum_to_one():
