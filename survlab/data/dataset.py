@@ -115,19 +115,18 @@ class PatientDataset(Dataset):
         )
         src = self.sources
         if src.wsi is not None:
-            bag = src.wsi.load_patient(row["slide_ids"])
-            keep = _subset(bag.features.shape[0], self._cap(None), self._generator(case))
-            patch_index = torch.arange(bag.features.shape[0]) if keep is None else keep
-            item.wsi = bag.features[patch_index]
-            item.slide_index = bag.slide_index[patch_index]
-            item.coords = bag.coords[patch_index] if bag.coords is not None else None
-            item.patch_index = patch_index
+            raw = src.wsi.load_raw(row["slide_ids"])
+            n = raw.features.shape[0]
+            keep = _subset(n, self._cap(None), self._generator(case))
+            bag = raw.take(keep)  # subsample first, then fp32: only the kept rows are copied
+            item.wsi, item.slide_index, item.coords = bag.features, bag.slide_index, bag.coords
+            item.patch_index = torch.arange(n) if keep is None else keep
         if src.scales is not None:
             item.scales = {}
             for j, (name, store) in enumerate(src.scales.items()):
-                feats = store.load_patient(row["slide_ids"]).features
-                keep = _subset(feats.shape[0], self._cap(name), self._generator(case, salt=j + 1))
-                item.scales[name] = feats if keep is None else feats[keep]
+                raw = store.load_raw(row["slide_ids"])
+                keep = _subset(raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1))
+                item.scales[name] = raw.take(keep).features
         if src.genomics is not None:
             item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]
         if src.clinical is not None:

@@ -111,6 +111,14 @@ class PatientBag:
         n = self.features.element_size() * self.features.nelement() + 8 * self.slide_index.nelement()
         return n + (self.coords.element_size() * self.coords.nelement() if self.coords is not None else 0)
 
+    def take(self, index: Tensor | None = None) -> PatientBag:
+        """fp32 bag of the rows `index` (all rows if None). Index BEFORE converting, so a training step copies
+        only its `max_patches` rows of a cached fp16 bag, not the whole bag."""
+        if index is None:
+            return PatientBag(self.features.float(), self.slide_index, self.coords)
+        coords = None if self.coords is None else self.coords[index]
+        return PatientBag(self.features[index].float(), self.slide_index[index], coords)
+
 
 @dataclass
 class DropReport:
@@ -193,10 +201,13 @@ class BagStore:
 
     def load_patient(self, slide_ids: Sequence[str]) -> PatientBag:
         """Concatenate a patient's slides -> PatientBag (fp32 out; cached copy in `cache_dtype`)."""
+        return self.load_raw(slide_ids).take()
+
+    def load_raw(self, slide_ids: Sequence[str]) -> PatientBag:
+        """Like `load_patient`, but features stay in the cache dtype when caching is on (call `.take(index)`)."""
         key = tuple(slide_ids)
         if key in self._cache:
-            bag = self._cache[key]
-            return PatientBag(bag.features.float(), bag.slide_index, bag.coords)
+            return self._cache[key]
         if not slide_ids:
             raise ValueError("patient has no slides; cannot build a WSI bag")
         feats, coords, sidx = [], [], []
@@ -217,7 +228,7 @@ class BagStore:
             if self._cache_bytes + cached.nbytes <= self.cache_max_bytes:
                 self._cache[key] = cached
                 self._cache_bytes += cached.nbytes
-            bag = PatientBag(cached.features.float(), bag.slide_index, bag.coords)
+            bag = cached
         return bag
 
 
