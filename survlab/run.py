@@ -25,7 +25,7 @@ from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
 from survlab.utils.outputs import write_json
 from survlab.utils.report import write_run_outputs
-from survlab.utils.setup import build_callbacks, build_loggers, finish_loggers, resolve_ckpt_path
+from survlab.utils.setup import LastCheckpoint, build_callbacks, build_loggers, finish_loggers, resolve_ckpt_path
 
 log = logging.getLogger("survlab.run")
 
@@ -47,7 +47,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     loggers = build_loggers(cfg, out_dir)
     try:
-        callbacks = build_callbacks(cfg)
+        callbacks = build_callbacks(cfg, out_dir)
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir))
         trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir), weights_only=True)
         ckpt = _selected_checkpoint(cfg, trainer)
@@ -74,15 +74,16 @@ def _instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
-    """`best_val`: the checkpoint with the best inner-validation metric; `last`: the final weights."""
-    ckpt_cb = trainer.checkpoint_callback
+def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
+    """`best_val`: the checkpoint with the best inner-validation metric; `last`: the weights after the final epoch."""
     if cfg.selection == "best_val":
-        if ckpt_cb is None or not ckpt_cb.best_model_path:
+        best = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is not None and cb.best_model_path]
+        if not best:
             raise RuntimeError("selection=best_val but no best checkpoint was written; is callbacks.model_checkpoint set?")
-        return ckpt_cb.best_model_path
+        return best[0].best_model_path
     if cfg.selection == "last":
-        return ckpt_cb.last_model_path if ckpt_cb is not None and ckpt_cb.last_model_path else None
+        last = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)]
+        return last[0].best_model_path
     raise ValueError(f"selection must be 'best_val' or 'last', got {cfg.selection!r}")
 
 

@@ -88,19 +88,36 @@ def test_model_needing_a_missing_modality_fails_with_one_line(tmp_path: Path) ->
         run_in_process(tmp_path, ["model=snn", "data=synthetic_multiscale", "debug=tiny"])
 
 
-def test_resume_from_last_checkpoint_matches_uninterrupted_run(tmp_path: Path) -> None:
-    """Kill after epoch 2 of 3, resume with ckpt_path=last: same test predictions as a run never killed."""
-    common = ["model=abmil", *TINY, "trainer.max_epochs=3", "selection=last"]
+def _val_history(run_dir: Path) -> pd.DataFrame:
+    logs = pd.concat([pd.read_csv(f) for f in sorted(run_dir.glob("csv/**/metrics.csv"))])
+    return logs.dropna(subset=["val/loss"]).drop_duplicates("epoch", keep="last").set_index("epoch")[["val/loss", "val/cindex"]]
+
+
+@pytest.mark.parametrize(("selection", "epoch", "batch"), [("last", 2, 1), ("best_val", 3, 0), ("best_val", 1, 2)])
+def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path: Path, selection: str, epoch: int,
+                                                          batch: int) -> None:
+    """Killed before batch `batch` of epoch `epoch` (nothing saved on the way out, as kill -9), then resumed from
+    last.ckpt: every later epoch's validation metric, the selected checkpoint and the test predictions equal those
+    of a run never killed (with weighted sampling and patch subsampling, which both draw random numbers)."""
+    common = ["model=abmil", *TINY, "trainer.max_epochs=5", f"selection={selection}", "data.max_patches=8",
+              "data.weighted_sampling=true", "model.task.lr=3e-3"]
     full, full_out = run_in_process(tmp_path / "a", common)
     with pytest.raises(RuntimeError, match="simulated kill"):
         run_in_process(tmp_path / "b", [*common, "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
-                                        "+callbacks.kill.epoch=2"])
-    assert (tmp_path / "b" / "run" / "checkpoints" / "last.ckpt").is_file()
+                                        f"+callbacks.kill.epoch={epoch}", f"+callbacks.kill.batch={batch}"])
+    import torch
+
+    ckpt = torch.load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] == epoch - 1, "last.ckpt must hold the last finished epoch, not the best one"
     resumed, resumed_out = run_in_process(tmp_path / "b", [*common, "ckpt_path=last"])
+    full_hist, resumed_hist = _val_history(full_out), _val_history(resumed_out)
+    assert len(full_hist) == 5 and full_hist["val/loss"].nunique() == 5, "the test needs a run whose val loss moves"
+    pd.testing.assert_frame_equal(full_hist.loc[epoch:], resumed_hist.loc[epoch:])
+    assert Path(resumed["checkpoint"]).name == Path(full["checkpoint"]).name
     a = pd.read_csv(full_out / "predictions.csv")
     b = pd.read_csv(resumed_out / "predictions.csv")
-    np.testing.assert_allclose(a["risk"], b["risk"], rtol=1e-5, atol=1e-6)
-    assert resumed["test/cindex"] == pytest.approx(full["test/cindex"])
+    np.testing.assert_array_equal(a["risk"], b["risk"])
+    assert resumed["test/cindex"] == full["test/cindex"]
 
 
 def test_cox_model_gets_breslow_survival_and_integrated_brier(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from survlab.data.batch import collate
 from survlab.data.clinical import ClinicalEncoder
@@ -37,6 +37,7 @@ from survlab.data.genomics import (
     read_expression,
     read_signatures,
 )
+from survlab.data.samplers import EpochSampler
 from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.wsi import BagStore, DropReport, check_availability
 from survlab.models.base import MODALITIES, ModalityDims
@@ -520,28 +521,35 @@ class CohortDataModule(L.LightningDataModule):
         }
 
     # ------------------------------------------------------------------ loaders
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
     def _loader(self, part: str, batch_size: int, train: bool) -> DataLoader:
         ds = self.datasets[part]
-        sampler, shuffle = None, train
-        if train and self.weighted_sampling:
-            keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=False))
-            counts = Counter(keys)
-            weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
-            # global RNG (re-seeded from (seed, epoch) by the task each epoch): resumed runs draw the same samples
-            sampler = WeightedRandomSampler(weights, len(ds), replacement=True)
-            shuffle = False
+        sampler = None
+        if train:
+            weights = None
+            if self.weighted_sampling:  # over (time bin x censorship), with replacement
+                keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=False))
+                counts = Counter(keys)
+                weights = [1.0 / counts[k] for k in keys]
+            # draws are a function of (seed, epoch) only: a resumed run repeats the uninterrupted one exactly
+            sampler = EpochSampler(len(ds), self.seed, weights, epoch_fn=self._current_epoch)
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
         drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             sampler=sampler,
             drop_last=drop_last,
             collate_fn=collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            # worker base seeds come from this generator, not the global RNG (which seeds dropout per epoch)
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,8 +1,10 @@
 """`PatientDataset`: one `PatientItem` per patient of a split, joining every modality by case_id.
 
 Training (`train=True`): each access samples at most `max_patches` patches of the patient's bag at random (per
-scale: `max_patches_per_scale[scale]`). Evaluation: the full bag, or — when `eval_max_patches` is set — a fixed
-subset seeded by (seed, case_id), identical on every call, so evaluation is deterministic.
+scale: `max_patches_per_scale[scale]`), seeded by (seed, epoch, case_id) — the training sampler passes the epoch with
+the index (`dataset[(i, epoch)]`), so the subset does not depend on batch order, workers or resumption.
+Evaluation: the full bag, or — when `eval_max_patches` is set — a fixed subset seeded by (seed, case_id), identical
+on every call, so evaluation is deterministic.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _label_key(v: object) -> str:
     return str(v)
 
 
-def _subset(n: int, k: int | None, generator: torch.Generator | None) -> Tensor | None:
+def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
     """Sorted random indices of k out of n (None = keep all)."""
     if k is None or k <= 0 or n <= k:
         return None
@@ -84,11 +86,10 @@ class PatientDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _generator(self, case_id: str, salt: int = 0) -> torch.Generator | None:
-        """None in training (global RNG, seeded per worker by Lightning); fixed per (seed, case) in evaluation."""
-        if self.train:
-            return None
-        return torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{salt}:{case_id}".encode()))
+    def _generator(self, case_id: str, salt: int = 0, epoch: int | None = None) -> torch.Generator:
+        """Patch-subset generator: seeded by (seed, epoch, case) in training, by (seed, case) in evaluation."""
+        key = f"{self.seed}:{salt}:{case_id}" if not self.train else f"{self.seed}:{salt}:{case_id}:e{epoch or 0}"
+        return torch.Generator().manual_seed(zlib.crc32(key.encode()))
 
     def _cap(self, scale: str | None) -> int | None:
         if self.train:
@@ -102,7 +103,9 @@ class PatientDataset(Dataset):
             out[col] = -1 if pd.isna(v) else self.sources.label_maps.get(col, {}).get(_label_key(v), -1)
         return out
 
-    def __getitem__(self, i: int) -> PatientItem:
+    def __getitem__(self, key: int | tuple[int, int]) -> PatientItem:
+        """`dataset[i]` or `dataset[(i, epoch)]` (from `EpochSampler`; the epoch seeds training patch subsets)."""
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
         row = self.rows.iloc[i]
         case = self.case_ids[i]
         item = PatientItem(
@@ -117,7 +120,7 @@ class PatientDataset(Dataset):
         if src.wsi is not None:
             raw = src.wsi.load_raw(row["slide_ids"])
             n = raw.features.shape[0]
-            keep = _subset(n, self._cap(None), self._generator(case))
+            keep = _subset(n, self._cap(None), self._generator(case, epoch=epoch))
             bag = raw.take(keep)  # subsample first, then fp32: only the kept rows are copied
             item.wsi, item.slide_index, item.coords = bag.features, bag.slide_index, bag.coords
             item.patch_index = torch.arange(n) if keep is None else keep
@@ -125,7 +128,7 @@ class PatientDataset(Dataset):
             item.scales = {}
             for j, (name, store) in enumerate(src.scales.items()):
                 raw = store.load_raw(row["slide_ids"])
-                keep = _subset(raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1))
+                keep = _subset(raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1, epoch=epoch))
                 item.scales[name] = raw.take(keep).features
         if src.genomics is not None:
             item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]

@@ -16,24 +16,41 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
-def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """Instantiate `cfg.callbacks`; with selection=last, checkpointing keeps only the last epoch and no early stopping
-    (nothing may look at validation to pick the model)."""
+LAST_CKPT = "last.ckpt"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`<run dir>/checkpoints/last.ckpt`, rewritten after every epoch's validation — whatever any monitored
+    checkpoint decided (Lightning 2.6 writes `save_last` only when a top-k checkpoint was saved, so with
+    selection=best_val its last.ckpt stayed at the best epoch). Lightning runs checkpoint callbacks after every other
+    callback, and this one after the configured ones, so the file holds the final state of early stopping and of
+    the best-checkpoint tracker: resuming from it repeats the uninterrupted run exactly."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(dirpath=str(dirpath), filename=Path(LAST_CKPT).stem, monitor=None, save_top_k=1,
+                         save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+
+
+def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
+    """Instantiate `cfg.callbacks` and append the `LastCheckpoint` used for resuming and for selection=last.
+
+    selection=last: no early stopping and no monitored checkpoint (nothing may look at validation to pick the
+    model); the tested weights are those of last.ckpt."""
     callbacks: list[Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None or "_target_" not in cb_cfg:
             continue
         callback = hydra.utils.instantiate(cb_cfg)
-        if cfg.selection == "last":
-            if isinstance(callback, EarlyStopping):
-                log.info("selection=last: early stopping disabled")
+        if isinstance(callback, ModelCheckpoint):
+            callback.save_last = False  # last.ckpt belongs to LastCheckpoint
+            if cfg.selection == "last":
                 continue
-            if isinstance(callback, ModelCheckpoint):
-                # monitor=None + top-1 keeps the latest epoch (Lightning writes last.ckpt only when it saved one)
-                callback = ModelCheckpoint(dirpath=callback.dirpath, filename="epoch{epoch:03d}", save_last=True,
-                                           save_top_k=1, monitor=None, auto_insert_metric_name=False)
+        if isinstance(callback, EarlyStopping) and cfg.selection == "last":
+            log.info("selection=last: early stopping disabled")
+            continue
         callbacks.append(callback)
         log.debug("callback %s: %s", name, type(callback).__name__)
+    callbacks.append(LastCheckpoint(out_dir / "checkpoints"))
     return callbacks
 
 
@@ -88,7 +105,7 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     if ckpt_path in (None, "", "null"):
         return None
     if ckpt_path == "last":
-        last = out_dir / "checkpoints" / "last.ckpt"
+        last = out_dir / "checkpoints" / LAST_CKPT
         if last.exists():
             log.info("resuming from %s", last)
             return str(last)

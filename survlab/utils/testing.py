@@ -15,15 +15,20 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 class KillAtEpoch(L.Callback):
-    """Raise at the start of training epoch `epoch` (after the previous epoch's checkpoint was written),
-    simulating a job killed mid-run: `+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch +callbacks.kill.epoch=2`."""
+    """Raise at the start of training epoch `epoch` (or, with `batch`, before that batch of the epoch), simulating a
+    job killed mid-run (as kill -9 would: nothing is saved on the way out):
+    `+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`."""
 
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, epoch: int, batch: int | None = None) -> None:
+        self.epoch, self.batch = epoch, batch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch == self.epoch:
+        if self.batch is None and trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated kill at the start of epoch {self.epoch}")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
 
 
 def compose_config(output_dir: Path, overrides: list[str]) -> DictConfig:

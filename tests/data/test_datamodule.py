@@ -60,8 +60,9 @@ def test_max_patches_in_training_and_deterministic_eval(make_datamodule: MakeDM)
     big = max(
         range(len(train)), key=lambda i: len(dm.sources.wsi.load_patient(train.rows["slide_ids"][i]).features)
     )
-    draws = {tuple(train[big].patch_index.tolist()) for _ in range(5)}
-    assert len(draws) > 1  # random subset each access
+    draws = {tuple(train[(big, epoch)].patch_index.tolist()) for epoch in range(5)}
+    assert len(draws) > 1  # a new random subset every epoch ...
+    assert train[(big, 3)].patch_index.tolist() == train[(big, 3)].patch_index.tolist()  # ... a function of the epoch
     for part in ("val", "test"):
         first = [
             (it.case_id, it.patch_index.tolist())
