@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
 from survlab.utils.outputs import write_json
 from survlab.utils.report import write_run_outputs
-from survlab.utils.setup import LastCheckpoint, build_callbacks, build_loggers, finish_loggers, resolve_ckpt_path
+from survlab.utils.setup import (
+    LastCheckpoint,
+    build_callbacks,
+    build_loggers,
+    finish_loggers,
+    resolve_ckpt_path,
+)
 
 log = logging.getLogger("survlab.run")
 
@@ -88,8 +95,8 @@ def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Hydra entry: skips completed jobs, records failures so a sweep goes on, returns the optimised metric."""
+def hydra_main(cfg: DictConfig) -> float:
+    """Hydra entry for one job: lock its dir, check its identity, skip / resume / run, record the outcome."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -97,9 +104,23 @@ def main(cfg: DictConfig) -> float:
         from survlab.utils.ddp import check_multirun_strategy
 
         check_multirun_strategy(cfg)
-    if cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
-        log.info("skipping completed job %s (DONE marker present; set skip_completed=false to re-run)", out_dir)
+    try:
+        with jobs.JobLock(out_dir):
+            return _run_job(cfg, out_dir, multirun)
+    except jobs.JobError as exc:  # the dir is not this job's: touch nothing in it
+        if not multirun:
+            raise
+        log.error("job not run: %s", exc)
+        return math.nan
+
+
+def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
+    identity = jobs.identity_of(cfg)
+    same = jobs.check_identity(out_dir, identity)
+    if same and cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
+        log.info("skipping completed job %s (same configuration, DONE; set skip_completed=false to re-run)", out_dir)
         return jobs.read_job_metric(out_dir, cfg.optimized_metric)
+    jobs.write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
     jobs.clear_markers(out_dir)
     try:
         metrics = train(cfg, out_dir)
@@ -114,6 +135,30 @@ def main(cfg: DictConfig) -> float:
         jobs.mark_done(out_dir)
     value = metrics.get(cfg.optimized_metric, math.nan) if metrics else math.nan
     return float(value) if value is not None else math.nan
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """`resume=<run dir>` -> that run's recorded overrides + `hydra.run.dir=<run dir>` (other arguments kept)."""
+    given = [a for a in argv if a.startswith("resume=")]
+    if not given:
+        return argv
+    run_dir = Path(given[-1].split("=", 1)[1]).expanduser()
+    record = jobs.read_record(run_dir)
+    if not record:
+        raise SystemExit(f"survlab: resume={run_dir}: no job record ({run_dir / jobs.RECORD}); pass a run dir "
+                         f"written by survlab.run")
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise SystemExit("survlab: resume=<run dir> resumes one run; to resume a sweep, re-run the same sweep "
+                         "command with hydra.sweep.dir=<sweep dir>")
+    recorded = [o for o in record.get("overrides", []) if jobs.override_key(o) not in ("hydra.run.dir", "resume")]
+    rest = [a for a in argv if not a.startswith("resume=")]
+    return [*rest, *recorded, f"hydra.run.dir={run_dir.resolve()}"]
+
+
+def main() -> None:
+    """`python -m survlab.run` / `survlab-run`."""
+    sys.argv = resume_argv(sys.argv)
+    hydra_main()
 
 
 if __name__ == "__main__":

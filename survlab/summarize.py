@@ -1,6 +1,6 @@
 """Rebuild a sweep's summary at any time (also after a partial or resumed sweep).
 
-    python -m survlab.summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot]
+    python -m survlab.summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot] [--over seed]
 
 Writes ``summary.csv``, ``summary.md``, ``paired.csv`` and ``comparison.png`` into the sweep dir (or ``--out``)
 and prints summary.md. Exit status 0 even when jobs failed (they are listed); 2 when the dir has no jobs.
@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default="test/cindex", help="metric of the paired comparison and the plot")
     p.add_argument("--out", default=None, help="write the files here instead of the sweep dir")
     p.add_argument("--no-plot", action="store_true", help="skip comparison.png")
+    p.add_argument("--over", nargs="*", default=[], metavar="KEY",
+                   help="swept keys to pool within a row (e.g. --over seed: mean ± std over folds × seeds)")
     a = p.parse_args(argv)
     try:
-        s = summarize_sweep(a.sweep_dir, reference=a.reference, metric=a.metric, out_dir=a.out, plot=not a.no_plot)
+        s = summarize_sweep(a.sweep_dir, reference=a.reference, metric=a.metric, out_dir=a.out, plot=not a.no_plot,
+                            over=a.over)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from _cli import check, run_survlab, tiny_overrides
@@ -118,3 +119,68 @@ def test_optuna_search_optimises_inner_validation(tmp_path: Path, data_dir: Path
     val = [json.loads((t / "metrics.json").read_text())["val/best"] for t in trials]
     assert best["best_value"] == pytest.approx(max(val)), "the sampler must see the inner-validation metric"
     assert set(best["best_params"]) >= {"model.task.lr", "model.task.weight_decay"}
+
+
+def test_seed_sweep_gives_one_job_and_one_summary_row_per_seed(tmp_path: Path, data_dir: Path) -> None:
+    """`-m seed=0,1 fold=0,1` runs four jobs in four dirs (seeds used to collapse into fold<k>, the second value
+    'skipping completed job'); the summary has one row per seed, or pools them with --over seed."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "model=snn", "seed=0,1", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
+            f"hydra.sweep.dir={sweep_dir}", CALLBACK]
+    out = check(run_survlab(args))
+    assert "skipping completed job" not in out
+    done = sorted(p.parent.relative_to(sweep_dir).as_posix() for p in sweep_dir.rglob("DONE"))
+    assert done == ["snn/synthetic/fold0/seed=0", "snn/synthetic/fold0/seed=1",
+                    "snn/synthetic/fold1/seed=0", "snn/synthetic/fold1/seed=1"]
+    seeds = {d: json.loads((sweep_dir / d / "metrics.json").read_text())["seed"] for d in done}
+    assert seeds == {d: int(d[-1]) for d in done}
+    preds = {d: pd.read_csv(sweep_dir / d / "predictions.csv") for d in done}
+    assert not np.allclose(preds[done[0]].risk, preds[done[1]].risk), "seed 1 must train another model"
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert table.seed.tolist() == [0, 1] and table.n_folds.tolist() == [2, 2]
+    for seed, row in table.set_index("seed").iterrows():
+        per_job = [json.loads((sweep_dir / d / "metrics.json").read_text())["test/cindex"] for d in done
+                   if d.endswith(f"seed={seed}")]
+        assert row["test/cindex_mean"] == pytest.approx(np.mean(per_job))
+    from survlab.eval.summary import summarize_sweep
+
+    pooled = summarize_sweep(sweep_dir, over=["seed"], write=False).table
+    assert len(pooled) == 1 and pooled.n_folds.iloc[0] == 4
+    # the same sweep again: every job is skipped because its recorded configuration matches
+    assert check(run_survlab(args)).count("skipping completed job") == 4
+
+
+def test_lr_sweep_and_a_changed_config_never_reuse_a_job_dir(tmp_path: Path, data_dir: Path) -> None:
+    """Two learning rates -> two dirs and two summary rows; re-running into the same sweep dir with another setting
+    is refused in one line and leaves the finished jobs untouched."""
+    sweep_dir = tmp_path / "sweep"
+    base = ["-m", "model=snn", "fold=0", *tiny_overrides(tmp_path, data_dir), f"hydra.sweep.dir={sweep_dir}", CALLBACK]
+    check(run_survlab([*base, "model.task.lr=1e-3,1e-4"]))
+    dirs = sorted(p.parent.name for p in sweep_dir.rglob("DONE"))
+    assert dirs == ["model.task.lr=0.0001", "model.task.lr=0.001"]  # as Hydra writes the values
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert sorted(table["model.task.lr"]) == [0.0001, 0.001] and table.n_folds.tolist() == [1, 1]
+    done = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")}
+    out = check(run_survlab([*base, "model.task.lr=1e-3,1e-4", "data.batch_size=4"]))
+    assert out.count("holds a job with another configuration (data.batch_size: 8 -> 4)") == 2, out[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")} == done
+    assert not list(sweep_dir.rglob("FAILED"))
+
+
+def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_dir: Path) -> None:
+    """A job killed at epoch 2 of 3 leaves last.ckpt; re-running the same sweep resumes it (no ckpt_path needed)
+    and finishes the remaining epoch only. (The kill fires only while SURVLAB_TEST_KILL=1, so both runs have the
+    same configuration, as a requeued SLURM job does.)"""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "model=snn", "fold=0", *tiny_overrides(tmp_path, data_dir), "trainer.max_epochs=3",
+            f"hydra.sweep.dir={sweep_dir}", "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
+            "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
+    check(run_survlab(args, env={"SURVLAB_TEST_KILL": "1"}))
+    job = sweep_dir / "snn" / "synthetic" / "fold0"
+    assert (job / "FAILED").is_file() and not (job / "DONE").is_file()
+    assert "simulated kill" in (job / "FAILED").read_text()
+    out = check(run_survlab(args))
+    assert f"resuming from {job / 'checkpoints' / 'last.ckpt'}" in out, out[-3000:]
+    assert (job / "DONE").is_file() and not (job / "FAILED").is_file()
+    logs = pd.concat([pd.read_csv(f) for f in job.glob("csv/**/metrics.csv")])
+    assert sorted(logs.dropna(subset=["train/loss"]).epoch.unique().tolist()) == [2], "only epoch 2 ran again"

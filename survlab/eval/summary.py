@@ -5,7 +5,11 @@ finished, ``metrics.json`` + ``predictions.csv`` + a ``DONE`` marker; when it ra
 it was started but neither (killed, still running) it is *incomplete*. :func:`summarize_sweep` scans all of them and
 builds:
 
-- ``summary.csv`` — one row per model × cohort: ``n_folds`` (completed jobs), ``n_failed``, ``n_incomplete``, for
+Rows are grouped by model × cohort × every other key the sweep varied (read from each job's ``job.json``: e.g.
+``seed`` or ``model.task.lr``), so ``-m seed=0,1`` gives one row per seed; ``over=["seed"]`` (``--over seed``)
+pools the seeds of a row instead (mean ± std over folds × seeds, pooled C-index per seed, averaged).
+
+- ``summary.csv`` — one row per model × cohort (× swept values): ``n_folds`` (completed jobs), ``n_failed``, ``n_incomplete``, for
   every numeric metric ``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1, over completed folds; NaN values,
   e.g. an undefined IBS, are left out and counted in ``<metric>_n``), ``pooled_cindex`` (Harrell C of the
   concatenated out-of-fold predictions) and the paired comparison against the reference model.
@@ -32,6 +36,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.utils.jobs import DONE, FAILED, METRICS, first_error_line, job_status
+from survlab.utils.jobs import (
+    DONE,
+    FAILED,
+    LOCATION_KEYS,
+    METRICS,
+    first_error_line,
+    is_non_identity,
+    job_status,
+    override_key,
+    read_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +88,7 @@ class SweepSummary:
     reference: str | None
     metric: str
     metrics: list[str] = field(default_factory=list)
+    group_keys: list[str] = field(default_factory=list)  # swept keys besides model/cohort/fold that split rows
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -166,6 +182,7 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
         metrics = _read_metrics(d)
         row: dict[str, Any] = _identity(d, sweep, metrics)
         row.update(status=status, error=first_error_line(d) if status == "failed" else "", dir=str(d))
+        row["_overrides"] = _override_values(d)
         if status == "done":
             for k, v in metrics.items():
                 if k in ID_KEYS or isinstance(v, bool):
@@ -175,15 +192,40 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
                 elif isinstance(v, (int, float)):
                     row[k] = float(v)
         rows.append(row)
+    swept = _varying_keys([r.pop("_overrides") for r in rows], rows)
     cols = ["model", "cohort", "fold", "seed", "status", "error", "dir"]
     jobs = pd.DataFrame(rows, columns=None if rows else cols)
+    for key, values in swept.items():
+        jobs.insert(4, key, values)
+    jobs.attrs["swept"] = list(swept)
     if rows:
-        jobs = jobs.sort_values(["cohort", "model", "fold", "seed"], kind="stable").reset_index(drop=True)
+        jobs = jobs.sort_values(["cohort", "model", *swept, "fold", "seed"], kind="stable").reset_index(drop=True)
     return jobs
 
 
+def _override_values(d: Path) -> dict[str, str]:
+    """key -> value of the job's result-changing command-line overrides (from job.json)."""
+    out = {}
+    for o in read_record(d).get("overrides", []):
+        key = override_key(str(o))
+        if key not in LOCATION_KEYS and key != "seed" and not is_non_identity(key) and "=" in str(o):
+            out[key] = str(o).split("=", 1)[1]
+    return out
+
+
+def _varying_keys(overrides: list[dict[str, str]], rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Override keys whose value differs between jobs (absent = ''), with each job's value."""
+    keys = sorted({k for o in overrides for k in o})
+    out = {}
+    for key in keys:
+        values = [o.get(key, "") for o in overrides]
+        if len(set(values)) > 1:
+            out[key] = values
+    return out
+
+
 def _metric_columns(jobs: pd.DataFrame) -> list[str]:
-    fixed = {"model", "cohort", "fold", "seed", "status", "error", "dir"}
+    fixed = {"model", "variant", "cohort", "fold", "seed", "status", "error", "dir", *jobs.attrs.get("swept", [])}
     others = [c for c in jobs.columns if c not in fixed]
     first = [m for m in PREFERRED_METRICS if m in others]
     return first + sorted(c for c in others if c not in first)
@@ -260,15 +302,32 @@ def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------- build
-def _group_table(jobs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def _variant(row: dict[str, Any], group_keys: list[str]) -> str:
+    """'model' or 'model key=value,...': the label of a summary row."""
+    tags = ",".join(f"{k}={row[k]}" for k in group_keys)
+    return f"{row['model']} {tags}" if tags else str(row["model"])
+
+
+def _group_keys(jobs: pd.DataFrame, over: Sequence[str]) -> list[str]:
+    """Swept keys that split the summary rows: every varied override, and seed when several were run and the
+    user did not ask to pool over seeds."""
+    keys = [k for k in jobs.attrs.get("swept", []) if k not in over]
+    if "seed" not in over and not jobs.empty and jobs["seed"].nunique() > 1:
+        keys.append("seed")
+    return keys
+
+
+def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) -> pd.DataFrame:
     rows = []
     if jobs.empty:
         return pd.DataFrame(columns=["model", "cohort", "n_folds", "n_failed", "n_incomplete"])
-    for (cohort, model), g in jobs.groupby(["cohort", "model"], sort=True):
+    for key, g in jobs.groupby(["cohort", "model", *group_keys], sort=True):
+        cohort, model, *values = key
         done = g[g["status"] == "done"]
         row: dict[str, Any] = {
             "model": model,
             "cohort": cohort,
+            **dict(zip(group_keys, values, strict=True)),
             "n_folds": int(len(done)),
             "n_failed": int((g["status"] == "failed").sum()),
             "n_incomplete": int((g["status"] == "incomplete").sum()),
@@ -293,28 +352,37 @@ def _group_table(jobs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _paired(jobs: pd.DataFrame, reference: str | None, metric: str) -> tuple[pd.DataFrame, dict[tuple, dict]]:
-    cols = ["cohort", "model", "reference", "fold", "seed", "value", "reference_value", "diff"]
+def _paired(
+    jobs: pd.DataFrame, reference: str | None, metric: str, group_keys: list[str]
+) -> tuple[pd.DataFrame, dict[tuple, dict]]:
+    """Per-fold differences of each row's jobs against the reference model's jobs of the same cohort, fold, seed and
+    values of the swept keys that are not the model's own (`model.*` keys differ between models by design)."""
+    shared = [k for k in group_keys if k != "seed" and not k.startswith("model.")]
+    cols = ["cohort", "model", *group_keys, "reference", "fold", "seed", "value", "reference_value", "diff"]
     if reference is None or jobs.empty or metric not in jobs.columns:
         return pd.DataFrame(columns=cols), {}
     done = jobs[jobs["status"] == "done"]
     rows, stats_by_group = [], {}
-    for cohort, gc in done.groupby("cohort", sort=True):
-        ref = gc[gc["model"] == reference].set_index(["fold", "seed"])[metric]
-        ref = ref[~ref.index.duplicated()]
-        for model, gm in gc.groupby("model", sort=True):
-            if model == reference:
-                continue
-            mine = gm.set_index(["fold", "seed"])[metric]
-            mine = mine[~mine.index.duplicated()]
-            common = mine.index.intersection(ref.index).sort_values()
-            diffs = []
-            for key in common:
-                d = float(mine[key]) - float(ref[key])
+    for key, g in done.groupby(["cohort", "model", *group_keys], sort=True):
+        cohort, model, *values = key
+        if model == reference:
+            continue
+        ident = dict(zip(group_keys, values, strict=True))
+        ref = done[(done["cohort"] == cohort) & (done["model"] == reference)]
+        for k in shared:
+            ref = ref[ref[k] == ident[k]]
+        ref = ref.set_index(["fold", "seed"])[metric]
+        mine = g.set_index(["fold", "seed"])[metric]
+        diffs = []
+        if not ref.index.has_duplicates and not mine.index.has_duplicates:
+            for idx in mine.index.intersection(ref.index).sort_values():
+                d = float(mine[idx]) - float(ref[idx])
                 diffs.append(d)
-                rows.append(dict(zip(cols, [cohort, model, reference, key[0], key[1], float(mine[key]),
-                                             float(ref[key]), d], strict=True)))
-            stats_by_group[(model, cohort)] = paired_comparison(np.array(diffs))
+                rows.append({"cohort": cohort, "model": model, **ident, "reference": reference, "fold": idx[0],
+                             "seed": idx[1], "value": float(mine[idx]), "reference_value": float(ref[idx]), "diff": d})
+        else:
+            log.warning("paired comparison of %s on %s skipped: several reference jobs per fold", model, cohort)
+        stats_by_group[tuple(key)] = paired_comparison(np.array(diffs))
     return pd.DataFrame(rows, columns=cols), stats_by_group
 
 
@@ -325,11 +393,13 @@ def summarize_sweep(
     out_dir: str | os.PathLike | None = None,
     write: bool = True,
     plot: bool = True,
+    over: Sequence[str] = (),
 ) -> SweepSummary:
     """Scan ``sweep_dir`` and build (and by default write into ``out_dir`` = ``sweep_dir``) the summary.
 
     ``reference``: the model the others are compared with, per cohort, on ``metric``. ``None`` picks the first
     model in alphabetical order (stated in summary.md); a name absent from the sweep raises ``ValueError``.
+    ``over``: swept keys to pool within a row instead of splitting rows by (e.g. ``["seed"]``).
     """
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
@@ -342,14 +412,18 @@ def summarize_sweep(
         reference, auto_ref = models[0], True
     elif reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} is not in the sweep (models: {models})")
-    table = _group_table(jobs, metrics)
-    paired, stats_by_group = _paired(jobs, reference, metric)
+    group_keys = _group_keys(jobs, over)
+    if not jobs.empty:
+        jobs["variant"] = [_variant(r, group_keys) for r in jobs.to_dict("records")]
+    table = _group_table(jobs, metrics, group_keys)
+    if not table.empty:
+        table.insert(0, "variant", [_variant(r, group_keys) for r in table.to_dict("records")])
+    paired, stats_by_group = _paired(jobs, reference, metric, group_keys)
+    keys = [tuple([r["cohort"], r["model"], *(r[k] for k in group_keys)]) for r in table.to_dict("records")]
     for k in ("n_paired", "diff_mean", "diff_std", "p_ttest", "p_wilcoxon"):
-        table[f"vs_ref_{k}"] = [
-            stats_by_group.get((r.model, r.cohort), {}).get(k, math.nan) for r in table.itertuples()
-        ]
-    table.insert(2, "reference", reference if reference is not None else "")
-    summary = SweepSummary(sweep, jobs, table, paired, reference, metric, metrics)
+        table[f"vs_ref_{k}"] = [stats_by_group.get(key, {}).get(k, math.nan) for key in keys]
+    table.insert(2 + len(group_keys), "reference", reference if reference is not None else "")
+    summary = SweepSummary(sweep, jobs, table, paired, reference, metric, metrics, group_keys)
     if write:
         out = Path(out_dir) if out_dir is not None else sweep
         out.mkdir(parents=True, exist_ok=True)
@@ -392,7 +466,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
               "out-of-fold predictions; (n=k): the metric was defined in k folds only. All metrics: summary.csv.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in s.table.to_dict("records"):
-        cells = [f"`{r['model']}`", r["cohort"], f"{r['n_folds']}"
+        cells = [f"`{r['variant']}`", r["cohort"], f"{r['n_folds']}"
                  + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")]
         for m in shown:
             mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)
@@ -416,12 +490,14 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             ref_done = s.jobs[(s.jobs["model"] == s.reference) & (s.jobs["cohort"] == r["cohort"])
                               & (s.jobs["status"] == "done")]
             if ref_done.empty:
-                lines.append(f"| {r['cohort']} | `{r['model']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |")
+                lines.append(f"| {r['cohort']} | `{r['variant']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |")
                 continue
             per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
+            for k in s.group_keys:
+                per_fold = per_fold[per_fold[k] == r[k]]
             diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True))
             lines.append(
-                f"| {r['cohort']} | `{r['model']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
+                f"| {r['cohort']} | `{r['variant']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
                 f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_ttest'])} "
                 f"| {_fmt_p(r['vs_ref_p_wilcoxon'])} | {diffs or '–'} |"
             )
@@ -433,7 +509,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         for r in bad.to_dict("records"):
             err = (r.get("error") or "").replace("|", "\\|")[:200]
             rel = os.path.relpath(r["dir"], s.sweep_dir)
-            lines.append(f"| {r['status']} | `{r['model']}` | {r['cohort']} | {r['fold']} | {err} | `{rel}` |")
+            lines.append(f"| {r['status']} | `{r.get('variant', r['model'])}` | {r['cohort']} | {r['fold']} | {err} | `{rel}` |")
         lines.append("")
     return "\n".join(lines)
 
@@ -447,8 +523,8 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
 
     done = s.jobs[s.jobs["status"] == "done"]
     cohorts = sorted(s.jobs["cohort"].unique())
-    models = sorted(s.jobs["model"].unique())
-    present = {c: [m for m in models if ((done["model"] == m) & (done["cohort"] == c)).any()] for c in cohorts}
+    models = sorted(s.jobs["variant"].unique())
+    present = {c: [m for m in models if ((done["variant"] == m) & (done["cohort"] == c)).any()] for c in cohorts}
     width = 0.8 / max([len(v) for v in present.values()] + [1])
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * sum(len(v) for v in present.values())) + 1.6, 3.6))
     lows: list[float] = []
@@ -459,7 +535,7 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
         for k, model in enumerate(present[cohort]):
             color = colors[models.index(model) % len(colors)]
             x = i - width * len(present[cohort]) / 2 + width * (k + 0.5)
-            vals = done[(done["model"] == model) & (done["cohort"] == cohort)]
+            vals = done[(done["variant"] == model) & (done["cohort"] == cohort)]
             vals = vals[s.metric].to_numpy(float) if s.metric in vals else np.array([])
             vals = vals[np.isfinite(vals)]
             if len(vals):
@@ -469,7 +545,7 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
                        label=None if model in labelled else model)
                 labelled.add(model)
                 ax.scatter(x + rng.uniform(-width * 0.2, width * 0.2, len(vals)), vals, s=10, color="k", zorder=3)
-            row = s.table[(s.table["model"] == model) & (s.table["cohort"] == cohort)]
+            row = s.table[(s.table["variant"] == model) & (s.table["cohort"] == cohort)]
             if s.metric == "test/cindex" and len(row) and np.isfinite(row["pooled_cindex"].iloc[0]):
                 ax.scatter([x], [row["pooled_cindex"].iloc[0]], marker="x", color="crimson", s=25, zorder=4)
     if "oracle_cindex" in done and s.metric == "test/cindex":

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SweepSummaryCallback", "log_summary_to_wandb"]
+__all__ = ["SweepKeysCallback", "SweepSummaryCallback", "log_summary_to_wandb"]
 
 
 def _wandb_enabled(config: DictConfig) -> bool:
@@ -71,13 +71,27 @@ def log_summary_to_wandb(summary: Any, config: DictConfig) -> None:
         run.finish()
 
 
+class SweepKeysCallback(Callback):
+    """Before a multirun launches: record the swept keys in `<sweep_dir>/sweep_keys.json`, so every job dir is named
+    by its values of them (`-m seed=0,1` -> `.../fold0/seed=0`, `.../fold0/seed=1`). See survlab.utils.jobs.job_tag."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from survlab.utils.jobs import record_sweep_keys
+
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        keys = record_sweep_keys(str(config.hydra.sweep.dir), list(config.hydra.overrides.task), list(params))
+        log.info("sweep over %s", ", ".join(keys) or "nothing")
+
+
 class SweepSummaryCallback(Callback):
     """Writes summary.csv / summary.md / paired.csv / comparison.png into the sweep dir at the end of a multirun."""
 
-    def __init__(self, reference: str | None = None, metric: str = "test/cindex", wandb: bool = True) -> None:
+    def __init__(self, reference: str | None = None, metric: str = "test/cindex", wandb: bool = True,
+                 over: list[str] | None = None) -> None:
         self.reference = reference
         self.metric = metric
         self.wandb = wandb
+        self.over = list(over or [])
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -93,7 +107,7 @@ class SweepSummaryCallback(Callback):
             if reference is not None and reference not in set(summary.jobs.get("model", [])):
                 log.warning("sweep summary: reference %r not in this sweep; using the default", reference)
                 reference = None
-            summary = summarize_sweep(sweep_dir, reference=reference, metric=self.metric)
+            summary = summarize_sweep(sweep_dir, reference=reference, metric=self.metric, over=self.over)
             n_bad = int((summary.jobs["status"] != "done").sum()) if not summary.jobs.empty else 0
             log.info("sweep summary written to %s (%d jobs, %d failed or incomplete)", sweep_dir / "summary.md",
                      len(summary.jobs), n_bad)

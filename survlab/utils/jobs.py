@@ -1,4 +1,10 @@
-"""Job markers for resumable sweeps.
+"""Job identity, locks and markers for resumable sweeps.
+
+A job's identity is its whole composed configuration (unresolved, so data paths do not count) minus the keys that
+cannot change its results (`NON_IDENTITY`). `job.json` in the job dir records it when the job starts; a re-run skips
+or resumes a job only when the recorded identity is the same, and refuses the dir otherwise (never reuses it
+silently). Sweep job dirs are named `<model>/<cohort>/fold<k>` plus the swept keys' values (`job_tag`), so
+`-m seed=0,1` or `model.task.lr=1e-3,1e-4` get one dir per value. A live job holds `<dir>/.lock` (`JobLock`).
 
 Every run (one model × cohort × fold job) ends by writing exactly one marker into its Hydra output dir:
 
@@ -20,19 +26,48 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import traceback
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from survlab.utils.files import atomic_write
 
 DONE = "DONE"
 FAILED = "FAILED"
 METRICS = "metrics.json"
+RECORD = "job.json"
+LOCK = ".lock"
+SWEEP_KEYS = "sweep_keys.json"
+
+#: config keys (dotted) that cannot change a job's results: left out of its identity and of its dir name
+NON_IDENTITY = (
+    "paths", "hydra", "skip_completed", "ckpt_path", "resume", "logger", "tags", "optimized_metric",
+    "export_attention", "attention_top_k", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "trainer.log_every_n_steps", "callbacks.rich_progress_bar", "callbacks.lr_monitor",
+)
+#: keys already in the job dir path <model>/<cohort>/fold<k>
+LOCATION_KEYS = ("model", "data", "fold")
+_TAG_MAX = 80
+
+
+class JobError(RuntimeError):
+    """A job dir cannot be used: another configuration's results, or another live job, are in it."""
 
 __all__ = [
+    "JobError",
+    "JobLock",
+    "identity_of",
+    "check_identity",
+    "write_record",
+    "job_tag",
+    "override_key",
+    "record_sweep_keys",
     "DONE",
     "FAILED",
     "METRICS",
@@ -111,3 +146,179 @@ def first_error_line(out_dir: str | os.PathLike) -> str:
     except OSError:
         pass
     return ""
+
+
+# --------------------------------------------------------------------------------------------- identity
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if head in tree:
+        if not rest:
+            del tree[head]
+        elif isinstance(tree[head], dict):
+            _drop(tree[head], rest)
+
+
+def identity_of(cfg: Any) -> dict[str, Any]:
+    """The job's identity: its composed config as plain containers, interpolations NOT resolved (so `data.root:
+    ${paths.data_dir}/...` is the same on every machine), without `NON_IDENTITY` keys."""
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=False) if not isinstance(cfg, dict) else json.loads(json.dumps(cfg))
+    for key in NON_IDENTITY:
+        _drop(tree, key)
+    return tree
+
+
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def identity_diff(old: dict[str, Any], new: dict[str, Any], k: int = 3) -> str:
+    """'key: old -> new; ...' for up to k differing keys (dotted)."""
+    a, b = _flat(old), _flat(new)
+    keys = sorted(key for key in a.keys() | b.keys() if a.get(key, "<unset>") != b.get(key, "<unset>"))
+    shown = "; ".join(f"{key}: {a.get(key, '<unset>')} -> {b.get(key, '<unset>')}" for key in keys[:k])
+    return shown + (f" (+{len(keys) - k} more)" if len(keys) > k else "")
+
+
+def check_identity(out_dir: str | os.PathLike, identity: dict[str, Any]) -> bool:
+    """True when `out_dir/job.json` records this identity, False when the dir holds no job yet.
+
+    Raises JobError when the dir holds another configuration's job, or results without a record (older survlab)."""
+    out = Path(out_dir)
+    try:
+        record = json.loads((out / RECORD).read_text())
+    except FileNotFoundError:
+        leftovers = [n for n in (DONE, METRICS, "checkpoints") if (out / n).exists()]
+        if leftovers:
+            raise JobError(
+                f"{out} holds results ({', '.join(leftovers)}) without a survlab job record ({RECORD}), so they "
+                f"cannot be matched to this configuration; use a new hydra.sweep.dir / hydra.run.dir"
+            ) from None
+        return False
+    except ValueError as err:
+        raise JobError(f"{out / RECORD} is unreadable ({err}); use a new hydra.sweep.dir / hydra.run.dir") from None
+    if record.get("identity_sha256") == _digest(identity):
+        return True
+    raise JobError(
+        f"{out} holds a job with another configuration ({identity_diff(record.get('identity', {}), identity)}); "
+        f"re-run with the same configuration to resume it, or use a new hydra.sweep.dir / hydra.run.dir"
+    )
+
+
+def write_record(out_dir: str | os.PathLike, identity: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Record the job's identity and command-line overrides in `out_dir/job.json`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"identity_sha256": _digest(identity), "overrides": list(overrides), "identity": identity}
+    atomic_write(out / RECORD, json.dumps(record, indent=1, sort_keys=True, default=str))
+
+
+def read_record(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """`job.json` of a job dir ({} when absent or unreadable)."""
+    try:
+        return json.loads((Path(out_dir) / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class JobLock:
+    """Exclusive lock on `<out_dir>/.lock` for the life of a job (released by the OS if the process dies).
+
+    A second job started on the same dir raises JobError instead of writing into the first one's outputs."""
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.path = Path(out_dir) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> JobLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise JobError(
+                f"{self.path.parent} is in use by another running job ({holder}); wait for it or use another "
+                f"hydra.run.dir / hydra.sweep.dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+# --------------------------------------------------------------------------------------------- dir names
+def override_key(override: str) -> str:
+    """'+model.task.lr=1e-3' -> 'model.task.lr'."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def is_non_identity(key: str) -> bool:
+    """True for keys (dotted, or config groups like `logger`) that cannot change a job's results."""
+    return any(key == k or key.startswith(k + ".") or key.startswith(k + "/") for k in NON_IDENTITY)
+
+
+def record_sweep_keys(sweep_dir: str | os.PathLike, overrides: Iterable[str], params: Iterable[str] = ()) -> list[str]:
+    """Write `<sweep_dir>/sweep_keys.json`: the keys a multirun sweeps (command-line sweeps such as `seed=0,1`,
+    plus the sweeper's `params`), read by `job_tag` to name each job dir."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    keys = sorted({o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()} | set(params))
+    out = Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / SWEEP_KEYS, json.dumps({"swept": keys}))
+    return keys
+
+
+def job_tag(sweep_dir: str, overrides: Sequence[str]) -> str:
+    """The part of a sweep job's dir after `<model>/<cohort>/fold<k>`: '' or '/key=value,...' over the swept keys
+    (other than model, data, fold) of this job's overrides; all of its result-changing overrides when the sweep's
+    keys were not recorded. Long tags end in a hash, so distinct override sets never share a dir."""
+    try:
+        swept = set(json.loads((Path(sweep_dir) / SWEEP_KEYS).read_text())["swept"])
+    except (OSError, ValueError, KeyError):
+        swept = None
+    items = []
+    for o in overrides:
+        key = override_key(str(o))
+        if key in LOCATION_KEYS or is_non_identity(key) or (swept is not None and key not in swept):
+            continue
+        items.append(re.sub(r"[^\w.,=+\-\[\]]", "_", str(o).lstrip("+~")))
+    if not items:
+        return ""
+    tag = ",".join(sorted(items))
+    if len(tag) > _TAG_MAX:
+        tag = f"{tag[:_TAG_MAX - 13]}..{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
+    return "/" + tag
+
+
+def register_resolvers() -> None:
+    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("survlab.job_tag"):
+        OmegaConf.register_new_resolver("survlab.job_tag", lambda d, o: job_tag(str(d), list(o or [])))
+    if not OmegaConf.has_resolver("survlab.pid"):
+        OmegaConf.register_new_resolver("survlab.pid", lambda: str(os.getpid()), use_cache=True)
+
+
+register_resolvers()

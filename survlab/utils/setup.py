@@ -100,17 +100,16 @@ def finish_loggers(loggers: list[Logger]) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """`ckpt_path=last` resumes from `<run dir>/checkpoints/last.ckpt` when it exists (fresh start otherwise);
-    any other value is used as a path."""
+    """`auto` (default) / `last`: resume from `<job dir>/checkpoints/last.ckpt` when it exists (a fresh start
+    otherwise; run.py has checked that the dir holds this configuration's job); None: start afresh; else a path."""
     if ckpt_path in (None, "", "null"):
         return None
-    if ckpt_path == "last":
+    if ckpt_path in ("auto", "last"):
         last = out_dir / "checkpoints" / LAST_CKPT
         if last.exists():
             log.info("resuming from %s", last)
             return str(last)
-        log.info("ckpt_path=last but %s does not exist: starting from scratch", last)
         return None
     if not Path(ckpt_path).exists():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass ckpt_path=last to resume this run dir")
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file, or resume=<run dir>")
     return ckpt_path

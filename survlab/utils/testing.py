@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,19 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 class KillAtEpoch(L.Callback):
     """Raise at the start of training epoch `epoch` (or, with `batch`, before that batch of the epoch), simulating a
     job killed mid-run (as kill -9 would: nothing is saved on the way out):
-    `+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`."""
+    `+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
+    With `env`, it fires only while that environment variable is "1" (so a re-run with the same config resumes)."""
 
-    def __init__(self, epoch: int, batch: int | None = None) -> None:
+    def __init__(self, epoch: int, batch: int | None = None, env: str | None = None) -> None:
         self.epoch, self.batch = epoch, batch
+        self.armed = env is None or os.environ.get(env) == "1"
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.batch is None and trainer.current_epoch == self.epoch:
+        if self.armed and self.batch is None and trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated kill at the start of epoch {self.epoch}")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        if self.armed and self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise RuntimeError(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
 
 

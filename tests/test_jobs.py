@@ -1,0 +1,73 @@
+"""Job identity, dir names and locks (survlab.utils.jobs); two runs started together get their own dirs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _cli import REPO, tiny_overrides
+
+from survlab.utils import jobs
+from survlab.utils.testing import compose_config
+
+
+def _identity(tmp: Path, *overrides: str) -> dict:
+    return jobs.identity_of(compose_config(tmp / "out", [f"paths.data_dir={tmp / 'data'}", *overrides]))
+
+
+def test_identity_ignores_paths_and_logging_but_not_settings(tmp_path: Path) -> None:
+    base = _identity(tmp_path)
+    assert jobs.identity_of(compose_config(tmp_path / "o2", ["paths.data_dir=/elsewhere", "logger=csv",
+                                                             "trainer.enable_progress_bar=false"])) == base
+    for change in ("seed=1", "model.task.lr=0.01", "data.batch_size=4", "fold=1", "trainer=bf16"):
+        assert _identity(tmp_path, change) != base, change
+    jobs.write_record(tmp_path / "job", base, ["seed=0"])
+    assert jobs.check_identity(tmp_path / "job", base) is True
+    with pytest.raises(jobs.JobError, match=r"another configuration \(seed: 0 -> 1\); re-run with the same"):
+        jobs.check_identity(tmp_path / "job", _identity(tmp_path, "seed=1"))
+
+
+def test_results_without_a_record_are_never_reused(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "DONE").write_text("")
+    assert jobs.check_identity(tmp_path / "new", {"a": 1}) is False
+    with pytest.raises(jobs.JobError, match=r"holds results \(DONE\) without a survlab job record"):
+        jobs.check_identity(tmp_path / "old", {"a": 1})
+
+
+def test_job_tag_names_swept_keys_only_and_hashes_long_tags(tmp_path: Path) -> None:
+    overrides = ["model=snn", "fold=0", "seed=1", "model.task.lr=0.001", "debug=tiny", f"paths.log_dir={tmp_path}"]
+    assert jobs.job_tag(str(tmp_path), overrides) == "/debug=tiny,model.task.lr=0.001,seed=1"  # keys not recorded
+    jobs.record_sweep_keys(tmp_path, ["model=snn,abmil", "seed=0,1", "fold=range(2)", "debug=tiny"], ["model.task.lr"])
+    assert jobs.job_tag(str(tmp_path), overrides) == "/model.task.lr=0.001,seed=1"
+    long = [f"+model.net.hidden=[{','.join(['256'] * 30)}]", "seed=0"]
+    jobs.record_sweep_keys(tmp_path, [], ["model.net.hidden", "seed"])
+    tags = {jobs.job_tag(str(tmp_path), [long[0], f"seed={s}"]) for s in range(3)}
+    assert len(tags) == 3 and all(len(t) <= 81 for t in tags)
+
+
+def test_a_live_job_dir_is_refused(tmp_path: Path) -> None:
+    with jobs.JobLock(tmp_path):
+        with pytest.raises(jobs.JobError, match="is in use by another running job"):
+            jobs.JobLock(tmp_path).__enter__()
+    with jobs.JobLock(tmp_path):  # released on exit
+        pass
+
+
+def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
+    """Run dirs used to be named to the second: two runs started in the same second wrote into one dir."""
+    env = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
+    data = tmp_path / "data"
+    # generate the cohort once first, so the two runs below start at the same moment
+    prep = [sys.executable, "-m", "survlab.run", *tiny_overrides(tmp_path, data), "model=snn", "trainer.max_epochs=1"]
+    assert subprocess.run(prep, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
+    procs = [subprocess.Popen([*prep, f"seed={s}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for s in (1, 2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    runs = sorted((tmp_path / "logs" / "runs" / "snn" / "synthetic" / "fold0").glob("*/metrics.json"))
+    seeds = sorted(json.loads(m.read_text())["seed"] for m in runs)
+    assert seeds == [0, 1, 2], runs
