@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,23 @@ def _spellings(raw: pd.Series, stripped: pd.Series, case_id: str) -> str:
     """" (spelled 'T1', 'T1 ')" when `case_id` occurs in several raw spellings (whitespace variants), else ""."""
     spelled = sorted(set(raw[stripped == case_id].astype(str)))
     return f" (spelled {', '.join(repr(x) for x in spelled)})" if len(spelled) > 1 else ""
+
+
+def _header(path: Path) -> list[str]:
+    """The raw column names of a CSV (pandas renames a repeated name 'G' to 'G.1', so read them ourselves)."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])
+
+
+def _reject_repeated(
+    names: Sequence[str], path: Path, what: str, fix: str, only: Sequence[str] | None = None
+) -> None:
+    """ValueError naming the `what` (column, gene group) that occurs twice in `names` after stripping
+    (restricted to the names in `only` when given)."""
+    counts = Counter(str(n).strip() for n in names)
+    repeated = [n for n, k in counts.items() if k > 1 and n and (only is None or n in only)]
+    if repeated:
+        raise ValueError(f"{path}: {what}(s) {_first_ids(repeated)} appear more than once in the header; {fix}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,10 @@ class Cohort:
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(f"{path}: cannot parse as CSV ({err}); fix or regenerate the file") from err
         required = [case_col, *endpoint.outcome_cols, *keep_cols]
+        _reject_repeated(
+            _header(path), path, "column", "keep one column of each name",
+            only=[*required, *([slide_col] if slide_col else [])],
+        )
         missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
         if missing:
             raise ValueError(

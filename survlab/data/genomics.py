@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import Counter
@@ -24,23 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.cohort import _first_ids, _spellings
+from survlab.data.cohort import _first_ids, _header, _reject_repeated, _spellings
 
 log = logging.getLogger(__name__)
-
-
-def _header(path: Path) -> list[str]:
-    """The raw column names of a CSV (pandas renames a repeated name 'G' to 'G.1', so read them ourselves)."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f), [])
-
-
-def _reject_repeated(names: Sequence[str], path: Path, what: str, fix: str) -> None:
-    """ValueError naming the `what` (gene column / gene group) that occurs twice in `names` after stripping."""
-    counts = Counter(str(n).strip() for n in names)
-    repeated = [n for n, k in counts.items() if k > 1 and n]
-    if repeated:
-        raise ValueError(f"{path}: {what}(s) {_first_ids(repeated)} appear more than once in the header; {fix}")
 
 
 def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame:

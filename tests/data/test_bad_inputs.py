@@ -405,3 +405,18 @@ def test_patient_field_differing_across_slide_rows(tmp_path: Path) -> None:
     ) as err:
         _cohort_with(tmp_path, edit, keep_cols=["label"])
     _one_line(err)
+
+
+def test_clinical_csv_with_a_repeated_required_column(tmp_path: Path) -> None:
+    """pandas renames a second 'survival_months' to 'survival_months.1'; the first copy was used without a word."""
+    (tmp_path / "clinical.csv").write_text(
+        "case_id,slide_id,survival_months,censorship,survival_months ,note,note\n"
+        "A,A-1,10,0,99,x,y\nB,B-1,5,1,98,x,y\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"clinical.csv: column\(s\) survival_months appear more than once in the header"
+    ) as err:
+        Cohort.from_csv(tmp_path / "clinical.csv")
+    _one_line(err)
+    (tmp_path / "clinical.csv").write_text("case_id,survival_months,censorship,note,note\nA,10,0,x,y\n")
+    assert Cohort.from_csv(tmp_path / "clinical.csv").case_ids == ["A"]  # a repeated column we do not read is ok
