@@ -188,7 +188,11 @@ class Cohort:
                 f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
                 f"make the patient fields identical on every slide row"
             )
-        Cohort._check_patient_fields(raw, path, case_col, [c for c in dict.fromkeys(keep_cols) if c != case_col])
+        kept = [c for c in dict.fromkeys(keep_cols) if c != case_col]
+        for col in kept:  # 'LUAD' and 'LUAD ' are one class; a blank cell is missing
+            if not pd.api.types.is_numeric_dtype(raw[col]):
+                raw[col] = raw[col].map(lambda v: (v.strip() or np.nan) if isinstance(v, str) else v)
+        Cohort._check_patient_fields(raw, path, case_col, kept)
         if slide_col is not None:
             slides = raw.dropna(subset=[slide_col])
             slides = slides.assign(**{slide_col: slides[slide_col].astype(str).str.strip()})
