@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,29 @@ def _first_ids(ids: Sequence[Any], k: int = 5) -> str:
     ids = [str(i) for i in ids]
     more = f" (+{len(ids) - k} more)" if len(ids) > k else ""
     return ", ".join(ids[:k]) + more
+
+
+def _spellings(raw: pd.Series, stripped: pd.Series, case_id: str) -> str:
+    """" (spelled 'T1', 'T1 ')" when `case_id` occurs in several raw spellings (whitespace variants), else ""."""
+    spelled = sorted(set(raw[stripped == case_id].astype(str)))
+    return f" (spelled {', '.join(repr(x) for x in spelled)})" if len(spelled) > 1 else ""
+
+
+def _header(path: Path) -> list[str]:
+    """The raw column names of a CSV (pandas renames a repeated name 'G' to 'G.1', so read them ourselves)."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])
+
+
+def _reject_repeated(
+    names: Sequence[str], path: Path, what: str, fix: str, only: Sequence[str] | None = None
+) -> None:
+    """ValueError naming the `what` (column, gene group) that occurs twice in `names` after stripping
+    (restricted to the names in `only` when given)."""
+    counts = Counter(str(n).strip() for n in names)
+    repeated = [n for n, k in counts.items() if k > 1 and n and (only is None or n in only)]
+    if repeated:
+        raise ValueError(f"{path}: {what}(s) {_first_ids(repeated)} appear more than once in the header; {fix}")
 
 
 @dataclass(frozen=True)
@@ -70,9 +95,9 @@ class Endpoint:
 
 @dataclass
 class Cohort:
-    """One row per patient: `table` has columns case_id, time (months, >0), event (bool), slide_ids (list[str])
-    plus the requested label / clinical / extra columns (first value per patient). Rows are in first-seen order;
-    `index` of a patient = its row position (stable for a given CSV)."""
+    """One row per patient: `table` has columns case_id, time (months, >0), event (bool), slide_ids (list[str],
+    sorted) plus the requested label / clinical / extra columns (one value per patient). Rows are sorted by case_id,
+    so `index` of a patient (its row position) depends on the content of the CSV, never on its row order."""
 
     table: pd.DataFrame
     path: Path
@@ -101,6 +126,10 @@ class Cohort:
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(f"{path}: cannot parse as CSV ({err}); fix or regenerate the file") from err
         required = [case_col, *endpoint.outcome_cols, *keep_cols]
+        _reject_repeated(
+            _header(path), path, "column", "keep one column of each name",
+            only=[*required, *([slide_col] if slide_col else [])],
+        )
         missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
         if missing:
             raise ValueError(
@@ -125,12 +154,13 @@ class Cohort:
     ) -> pd.DataFrame:
         """Slide rows -> patient rows, validating outcomes and slide ownership."""
         raw = raw.copy()
-        if raw[case_col].isna().any():
+        raw_ids = raw[case_col]
+        if raw_ids.isna().any():
             rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
             raise ValueError(
                 f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
             )
-        raw[case_col] = raw[case_col].astype(str).str.strip()
+        raw[case_col] = raw_ids.astype(str).str.strip()
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
         bad = raw.loc[~(time > 0), case_col]  # catches NaN, 0 and negatives
         if len(bad):
@@ -155,11 +185,18 @@ class Cohort:
         if len(conflict):
             raise ValueError(
                 f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
-                f"patient) for case(s) {_first_ids(conflict)}; make the patient fields identical on every slide row"
+                f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
+                f"make the patient fields identical on every slide row"
             )
+        kept = [c for c in dict.fromkeys(keep_cols) if c != case_col]
+        for col in kept:  # 'LUAD' and 'LUAD ' are one class; a blank cell is missing
+            if not pd.api.types.is_numeric_dtype(raw[col]):
+                raw[col] = raw[col].map(lambda v: (v.strip() or np.nan) if isinstance(v, str) else v)
+        Cohort._check_patient_fields(raw, path, case_col, kept)
         if slide_col is not None:
             slides = raw.dropna(subset=[slide_col])
             slides = slides.assign(**{slide_col: slides[slide_col].astype(str).str.strip()})
+            slides = slides[slides[slide_col] != ""]
             owners = slides.groupby(slide_col)[case_col].nunique()
             shared = owners.index[owners > 1]
             if len(shared):
@@ -168,10 +205,8 @@ class Cohort:
                     f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
                     f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
                 )
-            slide_lists = slides.groupby(case_col, sort=False)[slide_col].agg(
-                lambda s: list(dict.fromkeys(s))
-            )
-        first = raw.groupby(case_col, sort=False).first()
+            slide_lists = slides.groupby(case_col)[slide_col].agg(lambda s: sorted(set(s)))
+        first = raw.groupby(case_col).first().sort_index()  # canonical patient order: by case_id
         table = pd.DataFrame(
             {
                 "case_id": first.index.astype(str),
@@ -191,6 +226,23 @@ class Cohort:
                 f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
             )
         return table.reset_index(drop=True)
+
+    @staticmethod
+    def _check_patient_fields(raw: pd.DataFrame, path: Path, case_col: str, cols: Sequence[str]) -> None:
+        """A kept patient column must have one value per patient (missing cells aside); otherwise the value would
+        be whichever slide row comes first in the file."""
+        if not cols:
+            return
+        n_values = raw.groupby(case_col)[list(cols)].nunique()
+        for col in cols:
+            bad = n_values.index[n_values[col] > 1]
+            if len(bad):
+                values = raw.loc[raw[case_col] == bad[0], col].dropna().astype(str).unique()
+                raise ValueError(
+                    f"{path}: column '{col}' differs across the slide rows of case(s) {_first_ids(bad)} "
+                    f"({_first_ids(sorted(values), 3)} for {bad[0]}); make the patient fields identical on every "
+                    f"slide row"
+                )
 
     # ------------------------------------------------------------------ access
     @property

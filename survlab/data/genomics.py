@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.cohort import _first_ids
+from survlab.data.cohort import _first_ids, _header, _reject_repeated, _spellings
 
 log = logging.getLogger(__name__)
 
 
 def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame:
-    """-> DataFrame indexed by case_id (str), float columns = gene symbols. Rejects duplicate case rows."""
+    """-> DataFrame indexed by case_id (str, stripped), float32 columns = gene symbols (stripped).
+
+    Rejects empty case ids, a case given twice (also as whitespace variants, e.g. 'T1' and 'T1 ') and a gene
+    column given twice, each with a one-line error naming the file and the offender.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -38,12 +43,19 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
     df = pd.read_csv(path, dtype={case_col: str})
     if case_col not in df.columns:
         raise ValueError(f"{path}: no '{case_col}' column (first columns: {list(df.columns[:5])}); add it")
-    dup = df.loc[df[case_col].duplicated(), case_col].unique()
+    _reject_repeated(_header(path), path, "gene column", "keep one column per gene symbol")
+    raw_ids = df[case_col]
+    if raw_ids.isna().any():
+        lines = (np.flatnonzero(raw_ids.isna().to_numpy()) + 2).tolist()
+        raise ValueError(f"{path}: empty {case_col} at CSV line(s) {_first_ids(lines)}; fill in the case ids")
+    ids = raw_ids.astype(str).str.strip()
+    dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         raise ValueError(
-            f"{path}: duplicate case row(s) {_first_ids(dup)}; keep one expression profile per patient"
+            f"{path}: duplicate case row(s) {_first_ids(dup.unique())}{_spellings(raw_ids, ids, dup.iloc[0])}; "
+            f"keep one expression profile per patient"
         )
-    df = df.set_index(df[case_col].astype(str).str.strip()).drop(columns=[case_col])
+    df = df.set_index(pd.Index(ids, name=case_col)).drop(columns=[case_col])
     df.columns = [str(c).strip() for c in df.columns]
     non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:
@@ -52,14 +64,17 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
 
 
 def read_signatures(path: str | Path) -> dict[str, list[str]]:
-    """-> {group name: [gene symbols]} in column order (empty cells dropped)."""
+    """-> {group name: [gene symbols]} in the file's column order (names stripped, empty cells dropped).
+
+    A group named twice is an error (pandas would rename the second copy to '<name>.1')."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"signatures table not found: {path}; expected one column per gene group (e.g. signatures_mcat6.csv)"
         )
+    _reject_repeated(_header(path), path, "gene group", "merge or rename the repeated group columns")
     df = pd.read_csv(path, dtype=str)
-    return {str(g): [s.strip() for s in df[g].dropna() if s.strip()] for g in df.columns}
+    return {str(g).strip(): [s.strip() for s in df[g].dropna() if s.strip()] for g in df.columns}
 
 
 @dataclass(frozen=True)
@@ -211,13 +226,31 @@ def check_coverage(
     return missing
 
 
+def _group_genes(groups: GeneGroups) -> list[str]:
+    """The union of the groups' genes, in first-listed order."""
+    return list(dict.fromkeys(g for grp in groups.genes for g in grp))
+
+
+def _lookup(expr: pd.DataFrame, case_ids: Sequence[str], genes: Sequence[str]) -> np.ndarray:
+    """Expression values [len(case_ids), len(genes)], row r = case_ids[r]; fails loudly unless exactly one row per
+    patient comes back (a duplicated index would otherwise shift every later patient's profile)."""
+    values = expr.loc[list(case_ids), list(genes)]
+    if len(values) != len(case_ids) or list(values.index) != list(case_ids):
+        extra = [c for c, k in Counter(values.index).items() if k > 1]
+        raise ValueError(
+            f"expression lookup returned {len(values)} rows for {len(case_ids)} patients (case(s) with several "
+            f"rows: {_first_ids(extra)}); the expression table must hold one row per case_id"
+        )
+    return values.to_numpy()
+
+
 def genomic_tensors(
     expr: pd.DataFrame, groups: GeneGroups, scaler: GeneScaler, case_ids: Sequence[str]
 ) -> dict[str, list[np.ndarray]]:
     """Scale the union of group genes and cut per group -> {case_id: [g_i float32 arrays]} (joined by case_id)."""
-    genes = list(dict.fromkeys(g for grp in groups.genes for g in grp))
+    genes = _group_genes(groups)
     pos = {g: i for i, g in enumerate(genes)}
-    values = scaler.transform(expr.loc[list(case_ids), genes].to_numpy())
+    values = scaler.transform(_lookup(expr, case_ids, genes))
     cut = [np.array([pos[g] for g in grp]) for grp in groups.genes]
     return {c: [values[r, idx] for idx in cut] for r, c in enumerate(case_ids)}
 
@@ -226,5 +259,4 @@ def fit_genomics(
     expr: pd.DataFrame, groups: GeneGroups, train_ids: Sequence[str], method: str, log1p: bool
 ) -> GeneScaler:
     """Fit the scaler on the union of group genes of TRAINING patients only."""
-    genes = list(dict.fromkeys(g for grp in groups.genes for g in grp))
-    return GeneScaler(method, log1p).fit(expr.loc[list(train_ids), genes].to_numpy())
+    return GeneScaler(method, log1p).fit(_lookup(expr, train_ids, _group_genes(groups)))

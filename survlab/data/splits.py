@@ -1,7 +1,10 @@
 """Patient-level outer k-fold + inner validation splits, written ONCE to disk and reused by every model.
 
-`<split_dir>/splits_<k>.csv` has columns case_id, split (train | val | test); `<split_dir>/meta.json` records the
-settings, the cohort's case-set hash and the sha256 of every split file. Outer folds are stratified by
+`<split_dir>/splits_<k>.csv` has columns case_id, split (train | val | test), rows sorted by case_id;
+`<split_dir>/meta.json` records the settings, the cohort's case-set hash, the sha256 of every split file and of the
+assignment itself (`assignments`: per file, `assignment_sha256`: all folds), which every reuse checks. The
+assignment depends only on the content (case ids, outcomes, settings), never on the row order of the cohort table.
+Outer folds are stratified by
 event x time-quantile (optionally x site); the inner validation part (val_fraction of the training part of a fold)
 is stratified by event. Slides are never split: rows are patients.
 
@@ -38,6 +41,15 @@ def _sha256(data: bytes) -> str:
 def case_set_hash(case_ids: Sequence[str]) -> str:
     """Order-independent hash of a set of case ids."""
     return _sha256("\n".join(sorted(map(str, case_ids))).encode())
+
+
+def assignment_hash(frames: dict[int, pd.DataFrame]) -> str:
+    """sha256 of the sorted (fold, case_id, split) triples of `frames` (fold -> DataFrame case_id, split): the
+    assignment itself, independent of the files' row order or formatting."""
+    triples = sorted(
+        (k, str(c), str(s)) for k, df in frames.items() for c, s in zip(df["case_id"], df["split"], strict=True)
+    )
+    return _sha256("\n".join(f"{k},{c},{s}" for k, c, s in triples).encode())
 
 
 def _strata(time: np.ndarray, event: np.ndarray, site: np.ndarray | None, n_time_strata: int) -> np.ndarray:
@@ -79,9 +91,18 @@ def make_splits(
     site: np.ndarray | None = None,
     n_time_strata: int = 4,
 ) -> list[pd.DataFrame]:
-    """Pure function: -> one DataFrame (case_id, split) per outer fold, rows in `case_ids` order."""
+    """Pure function: -> one DataFrame (case_id, split) per outer fold, rows sorted by case_id.
+
+    Patients are sorted by case_id before any random draw, so the assignment does not depend on the input order.
+    """
     case_ids = np.asarray(list(map(str, case_ids)), dtype=object)
     time, event = np.asarray(time, float), np.asarray(event, bool)
+    dup = pd.Series(case_ids).loc[lambda c: c.duplicated()].unique()
+    if len(dup):
+        raise ValueError(f"make_splits: case_id(s) {_first_ids(dup)} given twice; pass one row per patient")
+    order = np.argsort(case_ids, kind="stable")
+    case_ids, time, event = case_ids[order], time[order], event[order]
+    site = None if site is None else np.asarray(site)[order]
     if folds < 2:
         raise ValueError(f"splits.folds must be >= 2, got {folds}")
     if len(case_ids) < 2 * folds:
@@ -104,7 +125,7 @@ def make_splits(
 
 @dataclass(frozen=True)
 class FoldSplit:
-    """One outer fold: patient ids per part, the split file and its hash."""
+    """One outer fold: patient ids per part (sorted), the split file and the hash of the settings + assignment."""
 
     fold: int
     train: list[str]
@@ -144,18 +165,31 @@ class SplitSet:
         path = self.dir / f"splits_{k}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"split file {path} missing; delete {self.dir} to regenerate the splits")
-        data = path.read_bytes()
         expected = self.meta.get("files", {}).get(path.name)
-        if expected and expected != _sha256(data):
+        if expected and expected != _sha256(path.read_bytes()):
             raise ValueError(
                 f"{path} was modified after {self.dir / 'meta.json'} was written (sha256 mismatch); "
                 f"restore it or delete {self.dir} to regenerate the splits"
             )
-        df = pd.read_csv(path, dtype={"case_id": str})
+        df = _read_split(path)
         validate_split_frame(df, path, k, case_ids, event_of)
-        meta_bytes = json.dumps(self.meta, sort_keys=True).encode()
-        parts = {s: df.loc[df["split"] == s, "case_id"].tolist() for s in SPLIT_NAMES}
-        return FoldSplit(k, parts["train"], parts["val"], parts["test"], path, _sha256(data + meta_bytes))
+        recorded = self.meta.get("assignments", {}).get(path.name)
+        if recorded and recorded != assignment_hash({k: df}):
+            raise ValueError(
+                f"{path}: the patient assignment differs from the one recorded in {self.dir / 'meta.json'} "
+                f"(assignment_sha256 mismatch); restore the file or delete {self.dir} to regenerate the splits"
+            )
+        parts = {s: sorted(df.loc[df["split"] == s, "case_id"]) for s in SPLIT_NAMES}
+        return FoldSplit(k, parts["train"], parts["val"], parts["test"], path, self.fold_hash(k))
+
+    def fold_hash(self, k: int) -> str:
+        """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
+        keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
+        return _sha256(json.dumps({"fold": k, **{key: self.meta.get(key) for key in keys}}, sort_keys=True).encode())
+
+
+def _read_split(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"case_id": str})
 
 
 def validate_split_frame(
@@ -240,6 +274,11 @@ def ensure_splits(
                 f"{split_dir} was written with other settings {changed} (stored, requested); delete it or choose "
                 f"another splits.dir"
             )
+        if "assignment_sha256" not in meta:  # written before survlab recorded the assignment: hash the files
+            files = {k: split_dir / f"splits_{k}.csv" for k in range(int(meta["folds"]))}
+            meta = {**meta, "assignment_sha256": assignment_hash(
+                {k: _read_split(p) for k, p in files.items() if p.is_file()})}
+            log.warning("%s has no assignment_sha256 (older survlab); using the hash of its files", meta_path)
         log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
         return SplitSet(split_dir, meta)
     if stratify_site and stratify_site not in cohort.columns:
@@ -254,7 +293,12 @@ def ensure_splits(
         data = df.to_csv(index=False).encode()
         atomic_write(split_dir / f"splits_{k}.csv", data)
         files[f"splits_{k}.csv"] = _sha256(data)
-    meta = {**settings, "files": files}
+    meta = {
+        **settings,
+        "files": files,
+        "assignments": {f"splits_{k}.csv": assignment_hash({k: df}) for k, df in enumerate(frames)},
+        "assignment_sha256": assignment_hash(dict(enumerate(frames))),
+    }
     atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
     log.info("wrote %d split files to %s", folds, split_dir)
     return SplitSet(split_dir, meta)

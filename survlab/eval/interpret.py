@@ -8,6 +8,7 @@ from `attention["patch"]` [B, N] (or per-scale maps named like the batch's scale
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def _top_pathways(batch: Batch, importance: torch.Tensor, names: tuple[str, ...]
 
 
 def _top_patches(batch: Batch, attn: torch.Tensor, mask: torch.Tensor | None, scale: str, k: int,
-                 slide_names: Any) -> list[dict]:
+                 slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+    """Top-k patches per patient of attn [B, N]; `slide_names(case_id)` -> the patient's slide ids in bag order
+    (those `batch.slide_index` counts)."""
     rows = []
     if mask is not None:
         attn = attn.masked_fill(~mask, float("-inf"))
@@ -62,11 +65,11 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
     net.eval()
     device = next(net.parameters()).device
     names = getattr(datamodule.dims, "genomic_names", None)
-    slides_of = None
-    if getattr(datamodule, "full_cohort", None) is not None and "slide_ids" in datamodule.full_cohort.table:
-        table = datamodule.full_cohort.table
-        slides_of = dict(zip(table["case_id"], table["slide_ids"], strict=True)).get
-    slide_names = slides_of
+    slide_names = None
+    # the FILTERED cohort: batch.slide_index counts the slides that have features, not those the CSV lists
+    if getattr(datamodule, "cohort", None) is not None and "slide_ids" in datamodule.cohort.table:
+        table = datamodule.cohort.table
+        slide_names = dict(zip(table["case_id"], table["slide_ids"], strict=True)).get
     pathways: list[dict] = []
     patches: list[dict] = []
     for batch in datamodule.test_dataloader():

@@ -15,7 +15,15 @@ import pytest
 import torch
 
 from survlab.data.cohort import Cohort, Endpoint
-from survlab.data.genomics import check_coverage, match_groups, read_expression
+from survlab.data.genomics import (
+    GeneScaler,
+    check_coverage,
+    fit_genomics,
+    genomic_tensors,
+    match_groups,
+    read_expression,
+    read_signatures,
+)
 from survlab.data.splits import ensure_splits
 from survlab.data.wsi import BagStore, check_availability, read_bag
 
@@ -307,3 +315,108 @@ def test_modality_hint_lists_cohorts_from_conf_dir(tmp_path: Path) -> None:
     assert cohorts_providing("scales", [tmp_path]) == ["luad_ms"]
     assert cohorts_providing("genomics", [tmp_path]) == ["table"]
     assert cohorts_providing("wsi", [tmp_path / "absent"]) is None
+
+
+def test_expression_case_spelled_twice_with_whitespace(tmp_path: Path) -> None:
+    """'T1' and 'T1 ' are one patient: two profiles for it must fail (it passed before and shifted profiles)."""
+    pd.DataFrame({"case_id": ["T1", "T2", "T1 "], "G": [1.0, 2.0, 3.0]}).to_csv(tmp_path / "e.csv", index=False)
+    with pytest.raises(
+        ValueError, match=r"e.csv: duplicate case row\(s\) T1 \(spelled 'T1', 'T1 '\); keep one expression profile"
+    ) as err:
+        read_expression(tmp_path / "e.csv")
+    _one_line(err)
+
+
+@pytest.mark.parametrize("header", ["case_id,G1,G2,G1", "case_id,G1,G2, G1"])
+def test_expression_duplicated_gene_column(tmp_path: Path, header: str) -> None:
+    """pandas renames a repeated column to 'G1.1' and the second profile was silently dropped."""
+    (tmp_path / "e.csv").write_text(f"{header}\nA,1,2,3\nB,4,5,6\n")
+    with pytest.raises(ValueError, match=r"e.csv: gene column\(s\) G1 appear more than once") as err:
+        read_expression(tmp_path / "e.csv")
+    _one_line(err)
+
+
+def test_expression_empty_case_id(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_text("case_id,G1\nA,1\n,2\n")
+    with pytest.raises(ValueError, match=r"e.csv: empty case_id at CSV line\(s\) 3") as err:
+        read_expression(tmp_path / "e.csv")
+    _one_line(err)
+
+
+def test_genomic_lookup_fails_loudly_when_rows_do_not_match_patients() -> None:
+    """A table whose lookup returns more rows than patients asked for must never be assigned by position."""
+    expr = pd.DataFrame({"G": [1.0, 2.0, 3.0]}, index=pd.Index(["T1", "T2", "T1"], name="case_id"))
+    groups = match_groups(["G"], None)
+    with pytest.raises(ValueError, match=r"expression lookup returned 3 rows for 2 patients .*T1") as err:
+        fit_genomics(expr, groups, ["T1", "T2"], "standard", False)
+    _one_line(err)
+    with pytest.raises(ValueError, match=r"expression lookup returned 3 rows for 2 patients .*T1"):
+        genomic_tensors(expr, groups, GeneScaler("none").fit(np.zeros((1, 1))), ["T1", "T2"])
+
+
+def test_signatures_with_a_duplicated_group_column(tmp_path: Path) -> None:
+    """pandas renames a repeated group to 'immune.1', which became a separate, wrongly named group."""
+    (tmp_path / "sig.csv").write_text("immune,prolif,immune \nCD8A,MKI67,CD4\n")
+    with pytest.raises(ValueError, match=r"sig.csv: gene group\(s\) immune appear more than once") as err:
+        read_signatures(tmp_path / "sig.csv")
+    _one_line(err)
+
+
+def test_signature_symbols_and_group_names_are_stripped(tmp_path: Path) -> None:
+    (tmp_path / "sig.csv").write_text(" immune ,prolif\nCD8A , MKI67\nCD8A,\n")
+    assert read_signatures(tmp_path / "sig.csv") == {"immune": ["CD8A", "CD8A"], "prolif": ["MKI67"]}
+    groups = match_groups(["CD8A", "MKI67"], read_signatures(tmp_path / "sig.csv"))
+    assert groups.genes == (("CD8A",), ("MKI67",))  # a gene listed twice in a group counts once
+
+
+# ---------------------------------------------------------------------------------------------- whitespace ids
+def test_case_id_whitespace_variant_is_the_same_patient(tmp_path: Path) -> None:
+    """'A' and 'A ' with equal outcomes: one patient with both slides; a slide id spelled twice is one slide."""
+    def edit(d: pd.DataFrame) -> None:
+        d.loc[1, "case_id"] = "A "
+        d.loc[2, "slide_id"] = " B-1"
+    cohort = _cohort_with(tmp_path, edit)
+    assert cohort.case_ids == ["A", "B", "C"]
+    assert cohort.table["slide_ids"].tolist() == [["A-1", "A-2"], ["B-1"], ["C-1"]]
+
+
+def test_case_id_whitespace_variant_with_other_outcome_conflicts(tmp_path: Path) -> None:
+    def edit(d: pd.DataFrame) -> None:
+        d.loc[1, "case_id"] = " A"
+        d.loc[1, "survival_months"] = 12.0
+    with pytest.raises(
+        ValueError, match=r"conflicting outcomes .*case\(s\) A \(spelled ' A', 'A'\); make the patient fields"
+    ) as err:
+        _cohort_with(tmp_path, edit)
+    _one_line(err)
+
+
+def test_slide_id_whitespace_variant_under_two_patients(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"slide_id\(s\) A-1 listed under two patients .*A-1 -> A, B"):
+        _cohort_with(tmp_path, lambda d: d.__setitem__("slide_id", ["A-1", "A-2", "A-1 ", "C-1"]))
+
+
+def test_patient_field_differing_across_slide_rows(tmp_path: Path) -> None:
+    """A label that differs across one patient's slide rows was taken from whichever row came first."""
+    def edit(d: pd.DataFrame) -> None:
+        d["label"] = ["x", "y", "y", "x"]
+    with pytest.raises(
+        ValueError, match=r"clinical.csv: column 'label' differs across the slide rows of case\(s\) A \(x, y for A\)"
+    ) as err:
+        _cohort_with(tmp_path, edit, keep_cols=["label"])
+    _one_line(err)
+
+
+def test_clinical_csv_with_a_repeated_required_column(tmp_path: Path) -> None:
+    """pandas renames a second 'survival_months' to 'survival_months.1'; the first copy was used without a word."""
+    (tmp_path / "clinical.csv").write_text(
+        "case_id,slide_id,survival_months,censorship,survival_months ,note,note\n"
+        "A,A-1,10,0,99,x,y\nB,B-1,5,1,98,x,y\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"clinical.csv: column\(s\) survival_months appear more than once in the header"
+    ) as err:
+        Cohort.from_csv(tmp_path / "clinical.csv")
+    _one_line(err)
+    (tmp_path / "clinical.csv").write_text("case_id,survival_months,censorship,note,note\nA,10,0,x,y\n")
+    assert Cohort.from_csv(tmp_path / "clinical.csv").case_ids == ["A"]  # a repeated column we do not read is ok

@@ -66,3 +66,25 @@ def test_time_bins_quantiles_of_event_times_with_open_outer_edges(tmp_path: Path
     bins.save(path)
     assert json.loads(path.read_text())["edges"][-1] == "inf"  # plain JSON, no pickle
     assert np.array_equal(TimeBins.load(path).edges, bins.edges)
+
+
+def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) -> None:
+    """'LUAD' and 'LUAD ' were two classes (and 'M' / ' M' two one-hot columns)."""
+    from survlab.data.clinical import ClinicalEncoder
+    from survlab.data.dataset import label_map
+
+    path = _csv(
+        tmp_path,
+        [
+            dict(case_id="A", survival_months=10.0, censorship=0, label="LUAD", sex="M"),
+            dict(case_id="B", survival_months=5.0, censorship=1, label="LUAD ", sex=" M"),
+            dict(case_id="C", survival_months=7.0, censorship=0, label="LUSC", sex="F"),
+            dict(case_id="D", survival_months=8.0, censorship=0, label=" ", sex="F"),
+        ],
+    )
+    cohort = Cohort.from_csv(path, keep_cols=["label", "sex"])
+    assert cohort.table["label"].tolist()[:3] == ["LUAD", "LUAD", "LUSC"] and pd.isna(cohort.table["label"][3])
+    assert label_map(cohort.table["label"]) == {"LUAD": 0, "LUSC": 1}
+    enc = ClinicalEncoder(["sex"], categorical=["sex"]).fit(cohort.table)
+    assert enc.feature_names == ["sex=F", "sex=M"]
+    assert enc.transform(cohort.table).tolist() == [[0, 1], [0, 1], [1, 0], [1, 0]]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from survlab.data.cohort import Cohort
-from survlab.data.splits import ensure_splits, make_splits
+from survlab.data.splits import FoldSplit, ensure_splits, make_splits
 
 
 def _cohort(tiny_cohort: Path) -> Cohort:
@@ -63,3 +65,73 @@ def test_stratification_balances_events_and_site(tiny_cohort: Path) -> None:
     sizes = [int((f["split"] == "test").sum()) for f in frames]
     assert max(sizes) - min(sizes) <= 1
     assert np.array_equal(frames[0]["case_id"], t["case_id"])
+
+
+def _shuffled(table: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    return table.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def test_split_files_do_not_depend_on_row_order(tiny_cohort: Path, tmp_path: Path) -> None:
+    """The same patients in another row order give byte-identical split files, meta.json and fold hashes."""
+    table = _cohort(tiny_cohort).table
+    a = ensure_splits(table, tmp_path / "a", folds=3, val_fraction=0.2, seed=0, stratify_site="site")
+    b = ensure_splits(_shuffled(table), tmp_path / "b", folds=3, val_fraction=0.2, seed=0, stratify_site="site")
+    for k in range(3):
+        name = f"splits_{k}.csv"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert a.fold(k).hash == b.fold(k).hash
+    assert (tmp_path / "a" / "meta.json").read_text() == (tmp_path / "b" / "meta.json").read_text()
+    frames = make_splits(table["case_id"], table["time"].to_numpy(), table["event"].to_numpy(), folds=3)
+    assert frames[0]["case_id"].tolist() == sorted(table["case_id"])  # rows sorted by case_id
+
+
+def test_meta_records_the_assignment_and_reuse_checks_it(tiny_cohort: Path, tmp_path: Path) -> None:
+    table = _cohort(tiny_cohort).table
+    split_set = ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2)
+    pairs = []
+    for k in range(3):
+        df = pd.read_csv(tmp_path / "s" / f"splits_{k}.csv", dtype={"case_id": str})
+        pairs += [f"{k},{c},{s}" for c, s in zip(df["case_id"], df["split"], strict=True)]
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["assignment_sha256"] == hashlib.sha256("\n".join(sorted(pairs)).encode()).hexdigest()
+    fold0 = split_set.fold(0)
+    # swap one training and one test patient (the file's checksum updated, as a careless user might)
+    path = tmp_path / "s" / "splits_0.csv"
+    df = pd.read_csv(path, dtype={"case_id": str})
+    i, j = df.index[df["split"] == "train"][0], df.index[df["split"] == "test"][0]
+    df.loc[[i, j], "split"] = ["test", "train"]
+    path.write_bytes(df.to_csv(index=False).encode())
+    meta["files"][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"splits_0.csv: the patient assignment differs .*assignment_sha256"):
+        ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2).fold(0)
+    # a split dir written before assignments were recorded is reused with the hash of its files
+    path.write_bytes(fold0_bytes := _frame(fold0).to_csv(index=False).encode())
+    legacy = {k: v for k, v in meta.items() if k not in ("assignments", "assignment_sha256")}
+    legacy["files"][path.name] = hashlib.sha256(fold0_bytes).hexdigest()
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(legacy))
+    assert ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2).fold(0).hash == fold0.hash
+
+
+def _frame(split: FoldSplit) -> pd.DataFrame:
+    parts = [(c, p) for p in ("train", "val", "test") for c in split.part(p)]
+    return pd.DataFrame(sorted(parts), columns=["case_id", "split"])
+
+
+def test_split_parts_do_not_depend_on_the_split_files_row_order(tiny_cohort: Path, tmp_path: Path) -> None:
+    """A split file with its rows in another order (same assignment) gives the same parts in the same order."""
+    table = _cohort(tiny_cohort).table
+    first = ensure_splits(table, tmp_path / "s", folds=3).fold(1)
+    path = tmp_path / "s" / "splits_1.csv"
+    _shuffled(pd.read_csv(path, dtype={"case_id": str})).to_csv(path, index=False)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    meta["files"][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
+    again = ensure_splits(table, tmp_path / "s", folds=3).fold(1)
+    assert (again.train, again.val, again.test, again.hash) == (first.train, first.val, first.test, first.hash)
+    assert again.test == sorted(again.test)
+
+
+def test_make_splits_rejects_a_patient_given_twice() -> None:
+    with pytest.raises(ValueError, match=r"make_splits: case_id\(s\) P1 given twice"):
+        make_splits(["P0", "P1", "P1", "P2"], np.ones(4), np.ones(4, bool), folds=2)
