@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from survlab.utils.concordance import concordance_counts
+
 MCAT6_FAMILIES: tuple[str, ...] = (
     "tumor_suppression",
     "oncogenesis",
@@ -127,26 +129,6 @@ def cohort_dir(base: str | Path, name: str, spec: SyntheticSpec) -> Path:
 
 def _rng(spec: SyntheticSpec, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([spec.seed, stream]))
-
-
-# --------------------------------------------------------------------------------------------- metrics
-def harrell_cindex(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
-    """Harrell's C (higher risk = earlier event), same tie rules as sksurv's ``concordance_index_censored``.
-
-    Pair (i, j) is comparable if i has an event and t_j > t_i, or t_j == t_i and j is censored.
-    Tied risks count 0.5. risk/time/event: [n].
-    """
-    risk, time, event = (np.asarray(a) for a in (risk, time, event))
-    event = event.astype(bool)
-    num = 0.0
-    den = 0
-    for i in np.flatnonzero(event):
-        comparable = (time > time[i]) | ((time == time[i]) & ~event)
-        den += int(comparable.sum())
-        num += float((risk[comparable] < risk[i]).sum()) + 0.5 * float((risk[comparable] == risk[i]).sum())
-    if den == 0:
-        raise ValueError("harrell_cindex: no comparable pairs (no events?)")
-    return num / den
 
 
 # --------------------------------------------------------------------------------------------- patients
@@ -415,10 +397,16 @@ def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
     truth_cols = ["case_id", "true_risk", "z_wsi", "z_gen", "z_clin", "z_class"]
     patients[truth_cols].to_csv(tmp / "truth.csv", index=False)
     event = patients.censorship.to_numpy() == 0
+    concordant, comparable = concordance_counts(
+        patients.true_risk.to_numpy(), patients.survival_months.to_numpy(), event
+    )  # Harrell's C of the true risk
+    if comparable == 0:
+        raise ValueError(
+            f"synthetic cohort (seed {spec.seed}, n_patients {spec.n_patients}): oracle C-index undefined, "
+            "no comparable pairs (no events); raise target_event_rate or n_patients"
+        )
     oracle = {
-        "oracle_cindex": harrell_cindex(
-            patients.true_risk.to_numpy(), patients.survival_months.to_numpy(), event
-        ),
+        "oracle_cindex": concordant / comparable,
         "event_rate": float(event.mean()),
         "n_patients": spec.n_patients,
         "n_slides": len(slides),

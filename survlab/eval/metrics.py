@@ -5,11 +5,14 @@ and return python floats / numpy arrays. IPCW metrics use the Kaplan–Meier est
 distribution fitted on the TRAINING patients, evaluated right-continuously (G(t) includes censorings at t; events
 precede censorings at tied times), as scikit-survival does; beyond the last training time G keeps its last value.
 
-Implementation: the concordance indices use one chunked O(n²) numpy kernel (`_concordance`; Harrell = unit
-weights, Uno = 1/G(T_i)² weights) — torchsurv's weighted ConcordanceIndex does not reproduce Uno's estimator of
-scikit-survival (and holds dense n×n matrices); the time-dependent AUC per time and the Brier score are
-torchsurv's `Auc` / `BrierScore` fed with float64 IPCW weights from `_censoring_survival`; the mean AUC is the
-KM-weighted mean of scikit-survival. Undefined metrics are NaN with a logged warning, never an exception.
+Implementation: float64 numpy throughout. Harrell's C, Uno's C and the time-dependent AUC are ratios of one
+chunked O(n²) kernel, `survlab.utils.concordance.concordance_counts` (Harrell = unit weights, Uno = 1/G(T_i)²,
+AUC(t) = case/control pairs weighted 1/G(T_i)); the Brier score is computed directly. Not torchsurv: its
+`Auc` / `BrierScore` cast `time` to float32 (torchsurv 0.2.0, SurvivalInputs) — `Auc` then compares it with the
+float64 `new_time`, so a death at exactly an eval time t that float32 cannot represent (e.g. 12.3 months) was a
+control — and its false-positive rate is float32 (~1e-8 off); its weighted ConcordanceIndex does not reproduce
+Uno's estimator. The mean AUC is the KM-weighted mean of scikit-survival. Undefined metrics are NaN with a logged
+warning, never an exception.
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from scipy.special import expit
-from torchsurv.metrics.auc import Auc
-from torchsurv.metrics.brier_score import BrierScore
 
 from survlab.eval.km import ArrayLike, as_numpy, kaplan_meier, risk_table, step_at
+from survlab.utils.concordance import concordance_counts
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ __all__ = [
 ]
 
 NAN = float("nan")
-TIED_TOL = 1e-8  # risks closer than this count as tied (1/2), as in scikit-survival
-_CHUNK_ELEMS = 4_000_000  # pairs per chunk of the concordance kernel (~32 MB per float64 block)
 
 
 def _survival_arrays(time: ArrayLike, event: ArrayLike, *others: ArrayLike) -> tuple[np.ndarray, ...]:
@@ -63,30 +62,6 @@ def _censoring_survival(train_time: ArrayLike, train_event: ArrayLike) -> Callab
     return lambda x: step_at(uniq, g, x)
 
 
-def _concordance(
-    risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray
-) -> tuple[float, float]:
-    """Weighted concordance (numerator, denominator) over comparable pairs (i, j).
-
-    (i, j) is comparable if δ_i = 1 and (T_i < T_j, or T_i == T_j with δ_j = 0); it adds w_i to the denominator
-    and w_i·[r_i > r_j] + w_i/2·[|r_i − r_j| <= TIED_TOL] to the numerator. Chunked over i: memory O(chunk·n).
-    """
-    rows = np.flatnonzero(event & (weight > 0))
-    chunk = max(1, _CHUNK_ELEMS // max(len(time), 1))
-    num = den = 0.0
-    for start in range(0, len(rows), chunk):
-        i = rows[start : start + chunk]
-        t_i = time[i][:, None]
-        comparable = (time[None, :] > t_i) | ((time[None, :] == t_i) & ~event[None, :])
-        diff = risk[i][:, None] - risk[None, :]
-        n_concordant = (comparable & (diff > TIED_TOL)).sum(1)
-        n_tied = (comparable & (np.abs(diff) <= TIED_TOL)).sum(1)
-        w = weight[i]
-        num += float(w @ (n_concordant + 0.5 * n_tied))
-        den += float(w @ comparable.sum(1))
-    return num, den
-
-
 def _ratio_or_nan(num: float, den: float, name: str) -> float:
     if den <= 0:
         log.warning(
@@ -102,7 +77,7 @@ def harrell_cindex(risk: ArrayLike, time: ArrayLike, event: ArrayLike) -> float:
     Example: harrell_cindex([2., 1., 0.], [1., 2., 3.], [1, 1, 0]) -> 1.0
     """
     t, e, r = _survival_arrays(time, event, risk)
-    return _ratio_or_nan(*_concordance(r, t, e, np.ones_like(t)), "Harrell C-index")
+    return _ratio_or_nan(*concordance_counts(r, t, e), "Harrell C-index")
 
 
 def uno_cindex(
@@ -129,8 +104,8 @@ def uno_cindex(
             float(t[used & (g <= 0)].max()),
         )
         return NAN
-    weight = np.where(used, 1.0 / np.where(g > 0, g, 1.0) ** 2, 0.0)
-    return _ratio_or_nan(*_concordance(r, t, e, weight), "Uno C-index")
+    weight = np.where(used, _inverse_or_zero(g) ** 2, 0.0)
+    return _ratio_or_nan(*concordance_counts(r, t, e, weight), "Uno C-index")
 
 
 def _check_eval_times(t: np.ndarray, eval_times: ArrayLike, g: np.ndarray, name: str) -> np.ndarray | None:
@@ -187,27 +162,31 @@ def time_dependent_auc(
         log.warning(
             "time-dependent AUC undefined at times %s (no cases or no controls); NaN there", times[~valid]
         )
-    if valid.any():
-        weight = np.where(g_t > 0, 1.0 / np.where(g_t > 0, g_t, 1.0), 0.0)
-        auc[valid] = _torchsurv_auc(r, t, e, weight, times[valid], 1.0 / g_fn(times[valid]))
+    weight = _inverse_or_zero(g_t)
+    for k in np.flatnonzero(valid):
+        auc[k] = _cumulative_dynamic_auc(r, t, e, weight, times[k])
     return auc, _km_weighted_mean(auc, t, e, times)
 
 
-def _torchsurv_auc(
-    r: np.ndarray, t: np.ndarray, e: np.ndarray, w: np.ndarray, times: np.ndarray, w_times: np.ndarray
-) -> np.ndarray:
-    f64 = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    out = Auc()(
-        f64(r),
-        torch.as_tensor(e),
-        f64(t),
-        auc_type="cumulative",
-        weight=f64(w),
-        new_time=f64(times),
-        weight_new_time=f64(w_times),
-        instate=False,
-    )
-    return out.numpy().reshape(-1)
+def _inverse_or_zero(g: np.ndarray) -> np.ndarray:
+    """1/G where G > 0, else 0 (an IPCW weight that drops the term, as sksurv does). [n] -> [n]."""
+    return np.where(g > 0, 1.0 / np.where(g > 0, g, 1.0), 0.0)
+
+
+def _cumulative_dynamic_auc(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, weight: np.ndarray, at: float
+) -> float:
+    """AUC at one time: weighted share of (case, control) pairs ordered by risk (ties 1/2); all arrays [n].
+
+    Cases δ_i = 1, T_i <= at (weight w_i); controls T_j > at. It is the concordance kernel on relabelled times:
+    cases are events at 0, controls censored at 1, everyone else censored at −1 (comparable with no one).
+    Risks within TIED_TOL of each other tie pairwise; sksurv chains near-ties along the sorted risks, which can
+    differ only for several risks spaced < 1e-8 apart.
+    """
+    case, control = event & (time <= at), time > at
+    pseudo_time = np.where(case, 0.0, np.where(control, 1.0, -1.0))
+    num, den = concordance_counts(risk, pseudo_time, case, np.where(case, weight, 0.0))
+    return num / den
 
 
 def _km_weighted_mean(values: np.ndarray, time: np.ndarray, event: np.ndarray, times: np.ndarray) -> float:
@@ -249,19 +228,12 @@ def integrated_brier_score(
     times = _check_eval_times(t, times_in, g_fn(times_in), "integrated Brier score")
     if times is None:
         return NAN
-    g_t = g_fn(t)
-    weight = np.where(g_t > 0, 1.0 / np.where(g_t > 0, g_t, 1.0), 0.0)
-    f64 = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    brier = BrierScore()
-    brier(
-        f64(surv),
-        torch.as_tensor(e),
-        f64(t),
-        new_time=f64(times),
-        weight=f64(weight),
-        weight_new_time=f64(1.0 / g_fn(times)),
+    case = e[:, None] & (t[:, None] <= times[None, :])  # [n, T]
+    control = t[:, None] > times[None, :]
+    residuals = surv**2 * case * _inverse_or_zero(g_fn(t))[:, None] + (1.0 - surv) ** 2 * control / g_fn(
+        times
     )
-    return float(brier.integral())
+    return float(np.trapezoid(residuals.mean(axis=0), times) / (times[-1] - times[0]))
 
 
 def default_eval_times(

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.eval.metrics import harrell_cindex
 from survlab.utils.jobs import (
     DONE,
     FAILED,
@@ -232,27 +233,6 @@ def _metric_columns(jobs: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def _harrell(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
-    try:
-        from survlab.eval.metrics import harrell_cindex
-    except ImportError:  # metrics module not importable (partial install): an exact O(n^2) fallback
-        return _harrell_fallback(risk, time, event)
-    return float(harrell_cindex(risk, time, event))
-
-
-def _harrell_fallback(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
-    """Harrell's C: pairs (i, j) with event_i and time_i < time_j (or equal times with j censored);
-    risk ties count 1/2."""
-    risk, time, event = (np.asarray(a, dtype=float) for a in (risk, time, event))
-    ev = event.astype(bool)
-    later = (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~ev[None, :])
-    comparable = ev[:, None] & later
-    if not comparable.any():
-        return math.nan
-    conc = (risk[:, None] > risk[None, :]) + 0.5 * (risk[:, None] == risk[None, :])
-    return float(conc[comparable].sum() / comparable.sum())
-
-
 def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
     """Harrell C-index of the concatenated ``predictions.csv`` of ``job_dirs`` (their test folds) and the
     number of patients pooled. A patient appearing in several folds' predictions is an error in the split
@@ -276,7 +256,8 @@ def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
     df = df.dropna(subset=["risk", "time", "event"])
     if df.empty:
         return math.nan, 0
-    return _harrell(df["risk"].to_numpy(float), df["time"].to_numpy(float), df["event"].to_numpy(float)), len(df)
+    risk, time, event = (df[c].to_numpy(float) for c in ("risk", "time", "event"))
+    return harrell_cindex(risk, time, event), len(df)
 
 
 def paired_comparison(diffs: np.ndarray) -> dict[str, float]:

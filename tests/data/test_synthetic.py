@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.data.synthetic import SyntheticSpec, cohort_dir, generate_cohort, harrell_cindex
+from survlab.data.synthetic import SyntheticSpec, cohort_dir, generate_cohort
 
 TINY = SyntheticSpec(
     n_patients=30, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=3
@@ -136,19 +136,6 @@ def test_event_rate_and_oracle_match_reference(tmp_path: Path, seed: int) -> Non
     assert oracle["oracle_cindex"] == pytest.approx(reference, abs=1e-12)
     assert oracle["oracle_cindex"] > 0.7
     assert oracle["n_patients"] == 200 and oracle["n_slides"] == 200
-
-
-def test_harrell_cindex_handles_ties_like_sksurv() -> None:
-    sksurv_metrics = pytest.importorskip("sksurv.metrics")
-    rng = np.random.default_rng(0)
-    time = rng.integers(1, 15, size=80).astype(float)  # many tied times
-    risk = rng.integers(0, 5, size=80).astype(float)  # many tied risks
-    event = rng.random(80) < 0.5
-    expected = sksurv_metrics.concordance_index_censored(event, time, risk)[0]
-    assert harrell_cindex(risk, time, event) == pytest.approx(expected, abs=1e-12)
-    assert harrell_cindex(-time, time, np.ones(80, bool)) == pytest.approx(
-        sksurv_metrics.concordance_index_censored(np.ones(80, bool), time, -time)[0]
-    )
 
 
 def test_expression_rows_are_a_shuffled_permutation(tiny: Path) -> None:

@@ -187,3 +187,195 @@ def test_harrell_chunked_path_matches_sksurv_for_5000_patients() -> None:
     r = np.round(rng.random(5000), 2)  # many tied risks
     expected = concordance_index_censored(e, t, r)[0]
     assert harrell_cindex(r, t, e) == pytest.approx(expected, abs=1e-6)
+
+
+# ------------------------------------------------------------------ edge-case sweep: eval times at event/censor times
+# Heavy ties: integer times 1..8 (x `unit`). unit = 0.1 gives times that float32 cannot represent (like real months,
+# 12.3): torchsurv casts `time` to float32 but not `new_time`, so a death at exactly t became a control there.
+UNITS = [1.0, 0.1]
+TIE_SEEDS = [0, 1, 2, 3, 4]
+
+
+def _tied(seed: int, unit: float, n: int = 40) -> dict[str, np.ndarray]:
+    """Test cohort with integer times 1..8 (x unit), ~60% events, tied risks in {0, .5, 1, 1.5}; a training cohort on
+    the same grid whose last time (9 x unit) is an event, so G > 0 wherever sksurv evaluates it."""
+    rng = np.random.default_rng(seed)
+    test_time = rng.integers(1, 9, n) * unit
+    train_time = np.append(rng.integers(1, 9, 2 * n) * unit, 9 * unit)
+    train_event = np.append(rng.random(2 * n) < 0.6, True)
+    d = {"t": test_time, "e": rng.random(n) < 0.6, "risk": rng.integers(0, 4, n) / 2, "tt": train_time}
+    return d | {"te": train_event}
+
+
+def _in_follow_up(d: dict, times: np.ndarray) -> np.ndarray:
+    """The unique `times` sksurv accepts: inside [min test time, max test time)."""
+    times = np.unique(times)
+    return times[(times >= d["t"].min()) & (times < d["t"].max())]
+
+
+def _eval_time_sets(d: dict) -> dict[str, np.ndarray]:
+    """Eval times equal to event times, to censoring times, to every observed time, and single times."""
+    events, censored = _in_follow_up(d, d["t"][d["e"]]), _in_follow_up(d, d["t"][~d["e"]])
+    shared = np.intersect1d(events, censored)  # an event and a censoring at the same time
+    assert len(shared) > 0 and len(events) >= 2 and len(censored) >= 2  # the edge cases really occur
+    sets = {"events": events, "censorings": censored, "all": _in_follow_up(d, d["t"]), "shared": shared}
+    return sets | {f"single_{s:g}": np.array([s]) for s in (events[0], censored[-1], shared[0])}
+
+
+def _sk_auc(d: dict, times: np.ndarray) -> tuple[np.ndarray, float]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cumulative_dynamic_auc(_surv(d, False), _surv(d), d["risk"], times)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_td_auc_matches_sksurv_when_eval_times_are_observed_times(seed: int, unit: float) -> None:
+    d = _tied(seed, unit)
+    n_defined = 0
+    for name, times in _eval_time_sets(d).items():
+        exp_auc, exp_mean = _sk_auc(d, times)
+        auc, mean = time_dependent_auc(d["risk"], d["t"], d["e"], d["tt"], d["te"], times)
+        np.testing.assert_allclose(auc, exp_auc, atol=1e-12, equal_nan=True, err_msg=name)
+        assert np.isclose(mean, exp_mean, atol=1e-12, equal_nan=True), (name, mean, exp_mean)
+        n_defined += int(np.isfinite(auc).sum()) + int(np.isfinite(mean))
+    assert n_defined >= 10  # mostly real numbers, not NaN == NaN
+
+
+def test_td_auc_counts_a_death_at_the_eval_time_as_a_case() -> None:
+    """Unit IPCW weights (no training censoring). At t = 0.6: cases T<=0.6 with an event: 0.3 (risk .5) and 0.6
+    (risk 2); controls T>0.6: 0.9 (risk 3), 1.2 (risk 0); the patient censored at 0.6 is neither. Concordant
+    case-control pairs: (.5, 0), (2, 0) of 4 -> 0.5 (torchsurv made both 0.6 patients controls: 0.25)."""
+    t, e = np.array([0.3, 0.6, 0.6, 0.9, 1.2]), np.array([True, True, False, True, False])
+    risk, train_t = np.array([0.5, 2.0, 1.0, 3.0, 0.0]), np.array([0.3, 0.6, 0.9, 1.2, 1.5])
+    auc, mean = time_dependent_auc(risk, t, e, train_t, np.ones(5, bool), [0.6])
+    assert auc.tolist() == [0.5] and mean == 0.5
+    d = {"risk": risk, "t": t, "e": e, "tt": train_t, "te": np.ones(5, bool)}
+    assert _sk_auc(d, np.array([0.6]))[0].tolist() == [0.5]
+
+
+def test_td_auc_at_an_eval_time_just_below_the_end_of_follow_up() -> None:
+    """default_eval_times clips to nextafter(max time, -inf), which sksurv accepts (torchsurv rounded it to float32
+    = max time and raised). G = 1. At 2: cases risks {1, 3}, controls {2, 4}: 1 of 4 pairs concordant; just
+    before 4: cases {1, 3}, control {4}: 0. Test KM: S(2) = .5, S(4−) = .5 -> mean = .25 · .5 / .5."""
+    t, e, r = (
+        np.array([1.0, 2.0, 3.0, 4.0]),
+        np.array([True, True, False, True]),
+        np.array([1.0, 3.0, 2.0, 4.0]),
+    )
+    d = {"risk": r, "t": t, "e": e, "tt": np.array([1.0, 5.0]), "te": np.ones(2, bool)}
+    times = np.array([2.0, np.nextafter(4.0, 0.0)])
+    auc, mean = time_dependent_auc(r, t, e, d["tt"], d["te"], times)
+    assert auc.tolist() == [0.25, 0.0] and mean == 0.25
+    exp_auc, exp_mean = _sk_auc(d, times)
+    assert exp_auc.tolist() == [0.25, 0.0] and exp_mean == 0.25
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_uno_matches_sksurv_with_tau_at_event_times(seed: int, unit: float) -> None:
+    d = _tied(seed, unit)
+    event_times = np.unique(d["t"][d["e"]])
+    for tau in [None, *event_times[1:]]:  # sksurv needs a test event before tau
+        expected = concordance_index_ipcw(_surv(d, False), _surv(d), d["risk"], tau=tau)[0]
+        got = uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=tau)
+        assert np.isfinite(got) and got == pytest.approx(expected, abs=1e-12), tau
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_harrell_matches_sksurv_with_tied_times_and_mixed_events(seed: int, unit: float) -> None:
+    d = _tied(seed, unit)
+    expected = concordance_index_censored(d["e"], d["t"], d["risk"])[0]
+    assert harrell_cindex(d["risk"], d["t"], d["e"]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_harrell_hand_case_tied_time_with_event_and_censoring() -> None:
+    """Events at 2 (risks 1, 3), a censoring at 2 (risk 2), a censoring at 3 (risk 0). Comparable: each event with
+    the censoring at 2 and at 3 (two events at the same time are not comparable): 4 pairs, concordant: (1, 0),
+    (3, 2), (3, 0) -> 3/4."""
+    t, e, r = [2.0, 2.0, 2.0, 3.0], [True, True, False, False], [1.0, 3.0, 2.0, 0.0]
+    assert harrell_cindex(r, t, e) == 0.75
+    assert concordance_index_censored(np.array(e), np.array(t), np.array(r))[0] == 0.75
+
+
+def _weibull_like_survival(d: dict, times: np.ndarray) -> np.ndarray:
+    return np.exp(-np.exp(d["risk"])[:, None] * times[None, :] / (10 * times.max()))
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_ibs_matches_sksurv_when_eval_times_are_observed_times(seed: int, unit: float) -> None:
+    d = _tied(seed, unit)
+    for name, times in _eval_time_sets(d).items():
+        if len(times) < 2:
+            continue
+        surv = _weibull_like_survival(d, times)
+        expected = sk_ibs(_surv(d, False), _surv(d), surv, times)
+        got = integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], times)
+        assert got == pytest.approx(expected, abs=1e-12), name
+
+
+def test_ibs_keeps_times_apart_that_float32_would_merge() -> None:
+    """S = .8 for all, G = 1. At t = 1: case {1} (S² = .64), controls {1 + 5e-8, 2, 3} ((1 − S)² = .04 each):
+    BS = .76 / 4 = .19; at t = 2: cases {1, 1 + 5e-8, 2}, control {3}: BS = 1.96 / 4 = .49; IBS = (.19 + .49) / 2.
+    (torchsurv rounds times to float32, which makes 1 + 5e-8 a case at t = 1: .415.)"""
+    t, e = np.array([1.0, 1.0 + 5e-8, 2.0, 3.0]), np.array([True, True, True, False])
+    ibs = integrated_brier_score(
+        np.full((4, 2), 0.8), t, e, np.array([1.0, 4.0]), np.ones(2, bool), [1.0, 2.0]
+    )
+    assert ibs == pytest.approx(0.34, abs=1e-12)
+    d = {"t": t, "e": e, "tt": np.array([1.0, 4.0]), "te": np.ones(2, bool)}
+    assert sk_ibs(_surv(d, False), _surv(d), np.full((4, 2), 0.8), [1.0, 2.0]) == pytest.approx(
+        0.34, abs=1e-12
+    )
+
+
+def test_ibs_without_test_events_is_a_number_not_an_exception() -> None:
+    """All test patients censored, no training censoring (G = 1): BS(t) = mean over patients of 1{T>t}(1 − S)²;
+    BS(2) = (.5² + .5² + .5²) / 4 = .1875, BS(3) = (.5² + .5²) / 4 = .125; IBS = (.1875 + .125) / 2."""
+    t, e = np.array([2.0, 3.0, 4.0, 5.0]), np.zeros(4, bool)
+    ibs = integrated_brier_score(
+        np.full((4, 2), 0.5), t, e, np.array([1.0, 6.0]), np.ones(2, bool), [2.0, 3.0]
+    )
+    assert ibs == pytest.approx((0.1875 + 0.125) / 2, abs=1e-12)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_censoring_km_matches_sksurv(seed: int, unit: float) -> None:
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    from survlab.eval.metrics import _censoring_survival
+
+    d = _tied(seed, unit)
+    # at, between and before the training times
+    grid = np.unique(np.concatenate([d["tt"], d["tt"] + unit / 2, [unit / 2]]))
+    grid = grid[grid <= d["tt"].max()]
+    expected = CensoringDistributionEstimator().fit(_surv(d, False)).predict_proba(grid)
+    np.testing.assert_allclose(_censoring_survival(d["tt"], d["te"])(grid), expected, rtol=0, atol=1e-12)
+    all_events = CensoringDistributionEstimator().fit(Surv.from_arrays(np.ones(len(d["tt"]), bool), d["tt"]))
+    np.testing.assert_array_equal(
+        _censoring_survival(d["tt"], np.ones(len(d["tt"]), bool))(grid), all_events.predict_proba(grid)
+    )
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("seed", TIE_SEEDS)
+def test_default_eval_times_with_heavy_ties_match_sksurv(seed: int, unit: float) -> None:
+    """Quantiles of tied event times land ON observed times; sksurv must accept them and agree with us there."""
+    d = _tied(seed, unit)
+    times = default_eval_times(d["t"], d["e"], d["tt"], d["te"])
+    quantiles = np.quantile(d["t"][d["e"]], np.linspace(0.1, 0.8, 10))
+    lo, hi = max(d["t"].min(), d["tt"].min()), min(d["t"].max(), d["tt"].max())
+    inside = quantiles.clip(np.nextafter(lo, np.inf), np.nextafter(hi, 0))
+    np.testing.assert_array_equal(times, np.unique(inside))
+    assert len(times) >= 2 and np.isin(times, d["t"]).sum() >= 2  # eval times ON observed times do occur
+    exp_auc, exp_mean = _sk_auc(d, times)
+    auc, mean = time_dependent_auc(d["risk"], d["t"], d["e"], d["tt"], d["te"], times)
+    np.testing.assert_allclose(auc, exp_auc, atol=1e-12, equal_nan=True)
+    assert np.isclose(mean, exp_mean, atol=1e-12, equal_nan=True)
+    surv = _weibull_like_survival(d, times)
+    expected = sk_ibs(_surv(d, False), _surv(d), surv, times)
+    assert integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], times) == pytest.approx(
+        expected, abs=1e-12
+    )
