@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from survlab.models.precision import full_precision
+
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
     """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0)."""
@@ -21,20 +23,27 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
 
 def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Tensor:
     """Average real tokens of x [B, N, D] into `n_bins` contiguous bins per bag (like adaptive_avg_pool1d over
-    each bag's OWN length, so padding never leaks in); -> [B, n_bins, D]."""
+    each bag's OWN length, so padding never leaks in); -> [B, n_bins, D] in x's dtype.
+
+    Bin boundaries are exact integer arithmetic and the averages are taken in fp32 (autocast off), so a bf16/fp16
+    bag under autocast pools exactly the patches an fp32 one does (bf16 cannot count past 256: in the activation
+    dtype a 3,001-patch bag had patches in the wrong bins, and fp16 overflowed k·L > 65504 into empty bins).
+    """
     b, n, _ = x.shape
     lengths = mask.sum(dim=1) if mask is not None else torch.full((b,), n, device=x.device)
-    pos = torch.arange(n, device=x.device).unsqueeze(0)  # [1, N]
+    length = lengths.long().view(b, 1, 1)
     # bin k of a bag of length L covers [floor(k L / n_bins), ceil((k+1) L / n_bins))
     k = torch.arange(n_bins, device=x.device).view(1, n_bins, 1)
-    length = lengths.view(b, 1, 1).to(x.dtype)
-    start = torch.floor(k * length / n_bins)
-    end = torch.ceil((k + 1) * length / n_bins)
-    member = (pos.unsqueeze(1) >= start) & (pos.unsqueeze(1) < end)  # [B, n_bins, N]
+    start = torch.div(k * length, n_bins, rounding_mode="floor")
+    end = torch.div((k + 1) * length + n_bins - 1, n_bins, rounding_mode="floor")
+    pos = torch.arange(n, device=x.device).view(1, 1, n)
+    member = (pos >= start) & (pos < end)  # [B, n_bins, N]
     if mask is not None:
         member = member & mask.unsqueeze(1)
-    w = member.to(x.dtype)
-    return torch.bmm(w, x) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    w = member.to(torch.promote_types(x.dtype, torch.float32))
+    with full_precision(x.device):
+        pooled = torch.bmm(w, x.to(w.dtype)) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return pooled.to(x.dtype)
 
 
 def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
