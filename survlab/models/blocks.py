@@ -10,11 +10,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from survlab.models.precision import full_precision
+from survlab.models.precision import FullPrecisionLinear, at_least_fp32, full_precision
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
-    """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0)."""
+    """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0).
+
+    Computed in fp32 (bf16/fp16 scores are lifted; fp64 stays fp64), so weights over thousands of patches sum to 1
+    under autocast too; the result is fp32 (the attention map a network reports).
+    """
+    scores = at_least_fp32(scores)
     if mask is None:
         return torch.softmax(scores, dim=dim)
     scores = scores.masked_fill(~mask, float("-inf"))
@@ -85,8 +90,8 @@ class GatedAttentionPool(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         scores = self.score(self.value(x) * self.gate(x)).squeeze(-1)  # [B, N]
-        attn = masked_softmax(scores, mask, dim=-1)
-        return torch.bmm(attn.unsqueeze(1), x).squeeze(1), attn
+        attn = masked_softmax(scores, mask, dim=-1)  # fp32
+        return torch.bmm(attn.unsqueeze(1).to(x.dtype), x).squeeze(1), attn
 
 
 class CrossAttention(nn.Module):
@@ -128,7 +133,7 @@ class SurvivalHead(nn.Module):
         if output not in self.OUTPUTS:
             raise ValueError(f"SurvivalHead output must be one of {self.OUTPUTS}, got {output!r}")
         self.output = output
-        self.linear = nn.Linear(in_dim, n_bins if output == "hazards" else 1)
+        self.linear = FullPrecisionLinear(in_dim, n_bins if output == "hazards" else 1)  # fp32 under autocast
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
         out = self.linear(h)
