@@ -13,6 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from survlab.models.precision import at_least_fp32
+
 #: modality names a cohort can provide and a network can require
 MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct")
 
@@ -70,14 +72,15 @@ class Prediction:
 
 
 def survival_from_hazard_logits(hazard_logits: Tensor) -> Tensor:
-    """S(t_k) = prod_{j<=k} (1 - h_j) for each bin k; [B, n_bins] -> [B, n_bins]."""
-    return torch.cumprod(1.0 - torch.sigmoid(hazard_logits), dim=-1)
+    """S(t_k) = prod_{j<=k} (1 - h_j) for each bin k; [B, n_bins] -> [B, n_bins], at least fp32 (bf16 logits would
+    give bf16 survival curves and tied risks)."""
+    return torch.cumprod(1.0 - torch.sigmoid(at_least_fp32(hazard_logits)), dim=-1)
 
 
 def risk_score(pred: Prediction) -> Tensor:
-    """Scalar risk per patient (higher = earlier event): Cox `risk` if given, else −Σ_k S(t_k)."""
+    """Scalar risk per patient [B] (higher = earlier event), at least fp32: Cox `risk` if given, else −Σ_k S(t_k)."""
     if pred.risk is not None:
-        return pred.risk
+        return at_least_fp32(pred.risk)
     if pred.hazard_logits is None:
         raise ValueError("Prediction has neither `risk` nor `hazard_logits`; a survival network must set one")
     return -survival_from_hazard_logits(pred.hazard_logits).sum(dim=-1)

@@ -10,9 +10,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from survlab.models.precision import FullPrecisionLinear, at_least_fp32, full_precision
+
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
-    """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0)."""
+    """Softmax over `dim` ignoring positions where mask is False (they get weight exactly 0).
+
+    Computed in fp32 (bf16/fp16 scores are lifted; fp64 stays fp64), so weights over thousands of patches sum to 1
+    under autocast too; the result is fp32 (the attention map a network reports).
+    """
+    scores = at_least_fp32(scores)
     if mask is None:
         return torch.softmax(scores, dim=dim)
     scores = scores.masked_fill(~mask, float("-inf"))
@@ -21,20 +28,27 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
 
 def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Tensor:
     """Average real tokens of x [B, N, D] into `n_bins` contiguous bins per bag (like adaptive_avg_pool1d over
-    each bag's OWN length, so padding never leaks in); -> [B, n_bins, D]."""
+    each bag's OWN length, so padding never leaks in); -> [B, n_bins, D] in x's dtype.
+
+    Bin boundaries are exact integer arithmetic and the averages are taken in fp32 (autocast off), so a bf16/fp16
+    bag under autocast pools exactly the patches an fp32 one does (bf16 cannot count past 256: in the activation
+    dtype a 3,001-patch bag had patches in the wrong bins, and fp16 overflowed k·L > 65504 into empty bins).
+    """
     b, n, _ = x.shape
     lengths = mask.sum(dim=1) if mask is not None else torch.full((b,), n, device=x.device)
-    pos = torch.arange(n, device=x.device).unsqueeze(0)  # [1, N]
+    length = lengths.long().view(b, 1, 1)
     # bin k of a bag of length L covers [floor(k L / n_bins), ceil((k+1) L / n_bins))
     k = torch.arange(n_bins, device=x.device).view(1, n_bins, 1)
-    length = lengths.view(b, 1, 1).to(x.dtype)
-    start = torch.floor(k * length / n_bins)
-    end = torch.ceil((k + 1) * length / n_bins)
-    member = (pos.unsqueeze(1) >= start) & (pos.unsqueeze(1) < end)  # [B, n_bins, N]
+    start = torch.div(k * length, n_bins, rounding_mode="floor")
+    end = torch.div((k + 1) * length + n_bins - 1, n_bins, rounding_mode="floor")
+    pos = torch.arange(n, device=x.device).view(1, 1, n)
+    member = (pos >= start) & (pos < end)  # [B, n_bins, N]
     if mask is not None:
         member = member & mask.unsqueeze(1)
-    w = member.to(x.dtype)
-    return torch.bmm(w, x) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    w = member.to(torch.promote_types(x.dtype, torch.float32))
+    with full_precision(x.device):
+        pooled = torch.bmm(w, x.to(w.dtype)) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return pooled.to(x.dtype)
 
 
 def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
@@ -76,8 +90,8 @@ class GatedAttentionPool(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         scores = self.score(self.value(x) * self.gate(x)).squeeze(-1)  # [B, N]
-        attn = masked_softmax(scores, mask, dim=-1)
-        return torch.bmm(attn.unsqueeze(1), x).squeeze(1), attn
+        attn = masked_softmax(scores, mask, dim=-1)  # fp32
+        return torch.bmm(attn.unsqueeze(1).to(x.dtype), x).squeeze(1), attn
 
 
 class CrossAttention(nn.Module):
@@ -119,7 +133,7 @@ class SurvivalHead(nn.Module):
         if output not in self.OUTPUTS:
             raise ValueError(f"SurvivalHead output must be one of {self.OUTPUTS}, got {output!r}")
         self.output = output
-        self.linear = nn.Linear(in_dim, n_bins if output == "hazards" else 1)
+        self.linear = FullPrecisionLinear(in_dim, n_bins if output == "hazards" else 1)  # fp32 under autocast
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
         out = self.linear(h)

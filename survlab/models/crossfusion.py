@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
 from survlab.models.blocks import CrossAttention, init_trunc_normal, mlp
+from survlab.models.precision import FullPrecisionLinear, full_precision
 
 __all__ = ["CrossFusion", "default_init_std", "pad_to_square", "square_side"]
 
@@ -279,7 +280,7 @@ class CrossFusion(SurvivalNet):
         )
         self.fusion = ConvFusion(dim, 3, dropout)
         self.final = PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout, cls=True)
-        self.head = nn.Linear(dim, dims.n_bins)
+        self.head = FullPrecisionLinear(dim, dims.n_bins)
         self.dim = dim
         self.init_std = init_std if init_std is not None else default_init_std(dim)
         self._init_weights(self.init_std)
@@ -319,16 +320,17 @@ class CrossFusion(SurvivalNet):
         coarse, w5 = self.coarse_attn(x10, x5, m5)  # [B, N10, d], [B, N10, N5]
         fine, w20 = self.fine_attn(x10, x20, m20)
 
-        qw = m10.to(w5.dtype)
-        qw = (qw / qw.sum(dim=1, keepdim=True).clamp_min(1.0)).unsqueeze(1)  # mean over real 10x queries
-        attention = {
-            self.coarse: torch.bmm(qw, w5).squeeze(1).masked_fill(~m5, 0.0),
-            self.fine: torch.bmm(qw, w20).squeeze(1).masked_fill(~m20, 0.0),
-        }
+        with full_precision(m10.device):  # mean over real 10x queries, in fp32 (bf16 cannot count past 256)
+            qw = m10.float()
+            qw = (qw / qw.sum(dim=1, keepdim=True).clamp_min(1.0)).unsqueeze(1)
+            attention = {
+                self.coarse: torch.bmm(qw, w5.float()).squeeze(1).masked_fill(~m5, 0.0),
+                self.fine: torch.bmm(qw, w20.float()).squeeze(1).masked_fill(~m20, 0.0),
+            }
 
         lengths = m10.sum(dim=1).tolist()
         sides = torch.tensor([square_side(int(n)) for n in lengths], device=x10.device)
-        embedding = x10.new_zeros(x10.shape[0], self.dim)
+        groups, embeddings = [], []
         for side in sides.unique().tolist():  # bags with equal square side share one mask-free pass
             idx = (sides == side).nonzero(as_tuple=True)[0]
             mask = m10[idx]
@@ -337,5 +339,8 @@ class CrossFusion(SurvivalNet):
                 squared, _ = pad_to_square(tokens[idx], mask, side)
                 maps.append(branch(squared, side).transpose(1, 2).reshape(len(idx), self.dim, side, side))
             fused = self.fusion(torch.stack(maps, dim=1))  # [G, H², d]
-            embedding[idx] = self.final(fused, side)
+            groups.append(idx)
+            embeddings.append(self.final(fused, side))
+        # back to batch order (the groups' outputs may differ in dtype under autocast: cat promotes)
+        embedding = torch.cat(embeddings)[torch.argsort(torch.cat(groups))]  # [B, d]
         return Prediction(hazard_logits=self.head(embedding), attention=attention, embedding=embedding)

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import CrossAttention, masked_adaptive_avg_pool, snn_encoder
+from survlab.models.blocks import CrossAttention, masked_adaptive_avg_pool, masked_softmax, snn_encoder
+from survlab.models.precision import FullPrecisionBilinear, FullPrecisionLinear
 
 
 class KeyTokenSelfAttention(nn.Module):
@@ -59,9 +60,10 @@ class KeyTokenSelfAttention(nn.Module):
         q, k, v = (
             self.qkv(self.norm(x)).view(b, p, 3, h, d // h).permute(2, 0, 3, 1, 4)
         )  # each [B, H, P, d/H]
-        attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // h), dim=-1)  # [B, H, P(query), P(key)]
+        # fp32 map (also under autocast): bf16 importances tie and flip the hard top-k
+        attn = masked_softmax(q @ k.transpose(-2, -1) / math.sqrt(d // h), None)  # [B, H, P(query), P(key)]
         importance = attn.sum(dim=1).mean(dim=1)  # received attention: sum over heads, mean over queries
-        out = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b, p, d)
+        out = (self.attn_drop(attn).to(v.dtype) @ v).transpose(1, 2).reshape(b, p, d)
         return self.proj(out), importance
 
 
@@ -107,7 +109,7 @@ class GGMF(SurvivalNet):
         self.key_attention = KeyTokenSelfAttention(dim, heads, attn_dropout)
         self.guided_attention = CrossAttention(dim, heads, attn_dropout)
         self.guided_norm = nn.LayerNorm(dim)
-        self.bilinear = nn.Bilinear(dim, dim, dim)
+        self.bilinear = FullPrecisionBilinear(dim, dim, dim)
         self.interaction = nn.Sequential(
             nn.Linear(dim, dim),
             nn.ReLU(),
@@ -117,7 +119,7 @@ class GGMF(SurvivalNet):
             nn.Dropout(fusion_dropout),
         )
         self.out_norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, dims.n_bins if output == "hazards" else 1)
+        self.head = FullPrecisionLinear(dim, dims.n_bins if output == "hazards" else 1)
 
     def encode_pathways(self, genomics: list[Tensor]) -> Tensor:
         """Per-pathway SNNs: list of [B, g_i] → G [B, P, d]."""

@@ -23,6 +23,7 @@ from survlab.data.batch import Batch
 from survlab.models.abmil import ABMILEncoder
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
 from survlab.models.blocks import SurvivalHead, mlp
+from survlab.models.precision import FullPrecisionBilinear
 from survlab.models.snn import SNNEncoder
 
 FUSIONS = ("concat", "bilinear")
@@ -42,8 +43,8 @@ class GatedBilinearFusion(nn.Module):
         super().__init__()
         self.proj_a = nn.Sequential(nn.Linear(dim_a, gate_dim), nn.ReLU())
         self.proj_b = nn.Sequential(nn.Linear(dim_b, gate_dim), nn.ReLU())
-        self.gate_a = nn.Bilinear(dim_a, dim_b, gate_dim)
-        self.gate_b = nn.Bilinear(dim_a, dim_b, gate_dim)
+        self.gate_a = FullPrecisionBilinear(dim_a, dim_b, gate_dim)
+        self.gate_b = FullPrecisionBilinear(dim_a, dim_b, gate_dim)
         self.out_a = mlp([gate_dim, gate_dim], dropout=dropout)
         self.out_b = mlp([gate_dim, gate_dim], dropout=dropout)
         k = gate_dim + 1

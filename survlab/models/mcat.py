@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
 from survlab.models.blocks import CrossAttention, GatedAttentionPool, mlp, snn_encoder
+from survlab.models.precision import FullPrecisionBilinear, FullPrecisionLinear
 
 
 @dataclass
@@ -111,9 +112,9 @@ class MCAT(SurvivalNet):
         if fusion == "concat":
             self.fusion_net = mlp([2 * dim, dim, dim], dropout=0.0)
         else:
-            self.bilinear = nn.Bilinear(dim, dim, dim)
+            self.bilinear = FullPrecisionBilinear(dim, dim, dim)
             self.fusion_net = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
-        self.survival_head = nn.Linear(dim, dims.n_bins if output == "hazards" else 1)
+        self.survival_head = FullPrecisionLinear(dim, dims.n_bins if output == "hazards" else 1)
 
     # --- overridable stages -------------------------------------------------------------------------------------
     def encode_tokens(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor]:

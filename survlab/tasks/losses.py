@@ -1,6 +1,8 @@
 """Survival losses: discrete-time NLL (MCAT/Zadeh) and the Cox negative partial log-likelihood.
 
-Both return a scalar tensor that carries grad w.r.t. the network output, even when it is zero.
+Both return a scalar tensor that carries grad w.r.t. the network output, even when it is zero. Both lift bf16/fp16
+network outputs to fp32 first: CPU autocast keeps sigmoid / cumprod / log / logcumsumexp in bf16 otherwise (on fp32
+inputs autocast changes none of these elementwise ops, and neither loss has a matmul).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import warnings
 import torch
 from torch import Tensor
 from torchsurv.loss.cox import neg_partial_log_likelihood
+
+from survlab.models.precision import at_least_fp32
 
 __all__ = ["nll_discrete_survival", "cox_partial_likelihood"]
 
@@ -49,6 +53,7 @@ def nll_discrete_survival(
             f"time_bin out of range [0, {n_bins}): got min {int(y.min())}, max {int(y.max())}; "
             "bin edges and the network's n_bins disagree"
         )
+    hazard_logits = at_least_fp32(hazard_logits)
     ev = event.reshape(-1).to(hazard_logits.dtype)
     hazards = torch.sigmoid(hazard_logits)
     surv = torch.cumprod(1.0 - hazards, dim=1)
@@ -86,7 +91,7 @@ def cox_partial_likelihood(log_hz: Tensor, time: Tensor, event: Tensor, ties: st
     """
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
-    log_hz = log_hz.reshape(-1)
+    log_hz = at_least_fp32(log_hz.reshape(-1))
     event = event.reshape(-1).bool()
     zero = 0.0 * log_hz.sum()
     n_events = int(event.sum())
