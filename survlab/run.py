@@ -24,9 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
+from survlab.utils.config_check import check_config
 from survlab.utils.outputs import write_json
 from survlab.utils.report import write_run_outputs
 from survlab.utils.setup import (
+    AtomicCheckpointIO,
     LastCheckpoint,
     build_callbacks,
     build_loggers,
@@ -55,7 +57,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loggers = build_loggers(cfg, out_dir)
     try:
         callbacks = build_callbacks(cfg, out_dir)
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir))
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir),
+                                          plugins=[AtomicCheckpointIO()])
         trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir), weights_only=True)
         ckpt = _selected_checkpoint(cfg, trainer)
         log.info("selection=%s → testing checkpoint %s on fold %s (test patients, used once)", cfg.selection, ckpt, cfg.fold)
@@ -96,22 +99,41 @@ def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
-    """Hydra entry for one job: lock its dir, check its identity, skip / resume / run, record the outcome."""
+    """Hydra entry for one job: check the config, lock the job dir, check its identity, skip / resume / run, record
+    the outcome. survlab's errors reach the console as one line; the traceback goes to FAILED and the job log."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if multirun:
-        from survlab.utils.ddp import check_multirun_strategy
-
-        check_multirun_strategy(cfg)
+    if _rank() > 0:  # a DDP child rank relaunched into the job's dir: rank 0 owns the dir, its lock and markers
+        train(cfg, out_dir)
+        return math.nan
     try:
+        check_config(cfg)
+        if multirun:
+            from survlab.utils.ddp import check_multirun_strategy
+
+            check_multirun_strategy(cfg)
         with jobs.JobLock(out_dir):
             return _run_job(cfg, out_dir, multirun)
-    except jobs.JobError as exc:  # the dir is not this job's: touch nothing in it
-        if not multirun:
+    except Exception as exc:
+        line = jobs.error_line(exc)
+        where = f" (traceback: {out_dir / jobs.FAILED})" if (out_dir / jobs.FAILED).is_file() else ""
+        log.debug("job error", exc_info=exc)  # the full traceback, into the job's log file
+        if multirun:
+            log.error("job %s not completed: %s%s", out_dir, line, where)
+            return math.nan
+        if os.environ.get("SURVLAB_TRACEBACK") == "1":
             raise
-        log.error("job not run: %s", exc)
-        return math.nan
+        print(f"survlab: error: {line}{where}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _rank() -> int:
+    """Global rank of this process from the launcher's environment (0 when not distributed)."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
 
 
 def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
@@ -126,10 +148,7 @@ def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
         metrics = train(cfg, out_dir)
     except Exception as exc:
         jobs.mark_failed(out_dir, exc)
-        if not multirun:
-            raise
-        log.exception("job failed (recorded in %s/FAILED); the sweep continues", out_dir)
-        return math.nan
+        raise
     if metrics:
         write_json(out_dir / "metrics.json", metrics)
         jobs.mark_done(out_dir)

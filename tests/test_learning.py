@@ -35,8 +35,11 @@ def test_baseline_learns_signal_planted_in_its_modality(tmp_path: Path, model: s
 
 def test_fusion_beats_unimodal_models_when_signal_is_split(tmp_path: Path) -> None:
     split = (1.5, 1.5, 0.0)  # half of the log-hazard in WSI patches, half in pathways
-    c = {m: fit(tmp_path, m, split)["test/cindex"] for m in ("abmil", "snn", "late_fusion", "ggmf", "mcat")}
+    runs = {m: fit(tmp_path, m, split) for m in ("abmil", "snn", "late_fusion", "ggmf", "mcat")}
+    c = {m: r["test/cindex"] for m, r in runs.items()}
     best_unimodal = max(c["abmil"], c["snn"])
-    assert 0.5 < best_unimodal < 0.66, c  # each modality alone carries only part of the risk
+    # each modality alone carries only part of the risk: on this test fold the C-index of the true WSI / genomic
+    # latent alone is 0.76 / 0.76 against 0.86 for the whole true risk (the oracle)
+    assert 0.5 < best_unimodal < runs["snn"]["oracle_cindex"] - 0.1, c
     for fusion in ("late_fusion", "ggmf", "mcat"):
         assert c[fusion] > 0.68 and c[fusion] > best_unimodal + 0.05, (fusion, c)

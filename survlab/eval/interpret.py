@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from survlab.data.batch import Batch
+from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,12 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
         out_dir.mkdir(parents=True, exist_ok=True)
     if pathways:
         written["pathways"] = out_dir / "top_pathways.csv"
-        pd.DataFrame(pathways).to_csv(written["pathways"], index=False)
+        with atomic_path(written["pathways"]) as tmp:
+            pd.DataFrame(pathways).to_csv(tmp, index=False)
     if patches:
         written["patches"] = out_dir / "top_patches.csv"
-        pd.DataFrame(patches).to_csv(written["patches"], index=False)
+        with atomic_path(written["patches"]) as tmp:
+            pd.DataFrame(patches).to_csv(tmp, index=False)
     if written:
         log.info("attention exports: %s", ", ".join(str(p) for p in written.values()))
     return written

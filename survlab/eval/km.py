@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from survlab.utils.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -139,7 +141,8 @@ def plot_km_by_risk(
     ax.set_title(f"{title}  log-rank p={p:.3g}".strip())
     ax.legend(loc="lower left")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     counts = [int((groups == k).sum()) for k in range(len(names))]
     return {"logrank_p": p, "chi2": chi2, "n_per_group": counts}

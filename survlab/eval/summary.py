@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.eval.metrics import harrell_cindex
+from survlab.utils.files import atomic_path, atomic_write
 from survlab.utils.jobs import (
     DONE,
     FAILED,
@@ -408,9 +409,10 @@ def summarize_sweep(
     if write:
         out = Path(out_dir) if out_dir is not None else sweep
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "summary.csv", index=False)
-        paired.to_csv(out / "paired.csv", index=False)
-        (out / "summary.md").write_text(to_markdown(summary, auto_reference=auto_ref))
+        for name, frame in (("summary.csv", table), ("paired.csv", paired)):
+            with atomic_path(out / name) as tmp:
+                frame.to_csv(tmp, index=False)
+        atomic_write(out / "summary.md", to_markdown(summary, auto_reference=auto_ref))
         summary.files = {"summary.csv": out / "summary.csv", "paired.csv": out / "paired.csv",
                          "summary.md": out / "summary.md"}
         if plot and not jobs.empty:
@@ -544,6 +546,7 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return out

@@ -21,7 +21,7 @@ from survlab.data.batch import Batch
 from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
 from survlab.models.base import Prediction, SurvivalNet, risk_score
 from survlab.tasks.losses import cox_partial_likelihood, nll_discrete_survival
-from survlab.tasks.optim import build_optimizer, build_scheduler
+from survlab.tasks.optim import OPTIMIZERS, build_optimizer, build_scheduler
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,6 +34,11 @@ class SurvivalTask(L.LightningModule):
     After `set_reference(...)` (bin edges and training outcomes, needed for IPCW metrics and survival curves),
     `test_results` holds the per-patient test predictions after `trainer.test`.
     """
+
+    #: metrics logged as val/<name> and test/<name> (config_check validates `monitor` / `optimized_metric` with it)
+    METRICS = ("cindex", "cindex_uno", "auc_td", "ibs")
+    #: choice-valued constructor options (checked before any data is read)
+    CHOICES = {"loss": ("nll", "cox"), "optimizer": tuple(OPTIMIZERS)}
 
     def __init__(
         self,

@@ -78,6 +78,7 @@ __all__ = [
     "mark_failed",
     "read_job_metric",
     "first_error_line",
+    "error_line",
 ]
 
 
@@ -117,15 +118,30 @@ def mark_done(out_dir: str | os.PathLike) -> None:
     atomic_write(out / DONE, "")
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line that says what went wrong. survlab's own errors (bad input, bad config, a job dir in use) are
+    their message; other exceptions get their type in front. An error raised in a DataLoader worker arrives wrapped
+    ("Caught ValueError in DataLoader worker process 0. Original Traceback ..."): its last line is the original."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0] and len(lines) > 1:
+        return re.sub(r"^(ValueError|FileNotFoundError|KeyError): ", "", lines[-1])
+    own = (ValueError, FileNotFoundError, KeyError, JobError, OSError)
+    first = lines[0] if lines else ""
+    if isinstance(exc, own) and first:
+        if isinstance(exc, OSError) and getattr(exc, "filename", None) and str(exc.filename) not in first:
+            first = f"{first}: {exc.filename}"
+        return first
+    return f"{type(exc).__name__}: {first}".strip().rstrip(":")
+
+
 def mark_failed(out_dir: str | os.PathLike, exc: BaseException) -> None:
-    """Write ``FAILED`` with the exception (first line) and its traceback; remove a stale ``DONE``."""
+    """Write ``FAILED``: the one-line error (`error_line`), then the traceback; remove a stale ``DONE``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / DONE).unlink(missing_ok=True)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    msg = str(exc).strip().splitlines()
-    head = f"{type(exc).__name__}: {msg[0] if msg else ''}".strip()
-    atomic_write(out / FAILED, f"{head}\n\n{tb}")
+    atomic_write(out / FAILED, f"{error_line(exc)}\n\n{tb}")
 
 
 def read_job_metric(out_dir: str | os.PathLike, key: str) -> float:

@@ -13,6 +13,7 @@ import pandas as pd
 
 import survlab
 from survlab.models.base import survival_from_hazard_logits
+from survlab.utils.files import atomic_write
 
 
 def _json_safe(value: Any) -> Any:
@@ -33,7 +34,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON with NaN/inf as null (strict JSON readers choke on NaN)."""
-    path.write_text(json.dumps(_json_safe(payload), indent=2, sort_keys=False) + "\n")
+    atomic_write(path, json.dumps(_json_safe(payload), indent=2, sort_keys=False) + "\n")
 
 
 def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
 from survlab.tasks.survival import SurvivalTask
+from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, predictions_frame, write_json
 
 log = logging.getLogger("survlab.run")
@@ -32,7 +33,8 @@ def write_run_outputs(
     # exact outcomes from the cohort table (the batch carries float32 copies)
     truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
     preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
-    preds.to_csv(out_dir / "predictions.csv", index=False)
+    with atomic_path(out_dir / "predictions.csv") as tmp:
+        preds.to_csv(tmp, index=False)
 
     oracle = None
     oracle_risk = datamodule.oracle_risk  # reads truth.csv: once

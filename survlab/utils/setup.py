@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
+
+from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
 
 
 LAST_CKPT = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary name beside the target, then renamed: a full disk or a kill while saving
+    never leaves a truncated file under a checkpoint's name (the previous last.ckpt stays intact). A failed write
+    raises OSError naming the checkpoint path."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # serialise first: a write error is then a plain OSError from the file
+        try:
+            with atomic_path(target) as tmp, open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write checkpoint {target} ({err.__cause__ or err})") from err
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -48,6 +73,8 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
         if isinstance(callback, EarlyStopping) and cfg.selection == "last":
             log.info("selection=last: early stopping disabled")
             continue
+        if isinstance(callback, ProgressBar) and not OmegaConf.select(cfg, "trainer.enable_progress_bar", default=True):
+            continue  # Lightning refuses a progress-bar callback with enable_progress_bar=false
         callbacks.append(callback)
         log.debug("callback %s: %s", name, type(callback).__name__)
     callbacks.append(LastCheckpoint(out_dir / "checkpoints"))

@@ -1,0 +1,156 @@
+"""Check a composed job configuration before any data is read, so a typo fails in seconds with one line.
+
+What is checked:
+- the top-level keys of `conf/config.yaml` (`TOP_LEVEL`: allowed values / types), `monitor` (a validation metric
+  the task logs) and `optimized_metric` (a key of metrics.json);
+- every `_target_` node (data, model.net, trainer, callbacks, loggers): the class imports and each given key is a
+  parameter of its constructor (unless it takes **kwargs) — so `model.net.dimm=64` or `trainer.max_epoch=5` fail
+  here instead of deep inside a constructor, after the cohort was read;
+- `model.task`: its keys against the task's constructor, and its choice-valued options.
+
+The defaults live in one place, the YAML files (`python -m survlab.run --cfg job` shows them).
+
+Example:
+    >>> from omegaconf import OmegaConf
+    >>> check_config(OmegaConf.create({"selection": "bestval"}))
+    Traceback (most recent call last):
+    ...
+    survlab.utils.config_check.ConfigError: selection='bestval' is not one of best_val, last
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["ConfigError", "check_config", "TOP_LEVEL"]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that survlab cannot run with (one line: the key, what is wrong, the fix)."""
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], None]:
+    def check(key: str, value: Any) -> None:
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+def _int(minimum: int | None = None) -> Callable[[str, Any], None]:
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            raise ConfigError(f"{key}={value!r} must be an integer{f' >= {minimum}' if minimum is not None else ''}")
+
+    return check
+
+
+def _bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+def _ckpt(key: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} must be auto, null or a checkpoint path")
+
+
+#: top-level keys of conf/config.yaml and how their values are checked
+TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
+    "seed": _int(0),
+    "fold": _int(0),
+    "selection": _choice("best_val", "last"),
+    "km_groups": _choice("median", "tertiles"),
+    "skip_completed": _bool,
+    "export_attention": _bool,
+    "attention_top_k": _int(1),
+    "ckpt_path": _ckpt,
+    "resume": None,
+    "monitor": None,
+    "optimized_metric": None,
+    "tags": None,
+}
+GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "hparams_search",
+          "debug", "local")
+#: keys of metrics.json that are not `test/<metric>`
+RUN_METRICS = ("val/best", "oracle_cindex", "n_test", "km_logrank_p", "epochs_trained", "wall_s")
+
+
+def _get_class(target: str, key: str) -> type:
+    import hydra
+
+    try:
+        return hydra.utils.get_class(target)
+    except Exception as err:  # noqa: BLE001 - any import problem is a config problem here
+        raise ConfigError(f"{key}._target_={target}: cannot import it ({str(err).splitlines()[0]})") from None
+
+
+def _check_params(node: DictConfig, key: str, skip: tuple[str, ...] = ()) -> None:
+    """Every key of a `_target_` node must be a constructor parameter (unless the constructor takes **kwargs)."""
+    cls = _get_class(str(node._target_), key)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n in params if n != "self"]
+    unknown = [k for k in node if not str(k).startswith("_") and k not in allowed and k not in skip]
+    if unknown:
+        raise ConfigError(
+            f"{key}.{unknown[0]}: unknown option of {cls.__name__}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _check_task(cfg: DictConfig) -> None:
+    from survlab.tasks.survival import SurvivalTask
+
+    task = cfg.model.get("task")
+    if task is None:
+        return
+    node = OmegaConf.merge({"_target_": f"{SurvivalTask.__module__}.{SurvivalTask.__name__}"}, task)
+    _check_params(node, "model.task", skip=("_target_",))
+    for name, allowed in SurvivalTask.CHOICES.items():
+        if name in task:
+            _choice(*allowed)(f"model.task.{name}", task[name])
+
+
+def _check_metrics(cfg: DictConfig) -> None:
+    from survlab.tasks.survival import SurvivalTask
+
+    val = [f"val/{m}" for m in (*SurvivalTask.METRICS, "loss")]
+    if cfg.get("monitor") is not None and cfg.monitor not in val:
+        raise ConfigError(f"monitor={cfg.monitor!r} is not a validation metric; choose one of {', '.join(val)}")
+    known = [*(f"test/{m}" for m in SurvivalTask.METRICS), *RUN_METRICS]
+    if cfg.get("optimized_metric") is not None and cfg.optimized_metric not in known:
+        raise ConfigError(
+            f"optimized_metric={cfg.optimized_metric!r} is not a metric a run reports; choose one of {', '.join(known)}"
+        )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line naming the key and the fix) for the first problem found; see module doc."""
+    for key in cfg:
+        if key not in TOP_LEVEL and key not in GROUPS:
+            raise ConfigError(
+                f"unknown top-level option {key!r} (a typo?); allowed: {', '.join(sorted(TOP_LEVEL))} and the "
+                f"config groups {', '.join(GROUPS[:6])}"
+            )
+    for key, check in TOP_LEVEL.items():
+        if check is not None and key in cfg:
+            check(key, cfg[key])
+    _check_metrics(cfg)
+    if cfg.get("model") is not None:
+        if "net" not in cfg.model or "_target_" not in cfg.model.net:
+            raise ConfigError("model.net._target_ is missing; choose a model with model=<name>")
+        _check_params(cfg.model.net, "model.net")
+        _check_task(cfg)
+    for key in ("data", "trainer"):
+        node = cfg.get(key)
+        if node is not None and "_target_" in node:
+            _check_params(node, key)
+    for group in ("callbacks", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if node is not None and "_target_" in node:
+                _check_params(node, f"{group}.{name}")
