@@ -94,9 +94,9 @@ def build_scheduler(
     if name == "cosine_restarts" and (restart_epochs is None or int(restart_epochs) < 1):
         raise ValueError(f"model.task.scheduler=cosine_restarts needs model.task.restart_epochs >= 1 (the restart "
                          f"period in epochs), got {restart_epochs!r}")
-    if steps_per_epoch < 1 or warmup_epochs < 0:
-        raise ValueError(f"steps_per_epoch must be >= 1 and model.task.warmup_epochs >= 0, got {steps_per_epoch} "
-                         f"and {warmup_epochs}")
+    if steps_per_epoch < 1 or warmup_epochs < 0 or int(warmup_epochs) != warmup_epochs:
+        raise ValueError(f"steps_per_epoch must be >= 1 and model.task.warmup_epochs a whole number >= 0, got "
+                         f"{steps_per_epoch} and {warmup_epochs}")
     if not schedules_lr(name, warmup_epochs):
         return None
     base_lr = opt.param_groups[0]["lr"]

@@ -87,6 +87,8 @@ def test_bad_names_raise():
         build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine_restarts", 10)
     with pytest.raises(ValueError, match="model.task.scheduler_interval must be one of"):
         build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine", 10, interval="batch")
+    with pytest.raises(ValueError, match="model.task.warmup_epochs a whole number >= 0, got 4 and 0.5"):
+        build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine", 10, warmup_epochs=0.5, steps_per_epoch=4)
     assert build_scheduler(torch.optim.SGD([p], lr=0.1), "none", 10) is None
 
 
