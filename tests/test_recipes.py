@@ -1,9 +1,12 @@
 """Every published recipe in conf/experiment composes and runs one fast_dev_run step end to end, on synthetic files
-written in the real layout its data config expects (cohort folder, encoder name, scales)."""
+written in the real layout its data config expects (cohort folder, encoder name, scales); the papers' recipes train
+with the papers' optimiser steps (patients per step, learning rate of every step), recorded during a real fit."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
@@ -56,3 +59,65 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
                       "data.synthetic.n_pathways=8", "data.synthetic.patches_per_slide=[16,40]"]
     metrics = run_job(tmp_path / "run", overrides)
     assert metrics["n_test"] > 0 and 0.0 <= metrics["test/cindex"] <= 1.0
+
+
+# Patients per optimiser step in the papers' code (batch x gradient accumulation): GGMF steps per bag; CrossFusion and
+# MCAT accumulate 32 single bags. snn_gse7390 is survlab's own recipe (batch 8, experiments/gse7390/README.md).
+PATIENTS_PER_STEP = {"ggmf": 1, "crossfusion": 32, "mcat": 32, "snn": 8}
+SMALL_NETS = {  # shrink widths only (same task, optimiser and schedule code); the papers' widths are slow on CPU
+    "ggmf": ["model.net.dim=16", "model.net.heads=2"],
+    "crossfusion": ["model.net.dim=16", "model.net.heads=2", "model.net.mlp_dim=32"],
+    "mcat": ["model.net.dim=16", "model.net.omic_hidden=[16,16]", "model.net.heads=2", "model.net.ff_dim=32"],
+    "snn": [],
+}
+SCHEDULE_OVERRIDES = {  # fewer epochs / a shorter restart period, same scheduler code path
+    "ggmf": ["trainer.max_epochs=2"],
+    "crossfusion": ["trainer.max_epochs=3", "model.task.restart_epochs=2"],
+    "mcat": ["trainer.max_epochs=1"],
+    "snn": ["trainer.max_epochs=1"],
+}
+
+
+def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str, Any]], Any]:
+    """Fit `recipe` briefly on a 50-patient synthetic cohort in its real layout (or its shipped table cohort) and
+    return every optimiser step as recorded in training (epoch, lr, patients) with the composed config."""
+    family = recipe.split("_")[0]
+    run_dir, steps_file = tmp_path / "run", tmp_path / "steps.json"
+    overrides = [f"experiment={recipe}", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
+                 "data.num_workers=0", "data.pin_memory=false", "export_attention=false",
+                 "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null", "callbacks.lr_monitor=null",
+                 "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder",
+                 f"+callbacks.steps.path={steps_file}", *SMALL_NETS[family], *SCHEDULE_OVERRIDES[family]]
+    cfg = compose_config(run_dir, overrides)
+    if cfg.data.get("public") is None:
+        overrides.append("data.wsi.feature_dim=8")
+        spec = SyntheticSpec(n_patients=50, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(4, 8),
+                             multiscale=bool(cfg.data.wsi.get("scales")))
+        generate_cohort(Path(cfg.data.root), spec, encoder=cfg.data.wsi.encoder)
+    run_job(run_dir, overrides)
+    return json.loads(steps_file.read_text()), compose_config(run_dir, overrides)
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PATIENTS_PER_STEP and r != "crossfusion_synthetic"])
+def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Path) -> None:
+    family = recipe.split("_")[0]
+    steps, cfg = _record_optimizer_steps(recipe, tmp_path)
+    epochs = sorted({s["epoch"] for s in steps})
+    assert epochs == list(range(cfg.trainer.max_epochs))
+    by_epoch = [[s for s in steps if s["epoch"] == e] for e in epochs]
+    # every step but an epoch's last (the remainder of the training patients) applies the paper's number of patients
+    full = [s["patients"] for ep in by_epoch for s in ep[:-1]]
+    assert full and set(full) == {PATIENTS_PER_STEP[family]}, (recipe, [[s["patients"] for s in ep] for ep in by_epoch])
+    assert all(0 < ep[-1]["patients"] <= PATIENTS_PER_STEP[family] for ep in by_epoch)
+    lr = [[s["lr"] for s in ep] for ep in by_epoch]
+    peak, floor = cfg.model.task.lr, cfg.model.task.eta_min
+    if family == "ggmf":  # linear warm-up over the first epoch's steps, then cosine per step down to eta_min
+        n0 = len(lr[0])
+        assert lr[0][0] == pytest.approx(peak / n0) and lr[0][0] < peak
+        assert lr[0] == pytest.approx([peak * (i + 1) / n0 for i in range(n0)])  # peak at the warm-up epoch's end
+        assert all(a > b for a, b in zip(lr[1], lr[1][1:], strict=False)) and lr[1][-1] == pytest.approx(floor)
+    elif family == "crossfusion":  # cosine stepped per epoch, restarting every restart_epochs (2 here)
+        assert lr[0] == pytest.approx([peak] * len(lr[0])) and lr[2] == pytest.approx([peak] * len(lr[2]))
+        assert lr[1] == pytest.approx([floor + (peak - floor) * 0.5] * len(lr[1]))
+    elif family == "mcat":  # no schedule
+        assert lr[0] == pytest.approx([peak] * len(lr[0]))

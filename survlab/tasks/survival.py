@@ -21,7 +21,14 @@ from survlab.data.batch import Batch
 from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
 from survlab.models.base import Prediction, SurvivalNet, risk_score
 from survlab.tasks.losses import cox_partial_likelihood, nll_discrete_survival
-from survlab.tasks.optim import OPTIMIZERS, build_optimizer, build_scheduler
+from survlab.tasks.optim import (
+    INTERVALS,
+    OPTIMIZERS,
+    SCHEDULES,
+    build_optimizer,
+    build_scheduler,
+    schedules_lr,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -38,7 +45,8 @@ class SurvivalTask(L.LightningModule):
     #: metrics logged as val/<name> and test/<name> (config_check validates `monitor` / `optimized_metric` with it)
     METRICS = ("cindex", "cindex_uno", "auc_td", "ibs")
     #: choice-valued constructor options (checked before any data is read)
-    CHOICES = {"loss": ("nll", "cox"), "optimizer": tuple(OPTIMIZERS)}
+    CHOICES = {"loss": ("nll", "cox"), "optimizer": tuple(OPTIMIZERS), "scheduler": SCHEDULES,
+               "scheduler_interval": INTERVALS}
 
     def __init__(
         self,
@@ -52,6 +60,8 @@ class SurvivalTask(L.LightningModule):
         scheduler: str = "cosine",
         warmup_epochs: int = 0,
         eta_min: float = 1e-6,
+        restart_epochs: int | None = None,
+        scheduler_interval: str = "epoch",
         max_epochs: int = 20,
         seed: int = 0,
         aux_weight: float = 1.0,
@@ -202,10 +212,26 @@ class SurvivalTask(L.LightningModule):
             self.log(f"test/{key}", float(value), sync_dist=False)
 
     # ----------------------------------------------------------------- optimisation
+    def optimizer_steps_per_epoch(self) -> int:
+        """Optimiser steps the trainer runs per training epoch: ceil(train batches / accumulate_grad_batches), with
+        the trainer's limits (limit_train_batches, fast_dev_run) applied; loads the train dataloader if needed."""
+        trainer = self.trainer
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()  # what trainer.estimated_stepping_batches does before counting
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("model.task.scheduler / warmup_epochs need a train dataloader with a length "
+                             "(an epoch of known size); use scheduler=none and warmup_epochs=0 for an iterable one")
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         opt = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay)
-        sched = build_scheduler(opt, hp.scheduler, hp.max_epochs, hp.warmup_epochs, hp.eta_min)
-        if sched is None:
+        if not schedules_lr(hp.scheduler, hp.warmup_epochs):
             return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        max_epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else hp.max_epochs
+        sched = build_scheduler(opt, hp.scheduler, max_epochs, hp.warmup_epochs, hp.eta_min,
+                                steps_per_epoch=self.optimizer_steps_per_epoch(), restart_epochs=hp.restart_epochs,
+                                interval=hp.scheduler_interval)
+        # stepped after every optimiser step: lr_factor itself holds the decay per epoch when interval == "epoch"
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,7 +1,9 @@
-"""Helpers for tests and notebooks: compose/run a job in-process, and a callback simulating a killed run."""
+"""Helpers for tests and notebooks: compose/run a job in-process, a callback simulating a killed run, and one
+recording what every optimiser step really did (learning rate, patients)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torch.optim import Optimizer
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -32,6 +35,29 @@ class KillAtEpoch(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.armed and self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise RuntimeError(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
+
+
+class OptimizerStepRecorder(L.Callback):
+    """Record each optimiser step as it runs in training: epoch, lr of the first param group, and the number of
+    patients whose gradients it applies (sum of the batch sizes since the previous step, i.e. batch x accumulation).
+    Written as a JSON list to `path` when fitting ends:
+    `+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder +callbacks.steps.path=steps.json`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.steps: list[dict[str, float | int]] = []
+        self._patients = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._patients += len(batch)
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        self.steps.append({"epoch": trainer.current_epoch, "lr": optimizer.param_groups[0]["lr"],
+                           "patients": self._patients})
+        self._patients = 0
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.write_text(json.dumps(self.steps))
 
 
 def compose_config(output_dir: Path, overrides: list[str]) -> DictConfig:

@@ -1,22 +1,66 @@
-"""Learning-rate schedule and optimiser factories."""
+"""Learning-rate schedule and optimiser factories, and the schedule as SurvivalTask runs it in a real fit."""
 
+from __future__ import annotations
+
+import json
 import math
+from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from survlab.tasks.optim import build_optimizer, build_scheduler, cosine_warmup_factor
+from survlab.data.batch import PatientItem, collate
+from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.tasks.optim import build_optimizer, build_scheduler, lr_factor
+from survlab.tasks.survival import SurvivalTask
+from survlab.utils.testing import OptimizerStepRecorder
 
 
-def test_cosine_warmup_shape():
-    # 1 warm-up epoch of 20 (the GGMF recipe): epoch 0 at full lr after warm-up factor 1/1, then cosine to the floor
-    f = [cosine_warmup_factor(e, 20, 1, 0.01) for e in range(20)]
-    assert f[0] == pytest.approx(1.0)
-    assert f[1] == pytest.approx(1.0)
-    assert f[-1] == pytest.approx(0.01)
-    assert all(a >= b for a, b in zip(f[1:], f[2:], strict=False))
-    # 3 warm-up epochs ramp linearly
-    assert [cosine_warmup_factor(e, 10, 3, 0.0) for e in range(3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+def _lrs(sched: torch.optim.lr_scheduler.LRScheduler, n_steps: int) -> list[float]:
+    """The lr of each of `n_steps` optimiser steps, stepping the scheduler after each one (as the task does)."""
+    lrs = []
+    for _ in range(n_steps):
+        lrs.append(sched.optimizer.param_groups[0]["lr"])
+        sched.optimizer.step()
+        sched.step()
+    return lrs
+
+
+def _adam(lr: float = 1e-4) -> torch.optim.Optimizer:
+    return build_optimizer([torch.nn.Parameter(torch.zeros(1))], "adam", lr=lr, weight_decay=0.0)
+
+
+def test_warmup_is_linear_over_the_first_epochs_optimizer_steps() -> None:
+    # GGMF: 1 warm-up epoch of 10 steps, then a per-step cosine over the other 19 epochs down to the floor
+    f = [lr_factor(s, "cosine", steps_per_epoch=10, max_epochs=20, warmup_epochs=1, min_factor=0.01, interval="step")
+         for s in range(200)]
+    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # first step at 1/10, peak at the epoch's end
+    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.01)
+    assert all(a > b for a, b in zip(f[10:], f[11:], strict=False))  # moves every step
+    assert f[100] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 189)))
+    # interval=epoch: the same per-step warm-up, then one lr per epoch
+    g = [lr_factor(s, "cosine", 10, 20, 1, min_factor=0.01, interval="epoch") for s in range(200)]
+    assert g[:10] == f[:10] and g[10:20] == [1.0] * 10 and len(set(g[20:30])) == 1 and g[-1] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("interval", ["step", "epoch"])
+def test_cosine_restarts_equal_torch_warm_restarts(interval: str) -> None:
+    steps_per_epoch, restart, n_epochs = 3, 4, 10
+    ours = _lrs(build_scheduler(_adam(), "cosine_restarts", n_epochs, eta_min=1e-6, steps_per_epoch=steps_per_epoch,
+                                restart_epochs=restart, interval=interval), steps_per_epoch * n_epochs)
+    ref_opt = _adam()
+    if interval == "step":  # reference stepped per iteration: period restart * steps_per_epoch iterations
+        ref = _lrs(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=restart * steps_per_epoch,
+                                                                        eta_min=1e-6), steps_per_epoch * n_epochs)
+    else:  # reference stepped per epoch: one lr for all steps of an epoch
+        per_epoch = _lrs(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=restart, eta_min=1e-6),
+                         n_epochs)
+        ref = [lr for lr in per_epoch for _ in range(steps_per_epoch)]
+    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    assert [ours[e * steps_per_epoch] for e in (0, 4, 8)] == pytest.approx([1e-4] * 3)  # back at the peak
+    assert min(ours) > 1e-6
 
 
 def test_cosine_floor_is_eta_min_not_zero():
@@ -39,4 +83,43 @@ def test_bad_names_raise():
         build_optimizer([p], "lbfgs", 1e-3, 0.0)
     with pytest.raises(ValueError, match="model.task.scheduler must be 'cosine' or 'none'"):
         build_scheduler(torch.optim.SGD([p], lr=0.1), "step", 10)
+    with pytest.raises(ValueError, match="cosine_restarts needs model.task.restart_epochs >= 1"):
+        build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine_restarts", 10)
+    with pytest.raises(ValueError, match="model.task.scheduler_interval must be one of"):
+        build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine", 10, interval="batch")
+    with pytest.raises(ValueError, match="model.task.warmup_epochs a whole number >= 0, got 4 and 0.5"):
+        build_scheduler(torch.optim.SGD([p], lr=0.1), "cosine", 10, warmup_epochs=0.5, steps_per_epoch=4)
     assert build_scheduler(torch.optim.SGD([p], lr=0.1), "none", 10) is None
+
+
+class ClinicalNet(SurvivalNet):
+    """Linear hazards from clinical columns."""
+
+    modalities = ("clinical",)
+
+    def __init__(self, dims: ModalityDims) -> None:
+        super().__init__(dims)
+        self.lin = torch.nn.Linear(dims.clinical_dim, dims.n_bins)
+
+    def forward(self, batch) -> Prediction:
+        return Prediction(hazard_logits=self.lin(batch.clinical))
+
+
+@pytest.mark.parametrize(("accumulate", "limit", "expected_patients"), [(2, None, [4, 4, 2]), (1, 4, [2, 2, 2, 2])])
+def test_task_warms_up_over_the_optimizer_steps_the_trainer_runs(
+    tmp_path: Path, accumulate: int, limit: int | None, expected_patients: list[int]
+) -> None:
+    # 10 patients in batches of 2 = 5 batches per epoch; the trainer runs ceil(5 / accumulate) (or `limit` batches)
+    items = [PatientItem(case_id=f"P{i}", index=i, time=5.0 + i, event=bool(i % 2), time_bin=i % 4,
+                         clinical=torch.tensor([float(i), 1.0])) for i in range(10)]
+    task = SurvivalTask(ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)), lr=1e-3, scheduler="none",
+                        warmup_epochs=1, max_epochs=2)
+    recorder = OptimizerStepRecorder(str(tmp_path / "steps.json"))
+    trainer = L.Trainer(max_epochs=2, accumulate_grad_batches=accumulate, limit_train_batches=limit,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[recorder])
+    trainer.fit(task, train_dataloaders=DataLoader(items, batch_size=2, collate_fn=collate))
+    steps = json.loads((tmp_path / "steps.json").read_text())
+    n = len(expected_patients)
+    assert [s["patients"] for s in steps] == expected_patients * 2
+    assert [s["lr"] for s in steps] == pytest.approx([1e-3 * (i + 1) / n for i in range(n)] + [1e-3] * n)
