@@ -498,7 +498,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
 
 
 def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
-    """``metric`` by model, grouped by cohort: bars = mean, whiskers = std, dots = folds, ✕ = pooled C."""
+    """``metric`` by model, grouped by cohort: ◆ = mean with ± std whiskers, dots = folds, ✕ = pooled C."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -511,6 +511,7 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     width = 0.8 / max([len(v) for v in present.values()] + [1])
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * sum(len(v) for v in present.values())) + 1.6, 3.6))
     lows: list[float] = []
+    highs: list[float] = []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     rng = np.random.default_rng(0)
     labelled: set[str] = set()
@@ -523,11 +524,14 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
             vals = vals[np.isfinite(vals)]
             if len(vals):
                 lows.append(float(vals.min()))
-                ax.bar(x, vals.mean(), width * 0.9, color=color, alpha=0.55,
-                       yerr=vals.std(ddof=1) if len(vals) > 1 else None, capsize=2,
-                       label=None if model in labelled else model)
+                highs.append(float(vals.max()))
+                # mean ± std as a point with whiskers, not a bar: a bar's length would depend on the axis floor
+                ax.errorbar(x, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else None, fmt="D", ms=6,
+                            color=color, capsize=3, elinewidth=1.5, zorder=4,
+                            label=None if model in labelled else model)
                 labelled.add(model)
-                ax.scatter(x + rng.uniform(-width * 0.2, width * 0.2, len(vals)), vals, s=10, color="k", zorder=3)
+                ax.scatter(x + rng.uniform(-width * 0.25, width * 0.25, len(vals)), vals, s=9, color=color,
+                           alpha=0.6, zorder=3)
             row = s.table[(s.table["variant"] == model) & (s.table["cohort"] == cohort)]
             if s.metric == "test/cindex" and len(row) and np.isfinite(row["pooled_cindex"].iloc[0]):
                 ax.scatter([x], [row["pooled_cindex"].iloc[0]], marker="x", color="crimson", s=25, zorder=4)
@@ -537,12 +541,15 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
             o = o[np.isfinite(o)]
             if len(o):
                 ax.hlines(o.mean(), i - 0.45, i + 0.45, colors="grey", linestyles="--", linewidth=1)
+                highs.append(float(o.mean()))
     ax.axhline(0.5, color="lightgrey", linewidth=0.8, zorder=0)
     ax.set_xticks(range(len(cohorts)), cohorts)
     ax.set_ylabel(s.metric)
-    ax.set_title(f"{s.metric} by model (dots: folds, ✕: pooled, dashed: oracle)", fontsize=9)
-    if lows:
-        ax.set_ylim(max(0.0, min(min(lows), 0.5) - 0.1), None)
+    ax.set_title(f"{s.metric}: mean ± std (◆), folds (dots), pooled (✕), oracle (dashed)", fontsize=9)
+    if lows:  # the axis spans every fold's value (and chance, 0.5), with a margin; nothing is clipped
+        lo, hi = min(min(lows), 0.5), max(max(highs), 0.5)
+        pad = 0.05 * max(hi - lo, 0.1)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     out = Path(path)

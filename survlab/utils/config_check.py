@@ -112,7 +112,7 @@ def _check_task(cfg: DictConfig) -> None:
     node = OmegaConf.merge({"_target_": f"{SurvivalTask.__module__}.{SurvivalTask.__name__}"}, task)
     _check_params(node, "model.task", skip=("_target_",))
     for name, allowed in SurvivalTask.CHOICES.items():
-        if name in task:
+        if task.get(name) is not None:
             _choice(*allowed)(f"model.task.{name}", task[name])
 
 

@@ -82,7 +82,7 @@ def test_job_markers(tmp_path: Path) -> None:
     except ValueError as e:
         mark_failed(d, e)
     assert job_status(d) == "failed" and not (d / "DONE").exists()
-    assert (d / "FAILED").read_text().startswith("ValueError: bad input")
+    assert (d / "FAILED").read_text().startswith("bad input\n")  # the one-line error first, as the console shows it
     assert "Traceback" in (d / "FAILED").read_text()
     mark_done(d)
     assert job_status(d) == "done" and not (d / "FAILED").exists()
