@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _cli import REPO, tiny_overrides
+from _cli import REPO, run_survlab, tiny_overrides
 
 from survlab.utils import jobs
 from survlab.utils.testing import compose_config
@@ -71,3 +71,20 @@ def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
     runs = sorted((tmp_path / "logs" / "runs" / "snn" / "synthetic" / "fold0").glob("*/metrics.json"))
     seeds = sorted(json.loads(m.read_text())["seed"] for m in runs)
     assert seeds == [0, 1, 2], runs
+
+
+def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
+    """`resume=<run dir>` reuses the killed run's recorded overrides and continues from its last.ckpt."""
+    env = {"SURVLAB_TEST_KILL": "1"}
+    run = tmp_path / "run"
+    args = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=snn", "trainer.max_epochs=3",
+            f"hydra.run.dir={run}", "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
+            "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
+    killed = run_survlab(args, env=env)
+    assert killed.returncode == 1 and killed.stderr.strip().splitlines()[-1].startswith(
+        "survlab: error: RuntimeError: simulated kill at the start of epoch 2"), killed.stderr[-2000:]
+    resumed = run_survlab([f"resume={run}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout + resumed.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == 3 and (run / "DONE").is_file()
