@@ -286,15 +286,19 @@ def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------- build
 def _variant(row: dict[str, Any], group_keys: list[str]) -> str:
     """'model' or 'model key=value,...': the label of a summary row."""
-    tags = ",".join(f"{k}={row[k]}" for k in group_keys)
+    tags = ",".join(f"{k}={row[k] if row[k] != '' else 'default'}" for k in group_keys)
     return f"{row['model']} {tags}" if tags else str(row["model"])
 
 
 def _group_keys(jobs: pd.DataFrame, over: Sequence[str]) -> list[str]:
     """Swept keys that split the summary rows: every varied override, and seed when several were run and the
     user did not ask to pool over seeds."""
-    keys = [k for k in jobs.attrs.get("swept", []) if k not in over]
-    if "seed" not in over and not jobs.empty and jobs["seed"].nunique() > 1:
+    if jobs.empty:
+        return []
+    groups = jobs.groupby(["cohort", "model"])
+    # a key splits rows only where it varies within one model x cohort (e.g. not `selection` set per cohort)
+    keys = [k for k in jobs.attrs.get("swept", []) if k not in over and (groups[k].nunique() > 1).any()]
+    if "seed" not in over and (groups["seed"].nunique() > 1).any():
         keys.append("seed")
     return keys
 

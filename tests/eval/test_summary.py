@@ -191,3 +191,28 @@ def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.Monk
     assert runs, "no offline W&B run written"
     assert list(runs[0].rglob("*.wandb")), "the offline run has no data file"
     assert list(runs[0].rglob("sweep/summary*.table.json")), "the summary table was not logged"
+
+
+def test_rows_split_by_keys_swept_within_a_model_only(tmp_path: Path) -> None:
+    """model.task.lr swept for `good`: one row per value, each paired with `base` fold by fold; `selection` set per
+    cohort (two sweeps in one dir) does not split rows."""
+    from survlab.utils.jobs import write_record
+
+    root = tmp_path / "sweep"
+    for fold in range(3):
+        base = _fake_job(root, "base", "synth_a", fold, 0.6 + 0.01 * fold)
+        write_record(base, {}, ["model=base", f"fold={fold}", "selection=best_val"])
+        for lr, bonus in (("0.001", 0.1), ("0.0001", 0.05)):
+            d = _fake_job(root / lr, "good", "synth_a", fold, 0.6 + 0.01 * fold + bonus)
+            write_record(d, {}, ["model=good", f"fold={fold}", f"model.task.lr={lr}", "selection=best_val"])
+        other = _fake_job(root, "base", "synth_b", fold, 0.5)
+        write_record(other, {}, ["model=base", f"fold={fold}", "selection=last"])
+    s = summarize_sweep(root, reference="base", write=False)
+    assert s.group_keys == ["model.task.lr"]
+    rows = s.table.set_index("variant")
+    assert sorted(rows.index) == ["base model.task.lr=default", "base model.task.lr=default",
+                                  "good model.task.lr=0.0001", "good model.task.lr=0.001"]
+    good = s.table[s.table.model == "good"].set_index("model.task.lr")
+    assert good.loc["0.001", "vs_ref_diff_mean"] == pytest.approx(0.1)
+    assert good.loc["0.0001", "vs_ref_diff_mean"] == pytest.approx(0.05)
+    assert good["n_folds"].tolist() == [3, 3]
