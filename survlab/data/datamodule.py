@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -356,21 +357,29 @@ class CohortDataModule(L.LightningDataModule):
         cohort, report = check_availability(cohort, stores, self.allow_missing, partial_ok=scales is not None)
         self.drop_report["wsi"] = report.to_dict()
         self.wsi_report: DropReport = report
+        self._check_bags(cohort, stores)
+        sources.wsi, sources.scales = wsi, scales
+        return cohort
+
+    def _check_bags(self, cohort: Cohort, stores: list[BagStore]) -> None:
+        """Every slide file of every patient (all splits) before training: headers always (shape, dtype, one dim,
+        coords, h5/pt twins agree), values (NaN/Inf) too when the bags fit the RAM cache, which is filled here."""
+        start = time.perf_counter()
+        patients = cohort.table["slide_ids"].tolist()
+        slides = [s for ss in patients for s in ss]
+        headers = [st.check_headers(slides) for st in stores]
+        checked = f"{len(slides)} slide(s) x {len(stores)} store(s): headers"
         if self.wsi_cfg["cache"] in (True, "true", "auto"):
-            files = [st.path_of(s) for st in stores for ss in cohort.table["slide_ids"] for s in ss]
-            total = sum(p.stat().st_size for p in files if p is not None)
+            total = sum(h.path.stat().st_size for hs in headers for h in hs.values())
             cap = stores[0].cache_max_bytes
             enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
             for st in stores:
                 st.cache_enabled = enable
-            log.info(
-                "WSI cache %s (%.1f MB of feature files, cap %.1f MB)",
-                "on" if enable else "off",
-                total / 1e6,
-                cap / 1e6,
-            )
-        sources.wsi, sources.scales = wsi, scales
-        return cohort
+                st.fill_cache(patients)
+            checked += " + values (RAM cache filled)" if enable else " (values on first read: cache off)"
+            log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
+                     total / 1e6, cap / 1e6)
+        log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
 
     def _read_genomics(self, cohort: Cohort) -> tuple[pd.DataFrame | None, Cohort]:
         """Read + check the expression table; drops (allow_missing) or errors on uncovered patients."""
