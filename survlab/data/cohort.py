@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.data.checks import delimiter_problem, describe_number
+
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +133,8 @@ class Cohort:
             only=[*required, *([slide_col] if slide_col else [])],
         )
         missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
+        if missing and delimiter_problem(path, _header(path)):
+            raise ValueError(delimiter_problem(path, _header(path)))
         if missing:
             raise ValueError(
                 f"{path}: missing required column(s) {missing} (endpoint={endpoint.name}); the file has "
@@ -162,11 +166,15 @@ class Cohort:
             )
         raw[case_col] = raw_ids.astype(str).str.strip()
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
-        bad = raw.loc[~(time > 0), case_col]  # catches NaN, 0 and negatives
-        if len(bad):
+        bad = ~((time > 0) & np.isfinite(time))  # empty, text, decimal comma, zero, negative, inf
+        if bad.any():
+            found = dict(sorted(zip(raw.loc[bad, case_col], raw.loc[bad, ep.time_col].map(describe_number),
+                                    strict=True)))
+            shown = ", ".join(f"{c}: {d}" for c, d in list(found.items())[:5])
+            more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
             raise ValueError(
-                f"{path}: survival time '{ep.time_col}' missing, zero or negative for case(s) "
-                f"{_first_ids(bad.unique())}; fix the values or remove these patients"
+                f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
+                f"fix the values or remove these patients"
             )
         flag_col = ep.censorship_col or ep.event_col
         flag = pd.to_numeric(raw[flag_col], errors="coerce")
