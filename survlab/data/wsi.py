@@ -54,11 +54,13 @@ def slide_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class BagHeader:
-    """What a feature file declares, read without its values: the file, n_patches N and feature dim D."""
+    """What a feature file declares, read without its values: the file, n_patches N, feature dim D and, when asked
+    for, its first and last feature rows `edges` [2, D] (to compare two files of one slide cheaply)."""
 
     path: Path
     n_patches: int
     dim: int
+    edges: Tensor | None = None
 
 
 @dataclass
@@ -72,9 +74,18 @@ class _RawBag:
     coords_shape: tuple[int, ...] | None
     features: Tensor | None = None
     coords: Tensor | None = None
+    edges: Tensor | None = None
 
 
-def _read_h5(path: Path, values: bool) -> _RawBag:
+def _edge_index(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Indices of the first and last feature row of an array of `shape` ([N, D] or [1, N, D]); None if empty."""
+    if len(shape) not in (2, 3) or shape[-2] == 0:
+        return None
+    lead = (0,) * (len(shape) - 2)
+    return (*lead, 0), (*lead, shape[-2] - 1)
+
+
+def _read_h5(path: Path, values: bool, edges: bool = False) -> _RawBag:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -83,6 +94,7 @@ def _read_h5(path: Path, values: bool) -> _RawBag:
             raise DataFileError(f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features")
         c = f.get("coords")
         c = c if isinstance(c, h5py.Dataset) else None
+        rows = _edge_index(ds.shape) if edges else None
         return _RawBag(
             tuple(ds.shape),
             str(ds.dtype),
@@ -90,10 +102,11 @@ def _read_h5(path: Path, values: bool) -> _RawBag:
             None if c is None else tuple(c.shape),
             torch.from_numpy(np.asarray(ds[()])) if values else None,
             torch.from_numpy(np.asarray(c[()])) if values and c is not None else None,
+            torch.from_numpy(np.stack([ds[r] for r in rows])).float() if rows else None,
         )
 
 
-def _read_pt(path: Path, values: bool) -> _RawBag:
+def _read_pt(path: Path, values: bool, edges: bool = False) -> _RawBag:
     """`torch.load(weights_only=True)`: nothing is unpickled; without `values` the tensors are memory-mapped (the
     header costs no read of the data), except for files in the legacy (non-zip) format."""
     try:
@@ -112,13 +125,15 @@ def _read_pt(path: Path, values: bool) -> _RawBag:
         raise DataFileError(f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features")
     coords = coords if isinstance(coords, Tensor) else None
     numeric = not feats.dtype.is_complex and feats.dtype != torch.bool
+    rows = _edge_index(tuple(feats.shape)) if edges and numeric else None
     return _RawBag(
         tuple(feats.shape), str(feats.dtype).removeprefix("torch."), numeric,
         None if coords is None else tuple(coords.shape), feats, coords,
+        torch.stack([feats[r] for r in rows]).float() if rows else None,
     )
 
 
-def _read_raw(path: Path, values: bool) -> _RawBag:
+def _read_raw(path: Path, values: bool, edges: bool = False) -> _RawBag:
     """Open a .h5 / .pt feature file (values or header only); any failure -> one-line DataFileError naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}; {_FIX}")
@@ -127,7 +142,7 @@ def _read_raw(path: Path, values: bool) -> _RawBag:
             f"{path}: 0-byte file (feature extraction interrupted?); delete it and re-extract features for this slide"
         )
     try:
-        return _read_h5(path, values) if path.suffix == ".h5" else _read_pt(path, values)
+        return (_read_h5 if path.suffix == ".h5" else _read_pt)(path, values, edges)
     except (DataFileError, FileNotFoundError):
         raise
     except pickle.UnpicklingError as err:
@@ -178,12 +193,14 @@ def _bag_shape(path: Path, raw: _RawBag, feature_dim: int | None) -> tuple[int, 
     return n, d
 
 
-def read_header(path: str | Path, feature_dim: int | None = None) -> BagHeader:
+def read_header(path: str | Path, feature_dim: int | None = None, edges: bool = False) -> BagHeader:
     """Check a feature file without reading its values (h5 header; .pt memory-mapped): readable, 2-D, non-empty,
-    numeric, dim = `feature_dim` (if given), coords [N, 2]. One-line DataFileError naming the file otherwise."""
+    numeric, dim = `feature_dim` (if given), coords [N, 2]. One-line DataFileError naming the file otherwise.
+    `edges`: also read the first and last feature rows."""
     path = Path(path)
-    n, d = _bag_shape(path, _read_raw(path, values=False), feature_dim)
-    return BagHeader(path, n, d)
+    raw = _read_raw(path, values=False, edges=edges)
+    n, d = _bag_shape(path, raw, feature_dim)
+    return BagHeader(path, n, d, raw.edges)
 
 
 def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, Tensor | None]:
@@ -200,23 +217,10 @@ def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, 
     return feats, None if raw.coords is None else raw.coords.reshape(n, 2)
 
 
-def _edge_rows(path: Path, n: int) -> Tensor:
-    """The first and last feature rows [2, D] of a checked bag file of `n` patches (reads only those rows)."""
-    if path.suffix == ".h5":
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            ds = f["features"]
-            lead = (0,) * (ds.ndim - 2)
-            return torch.from_numpy(np.stack([ds[(*lead, 0)], ds[(*lead, n - 1)]])).float()
-    x = _read_pt(path, values=False).features  # memory-mapped: only the two rows are read
-    return x.reshape(n, -1)[[0, n - 1]].float()
-
-
 def _check_twin(kept: BagHeader, twin: BagHeader) -> None:
     """An .h5 and a .pt of one slide must hold the same bag (shape, first and last rows): else one is stale."""
     same = (kept.n_patches, kept.dim) == (twin.n_patches, twin.dim) and torch.allclose(
-        _edge_rows(kept.path, kept.n_patches), _edge_rows(twin.path, twin.n_patches), rtol=1e-3, atol=1e-3
+        kept.edges, twin.edges, rtol=1e-3, atol=1e-3
     )
     if not same:
         raise DataFileError(
@@ -382,9 +386,10 @@ class BagStore:
             paths = self.paths_of(s)
             if not paths:
                 raise FileNotFoundError(self.missing_message(s))
-            headers[s] = read_header(paths[0], self.feature_dim)
+            twins = len(paths) > 1
+            headers[s] = read_header(paths[0], self.feature_dim, edges=twins)
             for twin in paths[1:]:
-                _check_twin(headers[s], read_header(twin, self.feature_dim))
+                _check_twin(headers[s], read_header(twin, self.feature_dim, edges=True))
         dims = Counter(h.dim for h in headers.values())
         if len(dims) > 1:
             common = dims.most_common(1)[0][0]
