@@ -126,7 +126,8 @@ class Cohort:
         try:
             raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{path}: cannot parse as CSV ({err}); fix or regenerate the file") from err
+            detail = " ".join(str(err).split())[:120]
+            raise ValueError(f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file") from err
         required = [case_col, *endpoint.outcome_cols, *keep_cols]
         _reject_repeated(
             _header(path), path, "column", "keep one column of each name",
@@ -140,6 +141,8 @@ class Cohort:
                 f"{path}: missing required column(s) {missing} (endpoint={endpoint.name}); the file has "
                 f"{list(raw.columns)}; rename the columns or set the column names in the data config"
             )
+        if raw.empty:
+            raise ValueError(f"{path}: no patient rows (only a header); fill in the table or point to another file")
         has_slides = slide_col is not None and slide_col in raw.columns
         return cls(
             cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),

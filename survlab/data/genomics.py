@@ -41,7 +41,11 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
             f"expression table not found: {path}; expected a CSV with first column case_id and one column per gene "
             f"(see README 'Real data layout')"
         )
-    df = pd.read_csv(path, dtype={case_col: str})
+    try:
+        df = pd.read_csv(path, dtype={case_col: str})
+    except Exception as err:  # noqa: BLE001 - empty, binary, wrong encoding: re-raised with the file name
+        detail = " ".join(str(err).split())[:120]
+        raise ValueError(f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file") from err
     if case_col not in df.columns:
         raise ValueError(
             delimiter_problem(path, _header(path))

@@ -5,6 +5,7 @@ is a decimal comma, inf is not a value."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,50 @@ def test_numeric_clinical_column_with_decimal_commas(tmp_path: Path) -> None:
     assert re.search(r"clinical column 'age' is not numeric: case A has '62,5' \(decimal comma: write 62\.5\); fix "
                      r"the values or list 'age' under clinical\.categorical", _one_line(err)), str(err.value)
     assert ClinicalEncoder(["age"], categorical=["age"]).fit(rows).dim == 2  # declared categorical: accepted
+
+
+# ---------------------------------------------------------------------------------------------- more broken input
+def test_expression_file_that_is_empty_or_not_text(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"e\.csv: cannot parse as CSV \(.*\); fix or regenerate the file") as err:
+        read_expression(tmp_path / "e.csv")
+    _one_line(err)
+    (tmp_path / "e.csv").write_bytes("case_id,G1\nA,1\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"e\.csv: cannot parse as CSV") as err:
+        read_expression(tmp_path / "e.csv")
+    _one_line(err)
+
+
+def test_clinical_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
+    (tmp_path / "clinical.csv").write_text("case_id,slide_id,survival_months,censorship\n")
+    with pytest.raises(ValueError, match=r"clinical\.csv: no patient rows \(only a header\); fill in the table") as err:
+        Cohort.from_csv(tmp_path / "clinical.csv")
+    _one_line(err)
+
+
+@pytest.mark.parametrize(("value", "says"), [("", r"no value \(empty column\)"), ("G2", r"one class \(G2\)")])
+def test_label_column_without_two_classes(
+    make_datamodule: MakeDM, tiny_cohort: Path, tmp_path: Path, value: str, says: str
+) -> None:
+    """A label column with one class (or none) gave a 1- (or 0-) way classification head, found in training."""
+    root = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort, root)
+    clin = pd.read_csv(root / "clinical.csv", dtype=str)
+    clin["grade"] = value
+    clin.to_csv(root / "clinical.csv", index=False)
+    with pytest.raises(ValueError, match=rf"clinical\.csv: label column 'grade' has {says}; a label needs >= 2 "
+                                         r"classes: fix the column or remove it from label_cols") as err:
+        make_datamodule(root=root, modalities=("genomics",))
+    _one_line(err)
+
+
+def test_synthetic_and_public_config_errors(tmp_path: Path) -> None:
+    from survlab.data.datamodule import CohortDataModule
+
+    with pytest.raises(ValueError, match=r"data=x: set either synthetic: or public:, not both") as err:
+        CohortDataModule(name="x", root=str(tmp_path), synthetic={"n_patients": 10}, public="gse7390")
+    _one_line(err)
+    with pytest.raises(ValueError, match=r"data=x: unknown synthetic option\(s\) \['n_patient'\]; allowed: .*n_patients")\
+            as err:
+        CohortDataModule(name="x", root=str(tmp_path), synthetic={"n_patient": 10})
+    _one_line(err)
