@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Sequence
@@ -65,11 +66,13 @@ def describe_number(value: object) -> str:
 
 
 def delimiter_problem(path: str | Path, header: Sequence[str]) -> str:
-    """'' or a one-line diagnosis when a CSV header read with ',' is really ';' / tab / '|'-separated, e.g.
-    "x.csv: the file is semicolon-separated (header 'case_id;slide_id'), survlab reads comma-separated CSV; ...".
+    """'' or a one-line diagnosis when a CSV header read with ',' is really ';' / tab / '|'-separated (it is then
+    ONE cell holding several names), e.g. "x.csv: the file is semicolon-separated (header 'case_id;slide_id'), ...".
     """
+    if len(header) != 1:
+        return ""
     for sep, name in _DELIMITERS.items():
-        if any(sep in str(h) and len([p for p in str(h).split(sep) if p.strip()]) > 1 for h in header):
+        if len([p for p in str(header[0]).split(sep) if p.strip()]) > 1:
             shown = ",".join(str(h) for h in header)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             return (
@@ -78,3 +81,15 @@ def delimiter_problem(path: str | Path, header: Sequence[str]) -> str:
                 f"'CSV UTF-8 (Comma delimited)')"
             )
     return ""
+
+
+def parse_problem(path: str | Path, err: Exception) -> str:
+    """One-line message for a CSV that pandas could not parse: the delimiter diagnosis when that is the cause
+    (a ';'-separated file with decimal commas has rows of several ','-fields), else the parser's reason."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeError, csv.Error):
+        header = []
+    detail = " ".join(str(err).split())[:120]
+    return delimiter_problem(path, header) or f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file"

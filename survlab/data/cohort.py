@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.checks import delimiter_problem, describe_number
+from survlab.data.checks import delimiter_problem, describe_number, parse_problem
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ class Cohort:
         try:
             raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            detail = " ".join(str(err).split())[:120]
-            raise ValueError(f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file") from err
+            raise ValueError(parse_problem(path, err)) from err
         required = [case_col, *endpoint.outcome_cols, *keep_cols]
         _reject_repeated(
             _header(path), path, "column", "keep one column of each name",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.checks import delimiter_problem, describe_number
+from survlab.data.checks import delimiter_problem, describe_number, parse_problem
 from survlab.data.cohort import _first_ids, _header, _reject_repeated, _spellings
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,7 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
     try:
         df = pd.read_csv(path, dtype={case_col: str})
     except Exception as err:  # noqa: BLE001 - empty, binary, wrong encoding: re-raised with the file name
-        detail = " ".join(str(err).split())[:120]
-        raise ValueError(f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file") from err
+        raise ValueError(parse_problem(path, err)) from err
     if case_col not in df.columns:
         raise ValueError(
             delimiter_problem(path, _header(path))

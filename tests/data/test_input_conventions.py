@@ -149,3 +149,17 @@ def test_synthetic_and_public_config_errors(tmp_path: Path) -> None:
             as err:
         CohortDataModule(name="x", root=str(tmp_path), synthetic={"n_patient": 10})
     _one_line(err)
+
+
+def test_semicolon_separated_csv_with_several_decimal_commas_per_row(tmp_path: Path) -> None:
+    """Rows with more ','-fields than the one-cell header: pandas moves the extra fields into the index (or fails
+    to tokenize rows of unequal length); either way the message is the delimiter, not the column names."""
+    (tmp_path / "clinical.csv").write_text(
+        "case_id;slide_id;survival_months;censorship;age\nA;A-1;12,5;0;61,5\nB;B-1;3,0;1;70,2\n"
+    )
+    with pytest.raises(ValueError, match=r"clinical\.csv: the file is semicolon-separated") as err:
+        Cohort.from_csv(tmp_path / "clinical.csv")
+    _one_line(err)
+    (tmp_path / "e.csv").write_text("case_id;G1;G2\nA;1,5;2,5\n")
+    with pytest.raises(ValueError, match=r"e\.csv: the file is semicolon-separated"):
+        read_expression(tmp_path / "e.csv")
