@@ -308,6 +308,13 @@ class BagStore:
         self._cache_bytes = 0
         self._index: dict[Path, dict[str, list[str]]] = {}
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (spawned DataLoader workers, ddp_spawn): without the RAM cache, which each process refills as
+        it reads (forked workers inherit the cache that `fill_cache` filled, without pickling it)."""
+        state = self.__dict__.copy()
+        state["_cache"], state["_cache_bytes"] = OrderedDict(), 0
+        return state
+
     @property
     def search_dirs(self) -> list[Path]:
         fmts = ["h5", "pt"] if self.format == "auto" else [self.format]
