@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 FORMAT_DIRS = {"h5": "h5_files", "pt": "pt_files"}
 _FIX = "extract features with CLAM/TRIDENT or fix slide_id"
-# Whole-slide image file extensions (longest first). CLAM / MCAT / TRIDENT keep them in the CSV's slide_id ('X.svs')
-# and drop them from feature file names ('X.h5'); some pipelines name the files after the whole slide file
-# ('X.svs.h5'). A slide id and a file name match when they are equal without it.
+# Whole-slide image file extensions, compound ones before their suffix (.ome.tiff before .tiff). CLAM / MCAT /
+# TRIDENT keep them in the CSV's slide_id ('X.svs') and drop them from feature file names ('X.h5'); some pipelines
+# name the files after the whole slide file ('X.svs.h5'). A slide id and a file name match when equal without it.
 WSI_EXTENSIONS: tuple[str, ...] = (
     ".ome.tiff", ".ome.tif", ".svslide", ".isyntax", ".qptiff", ".tiff", ".mrxs", ".ndpi", ".sdpc", ".svs", ".tif",
     ".scn", ".czi", ".vms", ".vmu", ".bif", ".dcm", ".kfb", ".ome",
