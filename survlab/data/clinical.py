@@ -19,7 +19,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.data.checks import describe_number
+
 log = logging.getLogger(__name__)
+
+
+def _reject_decimal_commas(df: pd.DataFrame, col: str) -> None:
+    """A text column whose every value is a number once ',' is read as '.' ('62,5') is a numeric column written with
+    decimal commas: one-line ValueError, instead of silently one-hot encoding every distinct value."""
+    values = df[col].dropna()
+    if pd.api.types.is_numeric_dtype(values) or values.empty:
+        return
+    text = values.astype(str).str.strip()
+    commas = text.str.fullmatch(r"[+-]?\d*,\d+")
+    if commas.any() and pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").notna().all():
+        row = commas.idxmax()
+        case = f"case {df.loc[row, 'case_id']}" if "case_id" in df.columns else f"row {row}"
+        raise ValueError(
+            f"clinical column '{col}' is not numeric: {case} has {describe_number(text[row])}; fix the values or "
+            f"list '{col}' under clinical.categorical"
+        )
 
 
 class ClinicalEncoder:
@@ -37,6 +56,8 @@ class ClinicalEncoder:
             raise ValueError(f"clinical columns {missing} not in the cohort table (has {list(df.columns)})")
         self.params = {}
         for col in self.columns:
+            if col not in self.categorical:
+                _reject_decimal_commas(df, col)
             numeric = col not in self.categorical and pd.api.types.is_numeric_dtype(df[col])
             if numeric:
                 x = pd.to_numeric(df[col], errors="coerce").astype(float)

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.data.checks import delimiter_problem, describe_number, parse_problem
+
 log = logging.getLogger(__name__)
 
 
@@ -124,18 +126,22 @@ class Cohort:
         try:
             raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{path}: cannot parse as CSV ({err}); fix or regenerate the file") from err
+            raise ValueError(parse_problem(path, err)) from err
         required = [case_col, *endpoint.outcome_cols, *keep_cols]
         _reject_repeated(
             _header(path), path, "column", "keep one column of each name",
             only=[*required, *([slide_col] if slide_col else [])],
         )
         missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
+        if missing and delimiter_problem(path, _header(path)):
+            raise ValueError(delimiter_problem(path, _header(path)))
         if missing:
             raise ValueError(
                 f"{path}: missing required column(s) {missing} (endpoint={endpoint.name}); the file has "
                 f"{list(raw.columns)}; rename the columns or set the column names in the data config"
             )
+        if raw.empty:
+            raise ValueError(f"{path}: no patient rows (only a header); fill in the table or point to another file")
         has_slides = slide_col is not None and slide_col in raw.columns
         return cls(
             cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),
@@ -162,11 +168,15 @@ class Cohort:
             )
         raw[case_col] = raw_ids.astype(str).str.strip()
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
-        bad = raw.loc[~(time > 0), case_col]  # catches NaN, 0 and negatives
-        if len(bad):
+        bad = ~((time > 0) & np.isfinite(time))  # empty, text, decimal comma, zero, negative, inf
+        if bad.any():
+            found = dict(sorted(zip(raw.loc[bad, case_col], raw.loc[bad, ep.time_col].map(describe_number),
+                                    strict=True)))
+            shown = ", ".join(f"{c}: {d}" for c, d in list(found.items())[:5])
+            more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
             raise ValueError(
-                f"{path}: survival time '{ep.time_col}' missing, zero or negative for case(s) "
-                f"{_first_ids(bad.unique())}; fix the values or remove these patients"
+                f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
+                f"fix the values or remove these patients"
             )
         flag_col = ep.censorship_col or ep.event_col
         flag = pd.to_numeric(raw[flag_col], errors="coerce")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,6 +206,7 @@ class CohortDataModule(L.LightningDataModule):
         self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
         self.synthetic, self.public = _plain(synthetic), public
+        self._check_generated()
         self.modalities = (
             tuple(_plain(modalities)) if modalities is not None else tuple(sorted(self.provides))
         )
@@ -241,6 +243,20 @@ class CohortDataModule(L.LightningDataModule):
                 f"model needs {'+'.join(missing)} but data={self.name} provides "
                 f"{'+'.join(sorted(self.provides)) or 'nothing'}{hint}"
             )
+
+    def _check_generated(self) -> None:
+        """`synthetic:` and `public:` exclude each other; `synthetic:` keys must be SyntheticSpec fields."""
+        if self.synthetic is not None and self.public is not None:
+            raise ValueError(f"data={self.name}: set either synthetic: or public:, not both")
+        if self.synthetic is not None:
+            from dataclasses import fields
+
+            from survlab.data.synthetic import SyntheticSpec
+
+            allowed = sorted(f.name for f in fields(SyntheticSpec))
+            unknown = sorted(set(self.synthetic) - set(allowed))
+            if unknown:
+                raise ValueError(f"data={self.name}: unknown synthetic option(s) {unknown}; allowed: {allowed}")
 
     # ------------------------------------------------------------------ files
     def prepare_data(self) -> None:
@@ -296,7 +312,7 @@ class CohortDataModule(L.LightningDataModule):
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
 
         cohort = full
-        sources = ModalitySources(label_maps={c: label_map(full.table[c]) for c in self.label_cols})
+        sources = ModalitySources(label_maps={c: self._label_map(full, c) for c in self.label_cols})
         cohort = self._setup_wsi(cohort, sources)
         expr, cohort = self._read_genomics(cohort)
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
@@ -318,6 +334,17 @@ class CohortDataModule(L.LightningDataModule):
         self.dims = self._dims()
         self._ready = True
         log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
+
+    def _label_map(self, cohort: Cohort, col: str) -> dict[str, int]:
+        """Class vocabulary of label column `col`; fewer than 2 classes -> one-line ValueError (a 0/1-way head)."""
+        classes = label_map(cohort.table[col])
+        if len(classes) < 2:
+            found = f"one class ({next(iter(classes))})" if classes else "no value (empty column)"
+            raise ValueError(
+                f"{cohort.path}: label column '{col}' has {found}; a label needs >= 2 classes: fix the column or "
+                f"remove it from label_cols"
+            )
+        return classes
 
     def _stores(self) -> tuple[BagStore | None, dict[str, BagStore] | None]:
         w = self.wsi_cfg
@@ -356,21 +383,29 @@ class CohortDataModule(L.LightningDataModule):
         cohort, report = check_availability(cohort, stores, self.allow_missing, partial_ok=scales is not None)
         self.drop_report["wsi"] = report.to_dict()
         self.wsi_report: DropReport = report
+        self._check_bags(cohort, stores)
+        sources.wsi, sources.scales = wsi, scales
+        return cohort
+
+    def _check_bags(self, cohort: Cohort, stores: list[BagStore]) -> None:
+        """Every slide file of every patient (all splits) before training: headers always (shape, dtype, one dim,
+        coords, h5/pt twins agree), values (NaN/Inf) too when the bags fit the RAM cache, which is filled here."""
+        start = time.perf_counter()
+        patients = cohort.table["slide_ids"].tolist()
+        slides = [s for ss in patients for s in ss]
+        headers = [st.check_headers(slides) for st in stores]
+        checked = f"{len(slides)} slide(s) x {len(stores)} store(s): headers"
         if self.wsi_cfg["cache"] in (True, "true", "auto"):
-            files = [st.path_of(s) for st in stores for ss in cohort.table["slide_ids"] for s in ss]
-            total = sum(p.stat().st_size for p in files if p is not None)
+            total = sum(h.path.stat().st_size for hs in headers for h in hs.values())
             cap = stores[0].cache_max_bytes
             enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
             for st in stores:
                 st.cache_enabled = enable
-            log.info(
-                "WSI cache %s (%.1f MB of feature files, cap %.1f MB)",
-                "on" if enable else "off",
-                total / 1e6,
-                cap / 1e6,
-            )
-        sources.wsi, sources.scales = wsi, scales
-        return cohort
+                st.fill_cache(patients)
+            checked += " + values (RAM cache filled)" if enable else " (values on first read: cache off)"
+            log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
+                     total / 1e6, cap / 1e6)
+        log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
 
     def _read_genomics(self, cohort: Cohort) -> tuple[pd.DataFrame | None, Cohort]:
         """Read + check the expression table; drops (allow_missing) or errors on uncovered patients."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.data.checks import delimiter_problem, describe_number, parse_problem
 from survlab.data.cohort import _first_ids, _header, _reject_repeated, _spellings
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,15 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
             f"expression table not found: {path}; expected a CSV with first column case_id and one column per gene "
             f"(see README 'Real data layout')"
         )
-    df = pd.read_csv(path, dtype={case_col: str})
+    try:
+        df = pd.read_csv(path, dtype={case_col: str})
+    except Exception as err:  # noqa: BLE001 - empty, binary, wrong encoding: re-raised with the file name
+        raise ValueError(parse_problem(path, err)) from err
     if case_col not in df.columns:
-        raise ValueError(f"{path}: no '{case_col}' column (first columns: {list(df.columns[:5])}); add it")
+        raise ValueError(
+            delimiter_problem(path, _header(path))
+            or f"{path}: no '{case_col}' column (first columns: {list(df.columns[:5])}); add it"
+        )
     _reject_repeated(_header(path), path, "gene column", "keep one column per gene symbol")
     raw_ids = df[case_col]
     if raw_ids.isna().any():
@@ -59,8 +66,24 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
     df.columns = [str(c).strip() for c in df.columns]
     non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if non_numeric:
-        raise ValueError(f"{path}: non-numeric gene column(s) {_first_ids(non_numeric)}; drop or fix them")
-    return df.astype(np.float32)
+        col = df[non_numeric[0]]
+        case = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+        case = str(case.idxmax()) if case.any() else str(df.index[0])
+        raise ValueError(
+            f"{path}: gene column(s) {_first_ids(non_numeric)} are not numeric (case {case}: "
+            f"{describe_number(col.loc[case]) or repr(col.loc[case])}); fix the values or drop the column(s)"
+        )
+    with np.errstate(over="ignore"):
+        values = df.to_numpy(np.float32)
+    infinite = np.isinf(values)  # inf in the file, or beyond float32
+    if infinite.any():
+        r, c = np.argwhere(infinite)[0]
+        raise ValueError(
+            f"{path}: non-finite expression value(s) (case {df.index[r]}, gene {df.columns[c]}: "
+            f"{df.iloc[r, c]:g}; {int(infinite.sum())} in all); fix them or leave the cells empty (missing values "
+            f"are imputed)"
+        )
+    return pd.DataFrame(values, index=df.index, columns=df.columns)
 
 
 def read_signatures(path: str | Path) -> dict[str, list[str]]:
@@ -72,6 +95,9 @@ def read_signatures(path: str | Path) -> dict[str, list[str]]:
         raise FileNotFoundError(
             f"signatures table not found: {path}; expected one column per gene group (e.g. signatures_mcat6.csv)"
         )
+    problem = delimiter_problem(path, _header(path))
+    if problem:
+        raise ValueError(problem)
     _reject_repeated(_header(path), path, "gene group", "merge or rename the repeated group columns")
     df = pd.read_csv(path, dtype=str)
     return {str(g).strip(): [s.strip() for s in df[g].dropna() if s.strip()] for g in df.columns}

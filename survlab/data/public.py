@@ -64,9 +64,10 @@ def _write_gse7390(tmp: Path, key: dict[str, str]) -> None:
 
 def materialize_gse7390(root: str | Path) -> Path:
     """Write GSE7390 to ``root`` in survlab's table-only layout (cached; rewritten only if the shipped CSV changes).
+    ``root`` must be absent, empty or a folder survlab created (see `atomic_cohort`); user files are never touched.
 
     Files: clinical.csv (case_id, survival_months, censorship, age, er, grade, size — no slide_id),
     expression.csv (case_id + 76 probes), signatures_all.csv (one group ``all_probes``), cohort.json (counts).
     """
     key = {"cohort": "gse7390", "sha256": hashlib.sha256(GSE7390_CSV.read_bytes()).hexdigest()}
-    return atomic_cohort(root, key, "cohort.json", lambda tmp: _write_gse7390(tmp, key))
+    return atomic_cohort(root, key, "cohort.json", lambda tmp: _write_gse7390(tmp, key), what="public")

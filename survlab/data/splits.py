@@ -248,7 +248,7 @@ def ensure_splits(
     """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
 
     Reuse requires the same case set and settings; otherwise the error tells the user to delete the dir or
-    choose another. Writes are atomic and deterministic, so concurrent jobs writing the same dir agree.
+    choose another. Split files without survlab's meta.json (e.g. CLAM's) are never overwritten: that is an error. Writes are atomic and deterministic, so concurrent jobs writing the same dir agree.
     """
     split_dir = Path(split_dir)
     case_ids = cohort["case_id"].astype(str).tolist()
@@ -281,6 +281,12 @@ def ensure_splits(
             log.warning("%s has no assignment_sha256 (older survlab); using the hash of its files", meta_path)
         log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
         return SplitSet(split_dir, meta)
+    foreign = sorted(p.name for p in split_dir.glob("splits_*.csv")) if split_dir.is_dir() else []
+    if foreign:  # e.g. a CLAM split folder given as splits.dir: never overwrite files survlab did not write
+        raise ValueError(
+            f"{split_dir} holds split files survlab did not write ({_first_ids(foreign, 3)}, no meta.json); survlab "
+            f"never overwrites them: choose another splits.dir (survlab writes its own split files there)"
+        )
     if stratify_site and stratify_site not in cohort.columns:
         raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
     site = cohort[stratify_site].astype(str).to_numpy() if stratify_site else None

@@ -2,7 +2,11 @@
 
 Layout: `<features_dir>/<encoder>/{h5_files,pt_files}/<slide_id>.{h5,pt}`; multi-scale:
 `<features_dir>/<encoder>/<scale>/{h5_files,pt_files}/...`. `.pt` files are loaded with `weights_only=True`
-(nothing is unpickled); `.h5` files hold `features` [N, D] and optionally `coords` [N, 2].
+(nothing is unpickled); `.h5` files hold `features` [N, D] and optionally `coords` [N, 2]. A slide_id matches its
+file with or without the slide file's extension ('X.svs' -> X.h5, as CLAM/MCAT/TRIDENT write; or X.svs.h5).
+
+Checks before training (`check_availability`, `BagStore.check_headers`, `BagStore.fill_cache`) read every file's
+header (and, when the cohort fits the RAM cache, its values); every bad file is a one-line `DataFileError` naming it.
 
 A patient's slides are concatenated into ONE bag: features [N, D], slide_index [N] (which of its slides),
 coords [N, 2] (or None), patch_index [N] (row in the concatenated bag).
@@ -11,7 +15,10 @@ coords [N, 2] (or None), patch_index [N] (row in the concatenated bag).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import os
+import pickle
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,82 +27,207 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from survlab.data.checks import DataFileError
 from survlab.data.cohort import Cohort, _first_ids
 
 log = logging.getLogger(__name__)
 
 FORMAT_DIRS = {"h5": "h5_files", "pt": "pt_files"}
 _FIX = "extract features with CLAM/TRIDENT or fix slide_id"
+# Whole-slide image file extensions, compound ones before their suffix (.ome.tiff before .tiff). CLAM / MCAT /
+# TRIDENT keep them in the CSV's slide_id ('X.svs') and drop them from feature file names ('X.h5'); some pipelines
+# name the files after the whole slide file ('X.svs.h5'). A slide id and a file name match when equal without it.
+WSI_EXTENSIONS: tuple[str, ...] = (
+    ".ome.tiff", ".ome.tif", ".svslide", ".isyntax", ".qptiff", ".tiff", ".mrxs", ".ndpi", ".sdpc", ".svs", ".tif",
+    ".scn", ".czi", ".vms", ".vmu", ".bif", ".dcm", ".kfb", ".ome",
+)
+
+
+def slide_key(name: str) -> str:
+    """`name` without a trailing WSI extension (case-insensitive): 'X.svs' -> 'X', 'X.ome.tiff' -> 'X', 'X' -> 'X'."""
+    low = name.lower()
+    for ext in WSI_EXTENSIONS:
+        if low.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return name
+
+
+@dataclass(frozen=True)
+class BagHeader:
+    """What a feature file declares, read without its values: the file, n_patches N, feature dim D and, when asked
+    for, its first and last feature rows `edges` [2, D] (to compare two files of one slide cheaply)."""
+
+    path: Path
+    n_patches: int
+    dim: int
+    edges: Tensor | None = None
+
+
+@dataclass
+class _RawBag:
+    """One feature file as stored: features shape / dtype, coords shape, and the tensors (.h5: only when values
+    were read; .pt: always, memory-mapped when read without values)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    numeric: bool
+    coords_shape: tuple[int, ...] | None
+    features: Tensor | None = None
+    coords: Tensor | None = None
+    edges: Tensor | None = None
+
+
+def _edge_index(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Indices of the first and last feature row of an array of `shape` ([N, D] or [1, N, D]); None if empty."""
+    if len(shape) not in (2, 3) or shape[-2] == 0:
+        return None
+    lead = (0,) * (len(shape) - 2)
+    return (*lead, 0), (*lead, shape[-2] - 1)
+
+
+def _read_h5(path: Path, values: bool, edges: bool = False) -> _RawBag:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ds = f.get("features")
+        if not isinstance(ds, h5py.Dataset):
+            raise DataFileError(f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features")
+        c = f.get("coords")
+        c = c if isinstance(c, h5py.Dataset) else None
+        rows = _edge_index(ds.shape) if edges else None
+        return _RawBag(
+            tuple(ds.shape),
+            str(ds.dtype),
+            ds.dtype.kind in "fiu",
+            None if c is None else tuple(c.shape),
+            torch.from_numpy(np.asarray(ds[()])) if values else None,
+            torch.from_numpy(np.asarray(c[()])) if values and c is not None else None,
+            torch.from_numpy(np.stack([ds[r] for r in rows])).float() if rows else None,
+        )
+
+
+def _read_pt(path: Path, values: bool, edges: bool = False) -> _RawBag:
+    """`torch.load(weights_only=True)`: nothing is unpickled; without `values` the tensors are memory-mapped (the
+    header costs no read of the data), except for files in the legacy (non-zip) format."""
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=not values)
+    except RuntimeError as err:
+        if values or "mmap" not in str(err):
+            raise
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    if isinstance(obj, dict):
+        if "features" not in obj:
+            raise DataFileError(f"{path}: dict without 'features' key (has {list(obj)}); re-extract features")
+        feats, coords = obj["features"], obj.get("coords")
+    else:
+        feats, coords = obj, None
+    if not isinstance(feats, Tensor):
+        raise DataFileError(f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features")
+    coords = coords if isinstance(coords, Tensor) else None
+    numeric = not feats.dtype.is_complex and feats.dtype != torch.bool
+    rows = _edge_index(tuple(feats.shape)) if edges and numeric else None
+    return _RawBag(
+        tuple(feats.shape), str(feats.dtype).removeprefix("torch."), numeric,
+        None if coords is None else tuple(coords.shape), feats, coords,
+        torch.stack([feats[r] for r in rows]).float() if rows else None,
+    )
+
+
+def _read_raw(path: Path, values: bool, edges: bool = False) -> _RawBag:
+    """Open a .h5 / .pt feature file (values or header only); any failure -> one-line DataFileError naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"feature file not found: {path}; {_FIX}")
+    if path.stat().st_size == 0:
+        raise DataFileError(
+            f"{path}: 0-byte file (feature extraction interrupted?); delete it and re-extract features for this slide"
+        )
+    try:
+        return (_read_h5 if path.suffix == ".h5" else _read_pt)(path, values, edges)
+    except (DataFileError, FileNotFoundError):
+        raise
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # weights_only refused a Python object: not corruption
+        if found is None:
+            raise DataFileError(
+                f"{path}: corrupt or unreadable feature file (not a torch file); delete it and re-extract features "
+                f"with CLAM/TRIDENT"
+            ) from err
+        raise DataFileError(
+            f"{path}: corrupt or unreadable feature file: it holds a pickled Python object ({found.group(1)}), "
+            f"which survlab never unpickles; re-save the features as a tensor: torch.save(torch.as_tensor(x), path)"
+        ) from err
+    except Exception as err:  # noqa: BLE001 - corrupt / truncated files
+        detail = " ".join(str(err).split())[:120]
+        raise DataFileError(
+            f"{path}: corrupt or unreadable feature file ({type(err).__name__}: {detail}); "
+            f"delete it and re-extract features with CLAM/TRIDENT"
+        ) from err
+
+
+def _bag_shape(path: Path, raw: _RawBag, feature_dim: int | None) -> tuple[int, int]:
+    """(N, D) of a stored bag after the checks every reader shares (shape, dtype, dim, coords)."""
+    shape = raw.shape[1:] if len(raw.shape) == 3 and raw.shape[0] == 1 else raw.shape  # some save [1, N, D]
+    if len(shape) in (1, 2) and shape[0] == 0:  # TRIDENT writes shape (0,) for a slide without tissue patches
+        raise DataFileError(
+            f"{path}: empty bag (0 patches); re-extract features or remove the slide from the CSV"
+        )
+    if len(shape) != 2 or shape[1] == 0:
+        raise DataFileError(
+            f"{path}: features must be 2-D [N, D], got shape {tuple(raw.shape)}; re-extract features"
+        )
+    if not raw.numeric:
+        raise DataFileError(f"{path}: features dtype {raw.dtype} is not numeric; re-extract features")
+    n, d = int(shape[0]), int(shape[1])
+    if feature_dim is not None and d != feature_dim:
+        raise DataFileError(
+            f"{path}: feature dim {d} != configured feature_dim {feature_dim}; set wsi.feature_dim "
+            f"or use the matching encoder"
+        )
+    if raw.coords_shape is not None:
+        cs = raw.coords_shape[1:] if len(raw.coords_shape) == 3 and raw.coords_shape[0] == 1 else raw.coords_shape
+        if tuple(cs) != (n, 2):
+            raise DataFileError(
+                f"{path}: coords shape {tuple(cs)} does not match the features ({n} patches); features and coords "
+                f"come from different extractions: re-extract features for this slide"
+            )
+    return n, d
+
+
+def read_header(path: str | Path, feature_dim: int | None = None, edges: bool = False) -> BagHeader:
+    """Check a feature file without reading its values (h5 header; .pt memory-mapped): readable, 2-D, non-empty,
+    numeric, dim = `feature_dim` (if given), coords [N, 2]. One-line DataFileError naming the file otherwise.
+    `edges`: also read the first and last feature rows."""
+    path = Path(path)
+    raw = _read_raw(path, values=False, edges=edges)
+    n, d = _bag_shape(path, raw, feature_dim)
+    return BagHeader(path, n, d, raw.edges)
 
 
 def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, Tensor | None]:
     """Read one slide bag -> (features [N, D] float32, coords [N, 2] or None). Errors name the file and the fix."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"feature file not found: {path}; {_FIX}")
-    coords = None
-    try:
-        if path.suffix == ".h5":
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                if "features" not in f:
-                    raise ValueError(
-                        f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features"
-                    )
-                feats = torch.from_numpy(np.asarray(f["features"][()]))
-                if "coords" in f:
-                    coords = torch.from_numpy(np.asarray(f["coords"][()]))
-        else:
-            obj = torch.load(path, weights_only=True, map_location="cpu")
-            if isinstance(obj, dict):
-                if "features" not in obj:
-                    raise ValueError(
-                        f"{path}: dict without 'features' key (has {list(obj)}); re-extract features"
-                    )
-                feats, coords = obj["features"], obj.get("coords")
-            else:
-                feats = obj
-            if not isinstance(feats, Tensor):
-                raise ValueError(
-                    f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features"
-                )
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as err:  # noqa: BLE001 - corrupt / truncated / pickled-object files
-        raise ValueError(
-            f"{path}: corrupt or unreadable feature file ({type(err).__name__}: {str(err)[:120]}); "
-            f"delete it and re-extract features with CLAM/TRIDENT"
-        ) from err
-    if feats.ndim == 3 and feats.shape[0] == 1:  # some extractors save [1, N, D]
-        feats = feats[0]
-    if feats.ndim != 2:
-        raise ValueError(
-            f"{path}: features must be 2-D [N, D], got shape {tuple(feats.shape)}; re-extract features"
-        )
-    if feats.shape[0] == 0:
-        raise ValueError(
-            f"{path}: empty bag (0 patches); re-extract features or remove the slide from the CSV"
-        )
-    if feature_dim is not None and feats.shape[1] != feature_dim:
-        raise ValueError(
-            f"{path}: feature dim {feats.shape[1]} != configured feature_dim {feature_dim}; set wsi.feature_dim "
-            f"or use the matching encoder"
-        )
-    feats = feats.float()
+    raw = _read_raw(path, values=True)
+    n, d = _bag_shape(path, raw, feature_dim)
+    feats = raw.features.reshape(n, d).float()
     if not torch.isfinite(feats).all():
         n_bad = int((~torch.isfinite(feats)).any(dim=1).sum())
-        raise ValueError(
+        raise DataFileError(
             f"{path}: {n_bad} patch(es) with NaN/Inf features; re-extract features for this slide"
         )
-    if coords is not None:
-        coords = torch.as_tensor(coords)
-        if coords.ndim != 2 or coords.shape[0] != feats.shape[0]:
-            log.warning(
-                "%s: coords shape %s does not match features; ignoring coords", path, tuple(coords.shape)
-            )
-            coords = None
-    return feats, coords
+    return feats, None if raw.coords is None else raw.coords.reshape(n, 2)
+
+
+def _check_twin(kept: BagHeader, twin: BagHeader) -> None:
+    """An .h5 and a .pt of one slide must hold the same bag (shape, first and last rows): else one is stale."""
+    same = (kept.n_patches, kept.dim) == (twin.n_patches, twin.dim) and torch.allclose(
+        kept.edges, twin.edges, rtol=1e-3, atol=1e-3
+    )
+    if not same:
+        raise DataFileError(
+            f"{kept.path}: holds other features than {twin.path}; delete the stale one of the two or set "
+            f"data.wsi.format to the one to read (shapes [{kept.n_patches}, {kept.dim}] and "
+            f"[{twin.n_patches}, {twin.dim}])"
+        )
 
 
 @dataclass
@@ -148,9 +280,10 @@ class DropReport:
 class BagStore:
     """Resolve + read slide bags of one encoder (and optionally one scale), with an optional in-RAM patient cache.
 
-    format: "h5" | "pt" | "auto" (prefer h5 when both exist). feature_dim: required D, or None = infer from the first
-    bag and enforce it across slides. cache: keep patient bags in RAM (as `cache_dtype`) up to `cache_max_bytes`.
-    With DataLoader workers each worker process holds its own cache.
+    format: "h5" | "pt" | "auto" (prefer h5 when both exist). feature_dim: required D, or None = inferred by
+    `check_headers` (the dim of the slides) and enforced across slides. Slide ids match file names with or without
+    a WSI extension (`slide_key`). cache: keep patient bags in RAM (as `cache_dtype`) up to `cache_max_bytes`;
+    `fill_cache` fills it before DataLoader workers start (they inherit it), else each worker fills its own.
     """
 
     def __init__(
@@ -166,25 +299,77 @@ class BagStore:
     ) -> None:
         if format not in ("h5", "pt", "auto"):
             raise ValueError(f"wsi.format must be h5, pt or auto, got {format!r}")
-        self.base = Path(features_dir) / (encoder or "") / (scale or "")
+        self.features_dir, self.encoder = Path(features_dir), encoder
+        self.base = self.features_dir / (encoder or "") / (scale or "")
         self.format, self.feature_dim, self.scale = format, feature_dim, scale
         self.cache_enabled, self.cache_max_bytes = cache, int(cache_max_bytes)
         self.cache_dtype = getattr(torch, cache_dtype)
         self._cache: OrderedDict[tuple[str, ...], PatientBag] = OrderedDict()
         self._cache_bytes = 0
+        self._index: dict[Path, dict[str, list[str]]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (spawned DataLoader workers, ddp_spawn): without the RAM cache, which each process refills as
+        it reads (forked workers inherit the cache that `fill_cache` filled, without pickling it)."""
+        state = self.__dict__.copy()
+        state["_cache"], state["_cache_bytes"] = OrderedDict(), 0
+        return state
 
     @property
     def search_dirs(self) -> list[Path]:
         fmts = ["h5", "pt"] if self.format == "auto" else [self.format]
         return [self.base / FORMAT_DIRS[f] for f in fmts]
 
-    def path_of(self, slide_id: str) -> Path | None:
-        """The bag file of `slide_id` or None if absent."""
+    def check_layout(self) -> None:
+        """One-line FileNotFoundError when no folder this store reads exists, naming the setting to change
+        (wsi.format, wsi.scales, wsi.encoder / wsi.features_dir) and what exists instead."""
+        if any(d.is_dir() for d in self.search_dirs):
+            return
+        other = [f for f, sub in FORMAT_DIRS.items() if (self.base / sub).is_dir()]
+        if other:
+            raise FileNotFoundError(
+                f"{self.search_dirs[0]} does not exist but {self.base / FORMAT_DIRS[other[0]]} does; set "
+                f"data.wsi.format={other[0]} or auto"
+            )
+        parent, what, setting = (
+            (self.base.parent, "scales", "data.wsi.scales")
+            if self.scale and self.base.parent.is_dir()
+            else (self.features_dir, "encoders", "data.wsi.encoder (and data.wsi.features_dir)")
+        )
+        found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        raise FileNotFoundError(
+            f"{self.base} has no h5_files/ or pt_files/ folder; {what} found under {parent}: "
+            f"{', '.join(found) or 'none'}; set {setting}"
+        )
+
+    def _files(self, folder: Path) -> dict[str, list[str]]:
+        """slide_key -> sorted file names in `folder` (listed once; a missing folder is empty)."""
+        if folder not in self._index:
+            suffix = "." + ("h5" if folder.name == "h5_files" else "pt")
+            index: dict[str, list[str]] = {}
+            names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(suffix)) if folder.is_dir() else []
+            for name in names:
+                index.setdefault(slide_key(name[: -len(suffix)]), []).append(name)
+            self._index[folder] = index
+        return self._index[folder]
+
+    def paths_of(self, slide_id: str) -> list[Path]:
+        """The bag file of `slide_id` in each searched folder that has one (preferred format first)."""
+        found = []
         for d in self.search_dirs:
-            p = d / f"{slide_id}.{'h5' if d.name == 'h5_files' else 'pt'}"
-            if p.is_file():
-                return p
-        return None
+            names = [n for n in self._files(d).get(slide_key(slide_id), []) if (d / n).is_file()]
+            if len(names) > 1:
+                raise DataFileError(
+                    f"{d}: slide {slide_id} matches {len(names)} feature files ({', '.join(names)}); delete the stale "
+                    f"one (CLAM/TRIDENT name files without the slide extension: X.svs -> X.h5)"
+                )
+            found += [d / n for n in names]
+        return found
+
+    def path_of(self, slide_id: str) -> Path | None:
+        """The bag file of `slide_id` or None if absent ('X.svs' finds X.h5 or X.svs.h5; two such files: error)."""
+        found = self.paths_of(slide_id)
+        return found[0] if found else None
 
     def missing_message(self, slide_id: str) -> str:
         dirs = ", ".join(str(d) for d in self.search_dirs)
@@ -198,6 +383,38 @@ class BagStore:
         if self.feature_dim is None:
             self.feature_dim = int(feats.shape[1])
         return feats, coords
+
+    def check_headers(self, slide_ids: Sequence[str]) -> dict[str, BagHeader]:
+        """Check the file of every slide without reading its values (see `read_header`): one feature dim for all
+        (configured, else the most common one, which `feature_dim` is then set to); with format=auto an .h5 and a
+        .pt of the same slide must hold the same bag (shape, first and last rows). -> slide_id -> BagHeader."""
+        headers: dict[str, BagHeader] = {}
+        for s in slide_ids:
+            paths = self.paths_of(s)
+            if not paths:
+                raise FileNotFoundError(self.missing_message(s))
+            twins = len(paths) > 1
+            headers[s] = read_header(paths[0], self.feature_dim, edges=twins)
+            for twin in paths[1:]:
+                _check_twin(headers[s], read_header(twin, self.feature_dim, edges=True))
+        dims = Counter(h.dim for h in headers.values())
+        if len(dims) > 1:
+            common = dims.most_common(1)[0][0]
+            odd = next(h for h in headers.values() if h.dim != common)
+            example = next(h for h in headers.values() if h.dim == common)
+            raise DataFileError(
+                f"{odd.path}: feature dim {odd.dim} differs from dim {common} of the other slides (e.g. "
+                f"{example.path}); re-extract all slides with one encoder, or set wsi.feature_dim"
+            )
+        if self.feature_dim is None and dims:
+            self.feature_dim = next(iter(dims))
+        return headers
+
+    def fill_cache(self, patients: Sequence[Sequence[str]]) -> None:
+        """Read every patient's bag into the RAM cache now (values checked: a NaN/Inf fails here, naming the file)."""
+        if self.cache_enabled:
+            for slide_ids in patients:
+                self.load_raw(slide_ids)
 
     def load_patient(self, slide_ids: Sequence[str]) -> PatientBag:
         """Concatenate a patient's slides -> PatientBag (fp32 out; cached copy in `cache_dtype`)."""
@@ -239,14 +456,26 @@ def check_availability(
 
     A slide missing in all stores is an error (naming the slide and dirs) unless allow_missing or `partial_ok`
     (multi-scale: slides missing some scale are always dropped with a report). Patients left with no slide are
-    dropped only if allow_missing, else error.
+    dropped only if allow_missing, else error. A store whose folders are missing altogether (wrong encoder, scale or
+    format) and two slide ids resolving to one file ('X' and 'X.svs') are always errors.
     """
+    for st in stores:
+        st.check_layout()
     report = DropReport()
     kept: dict[str, list[str]] = {}
+    owner: dict[Path, tuple[str, str]] = {}  # file -> (slide_id, case_id) that resolved to it first
     for case, slides in zip(cohort.table["case_id"], cohort.table["slide_ids"], strict=False):
         kept[case] = []
         for s in slides:
-            absent = [st for st in stores if st.path_of(s) is None]
+            paths = [st.path_of(s) for st in stores]
+            for p in paths:
+                first = owner.setdefault(p, (s, case)) if p is not None else (s, case)
+                if first != (s, case):
+                    raise ValueError(
+                        f"{cohort.path}: slide_id {s} of case {case} and {first[0]} of case {first[1]} both resolve "
+                        f"to {p}; list each slide once (a slide_id with and without its .svs extension is one slide)"
+                    )
+            absent = [st for st, p in zip(stores, paths, strict=True) if p is None]
             if not absent:
                 kept[case].append(s)
                 continue

@@ -58,15 +58,16 @@ def _one_line(err: pytest.ExceptionInfo) -> None:
         (lambda d: d.__setitem__("censorship", [0, 1, 1, 0]), r"conflicting outcomes .*case\(s\) A"),
         (
             lambda d: d.__setitem__("survival_months", [10.0, 10.0, -1.0, 7.0]),
-            r"clinical.csv: survival time 'survival_months' missing, zero or negative for case\(s\) B",
+            r"clinical.csv: survival time 'survival_months' must be a positive number of months; case\(s\) B: -1 "
+            r"\(negative\); fix the values",
         ),
         (
             lambda d: d.__setitem__("survival_months", [10.0, 10.0, 5.0, 0.0]),
-            r"zero or negative for case\(s\) C",
+            r"must be a positive number of months; case\(s\) C: 0 \(zero\);",
         ),
         (
             lambda d: d.__setitem__("survival_months", [10.0, 10.0, np.nan, 7.0]),
-            r"missing, zero or negative .* B",
+            r"must be a positive number of months; case\(s\) B: empty;",
         ),
         (
             lambda d: d.__setitem__("censorship", [0, 0, 2, 0]),

@@ -98,3 +98,16 @@ def test_multiscale_drop_report(tiny_multiscale_cohort: Path, tmp_path: Path) ->
     assert len(kept) == len(cohort) - 1
     assert multi["slide_ids"][0] not in kept.rows([multi.case_id])["slide_ids"].iloc[0]
     assert "dropped 2 slide(s)" in report.summary()
+
+
+def test_pickled_store_leaves_its_ram_cache_behind(tmp_path: Path) -> None:
+    """Spawned DataLoader workers receive the store pickled: the cache filled in setup must not travel with it."""
+    import pickle
+
+    _write(tmp_path / "feats", "a", torch.ones(4, 3), "pt")
+    store = BagStore(tmp_path / "feats", None, cache=True)
+    store.fill_cache([["a"]])
+    assert store._cache_bytes > 0
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone._cache_bytes == 0 and not clone._cache
+    assert torch.equal(clone.load_patient(["a"]).features, store.load_patient(["a"]).features)
