@@ -33,7 +33,8 @@ def test_recipes_exist_for_every_published_cohort() -> None:
 
 @pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PAPER and "_tcga_" in r])
 def test_recipe_carries_the_papers_hyperparameters(recipe: str, tmp_path: Path) -> None:
-    cfg = compose_config(tmp_path, [f"experiment={recipe}", f"paths.data_dir={tmp_path}"])
+    cfg = compose_config(tmp_path, [f"experiment={recipe}", f"paths.data_dir={tmp_path}",
+                                    f"paths.log_dir={tmp_path / 'logs'}"])
     for key, expected in PAPER[recipe.split("_")[0]].items():
         assert OmegaConf.select(cfg, key) == pytest.approx(expected), key
     assert cfg.selection == "best_val" and cfg.monitor.startswith("val/")  # selection on the inner split
@@ -42,6 +43,7 @@ def test_recipe_carries_the_papers_hyperparameters(recipe: str, tmp_path: Path) 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
     overrides = [f"experiment={recipe}", "debug=fast_dev_run", f"paths.data_dir={tmp_path / 'data'}",
+                 f"paths.log_dir={tmp_path / 'logs'}",
                  "data.num_workers=0", "data.pin_memory=false", "export_attention=false"]
     cfg = compose_config(tmp_path / "run", overrides)
     if cfg.data.get("public") is not None:  # a shipped table cohort (GSE7390): runs as is
@@ -83,7 +85,8 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
     return every optimiser step as recorded in training (epoch, lr, patients) with the composed config."""
     family = recipe.split("_")[0]
     run_dir, steps_file = tmp_path / "run", tmp_path / "steps.json"
-    overrides = [f"experiment={recipe}", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
+    overrides = [f"experiment={recipe}", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
+                 "logger=none",
                  "data.num_workers=0", "data.pin_memory=false", "export_attention=false",
                  "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null", "callbacks.lr_monitor=null",
                  "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder",

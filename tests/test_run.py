@@ -67,7 +67,8 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
 def test_real_layout_config_reads_files_through_real_loaders(tmp_path: Path) -> None:
     """data=tcga_luad pointed at synthetic files written in the CLAM/MCAT layout trains and tests."""
     spec = SyntheticSpec(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20))
-    generate_cohort(tmp_path / "data" / "tcga_luad", spec, encoder="resnet50_trunc")
+    cohort = generate_cohort(tmp_path / "data" / "tcga_luad", spec, encoder="resnet50_trunc")
+    before = sorted(p.relative_to(cohort) for p in cohort.rglob("*"))
     metrics, out = run_in_process(tmp_path, [
         "model=late_fusion", "data=tcga_luad", *[o for o in TINY if not o.startswith(("data.synthetic", "+data.synthetic"))],
         "data.num_workers=0", "data.pin_memory=false", "data.wsi.format=pt", "data.batch_size=8"])
@@ -75,6 +76,8 @@ def test_real_layout_config_reads_files_through_real_loaders(tmp_path: Path) -> 
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["cohort"]["encoder"] == "resnet50_trunc"
     assert set(protocol["cohort"]["genomic_groups"]) == {f"PATHWAY_{i:02d}" for i in range(8)}
+    assert sorted(p.relative_to(cohort) for p in cohort.rglob("*")) == before, "survlab wrote into the data folder"
+    assert Path(protocol["cohort"]["split_file"]).is_relative_to(tmp_path / "logs" / "splits" / "tcga_luad")
 
 
 def test_missing_real_cohort_names_the_path(tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ class CohortDataModule(L.LightningDataModule):
         label_cols: Sequence[str] = (),
         n_bins: int = 4,
         splits: dict[str, Any] | None = None,
+        split_root: str | None = None,
         fold: int = 0,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -199,6 +200,7 @@ class CohortDataModule(L.LightningDataModule):
         self.label_cols = list(_plain(label_cols) or [])
         self.n_bins, self.fold, self.seed = int(n_bins), int(fold), int(seed)
         self.split_cfg = _merge(SPLIT_DEFAULTS, splits or {}, "splits")
+        self.split_root = split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
@@ -285,7 +287,8 @@ class CohortDataModule(L.LightningDataModule):
         if cfg["dir"]:
             return _under(self.root, cfg["dir"])
         site = f"_site-{cfg['stratify_site']}" if cfg["stratify_site"] else ""
-        return self.root / "splits" / f"{self.endpoint.name}_k{cfg['folds']}_seed{cfg['seed']}{site}"
+        base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
+        return base / f"{self.endpoint.name}_k{cfg['folds']}_seed{cfg['seed']}{site}"
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
