@@ -22,6 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
 from survlab.utils.config_check import check_config
@@ -49,10 +50,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     datamodule.setup("fit")
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=datamodule.dims)
-    task_cfg = OmegaConf.to_container(cfg.model.task, resolve=True)
-    task_cfg.pop("_target_", None)
-    task = SurvivalTask(net=net, max_epochs=cfg.trainer.max_epochs, seed=cfg.seed, **task_cfg)
-    task.set_reference(datamodule.bin_edges, *datamodule.train_survival())
+    task = build_task(cfg, net)
+    task.fit_references(datamodule)
 
     loggers = build_loggers(cfg, out_dir)
     try:
@@ -71,6 +70,15 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return metrics
     finally:
         finish_loggers(loggers)
+
+
+def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
+    """`model.task` with a `_target_` (an OutcomeTask and its objectives, instantiated like the network), or the flat
+    survival keys every survival model config has (-> SurvivalTask, one survival objective)."""
+    common = {"max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
+    if "_target_" in cfg.model.task:
+        return _instantiate_clean(cfg.model.task, net=net, _convert_="partial", **common)
+    return SurvivalTask(net=net, **common, **OmegaConf.to_container(cfg.model.task, resolve=True))
 
 
 def _instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:

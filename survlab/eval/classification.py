@@ -24,13 +24,14 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-__all__ = ["classification_metrics", "confusion_matrix", "CLASSIFICATION_METRICS"]
+__all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "CLASSIFICATION_METRICS"]
 
 #: metric names, also logged as val/<head>/<name> and test/<head>/<name>
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "kappa")
@@ -93,3 +94,33 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, ordinal: bool 
         "kappa": kappa,
         "n": float(n),
     }
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: Any, title: str = "") -> None:
+    """Confusion matrix (rows = true, columns = predicted) as a PNG with counts and row-normalised shading."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from survlab.utils.files import atomic_path
+
+    cm = np.asarray(cm, dtype=float)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    size = 1.6 + 0.55 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

@@ -58,7 +58,10 @@ class Prediction:
 
     hazard_logits [B, n_bins]: discrete-time hazard logits (MCAT convention, hazard = sigmoid(logit)).
     risk [B]: a Cox log-hazard (higher = worse). At least one of the two is set by survival networks.
-    class_logits: head name -> [B, C]. aux_losses: name -> scalar, added to the task loss.
+    class_logits: label name -> [B, C] (patient level); slide_logits: label name -> [B, S, C] (slide level, slide j of
+    patient b = the slide with Batch.slide_index == j, aligned with Batch.slide_labels); endpoint_hazard_logits /
+    endpoint_risk: endpoint name -> [B, n_bins] / [B] for networks predicting several survival endpoints.
+    aux_losses: name -> scalar, added to the task loss.
     attention: name -> tensor for interpretation, e.g. "patch" [B, N] (0 on padding), "pathway" [B, P],
     "topk" [B, k] (long indices). embedding [B, E]: the fused patient representation (optional).
     """
@@ -66,6 +69,9 @@ class Prediction:
     hazard_logits: Tensor | None = None
     risk: Tensor | None = None
     class_logits: dict[str, Tensor] = field(default_factory=dict)
+    slide_logits: dict[str, Tensor] = field(default_factory=dict)
+    endpoint_hazard_logits: dict[str, Tensor] = field(default_factory=dict)
+    endpoint_risk: dict[str, Tensor] = field(default_factory=dict)
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     attention: dict[str, Tensor] = field(default_factory=dict)
     embedding: Tensor | None = None

@@ -15,7 +15,7 @@ from torchsurv.loss.cox import neg_partial_log_likelihood
 
 from survlab.models.precision import at_least_fp32
 
-__all__ = ["nll_discrete_survival", "cox_partial_likelihood"]
+__all__ = ["nll_discrete_survival", "cox_partial_likelihood", "classification_loss"]
 
 
 def nll_discrete_survival(
@@ -105,3 +105,33 @@ def cox_partial_likelihood(log_hz: Tensor, time: Tensor, event: Tensor, ties: st
         warnings.filterwarnings("ignore", message="Ties in `time` detected")
         total = neg_partial_log_likelihood(log_hz, event, t, ties_method=ties, reduction="sum")
     return total / n_events
+
+
+def classification_loss(
+    logits: Tensor,
+    target: Tensor,
+    kind: str = "ce",
+    label_smoothing: float = 0.0,
+    class_weight: Tensor | None = None,
+    gamma: float = 2.0,
+) -> Tensor:
+    """Cross-entropy (`ce`, with label smoothing and class weights, as torch's `cross_entropy`) or focal loss
+    (`focal`, Lin et al. 2017: mean_i w_{y_i} (1 - p_{i,y_i})^gamma CE_i, with label smoothing in CE_i).
+
+    logits [N, K], target [N] long in 0..K-1 (missing labels removed by the caller; N = 0 gives a zero loss that
+    keeps the graph). The weighted CE is normalised by the summed weights (torch's convention); focal by N.
+    """
+    logits = at_least_fp32(logits)
+    if target.numel() == 0:
+        return logits.sum() * 0.0
+    weight = None if class_weight is None else class_weight.to(logits)
+    if kind == "ce":
+        return torch.nn.functional.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
+    if kind != "focal":
+        raise ValueError(f"classification loss must be 'ce' or 'focal', got {kind!r}")
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+    p_true = torch.softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+    focal = (1.0 - p_true).pow(gamma) * ce
+    if weight is not None:
+        focal = focal * weight[target]
+    return focal.mean()

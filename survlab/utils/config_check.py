@@ -24,7 +24,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 __all__ = ["ConfigError", "check_config", "TOP_LEVEL"]
 
@@ -103,27 +103,69 @@ def _check_params(node: DictConfig, key: str, skip: tuple[str, ...] = ()) -> Non
         )
 
 
-def _check_task(cfg: DictConfig) -> None:
+def _task_class(cfg: DictConfig) -> type:
+    task = cfg.model.get("task") if cfg.get("model") is not None else None
+    if task is not None and "_target_" in task:
+        return _get_class(str(task._target_), "model.task")
     from survlab.tasks.survival import SurvivalTask
 
+    return SurvivalTask
+
+
+def _init_params(cls: type) -> list[str]:
+    """Constructor parameters of `cls` and of the bases its **kwargs are passed on to."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names += [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
+def _check_task(cfg: DictConfig) -> None:
     task = cfg.model.get("task")
     if task is None:
         return
-    node = OmegaConf.merge({"_target_": f"{SurvivalTask.__module__}.{SurvivalTask.__name__}"}, task)
-    _check_params(node, "model.task", skip=("_target_",))
-    for name, allowed in SurvivalTask.CHOICES.items():
+    cls = _task_class(cfg)
+    allowed = _init_params(cls)
+    unknown = [k for k in task if not str(k).startswith("_") and k not in allowed]
+    if unknown:
+        raise ConfigError(f"model.task.{unknown[0]}: unknown option of {cls.__name__}; allowed: "
+                          f"{', '.join(sorted(set(allowed) - {'net'}))}")
+    for name, choices in getattr(cls, "CHOICES", {}).items():
         if task.get(name) is not None:
-            _choice(*allowed)(f"model.task.{name}", task[name])
+            _choice(*choices)(f"model.task.{name}", task[name])
+    for name, node in (task.get("objectives") or {}).items():
+        if node is not None and "_target_" in node:
+            _check_params(node, f"model.task.objectives.{name}")
+
+
+def task_metric_names(cfg: DictConfig) -> list[str]:
+    """Metric names (without val/ or test/) a job with this config reports."""
+    task = cfg.model.get("task") if cfg.get("model") is not None else None
+    objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives:
+        from survlab.tasks.objectives import SURVIVAL_METRICS
+
+        return ["loss", *SURVIVAL_METRICS, *(f"survival/{m}" for m in SURVIVAL_METRICS)]
+    names = ["loss"]
+    for i, (name, node) in enumerate(objectives.items()):
+        metrics = list(_get_class(str(node._target_), f"model.task.objectives.{name}").metric_names)
+        names += (metrics if i == 0 else []) + [f"{name}/{m}" for m in metrics]
+    return names
 
 
 def _check_metrics(cfg: DictConfig) -> None:
-    from survlab.tasks.survival import SurvivalTask
-
-    val = [f"val/{m}" for m in (*SurvivalTask.METRICS, "loss")]
-    if cfg.get("monitor") is not None and cfg.monitor not in val:
+    names = task_metric_names(cfg) if cfg.get("model") is not None else []
+    val = [f"val/{m}" for m in names]
+    if cfg.get("monitor") is not None and names and cfg.monitor not in val:
         raise ConfigError(f"monitor={cfg.monitor!r} is not a validation metric; choose one of {', '.join(val)}")
-    known = [*(f"test/{m}" for m in SurvivalTask.METRICS), *RUN_METRICS]
-    if cfg.get("optimized_metric") is not None and cfg.optimized_metric not in known:
+    known = [*(f"test/{m}" for m in names if m != "loss"), *RUN_METRICS]
+    if cfg.get("optimized_metric") is not None and names and cfg.optimized_metric not in known:
         raise ConfigError(
             f"optimized_metric={cfg.optimized_metric!r} is not a metric a run reports; choose one of {', '.join(known)}"
         )
@@ -140,8 +182,8 @@ def check_config(cfg: DictConfig) -> None:
     for key, check in TOP_LEVEL.items():
         if check is not None and key in cfg:
             check(key, cfg[key])
-    _check_metrics(cfg)
     if cfg.get("model") is not None:
+        _check_metrics(cfg)
         if "net" not in cfg.model or "_target_" not in cfg.model.net:
             raise ConfigError("model.net._target_ is missing; choose a model with model=<name>")
         _check_params(cfg.model.net, "model.net")

@@ -9,45 +9,114 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import survlab
+from survlab.eval.classification import confusion_matrix, plot_confusion
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
-from survlab.tasks.survival import SurvivalTask
+from survlab.tasks.objectives import SLIDE_STRIDE, ClassificationObjective, SurvivalObjective
+from survlab.tasks.outcome import OutcomeTask
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, predictions_frame, write_json
 
 log = logging.getLogger("survlab.run")
 
 
+def _primary_survival(task: OutcomeTask) -> str | None:
+    """Name of the objective on the primary survival endpoint (None for a classification-only task)."""
+    for name, objective in task.objectives.items():
+        if isinstance(objective, SurvivalObjective) and objective.endpoint is None:
+            return name
+    return None
+
+
+def _class_names(datamodule: Any, label: str, k: int) -> list[str]:
+    targets = getattr(datamodule, "targets", None) or {}
+    names = (targets.get("labels") or {}).get(label) or (targets.get("slide_labels") or {}).get(label)
+    return [str(c) for c in names] if names and len(names) == k else [str(i) for i in range(k)]
+
+
+def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival: str | None) -> pd.DataFrame:
+    """One row per test patient: case_id, fold, [risk, time, event, hazards, survival], and per patient-level
+    classification objective `<label>` (true class), `<label>_pred`, `<label>_prob_<class>`."""
+    case_ids = datamodule.full_cohort.case_ids
+    rows = task.test_rows
+    if survival is not None:
+        preds = predictions_frame(rows[survival], case_ids, fold)
+        # exact outcomes from the cohort table (the batch carries float32 copies)
+        truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
+        preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
+    else:
+        index = sorted({int(i) for name, r in rows.items() if "probs" in r for i in r["index"]})
+        preds = pd.DataFrame({"case_id": [case_ids[i] for i in index], "fold": fold})
+    for name, objective in task.objectives.items():
+        if not isinstance(objective, ClassificationObjective) or objective.level != "patient" or not len(rows[name]):
+            continue
+        r = rows[name]
+        classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
+        frame = pd.DataFrame({"case_id": [case_ids[i] for i in r["index"]],
+                              objective.label: [classes[i] for i in r["label"]],
+                              f"{objective.label}_pred": [classes[i] for i in r["probs"].argmax(1)]})
+        for j, c in enumerate(classes):
+            frame[f"{objective.label}_prob_{c}"] = r["probs"][:, j]
+        preds = preds.merge(frame, on="case_id", how="left")
+    return preds
+
+
+def _classification_outputs(task: OutcomeTask, datamodule: Any, cfg: DictConfig, out_dir: Path,
+                            case_ids: list[str]) -> None:
+    """confusion_<objective>.png per classification objective; slide_predictions.csv for slide-level ones."""
+    slide_frames = []
+    for name, objective in task.objectives.items():
+        r = task.test_rows.get(name, {})
+        if not isinstance(objective, ClassificationObjective) or not len(r.get("index", ())):
+            continue
+        classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
+        plot_confusion(confusion_matrix(r["probs"], r["label"]), classes, out_dir / f"confusion_{name}.png",
+                       title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} · {name} (test)")
+        if objective.level == "slide":
+            patient, position = r["index"] // SLIDE_STRIDE, r["index"] % SLIDE_STRIDE
+            slides = dict(zip(datamodule.cohort.table["case_id"], datamodule.cohort.table["slide_ids"], strict=True))
+            frame = pd.DataFrame({"case_id": [case_ids[i] for i in patient], "objective": name,
+                                  "slide_id": [slides[case_ids[i]][j] for i, j in zip(patient, position, strict=True)],
+                                  "label": [classes[i] for i in r["label"]],
+                                  "pred": [classes[i] for i in r["probs"].argmax(1)]})
+            for j, c in enumerate(classes):
+                frame[f"prob_{c}"] = r["probs"][:, j]
+            slide_frames.append(frame)
+    if slide_frames:
+        with atomic_path(out_dir / "slide_predictions.csv") as tmp:
+            pd.concat(slide_frames, ignore_index=True).to_csv(tmp, index=False)
+
+
 def write_run_outputs(
-    cfg: DictConfig, out_dir: Path, task: SurvivalTask, datamodule: Any, trainer: L.Trainer,
+    cfg: DictConfig, out_dir: Path, task: OutcomeTask, datamodule: Any, trainer: L.Trainer,
     ckpt: str | None, wall_s: float,
 ) -> dict[str, Any]:
     """Write every per-run file and return the metrics that go to metrics.json."""
-    res = task.test_results
     case_ids = datamodule.full_cohort.case_ids  # Batch.index = row of the patient in the full cohort table
-    preds = predictions_frame(res, case_ids, cfg.fold)
-    # exact outcomes from the cohort table (the batch carries float32 copies)
-    truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
-    preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
+    survival = _primary_survival(task)
+    preds = _patient_predictions(task, datamodule, cfg.fold, survival)
     with atomic_path(out_dir / "predictions.csv") as tmp:
         preds.to_csv(tmp, index=False)
+    _classification_outputs(task, datamodule, cfg, out_dir, case_ids)
 
-    oracle = None
-    oracle_risk = datamodule.oracle_risk  # reads truth.csv: once
-    if oracle_risk:
-        true_risk = np.array([oracle_risk[c] for c in preds["case_id"]])
-        oracle = harrell_cindex(true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool))
-
-    km = plot_km_by_risk(preds["risk"].to_numpy(), preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool),
-                         out_dir / "km.png", method=cfg.get("km_groups", "median"),
-                         title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} (test)")
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.log_image(key="test/km", images=[str(out_dir / "km.png")])
+    oracle, km = None, {}
+    if survival is not None:
+        oracle_risk = datamodule.oracle_risk  # reads truth.csv: once
+        if oracle_risk:
+            true_risk = np.array([oracle_risk[c] for c in preds["case_id"]])
+            oracle = harrell_cindex(true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool))
+        km = plot_km_by_risk(preds["risk"].to_numpy(), preds["time"].to_numpy(),
+                             preds["event"].to_numpy().astype(bool), out_dir / "km.png",
+                             method=cfg.get("km_groups", "median"),
+                             title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} (test)")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="test/km", images=[str(out_dir / "km.png")])
 
     if cfg.get("export_attention", True):
         export_attention(task.net, datamodule, out_dir / "attention", top_k=cfg.get("attention_top_k", 10))
@@ -69,7 +138,13 @@ def write_run_outputs(
                   "modalities": list(type(task.net).modalities),
                   "n_parameters": int(sum(p.numel() for p in task.net.parameters()))},
         "fold": int(cfg.fold), "selection": cfg.selection, "monitor": cfg.monitor, "selected_checkpoint": ckpt,
-        "seed": int(cfg.seed), "bin_edges": task.bin_edges,
+        "seed": int(cfg.seed),
+        "objectives": {name: {"class": type(o).__name__, "weight": o.weight,
+                              **({"endpoint": o.endpoint or "primary", "loss": o.kind,
+                                  "bin_edges": o.bin_edges} if isinstance(o, SurvivalObjective) else
+                                 {"label": o.label, "level": o.level, "loss": o.kind})}
+                       for name, o in task.objectives.items()},
+        "targets": getattr(datamodule, "targets", None),
         "survlab_version": survlab.__version__, "git_commit": git_commit(), "python": platform.python_version(),
         "torch": __import__("torch").__version__, "lightning": L.__version__,
         "trainer": {"precision": str(trainer.precision), "world_size": trainer.world_size,
@@ -78,9 +153,18 @@ def write_run_outputs(
     }
     write_json(out_dir / "protocol.json", protocol)
     oracle_txt = f"{oracle:.3f}" if oracle is not None else "n/a"
-    log.info("fold %s test C-index %.3f (oracle %s, Uno %.3f, IBS %s) — outputs in %s", cfg.fold,
-             metrics.get("test/cindex", float("nan")), oracle_txt, metrics.get("test/cindex_uno", float("nan")),
-             f"{metrics.get('test/ibs'):.3f}" if metrics.get("test/ibs") is not None else "n/a", out_dir)
-    print(f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test C-index "
-          f"{metrics.get('test/cindex', float('nan')):.3f} | oracle C-index {oracle_txt}\noutputs: {out_dir}\n")
+    if survival is not None:
+        log.info("fold %s test C-index %.3f (oracle %s, Uno %.3f, IBS %s) — outputs in %s", cfg.fold,
+                 metrics.get(f"test/{survival}/cindex", float("nan")), oracle_txt,
+                 metrics.get(f"test/{survival}/cindex_uno", float("nan")),
+                 f"{metrics.get(f'test/{survival}/ibs'):.3f}" if metrics.get(f"test/{survival}/ibs") is not None
+                 else "n/a", out_dir)
+    heads = []
+    for name, o in task.objectives.items():
+        what = "C-index" if isinstance(o, SurvivalObjective) else o.primary_metric.replace("_", " ")
+        prefix = "" if o is task.primary and isinstance(o, SurvivalObjective) else f"{name} "
+        heads.append(f"{prefix}{what} {metrics.get(f'test/{name}/{o.primary_metric}', float('nan')):.3f}")
+    oracle_part = f" | oracle C-index {oracle_txt}" if survival is not None else ""
+    print(f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test "
+          f"{'; '.join(heads)}{oracle_part}\noutputs: {out_dir}\n")
     return metrics

@@ -1,0 +1,244 @@
+"""Objectives: one head of a network's `Prediction` each, with its loss on a batch and its metrics on the gathered
+per-patient predictions. A task is a weighted set of objectives (survival per endpoint, patient- or slide-level
+classification) plus the network's auxiliary losses; a one-endpoint survival run is the one-objective case.
+
+Every objective:
+- `loss(pred, batch, eval_mode)` -> scalar or None (None: no labelled patient in the batch; missing labels and
+  missing endpoint values are masked out, never imputed);
+- `collect(pred, batch)` -> per-row tensors for evaluation (`index` identifies the row for DDP de-duplication);
+- `score(rows)` -> metrics; `metric_names`, `primary_metric` and `mode` say what it reports;
+- `fit_reference(dm)` reads what it needs from the data module (bin edges, training outcomes, class counts).
+
+Example (YAML, `model.task`):
+    objectives:
+      grade: {_target_: survlab.tasks.objectives.ClassificationObjective, label: grade, loss: focal}
+      os: {_target_: survlab.tasks.objectives.SurvivalObjective, loss: nll, alpha: 0.5}
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from survlab.data.batch import Batch
+from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics
+from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
+from survlab.models.base import Prediction, survival_from_hazard_logits
+from survlab.models.precision import at_least_fp32
+from survlab.tasks.losses import classification_loss, cox_partial_likelihood, nll_discrete_survival
+
+__all__ = ["Objective", "SurvivalObjective", "ClassificationObjective", "SURVIVAL_METRICS", "SLIDE_STRIDE"]
+
+SURVIVAL_METRICS = ("cindex", "cindex_uno", "auc_td", "ibs")
+#: slide rows are identified by patient index * SLIDE_STRIDE + slide position (for DDP de-duplication)
+SLIDE_STRIDE = 1 << 16
+
+
+class Objective(nn.Module):
+    """Base class (an nn.Module so an objective may hold learnable parameters)."""
+
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    primary_metric: ClassVar[str] = ""
+    modes: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+        self.name = ""  # set by the task from its objectives' keys
+
+    def mode(self, metric: str) -> str:
+        """'max' or 'min' for a metric of this objective (checkpoint selection, early stopping)."""
+        return self.modes.get(metric, "max")
+
+    def fit_reference(self, datamodule: Any) -> None:  # noqa: B027 - optional hook
+        """Read training-fold quantities from the set-up data module."""
+
+    def loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor | None:
+        raise NotImplementedError
+
+    def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class SurvivalObjective(Objective):
+    """Survival on one endpoint: discrete-time NLL (`loss: nll`, MCAT form with `alpha`) on hazard logits, or the Cox
+    partial likelihood (`loss: cox`) on a risk. `endpoint: null` = the cohort's primary endpoint (`Batch.time`,
+    `Prediction.hazard_logits` / `risk`); a named endpoint reads `Batch.endpoint_*[name]` and
+    `Prediction.endpoint_hazard_logits` / `endpoint_risk` [name]. Patients without a value for the endpoint are
+    masked. Metrics: Harrell / Uno C-index, td-AUC, IBS (IPCW from the fold's training patients)."""
+
+    metric_names = SURVIVAL_METRICS
+    primary_metric = "cindex"
+    modes: ClassVar[dict[str, str]] = {"ibs": "min", "loss": "min"}
+    LOSSES = ("nll", "cox")
+
+    def __init__(self, endpoint: str | None = None, loss: str = "nll", alpha: float = 0.0, eval_alpha: float = 0.0,
+                 weight: float = 1.0) -> None:
+        super().__init__(weight)
+        if loss not in self.LOSSES:
+            raise ValueError(f"survival objective loss must be one of {self.LOSSES}, got {loss!r}")
+        self.endpoint, self.kind, self.alpha, self.eval_alpha = endpoint, loss, float(alpha), float(eval_alpha)
+        self.bin_edges: np.ndarray | None = None
+        self.train_time: np.ndarray | None = None
+        self.train_event: np.ndarray | None = None
+        self.train_risk: np.ndarray | None = None  # Cox: training risks of the selected model (Breslow baseline)
+
+    # ------------------------------------------------------------------ targets and outputs
+    def _targets(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        if self.endpoint is None:
+            return batch.time, batch.event, batch.time_bin
+        try:
+            return (batch.endpoint_time[self.endpoint], batch.endpoint_event[self.endpoint],
+                    batch.endpoint_time_bin[self.endpoint])
+        except (AttributeError, KeyError):
+            raise ValueError(f"survival objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
+                             f"declare it under data.endpoints") from None
+
+    def _outputs(self, pred: Prediction) -> tuple[Tensor | None, Tensor | None]:
+        if self.endpoint is None:
+            return pred.hazard_logits, pred.risk
+        hz, risk = pred.endpoint_hazard_logits.get(self.endpoint), pred.endpoint_risk.get(self.endpoint)
+        if hz is None and risk is None:
+            raise ValueError(f"the network predicts nothing for endpoint {self.endpoint!r} "
+                             f"(Prediction.endpoint_hazard_logits / endpoint_risk)")
+        return hz, risk
+
+    def _risk(self, hazard_logits: Tensor | None, risk: Tensor | None) -> Tensor:
+        if risk is not None:
+            return at_least_fp32(risk)
+        return -survival_from_hazard_logits(hazard_logits).sum(dim=-1)
+
+    def loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor | None:
+        time, event, time_bin = self._targets(batch)
+        hz, risk = self._outputs(pred)
+        valid = time_bin >= 0 if self.kind == "nll" else torch.isfinite(time)
+        if self.endpoint is None and bool(valid.all()):
+            valid = None  # the primary endpoint is complete: no indexing (keeps today's numbers bit for bit)
+        elif not bool(valid.any()):
+            return None
+        pick = (lambda t: t) if valid is None else (lambda t: t[valid])  # noqa: E731
+        if self.kind == "nll":
+            if hz is None:
+                raise ValueError("the network returns no hazard_logits; use loss: cox for a risk output")
+            return nll_discrete_survival(pick(hz), pick(time_bin), pick(event),
+                                         alpha=self.eval_alpha if eval_mode else self.alpha)
+        return cox_partial_likelihood(pick(self._risk(hz, risk)), pick(time), pick(event))
+
+    # ------------------------------------------------------------------ evaluation
+    def fit_reference(self, datamodule: Any) -> None:
+        if self.endpoint is None:
+            self.bin_edges = np.asarray(datamodule.bin_edges, dtype=np.float64)
+            time, event = datamodule.train_survival()
+        else:
+            self.bin_edges = np.asarray(datamodule.bin_edges_of(self.endpoint), dtype=np.float64)
+            time, event = datamodule.train_survival(self.endpoint)
+        self.set_reference(self.bin_edges, time, event)
+
+    def set_reference(self, bin_edges: np.ndarray, train_time: np.ndarray, train_event: np.ndarray) -> None:
+        ok = np.isfinite(np.asarray(train_time, dtype=np.float64))
+        self.bin_edges = np.asarray(bin_edges, dtype=np.float64)
+        self.train_time = np.asarray(train_time, dtype=np.float64)[ok]
+        self.train_event = np.asarray(train_event, dtype=bool)[ok]
+
+    def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
+        time, event, _ = self._targets(batch)
+        hz, risk = self._outputs(pred)
+        out = {"index": batch.index, "risk": self._risk(hz, risk).float(), "time": time, "event": event}
+        if hz is not None:
+            out["hazard_logits"] = hz.float()
+        return out
+
+    def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
+        if self.train_time is None:
+            raise RuntimeError("SurvivalObjective: fit_reference(datamodule) / set_reference(...) was not called")
+        ok = np.isfinite(rows["time"])
+        rows = {k: v[ok] for k, v in rows.items()}
+        eval_times = default_eval_times(rows["time"], rows["event"], self.train_time, self.train_event)
+        surv = None
+        if eval_times is not None and len(eval_times):
+            if "hazard_logits" in rows and self.bin_edges is not None:
+                surv = survival_at_times(rows["hazard_logits"], self.bin_edges, eval_times)
+            elif self.train_risk is not None:
+                surv = breslow_survival(self.train_risk, self.train_time, self.train_event, rows["risk"], eval_times)
+        return survival_metrics(rows["risk"], rows["time"], rows["event"], self.train_time, self.train_event,
+                                surv_at_times=surv, eval_times=eval_times)
+
+
+class ClassificationObjective(Objective):
+    """Classification of one label at patient level (`Prediction.class_logits[label]` [B, K] vs `Batch.labels`) or
+    slide level (`level: slide`: `Prediction.slide_logits[label]` [B, S, K] vs `Batch.slide_labels` [B, S]).
+
+    loss: `ce` (label smoothing, class weights) or `focal` (`gamma`); class_weights: null, `balanced` (inverse
+    frequency of the fold's training labels, mean 1) or a list. Missing labels (-1) are masked. Metrics:
+    `survlab.eval.classification` (balanced accuracy is the primary one); `ordinal: true` -> quadratic kappa.
+    """
+
+    metric_names = CLASSIFICATION_METRICS
+    primary_metric = "balanced_accuracy"
+    modes: ClassVar[dict[str, str]] = {"loss": "min"}
+    LEVELS = ("patient", "slide")
+
+    def __init__(self, label: str, level: str = "patient", loss: str = "ce", label_smoothing: float = 0.0,
+                 class_weights: str | list[float] | None = None, gamma: float = 2.0, ordinal: bool = False,
+                 weight: float = 1.0) -> None:
+        super().__init__(weight)
+        if level not in self.LEVELS:
+            raise ValueError(f"classification objective level must be one of {self.LEVELS}, got {level!r}")
+        if loss not in ("ce", "focal"):
+            raise ValueError(f"classification objective loss must be 'ce' or 'focal', got {loss!r}")
+        if isinstance(class_weights, str) and class_weights != "balanced":
+            raise ValueError(f"class_weights must be null, 'balanced' or a list, got {class_weights!r}")
+        self.label, self.level, self.kind = label, level, loss
+        self.label_smoothing, self.gamma, self.ordinal = float(label_smoothing), float(gamma), bool(ordinal)
+        self.class_weights = class_weights
+        self.register_buffer("class_weight", None if class_weights in (None, "balanced")
+                             else torch.as_tensor(list(class_weights), dtype=torch.float32), persistent=False)
+
+    def fit_reference(self, datamodule: Any) -> None:
+        """Balanced class weights from the fold's TRAINING labels (never from validation or test)."""
+        if self.class_weights != "balanced":
+            return
+        counts = np.asarray(datamodule.train_label_counts(self.label, level=self.level), dtype=np.float64)
+        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+        self.class_weight = torch.as_tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+
+    def _logits_targets(self, pred: Prediction, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """-> logits [M, K], targets [M], row ids [M] over the labelled rows."""
+        if self.level == "patient":
+            logits, target = pred.class_logits.get(self.label), batch.labels.get(self.label)
+            ids = batch.index
+        else:
+            logits = pred.slide_logits.get(self.label)
+            target = getattr(batch, "slide_labels", {}).get(self.label)
+            if logits is not None and target is not None:
+                s = target.shape[1]
+                ids = (batch.index[:, None] * SLIDE_STRIDE + torch.arange(s, device=target.device)[None, :]).reshape(-1)
+                logits, target = logits[:, :s].reshape(-1, logits.shape[-1]), target.reshape(-1)
+        if logits is None:
+            raise ValueError(f"the network returns no {self.level}-level logits for label {self.label!r} "
+                             f"(Prediction.{'class_logits' if self.level == 'patient' else 'slide_logits'})")
+        if target is None:
+            raise ValueError(f"the cohort has no {self.level}-level label {self.label!r}; declare it under "
+                             f"data.{'labels' if self.level == 'patient' else 'slide_labels'}")
+        valid = target >= 0
+        return logits[valid], target[valid], ids[valid]
+
+    def loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor | None:
+        logits, target, _ = self._logits_targets(pred, batch)
+        if target.numel() == 0:
+            return None
+        return classification_loss(logits, target, self.kind, self.label_smoothing, self.class_weight, self.gamma)
+
+    def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
+        logits, target, ids = self._logits_targets(pred, batch)
+        return {"index": ids, "probs": torch.softmax(at_least_fp32(logits), dim=-1), "label": target}
+
+    def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
+        return classification_metrics(rows["probs"], rows["label"], ordinal=self.ordinal)
+

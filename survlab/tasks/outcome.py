@@ -1,0 +1,308 @@
+"""`OutcomeTask`: the LightningModule that trains any network returning a `Prediction` on a weighted set of
+objectives (survival per endpoint, patient- or slide-level classification) plus the network's auxiliary losses.
+
+Metrics: per-row predictions are collected in validation / test, gathered across DDP ranks, de-duplicated by row
+index (the DistributedSampler pads with repeats) and scored once per objective, so DDP metrics equal single-process
+metrics. Each objective logs `val/<objective>/<metric>` and `test/<objective>/<metric>`; the FIRST objective (the
+primary one) also logs them without the objective name (`val/cindex`, `test/balanced_accuracy`), so a
+one-objective run reads as before. `val/loss` is the weighted sum of the objectives' evaluation losses.
+
+Weighting: `fixed` (each objective's `weight`) or `uncertainty` (Kendall et al. 2018: sum_i exp(-s_i) L_i + s_i with
+a learnable s_i per objective).
+
+Example (YAML, `model.task`):
+    _target_: survlab.tasks.outcome.OutcomeTask
+    objectives:
+      subtype: {_target_: survlab.tasks.objectives.ClassificationObjective, label: subtype, label_smoothing: 0.1}
+    optimizer: adam
+    lr: 2.0e-4
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.seed import seed_everything
+from torch import Tensor, nn
+
+from survlab.data.batch import Batch
+from survlab.models.base import Prediction, SurvivalNet
+from survlab.tasks.objectives import Objective, SurvivalObjective
+from survlab.tasks.optim import (
+    INTERVALS,
+    OPTIMIZERS,
+    SCHEDULES,
+    build_optimizer,
+    build_scheduler,
+    schedules_lr,
+)
+
+__all__ = ["OutcomeTask", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN/inf; the message names the batch's case_ids."""
+
+
+class OutcomeTask(L.LightningModule):
+    """Wraps `net` with `objectives` ({name: Objective}, the first is the primary one), optimiser and metrics.
+
+    After `fit_references(datamodule)`, `test_results` (the primary objective's rows) / `test_rows` (per objective)
+    and `test_metrics` ({metric: value} of the primary objective plus {"<objective>/<metric>": value} of all) hold
+    the test predictions after `trainer.test`.
+    """
+
+    #: choice-valued constructor options (checked by config_check before any data is read)
+    CHOICES = {"optimizer": tuple(OPTIMIZERS), "scheduler": SCHEDULES, "scheduler_interval": INTERVALS,
+               "weighting": ("fixed", "uncertainty")}
+
+    def __init__(
+        self,
+        net: SurvivalNet,
+        objectives: dict[str, Objective] | None = None,
+        weighting: str = "fixed",
+        aux_weight: float = 1.0,
+        lr: float = 2e-4,
+        weight_decay: float = 1e-5,
+        optimizer: str = "adam",
+        scheduler: str = "cosine",
+        warmup_epochs: int = 0,
+        eta_min: float = 1e-6,
+        restart_epochs: int | None = None,
+        scheduler_interval: str = "epoch",
+        max_epochs: int = 20,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not objectives:
+            raise ValueError("model.task.objectives is empty; give at least one objective (survival or classification)")
+        if weighting not in self.CHOICES["weighting"]:
+            raise ValueError(f"model.task.weighting must be fixed or uncertainty, got {weighting!r}")
+        self.save_hyperparameters(ignore=["net", "objectives"])
+        self.net = net
+        self.objectives = nn.ModuleDict(dict(objectives))
+        for name, objective in self.objectives.items():
+            objective.name = name
+        self.log_vars = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(())) for n in self.objectives} if weighting == "uncertainty" else {}
+        )
+        self._outputs: dict[str, list[dict[str, dict[str, Tensor]]]] = {"val": [], "test": []}
+        self.test_rows: dict[str, dict[str, np.ndarray]] = {}
+        self.test_results: dict[str, np.ndarray] | None = None
+        self.test_metrics: dict[str, float] = {}
+
+    @property
+    def primary(self) -> Objective:
+        return next(iter(self.objectives.values()))
+
+    def metric_names(self) -> list[str]:
+        """Every validation metric this task logs (for `monitor`)."""
+        names = ["loss", *self.primary.metric_names]
+        for name, objective in self.objectives.items():
+            names += [f"{name}/{m}" for m in objective.metric_names]
+        return names
+
+    def fit_references(self, datamodule: Any) -> None:
+        """Training-fold quantities every objective needs (bin edges, training outcomes, class counts)."""
+        for objective in self.objectives.values():
+            objective.fit_reference(datamodule)
+
+    # ----------------------------------------------------------------- loss
+    def forward(self, batch: Batch) -> Prediction:
+        return self.net(batch)
+
+    def compute_loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor:
+        """Weighted objective losses (objectives without a labelled row in the batch add nothing) + aux losses."""
+        total: Tensor | None = None
+        for name, objective in self.objectives.items():
+            loss = objective.loss(pred, batch, eval_mode)
+            if loss is None:
+                continue
+            if name in self.log_vars:
+                loss = torch.exp(-self.log_vars[name]) * loss + self.log_vars[name]
+            else:
+                loss = objective.weight * loss if objective.weight != 1.0 else loss
+            total = loss if total is None else total + loss
+        if total is None:  # no labelled row for any objective: a zero that keeps the graph
+            total = sum(p.sum() for p in self.net.parameters()) * 0.0
+        for aux in pred.aux_losses.values():
+            total = total + self.hparams.aux_weight * aux
+        return total
+
+    def on_train_epoch_start(self) -> None:
+        # Re-seed every epoch from (seed, epoch): dropout of epoch e is then identical whether the run was
+        # uninterrupted or resumed from the checkpoint of epoch e-1 (sampler and patch subsets seed themselves).
+        seed_everything(self.hparams.seed * 10_007 + self.current_epoch, workers=True, verbose=False)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        pred = self(batch)
+        loss = self.compute_loss(pred, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, batch {batch_idx}, "
+                f"case_ids {batch.case_ids}; check these patients' inputs, lower model.task.lr, or use trainer.precision=32"
+            )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+        return loss
+
+    # ----------------------------------------------------------------- evaluation
+    def _log_eval_loss(self, pred: Prediction, batch: Batch, stage: str) -> None:
+        if any(isinstance(o, SurvivalObjective) and o.kind == "cox" for o in self.objectives.values()):
+            return  # the Cox likelihood of an evaluation batch depends on how patients were batched
+        if isinstance(self.primary, SurvivalObjective) and self._outputs_of(pred, self.primary) is None:
+            return
+        self.log(f"{stage}/loss", self.compute_loss(pred, batch, eval_mode=True), on_epoch=True,
+                 batch_size=len(batch), sync_dist=True)
+
+    @staticmethod
+    def _outputs_of(pred: Prediction, objective: SurvivalObjective) -> Tensor | None:
+        return objective._outputs(pred)[0]
+
+    def _eval_step(self, batch: Batch, stage: str) -> None:
+        pred = self(batch)
+        self._log_eval_loss(pred, batch, stage)
+        self._outputs[stage].append({
+            name: {k: v.detach() for k, v in objective.collect(pred, batch).items()}
+            for name, objective in self.objectives.items()
+        })
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _gather(self, stage: str) -> dict[str, dict[str, np.ndarray]]:
+        """Per objective: concatenate this rank's rows, gather all ranks, drop DistributedSampler duplicates; sorted
+        by row index."""
+        outs, self._outputs[stage] = self._outputs[stage], []
+        rows = {}
+        for name in self.objectives:
+            local = {k: torch.cat([o[name][k] for o in outs]) for k in outs[0][name]} if outs else {}
+            if self.trainer is not None and self.trainer.world_size > 1:
+                local = self._all_gather_rows(local)
+            arrays = {k: v.cpu().numpy() for k, v in local.items()}
+            if arrays:
+                _, first = np.unique(arrays["index"], return_index=True)
+                arrays = {k: v[first] for k, v in arrays.items()}
+            rows[name] = arrays
+        return rows
+
+    def _all_gather_rows(self, local: dict[str, Tensor]) -> dict[str, Tensor]:
+        """all_gather of rows whose count may differ between ranks (slide rows, masked labels): pad to the max."""
+        n = torch.tensor([len(local["index"])], device=self.device)
+        n_max = int(self.all_gather(n).max())
+        padded = {}
+        for k, v in local.items():
+            v = v.to(self.device)
+            pad = torch.full((n_max - len(v), *v.shape[1:]), -1 if k == "index" else 0, dtype=v.dtype, device=v.device)
+            padded[k] = torch.cat([v, pad])
+        gathered = self.all_gather(padded)  # each [world, n_max, ...]
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in gathered.items()}
+        keep = flat["index"] >= 0
+        return {k: v[keep] for k, v in flat.items()}
+
+    def _score(self, rows: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+        """{metric: value} of the primary objective and {"<objective>/<metric>": value} of every objective."""
+        out: dict[str, float] = {}
+        for i, (name, objective) in enumerate(self.objectives.items()):
+            metrics = objective.score(rows[name]) if len(rows[name].get("index", ())) else {}
+            if i == 0:
+                out.update(metrics)
+            out.update({f"{name}/{k}": v for k, v in metrics.items()})
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._outputs["val"]:
+            return
+        metrics = self._score(self._gather("val"))
+        for name, objective in self.objectives.items():
+            keys = [f"{name}/{m}" for m in objective.metric_names]
+            if objective is self.primary:
+                keys = [*objective.metric_names, *keys]
+            for key in keys:
+                value = metrics.get(key, math.nan)
+                # NaN would poison checkpoint selection: an undefined primary metric counts as chance level
+                if key.rsplit("/", 1)[-1] == objective.primary_metric and not math.isfinite(value):
+                    value = 0.5 if isinstance(objective, SurvivalObjective) else 0.0
+                self.log(f"val/{key}", float(value), sync_dist=False, rank_zero_only=False)
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["survlab_reference"] = {
+            name: {"bin_edges": o.bin_edges.tolist(), "train_time": o.train_time.tolist(),
+                   "train_event": o.train_event.astype(int).tolist()}
+            for name, o in self.objectives.items()
+            if isinstance(o, SurvivalObjective) and o.bin_edges is not None and o.train_time is not None
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, ref in (checkpoint.get("survlab_reference") or {}).items():
+            objective = self.objectives[name] if name in self.objectives else None
+            if isinstance(objective, SurvivalObjective) and objective.train_time is None and isinstance(ref, dict):
+                objective.set_reference(np.array(ref["bin_edges"]), np.array(ref["train_time"]),
+                                        np.array(ref["train_event"]))
+
+    def on_test_epoch_start(self) -> None:
+        # Cox objectives have no survival curve of their own: fit a Breslow baseline on the TRAINING patients'
+        # predictions of the selected model (needed for the integrated Brier score).
+        cox = {n: o for n, o in self.objectives.items() if isinstance(o, SurvivalObjective) and o.kind == "cox"}
+        dm = getattr(self.trainer, "datamodule", None) if self.trainer is not None else None
+        if not cox or dm is None or not hasattr(dm, "train_eval_dataloader"):
+            return
+        rows: dict[str, list[dict[str, Tensor]]] = {n: [] for n in cox}
+        with torch.no_grad():
+            for batch in dm.train_eval_dataloader():
+                batch = batch.to(self.device)
+                pred = self(batch)
+                for name, objective in cox.items():
+                    rows[name].append({k: v.cpu() for k, v in objective.collect(pred, batch).items()})
+        for name, objective in cox.items():
+            r = {k: torch.cat([x[k] for x in rows[name]]).numpy() for k in rows[name][0]}
+            order = np.argsort(r["index"])
+            objective.train_risk = r["risk"][order]
+            if objective.endpoint is None:  # exact outcomes from the cohort table (the batch holds float32 copies)
+                table = dm.cohort.rows([dm.full_cohort.case_ids[i] for i in r["index"][order]])
+                objective.train_time = table["time"].to_numpy(float)
+                objective.train_event = table["event"].to_numpy(bool)
+            else:
+                ok = np.isfinite(r["time"][order])
+                objective.train_risk = objective.train_risk[ok]
+                objective.train_time = r["time"][order][ok].astype(float)
+                objective.train_event = r["event"][order][ok].astype(bool)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_rows = self._gather("test")
+        self.test_results = self.test_rows[next(iter(self.objectives))]
+        self.test_metrics = self._score(self.test_rows)
+        for key, value in self.test_metrics.items():
+            self.log(f"test/{key}", float(value), sync_dist=False)
+
+    # ----------------------------------------------------------------- optimisation
+    def optimizer_steps_per_epoch(self) -> int:
+        """Optimiser steps the trainer runs per training epoch: ceil(train batches / accumulate_grad_batches), with
+        the trainer's limits (limit_train_batches, fast_dev_run) applied; loads the train dataloader if needed."""
+        trainer = self.trainer
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()  # what trainer.estimated_stepping_batches does before counting
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("model.task.scheduler / warmup_epochs need a train dataloader with a length "
+                             "(an epoch of known size); use scheduler=none and warmup_epochs=0 for an iterable one")
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay)
+        if not schedules_lr(hp.scheduler, hp.warmup_epochs):
+            return opt
+        max_epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else hp.max_epochs
+        sched = build_scheduler(opt, hp.scheduler, max_epochs, hp.warmup_epochs, hp.eta_min,
+                                steps_per_epoch=self.optimizer_steps_per_epoch(), restart_epochs=hp.restart_epochs,
+                                interval=hp.scheduler_interval)
+        # stepped after every optimiser step: lr_factor itself holds the decay per epoch when interval == "epoch"
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
