@@ -1,22 +1,28 @@
 """ABMIL: gated attention multiple-instance learning over WSI patch features (Ilse et al. 2018), the WSI-only
-survival baseline.
+survival and classification baseline.
 
-    patches [B, N, D] → Linear(D→H) → ReLU → Dropout → GatedAttentionPool (masked) → Linear(H→H) → ReLU → Dropout → head
+    patches [B, N, D] → Linear(D→H) → ReLU → Dropout → GatedAttentionPool (masked) → Linear(H→H) → ReLU → Dropout
+      → survival head (`survival=True`, the default) and/or one class head per label in `targets`
 
 Padding never changes the output: attention is exactly 0 on padded patches (`wsi_mask` False).
 
 Example:
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_bins=4), hidden_dim=64)
     >>> pred = net(batch)  # pred.hazard_logits [B, 4], pred.attention["patch"] [B, N]
+    >>> net = ABMIL(ModalityDims(wsi_dim=32, n_classes={"subtype": 2}), targets=["subtype"], survival=False)
+    >>> net(batch).class_logits["subtype"].shape  # [B, 2]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import GatedAttentionPool, SurvivalHead, mlp
+from survlab.models.base import ModalityDims, Prediction
+from survlab.models.blocks import GatedAttentionPool, mlp
+from survlab.models.outcome import OutcomeNet
 
 
 class ABMILEncoder(nn.Module):
@@ -36,8 +42,8 @@ class ABMILEncoder(nn.Module):
         return self.rho(pooled), attn
 
 
-class ABMIL(SurvivalNet):
-    """WSI-only attention-MIL survival network.
+class ABMIL(OutcomeNet):
+    """WSI-only attention-MIL network (survival and/or patient classification).
 
     Args:
         dims: cohort sizes (needs `wsi_dim`).
@@ -45,6 +51,8 @@ class ABMIL(SurvivalNet):
         attn_dim: hidden size of the gated attention scorer (default: hidden_dim).
         dropout: dropout after each layer (and inside the attention scorer).
         output: "hazards" → `hazard_logits` [B, n_bins] (NLL); "risk" → Cox log-hazard `risk` [B].
+        targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = every label.
+        survival: predict survival (the default; the head keeps its parameter names `head.linear.*`).
     """
 
     modalities = ("wsi",)
@@ -56,10 +64,12 @@ class ABMIL(SurvivalNet):
         attn_dim: int | None = None,
         dropout: float = 0.25,
         output: str = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
     ) -> None:
         super().__init__(dims)
         self.encoder = ABMILEncoder(dims.wsi_dim, hidden_dim, attn_dim, dropout)
-        self.head = SurvivalHead(hidden_dim, dims.n_bins, output)
+        self.init_heads(hidden_dim, targets, survival, output)
 
     def encode(self, batch: Batch) -> Tensor:
         """Patient embedding [B, hidden_dim]."""
@@ -67,4 +77,4 @@ class ABMIL(SurvivalNet):
 
     def forward(self, batch: Batch) -> Prediction:
         h, attn = self.encoder(batch.wsi, batch.wsi_mask)
-        return Prediction(**self.head(h), attention={"patch": attn}, embedding=h)
+        return Prediction(**self.predict_heads(h), attention={"patch": attn}, embedding=h)

@@ -51,6 +51,23 @@ def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Ten
     return pooled.to(x.dtype)
 
 
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...]; padding never leaks in."""
+    if mask is None:
+        return x.mean(dim=1)
+    w = mask.to(x.dtype).view(*mask.shape, *([1] * (x.dim() - 2)))
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Maximum over the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...], taken separately per
+    trailing entry (e.g. per class logit); padding is never the maximum."""
+    if mask is None:
+        return x.amax(dim=1)
+    keep = mask.view(*mask.shape, *([1] * (x.dim() - 2)))
+    return x.masked_fill(~keep, float("-inf")).amax(dim=1)
+
+
 def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
     """Linear → act → Dropout stack through `dims` (e.g. [in, 256, 256]); the last activation is optional."""
     layers: list[nn.Module] = []
@@ -140,6 +157,20 @@ class SurvivalHead(nn.Module):
         return {"hazard_logits": out} if self.output == "hazards" else {"risk": out.squeeze(-1)}
 
 
+class ClassHeads(nn.ModuleDict):
+    """One linear classifier per patient label: embedding [..., in_dim] -> {label: logits [..., K_label]}.
+
+    The head name IS the label name (`Prediction.class_logits[label]`); logits are fp32 under autocast, like the
+    survival head. Works on patient embeddings [B, H] and on patch embeddings [B, N, H] alike.
+    """
+
+    def __init__(self, in_dim: int, n_classes: dict[str, int]) -> None:
+        super().__init__({label: FullPrecisionLinear(in_dim, k) for label, k in n_classes.items()})
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        return {label: head(h) for label, head in self.items()}
+
+
 def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
     """ViT-style init used by TransMIL/CrossFusion: Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)."""
     for m in module.modules():
@@ -153,12 +184,15 @@ def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
 
 
 __all__ = [
+    "ClassHeads",
     "CrossAttention",
     "GatedAttentionPool",
     "SNNBlock",
     "SurvivalHead",
     "init_trunc_normal",
     "masked_adaptive_avg_pool",
+    "masked_max",
+    "masked_mean",
     "masked_softmax",
     "mlp",
     "snn_encoder",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from survlab.models.blocks import CrossAttention, GatedAttentionPool, masked_adaptive_avg_pool, masked_softmax
+from survlab.models.blocks import (
+    CrossAttention,
+    GatedAttentionPool,
+    masked_adaptive_avg_pool,
+    masked_max,
+    masked_mean,
+    masked_softmax,
+)
 
 
 def test_masked_adaptive_pool_equals_adaptive_pool_on_each_bags_real_part() -> None:
@@ -42,3 +49,11 @@ def test_gated_pool_and_cross_attention_ignore_padding() -> None:
     ca = CrossAttention(8, heads=2).eval()
     q = torch.randn(1, 3, 8)
     torch.testing.assert_close(ca(q, bag)[0], ca(q, padded, mask)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_masked_mean_and_max_use_only_real_tokens() -> None:
+    x = torch.tensor([[[1.0, -4.0], [3.0, -2.0], [1e6, 1e6]], [[-5.0, 2.0], [-1e6, 1e6], [1e6, -1e6]]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    torch.testing.assert_close(masked_mean(x, mask), torch.tensor([[2.0, -3.0], [-5.0, 2.0]]))
+    torch.testing.assert_close(masked_max(x, mask), torch.tensor([[3.0, -2.0], [-5.0, 2.0]]))
+    torch.testing.assert_close(masked_max(x[:, :2, 0], mask[:, :2]), torch.tensor([3.0, -5.0]))  # [B, N] too
