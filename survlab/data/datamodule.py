@@ -153,6 +153,14 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
 
 
 ENDPOINT_KEYS = ("time", "censorship", "event")
+SYNTHETIC_KINDS = ("survival", "classification")
+
+
+def _synthetic_spec_class(kind: str) -> type:
+    """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification)."""
+    from survlab.data.synthetic import ClassificationSpec, SyntheticSpec
+
+    return SyntheticSpec if kind == "survival" else ClassificationSpec
 
 
 def _endpoints(
@@ -290,9 +298,10 @@ class CohortDataModule(L.LightningDataModule):
         if self.synthetic is not None:
             from dataclasses import fields
 
-            from survlab.data.synthetic import SyntheticSpec
-
-            allowed = sorted(f.name for f in fields(SyntheticSpec))
+            kind = self.synthetic.get("kind", "survival")
+            if kind not in SYNTHETIC_KINDS:
+                raise ValueError(f"data={self.name}: synthetic.kind={kind!r}; allowed: {list(SYNTHETIC_KINDS)}")
+            allowed = sorted(["kind", *(f.name for f in fields(_synthetic_spec_class(kind)))])
             unknown = sorted(set(self.synthetic) - set(allowed))
             if unknown:
                 raise ValueError(f"data={self.name}: unknown synthetic option(s) {unknown}; allowed: {allowed}")
@@ -301,10 +310,12 @@ class CohortDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Materialise synthetic / public cohorts once (cached); check that real cohorts exist."""
         if self.synthetic is not None:
-            from survlab.data.synthetic import SyntheticSpec, generate_cohort
+            from survlab.data.synthetic import generate_classification_cohort, generate_cohort
 
-            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()}
-            generate_cohort(self.root, SyntheticSpec(**spec))
+            kind = self.synthetic.get("kind", "survival")
+            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"}
+            generate = generate_cohort if kind == "survival" else generate_classification_cohort
+            generate(self.root, _synthetic_spec_class(kind)(**spec))
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
                 raise ValueError(f"unknown public cohort {self.public!r}; available: gse7390")
