@@ -32,6 +32,11 @@ class PatientItem:
     clinical: Tensor | None = None
     labels: dict[str, int] = field(default_factory=dict)  # classification targets (-1 = missing)
     extra: dict[str, Tensor] = field(default_factory=dict)  # task-specific tensors (e.g. CT stacks, PET)
+    endpoint_time: dict[str, float] = field(default_factory=dict)  # every endpoint (NaN = patient lacks it)
+    endpoint_event: dict[str, bool] = field(default_factory=dict)
+    endpoint_time_bin: dict[str, int] = field(default_factory=dict)  # -1 = patient lacks the endpoint
+    slide_labels: dict[str, list[int]] = field(default_factory=dict)  # name -> class of slide j (-1 = missing)
+    n_slides: int = 0  # slides of the patient (slide j = slide_index j of its WSI bag)
 
 
 @dataclass
@@ -40,8 +45,11 @@ class Batch:
 
     Shapes: wsi [B, N, D] (float), wsi_mask [B, N] (bool, True = real), slide_index [B, N] (long, -1 on padding),
     coords [B, N, 2], patch_index [B, N] (long, -1 on padding); scales[s] [B, N_s, D_s] with scale_masks[s] [B, N_s];
-    genomics: list of [B, g_i]; clinical [B, C]; time [B] (float), event [B] (bool), time_bin [B] (long),
-    labels[name] [B] (long, -1 = missing); index [B] (long).
+    genomics: list of [B, g_i]; clinical [B, C]; time [B] (float), event [B] (bool), time_bin [B] (long): the
+    PRIMARY endpoint (NaN / False / -1 when the cohort has no survival); endpoint_time / endpoint_event /
+    endpoint_time_bin[name] [B]: every endpoint (NaN / False / -1 where a patient lacks it); labels[name] [B] (long,
+    -1 = missing); slide_labels[name] [B, S] (long; S = most slides of a patient in the batch; slide j of patient b
+    is the slide with slide_index == j; -1 = missing label or padding slot); n_slides [B] (long); index [B] (long).
     """
 
     case_ids: list[str]
@@ -60,6 +68,11 @@ class Batch:
     clinical: Tensor | None = None
     labels: dict[str, Tensor] = field(default_factory=dict)
     extra: dict[str, Tensor] = field(default_factory=dict)
+    endpoint_time: dict[str, Tensor] = field(default_factory=dict)
+    endpoint_event: dict[str, Tensor] = field(default_factory=dict)
+    endpoint_time_bin: dict[str, Tensor] = field(default_factory=dict)
+    slide_labels: dict[str, Tensor] = field(default_factory=dict)
+    n_slides: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -127,4 +140,15 @@ def collate(items: list[PatientItem]) -> Batch:
         batch.labels[name] = torch.tensor([it.labels[name] for it in items], dtype=torch.long)
     for name in first.extra:
         batch.extra[name] = torch.stack([it.extra[name] for it in items])
+    for name in first.endpoint_time:
+        batch.endpoint_time[name] = torch.tensor([it.endpoint_time[name] for it in items], dtype=torch.float32)
+        batch.endpoint_event[name] = torch.tensor([bool(it.endpoint_event[name]) for it in items], dtype=torch.bool)
+        batch.endpoint_time_bin[name] = torch.tensor([it.endpoint_time_bin[name] for it in items], dtype=torch.long)
+    batch.n_slides = torch.tensor([it.n_slides for it in items], dtype=torch.long)
+    n_max = max((it.n_slides for it in items), default=0)
+    for name in first.slide_labels:
+        out = torch.full((len(items), n_max), -1, dtype=torch.long)
+        for b, it in enumerate(items):
+            out[b, : len(it.slide_labels[name])] = torch.tensor(it.slide_labels[name], dtype=torch.long)
+        batch.slide_labels[name] = out
     return batch

@@ -103,7 +103,17 @@ class Cohort:
 
     table: pd.DataFrame
     path: Path
-    endpoint: Endpoint = field(default_factory=Endpoint)
+    endpoint: Endpoint | None = field(default_factory=Endpoint)  # primary endpoint; None = no survival
+    secondary: tuple[Endpoint, ...] = ()  # further endpoints: columns time:<name>, event:<name> (NaN/False = absent)
+    slides: pd.DataFrame | None = None  # one row per slide: slide_id, case_id, slide-level label columns
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every loaded endpoint, the primary first (empty when the cohort has no survival)."""
+        return ((self.endpoint,) if self.endpoint else ()) + self.secondary
+
+    def _with_table(self, table: pd.DataFrame) -> Cohort:
+        return Cohort(table, self.path, self.endpoint, self.secondary, self.slides)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -114,10 +124,17 @@ class Cohort:
         slide_col: str | None = "slide_id",
         endpoint: Endpoint | None = None,
         keep_cols: Sequence[str] = (),
+        survival: bool = True,
+        secondary: Sequence[Endpoint] = (),
+        slide_keep_cols: Sequence[str] = (),
     ) -> Cohort:
-        """Read + validate the slide-level CSV. `keep_cols` (labels, clinical, site) must exist in the file."""
+        """Read + validate the slide-level CSV. `keep_cols` (labels, clinical, site) must exist in the file.
+
+        `survival=False`: a classification-only cohort (no time/censorship columns; `time` NaN, `event` False).
+        `secondary`: further endpoints (a patient may lack them: empty cells -> time NaN, event False).
+        `slide_keep_cols`: slide-level columns (slide labels), kept per slide in `Cohort.slides`."""
         path = Path(path)
-        endpoint = endpoint or Endpoint()
+        endpoint = (endpoint or Endpoint()) if survival else None
         if not path.is_file():
             raise FileNotFoundError(
                 f"clinical CSV not found: {path}; expected an MCAT/SurvPath table with columns "
@@ -127,7 +144,9 @@ class Cohort:
             raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(parse_problem(path, err)) from err
-        required = [case_col, *endpoint.outcome_cols, *keep_cols]
+        endpoints = ([endpoint] if endpoint else []) + [e for e in secondary if endpoint is None or e != endpoint]
+        outcome_cols = [c for e in endpoints for c in e.outcome_cols]
+        required = [case_col, *outcome_cols, *keep_cols, *slide_keep_cols]
         _reject_repeated(
             _header(path), path, "column", "keep one column of each name",
             only=[*required, *([slide_col] if slide_col else [])],
@@ -137,38 +156,57 @@ class Cohort:
             raise ValueError(delimiter_problem(path, _header(path)))
         if missing:
             raise ValueError(
-                f"{path}: missing required column(s) {missing} (endpoint={endpoint.name}); the file has "
+                f"{path}: missing required column(s) {missing} (endpoint(s)={[e.name for e in endpoints]}); the file has "
                 f"{list(raw.columns)}; rename the columns or set the column names in the data config"
             )
         if raw.empty:
             raise ValueError(f"{path}: no patient rows (only a header); fill in the table or point to another file")
         has_slides = slide_col is not None and slide_col in raw.columns
-        return cls(
-            cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoint, keep_cols),
-            path,
-            endpoint,
-        )
+        if slide_keep_cols and not has_slides:
+            raise ValueError(f"{path}: slide labels {list(slide_keep_cols)} need a '{slide_col}' column; add it")
+        table = cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoints, keep_cols)
+        slides = cls._slide_rows(raw, path, case_col, slide_col, slide_keep_cols) if slide_keep_cols else None
+        return cls(table, path, endpoint, tuple(endpoints[1:]) if endpoint else tuple(endpoints), slides)
 
     @staticmethod
-    def _collapse(
-        raw: pd.DataFrame,
-        path: Path,
-        case_col: str,
-        slide_col: str | None,
-        ep: Endpoint,
-        keep_cols: Sequence[str],
+    def _slide_rows(
+        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str, cols: Sequence[str]
     ) -> pd.DataFrame:
-        """Slide rows -> patient rows, validating outcomes and slide ownership."""
-        raw = raw.copy()
-        raw_ids = raw[case_col]
-        if raw_ids.isna().any():
-            rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
-            raise ValueError(
-                f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
-            )
-        raw[case_col] = raw_ids.astype(str).str.strip()
+        """One row per slide_id (sorted): slide_id, case_id and the slide-level `cols` (one value per slide)."""
+        raw = raw.dropna(subset=[slide_col]).assign(
+            **{slide_col: lambda r: r[slide_col].astype(str).str.strip(), case_col: lambda r: r[case_col].astype(str).str.strip()}
+        )
+        raw = raw[raw[slide_col] != ""]
+        for col in cols:
+            if not pd.api.types.is_numeric_dtype(raw[col]):
+                raw[col] = raw[col].map(lambda v: (v.strip() or np.nan) if isinstance(v, str) else v)
+        n_values = raw.groupby(slide_col)[list(cols)].nunique()
+        for col in cols:
+            bad = n_values.index[n_values[col] > 1]
+            if len(bad):
+                raise ValueError(
+                    f"{path}: slide-level column '{col}' differs across the rows of slide(s) {_first_ids(bad)}; "
+                    f"give each slide one value"
+                )
+        first = raw.groupby(slide_col).first().sort_index()
+        out = pd.DataFrame({"slide_id": first.index.astype(str), "case_id": first[case_col].to_numpy()})
+        for col in cols:
+            out[col] = first[col].to_numpy()
+        return out.reset_index(drop=True)
+
+    @staticmethod
+    def _outcome(
+        raw: pd.DataFrame, path: Path, case_col: str, raw_ids: pd.Series, ep: Endpoint, required: bool
+    ) -> tuple[pd.Series, pd.Series]:
+        """(time [rows] float, event [rows] bool) of endpoint `ep`, validated; a row of a non-`required` endpoint
+        may have both cells empty (time NaN, event False)."""
+        flag_col = ep.censorship_col or ep.event_col
+        absent = (
+            pd.Series(False, index=raw.index) if required
+            else raw[ep.time_col].isna() & raw[flag_col].isna()  # type: ignore[index]
+        )
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
-        bad = ~((time > 0) & np.isfinite(time))  # empty, text, decimal comma, zero, negative, inf
+        bad = ~((time > 0) & np.isfinite(time)) & ~absent  # empty, text, decimal comma, zero, negative, inf
         if bad.any():
             found = dict(sorted(zip(raw.loc[bad, case_col], raw.loc[bad, ep.time_col].map(describe_number),
                                     strict=True)))
@@ -178,26 +216,52 @@ class Cohort:
                 f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
                 f"fix the values or remove these patients"
             )
-        flag_col = ep.censorship_col or ep.event_col
         flag = pd.to_numeric(raw[flag_col], errors="coerce")
-        bad = raw.loc[~flag.isin([0, 1]), case_col]
+        bad = raw.loc[~flag.isin([0, 1]) & ~absent, case_col]
         if len(bad):
             raise ValueError(
                 f"{path}: '{flag_col}' must be 0 or 1 (censorship: 1 = censored; event: 1 = event) but case(s) "
                 f"{_first_ids(bad.unique())} have {_first_ids(raw.loc[bad.index, flag_col].unique(), 3)}; recode it"
             )
         event = (flag == 1) if ep.event_col and not ep.censorship_col else (flag == 0)
-        raw["__time"], raw["__event"] = time.astype(float), event.astype(bool)
-        per_case = raw.groupby(case_col, sort=False).agg(
-            n_time=("__time", "nunique"), n_event=("__event", "nunique")
-        )
-        conflict = per_case.index[(per_case.n_time > 1) | (per_case.n_event > 1)]
+        time, event = time.astype(float).where(~absent), event.astype(bool) & ~absent
+        per_case = pd.DataFrame({"c": raw[case_col], "t": time.fillna(-1.0), "e": event}).groupby("c", sort=False)
+        conflict = per_case.nunique().index[(per_case.nunique().t > 1) | (per_case.nunique().e > 1)]
         if len(conflict):
             raise ValueError(
                 f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
                 f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
                 f"make the patient fields identical on every slide row"
             )
+        return time, event
+
+    @staticmethod
+    def _collapse(
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        slide_col: str | None,
+        endpoints: Sequence[Endpoint],
+        keep_cols: Sequence[str],
+    ) -> pd.DataFrame:
+        """Slide rows -> patient rows, validating outcomes (the first endpoint is the primary: required) and slide
+        ownership. No endpoints: a cohort without survival (time NaN, event False)."""
+        raw = raw.copy()
+        raw_ids = raw[case_col]
+        if raw_ids.isna().any():
+            rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
+            raise ValueError(
+                f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
+            )
+        raw[case_col] = raw_ids.astype(str).str.strip()
+        outcome_cols = []
+        for k, ep in enumerate(endpoints):
+            raw[f"time:{ep.name}"], raw[f"event:{ep.name}"] = Cohort._outcome(raw, path, case_col, raw_ids, ep, k == 0)
+            outcome_cols += [f"time:{ep.name}", f"event:{ep.name}"]
+        if endpoints:
+            raw["__time"], raw["__event"] = raw[f"time:{endpoints[0].name}"], raw[f"event:{endpoints[0].name}"]
+        else:
+            raw["__time"], raw["__event"] = np.nan, False
         kept = [c for c in dict.fromkeys(keep_cols) if c != case_col]
         for col in kept:  # 'LUAD' and 'LUAD ' are one class; a blank cell is missing
             if not pd.api.types.is_numeric_dtype(raw[col]):
@@ -227,10 +291,13 @@ class Cohort:
         table["slide_ids"] = [
             list(slide_lists.get(c, [])) if slide_col is not None else [] for c in table["case_id"]
         ]
+        for col in outcome_cols:
+            table[col] = first[col].to_numpy(float if col.startswith("time:") else bool)
         for col in dict.fromkeys(keep_cols):
             if col not in ("case_id", "time", "event", "slide_ids"):
                 table[col] = first[col].to_numpy()
-        if not table["event"].any():
+        if endpoints and not table["event"].any():
+            flag_col = endpoints[0].censorship_col or endpoints[0].event_col
             raise ValueError(
                 f"{path}: no events at all in '{flag_col}' ({len(table)} patients all censored); check the coding "
                 f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
@@ -277,14 +344,13 @@ class Cohort:
     def drop(self, case_ids: Sequence[str]) -> Cohort:
         """A new Cohort without `case_ids` (row order kept; indices re-numbered)."""
         gone = set(case_ids)
-        kept = self.table[~self.table["case_id"].isin(gone)].reset_index(drop=True)
-        return Cohort(kept, self.path, self.endpoint)
+        return self._with_table(self.table[~self.table["case_id"].isin(gone)].reset_index(drop=True))
 
     def with_slides(self, slide_ids: dict[str, list[str]]) -> Cohort:
         """A new Cohort whose slide lists are replaced by `slide_ids[case_id]` (e.g. after dropping slides)."""
         table = self.table.copy()
         table["slide_ids"] = [list(slide_ids.get(c, [])) for c in table["case_id"]]
-        return Cohort(table, self.path, self.endpoint)
+        return self._with_table(table)
 
     @property
     def slide_to_case(self) -> dict[str, str]:

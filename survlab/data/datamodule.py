@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from survlab.data.batch import collate
 from survlab.data.clinical import ClinicalEncoder
 from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids
-from survlab.data.dataset import ModalitySources, PatientDataset, label_map
+from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.genomics import (
     check_coverage,
     fit_genomics,
@@ -40,6 +40,7 @@ from survlab.data.genomics import (
 )
 from survlab.data.samplers import EpochSampler
 from survlab.data.splits import FoldSplit, ensure_splits
+from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.wsi import BagStore, DropReport, check_availability
 from survlab.models.base import MODALITIES, ModalityDims
 
@@ -67,6 +68,8 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.15,
     "seed": 0,
     "stratify_site": None,
+    "stratify_label": None,
+    "calibration_fraction": 0.0,
 }
 
 
@@ -149,6 +152,42 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
     return names
 
 
+ENDPOINT_KEYS = ("time", "censorship", "event")
+SYNTHETIC_KINDS = ("survival", "classification")
+
+
+def _synthetic_spec_class(kind: str) -> type:
+    """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification)."""
+    from survlab.data.synthetic import ClassificationSpec, SyntheticSpec
+
+    return SyntheticSpec if kind == "survival" else ClassificationSpec
+
+
+def _endpoints(
+    endpoint: str,
+    time_col: str | None,
+    censorship_col: str | None,
+    event_col: str | None,
+    endpoints: dict[str, dict[str, str]] | None,
+) -> tuple[Endpoint | None, tuple[Endpoint, ...]]:
+    """(primary, secondary endpoints) of the data config. `endpoints` absent and `time_col: null` -> (None, ()):
+    a cohort without survival. Without `endpoints` the primary is built from time_col/censorship_col as before."""
+    endpoints = dict(endpoints or {})
+    for name, spec in endpoints.items():
+        spec = dict(spec or {})
+        if "time" not in spec or ("censorship" in spec) == ("event" in spec) or set(spec) - set(ENDPOINT_KEYS):
+            raise ValueError(
+                f"endpoints.{name}={spec}: give time and exactly one of censorship (1 = censored) / event (1 = event)"
+            )
+    if time_col is None and not endpoints:
+        return None, ()
+    if time_col is None and endpoint not in endpoints:
+        endpoint = next(iter(endpoints))  # no default columns: the first listed endpoint is the primary
+    primary = Endpoint.resolve(endpoint, time_col or "survival_months", censorship_col, event_col, endpoints)
+    secondary = tuple(Endpoint.resolve(n, endpoints=endpoints) for n in endpoints if n != primary.name)
+    return primary, secondary
+
+
 class CohortDataModule(L.LightningDataModule):
     """One cohort, one outer fold. See module docstring; all preprocessing is fitted on the fold's TRAIN part."""
 
@@ -159,7 +198,7 @@ class CohortDataModule(L.LightningDataModule):
         clinical_csv: str = "clinical.csv",
         case_col: str = "case_id",
         slide_col: str | None = "slide_id",
-        time_col: str = "survival_months",
+        time_col: str | None = "survival_months",
         censorship_col: str | None = "censorship",
         event_col: str | None = None,
         endpoint: str = "os",
@@ -168,6 +207,8 @@ class CohortDataModule(L.LightningDataModule):
         genomics: dict[str, Any] | None = None,
         clinical: dict[str, Any] | None = None,
         label_cols: Sequence[str] = (),
+        labels: dict[str, dict[str, Any]] | None = None,
+        slide_labels: dict[str, dict[str, Any]] | None = None,
         n_bins: int = 4,
         splits: dict[str, Any] | None = None,
         split_root: str | None = None,
@@ -191,15 +232,19 @@ class CohortDataModule(L.LightningDataModule):
         self.name, self.root = name, Path(os.path.expanduser(str(root)))
         self.clinical_csv = _under(self.root, clinical_csv)
         self.case_col, self.slide_col = case_col, slide_col
-        self.endpoint = Endpoint.resolve(endpoint, time_col, censorship_col, event_col, _plain(endpoints))
+        self.endpoint, self.secondary = _endpoints(endpoint, time_col, censorship_col, event_col, _plain(endpoints))
+        self.has_survival = self.endpoint is not None
         self.wsi_cfg = _merge(WSI_DEFAULTS, wsi, "wsi")
         self.gen_cfg = _merge(GENOMICS_DEFAULTS, genomics, "genomics")
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
         self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
-        self.label_cols = list(_plain(label_cols) or [])
+        self.label_specs = parse_labels(_plain(labels), list(_plain(label_cols) or []))
+        self.slide_label_specs = parse_labels(_plain(slide_labels), (), "slide_labels")
+        self.label_cols = list(self.label_specs)  # label (head) names
         self.n_bins, self.fold, self.seed = int(n_bins), int(fold), int(seed)
         self.split_cfg = _merge(SPLIT_DEFAULTS, splits or {}, "splits")
+        self.stratify_label = self._stratify_label()
         self.split_root = split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
@@ -253,9 +298,10 @@ class CohortDataModule(L.LightningDataModule):
         if self.synthetic is not None:
             from dataclasses import fields
 
-            from survlab.data.synthetic import SyntheticSpec
-
-            allowed = sorted(f.name for f in fields(SyntheticSpec))
+            kind = self.synthetic.get("kind", "survival")
+            if kind not in SYNTHETIC_KINDS:
+                raise ValueError(f"data={self.name}: synthetic.kind={kind!r}; allowed: {list(SYNTHETIC_KINDS)}")
+            allowed = sorted(["kind", *(f.name for f in fields(_synthetic_spec_class(kind)))])
             unknown = sorted(set(self.synthetic) - set(allowed))
             if unknown:
                 raise ValueError(f"data={self.name}: unknown synthetic option(s) {unknown}; allowed: {allowed}")
@@ -264,10 +310,12 @@ class CohortDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Materialise synthetic / public cohorts once (cached); check that real cohorts exist."""
         if self.synthetic is not None:
-            from survlab.data.synthetic import SyntheticSpec, generate_cohort
+            from survlab.data.synthetic import generate_classification_cohort, generate_cohort
 
-            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()}
-            generate_cohort(self.root, SyntheticSpec(**spec))
+            kind = self.synthetic.get("kind", "survival")
+            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"}
+            generate = generate_cohort if kind == "survival" else generate_classification_cohort
+            generate(self.root, _synthetic_spec_class(kind)(**spec))
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
                 raise ValueError(f"unknown public cohort {self.public!r}; available: gse7390")
@@ -275,10 +323,13 @@ class CohortDataModule(L.LightningDataModule):
 
             materialize_gse7390(self.root)
         if not self.clinical_csv.is_file():
+            cols = [self.case_col, *([self.slide_col] if self.slide_col else [])]
+            cols += [c for e in self.endpoints for c in e.outcome_cols]
+            cols += [sp.column for sp in [*self.label_specs.values(), *self.slide_label_specs.values()]]
+            kind = "MCAT/SurvPath" if self.has_survival else "CLAM dataset_csv-style"
             raise FileNotFoundError(
-                f"data={self.name}: expected MCAT/SurvPath clinical CSV at {self.clinical_csv} (columns "
-                f"{self.case_col}, {self.slide_col}, {self.endpoint.time_col}, "
-                f"{self.endpoint.censorship_col or self.endpoint.event_col}); see README 'Real data layout'"
+                f"data={self.name}: expected {kind} clinical CSV at {self.clinical_csv} (columns "
+                f"{', '.join(dict.fromkeys(cols))}); see README 'Real data layout'"
             )
 
     @property
@@ -288,7 +339,29 @@ class CohortDataModule(L.LightningDataModule):
             return _under(self.root, cfg["dir"])
         site = f"_site-{cfg['stratify_site']}" if cfg["stratify_site"] else ""
         base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
-        return base / f"{self.endpoint.name}_k{cfg['folds']}_seed{cfg['seed']}{site}"
+        if self.has_survival:  # unchanged names for survival cohorts without the new options
+            head = self.endpoint.name + (f"_strat-{self.stratify_label}" if self.stratify_label else "")
+        else:
+            head = f"label-{self.stratify_label}" if self.stratify_label else "nolabel"
+        cal = f"_cal{cfg['calibration_fraction']:g}" if cfg["calibration_fraction"] else ""
+        return base / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{cal}"
+
+    def _stratify_label(self) -> str | None:
+        """Label name the splits are stratified by: `splits.stratify_label`, else the first label of a cohort
+        without survival, else None (event x time)."""
+        name = self.split_cfg["stratify_label"]
+        if name is not None and name not in self.label_specs:
+            raise ValueError(
+                f"data={self.name}: splits.stratify_label={name!r} is not a label; labels: {list(self.label_specs)}"
+            )
+        if name is None and not self.has_survival and self.label_specs:
+            name = next(iter(self.label_specs))
+        return name
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every survival endpoint (the primary first); empty when the cohort has no survival."""
+        return ((self.endpoint,) if self.endpoint else ()) + self.secondary
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
@@ -299,23 +372,28 @@ class CohortDataModule(L.LightningDataModule):
         keep = list(
             dict.fromkeys(
                 [
-                    *self.label_cols,
+                    *(sp.column for sp in self.label_specs.values()),
                     *self.clin_cols,
                     *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
                 ]
             )
         )
-        full = Cohort.from_csv(self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep)
+        full = Cohort.from_csv(
+            self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep, survival=self.has_survival,
+            secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
+        )
         cfg = self.split_cfg
         split_set = ensure_splits(
-            full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"]
+            full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],
+            self.label_specs[self.stratify_label].column if self.stratify_label else None,
+            cfg["calibration_fraction"], self.has_survival,
         )
-        event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False))
+        event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
 
         cohort = full
-        sources = ModalitySources(label_maps={c: self._label_map(full, c) for c in self.label_cols})
+        sources = ModalitySources()
         cohort = self._setup_wsi(cohort, sources)
         expr, cohort = self._read_genomics(cohort)
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
@@ -323,9 +401,9 @@ class CohortDataModule(L.LightningDataModule):
         self.cohort, self.split = cohort, split
 
         train_rows = cohort.rows(split.train)
-        self.time_bins = TimeBins.fit(
-            train_rows["time"].to_numpy(), train_rows["event"].to_numpy(), self.n_bins
-        )
+        self._fit_labels(cohort, train_rows, sources)
+        self.endpoint_bins = {ep.name: self._fit_bins(ep.name, train_rows) for ep in self.endpoints}
+        self.time_bins = self.endpoint_bins[self.endpoint.name] if self.endpoint else None
         if expr is not None:
             sources.genomics = self._fit_genomics(expr, split, cohort.case_ids)
         if "clinical" in self.modalities:
@@ -333,21 +411,44 @@ class CohortDataModule(L.LightningDataModule):
             values = self.clinical_encoder.transform(cohort.table)
             sources.clinical = dict(zip(cohort.case_ids, values, strict=False))
         self.sources = sources
-        self.datasets = {part: self._dataset(part) for part in ("train", "val", "test")}
+        parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
+        self.datasets = {part: self._dataset(part) for part in parts}
         self.dims = self._dims()
         self._ready = True
         log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
 
-    def _label_map(self, cohort: Cohort, col: str) -> dict[str, int]:
-        """Class vocabulary of label column `col`; fewer than 2 classes -> one-line ValueError (a 0/1-way head)."""
-        classes = label_map(cohort.table[col])
-        if len(classes) < 2:
-            found = f"one class ({next(iter(classes))})" if classes else "no value (empty column)"
+    def _fit_labels(self, cohort: Cohort, train_rows: pd.DataFrame, sources: ModalitySources) -> None:
+        """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
+        index of every patient / slide of `cohort` (-1 = missing); an unknown value is a one-line error."""
+        source = f"the training patients of fold {self.fold}"
+        for name, spec in self.label_specs.items():
+            classes = spec.fit(train_rows[spec.column])
+            check_classes(spec, classes, cohort.path)
+            codes = encode_labels(cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path,
+                                  source=source)
+            sources.classes[name] = classes
+            sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
+        if self.slide_label_specs:
+            slides = cohort.slides.set_index("slide_id", drop=False)
+            train_slides = slides[slides["case_id"].isin(set(train_rows["case_id"]))]
+            for name, spec in self.slide_label_specs.items():
+                classes = spec.fit(train_slides[spec.column])
+                check_classes(spec, classes, cohort.path)
+                codes = encode_labels(slides[spec.column], slides["slide_id"].tolist(), spec, classes, cohort.path,
+                                      what="slide", source=f"the training slides of fold {self.fold}")
+                sources.slide_classes[name] = classes
+                sources.slide_labels[name] = dict(zip(slides["slide_id"], codes.tolist(), strict=True))
+
+    def _fit_bins(self, endpoint: str, train_rows: pd.DataFrame) -> TimeBins:
+        """Time bins of `endpoint` fitted on the training patients that have it."""
+        time, event = train_rows[f"time:{endpoint}"].to_numpy(float), train_rows[f"event:{endpoint}"].to_numpy(bool)
+        has = ~np.isnan(time)
+        if not event[has].any():
             raise ValueError(
-                f"{cohort.path}: label column '{col}' has {found}; a label needs >= 2 classes: fix the column or "
-                f"remove it from label_cols"
+                f"data={self.name}: endpoint '{endpoint}' has no events among the {int(has.sum())} training "
+                f"patients of fold {self.fold}; drop it from endpoints or use fewer folds"
             )
-        return classes
+        return TimeBins.fit(time[has], event[has], self.n_bins)
 
     def _stores(self) -> tuple[BagStore | None, dict[str, BagStore] | None]:
         w = self.wsi_cfg
@@ -430,7 +531,9 @@ class CohortDataModule(L.LightningDataModule):
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
         return genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
 
-    def _drop_from_split(self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool]) -> FoldSplit:
+    def _drop_from_split(
+        self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool] | None
+    ) -> FoldSplit:
         if not dropped:
             return split
         log.warning(
@@ -440,7 +543,7 @@ class CohortDataModule(L.LightningDataModule):
             _first_ids(dropped),
         )
         split = split.without(dropped)
-        for part in ("train", "val", "test"):
+        for part in ("train", "val", "test") if event_of is not None else ():
             ids = split.part(part)
             if not any(event_of[c] for c in ids):
                 raise ValueError(
@@ -454,7 +557,7 @@ class CohortDataModule(L.LightningDataModule):
         return PatientDataset(
             self.cohort.rows(self.split.part(part)),
             self.full_cohort.index_of(),
-            self.time_bins,
+            self.endpoint_bins,
             self.sources,
             self.label_cols,
             train=part == "train" if train is None else train,
@@ -486,7 +589,9 @@ class CohortDataModule(L.LightningDataModule):
             clinical_dim=enc.dim if enc else None,
             clinical_names=tuple(enc.feature_names) if enc else None,
             n_bins=self.n_bins,
-            n_classes={c: len(m) for c, m in src.label_maps.items()},
+            n_classes={c: len(k) for c, k in src.classes.items()},
+            slide_n_classes={c: len(k) for c, k in src.slide_classes.items()},
+            endpoints=tuple(e.name for e in self.endpoints),
         )
 
     # ------------------------------------------------------------------ exposed after setup
@@ -494,16 +599,48 @@ class CohortDataModule(L.LightningDataModule):
         if not self._ready:
             raise RuntimeError("CohortDataModule: call setup() first")
 
+    def _endpoint_name(self, endpoint: str | None) -> str:
+        """`endpoint` (None = the primary), checked against the cohort's endpoints."""
+        names = [e.name for e in self.endpoints]
+        if not names:
+            raise ValueError(f"data={self.name} has no survival endpoint (classification-only cohort)")
+        name = names[0] if endpoint is None else endpoint
+        if name not in names:
+            raise ValueError(f"data={self.name}: unknown endpoint {name!r}; endpoints: {names}")
+        return name
+
     @property
     def bin_edges(self) -> np.ndarray:
-        self._need_setup()
-        return self.time_bins.edges
+        """Time-bin edges [n_bins + 1] of the primary endpoint."""
+        return self.bin_edges_of(None)
 
-    def train_survival(self) -> tuple[np.ndarray, np.ndarray]:
-        """(time [N_train] months, event [N_train] bool) of the fold's training patients (for IPCW metrics)."""
+    def bin_edges_of(self, endpoint: str | None) -> np.ndarray:
+        """Time-bin edges [n_bins + 1] of `endpoint` (None = primary), fitted on the fold's training patients."""
         self._need_setup()
+        return self.endpoint_bins[self._endpoint_name(endpoint)].edges
+
+    def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(time [N_train] months, event [N_train] bool) of the fold's training patients that have `endpoint`
+        (None = primary) — for IPCW metrics."""
+        self._need_setup()
+        name = self._endpoint_name(endpoint)
         rows = self.cohort.rows(self.split.train)
-        return rows["time"].to_numpy(float), rows["event"].to_numpy(bool)
+        time, event = rows[f"time:{name}"].to_numpy(float), rows[f"event:{name}"].to_numpy(bool)
+        has = ~np.isnan(time)
+        return time[has], event[has]
+
+    @property
+    def targets(self) -> dict[str, Any]:
+        """What the cohort can be trained on (JSON-safe, for protocol.json): endpoint names (primary first), the
+        class order of every patient / slide label and which labels are ordinal."""
+        self._need_setup()
+        return {
+            "endpoints": [e.name for e in self.endpoints],
+            "primary_endpoint": self.endpoint.name if self.endpoint else None,
+            "labels": {n: list(c) for n, c in self.sources.classes.items()},
+            "ordinal": {n: sp.ordinal for n, sp in self.label_specs.items()},
+            "slide_labels": {n: list(c) for n, c in self.sources.slide_classes.items()},
+        }
 
     @property
     def oracle_risk(self) -> dict[str, float] | None:
@@ -517,9 +654,13 @@ class CohortDataModule(L.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         """Protocol-card facts about the data (JSON-safe)."""
         self._need_setup()
-        per = {p: self.cohort.rows(self.split.part(p)) for p in ("train", "val", "test")}
+        per = {p: self.cohort.rows(self.split.part(p)) for p in self.datasets}
         w = self.wsi_cfg or {}
-        prep: dict[str, Any] = {"time_bins": self.time_bins.to_dict(), "fitted_on": "train"}
+        prep: dict[str, Any] = {"fitted_on": "train"}
+        if self.time_bins is not None:
+            prep["time_bins"] = self.time_bins.to_dict()
+        if self.secondary:
+            prep["endpoint_time_bins"] = {n: b.to_dict() for n, b in self.endpoint_bins.items()}
         if self.sources.genomics is not None:
             prep["genomics"] = {
                 "scaling": self.gene_scaler.method,
@@ -540,9 +681,10 @@ class CohortDataModule(L.LightningDataModule):
                 "time_col": self.endpoint.time_col,
                 "censorship_col": self.endpoint.censorship_col,
                 "event_col": self.endpoint.event_col,
-            },
+            } if self.endpoint else None,
+            "targets": self.targets,
             "n_patients": {p: len(r) for p, r in per.items()},
-            "n_events": {p: int(r["event"].sum()) for p, r in per.items()},
+            "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
             "modalities": list(self.modalities),
             "encoder": w.get("encoder"),
             "feature_dim": self.dims.wsi_dim if self.dims else None,
@@ -601,6 +743,15 @@ class CohortDataModule(L.LightningDataModule):
         ds = self._dataset("train", train=False)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
                           num_workers=self.num_workers, pin_memory=self.pin_memory)
+
+    def calibration_dataloader(self) -> DataLoader:
+        """The fold's calibration patients (carved from its training part) in evaluation mode."""
+        self._need_setup()
+        if "calibration" not in self.datasets:
+            raise ValueError(
+                f"data={self.name}: no calibration part; set data.splits.calibration_fraction > 0 (e.g. 0.2)"
+            )
+        return self._loader("calibration", self.eval_batch_size, train=False)
 
     def val_dataloader(self) -> DataLoader:
         self._need_setup()

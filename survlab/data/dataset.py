@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from survlab.data.batch import PatientItem
 from survlab.data.cohort import TimeBins
+from survlab.data.targets import label_key, sorted_values
 from survlab.data.wsi import BagStore
 
 
@@ -32,23 +33,18 @@ class ModalitySources:
     scales: dict[str, BagStore] | None = None
     genomics: dict[str, list[np.ndarray]] | None = None
     clinical: dict[str, np.ndarray] | None = None
-    label_maps: dict[str, dict[str, int]] = field(default_factory=dict)  # label col -> {str(value): class}
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient label name -> class order
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)  # label name -> case_id -> class (-1 missing)
+    slide_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slide label name -> class order
+    slide_labels: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> slide_id -> class (-1 missing)
 
 
 def label_map(values: pd.Series) -> dict[str, int]:
     """Class vocabulary of a label column: sorted unique non-missing values -> 0..K-1 (identity for 0..K-1 ints)."""
-    vals = values.dropna().unique().tolist()
-    try:
-        vals = sorted(vals)
-    except TypeError:
-        vals = sorted(vals, key=str)
-    return {_label_key(v): i for i, v in enumerate(vals)}
+    return {v: i for i, v in enumerate(sorted_values(values))}
 
 
-def _label_key(v: object) -> str:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v)
+_label_key = label_key  # kept for importers of the old private name
 
 
 def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
@@ -59,14 +55,15 @@ def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
 
 
 class PatientDataset(Dataset):
-    """rows: patient rows (case_id, time, event, slide_ids, label cols) in dataset order; index_of: case_id -> row
-    index in the full cohort; bins: fitted TimeBins."""
+    """rows: patient rows (case_id, time, event, time:<endpoint>, event:<endpoint>, slide_ids) in dataset order;
+    index_of: case_id -> row index in the full cohort; bins: endpoint name -> fitted TimeBins (primary first; empty
+    for a cohort without survival); label_cols: names of the patient labels in `sources.labels`."""
 
     def __init__(
         self,
         rows: pd.DataFrame,
         index_of: dict[str, int],
-        bins: TimeBins,
+        bins: dict[str, TimeBins],
         sources: ModalitySources,
         label_cols: Sequence[str] = (),
         train: bool = False,
@@ -78,7 +75,12 @@ class PatientDataset(Dataset):
         self.rows = rows.reset_index(drop=True)
         self.case_ids: list[str] = self.rows["case_id"].astype(str).tolist()
         self.index_of, self.sources, self.label_cols = index_of, sources, list(label_cols)
-        self.time_bins = bins.transform(self.rows["time"].to_numpy())
+        self.endpoint_time_bins = {
+            name: np.where(np.isnan(t := self.rows[f"time:{name}"].to_numpy(float)), -1, b.transform(np.nan_to_num(t)))
+            for name, b in bins.items()
+        }
+        primary = next(iter(self.endpoint_time_bins.values()), None)
+        self.time_bins = primary if primary is not None else np.full(len(self.rows), -1, dtype=np.int64)
         self.train, self.seed = train, seed
         self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
         self.max_patches_per_scale = dict(max_patches_per_scale or {})
@@ -96,12 +98,14 @@ class PatientDataset(Dataset):
             return self.max_patches_per_scale.get(scale, self.max_patches) if scale else self.max_patches
         return self.eval_max_patches
 
-    def _labels(self, row: pd.Series) -> dict[str, int]:
-        out = {}
-        for col in self.label_cols:
-            v = row[col]
-            out[col] = -1 if pd.isna(v) else self.sources.label_maps.get(col, {}).get(_label_key(v), -1)
-        return out
+    def _endpoints(self, i: int, row: pd.Series) -> tuple[dict[str, float], dict[str, bool], dict[str, int]]:
+        """(time, event, time bin) per endpoint of patient i: NaN / False / -1 when the patient lacks it."""
+        names = list(self.endpoint_time_bins)
+        return (
+            {n: float(row[f"time:{n}"]) for n in names},
+            {n: bool(row[f"event:{n}"]) for n in names},
+            {n: int(self.endpoint_time_bins[n][i]) for n in names},
+        )
 
     def __getitem__(self, key: int | tuple[int, int]) -> PatientItem:
         """`dataset[i]` or `dataset[(i, epoch)]` (from `EpochSampler`; the epoch seeds training patch subsets)."""
@@ -114,8 +118,11 @@ class PatientDataset(Dataset):
             time=float(row["time"]),
             event=bool(row["event"]),
             time_bin=int(self.time_bins[i]),
-            labels=self._labels(row),
+            labels={n: self.sources.labels[n][case] for n in self.label_cols},
+            slide_labels={n: [m.get(s, -1) for s in row["slide_ids"]] for n, m in self.sources.slide_labels.items()},
+            n_slides=len(row["slide_ids"]),
         )
+        item.endpoint_time, item.endpoint_event, item.endpoint_time_bin = self._endpoints(i, row)
         src = self.sources
         if src.wsi is not None:
             raw = src.wsi.load_raw(row["slide_ids"])

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from survlab.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test", "calibration")
 
 
 def _sha256(data: bytes) -> str:
@@ -90,10 +90,16 @@ def make_splits(
     seed: int = 0,
     site: np.ndarray | None = None,
     n_time_strata: int = 4,
+    label: np.ndarray | None = None,
+    calibration_fraction: float = 0.0,
+    survival: bool = True,
 ) -> list[pd.DataFrame]:
     """Pure function: -> one DataFrame (case_id, split) per outer fold, rows sorted by case_id.
 
     Patients are sorted by case_id before any random draw, so the assignment does not depend on the input order.
+    `label` [N] (class values, NaN = missing): outer folds stratified by label (x event when `survival`) [x site]
+    and the inner parts by label (x event) instead of event x time. `calibration_fraction` of each training part
+    (per inner stratum, after the validation draw) becomes the `calibration` part.
     """
     case_ids = np.asarray(list(map(str, case_ids)), dtype=object)
     time, event = np.asarray(time, float), np.asarray(event, bool)
@@ -103,24 +109,43 @@ def make_splits(
     order = np.argsort(case_ids, kind="stable")
     case_ids, time, event = case_ids[order], time[order], event[order]
     site = None if site is None else np.asarray(site)[order]
+    inner = event if label is None else _label_strata(np.asarray(label, dtype=object)[order], event, survival)
     if folds < 2:
         raise ValueError(f"splits.folds must be >= 2, got {folds}")
     if len(case_ids) < 2 * folds:
         raise ValueError(f"cohort has {len(case_ids)} patients, too few for {folds} folds; use fewer folds")
     rng = np.random.default_rng(seed)
-    outer = _round_robin(_strata(time, event, site, n_time_strata), folds, rng)
+    if label is None:
+        strata = _strata(time, event, site, n_time_strata)
+    else:
+        strata = inner if site is None else np.array([f"{a}_s{b}" for a, b in zip(inner, site, strict=True)], object)
+    outer = _round_robin(strata, folds, rng)
     out = []
     for k in range(folds):
         split = np.where(outer == k, "test", "train").astype(object)
         train = np.flatnonzero(outer != k)
-        for ev in (False, True):  # inner validation: stratified by event
-            idx = rng.permutation(train[event[train] == ev])
+        groups = (False, True) if label is None else sorted(set(inner.tolist()))
+        for ev in groups:  # inner validation: stratified by event (or label [x event])
+            idx = rng.permutation(train[inner[train] == ev])
             n_val = int(round(val_fraction * len(idx)))
             if val_fraction > 0 and len(idx) >= 2:
                 n_val = max(1, n_val)
             split[idx[:n_val]] = "val"
+        if calibration_fraction > 0:  # drawn after validation, so the train/val assignment is unchanged
+            for ev in groups:
+                idx = rng.permutation(train[(inner[train] == ev) & (split[train] == "train")])
+                n_cal = int(round(calibration_fraction * len(idx)))
+                split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
         out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
     return out
+
+
+def _label_strata(label: np.ndarray, event: np.ndarray, survival: bool) -> np.ndarray:
+    """Stratum per patient [N] (str): its class value ('na' when missing), x event when the cohort has survival."""
+    keys = np.array(["na" if pd.isna(v) else str(v) for v in label], dtype=object)
+    if survival:
+        keys = np.array([f"{k}_e{int(e)}" for k, e in zip(keys, event, strict=True)], dtype=object)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -133,15 +158,18 @@ class FoldSplit:
     test: list[str]
     path: Path
     hash: str
+    calibration: list[str] = field(default_factory=list)  # carved from the training part; empty by default
 
     def part(self, name: str) -> list[str]:
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
+        return {"train": self.train, "val": self.val, "test": self.test, "calibration": self.calibration}[name]
 
     def without(self, case_ids: Sequence[str]) -> FoldSplit:
         """Drop patients (e.g. missing a required modality) from every part; the hash is unchanged."""
         gone = set(case_ids)
         keep = lambda ids: [c for c in ids if c not in gone]  # noqa: E731
-        return FoldSplit(self.fold, keep(self.train), keep(self.val), keep(self.test), self.path, self.hash)
+        return FoldSplit(
+            self.fold, keep(self.train), keep(self.val), keep(self.test), self.path, self.hash, keep(self.calibration)
+        )
 
 
 class SplitSet:
@@ -180,12 +208,16 @@ class SplitSet:
                 f"(assignment_sha256 mismatch); restore the file or delete {self.dir} to regenerate the splits"
             )
         parts = {s: sorted(df.loc[df["split"] == s, "case_id"]) for s in SPLIT_NAMES}
-        return FoldSplit(k, parts["train"], parts["val"], parts["test"], path, self.fold_hash(k))
+        return FoldSplit(
+            k, parts["train"], parts["val"], parts["test"], path, self.fold_hash(k), parts["calibration"]
+        )
 
     def fold_hash(self, k: int) -> str:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
-        return _sha256(json.dumps({"fold": k, **{key: self.meta.get(key) for key in keys}}, sort_keys=True).encode())
+        new = [key for key in ("calibration_fraction",) if key in self.meta]  # only when used: old hashes stay
+        values = {key: self.meta.get(key) for key in (*keys, *new)}
+        return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
 
 
 def _read_split(path: Path) -> pd.DataFrame:
@@ -244,6 +276,9 @@ def ensure_splits(
     val_fraction: float = 0.15,
     seed: int = 0,
     stratify_site: str | None = None,
+    stratify_label: str | None = None,
+    calibration_fraction: float = 0.0,
+    survival: bool = True,
 ) -> SplitSet:
     """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
 
@@ -256,10 +291,17 @@ def ensure_splits(
         "folds": int(folds),
         "val_fraction": float(val_fraction),
         "seed": int(seed),
-        "stratify": ["event", "time_quantile"] + ([stratify_site] if stratify_site else []),
+        "stratify": (
+            ["event", "time_quantile"] if stratify_label is None
+            else [f"label:{stratify_label}"] + (["event"] if survival else [])
+        ) + ([stratify_site] if stratify_site else []),
         "n_patients": len(case_ids),
         "case_set_sha256": case_set_hash(case_ids),
     }
+    if not 0.0 <= float(calibration_fraction) < 1.0:
+        raise ValueError(f"splits.calibration_fraction must be in [0, 1), got {calibration_fraction}")
+    if calibration_fraction:  # recorded (and hashed) only when used: split dirs without it are unchanged
+        settings["calibration_fraction"] = float(calibration_fraction)
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -289,9 +331,13 @@ def ensure_splits(
         )
     if stratify_site and stratify_site not in cohort.columns:
         raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
+    if stratify_label and stratify_label not in cohort.columns:
+        raise ValueError(f"splits.stratify_label={stratify_label!r} is not a column of the cohort table")
     site = cohort[stratify_site].astype(str).to_numpy() if stratify_site else None
+    label = cohort[stratify_label].to_numpy(object) if stratify_label else None
     frames = make_splits(
-        case_ids, cohort["time"].to_numpy(), cohort["event"].to_numpy(), folds, val_fraction, seed, site
+        case_ids, cohort["time"].to_numpy(), cohort["event"].to_numpy(), folds, val_fraction, seed, site,
+        label=label, calibration_fraction=float(calibration_fraction), survival=survival,
     )
     split_dir.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -25,7 +25,8 @@ class ModalityDims:
 
     wsi_dim: patch feature dim D; scale_dims: scale name -> D_s for multi-scale bags (ordered, e.g. x5, x10, x20);
     genomic_sizes / genomic_names: genes per group (after matching) and group names; clinical_dim: number of
-    clinical features after encoding; n_bins: discrete-time bins; n_classes: label name -> number of classes.
+    clinical features after encoding; n_bins: discrete-time bins; n_classes: label name -> number of classes;
+    slide_n_classes: slide label name -> number of classes; endpoints: survival endpoint names (primary first).
     """
 
     wsi_dim: int | None = None
@@ -36,6 +37,8 @@ class ModalityDims:
     clinical_names: tuple[str, ...] | None = None
     n_bins: int = 4
     n_classes: dict[str, int] = field(default_factory=dict)
+    slide_n_classes: dict[str, int] = field(default_factory=dict)  # slide label name -> number of classes
+    endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
 
     @property
     def provides(self) -> set[str]:
