@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
-from survlab.utils.config_check import check_config
+from survlab.utils.config_check import check_config, resolve_auto
 from survlab.utils.outputs import write_json
 from survlab.utils.report import write_run_outputs
 from survlab.utils.setup import (
@@ -43,6 +43,7 @@ log = logging.getLogger("survlab.run")
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Fit on the fold's training patients, select a checkpoint, test on the fold's test patients once."""
     started = time.time()
+    resolve_auto(cfg)
     L.seed_everything(cfg.seed, workers=True)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     datamodule = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
@@ -117,6 +118,7 @@ def hydra_main(cfg: DictConfig) -> float:
         return math.nan
     try:
         check_config(cfg)
+        resolve_auto(cfg)
         if multirun:
             from survlab.utils.ddp import check_multirun_strategy
 

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m survlab.summarize", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", help="a Hydra multirun dir (the one holding multirun.yaml)")
     p.add_argument("--reference", default=None, help="model the others are compared with (default: first alphabetically)")
-    p.add_argument("--metric", default="test/cindex", help="metric of the paired comparison and the plot")
+    p.add_argument("--metric", default=None,
+                   help="metric of the paired comparison and the plot (default: test/cindex, else test/balanced_accuracy)")
     p.add_argument("--out", default=None, help="write the files here instead of the sweep dir")
     p.add_argument("--no-plot", action="store_true", help="skip comparison.png")
     p.add_argument("--over", nargs="*", default=[], metavar="KEY",

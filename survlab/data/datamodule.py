@@ -592,6 +592,7 @@ class CohortDataModule(L.LightningDataModule):
             n_classes={c: len(k) for c, k in src.classes.items()},
             slide_n_classes={c: len(k) for c, k in src.slide_classes.items()},
             endpoints=tuple(e.name for e in self.endpoints),
+            primary_label=self.primary_label,
         )
 
     # ------------------------------------------------------------------ exposed after setup
@@ -628,6 +629,27 @@ class CohortDataModule(L.LightningDataModule):
         time, event = rows[f"time:{name}"].to_numpy(float), rows[f"event:{name}"].to_numpy(bool)
         has = ~np.isnan(time)
         return time[has], event[has]
+
+    @property
+    def primary_label(self) -> str | None:
+        """The label a classification objective without an explicit `label` trains on: splits.stratify_label, else
+        the first declared label (None when the cohort has none)."""
+        return self.stratify_label or next(iter(self.label_specs), None)
+
+    def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
+        """Class counts [K] of `label` among the fold's TRAINING patients (level=slide: their slides)."""
+        self._need_setup()
+        src = self.sources
+        classes, values = (src.classes, src.labels) if level == "patient" else (src.slide_classes, src.slide_labels)
+        if label not in classes:
+            raise ValueError(f"data={self.name}: no {level}-level label {label!r}; labels: {list(classes)}")
+        if level == "patient":
+            codes = [values[label].get(c, -1) for c in self.split.train]
+        else:
+            rows = self.cohort.rows(self.split.train)
+            codes = [values[label].get(s, -1) for ss in rows["slide_ids"] for s in ss]
+        codes = np.asarray([c for c in codes if c >= 0], dtype=np.int64)
+        return np.bincount(codes, minlength=len(classes[label]))
 
     @property
     def targets(self) -> dict[str, Any]:

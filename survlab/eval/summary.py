@@ -68,6 +68,10 @@ PREFERRED_METRICS = (
     "test/cindex_uno",
     "test/auc_td",
     "test/ibs",
+    "test/balanced_accuracy",
+    "test/auroc",
+    "test/f1",
+    "test/kappa",
     "val/best",
     "oracle_cindex",
     "n_test",
@@ -375,7 +379,7 @@ def _paired(
 def summarize_sweep(
     sweep_dir: str | os.PathLike,
     reference: str | None = None,
-    metric: str = "test/cindex",
+    metric: str | None = None,
     out_dir: str | os.PathLike | None = None,
     write: bool = True,
     plot: bool = True,
@@ -392,6 +396,8 @@ def summarize_sweep(
         raise FileNotFoundError(f"sweep dir {sweep} does not exist")
     jobs = collect_jobs(sweep)
     metrics = _metric_columns(jobs) if not jobs.empty else []
+    if metric is None:  # the headline metric the jobs report: C-index for survival, balanced accuracy for labels
+        metric = next((m for m in PREFERRED_METRICS if m in metrics), "test/cindex")
     models = sorted(jobs["model"].unique()) if not jobs.empty else []
     auto_ref = False
     if reference is None and models:

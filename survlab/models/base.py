@@ -36,6 +36,7 @@ class ModalityDims:
     clinical_dim: int | None = None
     clinical_names: tuple[str, ...] | None = None
     n_bins: int = 4
+    primary_label: str | None = None  # the label a single-label network predicts when not told which
     n_classes: dict[str, int] = field(default_factory=dict)
     slide_n_classes: dict[str, int] = field(default_factory=dict)  # slide label name -> number of classes
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)

@@ -175,7 +175,8 @@ class ClassificationObjective(Objective):
     slide level (`level: slide`: `Prediction.slide_logits[label]` [B, S, K] vs `Batch.slide_labels` [B, S]).
 
     loss: `ce` (label smoothing, class weights) or `focal` (`gamma`); class_weights: null, `balanced` (inverse
-    frequency of the fold's training labels, mean 1) or a list. Missing labels (-1) are masked. Metrics:
+    frequency of the fold's training labels, mean 1) or a list. `label: null` = the cohort's primary label
+    (its splits.stratify_label, else its first label). Missing labels (-1) are masked. Metrics:
     `survlab.eval.classification` (balanced accuracy is the primary one); `ordinal: true` -> quadratic kappa.
     """
 
@@ -184,7 +185,7 @@ class ClassificationObjective(Objective):
     modes: ClassVar[dict[str, str]] = {"loss": "min"}
     LEVELS = ("patient", "slide")
 
-    def __init__(self, label: str, level: str = "patient", loss: str = "ce", label_smoothing: float = 0.0,
+    def __init__(self, label: str | None = None, level: str = "patient", loss: str = "ce", label_smoothing: float = 0.0,
                  class_weights: str | list[float] | None = None, gamma: float = 2.0, ordinal: bool = False,
                  weight: float = 1.0) -> None:
         super().__init__(weight)
@@ -201,7 +202,12 @@ class ClassificationObjective(Objective):
                              else torch.as_tensor(list(class_weights), dtype=torch.float32), persistent=False)
 
     def fit_reference(self, datamodule: Any) -> None:
-        """Balanced class weights from the fold's TRAINING labels (never from validation or test)."""
+        """`label: null` -> the cohort's primary label; balanced class weights from the fold's TRAINING labels."""
+        if self.label is None:
+            self.label = getattr(datamodule, "primary_label", None)
+            if self.label is None:
+                raise ValueError("classification objective with label: null, but the cohort declares no label; "
+                                 "set data.labels or the objective's label")
         if self.class_weights != "balanced":
             return
         counts = np.asarray(datamodule.train_label_counts(self.label, level=self.level), dtype=np.float64)

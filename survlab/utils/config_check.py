@@ -71,6 +71,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "ckpt_path": _ckpt,
     "resume": None,
     "monitor": None,
+    "monitor_mode": _choice("auto", "max", "min"),
     "optimized_metric": None,
     "tags": None,
 }
@@ -159,13 +160,57 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
     return names
 
 
+def _metric_mode(cfg: DictConfig, metric: str) -> str:
+    """'max' / 'min' for a validation metric name (without val/), from the objective classes' `modes`."""
+    task = cfg.model.get("task") if cfg.get("model") is not None else None
+    objectives = (task.get("objectives") if task is not None else None) or {}
+    if metric.rsplit("/", 1)[-1] == "loss":
+        return "min"
+    if not objectives:
+        from survlab.tasks.objectives import SurvivalObjective
+
+        return SurvivalObjective.modes.get(metric.rsplit("/", 1)[-1], "max")
+    for i, (name, node) in enumerate(objectives.items()):
+        head, _, leaf = metric.rpartition("/")
+        if head == name or (not head and i == 0):
+            cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
+            return cls.modes.get(leaf, "max")
+    return "max"
+
+
+def _primary_metric(cfg: DictConfig) -> str:
+    """The primary objective's headline metric: cindex (survival), balanced_accuracy (classification)."""
+    task = cfg.model.get("task") if cfg.get("model") is not None else None
+    objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives:
+        return "cindex"
+    name, node = next(iter(objectives.items()))
+    return _get_class(str(node._target_), f"model.task.objectives.{name}").primary_metric
+
+
+def resolve_auto(cfg: DictConfig) -> None:
+    """Replace `monitor: auto` by val/<primary objective's metric>, `monitor_mode: auto` by its direction and
+    `optimized_metric: auto` by test/<that metric> (in place; idempotent)."""
+    from omegaconf import open_dict
+
+    primary = _primary_metric(cfg)
+    with open_dict(cfg):
+        if cfg.get("monitor", "auto") == "auto":
+            cfg.monitor = f"val/{primary}"
+        if cfg.get("monitor_mode", "auto") == "auto":
+            cfg.monitor_mode = _metric_mode(cfg, str(cfg.monitor).removeprefix("val/"))
+        if cfg.get("optimized_metric", "auto") == "auto":
+            metric = str(cfg.monitor).removeprefix("val/")
+            cfg.optimized_metric = f"test/{metric}" if metric != "loss" else f"test/{primary}"
+
+
 def _check_metrics(cfg: DictConfig) -> None:
     names = task_metric_names(cfg) if cfg.get("model") is not None else []
     val = [f"val/{m}" for m in names]
-    if cfg.get("monitor") is not None and names and cfg.monitor not in val:
+    if cfg.get("monitor") not in (None, "auto") and names and cfg.monitor not in val:
         raise ConfigError(f"monitor={cfg.monitor!r} is not a validation metric; choose one of {', '.join(val)}")
     known = [*(f"test/{m}" for m in names if m != "loss"), *RUN_METRICS]
-    if cfg.get("optimized_metric") is not None and names and cfg.optimized_metric not in known:
+    if cfg.get("optimized_metric") not in (None, "auto") and names and cfg.optimized_metric not in known:
         raise ConfigError(
             f"optimized_metric={cfg.optimized_metric!r} is not a metric a run reports; choose one of {', '.join(known)}"
         )

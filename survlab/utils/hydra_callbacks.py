@@ -86,7 +86,7 @@ class SweepKeysCallback(Callback):
 class SweepSummaryCallback(Callback):
     """Writes summary.csv / summary.md / paired.csv / comparison.png into the sweep dir at the end of a multirun."""
 
-    def __init__(self, reference: str | None = None, metric: str = "test/cindex", wandb: bool = True,
+    def __init__(self, reference: str | None = None, metric: str | None = None, wandb: bool = True,
                  over: list[str] | None = None) -> None:
         self.reference = reference
         self.metric = metric
