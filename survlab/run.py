@@ -79,7 +79,9 @@ def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
     common = {"max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
     if "_target_" in cfg.model.task:
         return _instantiate_clean(cfg.model.task, net=net, _convert_="partial", **common)
-    return SurvivalTask(net=net, **common, **OmegaConf.to_container(cfg.model.task, resolve=True))
+    flat = {k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
+            for k, v in OmegaConf.to_container(cfg.model.task, resolve=True).items()}  # partial optimiser/scheduler
+    return SurvivalTask(net=net, **common, **flat)
 
 
 def _instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:

@@ -22,6 +22,9 @@ from survlab.utils.testing import compose_config
     ("optimized_metric=test/c_index", "optimized_metric='test/c_index' is not a metric a run reports; choose one of"),
     ("+model.net.dimm=64", "model.net.dimm: unknown option of GGMF; allowed: attn_dropout, dim,"),
     ("model.task.loss=coxph", "model.task.loss='coxph' is not one of nll, cox"),
+    ("model.task.optimizer={_target_:torch.optim.Adamm,_partial_:true}",
+     "model.task.optimizer._target_=torch.optim.Adamm: cannot import it"),
+    ("monitor=val/grade/f1", "monitor='val/grade/f1' is not a validation metric; choose one of val/loss, val/cindex"),
 ])
 def test_a_typo_fails_in_one_line_before_any_data_is_read(tmp_path: Path, override: str, message: str) -> None:
     proc = run_survlab([*tiny_overrides(tmp_path, tmp_path / "data"), f"hydra.run.dir={tmp_path / 'run'}", override],

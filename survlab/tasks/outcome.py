@@ -21,6 +21,7 @@ Example (YAML, `model.task`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import seed_everything
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
 from survlab.data.batch import Batch
 from survlab.models.base import Prediction, SurvivalNet
@@ -42,6 +44,15 @@ from survlab.tasks.optim import (
 )
 
 __all__ = ["OutcomeTask", "NonFiniteLossError"]
+
+
+def _spec_name(spec: Any) -> Any:
+    """A string option as is; a partial torch class as 'module.Class(key=value, ...)' (for hparams and logs)."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    func = getattr(spec, "func", spec)
+    kwargs = ", ".join(f"{k}={v}" for k, v in getattr(spec, "keywords", {}).items())
+    return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', func)}({kwargs})"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,12 +79,13 @@ class OutcomeTask(L.LightningModule):
         aux_weight: float = 1.0,
         lr: float = 2e-4,
         weight_decay: float = 1e-5,
-        optimizer: str = "adam",
-        scheduler: str = "cosine",
+        optimizer: str | Callable[..., Optimizer] = "adam",
+        scheduler: str | Callable[..., Any] | None = "cosine",
         warmup_epochs: int = 0,
         eta_min: float = 1e-6,
         restart_epochs: int | None = None,
         scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
         max_epochs: int = 20,
         seed: int = 0,
     ) -> None:
@@ -82,7 +94,11 @@ class OutcomeTask(L.LightningModule):
             raise ValueError("model.task.objectives is empty; give at least one objective (survival or classification)")
         if weighting not in self.CHOICES["weighting"]:
             raise ValueError(f"model.task.weighting must be fixed or uncertainty, got {weighting!r}")
-        self.save_hyperparameters(ignore=["net", "objectives"])
+        # a partial torch optimiser / scheduler (Hydra `_partial_: true`) is kept as an object, its name in hparams
+        # (checkpoints hold only plain values: they load with weights_only=True)
+        self.optimizer_spec, self.scheduler_spec = optimizer, scheduler
+        self.save_hyperparameters(ignore=["net", "objectives", "optimizer", "scheduler"])
+        self.hparams.update(optimizer=_spec_name(optimizer), scheduler=_spec_name(scheduler))
         self.net = net
         self.objectives = nn.ModuleDict(dict(objectives))
         for name, objective in self.objectives.items():
@@ -296,12 +312,21 @@ class OutcomeTask(L.LightningModule):
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
     def configure_optimizers(self) -> Any:
+        """String options use survlab's factories (warm-up + cosine / restarts, per optimiser step); a partial torch
+        optimiser (`{_target_: torch.optim.AdamW, _partial_: true, lr: ...}`) gets the parameters, a partial torch
+        scheduler the optimiser (stepped every `scheduler_interval`, ReduceLROnPlateau on `scheduler_monitor`)."""
         hp = self.hparams
-        opt = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay)
-        if not schedules_lr(hp.scheduler, hp.warmup_epochs):
+        params = [p for p in self.parameters() if p.requires_grad]
+        spec = self.optimizer_spec
+        opt = spec(params) if callable(spec) else build_optimizer(params, spec, hp.lr, hp.weight_decay)
+        if callable(self.scheduler_spec):
+            sched = self.scheduler_spec(optimizer=opt)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": hp.scheduler_interval,
+                                                       "monitor": hp.scheduler_monitor}}
+        if not schedules_lr(self.scheduler_spec, hp.warmup_epochs):
             return opt
         max_epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else hp.max_epochs
-        sched = build_scheduler(opt, hp.scheduler, max_epochs, hp.warmup_epochs, hp.eta_min,
+        sched = build_scheduler(opt, self.scheduler_spec, max_epochs, hp.warmup_epochs, hp.eta_min,
                                 steps_per_epoch=self.optimizer_steps_per_epoch(), restart_epochs=hp.restart_epochs,
                                 interval=hp.scheduler_interval)
         # stepped after every optimiser step: lr_factor itself holds the decay per epoch when interval == "epoch"

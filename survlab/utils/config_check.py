@@ -138,8 +138,11 @@ def _check_task(cfg: DictConfig) -> None:
         raise ConfigError(f"model.task.{unknown[0]}: unknown option of {cls.__name__}; allowed: "
                           f"{', '.join(sorted(set(allowed) - {'net'}))}")
     for name, choices in getattr(cls, "CHOICES", {}).items():
-        if task.get(name) is not None:
-            _choice(*choices)(f"model.task.{name}", task[name])
+        value = task.get(name)
+        if isinstance(value, DictConfig) and "_target_" in value:  # a partial torch optimiser / scheduler
+            _get_class(str(value._target_), f"model.task.{name}")
+        elif value is not None:
+            _choice(*choices)(f"model.task.{name}", value)
     for name, node in (task.get("objectives") or {}).items():
         if node is not None and "_target_" in node:
             _check_params(node, f"model.task.objectives.{name}")

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from survlab.utils.config_check import resolve_auto
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
 
     selection=last: no early stopping and no monitored checkpoint (nothing may look at validation to pick the
     model); the tested weights are those of last.ckpt."""
+    resolve_auto(cfg)  # monitor / monitor_mode: auto -> the primary objective's metric and direction
     callbacks: list[Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None or "_target_" not in cb_cfg:

@@ -140,3 +140,26 @@ def test_two_objectives_learn_and_report_metrics_equal_to_the_references(weighti
     assert task.test_metrics["os/cindex"] == pytest.approx(
         harrell_cindex(rows["os"]["risk"], rows["os"]["time"], rows["os"]["event"]))
     assert task.test_metrics["os/cindex"] > 0.6
+
+
+def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
+    """`model.task.optimizer` / `scheduler` as `_partial_` torch configs: no code names them; the steps use them;
+    checkpoints still load with weights_only=True (hparams keep only their names)."""
+    import json
+
+    from survlab.utils.testing import run_job
+
+    steps = tmp_path / "steps.json"
+    run_job(tmp_path / "run", [
+        f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", "model=snn", "debug=tiny",
+        "data.synthetic.n_patients=40", "trainer.max_epochs=3", "selection=last", "export_attention=false",
+        "model.task.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.05,momentum:0.5}",
+        "model.task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
+        "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder", f"+callbacks.steps.path={steps}"])
+    lrs = {}
+    for step in json.loads(steps.read_text()):
+        lrs.setdefault(step["epoch"], set()).add(round(step["lr"], 12))
+    assert lrs == {0: {0.05}, 1: {0.025}, 2: {0.0125}}
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["optimizer"].startswith("torch.optim.sgd.SGD(lr=0.05, momentum=0.5")
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["momentum"] == 0.5
