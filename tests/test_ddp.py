@@ -102,3 +102,21 @@ def test_guard_refuses_spawn_and_parallel_launchers(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SLURM_NTASKS", "2")
     monkeypatch.setenv("SLURM_JOB_NAME", "survlab")
     ddp.check_multirun_strategy(_cfg(devices=2, strategy="ddp"))
+
+
+def test_ddp_sim_classification_metrics_equal_predictions(tmp_path: Path, data_dir: Path) -> None:
+    """Classification rows (a variable number per rank once missing labels are masked) are gathered, de-duplicated
+    and scored once: the logged balanced accuracy equals the one recomputed from predictions.csv."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    run_dir = tmp_path / "run"
+    args = ["trainer=ddp_sim", "model=abmil_cls", "data=synthetic_classification", *tiny_overrides(tmp_path, data_dir),
+            "data.synthetic.n_patients=47", f"hydra.run.dir={run_dir}"]
+    check(run_survlab(args))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    preds = pd.read_csv(run_dir / "predictions.csv")
+    split = next((data_dir / "synthetic" / "classification").rglob("splits_0.csv"))
+    test_ids = set(pd.read_csv(split).query("split == 'test'").case_id)
+    assert set(preds.case_id) == test_ids and not preds.case_id.duplicated().any()
+    assert metrics["test/balanced_accuracy"] == pytest.approx(balanced_accuracy_score(preds.label, preds.label_pred))
+    assert metrics["test/label/n"] == len(test_ids)

@@ -93,8 +93,6 @@ class CLAMSB(OutcomeNet):
         hidden, attn_dim = CLAM_SIZES[size_arg]
         self.patch_fc = mlp([dims.wsi_dim, hidden], dropout=dropout)
         self.pool = GatedAttentionPool(hidden, hidden=attn_dim, dropout=dropout)
-        if targets is None and dims.primary_label is not None:
-            targets = [dims.primary_label]  # one label: the cohort's primary one
         self.init_heads(hidden, targets, survival, output)
         if len(self.targets) != 1:
             raise ValueError(

@@ -26,12 +26,17 @@ from survlab.models.base import SurvivalNet
 from survlab.models.blocks import ClassHeads, SurvivalHead
 
 
-def resolve_targets(owner: str, targets: Sequence[str] | None, n_classes: dict[str, int]) -> dict[str, int]:
-    """Patient labels a network predicts -> {label: K} in the order given (None = every label of the cohort).
+def resolve_targets(owner: str, targets: Sequence[str] | None, n_classes: dict[str, int],
+                    primary: str | None = None) -> dict[str, int]:
+    """Patient labels a network predicts -> {label: K} in the order given (None = the cohort's primary label, or
+    every label when it has no primary one: a head no objective trains would be dead weight, and DDP refuses it).
 
     A name the cohort does not have, a repeated name or a label with fewer than 2 classes is a one-line ValueError.
     """
-    names = list(n_classes) if targets is None else [str(t) for t in targets]
+    if targets is None:
+        names = [primary] if primary in n_classes else list(n_classes)
+    else:
+        names = [str(t) for t in targets]
     unknown = [t for t in names if t not in n_classes]
     if unknown:
         raise ValueError(
@@ -61,7 +66,7 @@ class OutcomeNet(SurvivalNet):
     ) -> None:
         """Create the survival head (if `survival`) and one classifier per target label on embeddings [.., in_dim]."""
         name = type(self).__name__
-        n_classes = resolve_targets(name, targets, self.dims.n_classes)
+        n_classes = resolve_targets(name, targets, self.dims.n_classes, self.dims.primary_label)
         if not survival and not n_classes:
             raise ValueError(
                 f"{name} predicts nothing: survival is false and no targets (cohort labels: "
