@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
+from survlab.utils.config_check import resolve_auto
 from survlab.utils.testing import CONF_DIR, compose_config, run_job
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -37,6 +38,7 @@ def test_recipe_carries_the_papers_hyperparameters(recipe: str, tmp_path: Path) 
                                     f"paths.log_dir={tmp_path / 'logs'}"])
     for key, expected in PAPER[recipe.split("_")[0]].items():
         assert OmegaConf.select(cfg, key) == pytest.approx(expected), key
+    resolve_auto(cfg)  # monitor: auto -> val/<primary metric>, as a run resolves it at start-up
     assert cfg.selection == "best_val" and cfg.monitor.startswith("val/")  # selection on the inner split
 
 
