@@ -39,6 +39,11 @@ CLAM_RECIPES = {"clam_sb_camelyon16": ("camelyon16", "label", False), "clam_sb_t
                 "clam_sb_camelyon17": ("camelyon17", "pn_stage", False)}
 
 
+def _clam_layout(cfg: DictConfig) -> bool:
+    """Whether the composed config reads a real classification cohort (CLAM layout, no survival columns)."""
+    return cfg.data.get("synthetic") is None and cfg.data.get("public") is None and cfg.data.get("time_col", "") is None
+
+
 def _write_clam_cohort(data: DictConfig, n_patients: int, feature_dim: int, patches: tuple[int, int] = (4, 8)) -> None:
     """Write a small classification cohort where `data` (a composed CLAM-layout data config) reads it: clinical.csv
     (one row per slide: case_id, slide_id, every patient / slide label column with the config's classes, cycled
@@ -107,7 +112,7 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
         return
     overrides.append("data.wsi.feature_dim=8")
     multiscale = bool(cfg.data.wsi.get("scales"))
-    if cfg.data.time_col is None:  # a classification cohort (CLAM layout): write its files where it will look
+    if _clam_layout(cfg):  # a classification cohort: write CLAM-style files where it will look
         _write_clam_cohort(cfg.data, n_patients=30, feature_dim=8)
         metrics = run_job(tmp_path / "run", overrides)
         assert metrics["n_test"] > 0 and 0.0 <= metrics["test/balanced_accuracy"] <= 1.0
@@ -154,7 +159,7 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
                  "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder",
                  f"+callbacks.steps.path={steps_file}", *SMALL_NETS[family], *SCHEDULE_OVERRIDES[family]]
     cfg = compose_config(run_dir, overrides)
-    if cfg.data.time_col is None:
+    if _clam_layout(cfg):
         overrides.append("data.wsi.feature_dim=8")
         _write_clam_cohort(cfg.data, n_patients=50, feature_dim=8)
     elif cfg.data.get("public") is None:
