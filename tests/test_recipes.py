@@ -1,6 +1,7 @@
 """Every published recipe in conf/experiment composes and runs one fast_dev_run step end to end, on synthetic files
 written in the real layout its data config expects (cohort folder, encoder name, scales); the papers' recipes train
-with the papers' optimiser steps (patients per step, learning rate of every step), recorded during a real fit."""
+with the papers' optimiser steps (patients per step, learning rate of every step), recorded during a real fit.
+The CLAM recipes (clam_sb_<cohort>) do the same on CLAM dataset_csv-style classification files."""
 
 from __future__ import annotations
 
@@ -9,20 +10,61 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from omegaconf import OmegaConf
+import torch
+from omegaconf import DictConfig, OmegaConf
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.utils.config_check import resolve_auto
 from survlab.utils.testing import CONF_DIR, compose_config, run_job
 
-RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("_"))  # _x: shared parts
 PAPER = {  # what the recipes must say (specs/*.md)
     "ggmf": {"model.task.lr": 1e-4, "model.task.alpha": 0.5, "trainer.max_epochs": 20, "model.net.dim": 256,
              "model.net.heads": 16, "model.task.warmup_epochs": 1, "data.weighted_sampling": True, "seed": 1},
     "crossfusion": {"model.task.lr": 1e-4, "model.task.weight_decay": 4e-6, "model.task.alpha": 0.2,
                     "trainer.max_epochs": 100, "trainer.accumulate_grad_batches": 32, "model.net.dim": 512,
                     "callbacks.early_stopping.patience": 20, "seed": 7},
+    # CLAM (mahmoodlab/CLAM main.py defaults + the README's commands)
+    "clam": {"model.task.lr": 2e-4, "model.task.weight_decay": 1e-5, "model.task.optimizer": "adam",
+             "model.task.scheduler": "none", "model.task.objectives.label.loss": "ce",
+             "model.task.objectives.label.weight": 0.7, "model.task.aux_weight": 0.3, "model.net.k_sample": 8,
+             "model.net.instance_loss": "svm", "model.net.dropout": 0.25, "model.net.size_arg": "small",
+             "data.weighted_sampling": True, "data.batch_size": 1, "data.max_patches": None,
+             "trainer.max_epochs": 200, "trainer.min_epochs": 52, "trainer.accumulate_grad_batches": 1,
+             "callbacks.early_stopping.patience": 20, "monitor": "val/loss", "monitor_mode": "min", "seed": 1},
 }
+# CLAM recipe -> (data config, the label it classifies, CLAM's --subtyping)
+CLAM_RECIPES = {"clam_sb_camelyon16": ("camelyon16", "label", False), "clam_sb_tcga_nsclc": ("tcga_nsclc", "label", True),
+                "clam_sb_tcga_brca_subtype": ("tcga_brca_subtype", "label", True),
+                "clam_sb_camelyon17": ("camelyon17", "pn_stage", False)}
+
+
+def _clam_layout(cfg: DictConfig) -> bool:
+    """Whether the composed config reads a real classification cohort (CLAM layout, no survival columns)."""
+    return cfg.data.get("synthetic") is None and cfg.data.get("public") is None and cfg.data.get("time_col", "") is None
+
+
+def _write_clam_cohort(data: DictConfig, n_patients: int, feature_dim: int, patches: tuple[int, int] = (4, 8)) -> None:
+    """Write a small classification cohort where `data` (a composed CLAM-layout data config) reads it: clinical.csv
+    (one row per slide: case_id, slide_id, every patient / slide label column with the config's classes, cycled
+    over patients) + features/<encoder>/pt_files/<slide_id>.pt [n, feature_dim]; 5 node slides per patient when the
+    cohort has slide labels (CAMELYON17), else 1-2 slides."""
+    root, gen = Path(data.root), torch.Generator().manual_seed(0)
+    feats = root / data.wsi.features_dir / data.wsi.encoder / "pt_files"
+    feats.mkdir(parents=True)
+    labels, slide_labels = dict(data.get("labels") or {}), dict(data.get("slide_labels") or {})
+    rows = []
+    for p in range(n_patients):
+        case = f"patient_{p:03d}"
+        for j in range(5 if slide_labels else 1 + p % 2):
+            slide = f"{case}_node_{j}"
+            values = [spec.classes[p % len(spec.classes)] for spec in labels.values()]
+            values += [spec.classes[(p + j) % len(spec.classes)] for spec in slide_labels.values()]
+            rows.append(",".join([case, slide, *values]))
+            n = int(torch.randint(patches[0], patches[1] + 1, (1,), generator=gen))
+            torch.save(torch.randn(n, feature_dim, generator=gen), feats / f"{slide}.pt")
+    header = [data.case_col, data.slide_col, *(spec.column for spec in [*labels.values(), *slide_labels.values()])]
+    (root / data.clinical_csv).write_text("\n".join([",".join(header), *rows]) + "\n")
 
 
 def test_recipes_exist_for_every_published_cohort() -> None:
@@ -30,16 +72,32 @@ def test_recipes_exist_for_every_published_cohort() -> None:
         assert f"ggmf_tcga_{cohort}" in RECIPES and f"mcat_tcga_{cohort}" in RECIPES
     for cohort in ("blca", "brca", "coadread", "luad", "gbmlgg", "ucec"):
         assert f"crossfusion_tcga_{cohort}" in RECIPES
+    assert set(CLAM_RECIPES) <= set(RECIPES)  # every classification cohort (conf/data/_clam.yaml users)
+    clam_cohorts = {p.stem for p in (CONF_DIR / "data").glob("*.yaml") if "defaults: [_clam," in p.read_text()}
+    assert clam_cohorts == {cohort for cohort, _, _ in CLAM_RECIPES.values()}
 
 
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PAPER and "_tcga_" in r])
+@pytest.mark.parametrize("recipe", sorted(CLAM_RECIPES))
+def test_clam_recipe_trains_its_cohorts_label_with_clams_subtyping_flag(recipe: str, tmp_path: Path) -> None:
+    cohort, label, subtyping = CLAM_RECIPES[recipe]
+    cfg = compose_config(tmp_path, [f"experiment={recipe}", f"paths.data_dir={tmp_path}",
+                                    f"paths.log_dir={tmp_path / 'logs'}"])
+    assert cfg.data.name == cohort and cfg.model.name == "clam_sb" and cfg.data.time_col is None
+    assert cfg.model.net.subtyping is subtyping
+    assert label in cfg.data.labels and cfg.model.task.objectives.label.label in (None, label)
+    assert cfg.model.net.targets in (None, [label])
+    if cfg.model.task.objectives.label.label is None:  # null = the cohort's primary label: its first one here
+        assert next(iter(cfg.data.labels)) == label and cfg.data.splits.stratify_label in (None, label)
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PAPER and not r.endswith("_synthetic")])
 def test_recipe_carries_the_papers_hyperparameters(recipe: str, tmp_path: Path) -> None:
     cfg = compose_config(tmp_path, [f"experiment={recipe}", f"paths.data_dir={tmp_path}",
                                     f"paths.log_dir={tmp_path / 'logs'}"])
     for key, expected in PAPER[recipe.split("_")[0]].items():
         assert OmegaConf.select(cfg, key) == pytest.approx(expected), key
-    resolve_auto(cfg)
-    assert cfg.selection == "best_val" and cfg.monitor == "val/cindex"  # selection on the inner split
+    resolve_auto(cfg)  # monitor: auto -> val/<primary metric>, as a run resolves it at start-up
+    assert cfg.selection == "best_val" and cfg.monitor.startswith("val/")  # selection on the inner split
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -54,6 +112,11 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
         return
     overrides.append("data.wsi.feature_dim=8")
     multiscale = bool(cfg.data.wsi.get("scales"))
+    if _clam_layout(cfg):  # a classification cohort: write CLAM-style files where it will look
+        _write_clam_cohort(cfg.data, n_patients=30, feature_dim=8)
+        metrics = run_job(tmp_path / "run", overrides)
+        assert metrics["n_test"] > 0 and 0.0 <= metrics["test/balanced_accuracy"] <= 1.0
+        return
     if cfg.data.get("synthetic") is None:  # a real-cohort recipe: write synthetic files where it will look
         spec = SyntheticSpec(n_patients=30, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(16, 40),
                              multiscale=multiscale)
@@ -67,18 +130,20 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
 
 # Patients per optimiser step in the papers' code (batch x gradient accumulation): GGMF steps per bag; CrossFusion and
 # MCAT accumulate 32 single bags. snn_gse7390 is survlab's own recipe (batch 8, experiments/gse7390/README.md).
-PATIENTS_PER_STEP = {"ggmf": 1, "crossfusion": 32, "mcat": 32, "snn": 8}
+PATIENTS_PER_STEP = {"ggmf": 1, "crossfusion": 32, "mcat": 32, "snn": 8, "clam": 1}
 SMALL_NETS = {  # shrink widths only (same task, optimiser and schedule code); the papers' widths are slow on CPU
     "ggmf": ["model.net.dim=16", "model.net.heads=2"],
     "crossfusion": ["model.net.dim=16", "model.net.heads=2", "model.net.mlp_dim=32"],
     "mcat": ["model.net.dim=16", "model.net.omic_hidden=[16,16]", "model.net.heads=2", "model.net.ff_dim=32"],
     "snn": [],
+    "clam": [],
 }
 SCHEDULE_OVERRIDES = {  # fewer epochs / a shorter restart period, same scheduler code path
     "ggmf": ["trainer.max_epochs=2"],
     "crossfusion": ["trainer.max_epochs=3", "model.task.restart_epochs=2"],
     "mcat": ["trainer.max_epochs=1"],
     "snn": ["trainer.max_epochs=1"],
+    "clam": ["trainer.max_epochs=2", "trainer.min_epochs=1"],
 }
 
 
@@ -94,7 +159,10 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
                  "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder",
                  f"+callbacks.steps.path={steps_file}", *SMALL_NETS[family], *SCHEDULE_OVERRIDES[family]]
     cfg = compose_config(run_dir, overrides)
-    if cfg.data.get("public") is None:
+    if _clam_layout(cfg):
+        overrides.append("data.wsi.feature_dim=8")
+        _write_clam_cohort(cfg.data, n_patients=50, feature_dim=8)
+    elif cfg.data.get("public") is None:
         overrides.append("data.wsi.feature_dim=8")
         spec = SyntheticSpec(n_patients=50, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(4, 8),
                              multiscale=bool(cfg.data.wsi.get("scales")))
@@ -115,7 +183,7 @@ def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Pa
     assert full and set(full) == {PATIENTS_PER_STEP[family]}, (recipe, [[s["patients"] for s in ep] for ep in by_epoch])
     assert all(0 < ep[-1]["patients"] <= PATIENTS_PER_STEP[family] for ep in by_epoch)
     lr = [[s["lr"] for s in ep] for ep in by_epoch]
-    peak, floor = cfg.model.task.lr, cfg.model.task.eta_min
+    peak, floor = cfg.model.task.lr, cfg.model.task.get("eta_min")
     if family == "ggmf":  # linear warm-up over the first epoch's steps, then cosine per step down to eta_min
         n0 = len(lr[0])
         assert lr[0][0] == pytest.approx(peak / n0) and lr[0][0] < peak
@@ -124,5 +192,5 @@ def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Pa
     elif family == "crossfusion":  # cosine stepped per epoch, restarting every restart_epochs (2 here)
         assert lr[0] == pytest.approx([peak] * len(lr[0])) and lr[2] == pytest.approx([peak] * len(lr[2]))
         assert lr[1] == pytest.approx([floor + (peak - floor) * 0.5] * len(lr[1]))
-    elif family == "mcat":  # no schedule
+    elif family in ("mcat", "clam"):  # no schedule
         assert lr[0] == pytest.approx([peak] * len(lr[0]))

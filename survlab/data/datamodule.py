@@ -252,6 +252,9 @@ class CohortDataModule(L.LightningDataModule):
         self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
         self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
+        if self.weighted_sampling and not self.has_survival and self.primary_label is None:
+            raise ValueError(f"data={self.name}: weighted_sampling=true needs a survival endpoint or a label to balance; "
+                             "declare data.labels or set data.weighted_sampling=false")
         self.synthetic, self.public = _plain(synthetic), public
         self._check_generated()
         self.modalities = (
@@ -727,15 +730,22 @@ class CohortDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.current_epoch) if trainer is not None else 0
 
+    def _sampling_weights(self, ds: PatientDataset) -> list[float]:
+        """Inverse-frequency draw weights [len(ds)] for `weighted_sampling` (drawn with replacement): over (time bin x
+        censorship) for a survival cohort; over the classes of the primary label otherwise (CLAM's class-balanced
+        --weighted_sample; patients missing that label form a group of their own)."""
+        if self.has_survival:
+            keys: list[Any] = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=True))
+        else:
+            keys = [ds.sources.labels[self.primary_label][case] for case in ds.case_ids]
+        counts = Counter(keys)
+        return [1.0 / counts[k] for k in keys]
+
     def _loader(self, part: str, batch_size: int, train: bool) -> DataLoader:
         ds = self.datasets[part]
         sampler = None
         if train:
-            weights = None
-            if self.weighted_sampling:  # over (time bin x censorship), with replacement
-                keys = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=False))
-                counts = Counter(keys)
-                weights = [1.0 / counts[k] for k in keys]
+            weights = self._sampling_weights(ds) if self.weighted_sampling else None
             # draws are a function of (seed, epoch) only: a resumed run repeats the uninterrupted one exactly
             sampler = EpochSampler(len(ds), self.seed, weights, epoch_fn=self._current_epoch)
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then

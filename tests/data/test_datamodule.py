@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from survlab.data.batch import collate
@@ -167,3 +168,39 @@ def test_table_only_public_cohort(tmp_path: Path) -> None:
     assert dm.dims.genomic_sizes == (76,) and dm.dims.wsi_dim is None
     batch = next(iter(dm.train_dataloader()))
     assert batch.genomics[0].shape == (16, 76) and batch.clinical.shape[0] == 16
+
+
+def test_weighted_sampling_balances_the_label_classes_of_a_cohort_without_survival(tmp_path: Path) -> None:
+    """CLAM's --weighted_sample: a classification cohort draws each class of its primary label equally often."""
+    from survlab.data.datamodule import CohortDataModule
+
+    dm = CohortDataModule(
+        name="imbalanced", root=str(tmp_path / "cohort"), time_col=None, wsi={"encoder": "synthetic", "feature_dim": 4},
+        genomics=None, clinical=None, labels={"label": {"column": "label", "classes": ["negative", "positive"]}},
+        splits={"dir": str(tmp_path / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0}, batch_size=4,
+        weighted_sampling=True, seed=0,
+        synthetic={"kind": "classification", "n_patients": 90, "feature_dim": 4, "slides_per_patient": [1, 1],
+                   "patches_per_slide": [2, 3], "tumor_slide_rate": 0.2},
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    label = np.array([dm.sources.labels["label"][c] for c in ds.case_ids])
+    assert 0.1 < label.mean() < 0.35  # the training fold is imbalanced (about 1 positive in 5)
+    sampler = dm.train_dataloader().sampler
+    drawn = []
+    for epoch in range(20):
+        sampler.epoch_fn = lambda e=epoch: e
+        drawn += [label[i] for i, _ in sampler]
+    assert len(drawn) == 20 * len(ds)
+    assert abs(np.mean(drawn) - 0.5) < 0.05, np.mean(drawn)  # unweighted draws would give label.mean()
+
+
+def test_weighted_sampling_without_survival_or_label_is_a_one_line_error(tmp_path: Path) -> None:
+    from survlab.data.datamodule import CohortDataModule
+
+    with pytest.raises(ValueError, match=r"data=nolabels: weighted_sampling=true needs a survival endpoint or a label.*"
+                                         r"set data.weighted_sampling=false") as err:
+        CohortDataModule(name="nolabels", root=str(tmp_path), time_col=None, genomics=None, clinical=None,
+                         weighted_sampling=True)
+    assert "\n" not in str(err.value)
