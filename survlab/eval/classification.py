@@ -31,7 +31,7 @@ import torch
 from scipy.stats import rankdata
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-__all__ = ["classification_metrics", "confusion_matrix", "plot_confusion", "CLASSIFICATION_METRICS"]
+__all__ = ["classification_metrics", "binary_auroc", "confusion_matrix", "plot_confusion", "CLASSIFICATION_METRICS"]
 
 #: metric names, also logged as val/<head>/<name> and test/<head>/<name>
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "kappa")
@@ -43,7 +43,7 @@ def confusion_matrix(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return multiclass_confusion_matrix(torch.as_tensor(probs).argmax(1), torch.as_tensor(labels), k).numpy()
 
 
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+def binary_auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Mann-Whitney AUROC of `scores` for the boolean `positive` (ties count 1/2) = sklearn's roc_auc_score."""
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     ranks = rankdata(scores)  # average ranks over ties
@@ -79,9 +79,9 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, ordinal: bool 
     recall = [tp[c] / true_n[c] if true_n[c] else 0.0 for c in range(k) if in_either[c]]
     f1 = [2 * tp[c] / (true_n[c] + pred_n[c]) for c in range(k) if in_either[c]]
     if k == 2:
-        auroc = _auroc(probs[:, 1], labels == 1) if in_labels.all() else math.nan
+        auroc = binary_auroc(probs[:, 1], labels == 1) if in_labels.all() else math.nan
     else:  # one-vs-rest for every class that has positives and negatives
-        per_class = [_auroc(probs[:, c], labels == c) for c in range(k) if 0 < true_n[c] < n]
+        per_class = [binary_auroc(probs[:, c], labels == c) for c in range(k) if 0 < true_n[c] < n]
         auroc = _safe_mean(per_class) if int(in_labels.sum()) >= 2 else math.nan
     kappa = _kappa(cm, ordinal)
     return {

@@ -65,6 +65,8 @@ class Prediction:
     class_logits: label name -> [B, C] (patient level); slide_logits: label name -> [B, S, C] (slide level, slide j of
     patient b = the slide with Batch.slide_index == j, aligned with Batch.slide_labels); endpoint_hazard_logits /
     endpoint_risk: endpoint name -> [B, n_bins] / [B] for networks predicting several survival endpoints.
+    horizon_logits: endpoint name (or "primary" for the primary endpoint) -> [B, H], logit of P(event by horizon h)
+    for the H horizons of a `HorizonObjective` (in its order).
     aux_losses: name -> scalar, added to the task loss.
     attention: name -> tensor for interpretation, e.g. "patch" [B, N] (0 on padding), "pathway" [B, P],
     "topk" [B, k] (long indices). embedding [B, E]: the fused patient representation (optional).
@@ -76,6 +78,7 @@ class Prediction:
     slide_logits: dict[str, Tensor] = field(default_factory=dict)
     endpoint_hazard_logits: dict[str, Tensor] = field(default_factory=dict)
     endpoint_risk: dict[str, Tensor] = field(default_factory=dict)
+    horizon_logits: dict[str, Tensor] = field(default_factory=dict)
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     attention: dict[str, Tensor] = field(default_factory=dict)
     embedding: Tensor | None = None

@@ -6,17 +6,22 @@ Every objective:
 - `loss(pred, batch, eval_mode)` -> scalar or None (None: no labelled patient in the batch; missing labels and
   missing endpoint values are masked out, never imputed);
 - `collect(pred, batch)` -> per-row tensors for evaluation (`index` identifies the row for DDP de-duplication);
-- `score(rows)` -> metrics; `metric_names`, `primary_metric` and `mode` say what it reports;
+- `score(rows)` -> metrics; `metric_names`, `primary_metric` and `mode` say what it reports (an objective whose
+  metric names depend on its options, like the horizons of `HorizonObjective`, lists generic names on the class and
+  the exact ones on the instance and in `config_metric_names(options)`);
 - `fit_reference(dm)` reads what it needs from the data module (bin edges, training outcomes, class counts).
 
 Example (YAML, `model.task`):
     objectives:
       grade: {_target_: survlab.tasks.objectives.ClassificationObjective, label: grade, loss: focal}
       os: {_target_: survlab.tasks.objectives.SurvivalObjective, loss: nll, alpha: 0.5}
+      os_horizons: {_target_: survlab.tasks.objectives.HorizonObjective, horizons: [12, 36, 60]}
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,13 +29,14 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics
+from survlab.eval.classification import CLASSIFICATION_METRICS, binary_auroc, classification_metrics
 from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
 from survlab.models.base import Prediction, survival_from_hazard_logits
 from survlab.models.precision import at_least_fp32
 from survlab.tasks.losses import classification_loss, cox_partial_likelihood, nll_discrete_survival
 
-__all__ = ["Objective", "SurvivalObjective", "ClassificationObjective", "SURVIVAL_METRICS", "SLIDE_STRIDE"]
+__all__ = ["Objective", "SurvivalObjective", "ClassificationObjective", "HorizonObjective", "SURVIVAL_METRICS",
+           "SLIDE_STRIDE"]
 
 SURVIVAL_METRICS = ("cindex", "cindex_uno", "auc_td", "ibs")
 #: slide rows are identified by patient index * SLIDE_STRIDE + slide position (for DDP de-duplication)
@@ -49,9 +55,15 @@ class Objective(nn.Module):
         self.weight = float(weight)
         self.name = ""  # set by the task from its objectives' keys
 
-    def mode(self, metric: str) -> str:
+    @classmethod
+    def mode(cls, metric: str) -> str:
         """'max' or 'min' for a metric of this objective (checkpoint selection, early stopping)."""
-        return self.modes.get(metric, "max")
+        return cls.modes.get(metric, "max")
+
+    @classmethod
+    def config_metric_names(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """Metric names an objective built with these constructor `options` (its config node) reports."""
+        return cls.metric_names
 
     def fit_reference(self, datamodule: Any) -> None:  # noqa: B027 - optional hook
         """Read training-fold quantities from the set-up data module."""
@@ -248,3 +260,113 @@ class ClassificationObjective(Objective):
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         return classification_metrics(rows["probs"], rows["label"], ordinal=self.ordinal)
 
+
+
+class HorizonObjective(Objective):
+    """Censoring-aware probabilities of an event by fixed horizons on one endpoint (issue 10).
+
+    The network predicts `Prediction.horizon_logits[endpoint or "primary"]` [B, H] = logit P(T <= h) for the H
+    `horizons` (sorted ascending; same unit as the endpoint's times). Target of patient i at horizon h: 1 if an event
+    with time <= h, 0 if time > h (event or not), MASKED if censored with time <= h (status at h unknown) or if the
+    patient lacks the endpoint (NaN time). Loss: BCE-with-logits averaged over the unmasked (patient, horizon) cells
+    (None when no cell is unmasked). Metrics per horizon (unmasked patients only): `auc_<h>` (Mann-Whitney, ties 1/2:
+    cases = event by h, controls = time > h; NaN without both) and `brier_<h>` (mean squared error of the
+    probability), plus `auc_mean` (mean over the horizons with an AUC; the primary metric). `<h>` is `f"{h:g}"`.
+
+    Example (YAML, `model.task.objectives`):
+        os_horizons: {_target_: survlab.tasks.objectives.HorizonObjective, horizons: [12, 36, 60], weight: 0.5}
+    """
+
+    #: generic names on the class; an instance (and `config_metric_names`) lists auc_<h> / brier_<h> per horizon
+    metric_names = ("auc_mean",)
+    primary_metric = "auc_mean"
+    modes: ClassVar[dict[str, str]] = {"loss": "min"}
+    PRIMARY_KEY = "primary"
+
+    def __init__(self, horizons: Sequence[float], endpoint: str | None = None, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.horizons = self._checked_horizons(horizons)
+        self.endpoint = endpoint
+        self.metric_names = self._names(self.horizons)  # instance attribute: the exact names
+
+    @staticmethod
+    def _checked_horizons(horizons: Sequence[float] | None) -> tuple[float, ...]:
+        """Horizons as sorted floats; ValueError for an empty list, non-positive / non-finite or duplicate values."""
+        values = [float(h) for h in (horizons or [])]
+        if not values or any(not math.isfinite(h) or h <= 0 for h in values):
+            raise ValueError(f"horizon objective: horizons must be a non-empty list of positive finite times, "
+                             f"got {horizons!r}; e.g. horizons: [12, 36, 60]")
+        labels = [f"{h:g}" for h in values]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"horizon objective: duplicate horizons {labels}; give each horizon once")
+        return tuple(sorted(values))
+
+    @staticmethod
+    def _names(horizons: Sequence[float]) -> tuple[str, ...]:
+        return ("auc_mean", *(f"{m}_{h:g}" for h in horizons for m in ("auc", "brier")))
+
+    @classmethod
+    def config_metric_names(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        return cls._names(cls._checked_horizons(options.get("horizons")))
+
+    @classmethod
+    def mode(cls, metric: str) -> str:
+        return "min" if metric.startswith("brier_") else cls.modes.get(metric, "max")
+
+    # ------------------------------------------------------------------ targets and outputs
+    def _survival(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """time [B] (NaN = patient lacks the endpoint), event [B] (bool) of the objective's endpoint."""
+        if self.endpoint is None:
+            return batch.time, batch.event
+        if self.endpoint not in batch.endpoint_time:
+            raise ValueError(f"horizon objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
+                             f"declare it under data.endpoints")
+        return batch.endpoint_time[self.endpoint], batch.endpoint_event[self.endpoint]
+
+    def _logits(self, pred: Prediction) -> Tensor:
+        key = self.endpoint or self.PRIMARY_KEY
+        logits = pred.horizon_logits.get(key)
+        if logits is None:
+            raise ValueError(f"the network returns no horizon logits for {key!r} (Prediction.horizon_logits[{key!r}] "
+                             f"[B, {len(self.horizons)}]); use a network with a horizon head")
+        if logits.ndim != 2 or logits.shape[1] != len(self.horizons):
+            raise ValueError(f"Prediction.horizon_logits[{key!r}] has shape {tuple(logits.shape)}, expected "
+                             f"[B, {len(self.horizons)}] for horizons {list(self.horizons)}")
+        return at_least_fp32(logits)
+
+    @staticmethod
+    def targets(time: Tensor | np.ndarray, event: Tensor | np.ndarray,
+                horizons: Sequence[float]) -> tuple[Tensor, Tensor]:
+        """-> target [B, H] (float, 1 = event by h) and known [B, H] (bool; False = masked: censored by h, or NaN)."""
+        time = torch.as_tensor(time, dtype=torch.float64)[:, None]
+        event = torch.as_tensor(event, dtype=torch.bool)[:, None]
+        h = torch.as_tensor(horizons, dtype=torch.float64, device=time.device)[None, :]
+        case, control = event & (time <= h), time > h  # NaN compares False: lacking the endpoint = masked
+        return case.float(), case | control
+
+    def loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor | None:
+        logits = self._logits(pred)
+        target, known = self.targets(*self._survival(batch), self.horizons)
+        known = known.to(logits.device)
+        if not bool(known.any()):
+            return None
+        return nn.functional.binary_cross_entropy_with_logits(logits[known], target.to(logits)[known])
+
+    # ------------------------------------------------------------------ evaluation
+    def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
+        time, event = self._survival(batch)
+        return {"index": batch.index, "probs": torch.sigmoid(self._logits(pred)).float(), "time": time,
+                "event": event}
+
+    def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
+        """rows: probs [N, H], time [N], event [N] -> auc_<h>, brier_<h> per horizon and auc_mean."""
+        probs = np.asarray(rows["probs"], dtype=np.float64)
+        target, known = (t.numpy() for t in self.targets(rows["time"], rows["event"], self.horizons))
+        out: dict[str, float] = {}
+        for j, h in enumerate(self.horizons):
+            p, y = probs[known[:, j], j], target[known[:, j], j].astype(bool)
+            out[f"auc_{h:g}"] = binary_auroc(p, y) if 0 < y.sum() < len(y) else math.nan
+            out[f"brier_{h:g}"] = float(np.mean((p - y) ** 2)) if len(y) else math.nan
+        aucs = [out[f"auc_{h:g}"] for h in self.horizons if math.isfinite(out[f"auc_{h:g}"])]
+        out["auc_mean"] = float(np.mean(aucs)) if aucs else math.nan
+        return out

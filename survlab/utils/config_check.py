@@ -158,7 +158,11 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
         return ["loss", *SURVIVAL_METRICS, *(f"survival/{m}" for m in SURVIVAL_METRICS)]
     names = ["loss"]
     for i, (name, node) in enumerate(objectives.items()):
-        metrics = list(_get_class(str(node._target_), f"model.task.objectives.{name}").metric_names)
+        cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
+        try:  # the objective's names for these options (e.g. auc_<h> per horizon of a HorizonObjective)
+            metrics = list(cls.config_metric_names(node) if hasattr(cls, "config_metric_names") else cls.metric_names)
+        except ValueError as err:
+            raise ConfigError(f"model.task.objectives.{name}: {err}") from None
         names += (metrics if i == 0 else []) + [f"{name}/{m}" for m in metrics]
     return names
 
@@ -172,12 +176,12 @@ def _metric_mode(cfg: DictConfig, metric: str) -> str:
     if not objectives:
         from survlab.tasks.objectives import SurvivalObjective
 
-        return SurvivalObjective.modes.get(metric.rsplit("/", 1)[-1], "max")
+        return SurvivalObjective.mode(metric.rsplit("/", 1)[-1])
     for i, (name, node) in enumerate(objectives.items()):
         head, _, leaf = metric.rpartition("/")
         if head == name or (not head and i == 0):
             cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
-            return cls.modes.get(leaf, "max")
+            return cls.mode(leaf) if hasattr(cls, "mode") else cls.modes.get(leaf, "max")
     return "max"
 
 
