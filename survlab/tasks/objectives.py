@@ -48,6 +48,9 @@ class Objective(nn.Module):
 
     metric_names: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str] = ""
+    #: logged for an undefined (NaN) primary metric, so checkpoint selection is not poisoned: chance level where
+    #: it has one (C-index, AUC 0.5), else 0
+    undefined_value: ClassVar[float] = 0.0
     modes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, weight: float = 1.0) -> None:
@@ -87,6 +90,7 @@ class SurvivalObjective(Objective):
 
     metric_names = SURVIVAL_METRICS
     primary_metric = "cindex"
+    undefined_value = 0.5
     modes: ClassVar[dict[str, str]] = {"ibs": "min", "loss": "min"}
     LOSSES = ("nll", "cox")
 
@@ -280,6 +284,7 @@ class HorizonObjective(Objective):
     #: generic names on the class; an instance (and `config_metric_names`) lists auc_<h> / brier_<h> per horizon
     metric_names = ("auc_mean",)
     primary_metric = "auc_mean"
+    undefined_value = 0.5
     modes: ClassVar[dict[str, str]] = {"loss": "min"}
     PRIMARY_KEY = "primary"
 

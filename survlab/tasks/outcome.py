@@ -244,7 +244,7 @@ class OutcomeTask(L.LightningModule):
                 value = metrics.get(key, math.nan)
                 # NaN would poison checkpoint selection: an undefined primary metric counts as chance level
                 if key.rsplit("/", 1)[-1] == objective.primary_metric and not math.isfinite(value):
-                    value = 0.5 if isinstance(objective, SurvivalObjective) else 0.0
+                    value = objective.undefined_value
                 self.log(f"val/{key}", float(value), sync_dist=False, rank_zero_only=False)
 
     # ----------------------------------------------------------------- checkpoints
