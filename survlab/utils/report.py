@@ -17,7 +17,12 @@ from survlab.eval.classification import confusion_matrix, plot_confusion
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
-from survlab.tasks.objectives import SLIDE_STRIDE, ClassificationObjective, SurvivalObjective
+from survlab.tasks.objectives import (
+    SLIDE_STRIDE,
+    ClassificationObjective,
+    HorizonObjective,
+    SurvivalObjective,
+)
 from survlab.tasks.outcome import OutcomeTask
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, predictions_frame, write_json
@@ -40,8 +45,9 @@ def _class_names(datamodule: Any, label: str, k: int) -> list[str]:
 
 
 def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival: str | None) -> pd.DataFrame:
-    """One row per test patient: case_id, fold, [risk, time, event, hazards, survival], and per patient-level
-    classification objective `<label>` (true class), `<label>_pred`, `<label>_prob_<class>`."""
+    """One row per test patient: case_id, fold, [risk, time, event, hazards, survival], per patient-level
+    classification objective `<label>` (true class), `<label>_pred`, `<label>_prob_<class>`, and per horizon
+    objective `<objective>_p_<h>` = P(event by h)."""
     case_ids = datamodule.full_cohort.case_ids
     rows = task.test_rows
     if survival is not None:
@@ -53,6 +59,11 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
         index = sorted({int(i) for name, r in rows.items() if "probs" in r for i in r["index"]})
         preds = pd.DataFrame({"case_id": [case_ids[i] for i in index], "fold": fold})
     for name, objective in task.objectives.items():
+        if isinstance(objective, HorizonObjective) and len(rows[name]):
+            frame = pd.DataFrame({"case_id": [case_ids[i] for i in rows[name]["index"]]})
+            for j, h in enumerate(objective.horizons):  # P(event by h)
+                frame[f"{name}_p_{h:g}"] = rows[name]["probs"][:, j]
+            preds = preds.merge(frame, on="case_id", how="left")
         if not isinstance(objective, ClassificationObjective) or objective.level != "patient" or not len(rows[name]):
             continue
         r = rows[name]
