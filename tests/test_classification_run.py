@@ -62,3 +62,18 @@ def test_a_label_and_survival_objective_together_on_the_survival_cohort(tmp_path
     assert metrics["test/cindex"] == metrics["test/os/cindex"]
     preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert {"risk", "time", "event", "grade", "grade_pred", "grade_prob_0", "grade_prob_2"} <= set(preds.columns)
+
+
+def test_slide_level_classification_end_to_end(tmp_path: Path) -> None:
+    """ABMIL pools each slide on its own and classifies it (normal / tumour): slide rows are scored against the
+    slide labels, written to slide_predictions.csv with their slide ids, and learned above chance."""
+    metrics, out = _fit(tmp_path, "abmil_cls", ("model.net.targets=[]", "model.net.slide_targets=[slide_label]",
+                                                "model.task.objectives.label.level=slide",
+                                                "model.task.objectives.label.label=slide_label"))
+    slides = pd.read_csv(out / "slide_predictions.csv")
+    clinical = pd.read_csv(tmp_path / "data" / "synthetic" / "classification" / "clinical.csv")
+    truth = clinical.set_index("slide_id")["slide_label"]
+    assert (slides.label == truth.loc[slides.slide_id].to_numpy()).all(), "slide rows carry their own slide's label"
+    assert metrics["test/label/n"] == len(slides) > metrics["n_test"]  # several slides per patient
+    assert metrics["test/balanced_accuracy"] == pytest.approx(balanced_accuracy_score(slides.label, slides.pred))
+    assert metrics["test/balanced_accuracy"] > 0.75, metrics

@@ -3,6 +3,8 @@ survival and classification baseline.
 
     patches [B, N, D] → Linear(D→H) → ReLU → Dropout → GatedAttentionPool (masked) → Linear(H→H) → ReLU → Dropout
       → survival head (`survival=True`, the default) and/or one class head per label in `targets`
+    slide_targets: the same attention pooling within each slide (slide_index) → Linear → ReLU → one head per slide
+      label → `slide_logits[label]` [B, S, K] (S = most slides of a patient in the batch, aligned with slide_labels)
 
 Padding never changes the output: attention is exactly 0 on padded patches (`wsi_mask` False).
 
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction
-from survlab.models.blocks import GatedAttentionPool, mlp
+from survlab.models.blocks import ClassHeads, GatedAttentionPool, mlp, pool_per_slide
 from survlab.models.outcome import OutcomeNet
 
 
@@ -51,8 +53,9 @@ class ABMIL(OutcomeNet):
         attn_dim: hidden size of the gated attention scorer (default: hidden_dim).
         dropout: dropout after each layer (and inside the attention scorer).
         output: "hazards" → `hazard_logits` [B, n_bins] (NLL); "risk" → Cox log-hazard `risk` [B].
-        targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = every label.
+        targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = the primary label.
         survival: predict survival (the default; the head keeps its parameter names `head.linear.*`).
+        slide_targets: slide labels to classify per slide (`slide_logits[label]` [B, S, K]), e.g. CAMELYON17 stage.
     """
 
     modalities = ("wsi",)
@@ -66,10 +69,16 @@ class ABMIL(OutcomeNet):
         output: str = "hazards",
         targets: Sequence[str] | None = (),
         survival: bool = True,
+        slide_targets: Sequence[str] = (),
     ) -> None:
         super().__init__(dims)
         self.encoder = ABMILEncoder(dims.wsi_dim, hidden_dim, attn_dim, dropout)
-        self.init_heads(hidden_dim, targets, survival, output)
+        unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
+        if unknown:
+            raise ValueError(f"ABMIL slide_targets {unknown} are not slide labels of the cohort (it has "
+                             f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels")
+        self.slide_heads = ClassHeads(hidden_dim, {t: dims.slide_n_classes[t] for t in slide_targets})
+        self.init_heads(hidden_dim, targets, survival, output, allow_empty=bool(slide_targets))
 
     def encode(self, batch: Batch) -> Tensor:
         """Patient embedding [B, hidden_dim]."""
@@ -77,4 +86,12 @@ class ABMIL(OutcomeNet):
 
     def forward(self, batch: Batch) -> Prediction:
         h, attn = self.encoder(batch.wsi, batch.wsi_mask)
-        return Prediction(**self.predict_heads(h), attention={"patch": attn}, embedding=h)
+        pred = Prediction(**self.predict_heads(h), attention={"patch": attn}, embedding=h)
+        if len(self.slide_heads):
+            n_slides = int(batch.n_slides.max()) if batch.n_slides is not None else int(batch.slide_index.max()) + 1
+            e = self.encoder
+            slides, slide_attn = pool_per_slide(e.pool, e.patch_fc(batch.wsi), batch.wsi_mask, batch.slide_index,
+                                                n_slides)
+            pred.slide_logits = self.slide_heads(e.rho(slides))
+            pred.attention["slide_patch"] = slide_attn
+        return pred

@@ -171,6 +171,17 @@ class ClassHeads(nn.ModuleDict):
         return {label: head(h) for label, head in self.items()}
 
 
+def pool_per_slide(
+    pool: GatedAttentionPool, x: Tensor, mask: Tensor | None, slide_index: Tensor, n_slides: int
+) -> tuple[Tensor, Tensor]:
+    """Attention-pool each slide of each bag on its own: x [B, N, H], mask [B, N], slide_index [B, N] (-1 on padding)
+    -> (slide embeddings [B, S, H], attention [B, S, N] summing to 1 over the slide's real patches). A slide slot with
+    no patch (fewer slides than S) gets a zero embedding and zero attention."""
+    real = mask if mask is not None else torch.ones_like(slide_index, dtype=torch.bool)
+    pooled, attn = zip(*(pool(x, real & (slide_index == s)) for s in range(n_slides)), strict=True)
+    return torch.stack(pooled, dim=1), torch.stack(attn, dim=1)
+
+
 def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
     """ViT-style init used by TransMIL/CrossFusion: Linear trunc-normal(std) + zero bias, LayerNorm (1, 0)."""
     for m in module.modules():
@@ -195,5 +206,6 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "mlp",
+    "pool_per_slide",
     "snn_encoder",
 ]

@@ -62,12 +62,14 @@ class OutcomeNet(SurvivalNet):
     class_heads: ClassHeads
 
     def init_heads(
-        self, in_dim: int, targets: Sequence[str] | None, survival: bool, output: str = "hazards"
+        self, in_dim: int, targets: Sequence[str] | None, survival: bool, output: str = "hazards",
+        allow_empty: bool = False,
     ) -> None:
-        """Create the survival head (if `survival`) and one classifier per target label on embeddings [.., in_dim]."""
+        """Create the survival head (if `survival`) and one classifier per target label on embeddings [.., in_dim]
+        (`allow_empty`: the subclass predicts something else, e.g. slide labels)."""
         name = type(self).__name__
         n_classes = resolve_targets(name, targets, self.dims.n_classes, self.dims.primary_label)
-        if not survival and not n_classes:
+        if not survival and not n_classes and not allow_empty:
             raise ValueError(
                 f"{name} predicts nothing: survival is false and no targets (cohort labels: "
                 f"{list(self.dims.n_classes) or 'none'}); set model.net.survival=true or model.net.targets=[label]"

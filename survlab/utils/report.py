@@ -56,7 +56,12 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
         truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
         preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
     else:
-        index = sorted({int(i) for name, r in rows.items() if "probs" in r for i in r["index"]})
+        index = set()
+        for name, r in rows.items():
+            if len(r.get("index", ())):
+                slide = getattr(task.objectives[name], "level", "patient") == "slide"
+                index |= {int(i) for i in (r["index"] // SLIDE_STRIDE if slide else r["index"])}
+        index = sorted(index)
         preds = pd.DataFrame({"case_id": [case_ids[i] for i in index], "fold": fold})
     for name, objective in task.objectives.items():
         if isinstance(objective, HorizonObjective) and len(rows[name]):

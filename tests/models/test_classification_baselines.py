@@ -314,3 +314,34 @@ def test_learns_a_planted_patch_level_class_signal(name: str) -> None:
         guess = net.eval()(test).class_logits["subtype"].argmax(dim=1).numpy()
     bacc = balanced_accuracy(guess, test.labels["subtype"].numpy())
     assert bacc > 0.8, f"{name}: held-out balanced accuracy {bacc:.3f} (chance 0.33)"
+
+
+def test_abmil_slide_heads_ignore_padding_and_other_slides() -> None:
+    """slide_logits [B, S, K]: a patient alone equals the same patient padded in a batch, and a slide's logits do not
+    change when another slide of the same patient changes."""
+    import torch
+
+    from survlab.data.batch import PatientItem, collate
+    from survlab.models.abmil import ABMIL
+    from survlab.models.base import ModalityDims
+
+    g = torch.Generator().manual_seed(0)
+    dims = ModalityDims(wsi_dim=6, slide_n_classes={"stage": 3})
+    net = ABMIL(dims, hidden_dim=16, targets=[], survival=False, slide_targets=["stage"]).eval()
+
+    def item(i: int, sizes: list[int]) -> PatientItem:
+        wsi = torch.randn(sum(sizes), 6, generator=g)
+        sidx = torch.cat([torch.full((n,), j) for j, n in enumerate(sizes)])
+        return PatientItem(case_id=f"c{i}", index=i, wsi=wsi, slide_index=sidx, n_slides=len(sizes),
+                           slide_labels={"stage": [0] * len(sizes)})
+
+    a, b = item(0, [5, 3]), item(1, [4, 7, 2])
+    alone = net(collate([a])).slide_logits["stage"]
+    both = net(collate([a, b])).slide_logits["stage"]
+    assert both.shape == (2, 3, 3)
+    torch.testing.assert_close(alone[0], both[0, :2])
+    changed = PatientItem(**{**a.__dict__, "wsi": a.wsi.clone()})
+    changed.wsi[5:] += 10.0  # only slide 1's patches
+    after = net(collate([changed])).slide_logits["stage"]
+    torch.testing.assert_close(after[0, 0], alone[0, 0])
+    assert not torch.allclose(after[0, 1], alone[0, 1])
