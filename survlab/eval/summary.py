@@ -74,6 +74,7 @@ PREFERRED_METRICS = (
     "test/kappa",
     "val/best",
     "oracle_cindex",
+    "bayes_accuracy",
     "n_test",
     "wall_s",
 )

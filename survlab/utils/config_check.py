@@ -78,7 +78,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
 GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "hparams_search",
           "debug", "local")
 #: keys of metrics.json that are not `test/<metric>`
-RUN_METRICS = ("val/best", "oracle_cindex", "n_test", "km_logrank_p", "epochs_trained", "wall_s")
+RUN_METRICS = ("val/best", "oracle_cindex", "bayes_accuracy", "n_test", "km_logrank_p", "epochs_trained", "wall_s")
 
 
 def _get_class(target: str, key: str) -> type:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 from pathlib import Path
@@ -28,6 +29,15 @@ from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, predictions_frame, write_json
 
 log = logging.getLogger("survlab.run")
+
+
+def _bayes_accuracy(datamodule: Any) -> float | None:
+    """The Bayes accuracy of a synthetic classification cohort's patient label (oracle.json), else None."""
+    try:
+        value = json.loads((Path(datamodule.root) / "oracle.json").read_text()).get("bayes_accuracy")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return float(value) if value is not None else None
 
 
 def _primary_survival(task: OutcomeTask) -> str | None:
@@ -144,7 +154,8 @@ def write_run_outputs(
     metrics: dict[str, Any] = {
         "model": cfg.model.name, "cohort": cfg.data.name, "fold": int(cfg.fold), "seed": int(cfg.seed), "status": "ok",
         **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
-        "val/best": best_val, "oracle_cindex": oracle, "n_test": int(len(preds)),
+        "val/best": best_val, "oracle_cindex": oracle, "bayes_accuracy": _bayes_accuracy(datamodule),
+        "n_test": int(len(preds)),
         "km_logrank_p": km.get("logrank_p"), "epochs_trained": int(trainer.current_epoch),
         "checkpoint": ckpt, "wall_s": round(wall_s, 2),
     }
