@@ -556,7 +556,8 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     ax.axhline(0.5, color="lightgrey", linewidth=0.8, zorder=0)
     ax.set_xticks(range(len(cohorts)), cohorts)
     ax.set_ylabel(s.metric)
-    ax.set_title(f"{s.metric}: mean ± std (◆), folds (dots), pooled (✕), oracle (dashed)", fontsize=9)
+    extra = ", pooled (✕), oracle (dashed)" if s.metric == "test/cindex" else ""
+    ax.set_title(f"{s.metric}: mean ± std (◆), folds (dots){extra}", fontsize=9)
     if lows:  # the axis spans every fold's value (and chance, 0.5), with a margin; nothing is clipped
         lo, hi = min(min(lows), 0.5), max(max(highs), 0.5)
         pad = 0.05 * max(hi - lo, 0.1)
