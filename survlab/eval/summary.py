@@ -349,7 +349,8 @@ def _paired(
     """Per-fold differences of each row's jobs against the reference model's jobs of the same cohort, fold, seed and
     values of the swept keys that are not the model's own (`model.*` keys differ between models by design)."""
     shared = [k for k in group_keys if k != "seed" and not k.startswith("model.")]
-    cols = ["cohort", "model", *group_keys, "reference", "fold", "seed", "value", "reference_value", "diff"]
+    cols = ["cohort", "model", *(k for k in group_keys if k != "seed"), "reference", "fold", "seed", "value",
+            "reference_value", "diff"]
     if reference is None or jobs.empty or metric not in jobs.columns:
         return pd.DataFrame(columns=cols), {}
     done = jobs[jobs["status"] == "done"]

@@ -27,7 +27,7 @@ class MaxMIL(OutcomeNet):
         dims: cohort sizes (needs `wsi_dim`; `n_classes` for the targets).
         hidden_dim: patch embedding size H.
         dropout: dropout after the patch layer.
-        targets: patient labels to classify (`class_logits[label]` [B, K]); None = every label of the cohort.
+        targets: patient labels to classify (`class_logits[label]` [B, K]); None = the cohort's primary label.
         survival: also predict survival (per-patch hazards / risk, max-pooled like the class logits).
     """
 

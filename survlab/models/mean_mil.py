@@ -26,7 +26,7 @@ class MeanMIL(OutcomeNet):
         dims: cohort sizes (needs `wsi_dim`; `n_classes` for the targets).
         hidden_dim: patch embedding size H.
         dropout: dropout after the patch layer.
-        targets: patient labels to classify (`class_logits[label]` [B, K]); None = every label of the cohort.
+        targets: patient labels to classify (`class_logits[label]` [B, K]); None = the cohort's primary label.
         survival: also predict survival (`output` "hazards" → `hazard_logits` [B, n_bins]; "risk" → `risk` [B]).
     """
 

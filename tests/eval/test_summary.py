@@ -216,3 +216,19 @@ def test_rows_split_by_keys_swept_within_a_model_only(tmp_path: Path) -> None:
     assert good.loc["0.001", "vs_ref_diff_mean"] == pytest.approx(0.1)
     assert good.loc["0.0001", "vs_ref_diff_mean"] == pytest.approx(0.05)
     assert good["n_folds"].tolist() == [3, 3]
+
+
+def test_two_models_times_two_seeds_pair_by_fold_and_seed(tmp_path: Path) -> None:
+    """A seed sweep over two models: one row per model and seed, each paired with the reference's same seed (the
+    paired table used to carry the seed column twice and summary.md failed to render)."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        for fold in range(2):
+            _fake_job(root / f"s{seed}", "base", "c", fold, 0.60 + 0.1 * seed, seed=seed)
+            _fake_job(root / f"s{seed}", "good", "c", fold, 0.65 + 0.1 * seed + 0.01 * fold, seed=seed)
+    s = summarize_sweep(root, reference="base")
+    assert s.group_keys == ["seed"] and len(s.table) == 4
+    assert list(s.paired.columns).count("seed") == 1
+    good = s.table[s.table.model == "good"].set_index("seed")
+    assert good.loc[0, "vs_ref_diff_mean"] == pytest.approx(0.055) and good.loc[1, "vs_ref_diff_mean"] == pytest.approx(0.055)
+    assert "`good seed=1`" in (root / "summary.md").read_text()
