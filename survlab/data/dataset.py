@@ -21,7 +21,6 @@ from torch.utils.data import Dataset
 
 from survlab.data.batch import PatientItem
 from survlab.data.cohort import TimeBins
-from survlab.data.targets import label_key, sorted_values
 from survlab.data.wsi import BagStore
 
 
@@ -37,14 +36,6 @@ class ModalitySources:
     labels: dict[str, dict[str, int]] = field(default_factory=dict)  # label name -> case_id -> class (-1 missing)
     slide_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slide label name -> class order
     slide_labels: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> slide_id -> class (-1 missing)
-
-
-def label_map(values: pd.Series) -> dict[str, int]:
-    """Class vocabulary of a label column: sorted unique non-missing values -> 0..K-1 (identity for 0..K-1 ints)."""
-    return {v: i for i, v in enumerate(sorted_values(values))}
-
-
-_label_key = label_key  # kept for importers of the old private name
 
 
 def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:

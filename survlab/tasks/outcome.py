@@ -169,14 +169,10 @@ class OutcomeTask(L.LightningModule):
     def _log_eval_loss(self, pred: Prediction, batch: Batch, stage: str) -> None:
         if any(isinstance(o, SurvivalObjective) and o.kind == "cox" for o in self.objectives.values()):
             return  # the Cox likelihood of an evaluation batch depends on how patients were batched
-        if isinstance(self.primary, SurvivalObjective) and self._outputs_of(pred, self.primary) is None:
-            return
+        if isinstance(self.primary, SurvivalObjective) and self.primary._outputs(pred)[0] is None:
+            return  # a Cox-only primary: no hazard logits, no per-patient evaluation loss
         self.log(f"{stage}/loss", self.compute_loss(pred, batch, eval_mode=True), on_epoch=True,
                  batch_size=len(batch), sync_dist=True)
-
-    @staticmethod
-    def _outputs_of(pred: Prediction, objective: SurvivalObjective) -> Tensor | None:
-        return objective._outputs(pred)[0]
 
     def _eval_step(self, batch: Batch, stage: str) -> None:
         pred = self(batch)

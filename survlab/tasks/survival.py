@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from survlab.models.base import SurvivalNet
-from survlab.tasks.objectives import SURVIVAL_METRICS, Objective, SurvivalObjective
+from survlab.tasks.objectives import Objective, SurvivalObjective
 from survlab.tasks.outcome import NonFiniteLossError, OutcomeTask
 
 __all__ = ["SurvivalTask", "NonFiniteLossError"]
@@ -25,8 +25,6 @@ class SurvivalTask(OutcomeTask):
     `test_results` holds the per-patient test predictions after `trainer.test`.
     """
 
-    #: metrics logged as val/<name> and test/<name> (config_check validates `monitor` / `optimized_metric` with it)
-    METRICS = SURVIVAL_METRICS
     CHOICES = {**OutcomeTask.CHOICES, "loss": SurvivalObjective.LOSSES}
 
     def __init__(

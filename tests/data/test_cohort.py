@@ -71,7 +71,7 @@ def test_time_bins_quantiles_of_event_times_with_open_outer_edges(tmp_path: Path
 def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) -> None:
     """'LUAD' and 'LUAD ' were two classes (and 'M' / ' M' two one-hot columns)."""
     from survlab.data.clinical import ClinicalEncoder
-    from survlab.data.dataset import label_map
+    from survlab.data.targets import parse_labels
 
     path = _csv(
         tmp_path,
@@ -84,7 +84,8 @@ def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) ->
     )
     cohort = Cohort.from_csv(path, keep_cols=["label", "sex"])
     assert cohort.table["label"].tolist()[:3] == ["LUAD", "LUAD", "LUSC"] and pd.isna(cohort.table["label"][3])
-    assert label_map(cohort.table["label"]) == {"LUAD": 0, "LUSC": 1}
+    classes = parse_labels(None, ["label"])["label"].fit(cohort.table["label"])  # class order of the label
+    assert {c: i for i, c in enumerate(classes)} == {"LUAD": 0, "LUSC": 1}
     enc = ClinicalEncoder(["sex"], categorical=["sex"]).fit(cohort.table)
     assert enc.feature_names == ["sex=F", "sex=M"]
     assert enc.transform(cohort.table).tolist() == [[0, 1], [0, 1], [1, 0], [1, 0]]
