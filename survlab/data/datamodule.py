@@ -41,6 +41,7 @@ from survlab.data.genomics import (
 from survlab.data.samplers import EpochSampler
 from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.targets import check_classes, encode_labels, parse_labels
+from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.data.wsi import BagStore, DropReport, check_availability
 from survlab.models.base import MODALITIES, ModalityDims
 
@@ -146,6 +147,7 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
             "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
             "genomics": cfg.get("genomics") is not None,
             "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
+            "text": bool(cfg.get("prompts")),
         }
         if provides.get(modality):
             names.append(f.stem)
@@ -227,6 +229,7 @@ class CohortDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         public: str | None = None,
         modalities: Sequence[str] | None = None,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.name, self.root = name, Path(os.path.expanduser(str(root)))
@@ -257,6 +260,9 @@ class CohortDataModule(L.LightningDataModule):
                              "declare data.labels or set data.weighted_sampling=false")
         self.synthetic, self.public = _plain(synthetic), public
         self._check_generated()
+        # text prompts: label name -> prompts file (survlab.data.text), format-checked now, classes in setup()
+        self.prompt_files = {str(k): str(v) for k, v in (_plain(prompts) or {}).items()}
+        self.raw_prompts = {name: read_prompts(f) for name, f in self.prompt_files.items()}
         self.modalities = (
             tuple(_plain(modalities)) if modalities is not None else tuple(sorted(self.provides))
         )
@@ -279,6 +285,8 @@ class CohortDataModule(L.LightningDataModule):
             have.add("genomics")
         if self.clin_cols:
             have.add("clinical")
+        if self.prompt_files:
+            have.add("text")
         return have
 
     def _check_modalities(self) -> None:
@@ -596,7 +604,21 @@ class CohortDataModule(L.LightningDataModule):
             slide_n_classes={c: len(k) for c, k in src.slide_classes.items()},
             endpoints=tuple(e.name for e in self.endpoints),
             primary_label=self.primary_label,
+            prompts=self._class_prompts() if "text" in self.modalities else {},
         )
+
+    def _class_prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Prompts of every `prompts` label (patient or slide label) in its class order; a missing class, or a
+        prompts label the cohort does not declare, is a one-line error."""
+        src, out = self.sources, {}
+        for name, raw in self.raw_prompts.items():
+            classes = src.slide_classes.get(name, src.classes.get(name))
+            if classes is None:
+                raise ValueError(f"data={self.name}: prompts for {name!r}, which is neither a label "
+                                 f"{list(src.classes)} nor a slide label {list(src.slide_classes)}; key data.prompts "
+                                 f"by one of them")
+            out[name] = prompts_for_classes(raw, classes, name, resolve_prompts_file(self.prompt_files[name]))
+        return out
 
     # ------------------------------------------------------------------ exposed after setup
     def _need_setup(self) -> None:

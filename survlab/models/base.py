@@ -26,7 +26,8 @@ class ModalityDims:
     wsi_dim: patch feature dim D; scale_dims: scale name -> D_s for multi-scale bags (ordered, e.g. x5, x10, x20);
     genomic_sizes / genomic_names: genes per group (after matching) and group names; clinical_dim: number of
     clinical features after encoding; n_bins: discrete-time bins; n_classes: label name -> number of classes;
-    slide_n_classes: slide label name -> number of classes; endpoints: survival endpoint names (primary first).
+    slide_n_classes: slide label name -> number of classes; endpoints: survival endpoint names (primary first);
+    prompts: label name -> {class: sentences} (text prompts, in the label's class order).
     """
 
     wsi_dim: int | None = None
@@ -40,6 +41,8 @@ class ModalityDims:
     n_classes: dict[str, int] = field(default_factory=dict)
     slide_n_classes: dict[str, int] = field(default_factory=dict)  # slide label name -> number of classes
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
+    # text: label name -> {class name: sentences} in the label's class order (data.prompts; survlab.data.text)
+    prompts: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def provides(self) -> set[str]:
@@ -53,6 +56,8 @@ class ModalityDims:
             have.add("genomics")
         if self.clinical_dim:
             have.add("clinical")
+        if self.prompts:
+            have.add("text")
         return have
 
 
