@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from survlab.tasks.outcome import OutcomeTask
+from survlab.tasks.pretrained import apply_pretrained
 from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
 from survlab.utils.config_check import check_config, resolve_auto
@@ -51,6 +52,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     datamodule.setup("fit")
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=datamodule.dims)
+    apply_pretrained(cfg.model, net)  # e.g. HMF's attention filter from a CLAM checkpoint (model.filter_checkpoint)
     task = build_task(cfg, net)
     task.fit_references(datamodule)
 

@@ -32,6 +32,11 @@ PAPER = {  # what the recipes must say (specs/*.md)
              "data.weighted_sampling": True, "data.batch_size": 1, "data.max_patches": None,
              "trainer.max_epochs": 200, "trainer.min_epochs": 52, "trainer.accumulate_grad_batches": 1,
              "callbacks.early_stopping.patience": 20, "monitor": "val/loss", "monitor_mode": "min", "seed": 1},
+    # HMF (specs/hmf.md): AdamW 1e-5, weight decay 0.01, accumulation 5, early stopping patience 5 on val accuracy
+    "hmf": {"model.task.lr": 1e-5, "model.task.weight_decay": 0.01, "model.task.optimizer": "adamw",
+            "trainer.accumulate_grad_batches": 5, "trainer.max_epochs": 200, "callbacks.early_stopping.patience": 5,
+            "monitor": "val/accuracy", "monitor_mode": "max", "seed": 2025, "model.task.weighting": "uncertainty",
+            "model.net.ratio": 0.5, "model.net.temperature": 0.07, "model.net.dim": 512, "model.net.slide_dim": 1024},
 }
 # CLAM recipe -> (data config, the label it classifies, CLAM's --subtyping)
 CLAM_RECIPES = {"clam_sb_camelyon16": ("camelyon16", "label", False), "clam_sb_tcga_nsclc": ("tcga_nsclc", "label", True),
@@ -53,6 +58,8 @@ def _write_clam_cohort(data: DictConfig, n_patients: int, feature_dim: int, patc
     feats = root / data.wsi.features_dir / data.wsi.encoder / "pt_files"
     feats.mkdir(parents=True)
     labels, slide_labels = dict(data.get("labels") or {}), dict(data.get("slide_labels") or {})
+    # a slide label read from a patient label's column (TCGA HMF recipes: every slide has the patient's subtype)
+    slide_labels = {k: v for k, v in slide_labels.items() if v.column not in {s.column for s in labels.values()}}
     rows = []
     for p in range(n_patients):
         case = f"patient_{p:03d}"
@@ -117,6 +124,12 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
         metrics = run_job(tmp_path / "run", overrides)
         assert metrics["n_test"] > 0 and 0.0 <= metrics["test/balanced_accuracy"] <= 1.0
         return
+    if cfg.data.get("synthetic") is not None and cfg.data.synthetic.get("kind") == "classification":
+        overrides += ["data.synthetic.n_patients=30", "data.synthetic.feature_dim=8",
+                      "data.synthetic.patches_per_slide=[16,40]"]
+        metrics = run_job(tmp_path / "run", overrides)
+        assert metrics["n_test"] > 0 and 0.0 <= metrics["test/balanced_accuracy"] <= 1.0
+        return
     if cfg.data.get("synthetic") is None:  # a real-cohort recipe: write synthetic files where it will look
         spec = SyntheticSpec(n_patients=30, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(16, 40),
                              multiscale=multiscale)
@@ -130,13 +143,17 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
 
 # Patients per optimiser step in the papers' code (batch x gradient accumulation): GGMF steps per bag; CrossFusion and
 # MCAT accumulate 32 single bags. snn_gse7390 is survlab's own recipe (batch 8, experiments/gse7390/README.md).
-PATIENTS_PER_STEP = {"ggmf": 1, "crossfusion": 32, "mcat": 32, "snn": 8, "clam": 1}
+PATIENTS_PER_STEP = {"ggmf": 1, "crossfusion": 32, "mcat": 32, "snn": 8, "clam": 1, "hmf": 5}
 SMALL_NETS = {  # shrink widths only (same task, optimiser and schedule code); the papers' widths are slow on CPU
     "ggmf": ["model.net.dim=16", "model.net.heads=2"],
     "crossfusion": ["model.net.dim=16", "model.net.heads=2", "model.net.mlp_dim=32"],
     "mcat": ["model.net.dim=16", "model.net.omic_hidden=[16,16]", "model.net.heads=2", "model.net.ff_dim=32"],
     "snn": [],
     "clam": [],
+    "hmf": ["model.net.dim=16", "model.net.heads=2", "model.net.slide_heads=2", "model.net.slide_ff=16",
+            "model.net.slide_dim=16", "model.net.pool_hidden=[8,8]", "model.net.patient_heads=2",
+            "model.net.patient_ff=16", "model.net.bottleneck=8", "model.net.head_hidden=8", "model.net.filter_hidden=8",
+            "model.net.filter_attn=8"],
 }
 SCHEDULE_OVERRIDES = {  # fewer epochs / a shorter restart period, same scheduler code path
     "ggmf": ["trainer.max_epochs=2"],
@@ -144,6 +161,7 @@ SCHEDULE_OVERRIDES = {  # fewer epochs / a shorter restart period, same schedule
     "mcat": ["trainer.max_epochs=1"],
     "snn": ["trainer.max_epochs=1"],
     "clam": ["trainer.max_epochs=2", "trainer.min_epochs=1"],
+    "hmf": ["trainer.max_epochs=2"],
 }
 
 
@@ -171,7 +189,7 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
     return json.loads(steps_file.read_text()), compose_config(run_dir, overrides)
 
 
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PATIENTS_PER_STEP and r != "crossfusion_synthetic"])
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("_")[0] in PATIENTS_PER_STEP and not r.endswith("_synthetic")])
 def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Path) -> None:
     family = recipe.split("_")[0]
     steps, cfg = _record_optimizer_steps(recipe, tmp_path)
@@ -192,5 +210,5 @@ def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Pa
     elif family == "crossfusion":  # cosine stepped per epoch, restarting every restart_epochs (2 here)
         assert lr[0] == pytest.approx([peak] * len(lr[0])) and lr[2] == pytest.approx([peak] * len(lr[2]))
         assert lr[1] == pytest.approx([floor + (peak - floor) * 0.5] * len(lr[1]))
-    elif family in ("mcat", "clam"):  # no schedule
+    elif family in ("mcat", "clam", "hmf"):  # no schedule
         assert lr[0] == pytest.approx([peak] * len(lr[0]))

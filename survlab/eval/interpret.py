@@ -3,6 +3,9 @@
 Writes `<out>/top_pathways.csv` (case_id, rank, pathway, importance) when the network reports
 `attention["pathway"]` [B, P], and `<out>/top_patches.csv` (case_id, scale, rank, slide, patch_index, x, y, attention)
 from `attention["patch"]` [B, N] (or per-scale maps named like the batch's scales).
+Hierarchical networks (slide -> patient, e.g. HMF) also get `<out>/top_slides.csv` (case_id, rank, slide, weight)
+from `attention["slide"]` [B, S] and `<out>/top_slide_patches.csv` (case_id, slide, rank, patch_index, x, y,
+attention) from `attention["slide_patch"]` [B, S, N] (the top patches of EACH slide).
 """
 
 from __future__ import annotations
@@ -59,6 +62,32 @@ def _top_patches(batch: Batch, attn: torch.Tensor, mask: torch.Tensor | None, sc
     return rows
 
 
+def _top_slides(batch: Batch, weights: torch.Tensor,
+                slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+    """Every real slide of each patient ranked by its weight in the patient's pooling: weights [B, S]."""
+    rows = []
+    for b, case in enumerate(batch.case_ids):
+        n = int(batch.n_slides[b]) if batch.n_slides is not None else weights.shape[1]
+        names = slide_names(case) if slide_names is not None else None
+        values, idx = weights[b, :n].sort(descending=True)
+        for r, (v, s) in enumerate(zip(values.tolist(), idx.tolist(), strict=True)):
+            rows.append({"case_id": case, "rank": r + 1, "slide": names[s] if names and s < len(names) else s,
+                         "weight": v})
+    return rows
+
+
+def _top_slide_patches(batch: Batch, attn: torch.Tensor, k: int,
+                       slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+    """Top-k patches of each slide of each patient from attn [B, S, N] (0 outside the slide)."""
+    rows = []
+    for s in range(attn.shape[1]):  # a patient without slide s has no member patch there: no rows
+        member = batch.wsi_mask & (batch.slide_index == s)
+        rows += _top_patches(batch, attn[:, s], member, "wsi", k, slide_names)
+    for row in rows:
+        del row["scale"]
+    return rows
+
+
 @torch.no_grad()
 def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int = 10) -> dict[str, Path]:
     """Run `net` in eval mode over the test split and write the top-k pathway / patch tables; returns written paths."""
@@ -73,6 +102,8 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
         slide_names = dict(zip(table["case_id"], table["slide_ids"], strict=True)).get
     pathways: list[dict] = []
     patches: list[dict] = []
+    slides: list[dict] = []
+    slide_patches: list[dict] = []
     for batch in datamodule.test_dataloader():
         batch = batch.to(device)
         attention = net(batch).attention
@@ -80,12 +111,23 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
             pathways += _top_pathways(batch, attention["pathway"].float().cpu(), names, top_k)
         if "patch" in attention and batch.wsi is not None:
             patches += _top_patches(batch.to("cpu"), attention["patch"].float().cpu(), batch.wsi_mask.cpu(), "wsi", top_k, slide_names)
+        if "slide" in attention and batch.slide_index is not None:
+            slides += _top_slides(batch.to("cpu"), attention["slide"].float().cpu(), slide_names)
+        if "slide_patch" in attention and batch.slide_index is not None:
+            slide_patches += _top_slide_patches(batch.to("cpu"), attention["slide_patch"].float().cpu(), top_k,
+                                                slide_names)
         for scale in (batch.scales or {}):
             if scale in attention:
                 patches += _top_patches(batch.to("cpu"), attention[scale].float().cpu(), batch.scale_masks[scale].cpu(),
                                         scale, top_k, None)
     net.train(was_training)
     written: dict[str, Path] = {}
+    for name, rows in (("slides", slides), ("slide_patches", slide_patches)):
+        if rows:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            written[name] = out_dir / f"top_{name}.csv"
+            with atomic_path(written[name]) as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
     if pathways or patches:
         out_dir.mkdir(parents=True, exist_ok=True)
     if pathways:

@@ -105,8 +105,12 @@ class GatedAttentionPool(nn.Module):
         self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.Sigmoid(), nn.Dropout(dropout))
         self.score = nn.Linear(hidden, 1)
 
+    def scores(self, x: Tensor) -> Tensor:
+        """Unnormalised attention score of every token: x [..., N, D] -> [..., N] (ranking patches, top-k)."""
+        return self.score(self.value(x) * self.gate(x)).squeeze(-1)
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        scores = self.score(self.value(x) * self.gate(x)).squeeze(-1)  # [B, N]
+        scores = self.scores(x)  # [B, N]
         attn = masked_softmax(scores, mask, dim=-1)  # fp32
         return torch.bmm(attn.unsqueeze(1).to(x.dtype), x).squeeze(1), attn
 

@@ -192,7 +192,7 @@ class ClassificationObjective(Objective):
 
     loss: `ce` (label smoothing, class weights) or `focal` (`gamma`); class_weights: null, `balanced` (inverse
     frequency of the fold's training labels, mean 1) or a list. `label: null` = the cohort's primary label
-    (its splits.stratify_label, else its first label). Missing labels (-1) are masked. Metrics:
+    (its splits.stratify_label, else its first label); at slide level, the cohort's only slide label. Missing labels (-1) are masked. Metrics:
     `survlab.eval.classification` (balanced accuracy is the primary one); `ordinal: true` -> quadratic kappa.
     """
 
@@ -219,6 +219,12 @@ class ClassificationObjective(Objective):
 
     def fit_reference(self, datamodule: Any) -> None:
         """`label: null` -> the cohort's primary label; balanced class weights from the fold's TRAINING labels."""
+        if self.label is None and self.level == "slide":  # slide level: the cohort's only slide label
+            names = list(getattr(datamodule, "slide_label_specs", {}) or {})
+            if len(names) != 1:
+                raise ValueError(f"slide-level classification objective with label: null needs exactly one slide "
+                                 f"label, the cohort has {names or 'none'}; set the objective's label")
+            self.label = names[0]
         if self.label is None:
             self.label = getattr(datamodule, "primary_label", None)
             if self.label is None:

@@ -81,6 +81,8 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
             preds = preds.merge(frame, on="case_id", how="left")
         if not isinstance(objective, ClassificationObjective) or objective.level != "patient" or not len(rows[name]):
             continue
+        if objective.label in preds.columns:  # another objective on the same head (e.g. HMF's CE + focal): same columns
+            continue
         r = rows[name]
         classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
         frame = pd.DataFrame({"case_id": [case_ids[i] for i in r["index"]],
