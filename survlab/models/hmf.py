@@ -15,7 +15,7 @@ Per slide (every slide of every patient on its own; a slide's outputs depend onl
     7. slide classifier: token FFN d->256->128->d + residual + LN, TransformerEncoder ACROSS the kept patches
        (padding masked), masked mean, Linear d->E, GELU, LN -> slide embedding [E] -> slide heads
 Per patient:
-    8. gated-free attention pooling of the slide embeddings (MLP E->512 tanh->256 tanh->1, softmax over the
+    8. attention pooling of the slide embeddings (MLP E->512 tanh->256 tanh->1, softmax over the
        patient's real slides); a TransformerEncoder over the slide tokens (slide mask) + residual; pooled with the
        attention weights; bottleneck residual E->256->E; head LN, Linear E->256, ReLU, Dropout -> patient heads.
 
