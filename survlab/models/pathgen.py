@@ -6,11 +6,13 @@ Pipeline (d = `dim`, G gene groups of sizes n_g, bag [B, N, D] with mask [B, N])
 
 1. each noisy group x_t,g [B, n_g] → its own encoder (Linear + Mish + AlphaDropout, widths n_g → *enc_hidden → d)
    → omic tokens O [B, G, d]
-2. sinusoidal time embedding (diffusers `Timesteps`, `time_dim`) → Linear(time_dim→4·time_dim... here
-   Linear(time_dim → time_hidden) → Mish → Linear(→ d)) → one time token, repeated G times as queries; survlab adds
+2. sinusoidal time embedding (diffusers `Timesteps`, `time_dim`) → Linear(time_dim → time_hidden) → Mish →
+   Linear(→ d) → one time token, repeated G times as queries; survlab adds
    a learned group embedding [G, d] to them (the reference's G queries start identical, so only the attention over
    O can tell the groups apart; with the embedding each query knows its group from the start)
-3. single-head cross-attention, Q = time tokens, K = V = O → tokens [B, G, d]
+3. single-head cross-attention, Q = time tokens, K = V = O → tokens [B, G, d], added to the queries (survlab's
+   residual: without it t reaches the tokens only through attention weights, and the denoiser barely knows the
+   noise level — a small one did not learn on the synthetic cohort)
 4. `rounds` × [multi-head cross-attention of the tokens over the projected WSI patches (masked; residual — survlab's
    choice, so the noisy-state information is not replaced by a patch average), then a TransformerEncoderLayer
    (d, `heads`, `ff_dim`, `dropout`)]
@@ -87,16 +89,21 @@ class PathGenDenoiser(SurvivalNet):
         return self.wsi_proj(batch.wsi), batch.wsi_mask
 
     def denoise(self, x_t: Sequence[Tensor], t: Tensor, context: Tensor, mask: Tensor | None) -> list[Tensor]:
-        """x_t: G tensors [B, n_g]; t [B] (long or float timesteps); context [B, N, d] → ε̂: G tensors [B, n_g]."""
-        omic = torch.stack([enc(x) for enc, x in zip(self.encoders, x_t, strict=True)], dim=1)  # [B, G, d]
-        time = self.time_mlp(self.time_embed(t.reshape(-1)).to(omic.dtype))  # [B, d]
-        queries = time.unsqueeze(1).expand(-1, len(self.sizes), -1)
+        """x_t: G tensors [B·R, n_g] (R noisy copies per patient, patient-major); t [B·R] timesteps; context
+        [B, N, d], mask [B, N] → ε̂: G tensors [B·R, n_g]. The R copies share the patient's bag: the WSI attention
+        runs once per patient with R·G queries (queries never interact there, so this equals repeating the bag)."""
+        omic = torch.stack([enc(x) for enc, x in zip(self.encoders, x_t, strict=True)], dim=1)  # [B·R, G, d]
+        n_groups, b = len(self.sizes), context.shape[0]
+        copies = omic.shape[0] // b
+        time = self.time_mlp(self.time_embed(t.reshape(-1)).to(omic.dtype))  # [B·R, d]
+        queries = time.unsqueeze(1).expand(-1, n_groups, -1)
         if self.group_embedding is not None:
             queries = queries + self.group_embedding
-        tokens, _ = self.time_attention(queries, omic, need_weights=False)
+        attended, _ = self.time_attention(queries, omic, need_weights=False)
+        tokens = queries + attended  # residual: the tokens keep t (the reference keeps only the attention output)
         for attend, mix in zip(self.wsi_attention, self.mixers, strict=True):
-            attended, _ = attend(tokens, context, mask, need_weights=False)
-            tokens = mix(tokens + attended)
+            attended, _ = attend(tokens.reshape(b, copies * n_groups, -1), context, mask, need_weights=False)
+            tokens = mix(tokens + attended.reshape(b * copies, n_groups, -1))
         tokens = tokens + omic
         return [dec(tokens[:, g]) for g, dec in enumerate(self.decoders)]
 

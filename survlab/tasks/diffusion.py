@@ -14,6 +14,8 @@ generator seeded by (seed, case_id, sample), so a patient's synthetic profile do
 its batch.
 
 Loss: per group (L1 + MSE)/2 between ε̂_g and ε_g, averaged over groups; `val/loss` uses fixed noise and timesteps.
+`noise_draws` R: each patient enters a step R times with independent (t, ε) (the bag is attended once; R = 1 is the
+reference) — more denoising targets per bag read, which a small cohort needs.
 
 Example:
     >>> task = DiffusionTask(PathGenDenoiser(dims))                        # doctest: +SKIP
@@ -66,7 +68,7 @@ class DiffusionTask(L.LightningModule):
 
     def __init__(self, net: PathGenDenoiser, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
                  beta_end: float = 0.02, clip_range: float = 1.0, lr: float = 1e-4, weight_decay: float = 0.0,
-                 max_epochs: int = 70, seed: int = 0) -> None:
+                 noise_draws: int = 1, max_epochs: int = 70, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
@@ -74,7 +76,7 @@ class DiffusionTask(L.LightningModule):
 
     def _loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
         """Mean over groups of (L1 + MSE)/2 between predicted and true noise at a uniform random timestep."""
-        x0 = torch.cat(batch.genomics, dim=1)
+        x0 = torch.cat(batch.genomics, dim=1).repeat_interleave(self.hparams.noise_draws, dim=0)  # [B·R, total]
         b, device = x0.shape[0], x0.device
         noise = torch.randn(x0.shape, generator=generator, device="cpu").to(device)
         t = torch.randint(0, self.hparams.num_train_timesteps, (b,), generator=generator, device="cpu").to(device)
@@ -113,18 +115,16 @@ class DiffusionTask(L.LightningModule):
         self.net.eval()
         context, mask = self.net.encode_context(batch)
         total, device = sum(self.net.sizes), context.device
-        mean = torch.zeros(len(batch), total, device=device)
-        for s in range(n_samples):
-            gens = [torch.Generator().manual_seed(patient_seed(seed, c, s)) for c in batch.case_ids]
-            x = torch.cat([torch.randn(1, total, generator=g) for g in gens]).to(device)
-            for t in scheduler.timesteps:
-                eps = torch.cat(self.net.denoise(split_groups(x, self.net.sizes), t.expand(len(batch)).to(device),
-                                                 context, mask), dim=1)
-                kwargs = {"generator": gens} if sampler == "ddpm" else {"eta": 0.0}
-                x = scheduler.step(eps, t, x, **kwargs).prev_sample
-            mean += x.clamp(-hp.clip_range, hp.clip_range)
+        # the S samples of a patient run together (patient-major rows), each from its own generator
+        gens = [torch.Generator().manual_seed(patient_seed(seed, c, s)) for c in batch.case_ids for s in range(n_samples)]
+        x = torch.cat([torch.randn(1, total, generator=g) for g in gens]).to(device)
+        for t in scheduler.timesteps:
+            eps = torch.cat(self.net.denoise(split_groups(x, self.net.sizes), t.expand(len(gens)).to(device),
+                                             context, mask), dim=1)
+            kwargs = {"generator": gens} if sampler == "ddpm" else {"eta": 0.0}
+            x = scheduler.step(eps, t, x, **kwargs).prev_sample
         self.net.train(was_training)
-        return mean / n_samples
+        return x.clamp(-hp.clip_range, hp.clip_range).reshape(len(batch), n_samples, total).mean(dim=1)
 
 
 __all__ = ["DiffusionTask", "SAMPLERS", "make_scheduler", "patient_seed", "split_groups"]
