@@ -133,3 +133,59 @@ def test_synthetic_genomics_beat_wsi_only_on_the_default_recipe(tmp_path: Path) 
     assert gen["test"]["generator"]["overall"]["spearman_gene"] > 0.25  # reference: 0 by definition; ceiling ~0.52
     table = pd.read_csv(tmp_path / "job" / "comparison.csv").set_index("setting")
     assert table.loc["mcat_gr_synthetic", "cindex"] > table.loc["wsi_only", "cindex"]
+
+
+PAPER = {  # specs/pathgen.md
+    "trainer.max_epochs": 25, "model.name": "mcat_gr", "model.net.dim": 1024,
+    "model.net.omic_hidden": [2048, 2048, 2048, 1024], "model.net.heads": 8, "model.net.ff_dim": 2048,
+    "model.net.coattn_heads": 1, "model.task.lr": 2e-4, "model.task.weight_decay": 1e-5,
+    "model.task.objectives.os.weight": 0.3, "model.task.objectives.grade.weight": 0.7,
+    "pipeline.generator.max_epochs": 70, "pipeline.generator.accumulate_grad_batches": 8,
+    "pipeline.generator.sampler": "ddpm", "pipeline.generator.steps": None, "pipeline.generator.n_samples": 3,
+    "pipeline.generator.model.net.dim": 1024, "pipeline.generator.model.net.enc_hidden": [2048, 4096, 4096],
+    "pipeline.generator.model.net.dec_hidden": [4096, 4096, 2048], "pipeline.generator.model.net.time_dim": 128,
+    "pipeline.generator.model.net.time_hidden": 512, "pipeline.generator.model.net.rounds": 3,
+    "pipeline.generator.model.net.heads": 8, "pipeline.generator.model.net.ff_dim": 2048,
+    "pipeline.generator.model.net.dropout": 0.25, "pipeline.generator.model.task.lr": 1e-4,
+    "pipeline.generator.model.task.num_train_timesteps": 1000, "pipeline.generator.model.task.beta_start": 1e-4,
+    "pipeline.generator.model.task.beta_end": 0.02, "pipeline.conformal.alphas": [0.1],
+    "data.genomics.signatures": "signatures_mcat6.csv",
+}
+
+
+@pytest.mark.parametrize("cohort", ["tcga_kirc", "tcga_gbmlgg"])
+def test_tcga_recipes_carry_the_papers_settings(cohort: str, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from survlab.utils.testing import compose_config
+
+    cfg = compose_config(tmp_path, [f"experiment=pathgen_pipeline_{cohort}", f"paths.data_dir={tmp_path}"])
+    for key, expected in PAPER.items():
+        value = OmegaConf.select(cfg, key)
+        value = OmegaConf.to_container(value) if hasattr(value, "_content") else value
+        assert value == (pytest.approx(expected) if isinstance(expected, float) else expected), key
+    assert cfg.data.name == f"{cohort}_grade" and cfg.data.splits.calibration_fraction > 0
+    assert cfg.monitor == "val/loss" and cfg.selection == "best_val"  # inner validation, never the test fold
+
+
+def test_tcga_recipe_runs_on_files_in_the_real_layout(tmp_path: Path) -> None:
+    from survlab.data.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
+
+    spec = PathGenSpec(n_patients=80, feature_dim=8, patches_per_slide=(4, 10), genes_per_family=(4, 5, 5, 5, 6, 4))
+    generate_pathgen_cohort(tmp_path / "data" / "tcga_kirc", spec, encoder="uni")  # read as a real cohort
+    small = ["model.net.dim=16", "model.net.omic_hidden=[16,16]", "model.net.heads=2", "model.net.ff_dim=32",
+             "pipeline.generator.model.net.dim=16", "pipeline.generator.model.net.enc_hidden=[16]",
+             "pipeline.generator.model.net.dec_hidden=[16]", "pipeline.generator.model.net.time_dim=8",
+             "pipeline.generator.model.net.time_hidden=16", "pipeline.generator.model.net.heads=2",
+             "pipeline.generator.model.net.ff_dim=32", "pipeline.wsi_only.model.net.hidden_dim=16"]
+    fast = ["trainer.max_epochs=1", "pipeline.generator.max_epochs=1", "pipeline.generator.steps=3",
+            "pipeline.generator.n_samples=1", "data.wsi.feature_dim=8", "data.num_workers=0", "data.pin_memory=false",
+            "data.splits.folds=3", "logger=csv", "trainer.enable_progress_bar=false", "export_attention=false"]
+    check(run_survlab(["experiment=pathgen_pipeline_tcga_kirc", f"paths.data_dir={tmp_path / 'data'}",
+                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={tmp_path / 'job'}", *small, *fast],
+                      timeout=600))
+    table = pd.read_csv(tmp_path / "job" / "comparison.csv")
+    assert table["n_test"].gt(0).all() and len(table) == 3
+    conf = json.loads((tmp_path / "job" / "conformal" / "conformal.json").read_text())
+    assert conf["alphas"] == [0.1] and all(s["calibration_source"] == s["test_source"] for s in conf["settings"].values())
+    assert not (tmp_path / "data" / "tcga_kirc" / "splits").exists()  # the cohort folder stays read-only
