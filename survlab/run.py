@@ -159,7 +159,12 @@ def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
     jobs.write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
     jobs.clear_markers(out_dir)
     try:
-        metrics = train(cfg, out_dir)
+        if cfg.get("pipeline") is not None:  # a multi-stage recipe (PathGen): the stages call `train` themselves
+            from survlab.pipelines import run_pipeline
+
+            metrics = run_pipeline(cfg, out_dir, train)
+        else:
+            metrics = train(cfg, out_dir)
     except Exception as exc:
         jobs.mark_failed(out_dir, exc)
         raise

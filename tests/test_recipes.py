@@ -107,7 +107,7 @@ def test_recipe_carries_the_papers_hyperparameters(recipe: str, tmp_path: Path) 
     assert cfg.selection == "best_val" and cfg.monitor.startswith("val/")  # selection on the inner split
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if not r.startswith("pathgen_pipeline")])  # own tests
 def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
     overrides = [f"experiment={recipe}", "debug=fast_dev_run", f"paths.data_dir={tmp_path / 'data'}",
                  f"paths.log_dir={tmp_path / 'logs'}",

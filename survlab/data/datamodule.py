@@ -62,6 +62,7 @@ GENOMICS_DEFAULTS: dict[str, Any] = {
     "signatures": None,
     "scaling": "standard",
     "log1p": False,
+    "values_from": None,  # another expression table (e.g. PathGen's synthetic one) whose values replace the real ones
 }
 SPLIT_DEFAULTS: dict[str, Any] = {
     "dir": None,
@@ -155,14 +156,15 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
 
 
 ENDPOINT_KEYS = ("time", "censorship", "event")
-SYNTHETIC_KINDS = ("survival", "classification")
+SYNTHETIC_KINDS = ("survival", "classification", "pathgen")
 
 
 def _synthetic_spec_class(kind: str) -> type:
     """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification)."""
     from survlab.data.synthetic import ClassificationSpec, SyntheticSpec
+    from survlab.data.synthetic_pathgen import PathGenSpec
 
-    return SyntheticSpec if kind == "survival" else ClassificationSpec
+    return {"survival": SyntheticSpec, "pathgen": PathGenSpec}.get(kind, ClassificationSpec)
 
 
 def _endpoints(
@@ -325,7 +327,10 @@ class CohortDataModule(L.LightningDataModule):
 
             kind = self.synthetic.get("kind", "survival")
             spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"}
-            generate = generate_cohort if kind == "survival" else generate_classification_cohort
+            from survlab.data.synthetic_pathgen import generate_pathgen_cohort
+
+            generate = {"survival": generate_cohort, "pathgen": generate_pathgen_cohort}.get(
+                kind, generate_classification_cohort)
             generate(self.root, _synthetic_spec_class(kind)(**spec))
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
@@ -540,6 +545,10 @@ class CohortDataModule(L.LightningDataModule):
     def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
         g = self.gen_cfg
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
+        if g["values_from"]:  # scaler fitted on the REAL training expression above; values from the other table
+            from survlab.data.genomics import substitute_expression
+
+            expr = substitute_expression(self.gene_groups, _under(self.root, g["values_from"]), case_ids, self.case_col)
         return genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
 
     def _drop_from_split(

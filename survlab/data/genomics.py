@@ -199,6 +199,14 @@ class GeneScaler:
             raise RuntimeError("GeneScaler.transform called before fit")
         return np.nan_to_num((self._pre(x) - self.shift) / self.scale).astype(np.float32)
 
+    def inverse_transform(self, x: np.ndarray) -> np.ndarray:
+        """Scaled values [N, G] -> expression units [N, G] (float64): the inverse of `transform` (expm1 after
+        log1p)."""
+        if self.shift is None:
+            raise RuntimeError("GeneScaler.inverse_transform called before fit")
+        raw = np.asarray(x, dtype=np.float64) * self.scale + self.shift
+        return np.expm1(raw) if self.log1p else raw
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -286,3 +294,25 @@ def fit_genomics(
 ) -> GeneScaler:
     """Fit the scaler on the union of group genes of TRAINING patients only."""
     return GeneScaler(method, log1p).fit(_lookup(expr, train_ids, _group_genes(groups)))
+
+
+def substitute_expression(
+    groups: GeneGroups, path: str | Path, case_ids: Sequence[str], case_col: str = "case_id"
+) -> pd.DataFrame:
+    """The expression table at `path` (e.g. PathGen's synthetic expression.csv) in place of the real one, read and
+    checked like a real one: it must hold every patient of `case_ids` and every gene of the matched `groups`."""
+    other = read_expression(path, case_col)
+    missing = [c for c in case_ids if c not in other.index]
+    if missing:
+        raise ValueError(
+            f"{path}: genomics.values_from lacks {len(missing)} cohort patient(s) ({_first_ids(missing)}); "
+            f"regenerate it for every patient of the fold"
+        )
+    genes = _group_genes(groups)
+    absent = [g for g in genes if g not in other.columns]
+    if absent:
+        raise ValueError(
+            f"{path}: genomics.values_from lacks {len(absent)} gene(s) of the matched groups "
+            f"({_first_ids(absent)}); it must have every gene the real table contributes to the groups"
+        )
+    return other.loc[list(case_ids), genes]

@@ -68,13 +68,15 @@ def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
     return x.masked_fill(~keep, float("-inf")).amax(dim=1)
 
 
-def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
-    """Linear → act → Dropout stack through `dims` (e.g. [in, 256, 256]); the last activation is optional."""
+def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True,
+        drop: type[nn.Module] = nn.Dropout) -> nn.Sequential:
+    """Linear → act → Dropout stack through `dims` (e.g. [in, 256, 256]); the last activation is optional; `drop`
+    e.g. nn.AlphaDropout (PathGen's Mish + AlphaDropout blocks)."""
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(d_in, d_out))
         if last_act or i < len(dims) - 2:
-            layers += [act(), nn.Dropout(dropout)]
+            layers += [act(), drop(dropout)]
     return nn.Sequential(*layers)
 
 

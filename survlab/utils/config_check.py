@@ -74,6 +74,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "monitor_mode": _choice("auto", "max", "min"),
     "optimized_metric": None,
     "tags": None,
+    "pipeline": None,  # multi-stage recipes (experiment=pathgen_pipeline_*), see survlab.pipelines
 }
 GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "hparams_search",
           "debug", "local")

@@ -1,0 +1,51 @@
+"""MCAT_GR (PathGen, Dey et al. 2025): MCAT with a grade head — discrete-time survival + grade from WSI + genomics.
+
+Built on `survlab.models.mcat.MCAT` (encoders, co-attention, both transformer branches, fusion, survival head: all
+inherited). Added: a grade head with its OWN gated attention pooling over the (transformer-encoded) genomics-guided
+path tokens [B, G, d] → Linear+ReLU+Dropout → Linear → `class_logits["grade"]` [B, n_grade]. The loss (0.3 · NLL +
+0.7 · CE, standard NLL indexing) is the task's: `conf/model/mcat_gr.yaml` composes survlab's SurvivalObjective and
+ClassificationObjective. Genomics may be real or synthetic (PathGen stage 1) at evaluation: the network cannot tell.
+
+Example:
+    >>> net = MCATGR(ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18), n_classes={"grade": 4}))
+    >>> pred = net(batch)   # pred.hazard_logits [B, 4], pred.class_logits["grade"] [B, 4]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from survlab.models.base import ModalityDims, Prediction
+from survlab.models.blocks import ClassHeads, GatedAttentionPool, mlp
+from survlab.models.mcat import MCAT, MCATBranches
+
+
+class MCATGR(MCAT):
+    """MCAT + grade head (`grade_label` of the cohort, e.g. "grade"); other hparams as MCAT."""
+
+    def __init__(self, dims: ModalityDims, grade_label: str = "grade", **mcat: Any) -> None:
+        super().__init__(dims, **mcat)
+        if grade_label not in dims.n_classes:
+            raise ValueError(
+                f"MCATGR: grade_label {grade_label!r} is not a patient label of the cohort (labels: "
+                f"{list(dims.n_classes) or 'none'}); declare it in the data config's labels or set "
+                f"model.net.grade_label"
+            )
+        dropout = float(mcat.get("dropout", 0.25))
+        self.grade_label = grade_label
+        self.grade_pool = GatedAttentionPool(self.dim, hidden=self.dim, dropout=dropout)
+        self.grade_rho = mlp([self.dim, self.dim], dropout=dropout)
+        self.grade_head = ClassHeads(self.dim, {grade_label: dims.n_classes[grade_label]})
+
+    def heads(self, z: Tensor, branches: MCATBranches, pred: Prediction) -> Prediction:
+        """Survival head on the fused embedding (MCAT's), grade head on its own pooling of the path tokens."""
+        pred = super().heads(z, branches, pred)
+        pooled, weights = self.grade_pool(branches.path_tokens)
+        pred.class_logits = self.grade_head(self.grade_rho(pooled))
+        pred.attention["grade_path_tokens"] = weights
+        return pred
+
+
+__all__ = ["MCATGR"]
