@@ -40,6 +40,7 @@ class ModalityDims:
     n_classes: dict[str, int] = field(default_factory=dict)
     slide_n_classes: dict[str, int] = field(default_factory=dict)  # slide label name -> number of classes
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
+    imaging: dict[str, int] | None = None  # CT/PET: stack_length, image_size, radiomics, pet dims (None: no CT)
 
     @property
     def provides(self) -> set[str]:
@@ -53,6 +54,8 @@ class ModalityDims:
             have.add("genomics")
         if self.clinical_dim:
             have.add("clinical")
+        if self.imaging:
+            have.add("ct")
         return have
 
 
