@@ -169,6 +169,8 @@ def write_run_outputs(
         "objectives": {name: {"class": type(o).__name__, "weight": o.weight,
                               **({"endpoint": o.endpoint or "primary", "loss": o.kind,
                                   "bin_edges": o.bin_edges} if isinstance(o, SurvivalObjective) else
+                                 {"endpoint": o.endpoint or "primary", "horizons": list(o.horizons)}
+                                 if isinstance(o, HorizonObjective) else
                                  {"label": o.label, "level": o.level, "loss": o.kind})}
                        for name, o in task.objectives.items()},
         "targets": getattr(datamodule, "targets", None),
