@@ -66,6 +66,11 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if trainer.global_rank != 0:
             return {}
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
+            from survlab.external import run_external
+
+            metrics["external_cohort"] = str(cfg.external_data)
+            metrics.update(run_external(cfg, task, datamodule, trainer, out_dir, ckpt))
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
         return metrics

@@ -354,6 +354,18 @@ class ImagingStore:
             values = enc.transform(table.loc[list(case_ids)].reset_index())
             self.values[name] = dict(zip(case_ids, values, strict=True))
 
+    def apply_fitted(self, fitted: ImagingStore, case_ids: Sequence[str]) -> None:
+        """Scale this store's tables with the encoders `fitted` learnt on ITS training patients (external
+        validation: nothing is refitted on the external cohort)."""
+        for name, table in self.tables.items():
+            enc = fitted.encoders[name]
+            if list(table.columns) != enc.columns:
+                raise DataFileError(f"{name} table of the external cohort has columns {list(table.columns)[:5]}..., "
+                                    f"the training cohort {enc.columns[:5]}...; use the same columns")
+            self.encoders[name] = enc
+            values = enc.transform(table.loc[list(case_ids)].reset_index())
+            self.values[name] = dict(zip(case_ids, values, strict=True))
+
     @property
     def dims(self) -> dict[str, int]:
         """{"stack_length", "image_size", "radiomics", "pet"} (a table not configured has dim 0)."""

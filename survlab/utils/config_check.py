@@ -65,6 +65,8 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "fold": _int(0),
     "selection": _choice("best_val", "last"),
     "km_groups": _choice("median", "tertiles"),
+    "eval_times": None,
+    "external_data": None,
     "skip_completed": _bool,
     "export_attention": _bool,
     "attention_top_k": _int(1),
