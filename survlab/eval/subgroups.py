@@ -56,7 +56,7 @@ def hazard_ratio(risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: 
     except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
         log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
         return nan
-    ci = fit.confidence_intervals_.loc["high"].to_numpy()
+    ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
     return {"hr_high_vs_low": float(np.exp(fit.params_["high"])), "hr_ci_low": float(np.exp(ci[0])),
             "hr_ci_high": float(np.exp(ci[1])), "hr_p": float(fit.summary.loc["high", "p"])}
 
