@@ -116,7 +116,7 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
         metrics = run_job(tmp_path / "run", overrides)
         assert metrics["n_test"] > 0 and 0.0 <= metrics["test/cindex"] <= 1.0
         return
-    if cfg.data.get("imaging") is not None:  # a PET/CT cohort (MM-DLS): small stacks, the real layout on disk
+    if cfg.data.get("imaging") is not None or cfg.model.name == "mmdls_seg":  # PET/CT (MM-DLS): the real layout
         _run_petct_recipe(cfg, overrides, tmp_path)
         return
     overrides.append("data.wsi.feature_dim=8")
@@ -145,6 +145,10 @@ def _run_petct_recipe(cfg: DictConfig, overrides: list[str], tmp_path: Path) -> 
         generate_petct_cohort(Path(cfg.data.root), PetCtSpec(**small))
     else:
         overrides += [f"data.synthetic.{k}={v}" for k, v in small.items()]
+    if cfg.model.name == "mmdls_seg":  # slices + masks of the same generated cohort
+        metrics = run_job(tmp_path / "run", [*overrides, "data.image_size=32"])
+        assert metrics["n_test"] > 0 and 0.0 <= metrics["test/dice_lung"] <= 1.0
+        return
     overrides += ["data.imaging.stack_length=4", "data.imaging.image_size=16", "data.imaging.lesion_window=16",
                   "data.batch_size=16"]
     if cfg.model.name == "mmdls":

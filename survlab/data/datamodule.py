@@ -148,6 +148,7 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
             "genomics": cfg.get("genomics") is not None,
             "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
             "ct": cfg.get("imaging") is not None,
+            "ct_seg": str(cfg.get("_target_", "")).endswith("SegmentationDataModule"),
         }
         if provides.get(modality):
             names.append(f.stem)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from survlab.models.precision import at_least_fp32
 
 #: modality names a cohort can provide and a network can require
-MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct")
+MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct", "ct_seg")  # ct_seg: slices + lung/lesion masks
 
 
 @dataclass(frozen=True)

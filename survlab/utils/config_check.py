@@ -154,6 +154,8 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
     """Metric names (without val/ or test/) a job with this config reports."""
     task = cfg.model.get("task") if cfg.get("model") is not None else None
     objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives and task is not None and hasattr(_task_class(cfg), "CONFIG_METRICS"):  # e.g. segmentation
+        return ["loss", *_task_class(cfg).CONFIG_METRICS]
     if not objectives:
         from survlab.tasks.objectives import SURVIVAL_METRICS
 
@@ -191,6 +193,8 @@ def _primary_metric(cfg: DictConfig) -> str:
     """The primary objective's headline metric: cindex (survival), balanced_accuracy (classification)."""
     task = cfg.model.get("task") if cfg.get("model") is not None else None
     objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives and task is not None and hasattr(_task_class(cfg), "PRIMARY_METRIC"):
+        return _task_class(cfg).PRIMARY_METRIC
     if not objectives:
         return "cindex"
     name, node = next(iter(objectives.items()))
