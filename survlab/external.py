@@ -42,8 +42,9 @@ def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
 
 
-def run_external(cfg: DictConfig, task: Any, datamodule: Any, trainer: L.Trainer, out_dir: Path,
-                 ckpt: str | None) -> dict[str, Any]:
+def run_external(
+    cfg: DictConfig, task: Any, datamodule: Any, trainer: L.Trainer, out_dir: Path, ckpt: str | None
+) -> dict[str, Any]:
     """Test the task's current (selected) weights on `cfg.external_data`; write `out_dir/external/`; return the
     external metrics as `external/<metric>` keys for the internal metrics.json."""
     started = time.time()
@@ -53,8 +54,12 @@ def run_external(cfg: DictConfig, task: Any, datamodule: Any, trainer: L.Trainer
         raise ValueError(f"external_data={name} is the training cohort itself; name another cohort")
     ext = hydra.utils.instantiate(node, modalities=tuple(datamodule.modalities), _recursive_=False)
     setup_external(ext, datamodule)
-    log.info("external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
-             name, len(ext.datasets["test"]), datamodule.name)
+    log.info(
+        "external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
+        name,
+        len(ext.datasets["test"]),
+        datamodule.name,
+    )
     trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
     ext_dir = out_dir / "external"
     ext_dir.mkdir(parents=True, exist_ok=True)
@@ -64,8 +69,10 @@ def run_external(cfg: DictConfig, task: Any, datamodule: Any, trainer: L.Trainer
     metrics = write_run_outputs(ext_cfg, ext_dir, task, ext, trainer, ckpt, wall_s=time.time() - started)
     metrics.update(evaluation="external", trained_on=datamodule.name, trained_fold=int(cfg.fold))
     write_json(ext_dir / "metrics.json", metrics)
-    print(f"survlab: EXTERNAL validation on {name} of the model trained on {datamodule.name} fold {cfg.fold} "
-          f"(nothing fitted or selected on {name}): {ext_dir}\n")
+    print(
+        f"survlab: EXTERNAL validation on {name} of the model trained on {datamodule.name} fold {cfg.fold} "
+        f"(nothing fitted or selected on {name}): {ext_dir}\n"
+    )
     return {f"external/{k}": v for k, v in metrics.items() if k.startswith("test/") or k == "oracle_cindex"}
 
 

@@ -38,11 +38,15 @@ def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
     """The selected checkpoint of an mmdls_seg run (weights_only) and the run's resolved config."""
     protocol_path = run_dir / "protocol.json"
     if not protocol_path.is_file():
-        raise ValueError(f"run={run_dir}: no protocol.json; pass the directory of a finished model=mmdls_seg run")
+        raise ValueError(
+            f"run={run_dir}: no protocol.json; pass the directory of a finished model=mmdls_seg run"
+        )
     protocol = json.loads(protocol_path.read_text())
     cfg = protocol["config"]
     if cfg["model"]["net"]["_target_"] != "survlab.models.mmdls_seg.LungLesionSegmentor":
-        raise ValueError(f"run={run_dir} trained {cfg['model']['name']}, not the segmentor; pass a model=mmdls_seg run")
+        raise ValueError(
+            f"run={run_dir} trained {cfg['model']['name']}, not the segmentor; pass a model=mmdls_seg run"
+        )
     net_cfg = {k: v for k, v in cfg["model"]["net"].items() if k not in ("_target_", "pretrained")}
     net = LungLesionSegmentor(None, **net_cfg)
     state = torch.load(protocol["selected_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
@@ -50,8 +54,9 @@ def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
     return net.eval(), cfg
 
 
-def segment_volume(net: LungLesionSegmentor, ct_u8: np.ndarray, image_size: int,
-                   batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def segment_volume(
+    net: LungLesionSegmentor, ct_u8: np.ndarray, image_size: int, batch: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Windowed CT uint8 [X, Y, Z] -> predicted (lung, lesion) bool masks [X, Y, Z] on the CT grid."""
     from monai.transforms import Resize
 
@@ -60,10 +65,11 @@ def segment_volume(net: LungLesionSegmentor, ct_u8: np.ndarray, image_size: int,
     probs = {"lung": [], "lesion": []}
     with torch.no_grad():
         for i in range(0, len(small), batch):
-            out = net(torch.from_numpy(small[i:i + batch])[:, None])
+            out = net(torch.from_numpy(small[i : i + batch])[:, None])
             for s in probs:
-                up = torch.nn.functional.interpolate(out[s].float(), size=ct_u8.shape[:2], mode="bilinear",
-                                                     align_corners=False)
+                up = torch.nn.functional.interpolate(
+                    out[s].float(), size=ct_u8.shape[:2], mode="bilinear", align_corners=False
+                )
                 probs[s].append(torch.sigmoid(up[:, 0]).numpy())
     lung, lesion = (np.moveaxis(np.concatenate(probs[s]), 0, -1) > 0.5 for s in ("lung", "lesion"))
     return lung, largest_component(lesion)
@@ -85,8 +91,9 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / denom) if denom else float("nan")
 
 
-def cut_cohort(run_dir: Path, out: Path, cohort: Path | None = None, lesion_window: int = 32,
-               min_lesion_voxels: int = 1) -> dict[str, Any]:
+def cut_cohort(
+    run_dir: Path, out: Path, cohort: Path | None = None, lesion_window: int = 32, min_lesion_voxels: int = 1
+) -> dict[str, Any]:
     """Segment every volume of `cohort` with the run's segmentor and write the stack cohort to `out` -> report."""
     import nibabel as nib
     from PIL import Image
@@ -96,9 +103,13 @@ def cut_cohort(run_dir: Path, out: Path, cohort: Path | None = None, lesion_wind
     cohort = Path(cohort or data["root"])
     volumes = cohort / data.get("volumes_dir", "volumes")
     if not volumes.is_dir():
-        raise ValueError(f"cohort={cohort}: no {volumes.name}/ folder with <case_id>/{data.get('ct_file', 'ct.nii.gz')}")
+        raise ValueError(
+            f"cohort={cohort}: no {volumes.name}/ folder with <case_id>/{data.get('ct_file', 'ct.nii.gz')}"
+        )
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"out={out} is not empty; survlab writes the stack cohort into a new or empty folder only")
+        raise ValueError(
+            f"out={out} is not empty; survlab writes the stack cohort into a new or empty folder only"
+        )
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"run": str(run_dir), "cohort": str(cohort), "cases": {}, "empty_lesion": []}
     for case_dir in sorted(p for p in volumes.iterdir() if p.is_dir()):
@@ -130,7 +141,9 @@ def cut_cohort(run_dir: Path, out: Path, cohort: Path | None = None, lesion_wind
     for table in TABLES:
         if (cohort / table).is_file():
             shutil.copy2(cohort / table, out / table)
-    dice = [c["dice_lesion_vs_cohort_mask"] for c in report["cases"].values() if "dice_lesion_vs_cohort_mask" in c]
+    dice = [
+        c["dice_lesion_vs_cohort_mask"] for c in report["cases"].values() if "dice_lesion_vs_cohort_mask" in c
+    ]
     report["mean_dice_lesion_vs_cohort_mask"] = float(np.nanmean(dice)) if dice else None
     (out / "cut_report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
@@ -141,17 +154,26 @@ def main(argv: list[str] | None = None) -> None:
     args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
     unknown = sorted(set(args) - {"run", "out", "cohort", "lesion_window", "min_lesion_voxels"})
     if unknown or "run" not in args or "out" not in args:
-        raise SystemExit("usage: python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder> "
-                         "[cohort=<folder with volumes/>] [lesion_window=32] [min_lesion_voxels=1]"
-                         + (f" (unknown: {unknown})" if unknown else ""))
+        raise SystemExit(
+            "usage: python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder> "
+            "[cohort=<folder with volumes/>] [lesion_window=32] [min_lesion_voxels=1]"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
     try:
-        report = cut_cohort(Path(args["run"]), Path(args["out"]), Path(args["cohort"]) if "cohort" in args else None,
-                            int(args.get("lesion_window", 32)), int(args.get("min_lesion_voxels", 1)))
+        report = cut_cohort(
+            Path(args["run"]),
+            Path(args["out"]),
+            Path(args["cohort"]) if "cohort" in args else None,
+            int(args.get("lesion_window", 32)),
+            int(args.get("min_lesion_voxels", 1)),
+        )
     except ValueError as err:
         raise SystemExit(f"survlab: error: {err}") from None
     n, empty = len(report["cases"]), len(report["empty_lesion"])
-    print(f"survlab: cut stacks of {n - empty} / {n} case(s) into {args['out']} (empty predicted lesion: {empty}); "
-          f"mean lesion Dice vs the cohort's masks: {report['mean_dice_lesion_vs_cohort_mask']}")
+    print(
+        f"survlab: cut stacks of {n - empty} / {n} case(s) into {args['out']} (empty predicted lesion: {empty}); "
+        f"mean lesion Dice vs the cohort's masks: {report['mean_dice_lesion_vs_cohort_mask']}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,12 +29,16 @@ def _check_compatible(ext: Any, train: Any) -> None:
     if ext_eps != train_eps:
         raise ValueError(f"{what}: endpoints {ext_eps} != {train_eps}; declare the same data.endpoints")
     if list(ext.label_specs) != list(train.label_specs):
-        raise ValueError(f"{what}: labels {list(ext.label_specs)} != {list(train.label_specs)}; declare the same labels")
+        raise ValueError(
+            f"{what}: labels {list(ext.label_specs)} != {list(train.label_specs)}; declare the same labels"
+        )
     missing = [m for m in train.modalities if m not in ext.provides]
     if missing:
         raise ValueError(f"{what}: the model needs {missing}, which the external cohort does not provide")
     if ext.clin_cols != train.clin_cols:
-        raise ValueError(f"{what}: clinical columns {ext.clin_cols} != {train.clin_cols}; use the same columns")
+        raise ValueError(
+            f"{what}: clinical columns {ext.clin_cols} != {train.clin_cols}; use the same columns"
+        )
 
 
 def setup_external(ext: Any, train: Any) -> None:
@@ -43,9 +47,18 @@ def setup_external(ext: Any, train: Any) -> None:
     _check_compatible(ext, train)
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
-    keep = list(dict.fromkeys([*(sp.column for sp in ext.label_specs.values()), *ext.clin_cols, *ext.subgroups]))
-    full = Cohort.from_csv(ext.clinical_csv, ext.case_col, ext.slide_col, ext.endpoint, keep,
-                           survival=ext.has_survival, secondary=ext.secondary)
+    keep = list(
+        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()), *ext.clin_cols, *ext.subgroups])
+    )
+    full = Cohort.from_csv(
+        ext.clinical_csv,
+        ext.case_col,
+        ext.slide_col,
+        ext.endpoint,
+        keep,
+        survival=ext.has_survival,
+        secondary=ext.secondary,
+    )
     ext.full_cohort = full
     sources = ModalitySources()
     cohort = ext._setup_wsi(full, sources)
@@ -55,7 +68,9 @@ def setup_external(ext: Any, train: Any) -> None:
     source = f"the training patients of {train.name} fold {train.fold}"
     for name, spec in ext.label_specs.items():
         classes = train.sources.classes[name]
-        codes = encode_labels(cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path, source=source)
+        codes = encode_labels(
+            cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path, source=source
+        )
         sources.classes[name] = classes
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
     ext.endpoint_bins = dict(train.endpoint_bins)
@@ -64,11 +79,15 @@ def setup_external(ext: Any, train: Any) -> None:
         sources.genomics = genomic_tensors(expr, train.gene_groups, train.gene_scaler, cohort.case_ids)
     if "clinical" in ext.modalities:
         ext.clinical_encoder = train.clinical_encoder
-        sources.clinical = dict(zip(cohort.case_ids, train.clinical_encoder.transform(cohort.table), strict=True))
+        sources.clinical = dict(
+            zip(cohort.case_ids, train.clinical_encoder.transform(cohort.table), strict=True)
+        )
     if ext.imaging is not None:
         if ext.imaging.dims != train.imaging.dims:
-            raise DataFileError(f"external data={ext.name}: imaging dims {ext.imaging.dims} differ from the training "
-                                f"cohort's {train.imaging.dims}; use the same stack settings and table columns")
+            raise DataFileError(
+                f"external data={ext.name}: imaging dims {ext.imaging.dims} differ from the training "
+                f"cohort's {train.imaging.dims}; use the same stack settings and table columns"
+            )
         ext.imaging.apply_fitted(train.imaging, cohort.case_ids)
         sources.imaging = ext.imaging
     ext.sources = sources

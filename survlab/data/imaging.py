@@ -92,7 +92,9 @@ def parse_imaging(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
             raise ValueError(f"imaging.{key}={out[key]!r} must be a positive integer")
     lo, hi = (float(v) for v in out["window"])
     if not hi > lo:
-        raise ValueError(f"imaging.window={out['window']!r}: give [low, high] HU with low < high, e.g. [-1000, 400]")
+        raise ValueError(
+            f"imaging.window={out['window']!r}: give [low, high] HU with low < high, e.g. [-1000, 400]"
+        )
     return out
 
 
@@ -101,8 +103,10 @@ def list_slices(folder: Path) -> list[Path]:
     """PNG files of a stack folder in natural-sort order of their names ([] when the folder is absent)."""
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()),
-                  key=lambda p: natural_key(p.name))
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()),
+        key=lambda p: natural_key(p.name),
+    )
 
 
 def read_png_stack(paths: Sequence[Path]) -> np.ndarray:
@@ -111,19 +115,25 @@ def read_png_stack(paths: Sequence[Path]) -> np.ndarray:
     from monai.data import PILReader
     from monai.transforms import LoadImage
 
-    loader = LoadImage(reader=PILReader(reverse_indexing=False, converter=lambda im: im.convert("L")),
-                       image_only=True, dtype=np.float32)
+    loader = LoadImage(
+        reader=PILReader(reverse_indexing=False, converter=lambda im: im.convert("L")),
+        image_only=True,
+        dtype=np.float32,
+    )
     slices = []
     for path in paths:
         try:
             img = np.asarray(loader(str(path)))
         except Exception as err:  # noqa: BLE001 - any decoder error becomes one line naming the file
-            raise DataFileError(f"{path}: cannot read as a PNG image ({type(err).__name__}); re-export the slice "
-                                f"or remove it") from None
+            raise DataFileError(
+                f"{path}: cannot read as a PNG image ({type(err).__name__}); re-export the slice or remove it"
+            ) from None
         if slices and img.shape != slices[0].shape:
-            raise DataFileError(f"{path}: slice is {img.shape[0]}x{img.shape[1]} but {paths[0].name} of the same "
-                                f"stack is {slices[0].shape[0]}x{slices[0].shape[1]}; export every slice of a "
-                                f"stack at one size")
+            raise DataFileError(
+                f"{path}: slice is {img.shape[0]}x{img.shape[1]} but {paths[0].name} of the same "
+                f"stack is {slices[0].shape[0]}x{slices[0].shape[1]}; export every slice of a "
+                f"stack at one size"
+            )
         slices.append(img)
     return np.clip(np.rint(np.stack(slices)), 0, 255).astype(np.uint8)
 
@@ -136,10 +146,13 @@ def read_volume(path: Path) -> np.ndarray:
         img = nib.as_closest_canonical(nib.load(str(path)))
         data = np.asarray(img.dataobj, dtype=np.float64)
     except Exception as err:  # noqa: BLE001
-        raise DataFileError(f"{path}: cannot read as NIfTI ({type(err).__name__}: {err}); re-export the volume") \
-            from None
+        raise DataFileError(
+            f"{path}: cannot read as NIfTI ({type(err).__name__}: {err}); re-export the volume"
+        ) from None
     if data.ndim != 3:
-        raise DataFileError(f"{path}: expected a 3-D volume, got shape {data.shape}; export one CT series per file")
+        raise DataFileError(
+            f"{path}: expected a 3-D volume, got shape {data.shape}; export one CT series per file"
+        )
     return data
 
 
@@ -155,12 +168,13 @@ def _crop(plane: np.ndarray, r0: int, c0: int, h: int, w: int) -> np.ndarray:
     rs, cs = max(r0, 0), max(c0, 0)
     re_, ce = min(r0 + h, plane.shape[-2]), min(c0 + w, plane.shape[-1])
     if re_ > rs and ce > cs:
-        out[..., rs - r0:re_ - r0, cs - c0:ce - c0] = plane[..., rs:re_, cs:ce]
+        out[..., rs - r0 : re_ - r0, cs - c0 : ce - c0] = plane[..., rs:re_, cs:ce]
     return out
 
 
-def cut_stacks(ct_u8: np.ndarray, lung: np.ndarray, lesion: np.ndarray, lesion_window: int,
-               case: str = "?") -> dict[str, np.ndarray]:
+def cut_stacks(
+    ct_u8: np.ndarray, lung: np.ndarray, lesion: np.ndarray, lesion_window: int, case: str = "?"
+) -> dict[str, np.ndarray]:
     """Windowed CT uint8 [X, Y, Z] + lung / lesion masks [X, Y, Z] -> {"lesion": uint8 [n_l, w, w], "space": uint8
     [n_s, h_b, w_b]} (axial slices, z ascending). See the module docstring for the crop definitions."""
     lung, lesion = lung > 0, lesion > 0
@@ -172,8 +186,9 @@ def cut_stacks(ct_u8: np.ndarray, lung: np.ndarray, lesion: np.ndarray, lesion_w
     cx, cy = int(np.floor(xs.mean() + 0.5)), int(np.floor(ys.mean() + 0.5))
     half = lesion_window // 2
     lesion_z = np.unique(zs)
-    lesion_stack = _crop(np.moveaxis(ct_u8[:, :, lesion_z], -1, 0), cx - half, cy - half, lesion_window,
-                         lesion_window)
+    lesion_stack = _crop(
+        np.moveaxis(ct_u8[:, :, lesion_z], -1, 0), cx - half, cy - half, lesion_window, lesion_window
+    )
     lx, ly, lz = np.nonzero(lung)
     r0, r1, c0, c1 = lx.min(), lx.max() + 1, ly.min(), ly.max() + 1
     space_stack = np.moveaxis(ct_u8[r0:r1, c0:c1, np.unique(lz)], -1, 0)
@@ -205,38 +220,53 @@ def fix_length(stack: np.ndarray, length: int, select: str = "uniform") -> tuple
 
 
 # ---------------------------------------------------------------------------------------------------- tables
-def read_feature_table(path: Path, case_col: str = "case_id", columns: Sequence[str] | None = None,
-                       expected: int | None = None, what: str = "table") -> pd.DataFrame:
+def read_feature_table(
+    path: Path,
+    case_col: str = "case_id",
+    columns: Sequence[str] | None = None,
+    expected: int | None = None,
+    what: str = "table",
+) -> pd.DataFrame:
     """A per-patient numeric CSV -> DataFrame indexed by case_id (sorted), with `columns` (None = all but the id).
     Missing file / id column / columns, duplicate ids, non-numeric cells and a wrong column count are one-line
     DataFileErrors naming the file and the fix. Empty cells stay NaN (imputed on the training patients)."""
     if not path.is_file():
-        raise DataFileError(f"{what} table not found: {path}; expected a CSV with {case_col} + one column per "
-                            f"feature (see README 'PET/CT cohorts')")
+        raise DataFileError(
+            f"{what} table not found: {path}; expected a CSV with {case_col} + one column per "
+            f"feature (see README 'PET/CT cohorts')"
+        )
     try:
         df = pd.read_csv(path, dtype={case_col: str})
     except Exception as err:  # noqa: BLE001
         raise DataFileError(parse_problem(path, err)) from None
     if case_col not in df.columns:
-        raise DataFileError(f"{path}: no '{case_col}' column (has {list(df.columns)[:6]}...); add the patient ids")
+        raise DataFileError(
+            f"{path}: no '{case_col}' column (has {list(df.columns)[:6]}...); add the patient ids"
+        )
     df[case_col] = df[case_col].astype(str).str.strip()
     dup = df[case_col][df[case_col].duplicated()].unique().tolist()
     if dup:
-        raise DataFileError(f"{path}: case_id(s) {dup[:5]} appear on more than one row; keep one row per patient")
+        raise DataFileError(
+            f"{path}: case_id(s) {dup[:5]} appear on more than one row; keep one row per patient"
+        )
     cols = [c for c in df.columns if c != case_col] if columns is None else list(columns)
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise DataFileError(f"{path}: missing column(s) {missing}; the file has {list(df.columns)}")
     if expected is not None and len(cols) != expected:
-        raise DataFileError(f"{path}: {len(cols)} feature columns, expected {expected} ({what}); fix the table or "
-                            f"set imaging.{what}_dim")
+        raise DataFileError(
+            f"{path}: {len(cols)} feature columns, expected {expected} ({what}); fix the table or "
+            f"set imaging.{what}_dim"
+        )
     for col in cols:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = df[col].notna() & values.isna()
         if bad.any():
             row = bad.idxmax()
-            raise DataFileError(f"{path}: column '{col}' of case {df.loc[row, case_col]} holds "
-                                f"{df.loc[row, col]!r}, not a number; fix the value (empty = missing)")
+            raise DataFileError(
+                f"{path}: column '{col}' of case {df.loc[row, case_col]} holds "
+                f"{df.loc[row, col]!r}, not a number; fix the value (empty = missing)"
+            )
         df[col] = values.astype(float)
     return df.set_index(case_col)[cols].sort_index()
 
@@ -290,11 +320,31 @@ class ImagingStore:
         return out
 
     def _key(self, case: str, files: list[Path]) -> str:
-        settings = {k: self.cfg[k] for k in ("source", "ct_file", "lung_file", "lesion_file", "window",
-                                            "lesion_window", "stack_length", "image_size", "select")}
-        stats = [(str(f.relative_to(self.root)) if f.is_relative_to(self.root) else str(f), f.stat().st_size,
-                  f.stat().st_mtime_ns) for f in files]
-        blob = json.dumps({"v": CACHE_VERSION, "case": case, "settings": settings, "files": stats}, sort_keys=True)
+        settings = {
+            k: self.cfg[k]
+            for k in (
+                "source",
+                "ct_file",
+                "lung_file",
+                "lesion_file",
+                "window",
+                "lesion_window",
+                "stack_length",
+                "image_size",
+                "select",
+            )
+        }
+        stats = [
+            (
+                str(f.relative_to(self.root)) if f.is_relative_to(self.root) else str(f),
+                f.stat().st_size,
+                f.stat().st_mtime_ns,
+            )
+            for f in files
+        ]
+        blob = json.dumps(
+            {"v": CACHE_VERSION, "case": case, "settings": settings, "files": stats}, sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def build(self, case: str) -> dict[str, np.ndarray]:
@@ -310,8 +360,10 @@ class ImagingStore:
             ct, lung, lesion = read_volume(ct_path), read_volume(lung_path), read_volume(lesion_path)
             for p, m in ((lung_path, lung), (lesion_path, lesion)):
                 if m.shape != ct.shape:
-                    raise DataFileError(f"{p}: mask shape {m.shape} differs from the CT {ct.shape} of case {case}; "
-                                        f"export masks on the CT grid")
+                    raise DataFileError(
+                        f"{p}: mask shape {m.shape} differs from the CT {ct.shape} of case {case}; "
+                        f"export masks on the CT grid"
+                    )
             raw = cut_stacks(window_to_uint8(ct, c["window"]), lung, lesion, int(c["lesion_window"]), case)
         out: dict[str, np.ndarray] = {}
         for kind in KINDS:
@@ -342,7 +394,9 @@ class ImagingStore:
             else:
                 counts["cached"] += 1
             self._files[case] = path
-        log.info("CT stacks: %d built, %d from the cache %s", counts["built"], counts["cached"], self.cache_dir)
+        log.info(
+            "CT stacks: %d built, %d from the cache %s", counts["built"], counts["cached"], self.cache_dir
+        )
         return counts
 
     def fit(self, train_ids: Sequence[str], case_ids: Sequence[str]) -> None:
@@ -360,8 +414,10 @@ class ImagingStore:
         for name, table in self.tables.items():
             enc = fitted.encoders[name]
             if list(table.columns) != enc.columns:
-                raise DataFileError(f"{name} table of the external cohort has columns {list(table.columns)[:5]}..., "
-                                    f"the training cohort {enc.columns[:5]}...; use the same columns")
+                raise DataFileError(
+                    f"{name} table of the external cohort has columns {list(table.columns)[:5]}..., "
+                    f"the training cohort {enc.columns[:5]}...; use the same columns"
+                )
             self.encoders[name] = enc
             values = enc.transform(table.loc[list(case_ids)].reset_index())
             self.values[name] = dict(zip(case_ids, values, strict=True))
@@ -369,8 +425,11 @@ class ImagingStore:
     @property
     def dims(self) -> dict[str, int]:
         """{"stack_length", "image_size", "radiomics", "pet"} (a table not configured has dim 0)."""
-        return {"stack_length": self.length, "image_size": self.size,
-                **{n: (self.tables[n].shape[1] if n in self.tables else 0) for n in ("radiomics", "pet")}}
+        return {
+            "stack_length": self.length,
+            "image_size": self.size,
+            **{n: (self.tables[n].shape[1] if n in self.tables else 0) for n in ("radiomics", "pet")},
+        }
 
     def stacks(self, case: str) -> dict[str, np.ndarray]:
         """The prepared arrays of one patient (from RAM or its cache file; never unpickled)."""
@@ -392,11 +451,27 @@ class ImagingStore:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.cfg["source"], "stack_length": self.length, "image_size": self.size,
-                "select": self.cfg["select"], "tables": {n: list(t.columns) for n, t in self.tables.items()},
-                "scaling": "median imputation + z-score fitted on the training patients"}
+        return {
+            "source": self.cfg["source"],
+            "stack_length": self.length,
+            "image_size": self.size,
+            "select": self.cfg["select"],
+            "tables": {n: list(t.columns) for n, t in self.tables.items()},
+            "scaling": "median imputation + z-score fitted on the training patients",
+        }
 
 
-__all__ = ["IMAGING_DEFAULTS", "ImagingStore", "cut_stacks", "fix_length", "list_slices", "natural_key",
-           "parse_imaging", "read_feature_table", "read_png_stack", "read_volume", "resize_stack",
-           "window_to_uint8"]
+__all__ = [
+    "IMAGING_DEFAULTS",
+    "ImagingStore",
+    "cut_stacks",
+    "fix_length",
+    "list_slices",
+    "natural_key",
+    "parse_imaging",
+    "read_feature_table",
+    "read_png_stack",
+    "read_volume",
+    "resize_stack",
+    "window_to_uint8",
+]

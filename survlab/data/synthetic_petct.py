@@ -68,7 +68,9 @@ class PetCtSpec:
 
     def __post_init__(self) -> None:
         if self.n_patients < 6 or self.volume_size < 32 or self.n_slices < 12 or self.radiomics_dim < 6:
-            raise ValueError("PetCtSpec: need n_patients >= 6, volume_size >= 32, n_slices >= 12, radiomics_dim >= 6")
+            raise ValueError(
+                "PetCtSpec: need n_patients >= 6, volume_size >= 32, n_slices >= 12, radiomics_dim >= 6"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -91,46 +93,58 @@ def _patients(spec: PetCtSpec, rng: np.random.Generator) -> pd.DataFrame:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if np.mean(t_os <= np.exp(mid) * e) < spec.target_event_rate else (lo, mid)
     cens = np.exp(hi) * e
-    radius = np.clip(np.rint(2.5 + 1.4 * stage + 0.6 * z_risk + 0.4 * rng.standard_normal(n)), 2, 7).astype(int)
+    radius = np.clip(np.rint(2.5 + 1.4 * stage + 0.6 * z_risk + 0.4 * rng.standard_normal(n)), 2, 7).astype(
+        int
+    )
     smoker = rng.random(n) < np.where(subtype == 1, 0.85, 0.45)
     current = smoker & (rng.random(n) < 0.5)
     duration = np.where(smoker, np.round(rng.uniform(10, 45, n)), 0.0)
     cessation = np.where(smoker & ~current, np.round(rng.uniform(1, 20, n)), 0.0)
-    return pd.DataFrame({
-        "case_id": [f"{spec.case_prefix}{i:04d}" for i in range(n)],
-        "subtype": [SUBTYPES[s] for s in subtype],
-        "tnm_stage": [TNM_GROUPS[s] for s in stage],
-        "dfs_months": np.maximum(np.round(np.minimum(t_dfs, cens), 1), 0.1),
-        "dfs_event": (t_dfs <= cens).astype(int),
-        "os_months": np.maximum(np.round(np.minimum(t_os, cens), 1), 0.1),
-        "os_event": (t_os <= cens).astype(int),
-        "treatment": [TREATMENTS[t] for t in immuno],
-        "age": np.round(65 + 4 * z_risk + 6 * rng.standard_normal(n)),
-        "sex": np.where(rng.random(n) < 0.6, "male", "female"),
-        "smoking_status": np.where(current, "current", np.where(smoker, "former", "never")),
-        "smoking_duration": duration,
-        "smoking_cessation": cessation,
-        "tumor_diameter": np.round(2 * radius * VOXEL_MM[0] + rng.normal(0, 1.5, n), 1),
-        "_subtype": subtype, "_stage": stage, "_z_risk": z_risk, "_risk": risk, "_risk_dfs": risk_dfs,
-        "_radius": radius,
-    })
+    return pd.DataFrame(
+        {
+            "case_id": [f"{spec.case_prefix}{i:04d}" for i in range(n)],
+            "subtype": [SUBTYPES[s] for s in subtype],
+            "tnm_stage": [TNM_GROUPS[s] for s in stage],
+            "dfs_months": np.maximum(np.round(np.minimum(t_dfs, cens), 1), 0.1),
+            "dfs_event": (t_dfs <= cens).astype(int),
+            "os_months": np.maximum(np.round(np.minimum(t_os, cens), 1), 0.1),
+            "os_event": (t_os <= cens).astype(int),
+            "treatment": [TREATMENTS[t] for t in immuno],
+            "age": np.round(65 + 4 * z_risk + 6 * rng.standard_normal(n)),
+            "sex": np.where(rng.random(n) < 0.6, "male", "female"),
+            "smoking_status": np.where(current, "current", np.where(smoker, "former", "never")),
+            "smoking_duration": duration,
+            "smoking_cessation": cessation,
+            "tumor_diameter": np.round(2 * radius * VOXEL_MM[0] + rng.normal(0, 1.5, n), 1),
+            "_subtype": subtype,
+            "_stage": stage,
+            "_z_risk": z_risk,
+            "_risk": risk,
+            "_risk_dfs": risk_dfs,
+            "_radius": radius,
+        }
+    )
 
 
-def _ellipsoid(shape: tuple[int, int, int], centre: tuple[float, float, float],
-               radii: tuple[float, float, float]) -> np.ndarray:
+def _ellipsoid(
+    shape: tuple[int, int, int], centre: tuple[float, float, float], radii: tuple[float, float, float]
+) -> np.ndarray:
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
     return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
 
 
-def _volume(spec: PetCtSpec, row: pd.Series, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                              tuple[int, int, int]]:
+def _volume(
+    spec: PetCtSpec, row: pd.Series, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
     """-> (CT int16 [X, Y, Z] HU, lung mask uint8, lesion mask uint8, lesion centre voxel)."""
     n, z = spec.volume_size, spec.n_slices
     shape = (n, n, z)
     body = _ellipsoid(shape, (n / 2, n / 2, z / 2), (0.45 * n, 0.40 * n, 10 * z))
     half_w = 0.14 * n
-    lungs = [_ellipsoid(shape, (n / 2, n / 2 + side * 0.19 * n, z / 2), (0.30 * n, half_w, 0.42 * z))
-             for side in (-1, 1)]
+    lungs = [
+        _ellipsoid(shape, (n / 2, n / 2 + side * 0.19 * n, z / 2), (0.30 * n, half_w, 0.42 * z))
+        for side in (-1, 1)
+    ]
     lung = lungs[0] | lungs[1]
     r = int(row["_radius"])
     side = int(rng.integers(0, 2))
@@ -146,30 +160,54 @@ def _volume(spec: PetCtSpec, row: pd.Series, rng: np.random.Generator) -> tuple[
     return np.rint(ct).astype(np.int16), lung.astype(np.uint8), lesion.astype(np.uint8), (cx, cy, cz)
 
 
-def _png_stacks(ct: np.ndarray, lung: np.ndarray, lesion: np.ndarray, centre: tuple[int, int, int],
-                window: int) -> dict[str, list[np.ndarray]]:
+def _png_stacks(
+    ct: np.ndarray, lung: np.ndarray, lesion: np.ndarray, centre: tuple[int, int, int], window: int
+) -> dict[str, list[np.ndarray]]:
     """The lesion / space crops as 8-bit slices (written independently of survlab.data.imaging.cut_stacks)."""
-    u8 = np.rint(np.clip((ct.astype(np.float64) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) * 255).astype(np.uint8)
+    u8 = np.rint(np.clip((ct.astype(np.float64) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) * 255).astype(
+        np.uint8
+    )
     cx, cy, _ = centre
     half = window // 2
     padded = np.pad(u8, ((window, window), (window, window), (0, 0)))
-    lesion_slices = [padded[window + cx - half:window + cx - half + window,
-                            window + cy - half:window + cy - half + window, z]
-                     for z in range(ct.shape[2]) if lesion[:, :, z].any()]
+    lesion_slices = [
+        padded[
+            window + cx - half : window + cx - half + window,
+            window + cy - half : window + cy - half + window,
+            z,
+        ]
+        for z in range(ct.shape[2])
+        if lesion[:, :, z].any()
+    ]
     rows, cols = np.flatnonzero(lung.any(axis=(1, 2))), np.flatnonzero(lung.any(axis=(0, 2)))
-    space_slices = [u8[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1, z]
-                    for z in range(ct.shape[2]) if lung[:, :, z].any()]
+    space_slices = [
+        u8[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1, z]
+        for z in range(ct.shape[2])
+        if lung[:, :, z].any()
+    ]
     return {"lesion": lesion_slices, "space": space_slices}
 
 
 def _tables(spec: PetCtSpec, p: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     n = len(p)
     s, stage, zr = p["_subtype"].to_numpy(), p["_stage"].to_numpy(), p["_z_risk"].to_numpy()
-    suv_max = np.exp(1.2 + 0.35 * stage + 0.25 * zr + 0.2 * s + 0.15 * rng.standard_normal(n)) * spec.pet_scale
+    suv_max = (
+        np.exp(1.2 + 0.35 * stage + 0.25 * zr + 0.2 * s + 0.15 * rng.standard_normal(n)) * spec.pet_scale
+    )
     suv_mean = suv_max * rng.uniform(0.5, 0.65, n)
-    mtv = 4 / 3 * np.pi * (p["_radius"].to_numpy() * VOXEL_MM[0]) ** 2 * (p["_radius"] / 2 * VOXEL_MM[2]) / 1000
-    pet = pd.DataFrame({"case_id": p["case_id"], "suv_max": suv_max, "suv_mean": suv_mean,
-                        "suv_peak": suv_max * rng.uniform(0.75, 0.9, n), "tlg": suv_mean * mtv, "mtv": mtv})
+    mtv = (
+        4 / 3 * np.pi * (p["_radius"].to_numpy() * VOXEL_MM[0]) ** 2 * (p["_radius"] / 2 * VOXEL_MM[2]) / 1000
+    )
+    pet = pd.DataFrame(
+        {
+            "case_id": p["case_id"],
+            "suv_max": suv_max,
+            "suv_mean": suv_mean,
+            "suv_peak": suv_max * rng.uniform(0.75, 0.9, n),
+            "tlg": suv_mean * mtv,
+            "mtv": mtv,
+        }
+    )
     signal = np.stack([s, stage, zr, s - 0.5 * stage, stage + zr, zr - s], axis=1).astype(float)
     rad = rng.standard_normal((n, spec.radiomics_dim))
     rad[:, :6] = signal + 0.7 * rad[:, :6]
@@ -204,13 +242,18 @@ def _write(tmp: Path, spec: PetCtSpec) -> None:
     radiomics.iloc[order].to_csv(tmp / "radiomics.csv", index=False, float_format="%.5g")
     pet.iloc[order[::-1]].to_csv(tmp / "pet.csv", index=False, float_format="%.5g")
     p[[c for c in p.columns if not c.startswith("_")]].to_csv(tmp / "clinical.csv", index=False)
-    p[["case_id"]].assign(true_risk=p["_risk"], true_risk_dfs=p["_risk_dfs"], subtype_code=p["_subtype"],
-                          stage_code=p["_stage"]).to_csv(tmp / "truth.csv", index=False)
-    oracle: dict[str, Any] = {"n_patients": spec.n_patients, "spec": spec.to_json(),
-                              "cache_key": {"spec": spec.to_json(), "kind": "petct"}}
+    p[["case_id"]].assign(
+        true_risk=p["_risk"], true_risk_dfs=p["_risk_dfs"], subtype_code=p["_subtype"], stage_code=p["_stage"]
+    ).to_csv(tmp / "truth.csv", index=False)
+    oracle: dict[str, Any] = {
+        "n_patients": spec.n_patients,
+        "spec": spec.to_json(),
+        "cache_key": {"spec": spec.to_json(), "kind": "petct"},
+    }
     for ep, risk in (("os", "_risk"), ("dfs", "_risk_dfs")):
-        conc, comp = concordance_counts(p[risk].to_numpy(), p[f"{ep}_months"].to_numpy(),
-                                        p[f"{ep}_event"].to_numpy().astype(bool))
+        conc, comp = concordance_counts(
+            p[risk].to_numpy(), p[f"{ep}_months"].to_numpy(), p[f"{ep}_event"].to_numpy().astype(bool)
+        )
         oracle[f"oracle_cindex_{ep}"] = conc / comp if comp else None
         oracle[f"event_rate_{ep}"] = float(p[f"{ep}_event"].mean())
     oracle["oracle_cindex"] = oracle["oracle_cindex_os"]
@@ -223,5 +266,12 @@ def generate_petct_cohort(root: str | Path, spec: PetCtSpec) -> Path:
     return atomic_cohort(root, key, "oracle.json", lambda tmp: _write(tmp, spec))
 
 
-__all__ = ["CLINICAL_COLUMNS", "PET_COLUMNS", "PetCtSpec", "SUBTYPES", "TNM_GROUPS", "TREATMENTS",
-           "generate_petct_cohort"]
+__all__ = [
+    "CLINICAL_COLUMNS",
+    "PET_COLUMNS",
+    "PetCtSpec",
+    "SUBTYPES",
+    "TNM_GROUPS",
+    "TREATMENTS",
+    "generate_petct_cohort",
+]

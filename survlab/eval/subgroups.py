@@ -39,7 +39,9 @@ from survlab.utils.files import atomic_path
 log = logging.getLogger(__name__)
 
 
-def hazard_ratio(risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: str = "tertiles") -> dict[str, float]:
+def hazard_ratio(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: str = "tertiles"
+) -> dict[str, float]:
     """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
     NaN when undefined (a group empty or without events)."""
     from lifelines import CoxPHFitter
@@ -50,15 +52,21 @@ def hazard_ratio(risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: 
     keep = (groups == 0) | (groups == top)
     if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
         return nan
-    df = pd.DataFrame({"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)})
+    df = pd.DataFrame(
+        {"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)}
+    )
     try:
         fit = CoxPHFitter().fit(df, "T", "E")
     except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
         log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
         return nan
     ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
-    return {"hr_high_vs_low": float(np.exp(fit.params_["high"])), "hr_ci_low": float(np.exp(ci[0])),
-            "hr_ci_high": float(np.exp(ci[1])), "hr_p": float(fit.summary.loc["high", "p"])}
+    return {
+        "hr_high_vs_low": float(np.exp(fit.params_["high"])),
+        "hr_ci_low": float(np.exp(ci[0])),
+        "hr_ci_high": float(np.exp(ci[1])),
+        "hr_p": float(fit.summary.loc["high", "p"]),
+    }
 
 
 def _subset(rows: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,15 +77,23 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def survival_figures(objective: SurvivalObjective, rows: dict[str, np.ndarray], eval_times: Sequence[float],
-                     km_method: str, km_path: Path | None, title: str = "") -> dict[str, float]:
+def survival_figures(
+    objective: SurvivalObjective,
+    rows: dict[str, np.ndarray],
+    eval_times: Sequence[float],
+    km_method: str,
+    km_path: Path | None,
+    title: str = "",
+) -> dict[str, float]:
     """td-AUC at `eval_times`, log-rank p across risk groups (+ KM plot at `km_path`) and the high-vs-low HR of one
     survival objective's rows (risk, time, event)."""
     ok = np.isfinite(rows["time"])
     risk, time, event = rows["risk"][ok], rows["time"][ok].astype(float), rows["event"][ok].astype(bool)
     out: dict[str, float] = {}
     if eval_times:
-        aucs, _ = time_dependent_auc(risk, time, event, objective.train_time, objective.train_event, eval_times)
+        aucs, _ = time_dependent_auc(
+            risk, time, event, objective.train_time, objective.train_event, eval_times
+        )
         times = np.unique(np.asarray(eval_times, dtype=float))
         out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
     if len(risk) >= 3 and km_path is not None:
@@ -87,8 +103,14 @@ def survival_figures(objective: SurvivalObjective, rows: dict[str, np.ndarray], 
     return out
 
 
-def subgroup_report(task: Any, datamodule: Any, out_dir: Path | None, eval_times: Sequence[float] | None = None,
-                    km_method: str = "tertiles", prefix: str = "") -> dict[str, float]:
+def subgroup_report(
+    task: Any,
+    datamodule: Any,
+    out_dir: Path | None,
+    eval_times: Sequence[float] | None = None,
+    km_method: str = "tertiles",
+    prefix: str = "",
+) -> dict[str, float]:
     """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict."""
     table = datamodule.full_cohort.table
     columns = list(getattr(datamodule, "subgroups", []) or [])
@@ -103,7 +125,9 @@ def subgroup_report(task: Any, datamodule: Any, out_dir: Path | None, eval_times
         groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(idx), dtype=bool))]
         for col in columns:
             values = group_of[col][idx]
-            groups += [(f"{col}={v}", values == v) for v in sorted({v for v in values if v is not None}, key=str)]
+            groups += [
+                (f"{col}={v}", values == v) for v in sorted({v for v in values if v is not None}, key=str)
+            ]
         for group, keep in groups:
             if not keep.any():
                 continue
@@ -111,8 +135,16 @@ def subgroup_report(task: Any, datamodule: Any, out_dir: Path | None, eval_times
             metrics = dict(objective.score(sub)) if group != "all" else {}
             if isinstance(objective, SurvivalObjective):
                 km = None if out_dir is None else out_dir / f"km_{_safe(name)}_{_safe(group)}.png"
-                metrics.update(survival_figures(objective, sub, list(eval_times or []), km_method, km,
-                                                title=f"{prefix}{name} · {group}"))
+                metrics.update(
+                    survival_figures(
+                        objective,
+                        sub,
+                        list(eval_times or []),
+                        km_method,
+                        km,
+                        title=f"{prefix}{name} · {group}",
+                    )
+                )
             for metric, value in metrics.items():
                 results[f"{group}/{name}/{metric}"] = float(value)
                 records.append({"group": group, "objective": name, "metric": metric, "value": float(value)})

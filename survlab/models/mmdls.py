@@ -40,8 +40,14 @@ class SliceEncoder(nn.Module):
     def __init__(self, dim: int = 128, channels: Sequence[int] = (32, 64)) -> None:
         super().__init__()
         c1, c2 = (int(c) for c in channels)
-        self.conv = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.Conv2d(c1, c2, 3, padding=1),
-                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.proj = nn.Sequential(nn.Linear(c2, dim), nn.ReLU())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,23 +103,32 @@ class MMDLS(SurvivalNet):
         self.lesion_encoder, self.space_encoder = SliceEncoder(dim), SliceEncoder(dim)
         self.lesion_fusion = SliceFusion(dim, heads, attn_dropout)
         self.space_fusion = SliceFusion(dim, heads, attn_dropout)
-        self.cross = nn.ModuleList([CrossAttention(dim, heads, attn_dropout) for _ in range(2)]) \
-            if cross_attention else None
+        self.cross = (
+            nn.ModuleList([CrossAttention(dim, heads, attn_dropout) for _ in range(2)])
+            if cross_attention
+            else None
+        )
         n_rad, n_pet = int(img.get("radiomics", 0)), int(img.get("pet", 0))
         self.radiomics_proj = nn.Sequential(nn.Linear(n_rad, dim), nn.ReLU()) if n_rad else None
         fused_in = 2 * dim + (dim if n_rad else 0) + n_pet + int(dims.clinical_dim or 0)
         self.fusion = nn.Sequential(*mlp([fused_in, hidden], dropout), nn.Linear(hidden, dim), nn.ReLU())
         self.labels = resolve_targets(type(self).__name__, labels, dims.n_classes, dims.primary_label)
         self.class_heads = ClassHeads(dim, self.labels)
-        self.task_embeddings = nn.ModuleDict({n: nn.Embedding(k, task_embed_dim) for n, k in self.labels.items()})
+        self.task_embeddings = nn.ModuleDict(
+            {n: nn.Embedding(k, task_embed_dim) for n, k in self.labels.items()}
+        )
         self.stage2 = mlp([dim + task_embed_dim * len(self.labels), dim], dropout)
         self.endpoints = tuple(endpoints) if endpoints is not None else tuple(dims.endpoints)
         unknown = [e for e in self.endpoints if e not in dims.endpoints]
         if unknown or not self.endpoints:
-            raise ValueError(f"MMDLS endpoints {list(self.endpoints)} must be survival endpoints of the cohort "
-                             f"({list(dims.endpoints) or 'none'}); fix model.net.endpoints or data.endpoints")
+            raise ValueError(
+                f"MMDLS endpoints {list(self.endpoints)} must be survival endpoints of the cohort "
+                f"({list(dims.endpoints) or 'none'}); fix model.net.endpoints or data.endpoints"
+            )
         self.risk_heads = nn.ModuleDict({e: FullPrecisionLinear(dim, 1) for e in self.endpoints})
-        self.horizon_heads = nn.ModuleDict({e: FullPrecisionLinear(dim, len(horizons)) for e in self.endpoints})
+        self.horizon_heads = nn.ModuleDict(
+            {e: FullPrecisionLinear(dim, len(horizons)) for e in self.endpoints}
+        )
 
     def encode_stacks(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Lesion and space stack embeddings [B, d] each."""
@@ -136,16 +151,23 @@ class MMDLS(SurvivalNet):
             parts.append(batch.clinical)
         h = self.fusion(torch.cat([p.to(lesion.dtype) for p in parts], dim=-1))
         logits = self.class_heads(h)
-        soft = [torch.softmax(logits[n].float(), dim=-1).to(h.dtype) @ self.task_embeddings[n].weight.to(h.dtype)
-                for n in self.labels]
+        soft = [
+            torch.softmax(logits[n].float(), dim=-1).to(h.dtype) @ self.task_embeddings[n].weight.to(h.dtype)
+            for n in self.labels
+        ]
         g = self.stage2(torch.cat([h, *soft], dim=-1))
         risk = {e: head(g).squeeze(-1) for e, head in self.risk_heads.items()}
         horizons = {e: head(g) for e, head in self.horizon_heads.items()}
         primary = self.dims.endpoints[0] if self.dims.endpoints else None
         if primary in risk:
             horizons["primary"] = horizons[primary]
-        return Prediction(risk=risk.get(primary), class_logits=logits, endpoint_risk=risk,
-                          horizon_logits=horizons, embedding=g)
+        return Prediction(
+            risk=risk.get(primary),
+            class_logits=logits,
+            endpoint_risk=risk,
+            horizon_logits=horizons,
+            embedding=g,
+        )
 
 
 __all__ = ["MMDLS", "SliceEncoder", "SliceFusion"]

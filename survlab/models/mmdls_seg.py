@@ -32,14 +32,21 @@ def resnet18_stem_to_layer2(in_channels: int = 1) -> nn.Sequential:
     [B, 128, H/8, W/8]."""
     from monai.networks.nets import resnet18
 
-    full = resnet18(spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, num_classes=1)
+    full = resnet18(
+        spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, num_classes=1
+    )
     return nn.Sequential(full.conv1, full.bn1, full.act, full.maxpool, full.layer1, full.layer2)
 
 
 def mask_decoder(in_channels: int = 128) -> nn.Sequential:
     """conv3x3 in->64, ReLU, conv3x3 64->32, ReLU, conv1x1 32->1: [B, in, h, w] -> logits [B, 1, h, w]."""
-    return nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 32, 3, padding=1),
-                         nn.ReLU(), nn.Conv2d(32, 1, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 1, 1),
+    )
 
 
 class LungLesionSegmentor(nn.Module):
@@ -53,8 +60,13 @@ class LungLesionSegmentor(nn.Module):
 
     modalities: ClassVar[tuple[str, ...]] = ("ct_seg",)
 
-    def __init__(self, dims: ModalityDims | None = None, heads: int = 4, dropout: float = 0.1,
-                 pretrained: str | None = None) -> None:
+    def __init__(
+        self,
+        dims: ModalityDims | None = None,
+        heads: int = 4,
+        dropout: float = 0.1,
+        pretrained: str | None = None,
+    ) -> None:
         super().__init__()
         self.dims = dims
         self.encoder = resnet18_stem_to_layer2(1)
@@ -76,8 +88,10 @@ class LungLesionSegmentor(nn.Module):
                 mapped[key] = value
         missing, _ = self.encoder.load_state_dict(mapped, strict=False)
         if missing:
-            raise ValueError(f"pretrained={path}: {len(missing)} backbone weights missing (e.g. {missing[0]}); give a "
-                             f"state dict of MONAI's 2-D resnet18 with one input channel")
+            raise ValueError(
+                f"pretrained={path}: {len(missing)} backbone weights missing (e.g. {missing[0]}); give a "
+                f"state dict of MONAI's 2-D resnet18 with one input channel"
+            )
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """image [B, 1, H, W] -> {"lung": logits [B, 1, H, W], "lesion": logits [B, 1, H, W]}."""
@@ -85,9 +99,15 @@ class LungLesionSegmentor(nn.Module):
         b, c, h, w = feats.shape
         tokens = self.attention(feats.flatten(2).transpose(1, 2))  # [B, h*w, 128]
         attended = tokens.transpose(1, 2).reshape(b, c, h, w)
-        up = lambda x: nn.functional.interpolate(x, size=image.shape[-2:], mode="bilinear",  # noqa: E731
-                                                 align_corners=False)
-        return {"lung": up(self.lung_decoder(feats)), "lesion": up(self.lesion_decoder(attended))}
+        size = image.shape[-2:]
+        return {
+            "lung": nn.functional.interpolate(
+                self.lung_decoder(feats), size=size, mode="bilinear", align_corners=False
+            ),
+            "lesion": nn.functional.interpolate(
+                self.lesion_decoder(attended), size=size, mode="bilinear", align_corners=False
+            ),
+        }
 
 
 __all__ = ["LungLesionSegmentor", "mask_decoder", "resnet18_stem_to_layer2"]

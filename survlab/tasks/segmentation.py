@@ -28,12 +28,25 @@ STRUCTURES = ("lung", "lesion")
 class SegmentationTask(L.LightningModule):
     """Train / evaluate a network mapping image [B, 1, H, W] -> {"lung", "lesion": logits [B, 1, H, W]}."""
 
-    CONFIG_METRICS: ClassVar[tuple[str, ...]] = ("dice", "dice_lung", "dice_lesion")  # for config checks / monitor
+    CONFIG_METRICS: ClassVar[tuple[str, ...]] = (
+        "dice",
+        "dice_lung",
+        "dice_lesion",
+    )  # for config checks / monitor
     PRIMARY_METRIC: ClassVar[str] = "dice"
 
-    def __init__(self, net: nn.Module, lr: float = 1e-4, weight_decay: float = 0.0, lung_weight: float = 1.0,
-                 lesion_weight: float = 1.0, threshold: float = 0.5, dice_batch: bool = True, max_epochs: int = 20,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        lung_weight: float = 1.0,
+        lesion_weight: float = 1.0,
+        threshold: float = 0.5,
+        dice_batch: bool = True,
+        max_epochs: int = 20,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         from monai.losses import DiceLoss
 
@@ -49,7 +62,9 @@ class SegmentationTask(L.LightningModule):
     def _new_metrics() -> dict[str, Any]:
         from monai.metrics import DiceMetric
 
-        return {s: DiceMetric(include_background=True, reduction="mean", ignore_empty=True) for s in STRUCTURES}
+        return {
+            s: DiceMetric(include_background=True, reduction="mean", ignore_empty=True) for s in STRUCTURES
+        }
 
     def fit_references(self, datamodule: Any) -> None:  # noqa: B027 - the run calls it on every task
         """Nothing is fitted from the training fold (the Dice needs no reference)."""

@@ -58,8 +58,15 @@ def plot_overlays(task: Any, datamodule: Any, path: Path, n: int = 6) -> None:
     plt.close(fig)
 
 
-def write_segmentation_outputs(cfg: DictConfig, out_dir: Path, task: Any, datamodule: Any, trainer: L.Trainer,
-                               ckpt: str | None, wall_s: float) -> dict[str, Any]:
+def write_segmentation_outputs(
+    cfg: DictConfig,
+    out_dir: Path,
+    task: Any,
+    datamodule: Any,
+    trainer: L.Trainer,
+    ckpt: str | None,
+    wall_s: float,
+) -> dict[str, Any]:
     """dice_per_slice.csv (case_id, slice, dice_lung, dice_lesion), overlays.png, protocol.json -> metrics."""
     rows = pd.DataFrame(task.test_rows)
     rows.insert(0, "case_id", [datamodule.all_case_ids[i] for i in rows.pop("case")])
@@ -68,22 +75,49 @@ def write_segmentation_outputs(cfg: DictConfig, out_dir: Path, task: Any, datamo
     plot_overlays(task, datamodule, out_dir / "overlays.png")
     ckpt_cb = trainer.checkpoint_callback
     metrics: dict[str, Any] = {
-        "model": cfg.model.name, "cohort": cfg.data.name, "fold": int(cfg.fold), "seed": int(cfg.seed), "status": "ok",
-        **{f"test/{k}": float(v) for k, v in task.test_metrics.items()}, **_chance_dice(datamodule),
-        "val/best": float(ckpt_cb.best_model_score) if ckpt_cb is not None and ckpt_cb.best_model_score is not None
-        else None, "n_test": int(rows["case_id"].nunique()), "n_test_slices": int(len(rows)),
-        "epochs_trained": int(trainer.current_epoch), "checkpoint": ckpt, "wall_s": round(wall_s, 2),
+        "model": cfg.model.name,
+        "cohort": cfg.data.name,
+        "fold": int(cfg.fold),
+        "seed": int(cfg.seed),
+        "status": "ok",
+        **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
+        **_chance_dice(datamodule),
+        "val/best": float(ckpt_cb.best_model_score)
+        if ckpt_cb is not None and ckpt_cb.best_model_score is not None
+        else None,
+        "n_test": int(rows["case_id"].nunique()),
+        "n_test_slices": int(len(rows)),
+        "epochs_trained": int(trainer.current_epoch),
+        "checkpoint": ckpt,
+        "wall_s": round(wall_s, 2),
     }
-    write_json(out_dir / "protocol.json", {
-        "cohort": datamodule.describe(), "model": {"name": cfg.model.name, "class": cfg.model.net._target_,
-                                                   "n_parameters": int(sum(p.numel() for p in task.net.parameters()))},
-        "fold": int(cfg.fold), "selection": cfg.selection, "monitor": cfg.monitor, "selected_checkpoint": ckpt,
-        "seed": int(cfg.seed), "survlab_version": survlab.__version__, "git_commit": git_commit(),
-        "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
-        "config": OmegaConf.to_container(cfg, resolve=True)})
-    print(f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test Dice lung "
-          f"{metrics['test/dice_lung']:.3f} (chance {metrics['chance_dice_lung']:.3f}), lesion "
-          f"{metrics['test/dice_lesion']:.3f} (chance {metrics['chance_dice_lesion']:.3f})\noutputs: {out_dir}\n")
+    write_json(
+        out_dir / "protocol.json",
+        {
+            "cohort": datamodule.describe(),
+            "model": {
+                "name": cfg.model.name,
+                "class": cfg.model.net._target_,
+                "n_parameters": int(sum(p.numel() for p in task.net.parameters())),
+            },
+            "fold": int(cfg.fold),
+            "selection": cfg.selection,
+            "monitor": cfg.monitor,
+            "selected_checkpoint": ckpt,
+            "seed": int(cfg.seed),
+            "survlab_version": survlab.__version__,
+            "git_commit": git_commit(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+    )
+    print(
+        f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test Dice lung "
+        f"{metrics['test/dice_lung']:.3f} (chance {metrics['chance_dice_lung']:.3f}), lesion "
+        f"{metrics['test/dice_lesion']:.3f} (chance {metrics['chance_dice_lesion']:.3f})\noutputs: {out_dir}\n"
+    )
     return metrics
 
 

@@ -16,13 +16,23 @@ from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
 
 @pytest.fixture(scope="module")
 def external_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = PetCtSpec(n_patients=12, volume_size=48, n_slices=16, lesion_window=24, radiomics_dim=16, hu_shift=60.0,
-                     pet_scale=1.5, case_prefix="EXT", seed=3)
+    spec = PetCtSpec(
+        n_patients=12,
+        volume_size=48,
+        n_slices=16,
+        lesion_window=24,
+        radiomics_dim=16,
+        hu_shift=60.0,
+        pet_scale=1.5,
+        case_prefix="EXT",
+        seed=3,
+    )
     return generate_petct_cohort(tmp_path_factory.mktemp("ext") / "cohort", spec)
 
 
 def test_external_patients_are_all_test_and_use_the_training_folds_preprocessing(
-        tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path) -> None:
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
     train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
     train.setup("fit")
     ext = CohortDataModule(**petct_kwargs(external_cohort, tmp_path / "b", name="ext"))
@@ -41,12 +51,22 @@ def test_external_patients_are_all_test_and_use_the_training_folds_preprocessing
     assert ext.describe()["n_patients"] == {"test": 12}
 
 
-def test_an_external_cohort_with_other_endpoints_is_rejected(tiny_petct_cohort: Path, external_cohort: Path,
-                                                             tmp_path: Path) -> None:
+def test_an_external_cohort_with_other_endpoints_is_rejected(
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
     train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
     train.setup("fit")
-    ext = CohortDataModule(**petct_kwargs(external_cohort, tmp_path / "b", name="ext",
-                                          endpoints={"os": {"time": "os_months", "event": "os_event"}}))
-    with pytest.raises(ValueError, match=r"external data=ext vs training data=tiny_petct: endpoints \['os'\] != "
-                                         r"\['os', 'dfs'\]"):
+    ext = CohortDataModule(
+        **petct_kwargs(
+            external_cohort,
+            tmp_path / "b",
+            name="ext",
+            endpoints={"os": {"time": "os_months", "event": "os_event"}},
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"external data=ext vs training data=tiny_petct: endpoints \['os'\] != "
+        r"\['os', 'dfs'\]",
+    ):
         setup_external(ext, train)

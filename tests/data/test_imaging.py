@@ -50,9 +50,13 @@ def test_fix_length_pads_short_stacks_with_a_mask_and_samples_long_ones() -> Non
 
 
 def test_stacks_cut_from_nifti_equal_the_png_stacks(tiny_petct_cohort: Path, tmp_path: Path) -> None:
-    stores = {src: ImagingStore(tiny_petct_cohort, {"source": src, "stack_length": 6, "image_size": 16,
-                                                      "lesion_window": 24, "radiomics_dim": 16})
-              for src in ("png", "nifti")}
+    stores = {
+        src: ImagingStore(
+            tiny_petct_cohort,
+            {"source": src, "stack_length": 6, "image_size": 16, "lesion_window": 24, "radiomics_dim": 16},
+        )
+        for src in ("png", "nifti")
+    }
     cases = [f"PCT{i:04d}" for i in range(23)]
     for store in stores.values():
         store.prepare(cases)
@@ -67,8 +71,9 @@ def test_stacks_cut_from_nifti_equal_the_png_stacks(tiny_petct_cohort: Path, tmp
     assert stores["png"].stacks(cases[0])["lesion"].std() > 0.05  # real image content, not zeros
 
 
-def test_short_stacks_pad_in_a_batch_and_patients_without_images_are_dropped(tiny_petct_cohort: Path,
-                                                                              tmp_path: Path) -> None:
+def test_short_stacks_pad_in_a_batch_and_patients_without_images_are_dropped(
+    tiny_petct_cohort: Path, tmp_path: Path
+) -> None:
     dm = _dm(tiny_petct_cohort, tmp_path)
     assert dm.drop_report["ct"] == {"n_patients_dropped": 1, "patients": ["PCT0023"]}
     assert dm.dims.imaging == {"stack_length": 6, "image_size": 16, "radiomics": 16, "pet": 5}
@@ -78,7 +83,9 @@ def test_short_stacks_pad_in_a_batch_and_patients_without_images_are_dropped(tin
     masks = batch.extra["ct_lesion_mask"]
     assert masks.dtype == torch.bool and (~masks).any() and masks[:, 0].all()
     assert not batch.extra["ct_lesion"][~masks].any()  # padded slices are zeros
-    with pytest.raises(DataFileError, match=r"1 patient\(s\) lack imaging data .*PCT0023.*imaging.missing=drop"):
+    with pytest.raises(
+        DataFileError, match=r"1 patient\(s\) lack imaging data .*PCT0023.*imaging.missing=drop"
+    ):
         _dm(tiny_petct_cohort, tmp_path / "err", imaging={"missing": "error"})
 
 
@@ -102,14 +109,24 @@ def test_tables_join_by_case_id_under_shuffled_rows(tiny_petct_cohort: Path, tmp
     assert ref.imaging.item(case)["pet"][0].item() == pytest.approx(expected, rel=1e-4)
 
 
-def test_prepared_stacks_are_cached_and_rebuilt_when_a_source_changes(tiny_petct_cohort: Path,
-                                                                     tmp_path: Path) -> None:
+def test_prepared_stacks_are_cached_and_rebuilt_when_a_source_changes(
+    tiny_petct_cohort: Path, tmp_path: Path
+) -> None:
     root = _copy(tiny_petct_cohort, tmp_path)
-    cfg = {"source": "png", "stack_length": 6, "image_size": 16, "radiomics_dim": 16, "cache_dir": str(tmp_path / "c")}
+    cfg = {
+        "source": "png",
+        "stack_length": 6,
+        "image_size": 16,
+        "radiomics_dim": 16,
+        "cache_dir": str(tmp_path / "c"),
+    }
     cases = ["PCT0000", "PCT0001", "PCT0002"]
     assert ImagingStore(root, cfg).prepare(cases) == {"built": 3, "cached": 0}
     assert ImagingStore(root, cfg).prepare(cases) == {"built": 0, "cached": 3}
-    assert ImagingStore(root, {**cfg, "image_size": 8}).prepare(cases) == {"built": 3, "cached": 0}  # settings
+    assert ImagingStore(root, {**cfg, "image_size": 8}).prepare(cases) == {
+        "built": 3,
+        "cached": 0,
+    }  # settings
     first = list_slices(root / "images" / "PCT0001" / "lesion")[0]
     first.write_bytes((root / "images" / "PCT0002" / "lesion" / "slice_0.png").read_bytes())  # new content
     assert ImagingStore(root, cfg).prepare(cases) == {"built": 1, "cached": 2}
@@ -124,9 +141,13 @@ def test_bad_imaging_inputs_fail_in_one_line_naming_the_file(tiny_petct_cohort: 
     bad.unlink()
     pet = pd.read_csv(root / "pet.csv", dtype={"case_id": str})
     pd.concat([pet, pet.iloc[:1]]).to_csv(root / "pet.csv", index=False)
-    with pytest.raises(DataFileError, match=r"pet\.csv: case_id\(s\) \['PCT\d+'\] appear on more than one row"):
+    with pytest.raises(
+        DataFileError, match=r"pet\.csv: case_id\(s\) \['PCT\d+'\] appear on more than one row"
+    ):
         _dm(root, tmp_path / "b")
-    pet.assign(suv_max=pet["suv_max"].astype(str).where(pet.index != 2, "12,5")).to_csv(root / "pet.csv", index=False)
+    pet.assign(suv_max=pet["suv_max"].astype(str).where(pet.index != 2, "12,5")).to_csv(
+        root / "pet.csv", index=False
+    )
     with pytest.raises(DataFileError, match=r"column 'suv_max' of case PCT\d+ holds '12,5', not a number"):
         read_feature_table(root / "pet.csv", what="pet")
     with pytest.raises(DataFileError, match=r"radiomics\.csv: 16 feature columns, expected 128"):

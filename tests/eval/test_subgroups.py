@@ -32,12 +32,17 @@ def _fake_run(n: int = 120, seed: int = 0) -> tuple[SimpleNamespace, SimpleNames
     subtype = ClassificationObjective(label="subtype")
     task = SimpleNamespace(
         objectives={"os": os_obj, "subtype": subtype},
-        test_rows={"os": {"index": index, "risk": risk, "time": time, "event": event},
-                   "subtype": {"index": index, "probs": np.stack([1 - probs, probs], 1), "label": label}},
+        test_rows={
+            "os": {"index": index, "risk": risk, "time": time, "event": event},
+            "subtype": {"index": index, "probs": np.stack([1 - probs, probs], 1), "label": label},
+        },
     )
     dm = SimpleNamespace(full_cohort=SimpleNamespace(table=table), subgroups=["treatment"])
-    return task, dm, {"risk": risk, "time": time, "event": event, "label": label, "probs": probs,
-                      "treatment": treatment}
+    return (
+        task,
+        dm,
+        {"risk": risk, "time": time, "event": event, "label": label, "probs": probs, "treatment": treatment},
+    )
 
 
 def test_per_treatment_metrics_equal_the_overall_metrics_on_that_subset(tmp_path: Path) -> None:
@@ -53,19 +58,27 @@ def test_per_treatment_metrics_equal_the_overall_metrics_on_that_subset(tmp_path
         keep = d["treatment"] == group
         key = f"treatment={group}"
         assert out[f"{key}/os/cindex"] == pytest.approx(
-            concordance_index(d["time"][keep], -d["risk"][keep], d["event"][keep]), abs=1e-9)
+            concordance_index(d["time"][keep], -d["risk"][keep], d["event"][keep]), abs=1e-9
+        )
         assert out[f"{key}/os/n"] == keep.sum()
-        assert out[f"{key}/subtype/auroc"] == pytest.approx(roc_auc_score(d["label"][keep], d["probs"][keep]),
-                                                            abs=1e-6)
-        auc, _ = cumulative_dynamic_auc(train, Surv.from_arrays(d["event"][keep], d["time"][keep]),
-                                        d["risk"][keep], [12, 24, 36])
+        assert out[f"{key}/subtype/auroc"] == pytest.approx(
+            roc_auc_score(d["label"][keep], d["probs"][keep]), abs=1e-6
+        )
+        auc, _ = cumulative_dynamic_auc(
+            train, Surv.from_arrays(d["event"][keep], d["time"][keep]), d["risk"][keep], [12, 24, 36]
+        )
         for t, a in zip((12, 24, 36), auc, strict=True):
             assert out[f"{key}/os/auc_{t}"] == pytest.approx(a, abs=1e-9)
     assert out["all/os/auc_24"] == pytest.approx(
-        cumulative_dynamic_auc(train, train, d["risk"], [24])[0][0], abs=1e-9)
-    assert (tmp_path / "km_os_treatment_immunotherapy.png").is_file() and (tmp_path / "km_os_all.png").is_file()
+        cumulative_dynamic_auc(train, train, d["risk"], [24])[0][0], abs=1e-9
+    )
+    assert (tmp_path / "km_os_treatment_immunotherapy.png").is_file() and (
+        tmp_path / "km_os_all.png"
+    ).is_file()
     csv = pd.read_csv(tmp_path / "subgroups.csv")
-    row = csv[(csv.group == "treatment=chemotherapy") & (csv.objective == "subtype") & (csv.metric == "auroc")]
+    row = csv[
+        (csv.group == "treatment=chemotherapy") & (csv.objective == "subtype") & (csv.metric == "auroc")
+    ]
     assert row["value"].item() == pytest.approx(out["treatment=chemotherapy/subtype/auroc"])
 
 

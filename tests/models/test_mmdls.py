@@ -39,14 +39,19 @@ def test_outputs_every_head_with_its_shape(petct_dm: CohortDataModule) -> None:
     assert pred.class_logits["subtype"].shape == (b, 2) and pred.class_logits["tnm"].shape == (b, 3)
     assert set(pred.endpoint_risk) == {"os", "dfs"} and pred.endpoint_risk["dfs"].shape == (b,)
     assert torch.equal(pred.risk, pred.endpoint_risk["os"])  # the primary endpoint
-    assert pred.horizon_logits["dfs"].shape == (b, 3) and torch.equal(pred.horizon_logits["primary"],
-                                                                      pred.horizon_logits["os"])
-    with pytest.raises(ValueError, match=r"MMDLS endpoints \['pfs'\] must be survival endpoints of the cohort"):
+    assert pred.horizon_logits["dfs"].shape == (b, 3) and torch.equal(
+        pred.horizon_logits["primary"], pred.horizon_logits["os"]
+    )
+    with pytest.raises(
+        ValueError, match=r"MMDLS endpoints \['pfs'\] must be survival endpoints of the cohort"
+    ):
         _net(petct_dm, endpoints=["pfs"])
 
 
 @pytest.mark.parametrize("cross_attention", [False, True])
-def test_padding_slices_does_not_change_the_outputs(petct_dm: CohortDataModule, cross_attention: bool) -> None:
+def test_padding_slices_does_not_change_the_outputs(
+    petct_dm: CohortDataModule, cross_attention: bool
+) -> None:
     net = _net(petct_dm, cross_attention=cross_attention)
     items = [petct_dm.datasets["train"][i] for i in range(5)]
     batch = collate(items)
@@ -75,7 +80,9 @@ def test_cox_objective_on_the_dfs_risk_equals_lifelines(petct_dm: CohortDataModu
     with torch.no_grad():
         pred = net(batch)
     risk = pred.endpoint_risk["dfs"].double().numpy()
-    risk = (risk - risk.mean()) / risk.std()  # an untrained net's risks vary little: scale for lifelines' optimiser
+    risk = (
+        risk - risk.mean()
+    ) / risk.std()  # an untrained net's risks vary little: scale for lifelines' optimiser
     time, event = batch.endpoint_time["dfs"].double().numpy(), batch.endpoint_event["dfs"].numpy()
     fit = CoxPHFitter().fit(pd.DataFrame({"x": risk, "T": time, "E": event.astype(int)}), "T", "E")
     beta = float(fit.params_["x"])
@@ -111,18 +118,37 @@ def _train_and_score(tmp: Path, n_patients: int, epochs: int) -> dict[str, float
 
     from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
 
-    root = generate_petct_cohort(tmp / "cohort", PetCtSpec(n_patients=n_patients, volume_size=48, n_slices=16,
-                                                           lesion_window=24, radiomics_dim=16, seed=5))
-    dm = CohortDataModule(**petct_kwargs(root, tmp, batch_size=32, splits={"dir": str(tmp / "splits"), "folds": 4,
-                                                                            "val_fraction": 0.1, "seed": 0}))
+    root = generate_petct_cohort(
+        tmp / "cohort",
+        PetCtSpec(
+            n_patients=n_patients, volume_size=48, n_slices=16, lesion_window=24, radiomics_dim=16, seed=5
+        ),
+    )
+    dm = CohortDataModule(
+        **petct_kwargs(
+            root,
+            tmp,
+            batch_size=32,
+            splits={"dir": str(tmp / "splits"), "folds": 4, "val_fraction": 0.1, "seed": 0},
+        )
+    )
     dm.setup("fit")
-    cfg = OmegaConf.create({"model": OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "mmdls.yaml")})
+    cfg = OmegaConf.create(
+        {"model": OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "mmdls.yaml")}
+    )
     L.seed_everything(0)
     net = MMDLS(dm.dims, dim=32, hidden=64, heads=2, task_embed_dim=8)
     task = instantiate(cfg.model.task, net=net, _convert_="partial", lr=3e-3, max_epochs=epochs, seed=0)
     task.fit_references(dm)
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(task, datamodule=dm)
     trainer.test(task, datamodule=dm, verbose=False)
     return task.test_metrics

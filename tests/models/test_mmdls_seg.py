@@ -58,12 +58,16 @@ def test_png_slices_equal_nifti_slices(tiny_petct_cohort: Path, tmp_path: Path) 
     for case in cases:  # write the PNG slice layout from the volumes
         src = tiny_petct_cohort / "volumes" / case
         ct = window_to_uint8(read_volume(src / "ct.nii.gz"), (-1000, 400))
-        for kind, arr in (("image", ct), ("lung", read_volume(src / "lung_mask.nii.gz") > 0),
-                          ("lesion", read_volume(src / "lesion_mask.nii.gz") > 0)):
+        for kind, arr in (
+            ("image", ct),
+            ("lung", read_volume(src / "lung_mask.nii.gz") > 0),
+            ("lesion", read_volume(src / "lesion_mask.nii.gz") > 0),
+        ):
             (root / "slices" / case / kind).mkdir(parents=True)
             for z in range(arr.shape[2]):
-                Image.fromarray((arr[:, :, z] * (255 if kind != "image" else 1)).astype(np.uint8), mode="L").save(
-                    root / "slices" / case / kind / f"s{z}.png")
+                Image.fromarray(
+                    (arr[:, :, z] * (255 if kind != "image" else 1)).astype(np.uint8), mode="L"
+                ).save(root / "slices" / case / kind / f"s{z}.png")
         shutil.copytree(src, root / "volumes" / case)
     kw = dict(root=str(root), image_size=24, splits={"folds": 2, "val_fraction": 0.5, "seed": 0})
     png, nifti = SegmentationDataModule(source="png", **kw), SegmentationDataModule(source="nifti", **kw)
@@ -78,12 +82,22 @@ def test_png_slices_equal_nifti_slices(tiny_petct_cohort: Path, tmp_path: Path) 
 
 
 def _seg_run(tmp_path: Path, epochs: int, n_patients: int) -> tuple[dict, Path]:
-    overrides = ["experiment=mmdls_seg_synthetic", f"paths.data_dir={tmp_path / 'data'}",
-                 f"paths.log_dir={tmp_path / 'logs'}", "logger=none", "callbacks.rich_progress_bar=null",
-                 "callbacks.lr_monitor=null", "trainer.enable_progress_bar=false", f"trainer.max_epochs={epochs}",
-                 f"data.synthetic.n_patients={n_patients}", "data.synthetic.volume_size=48",
-                 "data.synthetic.n_slices=16", "data.synthetic.lesion_window=24", "data.image_size=48",
-                 "data.splits.folds=4"]
+    overrides = [
+        "experiment=mmdls_seg_synthetic",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "logger=none",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.lr_monitor=null",
+        "trainer.enable_progress_bar=false",
+        f"trainer.max_epochs={epochs}",
+        f"data.synthetic.n_patients={n_patients}",
+        "data.synthetic.volume_size=48",
+        "data.synthetic.n_slices=16",
+        "data.synthetic.lesion_window=24",
+        "data.image_size=48",
+        "data.splits.folds=4",
+    ]
     return run_job(tmp_path / "seg", overrides), tmp_path / "seg"
 
 
@@ -109,7 +123,11 @@ def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Pat
         store.prepare(written)
         store.fit(written, written)
         item = store.item(written[0])
-        assert item["ct_lesion"].shape == (6, 16, 16) and item["ct_lesion_mask"].any() and item["pet"].shape == (5,)
+        assert (
+            item["ct_lesion"].shape == (6, 16, 16)
+            and item["ct_lesion_mask"].any()
+            and item["pet"].shape == (5,)
+        )
     with pytest.raises(ValueError, match=r"out=.* is not empty"):
         cut_cohort(run, out)
 
@@ -119,14 +137,26 @@ def test_segmentor_dice_well_above_chance_and_its_stacks_feed_mmdls(tmp_path: Pa
     from survlab.imaging_cut import cut_cohort
 
     metrics, run = _seg_run(tmp_path, epochs=12, n_patients=40)
-    assert metrics["test/dice_lung"] > 0.8 and metrics["test/dice_lung"] > 3 * metrics["chance_dice_lung"], metrics
-    assert metrics["test/dice_lesion"] > 0.3 and metrics["test/dice_lesion"] > 20 * metrics["chance_dice_lesion"], \
+    assert metrics["test/dice_lung"] > 0.8 and metrics["test/dice_lung"] > 3 * metrics["chance_dice_lung"], (
         metrics
+    )
+    assert (
+        metrics["test/dice_lesion"] > 0.3 and metrics["test/dice_lesion"] > 20 * metrics["chance_dice_lesion"]
+    ), metrics
     report = cut_cohort(run, tmp_path / "cut", lesion_window=24)
     assert len(report["empty_lesion"]) <= 8 and report["mean_dice_lesion_vs_cohort_mask"] > 0.3, report
-    overrides = ["experiment=mmdls_synthetic", "debug=fast_dev_run", "data.synthetic=null",
-                 f"data.root={tmp_path / 'cut'}", f"paths.log_dir={tmp_path / 'logs2'}", "data.imaging.missing=drop",
-                 "data.imaging.lesion_window=24", "model.net.dim=16", "model.net.hidden=16", "model.net.heads=2",
-                 "data.splits.folds=3"]
+    overrides = [
+        "experiment=mmdls_synthetic",
+        "debug=fast_dev_run",
+        "data.synthetic=null",
+        f"data.root={tmp_path / 'cut'}",
+        f"paths.log_dir={tmp_path / 'logs2'}",
+        "data.imaging.missing=drop",
+        "data.imaging.lesion_window=24",
+        "model.net.dim=16",
+        "model.net.hidden=16",
+        "model.net.heads=2",
+        "data.splits.folds=3",
+    ]
     mm = run_job(tmp_path / "mm", overrides)
     assert mm["n_test"] > 0 and 0.0 <= mm["test/cindex"] <= 1.0
