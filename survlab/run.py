@@ -67,7 +67,16 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_rank != 0:
             return {}
+        if hasattr(task, "CONFIG_METRICS"):  # a segmentation task: its own outputs (survlab.utils.seg_report)
+            from survlab.utils.seg_report import write_segmentation_outputs
+
+            return write_segmentation_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started)
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
+            from survlab.external import run_external
+
+            metrics["external_cohort"] = str(cfg.external_data)
+            metrics.update(run_external(cfg, task, datamodule, trainer, out_dir, ckpt))
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
         return metrics

@@ -37,6 +37,12 @@ PAPER = {  # what the recipes must say (specs/*.md)
             "trainer.accumulate_grad_batches": 5, "trainer.max_epochs": 200, "callbacks.early_stopping.patience": 5,
             "monitor": "val/accuracy", "monitor_mode": "max", "seed": 2025, "model.task.weighting": "uncertainty",
             "model.net.ratio": 0.5, "model.net.temperature": 0.07, "model.net.dim": 512, "model.net.slide_dim": 1024},
+    # MM-DLS (specs/mmdls.md): Adam 1e-4, wd 1e-5, <= 300 epochs, patience 8; batches of 32, not the reference's 4
+    "mmdls": {"model.task.lr": 1e-4, "model.task.weight_decay": 1e-5, "model.task.optimizer": "adam",
+              "trainer.max_epochs": 300, "callbacks.early_stopping.patience": 8, "model.net.dim": 128,
+              "model.net.hidden": 256, "model.net.heads": 4, "model.net.attn_dropout": 0.1, "model.net.dropout": 0.3,
+              "model.net.task_embed_dim": 32, "data.batch_size": 32, "data.imaging.stack_length": 30,
+              "data.imaging.image_size": 224},
 }
 # CLAM recipe -> (data config, the label it classifies, CLAM's --subtyping)
 CLAM_RECIPES = {"clam_sb_camelyon16": ("camelyon16", "label", False), "clam_sb_tcga_nsclc": ("tcga_nsclc", "label", True),
@@ -117,6 +123,9 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
         metrics = run_job(tmp_path / "run", overrides)
         assert metrics["n_test"] > 0 and 0.0 <= metrics["test/cindex"] <= 1.0
         return
+    if cfg.data.get("imaging") is not None or cfg.model.name == "mmdls_seg":  # PET/CT (MM-DLS): the real layout
+        _run_petct_recipe(cfg, overrides, tmp_path)
+        return
     overrides.append("data.wsi.feature_dim=8")
     multiscale = bool(cfg.data.wsi.get("scales"))
     if _clam_layout(cfg):  # a classification cohort: write CLAM-style files where it will look
@@ -139,6 +148,27 @@ def test_recipe_runs_a_fast_dev_run_step(recipe: str, tmp_path: Path) -> None:
                       "data.synthetic.n_pathways=8", "data.synthetic.patches_per_slide=[16,40]"]
     metrics = run_job(tmp_path / "run", overrides)
     assert metrics["n_test"] > 0 and 0.0 <= metrics["test/cindex"] <= 1.0
+
+
+def _run_petct_recipe(cfg: DictConfig, overrides: list[str], tmp_path: Path) -> None:
+    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+
+    small = dict(n_patients=40, volume_size=32, n_slices=12, lesion_window=16)
+    if cfg.data.get("synthetic") is None:  # the real layout of nsclc_petct, written where the recipe looks
+        generate_petct_cohort(Path(cfg.data.root), PetCtSpec(**small))
+    else:
+        overrides += [f"data.synthetic.{k}={v}" for k, v in small.items()]
+    if cfg.model.name == "mmdls_seg":  # slices + masks of the same generated cohort
+        metrics = run_job(tmp_path / "run", [*overrides, "data.image_size=32"])
+        assert metrics["n_test"] > 0 and 0.0 <= metrics["test/dice_lung"] <= 1.0
+        return
+    overrides += ["data.imaging.stack_length=4", "data.imaging.image_size=16", "data.imaging.lesion_window=16",
+                  "data.batch_size=16"]
+    if cfg.model.name == "mmdls":
+        overrides += ["model.net.dim=16", "model.net.hidden=16", "model.net.heads=2"]
+    metrics = run_job(tmp_path / "run", overrides)
+    assert metrics["n_test"] > 0 and 0.0 <= metrics["test/cindex"] <= 1.0
+    assert 0.0 <= metrics["test/subtype/auroc"] <= 1.0 and "test/treatment=immunotherapy/os/cindex" in metrics
 
 
 # Patients per optimiser step in the papers' code (batch x gradient accumulation): GGMF steps per bag; CrossFusion and

@@ -38,6 +38,7 @@ from survlab.data.genomics import (
     read_expression,
     read_signatures,
 )
+from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.samplers import EpochSampler
 from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.targets import check_classes, encode_labels, parse_labels
@@ -149,6 +150,8 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
             "genomics": cfg.get("genomics") is not None,
             "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
             "text": bool(cfg.get("prompts")),
+            "ct": cfg.get("imaging") is not None,
+            "ct_seg": str(cfg.get("_target_", "")).endswith("SegmentationDataModule"),
         }
         if provides.get(modality):
             names.append(f.stem)
@@ -156,15 +159,17 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
 
 
 ENDPOINT_KEYS = ("time", "censorship", "event")
-SYNTHETIC_KINDS = ("survival", "classification", "pathgen")
+SYNTHETIC_KINDS = ("survival", "classification", "pathgen", "petct")
 
 
 def _synthetic_spec_class(kind: str) -> type:
-    """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification)."""
+    """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification | pathgen | petct)."""
     from survlab.data.synthetic import ClassificationSpec, SyntheticSpec
     from survlab.data.synthetic_pathgen import PathGenSpec
+    from survlab.data.synthetic_petct import PetCtSpec
 
-    return {"survival": SyntheticSpec, "pathgen": PathGenSpec}.get(kind, ClassificationSpec)
+    return {"survival": SyntheticSpec, "classification": ClassificationSpec, "pathgen": PathGenSpec,
+            "petct": PetCtSpec}[kind]
 
 
 def _endpoints(
@@ -210,6 +215,8 @@ class CohortDataModule(L.LightningDataModule):
         wsi: dict[str, Any] | None = None,
         genomics: dict[str, Any] | None = None,
         clinical: dict[str, Any] | None = None,
+        imaging: dict[str, Any] | None = None,
+        subgroups: Sequence[str] = (),
         label_cols: Sequence[str] = (),
         labels: dict[str, dict[str, Any]] | None = None,
         slide_labels: dict[str, dict[str, Any]] | None = None,
@@ -244,6 +251,9 @@ class CohortDataModule(L.LightningDataModule):
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
         self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
+        self.imaging_cfg = parse_imaging(_plain(imaging))  # CT stacks + PET / radiomics (survlab.data.imaging)
+        self.subgroups = [str(c) for c in (_plain(subgroups) or [])]  # columns kept for per-group metrics
+        self.imaging: ImagingStore | None = None
         self.label_specs = parse_labels(_plain(labels), list(_plain(label_cols) or []))
         self.slide_label_specs = parse_labels(_plain(slide_labels), (), "slide_labels")
         self.label_cols = list(self.label_specs)  # label (head) names
@@ -289,6 +299,8 @@ class CohortDataModule(L.LightningDataModule):
             have.add("clinical")
         if self.prompt_files:
             have.add("text")
+        if self.imaging_cfg is not None:
+            have.add("ct")
         return have
 
     def _check_modalities(self) -> None:
@@ -328,9 +340,10 @@ class CohortDataModule(L.LightningDataModule):
             kind = self.synthetic.get("kind", "survival")
             spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"}
             from survlab.data.synthetic_pathgen import generate_pathgen_cohort
+            from survlab.data.synthetic_petct import generate_petct_cohort
 
-            generate = {"survival": generate_cohort, "pathgen": generate_pathgen_cohort}.get(
-                kind, generate_classification_cohort)
+            generate = {"survival": generate_cohort, "classification": generate_classification_cohort,
+                        "pathgen": generate_pathgen_cohort, "petct": generate_petct_cohort}[kind]
             generate(self.root, _synthetic_spec_class(kind)(**spec))
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
@@ -391,6 +404,7 @@ class CohortDataModule(L.LightningDataModule):
                     *(sp.column for sp in self.label_specs.values()),
                     *self.clin_cols,
                     *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
+                    *self.subgroups,
                 ]
             )
         )
@@ -412,6 +426,7 @@ class CohortDataModule(L.LightningDataModule):
         sources = ModalitySources()
         cohort = self._setup_wsi(cohort, sources)
         expr, cohort = self._read_genomics(cohort)
+        cohort = self._setup_imaging(cohort)
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
         split = self._drop_from_split(split, dropped, event_of)
         self.cohort, self.split = cohort, split
@@ -426,6 +441,9 @@ class CohortDataModule(L.LightningDataModule):
             self.clinical_encoder = ClinicalEncoder(self.clin_cols, self.clin_categorical).fit(train_rows)
             values = self.clinical_encoder.transform(cohort.table)
             sources.clinical = dict(zip(cohort.case_ids, values, strict=False))
+        if self.imaging is not None:
+            self.imaging.fit(split.train, cohort.case_ids)
+            sources.imaging = self.imaging
         self.sources = sources
         parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
         self.datasets = {part: self._dataset(part) for part in parts}
@@ -542,6 +560,24 @@ class CohortDataModule(L.LightningDataModule):
         self.drop_report["genomics"] = {"n_patients_dropped": len(missing), "patients": missing}
         return expr, cohort.drop(missing)
 
+    def _setup_imaging(self, cohort: Cohort) -> Cohort:
+        """CT stacks + tables (`imaging:`): drop (imaging.missing=drop, counted) or reject patients without them,
+        then decode / cut every remaining patient's stacks once (cached) before training."""
+        if "ct" not in self.modalities or self.imaging_cfg is None:
+            return cohort
+        from survlab.data.checks import DataFileError
+
+        self.imaging = ImagingStore(self.root, {**self.imaging_cfg}, self.case_col)
+        missing = self.imaging.missing(cohort.case_ids)
+        if missing and self.imaging_cfg["missing"] == "error":
+            first = next(iter(missing))
+            raise DataFileError(f"data={self.name}: {len(missing)} patient(s) lack imaging data ({_first_ids(list(missing))}; "
+                                f"e.g. {first} lacks {missing[first]}); add the files or set data.imaging.missing=drop")
+        self.drop_report["ct"] = {"n_patients_dropped": len(missing), "patients": sorted(missing)}
+        cohort = cohort.drop(list(missing))
+        self.imaging.prepare(cohort.case_ids)
+        return cohort
+
     def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
         g = self.gen_cfg
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
@@ -614,6 +650,7 @@ class CohortDataModule(L.LightningDataModule):
             endpoints=tuple(e.name for e in self.endpoints),
             primary_label=self.primary_label,
             prompts=self._class_prompts() if "text" in self.modalities else {},
+            imaging=self.imaging.dims if src.imaging is not None else None,
         )
 
     def _class_prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -729,6 +766,8 @@ class CohortDataModule(L.LightningDataModule):
                 "imputation": "median / most-frequent",
                 "scaling": "z-score, one-hot",
             }
+        if self.sources.imaging is not None:
+            prep["imaging"] = self.imaging.describe()
         return {
             "cohort": self.name,
             "root": str(self.root),

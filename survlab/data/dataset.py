@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ class ModalitySources:
     scales: dict[str, BagStore] | None = None
     genomics: dict[str, list[np.ndarray]] | None = None
     clinical: dict[str, np.ndarray] | None = None
+    imaging: Any = None  # survlab.data.imaging.ImagingStore: CT stacks + PET / radiomics -> PatientItem.extra
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient label name -> class order
     labels: dict[str, dict[str, int]] = field(default_factory=dict)  # label name -> case_id -> class (-1 missing)
     slide_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slide label name -> class order
@@ -132,4 +134,6 @@ class PatientDataset(Dataset):
             item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]
         if src.clinical is not None:
             item.clinical = torch.from_numpy(src.clinical[case])
+        if src.imaging is not None:
+            item.extra.update(src.imaging.item(case))
         return item

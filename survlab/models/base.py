@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from survlab.models.precision import at_least_fp32
 
 #: modality names a cohort can provide and a network can require
-MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct")
+MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct", "ct_seg")  # ct_seg: slices + lung/lesion masks
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ModalityDims:
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
     # text: label name -> {class name: sentences} in the label's class order (data.prompts; survlab.data.text)
     prompts: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    imaging: dict[str, int] | None = None  # CT/PET: stack_length, image_size, radiomics, pet dims (None: no CT)
 
     @property
     def provides(self) -> set[str]:
@@ -58,6 +59,8 @@ class ModalityDims:
             have.add("clinical")
         if self.prompts:
             have.add("text")
+        if self.imaging:
+            have.add("ct")
         return have
 
 

@@ -204,6 +204,7 @@ __all__ = [
     "ClassHeads",
     "CrossAttention",
     "GatedAttentionPool",
+    "ResidualSelfAttention",
     "SNNBlock",
     "SurvivalHead",
     "init_trunc_normal",
@@ -215,3 +216,17 @@ __all__ = [
     "pool_per_slide",
     "snn_encoder",
 ]
+
+
+class ResidualSelfAttention(nn.Module):
+    """x + MultiheadSelfAttention(x) over tokens x [B, N, D] with a key mask [B, N] (True = real): padded tokens are
+    never attended to, so a sequence alone and padded inside a batch give the same outputs at its real tokens.
+    Used over CT slices (MM-DLS slice fusion) and over spatial tokens (the MM-DLS segmentor)."""
+
+    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.attn = CrossAttention(dim, heads, dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        out, _ = self.attn(x, x, mask, need_weights=False)
+        return x + out

@@ -65,6 +65,8 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "fold": _int(0),
     "selection": _choice("best_val", "last"),
     "km_groups": _choice("median", "tertiles"),
+    "eval_times": None,
+    "external_data": None,
     "skip_completed": _bool,
     "export_attention": _bool,
     "attention_top_k": _int(1),
@@ -153,6 +155,8 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
     """Metric names (without val/ or test/) a job with this config reports."""
     task = cfg.model.get("task") if cfg.get("model") is not None else None
     objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives and task is not None and hasattr(_task_class(cfg), "CONFIG_METRICS"):  # e.g. segmentation
+        return ["loss", *_task_class(cfg).CONFIG_METRICS]
     if not objectives:
         from survlab.tasks.objectives import SURVIVAL_METRICS
 
@@ -190,6 +194,8 @@ def _primary_metric(cfg: DictConfig) -> str:
     """The primary objective's headline metric: cindex (survival), balanced_accuracy (classification)."""
     task = cfg.model.get("task") if cfg.get("model") is not None else None
     objectives = (task.get("objectives") if task is not None else None) or {}
+    if not objectives and task is not None and hasattr(_task_class(cfg), "PRIMARY_METRIC"):
+        return _task_class(cfg).PRIMARY_METRIC
     if not objectives:
         return "cindex"
     name, node = next(iter(objectives.items()))

@@ -161,6 +161,11 @@ def write_run_outputs(
         "km_logrank_p": km.get("logrank_p"), "epochs_trained": int(trainer.current_epoch),
         "checkpoint": ckpt, "wall_s": round(wall_s, 2),
     }
+    if getattr(datamodule, "subgroups", None) or cfg.get("eval_times"):  # per-group metrics, fixed-time td-AUC, HR
+        from survlab.eval.subgroups import subgroup_report
+
+        groups = subgroup_report(task, datamodule, out_dir, cfg.get("eval_times"), cfg.get("km_groups", "median"))
+        metrics.update({f"test/{k}": v for k, v in groups.items()})
     protocol = {
         "cohort": datamodule.describe(),
         "model": {"name": cfg.model.name, "class": cfg.model.net._target_,
@@ -171,6 +176,8 @@ def write_run_outputs(
         "objectives": {name: {"class": type(o).__name__, "weight": o.weight,
                               **({"endpoint": o.endpoint or "primary", "loss": o.kind,
                                   "bin_edges": o.bin_edges} if isinstance(o, SurvivalObjective) else
+                                 {"endpoint": o.endpoint or "primary", "horizons": list(o.horizons)}
+                                 if isinstance(o, HorizonObjective) else
                                  {"label": o.label, "level": o.level, "loss": o.kind})}
                        for name, o in task.objectives.items()},
         "targets": getattr(datamodule, "targets", None),

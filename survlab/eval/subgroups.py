@@ -1,0 +1,157 @@
+"""Test metrics overall and per patient subgroup (e.g. treatment), plus the survival figures MM-DLS reports.
+
+For the whole test set ("all") and for every value of each subgroup column (`data.subgroups`, e.g. treatment:
+immunotherapy / chemotherapy), every patient-level objective of the task is scored on exactly those patients' rows
+with the objective's own `score` (so a subgroup's C-index / AUC is the overall metric computed on that subset), and
+for every survival objective:
+
+- ``auc_<t>``: cumulative/dynamic IPCW time-dependent AUC at fixed times ``eval_times`` (e.g. 12 / 24 / 36 months),
+  censoring distribution from the fold's TRAINING patients;
+- ``km_logrank_p``: log-rank test across risk tertiles (or median groups, ``km_groups``) and a KM plot
+  ``km_<objective>_<group>.png``;
+- ``hr_high_vs_low`` (+ ``hr_ci_low`` / ``hr_ci_high``, ``hr_p``): hazard ratio of the highest vs the lowest risk
+  group from a lifelines Cox model with one indicator covariate, fitted on the patients of those two groups.
+
+`subgroup_report` returns flat keys ``<group>/<objective>/<metric>`` (group "all" or "<column>=<value>") and writes
+``subgroups.csv`` (one row per group x objective x metric).
+
+Example:
+    >>> subgroup_report(task, datamodule, out_dir, eval_times=[12, 24, 36])["treatment=immunotherapy/os/cindex"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from survlab.eval.km import plot_km_by_risk, risk_groups
+from survlab.eval.metrics import time_dependent_auc
+from survlab.tasks.objectives import SurvivalObjective
+from survlab.utils.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def hazard_ratio(
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: str = "tertiles"
+) -> dict[str, float]:
+    """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
+    NaN when undefined (a group empty or without events)."""
+    from lifelines import CoxPHFitter
+
+    nan = {"hr_high_vs_low": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p": math.nan}
+    groups = risk_groups(risk, method)
+    top = groups.max()
+    keep = (groups == 0) | (groups == top)
+    if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
+        return nan
+    df = pd.DataFrame(
+        {"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)}
+    )
+    try:
+        fit = CoxPHFitter().fit(df, "T", "E")
+    except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
+        log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
+        return nan
+    ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
+    return {
+        "hr_high_vs_low": float(np.exp(fit.params_["high"])),
+        "hr_ci_low": float(np.exp(ci[0])),
+        "hr_ci_high": float(np.exp(ci[1])),
+        "hr_p": float(fit.summary.loc["high", "p"]),
+    }
+
+
+def _subset(rows: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[keep] for k, v in rows.items()}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def survival_figures(
+    objective: SurvivalObjective,
+    rows: dict[str, np.ndarray],
+    eval_times: Sequence[float],
+    km_method: str,
+    km_path: Path | None,
+    title: str = "",
+) -> dict[str, float]:
+    """td-AUC at `eval_times`, log-rank p across risk groups (+ KM plot at `km_path`) and the high-vs-low HR of one
+    survival objective's rows (risk, time, event)."""
+    ok = np.isfinite(rows["time"])
+    risk, time, event = rows["risk"][ok], rows["time"][ok].astype(float), rows["event"][ok].astype(bool)
+    out: dict[str, float] = {}
+    if eval_times:
+        aucs, _ = time_dependent_auc(
+            risk, time, event, objective.train_time, objective.train_event, eval_times
+        )
+        times = np.unique(np.asarray(eval_times, dtype=float))
+        out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
+    if len(risk) >= 3 and km_path is not None:
+        km = plot_km_by_risk(risk, time, event, km_path, method=km_method, title=title)
+        out["km_logrank_p"] = float(km["logrank_p"])
+    out.update(hazard_ratio(risk, time, event, km_method))
+    return out
+
+
+def subgroup_report(
+    task: Any,
+    datamodule: Any,
+    out_dir: Path | None,
+    eval_times: Sequence[float] | None = None,
+    km_method: str = "tertiles",
+    prefix: str = "",
+) -> dict[str, float]:
+    """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict."""
+    table = datamodule.full_cohort.table
+    columns = list(getattr(datamodule, "subgroups", []) or [])
+    group_of = {col: table[col].astype(object).where(table[col].notna(), None).to_numpy() for col in columns}
+    results: dict[str, float] = {}
+    records = []
+    for name, objective in task.objectives.items():
+        rows = task.test_rows.get(name, {})
+        if not len(rows.get("index", ())) or getattr(objective, "level", "patient") != "patient":
+            continue
+        idx = rows["index"].astype(int)
+        groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(idx), dtype=bool))]
+        for col in columns:
+            values = group_of[col][idx]
+            groups += [
+                (f"{col}={v}", values == v) for v in sorted({v for v in values if v is not None}, key=str)
+            ]
+        for group, keep in groups:
+            if not keep.any():
+                continue
+            sub = _subset(rows, keep)
+            metrics = dict(objective.score(sub)) if group != "all" else {}
+            if isinstance(objective, SurvivalObjective):
+                km = None if out_dir is None else out_dir / f"km_{_safe(name)}_{_safe(group)}.png"
+                metrics.update(
+                    survival_figures(
+                        objective,
+                        sub,
+                        list(eval_times or []),
+                        km_method,
+                        km,
+                        title=f"{prefix}{name} · {group}",
+                    )
+                )
+            for metric, value in metrics.items():
+                results[f"{group}/{name}/{metric}"] = float(value)
+                records.append({"group": group, "objective": name, "metric": metric, "value": float(value)})
+    if out_dir is not None and records:
+        with atomic_path(out_dir / "subgroups.csv") as tmp:
+            pd.DataFrame(records).to_csv(tmp, index=False)
+    return results
+
+
+__all__ = ["hazard_ratio", "subgroup_report", "survival_figures"]

@@ -1,0 +1,180 @@
+"""Predicted masks -> MM-DLS stacks: run a trained lung / lesion segmentor (model=mmdls_seg) over every CT volume of a
+cohort and write a NEW cohort folder in the PNG stack layout that model=mmdls reads — the pipeline the reference
+never connected.
+
+    python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder> [cohort=<folder with volumes/>]
+                                  [lesion_window=32] [min_lesion_voxels=1]
+
+For each ``<cohort>/volumes/<case_id>/ct.nii.gz``: every axial slice is windowed like the segmentor's training data,
+resized to its image size, segmented (the selected checkpoint of the run), the logits upsampled back to the CT grid
+and thresholded at 0.5; the largest 3-D connected lesion component is kept (scipy.ndimage). The stacks are cut from
+the CT with `survlab.data.imaging.cut_stacks` and written to ``<out>/images/<case_id>/{lesion,space}/slice_<k>.png``;
+the predicted masks to ``<out>/masks/<case_id>/{lung_mask,lesion_mask}.nii.gz``; the cohort's tables (clinical.csv,
+radiomics.csv, pet.csv) are copied. ``<out>/cut_report.json`` lists per case the predicted volumes, the Dice against
+the cohort's own masks when it has them (a check of the segmentor, never used for training), and the cases whose
+predicted lesion was empty (no stacks written: data.imaging.missing decides whether they are dropped).
+Then: ``python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<out>``.
+The source cohort is only read; ``out`` must be a new or empty folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from survlab.data.imaging import cut_stacks, read_volume, window_to_uint8
+from survlab.models.mmdls_seg import LungLesionSegmentor
+
+TABLES = ("clinical.csv", "radiomics.csv", "pet.csv")
+
+
+def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
+    """The selected checkpoint of an mmdls_seg run (weights_only) and the run's resolved config."""
+    protocol_path = run_dir / "protocol.json"
+    if not protocol_path.is_file():
+        raise ValueError(
+            f"run={run_dir}: no protocol.json; pass the directory of a finished model=mmdls_seg run"
+        )
+    protocol = json.loads(protocol_path.read_text())
+    cfg = protocol["config"]
+    if cfg["model"]["net"]["_target_"] != "survlab.models.mmdls_seg.LungLesionSegmentor":
+        raise ValueError(
+            f"run={run_dir} trained {cfg['model']['name']}, not the segmentor; pass a model=mmdls_seg run"
+        )
+    net_cfg = {k: v for k, v in cfg["model"]["net"].items() if k not in ("_target_", "pretrained")}
+    net = LungLesionSegmentor(None, **net_cfg)
+    state = torch.load(protocol["selected_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    return net.eval(), cfg
+
+
+def segment_volume(
+    net: LungLesionSegmentor, ct_u8: np.ndarray, image_size: int, batch: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed CT uint8 [X, Y, Z] -> predicted (lung, lesion) bool masks [X, Y, Z] on the CT grid."""
+    from monai.transforms import Resize
+
+    slices = np.moveaxis(ct_u8, -1, 0).astype(np.float32)  # [Z, X, Y]
+    small = np.asarray(Resize((image_size, image_size), mode="area")(slices), dtype=np.float32) / 255.0
+    probs = {"lung": [], "lesion": []}
+    with torch.no_grad():
+        for i in range(0, len(small), batch):
+            out = net(torch.from_numpy(small[i : i + batch])[:, None])
+            for s in probs:
+                up = torch.nn.functional.interpolate(
+                    out[s].float(), size=ct_u8.shape[:2], mode="bilinear", align_corners=False
+                )
+                probs[s].append(torch.sigmoid(up[:, 0]).numpy())
+    lung, lesion = (np.moveaxis(np.concatenate(probs[s]), 0, -1) > 0.5 for s in ("lung", "lesion"))
+    return lung, largest_component(lesion)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a bool mask (empty stays empty)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    denom = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / denom) if denom else float("nan")
+
+
+def cut_cohort(
+    run_dir: Path, out: Path, cohort: Path | None = None, lesion_window: int = 32, min_lesion_voxels: int = 1
+) -> dict[str, Any]:
+    """Segment every volume of `cohort` with the run's segmentor and write the stack cohort to `out` -> report."""
+    import nibabel as nib
+    from PIL import Image
+
+    net, cfg = load_segmentor(run_dir)
+    data = cfg["data"]
+    cohort = Path(cohort or data["root"])
+    volumes = cohort / data.get("volumes_dir", "volumes")
+    if not volumes.is_dir():
+        raise ValueError(
+            f"cohort={cohort}: no {volumes.name}/ folder with <case_id>/{data.get('ct_file', 'ct.nii.gz')}"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"out={out} is not empty; survlab writes the stack cohort into a new or empty folder only"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"run": str(run_dir), "cohort": str(cohort), "cases": {}, "empty_lesion": []}
+    for case_dir in sorted(p for p in volumes.iterdir() if p.is_dir()):
+        case = case_dir.name
+        ct_path = case_dir / data.get("ct_file", "ct.nii.gz")
+        if not ct_path.is_file():
+            continue
+        ct_u8 = window_to_uint8(read_volume(ct_path), data.get("window", (-1000, 400)))
+        lung, lesion = segment_volume(net, ct_u8, int(data["image_size"]))
+        entry: dict[str, Any] = {"lung_voxels": int(lung.sum()), "lesion_voxels": int(lesion.sum())}
+        for name, pred in (("lung", lung), ("lesion", lesion)):
+            ref = case_dir / data.get(f"{name}_file", f"{name}_mask.nii.gz")
+            if ref.is_file():
+                entry[f"dice_{name}_vs_cohort_mask"] = _dice(pred, read_volume(ref) > 0)
+        report["cases"][case] = entry
+        mask_dir = out / "masks" / case
+        mask_dir.mkdir(parents=True)
+        affine = nib.load(str(ct_path)).affine
+        for name, pred in (("lung_mask", lung), ("lesion_mask", lesion)):
+            nib.save(nib.Nifti1Image(pred.astype(np.uint8), affine), str(mask_dir / f"{name}.nii.gz"))
+        if lesion.sum() < min_lesion_voxels or not lung.any():
+            report["empty_lesion"].append(case)
+            continue
+        for kind, stack in cut_stacks(ct_u8, lung, lesion, lesion_window, case).items():
+            kind_dir = out / "images" / case / kind
+            kind_dir.mkdir(parents=True)
+            for k, sl in enumerate(stack):
+                Image.fromarray(sl, mode="L").save(kind_dir / f"slice_{k}.png")
+    for table in TABLES:
+        if (cohort / table).is_file():
+            shutil.copy2(cohort / table, out / table)
+    dice = [
+        c["dice_lesion_vs_cohort_mask"] for c in report["cases"].values() if "dice_lesion_vs_cohort_mask" in c
+    ]
+    report["mean_dice_lesion_vs_cohort_mask"] = float(np.nanmean(dice)) if dice else None
+    (out / "cut_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m survlab.imaging_cut run=<dir> out=<dir> [cohort=<dir>] [lesion_window=N] [min_lesion_voxels=N]`."""
+    args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
+    unknown = sorted(set(args) - {"run", "out", "cohort", "lesion_window", "min_lesion_voxels"})
+    if unknown or "run" not in args or "out" not in args:
+        raise SystemExit(
+            "usage: python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder> "
+            "[cohort=<folder with volumes/>] [lesion_window=32] [min_lesion_voxels=1]"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
+    try:
+        report = cut_cohort(
+            Path(args["run"]),
+            Path(args["out"]),
+            Path(args["cohort"]) if "cohort" in args else None,
+            int(args.get("lesion_window", 32)),
+            int(args.get("min_lesion_voxels", 1)),
+        )
+    except ValueError as err:
+        raise SystemExit(f"survlab: error: {err}") from None
+    n, empty = len(report["cases"]), len(report["empty_lesion"])
+    print(
+        f"survlab: cut stacks of {n - empty} / {n} case(s) into {args['out']} (empty predicted lesion: {empty}); "
+        f"mean lesion Dice vs the cohort's masks: {report['mean_dice_lesion_vs_cohort_mask']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""External validation data (survlab.data.external): another cohort's patients, all in the test set, preprocessed
+with what the INTERNAL fold's training patients fitted (never refitted on the external patients)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import petct_kwargs
+
+from survlab.data.datamodule import CohortDataModule
+from survlab.data.external import setup_external
+from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+
+
+@pytest.fixture(scope="module")
+def external_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = PetCtSpec(
+        n_patients=12,
+        volume_size=48,
+        n_slices=16,
+        lesion_window=24,
+        radiomics_dim=16,
+        hu_shift=60.0,
+        pet_scale=1.5,
+        case_prefix="EXT",
+        seed=3,
+    )
+    return generate_petct_cohort(tmp_path_factory.mktemp("ext") / "cohort", spec)
+
+
+def test_external_patients_are_all_test_and_use_the_training_folds_preprocessing(
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
+    train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
+    train.setup("fit")
+    ext = CohortDataModule(**petct_kwargs(external_cohort, tmp_path / "b", name="ext"))
+    setup_external(ext, train)
+    assert ext.split.test == sorted(f"EXT{i:04d}" for i in range(12)) and list(ext.datasets) == ["test"]
+    assert ext.clinical_encoder is train.clinical_encoder and ext.endpoint_bins == train.endpoint_bins
+    # PET z-scored with the INTERNAL training patients' statistics: the external scanner's +50% stays visible
+    pet_train = pd.read_csv(tiny_petct_cohort / "pet.csv", dtype={"case_id": str}).set_index("case_id")
+    pet_ext = pd.read_csv(external_cohort / "pet.csv", dtype={"case_id": str}).set_index("case_id")
+    ref = pet_train.loc[train.split.train, "suv_max"]
+    for case in ("EXT0000", "EXT0007"):
+        expected = (pet_ext.loc[case, "suv_max"] - ref.mean()) / ref.std(ddof=0)
+        assert ext.imaging.item(case)["pet"][0].item() == pytest.approx(expected, rel=1e-4)
+    batch = next(iter(ext.test_dataloader()))
+    assert batch.clinical.shape[1] == train.dims.clinical_dim and batch.labels["tnm"].max() <= 2
+    assert ext.describe()["n_patients"] == {"test": 12}
+
+
+def test_an_external_cohort_with_other_endpoints_is_rejected(
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
+    train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
+    train.setup("fit")
+    ext = CohortDataModule(
+        **petct_kwargs(
+            external_cohort,
+            tmp_path / "b",
+            name="ext",
+            endpoints={"os": {"time": "os_months", "event": "os_event"}},
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"external data=ext vs training data=tiny_petct: endpoints \['os'\] != "
+        r"\['os', 'dfs'\]",
+    ):
+        setup_external(ext, train)

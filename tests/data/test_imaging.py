@@ -1,0 +1,167 @@
+"""PET/CT imaging data (survlab.data.imaging): stacks from PNG equal the stacks survlab cuts from NIfTI volumes,
+short stacks pad with a mask, tables join by case_id (not row order) with training-fitted scaling, the prepared
+stack cache, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import petct_kwargs
+
+from survlab.data.batch import collate
+from survlab.data.checks import DataFileError
+from survlab.data.datamodule import CohortDataModule
+from survlab.data.imaging import ImagingStore, fix_length, list_slices, natural_key, read_feature_table
+
+
+def _dm(root: Path, tmp: Path, **overrides: object) -> CohortDataModule:
+    dm = CohortDataModule(**petct_kwargs(root, tmp, **overrides))
+    dm.setup("fit")
+    return dm
+
+
+def _copy(cohort: Path, tmp: Path) -> Path:
+    dst = tmp / "copy"
+    shutil.copytree(cohort, dst)
+    return dst
+
+
+def test_natural_sort_orders_slice_numbers_as_numbers(tmp_path: Path) -> None:
+    for name in ("slice_10.png", "slice_2.png", "slice_1.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_slices(tmp_path)] == ["slice_1.png", "slice_2.png", "slice_10.png"]
+    assert sorted(["a10", "a9", "b1"], key=natural_key) == ["a9", "a10", "b1"]
+
+
+def test_fix_length_pads_short_stacks_with_a_mask_and_samples_long_ones() -> None:
+    stack = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2) + 1
+    padded, mask = fix_length(stack, 5)
+    assert padded.shape == (5, 2, 2) and mask.tolist() == [True, True, True, False, False]
+    assert np.array_equal(padded[:3], stack) and not padded[3:].any()
+    long = np.arange(9, dtype=np.float32)[:, None, None] * np.ones((9, 2, 2), np.float32)
+    uniform, m = fix_length(long, 3)
+    assert m.all() and uniform[:, 0, 0].tolist() == [0.0, 4.0, 8.0]  # evenly spaced, ends included
+    assert fix_length(long, 3, "first")[0][:, 0, 0].tolist() == [0.0, 1.0, 2.0]  # the reference's first S
+
+
+def test_stacks_cut_from_nifti_equal_the_png_stacks(tiny_petct_cohort: Path, tmp_path: Path) -> None:
+    stores = {
+        src: ImagingStore(
+            tiny_petct_cohort,
+            {"source": src, "stack_length": 6, "image_size": 16, "lesion_window": 24, "radiomics_dim": 16},
+        )
+        for src in ("png", "nifti")
+    }
+    cases = [f"PCT{i:04d}" for i in range(23)]
+    for store in stores.values():
+        store.prepare(cases)
+    n_real = []
+    for case in cases:
+        png, nifti = stores["png"].stacks(case), stores["nifti"].stacks(case)
+        for key in ("lesion", "space", "lesion_mask", "space_mask"):
+            assert np.array_equal(png[key], nifti[key]), (case, key)
+        n_real.append(int(png["lesion_mask"].sum()))
+        assert png["lesion"].dtype == np.float16 and 0.0 <= png["lesion"].min() and png["lesion"].max() <= 1.0
+    assert min(n_real) < 6 == max(n_real)  # both short (padded) and long (sampled) lesion stacks occur
+    assert stores["png"].stacks(cases[0])["lesion"].std() > 0.05  # real image content, not zeros
+
+
+def test_short_stacks_pad_in_a_batch_and_patients_without_images_are_dropped(
+    tiny_petct_cohort: Path, tmp_path: Path
+) -> None:
+    dm = _dm(tiny_petct_cohort, tmp_path)
+    assert dm.drop_report["ct"] == {"n_patients_dropped": 1, "patients": ["PCT0023"]}
+    assert dm.dims.imaging == {"stack_length": 6, "image_size": 16, "radiomics": 16, "pet": 5}
+    items = [dm.datasets["train"][i] for i in range(len(dm.datasets["train"]))]
+    batch = collate(items)
+    assert batch.extra["ct_lesion"].shape == (len(items), 6, 16, 16)
+    masks = batch.extra["ct_lesion_mask"]
+    assert masks.dtype == torch.bool and (~masks).any() and masks[:, 0].all()
+    assert not batch.extra["ct_lesion"][~masks].any()  # padded slices are zeros
+    with pytest.raises(
+        DataFileError, match=r"1 patient\(s\) lack imaging data .*PCT0023.*imaging.missing=drop"
+    ):
+        _dm(tiny_petct_cohort, tmp_path / "err", imaging={"missing": "error"})
+
+
+def test_tables_join_by_case_id_under_shuffled_rows(tiny_petct_cohort: Path, tmp_path: Path) -> None:
+    ref = _dm(tiny_petct_cohort, tmp_path / "a")
+    root = _copy(tiny_petct_cohort, tmp_path)
+    for name in ("radiomics.csv", "pet.csv", "clinical.csv"):
+        df = pd.read_csv(root / name, dtype={"case_id": str})
+        df.sample(frac=1.0, random_state=3).to_csv(root / name, index=False)
+    shuffled = _dm(root, tmp_path / "b")
+    assert shuffled.split.train == ref.split.train
+    for case in ref.cohort.case_ids:
+        a, b = ref.imaging.item(case), shuffled.imaging.item(case)
+        for key in ("pet", "radiomics", "ct_lesion", "ct_space"):
+            assert torch.equal(a[key], b[key]), (case, key)
+    # PET is z-scored with the TRAINING patients' mean / std (population sd), independently of the test patients
+    pet = pd.read_csv(tiny_petct_cohort / "pet.csv", dtype={"case_id": str}).set_index("case_id")
+    train = pet.loc[ref.split.train, "suv_max"]
+    case = ref.split.test[0]
+    expected = (pet.loc[case, "suv_max"] - train.mean()) / train.std(ddof=0)
+    assert ref.imaging.item(case)["pet"][0].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_prepared_stacks_are_cached_and_rebuilt_when_a_source_changes(
+    tiny_petct_cohort: Path, tmp_path: Path
+) -> None:
+    root = _copy(tiny_petct_cohort, tmp_path)
+    cfg = {
+        "source": "png",
+        "stack_length": 6,
+        "image_size": 16,
+        "radiomics_dim": 16,
+        "cache_dir": str(tmp_path / "c"),
+    }
+    cases = ["PCT0000", "PCT0001", "PCT0002"]
+    assert ImagingStore(root, cfg).prepare(cases) == {"built": 3, "cached": 0}
+    assert ImagingStore(root, cfg).prepare(cases) == {"built": 0, "cached": 3}
+    assert ImagingStore(root, {**cfg, "image_size": 8}).prepare(cases) == {
+        "built": 3,
+        "cached": 0,
+    }  # settings
+    first = list_slices(root / "images" / "PCT0001" / "lesion")[0]
+    first.write_bytes((root / "images" / "PCT0002" / "lesion" / "slice_0.png").read_bytes())  # new content
+    assert ImagingStore(root, cfg).prepare(cases) == {"built": 1, "cached": 2}
+
+
+def test_bad_imaging_inputs_fail_in_one_line_naming_the_file(tiny_petct_cohort: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_petct_cohort, tmp_path)
+    bad = root / "images" / "PCT0004" / "space" / "slice_1.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataFileError, match=r"PCT0004/space/slice_1\.png: cannot read as a PNG image"):
+        _dm(root, tmp_path / "a")
+    bad.unlink()
+    pet = pd.read_csv(root / "pet.csv", dtype={"case_id": str})
+    pd.concat([pet, pet.iloc[:1]]).to_csv(root / "pet.csv", index=False)
+    with pytest.raises(
+        DataFileError, match=r"pet\.csv: case_id\(s\) \['PCT\d+'\] appear on more than one row"
+    ):
+        _dm(root, tmp_path / "b")
+    pet.assign(suv_max=pet["suv_max"].astype(str).where(pet.index != 2, "12,5")).to_csv(
+        root / "pet.csv", index=False
+    )
+    with pytest.raises(DataFileError, match=r"column 'suv_max' of case PCT\d+ holds '12,5', not a number"):
+        read_feature_table(root / "pet.csv", what="pet")
+    with pytest.raises(DataFileError, match=r"radiomics\.csv: 16 feature columns, expected 128"):
+        read_feature_table(root / "radiomics.csv", expected=128, what="radiomics")
+    with pytest.raises(ValueError, match=r"imaging\.source='dicom'; allowed: \['png', 'nifti'\]"):
+        CohortDataModule(**petct_kwargs(root, tmp_path, imaging={"source": "dicom"}))
+
+
+def test_an_empty_lesion_mask_is_an_error_naming_the_case(tiny_petct_cohort: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    root = _copy(tiny_petct_cohort, tmp_path)
+    path = root / "volumes" / "PCT0005" / "lesion_mask.nii.gz"
+    img = nib.load(str(path))
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(path))
+    with pytest.raises(DataFileError, match=r"case PCT0005: the lesion mask is empty"):
+        _dm(root, tmp_path / "a", imaging={"source": "nifti"})
