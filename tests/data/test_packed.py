@@ -161,6 +161,11 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
     a, b = risks(plain), risks(fast)
     assert sorted(a) == sorted(b) and len(a) > 5
     np.testing.assert_allclose([a[i] for i in sorted(a)], [b[i] for i in sorted(a)], rtol=1e-5, atol=1e-6)
+    # the fp16 RAM cache (and an fp16 packed store) change predictions only by fp16 rounding of the inputs
+    cached = make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "cache": True}, eval_batch_size=3)
+    c = risks(cached)
+    np.testing.assert_allclose([a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=2e-3)
+    assert not np.allclose([a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=0, rtol=0)  # it did round
     # the packed store is reused (not rebuilt) by the next run
     mtime = (tmp_path / "packed/synthetic/features.bin").stat().st_mtime_ns
     make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False, "packed": True,
