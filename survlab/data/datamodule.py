@@ -55,7 +55,7 @@ WSI_DEFAULTS: dict[str, Any] = {
     "cache": "auto",
     "cache_max_gb": 2.0,
     "cache_dtype": "float16",
-    "packed": False,  # read bags from one memory-mapped file per store (survlab.data.packed), built on first use
+    "packed": False,  # read bags from one flat file + offsets per store (survlab.data.packed), built on first use
     "packed_dir": None,  # where packed stores go (None: <root>-packed beside a cohort survlab generated)
     "packed_dtype": "float16",
 }

@@ -1,4 +1,4 @@
-"""Packed feature store: every slide bag of one cohort (one encoder, one scale) in ONE memory-mapped file.
+"""Packed feature store: every slide bag of one cohort (one encoder, one scale) in ONE flat file plus offsets.
 
 Layout of a store folder (survlab writes it; it never lives inside the user's data folders):
   features.bin  raw [total_patches, D] array in `dtype` (fp16 by default), slides back to back
@@ -6,9 +6,10 @@ Layout of a store folder (survlab writes it; it never lives inside the user's da
   index.json    cohort key, dim, dtype, and per slide: offset, n_patches, source file, its size and mtime_ns
   .survlab-cohort.json  ownership marker (survlab may rebuild / delete what carries it)
 
-Why: reading a bag is then one slice of a memory map: no per-file open / unpickle / h5 decode, the OS page cache
-holds the whole cohort when it fits, and a cohort larger than RAM still trains (pages come and go; peak host memory
-is bounded by the batch, not the cohort).
+Why: reading a bag is then one positioned read (`pread`) of a contiguous byte range: no per-file open / unpickle /
+h5 decode. The OS page cache holds the whole cohort when it fits, and a cohort larger than RAM still trains: the file
+is read, not mapped into the process, so resident memory is bounded by the batch, not by the cohort (a kept memory
+map would count every page an epoch touched in the process's RSS).
 
 Validity: `open_packed` re-stats every source file (size + mtime_ns, no data read) and rebuilds a store whose sources
 changed or was truncated; `verify` re-reads every source and compares the bags bit for bit (`survlab.pack --verify`).
@@ -68,7 +69,7 @@ class _Slide:
 class PackedStore:
     """Read side of a packed store: `read(slide_id)` -> (features [N, D] in the store dtype, coords [N, 2] | None).
 
-    The memory maps are opened lazily in each process (DataLoader workers, DDP ranks) and never pickled.
+    The file is opened lazily in each process (DataLoader workers, DDP ranks); descriptors are never pickled.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -79,36 +80,59 @@ class PackedStore:
         self.total = int(meta["total_patches"])
         self.has_coords = bool(meta["has_coords"])
         self.slides = {s: _Slide(**v) for s, v in meta["slides"].items()}
-        self._feats: np.memmap | None = None
-        self._coords: np.memmap | None = None
+        self._feats: int | None = None  # file descriptors, opened lazily per process
+        self._coords: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_feats"] = state["_coords"] = None
         return state
 
+    def __del__(self) -> None:
+        for fd in (self._feats, self._coords):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
     @property
     def nbytes(self) -> int:
         return self.total * self.dim * np.dtype(_DTYPES[self.dtype]).itemsize
 
-    def _maps(self) -> tuple[np.memmap, np.memmap | None]:
+    def _fds(self) -> tuple[int, int | None]:
         if self._feats is None:
-            self._feats = np.memmap(self.folder / "features.bin", dtype=_DTYPES[self.dtype], mode="r",
-                                    shape=(self.total, self.dim))
+            self._feats = os.open(self.folder / "features.bin", os.O_RDONLY)
             if self.has_coords:
-                self._coords = np.memmap(self.folder / "coords.bin", dtype=np.float32, mode="r", shape=(self.total, 2))
+                self._coords = os.open(self.folder / "coords.bin", os.O_RDONLY)
         return self._feats, self._coords
+
+    @staticmethod
+    def _pread(fd: int, out: np.ndarray, offset: int, what: Path) -> None:
+        """Fill `out` with the bytes of `fd` at `offset` (positioned reads: no file position shared by threads)."""
+        view, done = memoryview(out).cast("B"), 0
+        while done < out.nbytes:
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n <= 0:
+                raise DataFileError(f"{what}: shorter than its index (truncated?); delete the folder to rebuild it")
+            done += n
 
     def n_patches(self, slide_id: str) -> int:
         return self.slides[slide_id].n
 
     def read(self, slide_id: str) -> tuple[Tensor, Tensor | None]:
-        """One slide's bag, copied out of the map: features [N, D] (store dtype), coords [N, 2] float32 or None."""
+        """One slide's bag: features [N, D] (store dtype), coords [N, 2] float32 or None — read with positioned
+        reads into fresh buffers, so host memory holds the batch, never the whole store (the OS page cache keeps
+        what fits)."""
         s = self.slides[slide_id]
-        feats, coords = self._maps()
-        f = torch.from_numpy(np.array(feats[s.offset: s.offset + s.n]))
-        c = None if coords is None else torch.from_numpy(np.array(coords[s.offset: s.offset + s.n]))
-        return f, c
+        fd, cfd = self._fds()
+        feats = np.empty((s.n, self.dim), dtype=_DTYPES[self.dtype])
+        self._pread(fd, feats, s.offset * self.dim * feats.itemsize, self.folder / "features.bin")
+        coords = None
+        if cfd is not None:
+            coords = np.empty((s.n, 2), dtype=np.float32)
+            self._pread(cfd, coords, s.offset * 2 * 4, self.folder / "coords.bin")
+        return torch.from_numpy(feats), None if coords is None else torch.from_numpy(coords)
 
     def stale_sources(self) -> list[str]:
         """Source files whose size or mtime changed since the store was built (or that are gone)."""

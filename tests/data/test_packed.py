@@ -201,7 +201,7 @@ def test_length_order_sampler_longest_first() -> None:
     assert list(LengthOrderSampler([3, 9, 3, 1])) == [1, 0, 2, 3]
 
 
-def test_packed_store_pickles_without_its_maps(tmp_path: Path) -> None:
+def test_packed_store_pickles_without_its_file_descriptors(tmp_path: Path) -> None:
     import pickle
 
     bags = _write_pt_cohort(tmp_path)
