@@ -243,12 +243,12 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
     """The papers' loop, written plainly: one patient per step, `torch.load` of each slide's .pt at every step,
     fp32, full bags, loss / accumulation and an optimiser step every `accumulation` patients. Same network class,
     same patients, same files as `survlab_loop`."""
+    import gc
+
     from survlab.data.batch import Batch
     from survlab.eval.metrics import harrell_cindex
     from survlab.models.base import survival_from_hazard_logits
     from survlab.tasks.losses import nll_discrete_survival
-
-    import gc
 
     gc.collect()
     cfg = compose(model, root, spec, ["data.wsi.cache=false"])

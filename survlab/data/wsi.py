@@ -309,7 +309,7 @@ class BagStore:
         self._cache: OrderedDict[tuple[str, ...], PatientBag] = OrderedDict()
         self._cache_bytes = 0
         self._index: dict[Path, dict[str, list[str]]] = {}
-        self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one memory-mapped file
+        self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one packed file
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (spawned DataLoader workers, ddp_spawn): without the RAM cache, which each process refills as
