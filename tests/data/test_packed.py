@@ -214,3 +214,19 @@ def test_packed_store_pickles_without_its_file_descriptors(tmp_path: Path) -> No
     meta = json.loads((tmp_path / "packed/index.json").read_text())
     assert meta["total_patches"] == sum(len(f) for f, _ in bags.values())
     shutil.rmtree(tmp_path / "packed")
+
+
+def test_pack_command_builds_verifies_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from survlab.pack import main
+
+    root = tmp_path / "syn"
+    args = ["data=synthetic", f"data.root={root}", "data.synthetic.n_patients=12", "data.wsi.format=pt"]
+    assert main([*args, "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{root}-packed/synthetic: " in out and "verify: all bags equal their source" in out
+    meta = json.loads((Path(f"{root}-packed") / "synthetic/index.json").read_text())
+    assert meta["dtype"] == "float16" and len(meta["slides"]) > 12
+    # a real cohort without packed_dir: one line naming the setting, exit 1, no traceback
+    assert main(["data=tcga_luad", f"paths.data_dir={tmp_path}", "data.wsi.packed_dir=null"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("survlab: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
