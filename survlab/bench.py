@@ -251,7 +251,7 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
     from survlab.tasks.losses import nll_discrete_survival
 
     gc.collect()
-    cfg = compose(model, root, spec, ["data.wsi.cache=false"])
+    cfg = compose(model, root, spec, ["++data.wsi.cache=false"])
     dm, net, _ = build(cfg)  # for the split, the genomics table and the network; the loop reads files itself
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = net.to(device)
