@@ -8,7 +8,7 @@ TORCH_PIN ?= torch==2.13.0
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE = 1
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 test-all: install
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"
+
+## Speed benchmark: survlab vs the papers' usual loop and the bandwidth floor (TCGA scale by default; hours on a
+## CPU: e.g. make bench BENCH_ARGS="--patients 200 --patches 2000"). Results: experiments/speed/latest/.
+bench: install
+	$(PY) -m survlab.bench $(BENCH_ARGS)
 
 lint: install
 	$(PIP) install -q ruff

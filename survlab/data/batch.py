@@ -102,10 +102,11 @@ def pad_bags(bags: list[Tensor], pad_value: float = 0.0) -> tuple[Tensor, Tensor
     if any(b.shape[0] == 0 for b in bags):
         raise ValueError("pad_bags got an empty bag; readers must reject empty bags before batching")
     n_max = max(b.shape[0] for b in bags)
-    out = bags[0].new_full((len(bags), n_max, *bags[0].shape[1:]), pad_value)
+    out = bags[0].new_empty((len(bags), n_max, *bags[0].shape[1:]))  # each element written once: bag or padding
     mask = torch.zeros(len(bags), n_max, dtype=torch.bool)
     for i, b in enumerate(bags):
         out[i, : b.shape[0]] = b
+        out[i, b.shape[0]:] = pad_value
         mask[i, : b.shape[0]] = True
     return out, mask
 

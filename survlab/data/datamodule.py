@@ -39,7 +39,7 @@ from survlab.data.genomics import (
     read_signatures,
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
-from survlab.data.samplers import EpochSampler
+from survlab.data.samplers import EpochSampler, LengthOrderSampler
 from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
@@ -57,6 +57,9 @@ WSI_DEFAULTS: dict[str, Any] = {
     "cache": "auto",
     "cache_max_gb": 2.0,
     "cache_dtype": "float16",
+    "packed": False,  # read bags from one flat file + offsets per store (survlab.data.packed), built on first use
+    "packed_dir": None,  # where packed stores go (None: <root>-packed beside a cohort survlab generated)
+    "packed_dtype": "float16",
 }
 GENOMICS_DEFAULTS: dict[str, Any] = {
     "expression": "expression.csv",
@@ -233,6 +236,8 @@ class CohortDataModule(L.LightningDataModule):
         max_patches_per_scale: dict[str, int] | None = None,
         eval_max_patches: int | None = None,
         weighted_sampling: bool = False,
+        bucketing: bool = False,
+        bucket_batches: int = 8,
         allow_missing: bool = False,
         seed: int = 0,
         synthetic: dict[str, Any] | None = None,
@@ -267,6 +272,7 @@ class CohortDataModule(L.LightningDataModule):
         self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
         self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
+        self.bucketing, self.bucket_batches = bool(bucketing), int(bucket_batches)
         if self.weighted_sampling and not self.has_survival and self.primary_label is None:
             raise ValueError(f"data={self.name}: weighted_sampling=true needs a survival endpoint or a label to balance; "
                              "declare data.labels or set data.weighted_sampling=false")
@@ -531,10 +537,17 @@ class CohortDataModule(L.LightningDataModule):
         start = time.perf_counter()
         patients = cohort.table["slide_ids"].tolist()
         slides = [s for ss in patients for s in ss]
-        headers = [st.check_headers(slides) for st in stores]
-        checked = f"{len(slides)} slide(s) x {len(stores)} store(s): headers"
+        if self.wsi_cfg["packed"]:
+            sizes = self._use_packed(stores, slides)
+            checked = f"{len(slides)} slide(s) x {len(stores)} store(s): packed store(s) ready"
+        else:
+            headers = [st.check_headers(slides) for st in stores]
+            sizes = [{s: h.n_patches for s, h in hs.items()} for hs in headers]
+            checked = f"{len(slides)} slide(s) x {len(stores)} store(s): headers"
+        self.slide_patches: dict[str, int] = sizes[0]  # patches per slide of the first store (length bucketing)
         if self.wsi_cfg["cache"] in (True, "true", "auto"):
-            total = sum(h.path.stat().st_size for hs in headers for h in hs.values())
+            total = (sum(st.packed.nbytes for st in stores) if self.wsi_cfg["packed"]
+                     else sum(h.path.stat().st_size for hs in headers for h in hs.values()))
             cap = stores[0].cache_max_bytes
             enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
             for st in stores:
@@ -544,6 +557,30 @@ class CohortDataModule(L.LightningDataModule):
             log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
                      total / 1e6, cap / 1e6)
         log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
+
+    def _packed_dir(self, store: BagStore) -> Path:
+        """Folder of a store's packed file: wsi.packed_dir/<encoder>[/<scale>] (never inside a user's data)."""
+        base = self.wsi_cfg["packed_dir"]
+        if base is None:
+            if not (self.synthetic or self.public):
+                raise ValueError(
+                    f"data={self.name}: wsi.packed=true needs wsi.packed_dir (a folder survlab may write, outside "
+                    f"your data), e.g. data.wsi.packed_dir=/scratch/survlab/packed/{self.name}"
+                )
+            base = self.root.with_name(self.root.name + "-packed")  # beside, so the cohort folder stays as written
+        return Path(os.path.expanduser(str(base))) / (store.encoder or "features") / (store.scale or "")
+
+    def _use_packed(self, stores: list[BagStore], slides: list[str]) -> list[dict[str, int]]:
+        """Switch every store to its packed file (reused when fresh; built after the header checks otherwise).
+        -> patches per slide, per store."""
+        sizes = []
+        for st in stores:
+            folder = self._packed_dir(st)
+            if not st.reuse_packed(folder, slides, self.wsi_cfg["packed_dtype"]):
+                st.check_headers(slides)
+                st.use_packed(folder, slides, self.wsi_cfg["packed_dtype"], cohort=self.name)
+            sizes.append({s: st.n_patches(s) for s in slides})
+        return sizes
 
     def _read_genomics(self, cohort: Cohort) -> tuple[pd.DataFrame | None, Cohort]:
         """Read + check the expression table; drops (allow_missing) or errors on uncovered patients."""
@@ -811,13 +848,27 @@ class CohortDataModule(L.LightningDataModule):
         counts = Counter(keys)
         return [1.0 / counts[k] for k in keys]
 
+    def _bag_lengths(self, ds: PatientDataset, train: bool) -> list[int] | None:
+        """Patches each patient's bag will have in a batch (after the training / evaluation cap), for bucketing;
+        None when bucketing is off or the cohort has no bags."""
+        sizes = getattr(self, "slide_patches", None)
+        if not self.bucketing or not sizes:
+            return None
+        cap = self.max_patches if train else self.eval_max_patches
+        full = [sum(sizes[s] for s in slides) for slides in ds.rows["slide_ids"]]
+        return [min(n, cap) if cap else n for n in full]
+
     def _loader(self, part: str, batch_size: int, train: bool) -> DataLoader:
         ds = self.datasets[part]
         sampler = None
+        lengths = self._bag_lengths(ds, train)
         if train:
             weights = self._sampling_weights(ds) if self.weighted_sampling else None
             # draws are a function of (seed, epoch) only: a resumed run repeats the uninterrupted one exactly
-            sampler = EpochSampler(len(ds), self.seed, weights, epoch_fn=self._current_epoch)
+            sampler = EpochSampler(len(ds), self.seed, weights, epoch_fn=self._current_epoch, lengths=lengths,
+                                   batch_size=batch_size, bucket_batches=self.bucket_batches)
+        elif lengths is not None:
+            sampler = LengthOrderSampler(lengths)
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
         drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
         return DataLoader(
@@ -843,7 +894,9 @@ class CohortDataModule(L.LightningDataModule):
         quantities fitted on training predictions, e.g. the Breslow baseline hazard of Cox models."""
         self._need_setup()
         ds = self._dataset("train", train=False)
+        lengths = self._bag_lengths(ds, train=False)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          sampler=None if lengths is None else LengthOrderSampler(lengths),
                           num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def calibration_dataloader(self) -> DataLoader:

@@ -6,6 +6,12 @@ dataset (also into DataLoader worker processes), which seeds each patient's patc
 So the samples of epoch e do not depend on what ran before it, on the number of workers, or on when Lightning
 creates the DataLoader iterator (for a resumed run: before `on_train_epoch_start`).
 
+Length bucketing (`lengths` + `batch_size`): the epoch's draw is cut into chunks of `bucket_batches` batches, each
+chunk sorted by bag length and cut into batches, and the full batches shuffled (seeded by (seed, epoch)); the one
+partial batch stays last so the DataLoader's batch boundaries are the bucket boundaries. A batch then pads its bags
+to a length close to each of them instead of to the longest bag of a random batch. `LengthOrderSampler` does the same
+for evaluation without randomness (longest first; predictions are keyed by patient, so order does not matter).
+
 Example:
     >>> s = EpochSampler(5, seed=0, epoch_fn=lambda: 3)
     >>> sorted(i for i, _ in s), {e for _, e in s}
@@ -19,12 +25,41 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["EpochSampler", "epoch_generator"]
+__all__ = ["EpochSampler", "LengthOrderSampler", "bucket_order", "epoch_generator"]
 
 
 def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
     """A CPU generator seeded by (seed, epoch, salt) only."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) * 7_919 + int(salt))
+
+
+def bucket_order(order: list[int], lengths: Sequence[int], batch_size: int, bucket_batches: int,
+                 gen: torch.Generator | None) -> list[int]:
+    """`order` regrouped so that each run of `batch_size` items holds bags of similar length (see module doc).
+    gen None: no shuffling of the batches (evaluation)."""
+    chunk = max(1, int(bucket_batches)) * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start: start + chunk], key=lambda i: (-lengths[i], i))
+        batches += [part[j: j + batch_size] for j in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    partial = [b for b in batches if len(b) < batch_size]
+    if gen is not None:
+        full = [full[k] for k in torch.randperm(len(full), generator=gen).tolist()]
+    return [i for b in full + partial for i in b]
+
+
+class LengthOrderSampler(Sampler[int]):
+    """Evaluation order: all patients, longest bag first (ties by index), so each batch pads little."""
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        self.order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -40,8 +75,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
         seed: int = 0,
         weights: Sequence[float] | torch.Tensor | None = None,
         epoch_fn: Callable[[], int] | None = None,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+        bucket_batches: int = 8,
     ) -> None:
         self.n, self.seed, self.epoch_fn, self.epoch = int(n), int(seed), epoch_fn, 0
+        self.lengths, self.batch_size, self.bucket_batches = lengths, int(batch_size), int(bucket_batches)
+        if lengths is not None and len(lengths) != self.n:
+            raise ValueError(f"EpochSampler: {len(lengths)} lengths for {self.n} items")
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
         if self.weights is not None and len(self.weights) != self.n:
             raise ValueError(f"EpochSampler: {len(self.weights)} weights for {self.n} items")
@@ -59,5 +100,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.n, generator=gen)
         else:
             order = torch.multinomial(self.weights, self.n, replacement=True, generator=gen)
-        for i in order.tolist():
+        order = order.tolist()
+        if self.lengths is not None and self.batch_size > 1:
+            order = bucket_order(order, self.lengths, self.batch_size, self.bucket_batches, gen)
+        for i in order:
             yield i, epoch

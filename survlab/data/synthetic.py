@@ -91,8 +91,14 @@ class SyntheticSpec:
     cross_scale_interaction: bool = False
     n_classes: int = 2
     seed: int = 0
+    storage_dtype: str = "float32"  # dtype of the feature files (float16 as TRIDENT / the speed benchmark write)
+    formats: tuple[str, ...] = ("pt", "h5")  # which of pt_files / h5_files to write
 
     def __post_init__(self) -> None:
+        if self.storage_dtype not in ("float32", "float16"):
+            raise ValueError(f"storage_dtype must be float32 or float16, got {self.storage_dtype!r}")
+        if not self.formats or set(self.formats) - {"pt", "h5"}:
+            raise ValueError(f"formats must be a non-empty subset of ('pt', 'h5'), got {self.formats!r}")
         if self.n_patients < 2:
             raise ValueError(f"SyntheticSpec.n_patients must be >= 2, got {self.n_patients}")
         for name in ("slides_per_patient", "patches_per_slide"):
@@ -115,8 +121,13 @@ class SyntheticSpec:
             )
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-normalised dict (tuples become lists) — what oracle.json stores and the cache compares."""
-        return json.loads(json.dumps(asdict(self)))
+        """JSON-normalised dict (tuples become lists) — what oracle.json stores and the cache compares. Storage
+        options at their defaults are left out, so cohorts written before they existed keep their hash."""
+        d = json.loads(json.dumps(asdict(self)))
+        for k, default in (("storage_dtype", "float32"), ("formats", ["pt", "h5"])):
+            if d[k] == default:
+                del d[k]
+        return d
 
     def short_hash(self, n: int = 10) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:n]
@@ -298,12 +309,15 @@ def _scale_signals(
     }
 
 
-def _write_bag(base: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray) -> None:
-    """Write ``base/pt_files/<slide>.pt`` and ``base/h5_files/<slide>.h5`` (features [N, D], coords [N, 2])."""
-    torch.save(torch.from_numpy(feats), base / "pt_files" / f"{slide_id}.pt")
-    with h5py.File(base / "h5_files" / f"{slide_id}.h5", "w", track_order=False) as f:
-        f.create_dataset("features", data=feats, track_times=False)
-        f.create_dataset("coords", data=coords, track_times=False)
+def _write_bag(base: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray,
+               formats: tuple[str, ...] = ("pt", "h5")) -> None:
+    """Write ``base/pt_files/<slide>.pt`` and/or ``base/h5_files/<slide>.h5`` (features [N, D], coords [N, 2])."""
+    if "pt" in formats:
+        torch.save(torch.from_numpy(feats), base / "pt_files" / f"{slide_id}.pt")
+    if "h5" in formats:
+        with h5py.File(base / "h5_files" / f"{slide_id}.h5", "w", track_order=False) as f:
+            f.create_dataset("features", data=feats, track_times=False)
+            f.create_dataset("coords", data=coords, track_times=False)
 
 
 def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encoder: str) -> pd.DataFrame:
@@ -315,7 +329,8 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
     scales = list(SCALE_DOWNSAMPLE) if spec.multiscale else []
     for sub in [feat_root] + [feat_root / sc for sc in scales]:
         for kind in ("pt_files", "h5_files"):
-            (sub / kind).mkdir(parents=True, exist_ok=True)
+            if kind[:2] in spec.formats:
+                (sub / kind).mkdir(parents=True, exist_ok=True)
 
     rows = []
     for case_id, site, z_wsi in zip(patients.case_id, patients.site, patients.z_wsi, strict=True):
@@ -327,12 +342,12 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
             offset = site_offset[site] + (0.5 * rng.standard_normal(spec.feature_dim)).astype(np.float32)
             for sc in scales or ["x20"]:
                 n = max(2, int(round(n20 / SCALE_DOWNSAMPLE[sc]))) if scales else n20
-                feats = _bag(rng, n, offset, planted.get(sc), spec, dirs)
+                feats = _bag(rng, n, offset, planted.get(sc), spec, dirs).astype(spec.storage_dtype, copy=False)
                 coords = _grid_coords(n, PATCH_PX[sc])
                 if sc == "x20":
-                    _write_bag(feat_root, slide_id, feats, coords)
+                    _write_bag(feat_root, slide_id, feats, coords, spec.formats)
                 if scales:
-                    _write_bag(feat_root / sc, slide_id, feats, coords)
+                    _write_bag(feat_root / sc, slide_id, feats, coords, spec.formats)
             rows.append((case_id, slide_id))
     return pd.DataFrame(rows, columns=["case_id", "slide_id"])
 

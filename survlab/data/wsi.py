@@ -29,6 +29,8 @@ from torch import Tensor
 
 from survlab.data.checks import DataFileError
 from survlab.data.cohort import Cohort, _first_ids
+from survlab.data.packed import INDEX as PACKED_INDEX
+from survlab.data.packed import PackedStore, cohort_key, open_packed
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +309,7 @@ class BagStore:
         self._cache: OrderedDict[tuple[str, ...], PatientBag] = OrderedDict()
         self._cache_bytes = 0
         self._index: dict[Path, dict[str, list[str]]] = {}
+        self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one packed file
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (spawned DataLoader workers, ddp_spawn): without the RAM cache, which each process refills as
@@ -375,6 +378,35 @@ class BagStore:
         dirs = ", ".join(str(d) for d in self.search_dirs)
         return f"no feature file for slide {slide_id} (searched {dirs}); {_FIX}"
 
+    def use_packed(self, folder: str | Path, slide_ids: Sequence[str], dtype: str = "float16", cohort: str = "") -> None:
+        """Read bags from the packed store at `folder` (built / rebuilt from this store's files when absent or stale;
+        a store written for another cohort is refused). Call after `check_headers` (feature_dim known)."""
+        if self.feature_dim is None:
+            raise ValueError("use_packed needs the feature dim: call check_headers first")
+        paths = {s: self.path_of(s) for s in slide_ids}
+        key = cohort_key(list(paths), self.encoder, self.scale, self.feature_dim)
+        self.packed = open_packed(folder, paths, self.read_slide, key, self.feature_dim, dtype, cohort)
+
+    def reuse_packed(self, folder: str | Path, slide_ids: Sequence[str], dtype: str = "float16") -> bool:
+        """Use an existing packed store at `folder` if it was built for exactly these slides (and this encoder,
+        scale and dim), in `dtype`, is complete and no source changed: then no source file is opened at all."""
+        folder = Path(folder)
+        if not (folder / PACKED_INDEX).is_file():
+            return False
+        store = PackedStore(folder)
+        dim = self.feature_dim or store.dim
+        fresh = (
+            store.meta.get("cohort_key") == cohort_key(list(slide_ids), self.encoder, self.scale, dim)
+            and store.dtype == dtype and not store.truncated() and not store.stale_sources()
+        )
+        if fresh:
+            self.packed, self.feature_dim = store, store.dim
+        return fresh
+
+    def n_patches(self, slide_id: str) -> int | None:
+        """Patches of a slide from the packed index (None without a packed store)."""
+        return self.packed.n_patches(slide_id) if self.packed is not None else None
+
     def read_slide(self, slide_id: str) -> tuple[Tensor, Tensor | None]:
         path = self.path_of(slide_id)
         if path is None:
@@ -429,7 +461,7 @@ class BagStore:
             raise ValueError("patient has no slides; cannot build a WSI bag")
         feats, coords, sidx = [], [], []
         for i, s in enumerate(slide_ids):
-            f, c = self.read_slide(s)
+            f, c = self.packed.read(s) if self.packed is not None else self.read_slide(s)
             feats.append(f)
             coords.append(c)
             sidx.append(torch.full((f.shape[0],), i, dtype=torch.long))

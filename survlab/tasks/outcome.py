@@ -88,6 +88,7 @@ class OutcomeTask(L.LightningModule):
         scheduler_monitor: str = "val/loss",
         max_epochs: int = 20,
         seed: int = 0,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         if not objectives:
@@ -129,7 +130,17 @@ class OutcomeTask(L.LightningModule):
 
     # ----------------------------------------------------------------- loss
     def forward(self, batch: Batch) -> Prediction:
-        return self.net(batch)
+        """The network's prediction; with `compile` (true, or torch.compile kwargs such as {mode: max-autotune}),
+        through `torch.compile(net, dynamic=True)` built on first use. The compiled wrapper is kept outside the
+        module tree, so checkpoints hold the plain network's weights either way."""
+        if not self.hparams.get("compile"):
+            return self.net(batch)
+        compiled = self.__dict__.get("_compiled_net")
+        if compiled is None:
+            spec = self.hparams["compile"]
+            compiled = torch.compile(self.net, **{"dynamic": True, **(dict(spec) if isinstance(spec, dict) else {})})
+            self.__dict__["_compiled_net"] = compiled
+        return compiled(batch)
 
     def compute_loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor:
         """Weighted objective losses (objectives without a labelled row in the batch add nothing) + aux losses."""

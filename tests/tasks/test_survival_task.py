@@ -35,3 +35,24 @@ def test_non_finite_loss_names_the_case_ids() -> None:
 def test_unknown_loss_is_rejected() -> None:
     with pytest.raises(ValueError, match="model.task.loss must be 'nll' or 'cox'"):
         SurvivalTask(ExplodingNet(ModalityDims(clinical_dim=2)), loss="mse")
+
+
+def test_compiled_forward_equals_eager_and_checkpoints_stay_plain() -> None:
+    """`compile`: the task runs torch.compile(net) (dynamic shapes: bags of another length reuse it); predictions
+    equal the eager network's and the state dict has the plain network's keys (checkpoints load either way)."""
+    from survlab.data.batch import Batch
+    from survlab.models.abmil import ABMIL
+
+    torch.manual_seed(0)
+    dims = ModalityDims(wsi_dim=6, n_bins=4)
+    plain = SurvivalTask(ABMIL(dims), scheduler="none").eval()
+    compiled = SurvivalTask(ABMIL(dims), scheduler="none", compile={"backend": "eager"}).eval()
+    compiled.load_state_dict(plain.state_dict())
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    for n in (5, 9):
+        b = Batch(case_ids=["a", "b"], index=torch.arange(2), time=torch.ones(2), event=torch.ones(2, dtype=torch.bool),
+                  time_bin=torch.zeros(2, dtype=torch.long), wsi=torch.randn(2, n, 6),
+                  wsi_mask=torch.tensor([[True] * n, [True] * (n - 2) + [False] * 2]))
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(b).hazard_logits, plain(b).hazard_logits)
+    assert "_compiled_net" in compiled.__dict__ and "_compiled_net" not in dict(compiled.named_modules())
