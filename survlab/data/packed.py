@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,10 +171,19 @@ def build_packed(
     if dtype not in _DTYPES or _DTYPES[dtype] is None:
         raise ValueError(f"wsi.packed_dtype must be float16 or float32, got {dtype!r}")
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh uniquely named folder (never an existing one): only it is removed if the build fails
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    try:
+        return _write_packed(tmp, folder, slide_paths, read, key, dim, dtype, cohort)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_packed(tmp: Path, folder: Path, slide_paths: dict[str, Path], read: Any, key: str, dim: int, dtype: str,
+                  cohort: str) -> PackedStore:
+    """The body of `build_packed`: write everything into `tmp`, then rename it to `folder`."""
     np_dtype = _DTYPES[dtype]
     start, offset, slides, has_coords = time.perf_counter(), 0, {}, True
     coords_parts: list[np.ndarray] = []

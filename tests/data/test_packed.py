@@ -230,3 +230,21 @@ def test_pack_command_builds_verifies_and_reports_errors(tmp_path: Path, capsys:
     assert main(["data=tcga_luad", f"paths.data_dir={tmp_path}", "data.wsi.packed_dir=null"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("survlab: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_failed_build_removes_only_its_own_temp_folder(tmp_path: Path) -> None:
+    from survlab.data.packed import build_packed
+
+    bags = _write_pt_cohort(tmp_path)
+    lookalike = tmp_path / f"packed.tmp{os.getpid()}"  # what an older build would have named (and deleted)
+    lookalike.mkdir()
+    (lookalike / "mine.txt").write_text("user file")
+    paths = {s: tmp_path / f"features/enc/pt_files/{s}.pt" for s in bags}
+
+    def failing(sid: str):
+        raise DataFileError(f"{sid}: unreadable")
+
+    with pytest.raises(DataFileError, match="unreadable"):
+        build_packed(tmp_path / "packed", paths, failing, "k", 5)
+    assert (lookalike / "mine.txt").read_text() == "user file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", lookalike.name]
