@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+
 MODELS = ("abmil", "ggmf", "crossfusion")
 DEFAULT_VARIANTS = {
     "survlab": [],
@@ -152,7 +153,7 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
     import hydra
 
     from survlab.run import _instantiate_clean, build_task
-    from survlab.utils.config_check import resolve_auto
+    from survlab.runner.config_check import resolve_auto
 
     resolve_auto(cfg)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)

@@ -19,15 +19,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from survlab.data.datamodule import _load_data_yaml
 from survlab.data.external import setup_external
+from survlab.runner.report import write_run_outputs
 from survlab.utils.outputs import write_json
-from survlab.utils.report import write_run_outputs
 
 log = logging.getLogger("survlab.run")
 
 
 def _data_dirs() -> list[Path]:
-    dirs = [Path.cwd() / "conf" / "data", Path(__file__).resolve().parents[1] / "conf" / "data"]
-    return [d for d in dirs if d.is_dir()]
+    from survlab.utils.confdirs import group_dirs
+
+    return group_dirs("data")
 
 
 def external_data_config(cfg: DictConfig, name: str) -> DictConfig:

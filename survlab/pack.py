@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 def pack(overrides: list[str], verify: bool = False) -> list[dict[str, object]]:

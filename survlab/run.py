@@ -22,14 +22,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.tasks.outcome import OutcomeTask
-from survlab.tasks.pretrained import apply_pretrained
-from survlab.tasks.survival import SurvivalTask
-from survlab.utils import jobs
-from survlab.utils.config_check import check_config, resolve_auto
-from survlab.utils.outputs import write_json
-from survlab.utils.report import write_run_outputs
-from survlab.utils.setup import (
+from survlab.runner.config_check import check_config, resolve_auto
+from survlab.runner.report import write_run_outputs
+from survlab.runner.setup import (
     AtomicCheckpointIO,
     LastCheckpoint,
     build_callbacks,
@@ -37,6 +32,11 @@ from survlab.utils.setup import (
     finish_loggers,
     resolve_ckpt_path,
 )
+from survlab.tasks.outcome import OutcomeTask
+from survlab.tasks.pretrained import apply_pretrained
+from survlab.tasks.survival import SurvivalTask
+from survlab.utils import jobs
+from survlab.utils.outputs import write_json
 
 log = logging.getLogger("survlab.run")
 
@@ -67,8 +67,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_rank != 0:
             return {}
-        if hasattr(task, "CONFIG_METRICS"):  # a segmentation task: its own outputs (survlab.utils.seg_report)
-            from survlab.utils.seg_report import write_segmentation_outputs
+        if hasattr(task, "CONFIG_METRICS"):  # a segmentation task: its own outputs (survlab.runner.seg_report)
+            from survlab.runner.seg_report import write_segmentation_outputs
 
             return write_segmentation_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started)
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
@@ -119,7 +119,7 @@ def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
     raise ValueError(f"selection must be 'best_val' or 'last', got {cfg.selection!r}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
     """Hydra entry for one job: check the config, lock the job dir, check its identity, skip / resume / run, record
     the outcome. survlab's errors reach the console as one line; the traceback goes to FAILED and the job log."""

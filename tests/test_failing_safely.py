@@ -12,8 +12,8 @@ import pytest
 import torch
 from _cli import REPO, run_survlab, tiny_overrides
 
+from survlab.runner.testing import compose_config
 from survlab.utils import jobs
-from survlab.utils.testing import compose_config
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -39,7 +39,7 @@ def test_progress_bar_can_be_switched_off(tmp_path: Path) -> None:
     """`trainer.enable_progress_bar=false` used to fail every job (Lightning refuses a progress-bar callback)."""
     import hydra
 
-    from survlab.utils.setup import build_callbacks
+    from survlab.runner.setup import build_callbacks
 
     cfg = compose_config(tmp_path / "out", ["trainer.enable_progress_bar=false"])
     callbacks = build_callbacks(cfg, tmp_path / "out")

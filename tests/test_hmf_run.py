@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from survlab.data.checks import DataFileError
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 COHORT = ["data.synthetic.n_patients=120", "data.synthetic.feature_dim=8", "data.wsi.feature_dim=8",
           "data.synthetic.patches_per_slide=[10,30]", "data.synthetic.seed=3", "data.splits.folds=3"]

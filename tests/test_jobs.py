@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from _cli import REPO, run_survlab, tiny_overrides
 
+from survlab.runner.testing import compose_config
 from survlab.utils import jobs
-from survlab.utils.testing import compose_config
 
 
 def _identity(tmp: Path, *overrides: str) -> dict:
@@ -78,7 +78,7 @@ def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
     env = {"SURVLAB_TEST_KILL": "1"}
     run = tmp_path / "run"
     args = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=snn", "trainer.max_epochs=3",
-            f"hydra.run.dir={run}", "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
+            f"hydra.run.dir={run}", "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
             "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
     killed = run_survlab(args, env=env)
     assert killed.returncode == 1 and killed.stderr.strip().splitlines()[-1].startswith(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 COHORT = ["data.synthetic.n_patients=160", "data.synthetic.feature_dim=8", "data.wsi.feature_dim=8",
           "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8", "data.synthetic.patches_per_slide=[8,24]",

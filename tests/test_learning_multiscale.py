@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 COHORT = ["data=synthetic_multiscale", "data.synthetic.n_patients=160", "data.synthetic.feature_dim=8",
           "data.wsi.feature_dim=8", "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 
 def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:

@@ -165,7 +165,7 @@ PAPER = {  # specs/pathgen.md
 def test_tcga_recipes_carry_the_papers_settings(cohort: str, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from survlab.utils.testing import compose_config
+    from survlab.runner.testing import compose_config
 
     cfg = compose_config(tmp_path, [f"experiment=pathgen_pipeline_{cohort}", f"paths.data_dir={tmp_path}"])
     for key, expected in PAPER.items():

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
-from survlab.utils.config_check import resolve_auto
-from survlab.utils.testing import CONF_DIR, compose_config, run_job
+from survlab.runner.config_check import resolve_auto
+from survlab.runner.testing import CONF_DIR, compose_config, run_job
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("_"))  # _x: shared parts
 PAPER = {  # what the recipes must say (specs/*.md)
@@ -204,7 +204,7 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
                  "logger=none",
                  "data.num_workers=0", "data.pin_memory=false", "export_attention=false",
                  "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null", "callbacks.lr_monitor=null",
-                 "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder",
+                 "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder",
                  f"+callbacks.steps.path={steps_file}", *SMALL_NETS[family], *SCHEDULE_OVERRIDES[family]]
     cfg = compose_config(run_dir, overrides)
     if _clam_layout(cfg):

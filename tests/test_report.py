@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from survlab.runner.report import _patient_predictions
 from survlab.tasks.objectives import ClassificationObjective, HorizonObjective
-from survlab.utils.report import _patient_predictions
 
 
 def test_class_and_horizon_columns_join_by_case_id_without_survival() -> None:

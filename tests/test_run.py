@@ -15,7 +15,7 @@ import pytest
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.eval.metrics import harrell_cindex
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=tiny", "data.synthetic.n_patients=40", "data.synthetic.feature_dim=8",
@@ -106,7 +106,7 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path: Path, selec
               "data.weighted_sampling=true", "model.task.lr=3e-3"]
     full, full_out = run_in_process(tmp_path / "a", common)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        run_in_process(tmp_path / "b", [*common, "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
+        run_in_process(tmp_path / "b", [*common, "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
                                         f"+callbacks.kill.epoch={epoch}", f"+callbacks.kill.batch={batch}"])
     import torch
 

@@ -173,7 +173,7 @@ def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_
     same configuration, as a requeued SLURM job does.)"""
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "model=snn", "fold=0", *tiny_overrides(tmp_path, data_dir), "trainer.max_epochs=3",
-            f"hydra.sweep.dir={sweep_dir}", "+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch",
+            f"hydra.sweep.dir={sweep_dir}", "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
             "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
     check(run_survlab(args, env={"SURVLAB_TEST_KILL": "1"}))
     job = sweep_dir / "snn" / "synthetic" / "fold0"

@@ -30,6 +30,7 @@ from survlab.data.batch import collate
 from survlab.data.clinical import ClinicalEncoder
 from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids
 from survlab.data.dataset import ModalitySources, PatientDataset
+from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.genomics import (
     check_coverage,
     fit_genomics,
@@ -44,7 +45,6 @@ from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.data.wsi import BagStore, DropReport, check_availability
-from survlab.models.base import MODALITIES, ModalityDims
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,19 @@ def _load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     """A conf/data yaml merged over its `defaults` parents (plain dict merge, child wins; enough to read keys)."""
     import yaml
 
+    from survlab.utils.confdirs import find_config
+
     cfg = yaml.safe_load(path.read_text()) or {}
     merged: dict[str, Any] = {}
     for parent in cfg.pop("defaults", []) or []:
-        if (
-            isinstance(parent, str)
-            and parent != "_self_"
-            and depth < 5
-            and (path.parent / f"{parent}.yaml").is_file()
-        ):
-            merged = _deep_merge(merged, _load_data_yaml(path.parent / f"{parent}.yaml", depth + 1))
+        if not isinstance(parent, str) or parent == "_self_" or depth >= 5:
+            continue
+        # a user cohort may build on a shipped base (`defaults: [_tcga, _self_]`): its own folder first, then the
+        # config search path
+        found = path.parent / f"{parent}.yaml"
+        found = found if found.is_file() else find_config(path.parent.name, parent)
+        if found is not None:
+            merged = _deep_merge(merged, _load_data_yaml(found, depth + 1))
     return _deep_merge(merged, cfg)
 
 
@@ -134,12 +137,18 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
     """Names of conf/data/*.yaml whose config provides `modality` (None when no conf dir is found)."""
     import yaml
 
-    dirs = conf_dirs or [Path.cwd() / "conf" / "data", Path(__file__).resolve().parents[2] / "conf" / "data"]
+    from survlab.utils.confdirs import group_dirs
+
+    dirs = list(conf_dirs) if conf_dirs else group_dirs("data")
     found = [d for d in dirs if d.is_dir()]
     if not found:
         return None
     names = []
-    for f in sorted(found[0].glob("*.yaml")):
+    files = {}
+    for d in found:  # search order: the first folder holding a name wins
+        for f in d.glob("*.yaml"):
+            files.setdefault(f.stem, f)
+    for f in [files[k] for k in sorted(files)]:
         if f.name.startswith("_"):
             continue
         try:

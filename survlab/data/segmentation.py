@@ -30,8 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.checks import DataFileError
+from survlab.data.dims import ModalityDims
 from survlab.data.imaging import list_slices, read_png_stack, read_volume, window_to_uint8
-from survlab.models.base import ModalityDims
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 import survlab
-from survlab.models.base import survival_from_hazard_logits
 from survlab.utils.files import atomic_write
 
 
@@ -35,28 +33,6 @@ def _json_safe(value: Any) -> Any:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON with NaN/inf as null (strict JSON readers choke on NaN)."""
     atomic_write(path, json.dumps(_json_safe(payload), indent=2, sort_keys=False) + "\n")
-
-
-def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int) -> pd.DataFrame:
-    """One row per test patient: case_id, fold, risk, time, event, hazard_k, surv_k (discrete-time models)."""
-    frame = pd.DataFrame({
-        "case_id": [case_ids[i] for i in results["index"]],
-        "fold": fold,
-        "risk": results["risk"].astype(float),
-        "time": results["time"].astype(float),
-        "event": results["event"].astype(int),
-    })
-    if "hazard_logits" in results:
-        import torch
-
-        logits = torch.as_tensor(results["hazard_logits"])
-        hazards = torch.sigmoid(logits).numpy()
-        surv = survival_from_hazard_logits(logits).numpy()
-        for k in range(hazards.shape[1]):
-            frame[f"hazard_{k}"] = hazards[:, k]
-        for k in range(surv.shape[1]):
-            frame[f"surv_{k}"] = surv[:, k]
-    return frame
 
 
 def git_commit(cwd: Path | None = None) -> str | None:

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "survlab" / "conf"
 REAL = {  # cohort -> (patient label, its column, a slide label or None)
     "tcga_nsclc": ("label", "label", None),
     "tcga_brca_subtype": ("label", "label", None),

@@ -3,8 +3,6 @@ errors, and learning a planted survival signal (held-out Harrell C-index)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 import numpy as np
 import pytest
@@ -111,7 +109,7 @@ def test_attention_is_zero_on_padding_and_sums_to_one(name: str, items: list[Pat
     torch.testing.assert_close(attn.sum(dim=1), torch.ones(len(items)))
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import hydra
 import numpy as np
@@ -238,7 +237,7 @@ def test_bad_settings_are_one_line_errors(make: Callable[[], OutcomeNet], messag
     assert "\n" not in str(err.value)
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 @pytest.mark.parametrize(

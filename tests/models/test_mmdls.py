@@ -134,7 +134,7 @@ def _train_and_score(tmp: Path, n_patients: int, epochs: int) -> dict[str, float
     )
     dm.setup("fit")
     cfg = OmegaConf.create(
-        {"model": OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "mmdls.yaml")}
+        {"model": OmegaConf.load(Path(__file__).parents[2] / "survlab" / "conf" / "model" / "mmdls.yaml")}
     )
     L.seed_everything(0)
     net = MMDLS(dm.dims, dim=32, hidden=64, heads=2, task_embed_dim=8)

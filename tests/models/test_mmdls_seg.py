@@ -14,7 +14,7 @@ import torch
 
 from survlab.data.segmentation import SegmentationDataModule, patient_split
 from survlab.models.mmdls_seg import LungLesionSegmentor, resnet18_stem_to_layer2
-from survlab.utils.testing import run_job
+from survlab.runner.testing import run_job
 
 
 def test_segmentor_shapes_and_monai_backbone(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from test_outcome import _DM, C
 
 from survlab.data.batch import Batch, PatientItem, collate
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.runner.config_check import ConfigError, check_config, resolve_auto, task_metric_names
 from survlab.tasks.objectives import HorizonObjective, SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
-from survlab.utils.config_check import ConfigError, check_config, resolve_auto, task_metric_names
 
 HORIZONS = [5.0, 10.0]
 # (time, event) -> expected target at horizons 5 and 10 (None = masked)

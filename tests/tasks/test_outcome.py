@@ -147,7 +147,7 @@ def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
     checkpoints still load with weights_only=True (hparams keep only their names)."""
     import json
 
-    from survlab.utils.testing import run_job
+    from survlab.runner.testing import run_job
 
     steps = tmp_path / "steps.json"
     run_job(tmp_path / "run", [
@@ -155,7 +155,7 @@ def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
         "data.synthetic.n_patients=40", "trainer.max_epochs=3", "selection=last", "export_attention=false",
         "model.task.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.05,momentum:0.5}",
         "model.task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
-        "+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder", f"+callbacks.steps.path={steps}"])
+        "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder", f"+callbacks.steps.path={steps}"])
     lrs = {}
     for step in json.loads(steps.read_text()):
         lrs.setdefault(step["epoch"], set()).add(round(step["lr"], 12))

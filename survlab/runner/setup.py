@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.utils.config_check import resolve_auto
+from survlab.runner.config_check import resolve_auto
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)

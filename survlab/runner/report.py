@@ -18,6 +18,7 @@ from survlab.eval.classification import confusion_matrix, plot_confusion
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
+from survlab.models.base import survival_from_hazard_logits
 from survlab.tasks.objectives import (
     SLIDE_STRIDE,
     ClassificationObjective,
@@ -26,9 +27,32 @@ from survlab.tasks.objectives import (
 )
 from survlab.tasks.outcome import OutcomeTask
 from survlab.utils.files import atomic_path
-from survlab.utils.outputs import git_commit, predictions_frame, write_json
+from survlab.utils.outputs import git_commit, write_json
 
 log = logging.getLogger("survlab.run")
+
+
+def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int) -> pd.DataFrame:
+    """One row per test patient: case_id, fold, risk, time, event, hazard_k, surv_k (discrete-time models)."""
+    frame = pd.DataFrame({
+        "case_id": [case_ids[i] for i in results["index"]],
+        "fold": fold,
+        "risk": results["risk"].astype(float),
+        "time": results["time"].astype(float),
+        "event": results["event"].astype(int),
+    })
+    if "hazard_logits" in results:
+        import torch
+
+        logits = torch.as_tensor(results["hazard_logits"])
+        hazards = torch.sigmoid(logits).numpy()
+        surv = survival_from_hazard_logits(logits).numpy()
+        for k in range(hazards.shape[1]):
+            frame[f"hazard_{k}"] = hazards[:, k]
+        for k in range(surv.shape[1]):
+            frame[f"surv_{k}"] = surv[:, k]
+    return frame
+
 
 
 def _bayes_accuracy(datamodule: Any) -> float | None:

@@ -15,7 +15,7 @@ Example:
     >>> check_config(OmegaConf.create({"selection": "bestval"}))
     Traceback (most recent call last):
     ...
-    survlab.utils.config_check.ConfigError: selection='bestval' is not one of best_val, last
+    survlab.runner.config_check.ConfigError: selection='bestval' is not one of best_val, last
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch.optim import Optimizer
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 class KillAtEpoch(L.Callback):
     """Raise at the start of training epoch `epoch` (or, with `batch`, before that batch of the epoch), simulating a
     job killed mid-run (as kill -9 would: nothing is saved on the way out):
-    `+callbacks.kill._target_=survlab.utils.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
+    `+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
     With `env`, it fires only while that environment variable is "1" (so a re-run with the same config resumes)."""
 
     def __init__(self, epoch: int, batch: int | None = None, env: str | None = None) -> None:
@@ -41,7 +41,7 @@ class OptimizerStepRecorder(L.Callback):
     """Record each optimiser step as it runs in training: epoch, lr of the first param group, and the number of
     patients whose gradients it applies (sum of the batch sizes since the previous step, i.e. batch x accumulation).
     Written as a JSON list to `path` when fitting ends:
-    `+callbacks.steps._target_=survlab.utils.testing.OptimizerStepRecorder +callbacks.steps.path=steps.json`."""
+    `+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder +callbacks.steps.path=steps.json`."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
