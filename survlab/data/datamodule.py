@@ -44,6 +44,7 @@ from survlab.data.samplers import EpochSampler, LengthOrderSampler
 from survlab.data.splits import FoldSplit, ensure_splits
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
+from survlab.data.trident import trident_folder
 from survlab.data.wsi import BagStore, DropReport, check_availability
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ WSI_DEFAULTS: dict[str, Any] = {
     "packed": False,  # read bags from one flat file + offsets per store (survlab.data.packed), built on first use
     "packed_dir": None,  # where packed stores go (None: <root>-packed beside a cohort survlab generated)
     "packed_dtype": "float16",
+    "layout": "clam",  # clam: <features_dir>/<encoder>/{h5,pt}_files/; trident: TRIDENT's job dir (`trident` below)
+    "trident": None,  # {job_dir, encoder, mag, patch_size, overlap} (survlab.data.trident)
 }
 GENOMICS_DEFAULTS: dict[str, Any] = {
     "expression": "expression.csv",
@@ -512,6 +515,8 @@ class CohortDataModule(L.LightningDataModule):
             cache_max_bytes=int(float(w["cache_max_gb"]) * 1024**3),
         )
         dim = w["feature_dim"]
+        if w["layout"] != "clam":
+            return self._trident_store(common, dim), None
         wsi = (
             BagStore(base, feature_dim=dim if not isinstance(dim, dict) else None, **common)
             if "wsi" in self.modalities
@@ -522,6 +527,19 @@ class CohortDataModule(L.LightningDataModule):
             per = dim if isinstance(dim, dict) else {s: dim for s in w["scales"]}
             scales = {s: BagStore(base, feature_dim=per.get(s), scale=s, **common) for s in w["scales"]}
         return wsi, scales
+
+    def _trident_store(self, common: dict[str, Any], dim: Any) -> BagStore | None:
+        """The BagStore of `wsi.layout: trident` (TRIDENT's features_<encoder>/ folder, resolved with checks)."""
+        w = self.wsi_cfg
+        if w["layout"] != "trident":
+            raise ValueError(f"data={self.name}: wsi.layout must be clam or trident, got {w['layout']!r}")
+        if w["scales"] or "scales" in self.modalities:
+            raise ValueError(f"data={self.name}: wsi.layout=trident reads one patching; unset data.wsi.scales")
+        if "wsi" not in self.modalities:
+            return None
+        folder, store_name = trident_folder(dict(w["trident"] or {}), self.root)
+        fmt = "pt" if common["format"] == "pt" else "h5"
+        return BagStore(folder, feature_dim=dim, folder=folder, **{**common, "encoder": store_name, "format": fmt})
 
     def _setup_wsi(self, cohort: Cohort, sources: ModalitySources) -> Cohort:
         wsi, scales = self._stores()
@@ -827,7 +845,8 @@ class CohortDataModule(L.LightningDataModule):
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
             "modalities": list(self.modalities),
-            "encoder": w.get("encoder"),
+            "encoder": (w.get("trident") or {}).get("encoder") if w.get("layout") == "trident" else w.get("encoder"),
+            "wsi_layout": {"layout": "trident", **(w.get("trident") or {})} if w.get("layout") == "trident" else None,
             "feature_dim": self.dims.wsi_dim if self.dims else None,
             "scales": dict(self.dims.scale_dims) if self.dims and self.dims.scale_dims else None,
             "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes, strict=False))
