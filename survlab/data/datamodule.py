@@ -41,7 +41,8 @@ from survlab.data.genomics import (
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.samplers import EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, ensure_splits
+from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
+from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.data.trident import trident_folder
@@ -79,6 +80,7 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "stratify_site": None,
     "stratify_label": None,
     "calibration_fraction": 0.0,
+    "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.splits_import)
 }
 
 
@@ -431,7 +433,7 @@ class CohortDataModule(L.LightningDataModule):
             secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
         )
         cfg = self.split_cfg
-        split_set = ensure_splits(
+        split_set = self._imported_splits(full) or ensure_splits(
             full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],
             self.label_specs[self.stratify_label].column if self.stratify_label else None,
             cfg["calibration_fraction"], self.has_survival,
@@ -439,6 +441,7 @@ class CohortDataModule(L.LightningDataModule):
         event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
+        self.split_meta: dict[str, Any] = split_set.meta
 
         cohort = full
         sources = ModalitySources()
@@ -468,6 +471,19 @@ class CohortDataModule(L.LightningDataModule):
         self.dims = self._dims()
         self._ready = True
         log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
+
+    def _imported_splits(self, full: Cohort) -> SplitSet | None:
+        """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""
+        spec, cfg = self.split_cfg["import"], self.split_cfg
+        if not spec:
+            return None
+        if cfg["stratify_site"] or cfg["calibration_fraction"]:
+            raise ValueError(f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site "
+                             "and splits.calibration_fraction")
+        base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
+        base = _under(self.root, cfg["dir"]) if cfg["dir"] else base
+        return import_from_config(dict(spec), full.table, base, self.root, cfg["val_fraction"], cfg["seed"],
+                                  self.has_survival)
 
     def _fit_labels(self, cohort: Cohort, train_rows: pd.DataFrame, sources: ModalitySources) -> None:
         """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
@@ -854,6 +870,7 @@ class CohortDataModule(L.LightningDataModule):
             else None,
             "split_file": str(self.split_path),
             "split_hash": self.split_hash,
+            "split_import": getattr(self, "split_meta", {}).get("imported"),
             "fold": self.fold,
             "folds": self.split_cfg["folds"],
             "dropped": self.drop_report,
