@@ -101,11 +101,14 @@ def _to_patients(
         for i in ids:
             where.setdefault(lookup(i), set()).add(p)
     leaks = sorted(c for c, ps in where.items() if len(ps) > 1)
+    how = (
+        "their slides fall into different parts (a leak)" if fmt == "clam" else "listed in two parts (a leak)"
+    )
     if leaks:
         first = leaks[0]
         raise ValueError(
             f"{path}: {len(leaks)} patient(s) in more than one part ({_first_ids(leaks)}; e.g. {first} in "
-            f"{sorted(where[first])}): the split leaks between {what}s of one patient; use patient-level splits"
+            f"{sorted(where[first])}): {how}; a patient must be in exactly one part"
         )
     unassigned = sorted(set(table["case_id"]) - set(where))
     if unassigned:

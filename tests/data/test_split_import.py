@@ -127,6 +127,13 @@ def test_clam_split_that_leaks_a_patient_errors(tiny_cohort: Path, tmp_path: Pat
     ):
         import_splits(table, "clam", tmp_path / "clam", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    truth = _mcat_folder(tiny_cohort, tmp_path / "mcat")
+    case = truth[1]["val"][0]
+    _ragged({"train": [*truth[1]["train"], case], "val": truth[1]["val"]}).to_csv(
+        tmp_path / "mcat" / "splits_1.csv"
+    )
+    with pytest.raises(ValueError, match=rf"splits_1.csv: 1 patient\(s\) in more than one part \({case};"):
+        import_splits(table, "mcat", tmp_path / "mcat", tmp_path / "out")
 
 
 def test_unknown_ids_are_listed_with_counts(make_datamodule, tiny_cohort: Path, tmp_path: Path) -> None:
