@@ -96,10 +96,11 @@ def _to_patients(
             f"{path}: {n_unknown} {what} id(s) not in the cohort ({per}): {_first_ids(ids)}; the split file belongs to "
             f"another cohort or the ids differ (check data.splits.import.format and the clinical CSV)"
         )
+    case_of = {i: str(lookup(i)) for ids in parts.values() for i in ids}
     where: dict[str, set[str]] = {}
     for p, ids in parts.items():
         for i in ids:
-            where.setdefault(lookup(i), set()).add(p)
+            where.setdefault(case_of[i], set()).add(p)
     leaks = sorted(c for c, ps in where.items() if len(ps) > 1)
     how = (
         "their slides fall into different parts (a leak)" if fmt == "clam" else "listed in two parts (a leak)"
@@ -116,7 +117,7 @@ def _to_patients(
             f"{path}: {len(unassigned)} cohort patient(s) in no part ({_first_ids(unassigned)}); remove them from "
             f"the clinical CSV or use a split file that covers the cohort"
         )
-    return {p: sorted({lookup(i) for i in ids}) for p, ids in parts.items()}
+    return {p: sorted({case_of[i] for i in ids}) for p, ids in parts.items()}
 
 
 def import_fold(

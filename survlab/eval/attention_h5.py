@@ -36,6 +36,13 @@ def slide_rows(
     """Patient `b` of a batch, split by slide -> (slide_id, patch_index [n], coords [n, 2], attention [n]) with
     rows sorted by their row in the slide's file. attn [B, N]; `n_patches`: patches per slide file (to turn a row of
     the concatenated bag into a row of its slide; without it, all patches of every slide must be in the batch)."""
+    if (
+        batch.wsi_mask is None
+        or batch.slide_index is None
+        or batch.patch_index is None
+        or batch.coords is None
+    ):
+        raise ValueError("attention h5 needs a WSI batch with slide_index, patch_index and coords")
     real = batch.wsi_mask[b]
     sidx, pidx = batch.slide_index[b][real], batch.patch_index[b][real]
     coords, scores = batch.coords[b][real], attn[b][real]
