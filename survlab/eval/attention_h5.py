@@ -116,4 +116,8 @@ def export_attention_h5(net: nn.Module, datamodule: Any, out_dir: Path) -> list[
         net.train(was_training)
     if written:
         log.info("attention h5: %d slide files in %s", len(written), out_dir)
+    else:
+        log.warning(
+            "export_attention_h5: nothing written (the network reports no patch attention, or no coords)"
+        )
     return written

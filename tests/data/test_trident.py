@@ -102,3 +102,64 @@ def test_empty_features_folder_is_an_error(tmp_path: Path, make_datamodule) -> N
     (tmp_path / "job" / PATCHING / "features_uni_v1").mkdir(parents=True)
     with pytest.raises(DataFileError, match=r"features_uni_v1: no .h5 feature files"):
         make_datamodule(wsi=_trident_wsi(tmp_path / "job"))
+
+
+def test_run_on_trident_layout_predicts_as_on_clam_layout(tmp_path: Path) -> None:
+    """data=tcga_luad from the command-line config: TRIDENT-layout and CLAM-layout copies of the same bags give the
+    same predictions (read-only data: nothing is written into the cohort or the job dir)."""
+    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+    from survlab.runner.testing import run_job
+
+    spec = SyntheticSpec(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20))
+    cohort = generate_cohort(tmp_path / "data" / "tcga_luad", spec, encoder="resnet50_trunc")
+    job = tmp_path / "job" / PATCHING / "features_uni_v1"
+    job.mkdir(parents=True)
+    for p in (cohort / "features" / "resnet50_trunc" / "h5_files").glob("*.h5"):
+        (job / p.name).write_bytes(p.read_bytes())
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    common = [
+        "data=tcga_luad",
+        "model=abmil",
+        "debug=fast_dev_run",
+        "data.num_workers=0",
+        "data.pin_memory=false",
+        "data.genomics=null",
+        "data.wsi.feature_dim=8",
+        "data.max_patches=32",
+        "export_attention=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]
+    trident = [
+        "data.wsi.layout=trident",
+        f"data.wsi.trident.job_dir={tmp_path / 'job'}",
+        "data.wsi.trident.encoder=uni_v1",
+    ]
+    run_job(tmp_path / "clam", [*common, "data.wsi.format=h5"])
+    run_job(tmp_path / "trident", [*common, *trident])
+    assert (tmp_path / "clam" / "predictions.csv").read_bytes() == (
+        tmp_path / "trident" / "predictions.csv"
+    ).read_bytes()
+    assert [p for p in before if p.parts[0] in ("data", "job")] == sorted(
+        p.relative_to(tmp_path)
+        for p in tmp_path.rglob("*")
+        if p.relative_to(tmp_path).parts[0] in ("data", "job")
+    )
+
+
+def test_trident_pt_features_with_format_pt(make_datamodule, tiny_cohort: Path, tmp_path: Path) -> None:
+    """TRIDENT run with --saveas pt writes <slide>.pt tensors in the same folder: read with wsi.format=pt."""
+    feats = tmp_path / "job" / PATCHING / "features_uni_v1"
+    feats.mkdir(parents=True)
+    for p in (tiny_cohort / "features" / "synthetic" / "pt_files").glob("*.pt"):
+        (feats / p.name).write_bytes(p.read_bytes())
+    dm = make_datamodule(wsi={**_trident_wsi(tmp_path / "job"), "format": "pt"})
+    clam = make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "format": "pt"})
+    slides = clam.cohort.table["slide_ids"].iloc[3]
+    assert torch.equal(
+        dm.sources.wsi.load_patient(slides).features, clam.sources.wsi.load_patient(slides).features
+    )
+    with pytest.raises(
+        FileNotFoundError, match=r"no feature file for slide .* \(searched .*features_uni_v1\)"
+    ):
+        make_datamodule(wsi=_trident_wsi(tmp_path / "job"))  # default h5: the .pt files are not read
