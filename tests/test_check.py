@@ -210,3 +210,70 @@ def test_unknown_cohort_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["data=no_such_cohort", f"paths.log_dir={tmp_path}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("survlab check: error:") and "no_such_cohort" in err and "\n" not in err
+
+
+def test_audit_of_table_and_file_mix_ups(generated: Path, tmp_path: Path) -> None:
+    """In-process `audit_cohort` (wsi.format=auto, no configured dim): case ids in two letter cases, a slide under two
+    patients, outcomes that differ across a patient's slide rows, an .h5 and a .pt of one slide that differ, and a
+    slide of another feature dim; each is one finding naming the right cases, and the missing-expression finding
+    points at the spelling."""
+    from survlab.data.audit import audit_cohort
+    from survlab.data.datamodule import CohortDataModule
+
+    root = tmp_path / "mine"
+    shutil.copytree(generated, root)
+    clin = pd.read_csv(root / "clinical.csv", dtype=str)
+    multi = sorted(clin.groupby("case_id").filter(lambda g: len(g) > 1)["case_id"].unique())
+    twin_case, conflict_case, owner_case = multi[:3]
+    lower = twin_case.lower()
+    clin.loc[clin.index[clin["case_id"] == twin_case][0], "case_id"] = lower
+    clin.loc[clin.index[clin["case_id"] == conflict_case][0], "survival_months"] = "99"
+    stolen = sorted(clin.loc[clin["case_id"] == owner_case, "slide_id"])[0]
+    clin.loc[clin.index[clin["case_id"] == multi[3]][0], "slide_id"] = stolen
+    clin.to_csv(root / "clinical.csv", index=False)
+    base = root / "features" / "synthetic"
+    others = sorted(set(clin["case_id"]) - set(multi[:4]) - {lower})
+    stale, wide = _slide_of(root, others[0]), _slide_of(root, others[1])
+    torch = pytest.importorskip("torch")
+    torch.save(
+        torch.ones(torch.load(base / "pt_files" / f"{stale}.pt").shape), base / "pt_files" / f"{stale}.pt"
+    )
+    x = np.ones((3, 6), np.float32)
+    torch.save(torch.from_numpy(x), base / "pt_files" / f"{wide}.pt")
+    with h5py.File(base / "h5_files" / f"{wide}.h5", "w") as f:
+        f.create_dataset("features", data=x)
+        f.create_dataset("coords", data=np.zeros((3, 2), np.int64))
+
+    dm = CohortDataModule(
+        name="mine",
+        root=str(root),
+        wsi={"encoder": "synthetic"},
+        genomics={},
+        clinical=None,
+        splits={"folds": 2},
+        split_root=str(tmp_path / "splits"),
+    )
+    result = audit_cohort(dm)
+    got = {f.check: f for f in result.findings}
+    assert sorted(got) == sorted(
+        [
+            "conflicting outcomes (os)",
+            "slide listed under two patients",
+            "case ids differing only in letter case",
+            "patients without an expression row",
+            ".h5 and .pt of a slide differ",
+            "feature dims differ across slides",
+        ]
+    ), [f.message for f in result.findings]
+    assert got["conflicting outcomes (os)"].cases == (conflict_case,)
+    assert got["slide listed under two patients"].cases == (stolen,)
+    assert set(got["case ids differing only in letter case"].cases) == {twin_case, lower}
+    assert got["patients without an expression row"].cases == (lower,)
+    assert (
+        f"(e.g. {lower!r} is spelled {twin_case!r} there)"
+        in got["patients without an expression row"].message
+    )
+    assert got[".h5 and .pt of a slide differ"].cases == (stale,)
+    assert got["feature dims differ across slides"].cases == (wide,)
+    assert "feature dim(s) [6] but" in got["feature dims differ across slides"].message
+    assert not (tmp_path / "splits").exists()  # a check writes no split files

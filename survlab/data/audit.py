@@ -479,6 +479,8 @@ class _Audit:
                 missing[s] = case
                 continue
             first = owner.setdefault(paths[0], (s, case))
+            if first[0] == s and first[1] != case:  # one slide id under two patients: a cohort-table finding
+                continue
             if first != (s, case):
                 shared[s] = (
                     f"slide_id {s} of case {case} and {first[0]} of case {first[1]} both resolve to "
@@ -599,18 +601,32 @@ class _Audit:
         self.coverage["ct"] = f"{len(todo) - sum(map(len, bad.values()))}/{len(cohort)} patients"
 
     # ------------------------------------------------------------------ all
+    def _guard(self, name: str, check: Callable[..., Any], *args: Any) -> Any:
+        """Run one check; an error it did not foresee becomes a finding naming the check (the others still run)."""
+        try:
+            return check(*args)
+        except Exception as exc:  # noqa: BLE001 - reported as a problem group, never a traceback
+            where = self.dm.clinical_csv if name != "genomics" else self.dm.root
+            self.add(
+                Finding(
+                    str(where), f"{name} check could not run", f"{name}: {type(exc).__name__}: {_error(exc)}"
+                )
+            )
+            return None
+
     def run(self) -> AuditResult:
         dm = self.dm
         cohort = self.cohort()
+        classes: dict[str, tuple[str, ...]] = {}
         if cohort is not None:
-            self.outcomes(cohort)
-            classes = self.labels(cohort)
-            self.clinical(cohort)
-            self.prompts(classes)
-        self.genomics(cohort)
+            self._guard("folds", self.outcomes, cohort)
+            classes = self._guard("labels", self.labels, cohort) or {}
+            self._guard("clinical", self.clinical, cohort)
+            self._guard("prompts", self.prompts, classes)
+        self._guard("genomics", self.genomics, cohort)
         if cohort is not None:
-            self.wsi(cohort)
-            self.imaging(cohort)
+            self._guard("wsi", self.wsi, cohort)
+            self._guard("imaging", self.imaging, cohort)
             self._summary(cohort, classes)
         self.result.summary.setdefault("modalities", sorted(dm.provides))
         return self.result
