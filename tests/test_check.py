@@ -277,3 +277,52 @@ def test_audit_of_table_and_file_mix_ups(generated: Path, tmp_path: Path) -> Non
     assert got["feature dims differ across slides"].cases == (wide,)
     assert "feature dim(s) [6] but" in got["feature dims differ across slides"].message
     assert not (tmp_path / "splits").exists()  # a check writes no split files
+
+
+def test_multiscale_slide_missing_a_scale_is_a_note_a_patient_left_without_slides_a_problem(
+    tmp_path: Path,
+) -> None:
+    """Multi-scale (x5/x10/x20): a slide without its x10 bag is dropped in training (a note); a patient none of whose
+    slides has an x20 bag cannot be trained on (a problem naming the patient)."""
+    from survlab.data.audit import audit_cohort
+    from survlab.data.datamodule import CohortDataModule
+
+    spec = SyntheticSpec(
+        n_patients=8,
+        feature_dim=4,
+        n_genes=20,
+        n_pathways=4,
+        patches_per_slide=(16, 20),
+        multiscale=True,
+        seed=1,
+    )
+    root = generate_cohort(tmp_path / "ms", spec)
+    clin = pd.read_csv(root / "clinical.csv", dtype=str)
+    per_case = clin.groupby("case_id")["slide_id"].agg(sorted)
+    partial = next(c for c, ss in per_case.items() if len(ss) > 1)
+    lost = next(c for c in sorted(per_case.index) if c != partial)
+    base = root / "features" / "synthetic"
+    for scale, slides in (("x10", per_case[partial][:1]), ("x20", per_case[lost])):
+        for s in slides:
+            (base / scale / "h5_files" / f"{s}.h5").unlink()
+            (base / scale / "pt_files" / f"{s}.pt").unlink()
+    dm = CohortDataModule(
+        name="ms",
+        root=str(root),
+        wsi={"encoder": "synthetic", "scales": ["x5", "x10", "x20"]},
+        genomics=None,
+        clinical=None,
+        splits={"folds": 2},
+        split_root=str(tmp_path / "splits"),
+    )
+    result = audit_cohort(dm)
+    assert [(f.check, f.cases) for f in result.findings] == [
+        ("patients without a slide at every scale", (lost,))
+    ], [f.message for f in result.findings]
+    notes = {(f.file.rsplit("/", 1)[-1], f.check): f.cases for f in result.notes}
+    assert notes[("x10", "feature files missing")] == (per_case[partial][0],)
+    assert notes[("x20", "feature files missing")] == tuple(per_case[lost])
+    assert (
+        result.summary["coverage"]["wsi"]
+        == f"{len(per_case) - 1}/{len(per_case)} patients with readable features"
+    )

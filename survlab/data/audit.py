@@ -369,6 +369,20 @@ class _Audit:
                 ),
                 note=dm.allow_missing,
             )
+        kept = expr.loc[[c for c in cohort.case_ids if c in have]]
+        holes = kept.isna()
+        some = holes.any(axis=1) & ~holes.all(axis=1)
+        if some.any():
+            self.add(
+                Finding(
+                    str(path),
+                    "empty expression cells",
+                    f"{path}: {int(holes[some].to_numpy().sum())} empty cell(s) in {int(some.sum())} patient(s) "
+                    f"({_first_ids(list(kept.index[some]))}); imputed from the training patients",
+                    tuple(kept.index[some]),
+                ),
+                note=True,
+            )
         empty = [c for c in cohort.case_ids if c in have and expr.loc[c].isna().all()]
         if empty:
             self.add(
@@ -443,6 +457,7 @@ class _Audit:
             (c, s) for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) for s in ss
         ]
         readable = {s for _, s in slides}  # slides whose file is fine in EVERY store (scale)
+        absent: set[str] = set()  # slides without a file in some store
         for store in stores:
             try:
                 store.check_layout()
@@ -450,15 +465,34 @@ class _Audit:
                 self.fail(store.base, "feature folder", exc)
                 readable = set()
                 continue
-            readable &= self._store(store, slides, cohort)
+            ok, missing = self._store(store, slides, cohort)
+            readable &= ok
+            absent |= missing
         lacking = {c for c, s in slides} - {c for c, s in slides if s in readable}
+        left = sorted({c for c, s in slides} - {c for c, s in slides if s not in absent})
+        if (
+            len(stores) > 1 and left
+        ):  # multi-scale: slides missing a scale are dropped; a patient may lose all
+            fix = "dropped (allow_missing=true)" if dm.allow_missing else f"{_FIX}, or set allow_missing=true"
+            self.add(
+                Finding(
+                    str(dm.clinical_csv),
+                    "patients without a slide at every scale",
+                    f"{dm.clinical_csv}: {len(left)} patient(s) have no slide with features at all scales "
+                    f"({_first_ids(left)}); {fix}",
+                    tuple(left),
+                ),
+                note=dm.allow_missing,
+            )
         self.coverage["wsi"] = (
             f"{len(cohort) - len(lacking) - len(no_slides)}/{len(cohort)} patients with readable features"
         )
         self.result.summary["slides"] = len(slides)
 
-    def _store(self, store: BagStore, slides: Sequence[tuple[str, str]], cohort: Cohort) -> set[str]:
-        """Read every slide's file of one store once -> the slides whose file is fine."""
+    def _store(
+        self, store: BagStore, slides: Sequence[tuple[str, str]], cohort: Cohort
+    ) -> tuple[set[str], set[str]]:
+        """Read every slide's file of one store once -> (the slides whose file is fine, the slides without a file)."""
         where = str(store.base)
         missing: dict[str, str] = {}
         bad: dict[str, dict[str, str]] = {}
@@ -554,7 +588,7 @@ class _Audit:
                 note=True,
             )
         usual = Counter(dims.values()).most_common(1)[0][0] if dims else None
-        return {s for s, d in dims.items() if d == usual}
+        return {s for s, d in dims.items() if d == usual}, set(missing)
 
     # ------------------------------------------------------------------ CT / PET
     def imaging(self, cohort: Cohort) -> None:
