@@ -470,9 +470,8 @@ class _Audit:
             absent |= missing
         lacking = {c for c, s in slides} - {c for c, s in slides if s in readable}
         left = sorted({c for c, s in slides} - {c for c, s in slides if s not in absent})
-        if (
-            len(stores) > 1 and left
-        ):  # multi-scale: slides missing a scale are dropped; a patient may lose all
+        # multi-scale: a slide missing a scale is dropped, so a patient may lose all of them
+        if len(stores) > 1 and left:
             fix = "dropped (allow_missing=true)" if dm.allow_missing else f"{_FIX}, or set allow_missing=true"
             self.add(
                 Finding(
@@ -541,7 +540,11 @@ class _Audit:
             dirs = ", ".join(str(d) for d in store.search_dirs)
             drop = self.dm.allow_missing or (store.scale is not None)
             fix = (
-                "dropped (allow_missing=true)" if drop else f"{_FIX}, or set allow_missing=true to drop them"
+                "dropped (allow_missing=true)"
+                if self.dm.allow_missing
+                else "these slides are dropped (a slide needs a bag at every scale)"
+                if drop
+                else f"{_FIX}, or set allow_missing=true to drop them"
             )
             self.add(
                 Finding(
