@@ -326,3 +326,33 @@ def test_multiscale_slide_missing_a_scale_is_a_note_a_patient_left_without_slide
         result.summary["coverage"]["wsi"]
         == f"{len(per_case) - 1}/{len(per_case)} patients with readable features"
     )
+
+
+def test_petct_cohort_problems(tiny_petct_cohort: Path, tmp_path: Path) -> None:
+    """PET/CT (PNG stacks, imaging.missing=error): the patients without images, a case whose radiomics row is gone
+    and an unreadable PNG slice are each named with the right cases; nothing is cached."""
+    from survlab.data.audit import audit_cohort
+    from survlab.data.datamodule import CohortDataModule
+    from tests.conftest import petct_kwargs
+
+    root = tmp_path / "petct"
+    shutil.copytree(tiny_petct_cohort, root)
+    cases = sorted(p.name for p in (root / "images").iterdir())
+    broken, no_row = cases[0], cases[1]
+    slice_png = sorted((root / "images" / broken / "lesion").glob("*.png"))[0]
+    slice_png.write_bytes(b"not a png")
+    rad = pd.read_csv(root / "radiomics.csv", dtype={"case_id": str})
+    rad[rad["case_id"] != no_row].to_csv(root / "radiomics.csv", index=False)
+    clin = pd.read_csv(root / "clinical.csv", dtype={"case_id": str})
+    no_images = sorted(set(clin["case_id"]) - set(cases))
+    dm = CohortDataModule(**petct_kwargs(root, tmp_path, imaging={"missing": "error"}, modalities=None))
+    result = audit_cohort(dm)
+    got = {f.check: f for f in result.findings}
+    assert sorted(got) == ["patients without imaging", "unreadable files"], [
+        f.message for f in result.findings
+    ]
+    assert set(got["patients without imaging"].cases) == {no_row, *no_images}
+    assert "a radiomics row" in got["patients without imaging"].message
+    assert got["unreadable files"].cases == (broken,)
+    assert f"{slice_png}: cannot read as a PNG image" in got["unreadable files"].message
+    assert not (tmp_path / "cache").exists()
