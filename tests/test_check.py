@@ -356,3 +356,19 @@ def test_petct_cohort_problems(tiny_petct_cohort: Path, tmp_path: Path) -> None:
     assert got["unreadable files"].cases == (broken,)
     assert f"{slice_png}: cannot read as a PNG image" in got["unreadable files"].message
     assert not (tmp_path / "cache").exists()
+
+
+def test_prompts_that_miss_a_class(user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Text prompts for label grade (classes 0-3) that give sentences for 0-2 only: one line naming the file, the
+    missing class and the fix; the rest of the cohort is clean."""
+    prompts = tmp_path / "grade_prompts.json"
+    prompts.write_text('{"0": ["low grade"], "1": ["grade one"], "2": ["grade two"]}')
+    assert main([*_args(tmp_path), f"+data.prompts.grade={prompts}"]) == 1
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.split("\nnotes (")[0].splitlines() if ln.startswith("  [")]
+    assert len(lines) == 1 and lines[0].startswith("  [prompts do not match label 'grade'] prompts file "), (
+        out
+    )
+    assert (
+        str(prompts) in lines[0] and "missing ['3']" in lines[0] and "give sentences for exactly" in lines[0]
+    )
