@@ -221,3 +221,46 @@ def test_version_flag(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli.main([flag]) == 0
     assert capsys.readouterr().out == f"survlab {survlab.__version__}\n"
+
+
+def test_default_job_runs_on_core_dependencies_only(tmp_path: Path) -> None:
+    """With every extra's package hidden (launchers, tensorboard, optuna, test references, text encoders), the
+    default job (default data / model / loggers / callbacks / launcher; 1 batch, 40 patients) ends 0 and writes its
+    metrics: nothing in the default path needs an extra."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SURVLAB_CONFIG_PATH", "SURVLAB_TRACEBACK")}
+    env.update(PYTHONPATH=str(REPO), WANDB_MODE="disabled", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tests" / "_core_install.py"),
+            "survlab.run",
+            "debug=fast_dev_run",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "data.synthetic.n_patients=40",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "IMPORTED_HIDDEN=[]" in proc.stdout
+    (metrics_file,) = (tmp_path / "logs" / "runs" / "ggmf" / "synthetic" / "fold0").glob("*/metrics.json")
+    assert json.loads(metrics_file.read_text())["status"] == "ok"
+
+
+def test_core_install_helper_hides_an_extra(tmp_path: Path) -> None:
+    """The helper above really hides an extra: a module importing scikit-learn fails under it."""
+    (tmp_path / "uses_sklearn.py").write_text("import sklearn\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_core_install.py"), "uses_sklearn"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "No module named 'sklearn'" in proc.stderr
