@@ -209,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.code, file=sys.stderr)
             return 1
         return int(exc.code or 0)
+    except BrokenPipeError:  # e.g. `survlab synth ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line on the console; the traceback on request
         if os.environ.get("SURVLAB_TRACEBACK") == "1":
             raise

@@ -42,6 +42,7 @@ def compose_data(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> A
     `config_dirs` given with --config-dir), interpolations left as written."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
 
     from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
@@ -52,6 +53,11 @@ def compose_data(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> A
     try:
         with initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=[*overrides, *(extra if config_dirs else [])])
+    except MissingConfigException as exc:
+        raise ValueError(
+            f"{str(exc).splitlines()[0]}; configs of yours are found through SURVLAB_CONFIG_PATH, ./conf "
+            "or --config-dir DIR (README 'Your own configs')"
+        ) from None
     finally:
         GlobalHydra.instance().clear()
     return cfg.data
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(shown.items())
         )
     print(
-        f"wrote {synthetic.get('kind', 'survival')} cohort data={data.get('name')} to {root} ({seconds:.1f}s)"
+        f"{synthetic.get('kind', 'survival')} cohort data={data.get('name')} in {root} (ready in {seconds:.1f}s)"
         + (f": {summary}" if summary else "")
     )
     print("layout:")

@@ -116,6 +116,9 @@ def test_a_command_error_is_one_line_with_a_nonzero_status(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "data=gse7390 has no `synthetic:` block" in err
     assert not (tmp_path / "x").exists()
+    assert cli.main(["synth", "data=my_lab_cohort_xyz", f"out={tmp_path / 'z'}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Could not find 'data/my_lab_cohort_xyz'" in err and "--config-dir DIR" in err
     existing = tmp_path / "mine.yaml"
     existing.write_text("keep: me\n")
     assert cli.main(["synth", "data=synthetic", f"out={tmp_path / 'y'}", f"config={existing}"]) == 1
@@ -251,3 +254,13 @@ def test_user_cohort_on_a_shipped_base_trains_with_config_dir(tiny_cohort: Path,
     assert (tmp_path / "logs" / "splits" / "lab_cohort").is_dir()  # split files outside the cohort folder
     assert _files(tiny_cohort) == before
     assert pd.read_csv(tiny_cohort / "clinical.csv").shape[0] > 0
+
+
+def test_train_resume_of_a_dir_without_a_run_is_one_line(tmp_path: Path) -> None:
+    """`survlab train resume=<dir>` goes through survlab.run's resume handling; a dir that holds no run -> one line
+    naming the missing job record, status 1, no traceback."""
+    proc = _py(["-m", "survlab", "train", f"resume={tmp_path}"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"survlab: resume={tmp_path}: no job record ({tmp_path / 'job.json'}); pass a run dir written by survlab.run"
+    ]
