@@ -88,8 +88,7 @@ def data_config(data: Any, root: Path, name: str) -> dict[str, Any]:
     split files under `${paths.splits_dir}/<name>` (nothing is written into the cohort folder)."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(data, resolve=False)
-    assert isinstance(cfg, dict)
+    cfg: dict[str, Any] = {str(k): v for k, v in OmegaConf.to_container(data, resolve=False).items()}  # type: ignore[union-attr]
     cfg.pop("synthetic", None)
     cfg.update(name=name, root=str(root))
     wsi, dim = cfg.get("wsi"), synthetic_dim(data)
@@ -189,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             f"survlab synth: data={data.get('name')} has no `synthetic:` block (not a generated cohort); "
             "use a synthetic one, e.g. data=synthetic, synthetic_classification, synthetic_petct"
         )
-    synthetic = OmegaConf.to_container(data.synthetic, resolve=True)
+    synthetic: dict[str, Any] = dict(OmegaConf.to_container(data.synthetic, resolve=True))  # type: ignore[arg-type]
     start = time.perf_counter()
-    root = generate(out, dict(synthetic), str(data.get("name")))  # type: ignore[arg-type]
+    root = generate(out, synthetic, str(data.get("name")))
     seconds = time.perf_counter() - start
 
     summary = ""
