@@ -9,10 +9,15 @@ survival and classification baseline.
 Padding never changes the output: attention is exactly 0 on padded patches (`wsi_mask` False).
 
 Example:
+    >>> from survlab.data.examples import random_batch
+    >>> batch = random_batch(ModalityDims(wsi_dim=32), bag_sizes=(5, 3))
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_bins=4), hidden_dim=64)
-    >>> pred = net(batch)  # pred.hazard_logits [B, 4], pred.attention["patch"] [B, N]
+    >>> pred = net(batch)
+    >>> pred.hazard_logits.shape, pred.attention["patch"].shape  # [B, 4], [B, N]
+    (torch.Size([2, 4]), torch.Size([2, 5]))
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_classes={"subtype": 2}), targets=["subtype"], survival=False)
     >>> net(batch).class_logits["subtype"].shape  # [B, 2]
+    torch.Size([2, 2])
 """
 
 from __future__ import annotations

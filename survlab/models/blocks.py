@@ -52,7 +52,12 @@ def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Ten
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...]; padding never leaks in."""
+    """Mean of the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...]; padding never leaks in.
+
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])          # one bag: 2 real patches + 1 padded
+    >>> masked_mean(x, torch.tensor([[True, True, False]]))
+    tensor([[2.]])
+    """
     if mask is None:
         return x.mean(dim=1)
     w = mask.to(x.dtype).view(*mask.shape, *([1] * (x.dim() - 2)))
@@ -61,7 +66,12 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
 
 def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
     """Maximum over the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...], taken separately per
-    trailing entry (e.g. per class logit); padding is never the maximum."""
+    trailing entry (e.g. per class logit); padding is never the maximum.
+
+    >>> x = torch.tensor([[[1.0, -5.0], [-2.0, 4.0], [9.0, 9.0]]])   # 2 real patches x 2 logits + 1 padded
+    >>> masked_max(x, torch.tensor([[True, True, False]]))
+    tensor([[1., 4.]])
+    """
     if mask is None:
         return x.amax(dim=1)
     keep = mask.view(*mask.shape, *([1] * (x.dim() - 2)))

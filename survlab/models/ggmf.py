@@ -18,8 +18,12 @@ Departures from the reference code (its known defects): the padding mask is used
 residual pooling, so a bag alone and the same bag padded inside a batch give the same output.
 
 Example:
-    >>> net = GGMF(ModalityDims(wsi_dim=1024, genomic_sizes=(12, 40, 7)), dim=64, heads=4)
-    >>> pred = net(batch)  # pred.hazard_logits [B, 4]; pred.attention["pathway"|"topk"|"patch"]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 40, 7))
+    >>> net = GGMF(dims, dim=64, heads=4)
+    >>> pred = net(random_batch(dims, bag_sizes=(6, 4)))
+    >>> pred.hazard_logits.shape, sorted(pred.attention)  # [B, 4]
+    (torch.Size([2, 4]), ['patch', 'pathway', 'topk'])
 """
 
 from __future__ import annotations
