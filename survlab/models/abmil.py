@@ -77,6 +77,7 @@ class ABMIL(OutcomeNet):
         slide_targets: Sequence[str] = (),
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         self.encoder = ABMILEncoder(dims.wsi_dim, hidden_dim, attn_dim, dropout)
         unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
         if unknown:

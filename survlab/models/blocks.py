@@ -94,9 +94,10 @@ class SNNBlock(nn.Sequential):
     """Self-normalising block: Linear → ELU → AlphaDropout (Klambauer et al.; the SNN/MCAT genomic encoder)."""
 
     def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.25) -> None:
-        super().__init__(nn.Linear(in_dim, out_dim), nn.ELU(), nn.AlphaDropout(dropout))
-        nn.init.normal_(self[0].weight, std=1.0 / math.sqrt(in_dim))  # LeCun normal, as SNNs require
-        nn.init.zeros_(self[0].bias)
+        linear = nn.Linear(in_dim, out_dim)
+        super().__init__(linear, nn.ELU(), nn.AlphaDropout(dropout))
+        nn.init.normal_(linear.weight, std=1.0 / math.sqrt(in_dim))  # LeCun normal, as SNNs require
+        nn.init.zeros_(linear.bias)
 
 
 def snn_encoder(in_dim: int, hidden: Sequence[int], dropout: float = 0.25) -> nn.Sequential:

@@ -88,6 +88,7 @@ class CLAMSB(OutcomeNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         if size_arg not in CLAM_SIZES:
             raise ValueError(f"CLAMSB size_arg must be one of {list(CLAM_SIZES)}, got {size_arg!r}")
         if instance_loss not in INSTANCE_LOSSES:

@@ -273,6 +273,7 @@ class CrossFusion(SurvivalNet):
             )
         self.coarse, self.source, self.fine = scales
         self.scales = scales
+        assert dims.scale_dims is not None  # checked above: every scale is in it
         self.proj = nn.ModuleDict({s: ScaleProjection(dims.scale_dims[s], dim) for s in scales})
         self.coarse_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)
         self.fine_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)

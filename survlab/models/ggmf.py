@@ -98,6 +98,7 @@ class GGMF(SurvivalNet):
         output: Literal["hazards", "risk"] = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if output not in ("hazards", "risk"):
             raise ValueError(f"GGMF: output must be 'hazards' or 'risk', got {output!r}")
         if not 0.0 < topk_ratio <= 1.0:

@@ -91,6 +91,7 @@ class LateFusion(SurvivalNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if fusion not in FUSIONS:
             raise ValueError(f"LateFusion fusion must be one of {FUSIONS}, got {fusion!r}")
         self.wsi_encoder = ABMILEncoder(dims.wsi_dim, wsi_hidden, attn_dim, dropout)

@@ -17,6 +17,8 @@ Example (two patients, bags of 5 and 3 patches of 32 features):
 
 from __future__ import annotations
 
+from typing import Any
+
 from survlab.data.batch import Batch
 from survlab.models.base import Prediction
 from survlab.models.blocks import masked_max
@@ -31,6 +33,6 @@ class MaxMIL(PatchMIL):
         mask = batch.wsi_mask
         h = self.patch_fc(batch.wsi)  # [B, N, H]
         per_patch = self.predict_heads(h)  # class_logits[label] [B, N, K]; hazard_logits [B, N, bins] / risk [B, N]
-        out = {k: masked_max(v, mask) for k, v in per_patch.items() if k != "class_logits"}
+        out: dict[str, Any] = {k: masked_max(v, mask) for k, v in per_patch.items() if k != "class_logits"}
         out["class_logits"] = {label: masked_max(v, mask) for label, v in per_patch["class_logits"].items()}
         return Prediction(**out, embedding=masked_max(h, mask))

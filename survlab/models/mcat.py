@@ -99,6 +99,7 @@ class MCAT(SurvivalNet):
         output: Literal["hazards", "risk"] = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if fusion not in ("concat", "bilinear"):
             raise ValueError(f"MCAT: fusion must be 'concat' or 'bilinear', got {fusion!r}")
         if output not in ("hazards", "risk"):

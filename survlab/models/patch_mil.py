@@ -35,5 +35,6 @@ class PatchMIL(OutcomeNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         self.patch_fc = mlp([dims.wsi_dim, hidden_dim], dropout=dropout)
         self.init_heads(hidden_dim, targets, survival, output)

@@ -70,6 +70,7 @@ class PathGenDenoiser(SurvivalNet):
         input_skip: bool = True,
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         sizes = tuple(dims.genomic_sizes or ())
         self.sizes, self.dim, self.input_skip = sizes, dim, input_skip
         self.encoders = nn.ModuleList(

@@ -58,6 +58,7 @@ class SNN(SurvivalNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         self.encoder = SNNEncoder(sum(dims.genomic_sizes), hidden, dropout)
         self.head = SurvivalHead(self.encoder.out_dim, dims.n_bins, output)
 
