@@ -37,9 +37,13 @@ test-all: install
 bench: install
 	$(PY) -m survlab.bench $(BENCH_ARGS)
 
+## ruff check, ruff format --check and mypy (config: pyproject.toml); the same hooks run in pre-commit
+## (.pre-commit-config.yaml; `$(VENV)/bin/pre-commit install` once).
 lint: install
-	$(PIP) install -q ruff
+	$(PIP) install -q -e ".[dev]"
 	$(VENV)/bin/ruff check survlab tests
+	$(VENV)/bin/ruff format --check survlab tests
+	$(VENV)/bin/mypy
 
 ## Rewrite $(CONSTRAINTS) from what $(VENV) holds now (after upgrading packages there and running the tests):
 ## pip freeze without survlab itself / editable installs, torch without its local build label (+cpu / +cuXXX).

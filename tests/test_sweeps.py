@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from _cli import check, run_survlab, tiny_overrides
 
-CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.utils.hydra_callbacks.SweepSummaryCallback"
+CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback"
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,13 @@ depends on the covariates can bias it; the counts of excluded patients are repor
 risk bin). Parity with MAPIE's `SplitConformalClassifier(conformity_score="lac")` is tested.
 
 Example:
-    >>> qhat = conformal_quantile(1 - cal_probs[np.arange(n), cal_y], alpha=0.1)
-    >>> sets = prediction_sets(test_probs, qhat)          # [n_test, K] bool
+    >>> cal_probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])    # 4 calibration patients
+    >>> qhat = conformal_quantile(lac_scores(cal_probs, np.array([0, 1, 1, 1])), alpha=0.2)
+    >>> qhat                                               # rank ceil(5 x 0.8) = 4 of the scores .1 .2 .3 .6
+    0.6
+    >>> prediction_sets(np.array([[0.95, 0.05], [0.5, 0.5]]), qhat)   # [n_test, K] bool: {0} and {0, 1}
+    array([[ True, False],
+           [ True,  True]])
 """
 
 from __future__ import annotations

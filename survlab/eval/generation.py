@@ -12,7 +12,8 @@ expression), so a user sees what the generator adds.
 
 Example:
     >>> m = generation_metrics(pred, real, sizes=(12, 20), names=("a", "b"), reference=train_mean)  # doctest: +SKIP
-    >>> m["generator"]["overall"]["spearman_gene"], m["training_mean"]["overall"]["spearman_gene"]   # 0.4, 0.0
+    >>> m["generator"]["overall"]["spearman_gene"], m["training_mean"]["overall"]["spearman_gene"]  # doctest: +SKIP
+    (0.4, 0.0)
 """
 
 from __future__ import annotations

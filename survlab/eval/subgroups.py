@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def hazard_ratio(
-    risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: str = "tertiles"
+    risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: Literal["median", "tertiles"] = "tertiles"
 ) -> dict[str, float]:
     """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
     NaN when undefined (a group empty or without events)."""
@@ -81,7 +81,7 @@ def survival_figures(
     objective: SurvivalObjective,
     rows: dict[str, np.ndarray],
     eval_times: Sequence[float],
-    km_method: str,
+    km_method: Literal["median", "tertiles"],
     km_path: Path | None,
     title: str = "",
 ) -> dict[str, float]:
@@ -108,7 +108,7 @@ def subgroup_report(
     datamodule: Any,
     out_dir: Path | None,
     eval_times: Sequence[float] | None = None,
-    km_method: str = "tertiles",
+    km_method: Literal["median", "tertiles"] = "tertiles",
     prefix: str = "",
 ) -> dict[str, float]:
     """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict."""

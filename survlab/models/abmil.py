@@ -9,10 +9,15 @@ survival and classification baseline.
 Padding never changes the output: attention is exactly 0 on padded patches (`wsi_mask` False).
 
 Example:
+    >>> from survlab.data.examples import random_batch
+    >>> batch = random_batch(ModalityDims(wsi_dim=32), bag_sizes=(5, 3))
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_bins=4), hidden_dim=64)
-    >>> pred = net(batch)  # pred.hazard_logits [B, 4], pred.attention["patch"] [B, N]
+    >>> pred = net(batch)
+    >>> pred.hazard_logits.shape, pred.attention["patch"].shape  # [B, 4], [B, N]
+    (torch.Size([2, 4]), torch.Size([2, 5]))
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_classes={"subtype": 2}), targets=["subtype"], survival=False)
     >>> net(batch).class_logits["subtype"].shape  # [B, 2]
+    torch.Size([2, 2])
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class ABMIL(OutcomeNet):
         slide_targets: Sequence[str] = (),
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         self.encoder = ABMILEncoder(dims.wsi_dim, hidden_dim, attn_dim, dropout)
         unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
         if unknown:

@@ -52,7 +52,12 @@ def masked_adaptive_avg_pool(x: Tensor, mask: Tensor | None, n_bins: int) -> Ten
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...]; padding never leaks in."""
+    """Mean of the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...]; padding never leaks in.
+
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])          # one bag: 2 real patches + 1 padded
+    >>> masked_mean(x, torch.tensor([[True, True, False]]))
+    tensor([[2.]])
+    """
     if mask is None:
         return x.mean(dim=1)
     w = mask.to(x.dtype).view(*mask.shape, *([1] * (x.dim() - 2)))
@@ -61,7 +66,12 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
 
 def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
     """Maximum over the real tokens of x [B, N, ...] (mask [B, N], True = real) -> [B, ...], taken separately per
-    trailing entry (e.g. per class logit); padding is never the maximum."""
+    trailing entry (e.g. per class logit); padding is never the maximum.
+
+    >>> x = torch.tensor([[[1.0, -5.0], [-2.0, 4.0], [9.0, 9.0]]])   # 2 real patches x 2 logits + 1 padded
+    >>> masked_max(x, torch.tensor([[True, True, False]]))
+    tensor([[1., 4.]])
+    """
     if mask is None:
         return x.amax(dim=1)
     keep = mask.view(*mask.shape, *([1] * (x.dim() - 2)))
@@ -84,9 +94,10 @@ class SNNBlock(nn.Sequential):
     """Self-normalising block: Linear → ELU → AlphaDropout (Klambauer et al.; the SNN/MCAT genomic encoder)."""
 
     def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.25) -> None:
-        super().__init__(nn.Linear(in_dim, out_dim), nn.ELU(), nn.AlphaDropout(dropout))
-        nn.init.normal_(self[0].weight, std=1.0 / math.sqrt(in_dim))  # LeCun normal, as SNNs require
-        nn.init.zeros_(self[0].bias)
+        linear = nn.Linear(in_dim, out_dim)
+        super().__init__(linear, nn.ELU(), nn.AlphaDropout(dropout))
+        nn.init.normal_(linear.weight, std=1.0 / math.sqrt(in_dim))  # LeCun normal, as SNNs require
+        nn.init.zeros_(linear.bias)
 
 
 def snn_encoder(in_dim: int, hidden: Sequence[int], dropout: float = 0.25) -> nn.Sequential:

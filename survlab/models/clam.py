@@ -16,8 +16,12 @@ instance loss "svm" (smooth top-1 SVM, α = 1, τ = 1) or "ce". A bag with fewer
 (CLAM would fail on it). Padding never changes the prediction or the instance loss.
 
 Example:
-    >>> net = CLAMSB(ModalityDims(wsi_dim=1024, n_classes={"subtype": 2}), subtyping=True)
-    >>> pred = net.train()(batch)  # pred.class_logits["subtype"] [B, 2], pred.aux_losses["instance"] scalar
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, n_classes={"subtype": 2})
+    >>> net = CLAMSB(dims, subtyping=True, k_sample=2)
+    >>> pred = net.train()(random_batch(dims, bag_sizes=(6, 4)))
+    >>> pred.class_logits["subtype"].shape, pred.aux_losses["instance"].shape  # [B, 2], scalar
+    (torch.Size([2, 2]), torch.Size([]))
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class CLAMSB(OutcomeNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         if size_arg not in CLAM_SIZES:
             raise ValueError(f"CLAMSB size_arg must be one of {list(CLAM_SIZES)}, got {size_arg!r}")
         if instance_loss not in INSTANCE_LOSSES:

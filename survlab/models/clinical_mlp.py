@@ -3,8 +3,11 @@
     clinical [B, C] → (Linear → ReLU → Dropout) × len(hidden) → head
 
 Example:
-    >>> net = ClinicalMLP(ModalityDims(clinical_dim=5, n_bins=4), hidden=(32,))
-    >>> net(batch).hazard_logits.shape  # [B, 4]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(clinical_dim=5, n_bins=4)
+    >>> net = ClinicalMLP(dims, hidden=(32,))
+    >>> net(random_batch(dims)).hazard_logits.shape  # [B, 4]
+    torch.Size([2, 4])
 """
 
 from __future__ import annotations

@@ -29,10 +29,12 @@ for uncapped evaluation bags.
 Dropout (incl. attention dropout) is active only in training mode, so evaluation is deterministic.
 
 Example:
+    >>> from survlab.data.examples import random_batch
     >>> dims = ModalityDims(scale_dims={"x5": 8, "x10": 8, "x20": 8}, n_bins=4)
     >>> net = CrossFusion(dims, dim=16, heads=2, mlp_dim=32)
-    >>> pred = net(batch)  # batch.scales["x5"|"x10"|"x20"]: [B, N_s, 8]
+    >>> pred = net(random_batch(dims, bag_sizes=(6, 4)))  # batch.scales["x5"|"x10"|"x20"]: [B, N_s, 8]
     >>> pred.hazard_logits.shape, pred.attention["x20"].shape  # ([B, 4], [B, N20])
+    (torch.Size([2, 4]), torch.Size([2, 6]))
 """
 
 from __future__ import annotations
@@ -271,6 +273,7 @@ class CrossFusion(SurvivalNet):
             )
         self.coarse, self.source, self.fine = scales
         self.scales = scales
+        assert dims.scale_dims is not None  # checked above: every scale is in it
         self.proj = nn.ModuleDict({s: ScaleProjection(dims.scale_dims[s], dim) for s in scales})
         self.coarse_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)
         self.fine_attn = ScaleCrossAttentionBlock(dim, heads, mlp_dim, dropout, query_chunk)

@@ -18,8 +18,12 @@ Departures from the reference code (its known defects): the padding mask is used
 residual pooling, so a bag alone and the same bag padded inside a batch give the same output.
 
 Example:
-    >>> net = GGMF(ModalityDims(wsi_dim=1024, genomic_sizes=(12, 40, 7)), dim=64, heads=4)
-    >>> pred = net(batch)  # pred.hazard_logits [B, 4]; pred.attention["pathway"|"topk"|"patch"]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 40, 7))
+    >>> net = GGMF(dims, dim=64, heads=4)
+    >>> pred = net(random_batch(dims, bag_sizes=(6, 4)))
+    >>> pred.hazard_logits.shape, sorted(pred.attention)  # [B, 4]
+    (torch.Size([2, 4]), ['patch', 'pathway', 'topk'])
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class GGMF(SurvivalNet):
         output: Literal["hazards", "risk"] = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if output not in ("hazards", "risk"):
             raise ValueError(f"GGMF: output must be 'hazards' or 'risk', got {output!r}")
         if not 0.0 < topk_ratio <= 1.0:

@@ -45,8 +45,11 @@ slide slots), aux_losses {"contrastive", "filter"} in training, attention {"slid
 Example:
     >>> dims = ModalityDims(wsi_dim=32, n_classes={"label": 2}, slide_n_classes={"slide_label": 2},
     ...                     prompts={"slide_label": {"normal": ("a",), "tumor": ("b",)}})
-    >>> net = HMF(dims, text_encoder=build_text_encoder(), dim=32, slide_dim=64)
-    >>> pred = net(batch)  # class_logits["label"] [B, 2], slide_logits["slide_label"] [B, S, 2]
+    >>> net = HMF(dims, text_encoder=build_text_encoder(), dim=32, slide_dim=64)  # doctest: +SKIP
+    >>> pred = net(batch)  # class_logits["label"] [B, 2], slide_logits["slide_label"] [B, S, 2]  # doctest: +SKIP
+
+(not run as a doctest: the text encoder loads the optional `text` extra's MiniLM weights; tests/models/test_hmf.py
+runs HMF.)
 """
 
 from __future__ import annotations

@@ -8,8 +8,12 @@ The encoders are the same modules `ABMIL` and `SNN` use; "bilinear" is the Patho
 Kronecker product (Chen et al. 2020) with small gate dims.
 
 Example:
-    >>> net = LateFusion(ModalityDims(wsi_dim=32, genomic_sizes=(10, 20), n_bins=4), fusion="bilinear")
-    >>> pred = net(batch)  # hazard_logits [B, 4], attention["patch"] [B, N], embedding [B, fusion_dim]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(10, 20), n_bins=4)
+    >>> net = LateFusion(dims, fusion="bilinear")
+    >>> pred = net(random_batch(dims, bag_sizes=(5, 3)))
+    >>> pred.hazard_logits.shape, pred.attention["patch"].shape  # [B, 4], [B, N]
+    (torch.Size([2, 4]), torch.Size([2, 5]))
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class LateFusion(SurvivalNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if fusion not in FUSIONS:
             raise ValueError(f"LateFusion fusion must be one of {FUSIONS}, got {fusion!r}")
         self.wsi_encoder = ABMILEncoder(dims.wsi_dim, wsi_hidden, attn_dim, dropout)

@@ -20,8 +20,11 @@ back to patches through the co-attention, patch_n = Σ_g pool_g · coattn[g, n] 
 padding); "omic" [B, G] = the omic branch's pooling weights; "path_tokens" [B, G] = the path branch's pooling weights.
 
 Example:
-    >>> net = MCAT(ModalityDims(wsi_dim=1024, genomic_sizes=(84, 314, 498, 415, 1316, 428)))
-    >>> pred = net(batch)  # pred.hazard_logits [B, 4]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(8, 31, 49, 41, 131, 42))  # MCAT's 6 families, smaller
+    >>> net = MCAT(dims, dim=32, omic_hidden=(32, 32), heads=2, ff_dim=64)
+    >>> net(random_batch(dims, bag_sizes=(5, 3))).hazard_logits.shape  # [B, 4]
+    torch.Size([2, 4])
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class MCAT(SurvivalNet):
         output: Literal["hazards", "risk"] = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         if fusion not in ("concat", "bilinear"):
             raise ValueError(f"MCAT: fusion must be 'concat' or 'bilinear', got {fusion!r}")
         if output not in ("hazards", "risk"):

@@ -7,8 +7,12 @@ path tokens [B, G, d] → Linear+ReLU+Dropout → Linear → `class_logits["grad
 ClassificationObjective. Genomics may be real or synthetic (PathGen stage 1) at evaluation: the network cannot tell.
 
 Example:
-    >>> net = MCATGR(ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18), n_classes={"grade": 4}))
-    >>> pred = net(batch)   # pred.hazard_logits [B, 4], pred.class_logits["grade"] [B, 4]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18), n_classes={"grade": 4})
+    >>> net = MCATGR(dims)
+    >>> pred = net(random_batch(dims))
+    >>> pred.hazard_logits.shape, pred.class_logits["grade"].shape   # [B, 4], [B, 4]
+    (torch.Size([2, 4]), torch.Size([2, 4]))
 """
 
 from __future__ import annotations

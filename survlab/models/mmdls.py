@@ -16,7 +16,10 @@ Option `cross_attention: true` adds the lesion <-> space cross-attention the aut
 Example:
     >>> net = MMDLS(ModalityDims(clinical_dim=9, n_classes={"subtype": 2, "tnm": 3}, endpoints=("os", "dfs"),
     ...             imaging={"stack_length": 8, "image_size": 32, "radiomics": 128, "pet": 5}))
-    >>> pred = net(batch); pred.endpoint_risk["dfs"].shape, pred.horizon_logits["os"].shape   # [B], [B, 3]
+    >>> pred = net(batch); pred.endpoint_risk["dfs"].shape, pred.horizon_logits["os"].shape  # doctest: +SKIP
+
+(`batch`: CT stacks, PET and radiomics in `batch.extra`, as survlab.data.imaging builds them; tests/models/test_mmdls.py
+runs it.)
 """
 
 from __future__ import annotations

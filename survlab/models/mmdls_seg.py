@@ -14,6 +14,7 @@ of the backbone), never downloaded.
 Example:
     >>> net = LungLesionSegmentor(ModalityDims(imaging={"image_size": 64}))
     >>> out = net(torch.zeros(2, 1, 64, 64)); out["lung"].shape, out["lesion"].shape   # [2, 1, 64, 64] each
+    (torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 64, 64]))
 """
 
 from __future__ import annotations

@@ -25,8 +25,14 @@ ff_dim 2048, dec_hidden [4096, 4096, 2048], dropout 0.25 (conf/experiment/pathge
 small. `encode_context` (WSI projection) is separate from `denoise`, so a sampler projects the bag once.
 
 Example:
-    >>> net = PathGenDenoiser(ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18)))
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18))
+    >>> net = PathGenDenoiser(dims)
+    >>> batch = random_batch(dims)                      # the WSI bags condition the denoiser
+    >>> x_t_groups, t = [torch.randn(2, n) for n in dims.genomic_sizes], torch.tensor([10, 900])
     >>> eps = net(x_t_groups, t, batch)   # list of G tensors [B, n_g]
+    >>> [tuple(e.shape) for e in eps]
+    [(2, 12), (2, 20), (2, 20), (2, 20), (2, 30), (2, 18)]
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class PathGenDenoiser(SurvivalNet):
         input_skip: bool = True,
     ) -> None:
         super().__init__(dims)
+        assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         sizes = tuple(dims.genomic_sizes or ())
         self.sizes, self.dim, self.input_skip = sizes, dim, input_skip
         self.encoders = nn.ModuleList(

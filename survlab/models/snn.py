@@ -4,8 +4,11 @@ baseline of MCAT/SurvPath).
     genomics [B, g_1] ... [B, g_k] → concat [B, Σg] → (Linear → ELU → AlphaDropout) × len(hidden) → head
 
 Example:
-    >>> net = SNN(ModalityDims(genomic_sizes=(10, 20), n_bins=4), hidden=(64, 64))
-    >>> net(batch).hazard_logits.shape  # [B, 4]
+    >>> from survlab.data.examples import random_batch
+    >>> dims = ModalityDims(genomic_sizes=(10, 20), n_bins=4)
+    >>> net = SNN(dims, hidden=(64, 64))
+    >>> net(random_batch(dims)).hazard_logits.shape  # [B, 4]
+    torch.Size([2, 4])
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class SNN(SurvivalNet):
         output: str = "hazards",
     ) -> None:
         super().__init__(dims)
+        assert dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         self.encoder = SNNEncoder(sum(dims.genomic_sizes), hidden, dropout)
         self.head = SurvivalHead(self.encoder.out_dim, dims.n_bins, output)
 

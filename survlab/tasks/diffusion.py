@@ -19,7 +19,7 @@ reference) — more denoising targets per bag read, which a small cohort needs.
 
 Example:
     >>> task = DiffusionTask(PathGenDenoiser(dims))                        # doctest: +SKIP
-    >>> x0 = task.sample(batch, sampler="ddim", steps=50, n_samples=3)     # [B, sum n_g] in [-1, 1]
+    >>> x0 = task.sample(batch, sampler="ddim", steps=50, n_samples=3)  # [B, sum n_g] in [-1, 1]  # doctest: +SKIP
 """
 
 from __future__ import annotations

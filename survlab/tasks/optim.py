@@ -60,6 +60,7 @@ def lr_factor(
     units_per_epoch = steps_per_epoch if interval == "step" else 1
     position = step - warmup_steps if interval == "step" else step // steps_per_epoch - warmup_epochs
     if schedule == "cosine_restarts":
+        assert restart_epochs is not None  # build_scheduler refuses cosine_restarts without it
         period = restart_epochs * units_per_epoch
         progress = (position % period) / period
     else:

@@ -180,7 +180,7 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     ${paths.data_dir}/...` is the same on every machine), without `NON_IDENTITY` keys."""
     from omegaconf import OmegaConf
 
-    tree = OmegaConf.to_container(cfg, resolve=False) if not isinstance(cfg, dict) else json.loads(json.dumps(cfg))
+    tree: Any = OmegaConf.to_container(cfg, resolve=False) if not isinstance(cfg, dict) else json.loads(json.dumps(cfg))
     for key in NON_IDENTITY:
         _drop(tree, key)
     return tree

@@ -164,7 +164,7 @@ def test_cli(sweep: Path, tmp_path: Path) -> None:
 def test_callback_writes_summary_and_never_raises(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import OmegaConf
 
-    from survlab.utils.hydra_callbacks import SweepSummaryCallback
+    from survlab.runner.hydra_callbacks import SweepSummaryCallback
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "logger": {"csv": {}}})
@@ -178,7 +178,7 @@ def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.Monk
     pytest.importorskip("wandb")
     from omegaconf import OmegaConf
 
-    from survlab.utils.hydra_callbacks import log_summary_to_wandb
+    from survlab.runner.hydra_callbacks import log_summary_to_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

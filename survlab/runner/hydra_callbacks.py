@@ -4,11 +4,11 @@ Registered in ``conf/hydra/default.yaml``::
 
     callbacks:
       sweep_summary:
-        _target_: survlab.utils.hydra_callbacks.SweepSummaryCallback
+        _target_: survlab.runner.hydra_callbacks.SweepSummaryCallback
         reference: null          # model compared against (null: first alphabetically)
         metric: test/cindex
 
-or for one sweep: ``++hydra.callbacks.sweep_summary._target_=survlab.utils.hydra_callbacks.SweepSummaryCallback``.
+or for one sweep: ``++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback``.
 The same files can be rebuilt at any time with ``python -m survlab.summarize <sweep_dir>``.
 
 Nothing raised here reaches Hydra: a summary problem is logged, the sweep's own outcome is untouched.
