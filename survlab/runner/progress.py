@@ -3,7 +3,7 @@
 - `MetricsProgressBar`: Lightning's rich progress bar, showing the last epoch's `train/loss` and the inner-validation
   metric that selects the checkpoint (`monitor`, e.g. `val/cindex`) beside the step counter.
 - `EpochLog`: one INFO line per epoch through the `survlab` logger (console and the job's log file):
-  ``epoch 3/20 | train/loss 1.2345 | val/cindex 0.6512 | val/loss 1.3021 | best val/cindex 0.6600 (epoch 2) | 4.1 s``
+  ``epoch 3/20 | train/loss 1.2345 | val/cindex 0.6512 | val/loss 1.3021 | best val/cindex 0.6600 (epoch 2) | 4.06 s``
 
 Both are registered in `survlab/conf/callbacks/default.yaml` (`rich_progress_bar`, `epoch_log`).
 """
@@ -63,7 +63,7 @@ def epoch_line(
         parts.append(
             f"best {monitor} {best:.4f}" + (f" (epoch {best_epoch})" if best_epoch is not None else "")
         )
-    parts.append(f"{seconds:.1f} s")
+    parts.append(f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s")
     return " | ".join(parts)
 
 

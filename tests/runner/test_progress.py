@@ -20,9 +20,9 @@ def test_epoch_line_format() -> None:
     line = epoch_line(3, 20, {"train/loss": 1.23456, "val/cindex": 0.65}, "val/cindex", 0.7, 2, 4.06)
     assert (
         line
-        == "epoch 3/20 | train/loss 1.2346 | val/cindex 0.6500 | best val/cindex 0.7000 (epoch 2) | 4.1 s"
+        == "epoch 3/20 | train/loss 1.2346 | val/cindex 0.6500 | best val/cindex 0.7000 (epoch 2) | 4.06 s"
     )
-    assert epoch_line(1, -1, {}, "val/cindex", None, None, 0.0) == "epoch 1 | 0.0 s"
+    assert epoch_line(1, -1, {}, "val/cindex", None, None, 0.0) == "epoch 1 | 0.00 s"
 
 
 def test_epoch_log_mode_is_checked() -> None:
