@@ -67,7 +67,11 @@ def run_external(
     ext_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     ext_cfg.data = node
     ext_cfg.export_attention = False
-    metrics = write_run_outputs(ext_cfg, ext_dir, task, ext, trainer, ckpt, wall_s=time.time() - started)
+    from survlab.runner.km_report import training_cutoffs  # KM groups cut as in the internal run
+
+    cutoffs = training_cutoffs(task, datamodule, cfg.get("km_groups", "median"))
+    metrics = write_run_outputs(ext_cfg, ext_dir, task, ext, trainer, ckpt, wall_s=time.time() - started,
+                                km_cutoffs=cutoffs)
     metrics.update(evaluation="external", trained_on=datamodule.name, trained_fold=int(cfg.fold))
     write_json(ext_dir / "metrics.json", metrics)
     print(

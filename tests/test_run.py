@@ -62,6 +62,10 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     assert len(protocol["cohort"]["split_hash"]) == 64 and protocol["cohort"]["feature_dim"] == 8
     assert protocol["config"]["model"]["name"] == "abmil" and protocol["survlab_version"]
     assert (out / "km.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # KM risk groups cut at the training patients' median risk (survlab.runner.km_report), one log line per epoch
+    assert len(metrics["km_cutoffs"]) == 1 and np.isfinite(metrics["km_cutoffs"][0])
+    log_text = "".join(p.read_text() for p in out.glob("*.log"))
+    assert "epoch 1/2 | train/loss " in log_text and "epoch 2/2 | train/loss " in log_text
 
 
 def test_real_layout_config_reads_files_through_real_loaders(tmp_path: Path) -> None:

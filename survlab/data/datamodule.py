@@ -258,6 +258,7 @@ class CohortDataModule(L.LightningDataModule):
         public: str | None = None,
         modalities: Sequence[str] | None = None,
         prompts: dict[str, str] | None = None,
+        time_unit: str = "months",
     ) -> None:
         super().__init__()
         self.name, self.root = name, Path(os.path.expanduser(str(root)))
@@ -277,6 +278,7 @@ class CohortDataModule(L.LightningDataModule):
         self.slide_label_specs = parse_labels(_plain(slide_labels), (), "slide_labels")
         self.label_cols = list(self.label_specs)  # label (head) names
         self.n_bins, self.fold, self.seed = int(n_bins), int(fold), int(seed)
+        self.time_unit = str(time_unit)  # unit of the survival times (KM x axis), e.g. months, days
         self.split_cfg = _merge(SPLIT_DEFAULTS, splits or {}, "splits")
         self.stratify_label = self._stratify_label()
         self.split_root = split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)

@@ -1,10 +1,16 @@
-"""Kaplan–Meier curves, the k-group log-rank test, risk groups and the KM-by-risk-group plot (`km.png`)."""
+"""Kaplan–Meier curves, the k-group log-rank test, risk groups and the KM-by-risk-group plot (`km.png`).
+
+The plot is drawn by lifelines (`KaplanMeierFitter` per risk group with its 95% confidence band, the at-risk table
+from `lifelines.plotting.add_at_risk_counts`, the time unit on the x axis). Risk groups are cut at cutoffs fitted on
+the TRAINING patients' predicted risks (`risk_cutoffs`), so a test patient's group does not depend on the other
+test patients; without cutoffs, the given risks' own quantiles are used (the old behaviour, for ad-hoc plots).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,7 +26,9 @@ __all__ = [
     "risk_table",
     "kaplan_meier",
     "logrank_test",
+    "risk_cutoffs",
     "risk_groups",
+    "km_figure",
     "plot_km_by_risk",
     "step_at",
 ]
@@ -94,17 +102,68 @@ def logrank_test(time: ArrayLike, event: ArrayLike, groups: ArrayLike) -> tuple[
     return stat, float(stats.chi2.sf(stat, len(labels) - 1))
 
 
-def risk_groups(risk: ArrayLike, method: Literal["median", "tertiles"] = "median") -> np.ndarray:
-    """Integer risk group per patient, 0 = lowest risk: "median" -> {0, 1} (ties at the median go low),
-    "tertiles" -> {0, 1, 2}. Example: risk_groups([0.1, 2.0, 0.5, 3.0]) -> [0, 1, 0, 1]."""
-    r = as_numpy(risk)
+def risk_cutoffs(risk: ArrayLike, method: Literal["median", "tertiles"] = "median") -> np.ndarray:
+    """Cutoffs between risk groups fitted on `risk` (e.g. the training patients' predictions): "median" -> [1]
+    (the median), "tertiles" -> [2] (the 1/3 and 2/3 quantiles). Example: risk_cutoffs([1, 2, 3, 4]) -> [2.5]."""
+    r = as_numpy(risk).reshape(-1)
+    r = r[np.isfinite(r)]
+    if not len(r):
+        raise ValueError("risk_cutoffs: no finite risk to fit the risk-group cutoffs on")
     if method == "median":
-        cuts = [np.median(r)]
-    elif method == "tertiles":
-        cuts = list(np.quantile(r, [1 / 3, 2 / 3]))
-    else:
-        raise ValueError(f"method must be 'median' or 'tertiles', got {method!r}")
-    return np.searchsorted(np.asarray(cuts), r, side="left").astype(int)
+        return np.array([np.median(r)])
+    if method == "tertiles":
+        return np.quantile(r, [1 / 3, 2 / 3])
+    raise ValueError(f"method must be 'median' or 'tertiles', got {method!r}")
+
+
+def risk_groups(
+    risk: ArrayLike, method: Literal["median", "tertiles"] = "median", cutoffs: ArrayLike | None = None
+) -> np.ndarray:
+    """Integer risk group per patient, 0 = lowest risk: "median" -> {0, 1} (ties at the cutoff go low),
+    "tertiles" -> {0, 1, 2}. `cutoffs` (from `risk_cutoffs` on the training patients) are used when given, else
+    they are fitted on `risk` itself. Example: risk_groups([0.1, 2.0, 0.5, 3.0]) -> [0, 1, 0, 1];
+    risk_groups([0.1, 2.0], cutoffs=[5.0]) -> [0, 0]."""
+    r = as_numpy(risk)
+    cuts = risk_cutoffs(r, method) if cutoffs is None else np.sort(as_numpy(cutoffs).reshape(-1))
+    if cutoffs is not None and len(cuts) != (1 if method == "median" else 2):
+        raise ValueError(f"method={method!r} needs {1 if method == 'median' else 2} cutoff(s), got {len(cuts)}")
+    return np.searchsorted(cuts, r, side="left").astype(int)
+
+
+def km_figure(
+    time: ArrayLike,
+    event: ArrayLike,
+    groups: np.ndarray,
+    names: list[str],
+    time_unit: str = "months",
+    title: str = "",
+) -> tuple[Any, dict[str, Any]]:
+    """A KM figure, one lifelines `KaplanMeierFitter` per non-empty group (step curve + 95% CI band), with the
+    at-risk table (at risk / censored / events) under the axis -> (figure, {group name: fitted KaplanMeierFitter})."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    t, e = as_numpy(time), as_numpy(event).astype(bool)
+    fig, ax = plt.subplots(figsize=(6.4, 6.4))
+    fitters: dict[str, Any] = {}
+    for k, name in enumerate(names):
+        mask = groups == k
+        if not mask.any():
+            continue
+        kmf = KaplanMeierFitter(label=f"{name} risk (n={int(mask.sum())})").fit(t[mask], e[mask])
+        kmf.plot_survival_function(ax=ax, ci_show=True, ci_alpha=0.2)
+        fitters[name] = kmf
+    ax.set(xlabel=f"time ({time_unit})", ylabel="survival probability", ylim=(0, 1.05))
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    if fitters:
+        add_at_risk_counts(*fitters.values(), ax=ax, labels=list(fitters))
+    fig.tight_layout()
+    return fig, fitters
 
 
 def plot_km_by_risk(
@@ -114,35 +173,32 @@ def plot_km_by_risk(
     path: str | Path,
     method: Literal["median", "tertiles"] = "median",
     title: str = "",
+    cutoffs: ArrayLike | None = None,
+    time_unit: str = "months",
 ) -> dict:
-    """Plot KM curves per risk group to a PNG at `path`; return {"logrank_p", "chi2", "n_per_group"}.
+    """Plot KM curves per risk group (`km_figure`) to a PNG at `path`; return {"logrank_p", "chi2", "n_per_group",
+    "cutoffs", "curves"} (curves: group name -> (times, S(t)) from lifelines' `survival_function_`).
 
-    Groups come from `risk_groups(risk, method)`; the log-rank p-value is NaN (with a warning) when undefined.
+    Groups come from `risk_groups(risk, method, cutoffs)` (pass the training patients' `risk_cutoffs`); the
+    log-rank p-value is NaN (with a warning) when undefined.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t, e = as_numpy(time), as_numpy(event).astype(bool)
-    groups = risk_groups(risk, method)
+    r = as_numpy(risk)
+    cuts = risk_cutoffs(r, method) if cutoffs is None else np.sort(as_numpy(cutoffs).reshape(-1))
+    groups = risk_groups(r, method, cuts)
     names = ["low", "high"] if method == "median" else ["low", "medium", "high"]
     chi2, p = logrank_test(t, e, groups)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for k, name in enumerate(names):
-        mask = groups == k
-        if not mask.any():
-            continue
-        et, surv = kaplan_meier(t[mask], e[mask])
-        xs = np.concatenate([[0.0], et, [t[mask].max()]])
-        ys = np.concatenate([[1.0], surv, [surv[-1] if len(surv) else 1.0]])
-        ax.step(xs, ys, where="post", label=f"{name} risk (n={int(mask.sum())})")
-    ax.set(xlabel="time", ylabel="survival probability", ylim=(0, 1.05))
-    ax.set_title(f"{title}  log-rank p={p:.3g}".strip())
-    ax.legend(loc="lower left")
+    source = "test-set" if cutoffs is None else "training"
+    fig, fitters = km_figure(t, e, groups, names, time_unit,
+                             f"{title}  log-rank p={p:.3g}".strip() + f"\n(groups cut at the {source} {method})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     counts = [int((groups == k).sum()) for k in range(len(names))]
-    return {"logrank_p": p, "chi2": chi2, "n_per_group": counts}
+    curves = {name: (kmf.survival_function_.index.to_numpy(float), kmf.survival_function_.iloc[:, 0].to_numpy(float))
+              for name, kmf in fitters.items()}
+    return {"logrank_p": p, "chi2": chi2, "n_per_group": counts, "cutoffs": [float(c) for c in cuts],
+            "curves": curves}

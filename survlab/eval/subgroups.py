@@ -40,14 +40,19 @@ log = logging.getLogger(__name__)
 
 
 def hazard_ratio(
-    risk: np.ndarray, time: np.ndarray, event: np.ndarray, method: Literal["median", "tertiles"] = "tertiles"
+    risk: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    method: Literal["median", "tertiles"] = "tertiles",
+    cutoffs: Any = None,
 ) -> dict[str, float]:
     """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
-    NaN when undefined (a group empty or without events)."""
+    NaN when undefined (a group empty or without events). Groups: `risk_groups(risk, method, cutoffs)` (the
+    training patients' cutoffs when given)."""
     from lifelines import CoxPHFitter
 
     nan = {"hr_high_vs_low": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p": math.nan}
-    groups = risk_groups(risk, method)
+    groups = risk_groups(risk, method, cutoffs)
     top = groups.max()
     keep = (groups == 0) | (groups == top)
     if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
@@ -84,9 +89,11 @@ def survival_figures(
     km_method: Literal["median", "tertiles"],
     km_path: Path | None,
     title: str = "",
+    cutoffs: Any = None,
+    time_unit: str = "months",
 ) -> dict[str, float]:
     """td-AUC at `eval_times`, log-rank p across risk groups (+ KM plot at `km_path`) and the high-vs-low HR of one
-    survival objective's rows (risk, time, event)."""
+    survival objective's rows (risk, time, event); groups cut at `cutoffs` (training patients) when given."""
     ok = np.isfinite(rows["time"])
     risk, time, event = rows["risk"][ok], rows["time"][ok].astype(float), rows["event"][ok].astype(bool)
     out: dict[str, float] = {}
@@ -97,9 +104,10 @@ def survival_figures(
         times = np.unique(np.asarray(eval_times, dtype=float))
         out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
     if len(risk) >= 3 and km_path is not None:
-        km = plot_km_by_risk(risk, time, event, km_path, method=km_method, title=title)
+        km = plot_km_by_risk(risk, time, event, km_path, method=km_method, title=title, cutoffs=cutoffs,
+                             time_unit=time_unit)
         out["km_logrank_p"] = float(km["logrank_p"])
-    out.update(hazard_ratio(risk, time, event, km_method))
+    out.update(hazard_ratio(risk, time, event, km_method, cutoffs))
     return out
 
 
@@ -110,8 +118,10 @@ def subgroup_report(
     eval_times: Sequence[float] | None = None,
     km_method: Literal["median", "tertiles"] = "tertiles",
     prefix: str = "",
+    cutoffs: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict."""
+    """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict.
+    `cutoffs`: objective name -> risk-group cutoffs fitted on the training patients (else the groups' own)."""
     table = datamodule.full_cohort.table
     columns = list(getattr(datamodule, "subgroups", []) or [])
     group_of = {col: table[col].astype(object).where(table[col].notna(), None).to_numpy() for col in columns}
@@ -143,6 +153,8 @@ def subgroup_report(
                         km_method,
                         km,
                         title=f"{prefix}{name} · {group}",
+                        cutoffs=(cutoffs or {}).get(name),
+                        time_unit=str(getattr(datamodule, "time_unit", "months")),
                     )
                 )
             for metric, value in metrics.items():

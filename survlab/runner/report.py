@@ -20,6 +20,7 @@ from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
 from survlab.models.base import survival_from_hazard_logits
+from survlab.runner.km_report import training_cutoffs
 from survlab.tasks.objectives import (
     SLIDE_STRIDE,
     ClassificationObjective,
@@ -147,9 +148,10 @@ def _classification_outputs(task: OutcomeTask, datamodule: Any, cfg: DictConfig,
 
 def write_run_outputs(
     cfg: DictConfig, out_dir: Path, task: OutcomeTask, datamodule: Any, trainer: L.Trainer,
-    ckpt: str | None, wall_s: float,
+    ckpt: str | None, wall_s: float, km_cutoffs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Write every per-run file and return the metrics that go to metrics.json."""
+    """Write every per-run file and return the metrics that go to metrics.json. KM risk groups are cut at
+    `km_cutoffs` (objective -> cutoffs; default: fitted on this data module's training patients, km_report)."""
     case_ids = datamodule.full_cohort.case_ids  # Batch.index = row of the patient in the full cohort table
     survival = _primary_survival(task)
     preds = _patient_predictions(task, datamodule, cfg.fold, survival)
@@ -158,6 +160,11 @@ def write_run_outputs(
     _classification_outputs(task, datamodule, cfg, out_dir, case_ids)
 
     oracle, km = None, {}
+    km_method = cfg.get("km_groups", "median")
+    if survival is not None and km_cutoffs is None:
+        km_cutoffs = training_cutoffs(task, datamodule, km_method)
+        if not km_cutoffs:
+            log.warning("no training patients to cut the KM risk groups at: cut at the test patients' %s", km_method)
     if survival is not None:
         oracle_risk = datamodule.oracle_risk  # reads truth.csv: once
         if oracle_risk:
@@ -165,7 +172,8 @@ def write_run_outputs(
             oracle = harrell_cindex(true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool))
         km = plot_km_by_risk(preds["risk"].to_numpy(), preds["time"].to_numpy(),
                              preds["event"].to_numpy().astype(bool), out_dir / "km.png",
-                             method=cfg.get("km_groups", "median"),
+                             method=km_method, cutoffs=(km_cutoffs or {}).get(survival),
+                             time_unit=str(getattr(datamodule, "time_unit", "months")),
                              title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} (test)")
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
@@ -185,13 +193,13 @@ def write_run_outputs(
         **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
         "val/best": best_val, "oracle_cindex": oracle, "bayes_accuracy": _bayes_accuracy(datamodule),
         "n_test": int(len(preds)),
-        "km_logrank_p": km.get("logrank_p"), "epochs_trained": int(trainer.current_epoch),
+        "km_logrank_p": km.get("logrank_p"), "km_cutoffs": km.get("cutoffs"), "epochs_trained": int(trainer.current_epoch),
         "checkpoint": ckpt, "wall_s": round(wall_s, 2),
     }
     if getattr(datamodule, "subgroups", None) or cfg.get("eval_times"):  # per-group metrics, fixed-time td-AUC, HR
         from survlab.eval.subgroups import subgroup_report
 
-        groups = subgroup_report(task, datamodule, out_dir, cfg.get("eval_times"), cfg.get("km_groups", "median"))
+        groups = subgroup_report(task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs)
         metrics.update({f"test/{k}": v for k, v in groups.items()})
     protocol = {
         "cohort": datamodule.describe(),

@@ -50,7 +50,7 @@ NON_IDENTITY = (
     "paths", "hydra", "skip_completed", "ckpt_path", "resume", "logger", "tags", "optimized_metric",
     "export_attention", "export_attention_h5", "attention_top_k", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "callbacks.rich_progress_bar", "callbacks.lr_monitor",
-    "pipeline.rerun",
+    "pipeline.rerun", "data.time_unit", "callbacks.epoch_log",
 )
 #: keys already in the job dir path <model>/<cohort>/fold<k>
 LOCATION_KEYS = ("model", "data", "fold")

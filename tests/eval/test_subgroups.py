@@ -90,3 +90,19 @@ def test_hazard_ratio_of_the_high_vs_low_tertile_follows_a_planted_effect() -> N
     assert hr["hr_high_vs_low"] > 3 and hr["hr_ci_low"] > 2 and hr["hr_p"] < 1e-6
     flat = hazard_ratio(torch.zeros(600).numpy() + rng.standard_normal(600), time, np.ones(600, dtype=bool))
     assert flat["hr_ci_low"] < 1 < flat["hr_ci_high"]  # a risk unrelated to the outcome: HR 1 within the CI
+
+
+def test_hazard_ratio_uses_the_training_cutoffs() -> None:
+    from lifelines import CoxPHFitter
+
+    rng = np.random.default_rng(2)
+    risk = rng.standard_normal(300) + 0.8  # test risks shifted above the training median (0.0)
+    time = rng.exponential(20 * np.exp(-risk))
+    event = rng.random(300) < 0.8
+    hr = hazard_ratio(risk, time, event, "median", cutoffs=[0.0])
+    high = (risk > 0.0).astype(float)
+    ref = CoxPHFitter().fit(pd.DataFrame({"high": high, "T": time, "E": event.astype(int)}), "T", "E")
+    assert hr["hr_high_vs_low"] == pytest.approx(float(np.exp(ref.params_["high"])), rel=1e-6)
+    assert hr["hr_p"] == pytest.approx(float(ref.summary.loc["high", "p"]), rel=1e-6)
+    own = hazard_ratio(risk, time, event, "median")  # cut at these patients' own median: another split
+    assert own["hr_high_vs_low"] != pytest.approx(hr["hr_high_vs_low"], rel=1e-3)
