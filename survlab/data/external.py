@@ -22,29 +22,54 @@ from survlab.data.targets import encode_labels
 log = logging.getLogger(__name__)
 
 
-def _check_compatible(ext: Any, train: Any) -> None:
-    """Same endpoints, labels and modalities as the training cohort; one-line ValueError naming the difference."""
+def _check_compatible(ext: Any, train: Any, outcomes: bool = True) -> None:
+    """Same endpoints, labels (unless `outcomes` is False: predictions only) and modalities as the training cohort;
+    one-line ValueError naming the difference."""
     what = f"external data={ext.name} vs training data={train.name}"
     ext_eps, train_eps = [e.name for e in ext.endpoints], [e.name for e in train.endpoints]
-    if ext_eps != train_eps:
+    if outcomes and ext_eps != train_eps:
         raise ValueError(f"{what}: endpoints {ext_eps} != {train_eps}; declare the same data.endpoints")
-    if list(ext.label_specs) != list(train.label_specs):
+    if outcomes and list(ext.label_specs) != list(train.label_specs):
         raise ValueError(
             f"{what}: labels {list(ext.label_specs)} != {list(train.label_specs)}; declare the same labels"
         )
     missing = [m for m in train.modalities if m not in ext.provides]
     if missing:
-        raise ValueError(f"{what}: the model needs {missing}, which the external cohort does not provide")
-    if ext.clin_cols != train.clin_cols:
+        raise ValueError(f"{what}: the model needs {missing}, which the external cohort does not provide; add "
+                         f"them to the external cohort's data config (its files in the training cohort's layout)")
+    if "clinical" in train.modalities and ext.clin_cols != train.clin_cols:
         raise ValueError(
             f"{what}: clinical columns {ext.clin_cols} != {train.clin_cols}; use the same columns"
         )
 
 
-def setup_external(ext: Any, train: Any) -> None:
-    """Set up the CohortDataModule `ext` as an external TEST cohort of the set-up training data module `train`:
-    all its patients (after the usual checks and drops) in `ext.datasets["test"]`; preprocessing from `train`."""
-    _check_compatible(ext, train)
+def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
+    """The external expression table with every gene the model was trained on: a missing gene is a one-line
+    DataFileError (`missing_genes="error"`, the default) or, with `missing_genes="mean"`, an empty column (imputed to
+    the training mean by the scaler: 0 after scaling)."""
+    from survlab.data.genomics import _group_genes
+
+    genes = _group_genes(train.gene_groups)
+    absent = [g for g in genes if g not in expr.columns]
+    if not absent:
+        return expr
+    if missing_genes != "mean":
+        raise DataFileError(
+            f"external data={ext.name}: the expression table lacks {len(absent)} of the {len(genes)} genes the "
+            f"model was trained on (e.g. {', '.join(absent[:5])}); add them (exact symbols), or pass "
+            f"missing_genes=mean to impute them with the training mean"
+        )
+    log.warning("external data %s: %d/%d model genes missing, imputed with the training mean (missing_genes=mean)",
+                ext.name, len(absent), len(genes))
+    return expr.reindex(columns=[*expr.columns, *absent])
+
+
+def setup_external(ext: Any, train: Any, outcomes: bool = True, missing_genes: str = "error") -> None:
+    """Set up the CohortDataModule `ext` as an external TEST cohort of the set-up training data module `train` (or
+    a `survlab.data.fitted.FittedData` rebuilt from a run's preprocessing.json): all its patients (after the usual
+    checks and drops) in `ext.datasets["test"]`; preprocessing from `train`. `outcomes=False`: a cohort without
+    outcomes or labels (predictions only)."""
+    _check_compatible(ext, train, outcomes)
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
     keep = list(
@@ -76,6 +101,8 @@ def setup_external(ext: Any, train: Any) -> None:
     ext.endpoint_bins = dict(train.endpoint_bins)
     ext.time_bins = train.time_bins
     if expr is not None:
+        expr = _align_genes(expr, ext, train, missing_genes)
+        ext.gene_groups, ext.gene_scaler = train.gene_groups, train.gene_scaler
         sources.genomics = genomic_tensors(expr, train.gene_groups, train.gene_scaler, cohort.case_ids)
     if "clinical" in ext.modalities:
         ext.clinical_encoder = train.clinical_encoder
