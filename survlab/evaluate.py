@@ -197,7 +197,10 @@ def external_datamodule(
     from survlab.external import external_data_config
     from survlab.run import _instantiate_clean
 
-    node = _with_overrides(external_data_config(cfg, name), overrides)
+    try:
+        node = _with_overrides(external_data_config(cfg, name), overrides)
+    except ValueError as err:  # its message speaks of external_data=, the training-time option
+        raise ValueError(str(err).replace(f"external_data={name}:", f"data={name}:", 1)) from None
     ext = _instantiate_clean(node, modalities=modalities, _recursive_=False)
     ext.prepare_data()
     with_outcomes = outcomes == "true" or (outcomes == "auto" and _has_outcomes(ext))

@@ -55,7 +55,8 @@ def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
         return expr
     if missing_genes != "mean":
         raise DataFileError(
-            f"external data={ext.name}: the expression table lacks {len(absent)} of the {len(genes)} genes the "
+            f"external data={ext.name}: {ext.root / ext.gen_cfg['expression']} lacks {len(absent)} of the "
+            f"{len(genes)} genes the "
             f"model was trained on (e.g. {', '.join(absent[:5])}); add them (exact symbols), or pass "
             f"missing_genes=mean to impute them with the training mean"
         )
@@ -98,8 +99,8 @@ def setup_external(ext: Any, train: Any, outcomes: bool = True, missing_genes: s
         )
         sources.classes[name] = classes
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
-    ext.endpoint_bins = dict(train.endpoint_bins)
-    ext.time_bins = train.time_bins
+    ext.endpoint_bins = dict(train.endpoint_bins) if outcomes else {}
+    ext.time_bins = train.time_bins if outcomes else None
     if expr is not None:
         expr = _align_genes(expr, ext, train, missing_genes)
         ext.gene_groups, ext.gene_scaler = train.gene_groups, train.gene_scaler
