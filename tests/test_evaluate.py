@@ -77,7 +77,17 @@ def surv_run(lab: Path) -> Path:
 @pytest.fixture(scope="module")
 def clin_run(lab: Path) -> Path:
     """clinical_mlp (clinical covariates, Cox) on the tiny synthetic cohort."""
-    return _train(lab, "clin", ["model=clinical_mlp", *TINY, "model.net.output=risk", "model.task.loss=cox"])
+    return _train(
+        lab,
+        "clin",
+        [
+            "model=clinical_mlp",
+            *TINY,
+            "model.net.output=risk",
+            "model.task.loss=cox",
+            "external_data=synth_b",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +264,48 @@ def test_classification_predictions_only_names_classes(cls_run: Path, lab: Path,
     )
     merged = only.merge(preds, on="case_id", suffixes=("", "_ref"))
     np.testing.assert_allclose(merged["label_prob_positive"], merged["label_prob_positive_ref"], rtol=1e-6)
+
+
+def test_cox_model_external_metrics_use_the_saved_breslow_baseline(clin_run: Path, tmp_path: Path) -> None:
+    """A Cox model's survival curves (IBS) on another cohort need the training patients' risks: saved in
+    preprocessing.json, they give the in-memory external_data= metrics exactly."""
+    assert _evaluate(f"run={clin_run}", "data=synth_b", f"out={tmp_path / 'ext'}") == 0
+    scored = json.loads((tmp_path / "ext" / "metrics.json").read_text())
+    in_memory = json.loads((clin_run / "external" / "metrics.json").read_text())
+    assert scored["test/ibs"] is not None and 0.0 < scored["test/ibs"] < 1.0
+    tests = {k: v for k, v in in_memory.items() if k.startswith("test/")}
+    assert {k: scored[k] for k in tests} == tests
+
+
+@pytest.mark.slow
+def test_petct_multi_objective_external_equals_the_in_memory_path(tmp_path: Path) -> None:
+    """MM-DLS (CT + PET/radiomics tables + clinical; survival, horizons, classes) on the second synthetic centre:
+    the CT/PET table encoders and class orders from preprocessing.json give the in-memory external predictions."""
+    run = tmp_path / "run"
+    metrics = run_job(
+        run,
+        [
+            "experiment=mmdls_synthetic",
+            "debug=fast_dev_run",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "data.synthetic.n_patients=40",
+            "model.net.dim=16",
+            "model.net.hidden=16",
+            "model.net.heads=2",
+            "external_data=synthetic_petct_external",
+        ],
+    )
+    write_json(run / "metrics.json", metrics)
+    assert _evaluate(f"run={run}", "data=synthetic_petct_external") == 0
+    out = run / "eval" / "synthetic_petct_external"
+    scored = pd.read_csv(out / "predictions.csv").drop(columns="fold")
+    pd.testing.assert_frame_equal(
+        scored, pd.read_csv(run / "external" / "predictions.csv").drop(columns="fold")
+    )
+    assert {"subtype_prob_LUSC", "os_horizons_p_36"} <= set(scored.columns) and len(scored) == 120
+    ext = json.loads((out / "metrics.json").read_text())
+    assert ext["test/cindex"] == metrics["external/test/cindex"]
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
