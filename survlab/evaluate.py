@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -85,7 +85,7 @@ def _trainer(cfg: DictConfig, out: Path) -> Any:
     """A test-only Lightning Trainer with the run's accelerator and precision (one device, no loggers)."""
     import hydra
 
-    node = OmegaConf.to_container(cfg.trainer, resolve=True)
+    node = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
     if "ddp" in str(node.get("strategy", "")):
         node.pop("strategy")
     node.update(
@@ -111,7 +111,7 @@ def _task(cfg: DictConfig, dims: Any, references: Any, state: dict[str, Any]) ->
     task.fit_references(references)
     for name, ref in state.get("cox_baseline", {}).items():
         if name in task.objectives:
-            objective = task.objectives[name]
+            objective: Any = task.objectives[name]
             objective.train_risk = np.asarray(ref["train_risk"], float)
             objective.train_time = np.asarray(ref["train_time"], float)
             objective.train_event = np.asarray(ref["train_event"], bool)
@@ -120,7 +120,7 @@ def _task(cfg: DictConfig, dims: Any, references: Any, state: dict[str, Any]) ->
 
 def _eval_cfg(cfg: DictConfig, data: DictConfig | None = None) -> DictConfig:
     """The run's config for writing outputs: another cohort's data node, no attention export."""
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
     if data is not None:
         out.data = data
     out.export_attention = False
@@ -128,7 +128,7 @@ def _eval_cfg(cfg: DictConfig, data: DictConfig | None = None) -> DictConfig:
 
 
 def _with_overrides(node: DictConfig, overrides: list[str]) -> DictConfig:
-    return OmegaConf.merge(node, OmegaConf.from_dotlist(overrides)) if overrides else node
+    return cast(DictConfig, OmegaConf.merge(node, OmegaConf.from_dotlist(overrides))) if overrides else node
 
 
 # ---------------------------------------------------------------------------------------------------- own test fold
@@ -157,7 +157,7 @@ def evaluate_own_fold(
     started = time.time()
     cfg.data = _with_overrides(cfg.data, overrides)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    net_cls = hydra.utils.get_class(cfg.model.net._target_)
+    net_cls: Any = hydra.utils.get_class(cfg.model.net._target_)
     dm = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
     dm.prepare_data()
     dm.setup("test")
@@ -178,7 +178,7 @@ def _has_outcomes(ext: Any) -> bool:
     return any(c in header for c in cols)
 
 
-NO_OUTCOMES = {
+NO_OUTCOMES: dict[str, Any] = {
     "time_col": None,
     "endpoints": None,
     "labels": None,
@@ -205,8 +205,9 @@ def external_datamodule(
     ext.prepare_data()
     with_outcomes = outcomes == "true" or (outcomes == "auto" and _has_outcomes(ext))
     if not with_outcomes:
-        node = OmegaConf.merge(node, {k: v for k, v in NO_OUTCOMES.items() if k in node or k == "time_col"})
-        node.splits = {**OmegaConf.to_container(node.get("splits") or {}), "stratify_label": None}
+        blind = {k: v for k, v in NO_OUTCOMES.items() if k in node or k == "time_col"}
+        node = cast(DictConfig, OmegaConf.merge(node, blind))
+        node.splits = {**dict(node.get("splits") or {}), "stratify_label": None}
         ext = _instantiate_clean(node, modalities=modalities, _recursive_=False)
     return ext, node, with_outcomes
 
@@ -266,13 +267,13 @@ def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str
                             frame[f"surv_{k}"] = s[:, k]
                 elif isinstance(o, HorizonObjective):
                     p = torch.sigmoid(o._logits(pred)).cpu().numpy()
-                    for j, h in enumerate(o.horizons):
-                        frame[f"{name}_p_{h:g}"] = p[:, j]
+                    for j, horizon in enumerate(o.horizons):
+                        frame[f"{name}_p_{horizon:g}"] = p[:, j]
                 elif isinstance(o, ClassificationObjective) and o.level == "patient":
                     if f"{o.label}_pred" in frame.columns:
                         continue
                     p = torch.softmax(pred.class_logits[o.label].float(), dim=-1).cpu().numpy()
-                    names = classes[o.label]
+                    names = classes[str(o.label)]
                     frame[f"{o.label}_pred"] = [names[i] for i in p.argmax(1)]
                     for j, c in enumerate(names):
                         frame[f"{o.label}_prob_{c}"] = p[:, j]

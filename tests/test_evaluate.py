@@ -277,6 +277,29 @@ def test_cox_model_external_metrics_use_the_saved_breslow_baseline(clin_run: Pat
     assert {k: scored[k] for k in tests} == tests
 
 
+def test_external_clinical_codes_unseen_in_training_are_reported(
+    clin_run: Path, lab: Path, tmp_path: Path
+) -> None:
+    """sex coded 'male'/'female' instead of the training 'M'/'F': encoded as zeros (as sklearn's OneHotEncoder with
+    handle_unknown='ignore'), and reported in the protocol card rather than passed over in silence."""
+    copy = tmp_path / "recoded"
+    shutil.copytree(lab / "cohorts" / "synth_b", copy)
+    clinical = pd.read_csv(copy / "clinical.csv", dtype={"case_id": str})
+    clinical["sex"] = clinical["sex"].map({"M": "male", "F": "female"})
+    clinical.to_csv(copy / "clinical.csv", index=False)
+    out = tmp_path / "out"
+    assert _evaluate(f"run={clin_run}", "data=synth_b", f"data.root={copy}", f"out={out}") == 0
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["cohort"]["dropped"]["unseen_categories"] == {"sex": ["female", "male"]}
+    recoded = pd.read_csv(out / "predictions.csv", dtype={"case_id": str}).set_index("case_id")["risk"]
+    original = pd.read_csv(clin_run / "external" / "predictions.csv", dtype={"case_id": str}).set_index(
+        "case_id"
+    )
+    assert not np.allclose(
+        recoded.sort_index(), original["risk"].sort_index()
+    )  # the covariate really changed
+
+
 @pytest.mark.slow
 def test_petct_multi_objective_external_equals_the_in_memory_path(tmp_path: Path) -> None:
     """MM-DLS (CT + PET/radiomics tables + clinical; survival, horizons, classes) on the second synthetic centre:

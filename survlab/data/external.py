@@ -65,6 +65,19 @@ def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
     return expr.reindex(columns=[*expr.columns, *absent])
 
 
+def _unseen_categories(encoder: Any, table: Any) -> dict[str, list[str]]:
+    """Column -> values of a categorical clinical column that the training patients never had (they encode as all
+    zeros: a different coding, e.g. 'M' vs 'male', would silently blank the covariate)."""
+    out = {}
+    for col, p in encoder.params.items():
+        if p["kind"] == "categorical":
+            seen = set(p["categories"])
+            new = sorted({str(v) for v in table[col].dropna()} - seen)
+            if new:
+                out[col] = new
+    return out
+
+
 def setup_external(ext: Any, train: Any, outcomes: bool = True, missing_genes: str = "error") -> None:
     """Set up the CohortDataModule `ext` as an external TEST cohort of the set-up training data module `train` (or
     a `survlab.data.fitted.FittedData` rebuilt from a run's preprocessing.json): all its patients (after the usual
@@ -107,6 +120,11 @@ def setup_external(ext: Any, train: Any, outcomes: bool = True, missing_genes: s
         sources.genomics = genomic_tensors(expr, train.gene_groups, train.gene_scaler, cohort.case_ids)
     if "clinical" in ext.modalities:
         ext.clinical_encoder = train.clinical_encoder
+        unseen = _unseen_categories(train.clinical_encoder, cohort.table)
+        if unseen:
+            ext.drop_report["unseen_categories"] = unseen
+            log.warning("external data %s: clinical value(s) the training patients never had, encoded as all zeros: "
+                        "%s; recode them to the training categories if they mean the same", ext.name, unseen)
         sources.clinical = dict(
             zip(cohort.case_ids, train.clinical_encoder.transform(cohort.table), strict=True)
         )
