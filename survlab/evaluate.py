@@ -118,6 +118,21 @@ def _task(cfg: DictConfig, dims: Any, references: Any, state: dict[str, Any]) ->
     return task
 
 
+def _load_weights(task: Any, ckpt: str) -> None:
+    """The checkpoint's weights (and its training references) into `task`, as Lightning's `ckpt_path` would."""
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    task.on_load_checkpoint(checkpoint)
+    task.load_state_dict(checkpoint["state_dict"])
+
+
+def _check_out(out: Path, root: Path) -> None:
+    """Outputs never go into a cohort's folder (user data is read-only)."""
+    if out.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"out={out} lies inside the cohort folder {root}; write the outputs elsewhere")
+
+
 def _eval_cfg(cfg: DictConfig, data: DictConfig | None = None) -> DictConfig:
     """The run's config for writing outputs: another cohort's data node, no attention export."""
     out = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
@@ -139,7 +154,7 @@ def _compare_state(state: dict[str, Any], now: dict[str, Any], where: str) -> No
     if keys:
         raise ValueError(
             f"{where}: the cohort's files or split changed since the run ({', '.join(keys)} differ from "
-            f"preprocessing.json); restore them, or evaluate it as another cohort (data=<name>)"
+            f"preprocessing.json); restore them, or score the new files as another cohort (data.name=<new name>)"
         )
 
 
@@ -161,10 +176,13 @@ def evaluate_own_fold(
     dm = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
     dm.prepare_data()
     dm.setup("test")
+    _check_out(out, dm.root)
     _compare_state(state, preprocessing_state(dm), f"run={run_dir} data={dm.name} fold {dm.fold}")
     task = _task(cfg, dm.dims, dm, {})
+    _load_weights(task, ckpt)
+    out.mkdir(parents=True, exist_ok=True)
     trainer = _trainer(cfg, out)
-    trainer.test(task, datamodule=dm, ckpt_path=ckpt, weights_only=True, verbose=False)
+    trainer.test(task, datamodule=dm, verbose=False)
     metrics = write_run_outputs(_eval_cfg(cfg), out, task, dm, trainer, ckpt, wall_s=time.time() - started)
     metrics.update(evaluation="internal test fold (re-scored)", run_dir=str(run_dir))
     return metrics
@@ -311,13 +329,13 @@ def evaluate_external(
             f"data={name} is the run's own cohort {fitted.name}; omit data= to re-score its test fold, "
             f"or give another cohort (data.name=<other> for the same config on other files)"
         )
-    if Path(out).resolve().is_relative_to(Path(ext.root).resolve()):
-        raise ValueError(f"out={out} lies inside the cohort folder {ext.root}; write outputs elsewhere")
+    _check_out(out, ext.root)
     setup_external(ext, fitted, outcomes=with_outcomes, missing_genes=missing_genes)
     where = f"data={ext.name} for the model of run={run_dir}"
     _check_dims(ext.dims, fitted.dims, where)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = _task(cfg, dims_from_dict(state["dims"]), fitted, state)
+    _load_weights(task, ckpt)
     out.mkdir(parents=True, exist_ok=True)
     card: dict[str, Any] = {
         "evaluation": "external validation"
@@ -341,8 +359,6 @@ def evaluate_external(
         f"fold {fitted.fold}; nothing refitted on {ext.name})",
     }
     if not with_outcomes:
-        weights = torch.load(ckpt, map_location="cpu", weights_only=True)
-        task.load_state_dict(weights["state_dict"])
         accel = str(cfg.trainer.get("accelerator", "cpu"))
         device = "cuda" if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         classes = {n: d["classes"] for n, d in state["labels"].items()}
@@ -358,7 +374,7 @@ def evaluate_external(
         )
         return {"evaluation": card["evaluation"], "n_predicted": len(preds)}
     trainer = _trainer(cfg, out)
-    trainer.test(task, dataloaders=ext.test_dataloader(), ckpt_path=ckpt, weights_only=True, verbose=False)
+    trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
     ext_cfg = _eval_cfg(cfg, node)
     metrics = write_run_outputs(ext_cfg, out, task, ext, trainer, ckpt, wall_s=time.time() - started)
     metrics.update(
@@ -428,7 +444,6 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
         raise ValueError("outcomes=false applies to another cohort; the run's own test fold has outcomes")
     scored = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("name=")), name)
     out = Path(os.path.expanduser(options.get("out") or run_dir / "eval" / scored)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     if own:
         metrics = evaluate_own_fold(cfg, ckpt, state, out, run_dir, overrides)
     else:

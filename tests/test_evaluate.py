@@ -368,6 +368,7 @@ def test_bad_input_is_one_line(
     assert "inside the cohort folder" in _error(
         capsys, f"run={surv_run}", "data=synth_b", f"out={lab / 'cohorts' / 'synth_b' / 'eval'}"
     )
+    assert not (lab / "cohorts" / "synth_b" / "eval").exists()
     # the run's own cohort changed since training: refitted preprocessing differs from preprocessing.json
     protocol = json.loads((clin_run / "protocol.json").read_text())
     changed = tmp_path / "changed"
