@@ -203,6 +203,31 @@ def test_external_cohort_metrics_and_protocol(surv_run: Path, lab: Path) -> None
     assert _tree(cohort) == before, "survlab wrote into the external cohort's folder"
 
 
+def test_external_cohort_in_the_real_layout(surv_run: Path, tmp_path: Path) -> None:
+    """data=tcga_luad pointed at files in the CLAM/MCAT layout (.pt bags under features/<encoder>/, a cohort with no
+    classification labels — the model scores none), kept read-only: scored, and nothing written into it."""
+    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+
+    spec = SyntheticSpec(
+        n_patients=36, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=11
+    )
+    cohort = generate_cohort(tmp_path / "tcga_luad", spec, encoder="resnet50_trunc")
+    before = _tree(cohort)
+    for p in [cohort, *cohort.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)  # user data is read-only
+    try:
+        args = (f"run={surv_run}", "data=tcga_luad", f"data.root={cohort}", "data.wsi.feature_dim=8")
+        assert _evaluate(*args, "data.wsi.format=pt", f"out={tmp_path / 'out'}") == 0
+    finally:
+        for p in [cohort, *cohort.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (
+        metrics["cohort"] == "tcga_luad" and metrics["n_test"] == 36 and np.isfinite(metrics["test/cindex"])
+    )
+    assert _tree(cohort) == before
+
+
 def test_cohort_without_outcomes_gets_predictions_only(surv_run: Path, lab: Path, tmp_path: Path) -> None:
     """synth_b with its outcome and label columns removed: the same risks as with outcomes, no metrics."""
     if not (lab / "cohorts" / "synth_b" / "clinical.csv").is_file():

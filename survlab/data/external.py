@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from survlab.data.checks import DataFileError
@@ -22,14 +23,14 @@ from survlab.data.targets import encode_labels
 log = logging.getLogger(__name__)
 
 
-def _check_compatible(ext: Any, train: Any, outcomes: bool = True) -> None:
-    """Same endpoints, labels (unless `outcomes` is False: predictions only) and modalities as the training cohort;
-    one-line ValueError naming the difference."""
+def _check_compatible(ext: Any, train: Any, targets: bool = True) -> None:
+    """Same endpoints, labels (unless `targets` is False: checked elsewhere, or predictions only) and modalities as
+    the training cohort; one-line ValueError naming the difference."""
     what = f"external data={ext.name} vs training data={train.name}"
     ext_eps, train_eps = [e.name for e in ext.endpoints], [e.name for e in train.endpoints]
-    if outcomes and ext_eps != train_eps:
+    if targets and ext_eps != train_eps:
         raise ValueError(f"{what}: endpoints {ext_eps} != {train_eps}; declare the same data.endpoints")
-    if outcomes and list(ext.label_specs) != list(train.label_specs):
+    if targets and list(ext.label_specs) != list(train.label_specs):
         raise ValueError(
             f"{what}: labels {list(ext.label_specs)} != {list(train.label_specs)}; declare the same labels"
         )
@@ -41,6 +42,31 @@ def _check_compatible(ext: Any, train: Any, outcomes: bool = True) -> None:
         raise ValueError(
             f"{what}: clinical columns {ext.clin_cols} != {train.clin_cols}; use the same columns"
         )
+
+
+def _restrict_targets(ext: Any, train: Any, endpoints: Sequence[str], labels: Sequence[str]) -> None:
+    """Keep only the endpoints / patient labels the model is scored on (the training cohort may declare more); the
+    external cohort must declare each of them (one-line ValueError naming what is missing and the fix)."""
+    what = f"external data={ext.name} vs training data={train.name}"
+    ext_eps = [e.name for e in ext.endpoints]
+    absent = [e for e in endpoints if e not in ext_eps]
+    if absent:
+        raise ValueError(f"{what}: the model is scored on endpoint(s) {absent}, which the external cohort does not "
+                         f"declare (it has {ext_eps}); declare them under data.endpoints / data.time_col")
+    primary = train.endpoint.name if train.endpoint is not None else None
+    if primary in endpoints and (ext.endpoint is None or ext.endpoint.name != primary):
+        raise ValueError(f"{what}: the model's primary endpoint is {primary}, the external cohort's "
+                         f"{ext.endpoint.name if ext.endpoint else None}; set data.endpoint={primary}")
+    ext.secondary = tuple(e for e in ext.secondary if e.name in endpoints)
+    if ext.endpoint is not None and ext.endpoint.name not in endpoints and not ext.secondary:
+        ext.endpoint, ext.has_survival = None, False  # a classification model: survival is not scored
+    unknown = [n for n in labels if n not in ext.label_specs]
+    if unknown:
+        raise ValueError(f"{what}: the model is scored on label(s) {unknown}, which the external cohort does not "
+                         f"declare (it has {list(ext.label_specs)}); declare them under data.labels")
+    ext.label_specs = {n: ext.label_specs[n] for n in labels}
+    ext.label_cols = list(labels)
+    ext.slide_label_specs = {}
 
 
 def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
@@ -78,12 +104,21 @@ def _unseen_categories(encoder: Any, table: Any) -> dict[str, list[str]]:
     return out
 
 
-def setup_external(ext: Any, train: Any, outcomes: bool = True, missing_genes: str = "error") -> None:
+def setup_external(
+    ext: Any,
+    train: Any,
+    outcomes: bool = True,
+    missing_genes: str = "error",
+    scored_on: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> None:
     """Set up the CohortDataModule `ext` as an external TEST cohort of the set-up training data module `train` (or
     a `survlab.data.fitted.FittedData` rebuilt from a run's preprocessing.json): all its patients (after the usual
     checks and drops) in `ext.datasets["test"]`; preprocessing from `train`. `outcomes=False`: a cohort without
-    outcomes or labels (predictions only)."""
-    _check_compatible(ext, train, outcomes)
+    outcomes or labels (predictions only). `scored_on`: the (endpoints, labels) the model is scored on, when not
+    every one the training cohort declares."""
+    if outcomes and scored_on is not None:
+        _restrict_targets(ext, train, *scored_on)
+    _check_compatible(ext, train, targets=outcomes and scored_on is None)
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
     keep = list(
