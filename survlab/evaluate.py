@@ -259,10 +259,11 @@ def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
     from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
 
     primary = fitted.endpoint.name if fitted.endpoint is not None else None
-    endpoints, labels = [], []
+    endpoints: list[str] = []
+    labels: list[str] = []
     for o in task.objectives.values():
         if isinstance(o, SurvivalObjective | HorizonObjective):
-            endpoints.append(o.endpoint or primary)
+            endpoints.append(str(o.endpoint or primary))
         elif isinstance(o, ClassificationObjective) and o.level == "patient":
             labels.append(str(o.label))
     ordered = sorted(

@@ -52,7 +52,8 @@ def _restrict_targets(ext: Any, train: Any, endpoints: Sequence[str], labels: Se
     absent = [e for e in endpoints if e not in ext_eps]
     if absent:
         raise ValueError(f"{what}: the model is scored on endpoint(s) {absent}, which the external cohort does not "
-                         f"declare (it has {ext_eps}); declare them under data.endpoints / data.time_col")
+                         f"declare (it has {ext_eps}); declare them under data.endpoints / data.time_col, or score it without "
+                         f"outcomes (predictions only)")
     primary = train.endpoint.name if train.endpoint is not None else None
     if primary in endpoints and (ext.endpoint is None or ext.endpoint.name != primary):
         raise ValueError(f"{what}: the model's primary endpoint is {primary}, the external cohort's "
@@ -63,7 +64,8 @@ def _restrict_targets(ext: Any, train: Any, endpoints: Sequence[str], labels: Se
     unknown = [n for n in labels if n not in ext.label_specs]
     if unknown:
         raise ValueError(f"{what}: the model is scored on label(s) {unknown}, which the external cohort does not "
-                         f"declare (it has {list(ext.label_specs)}); declare them under data.labels")
+                         f"declare (it has {list(ext.label_specs)}); declare them under data.labels, or score it without "
+                         f"outcomes (predictions only)")
     ext.label_specs = {n: ext.label_specs[n] for n in labels}
     ext.label_cols = list(labels)
     ext.slide_label_specs = {}

@@ -33,21 +33,6 @@ FORMAT = "survlab.preprocessing/1"
 FILENAME = "preprocessing.json"
 
 
-def groups_to_dict(groups: GeneGroups) -> dict[str, Any]:
-    """GeneGroups -> {"names", "genes" (per group, in order), "totals"} (JSON-safe)."""
-    return {
-        "names": list(groups.names),
-        "genes": [list(g) for g in groups.genes],
-        "totals": list(groups.totals),
-    }
-
-
-def groups_from_dict(d: dict[str, Any]) -> GeneGroups:
-    return GeneGroups(
-        tuple(d["names"]), tuple(tuple(g) for g in d["genes"]), tuple(int(t) for t in d["totals"])
-    )
-
-
 def dims_to_dict(dims: ModalityDims) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(dims)))
 
@@ -96,7 +81,7 @@ def preprocessing_state(dm: Any, task: Any = None) -> dict[str, Any]:
             "train_counts": dm.train_label_counts(name).tolist(),
         }
     if src.genomics is not None:
-        state["genomics"] = {"groups": groups_to_dict(dm.gene_groups), "scaler": dm.gene_scaler.to_dict()}
+        state["genomics"] = {"groups": dm.gene_groups.to_dict(), "scaler": dm.gene_scaler.to_dict()}
     if src.clinical is not None:
         state["clinical"] = dm.clinical_encoder.to_dict()
     if src.imaging is not None:
@@ -165,7 +150,7 @@ class FittedData:
         )
         self.primary_label = state["primary_label"]
         gen = state.get("genomics")
-        self.gene_groups = groups_from_dict(gen["groups"]) if gen else None
+        self.gene_groups = GeneGroups.from_dict(gen["groups"]) if gen else None
         self.gene_scaler = GeneScaler.from_dict(gen["scaler"]) if gen else None
         self.clinical_encoder = (
             ClinicalEncoder.from_dict(state["clinical"]) if state.get("clinical") else None
