@@ -5,16 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
+# the exact tested set (pyproject.toml holds ranges); `make lock` regenerates it from $(VENV)
+CONSTRAINTS ?= requirements/constraints.txt
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE = 1
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench clean lock
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)"
-	$(PIP) install -q -e ".[test,text]"
+	$(PIP) install -q -c $(CONSTRAINTS) "$(TORCH_PIN)"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[test,text]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -38,6 +40,18 @@ bench: install
 lint: install
 	$(PIP) install -q ruff
 	$(VENV)/bin/ruff check survlab tests
+
+## Rewrite $(CONSTRAINTS) from what $(VENV) holds now (after upgrading packages there and running the tests):
+## pip freeze without survlab itself / editable installs, torch without its local build label (+cpu / +cuXXX).
+lock:
+	@test -x $(PY) || { echo "make lock: no $(PY); run make install first"; exit 1; }
+	@mkdir -p $(dir $(CONSTRAINTS))
+	@{ echo "# The exact tested set (pip freeze of the development venv; survlab itself and editable installs left out)."; \
+	   echo "# make install installs with -c requirements/constraints.txt; make lock regenerates this file from the venv."; \
+	   echo "# torch carries no local build label (+cpu / +cu12x): the same file serves CPU and CUDA wheels of that version."; \
+	   $(PIP) freeze --exclude-editable | grep -v -i -E '^(#|-e |survlab( |==|@))' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; \
+	 } > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	@echo "wrote $(CONSTRAINTS) ($$(grep -vc '^#' $(CONSTRAINTS)) packages)"
 
 clean:
 	rm -rf outputs multirun logs wandb .pytest_cache .ruff_cache build *.egg-info

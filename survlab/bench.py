@@ -31,8 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+import numpy as np  # torch is imported inside the functions that use it: `survlab bench --help` starts fast
 
 from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
@@ -67,6 +66,8 @@ class PeakRSS:
             time.sleep(0.02)
 
     def __enter__(self) -> PeakRSS:
+        import torch
+
         self.peak = self.now()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -81,6 +82,8 @@ class PeakRSS:
 
 
 def device_peak_gb() -> float | None:
+    import torch
+
     return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
 
 
@@ -97,6 +100,8 @@ def host_bandwidth_gbs(n_bytes: int = 1 << 30, repeats: int = 3) -> float:
 
 
 def device_bandwidth_gbs(n_bytes: int = 1 << 30) -> float | None:
+    import torch
+
     if not torch.cuda.is_available():
         return None
     a = torch.ones(n_bytes // 4, device="cuda")
@@ -120,6 +125,7 @@ def _typical(epoch_s: list[float]) -> float:
 def compose(model: str, root: Path, spec: dict[str, Any], overrides: Sequence[str] = ()) -> Any:
     """The Hydra config a user gets for `model=<model> data=synthetic` at the TCGA recipes' data settings
     (conf/data/_tcga.yaml: batch 8, max_patches 4096, RAM cache auto up to 8 GB), on the benchmark cohort."""
+    import torch
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -171,6 +177,7 @@ class StepTimer:
 
     def __new__(cls) -> Any:
         import lightning as L
+        import torch
 
         class _Timer(L.Callback):
             def __init__(self) -> None:
@@ -245,6 +252,8 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
     fp32, full bags, loss / accumulation and an optimiser step every `accumulation` patients. Same network class,
     same patients, same files as `survlab_loop`."""
     import gc
+
+    import torch
 
     from survlab.data.batch import Batch
     from survlab.eval.metrics import harrell_cindex
@@ -351,6 +360,8 @@ def feature_bytes(dm: Any, train: bool = True) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(args.data) / f"bench_p{args.patients}_n{args.patches}_d{args.dim}"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from survlab.eval.summary import summarize_sweep
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m survlab.summarize", description=__doc__.splitlines()[0])
@@ -25,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--over", nargs="*", default=[], metavar="KEY",
                    help="swept keys to pool within a row (e.g. --over seed: mean ± std over folds × seeds)")
     a = p.parse_args(argv)
+    from survlab.eval.summary import summarize_sweep  # after parsing: `--help` starts without torch
+
     try:
         s = summarize_sweep(a.sweep_dir, reference=a.reference, metric=a.metric, out_dir=a.out, plot=not a.no_plot,
                             over=a.over)

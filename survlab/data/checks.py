@@ -16,6 +16,7 @@ import csv
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 _DELIMITERS: dict[str, str] = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -37,6 +38,25 @@ class DataFileError(ValueError):
                 last = last.removeprefix(prefix)
             message = f"{last}\n{message}"
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem group of an input file (what `survlab check` lists): the file, the check that failed, the one-line
+    message (names the file, the first cases and the fix) and every case / slide concerned (`cases`, for counts)."""
+
+    file: str
+    check: str
+    message: str
+    cases: tuple[str, ...] = ()
+
+
+def report(findings: list[Finding] | None, finding: Finding) -> None:
+    """A check's verdict: raise its message as a ValueError (a loader stops at the first problem) or, when a list is
+    given (`survlab.data.audit`), append it and let the caller go on with the next check."""
+    if findings is None:
+        raise ValueError(finding.message)
+    findings.append(finding)
 
 
 def describe_number(value: object) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.checks import delimiter_problem, describe_number, parse_problem
+from survlab.data.checks import Finding, delimiter_problem, describe_number, parse_problem, report
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,16 @@ class Cohort:
         survival: bool = True,
         secondary: Sequence[Endpoint] = (),
         slide_keep_cols: Sequence[str] = (),
+        findings: list[Finding] | None = None,
     ) -> Cohort:
         """Read + validate the slide-level CSV. `keep_cols` (labels, clinical, site) must exist in the file.
 
         `survival=False`: a classification-only cohort (no time/censorship columns; `time` NaN, `event` False).
         `secondary`: further endpoints (a patient may lack them: empty cells -> time NaN, event False).
-        `slide_keep_cols`: slide-level columns (slide labels), kept per slide in `Cohort.slides`."""
+        `slide_keep_cols`: slide-level columns (slide labels), kept per slide in `Cohort.slides`.
+        `findings`: collect the row checks' problems there and go on (rows with an empty case id are skipped)
+        instead of raising the first; a file that cannot be read as a table (missing, unparsable, missing columns)
+        still raises."""
         path = Path(path)
         endpoint = (endpoint or Endpoint()) if survival else None
         if not path.is_file():
@@ -164,13 +168,17 @@ class Cohort:
         has_slides = slide_col is not None and slide_col in raw.columns
         if slide_keep_cols and not has_slides:
             raise ValueError(f"{path}: slide labels {list(slide_keep_cols)} need a '{slide_col}' column; add it")
-        table = cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoints, keep_cols)
-        slides = cls._slide_rows(raw, path, case_col, slide_col, slide_keep_cols) if slide_keep_cols else None
+        table = cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoints, keep_cols, findings)
+        slides = (
+            cls._slide_rows(raw.dropna(subset=[case_col]), path, case_col, slide_col, slide_keep_cols, findings)
+            if slide_keep_cols else None
+        )
         return cls(table, path, endpoint, tuple(endpoints[1:]) if endpoint else tuple(endpoints), slides)
 
     @staticmethod
     def _slide_rows(
-        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str, cols: Sequence[str]
+        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str, cols: Sequence[str],
+        findings: list[Finding] | None = None,
     ) -> pd.DataFrame:
         """One row per slide_id (sorted): slide_id, case_id and the slide-level `cols` (one value per slide)."""
         raw = raw.dropna(subset=[slide_col]).assign(
@@ -184,10 +192,10 @@ class Cohort:
         for col in cols:
             bad = n_values.index[n_values[col] > 1]
             if len(bad):
-                raise ValueError(
+                report(findings, Finding(str(path), f"slide column '{col}' differs within a slide", (
                     f"{path}: slide-level column '{col}' differs across the rows of slide(s) {_first_ids(bad)}; "
                     f"give each slide one value"
-                )
+                ), tuple(map(str, bad))))
         first = raw.groupby(slide_col).first().sort_index()
         out = pd.DataFrame({"slide_id": first.index.astype(str), "case_id": first[case_col].to_numpy()})
         for col in cols:
@@ -196,7 +204,8 @@ class Cohort:
 
     @staticmethod
     def _outcome(
-        raw: pd.DataFrame, path: Path, case_col: str, raw_ids: pd.Series, ep: Endpoint, required: bool
+        raw: pd.DataFrame, path: Path, case_col: str, raw_ids: pd.Series, ep: Endpoint, required: bool,
+        findings: list[Finding] | None = None,
     ) -> tuple[pd.Series, pd.Series]:
         """(time [rows] float, event [rows] bool) of endpoint `ep`, validated; a row of a non-`required` endpoint
         may have both cells empty (time NaN, event False)."""
@@ -212,27 +221,27 @@ class Cohort:
                                     strict=True)))
             shown = ", ".join(f"{c}: {d}" for c, d in list(found.items())[:5])
             more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
-            raise ValueError(
+            report(findings, Finding(str(path), f"survival time '{ep.time_col}' not a positive number", (
                 f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
                 f"fix the values or remove these patients"
-            )
+            ), tuple(found)))
         flag = pd.to_numeric(raw[flag_col], errors="coerce")
         bad = raw.loc[~flag.isin([0, 1]) & ~absent, case_col]
         if len(bad):
-            raise ValueError(
+            report(findings, Finding(str(path), f"'{flag_col}' not 0 or 1", (
                 f"{path}: '{flag_col}' must be 0 or 1 (censorship: 1 = censored; event: 1 = event) but case(s) "
                 f"{_first_ids(bad.unique())} have {_first_ids(raw.loc[bad.index, flag_col].unique(), 3)}; recode it"
-            )
+            ), tuple(map(str, bad.unique()))))
         event = (flag == 1) if ep.event_col and not ep.censorship_col else (flag == 0)
         time, event = time.astype(float).where(~absent), event.astype(bool) & ~absent
         per_case = pd.DataFrame({"c": raw[case_col], "t": time.fillna(-1.0), "e": event}).groupby("c", sort=False)
         conflict = per_case.nunique().index[(per_case.nunique().t > 1) | (per_case.nunique().e > 1)]
         if len(conflict):
-            raise ValueError(
+            report(findings, Finding(str(path), f"conflicting outcomes ({ep.name})", (
                 f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
                 f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
                 f"make the patient fields identical on every slide row"
-            )
+            ), tuple(map(str, conflict))))
         return time, event
 
     @staticmethod
@@ -243,6 +252,7 @@ class Cohort:
         slide_col: str | None,
         endpoints: Sequence[Endpoint],
         keep_cols: Sequence[str],
+        findings: list[Finding] | None = None,
     ) -> pd.DataFrame:
         """Slide rows -> patient rows, validating outcomes (the first endpoint is the primary: required) and slide
         ownership. No endpoints: a cohort without survival (time NaN, event False)."""
@@ -250,13 +260,15 @@ class Cohort:
         raw_ids = raw[case_col]
         if raw_ids.isna().any():
             rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
-            raise ValueError(
+            report(findings, Finding(str(path), f"empty {case_col}", (
                 f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
-            )
+            ), tuple(f"line {r}" for r in rows)))
+            raw = raw[raw_ids.notna()].copy()  # collecting: check the other rows
+            raw_ids = raw[case_col]
         raw[case_col] = raw_ids.astype(str).str.strip()
         outcome_cols = []
         for k, ep in enumerate(endpoints):
-            raw[f"time:{ep.name}"], raw[f"event:{ep.name}"] = Cohort._outcome(raw, path, case_col, raw_ids, ep, k == 0)
+            raw[f"time:{ep.name}"], raw[f"event:{ep.name}"] = Cohort._outcome(raw, path, case_col, raw_ids, ep, k == 0, findings)
             outcome_cols += [f"time:{ep.name}", f"event:{ep.name}"]
         if endpoints:
             raw["__time"], raw["__event"] = raw[f"time:{endpoints[0].name}"], raw[f"event:{endpoints[0].name}"]
@@ -266,7 +278,7 @@ class Cohort:
         for col in kept:  # 'LUAD' and 'LUAD ' are one class; a blank cell is missing
             if not pd.api.types.is_numeric_dtype(raw[col]):
                 raw[col] = raw[col].map(lambda v: (v.strip() or np.nan) if isinstance(v, str) else v)
-        Cohort._check_patient_fields(raw, path, case_col, kept)
+        Cohort._check_patient_fields(raw, path, case_col, kept, findings)
         if slide_col is not None:
             slides = raw.dropna(subset=[slide_col])
             slides = slides.assign(**{slide_col: slides[slide_col].astype(str).str.strip()})
@@ -275,10 +287,10 @@ class Cohort:
             shared = owners.index[owners > 1]
             if len(shared):
                 who = slides.loc[slides[slide_col] == shared[0], case_col].unique()
-                raise ValueError(
+                report(findings, Finding(str(path), "slide listed under two patients", (
                     f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
                     f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
-                )
+                ), tuple(map(str, shared))))
             slide_lists = slides.groupby(case_col)[slide_col].agg(lambda s: sorted(set(s)))
         first = raw.groupby(case_col).first().sort_index()  # canonical patient order: by case_id
         table = pd.DataFrame(
@@ -298,14 +310,16 @@ class Cohort:
                 table[col] = first[col].to_numpy()
         if endpoints and not table["event"].any():
             flag_col = endpoints[0].censorship_col or endpoints[0].event_col
-            raise ValueError(
+            report(findings, Finding(str(path), "no events", (
                 f"{path}: no events at all in '{flag_col}' ({len(table)} patients all censored); check the coding "
                 f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
-            )
+            )))
         return table.reset_index(drop=True)
 
     @staticmethod
-    def _check_patient_fields(raw: pd.DataFrame, path: Path, case_col: str, cols: Sequence[str]) -> None:
+    def _check_patient_fields(
+        raw: pd.DataFrame, path: Path, case_col: str, cols: Sequence[str], findings: list[Finding] | None = None
+    ) -> None:
         """A kept patient column must have one value per patient (missing cells aside); otherwise the value would
         be whichever slide row comes first in the file."""
         if not cols:
@@ -315,11 +329,11 @@ class Cohort:
             bad = n_values.index[n_values[col] > 1]
             if len(bad):
                 values = raw.loc[raw[case_col] == bad[0], col].dropna().astype(str).unique()
-                raise ValueError(
+                report(findings, Finding(str(path), f"column '{col}' differs within a patient", (
                     f"{path}: column '{col}' differs across the slide rows of case(s) {_first_ids(bad)} "
                     f"({_first_ids(sorted(values), 3)} for {bad[0]}); make the patient fields identical on every "
                     f"slide row"
-                )
+                ), tuple(map(str, bad))))
 
     # ------------------------------------------------------------------ access
     @property

@@ -41,9 +41,11 @@ from survlab.data.genomics import (
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.samplers import EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, ensure_splits
+from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
+from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
+from survlab.data.trident import trident_folder
 from survlab.data.wsi import BagStore, DropReport, check_availability
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ WSI_DEFAULTS: dict[str, Any] = {
     "packed": False,  # read bags from one flat file + offsets per store (survlab.data.packed), built on first use
     "packed_dir": None,  # where packed stores go (None: <root>-packed beside a cohort survlab generated)
     "packed_dtype": "float16",
+    "layout": "clam",  # clam: <features_dir>/<encoder>/{h5,pt}_files/; trident: TRIDENT's job dir (`trident` below)
+    "trident": None,  # {job_dir, encoder, mag, patch_size, overlap} (survlab.data.trident)
 }
 GENOMICS_DEFAULTS: dict[str, Any] = {
     "expression": "expression.csv",
@@ -76,6 +80,7 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "stratify_site": None,
     "stratify_label": None,
     "calibration_fraction": 0.0,
+    "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.splits_import)
 }
 
 
@@ -428,7 +433,7 @@ class CohortDataModule(L.LightningDataModule):
             secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
         )
         cfg = self.split_cfg
-        split_set = ensure_splits(
+        split_set = self._imported_splits(full) or ensure_splits(
             full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],
             self.label_specs[self.stratify_label].column if self.stratify_label else None,
             cfg["calibration_fraction"], self.has_survival,
@@ -436,6 +441,7 @@ class CohortDataModule(L.LightningDataModule):
         event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
+        self.split_meta: dict[str, Any] = split_set.meta
 
         cohort = full
         sources = ModalitySources()
@@ -465,6 +471,19 @@ class CohortDataModule(L.LightningDataModule):
         self.dims = self._dims()
         self._ready = True
         log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
+
+    def _imported_splits(self, full: Cohort) -> SplitSet | None:
+        """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""
+        spec, cfg = self.split_cfg["import"], self.split_cfg
+        if not spec:
+            return None
+        if cfg["stratify_site"] or cfg["calibration_fraction"]:
+            raise ValueError(f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site "
+                             "and splits.calibration_fraction")
+        base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
+        base = _under(self.root, cfg["dir"]) if cfg["dir"] else base
+        return import_from_config(dict(spec), full.table, base, self.root, cfg["val_fraction"], cfg["seed"],
+                                  self.has_survival)
 
     def _fit_labels(self, cohort: Cohort, train_rows: pd.DataFrame, sources: ModalitySources) -> None:
         """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
@@ -512,6 +531,8 @@ class CohortDataModule(L.LightningDataModule):
             cache_max_bytes=int(float(w["cache_max_gb"]) * 1024**3),
         )
         dim = w["feature_dim"]
+        if w["layout"] != "clam":
+            return self._trident_store(common, dim), None
         wsi = (
             BagStore(base, feature_dim=dim if not isinstance(dim, dict) else None, **common)
             if "wsi" in self.modalities
@@ -522,6 +543,19 @@ class CohortDataModule(L.LightningDataModule):
             per = dim if isinstance(dim, dict) else {s: dim for s in w["scales"]}
             scales = {s: BagStore(base, feature_dim=per.get(s), scale=s, **common) for s in w["scales"]}
         return wsi, scales
+
+    def _trident_store(self, common: dict[str, Any], dim: Any) -> BagStore | None:
+        """The BagStore of `wsi.layout: trident` (TRIDENT's features_<encoder>/ folder, resolved with checks)."""
+        w = self.wsi_cfg
+        if w["layout"] != "trident":
+            raise ValueError(f"data={self.name}: wsi.layout must be clam or trident, got {w['layout']!r}")
+        if w["scales"] or "scales" in self.modalities:
+            raise ValueError(f"data={self.name}: wsi.layout=trident reads one patching; unset data.wsi.scales")
+        if "wsi" not in self.modalities:
+            return None
+        folder, store_name = trident_folder(dict(w["trident"] or {}), self.root)
+        fmt = "pt" if common["format"] == "pt" else "h5"
+        return BagStore(folder, feature_dim=dim, folder=folder, **{**common, "encoder": store_name, "format": fmt})
 
     def _setup_wsi(self, cohort: Cohort, sources: ModalitySources) -> Cohort:
         wsi, scales = self._stores()
@@ -827,7 +861,8 @@ class CohortDataModule(L.LightningDataModule):
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
             "modalities": list(self.modalities),
-            "encoder": w.get("encoder"),
+            "encoder": (w.get("trident") or {}).get("encoder") if w.get("layout") == "trident" else w.get("encoder"),
+            "wsi_layout": {"layout": "trident", **(w.get("trident") or {})} if w.get("layout") == "trident" else None,
             "feature_dim": self.dims.wsi_dim if self.dims else None,
             "scales": dict(self.dims.scale_dims) if self.dims and self.dims.scale_dims else None,
             "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes, strict=False))
@@ -835,6 +870,7 @@ class CohortDataModule(L.LightningDataModule):
             else None,
             "split_file": str(self.split_path),
             "split_hash": self.split_hash,
+            "split_import": getattr(self, "split_meta", {}).get("imported"),
             "fold": self.fold,
             "folds": self.split_cfg["folds"],
             "dropped": self.drop_report,

@@ -23,17 +23,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.checks import delimiter_problem, describe_number, parse_problem
+from survlab.data.checks import Finding, delimiter_problem, describe_number, parse_problem, report
 from survlab.data.cohort import _first_ids, _header, _reject_repeated, _spellings
 
 log = logging.getLogger(__name__)
 
 
-def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame:
+def read_expression(
+    path: str | Path, case_col: str = "case_id", findings: list[Finding] | None = None
+) -> pd.DataFrame:
     """-> DataFrame indexed by case_id (str, stripped), float32 columns = gene symbols (stripped).
 
     Rejects empty case ids, a case given twice (also as whitespace variants, e.g. 'T1' and 'T1 ') and a gene
-    column given twice, each with a one-line error naming the file and the offender.
+    column given twice, each with a one-line error naming the file and the offender. `findings`: collect every
+    such problem there instead (and go on: empty ids dropped, first row of a case kept, bad cells as NaN); a
+    file that cannot be read as a table still raises.
     """
     path = Path(path)
     if not path.is_file():
@@ -50,18 +54,28 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
             delimiter_problem(path, _header(path))
             or f"{path}: no '{case_col}' column (first columns: {list(df.columns[:5])}); add it"
         )
-    _reject_repeated(_header(path), path, "gene column", "keep one column per gene symbol")
+    if findings is None:
+        _reject_repeated(_header(path), path, "gene column", "keep one column per gene symbol")
+    else:
+        try:
+            _reject_repeated(_header(path), path, "gene column", "keep one column per gene symbol")
+        except ValueError as err:
+            findings.append(Finding(str(path), "gene column repeated", str(err)))
     raw_ids = df[case_col]
     if raw_ids.isna().any():
         lines = (np.flatnonzero(raw_ids.isna().to_numpy()) + 2).tolist()
-        raise ValueError(f"{path}: empty {case_col} at CSV line(s) {_first_ids(lines)}; fill in the case ids")
+        report(findings, Finding(str(path), f"empty {case_col}", (
+            f"{path}: empty {case_col} at CSV line(s) {_first_ids(lines)}; fill in the case ids"
+        ), tuple(f"line {r}" for r in lines)))
+        df, raw_ids = df[raw_ids.notna()], raw_ids[raw_ids.notna()]
     ids = raw_ids.astype(str).str.strip()
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
-        raise ValueError(
+        report(findings, Finding(str(path), "duplicate case rows", (
             f"{path}: duplicate case row(s) {_first_ids(dup.unique())}{_spellings(raw_ids, ids, dup.iloc[0])}; "
             f"keep one expression profile per patient"
-        )
+        ), tuple(dup.unique())))
+        df, ids = df[~ids.duplicated().to_numpy()], ids[~ids.duplicated()]
     df = df.set_index(pd.Index(ids, name=case_col)).drop(columns=[case_col])
     df.columns = [str(c).strip() for c in df.columns]
     non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
@@ -69,20 +83,22 @@ def read_expression(path: str | Path, case_col: str = "case_id") -> pd.DataFrame
         col = df[non_numeric[0]]
         case = pd.to_numeric(col, errors="coerce").isna() & col.notna()
         case = str(case.idxmax()) if case.any() else str(df.index[0])
-        raise ValueError(
+        report(findings, Finding(str(path), "gene columns not numeric", (
             f"{path}: gene column(s) {_first_ids(non_numeric)} are not numeric (case {case}: "
             f"{describe_number(col.loc[case]) or repr(col.loc[case])}); fix the values or drop the column(s)"
-        )
+        ), tuple(non_numeric)))
+        df = df.apply(pd.to_numeric, errors="coerce")
     with np.errstate(over="ignore"):
         values = df.to_numpy(np.float32)
     infinite = np.isinf(values)  # inf in the file, or beyond float32
     if infinite.any():
         r, c = np.argwhere(infinite)[0]
-        raise ValueError(
+        report(findings, Finding(str(path), "non-finite expression values", (
             f"{path}: non-finite expression value(s) (case {df.index[r]}, gene {df.columns[c]}: "
             f"{df.iloc[r, c]:g}; {int(infinite.sum())} in all); fix them or leave the cells empty (missing values "
             f"are imputed)"
-        )
+        ), tuple(dict.fromkeys(str(df.index[i]) for i in np.argwhere(infinite)[:, 0]))))
+        values[infinite] = np.nan
     return pd.DataFrame(values, index=df.index, columns=df.columns)
 
 

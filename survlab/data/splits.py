@@ -125,12 +125,7 @@ def make_splits(
         split = np.where(outer == k, "test", "train").astype(object)
         train = np.flatnonzero(outer != k)
         groups = (False, True) if label is None else sorted(set(inner.tolist()))
-        for ev in groups:  # inner validation: stratified by event (or label [x event])
-            idx = rng.permutation(train[inner[train] == ev])
-            n_val = int(round(val_fraction * len(idx)))
-            if val_fraction > 0 and len(idx) >= 2:
-                n_val = max(1, n_val)
-            split[idx[:n_val]] = "val"
+        carve_validation(split, train, inner, groups, val_fraction, rng)
         if calibration_fraction > 0:  # drawn after validation, so the train/val assignment is unchanged
             for ev in groups:
                 idx = rng.permutation(train[(inner[train] == ev) & (split[train] == "train")])
@@ -138,6 +133,20 @@ def make_splits(
                 split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
         out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
     return out
+
+
+def carve_validation(
+    split: np.ndarray, train: np.ndarray, inner: np.ndarray, groups: Sequence[Any], val_fraction: float,
+    rng: np.random.Generator,
+) -> None:
+    """Mark `val_fraction` of the training rows `train` (indices into `split` [N]) as "val" in place, per inner
+    stratum (`inner` [N]: event, or label [x event]; `groups` its values in order); at least one per stratum of >= 2."""
+    for ev in groups:
+        idx = rng.permutation(train[inner[train] == ev])
+        n_val = int(round(val_fraction * len(idx)))
+        if val_fraction > 0 and len(idx) >= 2:
+            n_val = max(1, n_val)
+        split[idx[:n_val]] = "val"
 
 
 def _label_strata(label: np.ndarray, event: np.ndarray, survival: bool) -> np.ndarray:
@@ -215,7 +224,7 @@ class SplitSet:
     def fold_hash(self, k: int) -> str:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
-        new = [key for key in ("calibration_fraction",) if key in self.meta]  # only when used: old hashes stay
+        new = [key for key in ("calibration_fraction", "imported") if key in self.meta]  # only when used: old hashes stay
         values = {key: self.meta.get(key) for key in (*keys, *new)}
         return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
 

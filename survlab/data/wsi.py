@@ -286,6 +286,8 @@ class BagStore:
     `check_headers` (the dim of the slides) and enforced across slides. Slide ids match file names with or without
     a WSI extension (`slide_key`). cache: keep patient bags in RAM (as `cache_dtype`) up to `cache_max_bytes`;
     `fill_cache` fills it before DataLoader workers start (they inherit it), else each worker fills its own.
+    folder: read `<folder>/<slide_id>.h5` (.pt with format=pt) instead of the CLAM layout (TRIDENT's
+    `features_<encoder>/`, see survlab.data.trident); `encoder` then only names the store (packed-store key).
     """
 
     def __init__(
@@ -298,6 +300,7 @@ class BagStore:
         cache: bool = False,
         cache_max_bytes: int = 2 * 1024**3,
         cache_dtype: str = "float16",
+        folder: str | Path | None = None,
     ) -> None:
         if format not in ("h5", "pt", "auto"):
             raise ValueError(f"wsi.format must be h5, pt or auto, got {format!r}")
@@ -310,6 +313,8 @@ class BagStore:
         self._cache_bytes = 0
         self._index: dict[Path, dict[str, list[str]]] = {}
         self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one packed file
+        # a flat folder of <slide>.h5 (or .pt with format=pt) files, e.g. TRIDENT's features_<encoder>/
+        self.folder = None if folder is None else Path(folder)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled (spawned DataLoader workers, ddp_spawn): without the RAM cache, which each process refills as
@@ -320,6 +325,8 @@ class BagStore:
 
     @property
     def search_dirs(self) -> list[Path]:
+        if self.folder is not None:
+            return [self.folder]
         fmts = ["h5", "pt"] if self.format == "auto" else [self.format]
         return [self.base / FORMAT_DIRS[f] for f in fmts]
 
@@ -328,6 +335,8 @@ class BagStore:
         (wsi.format, wsi.scales, wsi.encoder / wsi.features_dir) and what exists instead."""
         if any(d.is_dir() for d in self.search_dirs):
             return
+        if self.folder is not None:
+            raise FileNotFoundError(f"feature folder {self.folder} does not exist; check data.wsi.trident")
         other = [f for f, sub in FORMAT_DIRS.items() if (self.base / sub).is_dir()]
         if other:
             raise FileNotFoundError(
@@ -348,7 +357,8 @@ class BagStore:
     def _files(self, folder: Path) -> dict[str, list[str]]:
         """slide_key -> sorted file names in `folder` (listed once; a missing folder is empty)."""
         if folder not in self._index:
-            suffix = "." + ("h5" if folder.name == "h5_files" else "pt")
+            flat = "pt" if self.format == "pt" else "h5"
+            suffix = "." + (flat if self.folder is not None else "h5" if folder.name == "h5_files" else "pt")
             index: dict[str, list[str]] = {}
             names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(suffix)) if folder.is_dir() else []
             for name in names:

@@ -69,6 +69,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "external_data": None,
     "skip_completed": _bool,
     "export_attention": _bool,
+    "export_attention_h5": _bool,
     "attention_top_k": _int(1),
     "ckpt_path": _ckpt,
     "resume": None,

@@ -14,6 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import survlab
+from survlab.eval.attention_h5 import export_attention_h5
 from survlab.eval.classification import confusion_matrix, plot_confusion
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
@@ -172,6 +173,8 @@ def write_run_outputs(
 
     if cfg.get("export_attention", True):
         export_attention(task.net, datamodule, out_dir / "attention", top_k=cfg.get("attention_top_k", 10))
+    if cfg.get("export_attention_h5", False):  # per test slide: coords + attention h5 for CLAM / TRIDENT heatmaps
+        export_attention_h5(task.net, datamodule, out_dir / "attention" / "h5")
 
     ckpt_cb = trainer.checkpoint_callback
     best_val = None

@@ -48,7 +48,7 @@ SWEEP_KEYS = "sweep_keys.json"
 #: config keys (dotted) that cannot change a job's results: left out of its identity and of its dir name
 NON_IDENTITY = (
     "paths", "hydra", "skip_completed", "ckpt_path", "resume", "logger", "tags", "optimized_metric",
-    "export_attention", "attention_top_k", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "export_attention", "export_attention_h5", "attention_top_k", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "callbacks.rich_progress_bar", "callbacks.lr_monitor",
     "pipeline.rerun",
 )
