@@ -22,6 +22,8 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from survlab.data.fitted import FILENAME as PREPROCESSING_FILE
+from survlab.data.fitted import write_preprocessing
 from survlab.runner.config_check import check_config, resolve_auto
 from survlab.runner.report import write_run_outputs
 from survlab.runner.setup import (
@@ -72,6 +74,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
             return write_segmentation_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started)
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        # what was fitted on the training patients, as plain JSON: `python -m survlab.evaluate run=<run dir>` reuses it
+        write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
             from survlab.external import run_external
 

@@ -137,6 +137,14 @@ class GeneGroups:
             for n, g, t in zip(self.names, self.genes, self.totals, strict=False)
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: {"names", "genes" (per group, in order), "totals"}."""
+        return {"names": list(self.names), "genes": [list(g) for g in self.genes], "totals": list(self.totals)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneGroups:
+        return cls(tuple(d["names"]), tuple(tuple(g) for g in d["genes"]), tuple(int(t) for t in d["totals"]))
+
 
 def match_groups(
     columns: Sequence[str], signatures: dict[str, list[str]] | None, source: str = "signatures"
