@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -317,6 +318,24 @@ def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str
     return pd.concat(frames, ignore_index=True).sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
+def run_km_cutoffs(run_dir: Path, task: Any) -> dict[str, np.ndarray]:
+    """The KM risk-group cutoffs the run fitted on its training patients (`metrics.json: km_cutoffs`), keyed by the
+    primary survival objective, so another cohort is cut exactly as the internal test fold was; {} (the scored
+    cohort's own median / tertiles, with a warning) for runs written before the cutoffs were recorded."""
+    from survlab.runner.report import _primary_survival
+
+    survival = _primary_survival(task)
+    path = run_dir / "metrics.json"
+    cuts = json.loads(path.read_text()).get("km_cutoffs") if path.is_file() else None
+    if survival is None:
+        return {}
+    if not cuts:
+        log.warning("%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s", path,
+                    "risk quantiles")
+        return {}
+    return {survival: np.asarray(cuts, dtype=float)}
+
+
 def evaluate_external(
     cfg: DictConfig,
     ckpt: str,
@@ -393,7 +412,8 @@ def evaluate_external(
     trainer = _trainer(cfg, out)
     trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
     ext_cfg = _eval_cfg(cfg, node)
-    metrics = write_run_outputs(ext_cfg, out, task, ext, trainer, ckpt, wall_s=time.time() - started)
+    metrics = write_run_outputs(ext_cfg, out, task, ext, trainer, ckpt, wall_s=time.time() - started,
+                                km_cutoffs=run_km_cutoffs(run_dir, task))
     metrics.update(
         evaluation="external", trained_on=fitted.name, trained_fold=fitted.fold, run_dir=str(run_dir)
     )

@@ -200,6 +200,11 @@ def test_external_cohort_metrics_and_protocol(surv_run: Path, lab: Path) -> None
     card = (out / "protocol.md").read_text()
     assert "**synthetic** fold 1" in card and "**synth_b**" in card and "test/cindex" in card
     assert (out / "km.png").read_bytes()[:4] == b"\x89PNG"
+    # KM groups on the other cohort are cut at the run's training-patient cutoffs, as the in-memory external test
+    run_cuts = json.loads((surv_run / "metrics.json").read_text())["km_cutoffs"]
+    assert metrics["km_cutoffs"] == run_cuts
+    assert metrics["km_cutoffs"] == json.loads((surv_run / "external" / "metrics.json").read_text())["km_cutoffs"]
+    assert metrics["km_logrank_p"] == json.loads((surv_run / "external" / "metrics.json").read_text())["km_logrank_p"]
     assert _tree(cohort) == before, "survlab wrote into the external cohort's folder"
 
 
