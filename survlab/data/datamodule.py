@@ -67,6 +67,7 @@ GENOMICS_DEFAULTS: dict[str, Any] = {
     "scaling": "standard",
     "log1p": False,
     "values_from": None,  # another expression table (e.g. PathGen's synthetic one) whose values replace the real ones
+    "select": None,  # gene filter fitted on training patients, e.g. {method: variance, top_k: 500} (data.gene_filter)
 }
 SPLIT_DEFAULTS: dict[str, Any] = {
     "dir": None,
@@ -626,6 +627,13 @@ class CohortDataModule(L.LightningDataModule):
 
     def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
         g = self.gen_cfg
+        if g["select"]:  # keep the training patients' top genes (survlab.data.gene_filter), before the scaler
+            from survlab.data.gene_filter import GeneFilter
+
+            before = self.gene_groups
+            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(expr, before, split.train)
+            self.gene_groups = gene_filter.apply(before)
+            self.gene_filter_report = gene_filter.describe(before, self.gene_groups)
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
         if g["values_from"]:  # scaler fitted on the REAL training expression above; values from the other table
             from survlab.data.genomics import substitute_expression
@@ -806,6 +814,8 @@ class CohortDataModule(L.LightningDataModule):
                 "log1p": self.gene_scaler.log1p,
                 "groups": self.gene_groups.report(),
             }
+            if getattr(self, "gene_filter_report", None):
+                prep["genomics"]["select"] = self.gene_filter_report
         if self.sources.clinical is not None:
             prep["clinical"] = {
                 "features": self.clinical_encoder.feature_names,
