@@ -20,8 +20,9 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_user_table_cohort_from_a_config_folder_trains_coxmlp(tmp_path: Path) -> None:
-    root = write_table_cohort(tmp_path / "my_data" / "brca_local", n=60)
-    write_user_config(tmp_path / "my_conf", "brca_local", root)
+    # three CSVs as a lab has them: survival.csv, clinical.csv (covariates), expression.csv
+    root = write_table_cohort(tmp_path / "my_data" / "brca_local", n=60, three_files=True)
+    write_user_config(tmp_path / "my_conf", "brca_local", root, three_files=True)
     os.chmod(root, 0o555)  # user data is read-only: survlab must not need to write there
     before = _snapshot(root)
     try:

@@ -266,6 +266,7 @@ class CohortDataModule(L.LightningDataModule):
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
         self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
+        self.clin_table: str | None = (clinical or {}).get("table")  # covariates in their own CSV (data.covariates)
         self.imaging_cfg = parse_imaging(_plain(imaging))  # CT stacks + PET / radiomics (survlab.data.imaging)
         self.subgroups = [str(c) for c in (_plain(subgroups) or [])]  # columns kept for per-group metrics
         self.imaging: ImagingStore | None = None
@@ -418,7 +419,7 @@ class CohortDataModule(L.LightningDataModule):
             dict.fromkeys(
                 [
                     *(sp.column for sp in self.label_specs.values()),
-                    *self.clin_cols,
+                    *([] if self.clin_table else self.clin_cols),
                     *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
                     *self.subgroups,
                 ]
@@ -428,6 +429,10 @@ class CohortDataModule(L.LightningDataModule):
             self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep, survival=self.has_survival,
             secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
         )
+        if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
+            from survlab.data.covariates import join_covariates
+
+            full = join_covariates(full, _under(self.root, self.clin_table), self.clin_cols, self.case_col)
         cfg = self.split_cfg
         split_set = ensure_splits(
             full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],

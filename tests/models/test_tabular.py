@@ -187,6 +187,52 @@ def test_gene_filter_is_fitted_on_training_patients_and_recorded(tmp_path: Path,
     assert sorted(with_values("noisy_train", list(train))) != sorted(chosen)
 
 
+def test_covariates_in_their_own_table_give_the_same_inputs(tmp_path: Path) -> None:
+    """survival.csv + clinical.csv (clinical.table) + expression.csv == one clinical.csv with everything, patient by
+    patient (joined by case_id, both tables in other row orders); a patient without a covariate row is one line."""
+    from survlab.data.checks import DataFileError
+    from survlab.data.datamodule import CohortDataModule
+
+    one = write_table_cohort(tmp_path / "one")
+    three = write_table_cohort(tmp_path / "three", three_files=True)
+
+    def inputs(root: Path, **kw: object) -> dict[str, np.ndarray]:
+        dm = CohortDataModule(
+            name="t",
+            root=str(root),
+            slide_col=None,
+            genomics={},
+            splits={"folds": 5},
+            split_root=str(tmp_path / "splits" / root.name),
+            fold=0,
+            **kw,
+        )
+        dm.setup()
+        return {
+            c: np.concatenate([*dm.sources.genomics[c], dm.sources.clinical[c]]) for c in dm.cohort.case_ids
+        }
+
+    a = inputs(one, clinical={"columns": ["age", "stage"], "categorical": ["stage"]})
+    b = inputs(
+        three,
+        clinical_csv="survival.csv",
+        clinical={"table": "clinical.csv", "columns": ["age", "stage"], "categorical": ["stage"]},
+    )
+    assert a.keys() == b.keys() and all(np.array_equal(a[c], b[c]) for c in a)
+    covariates = pd.read_csv(three / "clinical.csv", dtype={"case_id": str})
+    covariates[covariates["case_id"] != "P007"].to_csv(three / "clinical.csv", index=False)
+    with pytest.raises(
+        DataFileError, match=r"clinical.csv: no row for 1 cohort patient\(s\) \(P007\); add their rows"
+    ):
+        inputs(three, clinical_csv="survival.csv", clinical={"table": "clinical.csv", "columns": ["age"]})
+    with pytest.raises(DataFileError, match=r"clinical.csv: no column\(s\) weight"):
+        inputs(
+            three,
+            clinical_csv="survival.csv",
+            clinical={"table": "clinical.csv", "columns": ["age", "weight"]},
+        )
+
+
 def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) -> None:
     from survlab.data.gene_filter import GeneFilter
 
