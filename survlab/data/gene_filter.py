@@ -8,8 +8,12 @@ scaler uses it; missing values ignored; ties broken by gene symbol, so the choic
 Gene groups keep their selected genes; a group left without genes is dropped (counted in protocol.json).
 
 Example:
-    >>> sel = GeneFilter("variance", top_k=2).fit(expr, groups, train_ids)   # doctest: +SKIP
-    >>> groups = sel.apply(groups)                                            # doctest: +SKIP
+    >>> from survlab.data.genomics import match_groups
+    >>> expr = pd.DataFrame({"A": [1.0, 2.0, 3.0], "B": [0.0, 0.0, 0.1], "C": [5.0, 0.0, 9.0]}, index=["p1", "p2", "p3"])
+    >>> groups = match_groups(expr.columns, None)
+    >>> sel = GeneFilter("variance", top_k=2).fit(expr, groups, ["p1", "p2"])   # training patients only
+    >>> sel.genes, sel.apply(groups).sizes
+    (('A', 'C'), (2,))
 """
 
 from __future__ import annotations

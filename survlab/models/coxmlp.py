@@ -4,8 +4,11 @@ cohort has) -> one Cox log-hazard per patient (Katzman et al. 2018), trained wit
     genomics [B, Σg] ‖ clinical [B, C] → (Linear → ReLU → Dropout) × len(hidden) → Linear → risk [B]
 
 Example:
+    >>> from survlab.data.dims import ModalityDims
     >>> net = CoxMLP(ModalityDims(genomic_sizes=(76,), clinical_dim=5), hidden=(32,))
-    >>> net(batch).risk.shape  # [B]
+    >>> net.inputs, net.encoder[0].in_features
+    (('genomics', 'clinical'), 81)
+    >>> net(batch).risk.shape  # [B]  # doctest: +SKIP
 """
 
 from __future__ import annotations

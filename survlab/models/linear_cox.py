@@ -6,8 +6,13 @@ run tests, predicts and reports through the same Lightning path as every network
     genomics [B, Σg] ‖ clinical [B, C] → x [B, F] → risk [B]
 
 Example:
+    >>> import numpy as np
+    >>> from survlab.data.dims import ModalityDims
     >>> net = LinearCox(ModalityDims(genomic_sizes=(76,), clinical_dim=5))
-    >>> net.set_coefficients(np.zeros(81), offset=0.0); net(batch).risk.shape  # [B]
+    >>> net.set_coefficients(np.zeros(81), offset=0.0)
+    >>> net.n_features
+    81
+    >>> net(batch).risk.shape  # [B]  # doctest: +SKIP
 """
 
 from __future__ import annotations
