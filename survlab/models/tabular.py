@@ -45,8 +45,8 @@ def table_features(batch: Batch, inputs: Sequence[str]) -> Tensor:
     """Batch -> x [B, Σg + C]: the patient's gene groups then clinical features (the order of `inputs`)."""
     parts: list[Tensor] = []
     for m in inputs:
-        if m == "genomics":
+        if m == "genomics" and batch.genomics is not None:
             parts.extend(batch.genomics)
-        elif m == "clinical":
+        elif m == "clinical" and batch.clinical is not None:
             parts.append(batch.clinical)
     return torch.cat(parts, dim=-1)

@@ -50,7 +50,7 @@ class CoxFit:
     coef: np.ndarray
     offset: float
     alphas: list[float] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -162,7 +162,8 @@ def table_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """The rows a table network reads for the patients of `loader`, in case_id order -> (x [N, F], time [N],
     event [N] from the cohort table, case_ids [N])."""
-    xs, index = [], []
+    xs: list[np.ndarray] = []
+    index: list[int] = []
     with torch.no_grad():
         for batch in loader:
             xs.append(net.features(batch).double().numpy())
@@ -192,7 +193,7 @@ def fit_estimator(
     """Fit `cfg.model.estimator` on the fold's training rows, load it into `task.net`, score the inner validation
     split through the task, checkpoint it -> (checkpoint path, {val/best, estimator facts for protocol.json})."""
     estimator: PenalisedCox = hydra.utils.instantiate(cfg.model.estimator)
-    net = task.net
+    net: Any = task.net
     x, t, e, train_ids = table_rows(net, datamodule.train_eval_dataloader(), datamodule)
     xv, tv, ev, _ = table_rows(net, datamodule.val_dataloader(), datamodule)
     result = estimator.fit(x, t, e, xv, tv, ev)

@@ -10,11 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 def config_provides(data_cfg: DictConfig | dict[str, Any]) -> set[str]:
     """Table modalities a data config provides: genomics (a `genomics:` block) and clinical (`clinical.columns`)."""
-    cfg = (
-        OmegaConf.to_container(data_cfg, resolve=False)
-        if isinstance(data_cfg, DictConfig)
-        else dict(data_cfg)
-    )
+    raw = OmegaConf.to_container(data_cfg, resolve=False) if isinstance(data_cfg, DictConfig) else data_cfg
+    cfg: dict[Any, Any] = dict(raw) if isinstance(raw, dict) else {}
     have = set()
     if cfg.get("genomics") is not None:
         have.add("genomics")
