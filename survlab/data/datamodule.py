@@ -636,7 +636,9 @@ class CohortDataModule(L.LightningDataModule):
             from survlab.data.gene_filter import GeneFilter
 
             before = self.gene_groups
-            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(expr, before, split.train)
+            rows = self.cohort.rows(split.train)  # training outcomes (univariate_cox)
+            outcome = (rows["time"].to_numpy(float), rows["event"].to_numpy(bool)) if self.has_survival else (None, None)
+            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(expr, before, split.train, *outcome)
             self.gene_groups = gene_filter.apply(before)
             self.gene_filter_report = gene_filter.describe(before, self.gene_groups)
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))

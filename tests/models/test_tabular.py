@@ -233,10 +233,62 @@ def test_covariates_in_their_own_table_give_the_same_inputs(tmp_path: Path) -> N
         )
 
 
+def test_cox_score_statistic_equals_lifelines_logrank_for_a_binary_gene() -> None:
+    """For a 0/1 covariate the Cox score statistic at beta = 0 is the log-rank statistic (no tied times)."""
+    from lifelines.statistics import logrank_test
+
+    from survlab.data.gene_filter import cox_score_statistic
+
+    rng = np.random.default_rng(3)
+    n = 80
+    groups = rng.integers(0, 2, size=(n, 3)).astype(float)
+    time, event = rng.exponential(10, n) * np.exp(-0.8 * groups[:, 0]), rng.random(n) < 0.7
+    stats = cox_score_statistic(groups, time, event)
+    for j in range(3):
+        a = groups[:, j] == 1
+        ref = logrank_test(time[a], time[~a], event[a], event[~a]).test_statistic
+        assert stats[j] == pytest.approx(ref, rel=1e-10)
+    assert stats[0] > 5 * max(stats[1], stats[2])  # the gene that moves the hazard
+
+
+def test_univariate_cox_filter_finds_the_planted_genes_from_training_outcomes(tmp_path: Path) -> None:
+    from survlab.data.datamodule import CohortDataModule
+
+    root = write_table_cohort(tmp_path / "cohort")
+
+    def chosen(root: Path) -> tuple[list[str], CohortDataModule]:
+        dm = CohortDataModule(
+            name="t",
+            root=str(root),
+            slide_col=None,
+            clinical=None,
+            modalities=("genomics",),
+            genomics={"select": {"method": "univariate_cox", "top_k": 2}},
+            split_root=str(tmp_path / "splits"),
+            fold=0,
+        )
+        dm.setup()
+        return [g for grp in dm.gene_groups.genes for g in grp], dm
+
+    genes, dm = chosen(root)
+    assert sorted(genes) == list(PLANTED)
+    assert dm.describe()["preprocessing"]["genomics"]["select"]["method"] == "univariate_cox"
+    # the test patients' outcomes reversed: the same genes (they are not used)
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    clinical = pd.read_csv(other / "clinical.csv", dtype={"case_id": str})
+    rows = clinical["case_id"].isin(set(dm.split.test))
+    clinical.loc[rows, "survival_months"] = clinical.loc[rows, "survival_months"].to_numpy()[::-1]
+    clinical.to_csv(other / "clinical.csv", index=False)
+    assert chosen(other)[0] == genes
+
+
 def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) -> None:
     from survlab.data.gene_filter import GeneFilter
 
-    with pytest.raises(ValueError, match=r"genomics.select.method='pca'; allowed: \['variance'\]"):
+    with pytest.raises(
+        ValueError, match=r"genomics.select.method='pca'; allowed: \['variance', 'univariate_cox'\]"
+    ):
         GeneFilter.from_config({"method": "pca"})
     with pytest.raises(ValueError, match=r"unknown genomics.select option\(s\) \['k'\]"):
         GeneFilter.from_config({"k": 5})
