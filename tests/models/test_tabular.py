@@ -319,6 +319,20 @@ def test_below_chance_validation_warns_in_log_and_metrics(
     assert [r.message for r in caplog.records if r.levelname == "WARNING" and "below chance" in r.message]
 
 
+def test_coxnet_bad_settings_fail_before_any_data_is_read(tmp_path: Path) -> None:
+    from survlab.runner.config_check import ConfigError, check_config
+    from survlab.runner.coxnet import PenalisedCox
+    from survlab.runner.testing import compose_config
+
+    cfg = compose_config(tmp_path / "run", ["model=coxnet", "data=gse7390", "+model.estimator.l1=0.5"])
+    with pytest.raises(ConfigError, match="model.estimator.l1: unknown option of PenalisedCox; allowed: "):
+        check_config(cfg)
+    with pytest.raises(ValueError, match=r"model.estimator.l1_ratio=0.0: must be in \(0, 1\]"):
+        PenalisedCox(l1_ratio=0.0)
+    with pytest.raises(ValueError, match=r"model.estimator.select='test': must be one of \['cv', 'val'\]"):
+        PenalisedCox(select="test")
+
+
 def test_chance_levels_of_monitored_metrics() -> None:
     from types import SimpleNamespace
 
