@@ -48,7 +48,8 @@ def setup_external(ext: Any, train: Any) -> None:
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
     keep = list(
-        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()), *ext.clin_cols, *ext.subgroups])
+        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()),
+                       *([] if getattr(ext, "clin_table", None) else ext.clin_cols), *ext.subgroups])
     )
     full = Cohort.from_csv(
         ext.clinical_csv,
@@ -59,6 +60,10 @@ def setup_external(ext: Any, train: Any) -> None:
         survival=ext.has_survival,
         secondary=ext.secondary,
     )
+    if getattr(ext, "clin_table", None):  # covariates in their own CSV (clinical.table), joined by case_id
+        from survlab.data.covariates import join_covariates
+
+        full = join_covariates(full, ext.root / ext.clin_table, ext.clin_cols, ext.case_col)
     ext.full_cohort = full
     sources = ModalitySources()
     cohort = ext._setup_wsi(full, sources)
@@ -75,7 +80,9 @@ def setup_external(ext: Any, train: Any) -> None:
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
     ext.endpoint_bins = dict(train.endpoint_bins)
     ext.time_bins = train.time_bins
-    if expr is not None:
+    if expr is not None:  # the training fold's genes (after its gene filter) and scaler
+        ext.gene_groups, ext.gene_scaler = train.gene_groups, train.gene_scaler
+        ext.gene_filter_report = getattr(train, "gene_filter_report", None)
         sources.genomics = genomic_tensors(expr, train.gene_groups, train.gene_scaler, cohort.case_ids)
     if "clinical" in ext.modalities:
         ext.clinical_encoder = train.clinical_encoder

@@ -283,6 +283,21 @@ def test_univariate_cox_filter_finds_the_planted_genes_from_training_outcomes(tm
     assert chosen(other)[0] == genes
 
 
+def test_external_cohort_gets_the_training_folds_gene_filter_and_covariate_join(
+    tmp_path: Path, table_cohort: Path
+) -> None:
+    """external_data= on the same patients kept as three CSVs under another name: the training fold's filtered genes,
+    scaler and encoder apply, so the fold's test patients get exactly their test-fold risks."""
+    three = write_table_cohort(tmp_path / "data" / "copy3", three_files=True)
+    write_user_config(tmp_path / "conf", "copy3", three, three_files=True)
+    select = "+data.genomics.select={method: variance, top_k: 10}"
+    _, out = _job(tmp_path, "ext", ["model=coxnet", select, "external_data=copy3"])
+    test = pd.read_csv(out / "predictions.csv", dtype={"case_id": str}).set_index("case_id")
+    ext = pd.read_csv(out / "external" / "predictions.csv", dtype={"case_id": str}).set_index("case_id")
+    assert len(ext) == 200 and len(pd.read_csv(out / "coefficients.csv")) == 10 + 4
+    np.testing.assert_allclose(ext.loc[test.index, "risk"].to_numpy(), test["risk"].to_numpy(), atol=1e-6)
+
+
 def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) -> None:
     from survlab.data.gene_filter import GeneFilter
 
