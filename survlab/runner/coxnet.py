@@ -85,6 +85,12 @@ class PenalisedCox:
             raise ValueError(f"model.estimator.select={self.select!r}: must be one of {list(SELECT)}")
         if int(self.cv_folds) < 2:
             raise ValueError(f"model.estimator.cv_folds={self.cv_folds}: must be >= 2")
+        try:
+            import sksurv.linear_model  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "model=coxnet needs scikit-survival (and scikit-learn): pip install 'scikit-survival==0.28.*'"
+            ) from None
 
     def _model(self, alphas: np.ndarray | None = None) -> Any:
         from sksurv.linear_model import CoxnetSurvivalAnalysis
