@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from survlab.data.fitted import FILENAME as PREPROCESSING_FILE
 from survlab.data.fitted import write_preprocessing
 from survlab.runner.config_check import check_config, resolve_auto
+from survlab.runner.modalities import job_modalities
 from survlab.runner.report import write_run_outputs
+from survlab.runner.selection import selection_warning
 from survlab.runner.setup import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -49,7 +51,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     resolve_auto(cfg)
     L.seed_everything(cfg.seed, workers=True)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
-    datamodule = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
+    modalities = job_modalities(net_cls, cfg.data, cfg.model.net)  # table nets: whichever of genes / clinical exist
+    datamodule = _instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
@@ -63,8 +66,15 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         callbacks = build_callbacks(cfg, out_dir)
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir),
                                           plugins=[AtomicCheckpointIO()])
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir), weights_only=True)
-        ckpt = _selected_checkpoint(cfg, trainer)
+        fitted: dict[str, Any] = {}
+        if cfg.model.get("estimator") is not None:  # fitted exactly by a classical estimator (model=coxnet)
+            from survlab.runner.coxnet import fit_estimator
+
+            ckpt, fitted = fit_estimator(cfg, task, datamodule, trainer, out_dir)
+        else:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir),
+                        weights_only=True)
+            ckpt = _selected_checkpoint(cfg, trainer)
         log.info("selection=%s → testing checkpoint %s on fold %s (test patients, used once)", cfg.selection, ckpt, cfg.fold)
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_rank != 0:
@@ -76,6 +86,12 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
         # what was fitted on the training patients, as plain JSON: `python -m survlab.evaluate run=<run dir>` reuses it
         write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
+        if fitted:
+            from survlab.runner.coxnet import add_to_protocol
+
+            metrics["val/best"] = fitted["val/best"]
+            add_to_protocol(out_dir, "estimator", fitted["estimator"])
+        metrics["selection_warning"] = warn_below_chance(cfg, task, metrics.get("val/best"))
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
             from survlab.external import run_external
 
@@ -97,6 +113,17 @@ def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
     flat = {k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
             for k, v in OmegaConf.to_container(cfg.model.task, resolve=True).items()}  # partial optimiser/scheduler
     return SurvivalTask(net=net, **common, **flat)
+
+
+def warn_below_chance(cfg: DictConfig, task: Any, value: float | None) -> str | None:
+    """Log one warning line when the selected checkpoint's inner-validation metric is below chance; the line (or
+    None) goes to metrics.json as `selection_warning`."""
+    if cfg.selection != "best_val":
+        return None
+    line = selection_warning(str(cfg.monitor), str(cfg.monitor_mode), value, task)
+    if line:
+        log.warning("%s", line)
+    return line
 
 
 def _instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:

@@ -71,6 +71,7 @@ GENOMICS_DEFAULTS: dict[str, Any] = {
     "scaling": "standard",
     "log1p": False,
     "values_from": None,  # another expression table (e.g. PathGen's synthetic one) whose values replace the real ones
+    "select": None,  # gene filter fitted on training patients, e.g. {method: variance, top_k: 500} (data.gene_filter)
 }
 SPLIT_DEFAULTS: dict[str, Any] = {
     "dir": None,
@@ -271,6 +272,7 @@ class CohortDataModule(L.LightningDataModule):
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
         self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
+        self.clin_table: str | None = (clinical or {}).get("table")  # covariates in their own CSV (data.covariates)
         self.imaging_cfg = parse_imaging(_plain(imaging))  # CT stacks + PET / radiomics (survlab.data.imaging)
         self.subgroups = [str(c) for c in (_plain(subgroups) or [])]  # columns kept for per-group metrics
         self.imaging: ImagingStore | None = None
@@ -424,7 +426,7 @@ class CohortDataModule(L.LightningDataModule):
             dict.fromkeys(
                 [
                     *(sp.column for sp in self.label_specs.values()),
-                    *self.clin_cols,
+                    *([] if self.clin_table else self.clin_cols),
                     *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
                     *self.subgroups,
                 ]
@@ -434,6 +436,10 @@ class CohortDataModule(L.LightningDataModule):
             self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep, survival=self.has_survival,
             secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
         )
+        if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
+            from survlab.data.covariates import join_covariates
+
+            full = join_covariates(full, _under(self.root, self.clin_table), self.clin_cols, self.case_col)
         cfg = self.split_cfg
         split_set = self._imported_splits(full) or ensure_splits(
             full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],
@@ -662,6 +668,15 @@ class CohortDataModule(L.LightningDataModule):
 
     def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
         g = self.gen_cfg
+        if g["select"]:  # keep the training patients' top genes (survlab.data.gene_filter), before the scaler
+            from survlab.data.gene_filter import GeneFilter
+
+            before = self.gene_groups
+            rows = self.cohort.rows(split.train)  # training outcomes (univariate_cox)
+            outcome = (rows["time"].to_numpy(float), rows["event"].to_numpy(bool)) if self.has_survival else (None, None)
+            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(expr, before, split.train, *outcome)
+            self.gene_groups = gene_filter.apply(before)
+            self.gene_filter_report = gene_filter.describe(before, self.gene_groups)
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
         if g["values_from"]:  # scaler fitted on the REAL training expression above; values from the other table
             from survlab.data.genomics import substitute_expression
@@ -842,6 +857,8 @@ class CohortDataModule(L.LightningDataModule):
                 "log1p": self.gene_scaler.log1p,
                 "groups": self.gene_groups.report(),
             }
+            if getattr(self, "gene_filter_report", None):
+                prep["genomics"]["select"] = self.gene_filter_report
         if self.sources.clinical is not None:
             prep["clinical"] = {
                 "features": self.clinical_encoder.feature_names,

@@ -124,7 +124,8 @@ def setup_external(
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
     keep = list(
-        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()), *ext.clin_cols, *ext.subgroups])
+        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()),
+                       *([] if getattr(ext, "clin_table", None) else ext.clin_cols), *ext.subgroups])
     )
     full = Cohort.from_csv(
         ext.clinical_csv,
@@ -135,6 +136,10 @@ def setup_external(
         survival=ext.has_survival,
         secondary=ext.secondary,
     )
+    if getattr(ext, "clin_table", None):  # covariates in their own CSV (clinical.table), joined by case_id
+        from survlab.data.covariates import join_covariates
+
+        full = join_covariates(full, ext.root / ext.clin_table, ext.clin_cols, ext.case_col)
     ext.full_cohort = full
     sources = ModalitySources()
     cohort = ext._setup_wsi(full, sources)
@@ -151,9 +156,10 @@ def setup_external(
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
     ext.endpoint_bins = dict(train.endpoint_bins) if outcomes else {}
     ext.time_bins = train.time_bins if outcomes else None
-    if expr is not None:
+    if expr is not None:  # the training fold's genes (after its gene filter) and scaler
         expr = _align_genes(expr, ext, train, missing_genes)
         ext.gene_groups, ext.gene_scaler = train.gene_groups, train.gene_scaler
+        ext.gene_filter_report = getattr(train, "gene_filter_report", None)
         sources.genomics = genomic_tensors(expr, train.gene_groups, train.gene_scaler, cohort.case_ids)
     if "clinical" in ext.modalities:
         ext.clinical_encoder = train.clinical_encoder

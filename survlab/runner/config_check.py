@@ -247,6 +247,8 @@ def check_config(cfg: DictConfig) -> None:
         if "net" not in cfg.model or "_target_" not in cfg.model.net:
             raise ConfigError("model.net._target_ is missing; choose a model with model=<name>")
         _check_params(cfg.model.net, "model.net")
+        if cfg.model.get("estimator") is not None and "_target_" in cfg.model.estimator:  # model=coxnet
+            _check_params(cfg.model.estimator, "model.estimator")
         _check_task(cfg)
     for key in ("data", "trainer"):
         node = cfg.get(key)

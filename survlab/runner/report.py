@@ -204,7 +204,7 @@ def write_run_outputs(
     protocol = {
         "cohort": datamodule.describe(),
         "model": {"name": cfg.model.name, "class": cfg.model.net._target_,
-                  "modalities": list(type(task.net).modalities),
+                  "modalities": list(getattr(task.net, "inputs", None) or type(task.net).modalities),  # table nets: what they read
                   "n_parameters": int(sum(p.numel() for p in task.net.parameters()))},
         "fold": int(cfg.fold), "selection": cfg.selection, "monitor": cfg.monitor, "selected_checkpoint": ckpt,
         "seed": int(cfg.seed),

@@ -1,0 +1,64 @@
+"""CoxMLP: a DeepSurv-style MLP over the concatenated standardised genes and encoded clinical columns (whichever the
+cohort has) -> one Cox log-hazard per patient (Katzman et al. 2018), trained with the Cox partial likelihood.
+
+    genomics [B, Σg] ‖ clinical [B, C] → (Linear → ReLU → Dropout) × len(hidden) → Linear → risk [B]
+
+Example:
+    >>> from survlab.data.dims import ModalityDims
+    >>> net = CoxMLP(ModalityDims(genomic_sizes=(76,), clinical_dim=5), hidden=(32,))
+    >>> net.inputs, net.encoder[0].in_features
+    (('genomics', 'clinical'), 81)
+    >>> net(batch).risk.shape  # [B]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from torch import Tensor
+
+from survlab.data.batch import Batch
+from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.blocks import SurvivalHead, mlp
+from survlab.models.tabular import TABLE_MODALITIES, table_features, table_inputs, table_width
+
+
+class CoxMLP(SurvivalNet):
+    """Table survival network on genes + clinical (no slides).
+
+    Args:
+        dims: cohort sizes (`genomic_sizes` and/or `clinical_dim`).
+        hidden: hidden widths (empty = a linear Cox model trained by gradient descent).
+        dropout: dropout after each hidden layer.
+        output: "risk" (Cox log-hazard [B], with task.loss=cox; the default) or "hazards" ([B, n_bins], NLL).
+        inputs: table modalities to read (default: every one the cohort has, genomics then clinical).
+    """
+
+    modalities: ClassVar[tuple[str, ...]] = ()
+    table_modalities: ClassVar[tuple[str, ...]] = TABLE_MODALITIES
+
+    def __init__(
+        self,
+        dims: ModalityDims,
+        hidden: Sequence[int] = (32,),
+        dropout: float = 0.1,
+        output: str = "risk",
+        inputs: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(dims)
+        self.inputs = table_inputs(
+            type(self).__name__, dims, tuple(inputs) if inputs else self.table_modalities
+        )
+        widths = [int(h) for h in hidden]
+        in_dim = table_width(dims, self.inputs)
+        self.encoder = mlp([in_dim, *widths], dropout=dropout)
+        self.head = SurvivalHead(widths[-1] if widths else in_dim, dims.n_bins, output)
+
+    def encode(self, batch: Batch) -> Tensor:
+        """Patient embedding [B, hidden[-1]] (the input row itself when hidden is empty)."""
+        return self.encoder(table_features(batch, self.inputs))
+
+    def forward(self, batch: Batch) -> Prediction:
+        h = self.encode(batch)
+        return Prediction(**self.head(h), embedding=h)
