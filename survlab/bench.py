@@ -163,7 +163,9 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
 
     resolve_auto(cfg)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
-    dm = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
+    from survlab.runner.modalities import job_modalities
+
+    dm = _instantiate_clean(cfg.data, modalities=job_modalities(net_cls, cfg.data, cfg.model.net), _recursive_=False)
     dm.prepare_data()
     dm.setup("fit")
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=dm.dims)

@@ -174,7 +174,12 @@ def evaluate_own_fold(
     cfg.data = _with_overrides(cfg.data, overrides)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     net_cls: Any = hydra.utils.get_class(cfg.model.net._target_)
-    dm = _instantiate_clean(cfg.data, modalities=tuple(net_cls.modalities), _recursive_=False)
+    from survlab.runner.modalities import (
+        job_modalities,  # table networks read what the cohort has, as in the run
+    )
+
+    modalities = job_modalities(net_cls, cfg.data, cfg.model.net)
+    dm = _instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)
     dm.prepare_data()
     dm.setup("test")
     _check_out(out, dm.root)

@@ -91,6 +91,12 @@ def clin_run(lab: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def table_run(lab: Path) -> Path:
+    """coxmlp (a table network: genes + clinical, whichever the cohort has) on the tiny synthetic cohort."""
+    return _train(lab, "table", ["model=coxmlp", *TINY, "external_data=synth_b"])
+
+
+@pytest.fixture(scope="module")
 def cls_run(lab: Path) -> Path:
     """abmil_cls (patient label) on a tiny synthetic classification cohort."""
     return _train(
@@ -122,7 +128,7 @@ def _tree(folder: Path) -> list[tuple[str, int, int]]:
 
 
 # ---------------------------------------------------------------------------------------------------- own test fold
-@pytest.mark.parametrize("run", ["surv_run", "clin_run", "cls_run"])
+@pytest.mark.parametrize("run", ["surv_run", "clin_run", "cls_run", "table_run"])
 def test_own_test_fold_reproduces_the_run_exactly(
     run: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -412,3 +418,14 @@ def test_bad_input_is_one_line(
     old = tmp_path / "old_run"
     shutil.copytree(clin_run, old, ignore=shutil.ignore_patterns("preprocessing.json"))
     assert "no preprocessing.json" in _error(capsys, f"run={old}")
+
+
+def test_table_network_external_equals_the_in_memory_path(table_run: Path, tmp_path: Path) -> None:
+    """coxmlp reads genes + clinical (table_modalities): `survlab eval` asks the other cohort for the same inputs and
+    gives the in-memory external_data= predictions."""
+    protocol = json.loads((table_run / "protocol.json").read_text())
+    assert set(protocol["model"]["modalities"]) == {"genomics", "clinical"}
+    assert _evaluate(f"run={table_run}", "data=synth_b", f"out={tmp_path / 'ext'}") == 0
+    scored = pd.read_csv(tmp_path / "ext" / "predictions.csv", dtype={"case_id": str})
+    in_memory = pd.read_csv(table_run / "external" / "predictions.csv", dtype={"case_id": str})
+    pd.testing.assert_frame_equal(scored.drop(columns="fold"), in_memory.drop(columns="fold"), check_exact=True)

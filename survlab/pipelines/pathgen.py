@@ -57,6 +57,7 @@ from survlab.eval.generation import generation_metrics
 from survlab.eval.metrics import harrell_cindex
 from survlab.eval.patch_inference import patch_predictions
 from survlab.models.base import risk_score
+from survlab.runner.modalities import job_modalities
 from survlab.utils import jobs
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import write_json
@@ -264,7 +265,7 @@ def run_outcome_stage(cfg: DictConfig, out_dir: Path, stage_dir: Path, train: Tr
     net_cls = hydra.utils.get_class(stage_cfg.model.net._target_)
     device, frames = _device(cfg), []
     for source, values_from in sources.items():
-        dm = _datamodule(stage_cfg.data, tuple(net_cls.modalities), values_from=values_from)
+        dm = _datamodule(stage_cfg.data, job_modalities(net_cls, stage_cfg.data, stage_cfg.model.net), values_from=values_from)
         net = _load_net(stage_cfg, metrics["checkpoint"], dm.dims).to(device)
         loaders = _loaders(dm)
         for part in ("calibration", "test"):
