@@ -372,3 +372,23 @@ def test_prompts_that_miss_a_class(user: Path, tmp_path: Path, capsys: pytest.Ca
     assert (
         str(prompts) in lines[0] and "missing ['3']" in lines[0] and "give sentences for exactly" in lines[0]
     )
+
+
+def test_covariates_in_their_own_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """`clinical.table` (outcomes and covariates in two CSVs): the check joins them as the data module does; a
+    patient without a covariate row is reported, naming the covariate file and the case."""
+    from tests.models._table_cohort import write_table_cohort, write_user_config
+
+    root = write_table_cohort(tmp_path / "data" / "three", n=40, three_files=True)
+    write_user_config(tmp_path / "conf", "three", root, three_files=True)
+    monkeypatch.setenv("SURVLAB_CONFIG_PATH", str(tmp_path / "conf"))
+    logs = f"paths.log_dir={tmp_path / 'logs'}"
+    assert main(["data=three", logs]) == 0
+    assert "40 patients" in capsys.readouterr().out
+    covariates = pd.read_csv(root / "clinical.csv", dtype={"case_id": str})
+    dropped = sorted(covariates["case_id"])[3]
+    covariates[covariates["case_id"] != dropped].to_csv(root / "clinical.csv", index=False)
+    assert main(["data=three", logs]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "covariate table" in x)
+    assert str(root / "clinical.csv") in line and dropped in line and "no row for 1 cohort patient" in line

@@ -120,7 +120,7 @@ class _Audit:
             dict.fromkeys(
                 [
                     *(sp.column for sp in dm.label_specs.values()),
-                    *dm.clin_cols,
+                    *([] if dm.clin_table else dm.clin_cols),  # covariates in their own table: joined below
                     *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
                     *dm.subgroups,
                 ]
@@ -144,6 +144,16 @@ class _Audit:
             return None
         finally:
             self.result.findings.extend(found)
+        if dm.clin_table:  # clinical.table: the covariates' own CSV, joined by case_id as the data module does
+            from survlab.data.covariates import join_covariates
+            from survlab.data.datamodule import _under
+
+            table = _under(dm.root, dm.clin_table)
+            try:
+                cohort = join_covariates(cohort, table, dm.clin_cols, dm.case_col)
+            except (ValueError, FileNotFoundError, OSError) as exc:
+                self.fail(table, "covariate table (clinical.table)", exc)
+                return None
         self._case_spellings(cohort)
         return cohort
 
