@@ -107,7 +107,12 @@ def collect(experiments: Path) -> tuple[pd.DataFrame, list[str]]:
     for study_dir in sorted(p for p in Path(experiments).iterdir() if p.is_dir()):
         study = study_dir.name
         summaries = sorted(study_dir.rglob("summary.csv"))
-        found = [r for s in summaries for r in _from_summary(study, s)]
+        # a study with several sweeps names each by its folder (e.g. gse7390/sweep, gse7390/tabular_sweep)
+        found = [
+            r
+            for s in summaries
+            for r in _from_summary(study if len(summaries) == 1 else s.parent.relative_to(study_dir.parent).as_posix(), s)
+        ]
         if not found:
             found = _from_jobs(study, sorted(study_dir.rglob("fold*/metrics.json")))
         if found:

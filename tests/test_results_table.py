@@ -23,7 +23,7 @@ def test_readme_block_is_in_sync_with_experiments() -> None:
     # and it carries the studies' own numbers: the GSE7390 SNN row equals its sweep summary
     summary = pd.read_csv(REPO / "experiments/gse7390/sweep/summary.csv").iloc[0]
     mean, std = summary["test/cindex_mean"], summary["test/cindex_std"]
-    assert f"| gse7390 | `snn` | gse7390 | cindex | {mean:.3f} ± {std:.3f} | 5 |" in text
+    assert f"| gse7390/sweep | `snn` | gse7390 | cindex | {mean:.3f} ± {std:.3f} | 5 |" in text
 
 
 def _study(tmp_path: Path) -> Path:
