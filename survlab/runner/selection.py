@@ -41,6 +41,7 @@ def selection_warning(monitor: str, mode: str, value: float | None, task: Any) -
     return (
         f"the selected checkpoint's inner-validation {monitor} is {value:.3f}, below chance ({chance:.3f}): the model "
         f"ranks validation patients worse than random; train longer (trainer.max_epochs, "
-        f"callbacks.early_stopping.patience), raise model.task.lr or data.batch_size, use a smaller network or "
-        f"compare with model=coxnet before trusting its test metrics"
+        f"callbacks.early_stopping.patience), raise model.task.lr or data.batch_size, use a smaller network (on a "
+        f"table cohort: the settings of experiment=clinical_mlp_gse7390 / _tabular) or compare with model=coxnet "
+        f"before trusting its test metrics"
     )
