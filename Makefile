@@ -40,7 +40,7 @@ bench: install
 ## ruff check, ruff format --check and mypy (config: pyproject.toml); the same hooks run in pre-commit
 ## (.pre-commit-config.yaml; `$(VENV)/bin/pre-commit install` once).
 lint: install
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
 	$(VENV)/bin/ruff check survlab tests
 	$(VENV)/bin/ruff format --check survlab tests
 	$(VENV)/bin/mypy
