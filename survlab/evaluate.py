@@ -260,24 +260,6 @@ def _files(ext: Any) -> dict[str, str]:
     return files
 
 
-def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
-    """(endpoints, patient labels) the task's objectives score: what another cohort must provide (primary first)."""
-    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
-
-    primary = fitted.endpoint.name if fitted.endpoint is not None else None
-    endpoints: list[str] = []
-    labels: list[str] = []
-    for o in task.objectives.values():
-        if isinstance(o, SurvivalObjective | HorizonObjective):
-            endpoints.append(str(o.endpoint or primary))
-        elif isinstance(o, ClassificationObjective) and o.level == "patient":
-            labels.append(str(o.label))
-    ordered = sorted(
-        set(endpoints), key=lambda e: (e != primary, [x.name for x in fitted.endpoints].index(e))
-    )
-    return ordered, list(dict.fromkeys(labels))
-
-
 def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str) -> pd.DataFrame:
     """Predictions [one row per patient] of the task's network on every patient of `ext`: risk, hazard_k / surv_k,
     `<objective>_risk` (secondary endpoints), `<objective>_p_<h>` (horizons), `<label>_pred` / `<label>_prob_<c>`."""
@@ -375,6 +357,8 @@ def evaluate_external(
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = _task(cfg, dims_from_dict(state["dims"]), fitted, state)
     _load_weights(task, ckpt)
+    from survlab.external import scored_targets
+
     setup_external(ext, fitted, with_outcomes, missing_genes, scored_on=scored_targets(task, fitted))
     _check_dims(ext.dims, fitted.dims, f"data={ext.name} for the model of run={run_dir}")
     out.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,24 @@ def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
 
 
+def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
+    """(endpoints, patient labels) the task's objectives score: what another cohort must provide (primary first)."""
+    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
+
+    primary = fitted.endpoint.name if fitted.endpoint is not None else None
+    endpoints: list[str] = []
+    labels: list[str] = []
+    for o in task.objectives.values():
+        if isinstance(o, SurvivalObjective | HorizonObjective):
+            endpoints.append(str(o.endpoint or primary))
+        elif isinstance(o, ClassificationObjective) and o.level == "patient":
+            labels.append(str(o.label))
+    ordered = sorted(
+        set(endpoints), key=lambda e: (e != primary, [x.name for x in fitted.endpoints].index(e))
+    )
+    return ordered, list(dict.fromkeys(labels))
+
+
 def run_external(
     cfg: DictConfig, task: Any, datamodule: Any, trainer: L.Trainer, out_dir: Path, ckpt: str | None
 ) -> dict[str, Any]:
@@ -54,7 +72,7 @@ def run_external(
     if node.get("name") == datamodule.name:
         raise ValueError(f"external_data={name} is the training cohort itself; name another cohort")
     ext = hydra.utils.instantiate(node, modalities=tuple(datamodule.modalities), _recursive_=False)
-    setup_external(ext, datamodule)
+    setup_external(ext, datamodule, scored_on=scored_targets(task, datamodule))  # only what the objectives score
     log.info(
         "external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
         name,

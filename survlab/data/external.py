@@ -154,7 +154,8 @@ def setup_external(
         )
         sources.classes[name] = classes
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
-    ext.endpoint_bins = dict(train.endpoint_bins) if outcomes else {}
+    declared = {e.name for e in ext.endpoints}  # after _restrict_targets: the endpoints the model is scored on
+    ext.endpoint_bins = {k: b for k, b in train.endpoint_bins.items() if k in declared} if outcomes else {}
     ext.time_bins = train.time_bins if outcomes else None
     if expr is not None:  # the training fold's genes (after its gene filter) and scaler
         expr = _align_genes(expr, ext, train, missing_genes)

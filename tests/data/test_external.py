@@ -70,3 +70,23 @@ def test_an_external_cohort_with_other_endpoints_is_rejected(
         r"\['os', 'dfs'\]",
     ):
         setup_external(ext, train)
+
+
+def test_an_external_cohort_needs_only_what_the_model_scores(
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
+    """`external_data=` / `survlab eval` pass the endpoints and labels the model's objectives score (`scored_on`): a
+    cohort with only OS is accepted for a model scored on OS, and its patients get OS bins from the training fold."""
+    train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
+    train.setup("fit")
+    ext = CohortDataModule(
+        **petct_kwargs(
+            external_cohort,
+            tmp_path / "b",
+            name="ext",
+            endpoints={"os": {"time": "os_months", "event": "os_event"}},
+        )
+    )
+    setup_external(ext, train, scored_on=(["os"], []))
+    assert list(ext.endpoint_bins) == ["os"] and ext.endpoint_bins["os"] is train.endpoint_bins["os"]
+    assert len(ext.datasets["test"]) == 12
