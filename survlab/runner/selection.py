@@ -20,8 +20,13 @@ def chance_level(monitor: str, task: Any) -> float | None:
         return 0.5
     if metric != "balanced_accuracy":
         return None
-    objectives = getattr(task, "objectives", {}) or {}
-    objective = objectives.get(parts[1]) if len(parts) == 3 else getattr(task, "primary", None)
+    objectives = getattr(task, "objectives", None)  # an nn.ModuleDict (no .get) or a plain dict
+    named = parts[1] if len(parts) == 3 else None
+    objective = (
+        (objectives[named] if objectives is not None and named in objectives else None)
+        if named is not None
+        else getattr(task, "primary", None)
+    )
     label = getattr(objective, "label", None)
     dims = getattr(getattr(task, "net", None), "dims", None)
     if label is None or dims is None:

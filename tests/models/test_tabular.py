@@ -368,6 +368,17 @@ def test_chance_levels_of_monitored_metrics() -> None:
     assert selection_warning("val/grade/balanced_accuracy", "max", 0.34, task) is None
     assert selection_warning("val/cindex", "max", 0.5, task) is None
     assert selection_warning("val/loss", "min", 9.0, task) is None
+    # a real OutcomeTask holds its objectives in an nn.ModuleDict (no .get): named objectives are looked up there
+    from torch import nn
+
+    class Grade(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.label, self.level = "grade", "patient"
+
+    module_task = SimpleNamespace(objectives=nn.ModuleDict({"grade": Grade()}), primary=None, net=task.net)
+    assert chance_level("val/grade/balanced_accuracy", module_task) == pytest.approx(1 / 3)
+    assert chance_level("val/subtype/balanced_accuracy", module_task) is None
 
 
 def test_table_model_on_a_cohort_without_tables_is_one_line() -> None:
