@@ -116,44 +116,18 @@ class _Audit:
     # ------------------------------------------------------------------ cohort table
     def cohort(self) -> Cohort | None:
         dm = self.dm
-        keep = list(
-            dict.fromkeys(
-                [
-                    *(sp.column for sp in dm.label_specs.values()),
-                    *([] if dm.clin_table else dm.clin_cols),  # covariates in their own table: joined below
-                    *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
-                    *dm.subgroups,
-                ]
-            )
-        )
         found: list[Finding] = []
         try:
-            cohort = Cohort.from_csv(
-                dm.clinical_csv,
-                dm.case_col,
-                dm.slide_col,
-                dm.endpoint,
-                keep,
-                survival=dm.has_survival,
-                secondary=dm.secondary,
-                slide_keep_cols=[sp.column for sp in dm.slide_label_specs.values()],
-                findings=found,
-            )
+            cohort = dm.read_cohort_table(findings=found)
         except (ValueError, FileNotFoundError, OSError) as exc:
-            self.fail(dm.clinical_csv, "cohort table", exc)
+            covariates = dm.covariates_csv
+            if covariates is not None and str(covariates) in str(exc):
+                self.fail(covariates, "covariate table (clinical.table)", exc)
+            else:
+                self.fail(dm.clinical_csv, "cohort table", exc)
             return None
         finally:
             self.result.findings.extend(found)
-        if dm.clin_table:  # clinical.table: the covariates' own CSV, joined by case_id as the data module does
-            from survlab.data.covariates import join_covariates
-            from survlab.data.datamodule import _under
-
-            table = _under(dm.root, dm.clin_table)
-            try:
-                cohort = join_covariates(cohort, table, dm.clin_cols, dm.case_col)
-            except (ValueError, FileNotFoundError, OSError) as exc:
-                self.fail(table, "covariate table (clinical.table)", exc)
-                return None
         self._case_spellings(cohort)
         return cohort
 

@@ -417,17 +417,18 @@ class CohortDataModule(L.LightningDataModule):
         return ((self.endpoint,) if self.endpoint else ()) + self.secondary
 
     # ------------------------------------------------------------------ setup
-    def setup(self, stage: str | None = None) -> None:
-        """Build cohort, split, fitted preprocessing and datasets (idempotent)."""
-        if self._ready:
-            return
-        self.prepare_data()  # cheap when cached; makes setup() usable without a Trainer
+    def read_cohort_table(self, findings: list | None = None, split_columns: bool = True) -> Cohort:
+        """The cohort table (`clinical_csv`, checked by `Cohort.from_csv`) with the columns the config uses — labels,
+        clinical covariates (joined by case_id from `clinical.table` when kept apart), subgroups and, with
+        `split_columns`, the site column the split stratifies on. `findings`: collect problems instead of raising
+        the first (`survlab check`)."""
+        site = self.split_cfg["stratify_site"] if split_columns and self.split_cfg else None
         keep = list(
             dict.fromkeys(
                 [
                     *(sp.column for sp in self.label_specs.values()),
                     *([] if self.clin_table else self.clin_cols),
-                    *([self.split_cfg["stratify_site"]] if self.split_cfg["stratify_site"] else []),
+                    *([site] if site else []),
                     *self.subgroups,
                 ]
             )
@@ -435,11 +436,25 @@ class CohortDataModule(L.LightningDataModule):
         full = Cohort.from_csv(
             self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep, survival=self.has_survival,
             secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
+            findings=findings,
         )
         if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
             from survlab.data.covariates import join_covariates
 
-            full = join_covariates(full, _under(self.root, self.clin_table), self.clin_cols, self.case_col)
+            full = join_covariates(full, self.covariates_csv, self.clin_cols, self.case_col)
+        return full
+
+    @property
+    def covariates_csv(self) -> Path | None:
+        """`clinical.table` resolved under the cohort root (None when covariates live in `clinical_csv`)."""
+        return _under(self.root, self.clin_table) if self.clin_table else None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build cohort, split, fitted preprocessing and datasets (idempotent)."""
+        if self._ready:
+            return
+        self.prepare_data()  # cheap when cached; makes setup() usable without a Trainer
+        full = self.read_cohort_table()
         cfg = self.split_cfg
         split_set = self._imported_splits(full) or ensure_splits(
             full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from survlab.data.checks import DataFileError
-from survlab.data.cohort import Cohort
 from survlab.data.dataset import ModalitySources
 from survlab.data.genomics import genomic_tensors
 from survlab.data.splits import FoldSplit
@@ -123,23 +122,7 @@ def setup_external(
     _check_compatible(ext, train, targets=outcomes and scored_on is None)
     ext.modalities = tuple(train.modalities)
     ext.prepare_data()
-    keep = list(
-        dict.fromkeys([*(sp.column for sp in ext.label_specs.values()),
-                       *([] if getattr(ext, "clin_table", None) else ext.clin_cols), *ext.subgroups])
-    )
-    full = Cohort.from_csv(
-        ext.clinical_csv,
-        ext.case_col,
-        ext.slide_col,
-        ext.endpoint,
-        keep,
-        survival=ext.has_survival,
-        secondary=ext.secondary,
-    )
-    if getattr(ext, "clin_table", None):  # covariates in their own CSV (clinical.table), joined by case_id
-        from survlab.data.covariates import join_covariates
-
-        full = join_covariates(full, ext.root / ext.clin_table, ext.clin_cols, ext.case_col)
+    full = ext.read_cohort_table(split_columns=False)  # an external cohort is not split
     ext.full_cohort = full
     sources = ModalitySources()
     cohort = ext._setup_wsi(full, sources)
