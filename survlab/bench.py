@@ -140,7 +140,9 @@ def compose(model: str, root: Path, spec: dict[str, Any], overrides: Sequence[st
     ov += [f"++data.synthetic.{k}={json.dumps(v)}" for k, v in spec.items()]
     if model == "crossfusion":  # the same cohort, read at its three scales (conf/data/_tcga_multiscale.yaml caps)
         ov += ["++data.wsi.scales=[x5,x10,x20]", f"data.wsi.feature_dim={{x5: {d}, x10: {d}, x20: {d}}}",
-               "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}"]
+               "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}",
+               # its packed stores (<dir>/<encoder>/<scale>) must not sit inside the single-scale store's folder
+               f"++data.wsi.packed_dir={root}-packed-multiscale"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose("config", overrides=[*ov, *overrides], return_hydra_config=True)
