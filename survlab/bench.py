@@ -354,13 +354,15 @@ def cohort_spec(args: argparse.Namespace, n_patients: int | None = None) -> dict
         "formats": ["pt"],
         "seed": 0,
         "signal_scale": args.signal_scale,
+        "wsi_signal_strength": args.signal_strength,
     }
 
 
 def cohort_root(args: argparse.Namespace, n_patients: int | None = None) -> Path:
     """Folder of the benchmark cohort (cached between runs; the name holds what varies)."""
     name = f"bench_p{n_patients or args.patients}_n{args.patches}_d{args.dim}"
-    return Path(args.data) / (name if args.signal_scale == "x5" else f"{name}_s{args.signal_scale}")
+    name = name if args.signal_scale == "x5" else f"{name}_s{args.signal_scale}"
+    return Path(args.data) / (name if args.signal_strength == 3.0 else f"{name}_a{args.signal_strength:g}")
 
 
 def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
@@ -548,6 +550,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="outer folds to train and test on (C-index reported as mean ± sd over them)")
     ap.add_argument("--signal-scale", default="x20", choices=["x20", "x10", "x5"],
                     help="scale whose patches carry the planted risk signal (x20: what ABMIL/GGMF read)")
+    ap.add_argument("--signal-strength", type=float, default=3.0,
+                    help="amplitude of the planted risk direction on signal patches (noise sd 1; synthetic default 3)")
     ap.add_argument("--usual-lr", type=float, default=2e-4, help="the usual loop's Adam learning rate (CLAM/MCAT)")
     ap.add_argument("--only-variants", action="store_true", help="run only --variants (not the default three)")
     ap.add_argument("--no-usual", action="store_true", help="skip the usual loop")
