@@ -54,3 +54,7 @@ def test_bench_folds_give_mean_and_spread(tmp_path: Path) -> None:
     # the planted risk signal sits at x20 (what ABMIL reads) unless asked otherwise; the folder says which
     oracle = json.loads(next((tmp_path / "data").glob("bench_p20_*_sx20/oracle.json")).read_text())
     assert oracle["spec"]["signal_scale"] == "x20"
+    # the ceiling: the planted truth's C-index on each test fold, from truth.csv joined by case_id
+    assert set(res["oracle_cindex"]) == {"0", "1"}
+    assert all(0.5 < o["all"] <= 1 and 0 <= o["wsi"] <= 1 for o in res["oracle_cindex"].values())
+    assert "Planted truth on the test folds" in md
