@@ -1,29 +1,64 @@
-"""Why bf16 evaluation looked 4x slower (experiments/speed/README.md): time survlab's test pass (ABMIL, bucketing) after
-one training epoch, fp32 and bf16-mixed alternating in one process, with the page faults and system time of each
-pass. Run:  python experiments/speed/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed
-and again with MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 (glibc reuses freed batch
-buffers instead of mapping fresh zero pages). Needs the p100/n2500 bench cohort under /tmp/bench/data (or edit root)."""
-import sys, time
-from pathlib import Path
-import lightning as L, torch
-from torch.profiler import profile, ProfilerActivity
+"""Why bf16 evaluation looked 4x slower (experiments/speed/README.md).
+
+Times survlab's test pass (ABMIL, bucketing, 20 test patients) after one training epoch, for each precision given,
+in one process, with the minor page faults and system time of each pass. Run:
+
+    python experiments/speed/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 \
+        python experiments/speed/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed
+
+(the second: glibc reuses freed batch buffers instead of mapping fresh zero pages for every batch). Needs the
+p100 / n2500 bench cohort (`python -m survlab.bench --patients 100 --patches 2500 --signal-scale x5 --data
+/tmp/bench/data ...` writes it).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from argparse import Namespace
+
+import lightning as L
+import torch
+
 from survlab import bench
-root = Path("/tmp/bench/data/bench_p100_n2500_d1024")
-class A: patients=100; patches=2500; dim=1024; signal_scale="x5"; signal_strength=3.0
-spec = bench.cohort_spec(A)
-for prec in sys.argv[1:]:
-    cfg = bench.compose("abmil", root, spec, ["data.bucketing=true", "trainer.max_epochs=1"])
-    dm, net, task = bench.build(cfg)
-    kw = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    tr = L.Trainer(max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, precision=prec, **kw)
-    tr.fit(task, datamodule=dm)
-    ts = []
-    for _ in range(2):
-        import resource
-        f0 = resource.getrusage(resource.RUSAGE_SELF); t = time.perf_counter(); tr.test(task, datamodule=dm, verbose=False); ts.append(round(time.perf_counter() - t, 3))
-        f1 = resource.getrusage(resource.RUSAGE_SELF); ts.append(("minflt", f1.ru_minflt - f0.ru_minflt, "sys", round(f1.ru_stime - f0.ru_stime, 2)))
-    print(prec, "eval s", ts, "threads", torch.get_num_threads(), "rss", bench.PeakRSS.now()/1e9, flush=True)
-    if False:
-        with profile(activities=[ProfilerActivity.CPU]) as p:
-            tr.test(task, datamodule=dm, verbose=False)
-        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+ARGS = Namespace(
+    patients=100, patches=2500, dim=1024, signal_scale="x5", signal_strength=3.0, data="/tmp/bench/data"
+)
+
+
+def main(precisions: list[str]) -> None:
+    root, spec = bench.cohort_root(ARGS), bench.cohort_spec(ARGS)
+    kw = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    for prec in precisions:
+        dm, _, task = bench.build(
+            bench.compose("abmil", root, spec, ["data.bucketing=true", "trainer.max_epochs=1"])
+        )
+        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, precision=prec, **kw)
+        trainer.fit(task, datamodule=dm)
+        passes = []
+        for _ in range(2):
+            r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            trainer.test(task, datamodule=dm, verbose=False)
+            dt, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+            passes.append(
+                f"{dt:.3f} s ({r1.ru_minflt - r0.ru_minflt} minor faults, sys {r1.ru_stime - r0.ru_stime:.2f} s)"
+            )
+        print(
+            f"{prec}: eval s {'; '.join(passes)}; threads {torch.get_num_threads()}; "
+            f"rss {bench.PeakRSS.now() / 1e9:.2f} GB",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["32-true", "bf16-mixed"])
