@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np  # torch is imported inside the functions that use it: `survlab bench --help` starts fast
 
 from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+from survlab.utils.malloc import reuse_freed_buffers
 
 MODELS = ("abmil", "ggmf", "crossfusion")
 EVAL_PASSES = 2  # evaluation patients/s = the fastest of this many test passes (same weights, same predictions)
@@ -412,6 +413,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    malloc_reuse = args.malloc_reuse and reuse_freed_buffers()  # process-wide: every loop of this run gets it
     root = cohort_root(args)
     variants = {} if args.only_variants else dict(DEFAULT_VARIANTS)
     for v in args.variants or []:
@@ -424,6 +426,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "cohort": cohort_spec(args), "epochs": args.epochs, "folds": list(args.folds), "runs": {},
+        "malloc_reuse": malloc_reuse,
         "host_bandwidth_gbs": host_bandwidth_gbs(), "device_bandwidth_gbs": device_bandwidth_gbs(),
     }
     spec = cohort_spec(args)
@@ -497,6 +500,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']} x{m['cpu_count']} ({m['threads']} torch threads), GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}. Host bandwidth {results['host_bandwidth_gbs']:.1f} GB/s"
         + (f", device {results['device_bandwidth_gbs']:.0f} GB/s" if results.get("device_bandwidth_gbs") else "")
+        + (". malloc reuse on" if results.get("malloc_reuse") else "")
         + f". Epochs: {results['epochs']}. Folds: {results.get('folds', [0])} (numbers: mean over folds; "
         "C-index: mean ± sd over folds)." + _oracle_line(results),
         "",
@@ -583,6 +587,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-usual", action="store_true", help="skip the usual loop")
     ap.add_argument("--scaling-overrides", nargs="*",
                     help="extra overrides of the scaling runs, e.g. ++data.wsi.cache=false (memory bounded by config)")
+    ap.add_argument("--malloc-reuse", action="store_true",
+                    help="glibc: reuse freed batch buffers (survlab/utils/malloc.py; SURVLAB_MALLOC_REUSE=1 for runs)")
     ap.add_argument("--data", default=os.environ.get("SURVLAB_BENCH_DATA", "data/bench"))
     ap.add_argument("--out", default="experiments/speed/latest")
     args = ap.parse_args(argv)

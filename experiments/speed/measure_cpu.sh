@@ -35,4 +35,11 @@ mkdir -p $E/bf16_eval
 log "D: bf16 eval check"
 $PY $E/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed 2>&1 | grep "eval s" > $E/bf16_eval/default_malloc.txt
 MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 $PY $E/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed 2>&1 | grep "eval s" > $E/bf16_eval/malloc_reuse.txt
+for m in "" "--malloc-reuse"; do
+  log "E: fp32 vs bf16, ABMIL p100 n2500, $m"
+  $PY -m survlab.bench --patients 100 --patches 2500 --dim 1024 --signal-scale x5 --epochs 3 --models abmil $m \
+    --only-variants --variants "survlab+bucketing=data.bucketing=true" \
+    "survlab+bucketing+bf16=data.bucketing=true,trainer.precision=bf16-mixed" --no-usual \
+    --sizes --patch-caps --data /tmp/bench/data --out $E/bf16_eval/bench${m:+_malloc_reuse} > /tmp/speed2/E$m.log 2>&1
+done
 log "all done"
