@@ -46,3 +46,7 @@ for n in 125 500; do
 done
 $PY $E/cpu_memory/combine.py > /dev/null
 log "all done"
+log "A2: the usual loop alone, 4x the epochs (48: ~200 optimiser steps at accumulation 32), folds 0 1"
+timeout 600 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 48 \
+  --models abmil --folds 0 1 --only-variants --sizes --patch-caps --data $D --out $E/cpu_equal_usual_48ep > $L/A2.log 2>&1
+log "A2 done rc=$?"
