@@ -50,3 +50,9 @@ log "A2: the usual loop alone, 4x the epochs (48: ~200 optimiser steps at accumu
 timeout 600 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 48 \
   --models abmil --folds 0 1 --only-variants --sizes --patch-caps --data $D --out $E/cpu_equal_usual_48ep > $L/A2.log 2>&1
 log "A2 done rc=$?"
+log "F: GGMF (WSI + genomics), equal C-index, folds 0 1"
+timeout 900 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 12 \
+  --models ggmf --folds 0 1 --only-variants --variants "survlab+bucketing=data.bucketing=true" \
+  "survlab+bucketing+cap512=data.bucketing=true,data.max_patches=512" \
+  --sizes --patch-caps --data $D --out $E/cpu_equal_ggmf > $L/F.log 2>&1
+log "F done rc=$?"
