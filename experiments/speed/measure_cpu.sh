@@ -56,3 +56,7 @@ timeout 900 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --sign
   "survlab+bucketing+cap512=data.bucketing=true,data.max_patches=512" \
   --sizes --patch-caps --data $D --out $E/cpu_equal_ggmf > $L/F.log 2>&1
 log "F done rc=$?"
+log "F2: GGMF, the usual loop alone at 48 epochs, folds 0 1"
+timeout 600 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 48 \
+  --models ggmf --folds 0 1 --only-variants --sizes --patch-caps --data $D --out $E/cpu_equal_ggmf_usual_48ep > $L/F2.log 2>&1
+log "F2 done rc=$?"
