@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np  # torch is imported inside the functions that use it: `survlab bench --help` starts fast
 
 from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+from survlab.utils.malloc import reuse_freed_buffers
 
 MODELS = ("abmil", "ggmf", "crossfusion")
+EVAL_PASSES = 2  # evaluation patients/s = the fastest of this many test passes (same weights, same predictions)
 DEFAULT_VARIANTS = {
     "survlab": [],
     "survlab+bucketing": ["data.bucketing=true"],
@@ -139,7 +141,9 @@ def compose(model: str, root: Path, spec: dict[str, Any], overrides: Sequence[st
     ov += [f"++data.synthetic.{k}={json.dumps(v)}" for k, v in spec.items()]
     if model == "crossfusion":  # the same cohort, read at its three scales (conf/data/_tcga_multiscale.yaml caps)
         ov += ["++data.wsi.scales=[x5,x10,x20]", f"data.wsi.feature_dim={{x5: {d}, x10: {d}, x20: {d}}}",
-               "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}"]
+               "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}",
+               # its packed stores (<dir>/<encoder>/<scale>) must not sit inside the single-scale store's folder
+               f"++data.wsi.packed_dir={root}-packed-multiscale"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose("config", overrides=[*ov, *overrides], return_hydra_config=True)
@@ -217,9 +221,9 @@ def survlab_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, over
 
     gc.collect()  # the previous run's datamodule (and its RAM cache) must not count in this run's peak memory
     cfg = compose(model, root, spec, [*overrides, f"trainer.max_epochs={epochs}"])
-    dm, net, task = build(cfg)
     timer = StepTimer()
-    with PeakRSS() as rss:
+    with PeakRSS() as rss:  # from setup on: the header checks, a packed-store build and the RAM cache count too
+        dm, net, task = build(cfg)
         trainer = L.Trainer(
             max_epochs=epochs, accelerator=cfg.trainer.get("accelerator", "auto"), devices=1,
             precision=cfg.trainer.get("precision", "32-true"), logger=False, enable_checkpointing=False,
@@ -229,9 +233,11 @@ def survlab_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, over
         t = time.perf_counter()
         trainer.fit(task, datamodule=dm)
         train_s = time.perf_counter() - t
-        t = time.perf_counter()
-        trainer.test(task, datamodule=dm, verbose=False)
-        eval_s = time.perf_counter() - t
+        eval_s = float("inf")
+        for _ in range(EVAL_PASSES):  # the fastest pass: one test pass of a few patients is ~0.1 s, noise-prone
+            t = time.perf_counter()
+            trainer.test(task, datamodule=dm, verbose=False)
+            eval_s = min(eval_s, time.perf_counter() - t)
     n_test = len(dm.datasets["test"])
     n_train = timer.patients / len(timer.epoch_s)
     return {
@@ -249,7 +255,7 @@ def survlab_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, over
 
 # ------------------------------------------------------------------------------------------------ the usual loop
 def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumulation: int = 32,
-               lr: float = 2e-4) -> dict:
+               lr: float = 2e-4, overrides: Sequence[str] = ()) -> dict:
     """The papers' loop, written plainly: one patient per step, `torch.load` of each slide's .pt at every step,
     fp32, full bags, loss / accumulation and an optimiser step every `accumulation` patients. Same network class,
     same patients, same files as `survlab_loop`."""
@@ -263,7 +269,7 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
     from survlab.tasks.losses import nll_discrete_survival
 
     gc.collect()
-    cfg = compose(model, root, spec, ["++data.wsi.cache=false"])
+    cfg = compose(model, root, spec, [*overrides, "++data.wsi.cache=false"])
     dm, net, _ = build(cfg)  # for the split, the genomics table and the network; the loop reads files itself
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = net.to(device)
@@ -316,12 +322,14 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
             opt.step()
             epoch_s.append(time.perf_counter() - t0)
         net.eval()
-        risks = []
-        t = time.perf_counter()
-        with torch.no_grad():
-            for i in range(len(test)):
-                risks.append(float(-survival_from_hazard_logits(net(batch_of(test, i)).hazard_logits).sum()))
-        eval_s = time.perf_counter() - t
+        eval_s = float("inf")
+        for _ in range(EVAL_PASSES):
+            risks = []
+            t = time.perf_counter()
+            with torch.no_grad():
+                for i in range(len(test)):
+                    risks.append(float(-survival_from_hazard_logits(net(batch_of(test, i)).hazard_logits).sum()))
+            eval_s = min(eval_s, time.perf_counter() - t)
     ci = harrell_cindex(np.array(risks), test.rows["time"].to_numpy(float), test.rows["event"].to_numpy(bool))
     return {
         "train_patients_per_s": len(train) / _typical(epoch_s),
@@ -348,7 +356,48 @@ def cohort_spec(args: argparse.Namespace, n_patients: int | None = None) -> dict
         "storage_dtype": "float16",
         "formats": ["pt"],
         "seed": 0,
+        "signal_scale": args.signal_scale,
+        "wsi_signal_strength": args.signal_strength,
     }
+
+
+def oracle_cindex(root: Path, dm: Any) -> dict[str, float]:
+    """Test-fold C-index of the planted truth (truth.csv, joined by case_id): `wsi` = the WSI latent alone (the
+    ceiling of a WSI-only model), `all` = the full log-hazard (WSI + genomics + clinical)."""
+    import pandas as pd
+
+    from survlab.eval.metrics import harrell_cindex
+
+    truth = pd.read_csv(root / "truth.csv").set_index("case_id")
+    test = dm.datasets["test"]
+    t, e = test.rows["time"].to_numpy(float), test.rows["event"].to_numpy(bool)
+    cases = list(test.case_ids)
+    return {"wsi": float(harrell_cindex(truth.loc[cases, "z_wsi"].to_numpy(), t, e)),
+            "all": float(harrell_cindex(truth.loc[cases, "true_risk"].to_numpy(), t, e))}
+
+
+def cohort_root(args: argparse.Namespace, n_patients: int | None = None) -> Path:
+    """Folder of the benchmark cohort (cached between runs; the name holds what varies)."""
+    name = f"bench_p{n_patients or args.patients}_n{args.patches}_d{args.dim}"
+    name = name if args.signal_scale == "x5" else f"{name}_s{args.signal_scale}"
+    return Path(args.data) / (name if args.signal_strength == 3.0 else f"{name}_a{args.signal_strength:g}")
+
+
+def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """One loop's result over the folds: means of the per-fold numbers (peak memory: the maximum), the C-index
+    spread (sd over folds, ddof 1), every fold's result under `per_fold`."""
+    out = dict(per_fold[0])
+    for k in ("train_patients_per_s", "eval_patients_per_s", "data_wait_share", "test_cindex", "train_s"):
+        if k in out:
+            out[k] = float(np.mean([r[k] for r in per_fold]))
+    for k in ("peak_host_gb", "peak_device_gb"):
+        vals = [r[k] for r in per_fold if r.get(k) is not None]
+        out[k] = max(vals) if vals else None
+    ci = [r["test_cindex"] for r in per_fold]
+    out["test_cindex_sd"] = float(np.std(ci, ddof=1)) if len(ci) > 1 else None
+    out["folds"] = [r["fold"] for r in per_fold]
+    out["per_fold"] = per_fold
+    return out
 
 
 def feature_bytes(dm: Any, train: bool = True) -> int:
@@ -366,8 +415,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(args.data) / f"bench_p{args.patients}_n{args.patches}_d{args.dim}"
-    variants = dict(DEFAULT_VARIANTS)
+    malloc_reuse = args.malloc_reuse and reuse_freed_buffers()  # process-wide: every loop of this run gets it
+    root = cohort_root(args)
+    variants = {} if args.only_variants else dict(DEFAULT_VARIANTS)
     for v in args.variants or []:
         name, _, ov = v.partition("=")
         variants[name] = [o for o in ov.split(",") if o]
@@ -377,7 +427,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             platform.machine(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
-        "cohort": cohort_spec(args), "epochs": args.epochs, "runs": {},
+        "cohort": cohort_spec(args), "epochs": args.epochs, "folds": list(args.folds), "runs": {},
+        "malloc_reuse": malloc_reuse,
         "host_bandwidth_gbs": host_bandwidth_gbs(), "device_bandwidth_gbs": device_bandwidth_gbs(),
     }
     spec = cohort_spec(args)
@@ -387,15 +438,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generate_cohort(root, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
     results["cohort_write_s"] = time.perf_counter() - t
     for model in args.models:
-        runs: dict[str, Any] = {"usual": usual_loop(model, root, spec, args.epochs)}
-        for name, ov in variants.items():
-            runs[name] = survlab_loop(model, root, spec, args.epochs, ov)
-        dm, _, _ = build(compose(model, root, spec))
+        per_fold: dict[str, list[dict[str, Any]]] = {}
+        for fold in args.folds:  # every loop sees the same folds; C-index spread over folds in the table
+            fo = [f"fold={fold}"]
+            if not args.no_usual:
+                r = usual_loop(model, root, spec, args.epochs, lr=args.usual_lr, overrides=fo)
+                per_fold.setdefault("usual", []).append({**r, "fold": fold})
+            for name, ov in variants.items():
+                per_fold.setdefault(name, []).append({**survlab_loop(model, root, spec, args.epochs, [*fo, *ov]),
+                                                      "fold": fold})
+        runs: dict[str, Any] = {name: summarize(rs) for name, rs in per_fold.items()}
+        results.setdefault("oracle_cindex", {}).update(
+            {str(f): oracle_cindex(root, build(compose(model, root, spec, [f"fold={f}", "++data.wsi.cache=false"]))[0])
+             for f in args.folds if str(f) not in results.get("oracle_cindex", {})})
+        dm, _, _ = build(compose(model, root, spec, [f"fold={args.folds[0]}"]))
         bw = results["device_bandwidth_gbs"] or results["host_bandwidth_gbs"]
         runs["floor"] = {"bytes_per_epoch": feature_bytes(dm), "epoch_s": feature_bytes(dm) / (bw * 1e9)}
         results["runs"][model] = runs
         _save(results, out)
-    results["scaling"] = scaling(args, root)
+    results["scaling"] = scaling(args, root) if args.sizes or args.patch_caps else {}
     _save(results, out)
     return results
 
@@ -403,22 +464,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def scaling(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """survlab (ABMIL, first variant after the default) epoch time against cohort size and patches per patient."""
     best = args.scaling_variant
-    ov = DEFAULT_VARIANTS.get(best, [])
+    ov = [*DEFAULT_VARIANTS.get(best, []), *(args.scaling_overrides or [])]
     sizes = {}
     for n in args.sizes:
         spec = cohort_spec(args, n)
-        r = Path(args.data) / f"bench_p{n}_n{args.patches}_d{args.dim}"
+        r = cohort_root(args, n)
         from survlab.data.synthetic import SyntheticSpec, generate_cohort
 
         generate_cohort(r, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
         res = survlab_loop("abmil", r, spec, 1, ov)
-        sizes[n] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"]}
+        sizes[n] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"],
+                    "peak_host_gb": res["peak_host_gb"], "feature_gb": _cohort_feature_gb(r)}
     caps = {}
     spec = cohort_spec(args)
     for cap in args.patch_caps:
         res = survlab_loop("abmil", root, spec, 1, [*ov, f"data.max_patches={cap}"])
-        caps[cap] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"]}
-    return {"variant": best, "cohort_size": sizes, "patches_per_patient": caps}
+        caps[cap] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"],
+                     "peak_host_gb": res["peak_host_gb"]}
+    return {"variant": best, "overrides": ov, "cohort_size": sizes, "patches_per_patient": caps}
+
+
+def _cohort_feature_gb(root: Path) -> float:
+    """GB of the x20 feature files (what ABMIL reads) the cohort holds on disk."""
+    return sum(f.stat().st_size for f in (root / "features" / "synthetic" / "pt_files").glob("*.pt")) / 1e9
 
 
 def _save(results: dict[str, Any], out: Path) -> None:
@@ -434,14 +502,16 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']} x{m['cpu_count']} ({m['threads']} torch threads), GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}. Host bandwidth {results['host_bandwidth_gbs']:.1f} GB/s"
         + (f", device {results['device_bandwidth_gbs']:.0f} GB/s" if results.get("device_bandwidth_gbs") else "")
-        + f". Epochs: {results['epochs']}.",
+        + (". malloc reuse on" if results.get("malloc_reuse") else "")
+        + f". Epochs: {results['epochs']}. Folds: {results.get('folds', [0])} (numbers: mean over folds; "
+        "C-index: mean ± sd over folds)." + _oracle_line(results),
         "",
         "| model | loop | train patients/s | x usual | eval patients/s | data wait | peak host GB | peak device GB "
         "| test C-index |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, runs in results["runs"].items():
-        usual = runs["usual"]["train_patients_per_s"]
+        usual = runs["usual"]["train_patients_per_s"] if "usual" in runs else float("nan")
         for name, r in runs.items():
             if name == "floor":
                 continue
@@ -449,12 +519,32 @@ def to_markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {model} | {name} | {r['train_patients_per_s']:.1f} | {r['train_patients_per_s'] / usual:.2f} | "
                 f"{r['eval_patients_per_s']:.1f} | {100 * r['data_wait_share']:.0f}% | {r['peak_host_gb']:.2f} | "
-                f"{dev} | {r['test_cindex']:.3f} |"
+                f"{dev} | {r['test_cindex']:.3f}{_sd(r)} |"
             )
         f = runs["floor"]
         lines.append(f"| {model} | floor (bytes / bandwidth) | epoch {f['epoch_s']:.3f} s for "
                      f"{f['bytes_per_epoch'] / 1e9:.2f} GB | | | | | | |")
+    sc = results.get("scaling") or {}
+    if sc.get("cohort_size"):
+        lines += ["", f"Scaling (ABMIL, {sc['variant']}, overrides {sc.get('overrides', [])}):", "",
+                  "| patients | features on disk GB | epoch s | train patients/s | peak host GB |", "|---|---|---|---|---|"]
+        for n, r in sorted(sc["cohort_size"].items(), key=lambda kv: float(kv[0])):
+            gb = "-" if r.get("feature_gb") is None else f"{r['feature_gb']:.2f}"
+            peak = "-" if r.get("peak_host_gb") is None else f"{r['peak_host_gb']:.2f}"
+            lines.append(f"| {n} | {gb} | {r['epoch_s']:.2f} | {r['train_patients_per_s']:.1f} | {peak} |")
     return "\n".join(lines) + "\n"
+
+
+def _oracle_line(results: dict[str, Any]) -> str:
+    o = results.get("oracle_cindex") or {}
+    if not o:
+        return ""
+    wsi, full = (np.mean([v[k] for v in o.values()]) for k in ("wsi", "all"))
+    return f" Planted truth on the test folds: C-index {wsi:.3f} (WSI latent alone), {full:.3f} (full log-hazard)."
+
+
+def _sd(r: dict[str, Any]) -> str:
+    return f" ± {r['test_cindex_sd']:.3f}" if r.get("test_cindex_sd") is not None else ""
 
 
 def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
@@ -483,11 +573,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--patches", type=int, default=10_000, help="mean x20 patches per patient (over 1-3 slides)")
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--models", nargs="+", default=["abmil", "ggmf", "crossfusion"], choices=MODELS)
+    ap.add_argument("--models", nargs="*", default=["abmil", "ggmf", "crossfusion"], choices=MODELS)
     ap.add_argument("--variants", nargs="*", help="extra survlab variants: name=override,override")
     ap.add_argument("--sizes", type=int, nargs="*", default=[250, 500, 1000])
     ap.add_argument("--patch-caps", type=int, nargs="*", default=[1024, 2048, 4096, 8192])
     ap.add_argument("--scaling-variant", default="survlab+packed+bucketing", choices=sorted(DEFAULT_VARIANTS))
+    ap.add_argument("--folds", type=int, nargs="+", default=[0],
+                    help="outer folds to train and test on (C-index reported as mean ± sd over them)")
+    ap.add_argument("--signal-scale", default="x20", choices=["x20", "x10", "x5"],
+                    help="scale whose patches carry the planted risk signal (x20: what ABMIL/GGMF read)")
+    ap.add_argument("--signal-strength", type=float, default=3.0,
+                    help="amplitude of the planted risk direction on signal patches (noise sd 1; synthetic default 3)")
+    ap.add_argument("--usual-lr", type=float, default=2e-4, help="the usual loop's Adam learning rate (CLAM/MCAT)")
+    ap.add_argument("--only-variants", action="store_true", help="run only --variants (not the default three)")
+    ap.add_argument("--no-usual", action="store_true", help="skip the usual loop")
+    ap.add_argument("--scaling-overrides", nargs="*",
+                    help="extra overrides of the scaling runs, e.g. ++data.wsi.cache=false (memory bounded by config)")
+    ap.add_argument("--malloc-reuse", action="store_true",
+                    help="glibc: reuse freed batch buffers (survlab/utils/malloc.py; SURVLAB_MALLOC_REUSE=1 for runs)")
     ap.add_argument("--data", default=os.environ.get("SURVLAB_BENCH_DATA", "data/bench"))
     ap.add_argument("--out", default="experiments/speed/latest")
     args = ap.parse_args(argv)

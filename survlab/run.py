@@ -40,6 +40,7 @@ from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.pretrained import apply_pretrained
 from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
+from survlab.utils.malloc import reuse_from_env
 from survlab.utils.outputs import write_json
 
 log = logging.getLogger("survlab.run")
@@ -50,6 +51,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     resolve_auto(cfg)
     L.seed_everything(cfg.seed, workers=True)
+    if reuse_from_env():  # SURVLAB_MALLOC_REUSE=1: reuse freed batch buffers (survlab/utils/malloc.py)
+        log.info("glibc malloc: freed blocks below 1 GiB stay in the heap (SURVLAB_MALLOC_REUSE=1)")
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     modalities = job_modalities(net_cls, cfg.data, cfg.model.net)  # table nets: whichever of genes / clinical exist
     datamodule = _instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)

@@ -1,7 +1,7 @@
 from pathlib import Path
 from survlab import bench
 root = Path("/tmp/bench/data/bench_p100_n2500_d1024")
-class A: patients=100; patches=2500; dim=1024
+class A: patients=100; patches=2500; dim=1024; signal_scale="x5"; signal_strength=3.0  # the cohort as first written
 spec = bench.cohort_spec(A)
 for name, ov in [("bucketing", ["data.bucketing=true"]), ("packed+bucketing", ["data.bucketing=true", "++data.wsi.packed=true"]), ("bucketing+bf16", ["data.bucketing=true", "trainer.precision=bf16-mixed"]), ("plain", [])]:
     r = bench.survlab_loop("abmil", root, spec, 3, ov)
