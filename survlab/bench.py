@@ -37,7 +37,9 @@ from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 from survlab.utils.malloc import reuse_freed_buffers
 
 MODELS = ("abmil", "ggmf", "crossfusion")
-EVAL_PASSES = 2  # evaluation patients/s = the fastest of this many test passes (same weights, same predictions)
+EVAL_PASSES = (
+    2  # evaluation patients/s = the fastest of this many test passes (same weights, same predictions)
+)
 DEFAULT_VARIANTS = {
     "survlab": [],
     "survlab+bucketing": ["data.bucketing=true"],
@@ -134,16 +136,32 @@ def compose(model: str, root: Path, spec: dict[str, Any], overrides: Sequence[st
     from hydra.core.hydra_config import HydraConfig
 
     d = spec["feature_dim"]
-    ov = [f"model={model}", "data=synthetic", f"data.root={root}", "logger=none",
-          "trainer=gpu" if torch.cuda.is_available() else "trainer=cpu", "data.wsi.format=pt",
-          f"data.wsi.feature_dim={d}", "data.batch_size=8", "data.eval_batch_size=8", "data.max_patches=4096",
-          "++data.wsi.cache_max_gb=8", f"data.num_workers={_workers()}", f"data.pin_memory={torch.cuda.is_available()}"]
+    ov = [
+        f"model={model}",
+        "data=synthetic",
+        f"data.root={root}",
+        "logger=none",
+        "trainer=gpu" if torch.cuda.is_available() else "trainer=cpu",
+        "data.wsi.format=pt",
+        f"data.wsi.feature_dim={d}",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        "data.max_patches=4096",
+        "++data.wsi.cache_max_gb=8",
+        f"data.num_workers={_workers()}",
+        f"data.pin_memory={torch.cuda.is_available()}",
+    ]
     ov += [f"++data.synthetic.{k}={json.dumps(v)}" for k, v in spec.items()]
-    if model == "crossfusion":  # the same cohort, read at its three scales (conf/data/_tcga_multiscale.yaml caps)
-        ov += ["++data.wsi.scales=[x5,x10,x20]", f"data.wsi.feature_dim={{x5: {d}, x10: {d}, x20: {d}}}",
-               "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}",
-               # its packed stores (<dir>/<encoder>/<scale>) must not sit inside the single-scale store's folder
-               f"++data.wsi.packed_dir={root}-packed-multiscale"]
+    if (
+        model == "crossfusion"
+    ):  # the same cohort, read at its three scales (conf/data/_tcga_multiscale.yaml caps)
+        ov += [
+            "++data.wsi.scales=[x5,x10,x20]",
+            f"data.wsi.feature_dim={{x5: {d}, x10: {d}, x20: {d}}}",
+            "++data.max_patches_per_scale={x5: 1024, x10: 2048, x20: 4096}",
+            # its packed stores (<dir>/<encoder>/<scale>) must not sit inside the single-scale store's folder
+            f"++data.wsi.packed_dir={root}-packed-multiscale",
+        ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose("config", overrides=[*ov, *overrides], return_hydra_config=True)
@@ -169,7 +187,9 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     from survlab.runner.modalities import job_modalities
 
-    dm = _instantiate_clean(cfg.data, modalities=job_modalities(net_cls, cfg.data, cfg.model.net), _recursive_=False)
+    dm = _instantiate_clean(
+        cfg.data, modalities=job_modalities(net_cls, cfg.data, cfg.model.net), _recursive_=False
+    )
     dm.prepare_data()
     dm.setup("fit")
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=dm.dims)
@@ -199,7 +219,9 @@ class StepTimer:
                 self.wait_s += now - self._last
                 self._start = now
 
-            def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, i: int) -> None:
+            def on_train_batch_end(
+                self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, i: int
+            ) -> None:
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 self._last = time.perf_counter()
@@ -222,19 +244,31 @@ def survlab_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, over
     gc.collect()  # the previous run's datamodule (and its RAM cache) must not count in this run's peak memory
     cfg = compose(model, root, spec, [*overrides, f"trainer.max_epochs={epochs}"])
     timer = StepTimer()
-    with PeakRSS() as rss:  # from setup on: the header checks, a packed-store build and the RAM cache count too
+    with (
+        PeakRSS() as rss
+    ):  # from setup on: the header checks, a packed-store build and the RAM cache count too
         dm, net, task = build(cfg)
         trainer = L.Trainer(
-            max_epochs=epochs, accelerator=cfg.trainer.get("accelerator", "auto"), devices=1,
-            precision=cfg.trainer.get("precision", "32-true"), logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-            callbacks=[timer], deterministic=False,
+            max_epochs=epochs,
+            accelerator=cfg.trainer.get("accelerator", "auto"),
+            devices=1,
+            precision=cfg.trainer.get("precision", "32-true"),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[timer],
+            deterministic=False,
         )
         t = time.perf_counter()
         trainer.fit(task, datamodule=dm)
         train_s = time.perf_counter() - t
         eval_s = float("inf")
-        for _ in range(EVAL_PASSES):  # the fastest pass: one test pass of a few patients is ~0.1 s, noise-prone
+        for _ in range(
+            EVAL_PASSES
+        ):  # the fastest pass: one test pass of a few patients is ~0.1 s, noise-prone
             t = time.perf_counter()
             trainer.test(task, datamodule=dm, verbose=False)
             eval_s = min(eval_s, time.perf_counter() - t)
@@ -254,8 +288,15 @@ def survlab_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, over
 
 
 # ------------------------------------------------------------------------------------------------ the usual loop
-def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumulation: int = 32,
-               lr: float = 2e-4, overrides: Sequence[str] = ()) -> dict:
+def usual_loop(
+    model: str,
+    root: Path,
+    spec: dict[str, Any],
+    epochs: int,
+    accumulation: int = 32,
+    lr: float = 2e-4,
+    overrides: Sequence[str] = (),
+) -> dict:
     """The papers' loop, written plainly: one patient per step, `torch.load` of each slide's .pt at every step,
     fp32, full bags, loss / accumulation and an optimiser step every `accumulation` patients. Same network class,
     same patients, same files as `survlab_loop`."""
@@ -279,17 +320,26 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
 
     def load(slides: list[str]) -> dict[str, torch.Tensor]:
         dirs = {s: feat / s / "pt_files" for s in scales} or {"wsi": feat / "pt_files"}
-        return {k: torch.cat([torch.load(d / f"{s}.pt", weights_only=True).float() for s in slides])
-                for k, d in dirs.items()}
+        return {
+            k: torch.cat([torch.load(d / f"{s}.pt", weights_only=True).float() for s in slides])
+            for k, d in dirs.items()
+        }
 
     def batch_of(ds: Any, i: int) -> Batch:
         row, case = ds.rows.iloc[i], ds.case_ids[i]
         bags = load(list(row["slide_ids"]))
-        b = Batch(case_ids=[case], index=torch.tensor([i]), time=torch.tensor([float(row["time"])]),
-                  event=torch.tensor([bool(row["event"])]), time_bin=torch.tensor([int(ds.time_bins[i])]))
+        b = Batch(
+            case_ids=[case],
+            index=torch.tensor([i]),
+            time=torch.tensor([float(row["time"])]),
+            event=torch.tensor([bool(row["event"])]),
+            time_bin=torch.tensor([int(ds.time_bins[i])]),
+        )
         if scales:
             b.scales = {k: v[None].to(device) for k, v in bags.items()}
-            b.scale_masks = {k: torch.ones(1, v.shape[0], dtype=torch.bool, device=device) for k, v in bags.items()}
+            b.scale_masks = {
+                k: torch.ones(1, v.shape[0], dtype=torch.bool, device=device) for k, v in bags.items()
+            }
         else:
             b.wsi = bags["wsi"][None].to(device)
             b.wsi_mask = torch.ones(1, b.wsi.shape[1], dtype=torch.bool, device=device)
@@ -310,7 +360,9 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
                 t = time.perf_counter()
                 b = batch_of(train, int(i))
                 t1 = time.perf_counter()
-                loss = nll_discrete_survival(net(b).hazard_logits, b.time_bin, b.event, alpha=0.0) / accumulation
+                loss = (
+                    nll_discrete_survival(net(b).hazard_logits, b.time_bin, b.event, alpha=0.0) / accumulation
+                )
                 loss.backward()
                 if (k + 1) % accumulation == 0:
                     opt.step()
@@ -328,7 +380,9 @@ def usual_loop(model: str, root: Path, spec: dict[str, Any], epochs: int, accumu
             t = time.perf_counter()
             with torch.no_grad():
                 for i in range(len(test)):
-                    risks.append(float(-survival_from_hazard_logits(net(batch_of(test, i)).hazard_logits).sum()))
+                    risks.append(
+                        float(-survival_from_hazard_logits(net(batch_of(test, i)).hazard_logits).sum())
+                    )
             eval_s = min(eval_s, time.perf_counter() - t)
     ci = harrell_cindex(np.array(risks), test.rows["time"].to_numpy(float), test.rows["event"].to_numpy(bool))
     return {
@@ -372,8 +426,10 @@ def oracle_cindex(root: Path, dm: Any) -> dict[str, float]:
     test = dm.datasets["test"]
     t, e = test.rows["time"].to_numpy(float), test.rows["event"].to_numpy(bool)
     cases = list(test.case_ids)
-    return {"wsi": float(harrell_cindex(truth.loc[cases, "z_wsi"].to_numpy(), t, e)),
-            "all": float(harrell_cindex(truth.loc[cases, "true_risk"].to_numpy(), t, e))}
+    return {
+        "wsi": float(harrell_cindex(truth.loc[cases, "z_wsi"].to_numpy(), t, e)),
+        "all": float(harrell_cindex(truth.loc[cases, "true_risk"].to_numpy(), t, e)),
+    }
 
 
 def cohort_root(args: argparse.Namespace, n_patients: int | None = None) -> Path:
@@ -423,19 +479,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         variants[name] = [o for o in ov.split(",") if o]
     results: dict[str, Any] = {
         "machine": {
-            "python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
-        "cohort": cohort_spec(args), "epochs": args.epochs, "folds": list(args.folds), "runs": {},
+        "cohort": cohort_spec(args),
+        "epochs": args.epochs,
+        "folds": list(args.folds),
+        "runs": {},
         "malloc_reuse": malloc_reuse,
-        "host_bandwidth_gbs": host_bandwidth_gbs(), "device_bandwidth_gbs": device_bandwidth_gbs(),
+        "host_bandwidth_gbs": host_bandwidth_gbs(),
+        "device_bandwidth_gbs": device_bandwidth_gbs(),
     }
     spec = cohort_spec(args)
     t = time.perf_counter()
     from survlab.data.synthetic import SyntheticSpec, generate_cohort
 
-    generate_cohort(root, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
+    generate_cohort(
+        root, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    )
     results["cohort_write_s"] = time.perf_counter() - t
     for model in args.models:
         per_fold: dict[str, list[dict[str, Any]]] = {}
@@ -445,12 +510,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 r = usual_loop(model, root, spec, args.epochs, lr=args.usual_lr, overrides=fo)
                 per_fold.setdefault("usual", []).append({**r, "fold": fold})
             for name, ov in variants.items():
-                per_fold.setdefault(name, []).append({**survlab_loop(model, root, spec, args.epochs, [*fo, *ov]),
-                                                      "fold": fold})
+                per_fold.setdefault(name, []).append(
+                    {**survlab_loop(model, root, spec, args.epochs, [*fo, *ov]), "fold": fold}
+                )
         runs: dict[str, Any] = {name: summarize(rs) for name, rs in per_fold.items()}
         results.setdefault("oracle_cindex", {}).update(
-            {str(f): oracle_cindex(root, build(compose(model, root, spec, [f"fold={f}", "++data.wsi.cache=false"]))[0])
-             for f in args.folds if str(f) not in results.get("oracle_cindex", {})})
+            {
+                str(f): oracle_cindex(
+                    root, build(compose(model, root, spec, [f"fold={f}", "++data.wsi.cache=false"]))[0]
+                )
+                for f in args.folds
+                if str(f) not in results.get("oracle_cindex", {})
+            }
+        )
         dm, _, _ = build(compose(model, root, spec, [f"fold={args.folds[0]}"]))
         bw = results["device_bandwidth_gbs"] or results["host_bandwidth_gbs"]
         runs["floor"] = {"bytes_per_epoch": feature_bytes(dm), "epoch_s": feature_bytes(dm) / (bw * 1e9)}
@@ -471,16 +543,25 @@ def scaling(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         r = cohort_root(args, n)
         from survlab.data.synthetic import SyntheticSpec, generate_cohort
 
-        generate_cohort(r, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
+        generate_cohort(
+            r, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        )
         res = survlab_loop("abmil", r, spec, 1, ov)
-        sizes[n] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"],
-                    "peak_host_gb": res["peak_host_gb"], "feature_gb": _cohort_feature_gb(r)}
+        sizes[n] = {
+            "epoch_s": res["epoch_s"][-1],
+            "train_patients_per_s": res["train_patients_per_s"],
+            "peak_host_gb": res["peak_host_gb"],
+            "feature_gb": _cohort_feature_gb(r),
+        }
     caps = {}
     spec = cohort_spec(args)
     for cap in args.patch_caps:
         res = survlab_loop("abmil", root, spec, 1, [*ov, f"data.max_patches={cap}"])
-        caps[cap] = {"epoch_s": res["epoch_s"][-1], "train_patients_per_s": res["train_patients_per_s"],
-                     "peak_host_gb": res["peak_host_gb"]}
+        caps[cap] = {
+            "epoch_s": res["epoch_s"][-1],
+            "train_patients_per_s": res["train_patients_per_s"],
+            "peak_host_gb": res["peak_host_gb"],
+        }
     return {"variant": best, "overrides": ov, "cohort_size": sizes, "patches_per_patient": caps}
 
 
@@ -501,7 +582,11 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']} x{m['cpu_count']} ({m['threads']} torch threads), GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}. Host bandwidth {results['host_bandwidth_gbs']:.1f} GB/s"
-        + (f", device {results['device_bandwidth_gbs']:.0f} GB/s" if results.get("device_bandwidth_gbs") else "")
+        + (
+            f", device {results['device_bandwidth_gbs']:.0f} GB/s"
+            if results.get("device_bandwidth_gbs")
+            else ""
+        )
         + (". malloc reuse on" if results.get("malloc_reuse") else "")
         + f". Epochs: {results['epochs']}. Folds: {results.get('folds', [0])} (numbers: mean over folds; "
         "C-index: mean ± sd over folds)." + _oracle_line(results),
@@ -522,12 +607,19 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"{dev} | {r['test_cindex']:.3f}{_sd(r)} |"
             )
         f = runs["floor"]
-        lines.append(f"| {model} | floor (bytes / bandwidth) | epoch {f['epoch_s']:.3f} s for "
-                     f"{f['bytes_per_epoch'] / 1e9:.2f} GB | | | | | | |")
+        lines.append(
+            f"| {model} | floor (bytes / bandwidth) | epoch {f['epoch_s']:.3f} s for "
+            f"{f['bytes_per_epoch'] / 1e9:.2f} GB | | | | | | |"
+        )
     sc = results.get("scaling") or {}
     if sc.get("cohort_size"):
-        lines += ["", f"Scaling (ABMIL, {sc['variant']}, overrides {sc.get('overrides', [])}):", "",
-                  "| patients | features on disk GB | epoch s | train patients/s | peak host GB |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Scaling (ABMIL, {sc['variant']}, overrides {sc.get('overrides', [])}):",
+            "",
+            "| patients | features on disk GB | epoch s | train patients/s | peak host GB |",
+            "|---|---|---|---|---|",
+        ]
         for n, r in sorted(sc["cohort_size"].items(), key=lambda kv: float(kv[0])):
             gb = "-" if r.get("feature_gb") is None else f"{r['feature_gb']:.2f}"
             peak = "-" if r.get("peak_host_gb") is None else f"{r['peak_host_gb']:.2f}"
@@ -554,8 +646,10 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    for a, key, label in ((ax[0], "cohort_size", "patients in the cohort"),
-                          (ax[1], "patches_per_patient", "max patches per patient (training cap)")):
+    for a, key, label in (
+        (ax[0], "cohort_size", "patients in the cohort"),
+        (ax[1], "patches_per_patient", "max patches per patient (training cap)"),
+    ):
         xs = sorted(scaling[key], key=float)
         a.plot([float(x) for x in xs], [scaling[key][x]["epoch_s"] for x in xs], "o-")
         a.set_xlabel(label)
@@ -570,7 +664,9 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=1000)
-    ap.add_argument("--patches", type=int, default=10_000, help="mean x20 patches per patient (over 1-3 slides)")
+    ap.add_argument(
+        "--patches", type=int, default=10_000, help="mean x20 patches per patient (over 1-3 slides)"
+    )
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--models", nargs="*", default=["abmil", "ggmf", "crossfusion"], choices=MODELS)
@@ -578,19 +674,42 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[250, 500, 1000])
     ap.add_argument("--patch-caps", type=int, nargs="*", default=[1024, 2048, 4096, 8192])
     ap.add_argument("--scaling-variant", default="survlab+packed+bucketing", choices=sorted(DEFAULT_VARIANTS))
-    ap.add_argument("--folds", type=int, nargs="+", default=[0],
-                    help="outer folds to train and test on (C-index reported as mean ± sd over them)")
-    ap.add_argument("--signal-scale", default="x20", choices=["x20", "x10", "x5"],
-                    help="scale whose patches carry the planted risk signal (x20: what ABMIL/GGMF read)")
-    ap.add_argument("--signal-strength", type=float, default=3.0,
-                    help="amplitude of the planted risk direction on signal patches (noise sd 1; synthetic default 3)")
-    ap.add_argument("--usual-lr", type=float, default=2e-4, help="the usual loop's Adam learning rate (CLAM/MCAT)")
-    ap.add_argument("--only-variants", action="store_true", help="run only --variants (not the default three)")
+    ap.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="outer folds to train and test on (C-index reported as mean ± sd over them)",
+    )
+    ap.add_argument(
+        "--signal-scale",
+        default="x20",
+        choices=["x20", "x10", "x5"],
+        help="scale whose patches carry the planted risk signal (x20: what ABMIL/GGMF read)",
+    )
+    ap.add_argument(
+        "--signal-strength",
+        type=float,
+        default=3.0,
+        help="amplitude of the planted risk direction on signal patches (noise sd 1; synthetic default 3)",
+    )
+    ap.add_argument(
+        "--usual-lr", type=float, default=2e-4, help="the usual loop's Adam learning rate (CLAM/MCAT)"
+    )
+    ap.add_argument(
+        "--only-variants", action="store_true", help="run only --variants (not the default three)"
+    )
     ap.add_argument("--no-usual", action="store_true", help="skip the usual loop")
-    ap.add_argument("--scaling-overrides", nargs="*",
-                    help="extra overrides of the scaling runs, e.g. ++data.wsi.cache=false (memory bounded by config)")
-    ap.add_argument("--malloc-reuse", action="store_true",
-                    help="glibc: reuse freed batch buffers (survlab/utils/malloc.py; SURVLAB_MALLOC_REUSE=1 for runs)")
+    ap.add_argument(
+        "--scaling-overrides",
+        nargs="*",
+        help="extra overrides of the scaling runs, e.g. ++data.wsi.cache=false (memory bounded by config)",
+    )
+    ap.add_argument(
+        "--malloc-reuse",
+        action="store_true",
+        help="glibc: reuse freed batch buffers (survlab/utils/malloc.py; SURVLAB_MALLOC_REUSE=1 for runs)",
+    )
     ap.add_argument("--data", default=os.environ.get("SURVLAB_BENCH_DATA", "data/bench"))
     ap.add_argument("--out", default="experiments/speed/latest")
     args = ap.parse_args(argv)

@@ -317,8 +317,11 @@ def run_km_cutoffs(run_dir: Path, task: Any) -> dict[str, np.ndarray]:
     if survival is None:
         return {}
     if not cuts:
-        log.warning("%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s", path,
-                    "risk quantiles")
+        log.warning(
+            "%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s",
+            path,
+            "risk quantiles",
+        )
         return {}
     return {survival: np.asarray(cuts, dtype=float)}
 
@@ -401,8 +404,16 @@ def evaluate_external(
     trainer = _trainer(cfg, out)
     trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
     ext_cfg = _eval_cfg(cfg, node)
-    metrics = write_run_outputs(ext_cfg, out, task, ext, trainer, ckpt, wall_s=time.time() - started,
-                                km_cutoffs=run_km_cutoffs(run_dir, task))
+    metrics = write_run_outputs(
+        ext_cfg,
+        out,
+        task,
+        ext,
+        trainer,
+        ckpt,
+        wall_s=time.time() - started,
+        km_cutoffs=run_km_cutoffs(run_dir, task),
+    )
     metrics.update(
         evaluation="external", trained_on=fitted.name, trained_fold=fitted.fold, run_dir=str(run_dir)
     )

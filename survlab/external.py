@@ -72,7 +72,9 @@ def run_external(
     if node.get("name") == datamodule.name:
         raise ValueError(f"external_data={name} is the training cohort itself; name another cohort")
     ext = hydra.utils.instantiate(node, modalities=tuple(datamodule.modalities), _recursive_=False)
-    setup_external(ext, datamodule, scored_on=scored_targets(task, datamodule))  # only what the objectives score
+    setup_external(
+        ext, datamodule, scored_on=scored_targets(task, datamodule)
+    )  # only what the objectives score
     log.info(
         "external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
         name,
@@ -88,8 +90,9 @@ def run_external(
     from survlab.runner.km_report import training_cutoffs  # KM groups cut as in the internal run
 
     cutoffs = training_cutoffs(task, datamodule, cfg.get("km_groups", "median"))
-    metrics = write_run_outputs(ext_cfg, ext_dir, task, ext, trainer, ckpt, wall_s=time.time() - started,
-                                km_cutoffs=cutoffs)
+    metrics = write_run_outputs(
+        ext_cfg, ext_dir, task, ext, trainer, ckpt, wall_s=time.time() - started, km_cutoffs=cutoffs
+    )
     metrics.update(evaluation="external", trained_on=datamodule.name, trained_fold=int(cfg.fold))
     write_json(ext_dir / "metrics.json", metrics)
     print(

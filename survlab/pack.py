@@ -30,10 +30,14 @@ def pack(overrides: list[str], verify: bool = False) -> list[dict[str, object]]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, "++data.wsi.packed=true"], return_hydra_config=True)
+            cfg = compose(
+                "config", overrides=[*overrides, "++data.wsi.packed=true"], return_hydra_config=True
+            )
         HydraConfig.instance().set_config(cfg)
         scales = bool((cfg.data.get("wsi") or {}).get("scales"))
-        dm = hydra.utils.instantiate(cfg.data, modalities=("scales",) if scales else ("wsi",), _recursive_=False)
+        dm = hydra.utils.instantiate(
+            cfg.data, modalities=("scales",) if scales else ("wsi",), _recursive_=False
+        )
         start = time.perf_counter()
         dm.prepare_data()
         dm.setup("fit")
@@ -41,9 +45,14 @@ def pack(overrides: list[str], verify: bool = False) -> list[dict[str, object]]:
         out = []
         for st in [s for s in stores if s is not None]:
             p = st.packed
-            row: dict[str, object] = {"folder": str(p.folder), "slides": len(p.slides), "patches": p.total,
-                                      "gb": round(p.nbytes / 1e9, 3), "dtype": p.dtype,
-                                      "seconds": round(time.perf_counter() - start, 1)}
+            row: dict[str, object] = {
+                "folder": str(p.folder),
+                "slides": len(p.slides),
+                "patches": p.total,
+                "gb": round(p.nbytes / 1e9, 3),
+                "dtype": p.dtype,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
             if verify:
                 row["differ"] = verify_store(p, st.read_slide)
             out.append(row)

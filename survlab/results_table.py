@@ -111,7 +111,9 @@ def collect(experiments: Path) -> tuple[pd.DataFrame, list[str]]:
         found = [
             r
             for s in summaries
-            for r in _from_summary(study if len(summaries) == 1 else s.parent.relative_to(study_dir.parent).as_posix(), s)
+            for r in _from_summary(
+                study if len(summaries) == 1 else s.parent.relative_to(study_dir.parent).as_posix(), s
+            )
         ]
         if not found:
             found = _from_jobs(study, sorted(study_dir.rglob("fold*/metrics.json")))

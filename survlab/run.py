@@ -1,8 +1,8 @@
 """Entry point: one (model, cohort, fold) job — fit, select on the inner validation split, test once, write outputs.
 
-    python -m survlab.run                                   # default model on the embedded synthetic cohort
-    python -m survlab.run model=abmil data=tcga_luad fold=2
-    python -m survlab.run -m model=ggmf,mcat data=synthetic fold=0,1,2,3,4
+python -m survlab.run                                   # default model on the embedded synthetic cohort
+python -m survlab.run model=abmil data=tcga_luad fold=2
+python -m survlab.run -m model=ggmf,mcat data=synthetic fold=0,1,2,3,4
 """
 
 from __future__ import annotations
@@ -54,39 +54,63 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if reuse_from_env():  # SURVLAB_MALLOC_REUSE=1: reuse freed batch buffers (survlab/utils/malloc.py)
         log.info("glibc malloc: freed blocks below 1 GiB stay in the heap (SURVLAB_MALLOC_REUSE=1)")
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
-    modalities = job_modalities(net_cls, cfg.data, cfg.model.net)  # table nets: whichever of genes / clinical exist
+    modalities = job_modalities(
+        net_cls, cfg.data, cfg.model.net
+    )  # table nets: whichever of genes / clinical exist
     datamodule = _instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=datamodule.dims)
-    apply_pretrained(cfg.model, net)  # e.g. HMF's attention filter from a CLAM checkpoint (model.filter_checkpoint)
+    apply_pretrained(
+        cfg.model, net
+    )  # e.g. HMF's attention filter from a CLAM checkpoint (model.filter_checkpoint)
     task = build_task(cfg, net)
     task.fit_references(datamodule)
 
     loggers = build_loggers(cfg, out_dir)
     try:
         callbacks = build_callbacks(cfg, out_dir)
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(out_dir),
-                                          plugins=[AtomicCheckpointIO()])
+        trainer = hydra.utils.instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers,
+            default_root_dir=str(out_dir),
+            plugins=[AtomicCheckpointIO()],
+        )
         fitted: dict[str, Any] = {}
         if cfg.model.get("estimator") is not None:  # fitted exactly by a classical estimator (model=coxnet)
             from survlab.runner.coxnet import fit_estimator
 
             ckpt, fitted = fit_estimator(cfg, task, datamodule, trainer, out_dir)
         else:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir),
-                        weights_only=True)
+            trainer.fit(
+                task,
+                datamodule=datamodule,
+                ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out_dir),
+                weights_only=True,
+            )
             ckpt = _selected_checkpoint(cfg, trainer)
-        log.info("selection=%s → testing checkpoint %s on fold %s (test patients, used once)", cfg.selection, ckpt, cfg.fold)
+        log.info(
+            "selection=%s → testing checkpoint %s on fold %s (test patients, used once)",
+            cfg.selection,
+            ckpt,
+            cfg.fold,
+        )
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_rank != 0:
             return {}
-        if hasattr(task, "CONFIG_METRICS"):  # a segmentation task: its own outputs (survlab.runner.seg_report)
+        if hasattr(
+            task, "CONFIG_METRICS"
+        ):  # a segmentation task: its own outputs (survlab.runner.seg_report)
             from survlab.runner.seg_report import write_segmentation_outputs
 
-            return write_segmentation_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started)
-        metrics = write_run_outputs(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+            return write_segmentation_outputs(
+                cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started
+            )
+        metrics = write_run_outputs(
+            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started
+        )
         # what was fitted on the training patients, as plain JSON: `python -m survlab.evaluate run=<run dir>` reuses it
         write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
         if fitted:
@@ -113,8 +137,10 @@ def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
     common = {"max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
     if "_target_" in cfg.model.task:
         return _instantiate_clean(cfg.model.task, net=net, _convert_="partial", **common)
-    flat = {k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
-            for k, v in OmegaConf.to_container(cfg.model.task, resolve=True).items()}  # partial optimiser/scheduler
+    flat = {
+        k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
+        for k, v in OmegaConf.to_container(cfg.model.task, resolve=True).items()
+    }  # partial optimiser/scheduler
     return SurvivalTask(net=net, **common, **flat)
 
 
@@ -145,7 +171,9 @@ def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
     if cfg.selection == "best_val":
         best = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is not None and cb.best_model_path]
         if not best:
-            raise RuntimeError("selection=best_val but no best checkpoint was written; is callbacks.model_checkpoint set?")
+            raise RuntimeError(
+                "selection=best_val but no best checkpoint was written; is callbacks.model_checkpoint set?"
+            )
         return best[0].best_model_path
     if cfg.selection == "last":
         last = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)]
@@ -160,7 +188,9 @@ def hydra_main(cfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if _rank() > 0:  # a DDP child rank relaunched into the job's dir: rank 0 owns the dir, its lock and markers
+    if (
+        _rank() > 0
+    ):  # a DDP child rank relaunched into the job's dir: rank 0 owns the dir, its lock and markers
         train(cfg, out_dir)
         return math.nan
     try:
@@ -197,12 +227,17 @@ def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
     identity = jobs.identity_of(cfg)
     same = jobs.check_identity(out_dir, identity)
     if same and cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
-        log.info("skipping completed job %s (same configuration, DONE; set skip_completed=false to re-run)", out_dir)
+        log.info(
+            "skipping completed job %s (same configuration, DONE; set skip_completed=false to re-run)",
+            out_dir,
+        )
         return jobs.read_job_metric(out_dir, cfg.optimized_metric)
     jobs.write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
     jobs.clear_markers(out_dir)
     try:
-        if cfg.get("pipeline") is not None:  # a multi-stage recipe (PathGen): the stages call `train` themselves
+        if (
+            cfg.get("pipeline") is not None
+        ):  # a multi-stage recipe (PathGen): the stages call `train` themselves
             from survlab.pipelines import run_pipeline
 
             metrics = run_pipeline(cfg, out_dir, train)
@@ -226,12 +261,18 @@ def resume_argv(argv: list[str]) -> list[str]:
     run_dir = Path(given[-1].split("=", 1)[1]).expanduser()
     record = jobs.read_record(run_dir)
     if not record:
-        raise SystemExit(f"survlab: resume={run_dir}: no job record ({run_dir / jobs.RECORD}); pass a run dir "
-                         f"written by survlab.run")
+        raise SystemExit(
+            f"survlab: resume={run_dir}: no job record ({run_dir / jobs.RECORD}); pass a run dir "
+            f"written by survlab.run"
+        )
     if any(a in ("-m", "--multirun") for a in argv):
-        raise SystemExit("survlab: resume=<run dir> resumes one run; to resume a sweep, re-run the same sweep "
-                         "command with hydra.sweep.dir=<sweep dir>")
-    recorded = [o for o in record.get("overrides", []) if jobs.override_key(o) not in ("hydra.run.dir", "resume")]
+        raise SystemExit(
+            "survlab: resume=<run dir> resumes one run; to resume a sweep, re-run the same sweep "
+            "command with hydra.sweep.dir=<sweep dir>"
+        )
+    recorded = [
+        o for o in record.get("overrides", []) if jobs.override_key(o) not in ("hydra.run.dir", "resume")
+    ]
     rest = [a for a in argv if not a.startswith("resume=")]
     return [*rest, *recorded, f"hydra.run.dir={run_dir.resolve()}"]
 

@@ -15,25 +15,43 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m survlab.summarize", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", help="a Hydra multirun dir (the one holding multirun.yaml)")
-    p.add_argument("--reference", default=None, help="model the others are compared with (default: first alphabetically)")
-    p.add_argument("--metric", default=None,
-                   help="metric of the paired comparison and the plot (default: test/cindex, else test/balanced_accuracy)")
+    p.add_argument(
+        "--reference", default=None, help="model the others are compared with (default: first alphabetically)"
+    )
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="metric of the paired comparison and the plot (default: test/cindex, else test/balanced_accuracy)",
+    )
     p.add_argument("--out", default=None, help="write the files here instead of the sweep dir")
     p.add_argument("--no-plot", action="store_true", help="skip comparison.png")
-    p.add_argument("--over", nargs="*", default=[], metavar="KEY",
-                   help="swept keys to pool within a row (e.g. --over seed: mean ± std over folds × seeds)")
+    p.add_argument(
+        "--over",
+        nargs="*",
+        default=[],
+        metavar="KEY",
+        help="swept keys to pool within a row (e.g. --over seed: mean ± std over folds × seeds)",
+    )
     a = p.parse_args(argv)
     from survlab.eval.summary import summarize_sweep  # after parsing: `--help` starts without torch
 
     try:
-        s = summarize_sweep(a.sweep_dir, reference=a.reference, metric=a.metric, out_dir=a.out, plot=not a.no_plot,
-                            over=a.over)
+        s = summarize_sweep(
+            a.sweep_dir,
+            reference=a.reference,
+            metric=a.metric,
+            out_dir=a.out,
+            plot=not a.no_plot,
+            over=a.over,
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(s.files["summary.md"].read_text())
     if s.jobs.empty:
-        print(f"error: no job dirs (metrics.json / DONE / FAILED / .hydra) under {a.sweep_dir}", file=sys.stderr)
+        print(
+            f"error: no job dirs (metrics.json / DONE / FAILED / .hydra) under {a.sweep_dir}", file=sys.stderr
+        )
         return 2
     return 0
 

@@ -96,8 +96,9 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-TINY_PETCT_SPEC: dict[str, Any] = dict(n_patients=24, volume_size=48, n_slices=16, lesion_window=24, radiomics_dim=16,
-                                       missing_images=1, seed=0)
+TINY_PETCT_SPEC: dict[str, Any] = dict(
+    n_patients=24, volume_size=48, n_slices=16, lesion_window=24, radiomics_dim=16, missing_images=1, seed=0
+)
 
 
 @pytest.fixture(scope="session")
@@ -112,17 +113,47 @@ def tiny_petct_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def petct_kwargs(root: Path, tmp: Path, **overrides: Any) -> dict[str, Any]:
     """CohortDataModule arguments for a PET/CT cohort (conf/data/_petct.yaml in miniature), with overrides;
     `imaging` overrides are merged into the imaging block."""
-    imaging = {"source": "png", "stack_length": 6, "image_size": 16, "lesion_window": 24, "radiomics_dim": 16,
-               "missing": "drop", "cache_dir": str(tmp / "cache"), **overrides.pop("imaging", {})}
+    imaging = {
+        "source": "png",
+        "stack_length": 6,
+        "image_size": 16,
+        "lesion_window": 24,
+        "radiomics_dim": 16,
+        "missing": "drop",
+        "cache_dir": str(tmp / "cache"),
+        **overrides.pop("imaging", {}),
+    }
     kwargs: dict[str, Any] = dict(
-        name="tiny_petct", root=str(root), slide_col=None, time_col=None, endpoint="os",
-        endpoints={"os": {"time": "os_months", "event": "os_event"}, "dfs": {"time": "dfs_months", "event": "dfs_event"}},
-        clinical={"columns": ["age", "sex", "smoking_status", "smoking_duration", "smoking_cessation",
-                              "tumor_diameter"], "categorical": ["sex", "smoking_status"]},
-        labels={"subtype": {"column": "subtype", "classes": ["LUAD", "LUSC"]},
-                "tnm": {"column": "tnm_stage", "classes": ["I-II", "III", "IV"], "ordinal": True}},
-        subgroups=["treatment"], imaging=imaging, modalities=("ct", "clinical"),
-        splits={"dir": str(tmp / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0}, batch_size=8, seed=0,
+        name="tiny_petct",
+        root=str(root),
+        slide_col=None,
+        time_col=None,
+        endpoint="os",
+        endpoints={
+            "os": {"time": "os_months", "event": "os_event"},
+            "dfs": {"time": "dfs_months", "event": "dfs_event"},
+        },
+        clinical={
+            "columns": [
+                "age",
+                "sex",
+                "smoking_status",
+                "smoking_duration",
+                "smoking_cessation",
+                "tumor_diameter",
+            ],
+            "categorical": ["sex", "smoking_status"],
+        },
+        labels={
+            "subtype": {"column": "subtype", "classes": ["LUAD", "LUSC"]},
+            "tnm": {"column": "tnm_stage", "classes": ["I-II", "III", "IV"], "ordinal": True},
+        },
+        subgroups=["treatment"],
+        imaging=imaging,
+        modalities=("ct", "clinical"),
+        splits={"dir": str(tmp / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0},
+        batch_size=8,
+        seed=0,
     )
     kwargs.update(overrides)
     return kwargs

@@ -10,9 +10,30 @@ from survlab.bench import main
 
 
 def test_bench_runs_end_to_end(tmp_path: Path) -> None:
-    main(["--patients", "16", "--patches", "24", "--dim", "8", "--epochs", "1", "--models", "abmil",
-          "--sizes", "12", "16", "--patch-caps", "8", "16", "--data", str(tmp_path / "data"),
-          "--out", str(tmp_path / "out")])
+    main(
+        [
+            "--patients",
+            "16",
+            "--patches",
+            "24",
+            "--dim",
+            "8",
+            "--epochs",
+            "1",
+            "--models",
+            "abmil",
+            "--sizes",
+            "12",
+            "16",
+            "--patch-caps",
+            "8",
+            "16",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     res = json.loads((tmp_path / "out/bench.json").read_text())
     runs = res["runs"]["abmil"]
     assert set(runs) == {"usual", "survlab", "survlab+bucketing", "survlab+packed+bucketing", "floor"}
@@ -22,7 +43,9 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
             assert 0 <= r["test_cindex"] <= 1 or math.isnan(r["test_cindex"])
     # 16 patients, 5 folds: the benchmark's training part; bytes = patches x dim x 2 (fp16)
     assert runs["floor"]["bytes_per_epoch"] > 0 and runs["floor"]["bytes_per_epoch"] % (8 * 2) == 0
-    assert set(res["scaling"]["cohort_size"]) == {"12", "16"} and set(res["scaling"]["patches_per_patient"]) == {"8", "16"}
+    assert set(res["scaling"]["cohort_size"]) == {"12", "16"} and set(
+        res["scaling"]["patches_per_patient"]
+    ) == {"8", "16"}
     assert (tmp_path / "out/scaling.png").stat().st_size > 0
     assert "| abmil | usual |" in (tmp_path / "out/bench.md").read_text()
     # the cohort is written in the CLAM layout as fp16 .pt bags, once
@@ -36,9 +59,32 @@ def test_bench_folds_give_mean_and_spread(tmp_path: Path) -> None:
     """--folds trains and tests every loop on each fold; the table reports the mean and the sd over folds."""
     import numpy as np
 
-    main(["--patients", "20", "--patches", "24", "--dim", "8", "--epochs", "1", "--models", "abmil",
-          "--folds", "0", "1", "--only-variants", "--variants", "cap8=data.bucketing=true,data.max_patches=8",
-          "--sizes", "--patch-caps", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    main(
+        [
+            "--patients",
+            "20",
+            "--patches",
+            "24",
+            "--dim",
+            "8",
+            "--epochs",
+            "1",
+            "--models",
+            "abmil",
+            "--folds",
+            "0",
+            "1",
+            "--only-variants",
+            "--variants",
+            "cap8=data.bucketing=true,data.max_patches=8",
+            "--sizes",
+            "--patch-caps",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     res = json.loads((tmp_path / "out/bench.json").read_text())
     runs = res["runs"]["abmil"]
     assert set(runs) == {"usual", "cap8", "floor"} and res["folds"] == [0, 1] and res["scaling"] == {}

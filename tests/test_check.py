@@ -374,7 +374,9 @@ def test_prompts_that_miss_a_class(user: Path, tmp_path: Path, capsys: pytest.Ca
     )
 
 
-def test_covariates_in_their_own_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def test_covariates_in_their_own_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
     """`clinical.table` (outcomes and covariates in two CSVs): the check joins them as the data module does; a
     patient without a covariate row is reported, naming the covariate file and the case."""
     from tests.models._table_cohort import write_table_cohort, write_user_config

@@ -118,7 +118,11 @@ def test_a_command_error_is_one_line_with_a_nonzero_status(
     assert not (tmp_path / "x").exists()
     assert cli.main(["synth", "data=my_lab_cohort_xyz", f"out={tmp_path / 'z'}"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Could not find 'data/my_lab_cohort_xyz'" in err and "--config-dir DIR" in err
+    assert (
+        err.count("\n") == 1
+        and "Could not find 'data/my_lab_cohort_xyz'" in err
+        and "--config-dir DIR" in err
+    )
     existing = tmp_path / "mine.yaml"
     existing.write_text("keep: me\n")
     assert cli.main(["synth", "data=synthetic", f"out={tmp_path / 'y'}", f"config={existing}"]) == 1

@@ -29,10 +29,17 @@ def _recomputed_cindex(run_dir: Path) -> tuple[float, pd.DataFrame]:
 def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Path) -> None:
     # 45 patients -> 9 test patients: DistributedSampler pads rank 1 with a duplicate that must be dropped
     run_dir = tmp_path / "run"
-    args = ["trainer=ddp_sim", "model=abmil", *tiny_overrides(tmp_path, data_dir), "data.synthetic.n_patients=45",
-            f"hydra.run.dir={run_dir}"]
+    args = [
+        "trainer=ddp_sim",
+        "model=abmil",
+        *tiny_overrides(tmp_path, data_dir),
+        "data.synthetic.n_patients=45",
+        f"hydra.run.dir={run_dir}",
+    ]
     check(run_survlab(args))
-    assert (run_dir / "DONE").is_file() and (run_dir / "train_ddp_process_1.log").is_file(), "rank 1 did not run"
+    assert (run_dir / "DONE").is_file() and (run_dir / "train_ddp_process_1.log").is_file(), (
+        "rank 1 did not run"
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cindex, preds = _recomputed_cindex(run_dir)
     split = next((data_dir / "synthetic").rglob("splits_0.csv"))
@@ -44,8 +51,14 @@ def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Pa
 
 def test_ddp_sim_in_multirun_runs_each_job_once(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", "trainer=ddp_sim", "model=abmil", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
-            f"hydra.sweep.dir={sweep}"]
+    args = [
+        "-m",
+        "trainer=ddp_sim",
+        "model=abmil",
+        "fold=0,1",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={sweep}",
+    ]
     out = check(run_survlab(args, timeout=400))
     # upstream bug: the child rank re-ran the whole command line, i.e. the sweep ("Launching 2 jobs" again)
     assert out.count("Launching 2 jobs locally") == 1, out[-3000:]
@@ -56,13 +69,19 @@ def test_ddp_sim_in_multirun_runs_each_job_once(tmp_path: Path, data_dir: Path) 
         job = sweep / "abmil" / "synthetic" / f"fold{f}"
         assert (job / "train_ddp_process_1.log").is_file()
         cindex, _ = _recomputed_cindex(job)
-        assert json.loads((job / "metrics.json").read_text())["test/cindex"] == pytest.approx(cindex, abs=1e-12)
+        assert json.loads((job / "metrics.json").read_text())["test/cindex"] == pytest.approx(
+            cindex, abs=1e-12
+        )
     assert not (tmp_path / "logs" / "multiruns").exists(), "a child rank started a sweep of its own"
 
 
 def test_bf16_mixed_on_cpu(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    check(run_survlab(["trainer=bf16", "model=abmil", *tiny_overrides(tmp_path, data_dir), f"hydra.run.dir={run_dir}"]))
+    check(
+        run_survlab(
+            ["trainer=bf16", "model=abmil", *tiny_overrides(tmp_path, data_dir), f"hydra.run.dir={run_dir}"]
+        )
+    )
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert cfg.trainer.precision == "bf16-mixed"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -80,8 +99,14 @@ def test_num_processes_and_strategy_name() -> None:
     assert ddp.num_processes(_cfg(devices="0,1").trainer) == 2
     assert ddp.num_processes(_cfg(devices="auto").trainer) == 1
     assert ddp.strategy_name(_cfg(strategy="DDP_Spawn").trainer) == "ddp_spawn"
-    assert ddp.strategy_name(_cfg(strategy={"_target_": "lightning.pytorch.strategies.DDPStrategy",
-                                            "start_method": "spawn"}).trainer) == "ddp_spawn"
+    assert (
+        ddp.strategy_name(
+            _cfg(
+                strategy={"_target_": "lightning.pytorch.strategies.DDPStrategy", "start_method": "spawn"}
+            ).trainer
+        )
+        == "ddp_spawn"
+    )
 
 
 def test_guard_single_process_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +120,9 @@ def test_guard_refuses_spawn_and_parallel_launchers(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     with pytest.raises(ddp.DDPMultirunError, match="trainer=ddp_sim"):
         ddp.check_multirun_strategy(_cfg(devices=2, strategy="ddp_spawn"))
-    monkeypatch.setattr(ddp, "_launcher_target", lambda: "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher")
+    monkeypatch.setattr(
+        ddp, "_launcher_target", lambda: "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    )
     with pytest.raises(ddp.DDPMultirunError, match="JoblibLauncher"):
         ddp.check_multirun_strategy(_cfg(devices=2, strategy="ddp"))
     # ranks created by SLURM (srun, tasks_per_node = GPUs): nothing to fix, nothing refused
@@ -110,13 +137,21 @@ def test_ddp_sim_classification_metrics_equal_predictions(tmp_path: Path, data_d
     from sklearn.metrics import balanced_accuracy_score
 
     run_dir = tmp_path / "run"
-    args = ["trainer=ddp_sim", "model=abmil_cls", "data=synthetic_classification", *tiny_overrides(tmp_path, data_dir),
-            "data.synthetic.n_patients=47", f"hydra.run.dir={run_dir}"]
+    args = [
+        "trainer=ddp_sim",
+        "model=abmil_cls",
+        "data=synthetic_classification",
+        *tiny_overrides(tmp_path, data_dir),
+        "data.synthetic.n_patients=47",
+        f"hydra.run.dir={run_dir}",
+    ]
     check(run_survlab(args))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     preds = pd.read_csv(run_dir / "predictions.csv")
     split = next((data_dir / "synthetic" / "classification").rglob("splits_0.csv"))
     test_ids = set(pd.read_csv(split).query("split == 'test'").case_id)
     assert set(preds.case_id) == test_ids and not preds.case_id.duplicated().any()
-    assert metrics["test/balanced_accuracy"] == pytest.approx(balanced_accuracy_score(preds.label, preds.label_pred))
+    assert metrics["test/balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(preds.label, preds.label_pred)
+    )
     assert metrics["test/label/n"] == len(test_ids)

@@ -209,8 +209,14 @@ def test_external_cohort_metrics_and_protocol(surv_run: Path, lab: Path) -> None
     # KM groups on the other cohort are cut at the run's training-patient cutoffs, as the in-memory external test
     run_cuts = json.loads((surv_run / "metrics.json").read_text())["km_cutoffs"]
     assert metrics["km_cutoffs"] == run_cuts
-    assert metrics["km_cutoffs"] == json.loads((surv_run / "external" / "metrics.json").read_text())["km_cutoffs"]
-    assert metrics["km_logrank_p"] == json.loads((surv_run / "external" / "metrics.json").read_text())["km_logrank_p"]
+    assert (
+        metrics["km_cutoffs"]
+        == json.loads((surv_run / "external" / "metrics.json").read_text())["km_cutoffs"]
+    )
+    assert (
+        metrics["km_logrank_p"]
+        == json.loads((surv_run / "external" / "metrics.json").read_text())["km_logrank_p"]
+    )
     assert _tree(cohort) == before, "survlab wrote into the external cohort's folder"
 
 
@@ -428,4 +434,6 @@ def test_table_network_external_equals_the_in_memory_path(table_run: Path, tmp_p
     assert _evaluate(f"run={table_run}", "data=synth_b", f"out={tmp_path / 'ext'}") == 0
     scored = pd.read_csv(tmp_path / "ext" / "predictions.csv", dtype={"case_id": str})
     in_memory = pd.read_csv(table_run / "external" / "predictions.csv", dtype={"case_id": str})
-    pd.testing.assert_frame_equal(scored.drop(columns="fold"), in_memory.drop(columns="fold"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        scored.drop(columns="fold"), in_memory.drop(columns="fold"), check_exact=True
+    )

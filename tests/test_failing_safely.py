@@ -16,23 +16,40 @@ from survlab.runner.testing import compose_config
 from survlab.utils import jobs
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("selection=bestval", "selection='bestval' is not one of best_val, last"),
-    ("km_groups=tertile", "km_groups='tertile' is not one of median, tertiles"),
-    ("optimized_metric=test/c_index", "optimized_metric='test/c_index' is not a metric a run reports; choose one of"),
-    ("+model.net.dimm=64", "model.net.dimm: unknown option of GGMF; allowed: attn_dropout, dim,"),
-    ("model.task.loss=coxph", "model.task.loss='coxph' is not one of nll, cox"),
-    ("model.task.optimizer={_target_:torch.optim.Adamm,_partial_:true}",
-     "model.task.optimizer._target_=torch.optim.Adamm: cannot import it"),
-    ("monitor=val/grade/f1", "monitor='val/grade/f1' is not a validation metric; choose one of val/loss, val/cindex"),
-])
-def test_a_typo_fails_in_one_line_before_any_data_is_read(tmp_path: Path, override: str, message: str) -> None:
-    proc = run_survlab([*tiny_overrides(tmp_path, tmp_path / "data"), f"hydra.run.dir={tmp_path / 'run'}", override],
-                       env={"HYDRA_FULL_ERROR": "0"})
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("selection=bestval", "selection='bestval' is not one of best_val, last"),
+        ("km_groups=tertile", "km_groups='tertile' is not one of median, tertiles"),
+        (
+            "optimized_metric=test/c_index",
+            "optimized_metric='test/c_index' is not a metric a run reports; choose one of",
+        ),
+        ("+model.net.dimm=64", "model.net.dimm: unknown option of GGMF; allowed: attn_dropout, dim,"),
+        ("model.task.loss=coxph", "model.task.loss='coxph' is not one of nll, cox"),
+        (
+            "model.task.optimizer={_target_:torch.optim.Adamm,_partial_:true}",
+            "model.task.optimizer._target_=torch.optim.Adamm: cannot import it",
+        ),
+        (
+            "monitor=val/grade/f1",
+            "monitor='val/grade/f1' is not a validation metric; choose one of val/loss, val/cindex",
+        ),
+    ],
+)
+def test_a_typo_fails_in_one_line_before_any_data_is_read(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    proc = run_survlab(
+        [*tiny_overrides(tmp_path, tmp_path / "data"), f"hydra.run.dir={tmp_path / 'run'}", override],
+        env={"HYDRA_FULL_ERROR": "0"},
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"survlab: error: {message}"), proc.stderr[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not (tmp_path / "data").exists(), "the synthetic cohort must not be generated for a config that cannot run"
+    assert not (tmp_path / "data").exists(), (
+        "the synthetic cohort must not be generated for a config that cannot run"
+    )
 
 
 def test_progress_bar_can_be_switched_off(tmp_path: Path) -> None:
@@ -60,7 +77,10 @@ def test_an_error_in_a_dataloader_worker_keeps_its_one_line() -> None:
     with pytest.raises(ValueError) as info:
         next(iter(loader))
     assert str(info.value).startswith("Caught ValueError in DataLoader worker process 0")
-    assert jobs.error_line(info.value) == "/data/h5_files/S1.h5: 3 patch(es) with NaN/Inf features; re-extract features"
+    assert (
+        jobs.error_line(info.value)
+        == "/data/h5_files/S1.h5: 3 patch(es) with NaN/Inf features; re-extract features"
+    )
     assert jobs.error_line(RuntimeError("boom\nmore")) == "RuntimeError: boom"
 
 
@@ -78,12 +98,24 @@ def test_a_failed_checkpoint_write_leaves_no_truncated_file_and_a_failed_marker(
     left under a checkpoint's name, FAILED says what happened."""
     args = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=abmil", f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    prep = subprocess.run([sys.executable, "-m", "survlab.run", *args, "trainer.max_epochs=0"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)  # writes the cohort without the limit
+    prep = subprocess.run(
+        [sys.executable, "-m", "survlab.run", *args, "trainer.max_epochs=0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # writes the cohort without the limit
     assert (tmp_path / "data").is_dir(), prep.stderr[-2000:]
     run = tmp_path / "run2"
-    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, *args[:-1], f"hydra.run.dir={run}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, *args[:-1], f"hydra.run.dir={run}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("survlab: error: [Errno 27] cannot write checkpoint ") and ".ckpt" in line, line

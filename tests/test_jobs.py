@@ -20,8 +20,15 @@ def _identity(tmp: Path, *overrides: str) -> dict:
 
 def test_identity_ignores_paths_and_logging_but_not_settings(tmp_path: Path) -> None:
     base = _identity(tmp_path)
-    assert jobs.identity_of(compose_config(tmp_path / "o2", ["paths.data_dir=/elsewhere", "logger=csv",
-                                                             "trainer.enable_progress_bar=false"])) == base
+    assert (
+        jobs.identity_of(
+            compose_config(
+                tmp_path / "o2",
+                ["paths.data_dir=/elsewhere", "logger=csv", "trainer.enable_progress_bar=false"],
+            )
+        )
+        == base
+    )
     for change in ("seed=1", "model.task.lr=0.01", "data.batch_size=4", "fold=1", "trainer=bf16"):
         assert _identity(tmp_path, change) != base, change
     jobs.write_record(tmp_path / "job", base, ["seed=0"])
@@ -39,9 +46,20 @@ def test_results_without_a_record_are_never_reused(tmp_path: Path) -> None:
 
 
 def test_job_tag_names_swept_keys_only_and_hashes_long_tags(tmp_path: Path) -> None:
-    overrides = ["model=snn", "fold=0", "seed=1", "model.task.lr=0.001", "debug=tiny", f"paths.log_dir={tmp_path}"]
-    assert jobs.job_tag(str(tmp_path), overrides) == "/debug=tiny,model.task.lr=0.001,seed=1"  # keys not recorded
-    jobs.record_sweep_keys(tmp_path, ["model=snn,abmil", "seed=0,1", "fold=range(2)", "debug=tiny"], ["model.task.lr"])
+    overrides = [
+        "model=snn",
+        "fold=0",
+        "seed=1",
+        "model.task.lr=0.001",
+        "debug=tiny",
+        f"paths.log_dir={tmp_path}",
+    ]
+    assert (
+        jobs.job_tag(str(tmp_path), overrides) == "/debug=tiny,model.task.lr=0.001,seed=1"
+    )  # keys not recorded
+    jobs.record_sweep_keys(
+        tmp_path, ["model=snn,abmil", "seed=0,1", "fold=range(2)", "debug=tiny"], ["model.task.lr"]
+    )
     assert jobs.job_tag(str(tmp_path), overrides) == "/model.task.lr=0.001,seed=1"
     long = [f"+model.net.hidden=[{','.join(['256'] * 30)}]", "seed=0"]
     jobs.record_sweep_keys(tmp_path, [], ["model.net.hidden", "seed"])
@@ -62,10 +80,26 @@ def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
     env = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
     data = tmp_path / "data"
     # generate the cohort once first, so the two runs below start at the same moment
-    prep = [sys.executable, "-m", "survlab.run", *tiny_overrides(tmp_path, data), "model=snn", "trainer.max_epochs=1"]
+    prep = [
+        sys.executable,
+        "-m",
+        "survlab.run",
+        *tiny_overrides(tmp_path, data),
+        "model=snn",
+        "trainer.max_epochs=1",
+    ]
     assert subprocess.run(prep, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
-    procs = [subprocess.Popen([*prep, f"seed={s}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for s in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [*prep, f"seed={s}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for s in (1, 2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     runs = sorted((tmp_path / "logs" / "runs" / "snn" / "synthetic" / "fold0").glob("*/metrics.json"))
@@ -77,12 +111,19 @@ def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
     """`resume=<run dir>` reuses the killed run's recorded overrides and continues from its last.ckpt."""
     env = {"SURVLAB_TEST_KILL": "1"}
     run = tmp_path / "run"
-    args = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=snn", "trainer.max_epochs=3",
-            f"hydra.run.dir={run}", "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
-            "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
+    args = [
+        *tiny_overrides(tmp_path, tmp_path / "data"),
+        "model=snn",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={run}",
+        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill.epoch=2",
+        "+callbacks.kill.env=SURVLAB_TEST_KILL",
+    ]
     killed = run_survlab(args, env=env)
     assert killed.returncode == 1 and killed.stderr.strip().splitlines()[-1].startswith(
-        "survlab: error: RuntimeError: simulated kill at the start of epoch 2"), killed.stderr[-2000:]
+        "survlab: error: RuntimeError: simulated kill at the start of epoch 2"
+    ), killed.stderr[-2000:]
     resumed = run_survlab([f"resume={run}"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout + resumed.stderr

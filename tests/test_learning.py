@@ -10,27 +10,55 @@ import pytest
 
 from survlab.runner.testing import run_job
 
-COHORT = ["data.synthetic.n_patients=160", "data.synthetic.feature_dim=8", "data.wsi.feature_dim=8",
-          "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8", "data.synthetic.patches_per_slide=[8,24]",
-          "data.splits.folds=2", "data.batch_size=16", "data.max_patches=64"]
-TRAIN = ["debug=tiny", "selection=last", "trainer.max_epochs=30", "model.task.lr=1e-3", "export_attention=false"]
+COHORT = [
+    "data.synthetic.n_patients=160",
+    "data.synthetic.feature_dim=8",
+    "data.wsi.feature_dim=8",
+    "data.synthetic.n_genes=60",
+    "data.synthetic.n_pathways=8",
+    "data.synthetic.patches_per_slide=[8,24]",
+    "data.splits.folds=2",
+    "data.batch_size=16",
+    "data.max_patches=64",
+]
+TRAIN = [
+    "debug=tiny",
+    "selection=last",
+    "trainer.max_epochs=30",
+    "model.task.lr=1e-3",
+    "export_attention=false",
+]
 
 
 def fit(tmp: Path, model: str, weights: tuple[float, float, float]) -> dict:
     w = ",".join(str(x) for x in weights)
-    return run_job(tmp / model, [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", f"model={model}",
-                                 *COHORT, f"+data.synthetic.weights=[{w}]", *TRAIN])
+    return run_job(
+        tmp / model,
+        [
+            f"paths.data_dir={tmp / 'data'}",
+            f"paths.log_dir={tmp / 'logs'}",
+            f"model={model}",
+            *COHORT,
+            f"+data.synthetic.weights=[{w}]",
+            *TRAIN,
+        ],
+    )
 
 
-@pytest.mark.parametrize(("model", "weights"), [
-    ("abmil", (2.0, 0.0, 0.0)),         # risk only in a fraction of WSI patches
-    ("snn", (0.0, 2.0, 0.0)),           # risk only in 4 pathways' genes
-    ("clinical_mlp", (0.0, 0.0, 2.0)),  # risk only in age / marker_level
-])
+@pytest.mark.parametrize(
+    ("model", "weights"),
+    [
+        ("abmil", (2.0, 0.0, 0.0)),  # risk only in a fraction of WSI patches
+        ("snn", (0.0, 2.0, 0.0)),  # risk only in 4 pathways' genes
+        ("clinical_mlp", (0.0, 0.0, 2.0)),  # risk only in age / marker_level
+    ],
+)
 def test_baseline_learns_signal_planted_in_its_modality(tmp_path: Path, model: str, weights: tuple) -> None:
     metrics = fit(tmp_path, model, weights)
     assert metrics["test/cindex"] > 0.65, metrics
-    assert metrics["oracle_cindex"] > metrics["test/cindex"] - 0.05  # no model beats the truth by more than noise
+    assert (
+        metrics["oracle_cindex"] > metrics["test/cindex"] - 0.05
+    )  # no model beats the truth by more than noise
 
 
 def test_fusion_beats_unimodal_models_when_signal_is_split(tmp_path: Path) -> None:

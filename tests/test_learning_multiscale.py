@@ -12,16 +12,32 @@ from pathlib import Path
 
 from survlab.runner.testing import run_job
 
-COHORT = ["data=synthetic_multiscale", "data.synthetic.n_patients=160", "data.synthetic.feature_dim=8",
-          "data.wsi.feature_dim=8", "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8",
-          "data.synthetic.patches_per_slide=[32,96]",
-          "data.synthetic.seed=1", "data.splits.folds=2", "data.batch_size=16"]
-TRAIN = ["debug=tiny", "selection=last", "trainer.max_epochs=40", "model.task.lr=1e-3", "export_attention=false"]
+COHORT = [
+    "data=synthetic_multiscale",
+    "data.synthetic.n_patients=160",
+    "data.synthetic.feature_dim=8",
+    "data.wsi.feature_dim=8",
+    "data.synthetic.n_genes=60",
+    "data.synthetic.n_pathways=8",
+    "data.synthetic.patches_per_slide=[32,96]",
+    "data.synthetic.seed=1",
+    "data.splits.folds=2",
+    "data.batch_size=16",
+]
+TRAIN = [
+    "debug=tiny",
+    "selection=last",
+    "trainer.max_epochs=40",
+    "model.task.lr=1e-3",
+    "export_attention=false",
+]
 
 
 def fit(tmp: Path, name: str, overrides: list[str]) -> dict:
-    return run_job(tmp / name, [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}",
-                                *COHORT, *TRAIN, *overrides])
+    return run_job(
+        tmp / name,
+        [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", *COHORT, *TRAIN, *overrides],
+    )
 
 
 def test_crossfusion_learns_signal_planted_at_5x(tmp_path: Path) -> None:

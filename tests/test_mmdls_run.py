@@ -33,7 +33,9 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
         ext["cohort"] == "synthetic_petct_external" and ext["test/cindex"] == metrics["external/test/cindex"]
     )
     # the external cohort's KM risk groups are cut at the internal training patients' cutoff (survlab.runner.km_report)
-    assert ext["km_cutoffs"] == metrics["km_cutoffs"] and len(metrics["km_cutoffs"]) == 2  # km_groups: tertiles
+    assert (
+        ext["km_cutoffs"] == metrics["km_cutoffs"] and len(metrics["km_cutoffs"]) == 2
+    )  # km_groups: tertiles
     preds = pd.read_csv(run / "external" / "predictions.csv")
     assert preds["case_id"].str.startswith("EXT").all() and {"subtype_prob_LUSC", "os_horizons_p_36"} <= set(
         preds

@@ -16,15 +16,37 @@ from survlab.eval.conformal import conformal_quantile, lac_scores
 from survlab.pipelines.pathgen import conformal_setting
 from tests._cli import check, run_survlab
 
-TINY = ["data.synthetic.n_patients=96", "data.synthetic.feature_dim=8", "data.wsi.feature_dim=8",
-        "+data.synthetic.patches_per_slide=[6,16]", "+data.synthetic.genes_per_family=[4,5,5,5,6,4]",
-        "data.splits.folds=3", "trainer.max_epochs=2", "pipeline.generator.max_epochs=2", "pipeline.generator.steps=4",
-        "pipeline.generator.n_samples=2", "logger=csv", "trainer.enable_progress_bar=false", "export_attention=false"]
+TINY = [
+    "data.synthetic.n_patients=96",
+    "data.synthetic.feature_dim=8",
+    "data.wsi.feature_dim=8",
+    "+data.synthetic.patches_per_slide=[6,16]",
+    "+data.synthetic.genes_per_family=[4,5,5,5,6,4]",
+    "data.splits.folds=3",
+    "trainer.max_epochs=2",
+    "pipeline.generator.max_epochs=2",
+    "pipeline.generator.steps=4",
+    "pipeline.generator.n_samples=2",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "export_attention=false",
+]
 
 
 def _run(tmp: Path, job: Path, *extra: str) -> str:
-    return check(run_survlab(["experiment=pathgen_pipeline_synthetic", f"paths.data_dir={tmp / 'data'}",
-                              f"paths.log_dir={tmp / 'logs'}", f"hydra.run.dir={job}", *TINY, *extra], timeout=600))
+    return check(
+        run_survlab(
+            [
+                "experiment=pathgen_pipeline_synthetic",
+                f"paths.data_dir={tmp / 'data'}",
+                f"paths.log_dir={tmp / 'logs'}",
+                f"hydra.run.dir={job}",
+                *TINY,
+                *extra,
+            ],
+            timeout=600,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +64,17 @@ def test_every_stage_writes_its_outputs(job: tuple[Path, Path, str]) -> None:
     assert set(parts["part"]) == {"train", "val", "calibration", "test"}
     synthetic = pd.read_csv(out_dir / "generator" / "expression.csv", index_col="case_id")
     real = pd.read_csv(next((tmp / "data").rglob("expression.csv")), index_col="case_id")
-    assert sorted(synthetic.index) == sorted(parts["case_id"]) and list(synthetic.columns) == list(real.columns)
-    assert (synthetic.to_numpy() > 0).all()  # expression units (inverse of log1p + min-max), like the real table
+    assert sorted(synthetic.index) == sorted(parts["case_id"]) and list(synthetic.columns) == list(
+        real.columns
+    )
+    assert (
+        synthetic.to_numpy() > 0
+    ).all()  # expression units (inverse of log1p + min-max), like the real table
     gen = json.loads((out_dir / "generator" / "generation.json").read_text())
-    assert gen["test"]["training_mean"]["overall"]["spearman_gene"] == 0.0 and "tumor_suppression" in gen["test"]["generator"]
+    assert (
+        gen["test"]["training_mean"]["overall"]["spearman_gene"] == 0.0
+        and "tumor_suppression" in gen["test"]["generator"]
+    )
     assert gen["test"]["n_patients"] == int((parts["part"] == "test").sum()) and gen["ceiling"] is not None
     table = pd.read_csv(out_dir / "comparison.csv")
     assert table["setting"].tolist() == ["mcat_gr_real", "mcat_gr_synthetic", "wsi_only"]
@@ -80,14 +109,25 @@ def test_conformal_setting_uses_only_its_source() -> None:
         for part in ("calibration", "test"):
             logits = rng.normal(size=(40, 3)) * sharp
             p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-            rows.append(pd.DataFrame({"source": source, "part": part, "grade": rng.integers(0, 3, 40),
-                                      **{f"grade_prob_{k}": p[:, k] for k in range(3)}, "time_bin": 0, "event": 1,
-                                      **{f"hazard_{k}": 0.0 for k in range(2)}}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "source": source,
+                        "part": part,
+                        "grade": rng.integers(0, 3, 40),
+                        **{f"grade_prob_{k}": p[:, k] for k in range(3)},
+                        "time_bin": 0,
+                        "event": 1,
+                        **{f"hazard_{k}": 0.0 for k in range(2)},
+                    }
+                )
+            )
     frame = pd.concat(rows, ignore_index=True)
     qhat, sets, *_ = conformal_setting(frame, "synthetic", "grade", 0.1, "grade", n_bins=2)
     cal = frame[(frame.source == "synthetic") & (frame.part == "calibration")]
-    assert qhat == pytest.approx(conformal_quantile(lac_scores(cal.filter(regex="^grade_prob_").to_numpy(),
-                                                               cal.grade.to_numpy()), 0.1))
+    assert qhat == pytest.approx(
+        conformal_quantile(lac_scores(cal.filter(regex="^grade_prob_").to_numpy(), cal.grade.to_numpy()), 0.1)
+    )
     assert len(sets) == 40
     with pytest.raises(ValueError, match="source 'none' has 0 calibration and 0 test rows"):
         conformal_setting(frame, "none", "grade", 0.1, "grade", n_bins=2)
@@ -113,14 +153,18 @@ def test_generator_never_sees_test_patients(job: tuple[Path, Path, str], tmp_pat
     expr = pd.read_csv(copy / "expression.csv", index_col="case_id")
     expr.loc[expr.index.isin(test)] = expr.loc[expr.index.isin(test)] * 30.0 + 5.0
     expr.to_csv(copy / "expression.csv")
-    _run(tmp_path, tmp_path / "job", "data.synthetic=null", f"data.root={copy}", "pipeline.stages=[generator]")
+    _run(
+        tmp_path, tmp_path / "job", "data.synthetic=null", f"data.root={copy}", "pipeline.stages=[generator]"
+    )
     a = json.loads((out_dir / "generator" / "scaler.json").read_text())
     b = json.loads((tmp_path / "job" / "generator" / "scaler.json").read_text())
     assert np.allclose(a["shift"], b["shift"]) and np.allclose(a["scale"], b["scale"])
     syn_a = pd.read_csv(out_dir / "generator" / "expression.csv", index_col="case_id")
     syn_b = pd.read_csv(tmp_path / "job" / "generator" / "expression.csv", index_col="case_id")
     train = parts.index[parts != "test"]
-    pd.testing.assert_frame_equal(syn_a.loc[train], syn_b.loc[train], rtol=1e-5)  # same weights, same profiles
+    pd.testing.assert_frame_equal(
+        syn_a.loc[train], syn_b.loc[train], rtol=1e-5
+    )  # same weights, same profiles
 
 
 @pytest.mark.slow
@@ -129,34 +173,70 @@ def test_synthetic_genomics_beat_wsi_only_where_the_slides_carry_the_transcripto
     (outcomes driven mostly by the slide-predictable part of the transcriptome, gene_outcome_weight 0.3; a sparse
     slide signal, 10% of patches). In survlab's default cohort (weight 0.8) synthetic genomics do NOT beat WSI-only
     (experiments/pathgen_synthetic/README.md)."""
-    check(run_survlab(["-m", "experiment=pathgen_pipeline_synthetic", f"paths.data_dir={tmp_path / 'data'}",
-                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "logger=csv",
-                       "trainer.enable_progress_bar=false", "export_attention=false",
-                       "+data.synthetic.gene_outcome_weight=0.3", "+data.synthetic.signal_patch_fraction=0.1",
-                       "fold=0,1,2"], timeout=1800))
+    check(
+        run_survlab(
+            [
+                "-m",
+                "experiment=pathgen_pipeline_synthetic",
+                f"paths.data_dir={tmp_path / 'data'}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                "logger=csv",
+                "trainer.enable_progress_bar=false",
+                "export_attention=false",
+                "+data.synthetic.gene_outcome_weight=0.3",
+                "+data.synthetic.signal_patch_fraction=0.1",
+                "fold=0,1,2",
+            ],
+            timeout=1800,
+        )
+    )
     jobs = sorted((tmp_path / "sweep").rglob("comparison.csv"))
     assert len(jobs) == 3
     table = pd.concat([pd.read_csv(f) for f in jobs]).groupby("setting")["cindex"].mean()
     assert table["mcat_gr_synthetic"] > table["wsi_only"] + 0.03
     for f in jobs:
         gen = json.loads((f.parent / "generator" / "generation.json").read_text())["test"]
-        assert gen["generator"]["overall"]["spearman_gene"] > 0.25  # training-mean reference: 0; ceiling ~0.52
-        assert gen["generator"]["overall"]["spearman_patient"] > gen["training_mean"]["overall"]["spearman_patient"]
+        assert (
+            gen["generator"]["overall"]["spearman_gene"] > 0.25
+        )  # training-mean reference: 0; ceiling ~0.52
+        assert (
+            gen["generator"]["overall"]["spearman_patient"]
+            > gen["training_mean"]["overall"]["spearman_patient"]
+        )
+
 
 PAPER = {  # specs/pathgen.md
-    "trainer.max_epochs": 25, "model.name": "mcat_gr", "model.net.dim": 1024,
-    "model.net.omic_hidden": [2048, 2048, 2048, 1024], "model.net.heads": 8, "model.net.ff_dim": 2048,
-    "model.net.coattn_heads": 1, "model.task.lr": 2e-4, "model.task.weight_decay": 1e-5,
-    "model.task.objectives.os.weight": 0.3, "model.task.objectives.grade.weight": 0.7,
-    "pipeline.generator.max_epochs": 70, "pipeline.generator.accumulate_grad_batches": 8,
-    "pipeline.generator.sampler": "ddpm", "pipeline.generator.steps": None, "pipeline.generator.n_samples": 3,
-    "pipeline.generator.model.net.dim": 1024, "pipeline.generator.model.net.enc_hidden": [2048, 4096, 4096],
-    "pipeline.generator.model.net.dec_hidden": [4096, 4096, 2048], "pipeline.generator.model.net.time_dim": 128,
-    "pipeline.generator.model.net.time_hidden": 512, "pipeline.generator.model.net.rounds": 3,
-    "pipeline.generator.model.net.heads": 8, "pipeline.generator.model.net.ff_dim": 2048,
-    "pipeline.generator.model.net.dropout": 0.25, "pipeline.generator.model.task.lr": 1e-4,
-    "pipeline.generator.model.task.num_train_timesteps": 1000, "pipeline.generator.model.task.beta_start": 1e-4,
-    "pipeline.generator.model.task.beta_end": 0.02, "pipeline.conformal.alphas": [0.1],
+    "trainer.max_epochs": 25,
+    "model.name": "mcat_gr",
+    "model.net.dim": 1024,
+    "model.net.omic_hidden": [2048, 2048, 2048, 1024],
+    "model.net.heads": 8,
+    "model.net.ff_dim": 2048,
+    "model.net.coattn_heads": 1,
+    "model.task.lr": 2e-4,
+    "model.task.weight_decay": 1e-5,
+    "model.task.objectives.os.weight": 0.3,
+    "model.task.objectives.grade.weight": 0.7,
+    "pipeline.generator.max_epochs": 70,
+    "pipeline.generator.accumulate_grad_batches": 8,
+    "pipeline.generator.sampler": "ddpm",
+    "pipeline.generator.steps": None,
+    "pipeline.generator.n_samples": 3,
+    "pipeline.generator.model.net.dim": 1024,
+    "pipeline.generator.model.net.enc_hidden": [2048, 4096, 4096],
+    "pipeline.generator.model.net.dec_hidden": [4096, 4096, 2048],
+    "pipeline.generator.model.net.time_dim": 128,
+    "pipeline.generator.model.net.time_hidden": 512,
+    "pipeline.generator.model.net.rounds": 3,
+    "pipeline.generator.model.net.heads": 8,
+    "pipeline.generator.model.net.ff_dim": 2048,
+    "pipeline.generator.model.net.dropout": 0.25,
+    "pipeline.generator.model.task.lr": 1e-4,
+    "pipeline.generator.model.task.num_train_timesteps": 1000,
+    "pipeline.generator.model.task.beta_start": 1e-4,
+    "pipeline.generator.model.task.beta_end": 0.02,
+    "pipeline.conformal.alphas": [0.1],
     "data.genomics.signatures": "signatures_mcat6.csv",
 }
 
@@ -179,21 +259,54 @@ def test_tcga_recipes_carry_the_papers_settings(cohort: str, tmp_path: Path) -> 
 def test_tcga_recipe_runs_on_files_in_the_real_layout(tmp_path: Path) -> None:
     from survlab.data.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
 
-    spec = PathGenSpec(n_patients=80, feature_dim=8, patches_per_slide=(4, 10), genes_per_family=(4, 5, 5, 5, 6, 4))
+    spec = PathGenSpec(
+        n_patients=80, feature_dim=8, patches_per_slide=(4, 10), genes_per_family=(4, 5, 5, 5, 6, 4)
+    )
     generate_pathgen_cohort(tmp_path / "data" / "tcga_kirc", spec, encoder="uni")  # read as a real cohort
-    small = ["model.net.dim=16", "model.net.omic_hidden=[16,16]", "model.net.heads=2", "model.net.ff_dim=32",
-             "pipeline.generator.model.net.dim=16", "pipeline.generator.model.net.enc_hidden=[16]",
-             "pipeline.generator.model.net.dec_hidden=[16]", "pipeline.generator.model.net.time_dim=8",
-             "pipeline.generator.model.net.time_hidden=16", "pipeline.generator.model.net.heads=2",
-             "pipeline.generator.model.net.ff_dim=32", "pipeline.wsi_only.model.net.hidden_dim=16"]
-    fast = ["trainer.max_epochs=1", "pipeline.generator.max_epochs=1", "pipeline.generator.steps=3",
-            "pipeline.generator.n_samples=1", "data.wsi.feature_dim=8", "data.num_workers=0", "data.pin_memory=false",
-            "data.splits.folds=3", "logger=csv", "trainer.enable_progress_bar=false", "export_attention=false"]
-    check(run_survlab(["experiment=pathgen_pipeline_tcga_kirc", f"paths.data_dir={tmp_path / 'data'}",
-                       f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={tmp_path / 'job'}", *small, *fast],
-                      timeout=600))
+    small = [
+        "model.net.dim=16",
+        "model.net.omic_hidden=[16,16]",
+        "model.net.heads=2",
+        "model.net.ff_dim=32",
+        "pipeline.generator.model.net.dim=16",
+        "pipeline.generator.model.net.enc_hidden=[16]",
+        "pipeline.generator.model.net.dec_hidden=[16]",
+        "pipeline.generator.model.net.time_dim=8",
+        "pipeline.generator.model.net.time_hidden=16",
+        "pipeline.generator.model.net.heads=2",
+        "pipeline.generator.model.net.ff_dim=32",
+        "pipeline.wsi_only.model.net.hidden_dim=16",
+    ]
+    fast = [
+        "trainer.max_epochs=1",
+        "pipeline.generator.max_epochs=1",
+        "pipeline.generator.steps=3",
+        "pipeline.generator.n_samples=1",
+        "data.wsi.feature_dim=8",
+        "data.num_workers=0",
+        "data.pin_memory=false",
+        "data.splits.folds=3",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "export_attention=false",
+    ]
+    check(
+        run_survlab(
+            [
+                "experiment=pathgen_pipeline_tcga_kirc",
+                f"paths.data_dir={tmp_path / 'data'}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                f"hydra.run.dir={tmp_path / 'job'}",
+                *small,
+                *fast,
+            ],
+            timeout=600,
+        )
+    )
     table = pd.read_csv(tmp_path / "job" / "comparison.csv")
     assert table["n_test"].gt(0).all() and len(table) == 3
     conf = json.loads((tmp_path / "job" / "conformal" / "conformal.json").read_text())
-    assert conf["alphas"] == [0.1] and all(s["calibration_source"] == s["test_source"] for s in conf["settings"].values())
+    assert conf["alphas"] == [0.1] and all(
+        s["calibration_source"] == s["test_source"] for s in conf["settings"].values()
+    )
     assert not (tmp_path / "data" / "tcga_kirc" / "splits").exists()  # the cohort folder stays read-only

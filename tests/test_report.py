@@ -17,7 +17,11 @@ def test_class_and_horizon_columns_join_by_case_id_without_survival() -> None:
     objectives = {"subtype": ClassificationObjective("subtype"), "hz": HorizonObjective([12.0, 36.0])}
     rows = {
         # classification rows for patients 3 and 1 (patient 0 unlabelled), horizon rows for 0, 1, 3
-        "subtype": {"index": np.array([3, 1]), "probs": np.array([[0.2, 0.8], [0.9, 0.1]]), "label": np.array([1, 0])},
+        "subtype": {
+            "index": np.array([3, 1]),
+            "probs": np.array([[0.2, 0.8], [0.9, 0.1]]),
+            "label": np.array([1, 0]),
+        },
         "hz": {"index": np.array([0, 1, 3]), "probs": np.array([[0.1, 0.3], [0.2, 0.5], [0.6, 0.9]])},
     }
     task = SimpleNamespace(objectives=objectives, test_rows=rows)

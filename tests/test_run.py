@@ -18,9 +18,16 @@ from survlab.eval.metrics import harrell_cindex
 from survlab.runner.testing import run_job
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["debug=tiny", "data.synthetic.n_patients=40", "data.synthetic.feature_dim=8",
-        "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8", "data.wsi.feature_dim=8",
-        "data.synthetic.patches_per_slide=[6,20]", "data.max_patches=64"]
+TINY = [
+    "debug=tiny",
+    "data.synthetic.n_patients=40",
+    "data.synthetic.feature_dim=8",
+    "data.synthetic.n_genes=60",
+    "data.synthetic.n_pathways=8",
+    "data.wsi.feature_dim=8",
+    "data.synthetic.patches_per_slide=[6,20]",
+    "data.max_patches=64",
+]
 
 
 def run_in_process(tmp: Path, overrides: list[str]) -> tuple[dict, Path]:
@@ -30,8 +37,15 @@ def run_in_process(tmp: Path, overrides: list[str]) -> tuple[dict, Path]:
 
 def run_cli(tmp: Path, overrides: list[str], check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "survlab.run", f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}",
-           f"hydra.run.dir={tmp / 'run'}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "survlab.run",
+        f"paths.data_dir={tmp / 'data'}",
+        f"paths.log_dir={tmp / 'logs'}",
+        f"hydra.run.dir={tmp / 'run'}",
+        *overrides,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"survlab.run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -41,7 +55,14 @@ def run_cli(tmp: Path, overrides: list[str], check: bool = True) -> subprocess.C
 def test_cli_writes_every_output(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, ["model=abmil", *TINY, "fold=1"])
     out = tmp_path / "run"
-    for name in ("metrics.json", "predictions.csv", "protocol.json", "km.png", "DONE", "attention/top_patches.csv"):
+    for name in (
+        "metrics.json",
+        "predictions.csv",
+        "protocol.json",
+        "km.png",
+        "DONE",
+        "attention/top_patches.csv",
+    ):
         assert (out / name).is_file(), name
     assert "test C-index" in proc.stdout and "oracle C-index" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -53,7 +74,10 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     assert {"hazard_0", "hazard_3", "surv_0", "surv_3"} <= set(preds.columns)
     # test metrics are those of predictions.csv (gathered once, scored once)
     assert metrics["test/cindex"] == pytest.approx(
-        harrell_cindex(preds["risk"].to_numpy(), preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool)))
+        harrell_cindex(
+            preds["risk"].to_numpy(), preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool)
+        )
+    )
     assert metrics["n_test"] == len(preds) and 0.0 <= metrics["oracle_cindex"] <= 1.0
     # the selected checkpoint is the best inner-validation one
     assert Path(metrics["checkpoint"]).name.startswith("best-epoch")
@@ -73,14 +97,25 @@ def test_real_layout_config_reads_files_through_real_loaders(tmp_path: Path) -> 
     spec = SyntheticSpec(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20))
     cohort = generate_cohort(tmp_path / "data" / "tcga_luad", spec, encoder="resnet50_trunc")
     before = sorted(p.relative_to(cohort) for p in cohort.rglob("*"))
-    metrics, out = run_in_process(tmp_path, [
-        "model=late_fusion", "data=tcga_luad", *[o for o in TINY if not o.startswith(("data.synthetic", "+data.synthetic"))],
-        "data.num_workers=0", "data.pin_memory=false", "data.wsi.format=pt", "data.batch_size=8"])
+    metrics, out = run_in_process(
+        tmp_path,
+        [
+            "model=late_fusion",
+            "data=tcga_luad",
+            *[o for o in TINY if not o.startswith(("data.synthetic", "+data.synthetic"))],
+            "data.num_workers=0",
+            "data.pin_memory=false",
+            "data.wsi.format=pt",
+            "data.batch_size=8",
+        ],
+    )
     assert metrics["cohort"] == "tcga_luad" and np.isfinite(metrics["test/cindex"])
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["cohort"]["encoder"] == "resnet50_trunc"
     assert set(protocol["cohort"]["genomic_groups"]) == {f"PATHWAY_{i:02d}" for i in range(8)}
-    assert sorted(p.relative_to(cohort) for p in cohort.rglob("*")) == before, "survlab wrote into the data folder"
+    assert sorted(p.relative_to(cohort) for p in cohort.rglob("*")) == before, (
+        "survlab wrote into the data folder"
+    )
     assert Path(protocol["cohort"]["split_file"]).is_relative_to(tmp_path / "logs" / "splits" / "tcga_luad")
 
 
@@ -91,34 +126,62 @@ def test_missing_real_cohort_names_the_path(tmp_path: Path) -> None:
 
 
 def test_model_needing_a_missing_modality_fails_with_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"model needs genomics but data=synthetic_multiscale provides clinical\+scales\+wsi; cohorts with genomics: gse7390, synthetic,"):
+    with pytest.raises(
+        ValueError,
+        match=r"model needs genomics but data=synthetic_multiscale provides clinical\+scales\+wsi; cohorts with genomics: gse7390, synthetic,",
+    ):
         run_in_process(tmp_path, ["model=snn", "data=synthetic_multiscale", "debug=tiny"])
 
 
 def _val_history(run_dir: Path) -> pd.DataFrame:
     logs = pd.concat([pd.read_csv(f) for f in sorted(run_dir.glob("csv/**/metrics.csv"))])
-    return logs.dropna(subset=["val/loss"]).drop_duplicates("epoch", keep="last").set_index("epoch")[["val/loss", "val/cindex"]]
+    return (
+        logs.dropna(subset=["val/loss"])
+        .drop_duplicates("epoch", keep="last")
+        .set_index("epoch")[["val/loss", "val/cindex"]]
+    )
 
 
-@pytest.mark.parametrize(("selection", "epoch", "batch"), [("last", 2, 1), ("best_val", 3, 0), ("best_val", 1, 2)])
-def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path: Path, selection: str, epoch: int,
-                                                          batch: int) -> None:
+@pytest.mark.parametrize(
+    ("selection", "epoch", "batch"), [("last", 2, 1), ("best_val", 3, 0), ("best_val", 1, 2)]
+)
+def test_resume_after_a_kill_repeats_the_uninterrupted_run(
+    tmp_path: Path, selection: str, epoch: int, batch: int
+) -> None:
     """Killed before batch `batch` of epoch `epoch` (nothing saved on the way out, as kill -9), then resumed from
     last.ckpt: every later epoch's validation metric, the selected checkpoint and the test predictions equal those
     of a run never killed (with weighted sampling and patch subsampling, which both draw random numbers)."""
-    common = ["model=abmil", *TINY, "trainer.max_epochs=5", f"selection={selection}", "data.max_patches=8",
-              "data.weighted_sampling=true", "model.task.lr=3e-3"]
+    common = [
+        "model=abmil",
+        *TINY,
+        "trainer.max_epochs=5",
+        f"selection={selection}",
+        "data.max_patches=8",
+        "data.weighted_sampling=true",
+        "model.task.lr=3e-3",
+    ]
     full, full_out = run_in_process(tmp_path / "a", common)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        run_in_process(tmp_path / "b", [*common, "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
-                                        f"+callbacks.kill.epoch={epoch}", f"+callbacks.kill.batch={batch}"])
+        run_in_process(
+            tmp_path / "b",
+            [
+                *common,
+                "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+                f"+callbacks.kill.epoch={epoch}",
+                f"+callbacks.kill.batch={batch}",
+            ],
+        )
     import torch
 
-    ckpt = torch.load(tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    ckpt = torch.load(
+        tmp_path / "b" / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
     assert ckpt["epoch"] == epoch - 1, "last.ckpt must hold the last finished epoch, not the best one"
     resumed, resumed_out = run_in_process(tmp_path / "b", [*common, "ckpt_path=last"])
     full_hist, resumed_hist = _val_history(full_out), _val_history(resumed_out)
-    assert len(full_hist) == 5 and full_hist["val/loss"].nunique() == 5, "the test needs a run whose val loss moves"
+    assert len(full_hist) == 5 and full_hist["val/loss"].nunique() == 5, (
+        "the test needs a run whose val loss moves"
+    )
     pd.testing.assert_frame_equal(full_hist.loc[epoch:], resumed_hist.loc[epoch:])
     assert Path(resumed["checkpoint"]).name == Path(full["checkpoint"]).name
     a = pd.read_csv(full_out / "predictions.csv")
@@ -128,8 +191,10 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path: Path, selec
 
 
 def test_cox_model_gets_breslow_survival_and_integrated_brier(tmp_path: Path) -> None:
-    metrics, out = run_in_process(tmp_path, ["model=clinical_mlp", "model.net.output=risk", "model.task.loss=cox",
-                                             *TINY, "data.batch_size=16"])
+    metrics, out = run_in_process(
+        tmp_path,
+        ["model=clinical_mlp", "model.net.output=risk", "model.task.loss=cox", *TINY, "data.batch_size=16"],
+    )
     assert 0.0 < metrics["test/ibs"] < 0.5  # the IBS needs S(t): Breslow baseline from TRAINING predictions
     preds = pd.read_csv(out / "predictions.csv")
     assert "hazard_0" not in preds.columns and preds["risk"].notna().all()
@@ -145,5 +210,7 @@ def test_ggmf_run_writes_key_pathways_and_top_patches(tmp_path: Path) -> None:
     first = pathways[pathways["case_id"] == preds["case_id"].iloc[0]]
     assert first["rank"].tolist() == list(range(1, len(first) + 1))
     assert first["importance"].is_monotonic_decreasing
-    assert all(slide.startswith(case) for slide, case in zip(patches["slide"], patches["case_id"], strict=True))
+    assert all(
+        slide.startswith(case) for slide, case in zip(patches["slide"], patches["case_id"], strict=True)
+    )
     assert {"x", "y", "patch_index", "attention"} <= set(patches.columns)

@@ -22,8 +22,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_multirun_summary_then_resume(tmp_path: Path, data_dir: Path) -> None:
     """2 models × 2 folds: the summary equals the per-job files; re-running the sweep skips finished jobs.
     (One test, not two sharing a fixture: under pytest-xdist each worker would run the sweep again.)"""
-    args = ["-m", "model=abmil,snn", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
-            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
+    args = [
+        "-m",
+        "model=abmil,snn",
+        "fold=0,1",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        CALLBACK,
+    ]
     out = check(run_survlab(args))
     sweep_dir = tmp_path / "sweep"
     _check_summary(sweep_dir, out)
@@ -33,7 +39,11 @@ def test_multirun_summary_then_resume(tmp_path: Path, data_dir: Path) -> None:
 def _check_summary(sweep_dir: Path, out: str) -> None:
     jobs = sorted(p.parent for p in sweep_dir.glob("*/*/fold*/DONE"))
     assert [j.relative_to(sweep_dir).as_posix() for j in jobs] == [
-        "abmil/synthetic/fold0", "abmil/synthetic/fold1", "snn/synthetic/fold0", "snn/synthetic/fold1"]
+        "abmil/synthetic/fold0",
+        "abmil/synthetic/fold1",
+        "snn/synthetic/fold0",
+        "snn/synthetic/fold1",
+    ]
     for name in ("summary.csv", "summary.md", "paired.csv", "comparison.png"):
         assert (sweep_dir / name).is_file(), f"{name} missing; log tail:\n{out[-2000:]}"
     table = pd.read_csv(sweep_dir / "summary.csv")
@@ -42,20 +52,29 @@ def _check_summary(sweep_dir: Path, out: str) -> None:
 
     for model in ("abmil", "snn"):
         row = table[table.model == model].iloc[0]
-        per_job = [json.loads((sweep_dir / model / "synthetic" / f"fold{f}" / "metrics.json").read_text()) for f in (0, 1)]
+        per_job = [
+            json.loads((sweep_dir / model / "synthetic" / f"fold{f}" / "metrics.json").read_text())
+            for f in (0, 1)
+        ]
         assert row.n_folds == 2 and row.n_failed == 0
         for key in ("test/cindex", "test/auc_td", "val/best"):
             vals = pd.Series([m[key] for m in per_job], dtype=float)
             assert row[f"{key}_mean"] == pytest.approx(vals.mean())
             assert row[f"{key}_std"] == pytest.approx(vals.std(ddof=1))
-        preds = pd.concat([pd.read_csv(sweep_dir / model / "synthetic" / f"fold{f}" / "predictions.csv") for f in (0, 1)])
+        preds = pd.concat(
+            [pd.read_csv(sweep_dir / model / "synthetic" / f"fold{f}" / "predictions.csv") for f in (0, 1)]
+        )
         assert not preds.case_id.duplicated().any(), "a patient is in two test folds"
-        assert row.pooled_cindex == pytest.approx(harrell_cindex(preds.risk, preds.time, preds.event.astype(bool)))
+        assert row.pooled_cindex == pytest.approx(
+            harrell_cindex(preds.risk, preds.time, preds.event.astype(bool))
+        )
     # paired comparison: snn vs the default reference (abmil, first alphabetically), per-fold differences
     paired = pd.read_csv(sweep_dir / "paired.csv")
     assert list(paired.fold) == [0, 1] and set(paired.model) == {"snn"} and set(paired.reference) == {"abmil"}
     snn = table[table.model == "snn"].iloc[0]
-    assert snn.vs_ref_diff_mean == pytest.approx(snn["test/cindex_mean"] - table[table.model == "abmil"].iloc[0]["test/cindex_mean"])
+    assert snn.vs_ref_diff_mean == pytest.approx(
+        snn["test/cindex_mean"] - table[table.model == "abmil"].iloc[0]["test/cindex_mean"]
+    )
     assert "Paired comparison vs `abmil`" in (sweep_dir / "summary.md").read_text()
 
 
@@ -76,8 +95,14 @@ def _check_resume(sweep_dir: Path, args: list[str]) -> None:
 
 def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Path) -> None:
     # fold 99 does not exist (5 folds): that job raises at start-up inside run.py; fold 0 must still run
-    args = ["-m", "model=abmil", "fold=0,99", *tiny_overrides(tmp_path, data_dir),
-            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
+    args = [
+        "-m",
+        "model=abmil",
+        "fold=0,99",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        CALLBACK,
+    ]
     proc = run_survlab(args)
     out = check(proc)  # the sweep itself exits 0
     sweep_dir = tmp_path / "sweep"
@@ -86,7 +111,9 @@ def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Pat
     assert failed.is_file() and "Traceback" in failed.read_text(), out[-3000:]
     md = (sweep_dir / "summary.md").read_text()
     first = failed.read_text().splitlines()[0]
-    assert "## Failed and incomplete jobs" in md and f"| failed | `abmil` | synthetic | 99 | {first[:50]}" in md
+    assert (
+        "## Failed and incomplete jobs" in md and f"| failed | `abmil` | synthetic | 99 | {first[:50]}" in md
+    )
     row = pd.read_csv(sweep_dir / "summary.csv").iloc[0]
     assert (row.n_folds, row.n_failed) == (1, 1) and math.isfinite(row["test/cindex_mean"])
 
@@ -94,8 +121,16 @@ def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Pat
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launcher_runs_two_job_sweep(launcher: str, tmp_path: Path, data_dir: Path) -> None:
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
-    args = ["-m", f"hydra/launcher={launcher}", *extra, "model=abmil", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
-            f"hydra.sweep.dir={tmp_path / 'sweep'}", CALLBACK]
+    args = [
+        "-m",
+        f"hydra/launcher={launcher}",
+        *extra,
+        "model=abmil",
+        "fold=0,1",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        CALLBACK,
+    ]
     out = check(run_survlab(args, timeout=400))
     sweep_dir = tmp_path / "sweep"
     for f in (0, 1):
@@ -109,8 +144,15 @@ def test_optuna_search_optimises_inner_validation(tmp_path: Path, data_dir: Path
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[hpo]'")
     import yaml
 
-    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-            "model=abmil", *tiny_overrides(tmp_path, data_dir), f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    args = [
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "model=abmil",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
     check(run_survlab(args))
     sweep_dir = tmp_path / "sweep"
     trials = sorted((sweep_dir / "abmil" / "synthetic" / "fold0").glob("trial*"))
@@ -125,13 +167,24 @@ def test_seed_sweep_gives_one_job_and_one_summary_row_per_seed(tmp_path: Path, d
     """`-m seed=0,1 fold=0,1` runs four jobs in four dirs (seeds used to collapse into fold<k>, the second value
     'skipping completed job'); the summary has one row per seed, or pools them with --over seed."""
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "model=snn", "seed=0,1", "fold=0,1", *tiny_overrides(tmp_path, data_dir),
-            f"hydra.sweep.dir={sweep_dir}", CALLBACK]
+    args = [
+        "-m",
+        "model=snn",
+        "seed=0,1",
+        "fold=0,1",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={sweep_dir}",
+        CALLBACK,
+    ]
     out = check(run_survlab(args))
     assert "skipping completed job" not in out
     done = sorted(p.parent.relative_to(sweep_dir).as_posix() for p in sweep_dir.rglob("DONE"))
-    assert done == ["snn/synthetic/fold0/seed=0", "snn/synthetic/fold0/seed=1",
-                    "snn/synthetic/fold1/seed=0", "snn/synthetic/fold1/seed=1"]
+    assert done == [
+        "snn/synthetic/fold0/seed=0",
+        "snn/synthetic/fold0/seed=1",
+        "snn/synthetic/fold1/seed=0",
+        "snn/synthetic/fold1/seed=1",
+    ]
     seeds = {d: json.loads((sweep_dir / d / "metrics.json").read_text())["seed"] for d in done}
     assert seeds == {d: int(d[-1]) for d in done}
     preds = {d: pd.read_csv(sweep_dir / d / "predictions.csv") for d in done}
@@ -139,8 +192,11 @@ def test_seed_sweep_gives_one_job_and_one_summary_row_per_seed(tmp_path: Path, d
     table = pd.read_csv(sweep_dir / "summary.csv")
     assert table.seed.tolist() == [0, 1] and table.n_folds.tolist() == [2, 2]
     for seed, row in table.set_index("seed").iterrows():
-        per_job = [json.loads((sweep_dir / d / "metrics.json").read_text())["test/cindex"] for d in done
-                   if d.endswith(f"seed={seed}")]
+        per_job = [
+            json.loads((sweep_dir / d / "metrics.json").read_text())["test/cindex"]
+            for d in done
+            if d.endswith(f"seed={seed}")
+        ]
         assert row["test/cindex_mean"] == pytest.approx(np.mean(per_job))
     from survlab.eval.summary import summarize_sweep
 
@@ -154,7 +210,14 @@ def test_lr_sweep_and_a_changed_config_never_reuse_a_job_dir(tmp_path: Path, dat
     """Two learning rates -> two dirs and two summary rows; re-running into the same sweep dir with another setting
     is refused in one line and leaves the finished jobs untouched."""
     sweep_dir = tmp_path / "sweep"
-    base = ["-m", "model=snn", "fold=0", *tiny_overrides(tmp_path, data_dir), f"hydra.sweep.dir={sweep_dir}", CALLBACK]
+    base = [
+        "-m",
+        "model=snn",
+        "fold=0",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={sweep_dir}",
+        CALLBACK,
+    ]
     check(run_survlab([*base, "model.task.lr=1e-3,1e-4"]))
     dirs = sorted(p.parent.name for p in sweep_dir.rglob("DONE"))
     assert dirs == ["model.task.lr=0.0001", "model.task.lr=0.001"]  # as Hydra writes the values
@@ -172,9 +235,17 @@ def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_
     and finishes the remaining epoch only. (The kill fires only while SURVLAB_TEST_KILL=1, so both runs have the
     same configuration, as a requeued SLURM job does.)"""
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "model=snn", "fold=0", *tiny_overrides(tmp_path, data_dir), "trainer.max_epochs=3",
-            f"hydra.sweep.dir={sweep_dir}", "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
-            "+callbacks.kill.epoch=2", "+callbacks.kill.env=SURVLAB_TEST_KILL"]
+    args = [
+        "-m",
+        "model=snn",
+        "fold=0",
+        *tiny_overrides(tmp_path, data_dir),
+        "trainer.max_epochs=3",
+        f"hydra.sweep.dir={sweep_dir}",
+        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill.epoch=2",
+        "+callbacks.kill.env=SURVLAB_TEST_KILL",
+    ]
     check(run_survlab(args, env={"SURVLAB_TEST_KILL": "1"}))
     job = sweep_dir / "snn" / "synthetic" / "fold0"
     assert (job / "FAILED").is_file() and not (job / "DONE").is_file()

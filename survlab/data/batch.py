@@ -35,7 +35,9 @@ class PatientItem:
     endpoint_time: dict[str, float] = field(default_factory=dict)  # every endpoint (NaN = patient lacks it)
     endpoint_event: dict[str, bool] = field(default_factory=dict)
     endpoint_time_bin: dict[str, int] = field(default_factory=dict)  # -1 = patient lacks the endpoint
-    slide_labels: dict[str, list[int]] = field(default_factory=dict)  # name -> class of slide j (-1 = missing)
+    slide_labels: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # name -> class of slide j (-1 = missing)
     n_slides: int = 0  # slides of the patient (slide j = slide_index j of its WSI bag)
 
 
@@ -102,11 +104,13 @@ def pad_bags(bags: list[Tensor], pad_value: float = 0.0) -> tuple[Tensor, Tensor
     if any(b.shape[0] == 0 for b in bags):
         raise ValueError("pad_bags got an empty bag; readers must reject empty bags before batching")
     n_max = max(b.shape[0] for b in bags)
-    out = bags[0].new_empty((len(bags), n_max, *bags[0].shape[1:]))  # each element written once: bag or padding
+    out = bags[0].new_empty(
+        (len(bags), n_max, *bags[0].shape[1:])
+    )  # each element written once: bag or padding
     mask = torch.zeros(len(bags), n_max, dtype=torch.bool)
     for i, b in enumerate(bags):
         out[i, : b.shape[0]] = b
-        out[i, b.shape[0]:] = pad_value
+        out[i, b.shape[0] :] = pad_value
         mask[i, : b.shape[0]] = True
     return out, mask
 
@@ -142,9 +146,15 @@ def collate(items: list[PatientItem]) -> Batch:
     for name in first.extra:
         batch.extra[name] = torch.stack([it.extra[name] for it in items])
     for name in first.endpoint_time:
-        batch.endpoint_time[name] = torch.tensor([it.endpoint_time[name] for it in items], dtype=torch.float32)
-        batch.endpoint_event[name] = torch.tensor([bool(it.endpoint_event[name]) for it in items], dtype=torch.bool)
-        batch.endpoint_time_bin[name] = torch.tensor([it.endpoint_time_bin[name] for it in items], dtype=torch.long)
+        batch.endpoint_time[name] = torch.tensor(
+            [it.endpoint_time[name] for it in items], dtype=torch.float32
+        )
+        batch.endpoint_event[name] = torch.tensor(
+            [bool(it.endpoint_event[name]) for it in items], dtype=torch.bool
+        )
+        batch.endpoint_time_bin[name] = torch.tensor(
+            [it.endpoint_time_bin[name] for it in items], dtype=torch.long
+        )
     batch.n_slides = torch.tensor([it.n_slides for it in items], dtype=torch.long)
     n_max = max((it.n_slides for it in items), default=0)
     for name in first.slide_labels:

@@ -34,7 +34,10 @@ class DataFileError(ValueError):
     def __init__(self, message: str = "") -> None:
         if message.startswith("Caught ") and "\nOriginal Traceback" in message:
             last = message.rstrip().rsplit("\n", 1)[-1]
-            for prefix in (f"{type(self).__module__}.{type(self).__qualname__}: ", f"{type(self).__name__}: "):
+            for prefix in (
+                f"{type(self).__module__}.{type(self).__qualname__}: ",
+                f"{type(self).__name__}: ",
+            ):
                 last = last.removeprefix(prefix)
             message = f"{last}\n{message}"
         super().__init__(message)
@@ -71,8 +74,10 @@ def describe_number(value: object) -> str:
         x = float(text)
     except ValueError:
         if re.fullmatch(r"[+-]?\d{1,3},\d{3}", text):
-            return f"{text!r} (comma: write {text.replace(',', '')} if it separates thousands, " \
-                   f"{text.replace(',', '.')} if it is a decimal comma)"
+            return (
+                f"{text!r} (comma: write {text.replace(',', '')} if it separates thousands, "
+                f"{text.replace(',', '.')} if it is a decimal comma)"
+            )
         if re.fullmatch(r"[+-]?\d*,\d+", text):
             return f"{text!r} (decimal comma: write {text.replace(',', '.')})"
         return f"{text!r} (text, not a number)"
@@ -112,4 +117,7 @@ def parse_problem(path: str | Path, err: Exception) -> str:
     except (OSError, UnicodeError, csv.Error):
         header = []
     detail = " ".join(str(err).split())[:120]
-    return delimiter_problem(path, header) or f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file"
+    return (
+        delimiter_problem(path, header)
+        or f"{path}: cannot parse as CSV ({detail}); fix or regenerate the file"
+    )

@@ -35,7 +35,7 @@ def _first_ids(ids: Sequence[Any], k: int = 5) -> str:
 
 
 def _spellings(raw: pd.Series, stripped: pd.Series, case_id: str) -> str:
-    """" (spelled 'T1', 'T1 ')" when `case_id` occurs in several raw spellings (whitespace variants), else ""."""
+    """ " (spelled 'T1', 'T1 ')" when `case_id` occurs in several raw spellings (whitespace variants), else ""."""
     spelled = sorted(set(raw[stripped == case_id].astype(str)))
     return f" (spelled {', '.join(repr(x) for x in spelled)})" if len(spelled) > 1 else ""
 
@@ -54,7 +54,9 @@ def _reject_repeated(
     counts = Counter(str(n).strip() for n in names)
     repeated = [n for n, k in counts.items() if k > 1 and n and (only is None or n in only)]
     if repeated:
-        raise ValueError(f"{path}: {what}(s) {_first_ids(repeated)} appear more than once in the header; {fix}")
+        raise ValueError(
+            f"{path}: {what}(s) {_first_ids(repeated)} appear more than once in the header; {fix}"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ class Cohort:
     table: pd.DataFrame
     path: Path
     endpoint: Endpoint | None = field(default_factory=Endpoint)  # primary endpoint; None = no survival
-    secondary: tuple[Endpoint, ...] = ()  # further endpoints: columns time:<name>, event:<name> (NaN/False = absent)
+    secondary: tuple[
+        Endpoint, ...
+    ] = ()  # further endpoints: columns time:<name>, event:<name> (NaN/False = absent)
     slides: pd.DataFrame | None = None  # one row per slide: slide_id, case_id, slide-level label columns
 
     @property
@@ -148,11 +152,16 @@ class Cohort:
             raw = pd.read_csv(path, dtype={case_col: str, **({slide_col: str} if slide_col else {})})
         except Exception as err:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(parse_problem(path, err)) from err
-        endpoints = ([endpoint] if endpoint else []) + [e for e in secondary if endpoint is None or e != endpoint]
+        endpoints = ([endpoint] if endpoint else []) + [
+            e for e in secondary if endpoint is None or e != endpoint
+        ]
         outcome_cols = [c for e in endpoints for c in e.outcome_cols]
         required = [case_col, *outcome_cols, *keep_cols, *slide_keep_cols]
         _reject_repeated(
-            _header(path), path, "column", "keep one column of each name",
+            _header(path),
+            path,
+            "column",
+            "keep one column of each name",
             only=[*required, *([slide_col] if slide_col else [])],
         )
         missing = [c for c in dict.fromkeys(required) if c not in raw.columns]
@@ -164,25 +173,41 @@ class Cohort:
                 f"{list(raw.columns)}; rename the columns or set the column names in the data config"
             )
         if raw.empty:
-            raise ValueError(f"{path}: no patient rows (only a header); fill in the table or point to another file")
+            raise ValueError(
+                f"{path}: no patient rows (only a header); fill in the table or point to another file"
+            )
         has_slides = slide_col is not None and slide_col in raw.columns
         if slide_keep_cols and not has_slides:
-            raise ValueError(f"{path}: slide labels {list(slide_keep_cols)} need a '{slide_col}' column; add it")
-        table = cls._collapse(raw, path, case_col, slide_col if has_slides else None, endpoints, keep_cols, findings)
+            raise ValueError(
+                f"{path}: slide labels {list(slide_keep_cols)} need a '{slide_col}' column; add it"
+            )
+        table = cls._collapse(
+            raw, path, case_col, slide_col if has_slides else None, endpoints, keep_cols, findings
+        )
         slides = (
-            cls._slide_rows(raw.dropna(subset=[case_col]), path, case_col, slide_col, slide_keep_cols, findings)
-            if slide_keep_cols else None
+            cls._slide_rows(
+                raw.dropna(subset=[case_col]), path, case_col, slide_col, slide_keep_cols, findings
+            )
+            if slide_keep_cols
+            else None
         )
         return cls(table, path, endpoint, tuple(endpoints[1:]) if endpoint else tuple(endpoints), slides)
 
     @staticmethod
     def _slide_rows(
-        raw: pd.DataFrame, path: Path, case_col: str, slide_col: str, cols: Sequence[str],
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        slide_col: str,
+        cols: Sequence[str],
         findings: list[Finding] | None = None,
     ) -> pd.DataFrame:
         """One row per slide_id (sorted): slide_id, case_id and the slide-level `cols` (one value per slide)."""
         raw = raw.dropna(subset=[slide_col]).assign(
-            **{slide_col: lambda r: r[slide_col].astype(str).str.strip(), case_col: lambda r: r[case_col].astype(str).str.strip()}
+            **{
+                slide_col: lambda r: r[slide_col].astype(str).str.strip(),
+                case_col: lambda r: r[case_col].astype(str).str.strip(),
+            }
         )
         raw = raw[raw[slide_col] != ""]
         for col in cols:
@@ -192,10 +217,18 @@ class Cohort:
         for col in cols:
             bad = n_values.index[n_values[col] > 1]
             if len(bad):
-                report(findings, Finding(str(path), f"slide column '{col}' differs within a slide", (
-                    f"{path}: slide-level column '{col}' differs across the rows of slide(s) {_first_ids(bad)}; "
-                    f"give each slide one value"
-                ), tuple(map(str, bad))))
+                report(
+                    findings,
+                    Finding(
+                        str(path),
+                        f"slide column '{col}' differs within a slide",
+                        (
+                            f"{path}: slide-level column '{col}' differs across the rows of slide(s) {_first_ids(bad)}; "
+                            f"give each slide one value"
+                        ),
+                        tuple(map(str, bad)),
+                    ),
+                )
         first = raw.groupby(slide_col).first().sort_index()
         out = pd.DataFrame({"slide_id": first.index.astype(str), "case_id": first[case_col].to_numpy()})
         for col in cols:
@@ -204,44 +237,77 @@ class Cohort:
 
     @staticmethod
     def _outcome(
-        raw: pd.DataFrame, path: Path, case_col: str, raw_ids: pd.Series, ep: Endpoint, required: bool,
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        raw_ids: pd.Series,
+        ep: Endpoint,
+        required: bool,
         findings: list[Finding] | None = None,
     ) -> tuple[pd.Series, pd.Series]:
         """(time [rows] float, event [rows] bool) of endpoint `ep`, validated; a row of a non-`required` endpoint
         may have both cells empty (time NaN, event False)."""
         flag_col = ep.censorship_col or ep.event_col
         absent = (
-            pd.Series(False, index=raw.index) if required
-            else raw[ep.time_col].isna() & raw[flag_col].isna()  # type: ignore[index]
+            pd.Series(False, index=raw.index) if required else raw[ep.time_col].isna() & raw[flag_col].isna()  # type: ignore[index]
         )
         time = pd.to_numeric(raw[ep.time_col], errors="coerce")
         bad = ~((time > 0) & np.isfinite(time)) & ~absent  # empty, text, decimal comma, zero, negative, inf
         if bad.any():
-            found = dict(sorted(zip(raw.loc[bad, case_col], raw.loc[bad, ep.time_col].map(describe_number),
-                                    strict=True)))
+            found = dict(
+                sorted(
+                    zip(raw.loc[bad, case_col], raw.loc[bad, ep.time_col].map(describe_number), strict=True)
+                )
+            )
             shown = ", ".join(f"{c}: {d}" for c, d in list(found.items())[:5])
             more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
-            report(findings, Finding(str(path), f"survival time '{ep.time_col}' not a positive number", (
-                f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
-                f"fix the values or remove these patients"
-            ), tuple(found)))
+            report(
+                findings,
+                Finding(
+                    str(path),
+                    f"survival time '{ep.time_col}' not a positive number",
+                    (
+                        f"{path}: survival time '{ep.time_col}' must be a positive number of months; case(s) {shown}{more}; "
+                        f"fix the values or remove these patients"
+                    ),
+                    tuple(found),
+                ),
+            )
         flag = pd.to_numeric(raw[flag_col], errors="coerce")
         bad = raw.loc[~flag.isin([0, 1]) & ~absent, case_col]
         if len(bad):
-            report(findings, Finding(str(path), f"'{flag_col}' not 0 or 1", (
-                f"{path}: '{flag_col}' must be 0 or 1 (censorship: 1 = censored; event: 1 = event) but case(s) "
-                f"{_first_ids(bad.unique())} have {_first_ids(raw.loc[bad.index, flag_col].unique(), 3)}; recode it"
-            ), tuple(map(str, bad.unique()))))
+            report(
+                findings,
+                Finding(
+                    str(path),
+                    f"'{flag_col}' not 0 or 1",
+                    (
+                        f"{path}: '{flag_col}' must be 0 or 1 (censorship: 1 = censored; event: 1 = event) but case(s) "
+                        f"{_first_ids(bad.unique())} have {_first_ids(raw.loc[bad.index, flag_col].unique(), 3)}; recode it"
+                    ),
+                    tuple(map(str, bad.unique())),
+                ),
+            )
         event = (flag == 1) if ep.event_col and not ep.censorship_col else (flag == 0)
         time, event = time.astype(float).where(~absent), event.astype(bool) & ~absent
-        per_case = pd.DataFrame({"c": raw[case_col], "t": time.fillna(-1.0), "e": event}).groupby("c", sort=False)
+        per_case = pd.DataFrame({"c": raw[case_col], "t": time.fillna(-1.0), "e": event}).groupby(
+            "c", sort=False
+        )
         conflict = per_case.nunique().index[(per_case.nunique().t > 1) | (per_case.nunique().e > 1)]
         if len(conflict):
-            report(findings, Finding(str(path), f"conflicting outcomes ({ep.name})", (
-                f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
-                f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
-                f"make the patient fields identical on every slide row"
-            ), tuple(map(str, conflict))))
+            report(
+                findings,
+                Finding(
+                    str(path),
+                    f"conflicting outcomes ({ep.name})",
+                    (
+                        f"{path}: conflicting outcomes ({ep.time_col}/{flag_col} differ across slide rows of the same "
+                        f"patient) for case(s) {_first_ids(conflict)}{_spellings(raw_ids, raw[case_col], conflict[0])}; "
+                        f"make the patient fields identical on every slide row"
+                    ),
+                    tuple(map(str, conflict)),
+                ),
+            )
         return time, event
 
     @staticmethod
@@ -260,18 +326,29 @@ class Cohort:
         raw_ids = raw[case_col]
         if raw_ids.isna().any():
             rows = (np.flatnonzero(raw[case_col].isna().to_numpy()) + 2).tolist()
-            report(findings, Finding(str(path), f"empty {case_col}", (
-                f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"
-            ), tuple(f"line {r}" for r in rows)))
+            report(
+                findings,
+                Finding(
+                    str(path),
+                    f"empty {case_col}",
+                    (f"{path}: empty {case_col} at CSV line(s) {_first_ids(rows)}; fill in the case ids"),
+                    tuple(f"line {r}" for r in rows),
+                ),
+            )
             raw = raw[raw_ids.notna()].copy()  # collecting: check the other rows
             raw_ids = raw[case_col]
         raw[case_col] = raw_ids.astype(str).str.strip()
         outcome_cols = []
         for k, ep in enumerate(endpoints):
-            raw[f"time:{ep.name}"], raw[f"event:{ep.name}"] = Cohort._outcome(raw, path, case_col, raw_ids, ep, k == 0, findings)
+            raw[f"time:{ep.name}"], raw[f"event:{ep.name}"] = Cohort._outcome(
+                raw, path, case_col, raw_ids, ep, k == 0, findings
+            )
             outcome_cols += [f"time:{ep.name}", f"event:{ep.name}"]
         if endpoints:
-            raw["__time"], raw["__event"] = raw[f"time:{endpoints[0].name}"], raw[f"event:{endpoints[0].name}"]
+            raw["__time"], raw["__event"] = (
+                raw[f"time:{endpoints[0].name}"],
+                raw[f"event:{endpoints[0].name}"],
+            )
         else:
             raw["__time"], raw["__event"] = np.nan, False
         kept = [c for c in dict.fromkeys(keep_cols) if c != case_col]
@@ -287,10 +364,18 @@ class Cohort:
             shared = owners.index[owners > 1]
             if len(shared):
                 who = slides.loc[slides[slide_col] == shared[0], case_col].unique()
-                report(findings, Finding(str(path), "slide listed under two patients", (
-                    f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
-                    f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
-                ), tuple(map(str, shared))))
+                report(
+                    findings,
+                    Finding(
+                        str(path),
+                        "slide listed under two patients",
+                        (
+                            f"{path}: slide_id(s) {_first_ids(shared)} listed under two patients (e.g. "
+                            f"{shared[0]} -> {_first_ids(who)}); each slide must belong to exactly one case_id"
+                        ),
+                        tuple(map(str, shared)),
+                    ),
+                )
             slide_lists = slides.groupby(case_col)[slide_col].agg(lambda s: sorted(set(s)))
         first = raw.groupby(case_col).first().sort_index()  # canonical patient order: by case_id
         table = pd.DataFrame(
@@ -310,15 +395,26 @@ class Cohort:
                 table[col] = first[col].to_numpy()
         if endpoints and not table["event"].any():
             flag_col = endpoints[0].censorship_col or endpoints[0].event_col
-            report(findings, Finding(str(path), "no events", (
-                f"{path}: no events at all in '{flag_col}' ({len(table)} patients all censored); check the coding "
-                f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
-            )))
+            report(
+                findings,
+                Finding(
+                    str(path),
+                    "no events",
+                    (
+                        f"{path}: no events at all in '{flag_col}' ({len(table)} patients all censored); check the coding "
+                        f"(censorship: 1 = censored, 0 = event; use event_col for 1 = event) or choose another endpoint"
+                    ),
+                ),
+            )
         return table.reset_index(drop=True)
 
     @staticmethod
     def _check_patient_fields(
-        raw: pd.DataFrame, path: Path, case_col: str, cols: Sequence[str], findings: list[Finding] | None = None
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        cols: Sequence[str],
+        findings: list[Finding] | None = None,
     ) -> None:
         """A kept patient column must have one value per patient (missing cells aside); otherwise the value would
         be whichever slide row comes first in the file."""
@@ -329,11 +425,19 @@ class Cohort:
             bad = n_values.index[n_values[col] > 1]
             if len(bad):
                 values = raw.loc[raw[case_col] == bad[0], col].dropna().astype(str).unique()
-                report(findings, Finding(str(path), f"column '{col}' differs within a patient", (
-                    f"{path}: column '{col}' differs across the slide rows of case(s) {_first_ids(bad)} "
-                    f"({_first_ids(sorted(values), 3)} for {bad[0]}); make the patient fields identical on every "
-                    f"slide row"
-                ), tuple(map(str, bad))))
+                report(
+                    findings,
+                    Finding(
+                        str(path),
+                        f"column '{col}' differs within a patient",
+                        (
+                            f"{path}: column '{col}' differs across the slide rows of case(s) {_first_ids(bad)} "
+                            f"({_first_ids(sorted(values), 3)} for {bad[0]}); make the patient fields identical on every "
+                            f"slide row"
+                        ),
+                        tuple(map(str, bad)),
+                    ),
+                )
 
     # ------------------------------------------------------------------ access
     @property

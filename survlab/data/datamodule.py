@@ -186,8 +186,12 @@ def _synthetic_spec_class(kind: str) -> type:
     from survlab.data.synthetic_pathgen import PathGenSpec
     from survlab.data.synthetic_petct import PetCtSpec
 
-    return {"survival": SyntheticSpec, "classification": ClassificationSpec, "pathgen": PathGenSpec,
-            "petct": PetCtSpec}[kind]
+    return {
+        "survival": SyntheticSpec,
+        "classification": ClassificationSpec,
+        "pathgen": PathGenSpec,
+        "petct": PetCtSpec,
+    }[kind]
 
 
 def _endpoints(
@@ -202,7 +206,11 @@ def _endpoints(
     endpoints = dict(endpoints or {})
     for name, spec in endpoints.items():
         spec = dict(spec or {})
-        if "time" not in spec or ("censorship" in spec) == ("event" in spec) or set(spec) - set(ENDPOINT_KEYS):
+        if (
+            "time" not in spec
+            or ("censorship" in spec) == ("event" in spec)
+            or set(spec) - set(ENDPOINT_KEYS)
+        ):
             raise ValueError(
                 f"endpoints.{name}={spec}: give time and exactly one of censorship (1 = censored) / event (1 = event)"
             )
@@ -265,15 +273,21 @@ class CohortDataModule(L.LightningDataModule):
         self.name, self.root = name, Path(os.path.expanduser(str(root)))
         self.clinical_csv = _under(self.root, clinical_csv)
         self.case_col, self.slide_col = case_col, slide_col
-        self.endpoint, self.secondary = _endpoints(endpoint, time_col, censorship_col, event_col, _plain(endpoints))
+        self.endpoint, self.secondary = _endpoints(
+            endpoint, time_col, censorship_col, event_col, _plain(endpoints)
+        )
         self.has_survival = self.endpoint is not None
         self.wsi_cfg = _merge(WSI_DEFAULTS, wsi, "wsi")
         self.gen_cfg = _merge(GENOMICS_DEFAULTS, genomics, "genomics")
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
         self.clin_categorical: list[str] = list((clinical or {}).get("categorical") or [])
-        self.clin_table: str | None = (clinical or {}).get("table")  # covariates in their own CSV (data.covariates)
-        self.imaging_cfg = parse_imaging(_plain(imaging))  # CT stacks + PET / radiomics (survlab.data.imaging)
+        self.clin_table: str | None = (clinical or {}).get(
+            "table"
+        )  # covariates in their own CSV (data.covariates)
+        self.imaging_cfg = parse_imaging(
+            _plain(imaging)
+        )  # CT stacks + PET / radiomics (survlab.data.imaging)
         self.subgroups = [str(c) for c in (_plain(subgroups) or [])]  # columns kept for per-group metrics
         self.imaging: ImagingStore | None = None
         self.label_specs = parse_labels(_plain(labels), list(_plain(label_cols) or []))
@@ -283,7 +297,9 @@ class CohortDataModule(L.LightningDataModule):
         self.time_unit = str(time_unit)  # unit of the survival times (KM x axis), e.g. months, days
         self.split_cfg = _merge(SPLIT_DEFAULTS, splits or {}, "splits")
         self.stratify_label = self._stratify_label()
-        self.split_root = split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)
+        self.split_root = (
+            split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)
+        )
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
@@ -292,8 +308,10 @@ class CohortDataModule(L.LightningDataModule):
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
         self.bucketing, self.bucket_batches = bool(bucketing), int(bucket_batches)
         if self.weighted_sampling and not self.has_survival and self.primary_label is None:
-            raise ValueError(f"data={self.name}: weighted_sampling=true needs a survival endpoint or a label to balance; "
-                             "declare data.labels or set data.weighted_sampling=false")
+            raise ValueError(
+                f"data={self.name}: weighted_sampling=true needs a survival endpoint or a label to balance; "
+                "declare data.labels or set data.weighted_sampling=false"
+            )
         self.synthetic, self.public = _plain(synthetic), public
         self._check_generated()
         # text prompts: label name -> prompts file (survlab.data.text), format-checked now, classes in setup()
@@ -349,11 +367,15 @@ class CohortDataModule(L.LightningDataModule):
 
             kind = self.synthetic.get("kind", "survival")
             if kind not in SYNTHETIC_KINDS:
-                raise ValueError(f"data={self.name}: synthetic.kind={kind!r}; allowed: {list(SYNTHETIC_KINDS)}")
+                raise ValueError(
+                    f"data={self.name}: synthetic.kind={kind!r}; allowed: {list(SYNTHETIC_KINDS)}"
+                )
             allowed = sorted(["kind", *(f.name for f in fields(_synthetic_spec_class(kind)))])
             unknown = sorted(set(self.synthetic) - set(allowed))
             if unknown:
-                raise ValueError(f"data={self.name}: unknown synthetic option(s) {unknown}; allowed: {allowed}")
+                raise ValueError(
+                    f"data={self.name}: unknown synthetic option(s) {unknown}; allowed: {allowed}"
+                )
 
     # ------------------------------------------------------------------ files
     def prepare_data(self) -> None:
@@ -362,12 +384,18 @@ class CohortDataModule(L.LightningDataModule):
             from survlab.data.synthetic import generate_classification_cohort, generate_cohort
 
             kind = self.synthetic.get("kind", "survival")
-            spec = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"}
+            spec = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"
+            }
             from survlab.data.synthetic_pathgen import generate_pathgen_cohort
             from survlab.data.synthetic_petct import generate_petct_cohort
 
-            generate = {"survival": generate_cohort, "classification": generate_classification_cohort,
-                        "pathgen": generate_pathgen_cohort, "petct": generate_petct_cohort}[kind]
+            generate = {
+                "survival": generate_cohort,
+                "classification": generate_classification_cohort,
+                "pathgen": generate_pathgen_cohort,
+                "petct": generate_petct_cohort,
+            }[kind]
             generate(self.root, _synthetic_spec_class(kind)(**spec))
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
@@ -434,8 +462,14 @@ class CohortDataModule(L.LightningDataModule):
             )
         )
         full = Cohort.from_csv(
-            self.clinical_csv, self.case_col, self.slide_col, self.endpoint, keep, survival=self.has_survival,
-            secondary=self.secondary, slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
+            self.clinical_csv,
+            self.case_col,
+            self.slide_col,
+            self.endpoint,
+            keep,
+            survival=self.has_survival,
+            secondary=self.secondary,
+            slide_keep_cols=[sp.column for sp in self.slide_label_specs.values()],
             findings=findings,
         )
         if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
@@ -457,11 +491,19 @@ class CohortDataModule(L.LightningDataModule):
         full = self.read_cohort_table()
         cfg = self.split_cfg
         split_set = self._imported_splits(full) or ensure_splits(
-            full.table, self.split_dir, cfg["folds"], cfg["val_fraction"], cfg["seed"], cfg["stratify_site"],
+            full.table,
+            self.split_dir,
+            cfg["folds"],
+            cfg["val_fraction"],
+            cfg["seed"],
+            cfg["stratify_site"],
             self.label_specs[self.stratify_label].column if self.stratify_label else None,
-            cfg["calibration_fraction"], self.has_survival,
+            cfg["calibration_fraction"],
+            self.has_survival,
         )
-        event_of = dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
+        event_of = (
+            dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
+        )
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
         self.split_meta: dict[str, Any] = split_set.meta
@@ -501,12 +543,15 @@ class CohortDataModule(L.LightningDataModule):
         if not spec:
             return None
         if cfg["stratify_site"] or cfg["calibration_fraction"]:
-            raise ValueError(f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site "
-                             "and splits.calibration_fraction")
+            raise ValueError(
+                f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site "
+                "and splits.calibration_fraction"
+            )
         base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
         base = _under(self.root, cfg["dir"]) if cfg["dir"] else base
-        return import_from_config(dict(spec), full.table, base, self.root, cfg["val_fraction"], cfg["seed"],
-                                  self.has_survival)
+        return import_from_config(
+            dict(spec), full.table, base, self.root, cfg["val_fraction"], cfg["seed"], self.has_survival
+        )
 
     def _fit_labels(self, cohort: Cohort, train_rows: pd.DataFrame, sources: ModalitySources) -> None:
         """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
@@ -515,8 +560,9 @@ class CohortDataModule(L.LightningDataModule):
         for name, spec in self.label_specs.items():
             classes = spec.fit(train_rows[spec.column])
             check_classes(spec, classes, cohort.path)
-            codes = encode_labels(cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path,
-                                  source=source)
+            codes = encode_labels(
+                cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path, source=source
+            )
             sources.classes[name] = classes
             sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
         if self.slide_label_specs:
@@ -525,14 +571,24 @@ class CohortDataModule(L.LightningDataModule):
             for name, spec in self.slide_label_specs.items():
                 classes = spec.fit(train_slides[spec.column])
                 check_classes(spec, classes, cohort.path)
-                codes = encode_labels(slides[spec.column], slides["slide_id"].tolist(), spec, classes, cohort.path,
-                                      what="slide", source=f"the training slides of fold {self.fold}")
+                codes = encode_labels(
+                    slides[spec.column],
+                    slides["slide_id"].tolist(),
+                    spec,
+                    classes,
+                    cohort.path,
+                    what="slide",
+                    source=f"the training slides of fold {self.fold}",
+                )
                 sources.slide_classes[name] = classes
                 sources.slide_labels[name] = dict(zip(slides["slide_id"], codes.tolist(), strict=True))
 
     def _fit_bins(self, endpoint: str, train_rows: pd.DataFrame) -> TimeBins:
         """Time bins of `endpoint` fitted on the training patients that have it."""
-        time, event = train_rows[f"time:{endpoint}"].to_numpy(float), train_rows[f"event:{endpoint}"].to_numpy(bool)
+        time, event = (
+            train_rows[f"time:{endpoint}"].to_numpy(float),
+            train_rows[f"event:{endpoint}"].to_numpy(bool),
+        )
         has = ~np.isnan(time)
         if not event[has].any():
             raise ValueError(
@@ -573,12 +629,16 @@ class CohortDataModule(L.LightningDataModule):
         if w["layout"] != "trident":
             raise ValueError(f"data={self.name}: wsi.layout must be clam or trident, got {w['layout']!r}")
         if w["scales"] or "scales" in self.modalities:
-            raise ValueError(f"data={self.name}: wsi.layout=trident reads one patching; unset data.wsi.scales")
+            raise ValueError(
+                f"data={self.name}: wsi.layout=trident reads one patching; unset data.wsi.scales"
+            )
         if "wsi" not in self.modalities:
             return None
         folder, store_name = trident_folder(dict(w["trident"] or {}), self.root)
         fmt = "pt" if common["format"] == "pt" else "h5"
-        return BagStore(folder, feature_dim=dim, folder=folder, **{**common, "encoder": store_name, "format": fmt})
+        return BagStore(
+            folder, feature_dim=dim, folder=folder, **{**common, "encoder": store_name, "format": fmt}
+        )
 
     def _setup_wsi(self, cohort: Cohort, sources: ModalitySources) -> Cohort:
         wsi, scales = self._stores()
@@ -610,18 +670,27 @@ class CohortDataModule(L.LightningDataModule):
             headers = [st.check_headers(slides) for st in stores]
             sizes = [{s: h.n_patches for s, h in hs.items()} for hs in headers]
             checked = f"{len(slides)} slide(s) x {len(stores)} store(s): headers"
-        self.slide_patches: dict[str, int] = sizes[0]  # patches per slide of the first store (length bucketing)
+        self.slide_patches: dict[str, int] = sizes[
+            0
+        ]  # patches per slide of the first store (length bucketing)
         if self.wsi_cfg["cache"] in (True, "true", "auto"):
-            total = (sum(st.packed.nbytes for st in stores) if self.wsi_cfg["packed"]
-                     else sum(h.path.stat().st_size for hs in headers for h in hs.values()))
+            total = (
+                sum(st.packed.nbytes for st in stores)
+                if self.wsi_cfg["packed"]
+                else sum(h.path.stat().st_size for hs in headers for h in hs.values())
+            )
             cap = stores[0].cache_max_bytes
             enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
             for st in stores:
                 st.cache_enabled = enable
                 st.fill_cache(patients)
             checked += " + values (RAM cache filled)" if enable else " (values on first read: cache off)"
-            log.info("WSI cache %s (%.1f MB of feature files, cap %.1f MB)", "on" if enable else "off",
-                     total / 1e6, cap / 1e6)
+            log.info(
+                "WSI cache %s (%.1f MB of feature files, cap %.1f MB)",
+                "on" if enable else "off",
+                total / 1e6,
+                cap / 1e6,
+            )
         log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
 
     def _packed_dir(self, store: BagStore) -> Path:
@@ -633,7 +702,9 @@ class CohortDataModule(L.LightningDataModule):
                     f"data={self.name}: wsi.packed=true needs wsi.packed_dir (a folder survlab may write, outside "
                     f"your data), e.g. data.wsi.packed_dir=/scratch/survlab/packed/{self.name}"
                 )
-            base = self.root.with_name(self.root.name + "-packed")  # beside, so the cohort folder stays as written
+            base = self.root.with_name(
+                self.root.name + "-packed"
+            )  # beside, so the cohort folder stays as written
         return Path(os.path.expanduser(str(base))) / (store.encoder or "features") / (store.scale or "")
 
     def _use_packed(self, stores: list[BagStore], slides: list[str]) -> list[dict[str, int]]:
@@ -674,8 +745,10 @@ class CohortDataModule(L.LightningDataModule):
         missing = self.imaging.missing(cohort.case_ids)
         if missing and self.imaging_cfg["missing"] == "error":
             first = next(iter(missing))
-            raise DataFileError(f"data={self.name}: {len(missing)} patient(s) lack imaging data ({_first_ids(list(missing))}; "
-                                f"e.g. {first} lacks {missing[first]}); add the files or set data.imaging.missing=drop")
+            raise DataFileError(
+                f"data={self.name}: {len(missing)} patient(s) lack imaging data ({_first_ids(list(missing))}; "
+                f"e.g. {first} lacks {missing[first]}); add the files or set data.imaging.missing=drop"
+            )
         self.drop_report["ct"] = {"n_patients_dropped": len(missing), "patients": sorted(missing)}
         cohort = cohort.drop(list(missing))
         self.imaging.prepare(cohort.case_ids)
@@ -688,15 +761,25 @@ class CohortDataModule(L.LightningDataModule):
 
             before = self.gene_groups
             rows = self.cohort.rows(split.train)  # training outcomes (univariate_cox)
-            outcome = (rows["time"].to_numpy(float), rows["event"].to_numpy(bool)) if self.has_survival else (None, None)
-            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(expr, before, split.train, *outcome)
+            outcome = (
+                (rows["time"].to_numpy(float), rows["event"].to_numpy(bool))
+                if self.has_survival
+                else (None, None)
+            )
+            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(
+                expr, before, split.train, *outcome
+            )
             self.gene_groups = gene_filter.apply(before)
             self.gene_filter_report = gene_filter.describe(before, self.gene_groups)
         self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
-        if g["values_from"]:  # scaler fitted on the REAL training expression above; values from the other table
+        if g[
+            "values_from"
+        ]:  # scaler fitted on the REAL training expression above; values from the other table
             from survlab.data.genomics import substitute_expression
 
-            expr = substitute_expression(self.gene_groups, _under(self.root, g["values_from"]), case_ids, self.case_col)
+            expr = substitute_expression(
+                self.gene_groups, _under(self.root, g["values_from"]), case_ids, self.case_col
+            )
         return genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
 
     def _drop_from_split(
@@ -772,9 +855,11 @@ class CohortDataModule(L.LightningDataModule):
         for name, raw in self.raw_prompts.items():
             classes = src.slide_classes.get(name, src.classes.get(name))
             if classes is None:
-                raise ValueError(f"data={self.name}: prompts for {name!r}, which is neither a label "
-                                 f"{list(src.classes)} nor a slide label {list(src.slide_classes)}; key data.prompts "
-                                 f"by one of them")
+                raise ValueError(
+                    f"data={self.name}: prompts for {name!r}, which is neither a label "
+                    f"{list(src.classes)} nor a slide label {list(src.slide_classes)}; key data.prompts "
+                    f"by one of them"
+                )
             out[name] = prompts_for_classes(raw, classes, name, resolve_prompts_file(self.prompt_files[name]))
         return out
 
@@ -823,7 +908,9 @@ class CohortDataModule(L.LightningDataModule):
         """Class counts [K] of `label` among the fold's TRAINING patients (level=slide: their slides)."""
         self._need_setup()
         src = self.sources
-        classes, values = (src.classes, src.labels) if level == "patient" else (src.slide_classes, src.slide_labels)
+        classes, values = (
+            (src.classes, src.labels) if level == "patient" else (src.slide_classes, src.slide_labels)
+        )
         if label not in classes:
             raise ValueError(f"data={self.name}: no {level}-level label {label!r}; labels: {list(classes)}")
         if level == "patient":
@@ -890,13 +977,19 @@ class CohortDataModule(L.LightningDataModule):
                 "time_col": self.endpoint.time_col,
                 "censorship_col": self.endpoint.censorship_col,
                 "event_col": self.endpoint.event_col,
-            } if self.endpoint else None,
+            }
+            if self.endpoint
+            else None,
             "targets": self.targets,
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
             "modalities": list(self.modalities),
-            "encoder": (w.get("trident") or {}).get("encoder") if w.get("layout") == "trident" else w.get("encoder"),
-            "wsi_layout": {"layout": "trident", **(w.get("trident") or {})} if w.get("layout") == "trident" else None,
+            "encoder": (w.get("trident") or {}).get("encoder")
+            if w.get("layout") == "trident"
+            else w.get("encoder"),
+            "wsi_layout": {"layout": "trident", **(w.get("trident") or {})}
+            if w.get("layout") == "trident"
+            else None,
             "feature_dim": self.dims.wsi_dim if self.dims else None,
             "scales": dict(self.dims.scale_dims) if self.dims and self.dims.scale_dims else None,
             "genomic_groups": dict(zip(self.dims.genomic_names, self.dims.genomic_sizes, strict=False))
@@ -944,8 +1037,15 @@ class CohortDataModule(L.LightningDataModule):
         if train:
             weights = self._sampling_weights(ds) if self.weighted_sampling else None
             # draws are a function of (seed, epoch) only: a resumed run repeats the uninterrupted one exactly
-            sampler = EpochSampler(len(ds), self.seed, weights, epoch_fn=self._current_epoch, lengths=lengths,
-                                   batch_size=batch_size, bucket_batches=self.bucket_batches)
+            sampler = EpochSampler(
+                len(ds),
+                self.seed,
+                weights,
+                epoch_fn=self._current_epoch,
+                lengths=lengths,
+                batch_size=batch_size,
+                bucket_batches=self.bucket_batches,
+            )
         elif lengths is not None:
             sampler = LengthOrderSampler(lengths)
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
@@ -974,9 +1074,15 @@ class CohortDataModule(L.LightningDataModule):
         self._need_setup()
         ds = self._dataset("train", train=False)
         lengths = self._bag_lengths(ds, train=False)
-        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
-                          sampler=None if lengths is None else LengthOrderSampler(lengths),
-                          num_workers=self.num_workers, pin_memory=self.pin_memory)
+        return DataLoader(
+            ds,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=collate,
+            sampler=None if lengths is None else LengthOrderSampler(lengths),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def calibration_dataloader(self) -> DataLoader:
         """The fold's calibration patients (carved from its training part) in evaluation mode."""

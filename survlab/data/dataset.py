@@ -35,9 +35,13 @@ class ModalitySources:
     clinical: dict[str, np.ndarray] | None = None
     imaging: Any = None  # survlab.data.imaging.ImagingStore: CT stacks + PET / radiomics -> PatientItem.extra
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient label name -> class order
-    labels: dict[str, dict[str, int]] = field(default_factory=dict)  # label name -> case_id -> class (-1 missing)
+    labels: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # label name -> case_id -> class (-1 missing)
     slide_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slide label name -> class order
-    slide_labels: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> slide_id -> class (-1 missing)
+    slide_labels: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # name -> slide_id -> class (-1 missing)
 
 
 def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
@@ -69,7 +73,9 @@ class PatientDataset(Dataset):
         self.case_ids: list[str] = self.rows["case_id"].astype(str).tolist()
         self.index_of, self.sources, self.label_cols = index_of, sources, list(label_cols)
         self.endpoint_time_bins = {
-            name: np.where(np.isnan(t := self.rows[f"time:{name}"].to_numpy(float)), -1, b.transform(np.nan_to_num(t)))
+            name: np.where(
+                np.isnan(t := self.rows[f"time:{name}"].to_numpy(float)), -1, b.transform(np.nan_to_num(t))
+            )
             for name, b in bins.items()
         }
         primary = next(iter(self.endpoint_time_bins.values()), None)
@@ -83,7 +89,11 @@ class PatientDataset(Dataset):
 
     def _generator(self, case_id: str, salt: int = 0, epoch: int | None = None) -> torch.Generator:
         """Patch-subset generator: seeded by (seed, epoch, case) in training, by (seed, case) in evaluation."""
-        key = f"{self.seed}:{salt}:{case_id}" if not self.train else f"{self.seed}:{salt}:{case_id}:e{epoch or 0}"
+        key = (
+            f"{self.seed}:{salt}:{case_id}"
+            if not self.train
+            else f"{self.seed}:{salt}:{case_id}:e{epoch or 0}"
+        )
         return torch.Generator().manual_seed(zlib.crc32(key.encode()))
 
     def _cap(self, scale: str | None) -> int | None:
@@ -112,7 +122,9 @@ class PatientDataset(Dataset):
             event=bool(row["event"]),
             time_bin=int(self.time_bins[i]),
             labels={n: self.sources.labels[n][case] for n in self.label_cols},
-            slide_labels={n: [m.get(s, -1) for s in row["slide_ids"]] for n, m in self.sources.slide_labels.items()},
+            slide_labels={
+                n: [m.get(s, -1) for s in row["slide_ids"]] for n, m in self.sources.slide_labels.items()
+            },
             n_slides=len(row["slide_ids"]),
         )
         item.endpoint_time, item.endpoint_event, item.endpoint_time_bin = self._endpoints(i, row)
@@ -128,7 +140,9 @@ class PatientDataset(Dataset):
             item.scales = {}
             for j, (name, store) in enumerate(src.scales.items()):
                 raw = store.load_raw(row["slide_ids"])
-                keep = _subset(raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1, epoch=epoch))
+                keep = _subset(
+                    raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1, epoch=epoch)
+                )
                 item.scales[name] = raw.take(keep).features
         if src.genomics is not None:
             item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]

@@ -8,7 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: modality names a cohort can provide and a network can require
-MODALITIES = ("wsi", "scales", "genomics", "clinical", "text", "ct", "ct_seg")  # ct_seg: slices + lung/lesion masks
+MODALITIES = (
+    "wsi",
+    "scales",
+    "genomics",
+    "clinical",
+    "text",
+    "ct",
+    "ct_seg",
+)  # ct_seg: slices + lung/lesion masks
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,9 @@ class ModalityDims:
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
     # text: label name -> {class name: sentences} in the label's class order (data.prompts; survlab.data.text)
     prompts: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    imaging: dict[str, int] | None = None  # CT/PET: stack_length, image_size, radiomics, pet dims (None: no CT)
+    imaging: dict[str, int] | None = (
+        None  # CT/PET: stack_length, image_size, radiomics, pet dims (None: no CT)
+    )
 
     @property
     def provides(self) -> set[str]:

@@ -35,8 +35,10 @@ def _check_compatible(ext: Any, train: Any, targets: bool = True) -> None:
         )
     missing = [m for m in train.modalities if m not in ext.provides]
     if missing:
-        raise ValueError(f"{what}: the model needs {missing}, which the external cohort does not provide; add "
-                         f"them to the external cohort's data config (its files in the training cohort's layout)")
+        raise ValueError(
+            f"{what}: the model needs {missing}, which the external cohort does not provide; add "
+            f"them to the external cohort's data config (its files in the training cohort's layout)"
+        )
     if "clinical" in train.modalities and ext.clin_cols != train.clin_cols:
         raise ValueError(
             f"{what}: clinical columns {ext.clin_cols} != {train.clin_cols}; use the same columns"
@@ -50,21 +52,27 @@ def _restrict_targets(ext: Any, train: Any, endpoints: Sequence[str], labels: Se
     ext_eps = [e.name for e in ext.endpoints]
     absent = [e for e in endpoints if e not in ext_eps]
     if absent:
-        raise ValueError(f"{what}: the model is scored on endpoint(s) {absent}, which the external cohort does not "
-                         f"declare (it has {ext_eps}); declare them under data.endpoints / data.time_col, or score it without "
-                         f"outcomes (predictions only)")
+        raise ValueError(
+            f"{what}: the model is scored on endpoint(s) {absent}, which the external cohort does not "
+            f"declare (it has {ext_eps}); declare them under data.endpoints / data.time_col, or score it without "
+            f"outcomes (predictions only)"
+        )
     primary = train.endpoint.name if train.endpoint is not None else None
     if primary in endpoints and (ext.endpoint is None or ext.endpoint.name != primary):
-        raise ValueError(f"{what}: the model's primary endpoint is {primary}, the external cohort's "
-                         f"{ext.endpoint.name if ext.endpoint else None}; set data.endpoint={primary}")
+        raise ValueError(
+            f"{what}: the model's primary endpoint is {primary}, the external cohort's "
+            f"{ext.endpoint.name if ext.endpoint else None}; set data.endpoint={primary}"
+        )
     ext.secondary = tuple(e for e in ext.secondary if e.name in endpoints)
     if ext.endpoint is not None and ext.endpoint.name not in endpoints and not ext.secondary:
         ext.endpoint, ext.has_survival = None, False  # a classification model: survival is not scored
     unknown = [n for n in labels if n not in ext.label_specs]
     if unknown:
-        raise ValueError(f"{what}: the model is scored on label(s) {unknown}, which the external cohort does not "
-                         f"declare (it has {list(ext.label_specs)}); declare them under data.labels, or score it without "
-                         f"outcomes (predictions only)")
+        raise ValueError(
+            f"{what}: the model is scored on label(s) {unknown}, which the external cohort does not "
+            f"declare (it has {list(ext.label_specs)}); declare them under data.labels, or score it without "
+            f"outcomes (predictions only)"
+        )
     ext.label_specs = {n: ext.label_specs[n] for n in labels}
     ext.label_cols = list(labels)
     ext.slide_label_specs = {}
@@ -87,8 +95,12 @@ def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
             f"model was trained on (e.g. {', '.join(absent[:5])}); add them (exact symbols), or pass "
             f"missing_genes=mean to impute them with the training mean"
         )
-    log.warning("external data %s: %d/%d model genes missing, imputed with the training mean (missing_genes=mean)",
-                ext.name, len(absent), len(genes))
+    log.warning(
+        "external data %s: %d/%d model genes missing, imputed with the training mean (missing_genes=mean)",
+        ext.name,
+        len(absent),
+        len(genes),
+    )
     return expr.reindex(columns=[*expr.columns, *absent])
 
 
@@ -137,7 +149,9 @@ def setup_external(
         )
         sources.classes[name] = classes
         sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
-    declared = {e.name for e in ext.endpoints}  # after _restrict_targets: the endpoints the model is scored on
+    declared = {
+        e.name for e in ext.endpoints
+    }  # after _restrict_targets: the endpoints the model is scored on
     ext.endpoint_bins = {k: b for k, b in train.endpoint_bins.items() if k in declared} if outcomes else {}
     ext.time_bins = train.time_bins if outcomes else None
     if expr is not None:  # the training fold's genes (after its gene filter) and scaler
@@ -150,8 +164,12 @@ def setup_external(
         unseen = _unseen_categories(train.clinical_encoder, cohort.table)
         if unseen:
             ext.drop_report["unseen_categories"] = unseen
-            log.warning("external data %s: clinical value(s) the training patients never had, encoded as all zeros: "
-                        "%s; recode them to the training categories if they mean the same", ext.name, unseen)
+            log.warning(
+                "external data %s: clinical value(s) the training patients never had, encoded as all zeros: "
+                "%s; recode them to the training categories if they mean the same",
+                ext.name,
+                unseen,
+            )
         sources.clinical = dict(
             zip(cohort.case_ids, train.clinical_encoder.transform(cohort.table), strict=True)
         )

@@ -64,17 +64,31 @@ def read_expression(
     raw_ids = df[case_col]
     if raw_ids.isna().any():
         lines = (np.flatnonzero(raw_ids.isna().to_numpy()) + 2).tolist()
-        report(findings, Finding(str(path), f"empty {case_col}", (
-            f"{path}: empty {case_col} at CSV line(s) {_first_ids(lines)}; fill in the case ids"
-        ), tuple(f"line {r}" for r in lines)))
+        report(
+            findings,
+            Finding(
+                str(path),
+                f"empty {case_col}",
+                (f"{path}: empty {case_col} at CSV line(s) {_first_ids(lines)}; fill in the case ids"),
+                tuple(f"line {r}" for r in lines),
+            ),
+        )
         df, raw_ids = df[raw_ids.notna()], raw_ids[raw_ids.notna()]
     ids = raw_ids.astype(str).str.strip()
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
-        report(findings, Finding(str(path), "duplicate case rows", (
-            f"{path}: duplicate case row(s) {_first_ids(dup.unique())}{_spellings(raw_ids, ids, dup.iloc[0])}; "
-            f"keep one expression profile per patient"
-        ), tuple(dup.unique())))
+        report(
+            findings,
+            Finding(
+                str(path),
+                "duplicate case rows",
+                (
+                    f"{path}: duplicate case row(s) {_first_ids(dup.unique())}{_spellings(raw_ids, ids, dup.iloc[0])}; "
+                    f"keep one expression profile per patient"
+                ),
+                tuple(dup.unique()),
+            ),
+        )
         df, ids = df[~ids.duplicated().to_numpy()], ids[~ids.duplicated()]
     df = df.set_index(pd.Index(ids, name=case_col)).drop(columns=[case_col])
     df.columns = [str(c).strip() for c in df.columns]
@@ -83,21 +97,37 @@ def read_expression(
         col = df[non_numeric[0]]
         case = pd.to_numeric(col, errors="coerce").isna() & col.notna()
         case = str(case.idxmax()) if case.any() else str(df.index[0])
-        report(findings, Finding(str(path), "gene columns not numeric", (
-            f"{path}: gene column(s) {_first_ids(non_numeric)} are not numeric (case {case}: "
-            f"{describe_number(col.loc[case]) or repr(col.loc[case])}); fix the values or drop the column(s)"
-        ), tuple(non_numeric)))
+        report(
+            findings,
+            Finding(
+                str(path),
+                "gene columns not numeric",
+                (
+                    f"{path}: gene column(s) {_first_ids(non_numeric)} are not numeric (case {case}: "
+                    f"{describe_number(col.loc[case]) or repr(col.loc[case])}); fix the values or drop the column(s)"
+                ),
+                tuple(non_numeric),
+            ),
+        )
         df = df.apply(pd.to_numeric, errors="coerce")
     with np.errstate(over="ignore"):
         values = df.to_numpy(np.float32)
     infinite = np.isinf(values)  # inf in the file, or beyond float32
     if infinite.any():
         r, c = np.argwhere(infinite)[0]
-        report(findings, Finding(str(path), "non-finite expression values", (
-            f"{path}: non-finite expression value(s) (case {df.index[r]}, gene {df.columns[c]}: "
-            f"{df.iloc[r, c]:g}; {int(infinite.sum())} in all); fix them or leave the cells empty (missing values "
-            f"are imputed)"
-        ), tuple(dict.fromkeys(str(df.index[i]) for i in np.argwhere(infinite)[:, 0]))))
+        report(
+            findings,
+            Finding(
+                str(path),
+                "non-finite expression values",
+                (
+                    f"{path}: non-finite expression value(s) (case {df.index[r]}, gene {df.columns[c]}: "
+                    f"{df.iloc[r, c]:g}; {int(infinite.sum())} in all); fix them or leave the cells empty (missing values "
+                    f"are imputed)"
+                ),
+                tuple(dict.fromkeys(str(df.index[i]) for i in np.argwhere(infinite)[:, 0])),
+            ),
+        )
         values[infinite] = np.nan
     return pd.DataFrame(values, index=df.index, columns=df.columns)
 
@@ -139,7 +169,11 @@ class GeneGroups:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: {"names", "genes" (per group, in order), "totals"}."""
-        return {"names": list(self.names), "genes": [list(g) for g in self.genes], "totals": list(self.totals)}
+        return {
+            "names": list(self.names),
+            "genes": [list(g) for g in self.genes],
+            "totals": list(self.totals),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneGroups:

@@ -115,7 +115,9 @@ class PackedStore:
         while done < out.nbytes:
             n = os.preadv(fd, [view[done:]], offset + done)
             if n <= 0:
-                raise DataFileError(f"{what}: shorter than its index (truncated?); delete the folder to rebuild it")
+                raise DataFileError(
+                    f"{what}: shorter than its index (truncated?); delete the folder to rebuild it"
+                )
             done += n
 
     def n_patches(self, slide_id: str) -> int:
@@ -147,7 +149,9 @@ class PackedStore:
     def truncated(self) -> bool:
         """True when features.bin / coords.bin are shorter or longer than the index says."""
         want = self.nbytes
-        got = (self.folder / "features.bin").stat().st_size if (self.folder / "features.bin").is_file() else -1
+        got = (
+            (self.folder / "features.bin").stat().st_size if (self.folder / "features.bin").is_file() else -1
+        )
         if got != want:
             return True
         if self.has_coords:
@@ -181,8 +185,16 @@ def build_packed(
         raise
 
 
-def _write_packed(tmp: Path, folder: Path, slide_paths: dict[str, Path], read: Any, key: str, dim: int, dtype: str,
-                  cohort: str) -> PackedStore:
+def _write_packed(
+    tmp: Path,
+    folder: Path,
+    slide_paths: dict[str, Path],
+    read: Any,
+    key: str,
+    dim: int,
+    dtype: str,
+    cohort: str,
+) -> PackedStore:
     """The body of `build_packed`: write everything into `tmp`, then rename it to `folder`."""
     np_dtype = _DTYPES[dtype]
     start, offset, slides, has_coords = time.perf_counter(), 0, {}, True
@@ -198,20 +210,39 @@ def _write_packed(tmp: Path, folder: Path, slide_paths: dict[str, Path], read: A
                 has_coords = False
             elif has_coords:
                 coords_parts.append(coords.detach().cpu().float().numpy())
-            slides[sid] = {"offset": offset, "n": int(arr.shape[0]), "source": str(path.resolve()),
-                           "size": size, "mtime_ns": mtime}
+            slides[sid] = {
+                "offset": offset,
+                "n": int(arr.shape[0]),
+                "source": str(path.resolve()),
+                "size": size,
+                "mtime_ns": mtime,
+            }
             offset += int(arr.shape[0])
     if has_coords and coords_parts:
         np.concatenate(coords_parts).tofile(tmp / "coords.bin")
-    meta = {"format_version": FORMAT_VERSION, "cohort": cohort, "cohort_key": key, "dim": int(dim), "dtype": dtype,
-            "total_patches": offset, "has_coords": bool(has_coords and coords_parts), "slides": slides}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "cohort": cohort,
+        "cohort_key": key,
+        "dim": int(dim),
+        "dtype": dtype,
+        "total_patches": offset,
+        "has_coords": bool(has_coords and coords_parts),
+        "slides": slides,
+    }
     (tmp / INDEX).write_text(json.dumps(meta))
     (tmp / MARKER).write_text(json.dumps({"written_by": "survlab.data.packed", "cohort": cohort}))
     if folder.exists():
         _remove_own(folder)
     tmp.rename(folder)
-    log.info("packed %d slides (%d patches, %.2f GB) into %s in %.1fs", len(slides), offset,
-             offset * dim * np.dtype(np_dtype).itemsize / 1e9, folder, time.perf_counter() - start)
+    log.info(
+        "packed %d slides (%d patches, %.2f GB) into %s in %.1fs",
+        len(slides),
+        offset,
+        offset * dim * np.dtype(np_dtype).itemsize / 1e9,
+        folder,
+        time.perf_counter() - start,
+    )
     return PackedStore(folder)
 
 
@@ -253,8 +284,12 @@ def open_packed(
             stale = store.stale_sources()
             if not stale:
                 return store
-            log.warning("packed store %s: %d source file(s) changed since it was built (e.g. %s): rebuilding",
-                        folder, len(stale), stale[0])
+            log.warning(
+                "packed store %s: %d source file(s) changed since it was built (e.g. %s): rebuilding",
+                folder,
+                len(stale),
+                stale[0],
+            )
     elif folder.exists() and any(folder.iterdir()):
         _remove_own(folder)  # raises unless it is ours (e.g. an interrupted build left only the marker)
     return build_packed(folder, slide_paths, read, key, dim, dtype, cohort)
@@ -269,8 +304,10 @@ def verify(store: PackedStore, read: Any) -> list[str]:
         feats, coords = read(sid)
         got_f, got_c = store.read(sid)
         want = torch.from_numpy(feats.numpy().astype(np_dtype))
-        same = torch.equal(got_f.view(torch.int16 if np_dtype == np.float16 else torch.int32),
-                           want.view(torch.int16 if np_dtype == np.float16 else torch.int32))
+        same = torch.equal(
+            got_f.view(torch.int16 if np_dtype == np.float16 else torch.int32),
+            want.view(torch.int16 if np_dtype == np.float16 else torch.int32),
+        )
         if coords is not None and got_c is not None:
             same = same and torch.equal(got_c, coords.float())
         if not same:

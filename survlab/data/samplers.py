@@ -33,15 +33,20 @@ def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) * 7_919 + int(salt))
 
 
-def bucket_order(order: list[int], lengths: Sequence[int], batch_size: int, bucket_batches: int,
-                 gen: torch.Generator | None) -> list[int]:
+def bucket_order(
+    order: list[int],
+    lengths: Sequence[int],
+    batch_size: int,
+    bucket_batches: int,
+    gen: torch.Generator | None,
+) -> list[int]:
     """`order` regrouped so that each run of `batch_size` items holds bags of similar length (see module doc).
     gen None: no shuffling of the batches (evaluation)."""
     chunk = max(1, int(bucket_batches)) * batch_size
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
-        part = sorted(order[start: start + chunk], key=lambda i: (-lengths[i], i))
-        batches += [part[j: j + batch_size] for j in range(0, len(part), batch_size)]
+        part = sorted(order[start : start + chunk], key=lambda i: (-lengths[i], i))
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
     full = [b for b in batches if len(b) == batch_size]
     partial = [b for b in batches if len(b) < batch_size]
     if gen is not None:

@@ -47,7 +47,9 @@ def assignment_hash(frames: dict[int, pd.DataFrame]) -> str:
     """sha256 of the sorted (fold, case_id, split) triples of `frames` (fold -> DataFrame case_id, split): the
     assignment itself, independent of the files' row order or formatting."""
     triples = sorted(
-        (k, str(c), str(s)) for k, df in frames.items() for c, s in zip(df["case_id"], df["split"], strict=True)
+        (k, str(c), str(s))
+        for k, df in frames.items()
+        for c, s in zip(df["case_id"], df["split"], strict=True)
     )
     return _sha256("\n".join(f"{k},{c},{s}" for k, c, s in triples).encode())
 
@@ -118,7 +120,11 @@ def make_splits(
     if label is None:
         strata = _strata(time, event, site, n_time_strata)
     else:
-        strata = inner if site is None else np.array([f"{a}_s{b}" for a, b in zip(inner, site, strict=True)], object)
+        strata = (
+            inner
+            if site is None
+            else np.array([f"{a}_s{b}" for a, b in zip(inner, site, strict=True)], object)
+        )
     outer = _round_robin(strata, folds, rng)
     out = []
     for k in range(folds):
@@ -136,7 +142,11 @@ def make_splits(
 
 
 def carve_validation(
-    split: np.ndarray, train: np.ndarray, inner: np.ndarray, groups: Sequence[Any], val_fraction: float,
+    split: np.ndarray,
+    train: np.ndarray,
+    inner: np.ndarray,
+    groups: Sequence[Any],
+    val_fraction: float,
     rng: np.random.Generator,
 ) -> None:
     """Mark `val_fraction` of the training rows `train` (indices into `split` [N]) as "val" in place, per inner
@@ -170,14 +180,22 @@ class FoldSplit:
     calibration: list[str] = field(default_factory=list)  # carved from the training part; empty by default
 
     def part(self, name: str) -> list[str]:
-        return {"train": self.train, "val": self.val, "test": self.test, "calibration": self.calibration}[name]
+        return {"train": self.train, "val": self.val, "test": self.test, "calibration": self.calibration}[
+            name
+        ]
 
     def without(self, case_ids: Sequence[str]) -> FoldSplit:
         """Drop patients (e.g. missing a required modality) from every part; the hash is unchanged."""
         gone = set(case_ids)
         keep = lambda ids: [c for c in ids if c not in gone]  # noqa: E731
         return FoldSplit(
-            self.fold, keep(self.train), keep(self.val), keep(self.test), self.path, self.hash, keep(self.calibration)
+            self.fold,
+            keep(self.train),
+            keep(self.val),
+            keep(self.test),
+            self.path,
+            self.hash,
+            keep(self.calibration),
         )
 
 
@@ -224,7 +242,9 @@ class SplitSet:
     def fold_hash(self, k: int) -> str:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
-        new = [key for key in ("calibration_fraction", "imported") if key in self.meta]  # only when used: old hashes stay
+        new = [
+            key for key in ("calibration_fraction", "imported") if key in self.meta
+        ]  # only when used: old hashes stay
         values = {key: self.meta.get(key) for key in (*keys, *new)}
         return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
 
@@ -301,9 +321,11 @@ def ensure_splits(
         "val_fraction": float(val_fraction),
         "seed": int(seed),
         "stratify": (
-            ["event", "time_quantile"] if stratify_label is None
+            ["event", "time_quantile"]
+            if stratify_label is None
             else [f"label:{stratify_label}"] + (["event"] if survival else [])
-        ) + ([stratify_site] if stratify_site else []),
+        )
+        + ([stratify_site] if stratify_site else []),
         "n_patients": len(case_ids),
         "case_set_sha256": case_set_hash(case_ids),
     }
@@ -327,8 +349,12 @@ def ensure_splits(
             )
         if "assignment_sha256" not in meta:  # written before survlab recorded the assignment: hash the files
             files = {k: split_dir / f"splits_{k}.csv" for k in range(int(meta["folds"]))}
-            meta = {**meta, "assignment_sha256": assignment_hash(
-                {k: _read_split(p) for k, p in files.items() if p.is_file()})}
+            meta = {
+                **meta,
+                "assignment_sha256": assignment_hash(
+                    {k: _read_split(p) for k, p in files.items() if p.is_file()}
+                ),
+            }
             log.warning("%s has no assignment_sha256 (older survlab); using the hash of its files", meta_path)
         log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
         return SplitSet(split_dir, meta)
@@ -345,8 +371,16 @@ def ensure_splits(
     site = cohort[stratify_site].astype(str).to_numpy() if stratify_site else None
     label = cohort[stratify_label].to_numpy(object) if stratify_label else None
     frames = make_splits(
-        case_ids, cohort["time"].to_numpy(), cohort["event"].to_numpy(), folds, val_fraction, seed, site,
-        label=label, calibration_fraction=float(calibration_fraction), survival=survival,
+        case_ids,
+        cohort["time"].to_numpy(),
+        cohort["event"].to_numpy(),
+        folds,
+        val_fraction,
+        seed,
+        site,
+        label=label,
+        calibration_fraction=float(calibration_fraction),
+        survival=survival,
     )
     split_dir.mkdir(parents=True, exist_ok=True)
     files = {}

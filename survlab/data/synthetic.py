@@ -91,7 +91,9 @@ class SyntheticSpec:
     cross_scale_interaction: bool = False
     n_classes: int = 2
     seed: int = 0
-    storage_dtype: str = "float32"  # dtype of the feature files (float16 as TRIDENT / the speed benchmark write)
+    storage_dtype: str = (
+        "float32"  # dtype of the feature files (float16 as TRIDENT / the speed benchmark write)
+    )
     formats: tuple[str, ...] = ("pt", "h5")  # which of pt_files / h5_files to write
 
     def __post_init__(self) -> None:
@@ -309,8 +311,9 @@ def _scale_signals(
     }
 
 
-def _write_bag(base: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray,
-               formats: tuple[str, ...] = ("pt", "h5")) -> None:
+def _write_bag(
+    base: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray, formats: tuple[str, ...] = ("pt", "h5")
+) -> None:
     """Write ``base/pt_files/<slide>.pt`` and/or ``base/h5_files/<slide>.h5`` (features [N, D], coords [N, 2])."""
     if "pt" in formats:
         torch.save(torch.from_numpy(feats), base / "pt_files" / f"{slide_id}.pt")
@@ -342,7 +345,9 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
             offset = site_offset[site] + (0.5 * rng.standard_normal(spec.feature_dim)).astype(np.float32)
             for sc in scales or ["x20"]:
                 n = max(2, int(round(n20 / SCALE_DOWNSAMPLE[sc]))) if scales else n20
-                feats = _bag(rng, n, offset, planted.get(sc), spec, dirs).astype(spec.storage_dtype, copy=False)
+                feats = _bag(rng, n, offset, planted.get(sc), spec, dirs).astype(
+                    spec.storage_dtype, copy=False
+                )
                 coords = _grid_coords(n, PATCH_PX[sc])
                 if sc == "x20":
                     _write_bag(feat_root, slide_id, feats, coords, spec.formats)
@@ -353,7 +358,9 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
 
 
 # --------------------------------------------------------------------------------------------- caching
-OWNER_MARKER = ".survlab-cohort.json"  # written by `atomic_cohort` into every folder it creates: proof of ownership
+OWNER_MARKER = (
+    ".survlab-cohort.json"  # written by `atomic_cohort` into every folder it creates: proof of ownership
+)
 _SPLIT_FILE_NAMES = ("meta.json", "splits_")  # what `ensure_splits` writes under <root>/splits/
 
 
@@ -370,7 +377,8 @@ def _foreign_files(root: Path) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         owned = set()
     return [
-        f for f in _files_under(root)
+        f
+        for f in _files_under(root)
         if f not in owned
         and not (owned and f.startswith("splits/") and Path(f).name.startswith(_SPLIT_FILE_NAMES))
     ]
@@ -422,7 +430,9 @@ def atomic_cohort(
         write(tmp)
         owner = {"created_by": "survlab", "cache_key": key, "files": _files_under(tmp)}
         (tmp / OWNER_MARKER).write_text(json.dumps(owner, indent=1, sort_keys=True) + "\n")
-        if root.exists() and not is_current():  # stale cohort survlab created (or an empty dir): move it aside
+        if (
+            root.exists() and not is_current()
+        ):  # stale cohort survlab created (or an empty dir): move it aside
             check_replaceable()
             stale = root.parent / f".{root.name}.stale-{uuid.uuid4().hex[:8]}"
             try:
@@ -568,10 +578,21 @@ def _write_classification_cohort(tmp: Path, spec: ClassificationSpec, encoder: s
                 hit = rng.choice(k, size=max(1, int(round(spec.signal_patch_fraction * k))), replace=False)
                 x[hit] += spec.wsi_marker_strength * marker
             _write_bag(base, slide_id, x, _grid_coords(k, PATCH_PX["x20"]))
-            rows.append((case_id, slide_id, "positive" if tumor.any() else "negative",
-                         "tumor" if tumor[j] else "normal", grade, bool(tumor[j]), bool(signal[j])))
+            rows.append(
+                (
+                    case_id,
+                    slide_id,
+                    "positive" if tumor.any() else "negative",
+                    "tumor" if tumor[j] else "normal",
+                    grade,
+                    bool(tumor[j]),
+                    bool(signal[j]),
+                )
+            )
         n_slides.append(n)
-    table = pd.DataFrame(rows, columns=["case_id", "slide_id", "label", "slide_label", "grade", "tumor", "signal"])
+    table = pd.DataFrame(
+        rows, columns=["case_id", "slide_id", "label", "slide_label", "grade", "tumor", "signal"]
+    )
     table[["case_id", "slide_id", "label", "slide_label", "grade"]].to_csv(tmp / "clinical.csv", index=False)
     table[["case_id", "slide_id", "tumor", "signal"]].to_csv(tmp / "truth_slides.csv", index=False)
     patient, slide = spec.bayes_accuracy(np.asarray(n_slides))
@@ -598,7 +619,9 @@ def generate_classification_cohort(
     signal flag per slide), oracle.json (``bayes_accuracy`` of the patient label, ``bayes_accuracy_slide``).
     """
     key = {"spec": spec.to_json(), "encoder": encoder, "kind": "classification"}
-    return atomic_cohort(root, key, "oracle.json", lambda tmp: _write_classification_cohort(tmp, spec, encoder))
+    return atomic_cohort(
+        root, key, "oracle.json", lambda tmp: _write_classification_cohort(tmp, spec, encoder)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

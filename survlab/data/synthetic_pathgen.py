@@ -77,7 +77,9 @@ class PathGenSpec:
         if self.n_patients < 8:
             raise ValueError(f"PathGenSpec.n_patients must be >= 8, got {self.n_patients}")
         if self.feature_dim < self.n_image_factors + 1:
-            raise ValueError("PathGenSpec.feature_dim must exceed n_image_factors (one direction each + a marker)")
+            raise ValueError(
+                "PathGenSpec.feature_dim must exceed n_image_factors (one direction each + a marker)"
+            )
         if self.n_image_factors < 2:
             raise ValueError("PathGenSpec.n_image_factors must be >= 2 (grade and risk each read one)")
         if len(self.genes_per_family) != len(MCAT6_FAMILIES) or min(self.genes_per_family) < 3:
@@ -105,8 +107,9 @@ def _genes(spec: PathGenSpec) -> tuple[list[str], dict[str, list[str]]]:
     return genes, families
 
 
-def _loadings(spec: PathGenSpec, families: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          np.ndarray]:
+def _loadings(
+    spec: PathGenSpec, families: dict[str, list[str]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per gene: base, sd, image loadings a [G, K], gene-factor loading b [G] (disjoint gene subsets per family)."""
     rng = _rng(spec, _STREAM_GENES)
     n_genes = sum(spec.genes_per_family)
@@ -118,12 +121,14 @@ def _loadings(spec: PathGenSpec, families: dict[str, list[str]]) -> tuple[np.nda
         n_img, n_gen = int(round(spec.image_gene_fraction * n)), int(round(spec.gene_factor_fraction * n))
         for g in order[:n_img]:
             a[g, rng.integers(spec.n_image_factors)] = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0)
-        b[order[n_img:n_img + n_gen]] = rng.choice([-1.0, 1.0], n_gen) * rng.uniform(0.6, 1.0, n_gen)
+        b[order[n_img : n_img + n_gen]] = rng.choice([-1.0, 1.0], n_gen) * rng.uniform(0.6, 1.0, n_gen)
         start += n
     return base, sd, a, b
 
 
-def _ceiling(log_expr: np.ndarray, mean_given_image: np.ndarray, families: dict[str, list[str]]) -> dict[str, Any]:
+def _ceiling(
+    log_expr: np.ndarray, mean_given_image: np.ndarray, families: dict[str, list[str]]
+) -> dict[str, Any]:
     """Per-gene Spearman (over patients) of the truth vs E[log expr | z_img] (genes without image signal: 0), averaged
     per family and overall: what a perfect slide-only generator reaches in the metric `eval.generation` reports."""
     rho = np.zeros(log_expr.shape[1])
@@ -132,7 +137,7 @@ def _ceiling(log_expr: np.ndarray, mean_given_image: np.ndarray, families: dict[
             rho[g] = spearmanr(log_expr[:, g], mean_given_image[:, g]).statistic
     out, start = {}, 0
     for fam, genes in families.items():
-        out[fam] = float(rho[start:start + len(genes)].mean())
+        out[fam] = float(rho[start : start + len(genes)].mean())
         start += len(genes)
     return {"spearman_per_gene": out, "spearman_per_gene_overall": float(rho.mean())}
 
@@ -148,13 +153,17 @@ def _write(tmp: Path, spec: PathGenSpec, encoder: str) -> None:
     grade = _quantile_bins(grade_score, spec.n_grades)
     clin = _rng(spec, _STREAM_CLIN)
     site_idx = clin.integers(0, len(SITES), size=n)
-    patients = pd.DataFrame({
-        "case_id": [f"PG-{SITES[s]}-{i:04d}" for i, s in enumerate(site_idx)],
-        "survival_months": months, "censorship": (~event).astype(int),
-        "grade": [f"G{g + 1}" for g in grade],
-        "age": np.round(60 + 10 * clin.standard_normal(n)), "sex": np.where(clin.random(n) < 0.5, "F", "M"),
-        "site": np.asarray(SITES)[site_idx],
-    })
+    patients = pd.DataFrame(
+        {
+            "case_id": [f"PG-{SITES[s]}-{i:04d}" for i, s in enumerate(site_idx)],
+            "survival_months": months,
+            "censorship": (~event).astype(int),
+            "grade": [f"G{g + 1}" for g in grade],
+            "age": np.round(60 + 10 * clin.standard_normal(n)),
+            "sex": np.where(clin.random(n) < 0.5, "F", "M"),
+            "site": np.asarray(SITES)[site_idx],
+        }
+    )
 
     # slides: z_img planted on a fraction of each slide's patches
     wsi = _rng(spec, _STREAM_WSI)
@@ -182,21 +191,36 @@ def _write(tmp: Path, spec: PathGenSpec, encoder: str) -> None:
     genes, families = _genes(spec)
     base, sd, a, b = _loadings(spec, families)
     mean_given_image = base + z_img @ a.T  # E[log expr | z_img] (z_gene and noise have mean 0)
-    log_expr = mean_given_image + np.outer(z_gene, b) + sd * _rng(spec, _STREAM_GENES + 1).standard_normal((n, len(genes)))
+    log_expr = (
+        mean_given_image
+        + np.outer(z_gene, b)
+        + sd * _rng(spec, _STREAM_GENES + 1).standard_normal((n, len(genes)))
+    )
     expr = pd.DataFrame(np.exp(log_expr), columns=genes)
     expr.insert(0, "case_id", patients.case_id.to_numpy())
-    expr.iloc[_rng(spec, _STREAM_ORDER).permutation(n)].to_csv(tmp / "expression.csv", index=False, float_format="%.6g")
+    expr.iloc[_rng(spec, _STREAM_ORDER).permutation(n)].to_csv(
+        tmp / "expression.csv", index=False, float_format="%.6g"
+    )
     listed = {fam: g + ([f"ABSENT{i}"] if i % 2 == 0 else []) for i, (fam, g) in enumerate(families.items())}
     _signature_table(listed).to_csv(tmp / "signatures_mcat6.csv", index=False)
 
-    truth = pd.DataFrame({"case_id": patients.case_id, "true_risk": risk, "grade_score": grade_score,
-                          "z_gene": z_gene, **{f"z_img_{k}": z_img[:, k] for k in range(spec.n_image_factors)}})
+    truth = pd.DataFrame(
+        {
+            "case_id": patients.case_id,
+            "true_risk": risk,
+            "grade_score": grade_score,
+            "z_gene": z_gene,
+            **{f"z_img_{k}": z_img[:, k] for k in range(spec.n_image_factors)},
+        }
+    )
     truth.to_csv(tmp / "truth.csv", index=False)
     concordant, comparable = concordance_counts(risk, months, event)
     oracle = {
         "oracle_cindex": concordant / comparable,
         "event_rate": float(event.mean()),
-        "n_patients": n, "n_slides": len(slides), "encoder": encoder,
+        "n_patients": n,
+        "n_slides": len(slides),
+        "encoder": encoder,
         "generation_ceiling": _ceiling(log_expr, mean_given_image, families),
         "spec": spec.to_json(),
         "cache_key": {"spec": spec.to_json(), "encoder": encoder, "kind": "pathgen"},

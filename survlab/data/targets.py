@@ -71,7 +71,9 @@ def parse_labels(
             classes = tuple(label_key(c) for c in classes)
             if len(set(classes)) != len(classes) or len(classes) < 2:
                 raise ValueError(f"{what}.{name}.classes={list(classes)}: give >= 2 distinct classes")
-        out[str(name)] = LabelSpec(str(name), str(spec.get("column") or name), classes, bool(spec.get("ordinal")))
+        out[str(name)] = LabelSpec(
+            str(name), str(spec.get("column") or name), classes, bool(spec.get("ordinal"))
+        )
     return out
 
 
@@ -86,8 +88,13 @@ def check_classes(spec: LabelSpec, classes: Sequence[str], path: Path | str) -> 
 
 
 def encode_labels(
-    values: pd.Series, ids: Sequence[str], spec: LabelSpec, classes: Sequence[str], path: Path | str,
-    what: str = "case", source: str = "the training patients",
+    values: pd.Series,
+    ids: Sequence[str],
+    spec: LabelSpec,
+    classes: Sequence[str],
+    path: Path | str,
+    what: str = "case",
+    source: str = "the training patients",
 ) -> np.ndarray:
     """values [N] (raw cells, NaN = missing) of cases/slides `ids` [N] -> class indices [N] int64, -1 = missing.
     A value outside `classes` -> one-line ValueError naming the case (or slide), the column and the classes."""

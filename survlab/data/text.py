@@ -40,8 +40,10 @@ def resolve_prompts_file(name: str | os.PathLike) -> Path:
     if not path.is_absolute() and len(path.parts) == 1 and shipped.is_file():
         return shipped
     available = sorted(p.name for p in PROMPTS_DIR.glob("*.json"))
-    raise DataFileError(f"prompts file {name} not found (neither a path nor a shipped file; shipped: "
-                        f"{', '.join(available) or 'none'}); give a JSON file mapping each class to sentences")
+    raise DataFileError(
+        f"prompts file {name} not found (neither a path nor a shipped file; shipped: "
+        f"{', '.join(available) or 'none'}); give a JSON file mapping each class to sentences"
+    )
 
 
 def read_prompts(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
@@ -50,34 +52,46 @@ def read_prompts(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataFileError(f"prompts file {path} is not readable JSON ({exc}); write an object "
-                            f'{{"<class>": ["sentence", ...], ...}}') from None
+        raise DataFileError(
+            f"prompts file {path} is not readable JSON ({exc}); write an object "
+            f'{{"<class>": ["sentence", ...], ...}}'
+        ) from None
     if not isinstance(data, dict) or not data:
-        raise DataFileError(f"prompts file {path} must hold a non-empty JSON object "
-                            f'{{"<class>": ["sentence", ...], ...}}, got {type(data).__name__}')
+        raise DataFileError(
+            f"prompts file {path} must hold a non-empty JSON object "
+            f'{{"<class>": ["sentence", ...], ...}}, got {type(data).__name__}'
+        )
     out: dict[str, tuple[str, ...]] = {}
     for cls, sentences in data.items():
-        if (not isinstance(sentences, list) or not sentences
-                or not all(isinstance(s, str) and s.strip() for s in sentences)):
-            raise DataFileError(f"prompts file {path}: class {cls!r} must map to a non-empty list of non-empty "
-                                f"sentences, got {sentences!r}")
+        if (
+            not isinstance(sentences, list)
+            or not sentences
+            or not all(isinstance(s, str) and s.strip() for s in sentences)
+        ):
+            raise DataFileError(
+                f"prompts file {path}: class {cls!r} must map to a non-empty list of non-empty "
+                f"sentences, got {sentences!r}"
+            )
         if len(set(sentences)) != len(sentences):
             raise DataFileError(f"prompts file {path}: class {cls!r} lists a sentence twice; list each once")
         out[str(cls)] = tuple(s.strip() for s in sentences)
     return out
 
 
-def prompts_for_classes(prompts: dict[str, tuple[str, ...]], classes: Sequence[str], label: str,
-                        source: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+def prompts_for_classes(
+    prompts: dict[str, tuple[str, ...]], classes: Sequence[str], label: str, source: str | os.PathLike
+) -> dict[str, tuple[str, ...]]:
     """The sentences of every class of `label`, in the label's class order; a class without sentences (or a key
     that is no class) is a one-line DataFileError naming the file, the label and the fix."""
     classes = [str(c) for c in classes]
     missing = [c for c in classes if c not in prompts]
     unknown = [c for c in prompts if c not in classes]
     if missing or unknown:
-        raise DataFileError(f"prompts file {source} does not match label {label!r} (classes {classes}): "
-                            f"missing {missing or 'none'}, unknown {unknown or 'none'}; give sentences for exactly "
-                            f"these classes")
+        raise DataFileError(
+            f"prompts file {source} does not match label {label!r} (classes {classes}): "
+            f"missing {missing or 'none'}, unknown {unknown or 'none'}; give sentences for exactly "
+            f"these classes"
+        )
     return {c: prompts[c] for c in classes}
 
 
@@ -88,7 +102,9 @@ def _require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"the text encoder needs the package {module.split('.')[0]!r}; {TEXT_EXTRA}") from None
+        raise ImportError(
+            f"the text encoder needs the package {module.split('.')[0]!r}; {TEXT_EXTRA}"
+        ) from None
 
 
 def minilm_path() -> Path:
@@ -99,8 +115,10 @@ def minilm_path() -> Path:
 def _local_dir(path: str | os.PathLike) -> Path:
     p = Path(os.path.expanduser(str(path)))
     if not p.is_dir() or not (p / "config.json").is_file():
-        raise DataFileError(f"text encoder {path}: not a local model directory with config.json; give the folder "
-                            f"of a saved Hugging Face model (nothing is downloaded)")
+        raise DataFileError(
+            f"text encoder {path}: not a local model directory with config.json; give the folder "
+            f"of a saved Hugging Face model (nothing is downloaded)"
+        )
     return p
 
 
@@ -136,5 +154,14 @@ def load_hf_encoder(path: str | os.PathLike, extra_tokens: Sequence[str] = ()) -
     return model, tokenizer
 
 
-__all__ = ["PROMPTS_DIR", "TEXT_EXTRA", "is_sentence_transformer", "load_hf_encoder", "load_sentence_transformer",
-           "minilm_path", "prompts_for_classes", "read_prompts", "resolve_prompts_file"]
+__all__ = [
+    "PROMPTS_DIR",
+    "TEXT_EXTRA",
+    "is_sentence_transformer",
+    "load_hf_encoder",
+    "load_sentence_transformer",
+    "minilm_path",
+    "prompts_for_classes",
+    "read_prompts",
+    "resolve_prompts_file",
+]

@@ -40,8 +40,25 @@ _FIX = "extract features with CLAM/TRIDENT or fix slide_id"
 # TRIDENT keep them in the CSV's slide_id ('X.svs') and drop them from feature file names ('X.h5'); some pipelines
 # name the files after the whole slide file ('X.svs.h5'). A slide id and a file name match when equal without it.
 WSI_EXTENSIONS: tuple[str, ...] = (
-    ".ome.tiff", ".ome.tif", ".svslide", ".isyntax", ".qptiff", ".tiff", ".mrxs", ".ndpi", ".sdpc", ".svs", ".tif",
-    ".scn", ".czi", ".vms", ".vmu", ".bif", ".dcm", ".kfb", ".ome",
+    ".ome.tiff",
+    ".ome.tif",
+    ".svslide",
+    ".isyntax",
+    ".qptiff",
+    ".tiff",
+    ".mrxs",
+    ".ndpi",
+    ".sdpc",
+    ".svs",
+    ".tif",
+    ".scn",
+    ".czi",
+    ".vms",
+    ".vmu",
+    ".bif",
+    ".dcm",
+    ".kfb",
+    ".ome",
 )
 
 
@@ -129,8 +146,12 @@ def _read_pt(path: Path, values: bool, edges: bool = False) -> _RawBag:
     numeric = not feats.dtype.is_complex and feats.dtype != torch.bool
     rows = _edge_index(tuple(feats.shape)) if edges and numeric else None
     return _RawBag(
-        tuple(feats.shape), str(feats.dtype).removeprefix("torch."), numeric,
-        None if coords is None else tuple(coords.shape), feats, coords,
+        tuple(feats.shape),
+        str(feats.dtype).removeprefix("torch."),
+        numeric,
+        None if coords is None else tuple(coords.shape),
+        feats,
+        coords,
         torch.stack([feats[r] for r in rows]).float() if rows else None,
     )
 
@@ -148,7 +169,9 @@ def _read_raw(path: Path, values: bool, edges: bool = False) -> _RawBag:
     except (DataFileError, FileNotFoundError):
         raise
     except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # weights_only refused a Python object: not corruption
+        found = re.search(
+            r"GLOBAL ([\w.]+)", str(err)
+        )  # weights_only refused a Python object: not corruption
         if found is None:
             raise DataFileError(
                 f"{path}: corrupt or unreadable feature file (not a torch file); delete it and re-extract features "
@@ -186,7 +209,11 @@ def _bag_shape(path: Path, raw: _RawBag, feature_dim: int | None) -> tuple[int, 
             f"or use the matching encoder"
         )
     if raw.coords_shape is not None:
-        cs = raw.coords_shape[1:] if len(raw.coords_shape) == 3 and raw.coords_shape[0] == 1 else raw.coords_shape
+        cs = (
+            raw.coords_shape[1:]
+            if len(raw.coords_shape) == 3 and raw.coords_shape[0] == 1
+            else raw.coords_shape
+        )
         if tuple(cs) != (n, 2):
             raise DataFileError(
                 f"{path}: coords shape {tuple(cs)} does not match the features ({n} patches); features and coords "
@@ -360,7 +387,11 @@ class BagStore:
             flat = "pt" if self.format == "pt" else "h5"
             suffix = "." + (flat if self.folder is not None else "h5" if folder.name == "h5_files" else "pt")
             index: dict[str, list[str]] = {}
-            names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(suffix)) if folder.is_dir() else []
+            names = (
+                sorted(e.name for e in os.scandir(folder) if e.name.endswith(suffix))
+                if folder.is_dir()
+                else []
+            )
             for name in names:
                 index.setdefault(slide_key(name[: -len(suffix)]), []).append(name)
             self._index[folder] = index
@@ -388,7 +419,9 @@ class BagStore:
         dirs = ", ".join(str(d) for d in self.search_dirs)
         return f"no feature file for slide {slide_id} (searched {dirs}); {_FIX}"
 
-    def use_packed(self, folder: str | Path, slide_ids: Sequence[str], dtype: str = "float16", cohort: str = "") -> None:
+    def use_packed(
+        self, folder: str | Path, slide_ids: Sequence[str], dtype: str = "float16", cohort: str = ""
+    ) -> None:
         """Read bags from the packed store at `folder` (built / rebuilt from this store's files when absent or stale;
         a store written for another cohort is refused). Call after `check_headers` (feature_dim known)."""
         if self.feature_dim is None:
@@ -407,7 +440,9 @@ class BagStore:
         dim = self.feature_dim or store.dim
         fresh = (
             store.meta.get("cohort_key") == cohort_key(list(slide_ids), self.encoder, self.scale, dim)
-            and store.dtype == dtype and not store.truncated() and not store.stale_sources()
+            and store.dtype == dtype
+            and not store.truncated()
+            and not store.stale_sources()
         )
         if fresh:
             self.packed, self.feature_dim = store, store.dim

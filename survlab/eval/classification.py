@@ -31,7 +31,13 @@ import torch
 from scipy.stats import rankdata
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-__all__ = ["classification_metrics", "binary_auroc", "confusion_matrix", "plot_confusion", "CLASSIFICATION_METRICS"]
+__all__ = [
+    "classification_metrics",
+    "binary_auroc",
+    "confusion_matrix",
+    "plot_confusion",
+    "CLASSIFICATION_METRICS",
+]
 
 #: metric names, also logged as val/<head>/<name> and test/<head>/<name>
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "kappa")
@@ -112,8 +118,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Any, title: str = "
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
     ax.set_xlabel("predicted")

@@ -75,14 +75,17 @@ def known_bin(time_bin: np.ndarray, event: np.ndarray, n_bins: int) -> np.ndarra
     return np.where(event | (time_bin == n_bins - 1), time_bin, -1)
 
 
-def calibrate_and_predict(cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndarray,
-                          alpha: float) -> tuple[float, np.ndarray]:
+def calibrate_and_predict(
+    cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndarray, alpha: float
+) -> tuple[float, np.ndarray]:
     """q̂ from the calibration patients with a known label (label >= 0) → (q̂, test sets [n_test, K] bool)."""
     cal_labels = np.asarray(cal_labels, dtype=int)
     keep = cal_labels >= 0
     if not keep.any():
-        raise ValueError("conformal calibration: no calibration patient has a known label; enlarge "
-                         "data.splits.calibration_fraction")
+        raise ValueError(
+            "conformal calibration: no calibration patient has a known label; enlarge "
+            "data.splits.calibration_fraction"
+        )
     qhat = conformal_quantile(lac_scores(np.asarray(cal_probs)[keep], cal_labels[keep]), alpha)
     return qhat, prediction_sets(test_probs, qhat)
 
@@ -100,13 +103,18 @@ def subgroup_table(sets: np.ndarray, labels: np.ndarray, groups: pd.DataFrame | 
 
     def row(name: str, value: Any, sel: np.ndarray) -> dict[str, Any]:
         k = sel & known
-        return {"subgroup": name, "value": str(value), "n": int(k.sum()), "n_excluded": int((sel & ~known).sum()),
-                "coverage": float(covered[k].mean()) if k.any() else math.nan,
-                "mean_set_size": float(size[k].mean()) if k.any() else math.nan,
-                "empty_rate": float((size[k] == 0).mean()) if k.any() else math.nan}
+        return {
+            "subgroup": name,
+            "value": str(value),
+            "n": int(k.sum()),
+            "n_excluded": int((sel & ~known).sum()),
+            "coverage": float(covered[k].mean()) if k.any() else math.nan,
+            "mean_set_size": float(size[k].mean()) if k.any() else math.nan,
+            "empty_rate": float((size[k] == 0).mean()) if k.any() else math.nan,
+        }
 
     rows = [row("all", "all", np.ones(len(labels), dtype=bool))]
-    for col in (groups.columns if groups is not None else []):
+    for col in groups.columns if groups is not None else []:
         values = groups[col].astype("object").where(groups[col].notna(), "missing").astype(str).to_numpy()
         for value in sorted(set(values)):
             rows.append(row(col, value, values == value))
@@ -121,11 +129,17 @@ def plot_coverage(table: pd.DataFrame, alpha: float, path: str | Path, title: st
     import matplotlib.pyplot as plt
 
     settings: Sequence[str] = list(dict.fromkeys(table["setting"]))
-    fig, axes = plt.subplots(len(settings), 1, figsize=(max(6, 0.45 * table.groupby("setting").size().max()),
-                                                          2.6 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(settings),
+        1,
+        figsize=(max(6, 0.45 * table.groupby("setting").size().max()), 2.6 * len(settings)),
+        squeeze=False,
+    )
     for ax, setting in zip(axes[:, 0], settings, strict=True):
         part = table[table["setting"] == setting]
-        labels = [f"{s}={v}" if s != "all" else "all" for s, v in zip(part["subgroup"], part["value"], strict=True)]
+        labels = [
+            f"{s}={v}" if s != "all" else "all" for s, v in zip(part["subgroup"], part["value"], strict=True)
+        ]
         ax.bar(range(len(part)), part["coverage"], color="tab:blue")
         ax.axhline(1 - alpha, color="tab:red", ls="--", lw=1, label=f"1 − α = {1 - alpha:g}")
         for i, size in enumerate(part["mean_set_size"]):
@@ -142,5 +156,13 @@ def plot_coverage(table: pd.DataFrame, alpha: float, path: str | Path, title: st
     plt.close(fig)
 
 
-__all__ = ["bin_probabilities", "calibrate_and_predict", "conformal_quantile", "known_bin", "lac_scores",
-           "plot_coverage", "prediction_sets", "subgroup_table"]
+__all__ = [
+    "bin_probabilities",
+    "calibrate_and_predict",
+    "conformal_quantile",
+    "known_bin",
+    "lac_scores",
+    "plot_coverage",
+    "prediction_sets",
+    "subgroup_table",
+]

@@ -36,26 +36,34 @@ def _rank_corr(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _scores(pred: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    return {"spearman_gene": float(_rank_corr(pred, real, axis=0).mean()),
-            "spearman_patient": float(_rank_corr(pred, real, axis=1).mean()),
-            "mae": float(np.abs(pred - real).mean())}
+    return {
+        "spearman_gene": float(_rank_corr(pred, real, axis=0).mean()),
+        "spearman_patient": float(_rank_corr(pred, real, axis=1).mean()),
+        "mae": float(np.abs(pred - real).mean()),
+    }
 
 
-def generation_metrics(pred: np.ndarray, real: np.ndarray, sizes: Sequence[int], names: Sequence[str],
-                       reference: np.ndarray) -> dict[str, Any]:
+def generation_metrics(
+    pred: np.ndarray, real: np.ndarray, sizes: Sequence[int], names: Sequence[str], reference: np.ndarray
+) -> dict[str, Any]:
     """pred / real [n, sum(sizes)] (groups concatenated in `names` order), reference [sum(sizes)] (training mean)
     → {"generator" | "training_mean": {family | "overall": {spearman_gene, spearman_patient, mae}}, "n_patients"}."""
     pred, real = np.asarray(pred, float), np.asarray(real, float)
     if pred.shape != real.shape or pred.shape[1] != sum(sizes) or len(reference) != sum(sizes):
-        raise ValueError(f"generation_metrics: shapes pred {pred.shape}, real {real.shape}, reference "
-                         f"{np.shape(reference)} do not match the group sizes {tuple(sizes)}")
+        raise ValueError(
+            f"generation_metrics: shapes pred {pred.shape}, real {real.shape}, reference "
+            f"{np.shape(reference)} do not match the group sizes {tuple(sizes)}"
+        )
     if len(pred) < 2:
         raise ValueError(f"generation_metrics needs >= 2 test patients, got {len(pred)}")
     ref = np.broadcast_to(np.asarray(reference, float), real.shape)
     out: dict[str, Any] = {"n_patients": int(len(pred))}
     bounds = np.cumsum([0, *sizes])
     for who, x in (("generator", pred), ("training_mean", ref)):
-        fam = {n: _scores(x[:, a:b], real[:, a:b]) for n, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)}
+        fam = {
+            n: _scores(x[:, a:b], real[:, a:b])
+            for n, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)
+        }
         out[who] = {**fam, "overall": _scores(x, real)}
     return out
 

@@ -25,20 +25,34 @@ from survlab.utils.files import atomic_path
 log = logging.getLogger(__name__)
 
 
-def _top_pathways(batch: Batch, importance: torch.Tensor, names: tuple[str, ...] | None, k: int) -> list[dict]:
+def _top_pathways(
+    batch: Batch, importance: torch.Tensor, names: tuple[str, ...] | None, k: int
+) -> list[dict]:
     rows = []
     k = min(k, importance.shape[1])
     values, idx = importance.topk(k, dim=1)
     for b, case in enumerate(batch.case_ids):
         for r in range(k):
             j = int(idx[b, r])
-            rows.append({"case_id": case, "rank": r + 1, "pathway": names[j] if names else str(j),
-                         "importance": float(values[b, r])})
+            rows.append(
+                {
+                    "case_id": case,
+                    "rank": r + 1,
+                    "pathway": names[j] if names else str(j),
+                    "importance": float(values[b, r]),
+                }
+            )
     return rows
 
 
-def _top_patches(batch: Batch, attn: torch.Tensor, mask: torch.Tensor | None, scale: str, k: int,
-                 slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+def _top_patches(
+    batch: Batch,
+    attn: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: str,
+    k: int,
+    slide_names: Callable[[str], list[str] | None] | None,
+) -> list[dict]:
     """Top-k patches per patient of attn [B, N]; `slide_names(case_id)` -> the patient's slide ids in bag order
     (those `batch.slide_index` counts)."""
     rows = []
@@ -62,8 +76,9 @@ def _top_patches(batch: Batch, attn: torch.Tensor, mask: torch.Tensor | None, sc
     return rows
 
 
-def _top_slides(batch: Batch, weights: torch.Tensor,
-                slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+def _top_slides(
+    batch: Batch, weights: torch.Tensor, slide_names: Callable[[str], list[str] | None] | None
+) -> list[dict]:
     """Every real slide of each patient ranked by its weight in the patient's pooling: weights [B, S]."""
     rows = []
     for b, case in enumerate(batch.case_ids):
@@ -71,13 +86,20 @@ def _top_slides(batch: Batch, weights: torch.Tensor,
         names = slide_names(case) if slide_names is not None else None
         values, idx = weights[b, :n].sort(descending=True)
         for r, (v, s) in enumerate(zip(values.tolist(), idx.tolist(), strict=True)):
-            rows.append({"case_id": case, "rank": r + 1, "slide": names[s] if names and s < len(names) else s,
-                         "weight": v})
+            rows.append(
+                {
+                    "case_id": case,
+                    "rank": r + 1,
+                    "slide": names[s] if names and s < len(names) else s,
+                    "weight": v,
+                }
+            )
     return rows
 
 
-def _top_slide_patches(batch: Batch, attn: torch.Tensor, k: int,
-                       slide_names: Callable[[str], list[str] | None] | None) -> list[dict]:
+def _top_slide_patches(
+    batch: Batch, attn: torch.Tensor, k: int, slide_names: Callable[[str], list[str] | None] | None
+) -> list[dict]:
     """Top-k patches of each slide of each patient from attn [B, S, N] (0 outside the slide)."""
     rows = []
     for s in range(attn.shape[1]):  # a patient without slide s has no member patch there: no rows
@@ -110,16 +132,30 @@ def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int 
         if "pathway" in attention:
             pathways += _top_pathways(batch, attention["pathway"].float().cpu(), names, top_k)
         if "patch" in attention and batch.wsi is not None:
-            patches += _top_patches(batch.to("cpu"), attention["patch"].float().cpu(), batch.wsi_mask.cpu(), "wsi", top_k, slide_names)
+            patches += _top_patches(
+                batch.to("cpu"),
+                attention["patch"].float().cpu(),
+                batch.wsi_mask.cpu(),
+                "wsi",
+                top_k,
+                slide_names,
+            )
         if "slide" in attention and batch.slide_index is not None:
             slides += _top_slides(batch.to("cpu"), attention["slide"].float().cpu(), slide_names)
         if "slide_patch" in attention and batch.slide_index is not None:
-            slide_patches += _top_slide_patches(batch.to("cpu"), attention["slide_patch"].float().cpu(), top_k,
-                                                slide_names)
-        for scale in (batch.scales or {}):
+            slide_patches += _top_slide_patches(
+                batch.to("cpu"), attention["slide_patch"].float().cpu(), top_k, slide_names
+            )
+        for scale in batch.scales or {}:
             if scale in attention:
-                patches += _top_patches(batch.to("cpu"), attention[scale].float().cpu(), batch.scale_masks[scale].cpu(),
-                                        scale, top_k, None)
+                patches += _top_patches(
+                    batch.to("cpu"),
+                    attention[scale].float().cpu(),
+                    batch.scale_masks[scale].cpu(),
+                    scale,
+                    top_k,
+                    None,
+                )
     net.train(was_training)
     written: dict[str, Path] = {}
     for name, rows in (("slides", slides), ("slide_patches", slide_patches)):

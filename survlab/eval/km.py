@@ -126,7 +126,9 @@ def risk_groups(
     r = as_numpy(risk)
     cuts = risk_cutoffs(r, method) if cutoffs is None else np.sort(as_numpy(cutoffs).reshape(-1))
     if cutoffs is not None and len(cuts) != (1 if method == "median" else 2):
-        raise ValueError(f"method={method!r} needs {1 if method == 'median' else 2} cutoff(s), got {len(cuts)}")
+        raise ValueError(
+            f"method={method!r} needs {1 if method == 'median' else 2} cutoff(s), got {len(cuts)}"
+        )
     return np.searchsorted(cuts, r, side="left").astype(int)
 
 
@@ -191,14 +193,30 @@ def plot_km_by_risk(
     names = ["low", "high"] if method == "median" else ["low", "medium", "high"]
     chi2, p = logrank_test(t, e, groups)
     source = "test-set" if cutoffs is None else "training"
-    fig, fitters = km_figure(t, e, groups, names, time_unit,
-                             f"{title}  log-rank p={p:.3g}".strip() + f"\n(groups cut at the {source} {method})")
+    fig, fitters = km_figure(
+        t,
+        e,
+        groups,
+        names,
+        time_unit,
+        f"{title}  log-rank p={p:.3g}".strip() + f"\n(groups cut at the {source} {method})",
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     counts = [int((groups == k).sum()) for k in range(len(names))]
-    curves = {name: (kmf.survival_function_.index.to_numpy(float), kmf.survival_function_.iloc[:, 0].to_numpy(float))
-              for name, kmf in fitters.items()}
-    return {"logrank_p": p, "chi2": chi2, "n_per_group": counts, "cutoffs": [float(c) for c in cuts],
-            "curves": curves}
+    curves = {
+        name: (
+            kmf.survival_function_.index.to_numpy(float),
+            kmf.survival_function_.iloc[:, 0].to_numpy(float),
+        )
+        for name, kmf in fitters.items()
+    }
+    return {
+        "logrank_p": p,
+        "chi2": chi2,
+        "n_per_group": counts,
+        "cutoffs": [float(c) for c in cuts],
+        "curves": curves,
+    }

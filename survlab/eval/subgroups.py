@@ -104,8 +104,9 @@ def survival_figures(
         times = np.unique(np.asarray(eval_times, dtype=float))
         out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
     if len(risk) >= 3 and km_path is not None:
-        km = plot_km_by_risk(risk, time, event, km_path, method=km_method, title=title, cutoffs=cutoffs,
-                             time_unit=time_unit)
+        km = plot_km_by_risk(
+            risk, time, event, km_path, method=km_method, title=title, cutoffs=cutoffs, time_unit=time_unit
+        )
         out["km_logrank_p"] = float(km["logrank_p"])
     out.update(hazard_ratio(risk, time, event, km_method, cutoffs))
     return out

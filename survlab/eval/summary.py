@@ -95,7 +95,9 @@ class SweepSummary:
     reference: str | None
     metric: str
     metrics: list[str] = field(default_factory=list)
-    group_keys: list[str] = field(default_factory=list)  # swept keys besides model/cohort/fold that split rows
+    group_keys: list[str] = field(
+        default_factory=list
+    )  # swept keys besides model/cohort/fold that split rows
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -206,7 +208,9 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
         jobs.insert(4, key, values)
     jobs.attrs["swept"] = list(swept)
     if rows:
-        jobs = jobs.sort_values(["cohort", "model", *swept, "fold", "seed"], kind="stable").reset_index(drop=True)
+        jobs = jobs.sort_values(["cohort", "model", *swept, "fold", "seed"], kind="stable").reset_index(
+            drop=True
+        )
     return jobs
 
 
@@ -232,7 +236,17 @@ def _varying_keys(overrides: list[dict[str, str]], rows: list[dict[str, Any]]) -
 
 
 def _metric_columns(jobs: pd.DataFrame) -> list[str]:
-    fixed = {"model", "variant", "cohort", "fold", "seed", "status", "error", "dir", *jobs.attrs.get("swept", [])}
+    fixed = {
+        "model",
+        "variant",
+        "cohort",
+        "fold",
+        "seed",
+        "status",
+        "error",
+        "dir",
+        *jobs.attrs.get("swept", []),
+    }
     others = [c for c in jobs.columns if c not in fixed]
     first = [m for m in PREFERRED_METRICS if m in others]
     return first + sorted(c for c in others if c not in first)
@@ -248,7 +262,9 @@ def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
         p = Path(d) / "predictions.csv"
         if p.is_file():
             try:
-                frames.append(pd.read_csv(p, usecols=lambda c: c in {"case_id", "fold", "risk", "time", "event"}))
+                frames.append(
+                    pd.read_csv(p, usecols=lambda c: c in {"case_id", "fold", "risk", "time", "event"})
+                )
             except (OSError, ValueError) as e:
                 log.warning("cannot read %s: %s", p, e)
     if not frames:
@@ -273,7 +289,13 @@ def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
     d = np.asarray(diffs, dtype=float)
     d = d[np.isfinite(d)]
     n = len(d)
-    out = {"n_paired": n, "diff_mean": math.nan, "diff_std": math.nan, "p_ttest": math.nan, "p_wilcoxon": math.nan}
+    out = {
+        "n_paired": n,
+        "diff_mean": math.nan,
+        "diff_std": math.nan,
+        "p_ttest": math.nan,
+        "p_wilcoxon": math.nan,
+    }
     if n == 0:
         return out
     out["diff_mean"] = float(d.mean())
@@ -349,8 +371,17 @@ def _paired(
     """Per-fold differences of each row's jobs against the reference model's jobs of the same cohort, fold, seed and
     values of the swept keys that are not the model's own (`model.*` keys differ between models by design)."""
     shared = [k for k in group_keys if k != "seed" and not k.startswith("model.")]
-    cols = ["cohort", "model", *(k for k in group_keys if k != "seed"), "reference", "fold", "seed", "value",
-            "reference_value", "diff"]
+    cols = [
+        "cohort",
+        "model",
+        *(k for k in group_keys if k != "seed"),
+        "reference",
+        "fold",
+        "seed",
+        "value",
+        "reference_value",
+        "diff",
+    ]
     if reference is None or jobs.empty or metric not in jobs.columns:
         return pd.DataFrame(columns=cols), {}
     done = jobs[jobs["status"] == "done"]
@@ -370,10 +401,23 @@ def _paired(
             for idx in mine.index.intersection(ref.index).sort_values():
                 d = float(mine[idx]) - float(ref[idx])
                 diffs.append(d)
-                rows.append({"cohort": cohort, "model": model, **ident, "reference": reference, "fold": idx[0],
-                             "seed": idx[1], "value": float(mine[idx]), "reference_value": float(ref[idx]), "diff": d})
+                rows.append(
+                    {
+                        "cohort": cohort,
+                        "model": model,
+                        **ident,
+                        "reference": reference,
+                        "fold": idx[0],
+                        "seed": idx[1],
+                        "value": float(mine[idx]),
+                        "reference_value": float(ref[idx]),
+                        "diff": d,
+                    }
+                )
         else:
-            log.warning("paired comparison of %s on %s skipped: several reference jobs per fold", model, cohort)
+            log.warning(
+                "paired comparison of %s on %s skipped: several reference jobs per fold", model, cohort
+            )
         stats_by_group[tuple(key)] = paired_comparison(np.array(diffs))
     return pd.DataFrame(rows, columns=cols), stats_by_group
 
@@ -398,7 +442,9 @@ def summarize_sweep(
         raise FileNotFoundError(f"sweep dir {sweep} does not exist")
     jobs = collect_jobs(sweep)
     metrics = _metric_columns(jobs) if not jobs.empty else []
-    if metric is None:  # the headline metric the jobs report: C-index for survival, balanced accuracy for labels
+    if (
+        metric is None
+    ):  # the headline metric the jobs report: C-index for survival, balanced accuracy for labels
         metric = next((m for m in PREFERRED_METRICS if m in metrics), "test/cindex")
     models = sorted(jobs["model"].unique()) if not jobs.empty else []
     auto_ref = False
@@ -425,8 +471,11 @@ def summarize_sweep(
             with atomic_path(out / name) as tmp:
                 frame.to_csv(tmp, index=False)
         atomic_write(out / "summary.md", to_markdown(summary, auto_reference=auto_ref))
-        summary.files = {"summary.csv": out / "summary.csv", "paired.csv": out / "paired.csv",
-                         "summary.md": out / "summary.md"}
+        summary.files = {
+            "summary.csv": out / "summary.csv",
+            "paired.csv": out / "paired.csv",
+            "summary.md": out / "summary.md",
+        }
         if plot and not jobs.empty:
             try:
                 summary.files["comparison.png"] = plot_comparison(summary, out / "comparison.png")
@@ -450,47 +499,77 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
     """summary.md: main table, paired comparison, per-fold differences, failed and incomplete jobs."""
     lines = [f"# Sweep summary: `{s.sweep_dir}`", ""]
     jobs = s.jobs
-    n = {k: int((jobs["status"] == k).sum()) if not jobs.empty else 0 for k in ("done", "failed", "incomplete")}
-    lines += [f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.", ""]
+    n = {
+        k: int((jobs["status"] == k).sum()) if not jobs.empty else 0 for k in ("done", "failed", "incomplete")
+    }
+    lines += [
+        f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.",
+        "",
+    ]
     if s.table.empty:
         return "\n".join(lines + ["No jobs found.", ""])
     shown = [m for m in PREFERRED_METRICS if m in s.metrics and m not in {"n_test", "wall_s"}]
     header = ["model", "cohort", "folds"] + [f"{m} (mean ± std)" for m in shown] + ["pooled C-index"]
-    lines += ["## Metrics over folds", "",
-              "Mean ± sample std (ddof=1) over completed folds; pooled C-index = Harrell C of the concatenated "
-              "out-of-fold predictions; (n=k): the metric was defined in k folds only. All metrics: summary.csv.", ""]
+    lines += [
+        "## Metrics over folds",
+        "",
+        "Mean ± sample std (ddof=1) over completed folds; pooled C-index = Harrell C of the concatenated "
+        "out-of-fold predictions; (n=k): the metric was defined in k folds only. All metrics: summary.csv.",
+        "",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in s.table.to_dict("records"):
-        cells = [f"`{r['variant']}`", r["cohort"], f"{r['n_folds']}"
-                 + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")]
+        cells = [
+            f"`{r['variant']}`",
+            r["cohort"],
+            f"{r['n_folds']}" + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
+        ]
         for m in shown:
             mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)
             n_m = int(r.get(f"{m}_n", 0))
-            cells.append(_fmt(mean) + (f" ± {_fmt(std)}" if np.isfinite(std) else "")
-                         + (f" (n={n_m})" if 0 < n_m < r["n_folds"] else ""))
+            cells.append(
+                _fmt(mean)
+                + (f" ± {_fmt(std)}" if np.isfinite(std) else "")
+                + (f" (n={n_m})" if 0 < n_m < r["n_folds"] else "")
+            )
         cells.append(_fmt(r["pooled_cindex"]))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if s.reference is not None:
-        how = " (chosen automatically: first model alphabetically; set it with `--reference`)" if auto_reference else ""
-        lines += [f"## Paired comparison vs `{s.reference}` on `{s.metric}`{how}", "",
-                  "Per-fold differences (model − reference) over folds both completed; p-values two-sided: paired "
-                  "t-test (n ≥ 2), Wilcoxon signed-rank (n ≥ 5 only). Folds share training patients, so both "
-                  "are optimistic.", "",
-                  "| cohort | model | n | mean diff | std diff | p (t-test) | p (Wilcoxon) | per-fold diffs |",
-                  "|---|---|---|---|---|---|---|---|"]
+        how = (
+            " (chosen automatically: first model alphabetically; set it with `--reference`)"
+            if auto_reference
+            else ""
+        )
+        lines += [
+            f"## Paired comparison vs `{s.reference}` on `{s.metric}`{how}",
+            "",
+            "Per-fold differences (model − reference) over folds both completed; p-values two-sided: paired "
+            "t-test (n ≥ 2), Wilcoxon signed-rank (n ≥ 5 only). Folds share training patients, so both "
+            "are optimistic.",
+            "",
+            "| cohort | model | n | mean diff | std diff | p (t-test) | p (Wilcoxon) | per-fold diffs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in s.table.to_dict("records"):
             if r["model"] == s.reference:
                 continue
-            ref_done = s.jobs[(s.jobs["model"] == s.reference) & (s.jobs["cohort"] == r["cohort"])
-                              & (s.jobs["status"] == "done")]
+            ref_done = s.jobs[
+                (s.jobs["model"] == s.reference)
+                & (s.jobs["cohort"] == r["cohort"])
+                & (s.jobs["status"] == "done")
+            ]
             if ref_done.empty:
-                lines.append(f"| {r['cohort']} | `{r['variant']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |")
+                lines.append(
+                    f"| {r['cohort']} | `{r['variant']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |"
+                )
                 continue
             per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
             for k in s.group_keys:
                 per_fold = per_fold[per_fold[k] == r[k]]
-            diffs = ", ".join(f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True))
+            diffs = ", ".join(
+                f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True)
+            )
             lines.append(
                 f"| {r['cohort']} | `{r['variant']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
                 f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_ttest'])} "
@@ -499,12 +578,18 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         lines.append("")
     bad = jobs[jobs["status"] != "done"]
     if not bad.empty:
-        lines += ["## Failed and incomplete jobs", "", "| status | model | cohort | fold | error | dir |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## Failed and incomplete jobs",
+            "",
+            "| status | model | cohort | fold | error | dir |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in bad.to_dict("records"):
             err = (r.get("error") or "").replace("|", "\\|")[:200]
             rel = os.path.relpath(r["dir"], s.sweep_dir)
-            lines.append(f"| {r['status']} | `{r.get('variant', r['model'])}` | {r['cohort']} | {r['fold']} | {err} | `{rel}` |")
+            lines.append(
+                f"| {r['status']} | `{r.get('variant', r['model'])}` | {r['cohort']} | {r['fold']} | {err} | `{rel}` |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -519,7 +604,9 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
     done = s.jobs[s.jobs["status"] == "done"]
     cohorts = sorted(s.jobs["cohort"].unique())
     models = sorted(s.jobs["variant"].unique())
-    present = {c: [m for m in models if ((done["variant"] == m) & (done["cohort"] == c)).any()] for c in cohorts}
+    present = {
+        c: [m for m in models if ((done["variant"] == m) & (done["cohort"] == c)).any()] for c in cohorts
+    }
     width = 0.8 / max([len(v) for v in present.values()] + [1])
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.5 * sum(len(v) for v in present.values())) + 1.6, 3.6))
     lows: list[float] = []
@@ -538,12 +625,27 @@ def plot_comparison(s: SweepSummary, path: str | os.PathLike) -> Path:
                 lows.append(float(vals.min()))
                 highs.append(float(vals.max()))
                 # mean ± std as a point with whiskers, not a bar: a bar's length would depend on the axis floor
-                ax.errorbar(x, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else None, fmt="D", ms=6,
-                            color=color, capsize=3, elinewidth=1.5, zorder=4,
-                            label=None if model in labelled else model)
+                ax.errorbar(
+                    x,
+                    vals.mean(),
+                    yerr=vals.std(ddof=1) if len(vals) > 1 else None,
+                    fmt="D",
+                    ms=6,
+                    color=color,
+                    capsize=3,
+                    elinewidth=1.5,
+                    zorder=4,
+                    label=None if model in labelled else model,
+                )
                 labelled.add(model)
-                ax.scatter(x + rng.uniform(-width * 0.25, width * 0.25, len(vals)), vals, s=9, color=color,
-                           alpha=0.6, zorder=3)
+                ax.scatter(
+                    x + rng.uniform(-width * 0.25, width * 0.25, len(vals)),
+                    vals,
+                    s=9,
+                    color=color,
+                    alpha=0.6,
+                    zorder=3,
+                )
             row = s.table[(s.table["variant"] == model) & (s.table["cohort"] == cohort)]
             if s.metric == "test/cindex" and len(row) and np.isfinite(row["pooled_cindex"].iloc[0]):
                 ax.scatter([x], [row["pooled_cindex"].iloc[0]], marker="x", color="crimson", s=25, zorder=4)

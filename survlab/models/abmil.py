@@ -81,8 +81,10 @@ class ABMIL(OutcomeNet):
         self.encoder = ABMILEncoder(dims.wsi_dim, hidden_dim, attn_dim, dropout)
         unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
         if unknown:
-            raise ValueError(f"ABMIL slide_targets {unknown} are not slide labels of the cohort (it has "
-                             f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels")
+            raise ValueError(
+                f"ABMIL slide_targets {unknown} are not slide labels of the cohort (it has "
+                f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels"
+            )
         self.slide_heads = ClassHeads(hidden_dim, {t: dims.slide_n_classes[t] for t in slide_targets})
         self.init_heads(hidden_dim, targets, survival, output, allow_empty=bool(slide_targets))
 
@@ -94,10 +96,13 @@ class ABMIL(OutcomeNet):
         h, attn = self.encoder(batch.wsi, batch.wsi_mask)
         pred = Prediction(**self.predict_heads(h), attention={"patch": attn}, embedding=h)
         if len(self.slide_heads):
-            n_slides = int(batch.n_slides.max()) if batch.n_slides is not None else int(batch.slide_index.max()) + 1
+            n_slides = (
+                int(batch.n_slides.max()) if batch.n_slides is not None else int(batch.slide_index.max()) + 1
+            )
             e = self.encoder
-            slides, slide_attn = pool_per_slide(e.pool, e.patch_fc(batch.wsi), batch.wsi_mask, batch.slide_index,
-                                                n_slides)
+            slides, slide_attn = pool_per_slide(
+                e.pool, e.patch_fc(batch.wsi), batch.wsi_mask, batch.slide_index, n_slides
+            )
             pred.slide_logits = self.slide_heads(e.rho(slides))
             pred.attention["slide_patch"] = slide_attn
         return pred

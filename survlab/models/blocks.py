@@ -78,8 +78,13 @@ def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
     return x.masked_fill(~keep, float("-inf")).amax(dim=1)
 
 
-def mlp(dims: Sequence[int], dropout: float = 0.0, act: type[nn.Module] = nn.ReLU, last_act: bool = True,
-        drop: type[nn.Module] = nn.Dropout) -> nn.Sequential:
+def mlp(
+    dims: Sequence[int],
+    dropout: float = 0.0,
+    act: type[nn.Module] = nn.ReLU,
+    last_act: bool = True,
+    drop: type[nn.Module] = nn.Dropout,
+) -> nn.Sequential:
     """Linear → act → Dropout stack through `dims` (e.g. [in, 256, 256]); the last activation is optional; `drop`
     e.g. nn.AlphaDropout (PathGen's Mish + AlphaDropout blocks)."""
     layers: list[nn.Module] = []
@@ -146,11 +151,14 @@ class CrossAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         key_padding_mask = None if context_mask is None else ~context_mask
         out, weights = self.attn(
-            query, context, context, key_padding_mask=key_padding_mask,
-            need_weights=need_weights, average_attn_weights=True,
+            query,
+            context,
+            context,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            average_attn_weights=True,
         )
         return out, weights
-
 
 
 class SurvivalHead(nn.Module):

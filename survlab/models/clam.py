@@ -135,18 +135,28 @@ class CLAMSB(OutcomeNet):
         _, n, width = h.shape
         k = min(self.k_sample, n)
         top = attn.masked_fill(~mask, float("-inf")).topk(k, dim=1).indices  # [B, k] most attended
-        bottom = attn.masked_fill(~mask, float("inf")).topk(k, dim=1, largest=False).indices  # [B, k] least attended
+        bottom = (
+            attn.masked_fill(~mask, float("inf")).topk(k, dim=1, largest=False).indices
+        )  # [B, k] least attended
         real = torch.arange(k, device=h.device).unsqueeze(0) < mask.sum(dim=1, keepdim=True)  # [B, k]
-        picked = h.gather(1, torch.cat([top, bottom], dim=1).unsqueeze(-1).expand(-1, -1, width))  # [B, 2k, H]
+        picked = h.gather(
+            1, torch.cat([top, bottom], dim=1).unsqueeze(-1).expand(-1, -1, width)
+        )  # [B, 2k, H]
         logits = torch.stack([clf(picked) for clf in self.instance_classifiers], dim=2)  # [B, 2k, K, 2]
 
         is_top = torch.arange(2 * k, device=h.device) < k  # [2k]
         in_class = F.one_hot(label.clamp_min(0), self.n_classes).bool().unsqueeze(1)  # [B, 1, K]
-        target = (is_top.view(1, -1, 1) & in_class).long()  # [B, 2k, K]: in-class top -> 1, everything else -> 0
+        target = (
+            is_top.view(1, -1, 1) & in_class
+        ).long()  # [B, 2k, K]: in-class top -> 1, everything else -> 0
         real2 = torch.cat([real, real], dim=1).unsqueeze(-1)  # [B, 2k, 1]
-        per_instance = self.instance_loss_fn(logits.reshape(-1, 2), target.reshape(-1)).view_as(target)  # fp32
+        per_instance = self.instance_loss_fn(logits.reshape(-1, 2), target.reshape(-1)).view_as(
+            target
+        )  # fp32
         # in-class classifier: all 2k real instances; out-of-class ones: the top-k, and only when subtyping
-        used = (real2 & (in_class | (is_top.view(1, -1, 1) & self.subtyping))).to(per_instance.dtype)  # [B, 2k, K]
+        used = (real2 & (in_class | (is_top.view(1, -1, 1) & self.subtyping))).to(
+            per_instance.dtype
+        )  # [B, 2k, K]
 
         per_classifier = (per_instance * used).sum(dim=1) / used.sum(dim=1).clamp_min(1.0)  # [B, K]
         per_bag = per_classifier.sum(dim=1) / (self.n_classes if self.subtyping else 1)  # [B]

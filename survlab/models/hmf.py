@@ -176,23 +176,33 @@ class HMF(OutcomeNet):
         names = list(dims.prompts)
         if text_label is None:
             if len(names) != 1:
-                raise ValueError(f"HMF text_label: null needs exactly one prompts label, the cohort has {names}; "
-                                 f"set model.net.text_label to one of them")
+                raise ValueError(
+                    f"HMF text_label: null needs exactly one prompts label, the cohort has {names}; "
+                    f"set model.net.text_label to one of them"
+                )
             text_label = names[0]
         if text_label not in dims.prompts:
-            raise ValueError(f"HMF text_label {text_label!r} has no prompts (data.prompts has {names or 'none'}); "
-                             f"add data.prompts.{text_label}=<file.json>")
+            raise ValueError(
+                f"HMF text_label {text_label!r} has no prompts (data.prompts has {names or 'none'}); "
+                f"add data.prompts.{text_label}=<file.json>"
+            )
         self.text_label, self.filter_mode, self.ratio = text_label, filter, float(ratio)
         self.use_text, self.temperature = bool(use_text), float(temperature)
         prompts = dims.prompts[text_label]
         self.n_text_classes = len(prompts)
         self.sentences = [s for sentences in prompts.values() for s in sentences]
-        self.register_buffer("prompt_classes", torch.tensor(
-            [c for c, sentences in enumerate(prompts.values()) for _ in sentences], dtype=torch.long),
-            persistent=False)
+        self.register_buffer(
+            "prompt_classes",
+            torch.tensor(
+                [c for c, sentences in enumerate(prompts.values()) for _ in sentences], dtype=torch.long
+            ),
+            persistent=False,
+        )
 
         d_in = dims.wsi_dim
-        self.filter = AttentionFilter(d_in, filter_hidden, filter_attn, filter_dropout) if filter != "none" else None
+        self.filter = (
+            AttentionFilter(d_in, filter_hidden, filter_attn, filter_dropout) if filter != "none" else None
+        )
         if self.filter is not None and filter == "frozen":
             self.filter.requires_grad_(False)
         self.filter_head = nn.Linear(filter_hidden, self.n_text_classes) if filter == "trainable" else None
@@ -202,8 +212,10 @@ class HMF(OutcomeNet):
         self.text_encoder: TextEncoder | None = None
         if self.use_text:
             if text_encoder is None:
-                raise ValueError("HMF use_text=true needs model.net.text_encoder (e.g. _target_: "
-                                 "survlab.models.text_encoder.build_text_encoder)")
+                raise ValueError(
+                    "HMF use_text=true needs model.net.text_encoder (e.g. _target_: "
+                    "survlab.models.text_encoder.build_text_encoder)"
+                )
             if text_encoder.trainable:
                 self.text_encoder = text_encoder  # fine-tuned: a submodule, run every forward pass
             else:
@@ -223,17 +235,26 @@ class HMF(OutcomeNet):
         slide_targets = list(dims.slide_n_classes) if slide_targets is None else list(slide_targets)
         unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
         if unknown:
-            raise ValueError(f"HMF slide_targets {unknown} are not slide labels of the cohort (it has "
-                             f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels")
+            raise ValueError(
+                f"HMF slide_targets {unknown} are not slide labels of the cohort (it has "
+                f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels"
+            )
         self.slide_heads = ClassHeads(slide_dim, {t: dims.slide_n_classes[t] for t in slide_targets})
 
         # no bias on the last score layer: a softmax over slides ignores it (it would never get a gradient)
-        self.slide_score = nn.Sequential(mlp([slide_dim, *pool_hidden], dropout=pool_dropout, act=nn.Tanh),
-                                         nn.Linear(pool_hidden[-1], 1, bias=False))
-        self.patient_transformer = _encoder(slide_dim, patient_heads, patient_ff, patient_layers, patient_dropout)
-        self.bottleneck = nn.Sequential(nn.Linear(slide_dim, bottleneck), nn.ReLU(), nn.Linear(bottleneck, slide_dim))
-        self.patient_head = nn.Sequential(nn.LayerNorm(slide_dim), nn.Linear(slide_dim, head_hidden), nn.ReLU(),
-                                          nn.Dropout(patient_dropout))
+        self.slide_score = nn.Sequential(
+            mlp([slide_dim, *pool_hidden], dropout=pool_dropout, act=nn.Tanh),
+            nn.Linear(pool_hidden[-1], 1, bias=False),
+        )
+        self.patient_transformer = _encoder(
+            slide_dim, patient_heads, patient_ff, patient_layers, patient_dropout
+        )
+        self.bottleneck = nn.Sequential(
+            nn.Linear(slide_dim, bottleneck), nn.ReLU(), nn.Linear(bottleneck, slide_dim)
+        )
+        self.patient_head = nn.Sequential(
+            nn.LayerNorm(slide_dim), nn.Linear(slide_dim, head_hidden), nn.ReLU(), nn.Dropout(patient_dropout)
+        )
         self.init_heads(head_hidden, targets, survival=False, allow_empty=bool(len(self.slide_heads)))
 
     def train(self, mode: bool = True) -> HMF:
@@ -269,11 +290,19 @@ class HMF(OutcomeNet):
         else:
             k = torch.where(counts > 0, torch.clamp(torch.floor(counts * self.ratio).long(), min=1), 0)
         k_max = max(int(k.max()), 1)
-        ranked = scores.float().masked_fill(~member, float("-inf")).argsort(dim=-1, descending=True, stable=True)
+        ranked = (
+            scores.float().masked_fill(~member, float("-inf")).argsort(dim=-1, descending=True, stable=True)
+        )
         keep_idx = ranked[..., :k_max]  # [B, S, k_max]
         keep_mask = torch.arange(k_max, device=x.device).view(1, 1, -1) < k.unsqueeze(-1)
-        return {"slide_attn": slide_attn, "keep_idx": keep_idx, "keep_mask": keep_mask, "counts": counts,
-                "filter_h": h, "member": member}
+        return {
+            "slide_attn": slide_attn,
+            "keep_idx": keep_idx,
+            "keep_mask": keep_mask,
+            "counts": counts,
+            "filter_h": h,
+            "member": member,
+        }
 
     def encode_slides(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Steps 2-7 on M slides' kept patches tokens [M, K, D] (mask [M, K]) -> (slide embeddings [M, E],
@@ -343,19 +372,26 @@ class HMF(OutcomeNet):
         tokens = slides + self.patient_transformer(slides, src_key_padding_mask=~real)
         pooled = torch.bmm(weights.unsqueeze(1).to(tokens.dtype), tokens).squeeze(1)  # [B, E]
         patient = pooled + self.bottleneck(pooled)
-        pred = Prediction(**self.predict_heads(self.patient_head(patient)), slide_logits=slide_logits,
-                          embedding=patient)
+        pred = Prediction(
+            **self.predict_heads(self.patient_head(patient)), slide_logits=slide_logits, embedding=patient
+        )
 
         kept = torch.zeros(batch.wsi.shape[:2], device=batch.wsi.device)
         kept[b_idx.unsqueeze(1).expand_as(idx)[keep], idx[keep]] = 1.0
-        pred.attention = {"slide": weights, "slide_patch": sel["slide_attn"], "kept": kept,
-                          "patch": (weights.unsqueeze(-1) * sel["slide_attn"]).sum(dim=1)}
+        pred.attention = {
+            "slide": weights,
+            "slide_patch": sel["slide_attn"],
+            "kept": kept,
+            "patch": (weights.unsqueeze(-1) * sel["slide_attn"]).sum(dim=1),
+        }
         if self.training:
             target = self.slide_targets(batch, n_slides)
             if target is None:
-                raise ValueError(f"HMF trains its contrastive / filter loss on {self.text_label!r}, but the batch "
-                                 f"has labels {sorted(batch.labels)} and slide labels {sorted(batch.slide_labels)}; "
-                                 f"declare it under data.labels or data.slide_labels")
+                raise ValueError(
+                    f"HMF trains its contrastive / filter loss on {self.text_label!r}, but the batch "
+                    f"has labels {sorted(batch.labels)} and slide labels {sorted(batch.slide_labels)}; "
+                    f"declare it under data.labels or data.slide_labels"
+                )
             if self.use_text:
                 pred.aux_losses["contrastive"] = self.contrastive_loss(img_vec, txt_vec, target[b_idx, s_idx])
             if self.filter_head is not None:

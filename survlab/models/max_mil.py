@@ -32,7 +32,9 @@ class MaxMIL(PatchMIL):
     def forward(self, batch: Batch) -> Prediction:
         mask = batch.wsi_mask
         h = self.patch_fc(batch.wsi)  # [B, N, H]
-        per_patch = self.predict_heads(h)  # class_logits[label] [B, N, K]; hazard_logits [B, N, bins] / risk [B, N]
+        per_patch = self.predict_heads(
+            h
+        )  # class_logits[label] [B, N, K]; hazard_logits [B, N, bins] / risk [B, N]
         out: dict[str, Any] = {k: masked_max(v, mask) for k, v in per_patch.items() if k != "class_logits"}
         out["class_logits"] = {label: masked_max(v, mask) for label, v in per_patch["class_logits"].items()}
         return Prediction(**out, embedding=masked_max(h, mask))

@@ -26,8 +26,9 @@ from survlab.models.base import SurvivalNet
 from survlab.models.blocks import ClassHeads, SurvivalHead
 
 
-def resolve_targets(owner: str, targets: Sequence[str] | None, n_classes: dict[str, int],
-                    primary: str | None = None) -> dict[str, int]:
+def resolve_targets(
+    owner: str, targets: Sequence[str] | None, n_classes: dict[str, int], primary: str | None = None
+) -> dict[str, int]:
     """Patient labels a network predicts -> {label: K} in the order given (None = the cohort's primary label, or
     every label when it has no primary one: a head no objective trains would be dead weight, and DDP refuses it).
 
@@ -47,7 +48,9 @@ def resolve_targets(owner: str, targets: Sequence[str] | None, n_classes: dict[s
         raise ValueError(f"{owner} targets {names} name a label twice; list each label once")
     bad = {t: n_classes[t] for t in names if n_classes[t] < 2 or "." in t}
     if bad:
-        raise ValueError(f"{owner} targets {bad} need >= 2 classes and a name without '.'; fix the data config's labels")
+        raise ValueError(
+            f"{owner} targets {bad} need >= 2 classes and a name without '.'; fix the data config's labels"
+        )
     return {t: n_classes[t] for t in names}
 
 
@@ -62,7 +65,11 @@ class OutcomeNet(SurvivalNet):
     class_heads: ClassHeads
 
     def init_heads(
-        self, in_dim: int, targets: Sequence[str] | None, survival: bool, output: str = "hazards",
+        self,
+        in_dim: int,
+        targets: Sequence[str] | None,
+        survival: bool,
+        output: str = "hazards",
         allow_empty: bool = False,
     ) -> None:
         """Create the survival head (if `survival`) and one classifier per target label on embeddings [.., in_dim]

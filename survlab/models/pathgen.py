@@ -77,20 +77,26 @@ class PathGenDenoiser(SurvivalNet):
             mlp([g, *enc_hidden, dim], dropout, act=nn.Mish, drop=nn.AlphaDropout) for g in sizes
         )
         self.time_embed = Timesteps(time_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_hidden), nn.Mish(), nn.Linear(time_hidden, dim))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, time_hidden), nn.Mish(), nn.Linear(time_hidden, dim)
+        )
         self.group_embedding = nn.Parameter(torch.zeros(len(sizes), dim)) if group_embedding else None
         if self.group_embedding is not None:
             nn.init.normal_(self.group_embedding, std=0.02)
         self.time_attention = CrossAttention(dim, heads=1)
         self.wsi_proj = nn.Linear(dims.wsi_dim, dim)
-        self.wsi_attention = nn.ModuleList(CrossAttention(dim, heads=heads, dropout=dropout) for _ in range(rounds))
+        self.wsi_attention = nn.ModuleList(
+            CrossAttention(dim, heads=heads, dropout=dropout) for _ in range(rounds)
+        )
         self.mixers = nn.ModuleList(
             nn.TransformerEncoderLayer(dim, heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True)
             for _ in range(rounds)
         )
         self.decoders = nn.ModuleList(
-            nn.Sequential(mlp([dim, *dec_hidden], dropout, act=nn.Mish, drop=nn.AlphaDropout), nn.Linear(dec_hidden[-1]
-                          if dec_hidden else dim, g))
+            nn.Sequential(
+                mlp([dim, *dec_hidden], dropout, act=nn.Mish, drop=nn.AlphaDropout),
+                nn.Linear(dec_hidden[-1] if dec_hidden else dim, g),
+            )
             for g in sizes
         )
 
@@ -110,7 +116,9 @@ class PathGenDenoiser(SurvivalNet):
         if self.group_embedding is not None:
             queries = queries + self.group_embedding
         attended, _ = self.time_attention(queries, omic, need_weights=False)
-        tokens = queries + attended  # residual: the tokens keep t (the reference keeps only the attention output)
+        tokens = (
+            queries + attended
+        )  # residual: the tokens keep t (the reference keeps only the attention output)
         for attend, mix in zip(self.wsi_attention, self.mixers, strict=True):
             attended, _ = attend(tokens.reshape(b, copies * n_groups, -1), context, mask, need_weights=False)
             tokens = mix(tokens + attended.reshape(b * copies, n_groups, -1))

@@ -74,29 +74,35 @@ class SentenceTransformerEncoder(TextEncoder):
 class HFMeanPoolEncoder(TextEncoder):
     """A Hugging Face encoder + tokenizer: sentences -> mean of the last hidden state over real tokens [T, dim]."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, trainable: bool = False, max_length: int = 128) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: Any, trainable: bool = False, max_length: int = 128
+    ) -> None:
         super().__init__()
         self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
         self.dim = int(getattr(model.config, "d_model", None) or model.config.hidden_size)
         self._set_trainable(trainable)
 
     def forward(self, sentences: Sequence[str]) -> Tensor:
-        tokens = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=self.max_length,
-                                return_tensors="pt")
+        tokens = self.tokenizer(
+            list(sentences), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # [T, L, dim]
         return masked_mean(hidden.float(), mask.bool())
 
 
-def build_text_encoder(path: str | None = None, trainable: bool = False, max_length: int = 128,
-                       extra_tokens: Sequence[str] = ()) -> TextEncoder:
+def build_text_encoder(
+    path: str | None = None, trainable: bool = False, max_length: int = 128, extra_tokens: Sequence[str] = ()
+) -> TextEncoder:
     """The text encoder of a config: `path` None -> the bundled all-MiniLM-L6-v2 (sentence-transformers); a saved
     sentence-transformers folder -> that model; any other local Hugging Face folder -> masked-mean-pooled encoder
     (`max_length` tokens, `extra_tokens` added to its tokenizer). Nothing downloads."""
     if path is None or text_io.is_sentence_transformer(path):
         if extra_tokens:
-            raise ValueError("text_encoder.extra_tokens works with a Hugging Face encoder path, not a "
-                             "sentence-transformers model; set model.net.text_encoder.path or drop extra_tokens")
+            raise ValueError(
+                "text_encoder.extra_tokens works with a Hugging Face encoder path, not a "
+                "sentence-transformers model; set model.net.text_encoder.path or drop extra_tokens"
+            )
         return SentenceTransformerEncoder(text_io.load_sentence_transformer(path), trainable)
     model, tokenizer = text_io.load_hf_encoder(path, extra_tokens)
     return HFMeanPoolEncoder(model, tokenizer, trainable, max_length)

@@ -82,7 +82,9 @@ def _stage_done(stage_dir: Path, identity: str) -> bool:
     return record.get("identity") == identity and (stage_dir / jobs.DONE).is_file()
 
 
-def _run_stage(name: str, stage_dir: Path, identity: str, rerun: bool, work: Callable[[], dict[str, Any]]) -> None:
+def _run_stage(
+    name: str, stage_dir: Path, identity: str, rerun: bool, work: Callable[[], dict[str, Any]]
+) -> None:
     """Run `work` in `stage_dir` unless it is DONE with the same identity (and not asked to re-run)."""
     if not rerun and _stage_done(stage_dir, identity):
         log.info("pipeline stage %s: outputs of the same configuration exist in %s, skipped", name, stage_dir)
@@ -95,8 +97,9 @@ def _run_stage(name: str, stage_dir: Path, identity: str, rerun: bool, work: Cal
     jobs.mark_done(stage_dir)
 
 
-def _stage_config(cfg: DictConfig, out_dir: Path, stage_dir: Path, model: Any = None,
-                  max_epochs: int | None = None) -> DictConfig:
+def _stage_config(
+    cfg: DictConfig, out_dir: Path, stage_dir: Path, model: Any = None, max_epochs: int | None = None
+) -> DictConfig:
     """The job's config, resolved, for one stage: its `model`, its own checkpoint/log dirs, no pipeline."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree["pipeline"] = None
@@ -109,20 +112,26 @@ def _stage_config(cfg: DictConfig, out_dir: Path, stage_dir: Path, model: Any = 
         if isinstance(node, dict):
             return {k: move(v) for k, v in node.items()}
         if isinstance(node, str) and node.startswith(str(out_dir)):
-            return str(stage_dir) + node[len(str(out_dir)):]
+            return str(stage_dir) + node[len(str(out_dir)) :]
         return node
 
     for key in ("callbacks", "logger"):
         tree[key] = move(tree.get(key))
     stage = OmegaConf.create(tree)
     with open_dict(stage):
-        stage.monitor, stage.monitor_mode, stage.optimized_metric = cfg.monitor, cfg.monitor_mode, cfg.optimized_metric
+        stage.monitor, stage.monitor_mode, stage.optimized_metric = (
+            cfg.monitor,
+            cfg.monitor_mode,
+            cfg.optimized_metric,
+        )
     return stage
 
 
 def _datamodule(data: Any, modalities: tuple[str, ...], **genomics: Any) -> Any:
     """A set-up CohortDataModule from a data config with genomics options replaced by `genomics`."""
-    node = OmegaConf.create(OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data)
+    node = OmegaConf.create(
+        OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data
+    )
     if genomics and node.get("genomics") is not None:
         with open_dict(node):
             for k, v in genomics.items():
@@ -142,8 +151,11 @@ def _loaders(dm: Any) -> dict[str, Any]:
 
 
 def _device(cfg: DictConfig) -> torch.device:
-    return torch.device("cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
-                        and torch.cuda.is_available() else "cpu")
+    return torch.device(
+        "cuda"
+        if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        else "cpu"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- stage 1
@@ -159,13 +171,22 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     dm.batch_size = int(g.get("batch_size") or dm.batch_size)
     net = hydra.utils.instantiate(g.model.net, _partial_=True)(dims=dm.dims)
     task = hydra.utils.instantiate(g.model.task, net=net, max_epochs=int(g.max_epochs), seed=int(cfg.seed))
-    best = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor="val/loss", mode="min",
-                           save_top_k=1)
+    best = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1
+    )
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.update(max_epochs=int(g.max_epochs), accumulate_grad_batches=int(g.get("accumulate_grad_batches", 1)),
-                       enable_progress_bar=False, enable_checkpointing=True)
-    trainer = hydra.utils.instantiate(trainer_cfg, callbacks=[best], logger=CSVLogger(stage_dir, name="csv", version=""),
-                                      default_root_dir=str(stage_dir))
+    trainer_cfg.update(
+        max_epochs=int(g.max_epochs),
+        accumulate_grad_batches=int(g.get("accumulate_grad_batches", 1)),
+        enable_progress_bar=False,
+        enable_checkpointing=True,
+    )
+    trainer = hydra.utils.instantiate(
+        trainer_cfg,
+        callbacks=[best],
+        logger=CSVLogger(stage_dir, name="csv", version=""),
+        default_root_dir=str(stage_dir),
+    )
     trainer.fit(task, datamodule=dm)
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     task.load_state_dict(state)
@@ -176,8 +197,17 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     for part, loader in _loaders(dm).items():
         for batch in loader:
             batch = batch.to(device)
-            x = task.sample(batch, sampler=g.sampler, steps=g.get("steps"), n_samples=int(g.n_samples),
-                            seed=int(cfg.seed)).cpu().numpy()
+            x = (
+                task.sample(
+                    batch,
+                    sampler=g.sampler,
+                    steps=g.get("steps"),
+                    n_samples=int(g.n_samples),
+                    seed=int(cfg.seed),
+                )
+                .cpu()
+                .numpy()
+            )
             for i, case in enumerate(batch.case_ids):
                 synthetic[case] = x[i]
                 real[case] = torch.cat([t[i] for t in batch.genomics]).cpu().numpy()
@@ -187,21 +217,40 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     frame = _to_expression(np.stack([synthetic[c] for c in cases]), dm.gene_groups, scaler, cases)
     with atomic_path(stage_dir / "expression.csv") as tmp:
         frame.to_csv(tmp, float_format="%.6g")
-    pd.DataFrame({"case_id": cases, "part": [part_of[c] for c in cases]}).to_csv(stage_dir / "parts.csv", index=False)
+    pd.DataFrame({"case_id": cases, "part": [part_of[c] for c in cases]}).to_csv(
+        stage_dir / "parts.csv", index=False
+    )
     scaler.save(stage_dir / "scaler.json")
 
     test = [c for c in cases if part_of[c] == "test"]
     train_real = np.stack([real[c] for c in cases if part_of[c] == "train"])
-    metrics = generation_metrics(np.stack([synthetic[c] for c in test]), np.stack([real[c] for c in test]),
-                                 dm.gene_groups.sizes, dm.gene_groups.names, train_real.mean(axis=0))
+    metrics = generation_metrics(
+        np.stack([synthetic[c] for c in test]),
+        np.stack([real[c] for c in test]),
+        dm.gene_groups.sizes,
+        dm.gene_groups.names,
+        train_real.mean(axis=0),
+    )
     ceiling = _ceiling(Path(dm.root))
-    report = {"test": metrics, "ceiling": ceiling, "sampler": g.sampler, "steps": g.get("steps"),
-              "n_samples": int(g.n_samples), "scaled_range": [-1.0, 1.0], "checkpoint": best.best_model_path,
-              "epochs_trained": int(trainer.current_epoch), "fitted_on": "train"}
+    report = {
+        "test": metrics,
+        "ceiling": ceiling,
+        "sampler": g.sampler,
+        "steps": g.get("steps"),
+        "n_samples": int(g.n_samples),
+        "scaled_range": [-1.0, 1.0],
+        "checkpoint": best.best_model_path,
+        "epochs_trained": int(trainer.current_epoch),
+        "fitted_on": "train",
+    }
     write_json(stage_dir / "generation.json", report)
     ov = metrics["generator"]["overall"]
-    log.info("generator: test Spearman (per gene) %.3f vs training mean 0; MAE %.3f vs %.3f", ov["spearman_gene"],
-             ov["mae"], metrics["training_mean"]["overall"]["mae"])
+    log.info(
+        "generator: test Spearman (per gene) %.3f vs training mean 0; MAE %.3f vs %.3f",
+        ov["spearman_gene"],
+        ov["mae"],
+        metrics["training_mean"]["overall"]["mae"],
+    )
     return report
 
 
@@ -242,10 +291,16 @@ def _predict(net: torch.nn.Module, loader: Any, label: str, device: torch.device
         batch = batch.to(device)
         pred = net(batch)
         probs = torch.softmax(pred.class_logits[label].float(), dim=-1).cpu().numpy()
-        frame = pd.DataFrame({"case_id": batch.case_ids, label: batch.labels[label].cpu().numpy(),
-                              "risk": risk_score(pred).float().cpu().numpy(), "time": batch.time.cpu().numpy(),
-                              "event": batch.event.cpu().numpy().astype(int),
-                              "time_bin": batch.time_bin.cpu().numpy()})
+        frame = pd.DataFrame(
+            {
+                "case_id": batch.case_ids,
+                label: batch.labels[label].cpu().numpy(),
+                "risk": risk_score(pred).float().cpu().numpy(),
+                "time": batch.time.cpu().numpy(),
+                "event": batch.event.cpu().numpy().astype(int),
+                "time_bin": batch.time_bin.cpu().numpy(),
+            }
+        )
         for k in range(probs.shape[1]):
             frame[f"{label}_prob_{k}"] = probs[:, k]
         for k, col in enumerate(pred.hazard_logits.float().cpu().numpy().T):
@@ -254,8 +309,16 @@ def _predict(net: torch.nn.Module, loader: Any, label: str, device: torch.device
     return pd.concat(frames, ignore_index=True)
 
 
-def run_outcome_stage(cfg: DictConfig, out_dir: Path, stage_dir: Path, train: Train, model: Any,
-                      max_epochs: int | None, sources: dict[str, str | None], patch_maps: bool) -> dict[str, Any]:
+def run_outcome_stage(
+    cfg: DictConfig,
+    out_dir: Path,
+    stage_dir: Path,
+    train: Train,
+    model: Any,
+    max_epochs: int | None,
+    sources: dict[str, str | None],
+    patch_maps: bool,
+) -> dict[str, Any]:
     """Train `model` on real genomics (a survlab run in `stage_dir`), then predict calibration + test patients for
     every genomics source (name → values_from table; None = real) → eval_predictions.csv (+ patch maps)."""
     stage_cfg = _stage_config(cfg, out_dir, stage_dir, model, max_epochs)
@@ -265,13 +328,19 @@ def run_outcome_stage(cfg: DictConfig, out_dir: Path, stage_dir: Path, train: Tr
     net_cls = hydra.utils.get_class(stage_cfg.model.net._target_)
     device, frames = _device(cfg), []
     for source, values_from in sources.items():
-        dm = _datamodule(stage_cfg.data, job_modalities(net_cls, stage_cfg.data, stage_cfg.model.net), values_from=values_from)
+        dm = _datamodule(
+            stage_cfg.data,
+            job_modalities(net_cls, stage_cfg.data, stage_cfg.model.net),
+            values_from=values_from,
+        )
         net = _load_net(stage_cfg, metrics["checkpoint"], dm.dims).to(device)
         loaders = _loaders(dm)
         for part in ("calibration", "test"):
             if part not in loaders:
-                raise ValueError(f"data={dm.name}: the PathGen pipeline needs a calibration part; set "
-                                 f"data.splits.calibration_fraction > 0 (e.g. 0.2)")
+                raise ValueError(
+                    f"data={dm.name}: the PathGen pipeline needs a calibration part; set "
+                    f"data.splits.calibration_fraction > 0 (e.g. 0.2)"
+                )
             frame = _predict(net, loaders[part], label, device)
             frame.insert(1, "part", part)
             frame.insert(2, "source", source)
@@ -302,8 +371,10 @@ def _subgroups(cfg: DictConfig, frame: pd.DataFrame, cal_risk: np.ndarray) -> pd
         clinical = pd.read_csv(root / cfg.data.get("clinical_csv", "clinical.csv"), dtype={"case_id": str})
         missing = [s for s in wanted if s not in clinical.columns]
         if missing:
-            raise ValueError(f"pipeline.conformal.subgroups {missing} are not columns of {root / 'clinical.csv'} "
-                             f"(columns: {list(clinical.columns)[:12]}); fix the list")
+            raise ValueError(
+                f"pipeline.conformal.subgroups {missing} are not columns of {root / 'clinical.csv'} "
+                f"(columns: {list(clinical.columns)[:12]}); fix the list"
+            )
         per_case = clinical.groupby("case_id")[wanted].first()
         for s in wanted:
             values = per_case[s].reindex(frame["case_id"]).to_numpy()
@@ -311,7 +382,9 @@ def _subgroups(cfg: DictConfig, frame: pd.DataFrame, cal_risk: np.ndarray) -> pd
             if bands is not None:
                 edges = [-math.inf, *bands, math.inf]
                 cut = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False)
-                values = np.asarray([str(v) if isinstance(v, pd.Interval) else "missing" for v in cut], dtype=object)
+                values = np.asarray(
+                    [str(v) if isinstance(v, pd.Interval) else "missing" for v in cut], dtype=object
+                )
             out[s] = values
     if label in c.subgroups:
         out[label] = frame[label].to_numpy()
@@ -321,22 +394,27 @@ def _subgroups(cfg: DictConfig, frame: pd.DataFrame, cal_risk: np.ndarray) -> pd
     return out
 
 
-def conformal_setting(frame: pd.DataFrame, source: str, target: str, alpha: float, label: str,
-                      n_bins: int) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
+def conformal_setting(
+    frame: pd.DataFrame, source: str, target: str, alpha: float, label: str, n_bins: int
+) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
     """Calibrate on the calibration rows of `source` and predict the test rows of the SAME `source`.
 
     → (q̂, test sets [n, K], test labels [n] (−1 unknown), test rows, number of calibration patients excluded)."""
     rows = frame[frame["source"] == source]
     cal, test = rows[rows["part"] == "calibration"], rows[rows["part"] == "test"]
     if cal.empty or test.empty:
-        raise ValueError(f"conformal: source {source!r} has {len(cal)} calibration and {len(test)} test rows; "
-                         f"both are needed (same genomics source for calibration and test)")
+        raise ValueError(
+            f"conformal: source {source!r} has {len(cal)} calibration and {len(test)} test rows; "
+            f"both are needed (same genomics source for calibration and test)"
+        )
 
     def probs_labels(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if target == label:
             return part.filter(regex=f"^{label}_prob_").to_numpy(), part[label].to_numpy()
         hazards = part.filter(regex="^hazard_").to_numpy()
-        return bin_probabilities(hazards), known_bin(part["time_bin"].to_numpy(), part["event"].to_numpy(), n_bins)
+        return bin_probabilities(hazards), known_bin(
+            part["time_bin"].to_numpy(), part["event"].to_numpy(), n_bins
+        )
 
     cal_p, cal_y = probs_labels(cal)
     test_p, test_y = probs_labels(test)
@@ -344,8 +422,9 @@ def conformal_setting(frame: pd.DataFrame, source: str, target: str, alpha: floa
     return qhat, sets, test_y, test, int((cal_y < 0).sum())
 
 
-def run_conformal(cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dict[str, tuple[str, str]]
-                  ) -> dict[str, Any]:
+def run_conformal(
+    cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
     """Split-conformal sets per setting (name → (stage, source)) × target (grade, survival_bin) × alpha."""
     c = cfg.pipeline.conformal
     label, tables, sets_rows, summary = c.label, [], [], {}
@@ -356,8 +435,12 @@ def run_conformal(cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dic
         for target in (label, "survival_bin"):
             names = classes if target == label else [f"bin{k}" for k in range(n_bins)]
             for alpha in c.alphas:
-                qhat, sets, labels, test, n_excl = conformal_setting(frame, source, target, float(alpha), label, n_bins)
-                cal_risk = frame[(frame["source"] == source) & (frame["part"] == "calibration")]["risk"].to_numpy()
+                qhat, sets, labels, test, n_excl = conformal_setting(
+                    frame, source, target, float(alpha), label, n_bins
+                )
+                cal_risk = frame[(frame["source"] == source) & (frame["part"] == "calibration")][
+                    "risk"
+                ].to_numpy()
                 groups = _subgroups(cfg, test, cal_risk)
                 if label in groups:
                     groups[label] = [classes[i] if i >= 0 else "missing" for i in groups[label]]
@@ -370,29 +453,58 @@ def run_conformal(cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dic
                 tables.append(table)
                 overall = table.iloc[0]
                 summary[f"{setting}/{target}/alpha={float(alpha):g}"] = {
-                    "model": stage, "calibration_source": source, "test_source": source, "qhat": qhat,
-                    "coverage": overall["coverage"], "mean_set_size": overall["mean_set_size"],
-                    "n_test": int(overall["n"]), "n_test_excluded": int(overall["n_excluded"]),
+                    "model": stage,
+                    "calibration_source": source,
+                    "test_source": source,
+                    "qhat": qhat,
+                    "coverage": overall["coverage"],
+                    "mean_set_size": overall["mean_set_size"],
+                    "n_test": int(overall["n"]),
+                    "n_test_excluded": int(overall["n_excluded"]),
                     "n_calibration_excluded": n_excl,
-                    "n_calibration": int(((frame["source"] == source) & (frame["part"] == "calibration")).sum()),
+                    "n_calibration": int(
+                        ((frame["source"] == source) & (frame["part"] == "calibration")).sum()
+                    ),
                 }
-                sets_rows.append(pd.DataFrame({
-                    "setting": setting, "target": target, "alpha": float(alpha), "case_id": test["case_id"].to_numpy(),
-                    "label": [names[i] if i >= 0 else "unknown" for i in labels],
-                    "set": ["|".join(n for n, keep in zip(names, s, strict=True) if keep) for s in sets],
-                }))
+                sets_rows.append(
+                    pd.DataFrame(
+                        {
+                            "setting": setting,
+                            "target": target,
+                            "alpha": float(alpha),
+                            "case_id": test["case_id"].to_numpy(),
+                            "label": [names[i] if i >= 0 else "unknown" for i in labels],
+                            "set": [
+                                "|".join(n for n, keep in zip(names, s, strict=True) if keep) for s in sets
+                            ],
+                        }
+                    )
+                )
     table = pd.concat(tables, ignore_index=True)
     with atomic_path(stage_dir / "conformal.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(stage_dir / "conformal_sets.csv") as tmp:
         pd.concat(sets_rows, ignore_index=True).to_csv(tmp, index=False)
-    rule = ("censored patients whose censoring falls before the last time bin have an unknown true bin: excluded "
-            "from calibration and from coverage (counts in n_*_excluded); censored in the last bin = known")
-    write_json(stage_dir / "conformal.json", {"alphas": [float(a) for a in c.alphas], "censoring_rule": rule,
-                                              "score": "1 - p(true class) (LAC)", "settings": summary})
+    rule = (
+        "censored patients whose censoring falls before the last time bin have an unknown true bin: excluded "
+        "from calibration and from coverage (counts in n_*_excluded); censored in the last bin = known"
+    )
+    write_json(
+        stage_dir / "conformal.json",
+        {
+            "alphas": [float(a) for a in c.alphas],
+            "censoring_rule": rule,
+            "score": "1 - p(true class) (LAC)",
+            "settings": summary,
+        },
+    )
     first = float(c.alphas[0])
-    plot_coverage(table[table["alpha"] == first], first, stage_dir / "conformal.png",
-                  title=f"{cfg.data.name} fold {cfg.fold}: split-conformal coverage (bars) and mean set size (numbers)")
+    plot_coverage(
+        table[table["alpha"] == first],
+        first,
+        stage_dir / "conformal.png",
+        title=f"{cfg.data.name} fold {cfg.fold}: split-conformal coverage (bars) and mean set size (numbers)",
+    )
     return summary
 
 
@@ -406,17 +518,30 @@ def comparison_table(out_dir: Path, settings: dict[str, tuple[str, str]], label:
         known = test[label].to_numpy() >= 0
         probs = test.filter(regex=f"^{label}_prob_").to_numpy()
         grade = classification_metrics(probs[known], test[label].to_numpy()[known], ordinal=True)
-        rows.append({"setting": setting, "model": stage, "genomics_source": source, "n_test": len(test),
-                     "cindex": harrell_cindex(test["risk"].to_numpy(), test["time"].to_numpy(),
-                                              test["event"].to_numpy().astype(bool)),
-                     **{f"{label}_{k}" + ("_quadratic" if k == "kappa" else ""): v for k, v in grade.items()
-                        if k in ("accuracy", "balanced_accuracy", "f1", "auroc", "kappa")}})
+        rows.append(
+            {
+                "setting": setting,
+                "model": stage,
+                "genomics_source": source,
+                "n_test": len(test),
+                "cindex": harrell_cindex(
+                    test["risk"].to_numpy(), test["time"].to_numpy(), test["event"].to_numpy().astype(bool)
+                ),
+                **{
+                    f"{label}_{k}" + ("_quadratic" if k == "kappa" else ""): v
+                    for k, v in grade.items()
+                    if k in ("accuracy", "balanced_accuracy", "f1", "auroc", "kappa")
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _markdown(table: pd.DataFrame) -> str:
     """A Markdown table (floats to 3 decimals) without the optional `tabulate` dependency."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [
+        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)
+    ]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
 
@@ -430,18 +555,39 @@ def run_pipeline(cfg: DictConfig, out_dir: Path, train: Train) -> dict[str, Any]
     if unknown:
         raise ValueError(f"pipeline.stages {unknown} unknown; allowed (in order): {list(STAGES)}")
     rerun_from = min((STAGES.index(str(s)) for s in (p.get("rerun") or [])), default=len(STAGES))
-    base = {"data": OmegaConf.to_container(cfg.data, resolve=False), "fold": cfg.fold, "seed": cfg.seed,
-            "trainer": OmegaConf.to_container(cfg.trainer, resolve=False)}
+    base = {
+        "data": OmegaConf.to_container(cfg.data, resolve=False),
+        "fold": cfg.fold,
+        "seed": cfg.seed,
+        "trainer": OmegaConf.to_container(cfg.trainer, resolve=False),
+    }
     ids: dict[str, str] = {}
     ids["generator"] = _digest({**base, "generator": OmegaConf.to_container(p.generator, resolve=False)})
-    ids["grader"] = _digest({**base, "model": OmegaConf.to_container(cfg.model, resolve=False),
-                             "upstream": ids["generator"], "monitor": cfg.monitor, "selection": cfg.selection,
-                             "patch_maps": p.grader.get("patch_maps", True)})
-    ids["wsi_only"] = _digest({**base, "model": OmegaConf.to_container(p.wsi_only.model, resolve=False),
-                               "max_epochs": p.wsi_only.get("max_epochs"), "monitor": cfg.monitor,
-                               "selection": cfg.selection})
-    ids["conformal"] = _digest({"conformal": OmegaConf.to_container(p.conformal, resolve=False),
-                                "upstream": [ids["grader"], ids["wsi_only"]]})
+    ids["grader"] = _digest(
+        {
+            **base,
+            "model": OmegaConf.to_container(cfg.model, resolve=False),
+            "upstream": ids["generator"],
+            "monitor": cfg.monitor,
+            "selection": cfg.selection,
+            "patch_maps": p.grader.get("patch_maps", True),
+        }
+    )
+    ids["wsi_only"] = _digest(
+        {
+            **base,
+            "model": OmegaConf.to_container(p.wsi_only.model, resolve=False),
+            "max_epochs": p.wsi_only.get("max_epochs"),
+            "monitor": cfg.monitor,
+            "selection": cfg.selection,
+        }
+    )
+    ids["conformal"] = _digest(
+        {
+            "conformal": OmegaConf.to_container(p.conformal, resolve=False),
+            "upstream": [ids["grader"], ids["wsi_only"]],
+        }
+    )
     synthetic = out_dir / "generator" / "expression.csv"
     grader_sources = {"real": None, **({"synthetic": str(synthetic)} if "generator" in stages else {})}
     settings = {f"mcat_gr_{s}": ("grader", s) for s in grader_sources if "grader" in stages}
@@ -449,21 +595,44 @@ def run_pipeline(cfg: DictConfig, out_dir: Path, train: Train) -> dict[str, Any]
         settings["wsi_only"] = ("wsi_only", "none")
     work = {
         "generator": lambda: run_generator(cfg, out_dir / "generator"),
-        "grader": lambda: run_outcome_stage(cfg, out_dir, out_dir / "grader", train, OmegaConf.to_container(
-            cfg.model, resolve=True), None, grader_sources, bool(p.grader.get("patch_maps", True))),
-        "wsi_only": lambda: run_outcome_stage(cfg, out_dir, out_dir / "wsi_only", train, OmegaConf.to_container(
-            p.wsi_only.model, resolve=True), p.wsi_only.get("max_epochs"), {"none": None}, False),
+        "grader": lambda: run_outcome_stage(
+            cfg,
+            out_dir,
+            out_dir / "grader",
+            train,
+            OmegaConf.to_container(cfg.model, resolve=True),
+            None,
+            grader_sources,
+            bool(p.grader.get("patch_maps", True)),
+        ),
+        "wsi_only": lambda: run_outcome_stage(
+            cfg,
+            out_dir,
+            out_dir / "wsi_only",
+            train,
+            OmegaConf.to_container(p.wsi_only.model, resolve=True),
+            p.wsi_only.get("max_epochs"),
+            {"none": None},
+            False,
+        ),
         "conformal": lambda: run_conformal(cfg, out_dir, out_dir / "conformal", settings),
     }
     for i, stage in enumerate(STAGES):
         if stage in stages:
             _run_stage(stage, out_dir / stage, ids[stage], i >= rerun_from, work[stage])
 
-    metrics: dict[str, Any] = {"model": "pathgen_pipeline", "cohort": cfg.data.name, "fold": int(cfg.fold),
-                               "seed": int(cfg.seed), "status": "ok"}
+    metrics: dict[str, Any] = {
+        "model": "pathgen_pipeline",
+        "cohort": cfg.data.name,
+        "fold": int(cfg.fold),
+        "seed": int(cfg.seed),
+        "status": "ok",
+    }
     if "grader" in stages:
         grader = json.loads((out_dir / "grader" / "metrics.json").read_text())
-        metrics.update({k: v for k, v in grader.items() if k.startswith(("test/", "val/")) or k == "oracle_cindex"})
+        metrics.update(
+            {k: v for k, v in grader.items() if k.startswith(("test/", "val/")) or k == "oracle_cindex"}
+        )
     if settings:
         table = comparison_table(out_dir, settings, p.conformal.label)
         table.to_csv(out_dir / "comparison.csv", index=False)
@@ -472,8 +641,10 @@ def run_pipeline(cfg: DictConfig, out_dir: Path, train: Train) -> dict[str, Any]
             for k, v in row.items():
                 if isinstance(v, float):
                     metrics[f"test/{row['setting']}/{k}"] = v
-        print(f"\nsurvlab: PathGen pipeline on {cfg.data.name} fold {cfg.fold} (test patients)\n"
-              f"{_markdown(table)}\noutputs: {out_dir}\n")
+        print(
+            f"\nsurvlab: PathGen pipeline on {cfg.data.name} fold {cfg.fold} (test patients)\n"
+            f"{_markdown(table)}\noutputs: {out_dir}\n"
+        )
     if "generator" in stages:
         gen = json.loads((out_dir / "generator" / "generation.json").read_text())["test"]
         for who in ("generator", "training_mean"):
@@ -487,5 +658,12 @@ def run_pipeline(cfg: DictConfig, out_dir: Path, train: Train) -> dict[str, Any]
     return metrics
 
 
-__all__ = ["STAGES", "comparison_table", "conformal_setting", "run_conformal", "run_generator",
-           "run_outcome_stage", "run_pipeline"]
+__all__ = [
+    "STAGES",
+    "comparison_table",
+    "conformal_setting",
+    "run_conformal",
+    "run_generator",
+    "run_outcome_stage",
+    "run_pipeline",
+]

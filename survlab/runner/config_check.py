@@ -44,7 +44,9 @@ def _choice(*allowed: str) -> Callable[[str, Any], None]:
 def _int(minimum: int | None = None) -> Callable[[str, Any], None]:
     def check(key: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            raise ConfigError(f"{key}={value!r} must be an integer{f' >= {minimum}' if minimum is not None else ''}")
+            raise ConfigError(
+                f"{key}={value!r} must be an integer{f' >= {minimum}' if minimum is not None else ''}"
+            )
 
     return check
 
@@ -79,10 +81,29 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "tags": None,
     "pipeline": None,  # multi-stage recipes (experiment=pathgen_pipeline_*), see survlab.pipelines
 }
-GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "hparams_search",
-          "debug", "local")
+GROUPS = (
+    "data",
+    "model",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "hparams_search",
+    "debug",
+    "local",
+)
 #: keys of metrics.json that are not `test/<metric>`
-RUN_METRICS = ("val/best", "oracle_cindex", "bayes_accuracy", "n_test", "km_logrank_p", "epochs_trained", "wall_s")
+RUN_METRICS = (
+    "val/best",
+    "oracle_cindex",
+    "bayes_accuracy",
+    "n_test",
+    "km_logrank_p",
+    "epochs_trained",
+    "wall_s",
+)
 
 
 def _get_class(target: str, key: str) -> type:
@@ -125,7 +146,9 @@ def _init_params(cls: type) -> list[str]:
         if init is None:
             continue
         params = inspect.signature(init).parameters
-        names += [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        names += [
+            n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             break
     return names
@@ -139,8 +162,10 @@ def _check_task(cfg: DictConfig) -> None:
     allowed = _init_params(cls)
     unknown = [k for k in task if not str(k).startswith("_") and k not in allowed]
     if unknown:
-        raise ConfigError(f"model.task.{unknown[0]}: unknown option of {cls.__name__}; allowed: "
-                          f"{', '.join(sorted(set(allowed) - {'net'}))}")
+        raise ConfigError(
+            f"model.task.{unknown[0]}: unknown option of {cls.__name__}; allowed: "
+            f"{', '.join(sorted(set(allowed) - {'net'}))}"
+        )
     for name, choices in getattr(cls, "CHOICES", {}).items():
         value = task.get(name)
         if isinstance(value, DictConfig) and "_target_" in value:  # a partial torch optimiser / scheduler
@@ -156,7 +181,9 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
     """Metric names (without val/ or test/) a job with this config reports."""
     task = cfg.model.get("task") if cfg.get("model") is not None else None
     objectives = (task.get("objectives") if task is not None else None) or {}
-    if not objectives and task is not None and hasattr(_task_class(cfg), "CONFIG_METRICS"):  # e.g. segmentation
+    if (
+        not objectives and task is not None and hasattr(_task_class(cfg), "CONFIG_METRICS")
+    ):  # e.g. segmentation
         return ["loss", *_task_class(cfg).CONFIG_METRICS]
     if not objectives:
         from survlab.tasks.objectives import SURVIVAL_METRICS
@@ -166,7 +193,9 @@ def task_metric_names(cfg: DictConfig) -> list[str]:
     for i, (name, node) in enumerate(objectives.items()):
         cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
         try:  # the objective's names for these options (e.g. auc_<h> per horizon of a HorizonObjective)
-            metrics = list(cls.config_metric_names(node) if hasattr(cls, "config_metric_names") else cls.metric_names)
+            metrics = list(
+                cls.config_metric_names(node) if hasattr(cls, "config_metric_names") else cls.metric_names
+            )
         except ValueError as err:
             raise ConfigError(f"model.task.objectives.{name}: {err}") from None
         names += (metrics if i == 0 else []) + [f"{name}/{m}" for m in metrics]
@@ -223,7 +252,9 @@ def _check_metrics(cfg: DictConfig) -> None:
     names = task_metric_names(cfg) if cfg.get("model") is not None else []
     val = [f"val/{m}" for m in names]
     if cfg.get("monitor") not in (None, "auto") and names and cfg.monitor not in val:
-        raise ConfigError(f"monitor={cfg.monitor!r} is not a validation metric; choose one of {', '.join(val)}")
+        raise ConfigError(
+            f"monitor={cfg.monitor!r} is not a validation metric; choose one of {', '.join(val)}"
+        )
     known = [*(f"test/{m}" for m in names if m != "loss"), *RUN_METRICS]
     if cfg.get("optimized_metric") not in (None, "auto") and names and cfg.optimized_metric not in known:
         raise ConfigError(

@@ -86,8 +86,13 @@ class SweepKeysCallback(Callback):
 class SweepSummaryCallback(Callback):
     """Writes summary.csv / summary.md / paired.csv / comparison.png into the sweep dir at the end of a multirun."""
 
-    def __init__(self, reference: str | None = None, metric: str | None = None, wandb: bool = True,
-                 over: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        reference: str | None = None,
+        metric: str | None = None,
+        wandb: bool = True,
+        over: list[str] | None = None,
+    ) -> None:
         self.reference = reference
         self.metric = metric
         self.wandb = wandb
@@ -109,10 +114,16 @@ class SweepSummaryCallback(Callback):
                 reference = None
             summary = summarize_sweep(sweep_dir, reference=reference, metric=self.metric, over=self.over)
             n_bad = int((summary.jobs["status"] != "done").sum()) if not summary.jobs.empty else 0
-            log.info("sweep summary written to %s (%d jobs, %d failed or incomplete)", sweep_dir / "summary.md",
-                     len(summary.jobs), n_bad)
+            log.info(
+                "sweep summary written to %s (%d jobs, %d failed or incomplete)",
+                sweep_dir / "summary.md",
+                len(summary.jobs),
+                n_bad,
+            )
         except Exception as e:  # noqa: BLE001 - never break the sweep's exit
-            log.exception("sweep summary failed (rebuild with `python -m survlab.summarize %s`): %s", sweep_dir, e)
+            log.exception(
+                "sweep summary failed (rebuild with `python -m survlab.summarize %s`): %s", sweep_dir, e
+            )
             return
         if self.wandb and _wandb_enabled(config):
             try:

@@ -36,13 +36,15 @@ log = logging.getLogger("survlab.run")
 
 def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int) -> pd.DataFrame:
     """One row per test patient: case_id, fold, risk, time, event, hazard_k, surv_k (discrete-time models)."""
-    frame = pd.DataFrame({
-        "case_id": [case_ids[i] for i in results["index"]],
-        "fold": fold,
-        "risk": results["risk"].astype(float),
-        "time": results["time"].astype(float),
-        "event": results["event"].astype(int),
-    })
+    frame = pd.DataFrame(
+        {
+            "case_id": [case_ids[i] for i in results["index"]],
+            "fold": fold,
+            "risk": results["risk"].astype(float),
+            "time": results["time"].astype(float),
+            "event": results["event"].astype(int),
+        }
+    )
     if "hazard_logits" in results:
         import torch
 
@@ -54,7 +56,6 @@ def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold:
         for k in range(surv.shape[1]):
             frame[f"surv_{k}"] = surv[:, k]
     return frame
-
 
 
 def _bayes_accuracy(datamodule: Any) -> float | None:
@@ -90,7 +91,10 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
         preds = predictions_frame(rows[survival], case_ids, fold)
         # exact outcomes from the cohort table (the batch carries float32 copies)
         truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
-        preds["time"], preds["event"] = truth["time"].to_numpy(float), truth["event"].to_numpy(bool).astype(int)
+        preds["time"], preds["event"] = (
+            truth["time"].to_numpy(float),
+            truth["event"].to_numpy(bool).astype(int),
+        )
     else:
         index = set()
         for name, r in rows.items():
@@ -105,23 +109,34 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
             for j, h in enumerate(objective.horizons):  # P(event by h)
                 frame[f"{name}_p_{h:g}"] = rows[name]["probs"][:, j]
             preds = preds.merge(frame, on="case_id", how="left")
-        if not isinstance(objective, ClassificationObjective) or objective.level != "patient" or not len(rows[name]):
+        if (
+            not isinstance(objective, ClassificationObjective)
+            or objective.level != "patient"
+            or not len(rows[name])
+        ):
             continue
-        if objective.label in preds.columns:  # another objective on the same head (e.g. HMF's CE + focal): same columns
+        if (
+            objective.label in preds.columns
+        ):  # another objective on the same head (e.g. HMF's CE + focal): same columns
             continue
         r = rows[name]
         classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
-        frame = pd.DataFrame({"case_id": [case_ids[i] for i in r["index"]],
-                              objective.label: [classes[i] for i in r["label"]],
-                              f"{objective.label}_pred": [classes[i] for i in r["probs"].argmax(1)]})
+        frame = pd.DataFrame(
+            {
+                "case_id": [case_ids[i] for i in r["index"]],
+                objective.label: [classes[i] for i in r["label"]],
+                f"{objective.label}_pred": [classes[i] for i in r["probs"].argmax(1)],
+            }
+        )
         for j, c in enumerate(classes):
             frame[f"{objective.label}_prob_{c}"] = r["probs"][:, j]
         preds = preds.merge(frame, on="case_id", how="left")
     return preds
 
 
-def _classification_outputs(task: OutcomeTask, datamodule: Any, cfg: DictConfig, out_dir: Path,
-                            case_ids: list[str]) -> None:
+def _classification_outputs(
+    task: OutcomeTask, datamodule: Any, cfg: DictConfig, out_dir: Path, case_ids: list[str]
+) -> None:
     """confusion_<objective>.png per classification objective; slide_predictions.csv for slide-level ones."""
     slide_frames = []
     for name, objective in task.objectives.items():
@@ -129,15 +144,26 @@ def _classification_outputs(task: OutcomeTask, datamodule: Any, cfg: DictConfig,
         if not isinstance(objective, ClassificationObjective) or not len(r.get("index", ())):
             continue
         classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
-        plot_confusion(confusion_matrix(r["probs"], r["label"]), classes, out_dir / f"confusion_{name}.png",
-                       title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} · {name} (test)")
+        plot_confusion(
+            confusion_matrix(r["probs"], r["label"]),
+            classes,
+            out_dir / f"confusion_{name}.png",
+            title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} · {name} (test)",
+        )
         if objective.level == "slide":
             patient, position = r["index"] // SLIDE_STRIDE, r["index"] % SLIDE_STRIDE
-            slides = dict(zip(datamodule.cohort.table["case_id"], datamodule.cohort.table["slide_ids"], strict=True))
-            frame = pd.DataFrame({"case_id": [case_ids[i] for i in patient], "objective": name,
-                                  "slide_id": [slides[case_ids[i]][j] for i, j in zip(patient, position, strict=True)],
-                                  "label": [classes[i] for i in r["label"]],
-                                  "pred": [classes[i] for i in r["probs"].argmax(1)]})
+            slides = dict(
+                zip(datamodule.cohort.table["case_id"], datamodule.cohort.table["slide_ids"], strict=True)
+            )
+            frame = pd.DataFrame(
+                {
+                    "case_id": [case_ids[i] for i in patient],
+                    "objective": name,
+                    "slide_id": [slides[case_ids[i]][j] for i, j in zip(patient, position, strict=True)],
+                    "label": [classes[i] for i in r["label"]],
+                    "pred": [classes[i] for i in r["probs"].argmax(1)],
+                }
+            )
             for j, c in enumerate(classes):
                 frame[f"prob_{c}"] = r["probs"][:, j]
             slide_frames.append(frame)
@@ -147,8 +173,14 @@ def _classification_outputs(task: OutcomeTask, datamodule: Any, cfg: DictConfig,
 
 
 def write_run_outputs(
-    cfg: DictConfig, out_dir: Path, task: OutcomeTask, datamodule: Any, trainer: L.Trainer,
-    ckpt: str | None, wall_s: float, km_cutoffs: dict[str, np.ndarray] | None = None,
+    cfg: DictConfig,
+    out_dir: Path,
+    task: OutcomeTask,
+    datamodule: Any,
+    trainer: L.Trainer,
+    ckpt: str | None,
+    wall_s: float,
+    km_cutoffs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write every per-run file and return the metrics that go to metrics.json. KM risk groups are cut at
     `km_cutoffs` (objective -> cutoffs; default: fitted on this data module's training patients, km_report)."""
@@ -164,24 +196,35 @@ def write_run_outputs(
     if survival is not None and km_cutoffs is None:
         km_cutoffs = training_cutoffs(task, datamodule, km_method)
         if not km_cutoffs:
-            log.warning("no training patients to cut the KM risk groups at: cut at the test patients' %s", km_method)
+            log.warning(
+                "no training patients to cut the KM risk groups at: cut at the test patients' %s", km_method
+            )
     if survival is not None:
         oracle_risk = datamodule.oracle_risk  # reads truth.csv: once
         if oracle_risk:
             true_risk = np.array([oracle_risk[c] for c in preds["case_id"]])
-            oracle = harrell_cindex(true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool))
-        km = plot_km_by_risk(preds["risk"].to_numpy(), preds["time"].to_numpy(),
-                             preds["event"].to_numpy().astype(bool), out_dir / "km.png",
-                             method=km_method, cutoffs=(km_cutoffs or {}).get(survival),
-                             time_unit=str(getattr(datamodule, "time_unit", "months")),
-                             title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} (test)")
+            oracle = harrell_cindex(
+                true_risk, preds["time"].to_numpy(), preds["event"].to_numpy().astype(bool)
+            )
+        km = plot_km_by_risk(
+            preds["risk"].to_numpy(),
+            preds["time"].to_numpy(),
+            preds["event"].to_numpy().astype(bool),
+            out_dir / "km.png",
+            method=km_method,
+            cutoffs=(km_cutoffs or {}).get(survival),
+            time_unit=str(getattr(datamodule, "time_unit", "months")),
+            title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} (test)",
+        )
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image(key="test/km", images=[str(out_dir / "km.png")])
 
     if cfg.get("export_attention", True):
         export_attention(task.net, datamodule, out_dir / "attention", top_k=cfg.get("attention_top_k", 10))
-    if cfg.get("export_attention_h5", False):  # per test slide: coords + attention h5 for CLAM / TRIDENT heatmaps
+    if cfg.get(
+        "export_attention_h5", False
+    ):  # per test slide: coords + attention h5 for CLAM / TRIDENT heatmaps
         export_attention_h5(task.net, datamodule, out_dir / "attention" / "h5")
 
     ckpt_cb = trainer.checkpoint_callback
@@ -189,53 +232,96 @@ def write_run_outputs(
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         best_val = float(ckpt_cb.best_model_score)
     metrics: dict[str, Any] = {
-        "model": cfg.model.name, "cohort": cfg.data.name, "fold": int(cfg.fold), "seed": int(cfg.seed), "status": "ok",
+        "model": cfg.model.name,
+        "cohort": cfg.data.name,
+        "fold": int(cfg.fold),
+        "seed": int(cfg.seed),
+        "status": "ok",
         **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
-        "val/best": best_val, "oracle_cindex": oracle, "bayes_accuracy": _bayes_accuracy(datamodule),
+        "val/best": best_val,
+        "oracle_cindex": oracle,
+        "bayes_accuracy": _bayes_accuracy(datamodule),
         "n_test": int(len(preds)),
-        "km_logrank_p": km.get("logrank_p"), "km_cutoffs": km.get("cutoffs"), "epochs_trained": int(trainer.current_epoch),
-        "checkpoint": ckpt, "wall_s": round(wall_s, 2),
+        "km_logrank_p": km.get("logrank_p"),
+        "km_cutoffs": km.get("cutoffs"),
+        "epochs_trained": int(trainer.current_epoch),
+        "checkpoint": ckpt,
+        "wall_s": round(wall_s, 2),
     }
-    if getattr(datamodule, "subgroups", None) or cfg.get("eval_times"):  # per-group metrics, fixed-time td-AUC, HR
+    if getattr(datamodule, "subgroups", None) or cfg.get(
+        "eval_times"
+    ):  # per-group metrics, fixed-time td-AUC, HR
         from survlab.eval.subgroups import subgroup_report
 
-        groups = subgroup_report(task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs)
+        groups = subgroup_report(
+            task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs
+        )
         metrics.update({f"test/{k}": v for k, v in groups.items()})
     protocol = {
         "cohort": datamodule.describe(),
-        "model": {"name": cfg.model.name, "class": cfg.model.net._target_,
-                  "modalities": list(getattr(task.net, "inputs", None) or type(task.net).modalities),  # table nets: what they read
-                  "n_parameters": int(sum(p.numel() for p in task.net.parameters()))},
-        "fold": int(cfg.fold), "selection": cfg.selection, "monitor": cfg.monitor, "selected_checkpoint": ckpt,
+        "model": {
+            "name": cfg.model.name,
+            "class": cfg.model.net._target_,
+            "modalities": list(
+                getattr(task.net, "inputs", None) or type(task.net).modalities
+            ),  # table nets: what they read
+            "n_parameters": int(sum(p.numel() for p in task.net.parameters())),
+        },
+        "fold": int(cfg.fold),
+        "selection": cfg.selection,
+        "monitor": cfg.monitor,
+        "selected_checkpoint": ckpt,
         "seed": int(cfg.seed),
-        "objectives": {name: {"class": type(o).__name__, "weight": o.weight,
-                              **({"endpoint": o.endpoint or "primary", "loss": o.kind,
-                                  "bin_edges": o.bin_edges} if isinstance(o, SurvivalObjective) else
-                                 {"endpoint": o.endpoint or "primary", "horizons": list(o.horizons)}
-                                 if isinstance(o, HorizonObjective) else
-                                 {"label": o.label, "level": o.level, "loss": o.kind})}
-                       for name, o in task.objectives.items()},
+        "objectives": {
+            name: {
+                "class": type(o).__name__,
+                "weight": o.weight,
+                **(
+                    {"endpoint": o.endpoint or "primary", "loss": o.kind, "bin_edges": o.bin_edges}
+                    if isinstance(o, SurvivalObjective)
+                    else {"endpoint": o.endpoint or "primary", "horizons": list(o.horizons)}
+                    if isinstance(o, HorizonObjective)
+                    else {"label": o.label, "level": o.level, "loss": o.kind}
+                ),
+            }
+            for name, o in task.objectives.items()
+        },
         "targets": getattr(datamodule, "targets", None),
-        "survlab_version": survlab.__version__, "git_commit": git_commit(), "python": platform.python_version(),
-        "torch": __import__("torch").__version__, "lightning": L.__version__,
-        "trainer": {"precision": str(trainer.precision), "world_size": trainer.world_size,
-                    "strategy": type(trainer.strategy).__name__, "accelerator": type(trainer.accelerator).__name__},
+        "survlab_version": survlab.__version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": __import__("torch").__version__,
+        "lightning": L.__version__,
+        "trainer": {
+            "precision": str(trainer.precision),
+            "world_size": trainer.world_size,
+            "strategy": type(trainer.strategy).__name__,
+            "accelerator": type(trainer.accelerator).__name__,
+        },
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / "protocol.json", protocol)
     oracle_txt = f"{oracle:.3f}" if oracle is not None else "n/a"
     if survival is not None:
-        log.info("fold %s test C-index %.3f (oracle %s, Uno %.3f, IBS %s) — outputs in %s", cfg.fold,
-                 metrics.get(f"test/{survival}/cindex", float("nan")), oracle_txt,
-                 metrics.get(f"test/{survival}/cindex_uno", float("nan")),
-                 f"{metrics.get(f'test/{survival}/ibs'):.3f}" if metrics.get(f"test/{survival}/ibs") is not None
-                 else "n/a", out_dir)
+        log.info(
+            "fold %s test C-index %.3f (oracle %s, Uno %.3f, IBS %s) — outputs in %s",
+            cfg.fold,
+            metrics.get(f"test/{survival}/cindex", float("nan")),
+            oracle_txt,
+            metrics.get(f"test/{survival}/cindex_uno", float("nan")),
+            f"{metrics.get(f'test/{survival}/ibs'):.3f}"
+            if metrics.get(f"test/{survival}/ibs") is not None
+            else "n/a",
+            out_dir,
+        )
     heads = []
     for name, o in task.objectives.items():
         what = "C-index" if isinstance(o, SurvivalObjective) else o.primary_metric.replace("_", " ")
         prefix = "" if o is task.primary and isinstance(o, SurvivalObjective) else f"{name} "
         heads.append(f"{prefix}{what} {metrics.get(f'test/{name}/{o.primary_metric}', float('nan')):.3f}")
     oracle_part = f" | oracle C-index {oracle_txt}" if survival is not None else ""
-    print(f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test "
-          f"{'; '.join(heads)}{oracle_part}\noutputs: {out_dir}\n")
+    print(
+        f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test "
+        f"{'; '.join(heads)}{oracle_part}\noutputs: {out_dir}\n"
+    )
     return metrics

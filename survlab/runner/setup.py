@@ -31,7 +31,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     never leaves a truncated file under a checkpoint's name (the previous last.ckpt stays intact). A failed write
     raises OSError naming the checkpoint path."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -53,8 +55,15 @@ class LastCheckpoint(ModelCheckpoint):
     the best-checkpoint tracker: resuming from it repeats the uninterrupted run exactly."""
 
     def __init__(self, dirpath: str | Path) -> None:
-        super().__init__(dirpath=str(dirpath), filename=Path(LAST_CKPT).stem, monitor=None, save_top_k=1,
-                         save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+        super().__init__(
+            dirpath=str(dirpath),
+            filename=Path(LAST_CKPT).stem,
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
@@ -75,7 +84,9 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
         if isinstance(callback, EarlyStopping) and cfg.selection == "last":
             log.info("selection=last: early stopping disabled")
             continue
-        if isinstance(callback, ProgressBar) and not OmegaConf.select(cfg, "trainer.enable_progress_bar", default=True):
+        if isinstance(callback, ProgressBar) and not OmegaConf.select(
+            cfg, "trainer.enable_progress_bar", default=True
+        ):
             continue  # Lightning refuses a progress-bar callback with enable_progress_bar=false
         callbacks.append(callback)
         log.debug("callback %s: %s", name, type(callback).__name__)
@@ -140,5 +151,7 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
             return str(last)
         return None
     if not Path(ckpt_path).exists():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file, or resume=<run dir>")
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path} does not exist; pass a checkpoint file, or resume=<run dir>"
+        )
     return ckpt_path

@@ -32,8 +32,15 @@ class KillAtEpoch(L.Callback):
         if self.armed and self.batch is None and trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated kill at the start of epoch {self.epoch}")
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self.armed and self.batch is not None and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if (
+            self.armed
+            and self.batch is not None
+            and trainer.current_epoch == self.epoch
+            and batch_idx == self.batch
+        ):
             raise RuntimeError(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
 
 
@@ -48,12 +55,21 @@ class OptimizerStepRecorder(L.Callback):
         self.steps: list[dict[str, float | int]] = []
         self._patients = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._patients += len(batch)
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        self.steps.append({"epoch": trainer.current_epoch, "lr": optimizer.param_groups[0]["lr"],
-                           "patients": self._patients})
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
+    ) -> None:
+        self.steps.append(
+            {
+                "epoch": trainer.current_epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "patients": self._patients,
+            }
+        )
         self._patients = 0
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -40,12 +40,23 @@ from survlab.models.pathgen import PathGenDenoiser
 SAMPLERS = ("ddpm", "ddim")
 
 
-def make_scheduler(sampler: str = "ddpm", num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                   beta_end: float = 0.02, clip_range: float | None = 1.0) -> DDPMScheduler | DDIMScheduler:
+def make_scheduler(
+    sampler: str = "ddpm",
+    num_train_timesteps: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    clip_range: float | None = 1.0,
+) -> DDPMScheduler | DDIMScheduler:
     """The diffusers scheduler of `sampler` on the linear schedule (ε-prediction; `clip_range` None = no clipping)."""
-    common = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-                  beta_schedule="linear", prediction_type="epsilon", clip_sample=clip_range is not None,
-                  clip_sample_range=float(clip_range or 1.0))
+    common = dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        beta_schedule="linear",
+        prediction_type="epsilon",
+        clip_sample=clip_range is not None,
+        clip_sample_range=float(clip_range or 1.0),
+    )
     if sampler == "ddpm":
         return DDPMScheduler(variance_type="fixed_small", **common)
     if sampler == "ddim":
@@ -66,9 +77,19 @@ def split_groups(x: Tensor, sizes: Sequence[int]) -> list[Tensor]:
 class DiffusionTask(L.LightningModule):
     """ε-prediction DDPM training of `net` (a `PathGenDenoiser`) on `batch.genomics` (scaled groups) | `batch.wsi`."""
 
-    def __init__(self, net: PathGenDenoiser, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02, clip_range: float = 1.0, lr: float = 1e-4, weight_decay: float = 0.0,
-                 noise_draws: int = 1, max_epochs: int = 70, seed: int = 0) -> None:
+    def __init__(
+        self,
+        net: PathGenDenoiser,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        clip_range: float = 1.0,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        noise_draws: int = 1,
+        max_epochs: int = 70,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
@@ -76,14 +97,20 @@ class DiffusionTask(L.LightningModule):
 
     def _loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
         """Mean over groups of (L1 + MSE)/2 between predicted and true noise at a uniform random timestep."""
-        x0 = torch.cat(batch.genomics, dim=1).repeat_interleave(self.hparams.noise_draws, dim=0)  # [B·R, total]
+        x0 = torch.cat(batch.genomics, dim=1).repeat_interleave(
+            self.hparams.noise_draws, dim=0
+        )  # [B·R, total]
         b, device = x0.shape[0], x0.device
         noise = torch.randn(x0.shape, generator=generator, device="cpu").to(device)
-        t = torch.randint(0, self.hparams.num_train_timesteps, (b,), generator=generator, device="cpu").to(device)
+        t = torch.randint(0, self.hparams.num_train_timesteps, (b,), generator=generator, device="cpu").to(
+            device
+        )
         x_t = self.noise_schedule.add_noise(x0, noise, t)
         eps_hat = self.net(split_groups(x_t, self.net.sizes), t, batch)
-        losses = [0.5 * (F.l1_loss(e, n) + F.mse_loss(e, n))
-                  for e, n in zip(eps_hat, split_groups(noise, self.net.sizes), strict=True)]
+        losses = [
+            0.5 * (F.l1_loss(e, n) + F.mse_loss(e, n))
+            for e, n in zip(eps_hat, split_groups(noise, self.net.sizes), strict=True)
+        ]
         return torch.stack(losses).mean()
 
     def on_train_epoch_start(self) -> None:
@@ -92,21 +119,28 @@ class DiffusionTask(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite diffusion loss at epoch {self.current_epoch}, case_ids "
-                                     f"{batch.case_ids}; lower pipeline.generator.model.task.lr")
+            raise FloatingPointError(
+                f"non-finite diffusion loss at epoch {self.current_epoch}, case_ids "
+                f"{batch.case_ids}; lower pipeline.generator.model.task.lr"
+            )
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        generator = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + batch_idx)  # same noise each epoch
+        generator = torch.Generator().manual_seed(
+            self.hparams.seed * 1_000_003 + batch_idx
+        )  # same noise each epoch
         self.log("val/loss", self._loss(batch, generator), on_epoch=True, batch_size=len(batch))
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.Adam(
+            self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
     @torch.no_grad()
-    def sample(self, batch: Batch, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 1,
-               seed: int = 0) -> Tensor:
+    def sample(
+        self, batch: Batch, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 1, seed: int = 0
+    ) -> Tensor:
         """Average of `n_samples` samples of x₀ [B, sum n_g], clamped to [−clip_range, clip_range]."""
         hp = self.hparams
         scheduler = make_scheduler(sampler, hp.num_train_timesteps, hp.beta_start, hp.beta_end, hp.clip_range)
@@ -116,11 +150,19 @@ class DiffusionTask(L.LightningModule):
         context, mask = self.net.encode_context(batch)
         total, device = sum(self.net.sizes), context.device
         # the S samples of a patient run together (patient-major rows), each from its own generator
-        gens = [torch.Generator().manual_seed(patient_seed(seed, c, s)) for c in batch.case_ids for s in range(n_samples)]
+        gens = [
+            torch.Generator().manual_seed(patient_seed(seed, c, s))
+            for c in batch.case_ids
+            for s in range(n_samples)
+        ]
         x = torch.cat([torch.randn(1, total, generator=g) for g in gens]).to(device)
         for t in scheduler.timesteps:
-            eps = torch.cat(self.net.denoise(split_groups(x, self.net.sizes), t.expand(len(gens)).to(device),
-                                             context, mask), dim=1)
+            eps = torch.cat(
+                self.net.denoise(
+                    split_groups(x, self.net.sizes), t.expand(len(gens)).to(device), context, mask
+                ),
+                dim=1,
+            )
             kwargs = {"generator": gens} if sampler == "ddpm" else {"eta": 0.0}
             x = scheduler.step(eps, t, x, **kwargs).prev_sample
         self.net.train(was_training)

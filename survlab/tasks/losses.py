@@ -126,7 +126,9 @@ def classification_loss(
         return logits.sum() * 0.0
     weight = None if class_weight is None else class_weight.to(logits)
     if kind == "ce":
-        return torch.nn.functional.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
+        return torch.nn.functional.cross_entropy(
+            logits, target, weight=weight, label_smoothing=label_smoothing
+        )
     if kind != "focal":
         raise ValueError(f"classification loss must be 'ce' or 'focal', got {kind!r}")
     ce = torch.nn.functional.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)

@@ -35,8 +35,14 @@ from survlab.models.base import Prediction, survival_from_hazard_logits
 from survlab.models.precision import at_least_fp32
 from survlab.tasks.losses import classification_loss, cox_partial_likelihood, nll_discrete_survival
 
-__all__ = ["Objective", "SurvivalObjective", "ClassificationObjective", "HorizonObjective", "SURVIVAL_METRICS",
-           "SLIDE_STRIDE"]
+__all__ = [
+    "Objective",
+    "SurvivalObjective",
+    "ClassificationObjective",
+    "HorizonObjective",
+    "SURVIVAL_METRICS",
+    "SLIDE_STRIDE",
+]
 
 SURVIVAL_METRICS = ("cindex", "cindex_uno", "auc_td", "ibs")
 #: slide rows are identified by patient index * SLIDE_STRIDE + slide position (for DDP de-duplication)
@@ -94,35 +100,55 @@ class SurvivalObjective(Objective):
     modes: ClassVar[dict[str, str]] = {"ibs": "min", "loss": "min"}
     LOSSES = ("nll", "cox")
 
-    def __init__(self, endpoint: str | None = None, loss: str = "nll", alpha: float = 0.0, eval_alpha: float = 0.0,
-                 weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        loss: str = "nll",
+        alpha: float = 0.0,
+        eval_alpha: float = 0.0,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(weight)
         if loss not in self.LOSSES:
             raise ValueError(f"survival objective loss must be one of {self.LOSSES}, got {loss!r}")
-        self.endpoint, self.kind, self.alpha, self.eval_alpha = endpoint, loss, float(alpha), float(eval_alpha)
+        self.endpoint, self.kind, self.alpha, self.eval_alpha = (
+            endpoint,
+            loss,
+            float(alpha),
+            float(eval_alpha),
+        )
         self.bin_edges: np.ndarray | None = None
         self.train_time: np.ndarray | None = None
         self.train_event: np.ndarray | None = None
-        self.train_risk: np.ndarray | None = None  # Cox: training risks of the selected model (Breslow baseline)
+        self.train_risk: np.ndarray | None = (
+            None  # Cox: training risks of the selected model (Breslow baseline)
+        )
 
     # ------------------------------------------------------------------ targets and outputs
     def _targets(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         if self.endpoint is None:
             return batch.time, batch.event, batch.time_bin
         try:
-            return (batch.endpoint_time[self.endpoint], batch.endpoint_event[self.endpoint],
-                    batch.endpoint_time_bin[self.endpoint])
+            return (
+                batch.endpoint_time[self.endpoint],
+                batch.endpoint_event[self.endpoint],
+                batch.endpoint_time_bin[self.endpoint],
+            )
         except (AttributeError, KeyError):
-            raise ValueError(f"survival objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
-                             f"declare it under data.endpoints") from None
+            raise ValueError(
+                f"survival objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
+                f"declare it under data.endpoints"
+            ) from None
 
     def _outputs(self, pred: Prediction) -> tuple[Tensor | None, Tensor | None]:
         if self.endpoint is None:
             return pred.hazard_logits, pred.risk
         hz, risk = pred.endpoint_hazard_logits.get(self.endpoint), pred.endpoint_risk.get(self.endpoint)
         if hz is None and risk is None:
-            raise ValueError(f"the network predicts nothing for endpoint {self.endpoint!r} "
-                             f"(Prediction.endpoint_hazard_logits / endpoint_risk)")
+            raise ValueError(
+                f"the network predicts nothing for endpoint {self.endpoint!r} "
+                f"(Prediction.endpoint_hazard_logits / endpoint_risk)"
+            )
         return hz, risk
 
     def _risk(self, hazard_logits: Tensor | None, risk: Tensor | None) -> Tensor:
@@ -142,8 +168,9 @@ class SurvivalObjective(Objective):
         if self.kind == "nll":
             if hz is None:
                 raise ValueError("the network returns no hazard_logits; use loss: cox for a risk output")
-            return nll_discrete_survival(pick(hz), pick(time_bin), pick(event),
-                                         alpha=self.eval_alpha if eval_mode else self.alpha)
+            return nll_discrete_survival(
+                pick(hz), pick(time_bin), pick(event), alpha=self.eval_alpha if eval_mode else self.alpha
+            )
         return cox_partial_likelihood(pick(self._risk(hz, risk)), pick(time), pick(event))
 
     # ------------------------------------------------------------------ evaluation
@@ -172,7 +199,9 @@ class SurvivalObjective(Objective):
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         if self.train_time is None:
-            raise RuntimeError("SurvivalObjective: fit_reference(datamodule) / set_reference(...) was not called")
+            raise RuntimeError(
+                "SurvivalObjective: fit_reference(datamodule) / set_reference(...) was not called"
+            )
         ok = np.isfinite(rows["time"])
         rows = {k: v[ok] for k, v in rows.items()}
         eval_times = default_eval_times(rows["time"], rows["event"], self.train_time, self.train_event)
@@ -181,9 +210,18 @@ class SurvivalObjective(Objective):
             if "hazard_logits" in rows and self.bin_edges is not None:
                 surv = survival_at_times(rows["hazard_logits"], self.bin_edges, eval_times)
             elif self.train_risk is not None:
-                surv = breslow_survival(self.train_risk, self.train_time, self.train_event, rows["risk"], eval_times)
-        return survival_metrics(rows["risk"], rows["time"], rows["event"], self.train_time, self.train_event,
-                                surv_at_times=surv, eval_times=eval_times)
+                surv = breslow_survival(
+                    self.train_risk, self.train_time, self.train_event, rows["risk"], eval_times
+                )
+        return survival_metrics(
+            rows["risk"],
+            rows["time"],
+            rows["event"],
+            self.train_time,
+            self.train_event,
+            surv_at_times=surv,
+            eval_times=eval_times,
+        )
 
 
 class ClassificationObjective(Objective):
@@ -201,9 +239,17 @@ class ClassificationObjective(Objective):
     modes: ClassVar[dict[str, str]] = {"loss": "min"}
     LEVELS = ("patient", "slide")
 
-    def __init__(self, label: str | None = None, level: str = "patient", loss: str = "ce", label_smoothing: float = 0.0,
-                 class_weights: str | list[float] | None = None, gamma: float = 2.0, ordinal: bool = False,
-                 weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        label: str | None = None,
+        level: str = "patient",
+        loss: str = "ce",
+        label_smoothing: float = 0.0,
+        class_weights: str | list[float] | None = None,
+        gamma: float = 2.0,
+        ordinal: bool = False,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(weight)
         if level not in self.LEVELS:
             raise ValueError(f"classification objective level must be one of {self.LEVELS}, got {level!r}")
@@ -214,22 +260,31 @@ class ClassificationObjective(Objective):
         self.label, self.level, self.kind = label, level, loss
         self.label_smoothing, self.gamma, self.ordinal = float(label_smoothing), float(gamma), bool(ordinal)
         self.class_weights = class_weights
-        self.register_buffer("class_weight", None if class_weights in (None, "balanced")
-                             else torch.as_tensor(list(class_weights), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "class_weight",
+            None
+            if class_weights in (None, "balanced")
+            else torch.as_tensor(list(class_weights), dtype=torch.float32),
+            persistent=False,
+        )
 
     def fit_reference(self, datamodule: Any) -> None:
         """`label: null` -> the cohort's primary label; balanced class weights from the fold's TRAINING labels."""
         if self.label is None and self.level == "slide":  # slide level: the cohort's only slide label
             names = list(getattr(datamodule, "slide_label_specs", {}) or {})
             if len(names) != 1:
-                raise ValueError(f"slide-level classification objective with label: null needs exactly one slide "
-                                 f"label, the cohort has {names or 'none'}; set the objective's label")
+                raise ValueError(
+                    f"slide-level classification objective with label: null needs exactly one slide "
+                    f"label, the cohort has {names or 'none'}; set the objective's label"
+                )
             self.label = names[0]
         if self.label is None:
             self.label = getattr(datamodule, "primary_label", None)
             if self.label is None:
-                raise ValueError("classification objective with label: null, but the cohort declares no label; "
-                                 "set data.labels or the objective's label")
+                raise ValueError(
+                    "classification objective with label: null, but the cohort declares no label; "
+                    "set data.labels or the objective's label"
+                )
         if self.class_weights != "balanced":
             return
         counts = np.asarray(datamodule.train_label_counts(self.label, level=self.level), dtype=np.float64)
@@ -246,14 +301,20 @@ class ClassificationObjective(Objective):
             target = getattr(batch, "slide_labels", {}).get(self.label)
             if logits is not None and target is not None:
                 s = target.shape[1]
-                ids = (batch.index[:, None] * SLIDE_STRIDE + torch.arange(s, device=target.device)[None, :]).reshape(-1)
+                ids = (
+                    batch.index[:, None] * SLIDE_STRIDE + torch.arange(s, device=target.device)[None, :]
+                ).reshape(-1)
                 logits, target = logits[:, :s].reshape(-1, logits.shape[-1]), target.reshape(-1)
         if logits is None:
-            raise ValueError(f"the network returns no {self.level}-level logits for label {self.label!r} "
-                             f"(Prediction.{'class_logits' if self.level == 'patient' else 'slide_logits'})")
+            raise ValueError(
+                f"the network returns no {self.level}-level logits for label {self.label!r} "
+                f"(Prediction.{'class_logits' if self.level == 'patient' else 'slide_logits'})"
+            )
         if target is None:
-            raise ValueError(f"the cohort has no {self.level}-level label {self.label!r}; declare it under "
-                             f"data.{'labels' if self.level == 'patient' else 'slide_labels'}")
+            raise ValueError(
+                f"the cohort has no {self.level}-level label {self.label!r}; declare it under "
+                f"data.{'labels' if self.level == 'patient' else 'slide_labels'}"
+            )
         valid = target >= 0
         return logits[valid], target[valid], ids[valid]
 
@@ -261,7 +322,9 @@ class ClassificationObjective(Objective):
         logits, target, _ = self._logits_targets(pred, batch)
         if target.numel() == 0:
             return None
-        return classification_loss(logits, target, self.kind, self.label_smoothing, self.class_weight, self.gamma)
+        return classification_loss(
+            logits, target, self.kind, self.label_smoothing, self.class_weight, self.gamma
+        )
 
     def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
         logits, target, ids = self._logits_targets(pred, batch)
@@ -269,7 +332,6 @@ class ClassificationObjective(Objective):
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         return classification_metrics(rows["probs"], rows["label"], ordinal=self.ordinal)
-
 
 
 class HorizonObjective(Objective):
@@ -305,8 +367,10 @@ class HorizonObjective(Objective):
         """Horizons as sorted floats; ValueError for an empty list, non-positive / non-finite or duplicate values."""
         values = [float(h) for h in (horizons or [])]
         if not values or any(not math.isfinite(h) or h <= 0 for h in values):
-            raise ValueError(f"horizon objective: horizons must be a non-empty list of positive finite times, "
-                             f"got {horizons!r}; e.g. horizons: [12, 36, 60]")
+            raise ValueError(
+                f"horizon objective: horizons must be a non-empty list of positive finite times, "
+                f"got {horizons!r}; e.g. horizons: [12, 36, 60]"
+            )
         labels = [f"{h:g}" for h in values]
         if len(set(labels)) != len(labels):
             raise ValueError(f"horizon objective: duplicate horizons {labels}; give each horizon once")
@@ -330,24 +394,31 @@ class HorizonObjective(Objective):
         if self.endpoint is None:
             return batch.time, batch.event
         if self.endpoint not in batch.endpoint_time:
-            raise ValueError(f"horizon objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
-                             f"declare it under data.endpoints")
+            raise ValueError(
+                f"horizon objective on endpoint {self.endpoint!r}: the cohort has no such endpoint; "
+                f"declare it under data.endpoints"
+            )
         return batch.endpoint_time[self.endpoint], batch.endpoint_event[self.endpoint]
 
     def _logits(self, pred: Prediction) -> Tensor:
         key = self.endpoint or self.PRIMARY_KEY
         logits = pred.horizon_logits.get(key)
         if logits is None:
-            raise ValueError(f"the network returns no horizon logits for {key!r} (Prediction.horizon_logits[{key!r}] "
-                             f"[B, {len(self.horizons)}]); use a network with a horizon head")
+            raise ValueError(
+                f"the network returns no horizon logits for {key!r} (Prediction.horizon_logits[{key!r}] "
+                f"[B, {len(self.horizons)}]); use a network with a horizon head"
+            )
         if logits.ndim != 2 or logits.shape[1] != len(self.horizons):
-            raise ValueError(f"Prediction.horizon_logits[{key!r}] has shape {tuple(logits.shape)}, expected "
-                             f"[B, {len(self.horizons)}] for horizons {list(self.horizons)}")
+            raise ValueError(
+                f"Prediction.horizon_logits[{key!r}] has shape {tuple(logits.shape)}, expected "
+                f"[B, {len(self.horizons)}] for horizons {list(self.horizons)}"
+            )
         return at_least_fp32(logits)
 
     @staticmethod
-    def targets(time: Tensor | np.ndarray, event: Tensor | np.ndarray,
-                horizons: Sequence[float]) -> tuple[Tensor, Tensor]:
+    def targets(
+        time: Tensor | np.ndarray, event: Tensor | np.ndarray, horizons: Sequence[float]
+    ) -> tuple[Tensor, Tensor]:
         """-> target [B, H] (float, 1 = event by h) and known [B, H] (bool; False = masked: censored by h, or NaN)."""
         time = torch.as_tensor(time, dtype=torch.float64)[:, None]
         event = torch.as_tensor(event, dtype=torch.bool)[:, None]
@@ -366,8 +437,12 @@ class HorizonObjective(Objective):
     # ------------------------------------------------------------------ evaluation
     def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
         time, event = self._survival(batch)
-        return {"index": batch.index, "probs": torch.sigmoid(self._logits(pred)).float(), "time": time,
-                "event": event}
+        return {
+            "index": batch.index,
+            "probs": torch.sigmoid(self._logits(pred)).float(),
+            "time": time,
+            "event": event,
+        }
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         """rows: probs [N, H], time [N], event [N] -> auc_<h>, brier_<h> per horizon and auc_mean."""

@@ -20,12 +20,16 @@ SCHEDULES = ("cosine", "cosine_restarts", "none")
 INTERVALS = ("step", "epoch")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float) -> Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float
+) -> Optimizer:
     """Adam / AdamW / SGD (momentum 0.9) over trainable parameters."""
     if name not in OPTIMIZERS:
         raise ValueError(f"model.task.optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     kwargs = {"momentum": 0.9} if name == "sgd" else {}
-    return OPTIMIZERS[name]([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, **kwargs)
+    return OPTIMIZERS[name](
+        [p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, **kwargs
+    )
 
 
 def lr_factor(
@@ -88,21 +92,36 @@ def build_scheduler(
     None when there is nothing to schedule ('none' without warm-up)."""
     name = "none" if name in (None, "constant") else name
     if name not in SCHEDULES:
-        raise ValueError(f"model.task.scheduler must be 'cosine' or 'none' (or 'cosine_restarts' with "
-                         f"model.task.restart_epochs), got {name!r}")
+        raise ValueError(
+            f"model.task.scheduler must be 'cosine' or 'none' (or 'cosine_restarts' with "
+            f"model.task.restart_epochs), got {name!r}"
+        )
     if interval not in INTERVALS:
         raise ValueError(f"model.task.scheduler_interval must be one of {INTERVALS}, got {interval!r}")
     if name == "cosine_restarts" and (restart_epochs is None or int(restart_epochs) < 1):
-        raise ValueError(f"model.task.scheduler=cosine_restarts needs model.task.restart_epochs >= 1 (the restart "
-                         f"period in epochs), got {restart_epochs!r}")
+        raise ValueError(
+            f"model.task.scheduler=cosine_restarts needs model.task.restart_epochs >= 1 (the restart "
+            f"period in epochs), got {restart_epochs!r}"
+        )
     if steps_per_epoch < 1 or warmup_epochs < 0 or int(warmup_epochs) != warmup_epochs:
-        raise ValueError(f"steps_per_epoch must be >= 1 and model.task.warmup_epochs a whole number >= 0, got "
-                         f"{steps_per_epoch} and {warmup_epochs}")
+        raise ValueError(
+            f"steps_per_epoch must be >= 1 and model.task.warmup_epochs a whole number >= 0, got "
+            f"{steps_per_epoch} and {warmup_epochs}"
+        )
     if not schedules_lr(name, warmup_epochs):
         return None
     base_lr = opt.param_groups[0]["lr"]
     min_factor = min(1.0, eta_min / base_lr) if base_lr > 0 else 0.0
-    return LambdaLR(opt, partial(lr_factor, schedule=name, steps_per_epoch=int(steps_per_epoch),
-                                 max_epochs=int(max_epochs), warmup_epochs=int(warmup_epochs),
-                                 restart_epochs=None if restart_epochs is None else int(restart_epochs),
-                                 min_factor=min_factor, interval=interval))
+    return LambdaLR(
+        opt,
+        partial(
+            lr_factor,
+            schedule=name,
+            steps_per_epoch=int(steps_per_epoch),
+            max_epochs=int(max_epochs),
+            warmup_epochs=int(warmup_epochs),
+            restart_epochs=None if restart_epochs is None else int(restart_epochs),
+            min_factor=min_factor,
+            interval=interval,
+        ),
+    )

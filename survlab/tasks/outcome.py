@@ -68,8 +68,12 @@ class OutcomeTask(L.LightningModule):
     """
 
     #: choice-valued constructor options (checked by config_check before any data is read)
-    CHOICES = {"optimizer": tuple(OPTIMIZERS), "scheduler": SCHEDULES, "scheduler_interval": INTERVALS,
-               "weighting": ("fixed", "uncertainty")}
+    CHOICES = {
+        "optimizer": tuple(OPTIMIZERS),
+        "scheduler": SCHEDULES,
+        "scheduler_interval": INTERVALS,
+        "weighting": ("fixed", "uncertainty"),
+    }
 
     def __init__(
         self,
@@ -92,7 +96,9 @@ class OutcomeTask(L.LightningModule):
     ) -> None:
         super().__init__()
         if not objectives:
-            raise ValueError("model.task.objectives is empty; give at least one objective (survival or classification)")
+            raise ValueError(
+                "model.task.objectives is empty; give at least one objective (survival or classification)"
+            )
         if weighting not in self.CHOICES["weighting"]:
             raise ValueError(f"model.task.weighting must be fixed or uncertainty, got {weighting!r}")
         # a partial torch optimiser / scheduler (Hydra `_partial_: true`) is kept as an object, its name in hparams
@@ -138,7 +144,9 @@ class OutcomeTask(L.LightningModule):
         compiled = self.__dict__.get("_compiled_net")
         if compiled is None:
             spec = self.hparams["compile"]
-            compiled = torch.compile(self.net, **{"dynamic": True, **(dict(spec) if isinstance(spec, dict) else {})})
+            compiled = torch.compile(
+                self.net, **{"dynamic": True, **(dict(spec) if isinstance(spec, dict) else {})}
+            )
             self.__dict__["_compiled_net"] = compiled
         return compiled(batch)
 
@@ -182,16 +190,23 @@ class OutcomeTask(L.LightningModule):
             return  # the Cox likelihood of an evaluation batch depends on how patients were batched
         if isinstance(self.primary, SurvivalObjective) and self.primary._outputs(pred)[0] is None:
             return  # a Cox-only primary: no hazard logits, no per-patient evaluation loss
-        self.log(f"{stage}/loss", self.compute_loss(pred, batch, eval_mode=True), on_epoch=True,
-                 batch_size=len(batch), sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            self.compute_loss(pred, batch, eval_mode=True),
+            on_epoch=True,
+            batch_size=len(batch),
+            sync_dist=True,
+        )
 
     def _eval_step(self, batch: Batch, stage: str) -> None:
         pred = self(batch)
         self._log_eval_loss(pred, batch, stage)
-        self._outputs[stage].append({
-            name: {k: v.detach() for k, v in objective.collect(pred, batch).items()}
-            for name, objective in self.objectives.items()
-        })
+        self._outputs[stage].append(
+            {
+                name: {k: v.detach() for k, v in objective.collect(pred, batch).items()}
+                for name, objective in self.objectives.items()
+            }
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -222,7 +237,9 @@ class OutcomeTask(L.LightningModule):
         padded = {}
         for k, v in local.items():
             v = v.to(self.device)
-            pad = torch.full((n_max - len(v), *v.shape[1:]), -1 if k == "index" else 0, dtype=v.dtype, device=v.device)
+            pad = torch.full(
+                (n_max - len(v), *v.shape[1:]), -1 if k == "index" else 0, dtype=v.dtype, device=v.device
+            )
             padded[k] = torch.cat([v, pad])
         gathered = self.all_gather(padded)  # each [world, n_max, ...]
         flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in gathered.items()}
@@ -257,8 +274,11 @@ class OutcomeTask(L.LightningModule):
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["survlab_reference"] = {
-            name: {"bin_edges": o.bin_edges.tolist(), "train_time": o.train_time.tolist(),
-                   "train_event": o.train_event.astype(int).tolist()}
+            name: {
+                "bin_edges": o.bin_edges.tolist(),
+                "train_time": o.train_time.tolist(),
+                "train_event": o.train_event.astype(int).tolist(),
+            }
             for name, o in self.objectives.items()
             if isinstance(o, SurvivalObjective) and o.bin_edges is not None and o.train_time is not None
         }
@@ -266,14 +286,21 @@ class OutcomeTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, ref in (checkpoint.get("survlab_reference") or {}).items():
             objective = self.objectives[name] if name in self.objectives else None
-            if isinstance(objective, SurvivalObjective) and objective.train_time is None and isinstance(ref, dict):
-                objective.set_reference(np.array(ref["bin_edges"]), np.array(ref["train_time"]),
-                                        np.array(ref["train_event"]))
+            if (
+                isinstance(objective, SurvivalObjective)
+                and objective.train_time is None
+                and isinstance(ref, dict)
+            ):
+                objective.set_reference(
+                    np.array(ref["bin_edges"]), np.array(ref["train_time"]), np.array(ref["train_event"])
+                )
 
     def on_test_epoch_start(self) -> None:
         # Cox objectives have no survival curve of their own: fit a Breslow baseline on the TRAINING patients'
         # predictions of the selected model (needed for the integrated Brier score).
-        cox = {n: o for n, o in self.objectives.items() if isinstance(o, SurvivalObjective) and o.kind == "cox"}
+        cox = {
+            n: o for n, o in self.objectives.items() if isinstance(o, SurvivalObjective) and o.kind == "cox"
+        }
         dm = getattr(self.trainer, "datamodule", None) if self.trainer is not None else None
         if not cox or dm is None or not hasattr(dm, "train_eval_dataloader"):
             return
@@ -288,7 +315,9 @@ class OutcomeTask(L.LightningModule):
             r = {k: torch.cat([x[k] for x in rows[name]]).numpy() for k in rows[name][0]}
             order = np.argsort(r["index"])
             objective.train_risk = r["risk"][order]
-            if objective.endpoint is None:  # exact outcomes from the cohort table (the batch holds float32 copies)
+            if (
+                objective.endpoint is None
+            ):  # exact outcomes from the cohort table (the batch holds float32 copies)
                 table = dm.cohort.rows([dm.full_cohort.case_ids[i] for i in r["index"][order]])
                 objective.train_time = table["time"].to_numpy(float)
                 objective.train_event = table["event"].to_numpy(bool)
@@ -314,8 +343,10 @@ class OutcomeTask(L.LightningModule):
             trainer.fit_loop.setup_data()  # what trainer.estimated_stepping_batches does before counting
         batches = trainer.num_training_batches
         if not math.isfinite(batches):
-            raise ValueError("model.task.scheduler / warmup_epochs need a train dataloader with a length "
-                             "(an epoch of known size); use scheduler=none and warmup_epochs=0 for an iterable one")
+            raise ValueError(
+                "model.task.scheduler / warmup_epochs need a train dataloader with a length "
+                "(an epoch of known size); use scheduler=none and warmup_epochs=0 for an iterable one"
+            )
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
     def configure_optimizers(self) -> Any:
@@ -328,13 +359,26 @@ class OutcomeTask(L.LightningModule):
         opt = spec(params) if callable(spec) else build_optimizer(params, spec, hp.lr, hp.weight_decay)
         if callable(self.scheduler_spec):
             sched = self.scheduler_spec(optimizer=opt)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": hp.scheduler_interval,
-                                                       "monitor": hp.scheduler_monitor}}
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {
+                    "scheduler": sched,
+                    "interval": hp.scheduler_interval,
+                    "monitor": hp.scheduler_monitor,
+                },
+            }
         if not schedules_lr(self.scheduler_spec, hp.warmup_epochs):
             return opt
         max_epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else hp.max_epochs
-        sched = build_scheduler(opt, self.scheduler_spec, max_epochs, hp.warmup_epochs, hp.eta_min,
-                                steps_per_epoch=self.optimizer_steps_per_epoch(), restart_epochs=hp.restart_epochs,
-                                interval=hp.scheduler_interval)
+        sched = build_scheduler(
+            opt,
+            self.scheduler_spec,
+            max_epochs,
+            hp.warmup_epochs,
+            hp.eta_min,
+            steps_per_epoch=self.optimizer_steps_per_epoch(),
+            restart_epochs=hp.restart_epochs,
+            interval=hp.scheduler_interval,
+        )
         # stepped after every optimiser step: lr_factor itself holds the decay per epoch when interval == "epoch"
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -28,7 +28,11 @@ ENV_VAR = "SURVLAB_CONFIG_PATH"
 def user_conf_dirs_first() -> list[Path]:
     """The folders of SURVLAB_CONFIG_PATH that exist, in order (searched before the package configs)."""
     raw = os.environ.get(ENV_VAR, "")
-    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip() and Path(p).expanduser().is_dir()]
+    return [
+        Path(p).expanduser().resolve()
+        for p in raw.split(os.pathsep)
+        if p.strip() and Path(p).expanduser().is_dir()
+    ]
 
 
 def user_conf_dirs_last() -> list[Path]:

@@ -148,7 +148,9 @@ def job_relaunch_command(local_rank: int) -> tuple[list[str], str]:
                 cmd += [a, argv[i + 1]]
             elif a.startswith(flag + "="):
                 cmd.append(a)
-    cmd += list(hc.overrides.task)  # this job's overrides, sweep values already expanded (model=abmil fold=1 ...)
+    cmd += list(
+        hc.overrides.task
+    )  # this job's overrides, sweep values already expanded (model=abmil fold=1 ...)
     cmd += [
         f'hydra.run.dir="{hc.runtime.output_dir}"',
         f"hydra.job.name=train_ddp_process_{local_rank}",
@@ -165,10 +167,13 @@ def _install_job_relaunch() -> None:
         return
     import importlib
 
-    modules = [importlib.import_module(m) for m in (
-        "lightning.fabric.strategies.launchers.subprocess_script",
-        "lightning.pytorch.strategies.launchers.subprocess_script",
-    )]
+    modules = [
+        importlib.import_module(m)
+        for m in (
+            "lightning.fabric.strategies.launchers.subprocess_script",
+            "lightning.pytorch.strategies.launchers.subprocess_script",
+        )
+    ]
     if not all(hasattr(m, "_hydra_subprocess_cmd") for m in modules):
         raise DDPMultirunError(
             "this Lightning version has no _hydra_subprocess_cmd to fix; DDP inside a multirun is refused — run each "
@@ -208,5 +213,7 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
     _install_job_relaunch()
     log.warning(
         "DDP inside a multirun: strategy=%s, %d processes; child ranks are relaunched for THIS job only "
-        "(survlab.utils.ddp fixed relaunch), never the whole sweep", name, n,
+        "(survlab.utils.ddp fixed relaunch), never the whole sweep",
+        name,
+        n,
     )

@@ -47,10 +47,25 @@ SWEEP_KEYS = "sweep_keys.json"
 
 #: config keys (dotted) that cannot change a job's results: left out of its identity and of its dir name
 NON_IDENTITY = (
-    "paths", "hydra", "skip_completed", "ckpt_path", "resume", "logger", "tags", "optimized_metric",
-    "export_attention", "export_attention_h5", "attention_top_k", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "trainer.log_every_n_steps", "callbacks.rich_progress_bar", "callbacks.lr_monitor",
-    "pipeline.rerun", "data.time_unit", "callbacks.epoch_log",
+    "paths",
+    "hydra",
+    "skip_completed",
+    "ckpt_path",
+    "resume",
+    "logger",
+    "tags",
+    "optimized_metric",
+    "export_attention",
+    "export_attention_h5",
+    "attention_top_k",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "callbacks.rich_progress_bar",
+    "callbacks.lr_monitor",
+    "pipeline.rerun",
+    "data.time_unit",
+    "callbacks.epoch_log",
 )
 #: keys already in the job dir path <model>/<cohort>/fold<k>
 LOCATION_KEYS = ("model", "data", "fold")
@@ -59,6 +74,7 @@ _TAG_MAX = 80
 
 class JobError(RuntimeError):
     """A job dir cannot be used: another configuration's results, or another live job, are in it."""
+
 
 __all__ = [
     "JobError",
@@ -180,7 +196,11 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     ${paths.data_dir}/...` is the same on every machine), without `NON_IDENTITY` keys."""
     from omegaconf import OmegaConf
 
-    tree: Any = OmegaConf.to_container(cfg, resolve=False) if not isinstance(cfg, dict) else json.loads(json.dumps(cfg))
+    tree: Any = (
+        OmegaConf.to_container(cfg, resolve=False)
+        if not isinstance(cfg, dict)
+        else json.loads(json.dumps(cfg))
+    )
     for key in NON_IDENTITY:
         _drop(tree, key)
     return tree
@@ -223,7 +243,9 @@ def check_identity(out_dir: str | os.PathLike, identity: dict[str, Any]) -> bool
             ) from None
         return False
     except ValueError as err:
-        raise JobError(f"{out / RECORD} is unreadable ({err}); use a new hydra.sweep.dir / hydra.run.dir") from None
+        raise JobError(
+            f"{out / RECORD} is unreadable ({err}); use a new hydra.sweep.dir / hydra.run.dir"
+        ) from None
     if record.get("identity_sha256") == _digest(identity):
         return True
     raise JobError(
@@ -293,7 +315,9 @@ def is_non_identity(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") or key.startswith(k + "/") for k in NON_IDENTITY)
 
 
-def record_sweep_keys(sweep_dir: str | os.PathLike, overrides: Iterable[str], params: Iterable[str] = ()) -> list[str]:
+def record_sweep_keys(
+    sweep_dir: str | os.PathLike, overrides: Iterable[str], params: Iterable[str] = ()
+) -> list[str]:
     """Write `<sweep_dir>/sweep_keys.json`: the keys a multirun sweeps (command-line sweeps such as `seed=0,1`,
     plus the sweeper's `params`), read by `job_tag` to name each job dir."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -324,7 +348,7 @@ def job_tag(sweep_dir: str, overrides: Sequence[str]) -> str:
         return ""
     tag = ",".join(sorted(items))
     if len(tag) > _TAG_MAX:
-        tag = f"{tag[:_TAG_MAX - 13]}..{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
+        tag = f"{tag[: _TAG_MAX - 13]}..{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
     return "/" + tag
 
 

@@ -320,9 +320,12 @@ def test_modality_hint_lists_cohorts_from_conf_dir(tmp_path: Path) -> None:
 
 def test_expression_case_spelled_twice_with_whitespace(tmp_path: Path) -> None:
     """'T1' and 'T1 ' are one patient: two profiles for it must fail (it passed before and shifted profiles)."""
-    pd.DataFrame({"case_id": ["T1", "T2", "T1 "], "G": [1.0, 2.0, 3.0]}).to_csv(tmp_path / "e.csv", index=False)
+    pd.DataFrame({"case_id": ["T1", "T2", "T1 "], "G": [1.0, 2.0, 3.0]}).to_csv(
+        tmp_path / "e.csv", index=False
+    )
     with pytest.raises(
-        ValueError, match=r"e.csv: duplicate case row\(s\) T1 \(spelled 'T1', 'T1 '\); keep one expression profile"
+        ValueError,
+        match=r"e.csv: duplicate case row\(s\) T1 \(spelled 'T1', 'T1 '\); keep one expression profile",
     ) as err:
         read_expression(tmp_path / "e.csv")
     _one_line(err)
@@ -373,9 +376,11 @@ def test_signature_symbols_and_group_names_are_stripped(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- whitespace ids
 def test_case_id_whitespace_variant_is_the_same_patient(tmp_path: Path) -> None:
     """'A' and 'A ' with equal outcomes: one patient with both slides; a slide id spelled twice is one slide."""
+
     def edit(d: pd.DataFrame) -> None:
         d.loc[1, "case_id"] = "A "
         d.loc[2, "slide_id"] = " B-1"
+
     cohort = _cohort_with(tmp_path, edit)
     assert cohort.case_ids == ["A", "B", "C"]
     assert cohort.table["slide_ids"].tolist() == [["A-1", "A-2"], ["B-1"], ["C-1"]]
@@ -385,6 +390,7 @@ def test_case_id_whitespace_variant_with_other_outcome_conflicts(tmp_path: Path)
     def edit(d: pd.DataFrame) -> None:
         d.loc[1, "case_id"] = " A"
         d.loc[1, "survival_months"] = 12.0
+
     with pytest.raises(
         ValueError, match=r"conflicting outcomes .*case\(s\) A \(spelled ' A', 'A'\); make the patient fields"
     ) as err:
@@ -399,10 +405,13 @@ def test_slide_id_whitespace_variant_under_two_patients(tmp_path: Path) -> None:
 
 def test_patient_field_differing_across_slide_rows(tmp_path: Path) -> None:
     """A label that differs across one patient's slide rows was taken from whichever row came first."""
+
     def edit(d: pd.DataFrame) -> None:
         d["label"] = ["x", "y", "y", "x"]
+
     with pytest.raises(
-        ValueError, match=r"clinical.csv: column 'label' differs across the slide rows of case\(s\) A \(x, y for A\)"
+        ValueError,
+        match=r"clinical.csv: column 'label' differs across the slide rows of case\(s\) A \(x, y for A\)",
     ) as err:
         _cohort_with(tmp_path, edit, keep_cols=["label"])
     _one_line(err)
@@ -420,4 +429,6 @@ def test_clinical_csv_with_a_repeated_required_column(tmp_path: Path) -> None:
         Cohort.from_csv(tmp_path / "clinical.csv")
     _one_line(err)
     (tmp_path / "clinical.csv").write_text("case_id,survival_months,censorship,note,note\nA,10,0,x,y\n")
-    assert Cohort.from_csv(tmp_path / "clinical.csv").case_ids == ["A"]  # a repeated column we do not read is ok
+    assert Cohort.from_csv(tmp_path / "clinical.csv").case_ids == [
+        "A"
+    ]  # a repeated column we do not read is ok

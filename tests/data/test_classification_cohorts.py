@@ -20,7 +20,12 @@ REAL = {  # cohort -> (patient label, its column, a slide label or None)
 
 
 def _data(name: str, tmp_path: Path, *extra: str):  # -> CohortDataModule
-    overrides = [f"data={name}", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", *extra]
+    overrides = [
+        f"data={name}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        *extra,
+    ]
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     return instantiate(cfg.data)
@@ -32,8 +37,11 @@ def test_missing_clinical_csv_is_a_one_line_error(name: str, tmp_path: Path) -> 
     assert not dm.has_survival
     label, column, slide = REAL[name]
     cols = "case_id, slide_id, " + column + (f", {slide}" if slide else "")
-    with pytest.raises(FileNotFoundError, match=rf"data={name}: expected CLAM dataset_csv-style clinical CSV at "
-                                                rf"{tmp_path / 'data' / name / 'clinical.csv'} \(columns {cols}\)") as err:
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"data={name}: expected CLAM dataset_csv-style clinical CSV at "
+        rf"{tmp_path / 'data' / name / 'clinical.csv'} \(columns {cols}\)",
+    ) as err:
         dm.setup("fit")
     assert "\n" not in str(err.value)
 
@@ -44,19 +52,25 @@ def test_camelyon17_missing_feature_file_names_the_slide(tmp_path: Path) -> None
     rows = ["case_id,slide_id,stage,pN"]
     for p in range(10):
         for n in range(5):
-            rows.append(f"patient_{p:03d},patient_{p:03d}_node_{n},{'macro' if n == p % 5 else 'negative'},"
-                        f"{'pN1' if p % 2 else 'pN0'}")
+            rows.append(
+                f"patient_{p:03d},patient_{p:03d}_node_{n},{'macro' if n == p % 5 else 'negative'},"
+                f"{'pN1' if p % 2 else 'pN0'}"
+            )
     (root / "clinical.csv").write_text("\n".join(rows) + "\n")
     for p in range(10):
         for n in range(5):
             if (p, n) != (3, 2):
-                torch.save(torch.randn(4, 1024), root / "features" / "resnet50_trunc" / "pt_files" /
-                           f"patient_{p:03d}_node_{n}.pt")
+                torch.save(
+                    torch.randn(4, 1024),
+                    root / "features" / "resnet50_trunc" / "pt_files" / f"patient_{p:03d}_node_{n}.pt",
+                )
     dm = _data("camelyon17", tmp_path, "data.splits.folds=2", "data.num_workers=0", "data.pin_memory=false")
     with pytest.raises(Exception, match=r"patient_003_node_2") as err:
         dm.setup("fit")
     assert "\n" not in str(err.value)
-    torch.save(torch.randn(4, 1024), root / "features" / "resnet50_trunc" / "pt_files" / "patient_003_node_2.pt")
+    torch.save(
+        torch.randn(4, 1024), root / "features" / "resnet50_trunc" / "pt_files" / "patient_003_node_2.pt"
+    )
     dm = _data("camelyon17", tmp_path, "data.splits.folds=2", "data.num_workers=0", "data.pin_memory=false")
     dm.setup("fit")
     assert dm.targets["labels"] == {"pn_stage": ["pN0", "pN0(i+)", "pN1mi", "pN1", "pN2"]}
@@ -70,10 +84,19 @@ def test_camelyon17_missing_feature_file_names_the_slide(tmp_path: Path) -> None
 
 
 def test_synthetic_classification_config_composes_and_sets_up(tmp_path: Path) -> None:
-    dm = _data("synthetic_classification", tmp_path, "data.synthetic.n_patients=30", "data.synthetic.feature_dim=8",
-               "data.wsi.feature_dim=8", "data.synthetic.patches_per_slide=[4,8]", "data.splits.folds=3")
+    dm = _data(
+        "synthetic_classification",
+        tmp_path,
+        "data.synthetic.n_patients=30",
+        "data.synthetic.feature_dim=8",
+        "data.wsi.feature_dim=8",
+        "data.synthetic.patches_per_slide=[4,8]",
+        "data.splits.folds=3",
+    )
     dm.setup("fit")
     assert not dm.has_survival and dm.dims.n_classes == {"label": 2, "grade": 3}
-    assert dm.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]} and dm.targets["ordinal"]["grade"]
+    assert (
+        dm.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]} and dm.targets["ordinal"]["grade"]
+    )
     batch = next(iter(dm.train_dataloader()))
     assert batch.slide_labels["slide_label"].shape[1] == int(batch.n_slides.max())

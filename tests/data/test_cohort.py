@@ -83,7 +83,9 @@ def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) ->
         ],
     )
     cohort = Cohort.from_csv(path, keep_cols=["label", "sex"])
-    assert cohort.table["label"].tolist()[:3] == ["LUAD", "LUAD", "LUSC"] and pd.isna(cohort.table["label"][3])
+    assert cohort.table["label"].tolist()[:3] == ["LUAD", "LUAD", "LUSC"] and pd.isna(
+        cohort.table["label"][3]
+    )
     classes = parse_labels(None, ["label"])["label"].fit(cohort.table["label"])  # class order of the label
     assert {c: i for i, c in enumerate(classes)} == {"LUAD": 0, "LUSC": 1}
     enc = ClinicalEncoder(["sex"], categorical=["sex"]).fit(cohort.table)

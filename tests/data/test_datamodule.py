@@ -63,7 +63,9 @@ def test_max_patches_in_training_and_deterministic_eval(make_datamodule: MakeDM)
     )
     draws = {tuple(train[(big, epoch)].patch_index.tolist()) for epoch in range(5)}
     assert len(draws) > 1  # a new random subset every epoch ...
-    assert train[(big, 3)].patch_index.tolist() == train[(big, 3)].patch_index.tolist()  # ... a function of the epoch
+    assert (
+        train[(big, 3)].patch_index.tolist() == train[(big, 3)].patch_index.tolist()
+    )  # ... a function of the epoch
     for part in ("val", "test"):
         first = [
             (it.case_id, it.patch_index.tolist())
@@ -175,12 +177,25 @@ def test_weighted_sampling_balances_the_label_classes_of_a_cohort_without_surviv
     from survlab.data.datamodule import CohortDataModule
 
     dm = CohortDataModule(
-        name="imbalanced", root=str(tmp_path / "cohort"), time_col=None, wsi={"encoder": "synthetic", "feature_dim": 4},
-        genomics=None, clinical=None, labels={"label": {"column": "label", "classes": ["negative", "positive"]}},
-        splits={"dir": str(tmp_path / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0}, batch_size=4,
-        weighted_sampling=True, seed=0,
-        synthetic={"kind": "classification", "n_patients": 90, "feature_dim": 4, "slides_per_patient": [1, 1],
-                   "patches_per_slide": [2, 3], "tumor_slide_rate": 0.2},
+        name="imbalanced",
+        root=str(tmp_path / "cohort"),
+        time_col=None,
+        wsi={"encoder": "synthetic", "feature_dim": 4},
+        genomics=None,
+        clinical=None,
+        labels={"label": {"column": "label", "classes": ["negative", "positive"]}},
+        splits={"dir": str(tmp_path / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0},
+        batch_size=4,
+        weighted_sampling=True,
+        seed=0,
+        synthetic={
+            "kind": "classification",
+            "n_patients": 90,
+            "feature_dim": 4,
+            "slides_per_patient": [1, 1],
+            "patches_per_slide": [2, 3],
+            "tumor_slide_rate": 0.2,
+        },
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -199,8 +214,17 @@ def test_weighted_sampling_balances_the_label_classes_of_a_cohort_without_surviv
 def test_weighted_sampling_without_survival_or_label_is_a_one_line_error(tmp_path: Path) -> None:
     from survlab.data.datamodule import CohortDataModule
 
-    with pytest.raises(ValueError, match=r"data=nolabels: weighted_sampling=true needs a survival endpoint or a label.*"
-                                         r"set data.weighted_sampling=false") as err:
-        CohortDataModule(name="nolabels", root=str(tmp_path), time_col=None, genomics=None, clinical=None,
-                         weighted_sampling=True)
+    with pytest.raises(
+        ValueError,
+        match=r"data=nolabels: weighted_sampling=true needs a survival endpoint or a label.*"
+        r"set data.weighted_sampling=false",
+    ) as err:
+        CohortDataModule(
+            name="nolabels",
+            root=str(tmp_path),
+            time_col=None,
+            genomics=None,
+            clinical=None,
+            weighted_sampling=True,
+        )
     assert "\n" not in str(err.value)

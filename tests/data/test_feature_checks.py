@@ -39,16 +39,37 @@ BAD_FILES: dict[str, tuple[str, Callable[[Path, np.ndarray], None], str]] = {
     # name: (format read, how the slide's file is broken, what the message says after the file name)
     "nan": ("h5", _nan, r"1 patch\(es\) with NaN/Inf features; re-extract"),
     "inf": ("h5", _inf, r"1 patch\(es\) with NaN/Inf features"),
-    "h5 without features": ("h5", lambda p, x: _h5(p, coords=np.zeros((3, 2))), r"no 'features' dataset \(has \['coords'\]\)"),
+    "h5 without features": (
+        "h5",
+        lambda p, x: _h5(p, coords=np.zeros((3, 2))),
+        r"no 'features' dataset \(has \['coords'\]\)",
+    ),
     "0-byte h5": ("h5", lambda p, x: p.write_bytes(b""), r"0-byte file"),
     "0-byte pt": ("pt", lambda p, x: p.write_bytes(b""), r"0-byte file"),
-    "empty bag": ("h5", lambda p, x: _h5(p, features=np.zeros((0, 8), np.float32)), r"empty bag \(0 patches\)"),
-    "TRIDENT empty bag": ("h5", lambda p, x: _h5(p, features=np.zeros((0,), np.float32)), r"empty bag \(0 patches\)"),
+    "empty bag": (
+        "h5",
+        lambda p, x: _h5(p, features=np.zeros((0, 8), np.float32)),
+        r"empty bag \(0 patches\)",
+    ),
+    "TRIDENT empty bag": (
+        "h5",
+        lambda p, x: _h5(p, features=np.zeros((0,), np.float32)),
+        r"empty bag \(0 patches\)",
+    ),
     "other dim": ("h5", lambda p, x: _h5(p, features=x[:, :6]), r"feature dim 6 != configured feature_dim 8"),
-    "pickled object": ("pt", lambda p, x: torch.save(fractions.Fraction(1, 3), p), r"corrupt or unreadable feature file: it holds a pickled Python object \(fractions\.Fraction\)"),
-    "text features": ("h5", lambda p, x: _h5(p, features=np.full((3, 8), b"x")), r"features dtype \|S1 is not numeric"),
+    "pickled object": (
+        "pt",
+        lambda p, x: torch.save(fractions.Fraction(1, 3), p),
+        r"corrupt or unreadable feature file: it holds a pickled Python object \(fractions\.Fraction\)",
+    ),
+    "text features": (
+        "h5",
+        lambda p, x: _h5(p, features=np.full((3, 8), b"x")),
+        r"features dtype \|S1 is not numeric",
+    ),
     "coords mismatch": (
-        "h5", lambda p, x: _h5(p, features=x, coords=np.zeros((len(x) - 1, 2))),
+        "h5",
+        lambda p, x: _h5(p, features=x, coords=np.zeros((len(x) - 1, 2))),
         r"coords shape \(\d+, 2\) does not match the features \(\d+ patches\)",
     ),
 }
@@ -92,7 +113,9 @@ def test_bad_feature_file_of_a_test_patient_fails_in_setup(
     _one_line_naming(err, path, says)
 
 
-def test_feature_dim_differing_between_slides_without_a_configured_dim(make_datamodule: MakeDM, cohort: Path) -> None:
+def test_feature_dim_differing_between_slides_without_a_configured_dim(
+    make_datamodule: MakeDM, cohort: Path
+) -> None:
     slide = _test_slide(make_datamodule, cohort)
     path = _features(cohort, slide, "h5")
     with h5py.File(path, "r") as f:
@@ -111,7 +134,9 @@ def test_h5_and_pt_of_one_slide_with_different_content(make_datamodule: MakeDM, 
     with pytest.raises(ValueError) as err:
         make_datamodule(root=cohort, modalities=("wsi",))
     _one_line_naming(
-        err, _features(cohort, slide, "h5"), rf"holds other features than {re.escape(str(pt))}; delete the stale"
+        err,
+        _features(cohort, slide, "h5"),
+        rf"holds other features than {re.escape(str(pt))}; delete the stale",
     )
 
 
@@ -125,8 +150,12 @@ def test_nan_found_on_first_read_names_the_file_in_the_first_line_of_a_worker_er
     with h5py.File(path, "r") as f:
         x = f["features"][()]
     _nan(path, x)
-    dm = make_datamodule(root=cohort, wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False},
-                         modalities=("wsi",), num_workers=1)
+    dm = make_datamodule(
+        root=cohort,
+        wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False},
+        modalities=("wsi",),
+        num_workers=1,
+    )
     with pytest.raises(ValueError) as err:
         list(dm.test_dataloader())
     lines = str(err.value).strip().splitlines()
@@ -140,13 +169,17 @@ def test_wrong_encoder_name_lists_the_encoders_found(make_datamodule: MakeDM, co
         make_datamodule(root=cohort, wsi={"encoder": "uni_v1"}, modalities=("wsi",))
     assert re.search(
         r"features/uni_v1 has no h5_files/ or pt_files/ folder; encoders found under .*features: synthetic; set "
-        r"data\.wsi\.encoder", str(err.value)
+        r"data\.wsi\.encoder",
+        str(err.value),
     ), str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_format_pt_when_only_h5_files_exist(make_datamodule: MakeDM, cohort: Path) -> None:
     shutil.rmtree(cohort / "features" / "synthetic" / "pt_files")
-    with pytest.raises(FileNotFoundError, match=r"synthetic/pt_files does not exist but .*h5_files does; set "
-                                                r"data\.wsi\.format=h5 or auto"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"synthetic/pt_files does not exist but .*h5_files does; set "
+        r"data\.wsi\.format=h5 or auto",
+    ):
         make_datamodule(root=cohort, wsi={"encoder": "synthetic", "format": "pt"}, modalities=("wsi",))

@@ -45,7 +45,8 @@ def test_bad_time_cell_says_what_was_found(tmp_path: Path, cell: str, says: str)
         Cohort.from_csv(tmp_path / "clinical.csv")
     assert re.search(
         rf"clinical\.csv: survival time 'survival_months' must be a positive number of months; case\(s\) {says}; "
-        r"fix the values or remove these patients", _one_line(err)
+        r"fix the values or remove these patients",
+        _one_line(err),
     ), str(err.value)
 
 
@@ -53,7 +54,9 @@ def test_several_bad_times_are_listed_per_case(tmp_path: Path) -> None:
     (tmp_path / "clinical.csv").write_text(
         'case_id,slide_id,survival_months,censorship\nA,A-1,"3,25",0\nA,A-2,"3,25",0\nB,B-1,-1,1\nC,C-1,7,0\n'
     )
-    with pytest.raises(ValueError, match=r"case\(s\) A: '3,25' \(decimal comma: write 3\.25\), B: -1 \(negative\);"):
+    with pytest.raises(
+        ValueError, match=r"case\(s\) A: '3,25' \(decimal comma: write 3\.25\), B: -1 \(negative\);"
+    ):
         Cohort.from_csv(tmp_path / "clinical.csv")
 
 
@@ -65,8 +68,11 @@ def test_semicolon_separated_clinical_csv(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         Cohort.from_csv(tmp_path / "clinical.csv")
     msg = _one_line(err)
-    assert re.search(r"clinical\.csv: the file is semicolon-separated \(header 'case_id;slide_id;survival_months;"
-                     r"censorship'\), survlab reads comma-separated CSV; save it with ','", msg), msg
+    assert re.search(
+        r"clinical\.csv: the file is semicolon-separated \(header 'case_id;slide_id;survival_months;"
+        r"censorship'\), survlab reads comma-separated CSV; save it with ','",
+        msg,
+    ), msg
     assert "rename the columns" not in msg
 
 
@@ -83,13 +89,18 @@ def test_expression_with_decimal_commas_or_infinite_values(tmp_path: Path) -> No
     (tmp_path / "e.csv").write_text('case_id,G1,G2\nA,"1,5",2\nB,3,4\n')
     with pytest.raises(ValueError) as err:
         read_expression(tmp_path / "e.csv")
-    assert re.search(r"e\.csv: gene column\(s\) G1 are not numeric \(case A: '1,5' \(decimal comma: write 1\.5\)\)",
-                     _one_line(err)), str(err.value)
-    pd.DataFrame({"case_id": ["A", "B"], "G1": [1.0, np.inf], "G2": [2.0, 3.0]}).to_csv(tmp_path / "e.csv",
-                                                                                       index=False)
+    assert re.search(
+        r"e\.csv: gene column\(s\) G1 are not numeric \(case A: '1,5' \(decimal comma: write 1\.5\)\)",
+        _one_line(err),
+    ), str(err.value)
+    pd.DataFrame({"case_id": ["A", "B"], "G1": [1.0, np.inf], "G2": [2.0, 3.0]}).to_csv(
+        tmp_path / "e.csv", index=False
+    )
     with pytest.raises(ValueError) as err:
         read_expression(tmp_path / "e.csv")
-    assert re.search(r"e\.csv: non-finite expression value\(s\) \(case B, gene G1: inf; 1 in all\); fix", _one_line(err))
+    assert re.search(
+        r"e\.csv: non-finite expression value\(s\) \(case B, gene G1: inf; 1 in all\); fix", _one_line(err)
+    )
 
 
 def test_numeric_clinical_column_with_decimal_commas(tmp_path: Path) -> None:
@@ -99,15 +110,20 @@ def test_numeric_clinical_column_with_decimal_commas(tmp_path: Path) -> None:
     rows = pd.DataFrame({"case_id": ["A", "B", "C"], "age": ["62,5", "70", None]})
     with pytest.raises(ValueError) as err:
         ClinicalEncoder(["age"]).fit(rows)
-    assert re.search(r"clinical column 'age' is not numeric: case A has '62,5' \(decimal comma: write 62\.5\); fix "
-                     r"the values or list 'age' under clinical\.categorical", _one_line(err)), str(err.value)
+    assert re.search(
+        r"clinical column 'age' is not numeric: case A has '62,5' \(decimal comma: write 62\.5\); fix "
+        r"the values or list 'age' under clinical\.categorical",
+        _one_line(err),
+    ), str(err.value)
     assert ClinicalEncoder(["age"], categorical=["age"]).fit(rows).dim == 2  # declared categorical: accepted
 
 
 # ---------------------------------------------------------------------------------------------- more broken input
 def test_expression_file_that_is_empty_or_not_text(tmp_path: Path) -> None:
     (tmp_path / "e.csv").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"e\.csv: cannot parse as CSV \(.*\); fix or regenerate the file") as err:
+    with pytest.raises(
+        ValueError, match=r"e\.csv: cannot parse as CSV \(.*\); fix or regenerate the file"
+    ) as err:
         read_expression(tmp_path / "e.csv")
     _one_line(err)
     (tmp_path / "e.csv").write_bytes("case_id,G1\nA,1\n".encode("utf-16"))
@@ -118,7 +134,9 @@ def test_expression_file_that_is_empty_or_not_text(tmp_path: Path) -> None:
 
 def test_clinical_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
     (tmp_path / "clinical.csv").write_text("case_id,slide_id,survival_months,censorship\n")
-    with pytest.raises(ValueError, match=r"clinical\.csv: no patient rows \(only a header\); fill in the table") as err:
+    with pytest.raises(
+        ValueError, match=r"clinical\.csv: no patient rows \(only a header\); fill in the table"
+    ) as err:
         Cohort.from_csv(tmp_path / "clinical.csv")
     _one_line(err)
 
@@ -133,8 +151,11 @@ def test_label_column_without_two_classes(
     clin = pd.read_csv(root / "clinical.csv", dtype=str)
     clin["grade"] = value
     clin.to_csv(root / "clinical.csv", index=False)
-    with pytest.raises(ValueError, match=rf"clinical\.csv: label column 'grade' has {says}; a label needs >= 2 "
-                                         r"classes: fix the column or remove it from label_cols") as err:
+    with pytest.raises(
+        ValueError,
+        match=rf"clinical\.csv: label column 'grade' has {says}; a label needs >= 2 "
+        r"classes: fix the column or remove it from label_cols",
+    ) as err:
         make_datamodule(root=root, modalities=("genomics",))
     _one_line(err)
 
@@ -145,8 +166,9 @@ def test_synthetic_and_public_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"data=x: set either synthetic: or public:, not both") as err:
         CohortDataModule(name="x", root=str(tmp_path), synthetic={"n_patients": 10}, public="gse7390")
     _one_line(err)
-    with pytest.raises(ValueError, match=r"data=x: unknown synthetic option\(s\) \['n_patient'\]; allowed: .*n_patients")\
-            as err:
+    with pytest.raises(
+        ValueError, match=r"data=x: unknown synthetic option\(s\) \['n_patient'\]; allowed: .*n_patients"
+    ) as err:
         CohortDataModule(name="x", root=str(tmp_path), synthetic={"n_patient": 10})
     _one_line(err)
 

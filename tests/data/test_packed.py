@@ -118,7 +118,9 @@ def test_store_of_another_cohort_is_refused(tmp_path: Path) -> None:
     st.check_headers(list(bags))
     st.use_packed(tmp_path / "packed", list(bags)[:4], cohort="cohortA")
     before = (tmp_path / "packed/index.json").read_text()
-    with pytest.raises(DataFileError, match=r"written for another cohort \(cohortA, 4 slides\) than data=cohortB"):
+    with pytest.raises(
+        DataFileError, match=r"written for another cohort \(cohortA, 4 slides\) than data=cohortB"
+    ):
         st.use_packed(tmp_path / "packed", list(bags), cohort="cohortB")
     assert (tmp_path / "packed/index.json").read_text() == before  # refused, not overwritten
 
@@ -141,9 +143,16 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
 
     plain = make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False}, eval_batch_size=3)
     fast = make_datamodule(
-        wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False, "packed": True,
-             "packed_dir": str(tmp_path / "packed"), "packed_dtype": "float32"},
-        eval_batch_size=3, bucketing=True,
+        wsi={
+            "encoder": "synthetic",
+            "feature_dim": 8,
+            "cache": False,
+            "packed": True,
+            "packed_dir": str(tmp_path / "packed"),
+            "packed_dtype": "float32",
+        },
+        eval_batch_size=3,
+        bucketing=True,
     )
     assert (tmp_path / "packed/synthetic" / MARKER).is_file()
     assert isinstance(fast.test_dataloader().sampler, LengthOrderSampler)
@@ -165,11 +174,21 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
     cached = make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "cache": True}, eval_batch_size=3)
     c = risks(cached)
     np.testing.assert_allclose([a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=2e-3)
-    assert not np.allclose([a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=0, rtol=0)  # it did round
+    assert not np.allclose(
+        [a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=0, rtol=0
+    )  # it did round
     # the packed store is reused (not rebuilt) by the next run
     mtime = (tmp_path / "packed/synthetic/features.bin").stat().st_mtime_ns
-    make_datamodule(wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False, "packed": True,
-                         "packed_dir": str(tmp_path / "packed"), "packed_dtype": "float32"})
+    make_datamodule(
+        wsi={
+            "encoder": "synthetic",
+            "feature_dim": 8,
+            "cache": False,
+            "packed": True,
+            "packed_dir": str(tmp_path / "packed"),
+            "packed_dtype": "float32",
+        }
+    )
     assert (tmp_path / "packed/synthetic/features.bin").stat().st_mtime_ns == mtime
 
 
@@ -190,11 +209,13 @@ def test_bucket_order_is_a_permutation_with_similar_lengths_per_batch() -> None:
     assert other != order
 
     def padded(o: list[int]) -> int:  # patches computed when each batch pads to its longest bag
-        return sum(max(lengths[i] for i in o[k: k + 8]) * len(o[k: k + 8]) for k in range(0, len(o), 8))
+        return sum(max(lengths[i] for i in o[k : k + 8]) * len(o[k : k + 8]) for k in range(0, len(o), 8))
 
     plain = [i for i, _ in EpochSampler(101, seed=3, epoch_fn=lambda: 2)]
     assert padded(order) < 0.8 * padded(plain)
-    assert len(order) % 8 == 5 and order[-5:] == bucket_order(order, lengths, 8, 1, None)[-5:]  # partial batch last
+    assert (
+        len(order) % 8 == 5 and order[-5:] == bucket_order(order, lengths, 8, 1, None)[-5:]
+    )  # partial batch last
 
 
 def test_length_order_sampler_longest_first() -> None:
@@ -216,7 +237,9 @@ def test_packed_store_pickles_without_its_file_descriptors(tmp_path: Path) -> No
     shutil.rmtree(tmp_path / "packed")
 
 
-def test_pack_command_builds_verifies_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_pack_command_builds_verifies_and_reports_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from survlab.pack import main
 
     root = tmp_path / "syn"
@@ -229,7 +252,9 @@ def test_pack_command_builds_verifies_and_reports_errors(tmp_path: Path, capsys:
     # a real cohort without packed_dir: one line naming the setting, exit 1, no traceback
     assert main(["data=tcga_luad", f"paths.data_dir={tmp_path}", "data.wsi.packed_dir=null"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("survlab: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith("survlab: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_failed_build_removes_only_its_own_temp_folder(tmp_path: Path) -> None:

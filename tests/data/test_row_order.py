@@ -70,7 +70,9 @@ def test_shuffled_rows_give_identical_splits_and_batches(
     for k in range(3):
         name = f"splits_{k}.csv"
         assert (tmp_path / "splits_a" / name).read_bytes() == (tmp_path / "splits_b" / name).read_bytes()
-    assert a.split_hash == b.split_hash and a.cohort.case_ids == b.cohort.case_ids == sorted(a.cohort.case_ids)
+    assert a.split_hash == b.split_hash and a.cohort.case_ids == b.cohort.case_ids == sorted(
+        a.cohort.case_ids
+    )
     multi = next(s for s in a.cohort.table["slide_ids"] if len(s) > 1)
     assert multi == sorted(multi)  # slides in slide_id order, whatever the CSV order
     for part in ("train", "val", "test"):  # item by item, same case order
@@ -100,11 +102,23 @@ def test_shuffled_rows_give_identical_abmil_predictions(tiny_cohort: Path, tmp_p
             shutil.copytree(tiny_cohort, data_dir / "tcga_luad")
         else:
             shuffled_copy(tiny_cohort, data_dir / "tcga_luad")
-        run_job(tmp_path / f"run_{name}", [
-            "model=abmil", "data=tcga_luad", "debug=tiny", f"paths.data_dir={data_dir}",
-            f"paths.log_dir={tmp_path / 'logs'}", "data.wsi.encoder=synthetic", "data.wsi.feature_dim=8",
-            "data.max_patches=16", "data.num_workers=0", "data.pin_memory=false", "export_attention=false", "fold=1",
-        ])
+        run_job(
+            tmp_path / f"run_{name}",
+            [
+                "model=abmil",
+                "data=tcga_luad",
+                "debug=tiny",
+                f"paths.data_dir={data_dir}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                "data.wsi.encoder=synthetic",
+                "data.wsi.feature_dim=8",
+                "data.max_patches=16",
+                "data.num_workers=0",
+                "data.pin_memory=false",
+                "export_attention=false",
+                "fold=1",
+            ],
+        )
         df = pd.read_csv(tmp_path / f"run_{name}" / "predictions.csv", dtype={"case_id": str})
         preds.append(df.sort_values("case_id").reset_index(drop=True))
     a, b = preds

@@ -33,8 +33,10 @@ def cohort(tiny_cohort: Path, tmp_path: Path) -> Path:
 
 
 def _all_bags(dm: Any) -> dict[str, torch.Tensor]:
-    return {c: dm.sources.wsi.load_patient(s).features for c, s in zip(dm.cohort.case_ids,
-                                                                       dm.cohort.table["slide_ids"], strict=True)}
+    return {
+        c: dm.sources.wsi.load_patient(s).features
+        for c, s in zip(dm.cohort.case_ids, dm.cohort.table["slide_ids"], strict=True)
+    }
 
 
 def test_clam_slide_ids_with_svs_extension(make_datamodule: MakeDM, cohort: Path, tmp_path: Path) -> None:
@@ -51,7 +53,9 @@ def test_clam_slide_ids_with_svs_extension(make_datamodule: MakeDM, cohort: Path
 
 @pytest.mark.parametrize("fmt", ["h5", "pt"])
 def test_feature_files_named_after_the_slide_file(make_datamodule: MakeDM, cohort: Path, fmt: str) -> None:
-    plain = _all_bags(make_datamodule(root=cohort, modalities=("wsi",), wsi={"encoder": "synthetic", "format": fmt}))
+    plain = _all_bags(
+        make_datamodule(root=cohort, modalities=("wsi",), wsi={"encoder": "synthetic", "format": fmt})
+    )
     folder = cohort / "features" / "synthetic" / f"{fmt}_files"
     for p in list(folder.iterdir()):
         p.rename(folder / f"{p.stem}.ndpi.{fmt}")
@@ -72,8 +76,10 @@ def test_two_feature_files_for_one_slide_are_ambiguous(tmp_path: Path) -> None:
     store = _store_with(tmp_path, "X.pt", "X.svs.pt")
     with pytest.raises(ValueError) as err:
         store.path_of("X.svs")
-    assert re.search(r"pt_files: slide X\.svs matches 2 feature files \(X\.pt, X\.svs\.pt\); delete the stale one",
-                     _one_line(err))
+    assert re.search(
+        r"pt_files: slide X\.svs matches 2 feature files \(X\.pt, X\.svs\.pt\); delete the stale one",
+        _one_line(err),
+    )
 
 
 def test_two_slide_ids_resolving_to_one_file(tmp_path: Path) -> None:
@@ -84,5 +90,7 @@ def test_two_slide_ids_resolving_to_one_file(tmp_path: Path) -> None:
     cohort = Cohort.from_csv(tmp_path / "clinical.csv")
     with pytest.raises(ValueError) as err:
         check_availability(cohort, [store])
-    assert re.search(r"slide_id X of case B and X\.svs of case A both resolve to .*X\.pt; list each slide once",
-                     _one_line(err))
+    assert re.search(
+        r"slide_id X of case B and X\.svs of case A both resolve to .*X\.pt; list each slide once",
+        _one_line(err),
+    )

@@ -75,7 +75,9 @@ def test_split_files_do_not_depend_on_row_order(tiny_cohort: Path, tmp_path: Pat
     """The same patients in another row order give byte-identical split files, meta.json and fold hashes."""
     table = _cohort(tiny_cohort).table
     a = ensure_splits(table, tmp_path / "a", folds=3, val_fraction=0.2, seed=0, stratify_site="site")
-    b = ensure_splits(_shuffled(table), tmp_path / "b", folds=3, val_fraction=0.2, seed=0, stratify_site="site")
+    b = ensure_splits(
+        _shuffled(table), tmp_path / "b", folds=3, val_fraction=0.2, seed=0, stratify_site="site"
+    )
     for k in range(3):
         name = f"splits_{k}.csv"
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -128,7 +130,12 @@ def test_split_parts_do_not_depend_on_the_split_files_row_order(tiny_cohort: Pat
     meta["files"][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
     (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
     again = ensure_splits(table, tmp_path / "s", folds=3).fold(1)
-    assert (again.train, again.val, again.test, again.hash) == (first.train, first.val, first.test, first.hash)
+    assert (again.train, again.val, again.test, again.hash) == (
+        first.train,
+        first.val,
+        first.test,
+        first.hash,
+    )
     assert again.test == sorted(again.test)
 
 

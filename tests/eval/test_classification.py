@@ -19,7 +19,11 @@ def _sklearn(probs: np.ndarray, labels: np.ndarray, ordinal: bool) -> dict[str, 
     if k == 2:
         auroc = skm.roc_auc_score(labels, probs[:, 1]) if len(present) == 2 else math.nan
     else:
-        per = [skm.roc_auc_score(labels == c, probs[:, c]) for c in present if 0 < (labels == c).sum() < len(labels)]
+        per = [
+            skm.roc_auc_score(labels == c, probs[:, c])
+            for c in present
+            if 0 < (labels == c).sum() < len(labels)
+        ]
         auroc = float(np.mean(per)) if len(present) >= 2 else math.nan
     return {
         "accuracy": skm.accuracy_score(labels, pred),
@@ -28,7 +32,9 @@ def _sklearn(probs: np.ndarray, labels: np.ndarray, ordinal: bool) -> dict[str, 
         "recall": skm.recall_score(labels, pred, average="macro", zero_division=0),
         "f1": skm.f1_score(labels, pred, average="macro", zero_division=0),
         "auroc": auroc,
-        "kappa": skm.cohen_kappa_score(labels, pred, labels=list(range(k)), weights="quadratic" if ordinal else None),
+        "kappa": skm.cohen_kappa_score(
+            labels, pred, labels=list(range(k)), weights="quadratic" if ordinal else None
+        ),
     }
 
 

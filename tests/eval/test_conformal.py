@@ -46,8 +46,9 @@ def test_sets_equal_mapie_lac(seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     p, y = _draw(rng, 300)
-    mapie = SplitConformalClassifier(_Probs().fit(p, y), confidence_level=[0.9, 0.8], conformity_score="lac",
-                                     prefit=True)
+    mapie = SplitConformalClassifier(
+        _Probs().fit(p, y), confidence_level=[0.9, 0.8], conformity_score="lac", prefit=True
+    )
     mapie.conformalize(p[:120], y[:120])
     _, mapie_sets = mapie.predict_set(p[120:])
     for j, alpha in enumerate([0.1, 0.2]):
@@ -70,7 +71,9 @@ def test_coverage_on_exchangeable_data_is_near_target(alpha: float) -> None:
 
 
 def test_quantile_rank_and_errors() -> None:
-    scores = np.arange(1, 10) / 10.0  # n = 9: rank ceil(10 * 0.9) = 9 -> 0.9; alpha 0.05 -> rank 10 > n -> inf
+    scores = (
+        np.arange(1, 10) / 10.0
+    )  # n = 9: rank ceil(10 * 0.9) = 9 -> 0.9; alpha 0.05 -> rank 10 > n -> inf
     assert conformal_quantile(scores, 0.1) == pytest.approx(0.9)
     assert conformal_quantile(scores, 0.5) == pytest.approx(0.5)
     assert conformal_quantile(scores, 0.05) == np.inf

@@ -29,4 +29,6 @@ def test_metrics_match_scipy_and_reference_is_trivial() -> None:
 
 def test_shape_mismatch_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match=r"do not match the group sizes \(4, 4\)"):
-        generation_metrics(np.zeros((5, 7)), np.zeros((5, 7)), sizes=(4, 4), names=("a", "b"), reference=np.zeros(7))
+        generation_metrics(
+            np.zeros((5, 7)), np.zeros((5, 7)), sizes=(4, 4), names=("a", "b"), reference=np.zeros(7)
+        )

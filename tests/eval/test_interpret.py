@@ -24,12 +24,22 @@ def _h5(root: Path, slide: str) -> tuple[np.ndarray, np.ndarray]:
 def test_exported_slides_exist_and_hold_the_patch_after_a_slide_was_dropped(
     tiny_cohort: Path, tmp_path: Path, make_datamodule: Callable[..., Any]
 ) -> None:
-    kw: dict[str, Any] = dict(genomics=None, clinical=None, modalities=("wsi",), eval_max_patches=None,
-                              wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False})  # exact fp32 bags
+    kw: dict[str, Any] = dict(
+        genomics=None,
+        clinical=None,
+        modalities=("wsi",),
+        eval_max_patches=None,
+        wsi={"encoder": "synthetic", "feature_dim": 8, "cache": False},
+    )  # exact fp32 bags
     full = make_datamodule(**kw)
-    case = next(c for c, s in zip(full.cohort.case_ids, full.cohort.table["slide_ids"], strict=True)
-                if len(s) > 1 and c in full.split.test)
-    dropped = full.cohort.rows([case])["slide_ids"].iloc[0][0]  # the FIRST slide of a multi-slide test patient
+    case = next(
+        c
+        for c, s in zip(full.cohort.case_ids, full.cohort.table["slide_ids"], strict=True)
+        if len(s) > 1 and c in full.split.test
+    )
+    dropped = full.cohort.rows([case])["slide_ids"].iloc[0][
+        0
+    ]  # the FIRST slide of a multi-slide test patient
     root = tmp_path / "cohort"
     shutil.copytree(tiny_cohort, root)
     for kind in ("h5", "pt"):
@@ -38,7 +48,9 @@ def test_exported_slides_exist_and_hold_the_patch_after_a_slide_was_dropped(
     assert dm.drop_report["wsi"]["slides"] == {dropped: "missing features"} and case in dm.split.test
 
     torch.manual_seed(0)
-    written = export_attention(ABMIL(dm.dims, hidden_dim=8), dm, tmp_path / "attn", top_k=10_000)  # every patch
+    written = export_attention(
+        ABMIL(dm.dims, hidden_dim=8), dm, tmp_path / "attn", top_k=10_000
+    )  # every patch
     rows = pd.read_csv(written["patches"], dtype={"case_id": str, "slide": str})
     slides_of = dict(zip(dm.cohort.case_ids, dm.cohort.table["slide_ids"], strict=True))
     assert set(rows["case_id"]) == set(dm.split.test)

@@ -174,7 +174,9 @@ def test_km_figure_has_the_at_risk_table_bands_and_time_unit() -> None:
     assert "At risk" in labels[0] and "Events" in labels[0]
     ticks = table.get_xticks()
     assert len(ticks) >= 4
-    for tick, label in zip(ticks, labels, strict=True):  # lifelines' count: still at risk after the tick, #{T > tick}
+    for tick, label in zip(
+        ticks, labels, strict=True
+    ):  # lifelines' count: still at risk after the tick, #{T > tick}
         numbers = [int(x) for x in label.split() if x.isdigit()]
         at_risk = [int((time[two == k] > tick).sum()) for k in (0, 1)]
         assert numbers[0] == at_risk[0] and numbers[3] == at_risk[1]

@@ -25,11 +25,21 @@ from survlab.utils.jobs import (
 N_PER_FOLD = 25
 
 
-def _fake_job(root: Path, model: str, cohort: str, fold: int, cindex: float, seed: int = 0, rng=None,
-              status: str = "done") -> Path:
+def _fake_job(
+    root: Path,
+    model: str,
+    cohort: str,
+    fold: int,
+    cindex: float,
+    seed: int = 0,
+    rng=None,
+    status: str = "done",
+) -> Path:
     d = root / model / cohort / f"fold{fold}"
     (d / ".hydra").mkdir(parents=True)
-    (d / ".hydra" / "config.yaml").write_text(f"model:\n  name: {model}\ndata:\n  name: {cohort}\nfold: {fold}\nseed: {seed}\n")
+    (d / ".hydra" / "config.yaml").write_text(
+        f"model:\n  name: {model}\ndata:\n  name: {cohort}\nfold: {fold}\nseed: {seed}\n"
+    )
     if status == "failed":
         try:
             raise RuntimeError(f"boom in {model}\nsecond line")
@@ -44,11 +54,23 @@ def _fake_job(root: Path, model: str, cohort: str, fold: int, cindex: float, see
     event = rng.integers(0, 2, N_PER_FOLD)
     risk = -time * (1 if model == "good" else 0) + rng.normal(0, 30, N_PER_FOLD)
     pd.DataFrame({"case_id": case, "fold": fold, "risk": risk, "time": time, "event": event}).to_csv(
-        d / "predictions.csv", index=False)
-    metrics = {"model": model, "cohort": cohort, "fold": fold, "seed": seed, "status": "ok",
-               "test/cindex": cindex, "test/cindex_uno": cindex - 0.01, "test/auc_td": cindex + 0.02,
-               "test/ibs": float("nan") if fold == 0 else 0.2, "val/best": cindex + 0.05,
-               "oracle_cindex": 0.8, "n_test": N_PER_FOLD, "wall_s": 1.5}
+        d / "predictions.csv", index=False
+    )
+    metrics = {
+        "model": model,
+        "cohort": cohort,
+        "fold": fold,
+        "seed": seed,
+        "status": "ok",
+        "test/cindex": cindex,
+        "test/cindex_uno": cindex - 0.01,
+        "test/auc_td": cindex + 0.02,
+        "test/ibs": float("nan") if fold == 0 else 0.2,
+        "val/best": cindex + 0.05,
+        "oracle_cindex": 0.8,
+        "n_test": N_PER_FOLD,
+        "wall_s": 1.5,
+    }
     (d / "metrics.json").write_text(json.dumps(metrics))
     mark_done(d)
     return d
@@ -82,7 +104,9 @@ def test_job_markers(tmp_path: Path) -> None:
     except ValueError as e:
         mark_failed(d, e)
     assert job_status(d) == "failed" and not (d / "DONE").exists()
-    assert (d / "FAILED").read_text().startswith("bad input\n")  # the one-line error first, as the console shows it
+    assert (
+        (d / "FAILED").read_text().startswith("bad input\n")
+    )  # the one-line error first, as the console shows it
     assert "Traceback" in (d / "FAILED").read_text()
     mark_done(d)
     assert job_status(d) == "done" and not (d / "FAILED").exists()
@@ -93,8 +117,12 @@ def test_summary_numbers_equal_job_files(sweep: Path) -> None:
     for name in ("summary.csv", "summary.md", "paired.csv", "comparison.png"):
         assert (sweep / name).is_file(), name
     table = pd.read_csv(sweep / "summary.csv")
-    assert set(zip(table.model, table.cohort, strict=True)) == {("base", "synth_a"), ("good", "synth_a"),
-                                                   ("base", "synth_b"), ("good", "synth_b")}
+    assert set(zip(table.model, table.cohort, strict=True)) == {
+        ("base", "synth_a"),
+        ("good", "synth_a"),
+        ("base", "synth_b"),
+        ("good", "synth_b"),
+    }
     for r in table.itertuples():
         dirs = sorted((sweep / r.model / r.cohort).glob("fold*"))
         done = [d for d in dirs if job_is_complete(d)]
@@ -111,7 +139,9 @@ def test_summary_numbers_equal_job_files(sweep: Path) -> None:
 
         pred = pd.concat([pd.read_csv(d / "predictions.csv") for d in done])
         row = table[(table.model == r.model) & (table.cohort == r.cohort)].iloc[0]
-        assert row["pooled_cindex"] == pytest.approx(concordance_index(pred.time, -pred.risk, pred.event), abs=1e-9)
+        assert row["pooled_cindex"] == pytest.approx(
+            concordance_index(pred.time, -pred.risk, pred.event), abs=1e-9
+        )
         assert row["pooled_n"] == len(pred)
     # failed and incomplete are counted and listed, not hidden
     b = table[(table.model == "good") & (table.cohort == "synth_b")].iloc[0]
@@ -152,12 +182,20 @@ def test_collect_identity_from_hydra_config(tmp_path: Path) -> None:
 
 def test_cli(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "survlab.summarize", str(sweep), "--reference", "good",
-                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "survlab.summarize", str(sweep), "--reference", "good", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "Paired comparison vs `good`" in r.stdout and (out / "summary.csv").is_file()
-    r = subprocess.run([sys.executable, "-m", "survlab.summarize", str(tmp_path / "missing")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "survlab.summarize", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
@@ -170,7 +208,9 @@ def test_callback_writes_summary_and_never_raises(sweep: Path, monkeypatch: pyte
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "logger": {"csv": {}}})
     SweepSummaryCallback(reference="not-in-sweep").on_multirun_end(cfg)
     assert (sweep / "summary.md").is_file() and (sweep / "summary.csv").is_file()
-    SweepSummaryCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep / "nope")}}}))
+    SweepSummaryCallback().on_multirun_end(
+        OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep / "nope")}}})
+    )
     SweepSummaryCallback().on_multirun_end(OmegaConf.create({}))
 
 
@@ -184,8 +224,12 @@ def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("WANDB_SILENT", "true")
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(var, str(sweep / "wandb"))
-    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
-                            "logger": {"wandb": {"project": "survlab-test", "offline": True}}})
+    cfg = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(sweep)}},
+            "logger": {"wandb": {"project": "survlab-test", "offline": True}},
+        }
+    )
     log_summary_to_wandb(summarize_sweep(sweep, reference="base"), cfg)  # raises here, the callback would log
     runs = list((sweep / "wandb").rglob("offline-run-*"))
     assert runs, "no offline W&B run written"
@@ -210,8 +254,12 @@ def test_rows_split_by_keys_swept_within_a_model_only(tmp_path: Path) -> None:
     s = summarize_sweep(root, reference="base", write=False)
     assert s.group_keys == ["model.task.lr"]
     rows = s.table.set_index("variant")
-    assert sorted(rows.index) == ["base model.task.lr=default", "base model.task.lr=default",
-                                  "good model.task.lr=0.0001", "good model.task.lr=0.001"]
+    assert sorted(rows.index) == [
+        "base model.task.lr=default",
+        "base model.task.lr=default",
+        "good model.task.lr=0.0001",
+        "good model.task.lr=0.001",
+    ]
     good = s.table[s.table.model == "good"].set_index("model.task.lr")
     assert good.loc["0.001", "vs_ref_diff_mean"] == pytest.approx(0.1)
     assert good.loc["0.0001", "vs_ref_diff_mean"] == pytest.approx(0.05)
@@ -230,5 +278,7 @@ def test_two_models_times_two_seeds_pair_by_fold_and_seed(tmp_path: Path) -> Non
     assert s.group_keys == ["seed"] and len(s.table) == 4
     assert list(s.paired.columns).count("seed") == 1
     good = s.table[s.table.model == "good"].set_index("seed")
-    assert good.loc[0, "vs_ref_diff_mean"] == pytest.approx(0.055) and good.loc[1, "vs_ref_diff_mean"] == pytest.approx(0.055)
+    assert good.loc[0, "vs_ref_diff_mean"] == pytest.approx(0.055) and good.loc[
+        1, "vs_ref_diff_mean"
+    ] == pytest.approx(0.055)
     assert "`good seed=1`" in (root / "summary.md").read_text()

@@ -108,7 +108,9 @@ def _fit_and_cindex(
     return harrell_cindex(risk, batch.time, batch.event)
 
 
-def assert_padding_invariant(net: nn.Module, items: list[PatientItem], extra_keys: tuple[str, ...] = ()) -> None:
+def assert_padding_invariant(
+    net: nn.Module, items: list[PatientItem], extra_keys: tuple[str, ...] = ()
+) -> None:
     """Each patient's outputs alone equal its outputs padded inside the batch (eval mode): hazards, embedding,
     patch attention over its real patches, and `extra_keys` attention maps whose last axis is patches."""
     batched = net(collate(items))
@@ -118,5 +120,6 @@ def assert_padding_invariant(net: nn.Module, items: list[PatientItem], extra_key
         torch.testing.assert_close(alone.hazard_logits[0], batched.hazard_logits[i], atol=1e-5, rtol=0)
         torch.testing.assert_close(alone.embedding[0], batched.embedding[i], atol=1e-5, rtol=0)
         for key in ("patch", *extra_keys):
-            torch.testing.assert_close(alone.attention[key][0], batched.attention[key][i, ..., :n], atol=1e-5, rtol=0)
-
+            torch.testing.assert_close(
+                alone.attention[key][0], batched.attention[key][i, ..., :n], atol=1e-5, rtol=0
+            )

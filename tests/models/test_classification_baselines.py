@@ -40,7 +40,11 @@ def make_items(lengths: list[int], seed: int = 0, labels: list[int] | None = Non
     labels = labels if labels is not None else [i % K for i in range(len(lengths))]
     return [
         PatientItem(
-            case_id=f"P{i:03d}", index=i, time=float(i + 1), event=bool(i % 2), time_bin=i % BINS,
+            case_id=f"P{i:03d}",
+            index=i,
+            time=float(i + 1),
+            event=bool(i % 2),
+            time_bin=i % BINS,
             wsi=torch.randn(n, D, generator=gen) - 2.0,  # all-negative features: zero padding would win a max
             labels={"subtype": y, "grade": i % 2},
         )
@@ -69,9 +73,11 @@ def test_shapes_for_a_padded_batch(name: str) -> None:
     torch.manual_seed(0)
     net = NETS[name]().eval()
     pred = net(padded(make_items([3, 9, 1, 6])))
-    expected = {"subtype": (4, K), "grade": (4, 2)} if name in ("abmil", "mean_mil", "max_mil", "max_mil_risk") else {
-        "subtype": (4, K)
-    }
+    expected = (
+        {"subtype": (4, K), "grade": (4, 2)}
+        if name in ("abmil", "mean_mil", "max_mil", "max_mil_risk")
+        else {"subtype": (4, K)}
+    )
     assert {k: tuple(v.shape) for k, v in pred.class_logits.items()} == expected
     if net.head is not None and net.head.output == "hazards":
         assert pred.hazard_logits.shape == (4, BINS) and pred.risk is None
@@ -94,7 +100,9 @@ def test_a_bag_alone_equals_the_same_bag_padded_in_a_batch(name: str) -> None:
             alone = outputs(net(collate([item])))
             assert alone.keys() == together.keys()
             for key, value in alone.items():
-                torch.testing.assert_close(value[0], together[key][i], atol=1e-5, rtol=1e-5, msg=f"{name} {key}")
+                torch.testing.assert_close(
+                    value[0], together[key][i], atol=1e-5, rtol=1e-5, msg=f"{name} {key}"
+                )
 
 
 def test_max_mil_takes_each_logit_from_its_best_real_patch() -> None:
@@ -126,8 +134,12 @@ def test_smooth_top1_svm_values() -> None:
     logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
     target = torch.tensor([0, 1])
     loss = smooth_top1_svm(logits, target)  # tau * logsumexp((s + 1[j != y] - s_y) / tau)
-    torch.testing.assert_close(loss, torch.tensor([math.log(1 + math.exp(-1.0)), math.log(math.exp(3.0) + 1.0)]))
-    hinge = smooth_top1_svm(logits, target, tau=1e-3)  # tau -> 0: the multiclass hinge max_j(s_j + 1[j≠y]) - s_y
+    torch.testing.assert_close(
+        loss, torch.tensor([math.log(1 + math.exp(-1.0)), math.log(math.exp(3.0) + 1.0)])
+    )
+    hinge = smooth_top1_svm(
+        logits, target, tau=1e-3
+    )  # tau -> 0: the multiclass hinge max_j(s_j + 1[j≠y]) - s_y
     torch.testing.assert_close(hinge, torch.tensor([0.0, 3.0]), atol=1e-3, rtol=0)
 
 
@@ -157,7 +169,9 @@ def reference_instance_loss(net: CLAMSB, item: PatientItem, y: int) -> torch.Ten
 def test_clam_instance_loss_equals_clams_per_bag_loop(subtyping: bool, loss: str) -> None:
     torch.manual_seed(0)
     net = CLAMSB(CLS_DIMS, dropout=0.0, k_sample=4, instance_loss=loss, subtyping=subtyping).train()
-    items = make_items([9, 3, 12, 6], labels=[0, 2, 1, 2])  # bag 1 has fewer than k patches: all of them are used
+    items = make_items(
+        [9, 3, 12, 6], labels=[0, 2, 1, 2]
+    )  # bag 1 has fewer than k patches: all of them are used
     got = net(padded(items)).aux_losses["instance"]
     expected = torch.stack([reference_instance_loss(net, it, it.labels["subtype"]) for it in items]).mean()
     torch.testing.assert_close(got, expected)
@@ -172,7 +186,9 @@ def test_clam_instance_loss_only_in_training_and_only_for_labelled_bags() -> Non
     assert "instance" not in net.eval()(padded(mixed)).aux_losses
     net.train()
     alone = net(collate(labelled)).aux_losses["instance"]
-    torch.testing.assert_close(net(padded(mixed)).aux_losses["instance"], alone)  # unlabelled bags add nothing
+    torch.testing.assert_close(
+        net(padded(mixed)).aux_losses["instance"], alone
+    )  # unlabelled bags add nothing
     assert alone > 0.1
     none = net(padded(make_items([5, 8], labels=[-1, -1]))).aux_losses["instance"]
     assert none.item() == 0.0 and none.requires_grad  # still in the graph (DDP sees every parameter)
@@ -182,7 +198,9 @@ def test_clam_without_the_label_in_the_batch_is_a_one_line_error() -> None:
     net = CLAMSB(CLS_DIMS, k_sample=2).train()
     batch = collate(make_items([4, 5]))
     batch.labels = {"grade": batch.labels["grade"]}
-    with pytest.raises(ValueError, match=r"^CLAMSB trains on label 'subtype' but the batch has labels \['grade'\]"):
+    with pytest.raises(
+        ValueError, match=r"^CLAMSB trains on label 'subtype' but the batch has labels \['grade'\]"
+    ):
         net(batch)
 
 
@@ -193,7 +211,9 @@ def test_clam_without_the_label_in_the_batch_is_a_one_line_error() -> None:
 def test_gradients_reach_every_parameter(name: str) -> None:
     torch.manual_seed(0)
     net = NETS[name]().train()
-    batch = padded(make_items([3, 9, 5, 6, 8, 4]))  # every class present: each CLAM instance classifier is trained
+    batch = padded(
+        make_items([3, 9, 5, 6, 8, 4])
+    )  # every class present: each CLAM instance classifier is trained
     pred = net(batch)
     loss = sum(F.cross_entropy(logits, batch.labels[label]) for label, logits in pred.class_logits.items())
     loss = loss + sum(pred.aux_losses.values(), torch.zeros(()))
@@ -211,7 +231,10 @@ def test_abmil_keeps_its_survival_parameters_and_adds_named_class_heads() -> Non
     survival_only = ABMIL(DIMS, hidden_dim=16)
     torch.manual_seed(0)
     both = ABMIL(DIMS, hidden_dim=16, targets=["grade"])
-    assert survival_only.class_heads.keys() == set() and survival_only(collate(make_items([3]))).class_logits == {}
+    assert (
+        survival_only.class_heads.keys() == set()
+        and survival_only(collate(make_items([3]))).class_logits == {}
+    )
     new = set(both.state_dict()) - set(survival_only.state_dict())
     assert new == {"class_heads.grade.weight", "class_heads.grade.bias"}
     for key, value in survival_only.state_dict().items():  # same names, same initial values (same RNG order)
@@ -221,12 +244,21 @@ def test_abmil_keeps_its_survival_parameters_and_adds_named_class_heads() -> Non
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: MeanMIL(DIMS, targets=["stage"]), r"^MeanMIL targets \['stage'\] are not patient labels of the "
-         r"cohort \(it has \['subtype', 'grade'\]\); set model.net.targets"),
-        (lambda: MaxMIL(DIMS, targets=["grade", "grade"]), r"^MaxMIL targets \['grade', 'grade'\] name a label twice"),
+        (
+            lambda: MeanMIL(DIMS, targets=["stage"]),
+            r"^MeanMIL targets \['stage'\] are not patient labels of the "
+            r"cohort \(it has \['subtype', 'grade'\]\); set model.net.targets",
+        ),
+        (
+            lambda: MaxMIL(DIMS, targets=["grade", "grade"]),
+            r"^MaxMIL targets \['grade', 'grade'\] name a label twice",
+        ),
         (lambda: ABMIL(DIMS, survival=False), r"^ABMIL predicts nothing: survival is false and no targets"),
         (lambda: MeanMIL(ModalityDims(wsi_dim=D)), r"^MeanMIL predicts nothing"),
-        (lambda: CLAMSB(DIMS), r"^CLAMSB classifies exactly one patient label .* got targets \['subtype', 'grade'\]"),
+        (
+            lambda: CLAMSB(DIMS),
+            r"^CLAMSB classifies exactly one patient label .* got targets \['subtype', 'grade'\]",
+        ),
         (lambda: CLAMSB(CLS_DIMS, instance_loss="hinge"), r"^CLAMSB instance_loss must be one of"),
         (lambda: CLAMSB(CLS_DIMS, size_arg="huge"), r"^CLAMSB size_arg must be one of"),
     ],
@@ -277,8 +309,14 @@ def planted_bags(n: int, seed: int) -> list[PatientItem]:
         signal[0] = True
         wsi[signal, y] += 3.0
         wsi = wsi[rng.permutation(n_patches)]
-        items.append(PatientItem(case_id=f"P{i:03d}", index=i, wsi=torch.tensor(wsi, dtype=torch.float32),
-                                 labels={"subtype": y}))
+        items.append(
+            PatientItem(
+                case_id=f"P{i:03d}",
+                index=i,
+                wsi=torch.tensor(wsi, dtype=torch.float32),
+                labels={"subtype": y},
+            )
+        )
     return items
 
 
@@ -331,8 +369,14 @@ def test_abmil_slide_heads_ignore_padding_and_other_slides() -> None:
     def item(i: int, sizes: list[int]) -> PatientItem:
         wsi = torch.randn(sum(sizes), 6, generator=g)
         sidx = torch.cat([torch.full((n,), j) for j, n in enumerate(sizes)])
-        return PatientItem(case_id=f"c{i}", index=i, wsi=wsi, slide_index=sidx, n_slides=len(sizes),
-                           slide_labels={"stage": [0] * len(sizes)})
+        return PatientItem(
+            case_id=f"c{i}",
+            index=i,
+            wsi=wsi,
+            slide_index=sidx,
+            n_slides=len(sizes),
+            slide_labels={"stage": [0] * len(sizes)},
+        )
 
     a, b = item(0, [5, 3]), item(1, [4, 7, 2])
     alone = net(collate([a])).slide_logits["stage"]

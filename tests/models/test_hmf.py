@@ -30,13 +30,34 @@ from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.pretrained import CLAM_NAMES, apply_pretrained, load_filter_checkpoint
 
 D = 6
-PROMPTS = {"normal": ("no tumour cells here", "a normal slide"),
-           "tumor": ("tumour cells present", "a malignant slide", "cancer in the section")}
-DIMS = ModalityDims(wsi_dim=D, n_classes={"label": 2}, slide_n_classes={"slide_label": 2}, primary_label="label",
-                    prompts={"slide_label": PROMPTS})
-SMALL = dict(dim=16, heads=2, slide_heads=2, slide_ff=32, slide_layers=1, slide_dim=24, pool_hidden=[16, 8],
-             patient_heads=2, patient_ff=32, patient_layers=1, bottleneck=8, head_hidden=8, filter_hidden=16,
-             filter_attn=8, ffn_hidden=[16, 8])
+PROMPTS = {
+    "normal": ("no tumour cells here", "a normal slide"),
+    "tumor": ("tumour cells present", "a malignant slide", "cancer in the section"),
+}
+DIMS = ModalityDims(
+    wsi_dim=D,
+    n_classes={"label": 2},
+    slide_n_classes={"slide_label": 2},
+    primary_label="label",
+    prompts={"slide_label": PROMPTS},
+)
+SMALL = dict(
+    dim=16,
+    heads=2,
+    slide_heads=2,
+    slide_ff=32,
+    slide_layers=1,
+    slide_dim=24,
+    pool_hidden=[16, 8],
+    patient_heads=2,
+    patient_ff=32,
+    patient_layers=1,
+    bottleneck=8,
+    head_hidden=8,
+    filter_hidden=16,
+    filter_attn=8,
+    ffn_hidden=[16, 8],
+)
 
 
 class BagOfWordsEncoder(TextEncoder):
@@ -65,9 +86,15 @@ def make_net(seed: int = 0, dims: ModalityDims = DIMS, **kwargs: object) -> HMF:
 def item(i: int, slides: list[Tensor], label: int = 0, slide_labels: list[int] | None = None) -> PatientItem:
     wsi = torch.cat(slides)
     index = torch.cat([torch.full((len(s),), j) for j, s in enumerate(slides)])
-    return PatientItem(case_id=f"P{i:03d}", index=i, wsi=wsi, slide_index=index, n_slides=len(slides),
-                       labels={"label": label},
-                       slide_labels={"slide_label": slide_labels if slide_labels is not None else [0] * len(slides)})
+    return PatientItem(
+        case_id=f"P{i:03d}",
+        index=i,
+        wsi=wsi,
+        slide_index=index,
+        n_slides=len(slides),
+        labels={"label": label},
+        slide_labels={"slide_label": slide_labels if slide_labels is not None else [0] * len(slides)},
+    )
 
 
 def random_slides(sizes: list[int], seed: int) -> list[Tensor]:
@@ -85,8 +112,13 @@ def padded(items: list[PatientItem], fill: float = 1e4) -> Batch:
 # ---------------------------------------------------------------------------------------------- shapes, masks
 def test_shapes_and_attention_exports() -> None:
     net = make_net().eval()
-    batch = padded([item(0, random_slides([5, 3], 0)), item(1, random_slides([7], 1)),
-                    item(2, random_slides([2, 4, 9], 2))])
+    batch = padded(
+        [
+            item(0, random_slides([5, 3], 0)),
+            item(1, random_slides([7], 1)),
+            item(2, random_slides([2, 4, 9], 2)),
+        ]
+    )
     pred = net(batch)
     assert pred.class_logits["label"].shape == (3, 2) and pred.slide_logits["slide_label"].shape == (3, 3, 2)
     assert pred.embedding.shape == (3, 24) and not pred.aux_losses  # no label-using loss at evaluation
@@ -123,7 +155,9 @@ def test_a_slides_outputs_depend_only_on_its_own_patches() -> None:
     ref = alone.slide_logits["slide_label"][0, 0]
     torch.testing.assert_close(with_other.slide_logits["slide_label"][0, 0], ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(other_changed.slide_logits["slide_label"][0, 0], ref, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(other_changed.slide_logits["slide_label"][0, 1], with_other.slide_logits["slide_label"][0, 1])
+    assert not torch.allclose(
+        other_changed.slide_logits["slide_label"][0, 1], with_other.slide_logits["slide_label"][0, 1]
+    )
 
 
 def test_patient_outputs_ignore_padding_and_padded_slide_slots() -> None:
@@ -131,16 +165,25 @@ def test_patient_outputs_ignore_padding_and_padded_slide_slots() -> None:
     p = item(0, random_slides([6, 4], 0))
     alone = net(padded([p]))
     in_batch = net(padded([p, item(1, random_slides([3, 30, 5, 2], 1))]))  # S = 4, N = 40: padding everywhere
-    torch.testing.assert_close(in_batch.class_logits["label"][0], alone.class_logits["label"][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        in_batch.class_logits["label"][0], alone.class_logits["label"][0], atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(in_batch.embedding[0], alone.embedding[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(in_batch.attention["slide"][0, :2], alone.attention["slide"][0], atol=1e-6, rtol=1e-5)
-    assert (in_batch.attention["slide"][0, 2:] == 0).all() and (in_batch.slide_logits["slide_label"][0, 2:] == 0).all()
+    torch.testing.assert_close(
+        in_batch.attention["slide"][0, :2], alone.attention["slide"][0], atol=1e-6, rtol=1e-5
+    )
+    assert (in_batch.attention["slide"][0, 2:] == 0).all() and (
+        in_batch.slide_logits["slide_label"][0, 2:] == 0
+    ).all()
 
 
 def test_predictions_do_not_depend_on_the_label() -> None:
     """All classes' prompts are always scored: rewriting the patient and slide labels changes no output."""
     net = make_net().eval()
-    items = [item(0, random_slides([5, 3], 0), label=0, slide_labels=[0, 1]), item(1, random_slides([7], 1), 1, [1])]
+    items = [
+        item(0, random_slides([5, 3], 0), label=0, slide_labels=[0, 1]),
+        item(1, random_slides([7], 1), 1, [1]),
+    ]
     first = net(padded(items))
     for it in items:
         it.labels = {"label": 1 - it.labels["label"]}
@@ -183,7 +226,9 @@ def test_training_losses_and_the_per_head_uncertainty_weighted_ce_plus_focal() -
         "slide_ce": ClassificationObjective("slide_label", level="slide", loss="ce", label_smoothing=0.1),
         "slide_focal": ClassificationObjective("slide_label", level="slide", loss="focal", gamma=2.0),
     }
-    task = OutcomeTask(net, objectives, weighting="uncertainty", optimizer="adamw", lr=1e-2, weight_decay=0.01)
+    task = OutcomeTask(
+        net, objectives, weighting="uncertainty", optimizer="adamw", lr=1e-2, weight_decay=0.01
+    )
     with torch.no_grad():
         for i, s in enumerate(task.log_vars.values()):
             s.fill_(0.3 * (i + 1) - 0.5)
@@ -198,27 +243,45 @@ def test_training_losses_and_the_per_head_uncertainty_weighted_ce_plus_focal() -
 
     def focal(lg: Tensor, t: Tensor) -> Tensor:
         logp = F.log_softmax(lg, dim=-1).gather(1, t[:, None]).squeeze(1)
-        return (-(1 - logp.exp()) ** 2 * logp).mean()
+        return (-((1 - logp.exp()) ** 2) * logp).mean()
 
     a, b, c, d = (float(s.detach()) for s in task.log_vars.values())
-    expected = (math.exp(-a) * F.cross_entropy(logits, y, label_smoothing=0.1) + a
-                + math.exp(-b) * focal(logits, y) + b
-                + math.exp(-c) * F.cross_entropy(slide_logits, slide_y, label_smoothing=0.1) + c
-                + math.exp(-d) * focal(slide_logits, slide_y) + d
-                + pred.aux_losses["contrastive"] + pred.aux_losses["filter"])
+    expected = (
+        math.exp(-a) * F.cross_entropy(logits, y, label_smoothing=0.1)
+        + a
+        + math.exp(-b) * focal(logits, y)
+        + b
+        + math.exp(-c) * F.cross_entropy(slide_logits, slide_y, label_smoothing=0.1)
+        + c
+        + math.exp(-d) * focal(slide_logits, slide_y)
+        + d
+        + pred.aux_losses["contrastive"]
+        + pred.aux_losses["filter"]
+    )
     assert float(total) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_every_patient_head_parameter_changes_in_a_training_step() -> None:
     net = make_net()
-    objectives = {"label": ClassificationObjective("label", label_smoothing=0.1),
-                  "slide": ClassificationObjective("slide_label", level="slide")}
-    task = OutcomeTask(net, objectives, weighting="uncertainty", optimizer="adamw", lr=1e-3, weight_decay=0.01)
-    heads = {n: p for n, p in net.named_parameters()
-             if n.startswith(("patient_head.", "class_heads.", "patient_transformer.", "bottleneck.", "slide_score."))}
+    objectives = {
+        "label": ClassificationObjective("label", label_smoothing=0.1),
+        "slide": ClassificationObjective("slide_label", level="slide"),
+    }
+    task = OutcomeTask(
+        net, objectives, weighting="uncertainty", optimizer="adamw", lr=1e-3, weight_decay=0.01
+    )
+    heads = {
+        n: p
+        for n, p in net.named_parameters()
+        if n.startswith(
+            ("patient_head.", "class_heads.", "patient_transformer.", "bottleneck.", "slide_score.")
+        )
+    }
     before = {n: p.detach().clone() for n, p in heads.items()}
     optimiser = torch.optim.AdamW(task.parameters(), lr=1e-3, weight_decay=0.01)
-    batch = padded([item(0, random_slides([5, 3], 0), 1, [1, 0]), item(1, random_slides([7, 2], 1), 0, [0, 0])])
+    batch = padded(
+        [item(0, random_slides([5, 3], 0), 1, [1, 0]), item(1, random_slides([7, 2], 1), 0, [0, 0])]
+    )
     net.train()
     optimiser.zero_grad()
     task.compute_loss(net(batch), batch).backward()
@@ -227,8 +290,11 @@ def test_every_patient_head_parameter_changes_in_a_training_step() -> None:
     assert len(heads) > 10 and not unchanged, unchanged
     # and every other trainable parameter received a gradient (nothing left out of the optimiser's reach)
     # (but the filter's last score bias: a softmax over a slide's patches ignores it; kept for CLAM's weight layout)
-    missing = [n for n, p in net.named_parameters() if p.requires_grad and n != "filter.pool.score.bias"
-               and (p.grad is None or not p.grad.abs().sum())]
+    missing = [
+        n
+        for n, p in net.named_parameters()
+        if p.requires_grad and n != "filter.pool.score.bias" and (p.grad is None or not p.grad.abs().sum())
+    ]
     assert not missing, missing
 
 
@@ -242,7 +308,13 @@ def test_a_frozen_text_encoder_is_run_once_and_cached() -> None:
     net.eval()(batch)
     assert encoder.calls == 1
     torch.testing.assert_close(net.prompt_embeddings, encoder(net.sentences))
-    assert net.sentences == [s for c in PROMPTS.values() for s in c] and net.prompt_classes.tolist() == [0, 0, 1, 1, 1]
+    assert net.sentences == [s for c in PROMPTS.values() for s in c] and net.prompt_classes.tolist() == [
+        0,
+        0,
+        1,
+        1,
+        1,
+    ]
 
 
 def test_a_trainable_text_encoder_is_fine_tuned() -> None:
@@ -265,12 +337,15 @@ def test_ablations_no_text_and_no_filter() -> None:
     torch.testing.assert_close(pred.attention["slide_patch"][0, 0, :5], torch.full((5,), 0.2))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"filter": "top"}, "filter must be one of"),
-    ({"ratio": 0.0}, "ratio must be in"),
-    ({"text_label": "stage"}, "text_label 'stage' has no prompts"),
-    ({"slide_targets": ["stage"]}, "slide_targets \\['stage'\\] are not slide labels"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filter": "top"}, "filter must be one of"),
+        ({"ratio": 0.0}, "ratio must be in"),
+        ({"text_label": "stage"}, "text_label 'stage' has no prompts"),
+        ({"slide_targets": ["stage"]}, "slide_targets \\['stage'\\] are not slide labels"),
+    ],
+)
 def test_bad_options_are_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_net(**kwargs)
@@ -282,9 +357,14 @@ def test_bad_options_are_one_line_errors(kwargs: dict, message: str) -> None:
 def _clam_state(hidden: int = 16, attn: int = 8, in_dim: int = D) -> dict[str, Tensor]:
     """mahmoodlab/CLAM CLAM_SB.state_dict() names (attention_net.*, classifiers, instance_classifiers)."""
     g = torch.Generator().manual_seed(7)
-    shapes = {"attention_net.0": (hidden, in_dim), "attention_net.3.attention_a.0": (attn, hidden),
-              "attention_net.3.attention_b.0": (attn, hidden), "attention_net.3.attention_c": (1, attn),
-              "classifiers": (2, hidden), "instance_classifiers.0": (2, hidden)}
+    shapes = {
+        "attention_net.0": (hidden, in_dim),
+        "attention_net.3.attention_a.0": (attn, hidden),
+        "attention_net.3.attention_b.0": (attn, hidden),
+        "attention_net.3.attention_c": (1, attn),
+        "classifiers": (2, hidden),
+        "instance_classifiers.0": (2, hidden),
+    }
     state = {}
     for name, shape in shapes.items():
         state[f"{name}.weight"] = torch.randn(*shape, generator=g)
@@ -320,8 +400,11 @@ def test_filter_loads_a_survlab_clam_sb_checkpoint(tmp_path: Path) -> None:
 def test_mismatched_or_missing_checkpoints_are_one_line_errors(tmp_path: Path) -> None:
     path = tmp_path / "big.pt"
     torch.save(_clam_state(hidden=16, attn=8, in_dim=1024), path)
-    with pytest.raises(DataFileError, match=r"attention_net|patch_fc.0.weight has shape \(16, 1024\) but the filter "
-                                            r"needs \(16, 6\); match data.wsi.feature_dim") as err:
+    with pytest.raises(
+        DataFileError,
+        match=r"attention_net|patch_fc.0.weight has shape \(16, 1024\) but the filter "
+        r"needs \(16, 6\); match data.wsi.feature_dim",
+    ) as err:
         load_filter_checkpoint(make_net(filter="frozen"), path)
     assert "\n" not in str(err.value)
     other = tmp_path / "other.pt"
@@ -365,12 +448,20 @@ def test_hmf_learns_a_planted_slide_signal_at_slide_and_patient_level() -> None:
     torch.manual_seed(0)
     items = planted_patients(120, seed=0)
     train, test = collate(items[:80]), collate(items[80:])
-    net = make_net(ratio=0.5, filter_dropout=0.0, cross_dropout=0.1, ffn_dropout=0.1, pool_dropout=0.1,
-                   patient_dropout=0.1)
-    objectives = {"label": ClassificationObjective("label", label_smoothing=0.1),
-                  "label_focal": ClassificationObjective("label", loss="focal"),
-                  "slide_ce": ClassificationObjective("slide_label", level="slide", label_smoothing=0.1),
-                  "slide_focal": ClassificationObjective("slide_label", level="slide", loss="focal")}
+    net = make_net(
+        ratio=0.5,
+        filter_dropout=0.0,
+        cross_dropout=0.1,
+        ffn_dropout=0.1,
+        pool_dropout=0.1,
+        patient_dropout=0.1,
+    )
+    objectives = {
+        "label": ClassificationObjective("label", label_smoothing=0.1),
+        "label_focal": ClassificationObjective("label", loss="focal"),
+        "slide_ce": ClassificationObjective("slide_label", level="slide", label_smoothing=0.1),
+        "slide_focal": ClassificationObjective("slide_label", level="slide", loss="focal"),
+    }
     task = OutcomeTask(net, objectives, weighting="uncertainty")
     optimiser = torch.optim.AdamW(task.parameters(), lr=3e-3, weight_decay=0.01)
     net.train()
@@ -382,6 +473,8 @@ def test_hmf_learns_a_planted_slide_signal_at_slide_and_patient_level() -> None:
         pred = net.eval()(test)
     patient = _balanced_accuracy(pred.class_logits["label"].argmax(1).numpy(), test.labels["label"].numpy())
     real = test.slide_labels["slide_label"] >= 0
-    slide = _balanced_accuracy(pred.slide_logits["slide_label"].argmax(-1)[real].numpy(),
-                               test.slide_labels["slide_label"][real].numpy())
+    slide = _balanced_accuracy(
+        pred.slide_logits["slide_label"].argmax(-1)[real].numpy(),
+        test.slide_labels["slide_label"][real].numpy(),
+    )
     assert slide > 0.8 and patient > 0.8, (slide, patient)  # chance 0.5

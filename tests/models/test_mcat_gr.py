@@ -36,7 +36,9 @@ def test_padding_does_not_change_outputs() -> None:
     assert_padding_invariant(net, items)
     batched = net(collate(items)).class_logits["grade"]
     for i, item in enumerate(items):
-        torch.testing.assert_close(net(collate([item])).class_logits["grade"][0], batched[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            net(collate([item])).class_logits["grade"][0], batched[i], atol=1e-5, rtol=0
+        )
 
 
 def test_missing_grade_label_is_a_one_line_error() -> None:
@@ -50,7 +52,9 @@ def test_patch_predictions_one_row_per_real_patch() -> None:
     batch = collate(items)
     batch.coords = torch.arange(2 * 7 * 2).reshape(2, 7, 2)
     batch.slide_index = torch.zeros(2, 7, dtype=torch.long)
-    frame = patch_predictions(net, batch, {"c0": ["c0-DX1"], "c1": ["c1-DX1"]}, "grade", ["G1", "G2", "G3"], chunk=3)
+    frame = patch_predictions(
+        net, batch, {"c0": ["c0-DX1"], "c1": ["c1-DX1"]}, "grade", ["G1", "G2", "G3"], chunk=3
+    )
     assert len(frame) == 11 and frame.groupby("case_id").size().to_dict() == {"c0": 4, "c1": 7}
     assert frame.filter(like="grade_prob_").sum(1).round(5).eq(1).all()
     # a patch alone through the network gives its row
@@ -58,6 +62,9 @@ def test_patch_predictions_one_row_per_real_patch() -> None:
     one.wsi, one.wsi_mask = items[1].wsi[2:3].unsqueeze(0), torch.ones(1, 1, dtype=torch.bool)
     alone = torch.softmax(net(one).class_logits["grade"], -1)[0]
     row = frame[frame.case_id == "c1"].iloc[2]
-    assert torch.allclose(alone, torch.tensor(row[["grade_prob_G1", "grade_prob_G2", "grade_prob_G3"]].to_numpy(
-        dtype="float32")), atol=1e-5)
+    assert torch.allclose(
+        alone,
+        torch.tensor(row[["grade_prob_G1", "grade_prob_G2", "grade_prob_G3"]].to_numpy(dtype="float32")),
+        atol=1e-5,
+    )
     assert (row["x"], row["y"]) == (batch.coords[1, 2, 0].item(), batch.coords[1, 2, 1].item())

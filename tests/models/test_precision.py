@@ -41,7 +41,9 @@ NETS: dict[str, Callable[[], nn.Module]] = {
     "abmil": lambda: ABMIL(DIMS, hidden_dim=16),
     "snn": lambda: SNN(DIMS, hidden=[16, 16]),
     "clinical_mlp": lambda: ClinicalMLP(DIMS, hidden=[16]),
-    "late_fusion": lambda: LateFusion(DIMS, wsi_hidden=16, genomic_hidden=[16], fusion="concat", fusion_dim=16),
+    "late_fusion": lambda: LateFusion(
+        DIMS, wsi_hidden=16, genomic_hidden=[16], fusion="concat", fusion_dim=16
+    ),
     "late_fusion_bilinear": lambda: LateFusion(
         DIMS, wsi_hidden=16, genomic_hidden=[16], fusion="bilinear", fusion_dim=16, gate_dim=4
     ),
@@ -66,8 +68,10 @@ def make_items(wsi_lengths: list[int], seed: int = 0) -> list[PatientItem]:
                 event=bool(i % 2),
                 time_bin=i % 4,
                 wsi=torch.randn(n, D, generator=g),
-                scales={s: torch.randn(m, D, generator=g) for s, m in
-                        (("x5", max(1, n10 // 4)), ("x10", n10), ("x20", 4 * n10))},
+                scales={
+                    s: torch.randn(m, D, generator=g)
+                    for s, m in (("x5", max(1, n10 // 4)), ("x10", n10), ("x20", 4 * n10))
+                },
                 genomics=[torch.randn(s, generator=g) for s in GENES],
                 clinical=torch.randn(C, generator=g),
             )
@@ -129,7 +133,11 @@ def test_ggmf_long_bag_many_pathways_under_autocast(amp: str) -> None:
     for i, n in enumerate([3001, 5, 37]):
         phase = 2 * math.pi * torch.arange(n).unsqueeze(1) / 150 + torch.arange(D)
         wsi = 0.3 * torch.randn(n, D, generator=g) + 2 * torch.sin(phase)
-        items.append(PatientItem(case_id=f"c{i}", index=i, wsi=wsi, genomics=[torch.randn(s, generator=g) for s in genes]))
+        items.append(
+            PatientItem(
+                case_id=f"c{i}", index=i, wsi=wsi, genomics=[torch.randn(s, generator=g) for s in genes]
+            )
+        )
     torch.manual_seed(0)
     deviation = amp_deviation(GGMF(dims, dim=16, heads=2), items, amp)
     assert max(deviation.values()) < TOLERANCE[amp], deviation
@@ -141,8 +149,15 @@ def test_ggmf_topk_pathways_under_bf16_match_fp32() -> None:
     genes = (3,) * 20
     dims = ModalityDims(wsi_dim=D, genomic_sizes=genes, n_bins=4)
     g = torch.Generator().manual_seed(0)
-    items = [PatientItem(case_id=f"c{i}", index=i, wsi=torch.randn(10, D, generator=g),
-                         genomics=[torch.randn(s, generator=g) for s in genes]) for i in range(300)]
+    items = [
+        PatientItem(
+            case_id=f"c{i}",
+            index=i,
+            wsi=torch.randn(10, D, generator=g),
+            genomics=[torch.randn(s, generator=g) for s in genes],
+        )
+        for i in range(300)
+    ]
     batch = collate(items)
     torch.manual_seed(0)
     net = GGMF(dims, dim=32, heads=4).eval()
@@ -196,7 +211,9 @@ def test_losses_and_risk_are_fp32_under_autocast(amp: str) -> None:
     assert risk.dtype == nll.dtype == cox.dtype == torch.float32
     torch.testing.assert_close(risk, risk_score(Prediction(hazard_logits=exact)), rtol=1e-6, atol=1e-6)
     assert risk.unique().numel() == 256
-    torch.testing.assert_close(nll, nll_discrete_survival(exact, time_bin, event, alpha=0.3), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        nll, nll_discrete_survival(exact, time_bin, event, alpha=0.3), rtol=1e-6, atol=0
+    )
     torch.testing.assert_close(cox, cox_partial_likelihood(exact[:, 0], time, event), rtol=1e-6, atol=0)
 
 
@@ -204,13 +221,27 @@ def test_bf16_mixed_ggmf_run_finishes_with_finite_metrics(tmp_path: Path) -> Non
     """`python -m survlab.run model=ggmf trainer=bf16` (tiny cohort, 1 epoch): it crashed in nn.Bilinear before."""
     from survlab.runner.testing import run_job
 
-    metrics = run_job(tmp_path / "run", [
-        "trainer=bf16", "model=ggmf", "debug=tiny", "data.synthetic.n_patients=40", "data.synthetic.feature_dim=8",
-        "data.synthetic.n_genes=60", "data.synthetic.n_pathways=8", "data.wsi.feature_dim=8",
-        "data.synthetic.patches_per_slide=[6,20]", "data.max_patches=64", "model.net.dim=16", "model.net.heads=2",
-        "trainer.max_epochs=1", "export_attention=false",
-        f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
-    ])
+    metrics = run_job(
+        tmp_path / "run",
+        [
+            "trainer=bf16",
+            "model=ggmf",
+            "debug=tiny",
+            "data.synthetic.n_patients=40",
+            "data.synthetic.feature_dim=8",
+            "data.synthetic.n_genes=60",
+            "data.synthetic.n_pathways=8",
+            "data.wsi.feature_dim=8",
+            "data.synthetic.patches_per_slide=[6,20]",
+            "data.max_patches=64",
+            "model.net.dim=16",
+            "model.net.heads=2",
+            "trainer.max_epochs=1",
+            "export_attention=false",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+    )
     protocol = json.loads((tmp_path / "run" / "protocol.json").read_text())
     assert protocol["trainer"]["precision"] == "bf16-mixed"
     for key in ("test/cindex", "test/auc_td", "test/ibs", "val/best"):  # Uno's C is NaN on 8 test patients

@@ -42,8 +42,9 @@ def _batch(cases: list[tuple[float, bool]]) -> Batch:
 
 
 def test_targets_mask_patients_censored_before_a_horizon() -> None:
-    target, known = HorizonObjective.targets(*(np.array(v) for v in zip(*[c for c, _ in CASES], strict=True)),
-                                             HORIZONS)
+    target, known = HorizonObjective.targets(
+        *(np.array(v) for v in zip(*[c for c, _ in CASES], strict=True)), HORIZONS
+    )
     expected = [[math.nan if y is None else y for y in ys] for _, ys in CASES]
     assert known.tolist() == [[y is not None for y in ys] for _, ys in CASES]
     np.testing.assert_array_equal(np.where(known, target, math.nan), np.array(expected))
@@ -55,8 +56,10 @@ def test_masked_cells_add_nothing_to_the_loss() -> None:
     logits = torch.linspace(-2.0, 2.0, 2 * len(CASES)).reshape(len(CASES), 2).requires_grad_()
     loss = objective.loss(Prediction(horizon_logits={"primary": logits}), batch)
     cells = [(i, j, y) for i, (_, ys) in enumerate(CASES) for j, y in enumerate(ys) if y is not None]
-    ref = sum(torch.nn.functional.binary_cross_entropy_with_logits(logits[i, j], torch.tensor(y))
-              for i, j, y in cells) / len(cells)
+    ref = sum(
+        torch.nn.functional.binary_cross_entropy_with_logits(logits[i, j], torch.tensor(y))
+        for i, j, y in cells
+    ) / len(cells)
     assert len(cells) == 12 and loss.item() == pytest.approx(ref.item(), rel=1e-6)
     # the masked logits get no gradient, and moving them leaves the loss unchanged
     (grad,) = torch.autograd.grad(loss, logits)
@@ -70,9 +73,18 @@ def test_masked_cells_add_nothing_to_the_loss() -> None:
 
 
 def test_a_named_endpoint_reads_its_own_times_and_head() -> None:
-    items = [PatientItem(case_id=f"p{i}", index=i, time=20.0, event=False,
-                         endpoint_time={"dfs": t}, endpoint_event={"dfs": e}, endpoint_time_bin={"dfs": 0})
-             for i, ((t, e), _) in enumerate(CASES)]
+    items = [
+        PatientItem(
+            case_id=f"p{i}",
+            index=i,
+            time=20.0,
+            event=False,
+            endpoint_time={"dfs": t},
+            endpoint_event={"dfs": e},
+            endpoint_time_bin={"dfs": 0},
+        )
+        for i, ((t, e), _) in enumerate(CASES)
+    ]
     batch, logits = collate(items), torch.randn(len(CASES), 2)
     named = HorizonObjective(horizons=HORIZONS, endpoint="dfs")
     primary = HorizonObjective(horizons=HORIZONS)
@@ -104,8 +116,12 @@ def test_metrics_equal_sklearn_on_the_unmasked_patients_with_ties() -> None:
 
 def test_metrics_by_hand_and_undefined_auc() -> None:
     # horizon 5: cases p0 (0.8), p1 (0.4); controls p3 (0.4), p4 (0.2); p2 censored at 3 is masked (0.9 ignored)
-    rows = {"index": np.arange(5), "probs": np.array([[0.8], [0.4], [0.9], [0.4], [0.2]]),
-            "time": np.array([1.0, 4.0, 3.0, 6.0, 8.0]), "event": np.array([True, True, False, False, True])}
+    rows = {
+        "index": np.arange(5),
+        "probs": np.array([[0.8], [0.4], [0.9], [0.4], [0.2]]),
+        "time": np.array([1.0, 4.0, 3.0, 6.0, 8.0]),
+        "event": np.array([True, True, False, False, True]),
+    }
     got = HorizonObjective(horizons=[5]).score(rows)
     # pairs (case, control): (.8,.4)=1 (.8,.2)=1 (.4,.4)=1/2 (.4,.2)=1 -> 3.5 / 4
     assert got["auc_5"] == pytest.approx(0.875) and got["auc_mean"] == pytest.approx(0.875)
@@ -122,17 +138,30 @@ def test_bad_horizons_are_one_line_errors(horizons: list[float]) -> None:
 
 
 def _cfg(**top: object) -> DictConfig:
-    objectives = {"os": {"_target_": "survlab.tasks.objectives.SurvivalObjective"},
-                  "hz": {"_target_": "survlab.tasks.objectives.HorizonObjective", "horizons": [36, 12.5]}}
-    return OmegaConf.create({"model": {"net": {"_target_": "torch.nn.Identity"},
-                                       "task": {"_target_": "survlab.tasks.outcome.OutcomeTask",
-                                                "objectives": objectives}}, **top})
+    objectives = {
+        "os": {"_target_": "survlab.tasks.objectives.SurvivalObjective"},
+        "hz": {"_target_": "survlab.tasks.objectives.HorizonObjective", "horizons": [36, 12.5]},
+    }
+    return OmegaConf.create(
+        {
+            "model": {
+                "net": {"_target_": "torch.nn.Identity"},
+                "task": {"_target_": "survlab.tasks.outcome.OutcomeTask", "objectives": objectives},
+            },
+            **top,
+        }
+    )
 
 
 def test_config_check_knows_the_per_horizon_metrics_and_their_direction() -> None:
     names = task_metric_names(_cfg())
-    assert [n for n in names if n.startswith("hz/")] == ["hz/auc_mean", "hz/auc_12.5", "hz/brier_12.5",
-                                                         "hz/auc_36", "hz/brier_36"]
+    assert [n for n in names if n.startswith("hz/")] == [
+        "hz/auc_mean",
+        "hz/auc_12.5",
+        "hz/brier_12.5",
+        "hz/auc_36",
+        "hz/brier_36",
+    ]
     cfg = _cfg(monitor="val/hz/brier_12.5", monitor_mode="auto", optimized_metric="auto")
     check_config(cfg)
     resolve_auto(cfg)
@@ -153,21 +182,36 @@ class HorizonNet(SurvivalNet):
         self.horizon = torch.nn.Linear(C, len(HORIZONS))
 
     def forward(self, batch) -> Prediction:
-        return Prediction(hazard_logits=self.hz(batch.clinical),
-                          horizon_logits={"primary": self.horizon(batch.clinical)})
+        return Prediction(
+            hazard_logits=self.hz(batch.clinical), horizon_logits={"primary": self.horizon(batch.clinical)}
+        )
 
 
 def test_a_planted_signal_is_learned_with_survival_and_horizon_objectives(tmp_path) -> None:
     torch.manual_seed(0)
     dm = _DM()  # time = 10 exp(-x_3) + 0.1, every third patient censored
     net = HorizonNet(ModalityDims(clinical_dim=C, n_bins=4))
-    task = OutcomeTask(net, objectives={"os": SurvivalObjective(loss="nll"), "horizon": HorizonObjective(HORIZONS)},
-                       lr=3e-2, scheduler="none", max_epochs=15)
+    task = OutcomeTask(
+        net,
+        objectives={"os": SurvivalObjective(loss="nll"), "horizon": HorizonObjective(HORIZONS)},
+        lr=3e-2,
+        scheduler="none",
+        max_epochs=15,
+    )
     task.fit_references(dm)
-    trainer = L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=15,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(task, datamodule=dm)
-    assert "val/horizon/auc_mean" in trainer.callback_metrics and "val/horizon/brier_10" in trainer.callback_metrics
+    assert (
+        "val/horizon/auc_mean" in trainer.callback_metrics
+        and "val/horizon/brier_10" in trainer.callback_metrics
+    )
     trainer.test(task, datamodule=dm)
     m, rows = task.test_metrics, task.test_rows["horizon"]
     assert m["horizon/auc_5"] > 0.8 and m["horizon/auc_10"] > 0.8, m

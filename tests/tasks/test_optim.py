@@ -34,29 +34,55 @@ def _adam(lr: float = 1e-4) -> torch.optim.Optimizer:
 
 def test_warmup_is_linear_over_the_first_epochs_optimizer_steps() -> None:
     # GGMF: 1 warm-up epoch of 10 steps, then a per-step cosine over the other 19 epochs down to the floor
-    f = [lr_factor(s, "cosine", steps_per_epoch=10, max_epochs=20, warmup_epochs=1, min_factor=0.01, interval="step")
-         for s in range(200)]
-    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # first step at 1/10, peak at the epoch's end
+    f = [
+        lr_factor(
+            s, "cosine", steps_per_epoch=10, max_epochs=20, warmup_epochs=1, min_factor=0.01, interval="step"
+        )
+        for s in range(200)
+    ]
+    assert f[:10] == pytest.approx(
+        [(s + 1) / 10 for s in range(10)]
+    )  # first step at 1/10, peak at the epoch's end
     assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.01)
     assert all(a > b for a, b in zip(f[10:], f[11:], strict=False))  # moves every step
     assert f[100] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 189)))
     # interval=epoch: the same per-step warm-up, then one lr per epoch
     g = [lr_factor(s, "cosine", 10, 20, 1, min_factor=0.01, interval="epoch") for s in range(200)]
-    assert g[:10] == f[:10] and g[10:20] == [1.0] * 10 and len(set(g[20:30])) == 1 and g[-1] == pytest.approx(0.01)
+    assert (
+        g[:10] == f[:10]
+        and g[10:20] == [1.0] * 10
+        and len(set(g[20:30])) == 1
+        and g[-1] == pytest.approx(0.01)
+    )
 
 
 @pytest.mark.parametrize("interval", ["step", "epoch"])
 def test_cosine_restarts_equal_torch_warm_restarts(interval: str) -> None:
     steps_per_epoch, restart, n_epochs = 3, 4, 10
-    ours = _lrs(build_scheduler(_adam(), "cosine_restarts", n_epochs, eta_min=1e-6, steps_per_epoch=steps_per_epoch,
-                                restart_epochs=restart, interval=interval), steps_per_epoch * n_epochs)
+    ours = _lrs(
+        build_scheduler(
+            _adam(),
+            "cosine_restarts",
+            n_epochs,
+            eta_min=1e-6,
+            steps_per_epoch=steps_per_epoch,
+            restart_epochs=restart,
+            interval=interval,
+        ),
+        steps_per_epoch * n_epochs,
+    )
     ref_opt = _adam()
     if interval == "step":  # reference stepped per iteration: period restart * steps_per_epoch iterations
-        ref = _lrs(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=restart * steps_per_epoch,
-                                                                        eta_min=1e-6), steps_per_epoch * n_epochs)
+        ref = _lrs(
+            torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                ref_opt, T_0=restart * steps_per_epoch, eta_min=1e-6
+            ),
+            steps_per_epoch * n_epochs,
+        )
     else:  # reference stepped per epoch: one lr for all steps of an epoch
-        per_epoch = _lrs(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=restart, eta_min=1e-6),
-                         n_epochs)
+        per_epoch = _lrs(
+            torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=restart, eta_min=1e-6), n_epochs
+        )
         ref = [lr for lr in per_epoch for _ in range(steps_per_epoch)]
     assert ours == pytest.approx(ref, rel=1e-9, abs=1e-15)
     assert [ours[e * steps_per_epoch] for e in (0, 4, 8)] == pytest.approx([1e-4] * 3)  # back at the peak
@@ -105,19 +131,43 @@ class ClinicalNet(SurvivalNet):
         return Prediction(hazard_logits=self.lin(batch.clinical))
 
 
-@pytest.mark.parametrize(("accumulate", "limit", "expected_patients"), [(2, None, [4, 4, 2]), (1, 4, [2, 2, 2, 2])])
+@pytest.mark.parametrize(
+    ("accumulate", "limit", "expected_patients"), [(2, None, [4, 4, 2]), (1, 4, [2, 2, 2, 2])]
+)
 def test_task_warms_up_over_the_optimizer_steps_the_trainer_runs(
     tmp_path: Path, accumulate: int, limit: int | None, expected_patients: list[int]
 ) -> None:
     # 10 patients in batches of 2 = 5 batches per epoch; the trainer runs ceil(5 / accumulate) (or `limit` batches)
-    items = [PatientItem(case_id=f"P{i}", index=i, time=5.0 + i, event=bool(i % 2), time_bin=i % 4,
-                         clinical=torch.tensor([float(i), 1.0])) for i in range(10)]
-    task = SurvivalTask(ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)), lr=1e-3, scheduler="none",
-                        warmup_epochs=1, max_epochs=2)
+    items = [
+        PatientItem(
+            case_id=f"P{i}",
+            index=i,
+            time=5.0 + i,
+            event=bool(i % 2),
+            time_bin=i % 4,
+            clinical=torch.tensor([float(i), 1.0]),
+        )
+        for i in range(10)
+    ]
+    task = SurvivalTask(
+        ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)),
+        lr=1e-3,
+        scheduler="none",
+        warmup_epochs=1,
+        max_epochs=2,
+    )
     recorder = OptimizerStepRecorder(str(tmp_path / "steps.json"))
-    trainer = L.Trainer(max_epochs=2, accumulate_grad_batches=accumulate, limit_train_batches=limit,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[recorder])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accumulate_grad_batches=accumulate,
+        limit_train_batches=limit,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
     trainer.fit(task, train_dataloaders=DataLoader(items, batch_size=2, collate_fn=collate))
     steps = json.loads((tmp_path / "steps.json").read_text())
     n = len(expected_patients)

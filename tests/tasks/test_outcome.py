@@ -30,7 +30,9 @@ class TwoHeadNet(SurvivalNet):
         self.hz = torch.nn.Linear(C, dims.n_bins)
 
     def forward(self, batch) -> Prediction:
-        return Prediction(hazard_logits=self.hz(batch.clinical), class_logits={"grade": self.cls(batch.clinical)})
+        return Prediction(
+            hazard_logits=self.hz(batch.clinical), class_logits={"grade": self.cls(batch.clinical)}
+        )
 
 
 def _items(n: int, seed: int, missing_every: int = 5) -> list[PatientItem]:
@@ -41,8 +43,17 @@ def _items(n: int, seed: int, missing_every: int = 5) -> list[PatientItem]:
     for i in range(n):
         label = int(x[i, :3].argmax()) if i % missing_every else -1
         t = float(torch.exp(-x[i, 3]) * 10 + 0.1)
-        items.append(PatientItem(case_id=f"c{seed}-{i}", index=i, time=t, event=bool(i % 3), time_bin=min(3, int(t // 5)),
-                                 clinical=x[i], labels={"grade": label}))
+        items.append(
+            PatientItem(
+                case_id=f"c{seed}-{i}",
+                index=i,
+                time=t,
+                event=bool(i % 3),
+                time_bin=min(3, int(t // 5)),
+                clinical=x[i],
+                labels={"grade": label},
+            )
+        )
     return items
 
 
@@ -64,7 +75,10 @@ class _DM(L.LightningDataModule):
         self.bin_edges = np.array([0.0, 5.0, 10.0, 15.0, np.inf])
 
     def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return (np.array([it.time for it in self.parts["train"]]), np.array([it.event for it in self.parts["train"]]))
+        return (
+            np.array([it.time for it in self.parts["train"]]),
+            np.array([it.event for it in self.parts["train"]]),
+        )
 
     def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
         labels = np.array([it.labels[label] for it in self.parts["train"]])
@@ -85,9 +99,13 @@ class _DM(L.LightningDataModule):
 
 def _task(weighting: str = "fixed", class_weights: str | None = None) -> OutcomeTask:
     net = TwoHeadNet(ModalityDims(clinical_dim=C, n_bins=4, n_classes={"grade": 3}))
-    objectives = {"grade": ClassificationObjective("grade", class_weights=class_weights, label_smoothing=0.05),
-                  "os": SurvivalObjective(loss="nll")}
-    return OutcomeTask(net, objectives=objectives, weighting=weighting, lr=3e-2, scheduler="none", max_epochs=15)
+    objectives = {
+        "grade": ClassificationObjective("grade", class_weights=class_weights, label_smoothing=0.05),
+        "os": SurvivalObjective(loss="nll"),
+    }
+    return OutcomeTask(
+        net, objectives=objectives, weighting=weighting, lr=3e-2, scheduler="none", max_epochs=15
+    )
 
 
 def test_missing_labels_contribute_nothing_to_loss_or_metrics() -> None:
@@ -97,15 +115,17 @@ def test_missing_labels_contribute_nothing_to_loss_or_metrics() -> None:
     pred = task(batch)
     labelled = batch.labels["grade"] >= 0
     loss = task.objectives["grade"].loss(pred, batch)
-    ref = torch.nn.functional.cross_entropy(pred.class_logits["grade"][labelled], batch.labels["grade"][labelled],
-                                            label_smoothing=0.05)
+    ref = torch.nn.functional.cross_entropy(
+        pred.class_logits["grade"][labelled], batch.labels["grade"][labelled], label_smoothing=0.05
+    )
     assert loss.item() == pytest.approx(ref.item())
     loss.backward()
     # a masked patient's input gets no gradient through the classification head
     grads = torch.autograd.grad(task.objectives["grade"].loss(task(batch), batch), task.net.cls.weight)[0]
     only_labelled = collate([it for it in items if it.labels["grade"] >= 0])
-    ref_grad = torch.autograd.grad(task.objectives["grade"].loss(task(only_labelled), only_labelled),
-                                   task.net.cls.weight)[0]
+    ref_grad = torch.autograd.grad(
+        task.objectives["grade"].loss(task(only_labelled), only_labelled), task.net.cls.weight
+    )[0]
     torch.testing.assert_close(grads, ref_grad)
     rows = task.objectives["grade"].collect(pred, batch)
     assert len(rows["label"]) == int(labelled.sum()) and bool((rows["label"] >= 0).all())
@@ -119,8 +139,14 @@ def test_two_objectives_learn_and_report_metrics_equal_to_the_references(weighti
     dm, task = _DM(), _task(weighting, class_weights="balanced")
     task.fit_references(dm)
     assert task.objectives["grade"].class_weight is not None
-    trainer = L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=15,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(task, datamodule=dm)
     logged = trainer.callback_metrics
     for key in ("val/balanced_accuracy", "val/grade/balanced_accuracy", "val/os/cindex", "val/loss"):
@@ -138,7 +164,8 @@ def test_two_objectives_learn_and_report_metrics_equal_to_the_references(weighti
     assert len(rows["grade"]["label"]) == sum(1 for it in dm.parts["test"] if it.labels["grade"] >= 0)
     assert task.test_metrics["balanced_accuracy"] > 0.8, task.test_metrics  # planted: argmax of 3 columns
     assert task.test_metrics["os/cindex"] == pytest.approx(
-        harrell_cindex(rows["os"]["risk"], rows["os"]["time"], rows["os"]["event"]))
+        harrell_cindex(rows["os"]["risk"], rows["os"]["time"], rows["os"]["event"])
+    )
     assert task.test_metrics["os/cindex"] > 0.6
 
 
@@ -150,12 +177,23 @@ def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
     from survlab.runner.testing import run_job
 
     steps = tmp_path / "steps.json"
-    run_job(tmp_path / "run", [
-        f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", "model=snn", "debug=tiny",
-        "data.synthetic.n_patients=40", "trainer.max_epochs=3", "selection=last", "export_attention=false",
-        "model.task.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.05,momentum:0.5}",
-        "model.task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
-        "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder", f"+callbacks.steps.path={steps}"])
+    run_job(
+        tmp_path / "run",
+        [
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "model=snn",
+            "debug=tiny",
+            "data.synthetic.n_patients=40",
+            "trainer.max_epochs=3",
+            "selection=last",
+            "export_attention=false",
+            "model.task.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.05,momentum:0.5}",
+            "model.task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
+            "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder",
+            f"+callbacks.steps.path={steps}",
+        ],
+    )
     lrs = {}
     for step in json.loads(steps.read_text()):
         lrs.setdefault(step["epoch"], set()).add(round(step["lr"], 12))

@@ -25,10 +25,21 @@ class ExplodingNet(SurvivalNet):
 
 def test_non_finite_loss_names_the_case_ids() -> None:
     dims = ModalityDims(clinical_dim=2, n_bins=4)
-    items = [PatientItem(case_id=f"P{i}", index=i, time=5.0 + i, event=True, time_bin=i % 4,
-                         clinical=torch.tensor([1.0, float("nan") if i == 2 else 0.5])) for i in range(4)]
+    items = [
+        PatientItem(
+            case_id=f"P{i}",
+            index=i,
+            time=5.0 + i,
+            event=True,
+            time_bin=i % 4,
+            clinical=torch.tensor([1.0, float("nan") if i == 2 else 0.5]),
+        )
+        for i in range(4)
+    ]
     task = SurvivalTask(ExplodingNet(dims))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss .* case_ids \['P0', 'P1', 'P2', 'P3'\]"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite training loss .* case_ids \['P0', 'P1', 'P2', 'P3'\]"
+    ):
         task.training_step(collate(items), 0)
 
 
@@ -50,9 +61,15 @@ def test_compiled_forward_equals_eager_and_checkpoints_stay_plain() -> None:
     compiled.load_state_dict(plain.state_dict())
     assert list(compiled.state_dict()) == list(plain.state_dict())
     for n in (5, 9):
-        b = Batch(case_ids=["a", "b"], index=torch.arange(2), time=torch.ones(2), event=torch.ones(2, dtype=torch.bool),
-                  time_bin=torch.zeros(2, dtype=torch.long), wsi=torch.randn(2, n, 6),
-                  wsi_mask=torch.tensor([[True] * n, [True] * (n - 2) + [False] * 2]))
+        b = Batch(
+            case_ids=["a", "b"],
+            index=torch.arange(2),
+            time=torch.ones(2),
+            event=torch.ones(2, dtype=torch.bool),
+            time_bin=torch.zeros(2, dtype=torch.long),
+            wsi=torch.randn(2, n, 6),
+            wsi_mask=torch.tensor([[True] * n, [True] * (n - 2) + [False] * 2]),
+        )
         with torch.no_grad():
             torch.testing.assert_close(compiled(b).hazard_logits, plain(b).hazard_logits)
     assert "_compiled_net" in compiled.__dict__ and "_compiled_net" not in dict(compiled.named_modules())
