@@ -694,7 +694,7 @@ class CohortDataModule(L.LightningDataModule):
         log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
 
     def _packed_dir(self, store: BagStore) -> Path:
-        """Folder of a store's packed file: wsi.packed_dir/<encoder>[/<scale>] (never inside a user's data)."""
+        """Folder of a store's packed file: wsi.packed_dir/<encoder>/<scale | single> (never inside a user's data)."""
         base = self.wsi_cfg["packed_dir"]
         if base is None:
             if not (self.synthetic or self.public):
@@ -705,7 +705,9 @@ class CohortDataModule(L.LightningDataModule):
             base = self.root.with_name(
                 self.root.name + "-packed"
             )  # beside, so the cohort folder stays as written
-        return Path(os.path.expanduser(str(base))) / (store.encoder or "features") / (store.scale or "")
+        # a single-scale store in its own subfolder: `<encoder>/` itself would contain the multi-scale stores
+        # `<encoder>/<scale>/` of the same encoder (a rebuild of one would replace the other)
+        return Path(os.path.expanduser(str(base))) / (store.encoder or "features") / (store.scale or "single")
 
     def _use_packed(self, stores: list[BagStore], slides: list[str]) -> list[dict[str, int]]:
         """Switch every store to its packed file (reused when fresh; built after the header checks otherwise).

@@ -154,7 +154,7 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
         eval_batch_size=3,
         bucketing=True,
     )
-    assert (tmp_path / "packed/synthetic" / MARKER).is_file()
+    assert (tmp_path / "packed/synthetic/single" / MARKER).is_file()
     assert isinstance(fast.test_dataloader().sampler, LengthOrderSampler)
     torch.manual_seed(0)
     net = ABMIL(dims=plain.dims).eval()
@@ -178,7 +178,7 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
         [a[i] for i in sorted(a)], [c[i] for i in sorted(a)], atol=0, rtol=0
     )  # it did round
     # the packed store is reused (not rebuilt) by the next run
-    mtime = (tmp_path / "packed/synthetic/features.bin").stat().st_mtime_ns
+    mtime = (tmp_path / "packed/synthetic/single/features.bin").stat().st_mtime_ns
     make_datamodule(
         wsi={
             "encoder": "synthetic",
@@ -189,7 +189,7 @@ def test_datamodule_packed_and_bucketed_predictions_equal_plain(make_datamodule,
             "packed_dtype": "float32",
         }
     )
-    assert (tmp_path / "packed/synthetic/features.bin").stat().st_mtime_ns == mtime
+    assert (tmp_path / "packed/synthetic/single/features.bin").stat().st_mtime_ns == mtime
 
 
 def test_packed_on_a_real_cohort_needs_a_packed_dir(make_datamodule) -> None:
@@ -246,8 +246,8 @@ def test_pack_command_builds_verifies_and_reports_errors(
     args = ["data=synthetic", f"data.root={root}", "data.synthetic.n_patients=12", "data.wsi.format=pt"]
     assert main([*args, "--verify"]) == 0
     out = capsys.readouterr().out
-    assert f"{root}-packed/synthetic: " in out and "verify: all bags equal their source" in out
-    meta = json.loads((Path(f"{root}-packed") / "synthetic/index.json").read_text())
+    assert f"{root}-packed/synthetic/single: " in out and "verify: all bags equal their source" in out
+    meta = json.loads((Path(f"{root}-packed") / "synthetic/single/index.json").read_text())
     assert meta["dtype"] == "float16" and len(meta["slides"]) > 12
     # a real cohort without packed_dir: one line naming the setting, exit 1, no traceback
     assert main(["data=tcga_luad", f"paths.data_dir={tmp_path}", "data.wsi.packed_dir=null"]) == 1
@@ -273,3 +273,26 @@ def test_failed_build_removes_only_its_own_temp_folder(tmp_path: Path) -> None:
         build_packed(tmp_path / "packed", paths, failing, "k", 5)
     assert (lookalike / "mine.txt").read_text() == "user file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features", lookalike.name]
+
+
+def test_single_and_multi_scale_stores_of_one_encoder_get_disjoint_folders(tmp_path: Path) -> None:
+    """wsi.packed_dir/<encoder>/single and wsi.packed_dir/<encoder>/<scale>: neither folder holds the other, so
+    rebuilding one store never replaces another (they collided when the single-scale store was <encoder>/ itself)."""
+    from types import SimpleNamespace
+
+    from survlab.data.datamodule import CohortDataModule
+
+    dm = SimpleNamespace(
+        wsi_cfg={"packed_dir": str(tmp_path / "packed")},
+        synthetic=None,
+        public=None,
+        root=tmp_path / "data",
+        name="c",
+    )
+    single = CohortDataModule._packed_dir(dm, SimpleNamespace(encoder="uni", scale=None))  # type: ignore[arg-type]
+    scales = [
+        CohortDataModule._packed_dir(dm, SimpleNamespace(encoder="uni", scale=s)) for s in ("x5", "x20")
+    ]  # type: ignore[arg-type]
+    folders = [single, *scales]
+    assert single == tmp_path / "packed" / "uni" / "single"
+    assert all(a == b or (a not in b.parents and b not in a.parents) for a in folders for b in folders)
