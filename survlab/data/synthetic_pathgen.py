@@ -36,6 +36,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from survlab.data.synthetic import (
+    _STREAM_CLIN,
+    _STREAM_GENES,
+    _STREAM_LATENT,
+    _STREAM_ORDER,
+    _STREAM_WSI,
     MCAT6_FAMILIES,
     PATCH_PX,
     SITES,
@@ -47,8 +52,6 @@ from survlab.data.synthetic import (
     atomic_cohort,
 )
 from survlab.utils.concordance import concordance_counts
-
-_STREAM_LATENT, _STREAM_SURV, _STREAM_CLIN, _STREAM_GENES, _STREAM_WSI, _STREAM_ORDER = range(6)
 
 
 @dataclass(frozen=True)
