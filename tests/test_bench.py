@@ -36,11 +36,21 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     )
     res = json.loads((tmp_path / "out/bench.json").read_text())
     runs = res["runs"]["abmil"]
-    assert set(runs) == {"usual", "survlab", "survlab+bucketing", "survlab+packed+bucketing", "floor"}
+    assert set(runs) == {
+        "usual",
+        "survlab",
+        "survlab+bucketing",
+        "survlab+packed+bucketing",
+        "survlab+resident+bucketing",
+        "floor",
+    }
     for name, r in runs.items():
         if name != "floor":
             assert r["train_patients_per_s"] > 0 and 0 <= r["data_wait_share"] <= 1
             assert 0 <= r["test_cindex"] <= 1 or math.isnan(r["test_cindex"])
+    # every loop starts from the seeded initial weights: the resident store trains on the same fp16 values in the
+    # same batches as the RAM cache, so it ends at the same test C-index
+    assert runs["survlab+resident+bucketing"]["test_cindex"] == runs["survlab+bucketing"]["test_cindex"]
     # 16 patients, 5 folds: the benchmark's training part; bytes = patches x dim x 2 (fp16)
     assert runs["floor"]["bytes_per_epoch"] > 0 and runs["floor"]["bytes_per_epoch"] % (8 * 2) == 0
     assert set(res["scaling"]["cohort_size"]) == {"12", "16"} and set(

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from survlab.data.resident import lookup
+
 
 @dataclass
 class PatientItem:
@@ -39,6 +41,9 @@ class PatientItem:
         default_factory=dict
     )  # name -> class of slide j (-1 = missing)
     n_slides: int = 0  # slides of the patient (slide j = slide_index j of its WSI bag)
+    # data.wsi.cache=device: target ("wsi" | "scale:<name>") -> (resident store key, start, rows [N]); the features
+    # stay on the device and are gathered by `Batch.to` (survlab.data.resident)
+    resident: dict[str, tuple[str, int, Tensor]] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +80,9 @@ class Batch:
     endpoint_time_bin: dict[str, Tensor] = field(default_factory=dict)
     slide_labels: dict[str, Tensor] = field(default_factory=dict)
     n_slides: Tensor | None = None
+    # data.wsi.cache=device: target -> [resident store key, start [B], rows [B, N] (-1 = padding)]; `to` gathers
+    # the bags of each target on the device and empties this (wsi / scales[name] are None until then)
+    resident: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -96,7 +104,17 @@ class Batch:
                 return {k: move(v) for k, v in value.items()}
             return value
 
-        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        out = Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        if out.resident:
+            target = torch.device(device)
+            for name, (key, start, rows) in out.resident.items():
+                bags = lookup(key).gather(start, rows, target)
+                if name == "wsi":
+                    out.wsi = bags
+                else:
+                    out.scales = {**(out.scales or {}), name.removeprefix("scale:"): bags}
+            out.resident = {}
+        return out
 
 
 def pad_bags(bags: list[Tensor], pad_value: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -125,8 +143,17 @@ def collate(items: list[PatientItem]) -> Batch:
         event=torch.tensor([bool(it.event) for it in items], dtype=torch.bool),
         time_bin=torch.tensor([it.time_bin for it in items], dtype=torch.long),
     )
-    if first.wsi is not None:
-        batch.wsi, batch.wsi_mask = pad_bags([it.wsi for it in items])
+    for name, (key, _, _) in first.resident.items():  # device-resident bags: row numbers only
+        rows, mask = pad_bags([it.resident[name][2] for it in items], pad_value=-1)
+        start = torch.tensor([it.resident[name][1] for it in items], dtype=torch.long)
+        batch.resident[name] = [key, start, rows]
+        if name == "wsi":
+            batch.wsi_mask = mask
+        else:
+            batch.scale_masks = {**(batch.scale_masks or {}), name.removeprefix("scale:"): mask}
+    if first.wsi is not None or "wsi" in first.resident:
+        if first.wsi is not None:
+            batch.wsi, batch.wsi_mask = pad_bags([it.wsi for it in items])
         if first.slide_index is not None:
             batch.slide_index, _ = pad_bags([it.slide_index for it in items], pad_value=-1)
         if first.coords is not None:
@@ -134,7 +161,7 @@ def collate(items: list[PatientItem]) -> Batch:
         if first.patch_index is not None:
             batch.patch_index, _ = pad_bags([it.patch_index for it in items], pad_value=-1)
     if first.scales is not None:
-        batch.scales, batch.scale_masks = {}, {}
+        batch.scales, batch.scale_masks = {}, dict(batch.scale_masks or {})
         for name in first.scales:
             batch.scales[name], batch.scale_masks[name] = pad_bags([it.scales[name] for it in items])
     if first.genomics is not None:

@@ -40,6 +40,7 @@ from survlab.data.genomics import (
     read_signatures,
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
+from survlab.data.resident import ResidentBags
 from survlab.data.samplers import EpochSampler, LengthOrderSampler
 from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
 from survlab.data.splits_import import from_config as import_from_config
@@ -278,6 +279,18 @@ class CohortDataModule(L.LightningDataModule):
         )
         self.has_survival = self.endpoint is not None
         self.wsi_cfg = _merge(WSI_DEFAULTS, wsi, "wsi")
+        if self.wsi_cfg is not None and self.wsi_cfg["cache"] not in (
+            True,
+            False,
+            "true",
+            "false",
+            "auto",
+            "device",
+        ):
+            raise ValueError(
+                f"data.wsi.cache must be auto (host RAM when the cohort fits cache_max_gb), true, false or device "
+                f"(every bag held on the training device), got {self.wsi_cfg['cache']!r}"
+            )
         self.gen_cfg = _merge(GENOMICS_DEFAULTS, genomics, "genomics")
         clinical = _plain(clinical)
         self.clin_cols: list[str] = list((clinical or {}).get("columns") or [])
@@ -673,7 +686,18 @@ class CohortDataModule(L.LightningDataModule):
         self.slide_patches: dict[str, int] = sizes[
             0
         ]  # patches per slide of the first store (length bucketing)
-        if self.wsi_cfg["cache"] in (True, "true", "auto"):
+        if self.wsi_cfg["cache"] == "device":
+            for st, per_slide in zip(stores, sizes, strict=True):
+                st.cache_enabled = False
+                st.resident = ResidentBags.build(st, patients, per_slide)
+            total = sum(st.resident.nbytes for st in stores if st.resident is not None)
+            checked += " + values (device-resident store built)"
+            log.info(
+                "WSI bags resident: %.1f MB (%s), copied to the training device on first use",
+                total / 1e6,
+                self.wsi_cfg["cache_dtype"],
+            )
+        elif self.wsi_cfg["cache"] in (True, "true", "auto"):
             total = (
                 sum(st.packed.nbytes for st in stores)
                 if self.wsi_cfg["packed"]

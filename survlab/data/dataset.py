@@ -129,7 +129,15 @@ class PatientDataset(Dataset):
         )
         item.endpoint_time, item.endpoint_event, item.endpoint_time_bin = self._endpoints(i, row)
         src = self.sources
-        if src.wsi is not None:
+        if src.wsi is not None and src.wsi.resident is not None:  # bags on the device: row numbers only
+            res = src.wsi.resident
+            start, n = res.span(row["slide_ids"])
+            keep = _subset(n, self._cap(None), self._generator(case, epoch=epoch))
+            rows = torch.arange(n) if keep is None else keep
+            item.resident["wsi"] = (res.key, start, rows)
+            item.slide_index, item.patch_index = res.slide_index[start + rows], rows
+            item.coords = None if res.coords is None else res.coords[start + rows]
+        elif src.wsi is not None:
             raw = src.wsi.load_raw(row["slide_ids"])
             n = raw.features.shape[0]
             keep = _subset(n, self._cap(None), self._generator(case, epoch=epoch))
@@ -139,11 +147,18 @@ class PatientDataset(Dataset):
         if src.scales is not None:
             item.scales = {}
             for j, (name, store) in enumerate(src.scales.items()):
+                generator = self._generator(case, salt=j + 1, epoch=epoch)
+                if store.resident is not None:
+                    start, n = store.resident.span(row["slide_ids"])
+                    keep = _subset(n, self._cap(name), generator)
+                    rows = torch.arange(n) if keep is None else keep
+                    item.resident[f"scale:{name}"] = (store.resident.key, start, rows)
+                    continue
                 raw = store.load_raw(row["slide_ids"])
-                keep = _subset(
-                    raw.features.shape[0], self._cap(name), self._generator(case, salt=j + 1, epoch=epoch)
-                )
+                keep = _subset(raw.features.shape[0], self._cap(name), generator)
                 item.scales[name] = raw.take(keep).features
+            if not item.scales:
+                item.scales = None  # every scale is device-resident: `Batch.to` fills batch.scales
         if src.genomics is not None:
             item.genomics = [torch.from_numpy(g) for g in src.genomics[case]]
         if src.clinical is not None:

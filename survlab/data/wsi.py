@@ -31,6 +31,7 @@ from survlab.data.checks import DataFileError
 from survlab.data.cohort import Cohort, _first_ids
 from survlab.data.packed import INDEX as PACKED_INDEX
 from survlab.data.packed import PackedStore, cohort_key, open_packed
+from survlab.data.resident import ResidentBags
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +341,7 @@ class BagStore:
         self._cache_bytes = 0
         self._index: dict[Path, dict[str, list[str]]] = {}
         self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one packed file
+        self.resident: ResidentBags | None = None  # set for data.wsi.cache=device (survlab.data.resident)
         # a flat folder of <slide>.h5 (or .pt with format=pt) files, e.g. TRIDENT's features_<encoder>/
         self.folder = None if folder is None else Path(folder)
 
