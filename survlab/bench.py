@@ -44,6 +44,8 @@ DEFAULT_VARIANTS = {
     "survlab": [],
     "survlab+bucketing": ["data.bucketing=true"],
     "survlab+packed+bucketing": ["data.bucketing=true", "++data.wsi.packed=true"],
+    # every bag held on the training device (GPU-resident; on a CPU run the host gathers instead of per-item copies)
+    "survlab+resident+bucketing": ["data.bucketing=true", "++data.wsi.cache=device"],
 }
 
 
@@ -177,12 +179,15 @@ def _workers() -> int:
 
 
 def build(cfg: Any) -> tuple[Any, Any, Any]:
-    """datamodule (set up), net, task — the same path `survlab.run.train` takes."""
+    """datamodule (set up), net, task — the same path `survlab.run.train` takes, seeded as it is (cfg.seed): every
+    loop and variant starts from the same initial weights, whatever ran before it in this process."""
     import hydra
+    import lightning as L
 
     from survlab.run import _instantiate_clean, build_task
     from survlab.runner.config_check import resolve_auto
 
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     resolve_auto(cfg)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     from survlab.runner.modalities import job_modalities
