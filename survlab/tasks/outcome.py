@@ -136,18 +136,26 @@ class OutcomeTask(L.LightningModule):
 
     # ----------------------------------------------------------------- loss
     def forward(self, batch: Batch) -> Prediction:
-        """The network's prediction; with `compile` (true, or torch.compile kwargs such as {mode: max-autotune}),
-        through `torch.compile(net, dynamic=True)` built on first use. The compiled wrapper is kept outside the
+        """The network's prediction; with `compile` (true, or torch.compile kwargs such as {mode: max-autotune}, plus
+        `same_random: false` to let inductor draw its own dropout masks), through `torch.compile(net, dynamic=True)`
+        built on first use. The compiled wrapper is kept outside the
         module tree, so checkpoints hold the plain network's weights either way."""
         if not self.hparams.get("compile"):
             return self.net(batch)
         compiled = self.__dict__.get("_compiled_net")
         if compiled is None:
-            spec = self.hparams["compile"]
-            compiled = torch.compile(
-                self.net, **{"dynamic": True, **(dict(spec) if isinstance(spec, dict) else {})}
-            )
+            spec = dict(self.hparams["compile"]) if isinstance(self.hparams["compile"], dict) else {}
+            # inductor draws dropout masks from its own generator: a compiled run would train on other random
+            # masks than the eager run of the same seed (different results, not just float noise).
+            # same_random (default true) makes it draw eager's numbers (inductor's fallback_random).
+            self.__dict__["_compile_same_random"] = bool(spec.pop("same_random", True))
+            compiled = torch.compile(self.net, **{"dynamic": True, **spec})
             self.__dict__["_compiled_net"] = compiled
+        if self.__dict__["_compile_same_random"]:
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(fallback_random=True):
+                return compiled(batch)
         return compiled(batch)
 
     def compute_loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor:

@@ -73,3 +73,33 @@ def test_compiled_forward_equals_eager_and_checkpoints_stay_plain() -> None:
         with torch.no_grad():
             torch.testing.assert_close(compiled(b).hazard_logits, plain(b).hazard_logits)
     assert "_compiled_net" in compiled.__dict__ and "_compiled_net" not in dict(compiled.named_modules())
+
+
+@pytest.mark.slow
+def test_compiled_training_step_draws_the_eager_dropout_masks() -> None:
+    """With inductor (the default backend) a training-mode forward with dropout equals the eager one at the same
+    seed, so `compile=true` changes a run's numbers by float noise only; `same_random: false` opts out (inductor's
+    own generator: other masks)."""
+    from survlab.data.examples import random_batch
+    from survlab.models.abmil import ABMIL
+
+    torch.manual_seed(0)
+    dims = ModalityDims(wsi_dim=16, n_bins=4)
+    plain = SurvivalTask(ABMIL(dims), scheduler="none").train()
+    same = SurvivalTask(ABMIL(dims), scheduler="none", compile=True).train()
+    other = SurvivalTask(ABMIL(dims), scheduler="none", compile={"same_random": False}).train()
+    same.load_state_dict(plain.state_dict())
+    other.load_state_dict(plain.state_dict())
+    batch = random_batch(dims, bag_sizes=(30, 20, 12))
+
+    def out(task: SurvivalTask) -> torch.Tensor:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return task(batch).hazard_logits
+
+    eager = out(plain)
+    torch._dynamo.reset()  # dynamo would reuse the first compiled graph for the second (equal code and guards)
+    torch.testing.assert_close(out(same), eager, atol=1e-5, rtol=1e-5)
+    torch._dynamo.reset()
+    assert (out(other) - eager).abs().max() > 1e-3
+    torch._dynamo.reset()
