@@ -7,6 +7,7 @@ multi-scale cohort is padded separately with its own mask. Genomic groups stay a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -92,21 +93,33 @@ class Batch:
         """MCAT convention: 1 = censored (no event), as float [B]."""
         return (~self.event).float()
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """Move every tensor (also inside lists/dicts) to `device`; Lightning calls this for device transfer."""
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """A new Batch with `fn` applied to every tensor (also inside lists / dicts)."""
 
         def move(value: Any) -> Any:
             if isinstance(value, Tensor):
-                return value.to(device, non_blocking=non_blocking)
+                return fn(value)
             if isinstance(value, list):
                 return [move(v) for v in value]
             if isinstance(value, dict):
                 return {k: move(v) for k, v in value.items()}
             return value
 
-        out = Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copy of every tensor; the DataLoader calls this with `pin_memory=True` (without it a Batch
+        was never pinned: the loader only pins tensors, mappings, sequences and objects with this method)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Move every tensor (also inside lists/dicts) to `device`; Lightning calls this for device transfer.
+        Host -> GPU copies are asynchronous (safe: later kernels on the stream wait for them; from pinned memory
+        they overlap). Device-resident bags (`resident`) are gathered on `device` here."""
+        target = torch.device(device)
+        non_blocking = non_blocking or target.type == "cuda"
+        out = self._map(lambda t: t.to(target, non_blocking=non_blocking))
         if out.resident:
-            target = torch.device(device)
             for name, (key, start, rows) in out.resident.items():
                 bags = lookup(key).gather(start, rows, target)
                 if name == "wsi":

@@ -148,3 +148,33 @@ def test_run_with_resident_bags_predicts_as_with_the_ram_cache(tmp_path: Path) -
         (tmp_path / "dev" / "predictions.csv").read_bytes(),
     )
     assert ram == dev and len(ram.splitlines()) > 5
+
+
+def test_dataloader_pin_memory_pins_every_tensor_of_a_batch(
+    make_datamodule: MakeDM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`data.pin_memory=true` used to do nothing: the DataLoader pins only tensors, mappings, sequences and objects
+    with a `pin_memory` method, and `Batch` had none. Now every tensor (also inside dicts and lists) is pinned."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    pinned: list[tuple[int, ...]] = []
+
+    def fake_pin(self: torch.Tensor) -> torch.Tensor:  # no CUDA here: record the call, return a copy
+        pinned.append(tuple(self.shape))
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    dm = make_datamodule(wsi={**WSI, "cache": "device"})
+    batch = next(iter(dm.train_dataloader()))
+    out = pin_memory(batch)  # what the DataLoader's pinning thread calls
+    assert isinstance(out, Batch) and out.case_ids == batch.case_ids
+    n_tensors = sum(
+        1
+        for v in (*vars(batch).values(), *batch.genomics, *batch.labels.values(), *batch.resident["wsi"])
+        if isinstance(v, torch.Tensor)
+    )
+    assert len(pinned) >= n_tensors > 8
+    assert (
+        torch.equal(out.resident["wsi"][2], batch.resident["wsi"][2])
+        and out.resident["wsi"][0] == batch.resident["wsi"][0]
+    )
