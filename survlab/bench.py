@@ -462,13 +462,44 @@ def summarize(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def feature_bytes(dm: Any, train: bool = True) -> int:
-    """Bytes of x20 features one pass over the training (or test) bags reads, after the training cap."""
+    """Bytes of features one pass over the training (or test) bags reads: every store the model reads (the
+    single-scale bags, or each scale of a multi-scale cohort), each patient's bag after that store's cap (training:
+    `max_patches_per_scale[scale]`, else `max_patches`; evaluation: `eval_max_patches`), x its dim x the bytes per
+    value of what the store serves (`store_itemsize`)."""
     part = "train" if train else "test"
     rows = dm.datasets[part].rows
-    cap = dm.max_patches if train else dm.eval_max_patches
-    n = [sum(dm.slide_patches[s] for s in ss) for ss in rows["slide_ids"]]
-    total = sum(min(x, cap) if cap else x for x in n)
-    return total * int(dm.dims.wsi_dim or 0) * 2
+    stores = {"wsi": dm.sources.wsi} if dm.sources.wsi is not None else {}
+    stores.update(dm.sources.scales or {})
+    total = 0
+    for name, st in stores.items():
+        sizes = dm.store_patches[name]
+        if train:
+            cap = dm.max_patches_per_scale.get(name, dm.max_patches) if name != "wsi" else dm.max_patches
+        else:
+            cap = dm.eval_max_patches
+        dim = dm.dims.wsi_dim if name == "wsi" else dm.dims.scale_dims[name]
+        n = [sum(sizes[s] for s in ss) for ss in rows["slide_ids"]]
+        patches = sum(min(x, cap) if cap else x for x in n)
+        total += patches * int(dim) * store_itemsize(st, rows["slide_ids"].iloc[0][0])
+    return total
+
+
+def store_itemsize(store: Any, slide_id: str) -> int:
+    """Bytes per feature value a BagStore serves: the resident store's or the RAM cache's dtype, else the packed
+    file's dtype, else the dtype of the source file of `slide_id` (one encoder writes one dtype)."""
+    import torch
+
+    from survlab.data.wsi import read_header
+
+    if store.resident is not None:  # data.wsi.cache=device: one flat tensor in the cache dtype
+        dtype = store.resident.dtype
+    elif store.cache_enabled:  # read before the packed file (load_raw)
+        dtype = store.cache_dtype
+    elif store.packed is not None:
+        dtype = getattr(torch, store.packed.dtype)
+    else:
+        dtype = getattr(torch, str(read_header(store.path_of(slide_id)).dtype))
+    return int(torch.empty((), dtype=dtype).element_size())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -114,3 +114,64 @@ def test_bench_folds_give_mean_and_spread(tmp_path: Path) -> None:
     assert set(res["oracle_cindex"]) == {"0", "1"}
     assert all(0.5 < o["all"] <= 1 and 0 <= o["wsi"] <= 1 for o in res["oracle_cindex"].values())
     assert "Planted truth on the test folds" in md
+
+
+def _header_count(root: Path, case_ids: list[str], caps: dict[str, int], bytes_per: dict[str, int]) -> int:
+    """Independent count: every scale folder's .pt files of these patients (patient -> slides from clinical.csv),
+    each patient's patches capped per scale, x the stored dim x `bytes_per[scale]` (or the file's own dtype)."""
+    import pandas as pd
+    import torch
+
+    slides = pd.read_csv(root / "clinical.csv").groupby("case_id")["slide_id"].apply(list)
+    total = 0
+    for scale, cap in caps.items():
+        for case in case_ids:
+            shapes = [
+                torch.load(root / f"features/synthetic/{scale}/pt_files/{s}.pt", weights_only=True, mmap=True)
+                for s in slides[case]
+            ]
+            n, dim = sum(t.shape[0] for t in shapes), shapes[0].shape[1]
+            total += min(n, cap) * dim * bytes_per.get(scale, shapes[0].element_size())
+    return total
+
+
+def test_feature_bytes_counts_every_scale_and_the_store_dtype(tmp_path: Path) -> None:
+    """The bandwidth floor of a multi-scale model (CrossFusion) counts x5, x10 and x20, each after its own training
+    cap, at the bytes per value of what the store serves: fp32 source files read as they are, the fp16 RAM cache,
+    the fp16 packed store — equal to a count from the files themselves."""
+    import argparse
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from survlab.bench import build, cohort_spec, compose, feature_bytes
+    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+
+    args = argparse.Namespace(patients=20, patches=24, dim=8, signal_scale="x20", signal_strength=3.0)
+    spec = {**cohort_spec(args), "storage_dtype": "float32"}
+    root = tmp_path / "cohort"
+    generate_cohort(
+        root, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    )
+    caps = {"x5": 2, "x10": 3, "x20": 10}  # each binds for some patients (x20 ~24 patches, x10 ~6, x5 ~2-4)
+    ov = ["++data.max_patches_per_scale={x5: 2, x10: 3, x20: 10}", "data.max_patches=10"]
+    try:
+        for extra, bytes_per in (
+            (["++data.wsi.cache=false"], {}),  # the fp32 source files
+            (["++data.wsi.cache=true"], dict.fromkeys(caps, 2)),  # the fp16 RAM cache
+            (["++data.wsi.packed=true", "++data.wsi.cache=false"], dict.fromkeys(caps, 2)),  # fp16 packed
+        ):
+            dm, _, _ = build(compose("crossfusion", root, spec, [*ov, *extra]))
+            train = list(dm.datasets["train"].case_ids)
+            assert feature_bytes(dm) == _header_count(root, train, caps, bytes_per) > 0
+            # evaluation: no cap (eval_max_patches null): the full bags of the test patients
+            test = list(dm.datasets["test"].case_ids)
+            assert feature_bytes(dm, train=False) == _header_count(
+                root, test, dict.fromkeys(caps, 10**9), bytes_per
+            )
+        # single-scale ABMIL: x20 only, after max_patches
+        dm, _, _ = build(compose("abmil", root, spec, ["data.max_patches=10", "++data.wsi.cache=false"]))
+        single = _header_count(root, list(dm.datasets["train"].case_ids), {"x20": 10}, {})
+    finally:
+        GlobalHydra.instance().clear()
+    # the single-scale bags are the x20 bags (features/synthetic/pt_files == x20/pt_files in the synthetic layout)
+    assert feature_bytes(dm) == single

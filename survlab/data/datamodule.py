@@ -686,6 +686,10 @@ class CohortDataModule(L.LightningDataModule):
         self.slide_patches: dict[str, int] = sizes[
             0
         ]  # patches per slide of the first store (length bucketing)
+        # patches per slide of every store: "wsi" or the scale name -> slide -> N (the bench's bandwidth floor)
+        self.store_patches: dict[str, dict[str, int]] = {
+            st.scale or "wsi": n for st, n in zip(stores, sizes, strict=True)
+        }
         if self.wsi_cfg["cache"] == "device":
             for st, per_slide in zip(stores, sizes, strict=True):
                 st.cache_enabled = False

@@ -81,6 +81,7 @@ class BagHeader:
     n_patches: int
     dim: int
     edges: Tensor | None = None
+    dtype: str | None = None  # of the stored features, e.g. "float16" (torch / numpy name)
 
 
 @dataclass
@@ -230,7 +231,7 @@ def read_header(path: str | Path, feature_dim: int | None = None, edges: bool = 
     path = Path(path)
     raw = _read_raw(path, values=False, edges=edges)
     n, d = _bag_shape(path, raw, feature_dim)
-    return BagHeader(path, n, d, raw.edges)
+    return BagHeader(path, n, d, raw.edges, raw.dtype)
 
 
 def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, Tensor | None]:
