@@ -48,9 +48,13 @@ from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.data.trident import trident_folder
 from survlab.data.wsi import BagStore, DropReport, check_availability
+from survlab.utils.memory import available_bytes
 
 log = logging.getLogger(__name__)
 
+CACHE_MEMORY_SHARE = (
+    0.5  # cache: auto fills the RAM cache only if the files take at most this share of free memory
+)
 WSI_DEFAULTS: dict[str, Any] = {
     "features_dir": "features",
     "encoder": None,
@@ -708,7 +712,22 @@ class CohortDataModule(L.LightningDataModule):
                 else sum(h.path.stat().st_size for hs in headers for h in hs.values())
             )
             cap = stores[0].cache_max_bytes
-            enable = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true" or total <= cap
+            forced = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true"
+            free = available_bytes()  # the machine's available memory, or the job's cgroup headroom if lower
+            fits = free is None or total <= CACHE_MEMORY_SHARE * free
+            enable = forced or (total <= cap and fits)
+            if not fits:
+                (log.warning if forced else log.info)(
+                    "WSI cache %s: the feature files (%.1f GB) exceed %d%% of the memory this process may still "
+                    "use (%.1f GB: MemAvailable or the job's cgroup limit)%s",
+                    "on as configured (cache=true), may be killed for memory" if forced else "off",
+                    total / 1e9,
+                    round(100 * CACHE_MEMORY_SHARE),
+                    (free or 0) / 1e9,
+                    ""
+                    if forced
+                    else "; bags are read from disk each step (data.wsi.packed=true reads fastest)",
+                )
             for st in stores:
                 st.cache_enabled = enable
                 st.fill_cache(patients)
