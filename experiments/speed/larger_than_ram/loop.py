@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the run (after --)")
     args = ap.parse_args()
+    # survlab's setup lines (e.g. why the RAM cache is on or off) on stderr
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     spec, root = cohort_spec(args), cohort_root(args)
     t = time.perf_counter()
     if args.build_only:
