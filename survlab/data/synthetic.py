@@ -323,6 +323,25 @@ def _write_bag(
             f.create_dataset("coords", data=coords, track_times=False)
 
 
+def _link_bag(
+    src: Path, dst: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray, formats: tuple[str, ...]
+) -> None:
+    """``dst/{pt,h5}_files/<slide>`` as hard links to the files just written under ``src`` (written again where the
+    file system has no hard links)."""
+    try:
+        for kind in ("pt", "h5"):
+            if kind in formats:
+                os.link(
+                    src / f"{kind}_files" / f"{slide_id}.{kind}", dst / f"{kind}_files" / f"{slide_id}.{kind}"
+                )
+    except OSError:
+        for kind in ("pt", "h5"):
+            (dst / f"{kind}_files" / f"{slide_id}.{kind}").unlink(
+                missing_ok=True
+            )  # a link made before the error
+        _write_bag(dst, slide_id, feats, coords, formats)
+
+
 def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encoder: str) -> pd.DataFrame:
     """Write every slide's bag(s); return the slide table [case_id, slide_id, site]."""
     rng = _rng(spec, _STREAM_WSI)
@@ -351,7 +370,9 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
                 coords = _grid_coords(n, PATCH_PX[sc])
                 if sc == "x20":
                     _write_bag(feat_root, slide_id, feats, coords, spec.formats)
-                if scales:
+                    if scales:  # the same bag: a hard link, not a second copy (the bench's cohorts are GBs)
+                        _link_bag(feat_root, feat_root / sc, slide_id, feats, coords, spec.formats)
+                elif scales:
                     _write_bag(feat_root / sc, slide_id, feats, coords, spec.formats)
             rows.append((case_id, slide_id))
     return pd.DataFrame(rows, columns=["case_id", "slide_id"])

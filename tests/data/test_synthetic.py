@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,3 +215,13 @@ def test_invalid_spec_is_rejected() -> None:
         SyntheticSpec(signal_scale="x40")
     with pytest.raises(ValueError, match="patches_per_slide"):
         SyntheticSpec(patches_per_slide=(10, 5))
+
+
+def test_multiscale_x20_bags_are_hard_links_of_the_single_scale_bags(tiny_multiscale_cohort: Path) -> None:
+    """features/<enc>/x20/ holds the same bags as features/<enc>/ (one copy on disk: hard links)."""
+    base = tiny_multiscale_cohort / "features" / "synthetic"
+    files = sorted((base / "h5_files").glob("*.h5")) + sorted((base / "pt_files").glob("*.pt"))
+    assert files
+    for f in files:
+        twin = base / "x20" / f.parent.name / f.name
+        assert twin.read_bytes() == f.read_bytes() and os.path.samefile(twin, f)
