@@ -743,8 +743,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--malloc-reuse",
-        action="store_true",
-        help="glibc: reuse freed batch buffers (survlab/utils/malloc.py; SURVLAB_MALLOC_REUSE=1 for runs)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc: reuse freed batch buffers, as survlab.run does by default (survlab/utils/malloc.py)",
     )
     ap.add_argument("--data", default=os.environ.get("SURVLAB_BENCH_DATA", "data/bench"))
     ap.add_argument("--out", default="experiments/speed/latest")

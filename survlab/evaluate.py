@@ -470,8 +470,10 @@ def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] 
 # ---------------------------------------------------------------------------------------------------- entry
 def evaluate(argv: list[str]) -> dict[str, Any]:
     """Parse `argv`, score, write outputs; -> the metrics (or the predictions-only summary)."""
+    from survlab.utils.malloc import reuse_from_env
     from survlab.utils.outputs import write_json
 
+    reuse_from_env()  # as survlab.run: reuse freed batch buffers (SURVLAB_MALLOC_REUSE=0: off)
     options, overrides = parse_args(argv)
     run_dir = Path(os.path.expanduser(options["run"])).resolve()
     cfg, ckpt, state, run_metrics = load_run(run_dir)

@@ -51,8 +51,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     resolve_auto(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    if reuse_from_env():  # SURVLAB_MALLOC_REUSE=1: reuse freed batch buffers (survlab/utils/malloc.py)
-        log.info("glibc malloc: freed blocks below 1 GiB stay in the heap (SURVLAB_MALLOC_REUSE=1)")
+    if reuse_from_env():  # reuse freed batch buffers (survlab/utils/malloc.py); SURVLAB_MALLOC_REUSE=0: off
+        log.info(
+            "glibc malloc: freed blocks below 1 GiB stay in the heap (SURVLAB_MALLOC_REUSE=0 turns this off)"
+        )
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     modalities = job_modalities(
         net_cls, cfg.data, cfg.model.net

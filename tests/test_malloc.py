@@ -43,3 +43,13 @@ def test_batch_sized_blocks_come_from_the_heap() -> None:
 def test_limit_must_fit_a_c_int() -> None:
     with pytest.raises(ValueError, match="limit_bytes must be in"):
         reuse_freed_buffers(2**31)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_reuse_is_the_default_and_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from survlab.utils.malloc import ENV, reuse_from_env
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert reuse_from_env()
+    monkeypatch.setenv(ENV, "0")
+    assert not reuse_from_env()

@@ -7,9 +7,11 @@ is as much time as the matmuls, and it varies from pass to pass (experiments/spe
 Raising the mmap and trim thresholds keeps freed blocks in the heap for the next batch. Host memory then stays at
 its peak (the largest batch, bounded by the config) instead of shrinking between batches.
 
-Switched on by `SURVLAB_MALLOC_REUSE=1` for `survlab.run` (and `--malloc-reuse` for `survlab.bench`); the same as
-glibc's environment variables `MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`. Predictions
-do not change (only where memory comes from). No effect (returns False) off glibc.
+On by default for `survlab.run` and `survlab.bench` (measured faster everywhere: +13% training / +30% evaluation at
+2,500 patches per patient, +28% / +74% at TCGA scale, 10k patches; experiments/speed); `SURVLAB_MALLOC_REUSE=0`
+(`--no-malloc-reuse` for the bench) keeps glibc's defaults. The same as glibc's environment variables
+`MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`. Predictions do not change (only where memory
+comes from). No effect (returns False) off glibc.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ def reuse_freed_buffers(limit_bytes: int = 1 << 30) -> bool:
 
 
 def reuse_from_env() -> bool:
-    """`reuse_freed_buffers()` when the environment sets SURVLAB_MALLOC_REUSE=1 (else False, nothing changed)."""
-    return os.environ.get(ENV, "0") == "1" and reuse_freed_buffers()
+    """`reuse_freed_buffers()` unless the environment sets SURVLAB_MALLOC_REUSE=0 (then False, nothing changed)."""
+    return os.environ.get(ENV, "1") != "0" and reuse_freed_buffers()
 
 
 __all__ = ["ENV", "reuse_freed_buffers", "reuse_from_env"]
