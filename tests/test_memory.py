@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from survlab.utils.memory import available_bytes, cgroup_dirs, cgroup_headroom
 
@@ -24,8 +25,8 @@ def test_cgroup_v1_limit_minus_rss_is_the_headroom(tmp_path: Path) -> None:
     (d / "memory.stat").write_text(f"cache 999999999\ntotal_rss {1024**3}\n")  # page cache is reclaimable
     (mount / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # the root: no limit
     dirs = cgroup_dirs(proc, mount)
-    assert dirs == [d, mount / "memory"]
-    assert [cgroup_headroom(x) for x in dirs] == [3 * 1024**3, None]
+    assert dirs == [d, mount / "memory" / "slurm", mount / "memory"]
+    assert [cgroup_headroom(x) for x in dirs] == [3 * 1024**3, None, None]
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n")
     assert available_bytes(meminfo, dirs) == 3 * 1024**3
@@ -38,8 +39,28 @@ def test_cgroup_v2_max_minus_anon_and_no_limit(tmp_path: Path) -> None:
     (d / "memory.max").write_text("2147483648\n")
     (d / "memory.stat").write_text("anon 536870912\nfile 1000000000\n")
     (mount / "memory.max").write_text("max\n")
-    assert [cgroup_headroom(x) for x in cgroup_dirs(proc, mount)] == [1610612736, None]
+    assert [cgroup_headroom(x) for x in cgroup_dirs(proc, mount)] == [
+        1610612736,
+        None,
+        None,
+    ]  # job, user.slice, root
     assert available_bytes(tmp_path / "missing_meminfo", []) is None
+
+
+def test_a_limit_on_an_ancestor_cgroup_counts(tmp_path: Path) -> None:
+    """SLURM (cgroup v2) limits job_7/ while the task runs in job_7/step_0/user/task_0/ (memory.max "max")."""
+    proc, mount = _cgroups(tmp_path, "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n")
+    job = mount / "system.slice" / "slurmstepd.scope" / "job_7"
+    task = job / "step_0" / "user" / "task_0"
+    task.mkdir(parents=True)
+    (task / "memory.max").write_text("max\n")
+    (task / "memory.stat").write_text("anon 100\n")
+    (job / "memory.max").write_text(f"{2 * 1024**3}\n")
+    (job / "memory.stat").write_text(f"anon {1024**3}\nfile 5\n")
+    (job / "memory.current").write_text("garbage\n")
+    dirs = cgroup_dirs(proc, mount)
+    assert dirs[0] == task and job in dirs and dirs[-1] == mount
+    assert available_bytes(tmp_path / "missing_meminfo", dirs) == 1024**3
 
 
 def test_auto_cache_stays_off_when_the_cohort_does_not_fit_free_memory(
@@ -55,6 +76,9 @@ def test_auto_cache_stays_off_when_the_cohort_does_not_fit_free_memory(
         tight = make_datamodule(wsi=wsi)
     store = tight.datasets["train"].sources.wsi
     assert not store.cache_enabled and not store._cache
+    # the decision does not change the inputs: values are rounded to the cache dtype either way
+    a, b = next(iter(fits.test_dataloader())), next(iter(tight.test_dataloader()))
+    assert a.case_ids == b.case_ids and torch.equal(a.wsi, b.wsi)
     assert (
         "WSI cache off: the feature files (0.0 GB) exceed 50% of the memory this process may still use"
         in caplog.text

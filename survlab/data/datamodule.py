@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -48,13 +49,14 @@ from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.data.trident import trident_folder
 from survlab.data.wsi import BagStore, DropReport, check_availability
+from survlab.utils.malloc import release_free_memory
 from survlab.utils.memory import available_bytes
 
 log = logging.getLogger(__name__)
 
-CACHE_MEMORY_SHARE = (
-    0.5  # cache: auto fills the RAM cache only if the files take at most this share of free memory
-)
+# cache: auto fills the RAM cache only if the files take at most this share of the memory the process may use;
+# cache: device refuses when its host staging copy needs more than this share
+CACHE_MEMORY_SHARE, DEVICE_STAGING_SHARE = 0.5, 0.8
 WSI_DEFAULTS: dict[str, Any] = {
     "features_dir": "features",
     "encoder": None,
@@ -695,6 +697,7 @@ class CohortDataModule(L.LightningDataModule):
             st.scale or "wsi": n for st, n in zip(stores, sizes, strict=True)
         }
         if self.wsi_cfg["cache"] == "device":
+            self._check_staging_memory(stores, sizes)
             for st, per_slide in zip(stores, sizes, strict=True):
                 st.cache_enabled = False
                 st.resident = ResidentBags.build(st, patients, per_slide)
@@ -713,9 +716,13 @@ class CohortDataModule(L.LightningDataModule):
             )
             cap = stores[0].cache_max_bytes
             forced = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true"
+            gc.collect()  # an earlier job's data module (in-process sweeps) may still hold its cache in a cycle
+            release_free_memory()  # ... and its freed blocks, kept by malloc reuse, are not in use
             free = available_bytes()  # the machine's available memory, or the job's cgroup headroom if lower
             fits = free is None or total <= CACHE_MEMORY_SHARE * free
             enable = forced or (total <= cap and fits)
+            for st in stores:  # auto: the same (cache-dtype) values whether or not the cache could be filled
+                st.round_values = True
             if not fits:
                 (log.warning if forced else log.info)(
                     "WSI cache %s: the feature files (%.1f GB) exceed %d%% of the memory this process may still "
@@ -739,6 +746,23 @@ class CohortDataModule(L.LightningDataModule):
                 cap / 1e6,
             )
         log.info("checked %s in %.2fs", checked, time.perf_counter() - start)
+
+    def _check_staging_memory(self, stores: list[BagStore], sizes: list[dict[str, int]]) -> None:
+        """cache=device reads every bag into host memory once before the copy to the device: refuse (one line)
+        when that staging copy would not fit the memory this process may still use."""
+        need = 0
+        for st, per_slide in zip(stores, sizes, strict=True):
+            dim = st.feature_dim or (st.packed.dim if st.packed is not None else 0)
+            need += sum(per_slide.values()) * int(dim) * torch.empty((), dtype=st.cache_dtype).element_size()
+        gc.collect()
+        release_free_memory()
+        free = available_bytes()
+        if free is not None and need > DEVICE_STAGING_SHARE * free:
+            raise ValueError(
+                f"data={self.name}: data.wsi.cache=device stages the bags ({need / 1e9:.1f} GB, "
+                f"{self.wsi_cfg['cache_dtype']}) in host memory before copying them to the device, but this process "
+                f"may use {free / 1e9:.1f} GB; use data.wsi.cache=auto, or data.wsi.packed=true data.wsi.cache=false"
+            )
 
     def _packed_dir(self, store: BagStore) -> Path:
         """Folder of a store's packed file: wsi.packed_dir/<encoder>/<scale | single> (never inside a user's data)."""

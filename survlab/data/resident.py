@@ -9,9 +9,10 @@ Layout: `features` [T, D] (cache dtype) holds every patient's concatenated slide
 patient's slide tuple to (start, n) in it. Per-patch metadata (`slide_index` [T], `coords` [T, 2]) stays on the host:
 the dataset hands it out as before (it is small and models read it from the padded batch).
 
-The host copy is kept: each process (a DDP rank, or a CPU run, where the "device" is the host and nothing is copied)
-gathers from its own device copy. Processes find a store by its `key` (`lookup`); DataLoader workers receive the
-store without its feature tensor (pickling drops it), since only the main process gathers.
+Each process (a DDP rank, or a CPU run, where the "device" is the host and nothing is copied) gathers from its own
+device copy; once the copy is on an accelerator the host tensor is released (copied back if a host pass needs it).
+Processes find a store by its `key` (`lookup`); DataLoader workers receive the store without its feature tensor
+(pickling drops it), since only the main process gathers.
 
     >>> import torch
     >>> bags = ResidentBags.from_bags({("s1",): torch.ones(3, 2), ("s2",): torch.zeros(1, 2)}, dtype=torch.float16)
@@ -24,6 +25,7 @@ store without its feature tensor (pickling drops it), since only the main proces
 
 from __future__ import annotations
 
+import gc
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
@@ -65,6 +67,9 @@ class ResidentBags:
         self.dim, self.dtype = int(features.shape[1]), features.dtype
         self.nbytes = features.element_size() * features.nelement()
         self.key = uuid.uuid4().hex
+        self.release_host = (
+            True  # drop the host features once a device copy exists (host RAM back for the run)
+        )
         self._on: dict[torch.device, Tensor] = {}
         _REGISTRY[self.key] = self
 
@@ -138,6 +143,8 @@ class ResidentBags:
         return out
 
     def _features(self) -> Tensor:
+        if self.features is None and self._on:  # the host copy was released after the upload: copy back once
+            self.features = next(iter(self._on.values())).cpu()
         if self.features is None:
             raise RuntimeError(
                 "this copy of the resident WSI store has no features: it was pickled into another process "
@@ -157,8 +164,13 @@ class ResidentBags:
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         if device not in self._on:
+            gc.collect()  # an earlier job's store (in-process sweeps) may still hold device memory in a cycle
             try:
                 self._on[device] = self._features().to(device)
+                if (
+                    self.release_host
+                ):  # workers only need spans and metadata; the device copy is the store now
+                    self.features = None
             except torch.OutOfMemoryError:
                 raise RuntimeError(
                     f"data.wsi.cache=device: the WSI bags of {self.source} ({self.nbytes / 1e9:.1f} GB, "

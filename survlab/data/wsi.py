@@ -343,6 +343,7 @@ class BagStore:
         self._index: dict[Path, dict[str, list[str]]] = {}
         self.packed: PackedStore | None = None  # set by `use_packed`: bags come from one packed file
         self.resident: ResidentBags | None = None  # set for data.wsi.cache=device (survlab.data.resident)
+        self.round_values = False  # values in cache_dtype even with the cache off (data.wsi.cache=auto)
         # a flat folder of <slide>.h5 (or .pt with format=pt) files, e.g. TRIDENT's features_<encoder>/
         self.folder = None if folder is None else Path(folder)
 
@@ -518,11 +519,11 @@ class BagStore:
             torch.cat(sidx),
             torch.cat([c.float() for c in coords]) if all(c is not None for c in coords) else None,
         )
-        if (
-            self.cache_enabled
-        ):  # round on every read so epoch 1 (file) and later epochs (cache) see equal values
+        if self.cache_enabled or self.round_values:
+            # round on every read so epoch 1 (file) and later epochs (cache) see equal values; with cache=auto also
+            # when the cache stayed off (free memory decided), so that decision never changes the inputs
             cached = PatientBag(bag.features.to(self.cache_dtype), bag.slide_index, bag.coords)
-            if self._cache_bytes + cached.nbytes <= self.cache_max_bytes:
+            if self.cache_enabled and self._cache_bytes + cached.nbytes <= self.cache_max_bytes:
                 self._cache[key] = cached
                 self._cache_bytes += cached.nbytes
             bag = cached

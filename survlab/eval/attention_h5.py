@@ -103,7 +103,8 @@ def export_attention_h5(net: nn.Module, datamodule: Any, out_dir: Path) -> list[
     try:
         for batch in datamodule.test_dataloader():
             attention = net(batch.to(device)).attention
-            if "patch" not in attention or batch.wsi is None or batch.coords is None:
+            # wsi_mask, not wsi: with data.wsi.cache=device the host batch carries row numbers only
+            if "patch" not in attention or batch.wsi_mask is None or batch.coords is None:
                 continue
             attn = attention["patch"].float().cpu()
             for b, case in enumerate(batch.case_ids):

@@ -289,3 +289,20 @@ def check_config(cfg: DictConfig) -> None:
         for name, node in (cfg.get(group) or {}).items():
             if node is not None and "_target_" in node:
                 _check_params(node, f"{group}.{name}")
+    _check_resident(cfg)
+
+
+def _check_resident(cfg: DictConfig) -> None:
+    """data.wsi.cache=device is built in the process that sets the data module up; spawned ranks get it without
+    its features (run.py sets the data module up before fit)."""
+    wsi = (cfg.get("data") or {}).get("wsi") or {}
+    if str(wsi.get("cache", "")) != "device" or cfg.get("trainer") is None:
+        return
+    from survlab.utils.ddp import strategy_name
+
+    strategy = strategy_name(cfg.trainer)
+    if "spawn" in strategy:
+        raise ConfigError(
+            f"data.wsi.cache=device cannot be used with trainer.strategy={strategy} (spawned ranks receive the "
+            "data module without its resident bags); use trainer.strategy=ddp, or data.wsi.cache=auto"
+        )

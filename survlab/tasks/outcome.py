@@ -21,7 +21,7 @@ Example (YAML, `model.task`):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -144,7 +144,7 @@ class OutcomeTask(L.LightningModule):
             return self.net(batch)
         compiled = self.__dict__.get("_compiled_net")
         if compiled is None:
-            spec = dict(self.hparams["compile"]) if isinstance(self.hparams["compile"], dict) else {}
+            spec = dict(self.hparams["compile"]) if isinstance(self.hparams["compile"], Mapping) else {}
             # inductor draws dropout masks from its own generator: a compiled run would train on other random
             # masks than the eager run of the same seed (different results, not just float noise).
             # same_random (default true) makes it draw eager's numbers (inductor's fallback_random).

@@ -37,9 +37,20 @@ def reuse_freed_buffers(limit_bytes: int = 1 << 30) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, limit_bytes)) and bool(mallopt(M_TRIM_THRESHOLD, limit_bytes))
 
 
+def release_free_memory() -> bool:
+    """Return the heap's free blocks to the system now (glibc malloc_trim): with reuse on, memory an earlier job of
+    the same process freed (e.g. its RAM cache, in an in-process sweep) would otherwise still count as used."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def reuse_from_env() -> bool:
     """`reuse_freed_buffers()` unless the environment sets SURVLAB_MALLOC_REUSE=0 (then False, nothing changed)."""
     return os.environ.get(ENV, "1") != "0" and reuse_freed_buffers()
 
 
-__all__ = ["ENV", "reuse_freed_buffers", "reuse_from_env"]
+__all__ = ["ENV", "release_free_memory", "reuse_freed_buffers", "reuse_from_env"]

@@ -21,9 +21,9 @@ NO_LIMIT = 1 << 60  # cgroup v1 writes ~2^63 for "no limit"
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
-    except OSError:
+        return None if text in ("", "max") else int(text)
+    except (OSError, ValueError):
         return None
-    return None if text in ("", "max") else int(text)
 
 
 def _stat(path: Path) -> dict[str, int]:
@@ -49,7 +49,8 @@ def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 def cgroup_dirs(
     proc_cgroup: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")
 ) -> list[Path]:
-    """The memory cgroup folders of this process (v2 unified, or v1 `memory` controller), most specific first."""
+    """The memory cgroup folders of this process and their ancestors (v2 unified, or v1 `memory` controller), most
+    specific first."""
     out: list[Path] = []
     try:
         lines = proc_cgroup.read_text().splitlines()
@@ -65,7 +66,11 @@ def cgroup_dirs(
         )
         if base is None:
             continue
-        for d in (base / rel.lstrip("/"), base):  # inside a container the path is often the mount's root
+        # the process's folder and every ancestor up to the mount: SLURM limits job_<id>/ while its tasks run in
+        # job_<id>/step_0/user/task_0/ (memory.max "max"); inside a container the path is often the mount's root
+        parts = [p for p in rel.split("/") if p]
+        for k in range(len(parts), -1, -1):
+            d = base.joinpath(*parts[:k])
             if d.is_dir() and d not in out:
                 out.append(d)
     return out

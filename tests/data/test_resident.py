@@ -136,6 +136,7 @@ def test_run_with_resident_bags_predicts_as_with_the_ram_cache(tmp_path: Path) -
         "data.synthetic.feature_dim=8",
         "data.wsi.feature_dim=8",
         "export_attention=false",
+        "export_attention_h5=true",
         "callbacks.rich_progress_bar=null",
         "trainer.enable_progress_bar=false",
         f"paths.data_dir={tmp_path / 'data'}",
@@ -148,6 +149,9 @@ def test_run_with_resident_bags_predicts_as_with_the_ram_cache(tmp_path: Path) -
         (tmp_path / "dev" / "predictions.csv").read_bytes(),
     )
     assert ram == dev and len(ram.splitlines()) > 5
+    h5 = {p.name: p.read_bytes() for p in (tmp_path / "ram" / "attention" / "h5").glob("*.h5")}
+    assert len(h5) > 5  # per-slide attention h5 is written from resident batches too, with the same content
+    assert h5 == {p.name: p.read_bytes() for p in (tmp_path / "dev" / "attention" / "h5").glob("*.h5")}
 
 
 def test_dataloader_pin_memory_pins_every_tensor_of_a_batch(
@@ -178,3 +182,37 @@ def test_dataloader_pin_memory_pins_every_tensor_of_a_batch(
         torch.equal(out.resident["wsi"][2], batch.resident["wsi"][2])
         and out.resident["wsi"][0] == batch.resident["wsi"][0]
     )
+
+
+def test_host_copy_is_released_after_the_upload_and_copied_back_on_demand() -> None:
+    bags = ResidentBags.from_bags({("s1",): torch.arange(6.0).reshape(3, 2)})
+    host = bags.features.clone()
+    bags._on[torch.device("cuda", 0)] = host.clone()  # as `on(cuda)` leaves it (no GPU here)
+    bags.features = None
+    out = bags.gather(torch.tensor([0]), torch.tensor([[2, 0]]), torch.device("cpu"))
+    assert torch.equal(bags.features, host) and torch.equal(out[0], host[[2, 0]].float())
+
+
+def test_device_store_that_cannot_be_staged_in_host_memory_is_refused(
+    make_datamodule: MakeDM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import survlab.data.datamodule as dm_module
+
+    monkeypatch.setattr(dm_module, "available_bytes", lambda: 1000)
+    with pytest.raises(
+        ValueError, match=r"data.wsi.cache=device stages the bags .* in host memory .* may use 0.0 GB"
+    ):
+        make_datamodule(wsi={**WSI, "cache": "device"})
+
+
+def test_device_store_with_spawned_ranks_is_refused_before_any_data_is_read() -> None:
+    from omegaconf import OmegaConf
+
+    from survlab.runner.config_check import ConfigError, _check_resident
+
+    cfg = OmegaConf.create({"data": {"wsi": {"cache": "device"}}, "trainer": {"strategy": "ddp_spawn"}})
+    with pytest.raises(
+        ConfigError, match=r"cache=device cannot be used with trainer.strategy=ddp_spawn .*strategy=ddp"
+    ):
+        _check_resident(cfg)
+    _check_resident(OmegaConf.create({"data": {"wsi": {"cache": "device"}}, "trainer": {"strategy": "ddp"}}))
