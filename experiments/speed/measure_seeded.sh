@@ -22,3 +22,13 @@ for ep in 12 48; do
     --models abmil --folds 0 1 --only-variants --sizes --patch-caps --data $D --out $E/cpu_equal_seeded_usual_${ep}ep > /tmp/S2_$ep.log 2>&1
   log "S2 $ep done rc=$?"
 done
+log "S3: GGMF survlab variants, 12 epochs, folds 0 1"
+timeout 1200 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 12 \
+  --models ggmf --folds 0 1 --no-usual --only-variants --variants "survlab+bucketing=data.bucketing=true" \
+  "survlab+bucketing+cap512=data.bucketing=true,data.max_patches=512" \
+  --sizes --patch-caps --data $D --out $E/cpu_equal_ggmf_seeded > /tmp/S3.log 2>&1
+log "S3 done rc=$?"
+log "S4: GGMF, the usual loop at 48 epochs, folds 0 1"
+timeout 900 $PY -m survlab.bench --patients 200 --patches 1500 --dim 1024 --signal-strength 12 --epochs 48 \
+  --models ggmf --folds 0 1 --only-variants --sizes --patch-caps --data $D --out $E/cpu_equal_ggmf_seeded_usual_48ep > /tmp/S4.log 2>&1
+log "S4 done rc=$?"
