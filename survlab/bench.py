@@ -466,17 +466,14 @@ def feature_bytes(dm: Any, train: bool = True) -> int:
     single-scale bags, or each scale of a multi-scale cohort), each patient's bag after that store's cap (training:
     `max_patches_per_scale[scale]`, else `max_patches`; evaluation: `eval_max_patches`), x its dim x the bytes per
     value of what the store serves (`store_itemsize`)."""
-    part = "train" if train else "test"
-    rows = dm.datasets[part].rows
+    ds = dm.datasets["train" if train else "test"]
+    rows = ds.rows
     stores = {"wsi": dm.sources.wsi} if dm.sources.wsi is not None else {}
     stores.update(dm.sources.scales or {})
     total = 0
     for name, st in stores.items():
         sizes = dm.store_patches[name]
-        if train:
-            cap = dm.max_patches_per_scale.get(name, dm.max_patches) if name != "wsi" else dm.max_patches
-        else:
-            cap = dm.eval_max_patches
+        cap = ds._cap(None if name == "wsi" else name)  # the cap the dataset itself applies
         dim = dm.dims.wsi_dim if name == "wsi" else dm.dims.scale_dims[name]
         n = [sum(sizes[s] for s in ss) for ss in rows["slide_ids"]]
         patches = sum(min(x, cap) if cap else x for x in n)

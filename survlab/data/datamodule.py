@@ -114,6 +114,15 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any] | None, what: str) ->
     return {**defaults, **given}
 
 
+def _memory_left() -> int | None:
+    """Bytes this process may still fill (the machine's available memory, or the job's cgroup headroom if lower),
+    after collecting an earlier in-process job's data module (a reference cycle may still hold its cache) and
+    returning the heap blocks malloc reuse kept from it. None where unknown."""
+    gc.collect()
+    release_free_memory()
+    return available_bytes()
+
+
 def _under(root: Path, p: str | Path) -> Path:
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else root / p
@@ -716,9 +725,7 @@ class CohortDataModule(L.LightningDataModule):
             )
             cap = stores[0].cache_max_bytes
             forced = self.wsi_cfg["cache"] is True or self.wsi_cfg["cache"] == "true"
-            gc.collect()  # an earlier job's data module (in-process sweeps) may still hold its cache in a cycle
-            release_free_memory()  # ... and its freed blocks, kept by malloc reuse, are not in use
-            free = available_bytes()  # the machine's available memory, or the job's cgroup headroom if lower
+            free = _memory_left()
             fits = free is None or total <= CACHE_MEMORY_SHARE * free
             enable = forced or (total <= cap and fits)
             for st in stores:  # auto: the same (cache-dtype) values whether or not the cache could be filled
@@ -754,9 +761,7 @@ class CohortDataModule(L.LightningDataModule):
         for st, per_slide in zip(stores, sizes, strict=True):
             dim = st.feature_dim or (st.packed.dim if st.packed is not None else 0)
             need += sum(per_slide.values()) * int(dim) * torch.empty((), dtype=st.cache_dtype).element_size()
-        gc.collect()
-        release_free_memory()
-        free = available_bytes()
+        free = _memory_left()
         if free is not None and need > DEVICE_STAGING_SHARE * free:
             raise ValueError(
                 f"data={self.name}: data.wsi.cache=device stages the bags ({need / 1e9:.1f} GB, "

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from survlab.data.batch import PatientItem
 from survlab.data.cohort import TimeBins
+from survlab.data.resident import ResidentBags
 from survlab.data.wsi import BagStore
 
 
@@ -49,6 +50,15 @@ def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
     if k is None or k <= 0 or n <= k:
         return None
     return torch.randperm(n, generator=generator)[:k].sort().values
+
+
+def _resident_rows(
+    res: ResidentBags, slide_ids: Sequence[str], cap: int | None, generator: torch.Generator
+) -> tuple[int, Tensor]:
+    """(start, rows [n']) of a patient's bag in a resident store: the same seeded subset `_subset` gives the RAM path."""
+    start, n = res.span(slide_ids)
+    keep = _subset(n, cap, generator)
+    return start, torch.arange(n) if keep is None else keep
 
 
 class PatientDataset(Dataset):
@@ -131,9 +141,9 @@ class PatientDataset(Dataset):
         src = self.sources
         if src.wsi is not None and src.wsi.resident is not None:  # bags on the device: row numbers only
             res = src.wsi.resident
-            start, n = res.span(row["slide_ids"])
-            keep = _subset(n, self._cap(None), self._generator(case, epoch=epoch))
-            rows = torch.arange(n) if keep is None else keep
+            start, rows = _resident_rows(
+                res, row["slide_ids"], self._cap(None), self._generator(case, epoch=epoch)
+            )
             item.resident["wsi"] = (res.key, start, rows)
             item.slide_index, item.patch_index = res.slide_index[start + rows], rows
             item.coords = None if res.coords is None else res.coords[start + rows]
@@ -149,9 +159,7 @@ class PatientDataset(Dataset):
             for j, (name, store) in enumerate(src.scales.items()):
                 generator = self._generator(case, salt=j + 1, epoch=epoch)
                 if store.resident is not None:
-                    start, n = store.resident.span(row["slide_ids"])
-                    keep = _subset(n, self._cap(name), generator)
-                    rows = torch.arange(n) if keep is None else keep
+                    start, rows = _resident_rows(store.resident, row["slide_ids"], self._cap(name), generator)
                     item.resident[f"scale:{name}"] = (store.resident.key, start, rows)
                     continue
                 raw = store.load_raw(row["slide_ids"])
