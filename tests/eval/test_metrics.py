@@ -456,3 +456,46 @@ def test_gbsg2_uno_cindex_of_the_task_path_equals_sksurv() -> None:
     )[0]
     assert got["cindex_uno"] == pytest.approx(expected, abs=1e-12)
     assert expected == pytest.approx(0.6296, abs=5e-4)
+
+
+# ---------------------------------------------------------------- issue 21.11: no IPCW weight past the training follow-up
+def _late_event_cohort() -> dict[str, np.ndarray]:
+    """Training follow-up ends at 9 (an event, so G stays > 0 after it and a naive step function extends it);
+    two test events at 10.5 and 11, after it; the test follow-up runs to 12."""
+    d = _tied(0, 1.0)
+    d["t"] = np.append(d["t"], [10.5, 11.0, 12.0])
+    d["e"] = np.append(d["e"], [True, True, False])
+    d["risk"] = np.append(d["risk"], [2.0, 0.0, 0.5])
+    assert d["tt"].max() == 9.0 and d["te"][np.argmax(d["tt"])]
+    return d
+
+
+def _censored_at_followup(d: dict) -> dict:
+    """The same test set with the events past the training follow-up censored there (what the metrics assume)."""
+    late = d["t"] > d["tt"].max()
+    return d | {"e": d["e"] & ~late, "t": np.where(late, d["tt"].max(), d["t"])}
+
+
+def test_td_auc_is_restricted_to_the_training_follow_up(caplog: pytest.LogCaptureFixture) -> None:
+    d = _late_event_cohort()
+    with pytest.raises(ValueError, match="smaller than largest observed time"):  # scikit-survival refuses
+        cumulative_dynamic_auc(_surv(d, False), _surv(d), d["risk"], [3.0, 10.0])
+    with caplog.at_level(logging.WARNING):
+        auc, mean = time_dependent_auc(d["risk"], d["t"], d["e"], d["tt"], d["te"], [3.0, 5.0, 9.0, 11.5])
+    assert np.isnan(auc[2:]).all() and "at or past the training follow-up 9" in caplog.text
+    expected, expected_mean = _sk_auc(_censored_at_followup(d), np.array([3.0, 5.0]))
+    np.testing.assert_allclose(auc[:2], expected, atol=1e-12)
+    assert mean == pytest.approx(expected_mean, abs=1e-12)
+    surv = np.full((len(d["t"]), 2), 0.7)
+    assert np.isnan(integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], [3.0, 10.0]))
+
+
+def test_uno_past_the_training_follow_up_is_truncated_there_and_recorded() -> None:
+    d = _late_event_cohort()
+    assert np.isnan(uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"]))  # undefined without a tau
+    expected = concordance_index_ipcw(_surv(d, False), _surv(_censored_at_followup(d)), d["risk"], tau=9.0)[0]
+    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=9.0) == pytest.approx(expected, abs=1e-12)
+    out = survival_metrics(d["risk"], d["t"], d["e"], d["tt"], d["te"])
+    assert out["cindex_uno"] == pytest.approx(expected, abs=1e-12)
+    assert (out["cindex_uno_tau"], out["n_events_past_followup"]) == (9.0, 2.0)
+    assert "cindex_uno_tau" not in survival_metrics(*(_cohorts(0)[k] for k in ("risk", "t", "e", "tt", "te")))
