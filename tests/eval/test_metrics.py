@@ -499,3 +499,24 @@ def test_uno_past_the_training_follow_up_is_truncated_there_and_recorded() -> No
     assert out["cindex_uno"] == pytest.approx(expected, abs=1e-12)
     assert (out["cindex_uno_tau"], out["n_events_past_followup"]) == (9.0, 2.0)
     assert "cindex_uno_tau" not in survival_metrics(*(_cohorts(0)[k] for k in ("risk", "t", "e", "tt", "te")))
+
+
+def test_every_endpoint_keeps_its_exact_times_through_collate() -> None:
+    """Secondary endpoints too (their Cox objectives take the IPCW training times from collected rows)."""
+    from survlab.data.batch import PatientItem, collate
+
+    days = np.array([1234.0, 17.0, 999.0]) / 30.4375
+    items = [
+        PatientItem(
+            case_id=f"p{i}",
+            index=i,
+            time=float(d),
+            endpoint_time={"dfs": float(d / 2)},
+            endpoint_event={"dfs": True},
+            endpoint_time_bin={"dfs": 0},
+        )
+        for i, d in enumerate(days)
+    ]
+    batch = collate(items)
+    np.testing.assert_array_equal(batch.time.numpy(), days)
+    np.testing.assert_array_equal(batch.endpoint_time["dfs"].numpy(), days / 2)
