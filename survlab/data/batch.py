@@ -56,8 +56,8 @@ class Batch:
     genomics: list of [B, g_i]; clinical [B, C]; time [B] (float64: the table's exact value, which every IPCW
     metric compares with the float64 training times — float32 would move e.g. 12.3 months off a tied training
     censoring), event [B] (bool), time_bin [B] (long): the PRIMARY endpoint (NaN / False / -1 when the cohort has
-    no survival); endpoint_time (float64) / endpoint_event / endpoint_time_bin[name] [B]: every endpoint (NaN / False / -1 where a patient lacks it); labels[name] [B] (long,
-    -1 = missing); slide_labels[name] [B, S] (long; S = most slides of a patient in the batch; slide j of patient b
+    no survival); endpoint_time (float64) / endpoint_event / endpoint_time_bin[name] [B]: every endpoint (NaN /
+    False / -1 where a patient lacks it); labels[name] [B] (long, -1 = missing); slide_labels[name] [B, S] (long; S = most slides of a patient in the batch; slide j of patient b
     is the slide with slide_index == j; -1 = missing label or padding slot); n_slides [B] (long); index [B] (long).
     """
 
