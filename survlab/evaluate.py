@@ -290,7 +290,7 @@ def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str
                         for k in range(s.shape[1]):
                             frame[f"surv_{k}"] = s[:, k]
                 elif isinstance(o, HorizonObjective):
-                    p = torch.sigmoid(o._logits(pred)).cpu().numpy()
+                    p = o.probabilities(o._logits(pred)).cpu().numpy()
                     for j, horizon in enumerate(o.horizons):
                         frame[f"{name}_p_{horizon:g}"] = p[:, j]
                 elif isinstance(o, ClassificationObjective) and o.level == "patient":

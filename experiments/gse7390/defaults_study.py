@@ -152,7 +152,7 @@ def fit_only(overrides: list[str], out_dir: Path) -> tuple[float, int]:
     try:
         if (
             cfg.model.get("estimator") is not None
-        ):  # model=coxnet: fitted exactly, scored on the inner val split
+        ):  # model=coxnet: fitted exactly; val/best = its CV C-index since issue 21.12 (select=cv fits on inner val too)
             from survlab.runner.coxnet import fit_estimator
 
             trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, default_root_dir=str(out_dir))

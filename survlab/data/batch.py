@@ -53,10 +53,11 @@ class Batch:
 
     Shapes: wsi [B, N, D] (float), wsi_mask [B, N] (bool, True = real), slide_index [B, N] (long, -1 on padding),
     coords [B, N, 2], patch_index [B, N] (long, -1 on padding); scales[s] [B, N_s, D_s] with scale_masks[s] [B, N_s];
-    genomics: list of [B, g_i]; clinical [B, C]; time [B] (float), event [B] (bool), time_bin [B] (long): the
-    PRIMARY endpoint (NaN / False / -1 when the cohort has no survival); endpoint_time / endpoint_event /
-    endpoint_time_bin[name] [B]: every endpoint (NaN / False / -1 where a patient lacks it); labels[name] [B] (long,
-    -1 = missing); slide_labels[name] [B, S] (long; S = most slides of a patient in the batch; slide j of patient b
+    genomics: list of [B, g_i]; clinical [B, C]; time [B] (float64: the table's exact value, which every IPCW
+    metric compares with the float64 training times — float32 would move e.g. 12.3 months off a tied training
+    censoring), event [B] (bool), time_bin [B] (long): the PRIMARY endpoint (NaN / False / -1 when the cohort has
+    no survival); endpoint_time (float64) / endpoint_event / endpoint_time_bin[name] [B]: every endpoint (NaN /
+    False / -1 where a patient lacks it); labels[name] [B] (long, -1 = missing); slide_labels[name] [B, S] (long; S = most slides of a patient in the batch; slide j of patient b
     is the slide with slide_index == j; -1 = missing label or padding slot); n_slides [B] (long); index [B] (long).
     """
 
@@ -152,7 +153,7 @@ def collate(items: list[PatientItem]) -> Batch:
     batch = Batch(
         case_ids=[it.case_id for it in items],
         index=torch.tensor([it.index for it in items], dtype=torch.long),
-        time=torch.tensor([it.time for it in items], dtype=torch.float32),
+        time=torch.tensor([it.time for it in items], dtype=torch.float64),
         event=torch.tensor([bool(it.event) for it in items], dtype=torch.bool),
         time_bin=torch.tensor([it.time_bin for it in items], dtype=torch.long),
     )
@@ -187,7 +188,7 @@ def collate(items: list[PatientItem]) -> Batch:
         batch.extra[name] = torch.stack([it.extra[name] for it in items])
     for name in first.endpoint_time:
         batch.endpoint_time[name] = torch.tensor(
-            [it.endpoint_time[name] for it in items], dtype=torch.float32
+            [it.endpoint_time[name] for it in items], dtype=torch.float64
         )
         batch.endpoint_event[name] = torch.tensor(
             [bool(it.endpoint_event[name]) for it in items], dtype=torch.bool

@@ -3,7 +3,10 @@
 All functions take 1-D torch tensors / numpy arrays (risk: higher = earlier event; event: True/1 = event observed)
 and return python floats / numpy arrays. IPCW metrics use the Kaplan–Meier estimate G of the *censoring*
 distribution fitted on the TRAINING patients, evaluated right-continuously (G(t) includes censorings at t; events
-precede censorings at tied times), as scikit-survival does; beyond the last training time G keeps its last value.
+precede censorings at tied times), as scikit-survival does. G is only defined up to the training patients' last
+follow-up time: an IPCW weight is never taken past it (scikit-survival refuses such data). Uno's C is then NaN, and
+`survival_metrics` truncates it at that time (recorded as `cindex_uno_tau`); the td-AUC is NaN at eval times at or
+past it (the other times are kept) and the IBS is NaN. Times are float64 end to end (`Batch.time` is float64).
 
 Implementation: float64 numpy throughout. Harrell's C, Uno's C and the time-dependent AUC are ratios of one
 chunked O(n²) kernel, `survlab.utils.concordance.concordance_counts` (Harrell = unit weights, Uno = 1/G(T_i)²,
@@ -37,6 +40,8 @@ __all__ = [
     "survival_metrics",
     "survival_at_times",
     "breslow_survival",
+    "brier_score",
+    "train_followup",
 ]
 
 NAN = float("nan")
@@ -60,6 +65,13 @@ def _censoring_survival(train_time: ArrayLike, train_event: ArrayLike) -> Callab
     uniq, at_risk, deaths, censored = risk_table(*_survival_arrays(train_time, train_event))
     g = np.cumprod(1.0 - censored / np.maximum(at_risk - deaths, 1))
     return lambda x: step_at(uniq, g, x)
+
+
+def train_followup(train_time: ArrayLike) -> float:
+    """The training patients' last follow-up time: the censoring KM G (an IPCW weight) is defined up to it."""
+    t = as_numpy(train_time).reshape(-1).astype(float)
+    t = t[np.isfinite(t)]
+    return float(t.max()) if len(t) else NAN
 
 
 def _ratio_or_nan(num: float, den: float, name: str) -> float:
@@ -91,17 +103,22 @@ def uno_cindex(
     """Uno's IPCW C-index (= sksurv `concordance_index_ipcw`): Harrell's pairs weighted by 1/G(T_i)², G the
     censoring KM of the TRAINING patients; only patients with T_i < tau act as the earlier member of a pair.
 
-    NaN (with a warning) if no comparable pair or if G(T_i) = 0 for a weighted event (time past the training
-    follow-up; pass a smaller tau). Example: uno_cindex(risk, t, e, t_train, e_train, tau=60.0)
+    NaN (with a warning) if no comparable pair, or if a weighted event lies past the training follow-up (G
+    undefined there) or has G(T_i) = 0: pass tau <= `train_followup(train_time)`, as scikit-survival requires.
+    Example: uno_cindex(risk, t, e, t_train, e_train, tau=60.0)
     """
     t, e, r = _survival_arrays(time, event, risk)
     g = _censoring_survival(train_time, train_event)(t)
     used = e if tau is None else e & (t < tau)
-    if np.any(used & (g <= 0)):
+    undefined = used & ((t > train_followup(train_time)) | (g <= 0))
+    if np.any(undefined):
         log.warning(
-            "Uno C-index undefined: censoring survival G(T)=0 at a test event time (beyond the training "
-            "follow-up, max event time %.4g); use tau; NaN",
-            float(t[used & (g <= 0)].max()),
+            "Uno C-index undefined: %d test event(s) at or past the training follow-up %.6g (censoring survival "
+            "undefined or 0 there, last such event %.6g); pass tau <= %.6g; NaN",
+            int(undefined.sum()),
+            train_followup(train_time),
+            float(t[undefined].max()),
+            train_followup(train_time),
         )
         return NAN
     weight = np.where(used, _inverse_or_zero(g) ** 2, 0.0)
@@ -144,11 +161,35 @@ def time_dependent_auc(
 
     AUC(t): cases T_i <= t with δ_i = 1 (weight 1/G(T_i)), controls T_j > t; risk ties count 1/2. The mean is
     the AUC integrated against the test KM, sum_k AUC(t_k)(S(t_{k-1}) − S(t_k)) / (1 − S(t_last)), S(t_0) = 1.
+    Eval times at or past the training follow-up (`train_followup`: G undefined there) are dropped with a warning
+    (NaN there); the mean is over the kept times — scikit-survival's value on the kept times with test events past
+    the training follow-up censored there (they are controls at every kept time either way).
     Returns (AUC at the sorted unique times [T], mean); NaN entries (with a warning) where undefined.
     """
     t, e, r = _survival_arrays(time, event, risk)
     g_fn = _censoring_survival(train_time, train_event)
     raw_times = np.unique(as_numpy(eval_times).reshape(-1))
+    followup = train_followup(train_time)
+    kept = raw_times < followup
+    if not kept.all():
+        log.warning(
+            "time-dependent AUC undefined at eval times %s: at or past the training follow-up %.6g (censoring "
+            "weights undefined); NaN there, restricted to the earlier times",
+            raw_times[~kept],
+            followup,
+        )
+    auc_all = np.full(len(raw_times), NAN)
+    if not kept.any():
+        return auc_all, NAN
+    auc, mean = _td_auc_within_followup(r, t, e, g_fn, raw_times[kept])
+    auc_all[kept] = auc
+    return auc_all, mean
+
+
+def _td_auc_within_followup(
+    r: np.ndarray, t: np.ndarray, e: np.ndarray, g_fn: Callable[[ArrayLike], np.ndarray], raw_times: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """`time_dependent_auc` at sorted unique eval times [T] all before the training follow-up."""
     times = _check_eval_times(t, raw_times, g_fn(raw_times), "time-dependent AUC")
     if times is None:
         return np.full(len(raw_times), NAN), NAN
@@ -214,7 +255,8 @@ def integrated_brier_score(
 
     BS(t) = mean_i [ 1{T_i <= t, δ_i=1} S_i(t)² / G(T_i) + 1{T_i > t} (1 − S_i(t))² / G(t) ] (a term with
     G(T_i) = 0 counts 0, as in sksurv); IBS = trapezoid of BS over the eval times / (t_last − t_first).
-    Needs >= 2 eval times (sorted ascending, columns of surv_at_times in the same order); else NaN.
+    Needs >= 2 eval times (sorted ascending, columns of surv_at_times in the same order), all before the training
+    follow-up (`train_followup`, where G is defined); else NaN.
     """
     t, e = _survival_arrays(time, event)
     surv = as_numpy(surv_at_times)
@@ -224,16 +266,66 @@ def integrated_brier_score(
     if len(times_in) < 2 or np.any(np.diff(times_in) <= 0):
         log.warning("integrated Brier score undefined: needs >= 2 strictly increasing eval times; NaN")
         return NAN
+    if times_in[-1] >= train_followup(train_time):
+        log.warning(
+            "integrated Brier score undefined: eval time %.6g at or past the training follow-up %.6g (censoring "
+            "weights undefined); NaN",
+            times_in[-1],
+            train_followup(train_time),
+        )
+        return NAN
     g_fn = _censoring_survival(train_time, train_event)
     times = _check_eval_times(t, times_in, g_fn(times_in), "integrated Brier score")
     if times is None:
         return NAN
+    return float(np.trapezoid(_brier_at(surv, t, e, g_fn, times), times) / (times[-1] - times[0]))
+
+
+def _brier_at(
+    surv: np.ndarray, t: np.ndarray, e: np.ndarray, g_fn: Callable[[ArrayLike], np.ndarray], times: np.ndarray
+) -> np.ndarray:
+    """IPCW Brier score BS(t_k) of survival curves surv [n, T] at times [T] (G > 0 there) -> [T]."""
     case = e[:, None] & (t[:, None] <= times[None, :])  # [n, T]
     control = t[:, None] > times[None, :]
     residuals = surv**2 * case * _inverse_or_zero(g_fn(t))[:, None] + (1.0 - surv) ** 2 * control / g_fn(
         times
     )
-    return float(np.trapezoid(residuals.mean(axis=0), times) / (times[-1] - times[0]))
+    return residuals.mean(axis=0)
+
+
+def brier_score(
+    surv_at_times: ArrayLike,
+    time: ArrayLike,
+    event: ArrayLike,
+    train_time: ArrayLike,
+    train_event: ArrayLike,
+    eval_times: ArrayLike,
+) -> np.ndarray:
+    """IPCW Brier score at each eval time (= sksurv `brier_score`); surv_at_times [n, T] = S_i(t_k) -> [T].
+
+    The terms of `integrated_brier_score` at one time. NaN (with a warning) at a time outside the test follow-up
+    [min, max) or at / past the training follow-up (`train_followup`: censoring weights undefined).
+    """
+    t, e = _survival_arrays(time, event)
+    surv = as_numpy(surv_at_times)
+    times = as_numpy(eval_times).reshape(-1).astype(float)
+    if surv.shape != (len(t), len(times)):
+        raise ValueError(f"surv_at_times must be [n={len(t)}, T={len(times)}], got {surv.shape}")
+    g_fn = _censoring_survival(train_time, train_event)
+    ok = (times >= t.min()) & (times < t.max()) & (times < train_followup(train_time))
+    out = np.full(len(times), NAN)
+    if not ok.all():
+        log.warning(
+            "Brier score undefined at times %s: outside the test follow-up [%.6g, %.6g) or at / past the training "
+            "follow-up %.6g; NaN there",
+            times[~ok],
+            t.min(),
+            t.max(),
+            train_followup(train_time),
+        )
+    if ok.any():
+        out[ok] = _brier_at(surv[:, ok], t, e, g_fn, times[ok])
+    return out
 
 
 def default_eval_times(
@@ -271,6 +363,9 @@ def survival_metrics(
     Keys: "cindex" (Harrell), "cindex_uno" (truncated at `tau` if given), "auc_td" (mean td-AUC), "ibs" (only
     if surv_at_times [n, T] — S_i at `eval_times` — is given), "n", "n_events". eval_times default to
     `default_eval_times`; surv_at_times requires explicit eval_times. Undefined metrics are NaN (logged).
+    When test events lie past the training follow-up (where the IPCW weights are undefined), Uno's C is truncated
+    there (tau = the follow-up, or the given tau if smaller) and two more keys say so: "cindex_uno_tau" (the tau
+    used) and "n_events_past_followup" (the test events it leaves out).
 
     Example: survival_metrics(risk, t, e, *dm.train_survival())["cindex"]
     """
@@ -278,6 +373,20 @@ def survival_metrics(
     if surv_at_times is not None and eval_times is None:
         raise ValueError("surv_at_times needs the eval_times its columns correspond to")
     times = default_eval_times(t, e, train_time, train_event) if eval_times is None else as_numpy(eval_times)
+    restricted: dict[str, float] = {}
+    followup = train_followup(train_time)
+    g = _censoring_survival(train_time, train_event)(t)
+    past = e & ((t > followup) | (g <= 0)) & (t < (np.inf if tau is None else tau))
+    if past.any():
+        tau = followup if tau is None else min(float(tau), followup)
+        restricted = {"cindex_uno_tau": float(tau), "n_events_past_followup": float(past.sum())}
+        log.warning(
+            "%d test event(s) at or past the training follow-up %.6g, where the censoring weights are undefined: "
+            "Uno's C-index truncated at tau = %.6g (metrics cindex_uno_tau, n_events_past_followup)",
+            int(past.sum()),
+            followup,
+            tau,
+        )
     out = {
         "cindex": harrell_cindex(r, t, e),
         "cindex_uno": uno_cindex(r, t, e, train_time, train_event, tau=tau),
@@ -285,7 +394,7 @@ def survival_metrics(
     }
     if surv_at_times is not None:
         out["ibs"] = integrated_brier_score(surv_at_times, t, e, train_time, train_event, times)
-    out.update(n=float(len(t)), n_events=float(e.sum()))
+    out.update(n=float(len(t)), n_events=float(e.sum()), **restricted)
     return out
 
 

@@ -6,7 +6,8 @@ with the objective's own `score` (so a subgroup's C-index / AUC is the overall m
 for every survival objective:
 
 - ``auc_<t>``: cumulative/dynamic IPCW time-dependent AUC at fixed times ``eval_times`` (e.g. 12 / 24 / 36 months),
-  censoring distribution from the fold's TRAINING patients;
+  censoring distribution from the fold's TRAINING patients; NaN at a time at or past the training patients' last
+  follow-up (the censoring weights end there), recorded as ``ipcw_followup`` / ``n_auc_times_past_followup``;
 - ``km_logrank_p``: log-rank test across risk tertiles (or median groups, ``km_groups``) and a KM plot
   ``km_<objective>_<group>.png``;
 - ``hr_high_vs_low`` (+ ``hr_ci_low`` / ``hr_ci_high``, ``hr_p``): hazard ratio of the highest vs the lowest risk
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.eval.km import plot_km_by_risk, risk_groups
-from survlab.eval.metrics import time_dependent_auc
+from survlab.eval.metrics import time_dependent_auc, train_followup
 from survlab.tasks.objectives import SurvivalObjective
 from survlab.utils.files import atomic_path
 
@@ -103,6 +104,9 @@ def survival_figures(
         )
         times = np.unique(np.asarray(eval_times, dtype=float))
         out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
+        followup = train_followup(objective.train_time)
+        if np.any(times >= followup):  # NaN there: the censoring weights end with the training follow-up
+            out.update(ipcw_followup=followup, n_auc_times_past_followup=float(np.sum(times >= followup)))
     if len(risk) >= 3 and km_path is not None:
         km = plot_km_by_risk(
             risk, time, event, km_path, method=km_method, title=title, cutoffs=cutoffs, time_unit=time_unit

@@ -26,8 +26,9 @@ class Prediction:
     class_logits: label name -> [B, C] (patient level); slide_logits: label name -> [B, S, C] (slide level, slide j of
     patient b = the slide with Batch.slide_index == j, aligned with Batch.slide_labels); endpoint_hazard_logits /
     endpoint_risk: endpoint name -> [B, n_bins] / [B] for networks predicting several survival endpoints.
-    horizon_logits: endpoint name (or "primary" for the primary endpoint) -> [B, H], logit of P(event by horizon h)
-    for the H horizons of a `HorizonObjective` (in its order).
+    horizon_logits: endpoint name (or "primary" for the primary endpoint) -> [B, H] for the H horizons of a
+    `HorizonObjective` (in its order): logit k = the conditional hazard of the interval (h_{k-1}, h_k]; the
+    objective cumulates them into P(event by h_k), non-decreasing in k (`HorizonObjective.probabilities`).
     aux_losses: name -> scalar, added to the task loss.
     attention: name -> tensor for interpretation, e.g. "patch" [B, N] (0 on padding), "pathway" [B, P],
     "topk" [B, k] (long indices). embedding [B, E]: the fused patient representation (optional).

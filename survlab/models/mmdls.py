@@ -1,5 +1,6 @@
 """MM-DLS (HierMM_DLS): hierarchical multi-task network on CT lesion / lung-context stacks + PET + radiomics +
-clinical tables -> subtype, TNM group, DFS and OS risks and 1/3/5-year event logits (specs/mmdls.md).
+clinical tables -> subtype, TNM group, DFS and OS risks and 1/3/5-year horizon logits (specs/mmdls.md; interval
+hazards that `HorizonObjective` cumulates into P(event by 1 / 3 / 5 years), monotone in the horizon).
 
     lesion stack [B, S, H, W] --SliceEncoder--> [B, S, d] --ResidualSelfAttention (slice mask)--> masked mean [B, d]
     space stack  [B, S, H, W] --SliceEncoder (own weights)--> ... ------------------------------> [B, d]

@@ -3,12 +3,19 @@ matrices, its penalty chosen WITHOUT the test fold, then tested and reported thr
 
 Protocol, per outer fold: the rows are the data module's own (same split, same fitted gene scaler / clinical
 encoder / feature filter as every network, joined by case_id and put in case_id order); the elastic-net path
-(`CoxnetSurvivalAnalysis`, alphas from the training patients) is scored by Harrell's C-index on held-out patients —
-`select: cv`: k-fold cross-validation over the fold's TRAINING patients (stratified by event, seeded), `select: val`:
-the inner validation split — and the coefficients of the best penalty (fitted on the training patients) are loaded
-into `survlab.models.linear_cox.LinearCox`, checkpointed and tested once. Outputs: the usual run files plus
-`coefficients.csv` (feature, coefficient) and `estimator.json` (the penalty path with its scores); protocol.json
-gets an `estimator` entry.
+(`CoxnetSurvivalAnalysis`, alphas from the patients it is fitted on) is scored by Harrell's C-index on held-out
+patients, and the coefficients of the best penalty are loaded into `survlab.models.linear_cox.LinearCox`,
+checkpointed and tested once:
+- `select: cv`: k-fold cross-validation (stratified by event, seeded) over the fold's whole TRAINING PART — inner
+  train + inner validation, never test — and the model fitted on that whole part: the inner validation split plays
+  no role of its own, so leaving it out would only discard patients. `val/best` is the CV C-index of the chosen
+  penalty (the inner validation patients are in the fit, so their score is not held-out).
+- `select: val`: the path fitted on the inner training split, the penalty chosen on the inner validation split
+  (`val/best` = its C-index there).
+Preprocessing (gene scaler, clinical encoder, gene filter) is the data module's, fitted on the inner training split
+as for every network. Outputs: the usual run files plus `coefficients.csv` (feature, coefficient) and
+`estimator.json` (the penalty path with its scores); protocol.json gets an `estimator` entry naming the patients the
+model was fitted on (`fitted_on`, `n_fit`) and what chose its penalty (`selected_on`).
 
 Example (config, `model.estimator`):
     _target_: survlab.runner.coxnet.PenalisedCox
@@ -43,14 +50,21 @@ SELECT = ("cv", "val")
 
 @dataclass
 class CoxFit:
-    """A fitted penalised Cox model: the chosen penalty, coefficients [F], offset (risk = x · coef − offset), and the
-    penalty path with each alpha's held-out C-index (`scores`, mean over inner folds for select=cv)."""
+    """A fitted penalised Cox model: the chosen penalty, coefficients [F], offset (risk = x · coef − offset), the
+    penalty path with each alpha's held-out C-index (`scores`, mean over inner folds for select=cv) and the number
+    of patients the coefficients were fitted on (`n_fit`)."""
 
     alpha: float
     coef: np.ndarray
     offset: float
     alphas: list[float] = field(default_factory=list)
     scores: list[float | None] = field(default_factory=list)
+    n_fit: int = 0
+
+    @property
+    def best_score(self) -> float | None:
+        """The held-out C-index of the chosen penalty (None when undefined)."""
+        return self.scores[self.alphas.index(self.alpha)] if self.alpha in self.alphas else None
 
 
 @dataclass
@@ -62,7 +76,8 @@ class PenalisedCox:
     Args:
         l1_ratio: elastic-net mixing in (0, 1] (1 = lasso; small = ridge-like).
         n_alphas / alpha_min_ratio: the penalty path (from the largest alpha that zeroes every coefficient down).
-        select: "cv" (k-fold CV over the training patients) or "val" (the inner validation split).
+        select: "cv" (k-fold CV over the whole training part, which the model is then fitted on) or "val" (path
+            fitted on the inner training split, penalty chosen on the inner validation split).
         cv_folds: folds of the inner CV; seed: its shuffling seed.
         max_iter: coordinate-descent iterations per alpha.
     """
@@ -132,7 +147,13 @@ class PenalisedCox:
         time_val: np.ndarray | None = None,
         event_val: np.ndarray | None = None,
     ) -> CoxFit:
-        """Choose the penalty (CV over these training rows, or the validation rows) and return the training fit."""
+        """Choose the penalty and return the fit: select=val: path on the training rows x [N, F], penalty chosen on
+        the validation rows; select=cv: the validation rows (when given) join the training rows, k-fold CV over all
+        of them chooses the penalty and the returned model is fitted on all of them."""
+        if self.select == "cv" and x_val is not None and time_val is not None and event_val is not None:
+            x = np.vstack([np.asarray(x, np.float64), np.asarray(x_val, np.float64)])
+            time = np.concatenate([np.asarray(time, float), np.asarray(time_val, float)])
+            event = np.concatenate([np.asarray(event, bool), np.asarray(event_val, bool)])
         full = self.path(x, time, event)
         alphas = np.asarray(full.alphas_, float)
         if self.select == "val":
@@ -146,7 +167,9 @@ class PenalisedCox:
             per_fold = []
             for fit_rows, held_rows in folds.split(x, np.asarray(event, int)):
                 model = self.path(x[fit_rows], time[fit_rows], event[fit_rows], alphas=alphas)
-                per_fold.append(self._scores(model, x[held_rows], time[held_rows], event[held_rows]))
+                scores_k = self._scores(model, x[held_rows], time[held_rows], event[held_rows])
+                # the path may stop early (scikit-survival ends it once the fit saturates): NaN past its end
+                per_fold.append(np.pad(scores_k, (0, len(alphas) - len(scores_k)), constant_values=np.nan))
             with warnings.catch_warnings():
                 warnings.simplefilter(
                     "ignore", RuntimeWarning
@@ -160,6 +183,7 @@ class PenalisedCox:
             offset=float(full.offset_[best]),
             alphas=alphas.tolist(),
             scores=[float(s) if np.isfinite(s) else None for s in scores],
+            n_fit=len(time),
         )
 
 
@@ -196,18 +220,24 @@ def feature_names(net: Any, datamodule: Any) -> list[str]:
 def fit_estimator(
     cfg: DictConfig, task: L.LightningModule, datamodule: Any, trainer: L.Trainer, out_dir: Path
 ) -> tuple[str, dict[str, Any]]:
-    """Fit `cfg.model.estimator` on the fold's training rows, load it into `task.net`, score the inner validation
-    split through the task, checkpoint it -> (checkpoint path, {val/best, estimator facts for protocol.json})."""
+    """Fit `cfg.model.estimator` on the fold's training part (select=cv: inner train + inner validation;
+    select=val: inner train, penalty chosen on inner validation), load it into `task.net`, checkpoint it ->
+    (checkpoint path, {val/best, estimator facts for protocol.json}). val/best: select=val, the monitored metric on
+    the inner validation split; select=cv, the CV C-index of the chosen penalty (when the monitor is val/cindex;
+    else None: the inner validation patients are in the fit)."""
     estimator: PenalisedCox = hydra.utils.instantiate(cfg.model.estimator)
     net: Any = task.net
     x, t, e, train_ids = table_rows(net, datamodule.train_eval_dataloader(), datamodule)
-    xv, tv, ev, _ = table_rows(net, datamodule.val_dataloader(), datamodule)
+    xv, tv, ev, val_ids = table_rows(net, datamodule.val_dataloader(), datamodule)
     result = estimator.fit(x, t, e, xv, tv, ev)
     net.set_coefficients(result.coef, result.offset)
     validated = trainer.validate(task, datamodule=datamodule, verbose=False)
-    val_score = (
-        float(validated[0][str(cfg.monitor)]) if validated and str(cfg.monitor) in validated[0] else None
-    )
+    if estimator.select == "val":
+        val_score = (
+            float(validated[0][str(cfg.monitor)]) if validated and str(cfg.monitor) in validated[0] else None
+        )
+    else:  # the inner validation patients are in the fit: their score is not held-out, the CV score is
+        val_score = result.best_score if str(cfg.monitor) == "val/cindex" else None
     ckpt = out_dir / "checkpoints" / "coxnet.ckpt"
     trainer.save_checkpoint(ckpt, weights_only=True)
     names = feature_names(net, datamodule)
@@ -220,19 +250,31 @@ def fit_estimator(
         "n_nonzero": int(np.count_nonzero(result.coef)),
         "n_features": len(names),
         "n_train": len(train_ids),
-        "selected_on": "training patients (k-fold CV)"
+        "n_val": len(val_ids),
+        "n_fit": result.n_fit,
+        "fitted_on": "training part: inner train + inner validation split (select=cv does not use the inner "
+        "validation split on its own)"
+        if estimator.select == "cv"
+        else "inner training split (the inner validation split chose the penalty)",
+        "selected_on": f"training part ({estimator.cv_folds}-fold CV over inner train + inner validation)"
         if estimator.select == "cv"
         else "inner validation split",
+        "val_best": "mean CV C-index of the chosen penalty"
+        if estimator.select == "cv"
+        else f"{cfg.monitor} on the inner validation split",
         "path": {"alphas": result.alphas, "cindex": result.scores},
     }
     write_json(out_dir / "estimator.json", facts)
     log.info(
-        "coxnet: alpha %.4g chosen by %s (l1_ratio %g, %d/%d non-zero coefficients), inner-val C %s",
+        "coxnet: alpha %.4g chosen on %s, fitted on %d patients (l1_ratio %g, %d/%d non-zero coefficients), "
+        "val/best (%s) %s",
         result.alpha,
         facts["selected_on"],
+        result.n_fit,
         estimator.l1_ratio,
         facts["n_nonzero"],
         len(names),
+        facts["val_best"],
         f"{val_score:.3f}" if val_score is not None else "n/a",
     )
     return str(ckpt), {"val/best": val_score, "estimator": {k: v for k, v in facts.items() if k != "path"}}

@@ -89,7 +89,7 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
     rows = task.test_rows
     if survival is not None:
         preds = predictions_frame(rows[survival], case_ids, fold)
-        # exact outcomes from the cohort table (the batch carries float32 copies)
+        # outcomes from the cohort table by case_id (the batch carries the same float64 values)
         truth = datamodule.full_cohort.rows(preds["case_id"].tolist())
         preds["time"], preds["event"] = (
             truth["time"].to_numpy(float),

@@ -29,8 +29,16 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.eval.classification import CLASSIFICATION_METRICS, binary_auroc, classification_metrics
-from survlab.eval.metrics import breslow_survival, default_eval_times, survival_at_times, survival_metrics
+from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics
+from survlab.eval.metrics import (
+    breslow_survival,
+    brier_score,
+    default_eval_times,
+    survival_at_times,
+    survival_metrics,
+    time_dependent_auc,
+    train_followup,
+)
 from survlab.models.base import Prediction, survival_from_hazard_logits
 from survlab.models.precision import at_least_fp32
 from survlab.tasks.losses import classification_loss, cox_partial_likelihood, nll_discrete_survival
@@ -335,15 +343,26 @@ class ClassificationObjective(Objective):
 
 
 class HorizonObjective(Objective):
-    """Censoring-aware probabilities of an event by fixed horizons on one endpoint (issue 10).
+    """Censoring-aware probabilities of an event by fixed horizons on one endpoint (issue 10; metrics issue 21.4).
 
-    The network predicts `Prediction.horizon_logits[endpoint or "primary"]` [B, H] = logit P(T <= h) for the H
-    `horizons` (sorted ascending; same unit as the endpoint's times). Target of patient i at horizon h: 1 if an event
-    with time <= h, 0 if time > h (event or not), MASKED if censored with time <= h (status at h unknown) or if the
-    patient lacks the endpoint (NaN time). Loss: BCE-with-logits averaged over the unmasked (patient, horizon) cells
-    (None when no cell is unmasked). Metrics per horizon (unmasked patients only): `auc_<h>` (Mann-Whitney, ties 1/2:
-    cases = event by h, controls = time > h; NaN without both) and `brier_<h>` (mean squared error of the
-    probability), plus `auc_mean` (mean over the horizons with an AUC; the primary metric). `<h>` is `f"{h:g}"`.
+    The network predicts `Prediction.horizon_logits[endpoint or "primary"]` [B, H] for the H `horizons` (sorted
+    ascending; same unit as the endpoint's times): logit k is the CONDITIONAL hazard of the interval
+    (h_{k-1}, h_k] (h_0 = 0), and P(T <= h_k) = 1 − prod_{j<=k} (1 − sigmoid(logit_j)) (`probabilities`): the
+    discrete-time survival model on the horizon grid, so the 1/3/5-year probabilities are non-decreasing in the
+    horizon by construction (separate sigmoids per horizon were not). Target of patient i at horizon h: 1 if an
+    event with time <= h, 0 if time > h (event or not), MASKED if censored with time <= h (status at h unknown) or if
+    the patient lacks the endpoint (NaN time); masked cells form a suffix over the horizons, so a logit feeding only
+    masked cells gets no gradient. Loss: binary cross-entropy of P(T <= h) averaged over the unmasked (patient,
+    horizon) cells (None when no cell is unmasked).
+
+    Metrics per horizon, on every test patient with the endpoint and the censoring distribution of the fold's
+    TRAINING patients (`fit_reference`), as the survival objective's: `auc_<h>` = the cumulative/dynamic IPCW
+    time-dependent AUC at h with marker P(T <= h) (`survlab.eval.metrics.time_dependent_auc`, = scikit-survival's
+    `cumulative_dynamic_auc`; the same estimator as `auc_<t>` of `eval/subgroups.py`), `brier_<h>` = the IPCW Brier
+    score at h of S(h) = 1 − P(T <= h) (`brier_score`, = scikit-survival's `brier_score`); NaN where undefined (no
+    case or control, h outside the test follow-up, or h at / past the training follow-up, where the censoring
+    weights end: then `ipcw_followup` and `n_horizons_past_followup` say so). `auc_mean`: mean over the horizons
+    with an AUC (the primary metric). `<h>` is `f"{h:g}"`.
 
     Example (YAML, `model.task.objectives`):
         os_horizons: {_target_: survlab.tasks.objectives.HorizonObjective, horizons: [12, 36, 60], weight: 0.5}
@@ -361,6 +380,29 @@ class HorizonObjective(Objective):
         self.horizons = self._checked_horizons(horizons)
         self.endpoint = endpoint
         self.metric_names = self._names(self.horizons)  # instance attribute: the exact names
+        self.train_time: np.ndarray | None = None
+        self.train_event: np.ndarray | None = None
+
+    def fit_reference(self, datamodule: Any) -> None:
+        """The training patients' outcomes of the endpoint: the censoring distribution of the IPCW metrics."""
+        self.set_reference(*datamodule.train_survival(self.endpoint))
+
+    def set_reference(self, train_time: np.ndarray, train_event: np.ndarray) -> None:
+        ok = np.isfinite(np.asarray(train_time, dtype=np.float64))
+        self.train_time = np.asarray(train_time, dtype=np.float64)[ok]
+        self.train_event = np.asarray(train_event, dtype=bool)[ok]
+
+    @staticmethod
+    def probabilities(logits: Tensor) -> Tensor:
+        """P(T <= h_k) [B, H] from the interval hazard logits [B, H]: 1 − prod_{j<=k} (1 − sigmoid(logit_j))."""
+        return -torch.expm1(torch.cumsum(nn.functional.logsigmoid(-logits), dim=-1))
+
+    @staticmethod
+    def _log_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
+        """(log P(T <= h_k), log P(T > h_k)) [B, H], computed stably from the interval hazard logits."""
+        log_alive = torch.cumsum(nn.functional.logsigmoid(-logits), dim=-1)
+        tiny = torch.finfo(logits.dtype).tiny
+        return torch.log(torch.clamp(-torch.expm1(log_alive), min=tiny)), log_alive
 
     @staticmethod
     def _checked_horizons(horizons: Sequence[float] | None) -> tuple[float, ...]:
@@ -432,27 +474,48 @@ class HorizonObjective(Objective):
         known = known.to(logits.device)
         if not bool(known.any()):
             return None
-        return nn.functional.binary_cross_entropy_with_logits(logits[known], target.to(logits)[known])
+        log_p, log_q = self._log_probabilities(logits)
+        target = target.to(logits)
+        return -(target * log_p + (1.0 - target) * log_q)[known].mean()
 
     # ------------------------------------------------------------------ evaluation
     def collect(self, pred: Prediction, batch: Batch) -> dict[str, Tensor]:
         time, event = self._survival(batch)
         return {
             "index": batch.index,
-            "probs": torch.sigmoid(self._logits(pred)).float(),
+            "probs": self.probabilities(self._logits(pred)).float(),
             "time": time,
             "event": event,
         }
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
-        """rows: probs [N, H], time [N], event [N] -> auc_<h>, brier_<h> per horizon and auc_mean."""
-        probs = np.asarray(rows["probs"], dtype=np.float64)
-        target, known = (t.numpy() for t in self.targets(rows["time"], rows["event"], self.horizons))
+        """rows: probs [N, H] = P(T <= h), time [N], event [N] -> IPCW auc_<h>, brier_<h> per horizon and auc_mean
+        (+ ipcw_followup / n_horizons_past_followup when a horizon is at or past the training follow-up)."""
+        if self.train_time is None or self.train_event is None:
+            raise RuntimeError("HorizonObjective: fit_reference(datamodule) / set_reference(...) was not called")
+        ok = np.isfinite(np.asarray(rows["time"], dtype=np.float64))
+        probs = np.asarray(rows["probs"], dtype=np.float64)[ok]
+        time = np.asarray(rows["time"], dtype=np.float64)[ok]
+        event = np.asarray(rows["event"], dtype=bool)[ok]
         out: dict[str, float] = {}
         for j, h in enumerate(self.horizons):
-            p, y = probs[known[:, j], j], target[known[:, j], j].astype(bool)
-            out[f"auc_{h:g}"] = binary_auroc(p, y) if 0 < y.sum() < len(y) else math.nan
-            out[f"brier_{h:g}"] = float(np.mean((p - y) ** 2)) if len(y) else math.nan
+            if len(time) and (event & (time <= h)).any() and (time > h).any():
+                out[f"auc_{h:g}"] = float(
+                    time_dependent_auc(probs[:, j], time, event, self.train_time, self.train_event, [h])[0][0]
+                )
+            else:
+                out[f"auc_{h:g}"] = math.nan
+            out[f"brier_{h:g}"] = (
+                float(
+                    brier_score(1.0 - probs[:, [j]], time, event, self.train_time, self.train_event, [h])[0]
+                )
+                if len(time)
+                else math.nan
+            )
         aucs = [out[f"auc_{h:g}"] for h in self.horizons if math.isfinite(out[f"auc_{h:g}"])]
         out["auc_mean"] = float(np.mean(aucs)) if aucs else math.nan
+        followup = train_followup(self.train_time)
+        past = [h for h in self.horizons if h >= followup]
+        if past:
+            out.update(ipcw_followup=followup, n_horizons_past_followup=float(len(past)))
         return out

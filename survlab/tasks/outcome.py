@@ -325,7 +325,7 @@ class OutcomeTask(L.LightningModule):
             objective.train_risk = r["risk"][order]
             if (
                 objective.endpoint is None
-            ):  # exact outcomes from the cohort table (the batch holds float32 copies)
+            ):  # outcomes from the cohort table by case_id (the batch holds the same float64 values)
                 table = dm.cohort.rows([dm.full_cohort.case_ids[i] for i in r["index"][order]])
                 objective.train_time = table["time"].to_numpy(float)
                 objective.train_event = table["event"].to_numpy(bool)

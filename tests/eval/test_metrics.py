@@ -379,3 +379,144 @@ def test_default_eval_times_with_heavy_ties_match_sksurv(seed: int, unit: float)
     assert integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], times) == pytest.approx(
         expected, abs=1e-12
     )
+
+
+# ---------------------------------------------------------------- issue 21.10: exact (float64) times end to end
+def _scored_through_the_task(
+    risk: np.ndarray,
+    t: np.ndarray,
+    e: np.ndarray,
+    tt: np.ndarray,
+    te: np.ndarray,
+    train_risk: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics as a run computes them: per-patient items (times from the table) -> collate -> the survival
+    objective's collect -> score, IPCW from the training outcomes (IBS from the Breslow curves of `train_risk`).
+    -> (metrics, collected rows)."""
+    from survlab.data.batch import PatientItem, collate
+    from survlab.models.base import Prediction
+    from survlab.tasks.objectives import SurvivalObjective
+
+    objective = SurvivalObjective(loss="cox")
+    objective.set_reference(np.array([0.0, 1.0]), tt, te)
+    objective.train_risk = train_risk
+    items = [PatientItem(case_id=f"p{i}", index=i, time=float(t[i]), event=bool(e[i])) for i in range(len(t))]
+    batch = collate(items)
+    pred = Prediction(risk=torch.as_tensor(risk, dtype=torch.float32))
+    rows = {k: v.numpy() for k, v in objective.collect(pred, batch).items()}
+    return objective.score(rows), rows
+
+
+def _days_cohort(seed: int, n: int = 120) -> dict[str, np.ndarray]:
+    """Times in months from whole days (days / 30.4375: decimals float32 cannot hold); every test event time is
+    also a training censoring time (the tie IPCW resolves by the exact value); the last training time is an event."""
+    rng = np.random.default_rng(seed)
+    t = rng.integers(30, 3000, n) / 30.4375
+    e = rng.random(n) < 0.6
+    tt = np.concatenate([t[e], rng.integers(30, 3000, 2 * n) / 30.4375, [3100 / 30.4375]])
+    te = np.concatenate([np.zeros(e.sum(), bool), rng.random(2 * n) < 0.5, [True]])
+    risk = (rng.integers(0, 50, n) - 0.02 * t).astype(np.float32).astype(float)
+    train_risk = rng.normal(size=len(tt))
+    return {"risk": risk, "t": t, "e": e, "tt": tt, "te": te, "train_risk": train_risk}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_of_a_run_use_the_exact_times_and_equal_sksurv(seed: int) -> None:
+    """Uno's C, the td-AUC and the IBS of the task path equal scikit-survival on the exact (float64) times; the
+    collected times are the table's values bit for bit (float32 gave e.g. Uno C off by 0.009 on GBSG-2)."""
+    d = _days_cohort(seed)
+    assert np.any(d["t"].astype(np.float32).astype(float) != d["t"])  # float32 really cannot hold them
+    got, rows = _scored_through_the_task(d["risk"], d["t"], d["e"], d["tt"], d["te"], d["train_risk"])
+    assert got["cindex_uno"] == pytest.approx(
+        concordance_index_ipcw(_surv(d, False), _surv(d), d["risk"])[0], abs=1e-12
+    )
+    times = default_eval_times(d["t"], d["e"], d["tt"], d["te"])
+    assert got["auc_td"] == pytest.approx(_sk_auc(d, times)[1], abs=1e-12)
+    surv = breslow_survival(d["train_risk"], d["tt"], d["te"], d["risk"], times)
+    assert got["ibs"] == pytest.approx(sk_ibs(_surv(d, False), _surv(d), surv, times), abs=1e-12)
+    np.testing.assert_array_equal(rows["time"], d["t"])  # the table's values bit for bit
+
+
+def test_gbsg2_uno_cindex_of_the_task_path_equals_sksurv() -> None:
+    """A real cohort: GBSG-2 (686 patients, days converted to months as survlab's cohorts store them), a Cox model
+    fitted on 4/5 of the patients, scored on the rest. Float32 times gave 0.6206 where scikit-survival gives 0.6296."""
+    from sklearn.model_selection import StratifiedKFold
+    from sksurv.datasets import load_gbsg2
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+    from sksurv.preprocessing import OneHotEncoder
+
+    x, y = load_gbsg2()
+    x = OneHotEncoder().fit_transform(x).to_numpy(float)
+    t, e = y["time"].astype(float) / 30.4375, y["cens"].astype(bool)
+    train, test = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, e))[4]
+    risk = CoxPHSurvivalAnalysis().fit(x[train], Surv.from_arrays(e[train], t[train])).predict(x[test])
+    got, rows = _scored_through_the_task(risk, t[test], e[test], t[train], e[train])
+    expected = concordance_index_ipcw(
+        Surv.from_arrays(e[train], t[train]), Surv.from_arrays(e[test], t[test]), rows["risk"].astype(float)
+    )[0]
+    assert got["cindex_uno"] == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(0.6296, abs=5e-4)
+
+
+# ---------------------------------------------------------------- issue 21.11: no IPCW weight past the training follow-up
+def _late_event_cohort() -> dict[str, np.ndarray]:
+    """Training follow-up ends at 9 (an event, so G stays > 0 after it and a naive step function extends it);
+    two test events at 10.5 and 11, after it; the test follow-up runs to 12."""
+    d = _tied(0, 1.0)
+    d["t"] = np.append(d["t"], [10.5, 11.0, 12.0])
+    d["e"] = np.append(d["e"], [True, True, False])
+    d["risk"] = np.append(d["risk"], [2.0, 0.0, 0.5])
+    assert d["tt"].max() == 9.0 and d["te"][np.argmax(d["tt"])]
+    return d
+
+
+def _censored_at_followup(d: dict) -> dict:
+    """The same test set with the events past the training follow-up censored there (what the metrics assume)."""
+    late = d["t"] > d["tt"].max()
+    return d | {"e": d["e"] & ~late, "t": np.where(late, d["tt"].max(), d["t"])}
+
+
+def test_td_auc_is_restricted_to_the_training_follow_up(caplog: pytest.LogCaptureFixture) -> None:
+    d = _late_event_cohort()
+    with pytest.raises(ValueError, match="smaller than largest observed time"):  # scikit-survival refuses
+        cumulative_dynamic_auc(_surv(d, False), _surv(d), d["risk"], [3.0, 10.0])
+    with caplog.at_level(logging.WARNING):
+        auc, mean = time_dependent_auc(d["risk"], d["t"], d["e"], d["tt"], d["te"], [3.0, 5.0, 9.0, 11.5])
+    assert np.isnan(auc[2:]).all() and "at or past the training follow-up 9" in caplog.text
+    expected, expected_mean = _sk_auc(_censored_at_followup(d), np.array([3.0, 5.0]))
+    np.testing.assert_allclose(auc[:2], expected, atol=1e-12)
+    assert mean == pytest.approx(expected_mean, abs=1e-12)
+    surv = np.full((len(d["t"]), 2), 0.7)
+    assert np.isnan(integrated_brier_score(surv, d["t"], d["e"], d["tt"], d["te"], [3.0, 10.0]))
+
+
+def test_uno_past_the_training_follow_up_is_truncated_there_and_recorded() -> None:
+    d = _late_event_cohort()
+    assert np.isnan(uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"]))  # undefined without a tau
+    expected = concordance_index_ipcw(_surv(d, False), _surv(_censored_at_followup(d)), d["risk"], tau=9.0)[0]
+    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=9.0) == pytest.approx(expected, abs=1e-12)
+    out = survival_metrics(d["risk"], d["t"], d["e"], d["tt"], d["te"])
+    assert out["cindex_uno"] == pytest.approx(expected, abs=1e-12)
+    assert (out["cindex_uno_tau"], out["n_events_past_followup"]) == (9.0, 2.0)
+    assert "cindex_uno_tau" not in survival_metrics(*(_cohorts(0)[k] for k in ("risk", "t", "e", "tt", "te")))
+
+
+def test_every_endpoint_keeps_its_exact_times_through_collate() -> None:
+    """Secondary endpoints too (their Cox objectives take the IPCW training times from collected rows)."""
+    from survlab.data.batch import PatientItem, collate
+
+    days = np.array([1234.0, 17.0, 999.0]) / 30.4375
+    items = [
+        PatientItem(
+            case_id=f"p{i}",
+            index=i,
+            time=float(d),
+            endpoint_time={"dfs": float(d / 2)},
+            endpoint_event={"dfs": True},
+            endpoint_time_bin={"dfs": 0},
+        )
+        for i, d in enumerate(days)
+    ]
+    batch = collate(items)
+    np.testing.assert_array_equal(batch.time.numpy(), days)
+    np.testing.assert_array_equal(batch.endpoint_time["dfs"].numpy(), days / 2)

@@ -106,3 +106,22 @@ def test_hazard_ratio_uses_the_training_cutoffs() -> None:
     assert hr["hr_p"] == pytest.approx(float(ref.summary.loc["high", "p"]), rel=1e-6)
     own = hazard_ratio(risk, time, event, "median")  # cut at these patients' own median: another split
     assert own["hr_high_vs_low"] != pytest.approx(hr["hr_high_vs_low"], rel=1e-3)
+
+
+def test_auc_at_a_time_past_the_training_follow_up_is_nan_and_recorded() -> None:
+    """Training outcomes followed up to 30 only (last one an event): auc_36 would weight test events at 30–36 by a
+    censoring estimate that ends at 30, so it is NaN and metrics say why; auc_12 / auc_24 equal scikit-survival."""
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    task, dm, d = _fake_run()
+    train_time, train_event = np.minimum(d["time"], 30.0), d["event"] | (d["time"] >= 30.0)
+    task.objectives["os"].set_reference(np.array([0.0, np.inf]), train_time, train_event)
+    dm.subgroups = []
+    out = subgroup_report(task, dm, None, eval_times=[12, 24, 36])
+    assert np.isnan(out["all/os/auc_36"])
+    assert (out["all/os/ipcw_followup"], out["all/os/n_auc_times_past_followup"]) == (30.0, 1.0)
+    late = d["time"] > 30.0
+    test = Surv.from_arrays(d["event"] & ~late, np.minimum(d["time"], 30.0))
+    auc, _ = cumulative_dynamic_auc(Surv.from_arrays(train_event, train_time), test, d["risk"], [12, 24])
+    assert [out["all/os/auc_12"], out["all/os/auc_24"]] == pytest.approx(list(auc), abs=1e-9)

@@ -69,7 +69,9 @@ def test_coxnet_matches_scikit_survival_and_lifelines_on_the_same_matrices(
     tmp_path: Path, table_cohort: Path
 ) -> None:
     """The run's coefficients and test risks equal an independent fit on matrices built here from the CSVs by
-    case_id (z-scores of the training patients), at the penalty the run chose."""
+    case_id (z-scores of the inner training patients, the data module's scaler), fitted on ALL training-part
+    patients (inner train + inner validation: select=cv does not use the validation split on its own) at the
+    penalty the run chose; protocol.json says so."""
     from lifelines import CoxPHFitter
     from sksurv.linear_model import CoxnetSurvivalAnalysis
     from sksurv.util import Surv
@@ -82,9 +84,11 @@ def test_coxnet_matches_scikit_survival_and_lifelines_on_the_same_matrices(
     split = _split(out)
     clinical = pd.read_csv(table_cohort / "clinical.csv", dtype={"case_id": str}).set_index("case_id")
     expr = pd.read_csv(table_cohort / "expression.csv", dtype={"case_id": str}).set_index("case_id")
-    train = sorted(split.loc[split["split"] == "train", "case_id"])
+    inner = sorted(split.loc[split["split"] == "train", "case_id"])
+    train = sorted(split.loc[split["split"].isin(["train", "val"]), "case_id"])
     test = sorted(split.loc[split["split"] == "test", "case_id"])
-    mean, std = expr.loc[train].mean(), expr.loc[train].std(ddof=0)
+    assert len(train) > len(inner) > 0.7 * len(train)
+    mean, std = expr.loc[inner].mean(), expr.loc[inner].std(ddof=0)
     x_train, x_test = ((expr.loc[train] - mean) / std).to_numpy(), ((expr.loc[test] - mean) / std).to_numpy()
     y = Surv.from_arrays(
         clinical.loc[train, "censorship"].to_numpy() == 0, clinical.loc[train, "survival_months"]
@@ -100,7 +104,10 @@ def test_coxnet_matches_scikit_survival_and_lifelines_on_the_same_matrices(
     assert (
         coefs[list(PLANTED)].abs().min() > 3 * coefs.drop(list(PLANTED)).abs().max()
     )  # it found the planted genes
-    assert metrics["test/cindex"] > 0.65 and est["n_train"] == len(train)
+    assert metrics["test/cindex"] > 0.65 and est["n_fit"] == len(train) == est["n_train"] + est["n_val"]
+    card = json.loads((out / "protocol.json").read_text())["estimator"]
+    assert card["n_fit"] == len(train) and card["fitted_on"].startswith("training part: inner train + inner val")
+    assert metrics["val/best"] == pytest.approx(max(c for c in est["path"]["cindex"] if c is not None))
 
     # lifelines solves the same penalised partial likelihood (its L1 term is a smooth approximation: loose tolerance)
     frame = pd.DataFrame(x_train, columns=expr.columns)
@@ -109,6 +116,37 @@ def test_coxnet_matches_scikit_survival_and_lifelines_on_the_same_matrices(
     np.testing.assert_allclose(
         ll.params_[list(PLANTED)].to_numpy(), coefs[list(PLANTED)].to_numpy(), atol=0.03
     )
+
+
+def test_coxnet_cv_fits_on_training_and_validation_rows_and_val_on_training_rows_only() -> None:
+    """select=cv: CV over, and the fit on, the inner train + inner validation rows together — the coefficients equal
+    scikit-survival's CoxnetSurvivalAnalysis fitted on all of them at the chosen alpha. select=val: the fit stays on
+    the inner training rows (the validation rows chose the penalty)."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.util import Surv
+
+    from survlab.runner.coxnet import PenalisedCox
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((90, 6))
+    time = rng.exponential(np.exp(-x[:, 0] + 0.5 * x[:, 1]))
+    event = rng.random(90) < 0.7
+    tr, va = slice(0, 70), slice(70, 90)
+    cv = PenalisedCox(l1_ratio=0.5, n_alphas=20, select="cv", cv_folds=3)
+    fit = cv.fit(x[tr], time[tr], event[tr], x[va], time[va], event[va])
+    every = CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=20, alpha_min_ratio=0.01, max_iter=100000).fit(x, Surv.from_arrays(event, time))
+    np.testing.assert_allclose(fit.alphas, every.alphas_, rtol=1e-12)
+    k = fit.alphas.index(fit.alpha)
+    np.testing.assert_allclose(fit.coef, every.coef_[:, k], atol=1e-8)
+    assert fit.n_fit == 90 and fit.best_score == max(s for s in fit.scores if s is not None)
+    inner = CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=20, alpha_min_ratio=0.01, max_iter=100000).fit(
+        x[tr], Surv.from_arrays(event[tr], time[tr])
+    )
+    assert not np.allclose(fit.coef, inner.coef_[:, np.argmin(np.abs(inner.alphas_ - fit.alpha))], atol=1e-3)
+    val = PenalisedCox(l1_ratio=0.5, n_alphas=20, select="val").fit(x[tr], time[tr], event[tr], x[va], time[va], event[va])
+    k = val.alphas.index(val.alpha)
+    np.testing.assert_allclose(val.coef, inner.coef_[:, k], atol=1e-8)
+    assert val.n_fit == 70
 
 
 def test_coxnet_penalty_ignores_the_test_patients(tmp_path: Path, table_cohort: Path) -> None:
@@ -312,9 +350,11 @@ def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) 
 def test_below_chance_validation_warns_in_log_and_metrics(
     tmp_path: Path, table_cohort: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Inner-validation patients whose planted genes run the other way: the coxnet fit (chosen on training
-    patients) ranks them worse than chance, and the run says so."""
-    _, out = _job(tmp_path, "first", ["model=coxnet"])
+    """Inner-validation patients whose planted genes run the other way: a Cox MLP trained on the inner training
+    split ranks them worse than chance at every epoch, and the run says so. (Not coxnet: select=cv fits on the
+    validation patients too and reports its CV C-index; select=val can always fall back to the all-zero model, 0.5.)"""
+    mlp = ["model=coxmlp", "model.net.inputs=[genomics]", "model.task.lr=0.01", "trainer.max_epochs=4"]
+    _, out = _job(tmp_path, "first", mlp)
     split = _split(out)
     val = split.loc[split["split"] == "val", "case_id"]
     root = table_cohort.parent / "inverted_val"
@@ -326,7 +366,7 @@ def test_below_chance_validation_warns_in_log_and_metrics(
     ].to_numpy()  # swap the two planted genes
     expr.to_csv(root / "expression.csv", index=False)
     with caplog.at_level("WARNING", logger="survlab.run"):
-        metrics, _ = _job(tmp_path, "inverted", ["model=coxnet", f"data.root={root}"])
+        metrics, _ = _job(tmp_path, "inverted", [*mlp, f"data.root={root}"])
     assert metrics["val/best"] < 0.4
     assert metrics["selection_warning"].startswith(
         f"the selected checkpoint's inner-validation val/cindex is {metrics['val/best']:.3f}, below chance (0.500)"
