@@ -109,7 +109,9 @@ def test_frozen_filter_from_a_clam_checkpoint_on_the_command_line(tmp_path: Path
     )
     preds = pd.read_csv(out / "predictions.csv")  # the run's metric is scikit-learn's on its own predictions
     assert metrics["n_test"] == len(preds) > 0
-    assert metrics["test/balanced_accuracy"] == pytest.approx(balanced_accuracy_score(preds.label, preds.label_pred))
+    assert metrics["test/balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(preds.label, preds.label_pred)
+    )
     bad = _clam_checkpoint(tmp_path / "uni.pt", in_dim=1536)
     with pytest.raises(
         DataFileError,
@@ -185,7 +187,9 @@ def test_hmf_camelyon17_reports_the_rule_based_pn_beside_the_patient_head(tmp_pa
 
     assert metrics["test/pn_rule/kappa"] == pytest.approx(kappa("pn_rule"))
     assert metrics["test/pn_head/kappa"] == pytest.approx(kappa("pn_stage_pred"))
-    assert metrics["test/kappa"] == pytest.approx(metrics["test/pn_head/kappa"])  # the head's own (ordinal) kappa
+    assert metrics["test/kappa"] == pytest.approx(
+        metrics["test/pn_head/kappa"]
+    )  # the head's own (ordinal) kappa
     protocol = json.loads((out / "protocol.json").read_text())
     split = pd.read_csv(protocol["cohort"]["split_file"])
     assert protocol["validation"] == {"monitor": "val/kappa", "n_patients": int((split.split == "val").sum())}

@@ -164,7 +164,12 @@ def _coverage_repeats(calibrate_on: str, alpha: float, seeds: range) -> list[flo
     out = []
     for seed in seeds:
         frames = make_splits(
-            ids, time, event, int(cfg.folds), float(cfg.val_fraction), seed,
+            ids,
+            time,
+            event,
+            int(cfg.folds),
+            float(cfg.val_fraction),
+            seed,
             calibration_fraction=float(cfg.calibration_fraction),
         )
         for split in frames:
@@ -181,7 +186,9 @@ def _coverage_repeats(calibrate_on: str, alpha: float, seeds: range) -> list[flo
                         | {f"hazard_{k}": 0.0 for k in range(2)}
                     )
                 )
-            _, sets, labels, *_ = conformal_setting(pd.concat(rows), "real", "grade", alpha, "grade", n_bins=2)
+            _, sets, labels, *_ = conformal_setting(
+                pd.concat(rows), "real", "grade", alpha, "grade", n_bins=2
+            )
             out.append(float(sets[np.arange(len(labels)), labels].mean()))
     return out
 

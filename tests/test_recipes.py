@@ -270,7 +270,9 @@ def _check_against_predictions(metrics: dict[str, Any], out: Path) -> None:
     protocol = json.loads((out / "protocol.json").read_text())
     label = next(iter(protocol["objectives"].values()))["label"]  # the primary objective's
     known = preds[label].notna()
-    expected = balanced_accuracy_score(preds.loc[known, label].astype(str), preds.loc[known, f"{label}_pred"].astype(str))
+    expected = balanced_accuracy_score(
+        preds.loc[known, label].astype(str), preds.loc[known, f"{label}_pred"].astype(str)
+    )
     assert metrics["test/balanced_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 

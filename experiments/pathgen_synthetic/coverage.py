@@ -28,7 +28,11 @@ def job_rows(path: Path, rng: np.random.Generator) -> tuple[dict, list[dict]]:
     frame = frame[(frame["source"] == "real") & (frame["grade"] >= 0)]
     scores = lac_scores(frame.filter(regex="^grade_prob_").to_numpy(), frame["grade"].to_numpy())
     cal, grade = (frame["part"] == "calibration").to_numpy(), frame["grade"].to_numpy()
-    row: dict = {"job": "/".join(path.parent.parent.parts[-2:]), "n_calibration": int(cal.sum()), "n_test": int((~cal).sum())}
+    row: dict = {
+        "job": "/".join(path.parent.parent.parts[-2:]),
+        "n_calibration": int(cal.sum()),
+        "n_test": int((~cal).sum()),
+    }
     per_grade = []
     for alpha in ALPHAS:
         qhat = conformal_quantile(scores[cal], alpha)
@@ -40,7 +44,9 @@ def job_rows(path: Path, rng: np.random.Generator) -> tuple[dict, list[dict]]:
             sims[i] = (scores[t] <= conformal_quantile(scores[c], alpha) + 1e-12).mean()
         row[f"coverage_{alpha:g}"] = float(covered.mean())
         row[f"permutation_mean_{alpha:g}"] = float(sims.mean())
-        row[f"percentile_{alpha:g}"] = float((sims < covered.mean()).mean() + 0.5 * (sims == covered.mean()).mean())
+        row[f"percentile_{alpha:g}"] = float(
+            (sims < covered.mean()).mean() + 0.5 * (sims == covered.mean()).mean()
+        )
         if alpha == 0.2:
             for g in np.unique(grade):
                 sel = grade[~cal] == g

@@ -253,7 +253,11 @@ class HMF(OutcomeNet):
         self.token_ffn = _token_ffn([dim, *ffn_hidden, dim], ffn_dropout, bool(ffn_norm))
         self.token_norm = nn.LayerNorm(dim)
         self.slide_transformer = _encoder(
-            dim, slide_heads, slide_ff, slide_layers, ffn_dropout if slide_dropout is None else float(slide_dropout)
+            dim,
+            slide_heads,
+            slide_ff,
+            slide_layers,
+            ffn_dropout if slide_dropout is None else float(slide_dropout),
         )
         self.slide_embed = nn.Sequential(nn.Linear(dim, slide_dim), nn.GELU(), nn.LayerNorm(slide_dim))
         slide_targets = list(dims.slide_n_classes) if slide_targets is None else list(slide_targets)

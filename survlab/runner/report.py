@@ -189,7 +189,9 @@ def pn_rule_report(rule: Any, preds: pd.DataFrame, out_dir: Path) -> dict[str, A
     slides = pd.read_csv(path, dtype={"case_id": str})
     slides = slides[slides["objective"] == objective]
     if slides.empty:
-        raise ValueError(f"pn_rule: {path} has no rows of slide objective {objective!r}; set pn_rule.slide_objective")
+        raise ValueError(
+            f"pn_rule: {path} has no rows of slide objective {objective!r}; set pn_rule.slide_objective"
+        )
     table = pn_rule_table(slides, "pred").merge(
         preds[["case_id", label, f"{label}_pred"]].astype({"case_id": str}), on="case_id", how="inner"
     )

@@ -154,10 +154,14 @@ def test_calibration_part_leaves_every_folds_val_and_test_unchanged(stratify: st
     time, event = rng.exponential(10, n) + 0.1, rng.random(n) < 0.6
     label = rng.integers(0, 4, n).astype(object) if stratify == "label" else None
     plain = make_splits(ids, time, event, folds=5, val_fraction=0.2, seed=7, label=label)
-    cal = make_splits(ids, time, event, folds=5, val_fraction=0.2, seed=7, label=label, calibration_fraction=0.25)
+    cal = make_splits(
+        ids, time, event, folds=5, val_fraction=0.2, seed=7, label=label, calibration_fraction=0.25
+    )
     for k, (a, b) in enumerate(zip(plain, cal, strict=True)):
         for part in ("val", "test"):
-            assert b.loc[b["split"] == part, "case_id"].tolist() == a.loc[a["split"] == part, "case_id"].tolist(), (
+            assert (
+                b.loc[b["split"] == part, "case_id"].tolist() == a.loc[a["split"] == part, "case_id"].tolist()
+            ), (
                 k,
                 part,
             )
@@ -178,5 +182,7 @@ def test_calibration_splits_of_the_older_draw_are_not_reused(tiny_cohort: Path, 
     assert new.fold(1).val == plain.fold(1).val
     del meta["calibration_draw"]
     (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"holds calibration splits of an older survlab .*delete .*/s to regenerate"):
+    with pytest.raises(
+        ValueError, match=r"holds calibration splits of an older survlab .*delete .*/s to regenerate"
+    ):
         ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2, calibration_fraction=0.25)

@@ -32,7 +32,9 @@ def test_the_challenges_rule_on_hand_made_nodes(slides: list[str], expected: str
 
 
 def test_unknown_slide_stage_is_a_one_line_error() -> None:
-    with pytest.raises(ValueError, match=r"slide stage\(s\) \['tumor'\] unknown; expected \['negative', 'itc'"):
+    with pytest.raises(
+        ValueError, match=r"slide stage\(s\) \['tumor'\] unknown; expected \['negative', 'itc'"
+    ):
         pn_stage(["negative", "tumor"])
 
 
@@ -76,7 +78,9 @@ def test_run_report_puts_the_rule_beside_the_patient_head(tmp_path: Path) -> Non
     truth = [e for _, e in CASES]
     truth[2] = "pN1"  # the rule is wrong on one patient
     head = ["pN0"] * len(CASES)
-    preds = pd.DataFrame({"case_id": [f"P{i}" for i in range(len(CASES))], "pn_stage": truth, "pn_stage_pred": head})
+    preds = pd.DataFrame(
+        {"case_id": [f"P{i}" for i in range(len(CASES))], "pn_stage": truth, "pn_stage_pred": head}
+    )
     out = pn_rule_report({"slide_objective": "slide_ce", "patient_label": "pn_stage"}, preds, tmp_path)
     idx = {s: i for i, s in enumerate(PN_STAGES)}
     rule = [e for _, e in CASES]

@@ -98,7 +98,9 @@ def test_learns_a_planted_grade_and_survival_signal() -> None:
             batch = collate([train[j] for j in torch.randperm(72)[:16]])
             pred = net.train()(batch)
             loss = 0.3 * nll_discrete_survival(pred.hazard_logits, batch.time_bin, batch.event)
-            loss = loss + 0.7 * torch.nn.functional.cross_entropy(pred.class_logits["grade"], batch.labels["grade"])
+            loss = loss + 0.7 * torch.nn.functional.cross_entropy(
+                pred.class_logits["grade"], batch.labels["grade"]
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
