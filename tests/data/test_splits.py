@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from survlab.data.cohort import Cohort
-from survlab.data.splits import FoldSplit, ensure_splits, make_splits
+from survlab.data.splits import FoldSplit, SplitSet, ensure_splits, make_splits
 
 
 def _cohort(tiny_cohort: Path) -> Cohort:
@@ -181,6 +181,7 @@ def test_calibration_splits_of_the_older_draw_are_not_reused(tiny_cohort: Path, 
     assert meta["calibration_draw"] == 2 and new.fold(1).hash != plain.fold(1).hash
     assert new.fold(1).val == plain.fold(1).val
     del meta["calibration_draw"]
+    assert SplitSet(tmp_path / "s", meta).fold_hash(1) != new.fold(1).hash  # the draw is part of the hash
     (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(
         ValueError, match=r"holds calibration splits of an older survlab .*delete .*/s to regenerate"
