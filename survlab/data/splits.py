@@ -100,8 +100,9 @@ def make_splits(
 
     Patients are sorted by case_id before any random draw, so the assignment does not depend on the input order.
     `label` [N] (class values, NaN = missing): outer folds stratified by label (x event when `survival`) [x site]
-    and the inner parts by label (x event) instead of event x time. `calibration_fraction` of each training part
-    (per inner stratum, after the validation draw) becomes the `calibration` part.
+    and the inner parts by label (x event) instead of event x time. `calibration_fraction` of each inner-train part
+    (per inner stratum, drawn after the validation draw from a stream of its own, `calibration_rng`) becomes the
+    `calibration` part: the test and val parts of every fold are those of the same call without calibration.
     """
     case_ids = np.asarray(list(map(str, case_ids)), dtype=object)
     time, event = np.asarray(time, float), np.asarray(event, bool)
@@ -132,13 +133,38 @@ def make_splits(
         train = np.flatnonzero(outer != k)
         groups = (False, True) if label is None else sorted(set(inner.tolist()))
         carve_validation(split, train, inner, groups, val_fraction, rng)
-        if calibration_fraction > 0:  # drawn after validation, so the train/val assignment is unchanged
-            for ev in groups:
-                idx = rng.permutation(train[(inner[train] == ev) & (split[train] == "train")])
-                n_cal = int(round(calibration_fraction * len(idx)))
-                split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
+        if calibration_fraction > 0:  # own random stream: `rng` (hence every fold's val part) is untouched
+            carve_calibration(split, train, inner, groups, calibration_fraction, calibration_rng(seed, k))
         out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
     return out
+
+
+# Version of the calibration draw, recorded in meta.json (and so in every fold hash) of split dirs with a
+# calibration part. 2: drawn from the inner-train part with a per-fold stream of its own, so the test and val parts
+# of every fold equal those of the run without calibration (version 1, unrecorded, drew from the folds' shared
+# stream and so changed the val parts of folds 1..k-1).
+CALIBRATION_DRAW = 2
+
+
+def calibration_rng(seed: int, fold: int) -> np.random.Generator:
+    """The random stream of fold `fold`'s calibration draw: independent of the stream of the outer / val draws."""
+    return np.random.default_rng([int(seed), int(fold), 0xCA1])
+
+
+def carve_calibration(
+    split: np.ndarray,
+    train: np.ndarray,
+    inner: np.ndarray,
+    groups: Sequence[Any],
+    calibration_fraction: float,
+    rng: np.random.Generator,
+) -> None:
+    """Mark `calibration_fraction` of the inner-train rows (indices `train` still marked "train" in `split` [N]) as
+    "calibration" in place, per inner stratum; at least one per stratum of >= 2. Val and test rows never move."""
+    for ev in groups:
+        idx = rng.permutation(train[(inner[train] == ev) & (split[train] == "train")])
+        n_cal = int(round(calibration_fraction * len(idx)))
+        split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
 
 
 def carve_validation(
@@ -243,7 +269,7 @@ class SplitSet:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
         new = [
-            key for key in ("calibration_fraction", "imported") if key in self.meta
+            key for key in ("calibration_fraction", "calibration_draw", "imported") if key in self.meta
         ]  # only when used: old hashes stay
         values = {key: self.meta.get(key) for key in (*keys, *new)}
         return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
@@ -333,6 +359,7 @@ def ensure_splits(
         raise ValueError(f"splits.calibration_fraction must be in [0, 1), got {calibration_fraction}")
     if calibration_fraction:  # recorded (and hashed) only when used: split dirs without it are unchanged
         settings["calibration_fraction"] = float(calibration_fraction)
+        settings["calibration_draw"] = CALIBRATION_DRAW
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -342,6 +369,13 @@ def ensure_splits(
                 f"{len(case_ids)} in this cohort); delete {split_dir} or choose another splits.dir"
             )
         changed = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
+        if set(changed) == {"calibration_draw"}:
+            raise ValueError(
+                f"{split_dir} holds calibration splits of an older survlab (calibration_draw "
+                f"{meta.get('calibration_draw', 1)}, now {CALIBRATION_DRAW}: its calibration draw also changed the val "
+                f"parts of folds 1..{int(meta['folds']) - 1}); delete {split_dir} to regenerate the splits or choose "
+                f"another splits.dir"
+            )
         if changed:
             raise ValueError(
                 f"{split_dir} was written with other settings {changed} (stored, requested); delete it or choose "

@@ -22,7 +22,8 @@ Per patient:
 Choices where the spec is open (and the reference's defects, not copied):
 - Batching: patients are padded bags with `slide_index`; the kept patches of every real slide of the batch form one
   [M, k_max] batch of slides with a key mask, so a slide never attends to another slide's patches or to padding.
-- k = max(1, floor(n * ratio)) per slide (a 1-patch slide keeps its patch); ties keep the bag order.
+- k = max(1, floor(n * ratio)) per slide (a 1-patch slide keeps its patch), in exact integer arithmetic on the decimal
+  ratio (`kept_per_slide`); ties keep the bag order.
 - `filter: trainable` trains the scorer with CLAM's bag loss: the slide's attention-pooled patch embedding ->
   linear head -> CE on the slide target, returned as `aux_losses["filter"]` (top-k selection itself has no
   gradient). `frozen`: weights from a user's CLAM checkpoint (loaded by `survlab.tasks.pretrained`; the network
@@ -36,6 +37,12 @@ Choices where the spec is open (and the reference's defects, not copied):
   where the cohort has one, else the patient's label for each of its slides (TCGA: one subtype per patient).
 - A frozen text encoder's prompt embeddings are computed once at construction and kept as a buffer
   (`prompt_embeddings`); a trainable one runs every forward pass (it is then a submodule and is fine-tuned).
+
+Spec deviations kept as defaults (the published runs, experiments/hmf_benchmark, used them; each has an option):
+- the token FFN of step 7 has no LayerNorm inside (the spec: ReLU, LayerNorm, Dropout 0.3 per hidden layer);
+  `ffn_norm: true` adds it.
+- the slide TransformerEncoder of step 7 uses the FFN's dropout 0.3 (the reference keeps PyTorch's 0.1);
+  `slide_dropout: 0.1` gives the reference's.
 
 Prediction: class_logits[label] [B, K] (patient heads), slide_logits[slide label] [B, S, K_s] (zeros on absent
 slide slots), aux_losses {"contrastive", "filter"} in training, attention {"slide" [B, S] slide weights per patient,
@@ -54,8 +61,8 @@ runs HMF.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +100,17 @@ class AttentionFilter(nn.Module):
         return h, self.pool.scores(h)
 
 
+def _token_ffn(dims: Sequence[int], dropout: float, norm: bool) -> nn.Sequential:
+    """Step 7's per-token FFN through `dims` (d -> 256 -> 128 -> d): Linear -> ReLU [-> LayerNorm] -> Dropout on the
+    hidden layers, the last Linear bare; `norm` adds the spec's LayerNorm (off by default: published runs)."""
+    if not norm:
+        return mlp(dims, dropout=dropout, last_act=False)
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(dims[:-2], dims[1:-1], strict=True):
+        layers += [nn.Linear(d_in, d_out), nn.ReLU(), nn.LayerNorm(d_out), nn.Dropout(dropout)]
+    return nn.Sequential(*layers, nn.Linear(dims[-2], dims[-1]))
+
+
 def _encoder(dim: int, heads: int, ff: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -126,8 +144,10 @@ class HMF(OutcomeNet):
         filter: trainable | frozen | none; ratio: fraction of each slide's patches kept; filter_hidden / filter_attn
         / filter_dropout: the CLAM scorer ([D, 512, 256], 0.25).
         use_text: Bi-Cross Attention + contrastive loss (false: the "no text" ablation); temperature: 0.07.
-        dim / heads / cross_dropout: Bi-Cross Attention (512, 8, 0.25); ffn_hidden / ffn_dropout: token FFN
-        ([256, 128], 0.3); slide_heads / slide_ff / slide_layers: slide transformer (4, 1024, 2); slide_dim: E (1024).
+        dim / heads / cross_dropout: Bi-Cross Attention (512, 8, 0.25); ffn_hidden / ffn_dropout / ffn_norm: token
+        FFN ([256, 128], 0.3, false: no LayerNorm inside, see the spec notes); slide_heads / slide_ff / slide_layers /
+        slide_dropout: slide transformer (4, 1024, 2, null = ffn_dropout 0.3; the reference's is 0.1); slide_dim: E
+        (1024).
         pool_hidden / pool_dropout: slide attention pooling ([512, 256], 0.25); patient_heads / patient_ff /
         patient_layers / patient_dropout: patient transformer (8, 1024, 2, 0.3); bottleneck (256); head_hidden (256).
     """
@@ -153,6 +173,8 @@ class HMF(OutcomeNet):
         cross_dropout: float = 0.25,
         ffn_hidden: Sequence[int] = (256, 128),
         ffn_dropout: float = 0.3,
+        ffn_norm: bool = False,
+        slide_dropout: float | None = None,
         slide_heads: int = 4,
         slide_ff: int = 1024,
         slide_layers: int = 2,
@@ -228,9 +250,15 @@ class HMF(OutcomeNet):
             self.contrast_text = nn.Linear(dim, dim)
         self.shared_proj = nn.Linear(dim, dim)
 
-        self.token_ffn = mlp([dim, *ffn_hidden, dim], dropout=ffn_dropout, last_act=False)
+        self.token_ffn = _token_ffn([dim, *ffn_hidden, dim], ffn_dropout, bool(ffn_norm))
         self.token_norm = nn.LayerNorm(dim)
-        self.slide_transformer = _encoder(dim, slide_heads, slide_ff, slide_layers, ffn_dropout)
+        self.slide_transformer = _encoder(
+            dim,
+            slide_heads,
+            slide_ff,
+            slide_layers,
+            ffn_dropout if slide_dropout is None else float(slide_dropout),
+        )
         self.slide_embed = nn.Sequential(nn.Linear(dim, slide_dim), nn.GELU(), nn.LayerNorm(slide_dim))
         slide_targets = list(dims.slide_n_classes) if slide_targets is None else list(slide_targets)
         unknown = [t for t in slide_targets if t not in dims.slide_n_classes]
@@ -288,7 +316,8 @@ class HMF(OutcomeNet):
         if self.filter is None:  # no filter: every patch of every slide
             k = counts
         else:
-            k = torch.where(counts > 0, torch.clamp(torch.floor(counts * self.ratio).long(), min=1), 0)
+            num, den = ratio_fraction(self.ratio)  # exact integer floor(n * ratio): no float32 rounding
+            k = torch.where(counts > 0, torch.clamp(counts.long() * num // den, min=1), 0)
         k_max = max(int(k.max()), 1)
         ranked = (
             scores.float().masked_fill(~member, float("-inf")).argsort(dim=-1, descending=True, stable=True)
@@ -408,9 +437,18 @@ class HMF(OutcomeNet):
         return F.cross_entropy(self.filter_head(pooled[known]).float(), target[known])
 
 
+def ratio_fraction(ratio: float) -> tuple[int, int]:
+    """`ratio` as the exact fraction of the decimal it is written as (0.29 -> (29, 100)): numerator, denominator."""
+    frac = Fraction(repr(float(ratio)))
+    return frac.numerator, frac.denominator
+
+
 def kept_per_slide(n_patches: int, ratio: float) -> int:
-    """Patches a slide of `n_patches` keeps: max(1, floor(n * ratio)) (0 for an empty slide)."""
-    return 0 if n_patches <= 0 else max(1, math.floor(n_patches * ratio))
+    """Patches a slide of `n_patches` keeps: max(1, floor(n * ratio)) in exact integer arithmetic on the decimal
+    ratio (floor(100 * 0.29) = 29, where float64 gives 28 and float32 can be one off on large slides); 0 for an
+    empty slide."""
+    num, den = ratio_fraction(ratio)
+    return 0 if n_patches <= 0 else max(1, n_patches * num // den)
 
 
-__all__ = ["FILTER_MODES", "HMF", "AttentionFilter", "BiCrossAttention", "kept_per_slide"]
+__all__ = ["FILTER_MODES", "HMF", "AttentionFilter", "BiCrossAttention", "kept_per_slide", "ratio_fraction"]

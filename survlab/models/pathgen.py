@@ -6,7 +6,9 @@ Pipeline (d = `dim`, G gene groups of sizes n_g, bag [B, N, D] with mask [B, N])
 
 1. each noisy group x_t,g [B, n_g] → its own encoder (Linear + Mish + AlphaDropout, widths n_g → *enc_hidden → d)
    → omic tokens O [B, G, d]
-2. sinusoidal time embedding (diffusers `Timesteps`, `time_dim`) → Linear(time_dim → time_hidden) → Mish →
+2. sinusoidal time embedding (diffusers `Timesteps`, `time_dim`; its period constant is 10000, the reference's
+   1000: a documented deviation, kept because the published generator numbers were trained with it — the embedding
+   still separates all T = 1000 steps) → Linear(time_dim → time_hidden) → Mish →
    Linear(→ d) → one time token, repeated G times as queries; survlab adds
    a learned group embedding [G, d] to them (the reference's G queries start identical, so only the attention over
    O can tell the groups apart; with the embedding each query knows its group from the start)

@@ -62,6 +62,15 @@ def _ckpt(key: str, value: Any) -> None:
 
 
 #: top-level keys of conf/config.yaml and how their values are checked
+def _pn_rule(key: str, value: Any) -> None:
+    keys = {"slide_objective", "patient_label"}
+    if value is not None and (not hasattr(value, "keys") or set(value.keys()) != keys):
+        raise ConfigError(
+            f"{key}={value!r} must be null or {{slide_objective: <a slide-level objective>, patient_label: <the pN "
+            f"label>}}"
+        )
+
+
 TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "seed": _int(0),
     "fold": _int(0),
@@ -80,6 +89,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "optimized_metric": None,
     "tags": None,
     "pipeline": None,  # multi-stage recipes (experiment=pathgen_pipeline_*), see survlab.pipelines
+    "pn_rule": _pn_rule,  # experiment=hmf_camelyon17: CAMELYON17's rule-based pN beside the patient head
 }
 GROUPS = (
     "data",

@@ -19,6 +19,7 @@ from survlab.eval.classification import confusion_matrix, plot_confusion
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
+from survlab.eval.pn_stage import pn_rule_metrics, pn_rule_table
 from survlab.models.base import survival_from_hazard_logits
 from survlab.runner.km_report import training_cutoffs
 from survlab.tasks.objectives import (
@@ -172,6 +173,44 @@ def _classification_outputs(
             pd.concat(slide_frames, ignore_index=True).to_csv(tmp, index=False)
 
 
+def pn_rule_report(rule: Any, preds: pd.DataFrame, out_dir: Path) -> dict[str, Any]:
+    """CAMELYON17's rule-based pN baseline beside the patient head (`pn_rule: {slide_objective, patient_label}`):
+    pN from the test slides' PREDICTED stages (slide_predictions.csv of `slide_objective`) by the challenge's rule,
+    scored against the true pN like the patient head's argmax -> pn_rule.csv and {"test/pn_rule/<metric>",
+    "test/pn_head/<metric>"} (quadratic kappa: the challenge's metric)."""
+    objective, label = str(rule["slide_objective"]), str(rule["patient_label"])
+    path = out_dir / "slide_predictions.csv"
+    if not path.is_file() or label not in preds.columns:
+        raise ValueError(
+            f"pn_rule: needs slide predictions of objective {objective!r} ({path}) and the patient label "
+            f"{label!r} in predictions.csv (columns {list(preds.columns)}); check pn_rule.slide_objective / "
+            f"pn_rule.patient_label"
+        )
+    slides = pd.read_csv(path, dtype={"case_id": str})
+    slides = slides[slides["objective"] == objective]
+    if slides.empty:
+        raise ValueError(
+            f"pn_rule: {path} has no rows of slide objective {objective!r}; set pn_rule.slide_objective"
+        )
+    table = pn_rule_table(slides, "pred").merge(
+        preds[["case_id", label, f"{label}_pred"]].astype({"case_id": str}), on="case_id", how="inner"
+    )
+    table = table[table[label].notna()]
+    with atomic_path(out_dir / "pn_rule.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    out: dict[str, Any] = {}
+    for who, column in (("pn_rule", "pn_rule"), ("pn_head", f"{label}_pred")):
+        for k, v in pn_rule_metrics(table[column].tolist(), table[label].tolist()).items():
+            out[f"test/{who}/{k}"] = v
+    log.info(
+        "pN stage (test, %d patients): rule on predicted slide stages kappa %.3f; patient head kappa %.3f",
+        len(table),
+        out["test/pn_rule/kappa"],
+        out["test/pn_head/kappa"],
+    )
+    return out
+
+
 def write_run_outputs(
     cfg: DictConfig,
     out_dir: Path,
@@ -257,6 +296,9 @@ def write_run_outputs(
             task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs
         )
         metrics.update({f"test/{k}": v for k, v in groups.items()})
+    if cfg.get("pn_rule"):
+        metrics.update(pn_rule_report(cfg.pn_rule, preds, out_dir))
+    split = getattr(datamodule, "split", None)
     protocol = {
         "cohort": datamodule.describe(),
         "model": {
@@ -270,6 +312,10 @@ def write_run_outputs(
         "fold": int(cfg.fold),
         "selection": cfg.selection,
         "monitor": cfg.monitor,
+        "validation": {  # what the monitored metric is computed on: the inner validation patients of this fold
+            "monitor": cfg.monitor,
+            "n_patients": len(split.val) if split is not None else None,
+        },
         "selected_checkpoint": ckpt,
         "seed": int(cfg.seed),
         "objectives": {

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from survlab.data.cohort import Cohort
-from survlab.data.splits import FoldSplit, ensure_splits, make_splits
+from survlab.data.splits import FoldSplit, SplitSet, ensure_splits, make_splits
 
 
 def _cohort(tiny_cohort: Path) -> Cohort:
@@ -142,3 +142,48 @@ def test_split_parts_do_not_depend_on_the_split_files_row_order(tiny_cohort: Pat
 def test_make_splits_rejects_a_patient_given_twice() -> None:
     with pytest.raises(ValueError, match=r"make_splits: case_id\(s\) P1 given twice"):
         make_splits(["P0", "P1", "P1", "P2"], np.ones(4), np.ones(4, bool), folds=2)
+
+
+@pytest.mark.parametrize("stratify", ["event", "label"])
+def test_calibration_part_leaves_every_folds_val_and_test_unchanged(stratify: str) -> None:
+    """Issue 21.6: the calibration part comes out of the inner-train part only; the val and test parts of EVERY fold
+    (not only fold 0) are those of the same splits without calibration."""
+    rng = np.random.default_rng(4)
+    n = 125
+    ids = [f"P{i:03d}" for i in range(n)]
+    time, event = rng.exponential(10, n) + 0.1, rng.random(n) < 0.6
+    label = rng.integers(0, 4, n).astype(object) if stratify == "label" else None
+    plain = make_splits(ids, time, event, folds=5, val_fraction=0.2, seed=7, label=label)
+    cal = make_splits(
+        ids, time, event, folds=5, val_fraction=0.2, seed=7, label=label, calibration_fraction=0.25
+    )
+    for k, (a, b) in enumerate(zip(plain, cal, strict=True)):
+        for part in ("val", "test"):
+            assert (
+                b.loc[b["split"] == part, "case_id"].tolist() == a.loc[a["split"] == part, "case_id"].tolist()
+            ), (
+                k,
+                part,
+            )
+        was_train = set(a.loc[a["split"] == "train", "case_id"])
+        n_cal = int((b["split"] == "calibration").sum())
+        assert set(b.loc[b["split"].isin(["train", "calibration"]), "case_id"]) == was_train
+        assert 0.2 * len(was_train) <= n_cal <= 0.3 * len(was_train), (k, n_cal, len(was_train))
+
+
+def test_calibration_splits_of_the_older_draw_are_not_reused(tiny_cohort: Path, tmp_path: Path) -> None:
+    """A split dir with a calibration part written before the draw changed (no calibration_draw in meta.json) is an
+    error naming the dir, never silently reused; the fold hash records the draw."""
+    table = _cohort(tiny_cohort).table
+    plain = ensure_splits(table, tmp_path / "p", folds=3, val_fraction=0.2)
+    new = ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2, calibration_fraction=0.25)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["calibration_draw"] == 2 and new.fold(1).hash != plain.fold(1).hash
+    assert new.fold(1).val == plain.fold(1).val
+    del meta["calibration_draw"]
+    assert SplitSet(tmp_path / "s", meta).fold_hash(1) != new.fold(1).hash  # the draw is part of the hash
+    (tmp_path / "s" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match=r"holds calibration splits of an older survlab .*delete .*/s to regenerate"
+    ):
+        ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2, calibration_fraction=0.25)

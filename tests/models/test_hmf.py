@@ -146,6 +146,30 @@ def test_the_filter_keeps_the_top_scored_patches_of_each_slide() -> None:
         assert kept[in_slide][top].all()  # exactly the k best-scored patches of THIS slide
 
 
+def test_kept_count_is_the_exact_integer_floor_of_n_times_the_ratio() -> None:
+    """Issue 21.7: k = floor(n * ratio) exactly (integer arithmetic on the decimal ratio): float32 gave 4169 for a
+    5003-patch slide at ratio 0.8333 (exact 5003 * 8333 // 10000 = 4168) and float64 gives 28 for 100 * 0.29."""
+    assert kept_per_slide(5003, 0.8333) == 4168 and kept_per_slide(100, 0.29) == 29
+    assert kept_per_slide(98305, 0.66667) == 65536 and kept_per_slide(1, 0.29) == 1
+    net = make_net(ratio=0.8333, filter_hidden=4, filter_attn=2).eval()
+    sizes = [5003, 10006, 7]
+    batch = padded([item(0, random_slides(sizes, 4))])
+    with torch.no_grad():
+        sel = net.select_patches(batch, n_slides=3)
+    assert sel["keep_mask"][0].sum(-1).tolist() == [n * 8333 // 10000 for n in sizes] == [4168, 8337, 5]
+
+
+def test_spec_options_for_the_token_ffn_norm_and_the_slide_transformer_dropout() -> None:
+    """Issue 21.7: the defaults keep the published architecture; ffn_norm / slide_dropout give the spec's."""
+    default, spec = make_net(), make_net(ffn_norm=True, slide_dropout=0.1)
+    norms = lambda m: [x.normalized_shape for x in m.token_ffn if isinstance(x, nn.LayerNorm)]  # noqa: E731
+    assert norms(default) == [] and norms(spec) == [(16,), (8,)]  # after each hidden ReLU: [16, 8]
+    drop = lambda m: {x.p for x in m.slide_transformer.modules() if isinstance(x, nn.Dropout)}  # noqa: E731
+    assert drop(default) == {0.3} and drop(spec) == {0.1}
+    batch = padded([item(0, random_slides([5, 3], 0))])
+    assert spec.eval()(batch).class_logits["label"].shape == (1, 2)
+
+
 def test_a_slides_outputs_depend_only_on_its_own_patches() -> None:
     net = make_net().eval()
     a0, a1 = random_slides([6, 4], 0)
