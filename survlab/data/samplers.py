@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-
 from typing import Any
 
 import torch
