@@ -230,20 +230,20 @@ def test_lr_sweep_and_a_changed_config_never_reuse_a_job_dir(tmp_path: Path, dat
     done = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")}
     proc = run_survlab([*base, "model.task.lr=1e-3,1e-4", "data.batch_size=4"])
     out = proc.stdout + proc.stderr
+    # a refused sweep does not look finished: non-zero exit, one line, refusals counted apart from completions
+    assert proc.returncode == 1, out[-3000:]
+    assert "Jobs: 2 — 0 completed, 0 failed, 2 refused" in (sweep_dir / "summary.md").read_text()
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert table.n_refused.tolist() == [1, 1] and table.n_folds.tolist() == [0, 0]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"survlab: error: sweep {sweep_dir}: 2 job(s) not completed (2 refused, 0 failed; "), last
     errors = [ln for ln in out.splitlines() if "[ERROR]" in ln]
     assert len(errors) == 2 and all(
         "refused: " in ln and "holds a job with another configuration (data.batch_size: 8 -> 4)" in ln
         for ln in errors
     ), out[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")} == done
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")} == done  # left untouched
     assert not list(sweep_dir.rglob("FAILED"))
-    # a refused sweep does not look finished: non-zero exit, one line, refusals counted apart from completions
-    assert proc.returncode == 1, out[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"survlab: error: sweep {sweep_dir}: 2 job(s) not completed (2 refused, 0 failed; "), last
-    assert "Jobs: 2 — 0 completed, 0 failed, 2 refused" in (sweep_dir / "summary.md").read_text()
-    table = pd.read_csv(sweep_dir / "summary.csv")
-    assert table.n_refused.tolist() == [1, 1] and table.n_folds.tolist() == [0, 0]
     # the first configuration again: both jobs are skipped as completed, the sweep exits 0 and counts them done
     out = check(run_survlab([*base, "model.task.lr=1e-3,1e-4"]))
     assert out.count("skipping completed job") == 2
