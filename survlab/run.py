@@ -195,6 +195,7 @@ def hydra_main(cfg: DictConfig) -> float:
     ):  # a DDP child rank relaunched into the job's dir: rank 0 owns the dir, its lock and markers
         train(cfg, out_dir)
         return math.nan
+    started: list[bool] = []  # set once the job runs (markers cleared): an error after that is a failure
     try:
         check_config(cfg)
         resolve_auto(cfg)
@@ -203,13 +204,18 @@ def hydra_main(cfg: DictConfig) -> float:
 
             check_multirun_strategy(cfg)
         with jobs.JobLock(out_dir):
-            return _run_job(cfg, out_dir, multirun)
+            return _run_job(cfg, out_dir, multirun, started)
     except Exception as exc:
         line = jobs.error_line(exc)
         where = f" (traceback: {out_dir / jobs.FAILED})" if (out_dir / jobs.FAILED).is_file() else ""
         log.debug("job error", exc_info=exc)  # the full traceback, into the job's log file
         if multirun:
-            log.error("job %s not completed: %s%s", out_dir, line, where)
+            outcome = "failed" if started else "refused"  # refused: never ran, its dir left untouched
+            log.error("job %s %s: %s%s", out_dir, outcome, line, where if started else "")
+            try:
+                jobs.record_outcome(HydraConfig.get().sweep.dir, out_dir, outcome, line)
+            except OSError as err:  # the sweep dir is not writable either: the log line above still says it
+                log.error("could not record the job's outcome in the sweep dir: %s", err)
             return math.nan
         if os.environ.get("SURVLAB_TRACEBACK") == "1":
             raise
@@ -225,7 +231,9 @@ def _rank() -> int:
     return 0
 
 
-def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
+def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool, started: list[bool]) -> float:
+    """Skip a completed job of the same identity, else record it, clear its markers and run it (appending to
+    `started` first); raises JobError when the dir holds another configuration's job."""
     identity = jobs.identity_of(cfg)
     same = jobs.check_identity(out_dir, identity)
     if same and cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
@@ -236,6 +244,7 @@ def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> float:
         return jobs.read_job_metric(out_dir, cfg.optimized_metric)
     jobs.write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
     jobs.clear_markers(out_dir)
+    started.append(True)
     try:
         if (
             cfg.get("pipeline") is not None
@@ -283,6 +292,12 @@ def main() -> None:
     """`python -m survlab.run` / `survlab-run`."""
     sys.argv = resume_argv(sys.argv)
     hydra_main()
+    from survlab.runner.hydra_callbacks import sweep_problems
+
+    problem = sweep_problems()  # a multirun with refused or failed jobs: say so, exit non-zero
+    if problem:
+        print(f"survlab: error: {problem}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

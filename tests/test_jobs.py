@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +75,56 @@ def test_a_live_job_dir_is_refused(tmp_path: Path) -> None:
             jobs.JobLock(tmp_path).__enter__()
     with jobs.JobLock(tmp_path):  # released on exit
         pass
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, ro: Path) -> None:
+    """Make every file or dir creation at or under `ro` fail with EROFS, as on a read-only mount (the tests run as
+    root, which chmod does not stop)."""
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def under(path: object) -> bool:
+        return os.path.abspath(os.fsdecode(path)).startswith(str(ro))  # type: ignore[arg-type]
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if under(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))  # type: ignore[arg-type]
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def open_(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))  # type: ignore[arg-type]
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_read_only_run_or_sweep_dir_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, mode: str
+) -> None:
+    """A run / sweep dir on a read-only file system ends in survlab's one line, not Hydra's traceback and hint."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from survlab import run
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _read_only(monkeypatch, ro)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    target = ro / mode
+    where = [f"hydra.run.dir={target}"] if mode == "run" else [f"hydra.sweep.dir={target}", "fold=0,1"]
+    flag = ["-m"] if mode == "sweep" else []
+    monkeypatch.setattr(sys, "argv", ["survlab.run", *flag, *tiny_overrides(tmp_path, tmp_path / "data"), *where])
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as exit_:
+        run.main()
+    err = capsys.readouterr().err
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    assert exit_.value.code == 1 and err.strip().splitlines() == [
+        f"survlab: error: {mode} dir: cannot write {target} (Read-only file system); pass a writable {key}=<dir>"
+    ], err[-2000:]
+    assert not target.exists() and not (tmp_path / "data").exists()
 
 
 def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:

@@ -190,6 +190,88 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(
     assert resumed["test/cindex"] == full["test/cindex"]
 
 
+def _weights(run_dir: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    return ckpt["state_dict"]
+
+
+def _assert_same_run(full_out: Path, resumed_out: Path) -> None:
+    """Bit-identical final weights (last.ckpt) and test predictions; the message gives max |delta risk|."""
+    import torch
+
+    a, b = _weights(full_out), _weights(resumed_out)
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    ra = pd.read_csv(full_out / "predictions.csv").set_index("case_id")["risk"]
+    rb = pd.read_csv(resumed_out / "predictions.csv").set_index("case_id")["risk"].loc[ra.index]
+    delta = float(np.abs(ra.to_numpy() - rb.to_numpy()).max())
+    assert not differ and delta == 0.0, f"resumed run differs: max |delta risk| {delta:.3g}, weights {differ[:3]}"
+
+
+WORKERS = ["data.num_workers=2", "data.bucketing=true", "data.max_patches=8", "data.weighted_sampling=true"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("selection", "epoch", "batch", "extra"),
+    [
+        ("last", 2, 1, []),
+        ("last", 1, 0, []),
+        ("best_val", 2, 2, []),
+        # checkpoints inside each epoch too: the resumed epoch skips the batches already trained on
+        ("last", 2, 2, ["+trainer.val_check_interval=0.5"]),
+    ],
+)
+def test_resume_with_workers_is_bit_identical(
+    tmp_path: Path, selection: str, epoch: int, batch: int, extra: list[str]
+) -> None:
+    """With DataLoader workers and length bucketing, a run killed before batch `batch` of epoch `epoch` and resumed
+    ends with the same weights and predictions, bit for bit, as a run never killed (the workers' first draws used
+    to happen before Lightning restored the epoch, so the resumed epoch replayed epoch 0's batches)."""
+    common = ["model=abmil", *TINY, *WORKERS, "trainer.max_epochs=4", f"selection={selection}", "model.task.lr=3e-3"]
+    common += extra
+    _, full_out = run_in_process(tmp_path / "a", common)
+    kill = [
+        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        f"+callbacks.kill.epoch={epoch}",
+        f"+callbacks.kill.batch={batch}",
+    ]
+    with pytest.raises(RuntimeError, match=f"simulated kill at epoch {epoch}, batch {batch}"):
+        run_in_process(tmp_path / "b", [*common, *kill])
+    _, resumed_out = run_in_process(tmp_path / "b", [*common, "ckpt_path=last"])
+    _assert_same_run(full_out, resumed_out)
+
+
+@pytest.mark.slow
+def test_hard_kill_with_workers_then_cli_resume_is_bit_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the CLI: the process ends with os._exit mid-epoch (as kill -9, workers orphaned), then
+    `resume=<run dir>` finishes it; weights and predictions equal an uninterrupted CLI run's."""
+    common = ["model=abmil", *TINY, *WORKERS, "trainer.max_epochs=3", "selection=last"]
+    run_cli(tmp_path / "a", common)
+    kill = [
+        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill.epoch=1",
+        "+callbacks.kill.batch=1",
+        "+callbacks.kill.hard=true",
+        "+callbacks.kill.env=SURVLAB_TEST_KILL",  # the resumed run (same overrides) is not killed
+    ]
+    monkeypatch.setenv("SURVLAB_TEST_KILL", "1")
+    killed = run_cli(tmp_path / "b", [*common, *kill], check=False)
+    monkeypatch.delenv("SURVLAB_TEST_KILL")
+    assert killed.returncode == 137 and not (tmp_path / "b" / "run" / "DONE").exists()
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "survlab.run", f"resume={tmp_path / 'b' / 'run'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_run(tmp_path / "a" / "run", tmp_path / "b" / "run")
+
+
 def test_cox_model_gets_breslow_survival_and_integrated_brier(tmp_path: Path) -> None:
     metrics, out = run_in_process(
         tmp_path,

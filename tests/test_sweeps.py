@@ -104,7 +104,11 @@ def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Pat
         CALLBACK,
     ]
     proc = run_survlab(args)
-    out = check(proc)  # the sweep itself exits 0
+    out = proc.stdout + proc.stderr  # the sweep goes on, then exits non-zero naming the failed job
+    assert proc.returncode == 1, out[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"survlab: error: sweep {tmp_path / 'sweep'}: 1 job(s) not completed (0 refused, 1 failed; first: "
+    ), proc.stderr[-2000:]
     sweep_dir = tmp_path / "sweep"
     assert (sweep_dir / "abmil/synthetic/fold0/DONE").is_file()
     failed = sweep_dir / "abmil/synthetic/fold99/FAILED"
@@ -224,10 +228,26 @@ def test_lr_sweep_and_a_changed_config_never_reuse_a_job_dir(tmp_path: Path, dat
     table = pd.read_csv(sweep_dir / "summary.csv")
     assert sorted(table["model.task.lr"]) == [0.0001, 0.001] and table.n_folds.tolist() == [1, 1]
     done = {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")}
-    out = check(run_survlab([*base, "model.task.lr=1e-3,1e-4", "data.batch_size=4"]))
-    assert out.count("holds a job with another configuration (data.batch_size: 8 -> 4)") == 2, out[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")} == done
+    proc = run_survlab([*base, "model.task.lr=1e-3,1e-4", "data.batch_size=4"])
+    out = proc.stdout + proc.stderr
+    # a refused sweep does not look finished: non-zero exit, one line, refusals counted apart from completions
+    assert proc.returncode == 1, out[-3000:]
+    assert "Jobs: 2 — 0 completed, 0 failed, 2 refused" in (sweep_dir / "summary.md").read_text()
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert table.n_refused.tolist() == [1, 1] and table.n_folds.tolist() == [0, 0]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"survlab: error: sweep {sweep_dir}: 2 job(s) not completed (2 refused, 0 failed; "), last
+    errors = [ln for ln in out.splitlines() if "[ERROR]" in ln]
+    assert len(errors) == 2 and all(
+        "refused: " in ln and "holds a job with another configuration (data.batch_size: 8 -> 4)" in ln
+        for ln in errors
+    ), out[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.rglob("DONE")} == done  # left untouched
     assert not list(sweep_dir.rglob("FAILED"))
+    # the first configuration again: both jobs are skipped as completed, the sweep exits 0 and counts them done
+    out = check(run_survlab([*base, "model.task.lr=1e-3,1e-4"]))
+    assert out.count("skipping completed job") == 2
+    assert "Jobs: 2 — 2 completed, 0 failed, 0 incomplete." in (sweep_dir / "summary.md").read_text()
 
 
 def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_dir: Path) -> None:
@@ -246,7 +266,8 @@ def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_
         "+callbacks.kill.epoch=2",
         "+callbacks.kill.env=SURVLAB_TEST_KILL",
     ]
-    check(run_survlab(args, env={"SURVLAB_TEST_KILL": "1"}))
+    killed = run_survlab(args, env={"SURVLAB_TEST_KILL": "1"})
+    assert killed.returncode == 1, (killed.stdout + killed.stderr)[-3000:]  # a sweep with a failed job
     job = sweep_dir / "snn" / "synthetic" / "fold0"
     assert (job / "FAILED").is_file() and not (job / "DONE").is_file()
     assert "simulated kill" in (job / "FAILED").read_text()

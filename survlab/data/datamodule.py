@@ -42,7 +42,7 @@ from survlab.data.genomics import (
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.resident import ResidentBags
-from survlab.data.samplers import EpochSampler, LengthOrderSampler
+from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler
 from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
 from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
@@ -1087,6 +1087,14 @@ class CohortDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.current_epoch) if trainer is not None else 0
 
+    def _batches_done(self) -> int:
+        """Training batches of the current epoch the trainer has already finished (> 0 only in an epoch resumed
+        from a checkpoint written inside it); 0 outside fitting."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+
     def _sampling_weights(self, ds: PatientDataset) -> list[float]:
         """Inverse-frequency draw weights [len(ds)] for `weighted_sampling` (drawn with replacement): over (time bin x
         censorship) for a survival cohort; over the classes of the primary label otherwise (CLAM's class-balanced
@@ -1128,7 +1136,10 @@ class CohortDataModule(L.LightningDataModule):
             sampler = LengthOrderSampler(lengths)
         # a last batch of 1 breaks BatchNorm and makes the Cox loss zero: drop it only then
         drop_last = train and len(ds) > batch_size and len(ds) % batch_size == 1
-        return DataLoader(
+        # training: a loader that draws at the first batch (not when Lightning creates its iterator, which a resumed
+        # run does before restoring the epoch), so a resumed run draws what the uninterrupted one did, with workers
+        extra: dict[str, Any] = {"batches_done": self._batches_done} if train else {}
+        return (EpochLoader if train else DataLoader)(
             ds,
             batch_size=batch_size,
             shuffle=False,
@@ -1140,6 +1151,7 @@ class CohortDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             # worker base seeds come from this generator, not the global RNG (which seeds dropout per epoch)
             generator=torch.Generator().manual_seed(self.seed),
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:

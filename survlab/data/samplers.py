@@ -12,6 +12,13 @@ partial batch stays last so the DataLoader's batch boundaries are the bucket bou
 to a length close to each of them instead of to the longest bag of a random batch. `LengthOrderSampler` does the same
 for evaluation without randomness (longest first; predictions are keyed by patient, so order does not matter).
 
+Resuming with DataLoader workers: a worker-backed DataLoader draws its first indices as soon as its iterator is
+created, and Lightning may create the training iterator before it restores the loop state from the checkpoint
+(`configure_optimizers` counting the steps per epoch does, so a resumed run used to replay epoch 0's order).
+`EpochLoader`, the training DataLoader, therefore starts its real iterator only when the first batch is fetched,
+when `trainer.current_epoch` is the restored one, and skips the batches of that epoch the trainer had already
+finished (none when the checkpoint was written at the end of an epoch, as survlab's `last.ckpt` is).
+
 Example:
     >>> s = EpochSampler(5, seed=0, epoch_fn=lambda: 3)
     >>> sorted(i for i, _ in s), {e for _, e in s}
@@ -21,11 +28,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["EpochSampler", "LengthOrderSampler", "bucket_order", "epoch_generator"]
+__all__ = ["EpochLoader", "EpochSampler", "LengthOrderSampler", "bucket_order", "epoch_generator"]
 
 
 def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
@@ -85,6 +93,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         bucket_batches: int = 8,
     ) -> None:
         self.n, self.seed, self.epoch_fn, self.epoch = int(n), int(seed), epoch_fn, 0
+        self._skip = 0  # items of the epoch's order the next iteration leaves out (a resumed epoch), then 0
         self.lengths, self.batch_size, self.bucket_batches = lengths, int(batch_size), int(bucket_batches)
         if lengths is not None and len(lengths) != self.n:
             raise ValueError(f"EpochSampler: {len(lengths)} lengths for {self.n} items")
@@ -95,11 +104,16 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def skip_next(self, items: int) -> None:
+        """Make the next iteration start `items` into its epoch's order (the order itself is unchanged)."""
+        self._skip = max(0, int(items))
+
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = int(self.epoch_fn()) if self.epoch_fn is not None else self.epoch
+        skip, self._skip = self._skip, 0
         gen = epoch_generator(self.seed, epoch)
         if self.weights is None:
             order = torch.randperm(self.n, generator=gen)
@@ -108,5 +122,41 @@ class EpochSampler(Sampler[tuple[int, int]]):
         order = order.tolist()
         if self.lengths is not None and self.batch_size > 1:
             order = bucket_order(order, self.lengths, self.batch_size, self.bucket_batches, gen)
-        for i in order:
+        for i in order[skip:]:
             yield i, epoch
+
+
+class EpochLoader(DataLoader):
+    """The training DataLoader over an `EpochSampler`: its iterator starts (workers, first draws) at the first
+    `next()`, not at `iter()`, and then skips the epoch's first `batches_done()` batches (see module doc).
+
+    batches_done: returns how many batches of the current epoch the trainer has already finished (0 in a fresh
+    epoch; k when the run resumed from a checkpoint written after batch k of the epoch)."""
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_done = batches_done
+
+    def __iter__(self) -> Iterator[Any]:
+        return _DeferredIterator(self._start)
+
+    def _start(self) -> Iterator[Any]:
+        done = int(self.batches_done()) if self.batches_done is not None else 0
+        if done and isinstance(self.sampler, EpochSampler):
+            self.sampler.skip_next(done * int(self.batch_size or 1))
+        return super().__iter__()
+
+
+class _DeferredIterator(Iterator[Any]):
+    """An iterator that calls `start()` for the real one at its first `next()`."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start, self._it = start, None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._it = self._start()
+        return next(self._it)

@@ -8,6 +8,12 @@ Outer folds are stratified by
 event x time-quantile (optionally x site); the inner validation part (val_fraction of the training part of a fold)
 is stratified by event. Slides are never split: rows are patients.
 
+A split set is written as one: its files and meta.json go into a temporary dir beside the split dir
+(`.<name>.<pid>.tmp`), renamed to it when complete, and removed when a write fails (a full disk): a failed write
+leaves nothing, and the retry writes the set. Split files without meta.json that are byte for byte the ones survlab
+writes for this cohort and settings (a partial set left by an older survlab) are recognised and completed; any other
+split files without meta.json are never overwritten.
+
 Example:
     >>> split = ensure_splits(cohort_frame, "splits/os", folds=5, seed=0).fold(0)   # doctest: +SKIP
     >>> split.train, split.val, split.test, split.hash                              # doctest: +SKIP
@@ -18,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort import _first_ids
-from survlab.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +345,9 @@ def ensure_splits(
     """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
 
     Reuse requires the same case set and settings; otherwise the error tells the user to delete the dir or
-    choose another. Split files without survlab's meta.json (e.g. CLAM's) are never overwritten: that is an error. Writes are atomic and deterministic, so concurrent jobs writing the same dir agree.
+    choose another. Split files without survlab's meta.json (e.g. CLAM's) are never overwritten: that is an error,
+    unless they are survlab's own partial set (module doc). The set is written atomically (`write_split_set`) and
+    deterministically, so concurrent jobs writing the same dir agree.
     """
     split_dir = Path(split_dir)
     case_ids = cohort["case_id"].astype(str).tolist()
@@ -392,12 +401,6 @@ def ensure_splits(
             log.warning("%s has no assignment_sha256 (older survlab); using the hash of its files", meta_path)
         log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
         return SplitSet(split_dir, meta)
-    foreign = sorted(p.name for p in split_dir.glob("splits_*.csv")) if split_dir.is_dir() else []
-    if foreign:  # e.g. a CLAM split folder given as splits.dir: never overwrite files survlab did not write
-        raise ValueError(
-            f"{split_dir} holds split files survlab did not write ({_first_ids(foreign, 3)}, no meta.json); survlab "
-            f"never overwrites them: choose another splits.dir (survlab writes its own split files there)"
-        )
     if stratify_site and stratify_site not in cohort.columns:
         raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
     if stratify_label and stratify_label not in cohort.columns:
@@ -416,18 +419,52 @@ def ensure_splits(
         calibration_fraction=float(calibration_fraction),
         survival=survival,
     )
-    split_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for k, df in enumerate(frames):
-        data = df.to_csv(index=False).encode()
-        atomic_write(split_dir / f"splits_{k}.csv", data)
-        files[f"splits_{k}.csv"] = _sha256(data)
+    contents = {f"splits_{k}.csv": df.to_csv(index=False).encode() for k, df in enumerate(frames)}
+    foreign = sorted(p.name for p in split_dir.glob("splits_*.csv")) if split_dir.is_dir() else []
+    if foreign and all(contents.get(name) == (split_dir / name).read_bytes() for name in foreign):
+        log.info("completing the partial split set survlab left in %s (%s)", split_dir, ", ".join(foreign))
+    elif foreign:  # e.g. a CLAM split folder given as splits.dir: never overwrite files survlab did not write
+        raise ValueError(
+            f"{split_dir} holds split files survlab did not write ({_first_ids(foreign, 3)}, no meta.json); survlab "
+            f"never overwrites them: choose another splits.dir (survlab writes its own split files there)"
+        )
     meta = {
         **settings,
-        "files": files,
+        "files": {name: _sha256(data) for name, data in contents.items()},
         "assignments": {f"splits_{k}.csv": assignment_hash({k: df}) for k, df in enumerate(frames)},
         "assignment_sha256": assignment_hash(dict(enumerate(frames))),
     }
-    atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    write_split_set(split_dir, {**contents, "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode()})
     log.info("wrote %d split files to %s", folds, split_dir)
     return SplitSet(split_dir, meta)
+
+
+def write_split_set(split_dir: Path, files: dict[str, bytes]) -> None:
+    """Write `files` (name -> bytes, meta.json last) as one set: into `.<name>.<pid>.tmp` beside `split_dir`, renamed
+    to `split_dir` when complete (moved in file by file, meta.json last, when the dir already holds other files).
+    The temporary dir is removed whatever happens; an OSError (full disk, no permission) names `split_dir`."""
+    tmp = split_dir.with_name(f".{split_dir.name}.{os.getpid()}.tmp")
+    try:
+        split_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if split_dir.is_dir() and any(split_dir.iterdir()):
+            for name in files:
+                os.replace(tmp / name, split_dir / name)
+            return
+        try:
+            os.rename(tmp, split_dir)  # atomic; replaces an empty dir
+        except OSError:
+            if not (split_dir / "meta.json").is_file():
+                raise
+            # a concurrent job renamed its set first: the same bytes (the writes are deterministic)
+    except OSError as err:
+        raise OSError(
+            err.errno,
+            f"cannot write the split files to {split_dir} ({err.strerror or err}); nothing was left there, run "
+            f"again once it can be written",
+        ) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -30,9 +30,8 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort import _first_ids
-from survlab.data.splits import SplitSet, assignment_hash, carve_validation, case_set_hash
+from survlab.data.splits import SplitSet, assignment_hash, carve_validation, case_set_hash, write_split_set
 from survlab.data.wsi import slide_key
-from survlab.utils.files import atomic_write
 
 FORMATS = ("mcat", "clam")
 SPLIT_FILE = re.compile(r"^splits_(\d+)\.csv$")
@@ -180,19 +179,15 @@ def import_splits(
     if meta_path.is_file():
         return SplitSet(out, json.loads(meta_path.read_text()))
     frames = {k: import_fold(p, fmt, table, k, val_fraction, seed, survival) for k, p in enumerate(files)}
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for k, df in frames.items():
-        data = df.to_csv(index=False).encode()
-        atomic_write(out / f"splits_{k}.csv", data)
-        written[f"splits_{k}.csv"] = hashlib.sha256(data).hexdigest()
+    contents = {f"splits_{k}.csv": df.to_csv(index=False).encode() for k, df in frames.items()}
     meta = {
         **settings,
-        "files": written,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
         "assignments": {f"splits_{k}.csv": assignment_hash({k: df}) for k, df in frames.items()},
         "assignment_sha256": assignment_hash(frames),
     }
-    atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    # one set: a failed write (full disk) leaves nothing, and the next run writes it again
+    write_split_set(out, {**contents, "meta.json": json.dumps(meta, indent=2, sort_keys=True).encode()})
     return SplitSet(out, meta)
 
 

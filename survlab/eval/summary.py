@@ -2,14 +2,15 @@
 
 A sweep dir holds one output dir per job (``<model>/<cohort>/fold<k>`` by default). Each job dir has, when it
 finished, ``metrics.json`` + ``predictions.csv`` + a ``DONE`` marker; when it raised, a ``FAILED`` marker; and when
-it was started but neither (killed, still running) it is *incomplete*. :func:`summarize_sweep` scans all of them and
-builds:
+it was started but neither (killed, still running) it is *incomplete*. A job the latest multirun *refused* (its dir
+holds another configuration's job, left untouched; listed in ``outcomes.jsonl``) is counted as refused, not as
+completed, whatever its dir holds. :func:`summarize_sweep` scans all of them and builds:
 
 Rows are grouped by model × cohort × every other key the sweep varied (read from each job's ``job.json``: e.g.
 ``seed`` or ``model.task.lr``), so ``-m seed=0,1`` gives one row per seed; ``over=["seed"]`` (``--over seed``)
 pools the seeds of a row instead (mean ± std over folds × seeds, pooled C-index per seed, averaged).
 
-- ``summary.csv`` — one row per model × cohort (× swept values): ``n_folds`` (completed jobs), ``n_failed``, ``n_incomplete``, for
+- ``summary.csv`` — one row per model × cohort (× swept values): ``n_folds`` (completed jobs), ``n_failed``, ``n_refused``, ``n_incomplete``, for
   every numeric metric ``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1, over completed folds; NaN values,
   e.g. an undefined IBS, are left out and counted in ``<metric>_n``), ``pooled_cindex`` (Harrell C of the
   concatenated out-of-fold predictions) and the paired comparison against the reference model.
@@ -55,6 +56,7 @@ from survlab.utils.jobs import (
     is_non_identity,
     job_status,
     override_key,
+    read_outcomes,
     read_record,
 )
 
@@ -182,15 +184,20 @@ def _read_metrics(d: Path) -> dict[str, Any]:
 
 
 def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per job dir under ``sweep_dir``: identity, ``status`` (done | failed | incomplete), ``error``
-    (first line of FAILED), ``dir`` and every numeric value of metrics.json (completed jobs only)."""
+    """One row per job dir under ``sweep_dir``: identity, ``status`` (done | failed | refused | incomplete),
+    ``error`` (first line of FAILED, or why the latest multirun refused the job), ``dir`` and every numeric value
+    of metrics.json (completed jobs only)."""
     sweep = Path(sweep_dir)
+    refused = {d: o["error"] for d, o in read_outcomes(sweep).items() if o["outcome"] == "refused"}
     rows = []
     for d in _job_dirs(sweep):
         status = job_status(d)
+        error = first_error_line(d) if status == "failed" else ""
+        if str(d.resolve()) in refused:  # its markers are an earlier job's: this multirun did not run it
+            status, error = "refused", refused[str(d.resolve())]
         metrics = _read_metrics(d)
         row: dict[str, Any] = _identity(d, sweep, metrics)
-        row.update(status=status, error=first_error_line(d) if status == "failed" else "", dir=str(d))
+        row.update(status=status, error=error, dir=str(d))
         row["_overrides"] = _override_values(d)
         if status == "done":
             for k, v in metrics.items():
@@ -333,7 +340,7 @@ def _group_keys(jobs: pd.DataFrame, over: Sequence[str]) -> list[str]:
 def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) -> pd.DataFrame:
     rows = []
     if jobs.empty:
-        return pd.DataFrame(columns=["model", "cohort", "n_folds", "n_failed", "n_incomplete"])
+        return pd.DataFrame(columns=["model", "cohort", "n_folds", "n_failed", "n_refused", "n_incomplete"])
     for key, g in jobs.groupby(["cohort", "model", *group_keys], sort=True):
         cohort, model, *values = key
         done = g[g["status"] == "done"]
@@ -343,6 +350,7 @@ def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) 
             **dict(zip(group_keys, values, strict=True)),
             "n_folds": int(len(done)),
             "n_failed": int((g["status"] == "failed").sum()),
+            "n_refused": int((g["status"] == "refused").sum()),
             "n_incomplete": int((g["status"] == "incomplete").sum()),
             "folds": ",".join(str(f) for f in sorted(done["fold"].unique())),
         }
@@ -500,10 +508,14 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
     lines = [f"# Sweep summary: `{s.sweep_dir}`", ""]
     jobs = s.jobs
     n = {
-        k: int((jobs["status"] == k).sum()) if not jobs.empty else 0 for k in ("done", "failed", "incomplete")
+        k: int((jobs["status"] == k).sum()) if not jobs.empty else 0
+        for k in ("done", "failed", "refused", "incomplete")
     }
     lines += [
-        f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.",
+        f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['refused']} refused (not run, "
+        f"their dirs left as they were), {n['incomplete']} incomplete."
+        if n["refused"]
+        else f"Jobs: {len(jobs)} — {n['done']} completed, {n['failed']} failed, {n['incomplete']} incomplete.",
         "",
     ]
     if s.table.empty:
@@ -579,7 +591,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
     bad = jobs[jobs["status"] != "done"]
     if not bad.empty:
         lines += [
-            "## Failed and incomplete jobs",
+            "## Failed, refused and incomplete jobs" if (bad["status"] == "refused").any() else "## Failed and incomplete jobs",
             "",
             "| status | model | cohort | fold | error | dir |",
             "|---|---|---|---|---|---|",

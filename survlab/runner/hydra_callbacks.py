@@ -12,12 +12,16 @@ or for one sweep: ``++hydra.callbacks.sweep_summary._target_=survlab.runner.hydr
 The same files can be rebuilt at any time with ``python -m survlab.summarize <sweep_dir>``.
 
 Nothing raised here reaches Hydra: a summary problem is logged, the sweep's own outcome is untouched.
+`SweepKeysCallback` also keeps the multirun's outcome: `<sweep dir>/outcomes.jsonl` is emptied when it starts, its
+failed / refused jobs append to it (survlab.run), and when it ends `sweep_problems()` returns the one line saying
+which did not complete, so `python -m survlab.run -m ...` exits non-zero.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,30 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SweepKeysCallback", "SweepSummaryCallback", "log_summary_to_wandb"]
+__all__ = ["RunDirCallback", "SweepKeysCallback", "SweepSummaryCallback", "log_summary_to_wandb", "sweep_problems"]
+
+_PROBLEMS: list[str] = []  # the line of the last multirun of this process that had failed / refused jobs
+
+
+def sweep_problems() -> str | None:
+    """After a multirun in this process: '<sweep dir>: k of n jobs not completed (r refused, f failed) ...' when any
+    job was refused or failed, else None."""
+    return _PROBLEMS[-1] if _PROBLEMS else None
+
+
+def outcome_line(sweep_dir: Path) -> str | None:
+    """The one line for `sweep_problems` from `<sweep_dir>/outcomes.jsonl` (None when every job completed)."""
+    from survlab.utils.jobs import read_outcomes
+
+    outcomes = read_outcomes(sweep_dir)
+    if not outcomes:
+        return None
+    kinds = [o["outcome"] for o in outcomes.values()]
+    first = next(iter(outcomes.values()))["error"]
+    return (
+        f"sweep {sweep_dir}: {len(kinds)} job(s) not completed ({kinds.count('refused')} refused, "
+        f"{kinds.count('failed')} failed; first: {first}); see {sweep_dir / 'summary.md'}"
+    )
 
 
 def _wandb_enabled(config: DictConfig) -> bool:
@@ -71,16 +98,48 @@ def log_summary_to_wandb(summary: Any, config: DictConfig) -> None:
         run.finish()
 
 
+def _exit_unwritable(err: OSError, what: str, key: str) -> None:
+    """survlab's one line for a run / sweep dir that cannot be written (instead of Hydra's traceback), exit 1."""
+    print(f"survlab: error: {what}: {err.strerror or err}; pass a writable {key}=<dir>", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
+class RunDirCallback(Callback):
+    """Before a single run: its dir (hydra.run.dir) must be writable, else one line and exit 1 (Hydra would fail
+    creating it or writing .hydra/ with a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from survlab.utils.files import check_writable
+
+        try:
+            check_writable(str(config.hydra.run.dir))
+        except OSError as err:
+            _exit_unwritable(err, "run dir", "hydra.run.dir")
+
+
 class SweepKeysCallback(Callback):
     """Before a multirun launches: record the swept keys in `<sweep_dir>/sweep_keys.json`, so every job dir is named
     by its values of them (`-m seed=0,1` -> `.../fold0/seed=0`, `.../fold0/seed=1`). See survlab.utils.jobs.job_tag."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from survlab.utils.jobs import record_sweep_keys
+        from survlab.utils.files import check_writable
+        from survlab.utils.jobs import record_sweep_keys, start_outcomes
 
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-        keys = record_sweep_keys(str(config.hydra.sweep.dir), list(config.hydra.overrides.task), list(params))
+        sweep_dir = str(config.hydra.sweep.dir)
+        try:  # a sweep dir that cannot be written: one line, before any job starts
+            check_writable(sweep_dir)
+            keys = record_sweep_keys(sweep_dir, list(config.hydra.overrides.task), list(params))
+            start_outcomes(sweep_dir)
+        except OSError as err:
+            _exit_unwritable(err, "sweep dir", "hydra.sweep.dir")
         log.info("sweep over %s", ", ".join(keys) or "nothing")
+        _PROBLEMS.clear()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        line = outcome_line(Path(str(config.hydra.sweep.dir)))
+        if line:
+            _PROBLEMS.append(line)
 
 
 class SweepSummaryCallback(Callback):
@@ -115,7 +174,7 @@ class SweepSummaryCallback(Callback):
             summary = summarize_sweep(sweep_dir, reference=reference, metric=self.metric, over=self.over)
             n_bad = int((summary.jobs["status"] != "done").sum()) if not summary.jobs.empty else 0
             log.info(
-                "sweep summary written to %s (%d jobs, %d failed or incomplete)",
+                "sweep summary written to %s (%d jobs, %d failed, refused or incomplete)",
                 sweep_dir / "summary.md",
                 len(summary.jobs),
                 n_bad,

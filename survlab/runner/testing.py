@@ -22,15 +22,22 @@ class KillAtEpoch(L.Callback):
     """Raise at the start of training epoch `epoch` (or, with `batch`, before that batch of the epoch), simulating a
     job killed mid-run (as kill -9 would: nothing is saved on the way out):
     `+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
-    With `env`, it fires only while that environment variable is "1" (so a re-run with the same config resumes)."""
+    With `env`, it fires only while that environment variable is "1" (so a re-run with the same config resumes).
+    `hard=true` ends the process at once with exit status 137 instead (`os._exit`, as kill -9: no Python cleanup,
+    no exception handlers, no markers)."""
 
-    def __init__(self, epoch: int, batch: int | None = None, env: str | None = None) -> None:
-        self.epoch, self.batch = epoch, batch
+    def __init__(self, epoch: int, batch: int | None = None, env: str | None = None, hard: bool = False) -> None:
+        self.epoch, self.batch, self.hard = epoch, batch, hard
         self.armed = env is None or os.environ.get(env) == "1"
+
+    def _kill(self, message: str) -> None:
+        if self.hard:
+            os._exit(137)
+        raise RuntimeError(message)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.armed and self.batch is None and trainer.current_epoch == self.epoch:
-            raise RuntimeError(f"simulated kill at the start of epoch {self.epoch}")
+            self._kill(f"simulated kill at the start of epoch {self.epoch}")
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -41,7 +48,7 @@ class KillAtEpoch(L.Callback):
             and trainer.current_epoch == self.epoch
             and batch_idx == self.batch
         ):
-            raise RuntimeError(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
+            self._kill(f"simulated kill at epoch {self.epoch}, batch {self.batch}")
 
 
 class OptimizerStepRecorder(L.Callback):

@@ -181,6 +181,16 @@ class OutcomeTask(L.LightningModule):
         # uninterrupted or resumed from the checkpoint of epoch e-1 (sampler and patch subsets seed themselves).
         seed_everything(self.hparams.seed * 10_007 + self.current_epoch, workers=True, verbose=False)
 
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        # A run resumed from a checkpoint written inside an epoch (e.g. trainer.val_check_interval < 1) starts at
+        # batch k > 0 of it without on_train_epoch_start: continue the RNG stream the checkpoint recorded, so the
+        # dropout of batches k.. is the uninterrupted run's.
+        state, self._resume_rng = getattr(self, "_resume_rng", None), None
+        if state is not None and batch_idx > 0:
+            torch.set_rng_state(state["cpu"])
+            if state.get("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         pred = self(batch)
         loss = self.compute_loss(pred, batch)
@@ -281,6 +291,10 @@ class OutcomeTask(L.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["survlab_rng"] = {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        }
         checkpoint["survlab_reference"] = {
             name: {
                 "bin_edges": o.bin_edges.tolist(),
@@ -292,6 +306,7 @@ class OutcomeTask(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_rng = checkpoint.get("survlab_rng")  # used only when training resumes inside an epoch
         for name, ref in (checkpoint.get("survlab_reference") or {}).items():
             objective = self.objectives[name] if name in self.objectives else None
             if (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,3 +34,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise OSError ("cannot write <path> (<reason>)") unless a file can be created in `path`, or, when `path` does
+    not exist yet, in its nearest existing ancestor (where it would be created). Leaves nothing behind."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".survlab-write-check-"):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path} ({err.strerror or err})") from err

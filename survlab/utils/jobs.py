@@ -13,6 +13,12 @@ Every run (one model × cohort × fold job) ends by writing exactly one marker i
 
 A job dir with ``.hydra/`` (Hydra wrote its config) but neither marker is *incomplete* (killed, still running).
 
+A job of a multirun that did not complete also appends one line to ``<sweep dir>/outcomes.jsonl`` (emptied when the
+multirun starts): ``failed`` (it ran and raised: ``FAILED`` is in its dir) or ``refused`` (it never ran: its dir
+holds another configuration's job or a live job, or the config is bad; the dir is left untouched, so its markers
+still describe the earlier job). The sweep summary counts refusals apart from completions and the multirun exits
+non-zero.
+
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -44,6 +50,7 @@ METRICS = "metrics.json"
 RECORD = "job.json"
 LOCK = ".lock"
 SWEEP_KEYS = "sweep_keys.json"
+OUTCOMES = "outcomes.jsonl"
 
 #: config keys (dotted) that cannot change a job's results: left out of its identity and of its dir name
 NON_IDENTITY = (
@@ -96,6 +103,9 @@ __all__ = [
     "read_job_metric",
     "first_error_line",
     "error_line",
+    "start_outcomes",
+    "record_outcome",
+    "read_outcomes",
 ]
 
 
@@ -179,6 +189,40 @@ def first_error_line(out_dir: str | os.PathLike) -> str:
     except OSError:
         pass
     return ""
+
+
+def start_outcomes(sweep_dir: str | os.PathLike) -> None:
+    """Empty `<sweep_dir>/outcomes.jsonl` at the start of a multirun (it lists this multirun's jobs only)."""
+    out = Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / OUTCOMES, "")
+
+
+def record_outcome(sweep_dir: str | os.PathLike, job_dir: str | os.PathLike, outcome: str, line: str) -> None:
+    """Append {"dir", "outcome" (failed | refused), "error"} for a job of this multirun that did not complete (one
+    short O_APPEND write, so jobs in parallel processes do not interleave)."""
+    record = json.dumps({"dir": str(Path(job_dir).resolve()), "outcome": outcome, "error": line}) + "\n"
+    fd = os.open(Path(sweep_dir) / OUTCOMES, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, record.encode())
+    finally:
+        os.close(fd)
+
+
+def read_outcomes(sweep_dir: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The latest multirun's failed / refused jobs: resolved job dir -> {"outcome", "error"} ({} when none)."""
+    try:
+        text = (Path(sweep_dir) / OUTCOMES).read_text()
+    except OSError:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash: skip it
+        out[str(rec["dir"])] = {"outcome": str(rec["outcome"]), "error": str(rec.get("error", ""))}
+    return out
 
 
 # --------------------------------------------------------------------------------------------- identity

@@ -14,7 +14,7 @@ import torch
 
 from survlab.data.checks import DataFileError
 from survlab.data.packed import MARKER, PackedStore
-from survlab.data.samplers import EpochSampler, LengthOrderSampler, bucket_order
+from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler, bucket_order
 from survlab.data.wsi import BagStore
 
 
@@ -216,6 +216,45 @@ def test_bucket_order_is_a_permutation_with_similar_lengths_per_batch() -> None:
     assert (
         len(order) % 8 == 5 and order[-5:] == bucket_order(order, lengths, 8, 1, None)[-5:]
     )  # partial batch last
+
+
+class _Keys(torch.utils.data.Dataset):
+    """dataset[(i, epoch)] -> (i, epoch): what the sampler handed to the (worker) process."""
+
+    def __len__(self) -> int:
+        return 29
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, int]:
+        return key
+
+
+def test_epoch_loader_draws_the_epoch_of_its_first_batch_with_workers() -> None:
+    """A worker-backed DataLoader draws when its iterator is created; Lightning creates a resumed run's iterator
+    before restoring the epoch. EpochLoader draws at the first batch: the epoch read then, not at iter()."""
+    epoch = [0]
+    sampler = EpochSampler(29, seed=1, epoch_fn=lambda: epoch[0], lengths=list(range(29)), batch_size=4)
+    loader = EpochLoader(_Keys(), sampler=sampler, batch_size=4, num_workers=1, collate_fn=list)
+    it = iter(loader)  # as Lightning's setup_data does before the checkpoint's epoch is restored
+    epoch[0] = 3
+    keys = [k for batch in it for k in batch]
+    assert keys == list(EpochSampler(29, seed=1, epoch_fn=lambda: 3, lengths=list(range(29)), batch_size=4))
+
+
+def test_epoch_loader_skips_the_batches_already_trained_on() -> None:
+    """Resumed inside an epoch (k batches done): the rest of the same epoch's batches, unchanged."""
+    full = [
+        b
+        for b in EpochLoader(_Keys(), sampler=EpochSampler(29, seed=1, epoch_fn=lambda: 2), batch_size=4, collate_fn=list)
+    ]
+    rest = EpochLoader(
+        _Keys(),
+        sampler=EpochSampler(29, seed=1, epoch_fn=lambda: 2),
+        batch_size=4,
+        collate_fn=list,
+        batches_done=lambda: 3,
+    )
+    assert list(rest) == full[3:] and len(full) == 8
+    assert list(rest) == full[3:]  # batches_done is read at each epoch's first batch
 
 
 def test_length_order_sampler_longest_first() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -187,3 +188,58 @@ def test_calibration_splits_of_the_older_draw_are_not_reused(tiny_cohort: Path, 
         ValueError, match=r"holds calibration splits of an older survlab .*delete .*/s to regenerate"
     ):
         ensure_splits(table, tmp_path / "s", folds=3, val_fraction=0.2, calibration_fraction=0.25)
+
+
+def test_a_full_disk_while_writing_splits_leaves_nothing_and_the_retry_writes_them(
+    tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC at the third split file: one OSError naming the split dir, no partial set (no split file, no
+    temporary dir) left; once space is back the same call writes the set, identical to an undisturbed write."""
+    table = _cohort(tiny_cohort).table
+    real = Path.write_bytes
+
+    def full_disk(self: Path, data: bytes) -> int:
+        if "splits_2.csv" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    split_dir = tmp_path / "logs" / "splits" / "s"
+    with pytest.raises(OSError) as err:
+        ensure_splits(table, split_dir, folds=4)
+    assert not list(split_dir.parent.rglob("*splits_*")) and not list(split_dir.parent.glob(".*"))
+    assert err.value.errno == errno.ENOSPC and str(err.value).startswith(
+        f"[Errno 28] cannot write the split files to {split_dir} (No space left on device); nothing was left"
+    )
+    monkeypatch.undo()
+    split_set = ensure_splits(table, split_dir, folds=4)  # used to be refused: "split files survlab did not write"
+    ensure_splits(table, tmp_path / "clean", folds=4)
+    for name in ("meta.json", *(f"splits_{k}.csv" for k in range(4))):
+        assert (split_dir / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+    assert split_set.fold(3).test and sorted(p.name for p in split_dir.parent.iterdir()) == ["s"]
+
+
+def test_a_partial_split_set_left_by_survlab_is_completed_and_foreign_files_are_not(
+    tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Split files without meta.json that are exactly survlab's for this cohort and settings (an older survlab's
+    partial write) are completed; a file that differs by one patient is still refused, and left as it was."""
+    table = _cohort(tiny_cohort).table
+    ensure_splits(table, tmp_path / "clean", folds=4)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for k in (0, 1):
+        (partial / f"splits_{k}.csv").write_bytes((tmp_path / "clean" / f"splits_{k}.csv").read_bytes())
+    ensure_splits(table, partial, folds=4)
+    assert sorted(p.name for p in partial.iterdir()) == sorted(p.name for p in (tmp_path / "clean").iterdir())
+    assert (partial / "meta.json").read_bytes() == (tmp_path / "clean" / "meta.json").read_bytes()
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    df = pd.read_csv(tmp_path / "clean" / "splits_0.csv", dtype={"case_id": str})
+    df.loc[df.index[0], "split"] = "test" if df.loc[df.index[0], "split"] != "test" else "train"
+    df.to_csv(foreign / "splits_0.csv", index=False)
+    before = (foreign / "splits_0.csv").read_bytes()
+    with pytest.raises(ValueError, match=r"holds split files survlab did not write \(splits_0.csv, no meta.json\)"):
+        ensure_splits(table, foreign, folds=4)
+    assert (foreign / "splits_0.csv").read_bytes() == before and not (foreign / "meta.json").exists()
