@@ -95,6 +95,7 @@ def make_splits(
     label: np.ndarray | None = None,
     calibration_fraction: float = 0.0,
     survival: bool = True,
+    repeat: int = 0,
 ) -> list[pd.DataFrame]:
     """Pure function: -> one DataFrame (case_id, split) per outer fold, rows sorted by case_id.
 
@@ -116,7 +117,7 @@ def make_splits(
         raise ValueError(f"splits.folds must be >= 2, got {folds}")
     if len(case_ids) < 2 * folds:
         raise ValueError(f"cohort has {len(case_ids)} patients, too few for {folds} folds; use fewer folds")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(repeat_seed(seed, repeat))
     if label is None:
         strata = _strata(time, event, site, n_time_strata)
     else:
@@ -139,6 +140,14 @@ def make_splits(
                 split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
         out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
     return out
+
+
+def repeat_seed(seed: int, repeat: int) -> int | list[int]:
+    """Seed of the split draw for repeat `repeat` of repeated k-fold: `seed` itself for repeat 0 (the assignment
+    survlab has always drawn), else the entropy [seed, repeat] (numpy SeedSequence: independent streams)."""
+    if int(repeat) < 0:
+        raise ValueError(f"splits.repeat must be >= 0, got {repeat}")
+    return int(seed) if int(repeat) == 0 else [int(seed), int(repeat)]
 
 
 def carve_validation(
@@ -243,7 +252,7 @@ class SplitSet:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
         new = [
-            key for key in ("calibration_fraction", "imported") if key in self.meta
+            key for key in ("calibration_fraction", "imported", "repeat") if key in self.meta
         ]  # only when used: old hashes stay
         values = {key: self.meta.get(key) for key in (*keys, *new)}
         return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
@@ -308,11 +317,13 @@ def ensure_splits(
     stratify_label: str | None = None,
     calibration_fraction: float = 0.0,
     survival: bool = True,
+    repeat: int = 0,
 ) -> SplitSet:
     """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
 
     Reuse requires the same case set and settings; otherwise the error tells the user to delete the dir or
     choose another. Split files without survlab's meta.json (e.g. CLAM's) are never overwritten: that is an error. Writes are atomic and deterministic, so concurrent jobs writing the same dir agree.
+    `repeat` > 0 (repeated k-fold) is recorded in meta.json and the fold hash; repeat 0 writes what it always did.
     """
     split_dir = Path(split_dir)
     case_ids = cohort["case_id"].astype(str).tolist()
@@ -333,6 +344,9 @@ def ensure_splits(
         raise ValueError(f"splits.calibration_fraction must be in [0, 1), got {calibration_fraction}")
     if calibration_fraction:  # recorded (and hashed) only when used: split dirs without it are unchanged
         settings["calibration_fraction"] = float(calibration_fraction)
+    repeat_seed(seed, repeat)  # validates
+    if repeat:  # likewise: repeat 0 keeps today's meta.json and hashes
+        settings["repeat"] = int(repeat)
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -342,6 +356,8 @@ def ensure_splits(
                 f"{len(case_ids)} in this cohort); delete {split_dir} or choose another splits.dir"
             )
         changed = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
+        if int(meta.get("repeat", 0)) != int(repeat):  # absent = repeat 0
+            changed["repeat"] = (meta.get("repeat", 0), int(repeat))
         if changed:
             raise ValueError(
                 f"{split_dir} was written with other settings {changed} (stored, requested); delete it or choose "
@@ -381,6 +397,7 @@ def ensure_splits(
         label=label,
         calibration_fraction=float(calibration_fraction),
         survival=survival,
+        repeat=int(repeat),
     )
     split_dir.mkdir(parents=True, exist_ok=True)
     files = {}
