@@ -45,11 +45,14 @@ __all__ = [
 ]
 
 N_BOOT = 1000  # default number of bootstrap resamples
-Pairs = list[tuple[np.ndarray, np.ndarray]]  # per sub-statistic: K [n, n] (concordance weights), A [n, n] (pairs)
+#: per sub-statistic: K [n, n] (concordance weights), A [n, n] (comparable pairs)
+Pairs = list[tuple[np.ndarray, np.ndarray]]
 
 
 # --------------------------------------------------------------------------------------------- corrected t
-def corrected_resampled_ttest(diffs: Sequence[float] | np.ndarray, test_train_ratio: float) -> dict[str, float]:
+def corrected_resampled_ttest(
+    diffs: Sequence[float] | np.ndarray, test_train_ratio: float
+) -> dict[str, float]:
     """Nadeau–Bengio corrected resampled t-test of per-fold differences `diffs` [J = k·r] (NaN left out).
 
     `test_train_ratio` = n_test / n_train of one fold (1/(k − 1) for k-fold). Returns n, mean, t, df and the
@@ -173,7 +176,7 @@ def _common(pools: Sequence[pd.DataFrame]) -> list[str]:
 
 def _ci(point: float, boot: np.ndarray, alpha: float, n: int, n_boot: int) -> dict[str, float]:
     ok = boot[np.isfinite(boot)]
-    lo, hi = (np.percentile(ok, [100 * alpha / 2, 100 * (1 - alpha / 2)]) if len(ok) else (math.nan, math.nan))
+    lo, hi = np.percentile(ok, [100 * alpha / 2, 100 * (1 - alpha / 2)]) if len(ok) else (math.nan, math.nan)
     return {
         "estimate": float(point),
         "ci_low": float(lo),
@@ -195,7 +198,9 @@ def bootstrap_pooled(
         return _ci(math.nan, np.array([]), alpha, 0, n_boot)
     pairs = _aligned(pools, patients)
     point = float(_statistic(pairs, np.ones((1, len(patients))))[0])
-    return _ci(point, _statistic(pairs, bootstrap_counts(len(patients), n_boot, seed)), alpha, len(patients), n_boot)
+    return _ci(
+        point, _statistic(pairs, bootstrap_counts(len(patients), n_boot, seed)), alpha, len(patients), n_boot
+    )
 
 
 def bootstrap_paired(

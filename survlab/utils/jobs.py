@@ -205,7 +205,8 @@ def identity_of(cfg: Any) -> dict[str, Any]:
         _drop(tree, key)
     splits = (tree.get("data") or {}).get("splits") if isinstance(tree.get("data"), dict) else None
     if isinstance(splits, dict) and splits.get("repeat", None) in (0, "0"):
-        del splits["repeat"]  # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
+        # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
+        del splits["repeat"]
     return tree
 
 

@@ -93,7 +93,8 @@ def test_bootstrap_of_the_pooled_cindex_equals_a_plain_loop_with_scikit_survival
     rng = np.random.default_rng(0)
     ids = [f"P{i:02d}" for i in range(40)]
     base = _survival_pool(rng, ids, 1.0)
-    repeat2 = base.assign(risk=base["risk"] + rng.normal(0, 0.5, 40)).sample(frac=1, random_state=1)  # row order
+    # a second repeat: other risks, rows in another order
+    repeat2 = base.assign(risk=base["risk"] + rng.normal(0, 0.5, 40)).sample(frac=1, random_state=1)
     pools = [base, repeat2]
 
     def harrell(f: pd.DataFrame) -> float:
