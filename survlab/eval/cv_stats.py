@@ -9,9 +9,9 @@ differences between two models on the same resamples).
 - :func:`holm` — Holm (1979) step-down adjusted p-values (= statsmodels ``multipletests(method="holm")``).
 - :func:`bootstrap_pooled` / :func:`bootstrap_paired` — patients resampled with replacement (seeded; ``n_boot``
   resamples drawn as ``numpy.random.default_rng(seed).integers(0, n, (n_boot, n))``), the statistic recomputed on
-  every resample, percentile CI. A *pool* is one complete set of out-of-fold predictions (one repeat of the
-  k-fold, for one training seed); with several pools (repeats) the statistic is the mean over pools, computed on
-  the same resampled patients. Paired: only patients both models predicted, the same resamples for both.
+  every resample, percentile CI. A *pool* is one set of out-of-fold predictions (one repeat of the k-fold, for one
+  training seed); with several pools (repeats) the statistic is the mean over pools, each scored on the resampled
+  patients it predicted. Paired: only patients both models predicted, the same resamples for both.
 
 Harrell's C and the AUC are pair statistics, num/den = Σ_ij c_i c_j K_ij / Σ_ij c_i c_j A_ij with c the
 resample's multiplicities (a patient never forms a comparable pair with its own copy), so a resample costs two
@@ -155,23 +155,34 @@ def _statistic(pairs_per_pool: list[Pairs], counts: np.ndarray) -> np.ndarray:
 
 
 def _aligned(pools: Sequence[pd.DataFrame], patients: list[str]) -> list[Pairs]:
-    """Each pool's rows of `patients` (in that order) as pair matrices; a patient twice in a pool is an error."""
+    """Each pool's pair matrices on the index of `patients` [n] (rows / columns of patients the pool did not
+    predict are 0: a resample scores each pool on the resampled patients it has); a patient twice in a pool is an
+    error."""
+    pos = {c: i for i, c in enumerate(patients)}
     out = []
     for pool in pools:
-        dup = pool["case_id"].astype(str)
-        if dup.duplicated().any():
+        ids = pool["case_id"].astype(str)
+        if ids.duplicated().any():
             raise ValueError(
-                f"patient(s) {sorted(dup[dup.duplicated()].unique())[:3]} predicted twice in one pool of "
+                f"patient(s) {sorted(ids[ids.duplicated()].unique())[:3]} predicted twice in one pool of "
                 "out-of-fold predictions (a split protocol error); no bootstrap"
             )
-        indexed = pool.assign(case_id=dup).set_index("case_id")
-        out.append(pair_matrices(indexed.loc[patients].reset_index()))
+        idx = np.array([pos[c] for c in ids])
+        grid = np.ix_(idx, idx)
+        full = []
+        for k, a in pair_matrices(pool.assign(case_id=ids.to_numpy())):
+            k_full, a_full = (
+                np.zeros((len(patients), len(patients))),
+                np.zeros((len(patients), len(patients))),
+            )
+            k_full[grid], a_full[grid] = k, a
+            full.append((k_full, a_full))
+        out.append(full)
     return out
 
 
-def _common(pools: Sequence[pd.DataFrame]) -> list[str]:
-    sets = [set(p["case_id"].astype(str)) for p in pools]
-    return sorted(set.intersection(*sets)) if sets else []
+def _union(pools: Sequence[pd.DataFrame]) -> list[str]:
+    return sorted(set().union(*(set(p["case_id"].astype(str)) for p in pools)))
 
 
 def _ci(point: float, boot: np.ndarray, alpha: float, n: int, n_boot: int) -> dict[str, float]:
@@ -192,8 +203,9 @@ def bootstrap_pooled(
 ) -> dict[str, float]:
     """Percentile CI of the pooled out-of-fold C-index (survival) or AUC (classification): `pools` = one
     predictions frame per repeat (case_id + the columns `pair_matrices` reads); the statistic is the mean over pools
-    on the patients every pool predicted. Returns estimate, ci_low, ci_high, n_patients, n_boot, n_boot_defined."""
-    patients = _common(pools)
+    of each pool's value on the resampled patients it predicted (patients drawn from all pools' patients). Returns
+    estimate (= the mean of the pools' own values), ci_low, ci_high, n_patients, n_boot, n_boot_defined."""
+    patients = _union(pools)
     if not patients:
         return _ci(math.nan, np.array([]), alpha, 0, n_boot)
     pairs = _aligned(pools, patients)
@@ -201,6 +213,12 @@ def bootstrap_pooled(
     return _ci(
         point, _statistic(pairs, bootstrap_counts(len(patients), n_boot, seed)), alpha, len(patients), n_boot
     )
+
+
+def _shared(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of `a` and `b` whose case_id both have."""
+    both = set(a["case_id"].astype(str)) & set(b["case_id"].astype(str))
+    return a[a["case_id"].astype(str).isin(both)], b[b["case_id"].astype(str).isin(both)]
 
 
 def bootstrap_paired(
@@ -211,10 +229,13 @@ def bootstrap_paired(
     alpha: float = 0.05,
 ) -> dict[str, float]:
     """Percentile CI of (model − reference) pooled C-index / AUC: pools matched by position (same repeat and seed),
-    only patients predicted in every pool of both models, the same resamples for both."""
+    each pair restricted to the patients both models predicted, the same patient resamples for both."""
     if len(pools) != len(reference_pools):
         raise ValueError(f"bootstrap_paired: {len(pools)} pools vs {len(reference_pools)} reference pools")
-    patients = _common([*pools, *reference_pools])
+    pools, reference_pools = zip(
+        *(_shared(a, b) for a, b in zip(pools, reference_pools, strict=True)), strict=True
+    )
+    patients = _union(pools)
     if not patients:
         return _ci(math.nan, np.array([]), alpha, 0, n_boot)
     mine, ref = _aligned(pools, patients), _aligned(reference_pools, patients)
