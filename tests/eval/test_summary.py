@@ -391,3 +391,39 @@ def test_repeats_are_pooled_and_paired_by_fold_and_repeat(tmp_path: Path) -> Non
     pairs = s.paired.sort_values(["repeat", "fold"])
     assert pairs[["repeat", "fold"]].values.tolist() == [[r, k] for r in range(3) for k in range(2)]
     np.testing.assert_allclose(pairs["diff"], d)
+
+
+def test_classification_sweep_gets_the_pooled_auc_and_its_bootstrap_ci(tmp_path: Path) -> None:
+    """A classification sweep (predictions with <label>, <label>_pred, <label>_prob_<class>): pooled_auc =
+    scikit-learn's AUC of the concatenated out-of-fold probabilities; its CI the percentile interval of the same
+    seeded resamples."""
+    from sklearn.metrics import roc_auc_score
+
+    root = tmp_path / "sweep"
+    frames = []
+    for fold in range(3):
+        d = root / "clam_sb" / "c" / f"fold{fold}"
+        d.mkdir(parents=True)
+        rng = np.random.default_rng(fold)
+        y = rng.integers(0, 2, 20)
+        p1 = np.clip(0.3 * y + rng.uniform(0, 0.7, 20), 0, 1)
+        f = pd.DataFrame({"case_id": [f"P{fold}-{i}" for i in range(20)], "fold": fold})
+        f["grade"] = np.where(y == 1, "high", "low")
+        f["grade_pred"] = np.where(p1 > 0.5, "high", "low")
+        f["grade_prob_low"], f["grade_prob_high"] = 1 - p1, p1
+        f.to_csv(d / "predictions.csv", index=False)
+        frames.append(f)
+        metrics = {"model": "clam_sb", "cohort": "c", "fold": fold, "seed": 0, "test/balanced_accuracy": 0.7}
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        mark_done(d)
+    s = summarize_sweep(root, n_boot=40, boot_seed=1, plot=False)
+    row = s.table.iloc[0]
+    pool = pd.concat(frames).set_index("case_id").sort_index()
+    # classes in the file's column order (low, high): the positive class is the last one, "high"
+    assert row["pooled_auc"] == pytest.approx(roc_auc_score(pool["grade"] == "high", pool["grade_prob_high"]))
+    draws = np.random.default_rng(1).integers(0, 60, size=(40, 60))
+    ref = [roc_auc_score(pool.iloc[i]["grade"] == "high", pool.iloc[i]["grade_prob_high"]) for i in draws]
+    assert (row["pooled_auc_ci_low"], row["pooled_auc_ci_high"]) == pytest.approx(
+        tuple(np.percentile(ref, [2.5, 97.5]))
+    )
+    assert "pooled AUC (95% CI)" in (root / "summary.md").read_text()
