@@ -1,6 +1,7 @@
 """Rebuild a sweep's summary at any time (also after a partial or resumed sweep).
 
     python -m survlab.summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot] [--over seed]
+        [--n-boot 1000] [--boot-seed 0]
 
 Writes ``summary.csv``, ``summary.md``, ``paired.csv`` and ``comparison.png`` into the sweep dir (or ``--out``)
 and prints summary.md. Exit status 0 even when jobs failed (they are listed); 2 when the dir has no jobs.
@@ -32,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY",
         help="swept keys to pool within a row (e.g. --over seed: mean ± std over folds × seeds)",
     )
+    p.add_argument(
+        "--n-boot",
+        type=int,
+        default=1000,
+        help="patient bootstrap resamples for the CIs of pooled C-index / AUC and paired differences (0: none)",
+    )
+    p.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap resamples")
     a = p.parse_args(argv)
     from survlab.eval.summary import summarize_sweep  # after parsing: `--help` starts without torch
 
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=a.out,
             plot=not a.no_plot,
             over=a.over,
+            n_boot=a.n_boot,
+            boot_seed=a.boot_seed,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

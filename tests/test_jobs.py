@@ -39,6 +39,18 @@ def test_identity_ignores_paths_and_logging_but_not_settings(tmp_path: Path) -> 
         jobs.check_identity(tmp_path / "job", _identity(tmp_path, "seed=1"))
 
 
+def test_split_repeat_zero_keeps_the_identity_and_a_job_tag_per_repeat(tmp_path: Path) -> None:
+    """+data.splits.repeat=0 is the original split: a job run before splits.repeat existed keeps its identity; other
+    repeats are other jobs, each swept repeat in its own dir."""
+    base = _identity(tmp_path)
+    assert _identity(tmp_path, "+data.splits.repeat=0") == base
+    assert _identity(tmp_path, "+data.splits.repeat=1") != base
+    assert _identity(tmp_path, "+data.splits.repeat=2") != _identity(tmp_path, "+data.splits.repeat=1")
+    jobs.record_sweep_keys(str(tmp_path / "sw"), ["model=snn", "+data.splits.repeat=0,1,2", "fold=0,1"])
+    tags = {r: jobs.job_tag(str(tmp_path / "sw"), [f"+data.splits.repeat={r}", "fold=0"]) for r in (0, 1, 2)}
+    assert tags == {r: f"/data.splits.repeat={r}" for r in (0, 1, 2)}
+
+
 def test_results_without_a_record_are_never_reused(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "DONE").write_text("")

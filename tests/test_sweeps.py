@@ -276,3 +276,50 @@ def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_
     assert (job / "DONE").is_file() and not (job / "FAILED").is_file()
     logs = pd.concat([pd.read_csv(f) for f in job.glob("csv/**/metrics.csv")])
     assert sorted(logs.dropna(subset=["train/loss"]).epoch.unique().tolist()) == [2], "only epoch 2 ran again"
+
+
+@pytest.mark.slow
+def test_repeated_cv_sweep_gives_a_split_and_a_job_dir_per_repeat_and_pools_them(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """`-m fold=0,1 +data.splits.repeat=0,1`: four job dirs, repeat 0 on the split dir survlab always wrote (meta.json
+    without a repeat) and repeat 1 on its own seeded re-draw; the summary pools the repeats in one row."""
+    from survlab.eval.metrics import harrell_cindex
+
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        "model=snn",
+        "fold=0,1",
+        "+data.splits.repeat=0,1",
+        *tiny_overrides(tmp_path, data_dir),
+        f"hydra.sweep.dir={sweep_dir}",
+        CALLBACK,
+    ]
+    check(run_survlab(args))
+    done = sorted(p.parent.relative_to(sweep_dir).as_posix() for p in sweep_dir.rglob("DONE"))
+    assert done == [f"snn/synthetic/fold{k}/data.splits.repeat={r}" for k in (0, 1) for r in (0, 1)]
+    cohort = json.loads((sweep_dir / done[0] / "protocol.json").read_text())["cohort"]
+    split0 = Path(cohort["split_file"]).parent
+    split1 = split0.with_name(split0.name + "_rep1")
+    assert "repeat" not in json.loads((split0 / "meta.json").read_text())
+    assert json.loads((split1 / "meta.json").read_text())["repeat"] == 1
+    cards = {d: json.loads((sweep_dir / d / "protocol.json").read_text())["cohort"] for d in done}
+    assert (
+        cards[done[1]]["split_repeat"] == 1 and cards[done[0]]["split_hash"] != cards[done[1]]["split_hash"]
+    )
+    tests = {d: set(pd.read_csv(sweep_dir / d / "predictions.csv")["case_id"]) for d in done}
+    assert tests[done[0]] != tests[done[1]]  # fold 0 of repeat 1 tests other patients
+    table = pd.read_csv(sweep_dir / "summary.csv")
+    assert len(table) == 1 and table.n_folds.iloc[0] == 4 and table.n_repeats.iloc[0] == 2
+    per_repeat = []
+    for r in (0, 1):
+        pool = pd.concat(pd.read_csv(sweep_dir / d / "predictions.csv") for d in done if d.endswith(f"={r}"))
+        per_repeat.append(harrell_cindex(pool["risk"], pool["time"], pool["event"]))
+    assert table.pooled_cindex_by_repeat.iloc[0] == ";".join(f"{c:.4f}" for c in per_repeat)
+    assert table.pooled_cindex.iloc[0] == pytest.approx(np.mean(per_repeat))
+    assert (
+        table.pooled_cindex_ci_low.iloc[0]
+        <= table.pooled_cindex.iloc[0]
+        <= table.pooled_cindex_ci_high.iloc[0]
+    )

@@ -88,6 +88,7 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "stratify_site": None,
     "stratify_label": None,
     "calibration_fraction": 0.0,
+    "repeat": 0,  # repeated k-fold: r > 0 draws another seeded assignment (splits.repeat_seed); 0 = the original
     "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.splits_import)
 }
 
@@ -453,7 +454,8 @@ class CohortDataModule(L.LightningDataModule):
         else:
             head = f"label-{self.stratify_label}" if self.stratify_label else "nolabel"
         cal = f"_cal{cfg['calibration_fraction']:g}" if cfg["calibration_fraction"] else ""
-        return base / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{cal}"
+        rep = f"_rep{int(cfg['repeat'])}" if cfg["repeat"] else ""  # repeat 0: the dir it always was
+        return base / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{cal}{rep}"
 
     def _stratify_label(self) -> str | None:
         """Label name the splits are stratified by: `splits.stratify_label`, else the first label of a cohort
@@ -528,6 +530,7 @@ class CohortDataModule(L.LightningDataModule):
             self.label_specs[self.stratify_label].column if self.stratify_label else None,
             cfg["calibration_fraction"],
             self.has_survival,
+            int(cfg["repeat"]),
         )
         event_of = (
             dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
@@ -570,10 +573,10 @@ class CohortDataModule(L.LightningDataModule):
         spec, cfg = self.split_cfg["import"], self.split_cfg
         if not spec:
             return None
-        if cfg["stratify_site"] or cfg["calibration_fraction"]:
+        if cfg["stratify_site"] or cfg["calibration_fraction"] or cfg["repeat"]:
             raise ValueError(
-                f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site "
-                "and splits.calibration_fraction"
+                f"data={self.name}: splits.import takes the peer's assignment; unset splits.stratify_site, "
+                "splits.calibration_fraction and splits.repeat"
             )
         base = Path(os.path.expanduser(str(self.split_root))) if self.split_root else self.root / "splits"
         base = _under(self.root, cfg["dir"]) if cfg["dir"] else base
@@ -1078,6 +1081,7 @@ class CohortDataModule(L.LightningDataModule):
             "split_import": getattr(self, "split_meta", {}).get("imported"),
             "fold": self.fold,
             "folds": self.split_cfg["folds"],
+            "split_repeat": int(self.split_cfg["repeat"]),
             "dropped": self.drop_report,
             "preprocessing": prep,
         }

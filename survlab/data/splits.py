@@ -102,6 +102,7 @@ def make_splits(
     label: np.ndarray | None = None,
     calibration_fraction: float = 0.0,
     survival: bool = True,
+    repeat: int = 0,
 ) -> list[pd.DataFrame]:
     """Pure function: -> one DataFrame (case_id, split) per outer fold, rows sorted by case_id.
 
@@ -124,7 +125,7 @@ def make_splits(
         raise ValueError(f"splits.folds must be >= 2, got {folds}")
     if len(case_ids) < 2 * folds:
         raise ValueError(f"cohort has {len(case_ids)} patients, too few for {folds} folds; use fewer folds")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(repeat_seed(seed, repeat))
     if label is None:
         strata = _strata(time, event, site, n_time_strata)
     else:
@@ -141,7 +142,7 @@ def make_splits(
         groups = (False, True) if label is None else sorted(set(inner.tolist()))
         carve_validation(split, train, inner, groups, val_fraction, rng)
         if calibration_fraction > 0:  # own random stream: `rng` (hence every fold's val part) is untouched
-            carve_calibration(split, train, inner, groups, calibration_fraction, calibration_rng(seed, k))
+            carve_calibration(split, train, inner, groups, calibration_fraction, calibration_rng(seed, k, repeat))
         out.append(pd.DataFrame({"case_id": case_ids, "split": split}))
     return out
 
@@ -153,9 +154,10 @@ def make_splits(
 CALIBRATION_DRAW = 2
 
 
-def calibration_rng(seed: int, fold: int) -> np.random.Generator:
-    """The random stream of fold `fold`'s calibration draw: independent of the stream of the outer / val draws."""
-    return np.random.default_rng([int(seed), int(fold), 0xCA1])
+def calibration_rng(seed: int, fold: int, repeat: int = 0) -> np.random.Generator:
+    """The random stream of fold `fold`'s calibration draw (of repeat `repeat` of repeated k-fold): independent of
+    the stream of the outer / val draws."""
+    return np.random.default_rng([int(seed), int(fold), 0xCA1, *([int(repeat)] if repeat else [])])
 
 
 def carve_calibration(
@@ -172,6 +174,14 @@ def carve_calibration(
         idx = rng.permutation(train[(inner[train] == ev) & (split[train] == "train")])
         n_cal = int(round(calibration_fraction * len(idx)))
         split[idx[: max(1, n_cal) if len(idx) >= 2 else n_cal]] = "calibration"
+
+
+def repeat_seed(seed: int, repeat: int) -> int | list[int]:
+    """Seed of the split draw for repeat `repeat` of repeated k-fold: `seed` itself for repeat 0 (the assignment
+    survlab has always drawn), else the entropy [seed, repeat] (numpy SeedSequence: independent streams)."""
+    if int(repeat) < 0:
+        raise ValueError(f"splits.repeat must be >= 0, got {repeat}")
+    return int(seed) if int(repeat) == 0 else [int(seed), int(repeat)]
 
 
 def carve_validation(
@@ -276,7 +286,7 @@ class SplitSet:
         """sha256 of (fold, settings, case set, assignment of every fold): equal for equal content."""
         keys = ("folds", "val_fraction", "seed", "stratify", "case_set_sha256", "assignment_sha256")
         new = [
-            key for key in ("calibration_fraction", "calibration_draw", "imported") if key in self.meta
+            key for key in ("calibration_fraction", "calibration_draw", "imported", "repeat") if key in self.meta
         ]  # only when used: old hashes stay
         values = {key: self.meta.get(key) for key in (*keys, *new)}
         return _sha256(json.dumps({"fold": k, **values}, sort_keys=True).encode())
@@ -341,6 +351,7 @@ def ensure_splits(
     stratify_label: str | None = None,
     calibration_fraction: float = 0.0,
     survival: bool = True,
+    repeat: int = 0,
 ) -> SplitSet:
     """Write the split files once (from `cohort` with columns case_id, time, event[, site]) or reuse them.
 
@@ -348,6 +359,7 @@ def ensure_splits(
     choose another. Split files without survlab's meta.json (e.g. CLAM's) are never overwritten: that is an error,
     unless they are survlab's own partial set (module doc). The set is written atomically (`write_split_set`) and
     deterministically, so concurrent jobs writing the same dir agree.
+    `repeat` > 0 (repeated k-fold) is recorded in meta.json and the fold hash; repeat 0 writes what it always did.
     """
     split_dir = Path(split_dir)
     case_ids = cohort["case_id"].astype(str).tolist()
@@ -369,6 +381,9 @@ def ensure_splits(
     if calibration_fraction:  # recorded (and hashed) only when used: split dirs without it are unchanged
         settings["calibration_fraction"] = float(calibration_fraction)
         settings["calibration_draw"] = CALIBRATION_DRAW
+    repeat_seed(seed, repeat)  # validates
+    if repeat:  # likewise: repeat 0 keeps today's meta.json and hashes
+        settings["repeat"] = int(repeat)
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -378,6 +393,8 @@ def ensure_splits(
                 f"{len(case_ids)} in this cohort); delete {split_dir} or choose another splits.dir"
             )
         changed = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
+        if int(meta.get("repeat", 0)) != int(repeat):  # absent = repeat 0
+            changed["repeat"] = (meta.get("repeat", 0), int(repeat))
         if set(changed) == {"calibration_draw"}:
             raise ValueError(
                 f"{split_dir} holds calibration splits of an older survlab (calibration_draw "
@@ -418,6 +435,7 @@ def ensure_splits(
         label=label,
         calibration_fraction=float(calibration_fraction),
         survival=survival,
+        repeat=int(repeat),
     )
     contents = {f"splits_{k}.csv": df.to_csv(index=False).encode() for k, df in enumerate(frames)}
     foreign = sorted(p.name for p in split_dir.glob("splits_*.csv")) if split_dir.is_dir() else []

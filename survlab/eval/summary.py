@@ -8,21 +8,29 @@ completed, whatever its dir holds. :func:`summarize_sweep` scans all of them and
 
 Rows are grouped by model × cohort × every other key the sweep varied (read from each job's ``job.json``: e.g.
 ``seed`` or ``model.task.lr``), so ``-m seed=0,1`` gives one row per seed; ``over=["seed"]`` (``--over seed``)
-pools the seeds of a row instead (mean ± std over folds × seeds, pooled C-index per seed, averaged).
+pools the seeds of a row instead (mean ± std over folds × seeds, pooled C-index per seed, averaged). The repeats of
+repeated k-fold (``-m ... data.splits.repeat=0,1,2``: column ``repeat``) are always pooled: mean ± std over folds ×
+repeats, one pooled C-index per repeat (``pooled_cindex_by_repeat``), averaged in ``pooled_cindex``.
 
 - ``summary.csv`` — one row per model × cohort (× swept values): ``n_folds`` (completed jobs), ``n_failed``, ``n_refused``, ``n_incomplete``, for
   every numeric metric ``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1, over completed folds; NaN values,
   e.g. an undefined IBS, are left out and counted in ``<metric>_n``), ``pooled_cindex`` (Harrell C of the
-  concatenated out-of-fold predictions) and the paired comparison against the reference model.
-- ``paired.csv`` — the per-fold differences behind the comparison (model − reference, paired by fold and seed).
+  concatenated out-of-fold predictions) with its patient-bootstrap 95% CI (``pooled_cindex_ci_low/_high``; for
+  classification ``pooled_auc`` and its CI) and the paired comparison against the reference model (``vs_ref_*``).
+- ``paired.csv`` — the per-fold differences behind the comparison (model − reference, paired by fold, seed and
+  repeat).
 - ``summary.md`` — the same as Markdown, plus the failed and incomplete jobs (model, cohort, fold, first error line).
 - ``comparison.png`` — the chosen metric by model, grouped by cohort: mean ± std bars with per-fold points.
 
 Paired comparison (per cohort, each model vs the reference, on ``metric``, default ``test/cindex``): per-fold
-differences d_k = model_k − reference_k over the folds both completed; mean difference; a two-sided paired t-test
-p-value (``scipy.stats.ttest_rel``, needs n ≥ 2) and, only when n ≥ 5, a two-sided Wilcoxon signed-rank p-value
-(``scipy.stats.wilcoxon``; below 5 pairs it cannot reach p < 0.05 and is reported as NaN). Folds share patients'
-training data, so both tests are optimistic (the usual caveat of k-fold comparisons); read them as a screen.
+differences d_j = model_j − reference_j over the folds (× repeats) both completed; mean difference;
+``p_corrected``: the two-sided Nadeau–Bengio corrected resampled t-test (survlab.eval.cv_stats; folds' training
+sets overlap, so the plain t-test is anti-conservative), n_test/n_train = 1/(k − 1) with k from the jobs'
+protocol.json; ``p_holm``: ``p_corrected`` Holm-adjusted over the models compared with the reference on the cohort;
+``pooled_diff``: the difference of pooled C-index / AUC on the patients both models predicted, with a percentile
+bootstrap CI on the same patient resamples. Kept for reference and labelled as such: ``p_ttest_uncorrected``
+(``scipy.stats.ttest_rel``) and, only when n ≥ 5, the Wilcoxon signed-rank p (``p_wilcoxon``), both treating folds
+as independent.
 
 Example:
     >>> from survlab.eval.summary import summarize_sweep          # doctest: +SKIP
@@ -45,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.eval.cv_stats import N_BOOT, bootstrap_paired, bootstrap_pooled, corrected_resampled_ttest, holm
 from survlab.eval.metrics import harrell_cindex
 from survlab.utils.files import atomic_path, atomic_write
 from survlab.utils.jobs import (
@@ -82,7 +91,22 @@ PREFERRED_METRICS = (
 )
 #: keys of metrics.json that identify a job rather than measure it
 ID_KEYS = {"model", "cohort", "fold", "seed", "status"}
+#: the override that selects the repeat of repeated k-fold; its values are pooled within a row, never split rows
+REPEAT_KEYS = ("data.splits.repeat", "splits.repeat")
 SUMMARY_FILES = ("summary.csv", "summary.md", "paired.csv", "comparison.png")
+#: vs_ref_<column> of summary.csv (see paired_comparison, _paired_ci); vs_ref_p_holm follows vs_ref_p_corrected
+PAIRED_COLUMNS = (
+    "n_paired",
+    "diff_mean",
+    "diff_std",
+    "p_corrected",
+    "pooled_diff",
+    "pooled_diff_ci_low",
+    "pooled_diff_ci_high",
+    "pooled_diff_n",
+    "p_ttest_uncorrected",
+    "p_wilcoxon",
+)
 _FOLD_RE = re.compile(r"^fold[_-]?(\d+)")
 
 
@@ -101,6 +125,8 @@ class SweepSummary:
         default_factory=list
     )  # swept keys besides model/cohort/fold that split rows
     files: dict[str, Path] = field(default_factory=dict)
+    n_boot: int = N_BOOT  # bootstrap resamples behind the CIs (0: none)
+    boot_seed: int = 0
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -199,6 +225,7 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
         row: dict[str, Any] = _identity(d, sweep, metrics)
         row.update(status=status, error=error, dir=str(d))
         row["_overrides"] = _override_values(d)
+        row["repeat"] = _repeat_of(row["_overrides"], d)
         if status == "done":
             for k, v in metrics.items():
                 if k in ID_KEYS or isinstance(v, bool):
@@ -209,16 +236,27 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
                     row[k] = float(v)
         rows.append(row)
     swept = _varying_keys([r.pop("_overrides") for r in rows], rows)
-    cols = ["model", "cohort", "fold", "seed", "status", "error", "dir"]
+    cols = ["model", "cohort", "fold", "seed", "repeat", "status", "error", "dir"]
     jobs = pd.DataFrame(rows, columns=None if rows else cols)
     for key, values in swept.items():
         jobs.insert(4, key, values)
     jobs.attrs["swept"] = list(swept)
     if rows:
-        jobs = jobs.sort_values(["cohort", "model", *swept, "fold", "seed"], kind="stable").reset_index(
-            drop=True
-        )
+        jobs = jobs.sort_values(
+            ["cohort", "model", *swept, "repeat", "fold", "seed"], kind="stable"
+        ).reset_index(drop=True)
     return jobs
+
+
+def _repeat_of(overrides: dict[str, str], d: Path) -> int:
+    """The job's repeat of repeated k-fold (`data.splits.repeat`; 0 when not set)."""
+    for key in REPEAT_KEYS:
+        if key in overrides:
+            try:
+                return int(overrides[key])
+            except ValueError:
+                log.warning("%s: %s=%r is not an integer; taken as repeat 0", d, key, overrides[key])
+    return 0
 
 
 def _override_values(d: Path) -> dict[str, str]:
@@ -233,7 +271,9 @@ def _override_values(d: Path) -> dict[str, str]:
 
 def _varying_keys(overrides: list[dict[str, str]], rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Override keys whose value differs between jobs (absent = ''), with each job's value."""
-    keys = sorted({k for o in overrides for k in o})
+    keys = sorted(
+        {k for o in overrides for k in o} - set(REPEAT_KEYS)
+    )  # repeats are pooled (column `repeat`)
     out = {}
     for key in keys:
         values = [o.get(key, "") for o in overrides]
@@ -249,6 +289,7 @@ def _metric_columns(jobs: pd.DataFrame) -> list[str]:
         "cohort",
         "fold",
         "seed",
+        "repeat",
         "status",
         "error",
         "dir",
@@ -289,8 +330,11 @@ def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
     return harrell_cindex(risk, time, event), len(df)
 
 
-def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
-    """Mean/std of paired differences, paired t-test p (n ≥ 2) and Wilcoxon signed-rank p (n ≥ 5)."""
+def paired_comparison(diffs: np.ndarray, test_train_ratio: float = math.nan) -> dict[str, float]:
+    """Mean/std of the paired per-fold differences `diffs` [k·r]; the Nadeau–Bengio corrected resampled t-test p
+    (`p_corrected`; `test_train_ratio` = n_test/n_train of a fold, 1/(k − 1)); and, labelled as such, the ordinary
+    paired t-test p (`p_ttest_uncorrected`, n ≥ 2) and Wilcoxon signed-rank p (n ≥ 5), which treat folds as
+    independent samples and are anti-conservative."""
     from scipy import stats
 
     d = np.asarray(diffs, dtype=float)
@@ -300,7 +344,8 @@ def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
         "n_paired": n,
         "diff_mean": math.nan,
         "diff_std": math.nan,
-        "p_ttest": math.nan,
+        "p_corrected": math.nan,
+        "p_ttest_uncorrected": math.nan,
         "p_wilcoxon": math.nan,
     }
     if n == 0:
@@ -308,13 +353,65 @@ def paired_comparison(diffs: np.ndarray) -> dict[str, float]:
     out["diff_mean"] = float(d.mean())
     if n >= 2:
         out["diff_std"] = float(d.std(ddof=1))
+        if np.isfinite(test_train_ratio):
+            out["p_corrected"] = corrected_resampled_ttest(d, test_train_ratio)["p"]
         if np.allclose(d, d[0]):
-            out["p_ttest"] = 1.0 if d[0] == 0 else 0.0  # zero variance: t is 0 or infinite
+            out["p_ttest_uncorrected"] = 1.0 if d[0] == 0 else 0.0  # zero variance: t is 0 or infinite
         else:
-            out["p_ttest"] = float(stats.ttest_1samp(d, 0.0).pvalue)  # == ttest_rel(model, reference)
+            out["p_ttest_uncorrected"] = float(stats.ttest_1samp(d, 0.0).pvalue)  # == ttest_rel
     if n >= 5:
         out["p_wilcoxon"] = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d).pvalue)
     return out
+
+
+def _read_predictions(d: str | os.PathLike) -> pd.DataFrame | None:
+    p = Path(d) / "predictions.csv"
+    if not p.is_file():
+        return None
+    try:
+        return pd.read_csv(p, dtype={"case_id": str})
+    except (OSError, ValueError) as e:
+        log.warning("cannot read %s: %s", p, e)
+        return None
+
+
+def _pools(done: pd.DataFrame) -> dict[tuple[int, int], pd.DataFrame]:
+    """(seed, repeat) -> the concatenated out-of-fold predictions of those jobs (one complete pool per repeat of
+    the k-fold and training seed), rows without a usable outcome / score left out."""
+    out = {}
+    for (seed, repeat), g in done.groupby(["seed", "repeat"], sort=True):
+        frames = [f for f in map(_read_predictions, g["dir"]) if f is not None and "case_id" in f]
+        if not frames:
+            continue
+        df = pd.concat(frames, ignore_index=True)
+        if {"risk", "time", "event"} <= set(df.columns):
+            df = df.dropna(subset=["risk", "time", "event"])
+        if len(df):
+            out[(int(seed), int(repeat))] = df
+    return out
+
+
+def _pooled_kind(pools: dict[tuple[int, int], pd.DataFrame]) -> str:
+    """'cindex' for survival predictions, 'auc' for classification ones."""
+    first = next(iter(pools.values()))
+    return "cindex" if {"risk", "time", "event"} <= set(first.columns) else "auc"
+
+
+def _test_train_ratio(dirs: Sequence[str], folds_seen: int) -> float:
+    """n_test/n_train of one outer fold, 1/(k − 1), k from the jobs' protocol.json (else the folds seen)."""
+    ks = set()
+    for d in dirs:
+        try:
+            k = json.loads((Path(d) / "protocol.json").read_text()).get("cohort", {}).get("folds")
+            if k:
+                ks.add(int(k))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    if len(ks) > 1:
+        log.warning("jobs of one comparison ran with different fold counts %s; corrected t-test skipped", ks)
+        return math.nan
+    k = ks.pop() if ks else folds_seen
+    return 1.0 / (k - 1) if k >= 2 else math.nan
 
 
 # --------------------------------------------------------------------------------------------- build
@@ -337,7 +434,9 @@ def _group_keys(jobs: pd.DataFrame, over: Sequence[str]) -> list[str]:
     return keys
 
 
-def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) -> pd.DataFrame:
+def _group_table(
+    jobs: pd.DataFrame, metrics: list[str], group_keys: list[str], n_boot: int = N_BOOT, boot_seed: int = 0
+) -> pd.DataFrame:
     rows = []
     if jobs.empty:
         return pd.DataFrame(columns=["model", "cohort", "n_folds", "n_failed", "n_refused", "n_incomplete"])
@@ -349,6 +448,7 @@ def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) 
             "cohort": cohort,
             **dict(zip(group_keys, values, strict=True)),
             "n_folds": int(len(done)),
+            "n_repeats": int(done["repeat"].nunique()) if "repeat" in done else 0,
             "n_failed": int((g["status"] == "failed").sum()),
             "n_refused": int((g["status"] == "refused").sum()),
             "n_incomplete": int((g["status"] == "incomplete").sum()),
@@ -360,21 +460,51 @@ def _group_table(jobs: pd.DataFrame, metrics: list[str], group_keys: list[str]) 
             row[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) >= 2 else math.nan
             row[f"{m}_n"] = int(len(vals))
-        # pooled out-of-fold C-index: one pool per seed (a patient appears once per seed), averaged over seeds
-        pooled, n_pooled = [], 0
-        for _seed, gs in done.groupby("seed"):
+        # pooled out-of-fold C-index: one pool per seed × repeat (a patient appears once per pool), averaged
+        pooled, n_pooled, by_repeat = [], 0, {}
+        for (_seed, repeat), gs in done.groupby(["seed", "repeat"]):
             c, n = pooled_cindex(list(gs["dir"]))
             if np.isfinite(c):
                 pooled.append(c)
+                by_repeat.setdefault(int(repeat), []).append(c)
                 n_pooled += n
         row["pooled_cindex"] = float(np.mean(pooled)) if pooled else math.nan
         row["pooled_n"] = n_pooled
+        row["pooled_cindex_by_repeat"] = ";".join(f"{np.mean(v):.4f}" for _, v in sorted(by_repeat.items()))
+        row.update(_pooled_ci(done, n_boot, boot_seed))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _pooled_ci(done: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Bootstrap CI of the pooled out-of-fold C-index (survival) or AUC (classification) of one row's jobs:
+    pooled_<kind>_boot (on the patients of every pool), pooled_<kind>_ci_low / _ci_high, pooled_boot_n."""
+    pools = _pools(done)
+    if not pools or n_boot <= 0:
+        return {}
+    kind = _pooled_kind(pools)
+    try:
+        b = bootstrap_pooled(list(pools.values()), n_boot=n_boot, seed=seed)
+    except ValueError as e:  # e.g. a patient twice in one pool, or predictions without scores
+        log.warning("bootstrap of the pooled %s skipped: %s", kind, e)
+        return {}
+    out = {
+        f"pooled_{kind}_ci_low": b["ci_low"],
+        f"pooled_{kind}_ci_high": b["ci_high"],
+        "pooled_boot_n": b["n_patients"],
+    }
+    if kind == "auc":
+        out["pooled_auc"] = b["estimate"]
+    return out
+
+
 def _paired(
-    jobs: pd.DataFrame, reference: str | None, metric: str, group_keys: list[str]
+    jobs: pd.DataFrame,
+    reference: str | None,
+    metric: str,
+    group_keys: list[str],
+    n_boot: int = N_BOOT,
+    boot_seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[tuple, dict]]:
     """Per-fold differences of each row's jobs against the reference model's jobs of the same cohort, fold, seed and
     values of the swept keys that are not the model's own (`model.*` keys differ between models by design)."""
@@ -386,6 +516,7 @@ def _paired(
         "reference",
         "fold",
         "seed",
+        "repeat",
         "value",
         "reference_value",
         "diff",
@@ -402,13 +533,16 @@ def _paired(
         ref = done[(done["cohort"] == cohort) & (done["model"] == reference)]
         for k in shared:
             ref = ref[ref[k] == ident[k]]
-        ref = ref.set_index(["fold", "seed"])[metric]
-        mine = g.set_index(["fold", "seed"])[metric]
-        diffs = []
+        ref_jobs = ref
+        ref = ref.set_index(["fold", "seed", "repeat"])[metric]
+        mine = g.set_index(["fold", "seed", "repeat"])[metric]
+        mine_dirs = g.set_index(["fold", "seed", "repeat"])["dir"]
+        diffs, dirs = [], []
         if not ref.index.has_duplicates and not mine.index.has_duplicates:
             for idx in mine.index.intersection(ref.index).sort_values():
                 d = float(mine[idx]) - float(ref[idx])
                 diffs.append(d)
+                dirs.append(str(mine_dirs[idx]))
                 rows.append(
                     {
                         "cohort": cohort,
@@ -417,6 +551,7 @@ def _paired(
                         "reference": reference,
                         "fold": idx[0],
                         "seed": idx[1],
+                        "repeat": idx[2],
                         "value": float(mine[idx]),
                         "reference_value": float(ref[idx]),
                         "diff": d,
@@ -426,8 +561,32 @@ def _paired(
             log.warning(
                 "paired comparison of %s on %s skipped: several reference jobs per fold", model, cohort
             )
-        stats_by_group[tuple(key)] = paired_comparison(np.array(diffs))
+        ratio = _test_train_ratio(dirs, int(g["fold"].nunique()))
+        stats_by_group[tuple(key)] = {
+            **paired_comparison(np.array(diffs), ratio),
+            **_paired_ci(g, ref_jobs, n_boot, boot_seed),
+        }
     return pd.DataFrame(rows, columns=cols), stats_by_group
+
+
+def _paired_ci(mine: pd.DataFrame, ref: pd.DataFrame, n_boot: int, seed: int) -> dict[str, float]:
+    """Bootstrap CI of (model − reference) pooled C-index / AUC over the pools (seed × repeat) both have, on the
+    patients both predicted, the same resamples for both: pooled_diff, pooled_diff_ci_low / _ci_high, pooled_diff_n."""
+    a, b = _pools(mine), _pools(ref)
+    keys = sorted(a.keys() & b.keys())
+    if not keys or n_boot <= 0:
+        return {}
+    try:
+        out = bootstrap_paired([a[k] for k in keys], [b[k] for k in keys], n_boot=n_boot, seed=seed)
+    except ValueError as e:
+        log.warning("paired bootstrap skipped: %s", e)
+        return {}
+    return {
+        "pooled_diff": out["estimate"],
+        "pooled_diff_ci_low": out["ci_low"],
+        "pooled_diff_ci_high": out["ci_high"],
+        "pooled_diff_n": out["n_patients"],
+    }
 
 
 def summarize_sweep(
@@ -438,12 +597,16 @@ def summarize_sweep(
     write: bool = True,
     plot: bool = True,
     over: Sequence[str] = (),
+    n_boot: int = N_BOOT,
+    boot_seed: int = 0,
 ) -> SweepSummary:
     """Scan ``sweep_dir`` and build (and by default write into ``out_dir`` = ``sweep_dir``) the summary.
 
     ``reference``: the model the others are compared with, per cohort, on ``metric``. ``None`` picks the first
     model in alphabetical order (stated in summary.md); a name absent from the sweep raises ``ValueError``.
-    ``over``: swept keys to pool within a row instead of splitting rows by (e.g. ``["seed"]``).
+    ``over``: swept keys to pool within a row instead of splitting rows by (e.g. ``["seed"]``); the repeats of
+    repeated k-fold (``data.splits.repeat``) are always pooled. ``n_boot`` patient bootstrap resamples (seed
+    ``boot_seed``; 0 skips the bootstrap) give the CIs of the pooled C-index / AUC and of the paired differences.
     """
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
@@ -463,15 +626,20 @@ def summarize_sweep(
     group_keys = _group_keys(jobs, over)
     if not jobs.empty:
         jobs["variant"] = [_variant(r, group_keys) for r in jobs.to_dict("records")]
-    table = _group_table(jobs, metrics, group_keys)
+    table = _group_table(jobs, metrics, group_keys, n_boot, boot_seed)
     if not table.empty:
         table.insert(0, "variant", [_variant(r, group_keys) for r in table.to_dict("records")])
-    paired, stats_by_group = _paired(jobs, reference, metric, group_keys)
+    paired, stats_by_group = _paired(jobs, reference, metric, group_keys, n_boot, boot_seed)
     keys = [tuple([r["cohort"], r["model"], *(r[k] for k in group_keys)]) for r in table.to_dict("records")]
-    for k in ("n_paired", "diff_mean", "diff_std", "p_ttest", "p_wilcoxon"):
+    for k in PAIRED_COLUMNS:
         table[f"vs_ref_{k}"] = [stats_by_group.get(key, {}).get(k, math.nan) for key in keys]
+    if not table.empty:  # Holm over the models compared with the reference, per cohort
+        adjusted = table.groupby("cohort")["vs_ref_p_corrected"].transform(lambda p: holm(p.to_numpy()))
+        table.insert(table.columns.get_loc("vs_ref_p_corrected") + 1, "vs_ref_p_holm", adjusted)
     table.insert(2 + len(group_keys), "reference", reference if reference is not None else "")
-    summary = SweepSummary(sweep, jobs, table, paired, reference, metric, metrics, group_keys)
+    summary = SweepSummary(
+        sweep, jobs, table, paired, reference, metric, metrics, group_keys, n_boot=n_boot, boot_seed=boot_seed
+    )
     if write:
         out = Path(out_dir) if out_dir is not None else sweep
         out.mkdir(parents=True, exist_ok=True)
@@ -495,6 +663,12 @@ def summarize_sweep(
 # --------------------------------------------------------------------------------------------- rendering
 def _fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _fmt_ci(lo: Any, hi: Any, digits: int = 3) -> str:
+    """' [lo, hi]' when both are finite, else ''."""
+    ok = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
+    return f" [{lo:.{digits}f}, {hi:.{digits}f}]" if ok else ""
 
 
 def _fmt_p(p: float) -> str:
@@ -521,12 +695,23 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
     if s.table.empty:
         return "\n".join(lines + ["No jobs found.", ""])
     shown = [m for m in PREFERRED_METRICS if m in s.metrics and m not in {"n_test", "wall_s"}]
-    header = ["model", "cohort", "folds"] + [f"{m} (mean ± std)" for m in shown] + ["pooled C-index"]
+    auc = "pooled_auc" in s.table and s.table["pooled_auc"].notna().any()
+    header = ["model", "cohort", "folds"] + [f"{m} (mean ± std)" for m in shown] + ["pooled C-index (95% CI)"]
+    header += ["pooled AUC (95% CI)"] if auc else []
+    repeats = "n_repeats" in s.table and (s.table["n_repeats"] > 1).any()
     lines += [
         "## Metrics over folds",
         "",
-        "Mean ± sample std (ddof=1) over completed folds; pooled C-index = Harrell C of the concatenated "
-        "out-of-fold predictions; (n=k): the metric was defined in k folds only. All metrics: summary.csv.",
+        "Mean ± sample std (ddof=1) over completed folds"
+        + (" × repeats (repeated k-fold, `data.splits.repeat`)" if repeats else "")
+        + "; pooled C-index = Harrell C of the concatenated out-of-fold predictions"
+        + (
+            ", one pool per repeat, averaged (per repeat: summary.csv `pooled_cindex_by_repeat`)"
+            if repeats
+            else ""
+        )
+        + f"; 95% CI: percentile bootstrap over patients ({s.n_boot} seeded resamples, seed {s.boot_seed}); "
+        "(n=k): the metric was defined in k folds only. All metrics: summary.csv.",
         "",
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -534,7 +719,9 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         cells = [
             f"`{r['variant']}`",
             r["cohort"],
-            f"{r['n_folds']}" + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
+            f"{r['n_folds']}"
+            + (f" ({r['n_repeats']} repeats)" if r.get("n_repeats", 0) > 1 else "")
+            + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
         ]
         for m in shown:
             mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)
@@ -544,7 +731,14 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
                 + (f" ± {_fmt(std)}" if np.isfinite(std) else "")
                 + (f" (n={n_m})" if 0 < n_m < r["n_folds"] else "")
             )
-        cells.append(_fmt(r["pooled_cindex"]))
+        cells.append(
+            _fmt(r["pooled_cindex"]) + _fmt_ci(r.get("pooled_cindex_ci_low"), r.get("pooled_cindex_ci_high"))
+        )
+        if auc:
+            cells.append(
+                _fmt(r.get("pooled_auc", math.nan))
+                + _fmt_ci(r.get("pooled_auc_ci_low"), r.get("pooled_auc_ci_high"))
+            )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if s.reference is not None:
@@ -556,12 +750,18 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         lines += [
             f"## Paired comparison vs `{s.reference}` on `{s.metric}`{how}",
             "",
-            "Per-fold differences (model − reference) over folds both completed; p-values two-sided: paired "
-            "t-test (n ≥ 2), Wilcoxon signed-rank (n ≥ 5 only). Folds share training patients, so both "
-            "are optimistic.",
+            "Per-fold differences (model − reference) over the folds (× repeats) both completed. **p (corrected)**: "
+            "two-sided corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004): variance "
+            "(1/(k·r) + n_test/n_train)·s², n_test/n_train = 1/(k − 1), k·r − 1 df. **p (Holm)**: the corrected p "
+            "adjusted over the models compared with the reference on the cohort (Holm 1979). **Δ pooled**: "
+            "pooled C-index / AUC of the model minus the reference's, on the patients both predicted, with a "
+            "percentile bootstrap 95% CI (the same patient resamples for both). The uncorrected paired t-test and "
+            "Wilcoxon (n ≥ 5) p-values treat folds as independent although their training sets overlap: they are "
+            "anti-conservative, shown for reference only.",
             "",
-            "| cohort | model | n | mean diff | std diff | p (t-test) | p (Wilcoxon) | per-fold diffs |",
-            "|---|---|---|---|---|---|---|---|",
+            "| cohort | model | n | mean diff | std diff | p (corrected) | p (Holm) | Δ pooled (95% CI) "
+            "| p (t-test, uncorrected) | p (Wilcoxon, uncorrected) | per-fold diffs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in s.table.to_dict("records"):
             if r["model"] == s.reference:
@@ -573,18 +773,25 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             ]
             if ref_done.empty:
                 lines.append(
-                    f"| {r['cohort']} | `{r['variant']}` | 0 | – | – | – | – | `{s.reference}` not run on this cohort |"
+                    f"| {r['cohort']} | `{r['variant']}` | 0 | – | – | – | – | – | – | – | `{s.reference}` not run on this "
+                    "cohort |"
                 )
                 continue
             per_fold = s.paired[(s.paired["model"] == r["model"]) & (s.paired["cohort"] == r["cohort"])]
             for k in s.group_keys:
                 per_fold = per_fold[per_fold[k] == r[k]]
+            several = per_fold["repeat"].nunique() > 1 if len(per_fold) else False
             diffs = ", ".join(
-                f"f{int(f)}: {d:+.3f}" for f, d in zip(per_fold["fold"], per_fold["diff"], strict=True)
+                (f"r{int(rp)}" if several else "") + f"f{int(f)}: {d:+.3f}"
+                for f, rp, d in zip(per_fold["fold"], per_fold["repeat"], per_fold["diff"], strict=True)
+            )
+            pooled = _fmt(r.get("vs_ref_pooled_diff", math.nan), 4) + _fmt_ci(
+                r.get("vs_ref_pooled_diff_ci_low"), r.get("vs_ref_pooled_diff_ci_high"), 4
             )
             lines.append(
                 f"| {r['cohort']} | `{r['variant']}` | {int(r['vs_ref_n_paired']) if np.isfinite(r['vs_ref_n_paired']) else 0} "
-                f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_ttest'])} "
+                f"| {_fmt(r['vs_ref_diff_mean'], 4)} | {_fmt(r['vs_ref_diff_std'], 4)} | {_fmt_p(r['vs_ref_p_corrected'])} "
+                f"| {_fmt_p(r['vs_ref_p_holm'])} | {pooled} | {_fmt_p(r['vs_ref_p_ttest_uncorrected'])} "
                 f"| {_fmt_p(r['vs_ref_p_wilcoxon'])} | {diffs or '–'} |"
             )
         lines.append("")

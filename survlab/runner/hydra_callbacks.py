@@ -7,6 +7,7 @@ Registered in ``conf/hydra/default.yaml``::
         _target_: survlab.runner.hydra_callbacks.SweepSummaryCallback
         reference: null          # model compared against (null: first alphabetically)
         metric: test/cindex
+        n_boot: 1000             # patient bootstrap resamples behind the pooled C-index / AUC CIs (0: none)
 
 or for one sweep: ``++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback``.
 The same files can be rebuilt at any time with ``python -m survlab.summarize <sweep_dir>``.
@@ -151,8 +152,11 @@ class SweepSummaryCallback(Callback):
         metric: str | None = None,
         wandb: bool = True,
         over: list[str] | None = None,
+        n_boot: int = 1000,
+        boot_seed: int = 0,
     ) -> None:
         self.reference = reference
+        self.n_boot, self.boot_seed = int(n_boot), int(boot_seed)
         self.metric = metric
         self.wandb = wandb
         self.over = list(over or [])
@@ -167,11 +171,18 @@ class SweepSummaryCallback(Callback):
             from survlab.eval.summary import summarize_sweep
 
             reference = self.reference
-            summary = summarize_sweep(sweep_dir, reference=None, metric=self.metric, write=False)
+            summary = summarize_sweep(sweep_dir, reference=None, metric=self.metric, write=False, n_boot=0)
             if reference is not None and reference not in set(summary.jobs.get("model", [])):
                 log.warning("sweep summary: reference %r not in this sweep; using the default", reference)
                 reference = None
-            summary = summarize_sweep(sweep_dir, reference=reference, metric=self.metric, over=self.over)
+            summary = summarize_sweep(
+                sweep_dir,
+                reference=reference,
+                metric=self.metric,
+                over=self.over,
+                n_boot=self.n_boot,
+                boot_seed=self.boot_seed,
+            )
             n_bad = int((summary.jobs["status"] != "done").sum()) if not summary.jobs.empty else 0
             log.info(
                 "sweep summary written to %s (%d jobs, %d failed, refused or incomplete)",

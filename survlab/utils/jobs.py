@@ -247,6 +247,10 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     )
     for key in NON_IDENTITY:
         _drop(tree, key)
+    splits = (tree.get("data") or {}).get("splits") if isinstance(tree.get("data"), dict) else None
+    if isinstance(splits, dict) and splits.get("repeat", None) in (0, "0"):
+        # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
+        del splits["repeat"]
     return tree
 
 

@@ -243,3 +243,76 @@ def test_a_partial_split_set_left_by_survlab_is_completed_and_foreign_files_are_
     with pytest.raises(ValueError, match=r"holds split files survlab did not write \(splits_0.csv, no meta.json\)"):
         ensure_splits(table, foreign, folds=4)
     assert (foreign / "splits_0.csv").read_bytes() == before and not (foreign / "meta.json").exists()
+
+
+# ------------------------------------------------------------------------------ repeated k-fold (splits.repeat)
+def _repeat_table() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 60
+    return pd.DataFrame(
+        {
+            "case_id": [f"P{i:03d}" for i in range(n)],
+            "time": rng.exponential(30, n).round(2),
+            "event": rng.random(n) < 0.6,
+            "site": rng.choice(["A", "B", "C"], n),
+            "label": rng.choice(["x", "y"], n),
+        }
+    )
+
+
+#: assignment_sha256 of this table's 5 folds drawn by survlab before splits.repeat existed (seed 0)
+_TODAY = {
+    "event_time": "7420803c9c8ddebc06367dd4d8de37b0bf6d05d0b3bf850a8eaeec0e63efe4ff",
+    "site": "7954393878305c1a1c288677e4794442450f203eccadcc59385118e3a7da032b",
+    # calibration_draw 2 (issue 21.6: the calibration part has a stream of its own) moved this one on purpose
+    "label_cal": "7effb133cbeb26a02ffd99e89950b8a070daa5129fc44623b00685a7f57c84a1",
+}
+#: fold hashes (folds 0 and 4) of ensure_splits(folds=5, seed=0) on this table before splits.repeat existed
+_TODAY_FOLD_HASH = (
+    "33f8f05e74ef15c31337f8637b7443ba36a2b34a3be5f620aef6d8d37d5cefbf",
+    "0e6fe578920b2e03739570bd88c7701df0503b3ad56b39bcf5f17c53e0be1eb5",
+)
+
+
+def test_repeat_zero_is_todays_assignment_and_repeat_one_another_with_the_same_guarantees(
+    tmp_path: Path,
+) -> None:
+    from survlab.data.splits import assignment_hash
+
+    t = _repeat_table()
+    args = (t["case_id"], t["time"].to_numpy(), t["event"].to_numpy())
+    variants = {
+        "event_time": {},
+        "site": {"site": t["site"].to_numpy()},
+        "label_cal": {"label": t["label"].to_numpy(object), "calibration_fraction": 0.2},
+    }
+    for name, kw in variants.items():
+        by_repeat = {r: make_splits(*args, folds=5, seed=0, repeat=r, **kw) for r in (0, 1, 2)}
+        hashes = {r: assignment_hash(dict(enumerate(f))) for r, f in by_repeat.items()}
+        assert hashes[0] == _TODAY[name]  # repeat 0: byte-for-byte the assignment survlab always drew
+        assert len(set(hashes.values())) == 3  # each repeat another assignment
+        for frames in by_repeat.values():
+            tests = np.concatenate([f.loc[f["split"] == "test", "case_id"].to_numpy() for f in frames])
+            assert sorted(tests) == sorted(t["case_id"])  # every patient tested exactly once per repeat
+            sizes = [int((f["split"] == "test").sum()) for f in frames]
+            assert max(sizes) - min(sizes) <= 1
+            ev = t.set_index("case_id")["event"]
+            events = [int(ev[f.loc[f["split"] == "test", "case_id"]].sum()) for f in frames]
+            assert max(events) - min(events) <= (3 if "site" in kw else 2)  # event-stratified as repeat 0
+            for f in frames:  # the inner validation part stays stratified by event inside the training part
+                val = f.loc[f["split"] == "val", "case_id"]
+                assert ev[val].any() and (~ev[val]).any()
+        # the outer test folds of repeat 1 are not those of repeat 0 relabelled
+        fold_sets = lambda fr: {frozenset(f.loc[f["split"] == "test", "case_id"]) for f in fr}  # noqa: E731
+        assert fold_sets(by_repeat[0]) != fold_sets(by_repeat[1])
+
+    s0 = ensure_splits(t, tmp_path / "r0", folds=5, seed=0)
+    s1 = ensure_splits(t, tmp_path / "r1", folds=5, seed=0, repeat=1)
+    meta0 = json.loads((tmp_path / "r0" / "meta.json").read_text())
+    assert "repeat" not in meta0 and (s0.fold(0).hash, s0.fold(4).hash) == _TODAY_FOLD_HASH
+    assert json.loads((tmp_path / "r1" / "meta.json").read_text())["repeat"] == 1
+    assert s1.fold(0).hash != s0.fold(0).hash  # the repeat is in the split hash
+    with pytest.raises(ValueError, match=r"r1 was written with other settings .*'repeat': \(1, 0\)"):
+        ensure_splits(t, tmp_path / "r1", folds=5, seed=0)  # a repeat-1 dir is never reused as repeat 0
+    with pytest.raises(ValueError, match="splits.repeat must be >= 0, got -1"):
+        make_splits(*args, folds=5, repeat=-1)

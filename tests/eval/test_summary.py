@@ -20,6 +20,7 @@ from survlab.utils.jobs import (
     mark_done,
     mark_failed,
     read_job_metric,
+    write_record,
 )
 
 N_PER_FOLD = 25
@@ -34,8 +35,16 @@ def _fake_job(
     seed: int = 0,
     rng=None,
     status: str = "done",
+    repeat: int | None = None,
+    folds: int | None = None,
 ) -> Path:
     d = root / model / cohort / f"fold{fold}"
+    if repeat is not None:  # a repeated k-fold sweep: one dir per repeat, the override recorded in job.json
+        d = d / f"data.splits.repeat={repeat}"
+        write_record(d, {}, [f"model={model}", f"fold={fold}", f"+data.splits.repeat={repeat}"])
+    if folds is not None:
+        (d / "protocol.json").parent.mkdir(parents=True, exist_ok=True)
+        (d / "protocol.json").write_text(json.dumps({"cohort": {"folds": folds}}))
     (d / ".hydra").mkdir(parents=True)
     (d / ".hydra" / "config.yaml").write_text(
         f"model:\n  name: {model}\ndata:\n  name: {cohort}\nfold: {fold}\nseed: {seed}\n"
@@ -159,13 +168,17 @@ def test_paired_comparison(sweep: Path) -> None:
     base = np.array([0.60, 0.62, 0.58, 0.61, 0.59])
     assert row["vs_ref_n_paired"] == 5
     assert row["vs_ref_diff_mean"] == pytest.approx((good - base).mean())
-    assert row["vs_ref_p_ttest"] == pytest.approx(stats.ttest_rel(good, base).pvalue)
+    assert row["vs_ref_p_ttest_uncorrected"] == pytest.approx(stats.ttest_rel(good, base).pvalue)
     assert row["vs_ref_p_wilcoxon"] == pytest.approx(stats.wilcoxon(good - base).pvalue)
     per_fold = s.paired[(s.paired.model == "good") & (s.paired.cohort == "synth_a")]
     np.testing.assert_allclose(per_fold["diff"], good - base)
     # synth_b: only fold 0 is paired (good fold1 failed) -> no p-values
     b = s.table[(s.table.model == "good") & (s.table.cohort == "synth_b")].iloc[0]
-    assert b["vs_ref_n_paired"] == 1 and np.isnan(b["vs_ref_p_ttest"]) and np.isnan(b["vs_ref_p_wilcoxon"])
+    assert (
+        b["vs_ref_n_paired"] == 1
+        and np.isnan(b["vs_ref_p_ttest_uncorrected"])
+        and np.isnan(b["vs_ref_p_wilcoxon"])
+    )
     # Wilcoxon only from n >= 5
     assert np.isnan(paired_comparison(np.array([0.1, 0.2, 0.05, 0.3]))["p_wilcoxon"])
     with pytest.raises(ValueError, match="not in the sweep"):
@@ -282,3 +295,135 @@ def test_two_models_times_two_seeds_pair_by_fold_and_seed(tmp_path: Path) -> Non
         1, "vs_ref_diff_mean"
     ] == pytest.approx(0.055)
     assert "`good seed=1`" in (root / "summary.md").read_text()
+
+
+def _harrell(f: pd.DataFrame) -> float:
+    from sksurv.metrics import concordance_index_censored
+
+    return concordance_index_censored(f["event"].astype(bool), f["time"], f["risk"])[0]
+
+
+def _pool(dirs: list[Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(d / "predictions.csv") for d in dirs]).set_index("case_id").sort_index()
+
+
+def test_corrected_t_holm_and_bootstrap_cis_in_the_summary(tmp_path: Path) -> None:
+    """p_corrected = Nadeau–Bengio by hand; p_holm = Holm over the models vs the reference; the pooled C-index CI
+    and the paired Δ pooled CI = a plain numpy loop over the same seeded resamples with scikit-survival."""
+    root = tmp_path / "sweep"
+    vals = {
+        "base": [0.60, 0.62, 0.58, 0.61, 0.59],
+        "good": [0.70, 0.69, 0.73, 0.68, 0.72],
+        "meh": [0.61, 0.60, 0.62, 0.63, 0.58],
+    }
+    dirs = {
+        m: [
+            _fake_job(root, m, "c", k, c, rng=np.random.default_rng(10 * k + len(m)))
+            for k, c in enumerate(cs)
+        ]
+        for m, cs in vals.items()
+    }
+    s = summarize_sweep(root, reference="base", n_boot=60, boot_seed=3, plot=False)
+    t = s.table.set_index("model")
+    p = {}
+    for m in ("good", "meh"):
+        d = np.array(vals[m]) - np.array(vals["base"])
+        t_nb = d.mean() / math.sqrt((1 / 5 + 1 / 4) * d.var(ddof=1))  # k = 5 folds: n_test/n_train = 1/4
+        p[m] = 2 * stats.t.sf(abs(t_nb), 4)
+        assert t.loc[m, "vs_ref_p_corrected"] == pytest.approx(p[m])
+        assert (
+            t.loc[m, "vs_ref_p_corrected"] > t.loc[m, "vs_ref_p_ttest_uncorrected"]
+        )  # the correction widens
+    lo, hi = sorted(p, key=p.get)
+    assert t.loc[lo, "vs_ref_p_holm"] == pytest.approx(min(1, 2 * p[lo]))
+    assert t.loc[hi, "vs_ref_p_holm"] == pytest.approx(max(min(1, 2 * p[lo]), p[hi]))
+    # bootstrap: the same draws, materialised, scored by scikit-survival
+    pools = {m: _pool(ds) for m, ds in dirs.items()}
+    ids = sorted(pools["base"].index)
+    draws = np.random.default_rng(3).integers(0, len(ids), size=(60, len(ids)))
+    for m in ("base", "good"):
+        f = pools[m].loc[ids]
+        ref = [_harrell(f.iloc[i]) for i in draws]
+        assert (t.loc[m, "pooled_cindex_ci_low"], t.loc[m, "pooled_cindex_ci_high"]) == pytest.approx(
+            tuple(np.percentile(ref, [2.5, 97.5]))
+        )
+        assert (
+            t.loc[m, "pooled_cindex_ci_low"] < t.loc[m, "pooled_cindex"] < t.loc[m, "pooled_cindex_ci_high"]
+        )
+    g, b = pools["good"].loc[ids], pools["base"].loc[ids]
+    diff = [_harrell(g.iloc[i]) - _harrell(b.iloc[i]) for i in draws]
+    assert t.loc["good", "vs_ref_pooled_diff"] == pytest.approx(_harrell(g) - _harrell(b))
+    assert (t.loc["good", "vs_ref_pooled_diff_ci_low"], t.loc["good", "vs_ref_pooled_diff_ci_high"]) == (
+        pytest.approx(tuple(np.percentile(diff, [2.5, 97.5])))
+    )
+    md = (root / "summary.md").read_text()
+    assert "p (corrected)" in md and "p (t-test, uncorrected)" in md and "60 seeded resamples" in md
+    assert f"{t.loc['good', 'pooled_cindex']:.3f} [{t.loc['good', 'pooled_cindex_ci_low']:.3f}, " in md
+
+
+def test_repeats_are_pooled_and_paired_by_fold_and_repeat(tmp_path: Path) -> None:
+    """-m ... data.splits.repeat=0,1,2: one row per model (not per repeat), mean ± std over folds × repeats, one
+    pooled C-index per repeat, pairs by (fold, repeat), corrected t with J = k·r and k from protocol.json."""
+    root = tmp_path / "sweep"
+    vals = {}
+    dirs: dict[tuple[str, int], list[Path]] = {}
+    for r in range(3):
+        for k in range(2):  # 2 of the 5 folds ran: n_test/n_train still 1/4 (k = 5 from protocol.json)
+            for m, c in (("base", 0.60 + 0.01 * r - 0.02 * k), ("good", 0.66 + 0.03 * k - 0.01 * r)):
+                rng = np.random.default_rng(100 * r + 10 * k + len(m))
+                dirs.setdefault((m, r), []).append(_fake_job(root, m, "c", k, c, rng=rng, repeat=r, folds=5))
+                vals[(m, r, k)] = c
+    s = summarize_sweep(root, reference="base", n_boot=0, plot=False)
+    assert len(s.table) == 2 and s.group_keys == [] and sorted(s.jobs["repeat"].unique()) == [0, 1, 2]
+    t = s.table.set_index("model")
+    good = np.array([vals[("good", r, k)] for r in range(3) for k in range(2)])
+    base = np.array([vals[("base", r, k)] for r in range(3) for k in range(2)])
+    assert t.loc["good", "n_folds"] == 6 and t.loc["good", "n_repeats"] == 3
+    assert t.loc["good", "test/cindex_mean"] == pytest.approx(good.mean())
+    assert t.loc["good", "test/cindex_std"] == pytest.approx(good.std(ddof=1))
+    per_repeat = [_harrell(_pool(dirs[("good", r)])) for r in range(3)]
+    assert t.loc["good", "pooled_cindex_by_repeat"] == ";".join(f"{c:.4f}" for c in per_repeat)
+    assert t.loc["good", "pooled_cindex"] == pytest.approx(np.mean(per_repeat))
+    d = good - base
+    assert t.loc["good", "vs_ref_n_paired"] == 6
+    t_nb = d.mean() / math.sqrt((1 / 6 + 1 / 4) * d.var(ddof=1))
+    assert t.loc["good", "vs_ref_p_corrected"] == pytest.approx(2 * stats.t.sf(abs(t_nb), 5))
+    pairs = s.paired.sort_values(["repeat", "fold"])
+    assert pairs[["repeat", "fold"]].values.tolist() == [[r, k] for r in range(3) for k in range(2)]
+    np.testing.assert_allclose(pairs["diff"], d)
+
+
+def test_classification_sweep_gets_the_pooled_auc_and_its_bootstrap_ci(tmp_path: Path) -> None:
+    """A classification sweep (predictions with <label>, <label>_pred, <label>_prob_<class>): pooled_auc =
+    scikit-learn's AUC of the concatenated out-of-fold probabilities; its CI the percentile interval of the same
+    seeded resamples."""
+    from sklearn.metrics import roc_auc_score
+
+    root = tmp_path / "sweep"
+    frames = []
+    for fold in range(3):
+        d = root / "clam_sb" / "c" / f"fold{fold}"
+        d.mkdir(parents=True)
+        rng = np.random.default_rng(fold)
+        y = rng.integers(0, 2, 20)
+        p1 = np.clip(0.3 * y + rng.uniform(0, 0.7, 20), 0, 1)
+        f = pd.DataFrame({"case_id": [f"P{fold}-{i}" for i in range(20)], "fold": fold})
+        f["grade"] = np.where(y == 1, "high", "low")
+        f["grade_pred"] = np.where(p1 > 0.5, "high", "low")
+        f["grade_prob_low"], f["grade_prob_high"] = 1 - p1, p1
+        f.to_csv(d / "predictions.csv", index=False)
+        frames.append(f)
+        metrics = {"model": "clam_sb", "cohort": "c", "fold": fold, "seed": 0, "test/balanced_accuracy": 0.7}
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        mark_done(d)
+    s = summarize_sweep(root, n_boot=40, boot_seed=1, plot=False)
+    row = s.table.iloc[0]
+    pool = pd.concat(frames).set_index("case_id").sort_index()
+    # classes in the file's column order (low, high): the positive class is the last one, "high"
+    assert row["pooled_auc"] == pytest.approx(roc_auc_score(pool["grade"] == "high", pool["grade_prob_high"]))
+    draws = np.random.default_rng(1).integers(0, 60, size=(40, 60))
+    ref = [roc_auc_score(pool.iloc[i]["grade"] == "high", pool.iloc[i]["grade_prob_high"]) for i in draws]
+    assert (row["pooled_auc_ci_low"], row["pooled_auc_ci_high"]) == pytest.approx(
+        tuple(np.percentile(ref, [2.5, 97.5]))
+    )
+    assert "pooled AUC (95% CI)" in (root / "summary.md").read_text()
