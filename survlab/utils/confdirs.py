@@ -62,3 +62,10 @@ def find_config(group: str, name: str) -> Path | None:
 def available(group: str) -> list[str]:
     """Names of the configs of a group across all roots (files starting with `_` are shared parts, not listed)."""
     return sorted({p.stem for d in group_dirs(group) for p in d.glob("*.yaml") if not p.stem.startswith("_")})
+
+
+# the configs use survlab's resolvers (${survlab.cwd:} in paths/, ${survlab.pid:} in hydra/): every module that composes
+# them finds its configs through this one, so importing it registers them
+from survlab.utils.jobs import register_resolvers as _register_resolvers  # noqa: E402
+
+_register_resolvers()

@@ -353,13 +353,30 @@ def job_tag(sweep_dir: str, overrides: Sequence[str]) -> str:
 
 
 def register_resolvers() -> None:
-    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml."""
+    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml, `${survlab.cwd:}`
+    for conf/paths/default.yaml."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("survlab.job_tag"):
         OmegaConf.register_new_resolver("survlab.job_tag", lambda d, o: job_tag(str(d), list(o or [])))
     if not OmegaConf.has_resolver("survlab.pid"):
         OmegaConf.register_new_resolver("survlab.pid", lambda: str(os.getpid()), use_cache=True)
+    if not OmegaConf.has_resolver("survlab.cwd"):
+        OmegaConf.register_new_resolver("survlab.cwd", launch_cwd)
+
+
+def launch_cwd() -> str:
+    """The directory survlab was started from: Hydra's `runtime.cwd` inside a job, the process's working directory
+    before one (a multirun resolves `hydra.sweep.dir` before any job, when `${hydra:runtime.cwd}` cannot resolve yet;
+    `hydra.job.chdir` is false, so both are the same folder)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if HydraConfig.initialized():
+        cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None)
+        if cwd:
+            return str(cwd)
+    return os.getcwd()
 
 
 register_resolvers()
