@@ -507,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip() + "\n\n" + USAGE)
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    from survlab.utils.quiet import quiet_console
+
+    quiet_console()  # survlab's lines and the result, not Lightning's banners (they printed twice)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         evaluate(argv)
