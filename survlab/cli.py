@@ -157,12 +157,15 @@ def train(argv: Sequence[str]) -> int:
         a.startswith("resume=") for a in argv
     ):
         return print_config(argv)
+    from survlab.runner.config_check import check_command_line
+
+    check_command_line(argv)  # keys, config names, value types: one line in about a second, before Lightning loads
     from survlab import run
 
     saved = sys.argv
     sys.argv = ["survlab train", *argv]
     try:
-        run.main()
+        run.main(check=False)
     finally:
         sys.argv = saved
     return 0

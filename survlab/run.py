@@ -281,8 +281,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [*rest, *recorded, f"hydra.run.dir={run_dir.resolve()}"]
 
 
-def main() -> None:
-    """`python -m survlab.run` / `survlab-run`."""
+def main(check: bool = True) -> None:
+    """`python -m survlab.run` / `survlab-run` (`check`: the command line's keys and values first, one-line errors;
+    `survlab train` has checked them before importing this module)."""
+    if check:
+        from survlab.runner.config_check import ConfigError, check_command_line
+
+        try:
+            check_command_line(sys.argv[1:])
+        except ConfigError as exc:
+            print(f"survlab: error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
     sys.argv = resume_argv(sys.argv)
     hydra_main()
 
