@@ -696,7 +696,8 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="survlab bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="survlab bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument(
         "--patches", type=int, default=10_000, help="mean x20 patches per patient (over 1-3 slides)"

@@ -50,7 +50,8 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("survlab.bench", "speed benchmark: survlab's loop vs the papers' usual loop"),
     "pack": Command("survlab.pack", "build (or verify) a cohort's packed feature store once, before a sweep"),
     "doctor": Command(
-        "survlab.doctor", "this machine for survlab: torch / CUDA / GPUs, cores, extras, W&B mode, writable folders"
+        "survlab.doctor",
+        "this machine for survlab: torch / CUDA / GPUs, cores, extras, W&B mode, writable folders",
     ),
 }
 
@@ -163,7 +164,9 @@ def train(argv: Sequence[str]) -> int:
         return print_config(argv)
     from survlab.runner.config_check import check_command_line
 
-    check_command_line(argv)  # keys, config names, value types: one line in about a second, before Lightning loads
+    check_command_line(
+        argv
+    )  # keys, config names, value types: one line in about a second, before Lightning loads
     from survlab import run
 
     saved = sys.argv

@@ -15,20 +15,28 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 from survlab import __version__
 
 #: optional extras (pyproject.toml) -> (distribution, module to find, what it enables)
 EXTRAS: dict[str, tuple[str, str, str]] = {
-    "slurm": ("hydra-submitit-launcher", "hydra_plugins.hydra_submitit_launcher", "hydra/launcher=submitit_*"),
+    "slurm": (
+        "hydra-submitit-launcher",
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra/launcher=submitit_*",
+    ),
     "joblib": ("hydra-joblib-launcher", "hydra_plugins.hydra_joblib_launcher", "hydra/launcher=joblib"),
     "tensorboard": ("tensorboard", "tensorboard", "logger=tensorboard"),
     "hpo": ("hydra-optuna-sweeper", "hydra_plugins.hydra_optuna_sweeper", "hparams_search=optuna"),
     "text": ("sentence-transformers", "sentence_transformers", "text prompts, model=hmf"),
 }
 #: the folders a run writes (paths/default.yaml) -> the environment variable that also sets each
-PATH_KEYS = {"root_dir": "SURVLAB_ROOT", "data_dir": "SURVLAB_DATA", "log_dir": "SURVLAB_LOGS", "splits_dir": "SURVLAB_SPLITS"}
+PATH_KEYS = {
+    "root_dir": "SURVLAB_ROOT",
+    "data_dir": "SURVLAB_DATA",
+    "log_dir": "SURVLAB_LOGS",
+    "splits_dir": "SURVLAB_SPLITS",
+}
 
 
 def _version(dist: str) -> str | None:
@@ -84,12 +92,16 @@ def report(overrides: list[str]) -> tuple[list[str], list[str]]:
 
     from survlab.data.datamodule import choose_loader, usable_cpus
 
-    lines = [f"survlab {__version__}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"]
+    lines = [
+        f"survlab {__version__}, Python {platform.python_version()} ({platform.system()} {platform.machine()})"
+    ]
     cuda = torch.cuda.is_available()
     n_gpu = torch.cuda.device_count() if cuda else 0
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"
     gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(n_gpu)) if n_gpu else "none"
-    lines.append(f"torch {torch.__version__} ({build}); CUDA available: {'yes' if cuda else 'no'}; GPUs: {n_gpu} ({gpus})")
+    lines.append(
+        f"torch {torch.__version__} ({build}); CUDA available: {'yes' if cuda else 'no'}; GPUs: {n_gpu} ({gpus})"
+    )
     lines.append(f"lightning {_version('lightning')}, hydra-core {_version('hydra-core')}")
     loader = choose_loader("auto", "auto", cuda=cuda)
     lines.append(
@@ -100,7 +112,9 @@ def report(overrides: list[str]) -> tuple[list[str], list[str]]:
     lines.append(
         "extras: "
         + "; ".join(
-            f"{name} {v} ({EXTRAS[name][2]})" if v else f"{name} missing (pip install \"survlab[{name}]\" for {EXTRAS[name][2]})"
+            f"{name} {v} ({EXTRAS[name][2]})"
+            if v
+            else f'{name} missing (pip install "survlab[{name}]" for {EXTRAS[name][2]})'
             for name, v in found.items()
         )
     )

@@ -16,14 +16,30 @@ from survlab.utils.quiet import offline_run_line, quiet_console
 
 REPO = Path(__file__).resolve().parents[1]
 #: library lines a default run printed before (W&B's ~35 lines, Lightning's banners and tips, the test-metric box)
-NOISE = ("wandb:", "FutureWarning", "LeafSpec", "Tip:", "GPU available", "TPU available", "Seed set to", "Test metric")
+NOISE = (
+    "wandb:",
+    "FutureWarning",
+    "LeafSpec",
+    "Tip:",
+    "GPU available",
+    "TPU available",
+    "Seed set to",
+    "Test metric",
+)
 
 
 def _survlab(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SURVLAB_"))}  # W&B as a user has it
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SURVLAB_"))
+    }  # W&B as a user has it
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", COLUMNS="120")
     return subprocess.run(
-        [sys.executable, "-m", "survlab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=400
+        [sys.executable, "-m", "survlab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
 
 
@@ -58,7 +74,11 @@ def test_quiet_console_silences_library_info_and_listed_warnings(monkeypatch: py
         warnings.simplefilter("always")
         assert quiet_console() is True
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
-        warnings.warn("The number of training batches (2) is smaller than the logging interval", UserWarning, stacklevel=1)
+        warnings.warn(
+            "The number of training batches (2) is smaller than the logging interval",
+            UserWarning,
+            stacklevel=1,
+        )
         warnings.warn("a warning that needs action", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a warning that needs action"]
     logging.getLogger("lightning.pytorch").setLevel(logging.INFO)  # what importing Lightning does
@@ -71,5 +91,7 @@ def test_quiet_console_silences_library_info_and_listed_warnings(monkeypatch: py
 def test_offline_run_line_names_the_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "wandb" / "offline-run-20260101_000000-abc"
     assert offline_run_line(run / "files") == f"W&B offline run: {run} (upload: wandb sync {run})"
-    assert offline_run_line(tmp_path / "wandb" / "run-20260101_000000-abc" / "files") is None  # online: no line
+    assert (
+        offline_run_line(tmp_path / "wandb" / "run-20260101_000000-abc" / "files") is None
+    )  # online: no line
     assert offline_run_line(None) is None

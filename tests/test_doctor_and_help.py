@@ -41,9 +41,15 @@ def test_check_takes_config_dir_like_train(
         raise ValueError("composed; not reading the cohort in this test")
 
     monkeypatch.setattr(check_module, "compose_data", spy)
-    for flag in (["--config-dir", str(tmp_path / "lab")], ["-cd", str(tmp_path / "lab")], [f"--config-dir={tmp_path / 'lab'}"]):
+    for flag in (
+        ["--config-dir", str(tmp_path / "lab")],
+        ["-cd", str(tmp_path / "lab")],
+        [f"--config-dir={tmp_path / 'lab'}"],
+    ):
         assert cli.main(["check", *flag, "data=toy"]) == 1
-        assert capsys.readouterr().err == "survlab check: error: composed; not reading the cohort in this test\n"
+        assert (
+            capsys.readouterr().err == "survlab check: error: composed; not reading the cohort in this test\n"
+        )
     assert composed == [("toy", 3)] * 3
     assert cli.main(["check", "data=toy"]) == 1  # without the folder: not found, one line
     assert "Could not find 'data/toy'" in capsys.readouterr().err
@@ -71,7 +77,9 @@ def test_doctor_reports_the_machine_and_unwritable_folders(
     blocker.write_text("")
     assert cli.main(["doctor", f"paths.log_dir={blocker / 'logs'}"]) == 1
     captured = capsys.readouterr()
-    assert f"paths.log_dir: {blocker / 'logs'} (will be created under {blocker}, NOT writable)" in captured.out
+    assert (
+        f"paths.log_dir: {blocker / 'logs'} (will be created under {blocker}, NOT writable)" in captured.out
+    )
     assert captured.err.splitlines()[0] == (
         f"survlab doctor: problem: paths.log_dir={blocker / 'logs'} is not writable; pass paths.log_dir=<a folder "
         "you can write> (or SURVLAB_LOGS=...)"

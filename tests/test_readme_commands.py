@@ -37,7 +37,9 @@ def test_multirun_sweep_dir_resolves_before_any_job_with_the_default_paths(
         with initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=["model=abmil", "fold=1"], return_hydra_config=True)
         assert not HydraConfig.initialized()
-        sweep_dir = Path(str(cfg.hydra.sweep.dir))  # was: InterpolationResolutionError 'HydraConfig was not set'
+        sweep_dir = Path(
+            str(cfg.hydra.sweep.dir)
+        )  # was: InterpolationResolutionError 'HydraConfig was not set'
         assert sweep_dir.parent == tmp_path / "logs" / "multiruns"
         assert Path(str(cfg.paths.data_dir)) == tmp_path / "data"
         SweepKeysCallback().on_multirun_start(cfg)
@@ -139,7 +141,9 @@ def test_every_readme_command_is_run_composed_or_skipped_with_a_reason() -> None
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMPOSE_ONLY)
-def test_readme_command_lines_compose_as_written(command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_readme_command_lines_compose_as_written(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from survlab.runner.config_check import check_command_line
 
     monkeypatch.chdir(tmp_path)
@@ -160,23 +164,27 @@ def test_readme_commands_run_as_written_from_a_fresh_folder(tmp_path: Path) -> N
             (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
             line = line.replace("<sweep dir>", str(sweep))
         line = line.replace("<run dir>", filled.get("abmil", "<run dir>"))
-        line = re.sub(r"resume=\S+", f"resume={filled.get('ggmf')}", line)  # the default run, finished: skipped
+        line = re.sub(
+            r"resume=\S+", f"resume={filled.get('ggmf')}", line
+        )  # the default run, finished: skipped
         argv = _argv(line)
         if ("train" in argv[3:4] and "--cfg" not in argv) or command.startswith("survlab synth"):
             argv += [t for t in TINY if t.split("=")[0] + "=" not in command]
         proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{command}\n{out[-4000:]}"
-        assert "Traceback" not in out and "HydraConfig was not set" not in out and "reinit" not in out, out[-4000:]
+        assert "Traceback" not in out and "HydraConfig was not set" not in out and "reinit" not in out, out[
+            -4000:
+        ]
         for line in out.splitlines() if "train" in argv[3:4] else []:
             if line.startswith("outputs: ") and "/runs/" in line:
                 filled[Path(line.split(" ", 1)[1]).parts[-4]] = line.split(" ", 1)[1]
         if "-m" in argv[3:]:
             (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
             assert "4 jobs, 0 failed or incomplete" in out
-            assert (sweep / "summary.md").is_file() and sorted(p.parent.name for p in sweep.glob("*/synthetic/fold*/DONE")) == [
-                "fold0", "fold0", "fold1", "fold1"
-            ]
+            assert (sweep / "summary.md").is_file() and sorted(
+                p.parent.name for p in sweep.glob("*/synthetic/fold*/DONE")
+            ) == ["fold0", "fold0", "fold1", "fold1"]
         if "resume=" in command:
             assert "skipping completed job" in out
     assert sorted(filled) == ["abmil", "ggmf"]

@@ -373,7 +373,8 @@ def test_recipe_trains_with_the_papers_optimiser_steps(recipe: str, tmp_path: Pa
         assert lr[0] == pytest.approx(
             [peak * (i + 1) / n0 for i in range(n0)]
         )  # peak at the warm-up epoch's end
-        n1 = len(lr[1])  # CosineAnnealingLR over the run's n1 remaining steps: the last one still above the floor
+        # CosineAnnealingLR over the run's n1 remaining steps: the last one still above the floor
+        n1 = len(lr[1])
         assert all(a > b for a, b in zip(lr[1], lr[1][1:], strict=False)) and lr[1][-1] == pytest.approx(
             floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * (n1 - 1) / n1))
         )

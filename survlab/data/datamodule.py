@@ -113,6 +113,7 @@ def _check_loader_option(key: str, value: Any, kind: type) -> int | bool | str:
     allowed = "an integer >= 0" if kind is int else "true or false"
     raise ValueError(f"data.{key}={value!r}: use {allowed}, or auto (chosen from this machine's cores / GPU)")
 
+
 # cache: auto fills the RAM cache only if the files take at most this share of the memory the process may use;
 # cache: device refuses when its host staging copy needs more than this share
 CACHE_MEMORY_SHARE, DEVICE_STAGING_SHARE = 0.5, 0.8

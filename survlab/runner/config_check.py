@@ -344,7 +344,9 @@ def _type_error(key: str, value: Any, default: Any) -> str | None:
     return f"{key}={value!r} must be {_KIND[kind]} (the default is {default!r})"
 
 
-def _composition_error(exc: Exception, overrides: list[str], compose: Callable[[list[str]], Any]) -> ConfigError:
+def _composition_error(
+    exc: Exception, overrides: list[str], compose: Callable[[list[str]], Any]
+) -> ConfigError:
     """Hydra's multi-line compose error -> survlab's one line, with the closest valid key or config name."""
     import re
 
@@ -355,7 +357,9 @@ def _composition_error(exc: Exception, overrides: list[str], compose: Callable[[
     missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
     if missing:  # a config name that does not exist: `model=abmill`, `data=my_cohort` outside the search path
         group, name = missing.groups()
-        options = re.findall(r"^\t(\S+)$", text.split("Available options", 1)[-1].split("Config search path")[0], re.M)
+        options = re.findall(
+            r"^\t(\S+)$", text.split("Available options", 1)[-1].split("Config search path")[0], re.M
+        )
         best = _closest(name, [o for o in options if not o.startswith("_")])
         hint = f"did you mean {group}={best}?" if best else f"`survlab train --help` lists the {group} names"
         return ConfigError(
@@ -375,14 +379,18 @@ def _composition_error(exc: Exception, overrides: list[str], compose: Callable[[
             container = {}
         _, node = _raw(container, parent) if parent else (True, container)
         best = _closest(leaf, node) if isinstance(node, dict) else None
-        suggestion = f"did you mean '{parent + '.' if parent else ''}{best}'?" if best else "no key of that name"
+        suggestion = (
+            f"did you mean '{parent + '.' if parent else ''}{best}'?" if best else "no key of that name"
+        )
         return ConfigError(
             f"unknown key '{key}' ({suggestion}); `survlab train --cfg job` prints every key "
             "(a new key of your own is added with +key=value)"
         )
     exists = re.search(r"An item is already at '([^']+)'", text)
     if exists:
-        return ConfigError(f"+{exists.group(1)}: the key already exists; set it without the '+' ({exists.group(1)}=...)")
+        return ConfigError(
+            f"+{exists.group(1)}: the key already exists; set it without the '+' ({exists.group(1)}=...)"
+        )
     return ConfigError(first)
 
 
@@ -431,10 +439,15 @@ def check_command_line(argv: Any) -> None:
     def _compose(ovs: list[str]) -> Any:
         GlobalHydra.instance().clear()
         try:  # Hydra's own warnings (e.g. a launcher's schema matching) come once, from the run itself
-            with warnings.catch_warnings(), initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"):
+            with (
+                warnings.catch_warnings(),
+                initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"),
+            ):
                 warnings.simplefilter("ignore")
                 return compose(
-                    config_name, overrides=[*ovs, *searchpath_overrides(config_dirs)], return_hydra_config=True
+                    config_name,
+                    overrides=[*ovs, *searchpath_overrides(config_dirs)],
+                    return_hydra_config=True,
                 )
         finally:
             GlobalHydra.instance().clear()
@@ -462,7 +475,10 @@ def check_command_line(argv: Any) -> None:
     for o, values in swept:  # every other swept config name must exist too
         if is_group(o) and not o.key_or_group.startswith("hydra"):
             for v in values[1:]:
-                ovs = [t if t.split("=", 1)[0] != o.get_key_element() else f"{o.get_key_element()}={v}" for t in first]
+                ovs = [
+                    t if t.split("=", 1)[0] != o.get_key_element() else f"{o.get_key_element()}={v}"
+                    for t in first
+                ]
                 try:
                     _compose(ovs)
                 except HydraException as exc:
@@ -471,12 +487,17 @@ def check_command_line(argv: Any) -> None:
     values_given = [
         (o, list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()])
         for o in parsed
-        if not is_group(o) and not o.is_delete() and not o.is_add() and not o.is_force_add()
+        if not is_group(o)
+        and not o.is_delete()
+        and not o.is_add()
+        and not o.is_force_add()
         and (not o.is_sweep_override() or o.is_choice_sweep())
     ]
     if values_given:
         group_only = [
-            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text
+            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
+            if o.is_sweep_override()
+            else text
             for o, text in zip(parsed, overrides, strict=True)
             if is_group(o) and (not o.is_sweep_override() or o.is_choice_sweep())
         ]
@@ -493,7 +514,8 @@ def check_command_line(argv: Any) -> None:
         if key not in TOP_LEVEL and key not in GROUPS:
             best = _closest(str(key), [*TOP_LEVEL, *GROUPS])
             raise ConfigError(
-                f"unknown top-level option {key!r}" + (f" (did you mean {best!r}?)" if best else " (a typo?)")
+                f"unknown top-level option {key!r}"
+                + (f" (did you mean {best!r}?)" if best else " (a typo?)")
                 + f"; allowed: {', '.join(sorted(TOP_LEVEL))} and the config groups {', '.join(GROUPS[:6])}"
             )
     for key, check in TOP_LEVEL.items():

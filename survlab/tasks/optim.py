@@ -109,9 +109,13 @@ def describe_schedule(
     decay = (max_epochs - warmup_epochs) * (steps_per_epoch if interval == "step" else 1)
     parts = []
     if warmup_epochs:
-        parts.append(f"linear warm-up over {warmup_epochs * steps_per_epoch} steps ({warmup_epochs} epoch{'s' if warmup_epochs > 1 else ''})")
+        parts.append(
+            f"linear warm-up over {warmup_epochs * steps_per_epoch} steps ({warmup_epochs} epoch{'s' if warmup_epochs > 1 else ''})"
+        )
     if name == "cosine":
-        parts.append(f"cosine (CosineAnnealingLR T_max={max(1, decay)} {unit}, eta_min {eta_min:.4g}, per {interval})")
+        parts.append(
+            f"cosine (CosineAnnealingLR T_max={max(1, decay)} {unit}, eta_min {eta_min:.4g}, per {interval})"
+        )
     elif name == "cosine_restarts":
         parts.append(f"cosine restarts every {restart_epochs} epochs (eta_min {eta_min:.4g}, per {interval})")
     else:

@@ -4,7 +4,6 @@ recorded in the protocol card, and never changing a batch (patch draws are seede
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,14 +18,19 @@ from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
 
 @pytest.mark.parametrize(
-    ("cpus", "devices", "workers"), [(1, 1, 0), (2, 1, 0), (3, 1, 2), (4, 1, 3), (16, 1, 4), (16, 8, 0), (16, 4, 3)]
+    ("cpus", "devices", "workers"),
+    [(1, 1, 0), (2, 1, 0), (3, 1, 2), (4, 1, 3), (16, 1, 4), (16, 8, 0), (16, 4, 3)],
 )
 def test_auto_workers_follow_the_cores_per_training_process(
     monkeypatch: pytest.MonkeyPatch, cpus: int, devices: int, workers: int
 ) -> None:
     monkeypatch.setattr(dm_module, "usable_cpus", lambda: cpus)
     choice = choose_loader("auto", "auto", devices=devices, cuda=False)
-    assert (choice["num_workers"], choice["pin_memory"], choice["auto"]) == (workers, False, ["num_workers", "pin_memory"])
+    assert (choice["num_workers"], choice["pin_memory"], choice["auto"]) == (
+        workers,
+        False,
+        ["num_workers", "pin_memory"],
+    )
     # Lightning's own bound (cores // processes - 1): auto never asks for more, so Lightning does not warn either
     from lightning.fabric.utilities import data as fabric_data
 
@@ -34,7 +38,12 @@ def test_auto_workers_follow_the_cores_per_training_process(
     assert workers <= fabric_data.suggested_max_num_workers(devices)
     assert choose_loader("auto", "auto", cuda=True)["pin_memory"] is True
     assert choose_loader(3, False, cuda=True) | {"cpus": 0} == {
-        "num_workers": 3, "pin_memory": False, "auto": [], "cpus": 0, "processes": 1, "cuda": True
+        "num_workers": 3,
+        "pin_memory": False,
+        "auto": [],
+        "cpus": 0,
+        "processes": 1,
+        "cuda": True,
     }  # what the user set is kept
 
 
@@ -61,7 +70,9 @@ def test_workers_do_not_change_a_batch(make_datamodule: Any) -> None:
     a, b = _epoch_batches(plain, 1), _epoch_batches(workers, 1)
     assert [x[0] for x in a] == [x[0] for x in b]
     assert all(torch.equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
-    assert [x[0] for x in _epoch_batches(plain, 0)] != [x[0] for x in a]  # epochs differ: the test can see order
+    assert [x[0] for x in _epoch_batches(plain, 0)] != [
+        x[0] for x in a
+    ]  # epochs differ: the test can see order
 
 
 def test_tcga_base_chooses_from_the_machine_and_the_card_records_it(

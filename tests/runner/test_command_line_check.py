@@ -22,10 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
     [
         (["trainer.max_epochs=two"], "trainer.max_epochs='two' must be an integer (the default is 20)"),
         (["model.task.lr=abc"], "model.task.lr='abc' must be a number (the default is 0.001)"),
-        (["modle=abmil"], "unknown key 'modle' (did you mean 'model'?); `survlab train --cfg job` prints every key"),
+        (
+            ["modle=abmil"],
+            "unknown key 'modle' (did you mean 'model'?); `survlab train --cfg job` prints every key",
+        ),
         (["trainer.max_epoch=3"], "unknown key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
         (["model=abmill"], "model=abmill: no config 'model/abmill.yaml' (did you mean model=abmil?)"),
-        (["-m", "model=abmil,snnn", "fold=0,1"], "model=snnn: no config 'model/snnn.yaml' (did you mean model=snn?)"),
+        (
+            ["-m", "model=abmil,snnn", "fold=0,1"],
+            "model=snnn: no config 'model/snnn.yaml' (did you mean model=snn?)",
+        ),
         (["-m", "fold=0,1,x"], "fold='x' must be an integer (the default is 0)"),
         (["trainer.enable_progress_bar=maybe"], "trainer.enable_progress_bar='maybe' must be true or false"),
         (["+trainer.max_epochs=3"], "+trainer.max_epochs: the key already exists; set it without the '+'"),
@@ -44,7 +50,12 @@ def test_a_bad_command_line_fails_in_one_line_naming_the_key(argv: list[str], me
     [
         ["model=abmil", "fold=3", "trainer.max_epochs=2", "model.task.lr=1e-4"],
         ["-m", "model=abmil,snn", "fold=0,1", "trainer.max_epochs=2"],
-        ["trainer.devices=auto", "data.num_workers=auto", "trainer.max_epochs=null", "++trainer.limit_train_batches=2"],
+        [
+            "trainer.devices=auto",
+            "data.num_workers=auto",
+            "trainer.max_epochs=null",
+            "++trainer.limit_train_batches=2",
+        ],
         ["experiment=demo", "eval_times=[12,24]", "+callbacks.steps._target_=x.Y"],
         ["-m", "fold=range(0,5)", "seed=0,1"],
     ],
@@ -70,7 +81,9 @@ def test_survlab_train_reports_before_importing_torch_or_lightning(tmp_path: Pat
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     env.pop("SURVLAB_TRACEBACK", None)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["heavy"] == []
@@ -84,7 +97,14 @@ def test_survlab_train_reports_before_importing_torch_or_lightning(tmp_path: Pat
         ],
     ]
     run = subprocess.run(
-        [sys.executable, "-m", "survlab.run", "model.task.lr=abc"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "survlab.run", "model.task.lr=abc"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
-    assert run.returncode == 1 and run.stderr == "survlab: error: model.task.lr='abc' must be a number (the default is 0.001)\n"
+    assert (
+        run.returncode == 1
+        and run.stderr == "survlab: error: model.task.lr='abc' must be a number (the default is 0.001)\n"
+    )
     assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()

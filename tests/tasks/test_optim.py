@@ -45,7 +45,9 @@ def test_warmup_is_linear_over_the_first_epochs_optimizer_steps() -> None:
     )  # first step at 1/10, peak at the epoch's end
     assert f[10] == pytest.approx(1.0) and f[-1] > 0.01  # the last step still trains above the floor
     assert all(a > b for a, b in zip(f[10:], f[11:], strict=False))  # moves every step
-    assert f[100] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 190)))  # T_max = 190 steps
+    assert f[100] == pytest.approx(
+        0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 190))
+    )  # T_max = 190 steps
     # interval=epoch: the same per-step warm-up, then one lr per epoch
     g = [lr_factor(s, "cosine", 10, 20, 1, min_factor=0.01, interval="epoch") for s in range(200)]
     assert g[:10] == f[:10] and g[10:20] == [1.0] * 10 and len(set(g[20:30])) == 1
@@ -68,13 +70,23 @@ def _torch_warmup_cosine(
         warm = sched.LinearLR(opt, start_factor=1 / w, end_factor=1.0, total_iters=w - 1)
         return _lrs(sched.SequentialLR(opt, [warm, cosine], milestones=[w]), n)
     warm_lrs = _lrs(sched.LinearLR(_adam(lr), 1 / w, 1.0, total_iters=w - 1), w) if w else []
-    per_epoch = _lrs(sched.CosineAnnealingLR(_adam(lr), T_max=max_epochs - warmup_epochs, eta_min=eta_min), max_epochs - warmup_epochs)
+    per_epoch = _lrs(
+        sched.CosineAnnealingLR(_adam(lr), T_max=max_epochs - warmup_epochs, eta_min=eta_min),
+        max_epochs - warmup_epochs,
+    )
     return warm_lrs + [x for x in per_epoch for _ in range(steps_per_epoch)]
 
 
 @pytest.mark.parametrize(
     ("steps_per_epoch", "max_epochs", "warmup_epochs", "interval"),
-    [(1, 2, 0, "epoch"), (3, 2, 0, "epoch"), (4, 5, 1, "epoch"), (3, 6, 2, "step"), (5, 3, 0, "step"), (10, 20, 1, "step")],
+    [
+        (1, 2, 0, "epoch"),
+        (3, 2, 0, "epoch"),
+        (4, 5, 1, "epoch"),
+        (3, 6, 2, "step"),
+        (5, 3, 0, "step"),
+        (10, 20, 1, "step"),
+    ],
 )
 def test_warmup_cosine_equals_torch_linear_then_cosine_annealing(
     steps_per_epoch: int, max_epochs: int, warmup_epochs: int, interval: str
@@ -82,7 +94,13 @@ def test_warmup_cosine_equals_torch_linear_then_cosine_annealing(
     """survlab's schedule is torch's LinearLR + CosineAnnealingLR (T_max = the run's decay steps / epochs)."""
     ours = _lrs(
         build_scheduler(
-            _adam(1e-3), "cosine", max_epochs, warmup_epochs, 1e-6, steps_per_epoch=steps_per_epoch, interval=interval
+            _adam(1e-3),
+            "cosine",
+            max_epochs,
+            warmup_epochs,
+            1e-6,
+            steps_per_epoch=steps_per_epoch,
+            interval=interval,
         ),
         steps_per_epoch * max_epochs,
     )
@@ -142,7 +160,9 @@ def test_cosine_floor_is_eta_min_not_zero():
         opt.step()
         sched.step()
     assert min(lrs) == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
-    assert min(lrs) > 1e-6  # the floor is approached, never trained at; the CrossFusion reference trains at lr 0
+    assert (
+        min(lrs) > 1e-6
+    )  # the floor is approached, never trained at; the CrossFusion reference trains at lr 0
     assert lrs[50] == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 50 / 100)))
 
 
@@ -225,12 +245,21 @@ def test_task_scales_the_cosine_to_the_trainers_max_epochs_and_logs_it(
     (epoch 2 at ~half the peak lr, far above eta_min), and the run log names the schedule that ran."""
     items = [
         PatientItem(
-            case_id=f"P{i}", index=i, time=5.0 + i, event=bool(i % 2), time_bin=i % 4, clinical=torch.tensor([float(i), 1.0])
+            case_id=f"P{i}",
+            index=i,
+            time=5.0 + i,
+            event=bool(i % 2),
+            time_bin=i % 4,
+            clinical=torch.tensor([float(i), 1.0]),
         )
         for i in range(8)
     ]
     task = SurvivalTask(
-        ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)), lr=1e-3, scheduler="cosine", eta_min=1e-6, max_epochs=20
+        ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)),
+        lr=1e-3,
+        scheduler="cosine",
+        eta_min=1e-6,
+        max_epochs=20,
     )
     recorder = OptimizerStepRecorder(str(tmp_path / "steps.json"))
     trainer = L.Trainer(
