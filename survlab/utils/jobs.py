@@ -66,6 +66,11 @@ NON_IDENTITY = (
     "pipeline.rerun",
     "data.time_unit",
     "callbacks.epoch_log",
+    # DataLoader workers / pinning never change a batch (draws are seeded by seed, epoch, patient), and `auto`
+    # resolves differently per machine
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
 )
 #: keys already in the job dir path <model>/<cohort>/fold<k>
 LOCATION_KEYS = ("model", "data", "fold")
@@ -248,6 +253,14 @@ def check_identity(out_dir: str | os.PathLike, identity: dict[str, Any]) -> bool
         ) from None
     if record.get("identity_sha256") == _digest(identity):
         return True
+    recorded = record.get("identity")
+    if isinstance(
+        recorded, dict
+    ):  # a record written before a key joined NON_IDENTITY (e.g. data.num_workers)
+        for key in NON_IDENTITY:
+            _drop(recorded, key)
+        if _digest(recorded) == _digest(identity):
+            return True
     raise JobError(
         f"{out} holds a job with another configuration ({identity_diff(record.get('identity', {}), identity)}); "
         f"re-run with the same configuration to resume it, or use a new hydra.sweep.dir / hydra.run.dir"
