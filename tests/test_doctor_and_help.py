@@ -84,3 +84,14 @@ def test_doctor_reports_the_machine_and_unwritable_folders(
         f"survlab doctor: problem: paths.log_dir={blocker / 'logs'} is not writable; pass paths.log_dir=<a folder "
         "you can write> (or SURVLAB_LOGS=...)"
     )
+
+
+def test_config_dir_flags_become_a_hydra_searchpath(tmp_path: Path) -> None:
+    """The helper `survlab check` / `pack` / `synth` share: every spelling of --config-dir, the rest kept in order."""
+    from survlab.utils.confdirs import searchpath_overrides, split_config_dirs
+
+    argv = ["data=toy", "--config-dir", "a", "-cd", "b", "--config-dir=c", "--verify"]
+    dirs, rest = split_config_dirs(argv)
+    assert (dirs, rest) == (["a", "b", "c"], ["data=toy", "--verify"])
+    assert searchpath_overrides([str(tmp_path)]) == [f"hydra.searchpath=[file://{tmp_path}]"]
+    assert searchpath_overrides([]) == []
