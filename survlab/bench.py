@@ -1,7 +1,7 @@
 """Speed benchmark: survlab's training loop against the usual loop of the papers' scripts, and the bandwidth floor.
 
-    python -m survlab.bench                       # TCGA scale: 1,000 patients x ~10k patches x 1,024-d fp16
-    python -m survlab.bench --patients 200 --patches 2000 --models abmil --out experiments/speed/cpu
+    survlab bench                                 # TCGA scale: 1,000 patients x ~10k patches x 1,024-d fp16
+    survlab bench --patients 200 --patches 2000 --models abmil --out experiments/speed/cpu
 
 What it does, all in one process on the same files:
 1. Writes (once, cached) a synthetic multi-scale cohort in the real CLAM layout: `pt_files/` fp16 bags [N, D], 1-3
@@ -695,7 +695,9 @@ def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="survlab bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument(
         "--patches", type=int, default=10_000, help="mean x20 patches per patient (over 1-3 slides)"

@@ -1,6 +1,7 @@
 """Check a cohort before a sweep: read it whole once and list EVERY problem, one line per problem group.
 
     survlab check data=my_cohort                     # a cohort config of your own (./conf/data, SURVLAB_CONFIG_PATH)
+    survlab check --config-dir /lab/conf data=my_cohort   # or from a folder given for this one command
     python -m survlab.check data=tcga_luad data.root=/data/luad data.wsi.encoder=uni data.wsi.feature_dim=1536
 
 Takes the same Hydra overrides as a run (`data.*` matter; nothing is trained, nothing is written). Each line names the
@@ -84,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in args or "--help" in args:
         print(__doc__)
         return 0
+    from survlab.utils.confdirs import searchpath_overrides, split_config_dirs
     from survlab.utils.jobs import error_line
 
     try:
-        dm = compose_data(args)
+        config_dirs, overrides = split_config_dirs(args)
+        dm = compose_data([*overrides, *searchpath_overrides(config_dirs)])
         if dm.synthetic is not None or dm.public is not None:
             dm.prepare_data()  # a cohort survlab generates: materialise it (cached) before checking
         from survlab.data.audit import audit_cohort

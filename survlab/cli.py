@@ -8,6 +8,7 @@
     survlab synth data=synthetic out=/tmp/cohort         # a synthetic cohort in the real file layout
     survlab bench --patients 200                         # speed benchmark
     survlab pack data=tcga_luad                          # build a cohort's packed feature store once
+    survlab doctor                                       # torch / CUDA / GPUs, extras, W&B mode, writable paths
 
 This module imports no heavy library: `--help`, `<command> --help` and config printing start in well under a
 second; each command's module is imported only when that command runs.
@@ -48,6 +49,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command("survlab.bench", "speed benchmark: survlab's loop vs the papers' usual loop"),
     "pack": Command("survlab.pack", "build (or verify) a cohort's packed feature store once, before a sweep"),
+    "doctor": Command(
+        "survlab.doctor",
+        "this machine for survlab: torch / CUDA / GPUs, cores, extras, W&B mode, writable folders",
+    ),
 }
 
 #: Hydra flags that only compose / print: handled without importing Lightning (survlab.run imports it)
@@ -157,12 +162,17 @@ def train(argv: Sequence[str]) -> int:
         a.startswith("resume=") for a in argv
     ):
         return print_config(argv)
+    from survlab.runner.config_check import check_command_line
+
+    check_command_line(
+        argv
+    )  # keys, config names, value types: one line in about a second, before Lightning loads
     from survlab import run
 
     saved = sys.argv
     sys.argv = ["survlab train", *argv]
     try:
-        run.main()
+        run.main(check=False)
     finally:
         sys.argv = saved
     return 0

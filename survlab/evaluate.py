@@ -2,9 +2,11 @@
 (external validation), or — for a cohort without outcomes — predictions only. Nothing is fitted, selected or tuned
 on the scored patients: the preprocessing is the run's `preprocessing.json` (fitted on its training patients).
 
-    python -m survlab.evaluate run=<run dir>                                   # the run's own test fold, again
-    python -m survlab.evaluate run=<run dir> data=<cohort> [out=<dir>]         # external validation
-    python -m survlab.evaluate run=<run dir> data=<cohort> data.root=/data/x outcomes=false missing_genes=mean
+    survlab eval run=<run dir>                                   # the run's own test fold, again
+    survlab eval run=<run dir> data=<cohort> [out=<dir>]         # external validation
+    survlab eval run=<run dir> data=<cohort> data.root=/data/x outcomes=false missing_genes=mean
+
+(`python -m survlab.evaluate ...` is the same command.)
 
 Outputs go to `out` (default `<run dir>/eval/<cohort>/`, never into the cohort's folder): predictions.csv, and with
 outcomes metrics.json, km.png, protocol.json / protocol.md naming both the training and the scored cohort.
@@ -28,7 +30,7 @@ log = logging.getLogger("survlab.evaluate")
 
 OPTIONS = ("run", "data", "out", "outcomes", "missing_genes")
 USAGE = (
-    "usage: python -m survlab.evaluate run=<run dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
+    "usage: survlab eval run=<run dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
     "[missing_genes=error|mean] [data.<key>=<value> ...]"
 )
 
@@ -505,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip() + "\n\n" + USAGE)
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    from survlab.utils.quiet import quiet_console
+
+    quiet_console()  # survlab's lines and the result, not Lightning's banners (they printed twice)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         evaluate(argv)

@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verify = "--verify" in args
     try:
-        rows = pack([a for a in args if a != "--verify"], verify)
+        from survlab.utils.confdirs import searchpath_overrides, split_config_dirs
+
+        config_dirs, overrides = split_config_dirs([a for a in args if a != "--verify"])
+        rows = pack([*overrides, *searchpath_overrides(config_dirs)], verify)
     except Exception as exc:  # noqa: BLE001 - one line on the console, like survlab.run
         print(f"survlab: error: {error_line(exc)}", file=sys.stderr)
         return 1

@@ -42,6 +42,7 @@ from survlab.tasks.survival import SurvivalTask
 from survlab.utils import jobs
 from survlab.utils.malloc import reuse_from_env
 from survlab.utils.outputs import write_json
+from survlab.utils.quiet import quiet_console
 
 log = logging.getLogger("survlab.run")
 
@@ -99,7 +100,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             ckpt,
             cfg.fold,
         )
-        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         if trainer.global_rank != 0:
             return {}
         if hasattr(
@@ -189,6 +190,7 @@ def hydra_main(cfg: DictConfig) -> float:
     the outcome. survlab's errors reach the console as one line; the traceback goes to FAILED and the job log."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    quiet_console()  # Lightning's banners / tips, W&B's lines and warnings that ask nothing off the console
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if (
         _rank() > 0
@@ -288,8 +290,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [*rest, *recorded, f"hydra.run.dir={run_dir.resolve()}"]
 
 
-def main() -> None:
-    """`python -m survlab.run` / `survlab-run`."""
+def main(check: bool = True) -> None:
+    """`python -m survlab.run` / `survlab-run` (`check`: the command line's keys and values first, one-line errors;
+    `survlab train` has checked them before importing this module)."""
+    if check:
+        from survlab.runner.config_check import ConfigError, check_command_line
+
+        try:
+            check_command_line(sys.argv[1:])
+        except ConfigError as exc:
+            print(f"survlab: error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
     sys.argv = resume_argv(sys.argv)
     hydra_main()
     from survlab.runner.hydra_callbacks import sweep_problems

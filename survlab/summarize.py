@@ -1,10 +1,10 @@
 """Rebuild a sweep's summary at any time (also after a partial or resumed sweep).
 
-    python -m survlab.summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot] [--over seed]
+    survlab summarize <sweep_dir> [--reference MODEL] [--metric test/cindex] [--out DIR] [--no-plot] [--over seed]
         [--n-boot 1000] [--boot-seed 0]
 
 Writes ``summary.csv``, ``summary.md``, ``paired.csv`` and ``comparison.png`` into the sweep dir (or ``--out``)
-and prints summary.md. Exit status 0 even when jobs failed (they are listed); 2 when the dir has no jobs.
+and prints summary.md. (`python -m survlab.summarize` is the same command.) Exit status 0 even when jobs failed (they are listed); 2 when the dir has no jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m survlab.summarize", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="survlab summarize", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", help="a Hydra multirun dir (the one holding multirun.yaml)")
     p.add_argument(
         "--reference", default=None, help="model the others are compared with (default: first alphabetically)"

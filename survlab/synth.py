@@ -44,15 +44,12 @@ def compose_data(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> A
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import MissingConfigException
 
-    from survlab.utils.confdirs import PACKAGE_CONF_DIR
+    from survlab.utils.confdirs import PACKAGE_CONF_DIR, searchpath_overrides
 
-    extra = [
-        f"hydra.searchpath=[{','.join(f'file://{Path(d).expanduser().resolve()}' for d in config_dirs)}]"
-    ]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, *(extra if config_dirs else [])])
+            cfg = compose("config", overrides=[*overrides, *searchpath_overrides(list(config_dirs))])
     except MissingConfigException as exc:
         raise ValueError(
             f"{str(exc).splitlines()[0]}; configs of yours are found through SURVLAB_CONFIG_PATH, ./conf "

@@ -51,6 +51,20 @@ def test_split_repeat_zero_keeps_the_identity_and_a_job_tag_per_repeat(tmp_path:
     assert tags == {r: f"/data.splits.repeat={r}" for r in (0, 1, 2)}
 
 
+def test_loader_settings_are_not_identity_and_older_records_still_match(tmp_path: Path) -> None:
+    """data.num_workers / pin_memory never change a batch: not part of a job's identity, so the _tcga default
+    moving from 4 workers + pinning to `auto` does not refuse (or re-run) a finished TCGA job recorded before."""
+    base = _identity(tmp_path, "data=tcga_luad")
+    assert base["data"].get("num_workers") is None and base["data"].get("pin_memory") is None
+    assert _identity(tmp_path, "data=tcga_luad", "data.num_workers=2", "data.pin_memory=false") == base
+    old = json.loads(json.dumps(base))
+    old["data"].update(num_workers=4, pin_memory=True)  # what a record of the earlier default holds
+    jobs.write_record(tmp_path / "job", old, [])
+    assert jobs.check_identity(tmp_path / "job", base) is True
+    with pytest.raises(jobs.JobError, match=r"another configuration \(data.batch_size: 8 -> 4\)"):
+        jobs.check_identity(tmp_path / "job", _identity(tmp_path, "data=tcga_luad", "data.batch_size=4"))
+
+
 def test_results_without_a_record_are_never_reused(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "DONE").write_text("")

@@ -54,6 +54,66 @@ from survlab.utils.memory import available_bytes
 
 log = logging.getLogger(__name__)
 
+#: most DataLoader workers `num_workers: auto` starts per training process
+MAX_AUTO_WORKERS = 4
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask: a SLURM / cgroup allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_loader(
+    num_workers: int | str, pin_memory: bool | str, devices: int = 1, cuda: bool | None = None
+) -> dict[str, Any]:
+    """The DataLoader settings for this machine: `num_workers: auto` -> none on 2 cores or fewer per training
+    process (a worker competes with training for the same cores: slower, experiments/throughput), else
+    cores / processes - 1, at most MAX_AUTO_WORKERS (Lightning's suggested bound, so it does not warn);
+    `pin_memory: auto` -> pinned only when training runs on a CUDA device (`cuda`; None: whether torch sees one).
+    Values the user set are kept. Workers never change the numbers: every random draw of a batch is seeded by
+    (seed, epoch, patient) (survlab.data.dataset), not by the worker.
+
+        >>> choose_loader("auto", "auto", cuda=False)["pin_memory"], choose_loader(2, True, cuda=False)["num_workers"]
+        (False, 2)
+    """
+    cpus = usable_cpus()
+    per_process = cpus // max(1, int(devices))
+    chosen = []
+    if num_workers == "auto":
+        workers = 0 if per_process <= 2 else min(MAX_AUTO_WORKERS, per_process - 1)
+        chosen.append("num_workers")
+    else:
+        workers = int(num_workers)
+    if pin_memory == "auto":
+        pin = bool(torch.cuda.is_available() if cuda is None else cuda)
+        chosen.append("pin_memory")
+    else:
+        pin = bool(pin_memory)
+    return {
+        "num_workers": workers,
+        "pin_memory": pin,
+        "auto": chosen,
+        "cpus": cpus,
+        "processes": max(1, int(devices)),
+        "cuda": bool(torch.cuda.is_available() if cuda is None else cuda),
+    }
+
+
+def _check_loader_option(key: str, value: Any, kind: type) -> int | bool | str:
+    """`data.num_workers` (an integer >= 0 or auto) / `data.pin_memory` (true, false or auto), else a one-line error."""
+    if value == "auto":
+        return "auto"
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    allowed = "an integer >= 0" if kind is int else "true or false"
+    raise ValueError(f"data.{key}={value!r}: use {allowed}, or auto (chosen from this machine's cores / GPU)")
+
+
 # cache: auto fills the RAM cache only if the files take at most this share of the memory the process may use;
 # cache: device refuses when its host staging copy needs more than this share
 CACHE_MEMORY_SHARE, DEVICE_STAGING_SHARE = 0.5, 0.8
@@ -269,8 +329,8 @@ class CohortDataModule(L.LightningDataModule):
         fold: int = 0,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | str = 0,
+        pin_memory: bool | str = False,
         persistent_workers: bool = False,
         max_patches: int | None = 4096,
         max_patches_per_scale: dict[str, int] | None = None,
@@ -330,8 +390,13 @@ class CohortDataModule(L.LightningDataModule):
             split_root  # where split dirs go (None: <root>/splits, for cohorts survlab wrote itself)
         )
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
-        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
-        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        # `auto`: chosen from the machine when the first loader is built (choose_loader; the trainer's devices known)
+        self.loader_options = {
+            "num_workers": _check_loader_option("num_workers", num_workers, int),
+            "pin_memory": _check_loader_option("pin_memory", pin_memory, bool),
+            "persistent_workers": bool(persistent_workers),
+        }
+        self.loader_choice: dict[str, Any] | None = None
         self.max_patches, self.eval_max_patches = max_patches, eval_max_patches
         self.max_patches_per_scale = dict(_plain(max_patches_per_scale) or {})
         self.weighted_sampling, self.allow_missing = bool(weighted_sampling), bool(allow_missing)
@@ -1084,6 +1149,8 @@ class CohortDataModule(L.LightningDataModule):
             "split_repeat": int(self.split_cfg["repeat"]),
             "dropped": self.drop_report,
             "preprocessing": prep,
+            # DataLoader workers / pinning, and which of them `auto` chose from this machine (choose_loader)
+            "loader": {k: v for k, v in self._loader_settings().items()},
         }
 
     # ------------------------------------------------------------------ loaders
@@ -1150,13 +1217,49 @@ class CohortDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=drop_last,
             collate_fn=collate,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            **self._worker_kwargs(persistent=True),
             # worker base seeds come from this generator, not the global RNG (which seeds dropout per epoch)
             generator=torch.Generator().manual_seed(self.seed),
             **extra,
         )
+
+    @property
+    def num_workers(self) -> int:
+        """DataLoader workers of this run (`auto` resolved for this machine, survlab.data.datamodule.choose_loader)."""
+        return int(self._loader_settings()["num_workers"])
+
+    @property
+    def pin_memory(self) -> bool:
+        return bool(self._loader_settings()["pin_memory"])
+
+    def _loader_settings(self) -> dict[str, Any]:
+        """The loader choice, made once per run (logged, and recorded in protocol.json under cohort.loader)."""
+        if self.loader_choice is None:
+            trainer = getattr(self, "trainer", None)
+            devices = int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
+            cuda = type(trainer.accelerator).__name__ == "CUDAAccelerator" if trainer is not None else None
+            opts = self.loader_options
+            choice = choose_loader(opts["num_workers"], opts["pin_memory"], devices, cuda)
+            choice["persistent_workers"] = bool(opts["persistent_workers"]) and choice["num_workers"] > 0
+            self.loader_choice = choice
+            if choice["auto"]:
+                log.info(
+                    "data loader: num_workers=%d, pin_memory=%s (auto: %d usable CPU cores, %d training process(es), "
+                    "%s; set data.num_workers / data.pin_memory to override)",
+                    choice["num_workers"],
+                    str(choice["pin_memory"]).lower(),
+                    choice["cpus"],
+                    choice["processes"],
+                    "CUDA" if choice["cuda"] else "no CUDA device",
+                )
+        return self.loader_choice
+
+    def _worker_kwargs(self, persistent: bool) -> dict[str, Any]:
+        choice = self._loader_settings()
+        kwargs = {"num_workers": choice["num_workers"], "pin_memory": choice["pin_memory"]}
+        if persistent:
+            kwargs["persistent_workers"] = choice["persistent_workers"]
+        return kwargs
 
     def train_dataloader(self) -> DataLoader:
         self._need_setup()
@@ -1174,8 +1277,7 @@ class CohortDataModule(L.LightningDataModule):
             shuffle=False,
             collate_fn=collate,
             sampler=None if lengths is None else LengthOrderSampler(lengths),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            **self._worker_kwargs(persistent=False),
         )
 
     def calibration_dataloader(self) -> DataLoader:

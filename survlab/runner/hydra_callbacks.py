@@ -64,6 +64,15 @@ def _wandb_enabled(config: DictConfig) -> bool:
     return bool(logger_cfg) and "wandb" in logger_cfg and logger_cfg.get("wandb") is not None
 
 
+def _reinit() -> bool | str:
+    """wandb.init's `reinit` for a second run in this process: "finish_previous" (wandb >= 0.19.10; `True` is
+    deprecated there and warns on every sweep), `True` before."""
+    import wandb
+    from packaging.version import Version
+
+    return "finish_previous" if Version(wandb.__version__) >= Version("0.19.10") else True
+
+
 def log_summary_to_wandb(summary: Any, config: DictConfig) -> None:
     """One W&B run (job_type ``summary``) in the sweep's group: the summary as a ``wandb.Table``, the paired
     differences, summary.md and the comparison plot. Offline by default (``wandb sync <sweep_dir>/wandb/offline-run-*``)."""
@@ -81,7 +90,7 @@ def log_summary_to_wandb(summary: Any, config: DictConfig) -> None:
         dir=str(sweep_dir),  # -> <sweep_dir>/wandb/offline-run-*
         mode="offline" if offline else None,
         config={"sweep_dir": str(sweep_dir), "reference": summary.reference, "metric": summary.metric},
-        reinit=True,
+        reinit=_reinit(),
     )
     try:
         table = summary.table.copy()

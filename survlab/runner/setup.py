@@ -120,6 +120,9 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
             # every job of one sweep shares one W&B group: the sweep dir's name (also used by the summary run)
             lg_cfg = OmegaConf.merge(lg_cfg, {"group": Path(str(HydraConfig.get().sweep.dir)).name})
         logger = hydra.utils.instantiate(lg_cfg)
+        if name == "wandb" and getattr(logger, "_wandb_init", {}).get("anonymous", "") is None:
+            # Lightning passes anonymous=None, which wandb >= 0.22 warns about on every run ("has no effect")
+            logger._wandb_init.pop("anonymous")
         if name == "wandb":
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         loggers.append(logger)
@@ -128,13 +131,18 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
 
 def finish_loggers(loggers: list[Logger]) -> None:
     """Always close W&B runs (called in a `finally`), so one failing job does not break the next one of a sweep."""
+    from survlab.utils.quiet import offline_run_line
+
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
             try:
                 import wandb
 
                 if wandb.run is not None:
+                    line = offline_run_line(wandb.run.dir)  # None unless an offline-run-* folder
                     wandb.finish()
+                    if line:  # W&B itself is silent (survlab.utils.quiet): where the run is, how to upload it
+                        print(line)
             except Exception as exc:  # never mask the job's own outcome
                 log.warning("wandb.finish() failed: %s", exc)
 

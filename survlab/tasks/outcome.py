@@ -20,6 +20,7 @@ Example (YAML, `model.task`):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,8 +41,11 @@ from survlab.tasks.optim import (
     SCHEDULES,
     build_optimizer,
     build_scheduler,
+    describe_schedule,
     schedules_lr,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["OutcomeTask", "NonFiniteLossError"]
 
@@ -390,18 +394,21 @@ class OutcomeTask(L.LightningModule):
                     "monitor": hp.scheduler_monitor,
                 },
             }
-        if not schedules_lr(self.scheduler_spec, hp.warmup_epochs):
-            return opt
         max_epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else hp.max_epochs
-        sched = build_scheduler(
-            opt,
-            self.scheduler_spec,
-            max_epochs,
-            hp.warmup_epochs,
-            hp.eta_min,
+        if not schedules_lr(self.scheduler_spec, hp.warmup_epochs):
+            _log.info("%s", describe_schedule("none", opt.param_groups[0]["lr"], max_epochs))
+            return opt
+        # scaled to this run: warm-up over its own steps per epoch, the cosine over its max_epochs (survlab.tasks.optim)
+        schedule = dict(
+            name=self.scheduler_spec,
+            max_epochs=max_epochs,
+            warmup_epochs=hp.warmup_epochs,
+            eta_min=hp.eta_min,
             steps_per_epoch=self.optimizer_steps_per_epoch(),
             restart_epochs=hp.restart_epochs,
             interval=hp.scheduler_interval,
         )
+        sched = build_scheduler(opt, **schedule)
+        _log.info("%s", describe_schedule(base_lr=opt.param_groups[0]["lr"], **schedule))
         # stepped after every optimiser step: lr_factor itself holds the decay per epoch when interval == "epoch"
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -62,3 +62,36 @@ def find_config(group: str, name: str) -> Path | None:
 def available(group: str) -> list[str]:
     """Names of the configs of a group across all roots (files starting with `_` are shared parts, not listed)."""
     return sorted({p.stem for d in group_dirs(group) for p in d.glob("*.yaml") if not p.stem.startswith("_")})
+
+
+def split_config_dirs(argv: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Hydra's `--config-dir DIR` / `-cd DIR` / `--config-dir=DIR` taken out of `argv` -> (folders, other arguments),
+    for the commands that compose through Hydra's compose API (which has no such flag)."""
+    dirs: list[str] = []
+    rest: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a in ("--config-dir", "-cd"):
+            value = next(it, None)
+            if value is None:
+                raise ValueError(f"{a} needs a folder: {a} DIR (README 'Your own configs')")
+            dirs.append(value)
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return dirs, rest
+
+
+def searchpath_overrides(config_dirs: list[str] | tuple[str, ...]) -> list[str]:
+    """The `hydra.searchpath=[file://...]` override adding `config_dirs` to a compose (none when empty)."""
+    if not config_dirs:
+        return []
+    return [f"hydra.searchpath=[{','.join(f'file://{Path(d).expanduser().resolve()}' for d in config_dirs)}]"]
+
+
+# the configs use survlab's resolvers (${survlab.cwd:} in paths/, ${survlab.pid:} in hydra/): every module that composes
+# them finds its configs through this one, so importing it registers them
+from survlab.utils.jobs import register_resolvers as _register_resolvers  # noqa: E402
+
+_register_resolvers()

@@ -73,6 +73,11 @@ NON_IDENTITY = (
     "pipeline.rerun",
     "data.time_unit",
     "callbacks.epoch_log",
+    # DataLoader workers / pinning never change a batch (draws are seeded by seed, epoch, patient), and `auto`
+    # resolves differently per machine
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
 )
 #: keys already in the job dir path <model>/<cohort>/fold<k>
 LOCATION_KEYS = ("model", "data", "fold")
@@ -296,6 +301,14 @@ def check_identity(out_dir: str | os.PathLike, identity: dict[str, Any]) -> bool
         ) from None
     if record.get("identity_sha256") == _digest(identity):
         return True
+    recorded = record.get("identity")
+    if isinstance(
+        recorded, dict
+    ):  # a record written before a key joined NON_IDENTITY (e.g. data.num_workers)
+        for key in NON_IDENTITY:
+            _drop(recorded, key)
+        if _digest(recorded) == _digest(identity):
+            return True
     raise JobError(
         f"{out} holds a job with another configuration ({identity_diff(record.get('identity', {}), identity)}); "
         f"re-run with the same configuration to resume it, or use a new hydra.sweep.dir / hydra.run.dir"
@@ -401,13 +414,30 @@ def job_tag(sweep_dir: str, overrides: Sequence[str]) -> str:
 
 
 def register_resolvers() -> None:
-    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml."""
+    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml, `${survlab.cwd:}`
+    for conf/paths/default.yaml."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("survlab.job_tag"):
         OmegaConf.register_new_resolver("survlab.job_tag", lambda d, o: job_tag(str(d), list(o or [])))
     if not OmegaConf.has_resolver("survlab.pid"):
         OmegaConf.register_new_resolver("survlab.pid", lambda: str(os.getpid()), use_cache=True)
+    if not OmegaConf.has_resolver("survlab.cwd"):
+        OmegaConf.register_new_resolver("survlab.cwd", launch_cwd)
+
+
+def launch_cwd() -> str:
+    """The directory survlab was started from: Hydra's `runtime.cwd` inside a job, the process's working directory
+    before one (a multirun resolves `hydra.sweep.dir` before any job, when `${hydra:runtime.cwd}` cannot resolve yet;
+    `hydra.job.chdir` is false, so both are the same folder)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if HydraConfig.initialized():
+        cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None)
+        if cwd:
+            return str(cwd)
+    return os.getcwd()
 
 
 register_resolvers()

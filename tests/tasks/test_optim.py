@@ -43,17 +43,78 @@ def test_warmup_is_linear_over_the_first_epochs_optimizer_steps() -> None:
     assert f[:10] == pytest.approx(
         [(s + 1) / 10 for s in range(10)]
     )  # first step at 1/10, peak at the epoch's end
-    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.01)
+    assert f[10] == pytest.approx(1.0) and f[-1] > 0.01  # the last step still trains above the floor
     assert all(a > b for a, b in zip(f[10:], f[11:], strict=False))  # moves every step
-    assert f[100] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 189)))
+    assert f[100] == pytest.approx(
+        0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 90 / 190))
+    )  # T_max = 190 steps
     # interval=epoch: the same per-step warm-up, then one lr per epoch
     g = [lr_factor(s, "cosine", 10, 20, 1, min_factor=0.01, interval="epoch") for s in range(200)]
-    assert (
-        g[:10] == f[:10]
-        and g[10:20] == [1.0] * 10
-        and len(set(g[20:30])) == 1
-        and g[-1] == pytest.approx(0.01)
+    assert g[:10] == f[:10] and g[10:20] == [1.0] * 10 and len(set(g[20:30])) == 1
+    assert g[-1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 18 / 19)))  # T_max = 19 epochs
+
+
+def _torch_warmup_cosine(
+    lr: float, steps_per_epoch: int, max_epochs: int, warmup_epochs: int, eta_min: float, interval: str
+) -> list[float]:
+    """The lr of every optimiser step from torch's own schedulers: LinearLR over the warm-up steps, then
+    CosineAnnealingLR over the run's remaining steps (SequentialLR, stepped per step) or epochs (stepped per epoch)."""
+    w = warmup_epochs * steps_per_epoch
+    n = max_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler
+    if interval == "step":
+        opt = _adam(lr)
+        cosine = sched.CosineAnnealingLR(opt, T_max=n - w, eta_min=eta_min)
+        if not w:
+            return _lrs(cosine, n)
+        warm = sched.LinearLR(opt, start_factor=1 / w, end_factor=1.0, total_iters=w - 1)
+        return _lrs(sched.SequentialLR(opt, [warm, cosine], milestones=[w]), n)
+    warm_lrs = _lrs(sched.LinearLR(_adam(lr), 1 / w, 1.0, total_iters=w - 1), w) if w else []
+    per_epoch = _lrs(
+        sched.CosineAnnealingLR(_adam(lr), T_max=max_epochs - warmup_epochs, eta_min=eta_min),
+        max_epochs - warmup_epochs,
     )
+    return warm_lrs + [x for x in per_epoch for _ in range(steps_per_epoch)]
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "max_epochs", "warmup_epochs", "interval"),
+    [
+        (1, 2, 0, "epoch"),
+        (3, 2, 0, "epoch"),
+        (4, 5, 1, "epoch"),
+        (3, 6, 2, "step"),
+        (5, 3, 0, "step"),
+        (10, 20, 1, "step"),
+    ],
+)
+def test_warmup_cosine_equals_torch_linear_then_cosine_annealing(
+    steps_per_epoch: int, max_epochs: int, warmup_epochs: int, interval: str
+) -> None:
+    """survlab's schedule is torch's LinearLR + CosineAnnealingLR (T_max = the run's decay steps / epochs)."""
+    ours = _lrs(
+        build_scheduler(
+            _adam(1e-3),
+            "cosine",
+            max_epochs,
+            warmup_epochs,
+            1e-6,
+            steps_per_epoch=steps_per_epoch,
+            interval=interval,
+        ),
+        steps_per_epoch * max_epochs,
+    )
+    ref = _torch_warmup_cosine(1e-3, steps_per_epoch, max_epochs, warmup_epochs, 1e-6, interval)
+    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-15)
+
+
+def test_a_two_epoch_run_trains_its_second_epoch_well_above_eta_min() -> None:
+    """trainer.max_epochs=2: the cosine is scaled to the 2 epochs; epoch 2 trains at half the peak (it was eta_min)."""
+    lrs = _lrs(build_scheduler(_adam(1e-3), "cosine", 2, eta_min=1e-6, steps_per_epoch=3), 6)
+    assert lrs[:3] == [1e-3] * 3
+    assert lrs[3:] == pytest.approx([1e-6 + (1e-3 - 1e-6) * 0.5] * 3)  # 5.005e-4, ~500x eta_min
+    # a one-epoch run is unchanged: the peak lr throughout
+    assert _lrs(build_scheduler(_adam(1e-3), "cosine", 1, eta_min=1e-6, steps_per_epoch=3), 3) == [1e-3] * 3
 
 
 @pytest.mark.parametrize("interval", ["step", "epoch"])
@@ -98,9 +159,11 @@ def test_cosine_floor_is_eta_min_not_zero():
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert min(lrs) == pytest.approx(1e-6)
-    assert all(lr > 0 for lr in lrs)  # the CrossFusion reference trains some epochs at lr 0
-    assert lrs[50] == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 50 / 99)))
+    assert min(lrs) == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert (
+        min(lrs) > 1e-6
+    )  # the floor is approached, never trained at; the CrossFusion reference trains at lr 0
+    assert lrs[50] == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 50 / 100)))
 
 
 def test_bad_names_raise():
@@ -173,3 +236,46 @@ def test_task_warms_up_over_the_optimizer_steps_the_trainer_runs(
     n = len(expected_patients)
     assert [s["patients"] for s in steps] == expected_patients * 2
     assert [s["lr"] for s in steps] == pytest.approx([1e-3 * (i + 1) / n for i in range(n)] + [1e-3] * n)
+
+
+def test_task_scales_the_cosine_to_the_trainers_max_epochs_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task configured for 20 epochs run with trainer.max_epochs=2: the cosine spans the 2 epochs the trainer runs
+    (epoch 2 at ~half the peak lr, far above eta_min), and the run log names the schedule that ran."""
+    items = [
+        PatientItem(
+            case_id=f"P{i}",
+            index=i,
+            time=5.0 + i,
+            event=bool(i % 2),
+            time_bin=i % 4,
+            clinical=torch.tensor([float(i), 1.0]),
+        )
+        for i in range(8)
+    ]
+    task = SurvivalTask(
+        ClinicalNet(ModalityDims(clinical_dim=2, n_bins=4)),
+        lr=1e-3,
+        scheduler="cosine",
+        eta_min=1e-6,
+        max_epochs=20,
+    )
+    recorder = OptimizerStepRecorder(str(tmp_path / "steps.json"))
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
+    with caplog.at_level("INFO", logger="survlab.tasks.outcome"):
+        trainer.fit(task, train_dataloaders=DataLoader(items, batch_size=4, collate_fn=collate))
+    steps = json.loads((tmp_path / "steps.json").read_text())
+    assert [s["lr"] for s in steps] == pytest.approx([1e-3, 1e-3, 5.005e-4, 5.005e-4])
+    assert (
+        "lr schedule: cosine (CosineAnnealingLR T_max=2 epochs, eta_min 1e-06, per epoch) over 2 epochs; "
+        "lr at epoch 1: 0.001, epoch 2: 0.0005005" in caplog.text
+    )
