@@ -17,9 +17,9 @@ from typing import Any
 from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR
 
 
-def compose_data(overrides: list[str]) -> Any:
+def compose_data(overrides: list[str], info: dict[str, Any] | None = None) -> Any:
     """The run config's `data` node composed with `overrides` -> a CohortDataModule (not set up; every modality the
-    config provides, so all of them are checked)."""
+    config provides, so all of them are checked). `info`, when given, receives the run's `selection` rule."""
     import hydra
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -30,6 +30,8 @@ def compose_data(overrides: list[str]) -> Any:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
+        if info is not None:
+            info["selection"] = str(cfg.get("selection", "best_val"))
         return hydra.utils.instantiate(cfg.data, modalities=None, _recursive_=False)
     finally:
         GlobalHydra.instance().clear()
@@ -87,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     from survlab.utils.jobs import error_line
 
     try:
-        dm = compose_data(args)
+        info: dict[str, Any] = {}
+        dm = compose_data(args, info)
         if dm.synthetic is not None or dm.public is not None:
             dm.prepare_data()  # a cohort survlab generates: materialise it (cached) before checking
         from survlab.data.audit import audit_cohort
 
-        result = audit_cohort(dm, _Progress())
+        result = audit_cohort(dm, _Progress(), info.get("selection", "best_val"))
     except Exception as exc:  # noqa: BLE001 - a bad config / override: one line on the console, like survlab.run
         print(f"survlab check: error: {error_line(exc)}", file=sys.stderr)
         return 1

@@ -394,3 +394,29 @@ def test_covariates_in_their_own_table(
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if "covariate table" in x)
     assert str(root / "clinical.csv") in line and dropped in line and "no row for 1 cohort patient" in line
+
+
+def test_small_folds_are_named_with_patients_and_events_per_part(
+    user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """16 patients in 2 folds: every fold validates on a handful of patients; the note gives each part's patients /
+    events (counted here from the clinical file and the folds) and the fixes; selection=last drops the val complaint."""
+    from survlab.data.splits import make_splits
+
+    assert main(_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "[folds too small to select on]" in ln)
+    clin = pd.read_csv(user / "clinical.csv", dtype={"case_id": str}).groupby("case_id").first()
+    event = (clin["censorship"] == 0).to_dict()
+    frame = make_splits(list(clin.index), clin["survival_months"].to_numpy(float), np.array(list(event.values())), 2, 0.15, 0)[0]
+    n = {p: list(frame.loc[frame["split"] == p, "case_id"]) for p in ("train", "val", "test")}
+    e = {p: sum(event[c] for c in ids) for p, ids in n.items()}
+    assert (
+        f"2 of 2 fold(s) are small (fold 0: train {len(n['train'])} patients / {e['train']} events, "
+        f"val {len(n['val'])} / {e['val']}, test {len(n['test'])} / {e['test']}: the checkpoint is picked on "
+        f"{len(n['val'])} validation patients with {e['val']} events (selection=best_val needs >= 20 patients and "
+        f">= 10 events)"
+    ) in line
+    assert line.endswith("use fewer folds (data.splits.folds, now 2), a larger data.splits.val_fraction or selection=last)")
+    assert main([*_args(tmp_path), "selection=last"]) == 0
+    assert "[folds too small to select on]" not in capsys.readouterr().out  # >= 2 test events in each fold here

@@ -29,7 +29,7 @@ from survlab.data.checks import DataFileError, Finding
 from survlab.data.clinical import _reject_decimal_commas
 from survlab.data.cohort import Cohort, _first_ids
 from survlab.data.genomics import match_groups, read_expression, read_signatures
-from survlab.data.splits import make_splits
+from survlab.data.splits import make_splits, part_sizes, small_split_warning
 from survlab.data.targets import check_classes, label_key
 from survlab.data.text import prompts_for_classes, resolve_prompts_file
 from survlab.data.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
@@ -101,8 +101,8 @@ def _group(file: str, check: str, problems: dict[str, str], what: str = "slide")
 class _Audit:
     """Runs every check of one data module's cohort; see `audit_cohort`."""
 
-    def __init__(self, dm: CohortDataModule, progress: Progress | None) -> None:
-        self.dm, self.progress = dm, progress
+    def __init__(self, dm: CohortDataModule, progress: Progress | None, selection: str = "best_val") -> None:
+        self.dm, self.progress, self.selection = dm, progress, selection
         self.split_cfg: dict[str, Any] = dict(dm.split_cfg or {})
         self.result = AuditResult()
         self.coverage: dict[str, str] = {}
@@ -178,6 +178,28 @@ class _Audit:
             self.fail(dm.clinical_csv, "too few patients for the folds", exc)
             return
         event = dict(zip(t["case_id"], t["event"], strict=True))
+        small = {
+            k: line
+            for k, f in enumerate(frames)
+            if (
+                line := small_split_warning(
+                    part_sizes({p: f.loc[f["split"] == p, "case_id"].tolist() for p in ("train", "val", "test")}, event),
+                    cfg["folds"],
+                    self.selection,
+                )
+            )
+        }
+        if small:
+            first = next(iter(small))
+            self.add(
+                Finding(
+                    str(dm.clinical_csv),
+                    "folds too small to select on",
+                    f"{dm.clinical_csv}: {len(small)} of {cfg['folds']} fold(s) are small (fold {first}: {small[first]})",
+                    tuple(f"fold {k}" for k in small),
+                ),
+                note=True,
+            )
         empty = [
             f"fold {k} {part}"
             for k, f in enumerate(frames)
@@ -667,9 +689,12 @@ class _Audit:
         s["coverage"] = dict(self.coverage)
 
 
-def audit_cohort(dm: CohortDataModule, progress: Progress | None = None) -> AuditResult:
+def audit_cohort(
+    dm: CohortDataModule, progress: Progress | None = None, selection: str = "best_val"
+) -> AuditResult:
     """Check everything `dm` (a CohortDataModule, not set up) would read: the cohort table (outcomes, patient fields,
     case ids), folds, labels, clinical columns, prompts, the expression table and signatures, every slide's feature
     file(s) (read once each), CT / PET data. -> AuditResult; never raises for bad input, writes nothing.
-    `progress(done, total, what)` is called while files are read."""
-    return _Audit(dm, progress).run()
+    `progress(done, total, what)` is called while files are read; `selection` (the run's checkpoint rule) decides
+    whether a small validation part is worth a note."""
+    return _Audit(dm, progress, selection).run()

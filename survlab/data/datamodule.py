@@ -43,7 +43,7 @@ from survlab.data.genomics import (
 from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.resident import ResidentBags
 from survlab.data.samplers import EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
+from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, part_sizes
 from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
@@ -563,7 +563,10 @@ class CohortDataModule(L.LightningDataModule):
         self.datasets = {part: self._dataset(part) for part in parts}
         self.dims = self._dims()
         self._ready = True
-        log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
+        self.split_sizes = part_sizes({p: split.part(p) for p in parts}, event_of)  # (patients, events) per part
+        log.info(
+            "data %s fold %d: %s", self.name, self.fold, describe_sizes(self.split_sizes, self.has_survival)
+        )
 
     def _imported_splits(self, full: Cohort) -> SplitSet | None:
         """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""
