@@ -57,7 +57,8 @@ def _line(finding: Any) -> str:
 
 
 def render(result: Any, name: str) -> list[str]:
-    """Console lines of an AuditResult: the problem groups (one line each), notes, or the clean summary."""
+    """Console lines of an AuditResult: the problem groups (one line each), notes, what the config reads (signatures
+    and gene coverage, unused clinical columns), and the summary."""
     s = result.summary
     lines = []
     if result.findings:
@@ -68,6 +69,9 @@ def render(result: Any, name: str) -> list[str]:
     if result.notes:
         lines.append(f"notes ({len(result.notes)}; training handles these):")
         lines += [_line(f) for f in result.notes]
+    if result.info:
+        lines.append("what the config reads:")
+        lines += [f"  {line}" for line in result.info]
     head = [f"{s['patients']} patients"] if "patients" in s else []
     head += [f"{s['slides']} slides"] if s.get("slides") else []
     head += [f"{s['events']} events"] if "events" in s else []

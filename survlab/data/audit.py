@@ -28,7 +28,13 @@ import pandas as pd
 from survlab.data.checks import DataFileError, Finding
 from survlab.data.clinical import _reject_decimal_commas
 from survlab.data.cohort import Cohort, _first_ids
-from survlab.data.genomics import match_groups, read_expression, read_signatures
+from survlab.data.genomics import (
+    expression_scale_problem,
+    match_groups,
+    read_expression,
+    read_signatures,
+    signature_coverage,
+)
 from survlab.data.splits import make_splits, part_sizes, small_split_warning
 from survlab.data.targets import check_classes, label_key
 from survlab.data.text import prompts_for_classes, resolve_prompts_file
@@ -75,6 +81,7 @@ class AuditResult:
     findings: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    info: list[str] = field(default_factory=list)  # what the config reads and leaves unread (not problems)
 
     @property
     def ok(self) -> bool:
@@ -341,13 +348,18 @@ class _Audit:
         finally:
             self.result.findings.extend(found)
         sig = dm.gen_cfg["signatures"]
+        sig_path = None
         if sig:
             sig_path = Path(os.path.expanduser(str(sig)))
             sig_path = sig_path if sig_path.is_absolute() else dm.root / sig_path
-            try:
-                match_groups(expr.columns, read_signatures(sig_path), str(sig_path))
-            except (ValueError, FileNotFoundError, OSError) as exc:
-                self.fail(sig_path, "gene signatures", exc)
+        try:
+            groups = match_groups(expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path))
+            self.result.info.append(signature_coverage(groups, sig_path, path))
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            self.fail(sig_path, "gene signatures", exc)
+        scale = expression_scale_problem(expr, bool(dm.gen_cfg["log1p"]), path)
+        if scale:
+            self.add(Finding(str(path), "expression scale vs log1p", scale), note=True)
         if cohort is None:
             return
         have = set(expr.index)
@@ -660,6 +672,8 @@ class _Audit:
     def run(self) -> AuditResult:
         dm = self.dm
         cohort = self.cohort()
+        if cohort is not None and (unused := dm.unused_columns_line()):
+            self.result.info.append(unused)
         classes: dict[str, tuple[str, ...]] = {}
         if cohort is not None:
             self._guard("folds", self.outcomes, cohort)
