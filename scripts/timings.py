@@ -72,7 +72,9 @@ def measure(name: str, command: str, cwd: Path, log_dir: Path) -> Timing:
     proc.returncode = rc = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
     rss = usage.ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)  # Linux: KiB, macOS: bytes
-    return Timing(name, command, round(wall, 2), round(cpu, 2), round(rss, 1), load_before, os.getloadavg()[0], rc)
+    return Timing(
+        name, command, round(wall, 2), round(cpu, 2), round(rss, 1), load_before, os.getloadavg()[0], rc
+    )
 
 
 def machine() -> dict[str, str]:
@@ -101,7 +103,7 @@ def machine() -> dict[str, str]:
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     return {
-        "date (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "CPU": cpu,
         "cores (usable / logical)": f"{usable} / {os.cpu_count()}",
         "memory": mem,
@@ -146,8 +148,12 @@ def markdown(timings: list[Timing], info: dict[str, str], cores: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/timings.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--install", action="store_true", help="also time a fresh `make install` (new venv)")
-    p.add_argument("--only", nargs="+", metavar="STEP", help="steps to run: install, demo, make_test, clam_sb")
-    p.add_argument("--step", action="append", default=[], metavar="NAME=COMMAND", help="an extra shell command")
+    p.add_argument(
+        "--only", nargs="+", metavar="STEP", help="steps to run: install, demo, make_test, clam_sb"
+    )
+    p.add_argument(
+        "--step", action="append", default=[], metavar="NAME=COMMAND", help="an extra shell command"
+    )
     p.add_argument("--python", default=sys.executable, help="the interpreter with survlab installed")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown table (default {DEFAULT_OUT})")
     a = p.parse_args(argv)
@@ -156,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     steps.update(default_steps(scratch, a.python))
     extra = dict(s.split("=", 1) for s in a.step)
     if extra and not a.only:
-        steps = {k: v for k, v in steps.items() if k == "install"}  # only the given commands (+ install if asked)
+        steps = {
+            k: v for k, v in steps.items() if k == "install"
+        }  # only the given commands (+ install if asked)
     steps.update(extra)
     if a.only:
         unknown = sorted(set(a.only) - set(steps))
@@ -169,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, command in steps.items():
         print(f"timing {name}: {command}", file=sys.stderr, flush=True)
         t = measure(name, command, REPO, scratch)
-        print(f"  wall {t.wall_s:.1f} s, CPU {t.cpu_s:.1f} s, exit {t.returncode}", file=sys.stderr, flush=True)
+        print(
+            f"  wall {t.wall_s:.1f} s, CPU {t.cpu_s:.1f} s, exit {t.returncode}", file=sys.stderr, flush=True
+        )
         timings.append(t)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(markdown(timings, info, cores))

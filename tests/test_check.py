@@ -408,7 +408,9 @@ def test_small_folds_are_named_with_patients_and_events_per_part(
     line = next(ln for ln in out.splitlines() if "[folds too small to select on]" in ln)
     clin = pd.read_csv(user / "clinical.csv", dtype={"case_id": str}).groupby("case_id").first()
     event = (clin["censorship"] == 0).to_dict()
-    frame = make_splits(list(clin.index), clin["survival_months"].to_numpy(float), np.array(list(event.values())), 2, 0.15, 0)[0]
+    frame = make_splits(
+        list(clin.index), clin["survival_months"].to_numpy(float), np.array(list(event.values())), 2, 0.15, 0
+    )[0]
     n = {p: list(frame.loc[frame["split"] == p, "case_id"]) for p in ("train", "val", "test")}
     e = {p: sum(event[c] for c in ids) for p, ids in n.items()}
     assert (
@@ -417,9 +419,13 @@ def test_small_folds_are_named_with_patients_and_events_per_part(
         f"{len(n['val'])} validation patients with {e['val']} events (selection=best_val needs >= 20 patients and "
         f">= 10 events)"
     ) in line
-    assert line.endswith("use fewer folds (data.splits.folds, now 2), a larger data.splits.val_fraction or selection=last)")
+    assert line.endswith(
+        "use fewer folds (data.splits.folds, now 2), a larger data.splits.val_fraction or selection=last)"
+    )
     assert main([*_args(tmp_path), "selection=last"]) == 0
-    assert "[folds too small to select on]" not in capsys.readouterr().out  # >= 2 test events in each fold here
+    assert (
+        "[folds too small to select on]" not in capsys.readouterr().out
+    )  # >= 2 test events in each fold here
 
 
 def _info(out: str) -> list[str]:
@@ -437,7 +443,9 @@ def test_check_says_what_the_config_reads_and_leaves_unread(
     clin["smoking"], clin["ecog"] = "never", "1"
     clin.to_csv(user / "clinical.csv", index=False)
     sig = pd.read_csv(user / "signatures_mcat6.csv", dtype=str)
-    sig.loc[len(sig), sig.columns[0]] = "NOT_A_GENE"  # one more gene in the first group, absent from the table
+    sig.loc[len(sig), sig.columns[0]] = (
+        "NOT_A_GENE"  # one more gene in the first group, absent from the table
+    )
     sig.to_csv(user / "signatures_mcat6.csv", index=False)
     assert main(_args(tmp_path)) == 0
     info = _info(capsys.readouterr().out)
@@ -484,8 +492,9 @@ def test_check_flags_an_unlogged_expression_table_and_a_logged_one_under_log1p(
     assert "expression scale" not in capsys.readouterr().out
     assert main([*_args(tmp_path), "data.genomics.log1p=true"]) == 0
     n_neg = int((logged.to_numpy() < 0).sum())
-    assert f"{path}: {n_neg} negative value(s) (min {float(logged.to_numpy().min()):.4g}) look already logged" in (
-        capsys.readouterr().out
+    assert (
+        f"{path}: {n_neg} negative value(s) (min {float(logged.to_numpy().min()):.4g}) look already logged"
+        in (capsys.readouterr().out)
     )
 
 

@@ -24,7 +24,9 @@ def _timings():
 def test_table_rows_exit_codes_and_cpu_of_grandchildren(tmp_path: Path) -> None:
     t = _timings()
     py = sys.executable
-    busy = f"{py} -c \"import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(range(3 * 10**6))'])\""
+    busy = (
+        f"{py} -c \"import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(range(3 * 10**6))'])\""
+    )
     out = tmp_path / "timings" / "README.md"
     rc = t.main(["--step", f"busy={busy}", "--step", "fails=exit 3", "--out", str(out)])
     assert rc == 3  # the worst step's exit code

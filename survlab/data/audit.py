@@ -190,7 +190,10 @@ class _Audit:
             for k, f in enumerate(frames)
             if (
                 line := small_split_warning(
-                    part_sizes({p: f.loc[f["split"] == p, "case_id"].tolist() for p in ("train", "val", "test")}, event),
+                    part_sizes(
+                        {p: f.loc[f["split"] == p, "case_id"].tolist() for p in ("train", "val", "test")},
+                        event,
+                    ),
                     cfg["folds"],
                     self.selection,
                 )
@@ -353,7 +356,9 @@ class _Audit:
             sig_path = Path(os.path.expanduser(str(sig)))
             sig_path = sig_path if sig_path.is_absolute() else dm.root / sig_path
         try:
-            groups = match_groups(expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path))
+            groups = match_groups(
+                expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path)
+            )
             self.result.info.append(signature_coverage(groups, sig_path, path))
         except (ValueError, FileNotFoundError, OSError) as exc:
             self.fail(sig_path, "gene signatures", exc)

@@ -34,9 +34,9 @@ from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.genomics import (
     check_coverage,
+    expression_scale_problem,
     fit_genomics,
     genomic_tensors,
-    expression_scale_problem,
     match_groups,
     read_expression,
     read_signatures,
@@ -603,7 +603,9 @@ class CohortDataModule(L.LightningDataModule):
         self._ready = True
         if unused := self.unused_columns_line():
             log.info("%s", unused)
-        self.split_sizes = part_sizes({p: split.part(p) for p in parts}, event_of)  # (patients, events) per part
+        self.split_sizes = part_sizes(
+            {p: split.part(p) for p in parts}, event_of
+        )  # (patients, events) per part
         log.info(
             "data %s fold %d: %s", self.name, self.fold, describe_sizes(self.split_sizes, self.has_survival)
         )

@@ -231,7 +231,9 @@ class FoldSplit:
 MIN_VAL_PATIENTS, MIN_VAL_EVENTS, MIN_TEST_EVENTS = 20, 10, 2
 
 
-def part_sizes(parts: dict[str, Sequence[str]], event_of: dict[str, bool] | None) -> dict[str, tuple[int, int]]:
+def part_sizes(
+    parts: dict[str, Sequence[str]], event_of: dict[str, bool] | None
+) -> dict[str, tuple[int, int]]:
     """Part name -> (patients, events) for `parts` (e.g. train / val / test ids); events 0 without `event_of`."""
     return {p: (len(ids), sum(bool(event_of[c]) for c in ids) if event_of else 0) for p, ids in parts.items()}
 
@@ -271,6 +273,7 @@ def small_split_warning(
         return None
     fix = fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])} or {fixes[-1]}"
     return f"{describe_sizes(sizes, survival)}: {'; '.join(why)}; use {fix}"
+
 
 class SplitSet:
     """The split dir: settings + per-fold files. Create with `ensure_splits`."""

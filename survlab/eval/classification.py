@@ -144,7 +144,9 @@ def _save(fig: Any, path: Path, dpi: int) -> None:
             fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight")
 
 
-def plot_roc_pr(probs: np.ndarray, labels: np.ndarray, classes: list[str], path: Any, title: str = "") -> dict:
+def plot_roc_pr(
+    probs: np.ndarray, labels: np.ndarray, classes: list[str], path: Any, title: str = ""
+) -> dict:
     """ROC and precision-recall curves per class (one-vs-rest; binary: the positive class only) side by side, drawn
     by scikit-learn's `RocCurveDisplay` / `PrecisionRecallDisplay` with the AUC / average precision in the legend.
     `probs` [n, K], `labels` [n] class index. PNG (300 dpi) at `path` + a PDF beside it -> {class: {"auc", "ap"}}
@@ -163,7 +165,9 @@ def plot_roc_pr(probs: np.ndarray, labels: np.ndarray, classes: list[str], path:
         positive = labels == c
         if positive.all() or not positive.any():
             continue
-        r = RocCurveDisplay.from_predictions(positive, probs[:, c], ax=roc, name=classes[c], plot_chance_level=False)
+        r = RocCurveDisplay.from_predictions(
+            positive, probs[:, c], ax=roc, name=classes[c], plot_chance_level=False
+        )
         p = PrecisionRecallDisplay.from_predictions(positive, probs[:, c], ax=pr, name=classes[c])
         out[classes[c]] = {"auc": float(r.roc_auc), "ap": float(p.average_precision)}
     roc.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")

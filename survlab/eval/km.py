@@ -28,6 +28,7 @@ __all__ = [
     "logrank_test",
     "risk_cutoffs",
     "risk_groups",
+    "hazard_ratio",
     "km_figure",
     "km_stats_text",
     "logrank_note",
@@ -161,6 +162,44 @@ def km_stats_text(p: float, hr: dict[str, float] | None, note: str | None = None
     return "\n".join(lines)
 
 
+def hazard_ratio(
+    risk: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    method: Literal["median", "tertiles"] = "tertiles",
+    cutoffs: Any = None,
+) -> dict[str, float]:
+    """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
+    NaN when undefined (a group empty or without events). Groups: `risk_groups(risk, method, cutoffs)` (the
+    training patients' cutoffs when given)."""
+    import math
+
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    nan = {"hr_high_vs_low": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p": math.nan}
+    groups = risk_groups(risk, method, cutoffs)
+    top = groups.max()
+    keep = (groups == 0) | (groups == top)
+    if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
+        return nan
+    df = pd.DataFrame(
+        {"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)}
+    )
+    try:
+        fit = CoxPHFitter().fit(df, "T", "E")
+    except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
+        log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
+        return nan
+    ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
+    return {
+        "hr_high_vs_low": float(np.exp(fit.params_["high"])),
+        "hr_ci_low": float(np.exp(ci[0])),
+        "hr_ci_high": float(np.exp(ci[1])),
+        "hr_p": float(fit.summary.loc["high", "p"]),
+    }
+
+
 def km_figure(
     time: ArrayLike,
     event: ArrayLike,
@@ -199,7 +238,9 @@ def km_figure(
     if fitters:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=9, title="risk group")
     if stats_text:
-        ax.text(1.04, 0.62, stats_text, transform=ax.transAxes, ha="left", va="top", fontsize=9, gid="km_stats")
+        ax.text(
+            1.04, 0.62, stats_text, transform=ax.transAxes, ha="left", va="top", fontsize=9, gid="km_stats"
+        )
     if fitters:
         add_at_risk_counts(*fitters.values(), ax=ax, labels=list(fitters))
     fig.tight_layout()
@@ -228,8 +269,6 @@ def plot_km_by_risk(
     test is undefined the p is NaN and the figure says why (`logrank_note`).
     """
     import matplotlib.pyplot as plt
-
-    from survlab.eval.subgroups import hazard_ratio  # subgroups imports this module: imported here
 
     t, e = as_numpy(time), as_numpy(event).astype(bool)
     r = as_numpy(risk)

@@ -221,9 +221,15 @@ def test_training_warns_on_the_set_up_fold() -> None:
     from survlab.runner.selection import small_split_line
 
     dm = SimpleNamespace(
-        name="mine", fold=1, has_survival=True, split_meta={"folds": 5}, split_cfg={"folds": 5},
+        name="mine",
+        fold=1,
+        has_survival=True,
+        split_meta={"folds": 5},
+        split_cfg={"folds": 5},
         split_sizes={"train": (20, 8), "val": (4, 2), "test": (6, 2)},
     )
     line = small_split_line("best_val", dm)
-    assert line is not None and line.startswith("data=mine fold 1: train 20 patients / 8 events, val 4 / 2, test 6 / 2:")
+    assert line is not None and line.startswith(
+        "data=mine fold 1: train 20 patients / 8 events, val 4 / 2, test 6 / 2:"
+    )
     assert small_split_line("last", dm) is None

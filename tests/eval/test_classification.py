@@ -122,5 +122,7 @@ def test_roc_pr_figure_per_class_equals_sklearn(tmp_path) -> None:
         assert out[name]["ap"] == pytest.approx(skm.average_precision_score(labels == c, probs[:, c]))
     assert (tmp_path / "roc_pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "roc_pr.pdf").read_bytes()[:5] == b"%PDF-"
-    binary = plot_roc_pr(probs[:, :2] / probs[:, :2].sum(1, keepdims=True), labels.clip(0, 1), ["n", "p"], tmp_path / "b.png")
+    binary = plot_roc_pr(
+        probs[:, :2] / probs[:, :2].sum(1, keepdims=True), labels.clip(0, 1), ["n", "p"], tmp_path / "b.png"
+    )
     assert list(binary) == ["p"]  # binary: the positive class's curve only
