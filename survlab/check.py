@@ -6,6 +6,8 @@
 Takes the same Hydra overrides as a run (`data.*` matter; nothing is trained, nothing is written). Each line names the
 file, the check, how many cases / slides and the first of them, and the fix. Exit 0 when clean (a summary: patients,
 slides, events, modalities, per-modality coverage), 1 when there is a problem.
+Notes list what training copes with (imputed cells, small folds, an expression scale that does not fit log1p);
+`what the config reads:` names the clinical columns left unread and the signatures file with its gene coverage.
 """
 
 from __future__ import annotations

@@ -361,7 +361,7 @@ class _Audit:
             )
             self.result.info.append(signature_coverage(groups, sig_path, path))
         except (ValueError, FileNotFoundError, OSError) as exc:
-            self.fail(sig_path, "gene signatures", exc)
+            self.fail(sig_path or path, "gene signatures", exc)
         scale = expression_scale_problem(expr, bool(dm.gen_cfg["log1p"]), path)
         if scale:
             self.add(Finding(str(path), "expression scale vs log1p", scale), note=True)
