@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(VENV)/.installed
 
-## Train + test the default model on the embedded synthetic cohort (a few minutes on 2 CPU cores).
+## Train + test the default model on the embedded synthetic cohort (timings: experiments/timings/README.md).
 demo: install
 	$(PY) -m survlab.run experiment=demo
 

@@ -7,6 +7,8 @@
 Takes the same Hydra overrides as a run (`data.*` matter; nothing is trained, nothing is written). Each line names the
 file, the check, how many cases / slides and the first of them, and the fix. Exit 0 when clean (a summary: patients,
 slides, events, modalities, per-modality coverage), 1 when there is a problem.
+Notes list what training copes with (imputed cells, small folds, an expression scale that does not fit log1p);
+`what the config reads:` names the clinical columns left unread and the signatures file with its gene coverage.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR
 
 
-def compose_data(overrides: list[str]) -> Any:
+def compose_data(overrides: list[str], info: dict[str, Any] | None = None) -> Any:
     """The run config's `data` node composed with `overrides` -> a CohortDataModule (not set up; every modality the
-    config provides, so all of them are checked)."""
+    config provides, so all of them are checked). `info`, when given, receives the run's `selection` rule."""
     import hydra
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -31,6 +33,8 @@ def compose_data(overrides: list[str]) -> Any:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
+        if info is not None:
+            info["selection"] = str(cfg.get("selection", "best_val"))
         return hydra.utils.instantiate(cfg.data, modalities=None, _recursive_=False)
     finally:
         GlobalHydra.instance().clear()
@@ -56,7 +60,8 @@ def _line(finding: Any) -> str:
 
 
 def render(result: Any, name: str) -> list[str]:
-    """Console lines of an AuditResult: the problem groups (one line each), notes, or the clean summary."""
+    """Console lines of an AuditResult: the problem groups (one line each), notes, what the config reads (signatures
+    and gene coverage, unused clinical columns), and the summary."""
     s = result.summary
     lines = []
     if result.findings:
@@ -67,6 +72,9 @@ def render(result: Any, name: str) -> list[str]:
     if result.notes:
         lines.append(f"notes ({len(result.notes)}; training handles these):")
         lines += [_line(f) for f in result.notes]
+    if result.info:
+        lines.append("what the config reads:")
+        lines += [f"  {line}" for line in result.info]
     head = [f"{s['patients']} patients"] if "patients" in s else []
     head += [f"{s['slides']} slides"] if s.get("slides") else []
     head += [f"{s['events']} events"] if "events" in s else []
@@ -90,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config_dirs, overrides = split_config_dirs(args)
-        dm = compose_data([*overrides, *searchpath_overrides(config_dirs)])
+        info: dict[str, Any] = {}
+        dm = compose_data([*overrides, *searchpath_overrides(config_dirs)], info)
         if dm.synthetic is not None or dm.public is not None:
             dm.prepare_data()  # a cohort survlab generates: materialise it (cached) before checking
         from survlab.data.audit import audit_cohort
 
-        result = audit_cohort(dm, _Progress())
+        result = audit_cohort(dm, _Progress(), info.get("selection", "best_val"))
     except Exception as exc:  # noqa: BLE001 - a bad config / override: one line on the console, like survlab.run
         print(f"survlab check: error: {error_line(exc)}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ from survlab.data.fitted import write_preprocessing
 from survlab.runner.config_check import check_config, resolve_auto
 from survlab.runner.modalities import job_modalities
 from survlab.runner.report import write_run_outputs
-from survlab.runner.selection import selection_warning
+from survlab.runner.selection import selection_warning, small_split_line
 from survlab.runner.setup import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -63,6 +63,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     datamodule = _instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if small := small_split_line(str(cfg.selection), datamodule):
+        log.warning("%s", small)
     # partial first: Hydra would turn the ModalityDims dataclass into a DictConfig if passed to instantiate
     net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=datamodule.dims)
     apply_pretrained(

@@ -394,3 +394,120 @@ def test_covariates_in_their_own_table(
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if "covariate table" in x)
     assert str(root / "clinical.csv") in line and dropped in line and "no row for 1 cohort patient" in line
+
+
+def test_small_folds_are_named_with_patients_and_events_per_part(
+    user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """16 patients in 2 folds: every fold validates on a handful of patients; the note gives each part's patients /
+    events (counted here from the clinical file and the folds) and the fixes; selection=last drops the val complaint."""
+    from survlab.data.splits import make_splits
+
+    assert main(_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "[folds too small to select on]" in ln)
+    clin = pd.read_csv(user / "clinical.csv", dtype={"case_id": str}).groupby("case_id").first()
+    event = (clin["censorship"] == 0).to_dict()
+    frame = make_splits(
+        list(clin.index), clin["survival_months"].to_numpy(float), np.array(list(event.values())), 2, 0.15, 0
+    )[0]
+    n = {p: list(frame.loc[frame["split"] == p, "case_id"]) for p in ("train", "val", "test")}
+    e = {p: sum(event[c] for c in ids) for p, ids in n.items()}
+    assert (
+        f"2 of 2 fold(s) are small (fold 0: train {len(n['train'])} patients / {e['train']} events, "
+        f"val {len(n['val'])} / {e['val']}, test {len(n['test'])} / {e['test']}: the checkpoint is picked on "
+        f"{len(n['val'])} validation patients with {e['val']} events (selection=best_val needs >= 20 patients and "
+        f">= 10 events)"
+    ) in line
+    assert line.endswith(
+        "use fewer folds (data.splits.folds, now 2), a larger data.splits.val_fraction or selection=last)"
+    )
+    assert main([*_args(tmp_path), "selection=last"]) == 0
+    assert (
+        "[folds too small to select on]" not in capsys.readouterr().out
+    )  # >= 2 test events in each fold here
+
+
+def _info(out: str) -> list[str]:
+    lines = out.splitlines()
+    start = lines.index("what the config reads:") + 1
+    return [ln.strip() for ln in lines[start:] if ln.startswith("  ")]
+
+
+def test_check_says_what_the_config_reads_and_leaves_unread(
+    user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Planted: two extra clinical columns, a signatures group with genes absent from expression.csv. The lines name
+    every column the config does not read, the signatures file and its gene coverage per group (counted here)."""
+    clin = pd.read_csv(user / "clinical.csv", dtype=str)
+    clin["smoking"], clin["ecog"] = "never", "1"
+    clin.to_csv(user / "clinical.csv", index=False)
+    sig = pd.read_csv(user / "signatures_mcat6.csv", dtype=str)
+    sig.loc[len(sig), sig.columns[0]] = (
+        "NOT_A_GENE"  # one more gene in the first group, absent from the table
+    )
+    sig.to_csv(user / "signatures_mcat6.csv", index=False)
+    assert main(_args(tmp_path)) == 0
+    info = _info(capsys.readouterr().out)
+    used = {"case_id", "slide_id", "survival_months", "censorship", "grade", "age", "sex"}
+    unused = [c for c in clin.columns if c not in used]
+    assert "smoking" in unused and "ecog" in unused
+    assert info[0] == (
+        f"{user / 'clinical.csv'}: {len(unused)} column(s) not used by data=my_cohort: {', '.join(unused)}; to use "
+        f"them add covariates under data.clinical.columns (+ clinical.categorical), labels under data.labels, "
+        f"per-group metrics under data.subgroups"
+    )
+    genes = set(pd.read_csv(user / "expression.csv", nrows=0).columns)
+    per = {g: [s for s in sig[g].dropna()] for g in sig.columns}
+    kept = {g: sum(s in genes for s in dict.fromkeys(v)) for g, v in per.items()}
+    total = {g: len(dict.fromkeys(v)) for g, v in per.items()}
+    assert "NOT_A_GENE" in per[sig.columns[0]] and kept[sig.columns[0]] < total[sig.columns[0]]
+    assert info[1] == (
+        f"signatures {user / 'signatures_mcat6.csv'}: {len(per)} group(s), {sum(kept.values())}/{sum(total.values())} "
+        f"genes found in {user / 'expression.csv'} ({', '.join(f'{g} {kept[g]}/{total[g]}' for g in per)})"
+    )
+
+
+def test_check_flags_an_unlogged_expression_table_and_a_logged_one_under_log1p(
+    user: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The synthetic table holds raw values (max > 100): with log1p false it is flagged with its max and the fix;
+    log1p=true silences it; a log-transformed table is clean with log1p false and flagged (negatives) with true."""
+    expr = pd.read_csv(user / "expression.csv", dtype={"case_id": str}).set_index("case_id")
+    top = float(np.nanmax(expr.to_numpy(float)))
+    assert top > 100
+    path = user / "expression.csv"
+    assert main(_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"[expression scale vs log1p] {path}: values up to {top:.4g} (median "
+        f"{float(np.nanmedian(expr.to_numpy(float))):.3g}) look unlogged (raw counts / TPM) but data.genomics.log1p "
+        f"is false; set data.genomics.log1p=true, or log-transform the table"
+    ) in out
+    assert main([*_args(tmp_path), "data.genomics.log1p=true"]) == 0
+    assert "expression scale" not in capsys.readouterr().out
+    logged = np.log2(expr + 0.5)  # log2(x + 0.5): some values below 0
+    logged.reset_index().to_csv(path, index=False)
+    assert main(_args(tmp_path)) == 0
+    assert "expression scale" not in capsys.readouterr().out
+    assert main([*_args(tmp_path), "data.genomics.log1p=true"]) == 0
+    n_neg = int((logged.to_numpy() < 0).sum())
+    assert (
+        f"{path}: {n_neg} negative value(s) (min {float(logged.to_numpy().min()):.4g}) look already logged"
+        in (capsys.readouterr().out)
+    )
+
+
+def test_training_log_names_signatures_unused_columns_and_scale(
+    make_datamodule, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same facts in the training log: one info line each for the signatures / unused columns, a warning for
+    the scale (the tiny cohort's table is raw with log1p false here)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="survlab.data.datamodule"):
+        dm = make_datamodule(genomics={"log1p": False, "signatures": "signatures_mcat6.csv"})
+    text = [r.getMessage() for r in caplog.records]
+    assert any(t.startswith(f"genomics: signatures {dm.root}") and "genes found in" in t for t in text), text
+    assert any(t.startswith(f"{dm.clinical_csv}: ") and "not used by data=" in t for t in text), text
+    assert any(t.startswith("genomics: ") and "look unlogged" in t for t in text), text

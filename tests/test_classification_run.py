@@ -71,6 +71,7 @@ def test_mil_classifier_learns_the_planted_class_signal(tmp_path: Path, model: s
         balanced_accuracy_score(preds.label, preds.label_pred)
     )
     assert (out / "confusion_label.png").is_file() and not (out / "km.png").exists()
+    assert (out / "roc_pr_label.png").is_file() and (out / "confusion_label.pdf").read_bytes()[:5] == b"%PDF-"
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["targets"]["labels"]["label"] == ["negative", "positive"]
     assert (

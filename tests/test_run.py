@@ -88,6 +88,13 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     assert (out / "km.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # KM risk groups cut at the training patients' median risk (survlab.runner.km_report), one log line per epoch
     assert len(metrics["km_cutoffs"]) == 1 and np.isfinite(metrics["km_cutoffs"][0])
+    # the HR on km.png / in metrics.json is lifelines' Cox fit of high vs low on the test patients
+    from lifelines import CoxPHFitter
+
+    high = (preds["risk"] > metrics["km_cutoffs"][0]).astype(float)
+    cox = CoxPHFitter().fit(pd.DataFrame({"h": high, "T": preds["time"], "E": preds["event"]}), "T", "E")
+    assert metrics["km_hr_high_vs_low"] == pytest.approx(float(np.exp(cox.params_["h"])), rel=1e-6)
+    assert (out / "km.pdf").read_bytes()[:5] == b"%PDF-"
     log_text = "".join(p.read_text() for p in out.glob("*.log"))
     assert "epoch 1/2 | train/loss " in log_text and "epoch 2/2 | train/loss " in log_text
 

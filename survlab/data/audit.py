@@ -28,8 +28,14 @@ import pandas as pd
 from survlab.data.checks import DataFileError, Finding
 from survlab.data.clinical import _reject_decimal_commas
 from survlab.data.cohort import Cohort, _first_ids
-from survlab.data.genomics import match_groups, read_expression, read_signatures
-from survlab.data.splits import make_splits
+from survlab.data.genomics import (
+    expression_scale_problem,
+    match_groups,
+    read_expression,
+    read_signatures,
+    signature_coverage,
+)
+from survlab.data.splits import make_splits, part_sizes, small_split_warning
 from survlab.data.targets import check_classes, label_key
 from survlab.data.text import prompts_for_classes, resolve_prompts_file
 from survlab.data.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
@@ -75,6 +81,7 @@ class AuditResult:
     findings: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    info: list[str] = field(default_factory=list)  # what the config reads and leaves unread (not problems)
 
     @property
     def ok(self) -> bool:
@@ -101,8 +108,8 @@ def _group(file: str, check: str, problems: dict[str, str], what: str = "slide")
 class _Audit:
     """Runs every check of one data module's cohort; see `audit_cohort`."""
 
-    def __init__(self, dm: CohortDataModule, progress: Progress | None) -> None:
-        self.dm, self.progress = dm, progress
+    def __init__(self, dm: CohortDataModule, progress: Progress | None, selection: str = "best_val") -> None:
+        self.dm, self.progress, self.selection = dm, progress, selection
         self.split_cfg: dict[str, Any] = dict(dm.split_cfg or {})
         self.result = AuditResult()
         self.coverage: dict[str, str] = {}
@@ -178,6 +185,31 @@ class _Audit:
             self.fail(dm.clinical_csv, "too few patients for the folds", exc)
             return
         event = dict(zip(t["case_id"], t["event"], strict=True))
+        small = {
+            k: line
+            for k, f in enumerate(frames)
+            if (
+                line := small_split_warning(
+                    part_sizes(
+                        {p: f.loc[f["split"] == p, "case_id"].tolist() for p in ("train", "val", "test")},
+                        event,
+                    ),
+                    cfg["folds"],
+                    self.selection,
+                )
+            )
+        }
+        if small:
+            first = next(iter(small))
+            self.add(
+                Finding(
+                    str(dm.clinical_csv),
+                    "folds too small to select on",
+                    f"{dm.clinical_csv}: {len(small)} of {cfg['folds']} fold(s) are small (fold {first}: {small[first]})",
+                    tuple(f"fold {k}" for k in small),
+                ),
+                note=True,
+            )
         empty = [
             f"fold {k} {part}"
             for k, f in enumerate(frames)
@@ -319,13 +351,20 @@ class _Audit:
         finally:
             self.result.findings.extend(found)
         sig = dm.gen_cfg["signatures"]
+        sig_path = None
         if sig:
             sig_path = Path(os.path.expanduser(str(sig)))
             sig_path = sig_path if sig_path.is_absolute() else dm.root / sig_path
-            try:
-                match_groups(expr.columns, read_signatures(sig_path), str(sig_path))
-            except (ValueError, FileNotFoundError, OSError) as exc:
-                self.fail(sig_path, "gene signatures", exc)
+        try:
+            groups = match_groups(
+                expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path)
+            )
+            self.result.info.append(signature_coverage(groups, sig_path, path))
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            self.fail(sig_path or path, "gene signatures", exc)
+        scale = expression_scale_problem(expr, bool(dm.gen_cfg["log1p"]), path)
+        if scale:
+            self.add(Finding(str(path), "expression scale vs log1p", scale), note=True)
         if cohort is None:
             return
         have = set(expr.index)
@@ -638,6 +677,8 @@ class _Audit:
     def run(self) -> AuditResult:
         dm = self.dm
         cohort = self.cohort()
+        if cohort is not None and (unused := dm.unused_columns_line()):
+            self.result.info.append(unused)
         classes: dict[str, tuple[str, ...]] = {}
         if cohort is not None:
             self._guard("folds", self.outcomes, cohort)
@@ -667,9 +708,12 @@ class _Audit:
         s["coverage"] = dict(self.coverage)
 
 
-def audit_cohort(dm: CohortDataModule, progress: Progress | None = None) -> AuditResult:
+def audit_cohort(
+    dm: CohortDataModule, progress: Progress | None = None, selection: str = "best_val"
+) -> AuditResult:
     """Check everything `dm` (a CohortDataModule, not set up) would read: the cohort table (outcomes, patient fields,
     case ids), folds, labels, clinical columns, prompts, the expression table and signatures, every slide's feature
     file(s) (read once each), CT / PET data. -> AuditResult; never raises for bad input, writes nothing.
-    `progress(done, total, what)` is called while files are read."""
-    return _Audit(dm, progress).run()
+    `progress(done, total, what)` is called while files are read; `selection` (the run's checkpoint rule) decides
+    whether a small validation part is worth a note."""
+    return _Audit(dm, progress, selection).run()

@@ -34,16 +34,18 @@ from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.genomics import (
     check_coverage,
+    expression_scale_problem,
     fit_genomics,
     genomic_tensors,
     match_groups,
     read_expression,
     read_signatures,
+    signature_coverage,
 )
 from survlab.data.imaging import ImagingStore, parse_imaging
 from survlab.data.resident import ResidentBags
 from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, SplitSet, ensure_splits
+from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, part_sizes
 from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
@@ -573,6 +575,42 @@ class CohortDataModule(L.LightningDataModule):
             full = join_covariates(full, self.covariates_csv, self.clin_cols, self.case_col)
         return full
 
+    def used_columns(self) -> set[str]:
+        """Columns of `clinical_csv` this config reads: case / slide ids, every endpoint's time and censorship /
+        event columns, labels, slide labels, clinical covariates (unless kept in `clinical.table`), subgroups and the
+        site the split stratifies on."""
+        endpoints = [e for e in (self.endpoint, *self.secondary) if e is not None]
+        return {
+            c
+            for c in (
+                self.case_col,
+                self.slide_col,
+                *(x for e in endpoints for x in (e.time_col, e.censorship_col, e.event_col)),
+                *(sp.column for sp in self.label_specs.values()),
+                *(sp.column for sp in self.slide_label_specs.values()),
+                *([] if self.clin_table else self.clin_cols),
+                *self.subgroups,
+                (self.split_cfg or {}).get("stratify_site"),
+            )
+            if c
+        }
+
+    def unused_columns_line(self) -> str | None:
+        """'<clinical.csv>: N column(s) not used by data=<name>: age, stage, ...; add covariates under
+        data.clinical.columns, ...' or None when every column is read (or the file cannot be read)."""
+        try:
+            header = [str(c).strip() for c in pd.read_csv(self.clinical_csv, nrows=0).columns]
+        except (OSError, ValueError):
+            return None
+        unused = [c for c in header if c not in self.used_columns()]
+        if not unused:
+            return None
+        return (
+            f"{self.clinical_csv}: {len(unused)} column(s) not used by data={self.name}: {', '.join(unused[:12])}"
+            f"{' ...' if len(unused) > 12 else ''}; to use them add covariates under data.clinical.columns "
+            f"(+ clinical.categorical), labels under data.labels, per-group metrics under data.subgroups"
+        )
+
     @property
     def covariates_csv(self) -> Path | None:
         """`clinical.table` resolved under the cohort root (None when covariates live in `clinical_csv`)."""
@@ -631,7 +669,14 @@ class CohortDataModule(L.LightningDataModule):
         self.datasets = {part: self._dataset(part) for part in parts}
         self.dims = self._dims()
         self._ready = True
-        log.info("data %s fold %d: %s", self.name, self.fold, {p: len(d) for p, d in self.datasets.items()})
+        if unused := self.unused_columns_line():
+            log.info("%s", unused)
+        self.split_sizes = part_sizes(
+            {p: split.part(p) for p in parts}, event_of
+        )  # (patients, events) per part
+        log.info(
+            "data %s fold %d: %s", self.name, self.fold, describe_sizes(self.split_sizes, self.has_survival)
+        )
 
     def _imported_splits(self, full: Cohort) -> SplitSet | None:
         """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""
@@ -876,6 +921,9 @@ class CohortDataModule(L.LightningDataModule):
         self.gene_groups = match_groups(
             expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path or path)
         )
+        log.info("genomics: %s", signature_coverage(self.gene_groups, sig_path, path))
+        if scale := expression_scale_problem(expr, bool(self.gen_cfg["log1p"]), path):
+            log.warning("genomics: %s", scale)
         missing = check_coverage(expr, cohort.case_ids, path, self.allow_missing)
         self.drop_report["genomics"] = {"n_patients_dropped": len(missing), "patients": missing}
         return expr, cohort.drop(missing)
@@ -1162,7 +1210,7 @@ class CohortDataModule(L.LightningDataModule):
         """Training batches of the current epoch the trainer has already finished (> 0 only in an epoch resumed
         from a checkpoint written inside it); 0 outside fitting."""
         trainer = getattr(self, "trainer", None)
-        if trainer is None or not trainer.training:
+        if trainer is None or not getattr(trainer, "training", False):
             return 0
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 

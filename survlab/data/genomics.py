@@ -180,6 +180,50 @@ class GeneGroups:
         return cls(tuple(d["names"]), tuple(tuple(g) for g in d["genes"]), tuple(int(t) for t in d["totals"]))
 
 
+#: An expression table whose largest value exceeds this looks unlogged (raw counts / TPM / FPKM): log2(TPM + 1) of
+#: any human gene stays below ~20, z-scores and log-ratios below ~10, so > 100 means a linear scale.
+UNLOGGED_MAX = 100.0
+
+
+def signature_coverage(groups: GeneGroups, signatures: str | Path | None, expression: str | Path) -> str:
+    """One line naming the signatures file read and how many of its genes the expression table has, per group:
+    'signatures .../signatures_mcat6.csv: 6 group(s), 312/340 genes found in .../expression.csv (tumor_suppression
+    80/84, ...)'; without a signatures file: 'no signatures file: one group of all N genes of <expression>'."""
+    if signatures is None:
+        return f"no signatures file (data.genomics.signatures=null): one group of all {sum(groups.sizes)} genes of {expression}"
+    rows = list(zip(groups.names, groups.sizes, groups.totals, strict=True))
+    if len(rows) > 8:  # many groups (pathways): the 5 least covered
+        rows = sorted(rows, key=lambda r: (r[1] / max(r[2], 1), r[0]))[:5]
+    per = ", ".join(f"{n} {k}/{t}" for n, k, t in rows)
+    return (
+        f"signatures {signatures}: {len(groups.names)} group(s), {sum(groups.sizes)}/{sum(groups.totals)} genes found "
+        f"in {expression} ({'least covered: ' if len(groups.names) > 8 else ''}{per})"
+    )
+
+
+def expression_scale_problem(expr: pd.DataFrame, log1p: bool, path: str | Path) -> str | None:
+    """One line when the expression values do not fit `log1p` (data.genomics.log1p): a largest value above
+    UNLOGGED_MAX with log1p false (raw counts / TPM scaled linearly: a few genes dominate), or negative values with
+    log1p true (an already logged / z-scored table: log1p clips them to 0); else None."""
+    values = expr.to_numpy(dtype=float, na_value=np.nan)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None
+    top, low = float(finite.max()), float(finite.min())
+    if not log1p and top > UNLOGGED_MAX:
+        return (
+            f"{path}: values up to {top:.4g} (median {float(np.median(finite)):.3g}) look unlogged (raw counts / TPM) "
+            f"but data.genomics.log1p is false; set data.genomics.log1p=true, or log-transform the table"
+        )
+    if log1p and low < 0:
+        n_neg = int((finite < 0).sum())
+        return (
+            f"{path}: {n_neg} negative value(s) (min {low:.4g}) look already logged / z-scored, but "
+            f"data.genomics.log1p is true and would clip them to 0; set data.genomics.log1p=false"
+        )
+    return None
+
+
 def match_groups(
     columns: Sequence[str], signatures: dict[str, list[str]] | None, source: str = "signatures"
 ) -> GeneGroups:

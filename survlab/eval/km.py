@@ -28,7 +28,10 @@ __all__ = [
     "logrank_test",
     "risk_cutoffs",
     "risk_groups",
+    "hazard_ratio",
     "km_figure",
+    "km_stats_text",
+    "logrank_note",
     "plot_km_by_risk",
     "step_at",
 ]
@@ -132,6 +135,71 @@ def risk_groups(
     return np.searchsorted(cuts, r, side="left").astype(int)
 
 
+def logrank_note(groups: np.ndarray, event: ArrayLike, n_groups: int) -> str | None:
+    """Why a log-rank test of `groups` (0..n_groups-1) has no p-value, or None when it has one: a group empty, or no
+    event at all (the KM title says this instead of 'p=nan')."""
+    g, e = np.asarray(groups), as_numpy(event).astype(bool)
+    empty = [k for k in range(n_groups) if not (g == k).any()]
+    if len(empty) >= n_groups - 1:
+        return "log-rank: one group empty" if n_groups == 2 else "log-rank: fewer than 2 groups filled"
+    if not e.any():
+        return "log-rank: no events"
+    return None
+
+
+def km_stats_text(p: float, hr: dict[str, float] | None, note: str | None = None) -> str:
+    """The statistics on a KM figure: 'HR high vs low 2.31 (95% CI 1.20–4.45)' (when `hr` is given) and
+    'log-rank p = 0.012'; an undefined test shows `note` (why there is no p), never 'p=nan'."""
+    lines = []
+    if hr is not None:
+        h = hr.get("hr_high_vs_low", float("nan"))
+        lines.append(
+            f"HR high vs low {h:.3g} (95% CI {hr['hr_ci_low']:.3g}\u2013{hr['hr_ci_high']:.3g})"
+            if np.isfinite(h)
+            else "HR high vs low: undefined (a group empty or without events)"
+        )
+    lines.append(f"log-rank p = {p:.3g}" if np.isfinite(p) else (note or "log-rank: undefined"))
+    return "\n".join(lines)
+
+
+def hazard_ratio(
+    risk: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    method: Literal["median", "tertiles"] = "tertiles",
+    cutoffs: Any = None,
+) -> dict[str, float]:
+    """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
+    NaN when undefined (a group empty or without events). Groups: `risk_groups(risk, method, cutoffs)` (the
+    training patients' cutoffs when given)."""
+    import math
+
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    nan = {"hr_high_vs_low": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p": math.nan}
+    groups = risk_groups(risk, method, cutoffs)
+    top = groups.max()
+    keep = (groups == 0) | (groups == top)
+    if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
+        return nan
+    df = pd.DataFrame(
+        {"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)}
+    )
+    try:
+        fit = CoxPHFitter().fit(df, "T", "E")
+    except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
+        log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
+        return nan
+    ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
+    return {
+        "hr_high_vs_low": float(np.exp(fit.params_["high"])),
+        "hr_ci_low": float(np.exp(ci[0])),
+        "hr_ci_high": float(np.exp(ci[1])),
+        "hr_p": float(fit.summary.loc["high", "p"]),
+    }
+
+
 def km_figure(
     time: ArrayLike,
     event: ArrayLike,
@@ -139,9 +207,12 @@ def km_figure(
     names: list[str],
     time_unit: str = "months",
     title: str = "",
+    stats_text: str = "",
 ) -> tuple[Any, dict[str, Any]]:
-    """A KM figure, one lifelines `KaplanMeierFitter` per non-empty group (step curve + 95% CI band), with the
-    at-risk table (at risk / censored / events) under the axis -> (figure, {group name: fitted KaplanMeierFitter})."""
+    """A KM figure, one lifelines `KaplanMeierFitter` per non-empty group (step curve + 95% CI band + censor ticks),
+    with the at-risk table (at risk / censored / events) under the axis, the legend and `stats_text` (HR, log-rank
+    p; a text artist with gid 'km_stats') to the right of the axes so neither covers a curve
+    -> (figure, {group name: fitted KaplanMeierFitter})."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,18 +221,26 @@ def km_figure(
     from lifelines.plotting import add_at_risk_counts
 
     t, e = as_numpy(time), as_numpy(event).astype(bool)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4))
+    fig, ax = plt.subplots(figsize=(7.5, 6.4))
     fitters: dict[str, Any] = {}
     for k, name in enumerate(names):
         mask = groups == k
         if not mask.any():
             continue
         kmf = KaplanMeierFitter(label=f"{name} risk (n={int(mask.sum())})").fit(t[mask], e[mask])
-        kmf.plot_survival_function(ax=ax, ci_show=True, ci_alpha=0.2)
+        kmf.plot_survival_function(
+            ax=ax, ci_show=True, ci_alpha=0.2, show_censors=True, censor_styles={"ms": 6, "marker": "|"}
+        )
         fitters[name] = kmf
     ax.set(xlabel=f"time ({time_unit})", ylabel="survival probability", ylim=(0, 1.05))
-    ax.set_title(title)
-    ax.legend(loc="lower left")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(title, fontsize=9)
+    if fitters:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=9, title="risk group")
+    if stats_text:
+        ax.text(
+            1.04, 0.62, stats_text, transform=ax.transAxes, ha="left", va="top", fontsize=9, gid="km_stats"
+        )
     if fitters:
         add_at_risk_counts(*fitters.values(), ax=ax, labels=list(fitters))
     fig.tight_layout()
@@ -177,12 +256,17 @@ def plot_km_by_risk(
     title: str = "",
     cutoffs: ArrayLike | None = None,
     time_unit: str = "months",
+    vector: tuple[str, ...] = ("pdf",),
+    dpi: int = 300,
 ) -> dict:
-    """Plot KM curves per risk group (`km_figure`) to a PNG at `path`; return {"logrank_p", "chi2", "n_per_group",
-    "cutoffs", "curves"} (curves: group name -> (times, S(t)) from lifelines' `survival_function_`).
+    """Plot KM curves per risk group (`km_figure`) to a PNG at `path` (`dpi`, print resolution) and, for each format
+    in `vector`, the same figure beside it (km.pdf / km.svg); return {"logrank_p", "chi2", "logrank_note",
+    "hr_high_vs_low", "hr_ci_low", "hr_ci_high", "hr_p", "n_per_group", "cutoffs", "curves"} (curves: group name ->
+    (times, S(t)) from lifelines' `survival_function_`).
 
-    Groups come from `risk_groups(risk, method, cutoffs)` (pass the training patients' `risk_cutoffs`); the
-    log-rank p-value is NaN (with a warning) when undefined.
+    Groups come from `risk_groups(risk, method, cutoffs)` (pass the training patients' `risk_cutoffs`). The figure
+    shows the log-rank p and the high-vs-low hazard ratio with its 95% CI (lifelines Cox, `hazard_ratio`); when the
+    test is undefined the p is NaN and the figure says why (`logrank_note`).
     """
     import matplotlib.pyplot as plt
 
@@ -191,7 +275,11 @@ def plot_km_by_risk(
     cuts = risk_cutoffs(r, method) if cutoffs is None else np.sort(as_numpy(cutoffs).reshape(-1))
     groups = risk_groups(r, method, cuts)
     names = ["low", "high"] if method == "median" else ["low", "medium", "high"]
-    chi2, p = logrank_test(t, e, groups)
+    note = logrank_note(groups, e, len(names))
+    chi2, p = (float("nan"), float("nan")) if note else logrank_test(t, e, groups)
+    if note:
+        log.warning("KM %s: %s; no log-rank p", title or path, note)
+    hr = hazard_ratio(r, t, e, method, cuts)
     source = "test-set" if cutoffs is None else "training"
     fig, fitters = km_figure(
         t,
@@ -199,11 +287,15 @@ def plot_km_by_risk(
         groups,
         names,
         time_unit,
-        f"{title}  log-rank p={p:.3g}".strip() + f"\n(groups cut at the {source} {method})",
+        f"{title}\n(groups cut at the {source} {method})".strip(),
+        stats_text=km_stats_text(p, hr, note),
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    for fmt in vector:
+        with atomic_path(Path(path).with_suffix(f".{fmt}")) as tmp:
+            fig.savefig(tmp, format=fmt, bbox_inches="tight")
     plt.close(fig)
     counts = [int((groups == k).sum()) for k in range(len(names))]
     curves = {
@@ -216,6 +308,8 @@ def plot_km_by_risk(
     return {
         "logrank_p": p,
         "chi2": chi2,
+        "logrank_note": note,
+        **hr,
         "n_per_group": counts,
         "cutoffs": [float(c) for c in cuts],
         "curves": curves,

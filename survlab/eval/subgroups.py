@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,47 +31,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from survlab.eval.km import plot_km_by_risk, risk_groups
+from survlab.eval.km import hazard_ratio, plot_km_by_risk  # hazard_ratio: re-exported
 from survlab.eval.metrics import time_dependent_auc, train_followup
 from survlab.tasks.objectives import SurvivalObjective
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-def hazard_ratio(
-    risk: np.ndarray,
-    time: np.ndarray,
-    event: np.ndarray,
-    method: Literal["median", "tertiles"] = "tertiles",
-    cutoffs: Any = None,
-) -> dict[str, float]:
-    """HR (lifelines CoxPHFitter, Efron ties) of the highest vs the lowest risk group, with its 95% CI and p-value;
-    NaN when undefined (a group empty or without events). Groups: `risk_groups(risk, method, cutoffs)` (the
-    training patients' cutoffs when given)."""
-    from lifelines import CoxPHFitter
-
-    nan = {"hr_high_vs_low": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p": math.nan}
-    groups = risk_groups(risk, method, cutoffs)
-    top = groups.max()
-    keep = (groups == 0) | (groups == top)
-    if top == 0 or not event[keep].any() or len(np.unique(groups[keep])) < 2:
-        return nan
-    df = pd.DataFrame(
-        {"high": (groups[keep] == top).astype(float), "T": time[keep], "E": event[keep].astype(int)}
-    )
-    try:
-        fit = CoxPHFitter().fit(df, "T", "E")
-    except Exception as err:  # noqa: BLE001 - lifelines convergence failures: undefined, logged
-        log.warning("hazard ratio undefined (%s); NaN", type(err).__name__)
-        return nan
-    ci = np.clip(fit.confidence_intervals_.loc["high"].to_numpy(), -700, 700)  # exp() stays finite
-    return {
-        "hr_high_vs_low": float(np.exp(fit.params_["high"])),
-        "hr_ci_low": float(np.exp(ci[0])),
-        "hr_ci_high": float(np.exp(ci[1])),
-        "hr_p": float(fit.summary.loc["high", "p"]),
-    }
 
 
 def _subset(rows: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:

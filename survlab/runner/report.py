@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import survlab
 from survlab.eval.attention_h5 import export_attention_h5
-from survlab.eval.classification import confusion_matrix, plot_confusion
+from survlab.eval.classification import confusion_matrix, plot_confusion, plot_roc_pr
 from survlab.eval.interpret import export_attention
 from survlab.eval.km import plot_km_by_risk
 from survlab.eval.metrics import harrell_cindex
@@ -138,7 +138,8 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
 def _classification_outputs(
     task: OutcomeTask, datamodule: Any, cfg: DictConfig, out_dir: Path, case_ids: list[str]
 ) -> None:
-    """confusion_<objective>.png per classification objective; slide_predictions.csv for slide-level ones."""
+    """confusion_<objective>.png / .pdf and roc_pr_<objective>.png / .pdf per classification objective;
+    slide_predictions.csv for slide-level ones."""
     slide_frames = []
     for name, objective in task.objectives.items():
         r = task.test_rows.get(name, {})
@@ -149,6 +150,13 @@ def _classification_outputs(
             confusion_matrix(r["probs"], r["label"]),
             classes,
             out_dir / f"confusion_{name}.png",
+            title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} · {name} (test)",
+        )
+        plot_roc_pr(
+            r["probs"],
+            r["label"],
+            classes,
+            out_dir / f"roc_pr_{name}.png",
             title=f"{cfg.model.name} · {cfg.data.name} · fold {cfg.fold} · {name} (test)",
         )
         if objective.level == "slide":
@@ -282,6 +290,10 @@ def write_run_outputs(
         "bayes_accuracy": _bayes_accuracy(datamodule),
         "n_test": int(len(preds)),
         "km_logrank_p": km.get("logrank_p"),
+        "km_logrank_note": km.get("logrank_note"),
+        "km_hr_high_vs_low": km.get("hr_high_vs_low"),
+        "km_hr_ci": [km["hr_ci_low"], km["hr_ci_high"]] if "hr_ci_low" in km else None,
+        "km_hr_p": km.get("hr_p"),
         "km_cutoffs": km.get("cutoffs"),
         "epochs_trained": int(trainer.current_epoch),
         "checkpoint": ckpt,

@@ -50,3 +50,16 @@ def selection_warning(monitor: str, mode: str, value: float | None, task: Any) -
         f"table cohort: the settings of experiment=clinical_mlp_gse7390 / _tabular) or compare with model=coxnet "
         f"before trusting its test metrics"
     )
+
+
+def small_split_line(selection: str, datamodule: Any) -> str | None:
+    """The one-line warning (`survlab.data.splits.small_split_warning`) when the set-up fold of `datamodule` is too
+    small for `selection` (best_val: the validation part) or for a test log-rank test; None when it is not."""
+    from survlab.data.splits import small_split_warning
+
+    sizes = getattr(datamodule, "split_sizes", None)
+    if not sizes:
+        return None
+    folds = int((getattr(datamodule, "split_meta", None) or {}).get("folds") or datamodule.split_cfg["folds"])
+    line = small_split_warning(sizes, folds, selection, bool(getattr(datamodule, "has_survival", True)))
+    return None if line is None else f"data={datamodule.name} fold {datamodule.fold}: {line}"

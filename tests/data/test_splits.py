@@ -316,3 +316,49 @@ def test_repeat_zero_is_todays_assignment_and_repeat_one_another_with_the_same_g
         ensure_splits(t, tmp_path / "r1", folds=5, seed=0)  # a repeat-1 dir is never reused as repeat 0
     with pytest.raises(ValueError, match="splits.repeat must be >= 0, got -1"):
         make_splits(*args, folds=5, repeat=-1)
+
+
+def test_small_split_warning_names_counts_thresholds_and_fixes() -> None:
+    from survlab.data.splits import part_sizes, small_split_warning
+
+    ids = {"train": [f"t{i}" for i in range(20)], "val": ["v0", "v1", "v2", "v3"], "test": ["x0", "x1", "x2"]}
+    event = {c: c in {"t0", "t1", "t2", "v0", "x0"} for p in ids.values() for c in p}
+    sizes = part_sizes(ids, event)
+    assert sizes == {"train": (20, 3), "val": (4, 1), "test": (3, 1)}
+    assert small_split_warning(sizes, 5) == (
+        "train 20 patients / 3 events, val 4 / 1, test 3 / 1: the checkpoint is picked on 4 validation patients "
+        "with 1 events (selection=best_val needs >= 20 patients and >= 10 events); the test part has 1 event(s), "
+        "too few for a log-rank test or hazard ratio (>= 2); use fewer folds (data.splits.folds, now 5), a larger "
+        "data.splits.val_fraction or selection=last"
+    )
+    assert small_split_warning(sizes, 5, "last") == (
+        "train 20 patients / 3 events, val 4 / 1, test 3 / 1: the test part has 1 event(s), too few for a log-rank "
+        "test or hazard ratio (>= 2); use fewer folds (data.splits.folds, now 5)"
+    )
+    big = {"train": (300, 150), "val": (40, 20), "test": (80, 30)}
+    assert small_split_warning(big, 5) is None
+    assert small_split_warning({"train": (20, 0), "val": (4, 0), "test": (6, 0)}, 3, survival=False) == (
+        "train 20 patients, val 4, test 6: the checkpoint is picked on 4 validation patients (selection=best_val "
+        "needs >= 20 patients); use fewer folds (data.splits.folds, now 3), a larger data.splits.val_fraction or "
+        "selection=last"
+    )
+
+
+def test_training_warns_on_the_set_up_fold() -> None:
+    from types import SimpleNamespace
+
+    from survlab.runner.selection import small_split_line
+
+    dm = SimpleNamespace(
+        name="mine",
+        fold=1,
+        has_survival=True,
+        split_meta={"folds": 5},
+        split_cfg={"folds": 5},
+        split_sizes={"train": (20, 8), "val": (4, 2), "test": (6, 2)},
+    )
+    line = small_split_line("best_val", dm)
+    assert line is not None and line.startswith(
+        "data=mine fold 1: train 20 patients / 8 events, val 4 / 2, test 6 / 2:"
+    )
+    assert small_split_line("last", dm) is None

@@ -75,3 +75,54 @@ def test_hand_case_and_confusion_matrix() -> None:
     assert m["auroc"] == pytest.approx(skm.roc_auc_score(labels, probs[:, 1]))
     one_class = classification_metrics(probs[:2], np.array([0, 0]))
     assert math.isnan(one_class["auroc"]) and one_class["balanced_accuracy"] == 0.5
+
+
+def _planted(seed: int, n: int = 90, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), labels] += 1.2
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True), labels
+
+
+def test_confusion_figure_shows_sklearns_counts_and_row_shares(tmp_path, monkeypatch) -> None:
+    """Each cell of confusion_<objective>.png reads '<share of the true class>\\n(<count>)', from sklearn's matrix;
+    the PNG is 300 dpi and a PDF is written beside it."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from survlab.eval.classification import plot_confusion
+
+    texts: list[str] = []
+    save = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        texts.extend(t.get_text() for t in fig.axes[0].texts)
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    probs, labels = _planted(0)
+    ref = skm.confusion_matrix(labels, probs.argmax(1), labels=[0, 1, 2])
+    plot_confusion(confusion_matrix(probs, labels), ["a", "b", "c"], tmp_path / "confusion.png")
+    share = ref / ref.sum(1, keepdims=True)
+    want = [f"{share[i, j]:.2f}\n({ref[i, j]})" for i in range(3) for j in range(3)]
+    assert texts[:9] == want and texts[9:] == want  # PNG, then PDF
+    with Image.open(tmp_path / "confusion.png") as im:
+        assert im.info["dpi"][0] == pytest.approx(300, abs=1)
+    assert (tmp_path / "confusion.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_roc_pr_figure_per_class_equals_sklearn(tmp_path) -> None:
+    from survlab.eval.classification import plot_roc_pr
+
+    probs, labels = _planted(1)
+    out = plot_roc_pr(probs, labels, ["a", "b", "c"], tmp_path / "roc_pr.png")
+    for c, name in enumerate("abc"):
+        assert out[name]["auc"] == pytest.approx(skm.roc_auc_score(labels == c, probs[:, c]))
+        assert out[name]["ap"] == pytest.approx(skm.average_precision_score(labels == c, probs[:, c]))
+    assert (tmp_path / "roc_pr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "roc_pr.pdf").read_bytes()[:5] == b"%PDF-"
+    binary = plot_roc_pr(
+        probs[:, :2] / probs[:, :2].sum(1, keepdims=True), labels.clip(0, 1), ["n", "p"], tmp_path / "b.png"
+    )
+    assert list(binary) == ["p"]  # binary: the positive class's curve only

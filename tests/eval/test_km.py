@@ -181,3 +181,58 @@ def test_km_figure_has_the_at_risk_table_bands_and_time_unit() -> None:
         at_risk = [int((time[two == k] > tick).sum()) for k in (0, 1)]
         assert numbers[0] == at_risk[0] and numbers[3] == at_risk[1]
     plt.close(fig)
+
+
+def _km_texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text artist of the figures `plot_km_by_risk` saves (captured at savefig)."""
+    from matplotlib.figure import Figure
+
+    texts: list[str] = []
+    save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        texts.extend(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+        save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return texts
+
+
+def test_km_figure_shows_lifelines_hr_ci_and_logrank_p_and_writes_print_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """km.png at 300 dpi + km.pdf beside it; the HR (95% CI) and log-rank p on the figure are lifelines' numbers."""
+    import pandas as pd
+    from lifelines import CoxPHFitter
+    from PIL import Image
+
+    texts = _km_texts(monkeypatch)
+    rng = np.random.default_rng(0)
+    risk = rng.normal(size=80)
+    t_event, t_cens = rng.exponential(20 * np.exp(-0.8 * risk)), rng.exponential(30, 80)
+    event, time = t_event < t_cens, np.minimum(t_event, t_cens)
+    out = plot_km_by_risk(risk, time, event, tmp_path / "km.png", cutoffs=[0.0], title="run")
+    high = (risk > 0).astype(float)
+    cox = CoxPHFitter().fit(pd.DataFrame({"h": high, "T": time, "E": event.astype(int)}), "T", "E")
+    hr, (lo, hi) = np.exp(cox.params_["h"]), np.exp(cox.confidence_intervals_.loc["h"].to_numpy())
+    p = multivariate_logrank_test(time, high, event).p_value
+    assert out["hr_high_vs_low"] == pytest.approx(hr) and out["hr_ci_low"] == pytest.approx(lo)
+    assert out["logrank_p"] == pytest.approx(p, rel=1e-9)
+    stats = [t for t in texts if t.startswith("HR high vs low")]
+    assert stats == [f"HR high vs low {hr:.3g} (95% CI {lo:.3g}\u2013{hi:.3g})\nlog-rank p = {p:.3g}"] * 2
+    with Image.open(tmp_path / "km.png") as im:
+        width, height = im.size
+        assert im.info["dpi"][0] == pytest.approx(300, abs=1)
+    assert width > 1800 and height > 1500  # 7.5 x 6.4 in at 300 dpi, trimmed to the drawing
+    assert (tmp_path / "km.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_km_title_never_shows_p_nan_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _km_texts(monkeypatch)
+    out = plot_km_by_risk([1.0, 1.0, 1.0], [5.0, 6.0, 7.0], [True, False, True], tmp_path / "a.png")
+    assert out["logrank_note"] == "log-rank: one group empty" and np.isnan(out["logrank_p"])
+    out = plot_km_by_risk([0.0, 1.0, 2.0, 3.0], [5.0, 6.0, 7.0, 8.0], [False] * 4, tmp_path / "b.png")
+    assert out["logrank_note"] == "log-rank: no events"
+    assert not any("nan" in t for t in texts)
+    assert any(t.endswith("log-rank: one group empty") for t in texts)
+    assert any(t.endswith("log-rank: no events") for t in texts)
