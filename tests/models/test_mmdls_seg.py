@@ -176,10 +176,17 @@ def test_segmentor_dice_well_above_chance_and_its_stacks_feed_mmdls(tmp_path: Pa
         "model.net.dim=16",
         "model.net.hidden=16",
         "model.net.heads=2",
-        "data.splits.folds=3",
+        "data.splits.folds=4",  # the segmentor's folds (_seg_run): fold 0's stacks serve MM-DLS fold 0 only
     ]
     mm = run_job(tmp_path / "mm", overrides)
-    assert mm["n_test"] > 0 and 0.0 <= mm["test/cindex"] <= 1.0
+    # MM-DLS fold 0 is tested on the segmentor's fold-0 test patients (those with a predicted lesion), and its
+    # protocol card names the segmentor run that cut the stacks
+    seg_test = set(report["segmentor"]["test_patients"]) - set(report["empty_lesion"])
+    assert set(pd.read_csv(tmp_path / "mm" / "predictions.csv")["case_id"]) == seg_test
+    card = json.loads((tmp_path / "mm" / "protocol.json").read_text())
+    assert json.dumps(card).count(str(run.resolve())) >= 1
+    with pytest.raises(ValueError, match=r"this run is fold 1"):
+        run_job(tmp_path / "mm1", [*overrides, "fold=1", f"paths.log_dir={tmp_path / 'logs3'}"])
 
 
 def _compose_data(tmp_path: Path, experiment: str, fold: int) -> object:
