@@ -835,7 +835,9 @@ class CohortDataModule(L.LightningDataModule):
         from survlab.data.checks import DataFileError
 
         self.imaging = ImagingStore(self.root, {**self.imaging_cfg}, self.case_col)
-        self.stacks_provenance = check_stack_provenance(self.root, self.name, self.fold, self.split_hash)
+        self.stacks_provenance = check_stack_provenance(
+            self.root, self.name, self.fold, getattr(self, "split_hash", None)
+        )  # None: an external cohort (not split; its patients are in no training part)
         missing = self.imaging.missing(cohort.case_ids)
         if missing and self.imaging_cfg["missing"] == "error":
             first = next(iter(missing))

@@ -198,11 +198,14 @@ def cut_stacks(
 CUT_REPORT = "cut_report.json"  # written by survlab.imaging_cut into a cohort of stacks cut from predicted masks
 
 
-def check_stack_provenance(root: Path, name: str, fold: int, split_hash: str) -> dict[str, Any] | None:
+def check_stack_provenance(
+    root: Path, name: str, fold: int, split_hash: str | None
+) -> dict[str, Any] | None:
     """For a cohort whose stacks survlab.imaging_cut cut from a segmentor's masks (``<root>/cut_report.json``): the
     segmentor run that produced them, after checking that it was trained on THIS run's fold (same split files, same
     fold), so the masks of this fold's test patients are out-of-sample. None for any other cohort. Raises a one-line
-    ValueError naming the fix otherwise."""
+    ValueError naming the fix otherwise. `split_hash` None: a cohort that is not split (external evaluation): the
+    provenance is returned unchecked."""
     path = Path(root) / CUT_REPORT
     if not path.is_file():
         return None
@@ -213,6 +216,8 @@ def check_stack_provenance(root: Path, name: str, fold: int, split_hash: str) ->
         "synthetic_petct_seg) and cut one stack cohort per fold: python -m survlab.imaging_cut run=<fold-k "
         "segmentor run> out=<folder k>, then train fold k on <folder k>"
     )
+    if split_hash is None:
+        return {"report": str(path), **seg}
     if src.get("kind") != "outcome_cohort":
         raise ValueError(
             f"data={name}: the stacks in {root} were cut by a segmentor trained on its own patient split "
