@@ -12,13 +12,21 @@ the CT with `survlab.data.imaging.cut_stacks` and written to ``<out>/images/<cas
 the predicted masks to ``<out>/masks/<case_id>/{lung_mask,lesion_mask}.nii.gz``; the cohort's tables (clinical.csv,
 radiomics.csv, pet.csv) are copied. ``<out>/cut_report.json`` lists per case the predicted volumes, the Dice against
 the cohort's own masks when it has them (a check of the segmentor, never used for training), and the cases whose
-predicted lesion was empty (no stacks written: data.imaging.missing decides whether they are dropped).
-Then: ``python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<out>``.
+predicted lesion was empty (no stacks written: data.imaging.missing decides whether they are dropped), and under
+``segmentor`` which run produced the masks: its directory, fold, checkpoint (+ sha256) and the split it trained on.
+
+Leak-free per fold: a segmentor trained with ``data.outcome_splits`` (the default of ``synthetic_petct_seg``) on fold
+k trains on the outcome cohort's fold-k training patients only, so cut one stack cohort per fold with that fold's
+segmentor and train MM-DLS fold k on it:
+``python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<out k> fold=k``.
+model=mmdls checks ``cut_report.json`` (survlab.data.imaging.check_stack_provenance): stacks from a segmentor of
+another fold or split are refused, and the segmentor run is recorded in the run's protocol card.
 The source cohort is only read; ``out`` must be a new or empty folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -28,14 +36,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from survlab.data.imaging import cut_stacks, read_volume, window_to_uint8
+from survlab.data.imaging import CUT_REPORT, cut_stacks, read_volume, window_to_uint8
 from survlab.models.mmdls_seg import LungLesionSegmentor
 
 TABLES = ("clinical.csv", "radiomics.csv", "pet.csv")
 
 
 def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
-    """The selected checkpoint of an mmdls_seg run (weights_only) and the run's resolved config."""
+    """The selected checkpoint of an mmdls_seg run (weights_only) and the run's protocol.json (its resolved config
+    under "config")."""
     protocol_path = run_dir / "protocol.json"
     if not protocol_path.is_file():
         raise ValueError(
@@ -51,7 +60,7 @@ def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
     net = LungLesionSegmentor(None, **net_cfg)
     state = torch.load(protocol["selected_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    return net.eval(), cfg
+    return net.eval(), protocol
 
 
 def segment_volume(
@@ -98,8 +107,8 @@ def cut_cohort(
     import nibabel as nib
     from PIL import Image
 
-    net, cfg = load_segmentor(run_dir)
-    data = cfg["data"]
+    net, protocol = load_segmentor(run_dir)
+    data = protocol["config"]["data"]
     cohort = Path(cohort or data["root"])
     volumes = cohort / data.get("volumes_dir", "volumes")
     if not volumes.is_dir():
@@ -111,7 +120,22 @@ def cut_cohort(
             f"out={out} is not empty; survlab writes the stack cohort into a new or empty folder only"
         )
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"run": str(run_dir), "cohort": str(cohort), "cases": {}, "empty_lesion": []}
+    ckpt = Path(protocol["selected_checkpoint"])
+    segmentor = {
+        "run": str(run_dir.resolve()),
+        "fold": int(protocol["fold"]),
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(),
+        "split_source": (protocol.get("cohort") or {}).get("split_source"),
+        "test_patients": (protocol.get("cohort") or {}).get("split", {}).get("test", []),
+    }
+    report: dict[str, Any] = {
+        "run": str(run_dir),
+        "cohort": str(cohort),
+        "segmentor": segmentor,
+        "cases": {},
+        "empty_lesion": [],
+    }
     for case_dir in sorted(p for p in volumes.iterdir() if p.is_dir()):
         case = case_dir.name
         ct_path = case_dir / data.get("ct_file", "ct.nii.gz")
@@ -145,7 +169,7 @@ def cut_cohort(
         c["dice_lesion_vs_cohort_mask"] for c in report["cases"].values() if "dice_lesion_vs_cohort_mask" in c
     ]
     report["mean_dice_lesion_vs_cohort_mask"] = float(np.nanmean(dice)) if dice else None
-    (out / "cut_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / CUT_REPORT).write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 

@@ -1,13 +1,18 @@
 """MM-DLS end to end from the command line: `experiment=mmdls_synthetic` trains, tests once, reports every figure per
 treatment group, and with `external_data=` tests the selected model on a second synthetic centre, written apart
-(external/) and labelled as external."""
+(external/) and labelled as external. The reported numbers equal scikit-survival / scikit-learn on the run's own
+predictions.csv (overall, per treatment group, external)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from sksurv.metrics import concordance_index_censored
 
 from survlab.runner.testing import run_job
 
@@ -44,7 +49,22 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
     assert internal["case_id"].str.startswith("PCT").all() and len(internal) == metrics["n_test"]
     for group in ("all", "treatment=immunotherapy", "treatment=chemotherapy"):
         assert f"test/{group}/os/hr_high_vs_low" in metrics and f"test/{group}/dfs/auc_24" in metrics
-    assert "test/treatment=chemotherapy/tnm/auroc" in metrics
+    # the numbers are those of the predictions: Harrell's C (scikit-survival) and the subtype AUROC (scikit-learn),
+    # overall, per treatment group (joined by case_id from the cohort's clinical.csv) and on the external centre
+    def harrell(p: pd.DataFrame) -> float:
+        return concordance_index_censored(p["event"].astype(bool).to_numpy(), p["time"].to_numpy(), p["risk"].to_numpy())[0]
+
+    def auroc(p: pd.DataFrame) -> float:
+        return roc_auc_score(p["subtype"] == "LUSC", p["subtype_prob_LUSC"])
+
+    assert metrics["test/cindex"] == pytest.approx(harrell(internal), abs=1e-9)
+    assert metrics["test/subtype/auroc"] == pytest.approx(auroc(internal), abs=1e-6)
+    assert ext["test/cindex"] == pytest.approx(harrell(preds), abs=1e-9)
+    treatment = pd.read_csv(tmp_path / "data" / "synthetic" / "petct" / "clinical.csv").set_index("case_id")
+    internal["treatment"] = treatment.loc[internal["case_id"], "treatment"].to_numpy()
+    for group, rows in internal.groupby("treatment"):
+        if rows["event"].sum() and np.unique(rows["risk"]).size > 1:
+            assert metrics[f"test/treatment={group}/os/cindex"] == pytest.approx(harrell(rows), abs=1e-9), group
     assert (run / "km_os_treatment_immunotherapy.png").is_file() and (
         run / "external" / "subgroups.csv"
     ).is_file()

@@ -42,7 +42,7 @@ from survlab.data.genomics import (
     read_signatures,
     signature_coverage,
 )
-from survlab.data.imaging import ImagingStore, parse_imaging
+from survlab.data.imaging import ImagingStore, check_stack_provenance, parse_imaging
 from survlab.data.resident import ResidentBags
 from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler
 from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, part_sizes
@@ -623,18 +623,7 @@ class CohortDataModule(L.LightningDataModule):
         self.prepare_data()  # cheap when cached; makes setup() usable without a Trainer
         full = self.read_cohort_table()
         cfg = self.split_cfg
-        split_set = self._imported_splits(full) or ensure_splits(
-            full.table,
-            self.split_dir,
-            cfg["folds"],
-            cfg["val_fraction"],
-            cfg["seed"],
-            cfg["stratify_site"],
-            self.label_specs[self.stratify_label].column if self.stratify_label else None,
-            cfg["calibration_fraction"],
-            self.has_survival,
-            int(cfg["repeat"]),
-        )
+        split_set = self._split_set(full)
         event_of = (
             dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
         )
@@ -677,6 +666,32 @@ class CohortDataModule(L.LightningDataModule):
         log.info(
             "data %s fold %d: %s", self.name, self.fold, describe_sizes(self.split_sizes, self.has_survival)
         )
+
+    def _split_set(self, full: Cohort) -> SplitSet:
+        """The persisted split of the cohort (imported, or written once by `ensure_splits` and reused)."""
+        cfg = self.split_cfg
+        return self._imported_splits(full) or ensure_splits(
+            full.table,
+            self.split_dir,
+            cfg["folds"],
+            cfg["val_fraction"],
+            cfg["seed"],
+            cfg["stratify_site"],
+            self.label_specs[self.stratify_label].column if self.stratify_label else None,
+            cfg["calibration_fraction"],
+            self.has_survival,
+            int(cfg["repeat"]),
+        )
+
+    def fold_split(self) -> FoldSplit:
+        """Fold `fold` of the persisted split over every patient of the cohort table (before any patient is dropped
+        for a missing modality): what `setup` uses, without reading any modality (e.g. for a segmentor trained on
+        the same folds, survlab.data.segmentation)."""
+        full = self.read_cohort_table()
+        event_of = (
+            dict(zip(full.table["case_id"], full.table["event"], strict=False)) if self.has_survival else None
+        )
+        return self._split_set(full).fold(self.fold, full.case_ids, event_of)
 
     def _imported_splits(self, full: Cohort) -> SplitSet | None:
         """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""
@@ -936,6 +951,9 @@ class CohortDataModule(L.LightningDataModule):
         from survlab.data.checks import DataFileError
 
         self.imaging = ImagingStore(self.root, {**self.imaging_cfg}, self.case_col)
+        self.stacks_provenance = check_stack_provenance(
+            self.root, self.name, self.fold, getattr(self, "split_hash", None)
+        )  # None: an external cohort (not split; its patients are in no training part)
         missing = self.imaging.missing(cohort.case_ids)
         if missing and self.imaging_cfg["missing"] == "error":
             first = next(iter(missing))
@@ -1163,6 +1181,8 @@ class CohortDataModule(L.LightningDataModule):
             }
         if self.sources.imaging is not None:
             prep["imaging"] = self.imaging.describe()
+            if getattr(self, "stacks_provenance", None) is not None:  # stacks cut from a segmentor's masks
+                prep["imaging"]["stacks_from_segmentor"] = self.stacks_provenance
         return {
             "cohort": self.name,
             "root": str(self.root),

@@ -195,6 +195,43 @@ def cut_stacks(
     return {"lesion": np.ascontiguousarray(lesion_stack), "space": np.ascontiguousarray(space_stack)}
 
 
+CUT_REPORT = "cut_report.json"  # written by survlab.imaging_cut into a cohort of stacks cut from predicted masks
+
+
+def check_stack_provenance(
+    root: Path, name: str, fold: int, split_hash: str | None
+) -> dict[str, Any] | None:
+    """For a cohort whose stacks survlab.imaging_cut cut from a segmentor's masks (``<root>/cut_report.json``): the
+    segmentor run that produced them, after checking that it was trained on THIS run's fold (same split files, same
+    fold), so the masks of this fold's test patients are out-of-sample. None for any other cohort. Raises a one-line
+    ValueError naming the fix otherwise. `split_hash` None: a cohort that is not split (external evaluation): the
+    provenance is returned unchecked."""
+    path = Path(root) / CUT_REPORT
+    if not path.is_file():
+        return None
+    seg = json.loads(path.read_text()).get("segmentor") or {}
+    src = seg.get("split_source") or {}
+    fix = (
+        "train the fold's segmentor on this cohort's folds (model=mmdls_seg with data.outcome_splits, the default of "
+        "synthetic_petct_seg) and cut one stack cohort per fold: python -m survlab.imaging_cut run=<fold-k "
+        "segmentor run> out=<folder k>, then train fold k on <folder k>"
+    )
+    if split_hash is None:
+        return {"report": str(path), **seg}
+    if src.get("kind") != "outcome_cohort":
+        raise ValueError(
+            f"data={name}: the stacks in {root} were cut by a segmentor trained on its own patient split "
+            f"({path} records no outcome-cohort fold), so it may have trained on this run's test patients; {fix}"
+        )
+    if int(src.get("fold", -1)) != int(fold) or src.get("split_hash") != split_hash:
+        raise ValueError(
+            f"data={name}: the stacks in {root} were cut by the segmentor of fold {src.get('fold')} (split hash "
+            f"{str(src.get('split_hash'))[:12]}), this run is fold {fold} (split hash {split_hash[:12]}): its "
+            f"training patients include this fold's test patients; {fix}"
+        )
+    return {"report": str(path), **seg}
+
+
 def resize_stack(stack: np.ndarray, size: int) -> np.ndarray:
     """uint8 [N, H, W] -> float32 [N, size, size] in [0, 1] (MONAI Resize, area interpolation; no-op at size)."""
     x = stack.astype(np.float32) / 255.0
@@ -473,5 +510,7 @@ __all__ = [
     "read_png_stack",
     "read_volume",
     "resize_stack",
+    "check_stack_provenance",
+    "CUT_REPORT",
     "window_to_uint8",
 ]

@@ -7,9 +7,16 @@ Sources (`source`):
   folders (masks: any non-zero pixel is foreground).
 
 Slices are resized to ``image_size`` (MONAI Resize: area for the image, nearest for masks); ``slices: lung`` keeps
-the slices holding lung (``all``: every slice). Patients are split into ``splits.folds`` folds by case_id (sorted,
-then a seeded permutation: the assignment depends on the set of patients, not on listing order); the fold's
-training part gives an inner validation part (``val_fraction``); all slices of a patient stay in one part.
+the slices holding lung (``all``: every slice). All slices of a patient stay in one part. Two ways to split patients:
+
+- ``outcome_splits`` (the cohort's outcome data config, e.g. ``data=synthetic_petct`` under ``data.outcome_splits``):
+  fold k's train / val / test patients are EXACTLY those of the outcome cohort's persisted split files (the files
+  model=mmdls uses, written there if absent), so a segmentor of fold k never sees MM-DLS's fold-k test patients and
+  its masks for them are out-of-sample (the leak-free segmentor -> imaging_cut -> MM-DLS pipeline). Split patients
+  without a volume are left out (counted in ``describe()``); a volume without a row in the split is an error.
+- otherwise ``splits``: ``splits.folds`` folds by case_id (sorted, then a seeded permutation: the assignment depends
+  on the set of patients, not on listing order), an inner validation part (``val_fraction``) from the training part.
+  Such a segmentor's folds are NOT an outcome model's folds: do not cut stacks for an outcome model with it.
 The prepared slices of a cohort are held in RAM (uint8).
 
 A batch is a dict: image float [B, 1, H, W] in [0, 1], lung / lesion float [B, 1, H, W] in {0, 1}, case [B] (long,
@@ -69,6 +76,50 @@ def patient_split(
     return {"train": sorted(rest[n_val:]), "val": sorted(rest[:n_val]), "test": test}
 
 
+def _plain(node: Any) -> Any:
+    """A Hydra DictConfig (resolved) or None / dict -> plain dict (or None)."""
+    if node is None:
+        return None
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+def outcome_fold_split(
+    outcome: dict[str, Any], fold: int, case_ids: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Fold `fold` of the outcome cohort's persisted split (`outcome`: its CohortDataModule arguments, `_target_`
+    optional) restricted to `case_ids` (the patients with volumes) -> ({train, val, test}, where it came from)."""
+    from survlab.data.datamodule import CohortDataModule
+
+    kwargs = {k: v for k, v in outcome.items() if not str(k).startswith("_")}
+    kwargs.update(fold=fold, synthetic=None)  # the segmentation module generates a synthetic cohort itself
+    split = CohortDataModule(**kwargs).fold_split()
+    listed = set(split.train) | set(split.val) | set(split.test) | set(split.calibration)
+    unknown = [c for c in case_ids if c not in listed]
+    if unknown:
+        raise DataFileError(
+            f"case {unknown[0]} has a CT volume but no row in the outcome cohort's split {split.path} "
+            f"({len(unknown)} such case(s)); segment the outcome cohort's patients only, or fix its clinical CSV"
+        )
+    have = set(case_ids)
+    parts = {
+        "train": [c for c in split.train if c in have],
+        "val": [c for c in split.val if c in have],
+        "test": [c for c in split.test if c in have],
+    }
+    source = {
+        "kind": "outcome_cohort",
+        "cohort": str(kwargs.get("name")),
+        "split_file": str(split.path),
+        "split_hash": split.hash,
+        "fold": fold,
+        "without_volume": sorted(listed - have),
+        "calibration_not_used": len(split.calibration),
+    }
+    return parts, source
+
+
 class SliceDataset(Dataset):
     """One item per slice: {image [1, H, W] float, lung / lesion [1, H, W] float, case, slice}."""
 
@@ -114,6 +165,7 @@ class SegmentationDataModule(L.LightningDataModule):
         seed: int = 0,
         synthetic: dict[str, Any] | None = None,
         modalities: Sequence[str] | None = None,
+        outcome_splits: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if source not in ("nifti", "png"):
@@ -140,6 +192,13 @@ class SegmentationDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
         self.synthetic = dict(synthetic) if synthetic is not None else None
+        self.outcome_splits = _plain(outcome_splits)
+        if self.outcome_splits is not None and splits:
+            raise ValueError(
+                f"data={name}: both splits and outcome_splits are set; outcome_splits takes the outcome cohort's "
+                f"folds (set their number under outcome_splits.splits), so set splits=null, or outcome_splits=null "
+                f"for the segmentation data's own split"
+            )
         self._ready = False
 
     # ------------------------------------------------------------------ files
@@ -204,10 +263,7 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         self.prepare_data()
         self.all_case_ids = self.case_ids()
-        c = self.split_cfg
-        self.split = patient_split(
-            self.all_case_ids, int(c["folds"]), self.fold, float(c["val_fraction"]), int(c["seed"])
-        )
+        self.split, self.split_source = self.split_patients()
         self.case_index = {case: i for i, case in enumerate(self.all_case_ids)}
         self.datasets: dict[str, SliceDataset] = {}
         for part, ids in self.split.items():
@@ -228,6 +284,16 @@ class SegmentationDataModule(L.LightningDataModule):
             {p: len(d) for p, d in self.datasets.items()},
         )
 
+    def split_patients(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
+        """This fold's {train, val, test} case ids (patients with volumes / slices) and where the split came from
+        (the outcome cohort's split file and hash, or this module's own seeded split)."""
+        case_ids = self.case_ids()
+        if self.outcome_splits is not None:
+            return outcome_fold_split(self.outcome_splits, self.fold, case_ids)
+        c = self.split_cfg
+        split = patient_split(case_ids, int(c["folds"]), self.fold, float(c["val_fraction"]), int(c["seed"]))
+        return split, {"kind": "segmentation", **c}
+
     def describe(self) -> dict[str, Any]:
         return {
             "cohort": self.name,
@@ -239,6 +305,7 @@ class SegmentationDataModule(L.LightningDataModule):
             "folds": self.split_cfg["folds"],
             "n_patients": {p: len(ids) for p, ids in self.split.items()},
             "n_slices": {p: len(d) for p, d in self.datasets.items()},
+            "split_source": self.split_source,
             "split": self.split,
         }
 
@@ -263,4 +330,4 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader("test", False)
 
 
-__all__ = ["SegmentationDataModule", "SliceDataset", "patient_split", "resize_slices"]
+__all__ = ["SegmentationDataModule", "SliceDataset", "outcome_fold_split", "patient_split", "resize_slices"]

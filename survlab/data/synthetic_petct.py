@@ -1,22 +1,34 @@
 """A deterministic synthetic PET/CT NSCLC cohort with known truth, in the real layout (MM-DLS; survlab.data.imaging).
 
 Latents per patient: subtype s in {LUAD, LUSC} (Bernoulli 1/2), stage score z_stage ~ N(0, 1) (tertiles -> TNM group
-I-II / III / IV), risk factor z_risk ~ N(0, 1), treatment (immunotherapy / chemotherapy, 1/2 each).
+I-II / III / IV), risk factor z_risk ~ N(0, 1), treatment (immunotherapy / chemotherapy, 1/2 each), and two risk
+factors each seen by ONE input path only: z_img ~ N(0, 1) (emphysema: lung density, in the CT only) and
+z_clin ~ N(0, 1) (in the clinical age column only).
 
     OS log-hazard  = 0.7 * (stage - 1) + 0.6 * z_risk + 0.3 * s - 0.3 * [immunotherapy]
+                     + 0.7 * z_img (image part) + 0.7 * z_clin (clinical part)
     DFS log-hazard = OS log-hazard + 0.3 * noise;  OS time = DFS time + a positive gap (OS >= DFS)
     common independent censoring, calibrated to `target_event_rate` for OS
 
 Where the signal lives (the rest is noise):
 - CT volume (HU, int16, ``volume_size`` x ``volume_size`` x ``n_slices``): body ellipse (+40 HU), two lung ellipsoids
-  (-850 HU), one spherical lesion in a lung whose radius grows with stage and z_risk and whose density depends on
-  subtype (LUAD ground-glass -300 HU, LUSC solid +30 HU), Gaussian noise ``noise_hu``; the centre's scanner offset
+  (-850 - 100 * z_img HU, clipped to [-990, -650]: lower density = emphysema = higher risk; no table carries z_img),
+  one spherical lesion in a lung: a solid part whose radius grows with stage and z_risk and whose density depends
+  on subtype (LUAD -300 HU, LUSC +30 HU), inside a ground-glass halo (-550 HU, part of the lesion mask) of width
+  round(1.5 + 1.2 * z_img) in 0..3 voxels (image-only: the tables measure the solid part, as TNM's T does for
+  part-solid tumours), Gaussian noise ``noise_hu``; the centre's scanner offset
   ``hu_shift`` is added everywhere (a second centre has shifted intensities).
 - PET table: SUVmax / SUVmean / SUVpeak follow stage, z_risk and subtype (x ``pet_scale``, the centre's calibration);
   MTV = lesion volume (mL); TLG = SUVmean x MTV.
 - Radiomics [``radiomics_dim``]: the first 6 columns carry subtype, stage and z_risk (+ noise); the rest are noise.
-- Clinical: age (older = higher z_risk), sex, smoking status (LUSC: more current smokers), smoking duration and
-  cessation (years), tumour diameter (mm, from the lesion radius).
+- Clinical: age (65 + 7 * z_clin + noise: the clinical part; no image or other table carries z_clin), sex, smoking
+  status (LUSC: more current smokers), smoking duration and cessation (years), tumour diameter (mm, from the lesion
+  radius).
+
+oracle.json records the oracle C-index of the whole OS risk and of each part: ``oracle_cindex_os_image_part`` /
+``oracle_cindex_os_clinical_part`` (that term alone) and ``oracle_cindex_os_without_image`` /
+``oracle_cindex_os_without_clinical`` (the best a model blind to that path can do). ``GENERATOR_VERSION`` is part of
+the cache key: a cohort written by an older generator is regenerated.
 
 Files: clinical.csv (one row per patient: case_id, labels, endpoints, treatment, clinical columns), radiomics.csv and
 pet.csv (rows shuffled: joined by case_id), volumes/<case>/{ct,lung_mask,lesion_mask}.nii.gz, images/<case>/
@@ -46,6 +58,8 @@ TREATMENTS = ("chemotherapy", "immunotherapy")
 PET_COLUMNS = ("suv_max", "suv_mean", "suv_peak", "tlg", "mtv")
 CLINICAL_COLUMNS = ("age", "sex", "smoking_status", "smoking_duration", "smoking_cessation", "tumor_diameter")
 VOXEL_MM = (1.5, 1.5, 3.0)
+GENERATOR_VERSION = 2  # 2: image-only (lung density) and clinical-only (age) risk parts; bump on any change
+IMAGE_EFFECT, CLINICAL_EFFECT = 0.7, 0.7  # log-hazard per SD of z_img / z_clin
 WINDOW = (-1000.0, 400.0)  # the HU window of conf/data/synthetic_petct.yaml (PNG export)
 
 
@@ -83,7 +97,10 @@ def _patients(spec: PetCtSpec, rng: np.random.Generator) -> pd.DataFrame:
     z_stage, z_risk = rng.standard_normal(n), rng.standard_normal(n)
     stage = np.searchsorted(np.quantile(z_stage, [1 / 3, 2 / 3]), z_stage, side="right")
     immuno = rng.integers(0, 2, n)
-    risk = 0.7 * (stage - 1) + 0.6 * z_risk + 0.3 * subtype - 0.3 * immuno
+    part_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 44]))  # the path-specific latents
+    z_img, z_clin, age_noise = part_rng.standard_normal((3, n))
+    image_part, clinical_part = IMAGE_EFFECT * z_img, CLINICAL_EFFECT * z_clin
+    risk = 0.7 * (stage - 1) + 0.6 * z_risk + 0.3 * subtype - 0.3 * immuno + image_part + clinical_part
     risk_dfs = risk + 0.3 * rng.standard_normal(n)
     t_dfs = 30.0 * (rng.exponential(size=n) * np.exp(-risk_dfs)) ** (1 / 1.3)
     t_os = t_dfs + 24.0 * rng.exponential(size=n) * np.exp(-0.5 * risk)
@@ -110,7 +127,7 @@ def _patients(spec: PetCtSpec, rng: np.random.Generator) -> pd.DataFrame:
             "os_months": np.maximum(np.round(np.minimum(t_os, cens), 1), 0.1),
             "os_event": (t_os <= cens).astype(int),
             "treatment": [TREATMENTS[t] for t in immuno],
-            "age": np.round(65 + 4 * z_risk + 6 * rng.standard_normal(n)),
+            "age": np.round(65 + 7 * z_clin + 2 * age_noise),
             "sex": np.where(rng.random(n) < 0.6, "male", "female"),
             "smoking_status": np.where(current, "current", np.where(smoker, "former", "never")),
             "smoking_duration": duration,
@@ -121,6 +138,10 @@ def _patients(spec: PetCtSpec, rng: np.random.Generator) -> pd.DataFrame:
             "_z_risk": z_risk,
             "_risk": risk,
             "_risk_dfs": risk_dfs,
+            "_image_part": image_part,
+            "_clinical_part": clinical_part,
+            "_z_img": z_img,
+            "_halo": np.clip(np.rint(1.5 + 1.2 * z_img), 0, 3),
             "_radius": radius,
         }
     )
@@ -151,11 +172,15 @@ def _volume(
     cx = int(n // 2 + rng.integers(-int(0.30 * n) + r + 1, int(0.30 * n) - r - 1))
     cy = int(round(n / 2 + (2 * side - 1) * 0.19 * n))
     cz = int(z // 2 + rng.integers(-int(0.42 * z) + r // 2 + 2, int(0.42 * z) - r // 2 - 1))
-    lesion = _ellipsoid(shape, (cx, cy, cz), (r + 0.5, r + 0.5, max(r / 2, 1) + 0.5))
+    solid = _ellipsoid(shape, (cx, cy, cz), (r + 0.5, r + 0.5, max(r / 2, 1) + 0.5))
+    h = float(row["_halo"])  # ground-glass halo around the solid part: the image-only part, with the lung density
+    halo = _ellipsoid(shape, (cx, cy, cz), (r + h + 0.5, r + h + 0.5, max(r / 2, 1) + h / 2 + 0.5)) & lung
+    lesion = solid | halo
     ct = np.full(shape, -1000.0)
     ct[body] = 40.0
-    ct[lung] = -850.0
-    ct[lesion] = 30.0 if row["_subtype"] == 1 else -300.0
+    ct[lung] = float(np.clip(-850.0 - 100.0 * row["_z_img"], -990.0, -650.0))  # emphysema: the image-only part
+    ct[halo] = -550.0
+    ct[solid] = 30.0 if row["_subtype"] == 1 else -300.0
     ct += rng.normal(0.0, spec.noise_hu, shape) + spec.hu_shift
     return np.rint(ct).astype(np.int16), lung.astype(np.uint8), lesion.astype(np.uint8), (cx, cy, cz)
 
@@ -167,7 +192,8 @@ def _png_stacks(
     u8 = np.rint(np.clip((ct.astype(np.float64) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) * 255).astype(
         np.uint8
     )
-    cx, cy, _ = centre
+    xs, ys, _ = np.nonzero(lesion)  # centred on the lesion mask's centroid (halo included), rounded half up
+    cx, cy = int(np.floor(xs.mean() + 0.5)), int(np.floor(ys.mean() + 0.5))
     half = window // 2
     padded = np.pad(u8, ((window, window), (window, window), (0, 0)))
     lesion_slices = [
@@ -243,35 +269,57 @@ def _write(tmp: Path, spec: PetCtSpec) -> None:
     pet.iloc[order[::-1]].to_csv(tmp / "pet.csv", index=False, float_format="%.5g")
     p[[c for c in p.columns if not c.startswith("_")]].to_csv(tmp / "clinical.csv", index=False)
     p[["case_id"]].assign(
-        true_risk=p["_risk"], true_risk_dfs=p["_risk_dfs"], subtype_code=p["_subtype"], stage_code=p["_stage"]
+        true_risk=p["_risk"],
+        true_risk_dfs=p["_risk_dfs"],
+        image_part=p["_image_part"],
+        clinical_part=p["_clinical_part"],
+        subtype_code=p["_subtype"],
+        stage_code=p["_stage"],
     ).to_csv(tmp / "truth.csv", index=False)
     oracle: dict[str, Any] = {
         "n_patients": spec.n_patients,
         "spec": spec.to_json(),
-        "cache_key": {"spec": spec.to_json(), "kind": "petct"},
+        "cache_key": cache_key(spec),
+        "effects": {"image_part": IMAGE_EFFECT, "clinical_part": CLINICAL_EFFECT},
     }
-    for ep, risk in (("os", "_risk"), ("dfs", "_risk_dfs")):
+
+    def cindex(risk: np.ndarray, ep: str) -> float | None:
         conc, comp = concordance_counts(
-            p[risk].to_numpy(), p[f"{ep}_months"].to_numpy(), p[f"{ep}_event"].to_numpy().astype(bool)
+            risk, p[f"{ep}_months"].to_numpy(), p[f"{ep}_event"].to_numpy().astype(bool)
         )
-        oracle[f"oracle_cindex_{ep}"] = conc / comp if comp else None
+        return conc / comp if comp else None
+
+    for ep, risk in (("os", "_risk"), ("dfs", "_risk_dfs")):
+        oracle[f"oracle_cindex_{ep}"] = cindex(p[risk].to_numpy(), ep)
         oracle[f"event_rate_{ep}"] = float(p[f"{ep}_event"].mean())
+    img, clin, full = (p[c].to_numpy() for c in ("_image_part", "_clinical_part", "_risk"))
+    oracle["oracle_cindex_os_image_part"] = cindex(img, "os")
+    oracle["oracle_cindex_os_clinical_part"] = cindex(clin, "os")
+    oracle["oracle_cindex_os_without_image"] = cindex(full - img, "os")
+    oracle["oracle_cindex_os_without_clinical"] = cindex(full - clin, "os")
     oracle["oracle_cindex"] = oracle["oracle_cindex_os"]
     (tmp / "oracle.json").write_text(json.dumps(oracle, indent=2, sort_keys=True) + "\n")
 
 
+def cache_key(spec: PetCtSpec) -> dict[str, Any]:
+    """What identifies a generated cohort: the spec and the generator version (older caches are regenerated)."""
+    return {"spec": spec.to_json(), "kind": "petct", "generator": GENERATOR_VERSION}
+
+
 def generate_petct_cohort(root: str | Path, spec: PetCtSpec) -> Path:
-    """Write the cohort to ``root`` once (cached by spec; never touches files survlab did not create)."""
-    key = {"spec": spec.to_json(), "kind": "petct"}
-    return atomic_cohort(root, key, "oracle.json", lambda tmp: _write(tmp, spec))
+    """Write the cohort to ``root`` once (cached by spec + generator version; never touches files survlab did not
+    create)."""
+    return atomic_cohort(root, cache_key(spec), "oracle.json", lambda tmp: _write(tmp, spec))
 
 
 __all__ = [
     "CLINICAL_COLUMNS",
+    "GENERATOR_VERSION",
     "PET_COLUMNS",
     "PetCtSpec",
     "SUBTYPES",
     "TNM_GROUPS",
     "TREATMENTS",
+    "cache_key",
     "generate_petct_cohort",
 ]

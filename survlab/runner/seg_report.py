@@ -1,5 +1,5 @@
 """Write a finished segmentation run's outputs: metrics (returned for metrics.json), dice_per_slice.csv,
-protocol.json and an overlay figure of test slices (ground truth vs prediction)."""
+dice_per_patient.csv, protocol.json and an overlay figure of test slices (ground truth vs prediction)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,13 +17,27 @@ from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, write_json
 
 
-def _chance_dice(datamodule: Any) -> dict[str, float]:
-    """Expected Dice of a random mask with each structure's foreground rate on the test slices (a chance level)."""
-    out = {}
-    for s in ("lung", "lesion"):
-        masks = np.stack([it[3 if s == "lung" else 4] for it in datamodule.datasets["test"].slices])
-        p = float(masks.mean())
-        out[f"chance_dice_{s}"] = p  # E|A∩B| / ((|A|+|B|)/2) with B ~ Bernoulli(p) independent of A = p
+def chance_dice(slices: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Expected Dice of a random mask on the same basis as the reported Dice (`tasks.segmentation`).
+
+    `slices`: the test items (case, slice, image, lung, lesion). The random mask marks each voxel independently with
+    probability p = the structure's foreground rate over all test voxels. Its Dice on a volume with |G| true voxels
+    out of N is about 2 p |G| / (|G| + p N) (0 when |G| = 0): `chance_dice_<s>` averages that over the test patients'
+    volumes (like `dice_<s>`), `chance_dice_lesion_on_lesion_slices` over the slices holding lesion (like
+    `dice_lesion_on_lesion_slices`)."""
+    out: dict[str, float] = {}
+    cases = np.array([it[0] for it in slices])
+    for s, j in (("lung", 3), ("lesion", 4)):
+        true = np.array([float(it[j].sum()) for it in slices])
+        size = np.array([float(it[j].size) for it in slices])
+        p = float(true.sum() / size.sum()) if size.sum() else float("nan")
+        per_case = [(true[cases == c].sum(), size[cases == c].sum()) for c in np.unique(cases)]
+        out[f"chance_dice_{s}"] = float(np.mean([2 * p * g / (g + p * n) if g else 0.0 for g, n in per_case]))
+        if s == "lesion":
+            hit = true > 0
+            out["chance_dice_lesion_on_lesion_slices"] = (
+                float(np.mean(2 * p * true[hit] / (true[hit] + p * size[hit]))) if hit.any() else float("nan")
+            )
     return out
 
 
@@ -67,11 +80,15 @@ def write_segmentation_outputs(
     ckpt: str | None,
     wall_s: float,
 ) -> dict[str, Any]:
-    """dice_per_slice.csv (case_id, slice, dice_lung, dice_lesion), overlays.png, protocol.json -> metrics."""
-    rows = pd.DataFrame(task.test_rows)
-    rows.insert(0, "case_id", [datamodule.all_case_ids[i] for i in rows.pop("case")])
-    with atomic_path(out_dir / "dice_per_slice.csv") as tmp:
-        rows.to_csv(tmp, index=False)
+    """dice_per_slice.csv and dice_per_patient.csv (case_id, voxel counts, Dice; see tasks.segmentation),
+    overlays.png, protocol.json -> metrics."""
+    from survlab.tasks.segmentation import segmentation_metrics
+
+    _, rows, patients = segmentation_metrics(task.test_rows)
+    for name, table in (("dice_per_slice.csv", rows), ("dice_per_patient.csv", patients)):
+        table.insert(0, "case_id", [datamodule.all_case_ids[i] for i in table.pop("case")])
+        with atomic_path(out_dir / name) as tmp:
+            table.to_csv(tmp, index=False)
     plot_overlays(task, datamodule, out_dir / "overlays.png")
     ckpt_cb = trainer.checkpoint_callback
     metrics: dict[str, Any] = {
@@ -81,7 +98,7 @@ def write_segmentation_outputs(
         "seed": int(cfg.seed),
         "status": "ok",
         **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
-        **_chance_dice(datamodule),
+        **chance_dice(datamodule.datasets["test"].slices),
         "val/best": float(ckpt_cb.best_model_score)
         if ckpt_cb is not None and ckpt_cb.best_model_score is not None
         else None,
@@ -114,11 +131,14 @@ def write_segmentation_outputs(
         },
     )
     print(
-        f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test Dice lung "
+        f"\nsurvlab: {cfg.model.name} on {cfg.data.name} fold {cfg.fold}: test Dice per patient volume: lung "
         f"{metrics['test/dice_lung']:.3f} (chance {metrics['chance_dice_lung']:.3f}), lesion "
-        f"{metrics['test/dice_lesion']:.3f} (chance {metrics['chance_dice_lesion']:.3f})\noutputs: {out_dir}\n"
+        f"{metrics['test/dice_lesion']:.3f} (chance {metrics['chance_dice_lesion']:.3f}); lesion Dice on lesion "
+        f"slices only {metrics['test/dice_lesion_on_lesion_slices']:.3f}; false lesion on lesion-free slices: "
+        f"{metrics['test/lesion_fp_voxels']:.1f} voxels / patient, {metrics['test/lesion_fp_slices']:.1%} of "
+        f"those slices\noutputs: {out_dir}\n"
     )
     return metrics
 
 
-__all__ = ["plot_overlays", "write_segmentation_outputs"]
+__all__ = ["chance_dice", "plot_overlays", "write_segmentation_outputs"]

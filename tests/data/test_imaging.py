@@ -165,3 +165,51 @@ def test_an_empty_lesion_mask_is_an_error_naming_the_case(tiny_petct_cohort: Pat
     nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(path))
     with pytest.raises(DataFileError, match=r"case PCT0005: the lesion mask is empty"):
         _dm(root, tmp_path / "a", imaging={"source": "nifti"})
+
+
+def test_synthetic_petct_plants_an_image_only_and_a_clinical_only_risk_part(tiny_petct_cohort: Path) -> None:
+    """truth.csv's image part shows in the CT lung density, the clinical part in the age column, and oracle.json's
+    per-part oracles equal scikit-survival's C-index of each part."""
+    import json
+
+    import pandas as pd
+    from sksurv.metrics import concordance_index_censored
+
+    from survlab.data.imaging import read_volume
+
+    truth = pd.read_csv(tiny_petct_cohort / "truth.csv").set_index("case_id")
+    clinical = pd.read_csv(tiny_petct_cohort / "clinical.csv").set_index("case_id").loc[truth.index]
+    assert np.corrcoef(clinical["age"], truth["clinical_part"])[0, 1] > 0.9
+    density = []
+    for case in truth.index[:12]:
+        vol = tiny_petct_cohort / "volumes" / case
+        ct, lung, lesion = (read_volume(vol / f) for f in ("ct.nii.gz", "lung_mask.nii.gz", "lesion_mask.nii.gz"))
+        density.append(ct[(lung > 0) & (lesion == 0)].mean())
+    assert np.corrcoef(density, truth["image_part"].iloc[:12])[0, 1] < -0.9  # emphysema: lower HU, higher risk
+    oracle = json.loads((tiny_petct_cohort / "oracle.json").read_text())
+    event, time = clinical["os_event"].astype(bool).to_numpy(), clinical["os_months"].to_numpy()
+    for key, risk in (
+        ("oracle_cindex_os_image_part", truth["image_part"]),
+        ("oracle_cindex_os_clinical_part", truth["clinical_part"]),
+        ("oracle_cindex_os_without_image", truth["true_risk"] - truth["image_part"]),
+        ("oracle_cindex_os", truth["true_risk"]),
+    ):
+        assert oracle[key] == pytest.approx(concordance_index_censored(event, time, risk.to_numpy())[0]), key
+
+
+def test_a_petct_cohort_from_an_older_generator_is_regenerated(tmp_path: Path) -> None:
+    """The cache key holds the generator version: a folder written by the previous generator (same spec) is rebuilt."""
+    import json
+
+    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+
+    spec = PetCtSpec(n_patients=6, volume_size=32, n_slices=12, lesion_window=16, radiomics_dim=6)
+    root = generate_petct_cohort(tmp_path / "c", spec)
+    old_key = {"spec": spec.to_json(), "kind": "petct"}  # what generator 1 recorded
+    for name in (".survlab-cohort.json", "oracle.json"):
+        data = json.loads((root / name).read_text())
+        data["cache_key"] = old_key
+        data.pop("oracle_cindex_os_image_part", None)
+        (root / name).write_text(json.dumps(data))
+    generate_petct_cohort(root, spec)
+    assert "oracle_cindex_os_image_part" in json.loads((root / "oracle.json").read_text())

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -96,40 +97,59 @@ def _seg_run(tmp_path: Path, epochs: int, n_patients: int) -> tuple[dict, Path]:
         "data.synthetic.n_slices=16",
         "data.synthetic.lesion_window=24",
         "data.image_size=48",
-        "data.splits.folds=4",
+        "data.outcome_splits.splits.folds=4",
     ]
     return run_job(tmp_path / "seg", overrides), tmp_path / "seg"
 
 
 def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Path) -> None:
-    from survlab.data.imaging import ImagingStore
+    from monai.metrics import DiceMetric
+
+    from survlab.data.imaging import ImagingStore, check_stack_provenance, read_volume
     from survlab.imaging_cut import cut_cohort
 
     metrics, run = _seg_run(tmp_path, epochs=1, n_patients=12)
-    assert 0.0 <= metrics["test/dice_lung"] <= 1.0 and (run / "dice_per_slice.csv").is_file()
+    per_patient = pd.read_csv(run / "dice_per_patient.csv")
+    assert metrics["test/dice_lung"] == pytest.approx(per_patient["dice_lung"].mean())
     cohort, out = tmp_path / "data" / "synthetic" / "petct", tmp_path / "cut"
     report = cut_cohort(run, out, lesion_window=24)
     assert set(report["cases"]) == {f"PCT{i:04d}" for i in range(12)}
-    assert all(0.0 <= c["dice_lung_vs_cohort_mask"] <= 1.0 for c in report["cases"].values())
-    assert (out / "masks" / "PCT0000" / "lesion_mask.nii.gz").is_file() and (out / "clinical.csv").is_file()
-    assert json.loads((out / "cut_report.json").read_text())["cohort"] == str(cohort)
+    for case in ("PCT0000", "PCT0005"):  # the reported Dice vs the cohort's masks == MONAI's on the written masks
+        for name in ("lung", "lesion"):
+            pred, ref = (read_volume(d / case / f"{name}_mask.nii.gz") > 0 for d in (out / "masks", cohort / "volumes"))
+            monai = DiceMetric(include_background=True, ignore_empty=False)(
+                torch.from_numpy(pred)[None, None].float(), torch.from_numpy(ref)[None, None].float()
+            )
+            assert report["cases"][case][f"dice_{name}_vs_cohort_mask"] == pytest.approx(float(monai), abs=1e-6)
+    assert (out / "clinical.csv").read_bytes() == (cohort / "clinical.csv").read_bytes()
     written = sorted(p.name for p in (out / "images").iterdir()) if (out / "images").is_dir() else []
     assert len(written) + len(report["empty_lesion"]) == 12
+    # which segmentor made the stacks, and on which fold's training patients: checked by model=mmdls
+    seg = json.loads((out / "cut_report.json").read_text())["segmentor"]
+    protocol = json.loads((run / "protocol.json").read_text())
+    assert seg["fold"] == 0 and seg["split_source"]["kind"] == "outcome_cohort"
+    assert seg["test_patients"] == protocol["cohort"]["split"]["test"]
+    fold0 = seg["split_source"]["split_hash"]
+    assert check_stack_provenance(out, "cut", 0, fold0)["run"] == str(run.resolve())
+    with pytest.raises(ValueError, match=r"cut by the segmentor of fold 0 .* this run is fold 1"):
+        check_stack_provenance(out, "cut", 1, "another-fold-hash")
     # a cohort in the stack layout model=mmdls reads: the cases without a predicted lesion lack images, no other
     store = ImagingStore(out, {"source": "png", "stack_length": 6, "image_size": 16, "radiomics_dim": 128})
     missing = store.missing([f"PCT{i:04d}" for i in range(12)])
     assert sorted(missing) == sorted(report["empty_lesion"])
-    if written:
-        store.prepare(written)
-        store.fit(written, written)
-        item = store.item(written[0])
-        assert (
-            item["ct_lesion"].shape == (6, 16, 16)
-            and item["ct_lesion_mask"].any()
-            and item["pet"].shape == (5,)
-        )
     with pytest.raises(ValueError, match=r"out=.* is not empty"):
         cut_cohort(run, out)
+
+
+def test_stacks_from_a_segmentor_with_its_own_split_are_refused(tmp_path: Path) -> None:
+    from survlab.data.imaging import check_stack_provenance
+
+    assert check_stack_provenance(tmp_path, "x", 0, "h") is None  # no cut_report.json: stacks from elsewhere
+    (tmp_path / "cut_report.json").write_text(
+        json.dumps({"segmentor": {"fold": 0, "split_source": {"kind": "segmentation", "folds": 5}}})
+    )
+    with pytest.raises(ValueError, match=r"data=x: the stacks in .* were cut by a segmentor trained on its own"):
+        check_stack_provenance(tmp_path, "x", 0, "h")
 
 
 @pytest.mark.slow
@@ -156,7 +176,55 @@ def test_segmentor_dice_well_above_chance_and_its_stacks_feed_mmdls(tmp_path: Pa
         "model.net.dim=16",
         "model.net.hidden=16",
         "model.net.heads=2",
-        "data.splits.folds=3",
+        "data.splits.folds=4",  # the segmentor's folds (_seg_run): fold 0's stacks serve MM-DLS fold 0 only
     ]
     mm = run_job(tmp_path / "mm", overrides)
-    assert mm["n_test"] > 0 and 0.0 <= mm["test/cindex"] <= 1.0
+    # MM-DLS fold 0 is tested on the segmentor's fold-0 test patients (those with a predicted lesion), and its
+    # protocol card names the segmentor run that cut the stacks
+    seg_test = set(report["segmentor"]["test_patients"]) - set(report["empty_lesion"])
+    assert set(pd.read_csv(tmp_path / "mm" / "predictions.csv")["case_id"]) == seg_test
+    card = json.loads((tmp_path / "mm" / "protocol.json").read_text())
+    assert json.dumps(card).count(str(run.resolve())) >= 1
+    with pytest.raises(ValueError, match=r"this run is fold 1"):
+        run_job(tmp_path / "mm1", [*overrides, "fold=1", f"paths.log_dir={tmp_path / 'logs3'}"])
+
+
+def _compose_data(tmp_path: Path, experiment: str, fold: int) -> object:
+    import hydra
+
+    from survlab.runner.testing import compose_config
+
+    small = dict(n_patients=40, volume_size=32, n_slices=12, lesion_window=16)
+    cfg = compose_config(
+        tmp_path / f"cfg_{experiment}_{fold}",
+        [
+            f"experiment={experiment}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"fold={fold}",
+            *(f"data.synthetic.{k}={v}" for k, v in small.items()),
+        ],
+    )
+    return hydra.utils.instantiate(cfg.data, _recursive_=False)
+
+
+def test_the_segmentor_of_fold_k_never_trains_on_mmdls_fold_k_test_patients(tmp_path: Path) -> None:
+    """The shipped configs: data=synthetic_petct_seg (the segmentor) takes fold k's parts from synthetic_petct's split
+    files (model=mmdls), so no MM-DLS test patient of fold k is in the segmentor's training or validation part, and
+    the segmentor's test part is MM-DLS's test part; the segmentation run records which split file it used."""
+    mm = _compose_data(tmp_path, "mmdls_synthetic", 0)
+    mm.prepare_data()
+    mm_split = mm.fold_split()  # writes synthetic_petct's split files once (as a model=mmdls run does)
+    split_dir = mm_split.path.parent
+    for k in range(5):
+        mm_parts = pd.read_csv(split_dir / f"splits_{k}.csv").groupby("split")["case_id"].apply(set)
+        seg = _compose_data(tmp_path, "mmdls_seg_synthetic", k)
+        seg.prepare_data()
+        parts, source = seg.split_patients()
+        assert not mm_parts["test"] & (set(parts["train"]) | set(parts["val"])), k
+        assert set(parts["test"]) == mm_parts["test"] and set(parts["train"]) == mm_parts["train"], k
+        assert source["kind"] == "outcome_cohort" and source["split_file"] == str(split_dir / f"splits_{k}.csv")
+    seg.setup()  # fold 4: the slices the segmentor trains / is tested on belong to those patients
+    held = {p: {seg.all_case_ids[it[0]] for it in seg.datasets[p].slices} for p in ("train", "test")}
+    assert held["test"] == mm_parts["test"] and held["train"] == mm_parts["train"]
+    assert seg.describe()["split_source"]["split_hash"] == source["split_hash"]
