@@ -178,7 +178,7 @@ def test_segmentor_dice_well_above_chance_and_its_stacks_feed_mmdls(tmp_path: Pa
         "model.net.heads=2",
         "data.splits.folds=4",  # the segmentor's folds (_seg_run): fold 0's stacks serve MM-DLS fold 0 only
     ]
-    mm = run_job(tmp_path / "mm", overrides)
+    run_job(tmp_path / "mm", overrides)
     # MM-DLS fold 0 is tested on the segmentor's fold-0 test patients (those with a predicted lesion), and its
     # protocol card names the segmentor run that cut the stacks
     seg_test = set(report["segmentor"]["test_patients"]) - set(report["empty_lesion"])
