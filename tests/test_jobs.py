@@ -211,7 +211,9 @@ def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
     assert metrics["epochs_trained"] == 3 and (run / "DONE").is_file()
 
 
-def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(tmp_path: Path) -> None:
+def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 25.4: `hydra.output_subdir` and the job log resolve to 'write nothing' for a job survlab will refuse."""
     from omegaconf import OmegaConf, open_dict
 
@@ -241,6 +243,10 @@ def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(tmp_pa
     )
     with jobs.JobLock(out):  # the same configuration, but a live job holds the dir
         assert not jobs.may_write_hydra_record(same)
+        monkeypatch.setenv(
+            "LOCAL_RANK", "1"
+        )  # ... unless this is that job's DDP child rank (its own log file)
+        assert jobs.may_write_hydra_record(same)
 
 
 def _hashes(d: Path) -> dict[str, str]:

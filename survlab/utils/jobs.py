@@ -450,6 +450,10 @@ def may_write_hydra_record(root: Any) -> bool:
     from omegaconf import OmegaConf
 
     out = Path(str(OmegaConf.select(root, "hydra.runtime.output_dir")))
+    if any(
+        os.environ.get(v, "0").isdigit() and int(os.environ.get(v, "0")) > 0 for v in ("RANK", "LOCAL_RANK")
+    ):
+        return True  # a DDP child rank relaunched into its rank-0 job's (locked) dir: its own log file there
     if not (out / RECORD).exists() and not any((out / n).exists() for n in (DONE, METRICS, "checkpoints")):
         return True  # a new dir (or one holding only Hydra's record): nothing to protect
     if _live_lock(out):
