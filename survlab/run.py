@@ -45,6 +45,9 @@ from survlab.utils.outputs import write_json
 from survlab.utils.quiet import quiet_console
 
 log = logging.getLogger("survlab.run")
+# the identity Hydra's record is checked against (survlab.utils.jobs.may_write_hydra_record) is the job's own
+if resolve_auto not in jobs.IDENTITY_PREPARE:
+    jobs.IDENTITY_PREPARE.append(resolve_auto)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -207,8 +210,8 @@ def hydra_main(cfg: DictConfig) -> float:
             from survlab.utils.ddp import check_multirun_strategy
 
             check_multirun_strategy(cfg)
-        with jobs.JobLock(out_dir):
-            return _run_job(cfg, out_dir, multirun, started)
+        with jobs.JobLock(out_dir) as lock:
+            return _run_job(cfg, out_dir, multirun, started, lock)
     except Exception as exc:
         line = jobs.error_line(exc)
         where = f" (traceback: {out_dir / jobs.FAILED})" if (out_dir / jobs.FAILED).is_file() else ""
@@ -235,11 +238,15 @@ def _rank() -> int:
     return 0
 
 
-def _run_job(cfg: DictConfig, out_dir: Path, multirun: bool, started: list[bool]) -> float:
+def _run_job(
+    cfg: DictConfig, out_dir: Path, multirun: bool, started: list[bool], lock: jobs.JobLock | None = None
+) -> float:
     """Skip a completed job of the same identity, else record it, clear its markers and run it (appending to
     `started` first); raises JobError when the dir holds another configuration's job."""
     identity = jobs.identity_of(cfg)
     same = jobs.check_identity(out_dir, identity)
+    if lock is not None:
+        lock.claim()
     if same and cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
         log.info(
             "skipping completed job %s (same configuration, DONE; set skip_completed=false to re-run)",

@@ -9,8 +9,11 @@ name, and print that layout and a data config that reads it like any real cohort
 Arguments: `out=DIR` (required; absent, empty, or a cohort survlab wrote: nothing else is ever overwritten),
 `name=NAME` (the printed config's cohort name; default: the folder's name), `config=FILE` (also write the data config
 there; an existing file is never overwritten), and any Hydra overrides of the data config (`data.synthetic.<field>`:
-the generator's spec, e.g. n_patients, feature_dim, seed). The printed config has no `synthetic:` block, so training
-on it reads the files exactly as it would read your own; its split files go under paths.splits_dir, not into DIR.
+the generator's spec, e.g. n_patients, feature_dim, seed, `+data.synthetic.radiomics_dim=8`). The printed config has
+no `synthetic:` block, so training on it reads the files exactly as it would read your own; its split files go under
+paths.splits_dir, not into DIR. Its file fields follow the options given (feature width and format, radiomics width,
+clinical noise columns), and before it is printed the written cohort is read with it as `survlab check` would: a
+config that does not read what was written is refused, never handed out.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def compose_data(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> A
     return cfg.data
 
 
-def generate(out: Path, synthetic: dict[str, Any], data_name: str) -> Path:
-    """Write the cohort `synthetic:` (a data config's block: `kind` + spec fields) describes to `out` (cached)."""
+def make_spec(synthetic: dict[str, Any], data_name: str) -> Any:
+    """The generator spec (dataclass, defaults filled in) that `synthetic:` (`kind` + spec fields) describes."""
     kind = synthetic.get("kind", "survival")
     if kind not in GENERATORS:
         raise ValueError(f"data={data_name}: synthetic.kind={kind!r}; allowed: {sorted(GENERATORS)}")
@@ -74,32 +77,92 @@ def generate(out: Path, synthetic: dict[str, Any], data_name: str) -> Path:
         raise ValueError(
             f"data={data_name}: unknown synthetic option(s) {unknown}; allowed: {sorted(allowed)}"
         )
-    spec = spec_cls(
+    return spec_cls(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in synthetic.items() if k != "kind"}
     )
-    return getattr(mod, func_name)(out, spec)
+
+
+def generate(out: Path, synthetic: dict[str, Any], data_name: str) -> Path:
+    """Write the cohort `synthetic:` (a data config's block: `kind` + spec fields) describes to `out` (cached)."""
+    spec = make_spec(synthetic, data_name)  # refuses an unknown kind / option first
+    module, _, func_name = GENERATORS[synthetic.get("kind", "survival")]
+    return getattr(importlib.import_module(module), func_name)(out, spec)
+
+
+def _set(cfg: dict[str, Any], path: str, value: Any) -> bool:
+    """cfg[a][b] = value for path 'a.b' when the block `a` exists (a config without it does not read that file)."""
+    *parents, key = path.split(".")
+    node: Any = cfg
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return False
+    node[key] = value
+    return True
+
+
+def match_spec(cfg: dict[str, Any], spec: Any) -> None:
+    """Make the data config `cfg` read what the generator `spec` writes (in place): patch feature width and file
+    format, radiomics width, the clinical noise columns. Every generator option that changes the written files'
+    shape or names is here; the written cohort is then checked with the config (`survlab check`) anyway."""
+    names = {f.name for f in fields(spec)}
+    if "feature_dim" in names:
+        _set(cfg, "wsi.feature_dim", int(spec.feature_dim))
+    if "formats" in names and isinstance(cfg.get("wsi"), dict):
+        if cfg["wsi"].get("format", "auto") not in (*spec.formats, "auto"):
+            cfg["wsi"]["format"] = "h5" if "h5" in spec.formats else spec.formats[0]
+    if "radiomics_dim" in names:
+        _set(cfg, "imaging.radiomics_dim", int(spec.radiomics_dim))
+    if "n_clinical_noise" in names and isinstance(cfg.get("clinical"), dict):
+        written = [f"noise_num_{j}" if j % 2 == 0 else f"noise_cat_{j}" for j in range(spec.n_clinical_noise)]
+        clinical = cfg["clinical"]
+        noise = re.compile(r"^noise_(num|cat)_\d+$")
+        clinical["columns"] = [c for c in clinical.get("columns", []) if not noise.match(str(c))] + written
+        if "categorical" in clinical:
+            clinical["categorical"] = [c for c in clinical["categorical"] if not noise.match(str(c))] + [
+                c for c in written if c.startswith("noise_cat_")
+            ]
 
 
 def data_config(data: Any, root: Path, name: str) -> dict[str, Any]:
     """The data config that reads the written cohort as a real one: `root` = the folder, no `synthetic:` block,
-    split files under `${paths.splits_dir}/<name>` (nothing is written into the cohort folder)."""
+    split files under `${paths.splits_dir}/<name>` (nothing is written into the cohort folder); the fields that
+    describe the files follow the generator's spec (`match_spec`), whatever the config said."""
     from omegaconf import OmegaConf
 
     cfg: dict[str, Any] = {str(k): v for k, v in OmegaConf.to_container(data, resolve=False).items()}  # type: ignore[union-attr]
-    cfg.pop("synthetic", None)
+    synthetic = cfg.pop("synthetic", None)
     cfg.update(name=name, root=str(root))
-    wsi, dim = cfg.get("wsi"), synthetic_dim(data)
-    if isinstance(wsi, dict) and dim is not None:  # the generated features' width, whatever the config said
-        wsi["feature_dim"] = dim
+    if isinstance(synthetic, dict):
+        resolved = dict(OmegaConf.to_container(data.synthetic, resolve=True))  # type: ignore[arg-type]
+        match_spec(cfg, make_spec(resolved, name))
     if not cfg.get("split_root"):
         cfg["split_root"] = "${paths.splits_dir}/${.name}"
     return cfg
 
 
-def synthetic_dim(data: Any) -> int | None:
-    """`synthetic.feature_dim` of a data node (the width of the written patch features), or None."""
-    dim = (data.get("synthetic") or {}).get("feature_dim")
-    return int(dim) if dim is not None else None
+def check_reads(cfg: dict[str, Any], name: str) -> None:
+    """Read the written cohort with the data config `cfg` exactly as `survlab check` would (nothing is written);
+    raise ValueError listing every problem, so a config that does not read what synth wrote is never handed out."""
+    import tempfile
+
+    import yaml
+
+    from survlab.check import compose_data as compose_module
+    from survlab.data.audit import audit_cohort
+    from survlab.utils.confdirs import searchpath_overrides
+
+    with tempfile.TemporaryDirectory(prefix="survlab_synth_") as tmp:
+        (Path(tmp) / "data").mkdir()
+        (Path(tmp) / "data" / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        dm = compose_module([f"data={name}", *searchpath_overrides([tmp])])
+        result = audit_cohort(dm)
+    if result.findings:
+        problems = "; ".join(f"[{f.check}] {f.message}" for f in result.findings)
+        raise ValueError(
+            f"survlab synth: the data config for {cfg.get('root')} does not read what was written ({problems}); "
+            "survlab check would refuse it: change the data.synthetic options (or the data config's)"
+        )
 
 
 def describe_layout(root: Path, max_names: int = 8) -> list[str]:
@@ -203,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("layout:")
     print("\n".join(describe_layout(root)))
-    text = yaml.safe_dump(data_config(data, root, name), sort_keys=False, default_flow_style=None, width=110)
+    config = data_config(data, root, name)
+    check_reads(config, name)
+    text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
     header = f"# data config written by: survlab synth {' '.join(a.args)}\n"
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,9 @@ def test_a_read_only_run_or_sweep_dir_is_one_line(
     target = ro / mode
     where = [f"hydra.run.dir={target}"] if mode == "run" else [f"hydra.sweep.dir={target}", "fold=0,1"]
     flag = ["-m"] if mode == "sweep" else []
-    monkeypatch.setattr(sys, "argv", ["survlab.run", *flag, *tiny_overrides(tmp_path, tmp_path / "data"), *where])
+    monkeypatch.setattr(
+        sys, "argv", ["survlab.run", *flag, *tiny_overrides(tmp_path, tmp_path / "data"), *where]
+    )
     GlobalHydra.instance().clear()
     with pytest.raises(SystemExit) as exit_:
         run.main()
@@ -207,3 +209,79 @@ def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout + resumed.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_trained"] == 3 and (run / "DONE").is_file()
+
+
+def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25.4: `hydra.output_subdir` and the job log resolve to 'write nothing' for a job survlab will refuse."""
+    from omegaconf import OmegaConf, open_dict
+
+    from survlab import run  # registers resolve_auto as an identity step  # noqa: F401
+    from survlab.runner.config_check import resolve_auto
+
+    out = tmp_path / "run"
+    base = [f"paths.data_dir={tmp_path / 'data'}", "model=snn"]
+    root = compose_config(out, base)
+    assert jobs.may_write_hydra_record(root)  # a new dir
+    assert OmegaConf.select(root, "hydra.output_subdir") == ".hydra"
+    task = OmegaConf.create(OmegaConf.to_container(root, resolve=False))
+    with open_dict(task):
+        del task["hydra"]
+    resolve_auto(task)  # as the job does before it records its identity (monitor: auto -> val/cindex, ...)
+    jobs.write_record(out, jobs.identity_of(task), [])
+    (out / jobs.DONE).write_text("")
+    assert jobs.may_write_hydra_record(compose_config(out, base))  # the same job again: resume / skip
+    other = compose_config(out, [*base, "seed=1"])
+    assert not jobs.may_write_hydra_record(other)
+    assert OmegaConf.select(other, "hydra.output_subdir") is None
+    assert OmegaConf.select(other, "hydra.job_logging.handlers.file.filename") == os.devnull
+    same = compose_config(out, base)
+    assert (
+        OmegaConf.select(same, "hydra.job_logging.handlers.file.filename")
+        == f"{out}/{same.hydra.job.name}.log"
+    )
+    with jobs.JobLock(out):  # the same configuration, but a live job holds the dir
+        assert not jobs.may_write_hydra_record(same)
+        monkeypatch.setenv(
+            "LOCAL_RANK", "1"
+        )  # ... unless this is that job's DDP child rank (its own log file)
+        assert jobs.may_write_hydra_record(same)
+
+
+def _hashes(d: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in d.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_refused_run_or_sweep_job_leaves_the_existing_run_byte_identical(tmp_path: Path) -> None:
+    """Issue 25.4: Hydra used to rewrite .hydra/config.yaml and overrides.yaml (and the .lock holder) of a finished
+    run before survlab refused the changed configuration."""
+    common = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=snn"]
+    run_dir = tmp_path / "run"
+    first = run_survlab([*common, f"hydra.run.dir={run_dir}"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _hashes(run_dir)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "job.json", "DONE", "run.log"} <= set(before)
+    refused = run_survlab([*common, f"hydra.run.dir={run_dir}", "seed=1"])
+    assert (
+        refused.returncode == 1 and "holds a job with another configuration (seed: 0 -> 1)" in refused.stderr
+    )
+    assert _hashes(run_dir) == before
+    # a sweep: the job dir of a finished sweep, re-run with a changed (unswept) setting
+    sweep = tmp_path / "sweep"
+    args = ["-m", *common, "fold=0", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    assert run_survlab(args).returncode == 0
+    job_dirs = sorted(p.parent for p in sweep.rglob("DONE"))
+    assert len(job_dirs) == 2
+    before = {d: _hashes(d) for d in job_dirs}
+    refused = run_survlab([*args, "data.batch_size=4"])
+    assert refused.returncode == 1 and refused.stdout.count("holds a job with another configuration") == 2
+    assert {d: _hashes(d) for d in job_dirs} == before
+    # the same configuration again still writes its record and log as before (skip of a finished job)
+    again = run_survlab([*common, f"hydra.run.dir={run_dir}"])
+    assert again.returncode == 0 and "skipping completed job" in (run_dir / "run.log").read_text()

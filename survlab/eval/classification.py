@@ -12,7 +12,10 @@ scikit-learn's conventions:
   default `labels`); balanced accuracy is the mean recall over the classes present in the labels (scikit-learn's
   `balanced_accuracy_score`);
 - a class absent from the labels has no AUROC and is left out of the macro mean; AUROC is NaN when fewer than two
-  classes are present. Kappa uses every class index 0..K-1, as `cohen_kappa_score(labels=range(K))`.
+  classes are present. Kappa uses every class index 0..K-1, as `cohen_kappa_score(labels=range(K))`, but is NaN
+  when fewer than two classes are present in the labels (scikit-learn then gives 0.0 or NaN depending on the
+  predictions: agreement with a single true class says nothing). `classification_notes` gives the reason of every
+  NaN (recorded as `<metric>_note` in metrics.json).
 
 Example:
     >>> import numpy as np
@@ -34,6 +37,7 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 __all__ = [
     "classification_metrics",
+    "classification_notes",
     "binary_auroc",
     "confusion_matrix",
     "plot_confusion",
@@ -91,7 +95,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, ordinal: bool 
     else:  # one-vs-rest for every class that has positives and negatives
         per_class = [binary_auroc(probs[:, c], labels == c) for c in range(k) if 0 < true_n[c] < n]
         auroc = _safe_mean(per_class) if int(in_labels.sum()) >= 2 else math.nan
-    kappa = _kappa(cm, ordinal)
+    kappa = _kappa(cm, ordinal) if int(in_labels.sum()) >= 2 else math.nan
     return {
         "accuracy": float(tp.sum() / n),
         "balanced_accuracy": _safe_mean([tp[c] / true_n[c] for c in range(k) if in_labels[c]]),
@@ -102,6 +106,25 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, ordinal: bool 
         "kappa": kappa,
         "n": float(n),
     }
+
+
+def classification_notes(labels: np.ndarray, n_classes: int) -> dict[str, str]:
+    """{metric: reason} for each metric `classification_metrics` leaves NaN on labels [N] (0..n_classes-1) for lack
+    of data: no patient at all, or fewer than two classes present (AUROC, kappa)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return {
+            name: "not computable: no patient with a known label in this part"
+            for name in CLASSIFICATION_METRICS
+        }
+    present = sorted({int(v) for v in labels})
+    if len(present) >= 2:
+        return {}
+    reason = (
+        f"not computable: all {len(labels)} labels are class {present[0]} (of {n_classes}); "
+        f"needs patients of at least 2 classes"
+    )
+    return {"auroc": reason, "kappa": reason}
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Any, title: str = "", dpi: int = 300) -> None:

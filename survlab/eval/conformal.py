@@ -2,9 +2,12 @@
 
 Score of a patient with true class y: s = 1 − p̂(y). Calibrated on the n calibration patients (the SAME genomics
 source as the test patients, so calibration and test scores are exchangeable):
-    q̂ = the ⌈(n+1)(1−α)⌉-th smallest score (+∞ when that rank exceeds n),
+    q̂ = the ⌈(n+1)(1−α)⌉-th smallest score,
 and the prediction set of a test patient is {k : 1 − p̂(k) ≤ q̂} = {k : p̂(k) ≥ 1 − q̂}. If calibration and test
-patients are exchangeable, P(y ∈ set) ≥ 1 − α (and ≤ 1 − α + 1/(n+1) without ties).
+patients are exchangeable, P(y ∈ set) ≥ 1 − α (and ≤ 1 − α + 1/(n+1) without ties). With fewer than
+`min_calibration_size(α)` = ⌈(1−α)/α⌉ calibration patients that rank exceeds n (q̂ = +∞, every class in every set,
+coverage 1.0 by construction): `conformal_quantile` refuses (CalibrationSizeError, naming the size needed) and the
+PathGen pipeline reports that setting as not computable (NaN with a note), never as coverage 1.0.
 
 Survival bin: p̂(bin k) = S(k−1) · h_k for k < K−1 and S(K−2) for the last bin (it extends to infinity), from the
 discrete hazards h = sigmoid(hazard_logits), S(−1) = 1. Censored patients (documented rule): a patient censored in bin
@@ -37,15 +40,42 @@ import numpy as np
 import pandas as pd
 
 
+class CalibrationSizeError(ValueError):
+    """Too few calibration scores for a finite split-conformal quantile at this α (the sets would be every class and
+    the coverage a meaningless 1.0)."""
+
+
+def _rank(n: int, alpha: float) -> int:
+    """⌈(n+1)(1−α)⌉, robust to float error in (1−α)(n+1) (e.g. α = 0.1, n = 9 gives exactly 9)."""
+    return math.ceil(round((n + 1) * (1.0 - alpha), 9))
+
+
+def min_calibration_size(alpha: float) -> int:
+    """Smallest n with ⌈(n+1)(1−α)⌉ <= n, i.e. a finite q̂: n >= (1−α)/α (9 for α = 0.1, 4 for α = 0.2)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
+    n = max(1, math.floor((1.0 - alpha) / alpha) - 1)
+    while _rank(n, alpha) > n:
+        n += 1
+    return n
+
+
 def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
-    """q̂ of calibration `scores` [n]: the ⌈(n+1)(1−α)⌉-th smallest (1-based); +∞ when the rank exceeds n."""
+    """q̂ of calibration `scores` [n]: the ⌈(n+1)(1−α)⌉-th smallest (1-based). Raises CalibrationSizeError when
+    that rank exceeds n (q̂ would be +∞: every class in every set), saying how many scores are needed."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
     scores = np.sort(np.asarray(scores, dtype=float))
     if scores.size == 0 or not np.isfinite(scores).all():
         raise ValueError(f"conformal calibration needs >= 1 finite score, got {scores.size} ({scores[:3]})")
-    rank = math.ceil((scores.size + 1) * (1.0 - alpha))
-    return float(scores[rank - 1]) if rank <= scores.size else math.inf
+    rank = _rank(scores.size, alpha)
+    if rank > scores.size:
+        raise CalibrationSizeError(
+            f"conformal calibration: {scores.size} calibration patient(s) with a known label give no finite "
+            f"quantile at alpha={alpha:g} (rank ceil((n+1)(1-alpha)) = {rank} > n); needs >= "
+            f"{min_calibration_size(alpha)}: enlarge data.splits.calibration_fraction or use a larger alpha"
+        )
+    return float(scores[rank - 1])
 
 
 def lac_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -157,11 +187,13 @@ def plot_coverage(table: pd.DataFrame, alpha: float, path: str | Path, title: st
 
 
 __all__ = [
+    "CalibrationSizeError",
     "bin_probabilities",
     "calibrate_and_predict",
     "conformal_quantile",
     "known_bin",
     "lac_scores",
+    "min_calibration_size",
     "plot_coverage",
     "prediction_sets",
     "subgroup_table",

@@ -15,13 +15,14 @@ AUC(t) = case/control pairs weighted 1/G(T_i)); the Brier score is computed dire
 float64 `new_time`, so a death at exactly an eval time t that float32 cannot represent (e.g. 12.3 months) was a
 control — and its false-positive rate is float32 (~1e-8 off); its weighted ConcordanceIndex does not reproduce
 Uno's estimator. The mean AUC is the KM-weighted mean of scikit-survival. Undefined metrics are NaN with a logged
-warning, never an exception.
+warning, never an exception (and never a made-up 0.5); `survival_notes` says why, for metrics.json.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from scipy.special import expit
@@ -38,6 +39,7 @@ __all__ = [
     "integrated_brier_score",
     "default_eval_times",
     "survival_metrics",
+    "survival_notes",
     "survival_at_times",
     "breslow_survival",
     "brier_score",
@@ -187,7 +189,11 @@ def time_dependent_auc(
 
 
 def _td_auc_within_followup(
-    r: np.ndarray, t: np.ndarray, e: np.ndarray, g_fn: Callable[[ArrayLike], np.ndarray], raw_times: np.ndarray
+    r: np.ndarray,
+    t: np.ndarray,
+    e: np.ndarray,
+    g_fn: Callable[[ArrayLike], np.ndarray],
+    raw_times: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     """`time_dependent_auc` at sorted unique eval times [T] all before the training follow-up."""
     times = _check_eval_times(t, raw_times, g_fn(raw_times), "time-dependent AUC")
@@ -346,6 +352,32 @@ def default_eval_times(
         return np.empty(0)
     q = np.quantile(t[e], np.linspace(0.1, 0.8, 10))
     return np.unique(np.clip(q, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf)))
+
+
+def survival_notes(metrics: Mapping[str, float], time: ArrayLike, event: ArrayLike) -> dict[str, str]:
+    """{metric: reason} for each NaN value of `metrics` (from `survival_metrics` on time/event [n]): too few
+    patients, no events, no comparable pair (C-indices), no evaluation time (td-AUC, IBS)."""
+    t, e = _survival_arrays(time, event)
+    n_pairs = concordance_counts(np.zeros(len(t)), t, e)[1]
+    base = f"{len(t)} patients, {int(e.sum())} events"
+    out = {}
+    for name, value in metrics.items():
+        if not (isinstance(value, float) and math.isnan(value)):
+            continue
+        if len(t) == 0:
+            out[name] = "not computable: no patient with a known outcome in this part"
+        elif name.startswith("cindex") and n_pairs == 0:
+            out[name] = (
+                f"not computable: no comparable pair ({base}; needs an event before another patient's time)"
+            )
+        elif not e.any():
+            out[name] = f"not computable: no event in this part ({base})"
+        else:
+            out[name] = (
+                f"not computable on this part ({base}): no evaluation time within the training follow-up, or "
+                f"censoring weights undefined (see the log)"
+            )
+    return out
 
 
 def survival_metrics(

@@ -242,7 +242,7 @@ class HMF(OutcomeNet):
                 self.text_encoder = text_encoder  # fine-tuned: a submodule, run every forward pass
             else:
                 with torch.no_grad():
-                    cached = text_encoder(self.sentences).detach().float().cpu()
+                    cached = text_encoder.encode(self.sentences).detach().float().cpu()
                 self.register_buffer("prompt_embeddings", cached)  # computed once per run
             self.text_proj = nn.Linear(text_encoder.dim, dim)
             self.bicross = BiCrossAttention(dim, heads, cross_dropout)
@@ -296,7 +296,7 @@ class HMF(OutcomeNet):
         """Embeddings of every class's prompts [T, text_dim] (cached when the encoder is frozen)."""
         if self.text_encoder is None:
             return self.prompt_embeddings
-        return self.text_encoder(self.sentences)
+        return self.text_encoder.encode(self.sentences)
 
     def select_patches(self, batch: Batch, n_slides: int) -> dict[str, Tensor]:
         """Steps 1-2: per-slide filter attention and top-k. -> slide_attn [B, S, N], keep_idx [B, S, k_max],

@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from survlab.data.genomics import GeneScaler
 from survlab.eval.classification import classification_metrics
 from survlab.eval.conformal import (
+    CalibrationSizeError,
     bin_probabilities,
     calibrate_and_predict,
     known_bin,
@@ -422,6 +423,23 @@ def conformal_setting(
     return qhat, sets, test_y, test, int((cal_y < 0).sum())
 
 
+def _not_computable(
+    frame: pd.DataFrame, source: str, target: str, label: str, n_bins: int
+) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
+    """conformal_setting's outputs for a setting whose calibration part is too small: q̂ NaN, empty sets (their
+    coverage is replaced by NaN), the test labels and rows as usual."""
+    rows = frame[frame["source"] == source]
+    cal, test = rows[rows["part"] == "calibration"], rows[rows["part"] == "test"]
+
+    def labels(part: pd.DataFrame) -> np.ndarray:
+        if target == label:
+            return part[label].to_numpy()
+        return known_bin(part["time_bin"].to_numpy(), part["event"].to_numpy(), n_bins)
+
+    k = frame.filter(regex=f"^{label}_prob_").shape[1] if target == label else n_bins
+    return math.nan, np.zeros((len(test), k), dtype=bool), labels(test), test, int((labels(cal) < 0).sum())
+
+
 def run_conformal(
     cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dict[str, tuple[str, str]]
 ) -> dict[str, Any]:
@@ -435,9 +453,16 @@ def run_conformal(
         for target in (label, "survival_bin"):
             names = classes if target == label else [f"bin{k}" for k in range(n_bins)]
             for alpha in c.alphas:
-                qhat, sets, labels, test, n_excl = conformal_setting(
-                    frame, source, target, float(alpha), label, n_bins
-                )
+                key = f"{setting}/{target}/alpha={float(alpha):g}"
+                try:
+                    qhat, sets, labels, test, n_excl = conformal_setting(
+                        frame, source, target, float(alpha), label, n_bins
+                    )
+                    note = ""
+                except CalibrationSizeError as exc:  # too few calibration patients: not computable, not 1.0
+                    note = f"not computable: {exc}"
+                    log.warning("conformal %s: %s", key, note)
+                    qhat, sets, labels, test, n_excl = _not_computable(frame, source, target, label, n_bins)
                 cal_risk = frame[(frame["source"] == source) & (frame["part"] == "calibration")][
                     "risk"
                 ].to_numpy()
@@ -445,6 +470,9 @@ def run_conformal(
                 if label in groups:
                     groups[label] = [classes[i] if i >= 0 else "missing" for i in groups[label]]
                 table = subgroup_table(sets, labels, groups)
+                if note:
+                    table[["coverage", "mean_set_size", "empty_rate"]] = math.nan
+                table["note"] = note
                 table.insert(0, "setting", f"{setting} · {target} · α={float(alpha):g}")
                 table.insert(1, "model", stage)
                 table.insert(2, "source", source)
@@ -452,7 +480,7 @@ def run_conformal(
                 table.insert(4, "alpha", float(alpha))
                 tables.append(table)
                 overall = table.iloc[0]
-                summary[f"{setting}/{target}/alpha={float(alpha):g}"] = {
+                summary[key] = {
                     "model": stage,
                     "calibration_source": source,
                     "test_source": source,
@@ -462,10 +490,13 @@ def run_conformal(
                     "n_test": int(overall["n"]),
                     "n_test_excluded": int(overall["n_excluded"]),
                     "n_calibration_excluded": n_excl,
+                    **({"note": note} if note else {}),
                     "n_calibration": int(
                         ((frame["source"] == source) & (frame["part"] == "calibration")).sum()
                     ),
                 }
+                if note:
+                    continue
                 sets_rows.append(
                     pd.DataFrame(
                         {
@@ -655,6 +686,8 @@ def run_pipeline(cfg: DictConfig, out_dir: Path, train: Train) -> dict[str, Any]
         for key, s in conf.items():
             metrics[f"test/conformal/{key}/coverage"] = s["coverage"]
             metrics[f"test/conformal/{key}/mean_set_size"] = s["mean_set_size"]
+            if s.get("note"):
+                metrics[f"test/conformal/{key}/coverage_note"] = s["note"]
     return metrics
 
 

@@ -285,6 +285,7 @@ def write_run_outputs(
         "seed": int(cfg.seed),
         "status": "ok",
         **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
+        **{f"test/{k}_note": note for k, note in getattr(task, "test_notes", {}).items()},
         "val/best": best_val,
         "oracle_cindex": oracle,
         "bayes_accuracy": _bayes_accuracy(datamodule),

@@ -29,13 +29,14 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics
+from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics, classification_notes
 from survlab.eval.metrics import (
     breslow_survival,
     brier_score,
     default_eval_times,
     survival_at_times,
     survival_metrics,
+    survival_notes,
     time_dependent_auc,
     train_followup,
 )
@@ -93,6 +94,15 @@ class Objective(nn.Module):
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         raise NotImplementedError
+
+    def notes(self, rows: dict[str, np.ndarray], metrics: dict[str, float]) -> dict[str, str]:
+        """{metric: why it is NaN} for every NaN value of `metrics` (= score(rows)); recorded beside it as
+        `<metric>_note` in metrics.json."""
+        return {
+            k: f"not computable on this part ({len(rows.get('index', ()))} rows; see the log)"
+            for k, v in metrics.items()
+            if isinstance(v, float) and math.isnan(v)
+        }
 
 
 class SurvivalObjective(Objective):
@@ -204,6 +214,10 @@ class SurvivalObjective(Objective):
         if hz is not None:
             out["hazard_logits"] = hz.float()
         return out
+
+    def notes(self, rows: dict[str, np.ndarray], metrics: dict[str, float]) -> dict[str, str]:
+        ok = np.isfinite(rows["time"])
+        return survival_notes(metrics, rows["time"][ok], rows["event"][ok])
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         if self.train_time is None:
@@ -340,6 +354,12 @@ class ClassificationObjective(Objective):
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         return classification_metrics(rows["probs"], rows["label"], ordinal=self.ordinal)
+
+    def notes(self, rows: dict[str, np.ndarray], metrics: dict[str, float]) -> dict[str, str]:
+        return {
+            **super().notes(rows, metrics),
+            **classification_notes(rows["label"], rows["probs"].shape[1]),
+        }
 
 
 class HorizonObjective(Objective):
@@ -492,7 +512,9 @@ class HorizonObjective(Objective):
         """rows: probs [N, H] = P(T <= h), time [N], event [N] -> IPCW auc_<h>, brier_<h> per horizon and auc_mean
         (+ ipcw_followup / n_horizons_past_followup when a horizon is at or past the training follow-up)."""
         if self.train_time is None or self.train_event is None:
-            raise RuntimeError("HorizonObjective: fit_reference(datamodule) / set_reference(...) was not called")
+            raise RuntimeError(
+                "HorizonObjective: fit_reference(datamodule) / set_reference(...) was not called"
+            )
         ok = np.isfinite(np.asarray(rows["time"], dtype=np.float64))
         probs = np.asarray(rows["probs"], dtype=np.float64)[ok]
         time = np.asarray(rows["time"], dtype=np.float64)[ok]

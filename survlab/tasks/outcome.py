@@ -121,6 +121,7 @@ class OutcomeTask(L.LightningModule):
         self.test_rows: dict[str, dict[str, np.ndarray]] = {}
         self.test_results: dict[str, np.ndarray] | None = None
         self.test_metrics: dict[str, float] = {}
+        self.test_notes: dict[str, str] = {}  # {metric key of test_metrics: why it is NaN}
 
     @property
     def primary(self) -> Objective:
@@ -278,6 +279,20 @@ class OutcomeTask(L.LightningModule):
             out.update({f"{name}/{k}": v for k, v in metrics.items()})
         return out
 
+    def _notes(self, rows: dict[str, dict[str, np.ndarray]], metrics: dict[str, float]) -> dict[str, str]:
+        """{key of `metrics` (= _score(rows)): why it is NaN}, same keys as `_score` (primary unprefixed too)."""
+        out: dict[str, str] = {}
+        for i, (name, objective) in enumerate(self.objectives.items()):
+            mine = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{name}/")}
+            if len(rows[name].get("index", ())):
+                notes = objective.notes(rows[name], mine)
+            else:
+                notes = {k: "not computable: no patient of this part has this target" for k in mine}
+            if i == 0:
+                out.update(notes)
+            out.update({f"{name}/{k}": v for k, v in notes.items()})
+        return out
+
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:
             return
@@ -358,6 +373,9 @@ class OutcomeTask(L.LightningModule):
         self.test_rows = self._gather("test")
         self.test_results = self.test_rows[next(iter(self.objectives))]
         self.test_metrics = self._score(self.test_rows)
+        self.test_notes = self._notes(self.test_rows, self.test_metrics)
+        for key, note in self.test_notes.items():
+            _log.warning("test %s is NaN: %s", key, note)
         for key, value in self.test_metrics.items():
             self.log(f"test/{key}", float(value), sync_dist=False)
 

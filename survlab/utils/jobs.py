@@ -38,7 +38,7 @@ import math
 import os
 import re
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -354,10 +354,15 @@ class JobLock:
                 f"{self.path.parent} is in use by another running job ({holder}); wait for it or use another "
                 f"hydra.run.dir / hydra.sweep.dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
         self._fd = fd
         return self
+
+    def claim(self) -> None:
+        """Write this process as the holder into `.lock` (call it once the job is known to run here: a refused job
+        leaves the dir's `.lock` as it was)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
@@ -413,10 +418,87 @@ def job_tag(sweep_dir: str, overrides: Sequence[str]) -> str:
     return "/" + tag
 
 
-def register_resolvers() -> None:
-    """`${survlab.job_tag:<sweep dir>,<overrides>}` and `${survlab.pid:}` for conf/hydra/default.yaml, `${survlab.cwd:}`
-    for conf/paths/default.yaml."""
+#: in-place steps the job applies to its config before `identity_of` (survlab.run registers resolve_auto), applied
+#: by `may_write_hydra_record` too so that both see the same identity
+IDENTITY_PREPARE: list[Callable[[Any], None]] = []
+
+
+def _live_lock(out: Path) -> bool:
+    """True when `out/.lock` is held by a running job (this call takes and releases nothing else)."""
+    import fcntl
+
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def may_write_hydra_record(root: Any) -> bool:
+    """Whether Hydra may write its record (`.hydra/`, the job log) into the job dir of the composed config `root`
+    (task keys + `hydra`, as Hydra's run_job holds it just before it writes): the dir holds no job yet, or a job of
+    the same identity (a resume / skip) that no other process is running. False when survlab will refuse the job,
+    so a refused job leaves every file of an existing run as it was (Hydra writes `.hydra/` BEFORE any callback or
+    the task function can check, hydra/core/utils.py run_job)."""
     from omegaconf import OmegaConf
+
+    out = Path(str(OmegaConf.select(root, "hydra.runtime.output_dir")))
+    if any(
+        os.environ.get(v, "0").isdigit() and int(os.environ.get(v, "0")) > 0 for v in ("RANK", "LOCAL_RANK")
+    ):
+        return True  # a DDP child rank relaunched into its rank-0 job's (locked) dir: its own log file there
+    if not (out / RECORD).exists() and not any((out / n).exists() for n in (DONE, METRICS, "checkpoints")):
+        return True  # a new dir (or one holding only Hydra's record): nothing to protect
+    if _live_lock(out):
+        return False
+    task = OmegaConf.to_container(root, resolve=False)
+    task.pop("hydra", None)
+    task_cfg = OmegaConf.create(task)
+    try:
+        for prepare in IDENTITY_PREPARE:  # what the job does to its config before it computes its identity
+            prepare(task_cfg)
+        check_identity(out, identity_of(task_cfg))
+    except Exception:  # noqa: BLE001 - another configuration, or one the job will refuse as invalid
+        return False
+    return True
+
+
+def _hydra_subdir(*, _root_: Any) -> str | None:
+    """`hydra.output_subdir`: `.hydra`, or None (Hydra writes no record) for a job survlab will refuse."""
+    try:
+        return ".hydra" if may_write_hydra_record(_root_) else None
+    except Exception:  # noqa: BLE001 - a config composed outside a job (no runtime.output_dir): Hydra's default
+        return ".hydra"
+
+
+def _job_log(*, _root_: Any) -> str:
+    """The job log file `<job dir>/<job name>.log`, or os.devnull for a job survlab will refuse (its lines still reach
+    the console) — a refused job appends nothing to an existing run's log."""
+    from omegaconf import OmegaConf
+
+    path = f"{OmegaConf.select(_root_, 'hydra.runtime.output_dir')}/{OmegaConf.select(_root_, 'hydra.job.name')}.log"
+    try:
+        return path if may_write_hydra_record(_root_) else os.devnull
+    except Exception:  # noqa: BLE001 - as _hydra_subdir
+        return path
+
+
+def register_resolvers() -> None:
+    """`${survlab.job_tag:<sweep dir>,<overrides>}`, `${survlab.pid:}`, `${survlab.hydra_subdir:}` and
+    `${survlab.job_log:}` for conf/hydra/default.yaml, `${survlab.cwd:}` for conf/paths/default.yaml."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("survlab.hydra_subdir"):
+        OmegaConf.register_new_resolver("survlab.hydra_subdir", _hydra_subdir)
+    if not OmegaConf.has_resolver("survlab.job_log"):
+        OmegaConf.register_new_resolver("survlab.job_log", _job_log)
 
     if not OmegaConf.has_resolver("survlab.job_tag"):
         OmegaConf.register_new_resolver("survlab.job_tag", lambda d, o: job_tag(str(d), list(o or [])))

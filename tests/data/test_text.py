@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -245,3 +246,40 @@ def test_a_missing_text_package_names_the_extra_to_install(
     with pytest.raises(ImportError, match=r"needs the package '.+'; pip install 'survlab\[text\]'") as err:
         build_text_encoder()
     assert "\n" not in str(err.value)
+
+
+def test_encode_runs_bounded_batches_and_counts_truncated_sentences(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 25.5: a large prompts file is encoded `batch_size` sentences at a time (the encoder never sees more),
+    cut at the encoder's token limit with a logged count; the embeddings equal one pass over all sentences."""
+    enc = build_text_encoder(str(_tiny_hf_model(tmp_path, "bert")), max_length=6, batch_size=4)
+    words = ["a", "tumour", "normal", "lymph", "node", "cells"]
+    rng = np.random.default_rng(0)
+    sentences = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(2, 12, 23)]
+    n_long = sum(
+        len(s.split()) > 6 for s in sentences
+    )  # word-level tokenizer, no special tokens: 1 word = 1 token
+    assert 0 < n_long < len(sentences)
+    seen: list[int] = []
+    forward = enc.forward
+    enc.forward = lambda batch: (seen.append(len(batch)), forward(batch))[1]  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="survlab.models.text_encoder"):
+        out = enc.encode(sentences)
+    assert seen == [4, 4, 4, 4, 4, 3] and out.shape == (23, 16)
+    assert enc.n_truncated == n_long
+    assert f"{n_long} of 23 prompt sentences are longer than 6 tokens and were truncated to 6" in caplog.text
+    with torch.no_grad():
+        torch.testing.assert_close(out, forward(sentences), atol=1e-5, rtol=1e-5)  # batching changes nothing
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        build_text_encoder(str(tmp_path / "bert"), batch_size=0)
+
+
+def test_hmf_encodes_its_prompts_through_bounded_batches(tmp_path: Path) -> None:
+    """The network's call site: HMF's frozen prompt embeddings come from `encode` (bounded batches), not one pass."""
+    import inspect
+
+    from survlab.models import hmf
+
+    source = inspect.getsource(hmf.HMF)
+    assert "text_encoder.encode(self.sentences)" in source and "text_encoder(self.sentences)" not in source

@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from survlab.eval.conformal import (
+    CalibrationSizeError,
     bin_probabilities,
     calibrate_and_predict,
     conformal_quantile,
@@ -73,10 +74,11 @@ def test_coverage_on_exchangeable_data_is_near_target(alpha: float) -> None:
 def test_quantile_rank_and_errors() -> None:
     scores = (
         np.arange(1, 10) / 10.0
-    )  # n = 9: rank ceil(10 * 0.9) = 9 -> 0.9; alpha 0.05 -> rank 10 > n -> inf
+    )  # n = 9: rank ceil(10 * 0.9) = 9 -> 0.9; alpha 0.05 -> rank 10 > n -> refused (no finite q̂)
     assert conformal_quantile(scores, 0.1) == pytest.approx(0.9)
     assert conformal_quantile(scores, 0.5) == pytest.approx(0.5)
-    assert conformal_quantile(scores, 0.05) == np.inf
+    with pytest.raises(CalibrationSizeError, match="needs >= 19"):
+        conformal_quantile(scores, 0.05)
     with pytest.raises(ValueError, match="alpha must be in"):
         conformal_quantile(scores, 1.5)
     with pytest.raises(ValueError, match="no calibration patient has a known label"):
