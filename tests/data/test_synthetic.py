@@ -234,7 +234,10 @@ def test_planted_site_effects_shift_stain_and_baseline_hazard_per_site(tmp_path:
 
     site_keys = {"n_sites", "site_stain_shift", "site_hazard_sd"}
     assert not site_keys & set(SyntheticSpec().to_json())  # default spec: the same hash, the same cohort dir
-    assert site_keys <= set(SyntheticSpec(n_sites=4).to_json())
+    assert site_keys & set(SyntheticSpec(n_sites=4, site_hazard_sd=1.0).to_json()) == {
+        "n_sites",
+        "site_hazard_sd",
+    }
     spec = SyntheticSpec(
         n_patients=48,
         feature_dim=8,
