@@ -109,3 +109,27 @@ def test_sweep_over_group_null_and_site_gives_both_rows_and_their_gap(tmp_path: 
     md = (root / "summary.md").read_text()
     assert "## Site-leak gap: random vs site-preserved folds" in md and "too few events (1 < 3)" in md
     assert f"{pooled['null'] - pooled['site']:.4f}" in md
+
+
+def test_site_report_of_a_label_gives_the_sites_auroc_or_says_why_not() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from survlab.tasks.objectives import ClassificationObjective
+
+    rng = np.random.default_rng(1)
+    labels = np.r_[rng.integers(0, 2, 16), np.zeros(8, int)]  # site Y: one class only
+    p1 = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 24), 0.01, 0.99)
+    rows = {"index": np.arange(24), "probs": np.c_[1 - p1, p1], "label": labels}
+    obj = ClassificationObjective.__new__(ClassificationObjective)  # score() only reads `ordinal`
+    obj.ordinal, obj.level = False, "patient"
+    task = SimpleNamespace(objectives={"subtype": obj}, test_rows={"subtype": rows})
+    ids = [f"P{i}" for i in range(24)]
+    dm = SimpleNamespace(
+        split_groups={c: "X" if i < 16 else "Y" for i, c in enumerate(ids)},
+        full_cohort=SimpleNamespace(table=pd.DataFrame({"case_id": ids})),
+    )
+    out = site_report(task, dm)
+    np.testing.assert_allclose(out["X"]["subtype/auroc"], roc_auc_score(labels[:16], p1[:16]))
+    assert out["Y"]["subtype/auroc"] is None and out["Y"]["status"].startswith(
+        "too few patients per class ([8]"
+    )
