@@ -138,3 +138,25 @@ def test_no_group_keeps_the_job_identity() -> None:
     assert (
         identity_of({"data": {"splits": {"folds": 5, "group": "site"}}, "model": {"name": "abmil"}}) != base
     )
+
+
+def test_datamodule_site_preserved_fold_is_recorded_in_the_protocol_card(
+    make_datamodule, tmp_path: Path
+) -> None:
+    """`splits.group=site` through the data module: whole sites per part of the fold, its own split dir, the
+    protocol card's `split_group`; without it the card and dir name are those of before."""
+    root = tmp_path / "split_root"  # never the (shared, read-only) cohort folder
+    dm = make_datamodule(
+        splits={"folds": 2, "val_fraction": 0.5, "seed": 0, "group": "site"}, split_root=root
+    )
+    site = dm.full_cohort.table.set_index("case_id")["site"].astype(str)
+    parts = {p: set(site[dm.split.part(p)]) for p in ("train", "val", "test")}
+    assert parts["test"] and not (parts["test"] & parts["train"] or parts["test"] & parts["val"])
+    assert not parts["val"] & parts["train"]
+    assert dm.split_dir.parent == root and dm.split_dir.name.endswith("_group-site")
+    card = dm.describe()
+    assert card["split_group"] == {"column": "site", "source": "column", "n_groups": site.nunique()}
+    assert {dm.split_groups[c] for c in dm.split.test} == parts["test"]
+    plain = make_datamodule(splits={"folds": 2, "val_fraction": 0.5, "seed": 0}, split_root=root)
+    assert "split_group" not in plain.describe() and "_group" not in plain.split_dir.name
+    assert plain.split_groups == {}
