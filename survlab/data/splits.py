@@ -208,23 +208,28 @@ def _group_kfold(
 
 
 def _improve(assign: np.ndarray, fold_counts: np.ndarray, counts: np.ndarray, target: np.ndarray) -> None:
-    """Local search in place: swap two groups of different folds while that lowers the squared imbalance."""
-    cost = lambda fc: float(((fc - target) ** 2).sum())  # noqa: E731
-    improved = True
-    while improved:
-        improved = False
+    """Local search in place: swap two groups of different folds while that lowers the squared imbalance
+    sum((fold_counts - target)^2) (for each group, the best swap partner over all groups at once)."""
+    sq = lambda x: ((x - target) ** 2).sum(-1)  # noqa: E731
+    improved, passes = True, 0
+    while improved and passes < 100:
+        improved, passes = False, passes + 1
         for i in range(len(assign)):
-            for j in range(i + 1, len(assign)):
-                a, b = assign[i], assign[j]
-                if a == b:
-                    continue
-                trial = fold_counts.copy()
-                trial[a] += counts[j] - counts[i]
-                trial[b] += counts[i] - counts[j]
-                if cost(trial) < cost(fold_counts) - 1e-9:
-                    fold_counts[:] = trial
-                    assign[i], assign[j] = b, a
-                    improved = True
+            a, b = assign[i], assign
+            moved = counts - counts[i]  # [G, S]: what fold a gains (and fold b loses) by swapping i with j
+            delta = (
+                sq(fold_counts[a] + moved)
+                - sq(fold_counts[a])
+                + sq(fold_counts[b] - moved)
+                - sq(fold_counts[b])
+            )
+            delta[b == a] = np.inf
+            j = int(np.argmin(delta))
+            if delta[j] < -1e-9:
+                fold_counts[a] += moved[j]
+                fold_counts[b[j]] -= moved[j]
+                assign[i], assign[j] = b[j], a
+                improved = True
 
 
 def _carve_groups(
