@@ -53,7 +53,7 @@ def test_random_folds_overstate_the_cindex_and_site_preserved_folds_do_not(tmp_p
         assert f["case_id"].is_unique and len(f) == 240  # every patient tested once
         pooled[group] = concordance_index_censored(f["event"].astype(bool), f["time"], f["risk"])[0]
         means[group] = float(np.mean(cs))
-    # measured (2 CPU cores): pooled 0.692 random vs 0.577 site-preserved, fold means 0.697 vs 0.564
+    # measured (2 CPU cores): pooled 0.692 random vs 0.602 site-preserved, fold means 0.697 vs 0.606
     assert pooled["null"] - pooled["site"] > 0.06, (pooled, means)
     assert means["null"] - means["site"] > 0.06, (pooled, means)
     assert (
