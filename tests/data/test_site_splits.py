@@ -160,3 +160,30 @@ def test_datamodule_site_preserved_fold_is_recorded_in_the_protocol_card(
     plain = make_datamodule(splits={"folds": 2, "val_fraction": 0.5, "seed": 0}, split_root=root)
     assert "split_group" not in plain.describe() and "_group" not in plain.split_dir.name
     assert plain.split_groups == {}
+
+
+def test_label_cohort_site_folds_keep_sites_whole_and_spread_the_classes() -> None:
+    """A cohort without survival (labels): whole sites per test / val part, and every test fold holds both classes
+    although half the sites hold one class only."""
+    rng = np.random.default_rng(3)
+    site = np.repeat([f"{s:02d}" for s in range(10)], 12)
+    label = np.where(np.isin(site, ["00", "01", "02", "03", "04"]), 1, rng.integers(0, 2, len(site)))
+    ids = [f"TCGA-{s}-{i:04d}" for i, s in enumerate(site)]
+    frames = make_splits(
+        ids,
+        np.full(len(ids), np.nan),
+        np.zeros(len(ids), bool),
+        folds=5,
+        val_fraction=0.25,
+        group=site,
+        group_name="site",
+        label=label.astype(object),
+        survival=False,
+    )
+    site_of = pd.Series(site, index=ids)
+    lab = pd.Series(label, index=ids)
+    for f in frames:
+        parts = _parts(f, site_of)
+        assert not parts["test"] & (parts["train"] | parts["val"]) and not parts["val"] & parts["train"]
+        test = f.loc[f["split"] == "test", "case_id"]
+        assert set(lab[test]) == {0, 1}
