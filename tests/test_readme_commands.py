@@ -88,6 +88,8 @@ COMPOSE_ONLY = (
     "python -m survlab.run experiment=mmdls_nsclc",
     "python -m survlab.run -m model=ggmf,mcat,abmil data=synthetic,tcga_luad fold=0,1,2,3,4",
     "survlab train -m model=abmil,snn fold=0,1,2,3,4 +data.splits.repeat=0,1,2",
+    "survlab train -m model=abmil data=tcga_brca fold=0,1,2,3,4 +data.splits.group=null,site",
+    "survlab train model=abmil data=tcga_brca fold=0 +data.splits.group=site",
     "python -m survlab.run -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.timeout_min=240 "
     "hydra.launcher.cpus_per_task=8 hydra.launcher.mem_gb=32 'hydra.launcher.setup=[\"source .venv/bin/activate\"]' "
     "trainer=gpu model=ggmf,mcat,abmil data=tcga_luad,tcga_brca fold=0,1,2,3,4",

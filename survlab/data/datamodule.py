@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from survlab.data.batch import collate
 from survlab.data.clinical import ClinicalEncoder
-from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids
+from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids, _header
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.genomics import (
@@ -45,7 +45,7 @@ from survlab.data.genomics import (
 from survlab.data.imaging import ImagingStore, check_stack_provenance, parse_imaging
 from survlab.data.resident import ResidentBags
 from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, part_sizes
+from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, group_column, part_sizes
 from survlab.data.splits_import import from_config as import_from_config
 from survlab.data.targets import check_classes, encode_labels, parse_labels
 from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
@@ -150,6 +150,7 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "stratify_site": None,
     "stratify_label": None,
     "calibration_fraction": 0.0,
+    "group": None,  # site-preserved folds: a column (e.g. site; TCGA barcodes give the site) kept in one fold
     "repeat": 0,  # repeated k-fold: r > 0 draws another seeded assignment (splits.repeat_seed); 0 = the original
     "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.splits_import)
 }
@@ -522,7 +523,10 @@ class CohortDataModule(L.LightningDataModule):
             head = f"label-{self.stratify_label}" if self.stratify_label else "nolabel"
         cal = f"_cal{cfg['calibration_fraction']:g}" if cfg["calibration_fraction"] else ""
         rep = f"_rep{int(cfg['repeat'])}" if cfg["repeat"] else ""  # repeat 0: the dir it always was
-        return base / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{cal}{rep}"
+        grp = (
+            f"_group-{cfg['group']}" if cfg.get("group") else ""
+        )  # likewise: no group, the dir it always was
+        return base / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{grp}{cal}{rep}"
 
     def _stratify_label(self) -> str | None:
         """Label name the splits are stratified by: `splits.stratify_label`, else the first label of a cohort
@@ -548,12 +552,21 @@ class CohortDataModule(L.LightningDataModule):
         `split_columns`, the site column the split stratifies on. `findings`: collect problems instead of raising
         the first (`survlab check`)."""
         site = self.split_cfg["stratify_site"] if split_columns and self.split_cfg else None
+        group = self.split_cfg.get("group") if split_columns and self.split_cfg else None
+        if group and (self.split_cfg.get("stratify_site") or self.split_cfg.get("import")):
+            raise ValueError(
+                f"data={self.name}: splits.group={group} keeps every {group} in one fold; splits.stratify_site spreads "
+                "a site over all folds and splits.import takes a peer's folds: unset those, or splits.group"
+            )
+        if group and self.clinical_csv.is_file() and group not in _header(self.clinical_csv):
+            group = None  # not a column: splits.group_column derives it (TCGA barcodes) or names the problem
         keep = list(
             dict.fromkeys(
                 [
                     *(sp.column for sp in self.label_specs.values()),
                     *([] if self.clin_table else self.clin_cols),
                     *([site] if site else []),
+                    *([group] if group else []),
                     *self.subgroups,
                 ]
             )
@@ -630,6 +643,12 @@ class CohortDataModule(L.LightningDataModule):
         split = split_set.fold(self.fold, full.case_ids, event_of)
         self.full_cohort, self.split_hash, self.split_path = full, split.hash, split.path
         self.split_meta: dict[str, Any] = split_set.meta
+        # case_id -> group (site) of site-preserved folds, for per-site metrics; empty without splits.group
+        self.split_groups: dict[str, str] = (
+            dict(zip(full.table["case_id"], map(str, group_column(full.table, cfg["group"])[0]), strict=True))
+            if cfg.get("group")
+            else {}
+        )
 
         cohort = full
         sources = ModalitySources()
@@ -681,6 +700,7 @@ class CohortDataModule(L.LightningDataModule):
             cfg["calibration_fraction"],
             self.has_survival,
             int(cfg["repeat"]),
+            cfg.get("group"),
         )
 
     def fold_split(self) -> FoldSplit:
@@ -1215,6 +1235,18 @@ class CohortDataModule(L.LightningDataModule):
             "fold": self.fold,
             "folds": self.split_cfg["folds"],
             "split_repeat": int(self.split_cfg["repeat"]),
+            # only when used: site-preserved folds, the column and where the groups came from
+            **(
+                {
+                    "split_group": {
+                        "column": self.split_cfg["group"],
+                        "source": getattr(self, "split_meta", {}).get("group_source"),
+                        "n_groups": len(set(getattr(self, "split_groups", {}).values())),
+                    }
+                }
+                if self.split_cfg.get("group")
+                else {}
+            ),
             "dropped": self.drop_report,
             "preprocessing": prep,
             # DataLoader workers / pinning, and which of them `auto` chose from this machine (choose_loader)

@@ -17,6 +17,12 @@ Where the signal lives:
 - Genomics: genes of the first ``n_signal_pathways`` pathways (and of the MCAT families tumor_suppression and
   oncogenesis, drawn from those genes) carry ``loading * z_gen`` in log space; expression = exp(log) > 0 (TPM-like).
 - Clinical: ``age`` and ``marker_level`` follow z_clin; ``sex``, ``site`` and ``noise_*`` columns are noise.
+- Planted site effects (``n_sites`` > 0, for site-preserved cross-validation): patients spread evenly over
+  ``n_sites`` tissue-source sites with TCGA barcodes ``TCGA-<site>-<nnnn>``; every patch of a site's slides is
+  shifted by the site's stain vector (``site_stain_shift`` x N(0, I), instead of the default 0.5 x N(0, I)) and the
+  site adds a baseline log-hazard ``site_hazard_sd`` x N(0, 1) (part of ``true_risk``). A model can read the site
+  from the stain and the site's baseline from training patients of the same site: random folds reward that, folds
+  that keep a site out of training (``splits.group=site``) do not.
   ``age`` and ``noise_num_0`` contain a few NaN.
 
 Example:
@@ -64,7 +70,7 @@ SCALE_DOWNSAMPLE: dict[str, int] = {"x20": 1, "x10": 4, "x5": 16}
 PATCH_PX: dict[str, int] = {"x20": 256, "x10": 512, "x5": 1024}
 
 # Independent random streams (changing one component leaves the others' draws unchanged).
-_STREAM_LATENT, _STREAM_SURV, _STREAM_CLIN, _STREAM_GENES, _STREAM_WSI, _STREAM_ORDER = range(6)
+_STREAM_LATENT, _STREAM_SURV, _STREAM_CLIN, _STREAM_GENES, _STREAM_WSI, _STREAM_ORDER, _STREAM_SITE = range(7)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,11 @@ class SyntheticSpec:
         "float32"  # dtype of the feature files (float16 as TRIDENT / the speed benchmark write)
     )
     formats: tuple[str, ...] = ("pt", "h5")  # which of pt_files / h5_files to write
+    n_sites: int = (
+        0  # > 0: planted site effects over this many TCGA-like sites (module doc); 0: the 4 noise sites
+    )
+    site_stain_shift: float = 0.5  # sd of a site's stain vector added to every patch (with n_sites > 0)
+    site_hazard_sd: float = 0.0  # sd of a site's baseline log-hazard (with n_sites > 0)
 
     def __post_init__(self) -> None:
         if self.storage_dtype not in ("float32", "float16"):
@@ -117,6 +128,10 @@ class SyntheticSpec:
             )
         if not 1 <= self.n_signal_pathways <= self.n_pathways:
             raise ValueError("need 1 <= n_signal_pathways <= n_pathways")
+        if self.n_sites < 0 or self.n_sites > 260:
+            raise ValueError(f"SyntheticSpec.n_sites must be in 0..260, got {self.n_sites}")
+        if self.n_sites == 0 and (self.site_stain_shift != 0.5 or self.site_hazard_sd != 0.0):
+            raise ValueError("site_stain_shift / site_hazard_sd need n_sites > 0 (the planted site effects)")
         if self.n_genes < 10 or self.feature_dim < 3 or self.n_classes < 2:
             raise ValueError(
                 "need n_genes >= 10, feature_dim >= 3 (u, u2, marker directions), n_classes >= 2"
@@ -126,7 +141,9 @@ class SyntheticSpec:
         """JSON-normalised dict (tuples become lists) — what oracle.json stores and the cache compares. Storage
         options at their defaults are left out, so cohorts written before they existed keep their hash."""
         d = json.loads(json.dumps(asdict(self)))
-        for k, default in (("storage_dtype", "float32"), ("formats", ["pt", "h5"])):
+        defaults = (("storage_dtype", "float32"), ("formats", ["pt", "h5"]), ("n_sites", 0))
+        defaults += (("site_stain_shift", 0.5), ("site_hazard_sd", 0.0))
+        for k, default in defaults:
             if d[k] == default:
                 del d[k]
         return d
@@ -168,6 +185,18 @@ def _survival(spec: SyntheticSpec, risk: np.ndarray) -> tuple[np.ndarray, np.nda
     return months, event
 
 
+def site_codes(n_sites: int) -> tuple[str, ...]:
+    """Two-character tissue-source-site codes of a cohort with planted site effects ("A0", "A1", ..., "Z9")."""
+    return tuple(f"{chr(65 + j // 10)}{j % 10}" for j in range(n_sites))
+
+
+def _planted_sites(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Site index per patient [n] (evenly spread, shuffled) and each site's baseline log-hazard [n_sites]."""
+    rng = _rng(spec, _STREAM_SITE)
+    site_idx = rng.permutation(np.arange(spec.n_patients) % spec.n_sites)
+    return site_idx, spec.site_hazard_sd * rng.standard_normal(spec.n_sites)
+
+
 def _patients(spec: SyntheticSpec) -> pd.DataFrame:
     """One row per patient: case_id, latents, true_risk, survival, labels and clinical covariates."""
     n = spec.n_patients
@@ -175,13 +204,19 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
     z = rng.standard_normal((n, 4))
     z_wsi, z_gen, z_clin, z_class = z.T
     risk = z[:, :3] @ np.asarray(spec.weights, dtype=float)
+    if spec.n_sites:
+        planted, site_hazard = _planted_sites(spec)
+        risk = risk + site_hazard[planted]
     months, event = _survival(spec, risk)
 
     rng = _rng(spec, _STREAM_CLIN)
     site_idx = rng.integers(0, len(SITES), size=n)
+    sites, prefix = np.asarray(SITES), "SYN"
+    if spec.n_sites:
+        site_idx, sites, prefix = planted, np.asarray(site_codes(spec.n_sites)), "TCGA"
     df = pd.DataFrame(
         {
-            "case_id": [f"SYN-{SITES[s]}-{i:04d}" for i, s in enumerate(site_idx)],
+            "case_id": [f"{prefix}-{sites[s]}-{i:04d}" for i, s in enumerate(site_idx)],
             "survival_months": months,
             "censorship": (~event).astype(int),
             "label": _quantile_bins(z_class + 0.3 * z_wsi + 0.2 * risk, spec.n_classes),
@@ -189,7 +224,7 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
             "stage": np.asarray(STAGES)[_quantile_bins(risk + 0.9 * rng.standard_normal(n), 4)],
             "age": np.round(62.0 + 9.0 * z_clin + 3.0 * rng.standard_normal(n)),
             "sex": np.where(rng.random(n) < 0.5, "F", "M"),
-            "site": np.asarray(SITES)[site_idx],
+            "site": sites[site_idx],
             "marker_level": np.round(np.exp(0.5 * z_clin + 0.3 * rng.standard_normal(n)), 3),
         }
     )
@@ -346,7 +381,8 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
     """Write every slide's bag(s); return the slide table [case_id, slide_id, site]."""
     rng = _rng(spec, _STREAM_WSI)
     dirs = _Directions.draw(rng, spec.feature_dim)
-    site_offset = {s: (0.5 * rng.standard_normal(spec.feature_dim)).astype(np.float32) for s in SITES}
+    scale, names = (spec.site_stain_shift, site_codes(spec.n_sites)) if spec.n_sites else (0.5, SITES)
+    site_offset = {s: (scale * rng.standard_normal(spec.feature_dim)).astype(np.float32) for s in names}
     feat_root = root / "features" / encoder
     scales = list(SCALE_DOWNSAMPLE) if spec.multiscale else []
     for sub in [feat_root] + [feat_root / sc for sc in scales]:

@@ -21,6 +21,11 @@ repeats, one pooled C-index per repeat (``pooled_cindex_by_repeat``), averaged i
   repeat).
 - ``summary.md`` — the same as Markdown, plus the failed and incomplete jobs (model, cohort, fold, first error line).
 - ``comparison.png`` — the chosen metric by model, grouped by cohort: mean ± std bars with per-fold points.
+- ``sites.csv`` — site-preserved folds (``data.splits.group``): every site's test metrics from its job's
+  metrics.json ``sites`` (C-index / AUROC, or None with the reason, e.g. too few events), one row per job × site.
+- ``site_gap.csv`` — a sweep over ``+data.splits.group=null,site``: per model × cohort the random-fold and the
+  site-preserved rows side by side and the site-leak gap (random − site-preserved) of the fold mean and of the
+  pooled C-index / AUC, with a paired patient-bootstrap CI (same patients, same resamples).
 
 Paired comparison (per cohort, each model vs the reference, on ``metric``, default ``test/cindex``): per-fold
 differences d_j = model_j − reference_j over the folds (× repeats) both completed; mean difference;
@@ -71,7 +76,15 @@ from survlab.utils.jobs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SweepSummary", "collect_jobs", "summarize_sweep", "pooled_cindex", "paired_comparison"]
+__all__ = [
+    "SweepSummary",
+    "collect_jobs",
+    "summarize_sweep",
+    "pooled_cindex",
+    "paired_comparison",
+    "site_leak_gap",
+    "site_table",
+]
 
 #: metrics shown first (in this order) when present; any other numeric key of metrics.json follows
 PREFERRED_METRICS = (
@@ -93,7 +106,10 @@ PREFERRED_METRICS = (
 ID_KEYS = {"model", "cohort", "fold", "seed", "status"}
 #: the override that selects the repeat of repeated k-fold; its values are pooled within a row, never split rows
 REPEAT_KEYS = ("data.splits.repeat", "splits.repeat")
-SUMMARY_FILES = ("summary.csv", "summary.md", "paired.csv", "comparison.png")
+SUMMARY_FILES = ("summary.csv", "summary.md", "paired.csv", "comparison.png", "sites.csv", "site_gap.csv")
+#: the override of site-preserved folds; a sweep over it (`+data.splits.group=null,site`) gives the site-leak gap
+GROUP_KEYS = ("data.splits.group", "splits.group")
+_NO_GROUP = {"", "null", "None", "none", "~"}
 #: vs_ref_<column> of summary.csv (see paired_comparison, _paired_ci); vs_ref_p_holm follows vs_ref_p_corrected
 PAIRED_COLUMNS = (
     "n_paired",
@@ -127,6 +143,10 @@ class SweepSummary:
     files: dict[str, Path] = field(default_factory=dict)
     n_boot: int = N_BOOT  # bootstrap resamples behind the CIs (0: none)
     boot_seed: int = 0
+    sites: pd.DataFrame = field(default_factory=pd.DataFrame)  # per-site test metrics (site-preserved folds)
+    site_gap: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # random vs site-preserved rows and their gap
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -640,6 +660,8 @@ def summarize_sweep(
     summary = SweepSummary(
         sweep, jobs, table, paired, reference, metric, metrics, group_keys, n_boot=n_boot, boot_seed=boot_seed
     )
+    summary.sites = site_table(jobs)
+    summary.site_gap = site_leak_gap(jobs, table, metric, group_keys, n_boot, boot_seed)
     if write:
         out = Path(out_dir) if out_dir is not None else sweep
         out.mkdir(parents=True, exist_ok=True)
@@ -652,12 +674,138 @@ def summarize_sweep(
             "paired.csv": out / "paired.csv",
             "summary.md": out / "summary.md",
         }
+        for name, frame in (("sites.csv", summary.sites), ("site_gap.csv", summary.site_gap)):
+            if not frame.empty:  # only for sweeps with site-preserved folds
+                with atomic_path(out / name) as tmp:
+                    frame.to_csv(tmp, index=False)
+                summary.files[name] = out / name
         if plot and not jobs.empty:
             try:
                 summary.files["comparison.png"] = plot_comparison(summary, out / "comparison.png")
             except Exception as e:  # noqa: BLE001 - a plotting problem must not lose the tables
                 log.warning("comparison plot failed: %s", e)
     return summary
+
+
+# --------------------------------------------------------------------------------------------- sites
+def site_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """One row per completed job x site of its metrics.json ``sites`` (site-preserved folds): cohort, model,
+    variant, repeat, fold, site, n, n_events, status and the site's metrics (None = not measurable, see status)."""
+    rows = []
+    if jobs.empty:
+        return pd.DataFrame()
+    for r in jobs[jobs["status"] == "done"].to_dict("records"):
+        sites = _read_metrics(Path(r["dir"])).get("sites") or {}
+        for site, rec in sorted(sites.items()) if isinstance(sites, dict) else []:
+            base = {k: r.get(k) for k in ("cohort", "model", "variant", "repeat", "fold", "seed")}
+            rows.append({**base, "site": str(site), **rec})
+    return pd.DataFrame(rows)
+
+
+def _group_key(group_keys: list[str]) -> str | None:
+    return next((k for k in group_keys if k in GROUP_KEYS), None)
+
+
+def site_leak_gap(
+    jobs: pd.DataFrame,
+    table: pd.DataFrame,
+    metric: str,
+    group_keys: list[str],
+    n_boot: int = N_BOOT,
+    boot_seed: int = 0,
+) -> pd.DataFrame:
+    """Per cohort x model (x other swept keys) x group column: the random-fold row (``data.splits.group`` unset /
+    null) and the site-preserved one side by side, and the site-leak gap = random − site-preserved of the fold mean
+    of `metric` and of the pooled C-index / AUC (with a paired bootstrap CI over the patients both pooled). Empty
+    unless the sweep varied ``data.splits.group`` with a random-fold value."""
+    key = _group_key(group_keys)
+    if key is None or jobs.empty:
+        return pd.DataFrame()
+    others = [k for k in group_keys if k != key]
+    done = jobs[jobs["status"] == "done"]
+    is_random = done[key].astype(str).isin(_NO_GROUP)
+    rows = []
+    for ident, g in done.groupby(["cohort", "model", *others], sort=True):
+        rnd = g[is_random[g.index]]
+        if rnd.empty:
+            continue
+        for value, grp in g[~is_random[g.index]].groupby(key, sort=True):
+            ids = dict(zip(["cohort", "model", *others], ident, strict=True))
+            row: dict[str, Any] = {**ids, "group": value}
+            pooled_col = (
+                "pooled_cindex"
+                if "pooled_cindex" in table and table["pooled_cindex"].notna().any()
+                else "pooled_auc"
+            )
+            for name, part, val in (("random", rnd, rnd[key].iloc[0]), ("grouped", grp, value)):
+                sel = table
+                for k, v in {**ids, key: val}.items():
+                    sel = sel[sel[k] == v]
+                row[f"n_folds_{name}"] = int(len(part))
+                row[f"{metric}_{name}"] = float(part[metric].mean()) if metric in part else math.nan
+                row[f"{pooled_col}_{name}"] = (
+                    float(sel[pooled_col].iloc[0]) if len(sel) and pooled_col in sel else math.nan
+                )
+            row[f"gap_{metric}"] = row[f"{metric}_random"] - row[f"{metric}_grouped"]
+            row[f"gap_{pooled_col}"] = row[f"{pooled_col}_random"] - row[f"{pooled_col}_grouped"]
+            ci = _paired_ci(rnd, grp, n_boot, boot_seed)  # random − grouped on the same patients
+            row["gap_pooled_ci_low"] = ci.get("pooled_diff_ci_low", math.nan)
+            row["gap_pooled_ci_high"] = ci.get("pooled_diff_ci_high", math.nan)
+            row["gap_pooled_n"] = ci.get("pooled_diff_n", math.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _sites_markdown(s: SweepSummary) -> list[str]:
+    """summary.md sections of site-preserved folds: the site-leak gap and the per-site metrics."""
+    lines: list[str] = []
+    gap = s.site_gap
+    if not gap.empty:
+        pooled = "pooled_cindex" if "pooled_cindex_random" in gap else "pooled_auc"
+        lines += [
+            "## Site-leak gap: random vs site-preserved folds",
+            "",
+            f"The same model under random folds and under folds that keep every site (`data.splits.group`) in one "
+            f"fold; gap = random − site-preserved. A positive gap is accuracy that came from seeing a test patient's "
+            f"site in training. Pooled gap CI: paired percentile bootstrap over the patients both pooled "
+            f"({s.n_boot} resamples).",
+            "",
+            f"| cohort | model | group | {s.metric} random | {s.metric} site-preserved | gap | {pooled} random "
+            f"| {pooled} site-preserved | gap (95% CI) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in gap.to_dict("records"):
+            lines.append(
+                f"| {r['cohort']} | `{r['model']}` | {r['group']} | {_fmt(r[f'{s.metric}_random'])} "
+                f"| {_fmt(r[f'{s.metric}_grouped'])} | {_fmt(r[f'gap_{s.metric}'], 4)} | {_fmt(r[f'{pooled}_random'])} "
+                f"| {_fmt(r[f'{pooled}_grouped'])} | {_fmt(r[f'gap_{pooled}'], 4)}"
+                f"{_fmt_ci(r['gap_pooled_ci_low'], r['gap_pooled_ci_high'], 4)} |"
+            )
+        lines.append("")
+    if not s.sites.empty:
+        value_cols = [c for c in s.sites.columns if c.endswith(("/cindex", "/auroc"))]
+        lines += [
+            "## Per-site test metrics (site-preserved folds)",
+            "",
+            "Each site is tested in exactly one fold (per repeat); a site with too few events (or patients per class) "
+            "is reported as such, not as a number. All rows: sites.csv.",
+            "",
+            "| model | cohort | repeat | fold | site | n | events | "
+            + " | ".join(value_cols)
+            + " | status |",
+            "|" + "---|" * (8 + len(value_cols)),
+        ]
+        for r in s.sites.to_dict("records"):
+            vals = [_fmt(r.get(c)) if r.get(c) is not None else "–" for c in value_cols]
+            ev = r.get("n_events")
+            lines.append(
+                f"| `{r['variant']}` | {r['cohort']} | {r['repeat']} | {r['fold']} | {r['site']} | {r.get('n')} "
+                f"| {'–' if ev is None or (isinstance(ev, float) and math.isnan(ev)) else int(ev)} | "
+                + " | ".join(vals)
+                + f" | {r.get('status', '')} |"
+            )
+        lines.append("")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- rendering
@@ -795,10 +943,13 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
                 f"| {_fmt_p(r['vs_ref_p_wilcoxon'])} | {diffs or '–'} |"
             )
         lines.append("")
+    lines += _sites_markdown(s)
     bad = jobs[jobs["status"] != "done"]
     if not bad.empty:
         lines += [
-            "## Failed, refused and incomplete jobs" if (bad["status"] == "refused").any() else "## Failed and incomplete jobs",
+            "## Failed, refused and incomplete jobs"
+            if (bad["status"] == "refused").any()
+            else "## Failed and incomplete jobs",
             "",
             "| status | model | cohort | fold | error | dir |",
             "|---|---|---|---|---|---|",

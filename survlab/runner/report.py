@@ -309,6 +309,10 @@ def write_run_outputs(
             task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs
         )
         metrics.update({f"test/{k}": v for k, v in groups.items()})
+    if getattr(datamodule, "split_groups", None):  # site-preserved folds: metrics per site of the test fold
+        from survlab.eval.subgroups import site_report
+
+        metrics["sites"] = site_report(task, datamodule)
     if cfg.get("pn_rule"):
         metrics.update(pn_rule_report(cfg.pn_rule, preds, out_dir))
     split = getattr(datamodule, "split", None)

@@ -256,6 +256,9 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     if isinstance(splits, dict) and splits.get("repeat", None) in (0, "0"):
         # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
         del splits["repeat"]
+    if isinstance(splits, dict) and "group" in splits and splits["group"] in (None, "null", "None"):
+        # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
+        del splits["group"]
     return tree
 
 

@@ -225,3 +225,45 @@ def test_multiscale_x20_bags_are_hard_links_of_the_single_scale_bags(tiny_multis
     for f in files:
         twin = base / "x20" / f.parent.name / f.name
         assert twin.read_bytes() == f.read_bytes() and os.path.samefile(twin, f)
+
+
+def test_planted_site_effects_shift_stain_and_baseline_hazard_per_site(tmp_path: Path) -> None:
+    """n_sites > 0: TCGA barcodes carrying the site, even site sizes, a per-site constant in true_risk (the
+    baseline hazard) and a per-site shift of every patch; the default spec's hash and files are untouched."""
+    from survlab.data.splits import tcga_sites
+
+    site_keys = {"n_sites", "site_stain_shift", "site_hazard_sd"}
+    assert not site_keys & set(SyntheticSpec().to_json())  # default spec: the same hash, the same cohort dir
+    assert site_keys & set(SyntheticSpec(n_sites=4, site_hazard_sd=1.0).to_json()) == {
+        "n_sites",
+        "site_hazard_sd",
+    }
+    spec = SyntheticSpec(
+        n_patients=48,
+        feature_dim=8,
+        n_genes=20,
+        n_pathways=4,
+        patches_per_slide=(10, 12),
+        slides_per_patient=(1, 1),
+        n_sites=4,
+        site_stain_shift=3.0,
+        site_hazard_sd=1.0,
+        weights=(1.0, 0.0, 0.0),
+        formats=("h5",),
+    )
+    root = generate_cohort(tmp_path / "sites", spec)
+    clin = pd.read_csv(root / "clinical.csv")
+    assert list(tcga_sites(clin["case_id"])) == clin["site"].tolist()  # TCGA-<site>-<nnnn>
+    assert clin["site"].value_counts().tolist() == [12, 12, 12, 12]
+    truth = pd.read_csv(root / "truth.csv").merge(clin[["case_id", "site"]], on="case_id")
+    baseline = (truth["true_risk"] - truth["z_wsi"]).groupby(truth["site"])
+    assert baseline.std().max() < 1e-9 and baseline.mean().std() > 0.3  # one baseline log-hazard per site
+    means = {}
+    for slide, site in zip(clin["slide_id"], clin["site"], strict=True):
+        with h5py.File(root / "features" / "synthetic" / "h5_files" / f"{slide}.h5") as f:
+            means.setdefault(site, []).append(f["features"][:].mean(0))
+    site_means = np.stack([np.mean(v, 0) for v in means.values()])
+    within = np.mean([np.std(v, 0).mean() for v in means.values()])
+    assert np.std(site_means, 0).mean() > 2 * within  # the stain shift separates the sites
+    with pytest.raises(ValueError, match="need n_sites > 0"):
+        SyntheticSpec(site_hazard_sd=1.0)
