@@ -10,7 +10,7 @@ CONSTRAINTS ?= requirements/constraints.txt
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE = 1
 
-.PHONY: install demo test test-all lint bench clean lock
+.PHONY: install demo test test-e2e test-all lint bench clean lock
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,9 +25,13 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m survlab.run experiment=demo
 
-## The test suite (fast, CPU only; slow tests: make test-all).
+## Unit tests + doctests (CPU only, a few minutes on 2 cores). End-to-end tests (tests/e2e/ and tests marked slow:
+## CLI subprocesses, sweeps, DDP simulation, learning, pipelines): make test-e2e; both: make test-all.
 test: install
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
+
+test-e2e: install
+	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m slow tests
 
 test-all: install
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"

@@ -2,6 +2,8 @@
 
 - `tiny_cohort`: Path of a 40-patient synthetic cohort (feature_dim 8, 60 genes, 8 pathways, 6..20 patches/slide).
 - `tiny_multiscale_cohort`: Path of a 24-patient multi-scale cohort (x5/x10/x20 bags).
+- every test under tests/e2e/ (CLI subprocesses, sweeps, DDP simulation, learning and pipeline runs) is marked
+  `slow`: `make test` runs the rest (unit tests + doctests), `make test-e2e` these, `make test-all` both.
 - `make_datamodule(**overrides)`: a set-up `CohortDataModule` on `tiny_cohort` (WSI + MCAT genomics + clinical +
   labels, 3 folds, split dir under the test's tmp_path); pass `setup=False` to get it un-set-up.
 """
@@ -14,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e/ `slow` (the end-to-end tier)."""
+    for item in items:
+        if E2E in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

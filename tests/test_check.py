@@ -16,7 +16,7 @@ import pytest
 from survlab.check import main
 from survlab.data.cohort import Cohort
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
-from tests._cli import run_survlab
+from tests.helpers.cli import run_survlab
 
 SPEC = SyntheticSpec(n_patients=16, feature_dim=4, n_genes=20, n_pathways=4, patches_per_slide=(2, 4), seed=0)
 DATA_YAML = """defaults: [_tcga, _self_]
@@ -379,7 +379,7 @@ def test_covariates_in_their_own_table(
 ) -> None:
     """`clinical.table` (outcomes and covariates in two CSVs): the check joins them as the data module does; a
     patient without a covariate row is reported, naming the covariate file and the case."""
-    from tests.models._table_cohort import write_table_cohort, write_user_config
+    from tests.helpers.table_cohort import write_table_cohort, write_user_config
 
     root = write_table_cohort(tmp_path / "data" / "three", n=40, three_files=True)
     write_user_config(tmp_path / "conf", "three", root, three_files=True)

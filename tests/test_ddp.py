@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _cli import check, run_survlab, tiny_overrides
 from omegaconf import OmegaConf
 
 from survlab.utils import ddp
+from tests.helpers.cli import check, run_survlab, tiny_overrides
 
 
 @pytest.fixture(scope="module")

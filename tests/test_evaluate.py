@@ -17,8 +17,8 @@ import pytest
 from sksurv.metrics import concordance_index_censored
 
 from survlab.evaluate import main
-from survlab.runner.testing import run_job
 from survlab.utils.outputs import write_json
+from tests.helpers.runs import run_job
 
 TINY_SPEC = (
     "{n_patients: %d, feature_dim: 8, n_genes: 60, n_pathways: 8, patches_per_slide: [6, 20], seed: %d}"

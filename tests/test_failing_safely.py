@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _cli import REPO, run_survlab, tiny_overrides
 
-from survlab.runner.testing import compose_config
 from survlab.utils import jobs
+from tests.helpers.cli import REPO, run_survlab, tiny_overrides
+from tests.helpers.runs import compose_config
 
 
 @pytest.mark.parametrize(

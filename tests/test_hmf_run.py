@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from survlab.data.checks import DataFileError
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 COHORT = [
     "data.synthetic.n_patients=120",

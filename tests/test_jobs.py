@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from _cli import REPO, run_survlab, tiny_overrides
 
-from survlab.runner.testing import compose_config
 from survlab.utils import jobs
+from tests.helpers.cli import REPO, run_survlab, tiny_overrides
+from tests.helpers.runs import compose_config
 
 
 def _identity(tmp: Path, *overrides: str) -> dict:
@@ -196,7 +196,7 @@ def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
         "model=snn",
         "trainer.max_epochs=3",
         f"hydra.run.dir={run}",
-        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch",
         "+callbacks.kill.epoch=2",
         "+callbacks.kill.env=SURVLAB_TEST_KILL",
     ]

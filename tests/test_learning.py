@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 COHORT = [
     "data.synthetic.n_patients=160",

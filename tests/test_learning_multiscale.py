@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 COHORT = [
     "data=synthetic_multiscale",

@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 
 def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:

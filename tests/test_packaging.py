@@ -232,7 +232,7 @@ def test_default_job_runs_on_core_dependencies_only(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "tests" / "_core_install.py"),
+            str(REPO / "tests" / "helpers" / "core_install.py"),
             "survlab.run",
             "debug=fast_dev_run",
             f"paths.log_dir={tmp_path / 'logs'}",
@@ -256,7 +256,7 @@ def test_core_install_helper_hides_an_extra(tmp_path: Path) -> None:
     (tmp_path / "uses_sklearn.py").write_text("import sklearn\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_core_install.py"), "uses_sklearn"],
+        [sys.executable, str(REPO / "tests" / "helpers" / "core_install.py"), "uses_sklearn"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -16,7 +16,7 @@ from sksurv.metrics import concordance_index_censored
 
 from survlab.eval.conformal import conformal_quantile, lac_scores
 from survlab.pipelines.pathgen import conformal_setting
-from tests._cli import check, run_survlab
+from tests.helpers.cli import check, run_survlab
 
 TINY = [
     "data.synthetic.n_patients=96",
@@ -319,7 +319,7 @@ PAPER = {  # specs/pathgen.md
 def test_tcga_recipes_carry_the_papers_settings(cohort: str, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from survlab.runner.testing import compose_config
+    from tests.helpers.runs import compose_config
 
     cfg = compose_config(tmp_path, [f"experiment=pathgen_pipeline_{cohort}", f"paths.data_dir={tmp_path}"])
     for key, expected in PAPER.items():

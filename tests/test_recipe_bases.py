@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from survlab.runner.testing import CONF_DIR, compose_config
 from survlab.utils import jobs
+from tests.helpers.runs import CONF_DIR, compose_config
 
 EXPERIMENTS = CONF_DIR / "experiment"
 RECIPES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if not p.stem.startswith("_"))

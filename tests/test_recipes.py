@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.runner.config_check import resolve_auto
-from survlab.runner.testing import CONF_DIR, compose_config, run_job
+from tests.helpers.runs import CONF_DIR, compose_config, run_job
 
 RECIPES = sorted(
     p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("_")
@@ -352,7 +352,7 @@ def _record_optimizer_steps(recipe: str, tmp_path: Path) -> tuple[list[dict[str,
         "trainer.enable_progress_bar=false",
         "callbacks.rich_progress_bar=null",
         "callbacks.lr_monitor=null",
-        "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder",
+        "+callbacks.steps._target_=tests.helpers.runs.OptimizerStepRecorder",
         f"+callbacks.steps.path={steps_file}",
         *SMALL_NETS[family],
         *SCHEDULE_OVERRIDES[family],

@@ -15,7 +15,7 @@ import pytest
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.eval.metrics import harrell_cindex
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -173,7 +173,7 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(
             tmp_path / "b",
             [
                 *common,
-                "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+                "+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch",
                 f"+callbacks.kill.epoch={epoch}",
                 f"+callbacks.kill.batch={batch}",
             ],
@@ -241,7 +241,7 @@ def test_resume_with_workers_is_bit_identical(
     common += extra
     _, full_out = run_in_process(tmp_path / "a", common)
     kill = [
-        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch",
         f"+callbacks.kill.epoch={epoch}",
         f"+callbacks.kill.batch={batch}",
     ]
@@ -260,7 +260,7 @@ def test_hard_kill_with_workers_then_cli_resume_is_bit_identical(
     common = ["model=abmil", *TINY, *WORKERS, "trainer.max_epochs=3", "selection=last"]
     run_cli(tmp_path / "a", common)
     kill = [
-        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch",
         "+callbacks.kill.epoch=1",
         "+callbacks.kill.batch=1",
         "+callbacks.kill.hard=true",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 COHORT = [
     "data=synthetic_sites",

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _cli import check, run_survlab, tiny_overrides
+
+from tests.helpers.cli import check, run_survlab, tiny_overrides
 
 CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback"
 
@@ -262,7 +263,7 @@ def test_killed_sweep_job_resumes_from_its_last_checkpoint(tmp_path: Path, data_
         *tiny_overrides(tmp_path, data_dir),
         "trainer.max_epochs=3",
         f"hydra.sweep.dir={sweep_dir}",
-        "+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch",
+        "+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch",
         "+callbacks.kill.epoch=2",
         "+callbacks.kill.env=SURVLAB_TEST_KILL",
     ]

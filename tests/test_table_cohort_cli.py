@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import check, run_survlab
-from tests.models._table_cohort import write_table_cohort, write_user_config
+from tests.helpers.cli import check, run_survlab
+from tests.helpers.table_cohort import write_table_cohort, write_user_config
 
 QUIET = ["debug=fast_dev_run", "export_attention=false"]
 
@@ -61,7 +61,7 @@ def test_user_table_cohort_missing_root_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["coxnet", "coxmlp"])
 def test_coxnet_and_coxmlp_run_five_folds_on_gse7390(tmp_path: Path, model: str) -> None:
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     scores = []
     for fold in range(5):

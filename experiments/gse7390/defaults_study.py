@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,9 @@ from survlab.run import _instantiate_clean, build_task
 from survlab.runner.config_check import resolve_auto
 from survlab.runner.modalities import job_modalities
 from survlab.runner.setup import build_callbacks, build_loggers, finish_loggers
-from survlab.runner.testing import compose_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: tests.helpers
+from tests.helpers.runs import compose_config  # noqa: E402
 
 QUIET = [
     "trainer.enable_progress_bar=false",

@@ -122,7 +122,7 @@ def test_unknown_cache_setting_is_an_error(make_datamodule: MakeDM) -> None:
 def test_run_with_resident_bags_predicts_as_with_the_ram_cache(tmp_path: Path) -> None:
     """`data.wsi.cache=device` from the command line: 2 epochs of ABMIL (capped training bags, bucketing) give the
     same predictions.csv as the RAM cache, byte for byte (on the CPU the gather runs on the host)."""
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     common = [
         "data=synthetic",

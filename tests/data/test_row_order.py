@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from survlab.data.batch import Batch
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 
 def shuffled_copy(src: Path, dst: Path, seed: int = 1) -> Path:

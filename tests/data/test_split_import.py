@@ -185,7 +185,7 @@ def test_cli_writes_survlab_split_files(
 def test_run_with_imported_splits_trains(tmp_path: Path) -> None:
     from hydra.utils import instantiate
 
-    from survlab.runner.testing import compose_config, run_job
+    from tests.helpers.runs import compose_config, run_job
 
     overrides = [
         "debug=fast_dev_run",

@@ -108,7 +108,7 @@ def test_run_on_trident_layout_predicts_as_on_clam_layout(tmp_path: Path) -> Non
     """data=tcga_luad from the command-line config: TRIDENT-layout and CLAM-layout copies of the same bags give the
     same predictions (read-only data: nothing is written into the cohort or the job dir)."""
     from survlab.data.synthetic import SyntheticSpec, generate_cohort
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     spec = SyntheticSpec(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20))
     cohort = generate_cohort(tmp_path / "data" / "tcga_luad", spec, encoder="resnet50_trunc")

@@ -90,7 +90,7 @@ def test_subsampled_bags_write_the_patches_the_model_saw(
 
 
 def test_run_writes_attention_h5_when_asked(tmp_path: Path) -> None:
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     overrides = [
         "debug=fast_dev_run",

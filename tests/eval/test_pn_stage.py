@@ -97,7 +97,7 @@ def test_run_report_puts_the_rule_beside_the_patient_head(tmp_path: Path) -> Non
 
 
 def test_hmf_camelyon17_recipe_monitors_kappa_and_reports_the_rule(tmp_path: Path) -> None:
-    from survlab.runner.testing import compose_config
+    from tests.helpers.runs import compose_config
 
     cfg = compose_config(tmp_path, ["experiment=hmf_camelyon17", f"paths.data_dir={tmp_path}"])
     assert cfg.monitor == "val/kappa" and cfg.monitor_mode == "max"

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from _wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
 from survlab.data.batch import collate
 from survlab.models.base import ModalityDims, Prediction, risk_score
 from survlab.models.ggmf import GGMF
+from tests.helpers.wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
 
 def small_net(**kw) -> GGMF:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
 from survlab.data.batch import collate
 from survlab.models.base import ModalityDims, Prediction, risk_score
 from survlab.models.mcat import MCAT, MCATBranches
+from tests.helpers.wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
 
 def small_net(**kw) -> MCAT:

@@ -10,7 +10,7 @@ import torch
 from survlab.data.batch import collate
 from survlab.eval.patch_inference import patch_predictions
 from survlab.models.mcat_gr import MCATGR
-from tests.models._wsi_genomics import DIMS, assert_padding_invariant, make_items
+from tests.helpers.wsi_genomics import DIMS, assert_padding_invariant, make_items
 
 GDIMS = replace(DIMS, n_classes={"grade": 3})
 
@@ -79,7 +79,7 @@ def test_learns_a_planted_grade_and_survival_signal() -> None:
     from survlab.eval.metrics import harrell_cindex
     from survlab.models.base import risk_score
     from survlab.tasks.losses import nll_discrete_survival
-    from tests.models._wsi_genomics import _cohort
+    from tests.helpers.wsi_genomics import _cohort
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -15,7 +15,7 @@ import torch
 
 from survlab.data.segmentation import SegmentationDataModule, patient_split
 from survlab.models.mmdls_seg import LungLesionSegmentor, resnet18_stem_to_layer2
-from survlab.runner.testing import run_job
+from tests.helpers.runs import run_job
 
 
 def test_segmentor_shapes_and_monai_backbone(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_segmentor_dice_well_above_chance_and_its_stacks_feed_mmdls(tmp_path: Pa
 def _compose_data(tmp_path: Path, experiment: str, fold: int) -> object:
     import hydra
 
-    from survlab.runner.testing import compose_config
+    from tests.helpers.runs import compose_config
 
     small = dict(n_patients=40, volume_size=32, n_slices=12, lesion_window=16)
     cfg = compose_config(

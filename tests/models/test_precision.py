@@ -219,7 +219,7 @@ def test_losses_and_risk_are_fp32_under_autocast(amp: str) -> None:
 
 def test_bf16_mixed_ggmf_run_finishes_with_finite_metrics(tmp_path: Path) -> None:
     """`python -m survlab.run model=ggmf trainer=bf16` (tiny cohort, 1 epoch): it crashed in nn.Bilinear before."""
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     metrics = run_job(
         tmp_path / "run",

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.runner.testing import run_job
-from tests.models._table_cohort import PLANTED, write_table_cohort, write_user_config
+from tests.helpers.runs import run_job
+from tests.helpers.table_cohort import PLANTED, write_table_cohort, write_user_config
 
 QUIET = [
     "logger=csv",
@@ -377,7 +377,7 @@ def test_below_chance_validation_warns_in_log_and_metrics(
 def test_coxnet_bad_settings_fail_before_any_data_is_read(tmp_path: Path) -> None:
     from survlab.runner.config_check import ConfigError, check_config
     from survlab.runner.coxnet import PenalisedCox
-    from survlab.runner.testing import compose_config
+    from tests.helpers.runs import compose_config
 
     cfg = compose_config(tmp_path / "run", ["model=coxnet", "data=gse7390", "+model.estimator.l1=0.5"])
     with pytest.raises(ConfigError, match="model.estimator.l1: unknown option of PenalisedCox; allowed: "):

@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 
 from survlab.data.batch import PatientItem, collate
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.runner.testing import OptimizerStepRecorder
 from survlab.tasks.optim import build_optimizer, build_scheduler, lr_factor
 from survlab.tasks.survival import SurvivalTask
+from tests.helpers.runs import OptimizerStepRecorder
 
 
 def _lrs(sched: torch.optim.lr_scheduler.LRScheduler, n_steps: int) -> list[float]:

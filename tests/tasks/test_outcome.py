@@ -174,7 +174,7 @@ def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
     checkpoints still load with weights_only=True (hparams keep only their names)."""
     import json
 
-    from survlab.runner.testing import run_job
+    from tests.helpers.runs import run_job
 
     steps = tmp_path / "steps.json"
     run_job(
@@ -190,7 +190,7 @@ def test_any_torch_optimiser_and_scheduler_as_partial_configs(tmp_path) -> None:
             "export_attention=false",
             "model.task.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.05,momentum:0.5}",
             "model.task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
-            "+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder",
+            "+callbacks.steps._target_=tests.helpers.runs.OptimizerStepRecorder",
             f"+callbacks.steps.path={steps}",
         ],
     )

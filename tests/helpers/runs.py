@@ -21,7 +21,7 @@ from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 class KillAtEpoch(L.Callback):
     """Raise at the start of training epoch `epoch` (or, with `batch`, before that batch of the epoch), simulating a
     job killed mid-run (as kill -9 would: nothing is saved on the way out):
-    `+callbacks.kill._target_=survlab.runner.testing.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
+    `+callbacks.kill._target_=tests.helpers.runs.KillAtEpoch +callbacks.kill.epoch=2 +callbacks.kill.batch=1`.
     With `env`, it fires only while that environment variable is "1" (so a re-run with the same config resumes).
     `hard=true` ends the process at once with exit status 137 instead (`os._exit`, as kill -9: no Python cleanup,
     no exception handlers, no markers)."""
@@ -55,7 +55,7 @@ class OptimizerStepRecorder(L.Callback):
     """Record each optimiser step as it runs in training: epoch, lr of the first param group, and the number of
     patients whose gradients it applies (sum of the batch sizes since the previous step, i.e. batch x accumulation).
     Written as a JSON list to `path` when fitting ends:
-    `+callbacks.steps._target_=survlab.runner.testing.OptimizerStepRecorder +callbacks.steps.path=steps.json`."""
+    `+callbacks.steps._target_=tests.helpers.runs.OptimizerStepRecorder +callbacks.steps.path=steps.json`."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)

@@ -2,7 +2,7 @@
 optuna, the test references, the text encoders) are neither importable nor visible to `importlib.metadata` (what
 libraries probe before importing an optional dependency).
 
-    python tests/_core_install.py <module> [args ...]      # e.g. survlab.run debug=fast_dev_run
+    python tests/helpers/core_install.py <module> [args ...]      # e.g. survlab.run debug=fast_dev_run
 """
 
 from __future__ import annotations
