@@ -117,13 +117,20 @@ def _train_and_score(tmp: Path, n_patients: int, epochs: int) -> dict[str, float
 
 
 def _cut(batch: Any, path: str | None) -> Any:
-    """The batch with one input path cut: `ct` (every CT stack zeroed: the same image for everyone), `clinical` (the
-    clinical columns zeroed: the training mean for everyone), `tables` (clinical, PET and radiomics zeroed)."""
-    if path in ("ct", "tables"):
+    """The batch with one input path cut: `ct` (every CT stack replaced by the batch's mean stack, all slices real:
+    the same in-distribution image for everyone), `ct_zero` (every CT stack zeroed: a black image for everyone),
+    `clinical` (the clinical columns zeroed: the training mean for everyone), `tables` (clinical, PET and radiomics
+    zeroed)."""
+    if path in ("ct", "ct_zero", "tables"):
         batch = replace(batch, extra=dict(batch.extra))
-        kinds = ("ct_lesion", "ct_space") if path == "ct" else ("radiomics", "pet")
+        kinds = ("ct_lesion", "ct_space") if path != "tables" else ("radiomics", "pet")
         for key in kinds:
-            batch.extra[key] = torch.zeros_like(batch.extra[key])
+            x = batch.extra[key]
+            batch.extra[key] = (
+                x.mean(0, keepdim=True).expand_as(x).clone() if path == "ct" else torch.zeros_like(x)
+            )
+            if path == "ct":
+                batch.extra[f"{key}_mask"] = torch.ones_like(batch.extra[f"{key}_mask"])
     if path in ("clinical", "tables"):
         batch = replace(batch, clinical=torch.zeros_like(batch.clinical))
     return batch
