@@ -49,6 +49,21 @@ def test_outputs_every_head_with_its_shape(petct_dm: CohortDataModule) -> None:
         _net(petct_dm, endpoints=["pfs"])
 
 
+def test_ct_embeddings_are_standardised_before_fusion(petct_dm: CohortDataModule) -> None:
+    """Without `ct_norm` the pooled lesion / space embeddings barely differ between patients (the fusion layer sees
+    the CT as a constant and never learns the image-only risk part); standardised, they vary like the z-scored
+    tables."""
+    batch = collate([petct_dm.datasets["train"][i] for i in range(len(petct_dm.datasets["train"]))])
+    sd = {}
+    for norm in ("batch", "none"):
+        net = _net(petct_dm, ct_norm=norm).train()
+        with torch.no_grad():
+            sd[norm] = [float(e.std(0).median()) for e in net.encode_stacks(batch)]
+    assert min(sd["batch"]) > 0.5 and max(sd["none"]) < 0.05, sd
+    with pytest.raises(ValueError, match=r"MMDLS ct_norm='layer': use 'batch'"):
+        _net(petct_dm, ct_norm="layer")
+
+
 @pytest.mark.parametrize("cross_attention", [False, True])
 def test_padding_slices_does_not_change_the_outputs(
     petct_dm: CohortDataModule, cross_attention: bool
