@@ -2,7 +2,7 @@
 
 Latents per patient: subtype s in {LUAD, LUSC} (Bernoulli 1/2), stage score z_stage ~ N(0, 1) (tertiles -> TNM group
 I-II / III / IV), risk factor z_risk ~ N(0, 1), treatment (immunotherapy / chemotherapy, 1/2 each), and two risk
-factors each seen by ONE input path only: z_img ~ N(0, 1) (emphysema: lung density, in the CT only) and
+factors each seen by ONE input path only: z_img ~ N(0, 1) (interstitial abnormality: lung density, in the CT only) and
 z_clin ~ N(0, 1) (in the clinical age column only).
 
     OS log-hazard  = 0.7 * (stage - 1) + 0.6 * z_risk + 0.3 * s - 0.3 * [immunotherapy]
@@ -12,7 +12,9 @@ z_clin ~ N(0, 1) (in the clinical age column only).
 
 Where the signal lives (the rest is noise):
 - CT volume (HU, int16, ``volume_size`` x ``volume_size`` x ``n_slices``): body ellipse (+40 HU), two lung ellipsoids
-  (-850 - 100 * z_img HU, clipped to [-990, -650]: lower density = emphysema = higher risk; no table carries z_img),
+  (-850 + 100 * z_img HU, clipped to [-990, -650]: denser lung = interstitial abnormality / fibrosis = higher risk;
+  no table carries z_img. Generator 2 planted emphysema, lower HU = higher risk: darker lung read as less tissue by a
+  CNN whose pooled intensity also grows with the lesion, so MM-DLS learned it with the wrong sign; see GENERATOR_VERSION),
   one spherical lesion in a lung: a solid part whose radius grows with stage and z_risk and whose density depends
   on subtype (LUAD -300 HU, LUSC +30 HU), inside a ground-glass halo (-550 HU, part of the lesion mask) of width
   round(1.5 + 1.2 * z_img) in 0..3 voxels (image-only: the tables measure the solid part, as TNM's T does for
@@ -58,7 +60,10 @@ TREATMENTS = ("chemotherapy", "immunotherapy")
 PET_COLUMNS = ("suv_max", "suv_mean", "suv_peak", "tlg", "mtv")
 CLINICAL_COLUMNS = ("age", "sex", "smoking_status", "smoking_duration", "smoking_cessation", "tumor_diameter")
 VOXEL_MM = (1.5, 1.5, 3.0)
-GENERATOR_VERSION = 2  # 2: image-only (lung density) and clinical-only (age) risk parts; bump on any change
+# 2: image-only (lung density) and clinical-only (age) risk parts; 3: the lung density rises with the image part
+# (generator 2's emphysema lowered it, against the lesion's brightness cue: MM-DLS learned it with the wrong sign,
+# CT-only MM-DLS test OS C 0.43 after 15 epochs on 200 patients; 0.64 on generator 3). Bump on any change.
+GENERATOR_VERSION = 3
 IMAGE_EFFECT, CLINICAL_EFFECT = 0.7, 0.7  # log-hazard per SD of z_img / z_clin
 WINDOW = (-1000.0, 400.0)  # the HU window of conf/data/synthetic_petct.yaml (PNG export)
 
@@ -173,12 +178,14 @@ def _volume(
     cy = int(round(n / 2 + (2 * side - 1) * 0.19 * n))
     cz = int(z // 2 + rng.integers(-int(0.42 * z) + r // 2 + 2, int(0.42 * z) - r // 2 - 1))
     solid = _ellipsoid(shape, (cx, cy, cz), (r + 0.5, r + 0.5, max(r / 2, 1) + 0.5))
-    h = float(row["_halo"])  # ground-glass halo around the solid part: the image-only part, with the lung density
+    # ground-glass halo around the solid part: the image-only part, with the lung density
+    h = float(row["_halo"])
     halo = _ellipsoid(shape, (cx, cy, cz), (r + h + 0.5, r + h + 0.5, max(r / 2, 1) + h / 2 + 0.5)) & lung
     lesion = solid | halo
     ct = np.full(shape, -1000.0)
     ct[body] = 40.0
-    ct[lung] = float(np.clip(-850.0 - 100.0 * row["_z_img"], -990.0, -650.0))  # emphysema: the image-only part
+    # denser lung: the image-only part
+    ct[lung] = float(np.clip(-850.0 + 100.0 * row["_z_img"], -990.0, -650.0))
     ct[halo] = -550.0
     ct[solid] = 30.0 if row["_subtype"] == 1 else -300.0
     ct += rng.normal(0.0, spec.noise_hu, shape) + spec.hu_shift

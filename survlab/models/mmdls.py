@@ -4,6 +4,7 @@ hazards that `HorizonObjective` cumulates into P(event by 1 / 3 / 5 years), mono
 
     lesion stack [B, S, H, W] --SliceEncoder--> [B, S, d] --ResidualSelfAttention (slice mask)--> masked mean [B, d]
     space stack  [B, S, H, W] --SliceEncoder (own weights)--> ... ------------------------------> [B, d]
+    each stack embedding [B, d] --BatchNorm1d (running statistics of the training patients; `ct_norm`)--> [B, d]
     concat(lesion d, space d, radiomics -> d, PET [P], clinical [C]) -> Linear 256 -> ReLU -> Dropout -> Linear d -> ReLU = h
     stage 1: class_logits[label] = Linear(h) for every task label (subtype [2], tnm [3])
     soft task embeddings: softmax(logits) @ Embedding(K, e) per label
@@ -13,6 +14,14 @@ hazards that `HorizonObjective` cumulates into P(event by 1 / 3 / 5 years), mono
 The primary endpoint (the cohort's first) is also returned as `risk` and `horizon_logits["primary"]`. Padded slices
 (mask False) never reach the output: per-slice convolutions, key-masked attention and a masked mean.
 Option `cross_attention: true` adds the lesion <-> space cross-attention the authors describe (unused in their code).
+
+Deviation from specs/mmdls.md ("Concat lesion 128 + space 128 + radiomics-projection 128 + PET 5 + clinical 6"): the
+lesion and space embeddings are standardised (BatchNorm1d) before the concat, as the tables are z-scored with the
+training patients' statistics. Without it (`ct_norm: none`, the reference) the pooled CT embeddings differ between
+patients by ~1e-3 (median between-patient SD 0.0007 / 0.0015 at initialisation on the synthetic cohort, against 0.49
+for the z-scored clinical columns), although a linear probe on them recovers the image-only risk part (R^2 0.98): the
+fusion layer sees the CT as a constant and short training never learns the image-only signal (zeroing the CT at test
+left the OS C-index unchanged).
 
 Example:
     >>> net = MMDLS(ModalityDims(clinical_dim=9, n_classes={"subtype": 2, "tnm": 3}, endpoints=("os", "dfs"),
@@ -84,6 +93,8 @@ class MMDLS(SurvivalNet):
         endpoints: survival endpoints with a risk and a horizon head (None = every endpoint of the cohort).
         horizons: the horizons of the horizon heads (only their number matters here; the objective owns the times).
         cross_attention: lesion tokens attend to space tokens and vice versa before pooling.
+        ct_norm: ``batch`` standardises the lesion / space embeddings (BatchNorm1d) before fusion; ``none`` = the
+            reference (see the module docstring for why survlab does not default to it).
     """
 
     modalities = ("ct", "clinical")
@@ -101,8 +112,14 @@ class MMDLS(SurvivalNet):
         endpoints: Sequence[str] | None = None,
         horizons: Sequence[float] = (12, 36, 60),
         cross_attention: bool = False,
+        ct_norm: str = "batch",
     ) -> None:
         super().__init__(dims)
+        if ct_norm not in ("batch", "none"):
+            raise ValueError(f"MMDLS ct_norm={ct_norm!r}: use 'batch' (standardised CT embeddings) or 'none'")
+        self.ct_norm = nn.ModuleList(
+            [nn.BatchNorm1d(dim) if ct_norm == "batch" else nn.Identity() for _ in range(2)]
+        )
         img = dims.imaging or {}
         self.lesion_encoder, self.space_encoder = SliceEncoder(dim), SliceEncoder(dim)
         self.lesion_fusion = SliceFusion(dim, heads, attn_dropout)
@@ -142,7 +159,8 @@ class MMDLS(SurvivalNet):
         if self.cross is not None:
             lesion = lesion + self.cross[0](lesion, space, space_mask, need_weights=False)[0]
             space = space + self.cross[1](space, lesion, lesion_mask, need_weights=False)[0]
-        return self.lesion_fusion(lesion, lesion_mask), self.space_fusion(space, space_mask)
+        lesion, space = self.lesion_fusion(lesion, lesion_mask), self.space_fusion(space, space_mask)
+        return self.ct_norm[0](lesion), self.ct_norm[1](space)
 
     def forward(self, batch: Batch) -> Prediction:
         lesion, space = self.encode_stacks(batch)

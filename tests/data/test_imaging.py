@@ -183,9 +183,11 @@ def test_synthetic_petct_plants_an_image_only_and_a_clinical_only_risk_part(tiny
     density = []
     for case in truth.index[:12]:
         vol = tiny_petct_cohort / "volumes" / case
-        ct, lung, lesion = (read_volume(vol / f) for f in ("ct.nii.gz", "lung_mask.nii.gz", "lesion_mask.nii.gz"))
+        ct, lung, lesion = (
+            read_volume(vol / f) for f in ("ct.nii.gz", "lung_mask.nii.gz", "lesion_mask.nii.gz")
+        )
         density.append(ct[(lung > 0) & (lesion == 0)].mean())
-    assert np.corrcoef(density, truth["image_part"].iloc[:12])[0, 1] < -0.9  # emphysema: lower HU, higher risk
+    assert np.corrcoef(density, truth["image_part"].iloc[:12])[0, 1] > 0.9  # denser lung, higher risk
     oracle = json.loads((tiny_petct_cohort / "oracle.json").read_text())
     event, time = clinical["os_event"].astype(bool).to_numpy(), clinical["os_months"].to_numpy()
     for key, risk in (
