@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         (GOLDEN / "identities.json").write_text(json.dumps(ids, indent=1, sort_keys=True) + "\n")
     else:
         old = json.loads((GOLDEN / "identities.json").read_text())
-        problems += [f"identity of {k} moved" for k in sorted(old.keys() | ids.keys()) if old.get(k) != ids.get(k)]
+        problems += [
+            f"identity of {k} moved" for k in sorted(old.keys() | ids.keys()) if old.get(k) != ids.get(k)
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.runs:
             frame = run(name, Path(tmp))
@@ -148,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                 problems += [f"{name}: {d}" for d in compare_frames(pd.read_csv(path), frame)]
     for line in problems:
         print(line)
-    print("golden outputs " + ("recorded" if args.mode == "record" else "differ" if problems else "unchanged"))
+    print(
+        "golden outputs " + ("recorded" if args.mode == "record" else "differ" if problems else "unchanged")
+    )
     return 1 if problems else 0
 
 

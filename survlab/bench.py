@@ -16,7 +16,7 @@ What it does, all in one process on the same files:
 3. The floor: bytes of features an epoch must read / measured memory bandwidth (host copy; device copy on CUDA).
 4. Scaling: survlab's epoch time against cohort size (`--sizes`) and patches per patient (`--patch-caps`).
 Writes `<out>/bench.json`, `<out>/bench.md` (one table) and `<out>/scaling.png`.
-Timing lives here, never in tests; `tests/test_bench.py` only runs this end to end on a tiny cohort.
+Timing lives here, never in tests; `tests/e2e/test_bench.py` only runs this end to end on a tiny cohort.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if E2E in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.slow)
 
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 TINY_SPEC: dict[str, Any] = dict(

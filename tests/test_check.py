@@ -107,6 +107,7 @@ def _inject(root: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_check_reports_every_injected_problem_in_one_pass(user: Path, tmp_path: Path) -> None:
     expected = _inject(user)
     before = _snapshot(user)

@@ -155,6 +155,7 @@ def test_a_read_only_run_or_sweep_dir_is_one_line(
     assert not target.exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
     """Run dirs used to be named to the second: two runs started in the same second wrote into one dir."""
     env = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
@@ -187,6 +188,7 @@ def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
     assert seeds == [0, 1, 2], runs
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_resume_a_single_run_by_its_dir(tmp_path: Path) -> None:
     """`resume=<run dir>` reuses the killed run's recorded overrides and continues from its last.ckpt."""
     env = {"SURVLAB_TEST_KILL": "1"}

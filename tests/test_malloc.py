@@ -33,6 +33,7 @@ def _mmapped_bytes(reuse: bool) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt / mallinfo2")
 def test_batch_sized_blocks_come_from_the_heap() -> None:
     mb64 = 64 * 1024 * 1024

@@ -63,6 +63,7 @@ def test_a_limit_on_an_ancestor_cgroup_counts(tmp_path: Path) -> None:
     assert available_bytes(tmp_path / "missing_meminfo", dirs) == 1024**3
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_auto_cache_stays_off_when_the_cohort_does_not_fit_free_memory(
     make_datamodule, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

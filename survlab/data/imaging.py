@@ -195,12 +195,12 @@ def cut_stacks(
     return {"lesion": np.ascontiguousarray(lesion_stack), "space": np.ascontiguousarray(space_stack)}
 
 
-CUT_REPORT = "cut_report.json"  # written by survlab.imaging_cut into a cohort of stacks cut from predicted masks
+CUT_REPORT = (
+    "cut_report.json"  # written by survlab.imaging_cut into a cohort of stacks cut from predicted masks
+)
 
 
-def check_stack_provenance(
-    root: Path, name: str, fold: int, split_hash: str | None
-) -> dict[str, Any] | None:
+def check_stack_provenance(root: Path, name: str, fold: int, split_hash: str | None) -> dict[str, Any] | None:
     """For a cohort whose stacks survlab.imaging_cut cut from a segmentor's masks (``<root>/cut_report.json``): the
     segmentor run that produced them, after checking that it was trained on THIS run's fold (same split files, same
     fold), so the masks of this fold's test patients are out-of-sample. None for any other cohort. Raises a one-line

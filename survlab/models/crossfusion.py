@@ -239,7 +239,7 @@ class CrossFusion(SurvivalNet):
             through attention. With a fixed 0.02 this is ≈ 0.2 at d = 512 but ≈ 0.013 at d = 32 (two such paths
             in series from the 5x/20x input to the CLS: ~1e-4), so a small model starts with the coarse/fine
             branches practically disconnected. The rule keeps (init_std·√d)² ≈ 0.2 at every width.
-            NOTE (measured, see tests/test_learning_multiscale.py): the rule reconnects the branches but does
+            NOTE (measured, see tests/e2e/test_learning_multiscale.py): the rule reconnects the branches but does
             NOT by itself make the small model learn a 5x-only signal: the 10x/20x noise tokens (which carry a
             per-slide offset, i.e. a patient identity) are then memorised instead.
 

@@ -31,7 +31,13 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunDirCallback", "SweepKeysCallback", "SweepSummaryCallback", "log_summary_to_wandb", "sweep_problems"]
+__all__ = [
+    "RunDirCallback",
+    "SweepKeysCallback",
+    "SweepSummaryCallback",
+    "log_summary_to_wandb",
+    "sweep_problems",
+]
 
 _PROBLEMS: list[str] = []  # the line of the last multirun of this process that had failed / refused jobs
 

@@ -141,11 +141,13 @@ def segmentation_metrics(rows: dict[str, list[float]]) -> tuple[dict[str, float]
     `rows`: equal-length lists `case`, `slice`, and per structure s in (lung, lesion) `inter_<s>` = |P & G|,
     `pred_<s>` = |P|, `true_<s>` = |G| (voxels of one slice). A patient's volume Dice sums the counts over all of
     its slices. See the module docstring for the metric names."""
-    nan = {
-        k: math.nan for k in ("dice", *(f"dice_{s}" for s in STRUCTURES), "dice_lesion_on_lesion_slices")
-    }
+    nan = {k: math.nan for k in ("dice", *(f"dice_{s}" for s in STRUCTURES), "dice_lesion_on_lesion_slices")}
     if not rows.get("case"):
-        return {**nan, "lesion_fp_voxels": math.nan, "lesion_fp_slices": math.nan}, pd.DataFrame(), pd.DataFrame()
+        return (
+            {**nan, "lesion_fp_voxels": math.nan, "lesion_fp_slices": math.nan},
+            pd.DataFrame(),
+            pd.DataFrame(),
+        )
     sl = pd.DataFrame(rows)
     for s in STRUCTURES:
         sl[f"dice_{s}"] = _dice(*(sl[f"{k}_{s}"].to_numpy(np.float64) for k in ("inter", "pred", "true")))
@@ -161,8 +163,10 @@ def segmentation_metrics(rows: dict[str, list[float]]) -> tuple[dict[str, float]
     )
     for s in STRUCTURES:
         pt[f"dice_{s}"] = _dice(*(pt[f"{k}_{s}"].to_numpy(np.float64) for k in ("inter", "pred", "true")))
-    out = {f"dice_{s}": float(np.nanmean(pt[f"dice_{s}"])) if pt[f"dice_{s}"].notna().any() else math.nan
-           for s in STRUCTURES}
+    out = {
+        f"dice_{s}": float(np.nanmean(pt[f"dice_{s}"])) if pt[f"dice_{s}"].notna().any() else math.nan
+        for s in STRUCTURES
+    }
     out["dice"] = float(np.nanmean([out["dice_lung"], out["dice_lesion"]]))
     on_lesion = sl.loc[~sl["lesion_free"], "dice_lesion"]
     out["dice_lesion_on_lesion_slices"] = float(on_lesion.mean()) if len(on_lesion) else math.nan

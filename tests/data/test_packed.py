@@ -244,7 +244,9 @@ def test_epoch_loader_skips_the_batches_already_trained_on() -> None:
     """Resumed inside an epoch (k batches done): the rest of the same epoch's batches, unchanged."""
     full = [
         b
-        for b in EpochLoader(_Keys(), sampler=EpochSampler(29, seed=1, epoch_fn=lambda: 2), batch_size=4, collate_fn=list)
+        for b in EpochLoader(
+            _Keys(), sampler=EpochSampler(29, seed=1, epoch_fn=lambda: 2), batch_size=4, collate_fn=list
+        )
     ]
     rest = EpochLoader(
         _Keys(),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from survlab.data.batch import Batch
@@ -93,6 +94,7 @@ def test_shuffled_rows_give_identical_splits_and_batches(
     assert assert_batches_equal(a.test_dataloader(), b.test_dataloader()) >= 1
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_shuffled_rows_give_identical_abmil_predictions(tiny_cohort: Path, tmp_path: Path) -> None:
     """A short ABMIL run (dropout + patch sampling) on the cohort and on its shuffled copy predicts the same."""
     preds = []

@@ -67,6 +67,7 @@ def test_mcat_val_becomes_test_and_inner_val_is_carved_from_train(
     assert dm.split_meta["folds"] == FOLDS and "val -> test" in card["mapping"]
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_imported_hash_follows_the_source_files(make_datamodule, tiny_cohort: Path, tmp_path: Path) -> None:
     truth = _mcat_folder(tiny_cohort, tmp_path / "mcat")
     imp = {"format": "mcat", "dir": str(tmp_path / "mcat")}

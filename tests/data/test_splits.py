@@ -212,7 +212,9 @@ def test_a_full_disk_while_writing_splits_leaves_nothing_and_the_retry_writes_th
         f"[Errno 28] cannot write the split files to {split_dir} (No space left on device); nothing was left"
     )
     monkeypatch.undo()
-    split_set = ensure_splits(table, split_dir, folds=4)  # used to be refused: "split files survlab did not write"
+    split_set = ensure_splits(
+        table, split_dir, folds=4
+    )  # used to be refused: "split files survlab did not write"
     ensure_splits(table, tmp_path / "clean", folds=4)
     for name in ("meta.json", *(f"splits_{k}.csv" for k in range(4))):
         assert (split_dir / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
@@ -240,7 +242,9 @@ def test_a_partial_split_set_left_by_survlab_is_completed_and_foreign_files_are_
     df.loc[df.index[0], "split"] = "test" if df.loc[df.index[0], "split"] != "test" else "train"
     df.to_csv(foreign / "splits_0.csv", index=False)
     before = (foreign / "splits_0.csv").read_bytes()
-    with pytest.raises(ValueError, match=r"holds split files survlab did not write \(splits_0.csv, no meta.json\)"):
+    with pytest.raises(
+        ValueError, match=r"holds split files survlab did not write \(splits_0.csv, no meta.json\)"
+    ):
         ensure_splits(table, foreign, folds=4)
     assert (foreign / "splits_0.csv").read_bytes() == before and not (foreign / "meta.json").exists()
 

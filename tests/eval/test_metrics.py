@@ -494,7 +494,9 @@ def test_uno_past_the_training_follow_up_is_truncated_there_and_recorded() -> No
     d = _late_event_cohort()
     assert np.isnan(uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"]))  # undefined without a tau
     expected = concordance_index_ipcw(_surv(d, False), _surv(_censored_at_followup(d)), d["risk"], tau=9.0)[0]
-    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=9.0) == pytest.approx(expected, abs=1e-12)
+    assert uno_cindex(d["risk"], d["t"], d["e"], d["tt"], d["te"], tau=9.0) == pytest.approx(
+        expected, abs=1e-12
+    )
     out = survival_metrics(d["risk"], d["t"], d["e"], d["tt"], d["te"])
     assert out["cindex_uno"] == pytest.approx(expected, abs=1e-12)
     assert (out["cindex_uno_tau"], out["n_events_past_followup"]) == (9.0, 2.0)

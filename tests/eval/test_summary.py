@@ -193,6 +193,7 @@ def test_collect_identity_from_hydra_config(tmp_path: Path) -> None:
     assert jobs.error[0].startswith("RuntimeError") and Path(jobs.dir[0]) == d
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_cli(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = subprocess.run(
@@ -227,6 +228,7 @@ def test_callback_writes_summary_and_never_raises(sweep: Path, monkeypatch: pyte
     SweepSummaryCallback().on_multirun_end(OmegaConf.create({}))
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("wandb")
     from omegaconf import OmegaConf

@@ -26,7 +26,9 @@ class KillAtEpoch(L.Callback):
     `hard=true` ends the process at once with exit status 137 instead (`os._exit`, as kill -9: no Python cleanup,
     no exception handlers, no markers)."""
 
-    def __init__(self, epoch: int, batch: int | None = None, env: str | None = None, hard: bool = False) -> None:
+    def __init__(
+        self, epoch: int, batch: int | None = None, env: str | None = None, hard: bool = False
+    ) -> None:
         self.epoch, self.batch, self.hard = epoch, batch, hard
         self.armed = env is None or os.environ.get(env) == "1"
 

@@ -468,6 +468,7 @@ def _balanced_accuracy(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean([(pred[true == c] == c).mean() for c in np.unique(true)]))
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_hmf_learns_a_planted_slide_signal_at_slide_and_patient_level() -> None:
     torch.manual_seed(0)
     items = planted_patients(120, seed=0)

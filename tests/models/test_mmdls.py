@@ -277,6 +277,7 @@ def test_cutting_the_ct_path_loses_the_signal_only_it_carries(tmp_path: Path) ->
     assert full > 0.65 and full - no_ct > 0.02, (full, no_ct, msg)
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_learns_the_planted_signal_small(tmp_path: Path) -> None:
     """The fast variant: fewer patients and epochs, looser (still clearly above chance) bounds."""
     m = _train_and_score(tmp_path, n_patients=96, epochs=12)

@@ -102,6 +102,7 @@ def _seg_run(tmp_path: Path, epochs: int, n_patients: int) -> tuple[dict, Path]:
     return run_job(tmp_path / "seg", overrides), tmp_path / "seg"
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Path) -> None:
     from monai.metrics import DiceMetric
 
@@ -114,13 +115,20 @@ def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Pat
     cohort, out = tmp_path / "data" / "synthetic" / "petct", tmp_path / "cut"
     report = cut_cohort(run, out, lesion_window=24)
     assert set(report["cases"]) == {f"PCT{i:04d}" for i in range(12)}
-    for case in ("PCT0000", "PCT0005"):  # the reported Dice vs the cohort's masks == MONAI's on the written masks
+    for case in (
+        "PCT0000",
+        "PCT0005",
+    ):  # the reported Dice vs the cohort's masks == MONAI's on the written masks
         for name in ("lung", "lesion"):
-            pred, ref = (read_volume(d / case / f"{name}_mask.nii.gz") > 0 for d in (out / "masks", cohort / "volumes"))
+            pred, ref = (
+                read_volume(d / case / f"{name}_mask.nii.gz") > 0 for d in (out / "masks", cohort / "volumes")
+            )
             monai = DiceMetric(include_background=True, ignore_empty=False)(
                 torch.from_numpy(pred)[None, None].float(), torch.from_numpy(ref)[None, None].float()
             )
-            assert report["cases"][case][f"dice_{name}_vs_cohort_mask"] == pytest.approx(float(monai), abs=1e-6)
+            assert report["cases"][case][f"dice_{name}_vs_cohort_mask"] == pytest.approx(
+                float(monai), abs=1e-6
+            )
     assert (out / "clinical.csv").read_bytes() == (cohort / "clinical.csv").read_bytes()
     written = sorted(p.name for p in (out / "images").iterdir()) if (out / "images").is_dir() else []
     assert len(written) + len(report["empty_lesion"]) == 12
@@ -148,7 +156,9 @@ def test_stacks_from_a_segmentor_with_its_own_split_are_refused(tmp_path: Path) 
     (tmp_path / "cut_report.json").write_text(
         json.dumps({"segmentor": {"fold": 0, "split_source": {"kind": "segmentation", "folds": 5}}})
     )
-    with pytest.raises(ValueError, match=r"data=x: the stacks in .* were cut by a segmentor trained on its own"):
+    with pytest.raises(
+        ValueError, match=r"data=x: the stacks in .* were cut by a segmentor trained on its own"
+    ):
         check_stack_provenance(tmp_path, "x", 0, "h")
 
 
@@ -223,7 +233,9 @@ def test_the_segmentor_of_fold_k_never_trains_on_mmdls_fold_k_test_patients(tmp_
         parts, source = seg.split_patients()
         assert not mm_parts["test"] & (set(parts["train"]) | set(parts["val"])), k
         assert set(parts["test"]) == mm_parts["test"] and set(parts["train"]) == mm_parts["train"], k
-        assert source["kind"] == "outcome_cohort" and source["split_file"] == str(split_dir / f"splits_{k}.csv")
+        assert source["kind"] == "outcome_cohort" and source["split_file"] == str(
+            split_dir / f"splits_{k}.csv"
+        )
     seg.setup()  # fold 4: the slices the segmentor trains / is tested on belong to those patients
     held = {p: {seg.all_case_ids[it[0]] for it in seg.datasets[p].slices} for p in ("train", "test")}
     assert held["test"] == mm_parts["test"] and held["train"] == mm_parts["train"]

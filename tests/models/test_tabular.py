@@ -50,6 +50,7 @@ def _oracle(root: Path, case_ids: list[str], time: np.ndarray, event: np.ndarray
     return harrell_cindex(truth.loc[case_ids].to_numpy(), time, event)
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_coxmlp_learns_the_planted_signal_from_genes_and_clinical(tmp_path: Path, table_cohort: Path) -> None:
     metrics, out = _job(tmp_path, "coxmlp", ["model=coxmlp", "trainer.max_epochs=40"])
     preds = pd.read_csv(out / "predictions.csv", dtype={"case_id": str})
@@ -106,7 +107,9 @@ def test_coxnet_matches_scikit_survival_and_lifelines_on_the_same_matrices(
     )  # it found the planted genes
     assert metrics["test/cindex"] > 0.65 and est["n_fit"] == len(train) == est["n_train"] + est["n_val"]
     card = json.loads((out / "protocol.json").read_text())["estimator"]
-    assert card["n_fit"] == len(train) and card["fitted_on"].startswith("training part: inner train + inner val")
+    assert card["n_fit"] == len(train) and card["fitted_on"].startswith(
+        "training part: inner train + inner val"
+    )
     assert metrics["val/best"] == pytest.approx(max(c for c in est["path"]["cindex"] if c is not None))
 
     # lifelines solves the same penalised partial likelihood (its L1 term is a smooth approximation: loose tolerance)
@@ -134,7 +137,9 @@ def test_coxnet_cv_fits_on_training_and_validation_rows_and_val_on_training_rows
     tr, va = slice(0, 70), slice(70, 90)
     cv = PenalisedCox(l1_ratio=0.5, n_alphas=20, select="cv", cv_folds=3)
     fit = cv.fit(x[tr], time[tr], event[tr], x[va], time[va], event[va])
-    every = CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=20, alpha_min_ratio=0.01, max_iter=100000).fit(x, Surv.from_arrays(event, time))
+    every = CoxnetSurvivalAnalysis(l1_ratio=0.5, n_alphas=20, alpha_min_ratio=0.01, max_iter=100000).fit(
+        x, Surv.from_arrays(event, time)
+    )
     np.testing.assert_allclose(fit.alphas, every.alphas_, rtol=1e-12)
     k = fit.alphas.index(fit.alpha)
     np.testing.assert_allclose(fit.coef, every.coef_[:, k], atol=1e-8)
@@ -143,12 +148,15 @@ def test_coxnet_cv_fits_on_training_and_validation_rows_and_val_on_training_rows
         x[tr], Surv.from_arrays(event[tr], time[tr])
     )
     assert not np.allclose(fit.coef, inner.coef_[:, np.argmin(np.abs(inner.alphas_ - fit.alpha))], atol=1e-3)
-    val = PenalisedCox(l1_ratio=0.5, n_alphas=20, select="val").fit(x[tr], time[tr], event[tr], x[va], time[va], event[va])
+    val = PenalisedCox(l1_ratio=0.5, n_alphas=20, select="val").fit(
+        x[tr], time[tr], event[tr], x[va], time[va], event[va]
+    )
     k = val.alphas.index(val.alpha)
     np.testing.assert_allclose(val.coef, inner.coef_[:, k], atol=1e-8)
     assert val.n_fit == 70
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_coxnet_penalty_ignores_the_test_patients(tmp_path: Path, table_cohort: Path) -> None:
     """Scrambling the test patients' outcomes and expression leaves the chosen penalty and coefficients unchanged;
     changing the TRAINING patients' outcomes changes them (so the check can fail)."""
@@ -347,6 +355,7 @@ def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) 
         GeneFilter.from_config({"k": 5})
 
 
+@pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_below_chance_validation_warns_in_log_and_metrics(
     tmp_path: Path, table_cohort: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -170,7 +170,9 @@ def test_a_horizon_past_the_training_follow_up_is_nan_and_recorded() -> None:
     assert (got["ipcw_followup"], got["n_horizons_past_followup"]) == (7.0, 1.0)
     with pytest.raises(ValueError):
         train = Surv.from_arrays(np.array([True, False, True, True]), np.array([1.0, 2.0, 4.0, 7.0]))
-        cumulative_dynamic_auc(train, Surv.from_arrays(rows["event"], rows["time"]), rows["probs"][:, 1], [8.0])
+        cumulative_dynamic_auc(
+            train, Surv.from_arrays(rows["event"], rows["time"]), rows["probs"][:, 1], [8.0]
+        )
 
 
 def test_horizon_probabilities_are_monotone_cumulated_interval_hazards() -> None:

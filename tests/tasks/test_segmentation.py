@@ -51,7 +51,9 @@ def test_lesion_dice_is_per_patient_volume_and_counts_false_lesions_on_empty_sli
     items, pred, truth = _issue_example()
     task = SegmentationTask(_Echo())
     task.on_test_epoch_start()  # the test loop's hooks, without a Trainer (self.log is then a no-op)
-    for i, batch in enumerate(torch.utils.data.DataLoader(items, batch_size=3)):  # the patient over two batches
+    for i, batch in enumerate(
+        torch.utils.data.DataLoader(items, batch_size=3)
+    ):  # the patient over two batches
         task.test_step(batch, i)
     task.on_test_epoch_end()
     m = task.test_metrics

@@ -17,7 +17,7 @@ from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.eval.metrics import harrell_cindex
 from tests.helpers.runs import run_job
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "debug=tiny",
     "data.synthetic.n_patients=40",
@@ -214,7 +214,9 @@ def _assert_same_run(full_out: Path, resumed_out: Path) -> None:
     ra = pd.read_csv(full_out / "predictions.csv").set_index("case_id")["risk"]
     rb = pd.read_csv(resumed_out / "predictions.csv").set_index("case_id")["risk"].loc[ra.index]
     delta = float(np.abs(ra.to_numpy() - rb.to_numpy()).max())
-    assert not differ and delta == 0.0, f"resumed run differs: max |delta risk| {delta:.3g}, weights {differ[:3]}"
+    assert not differ and delta == 0.0, (
+        f"resumed run differs: max |delta risk| {delta:.3g}, weights {differ[:3]}"
+    )
 
 
 WORKERS = ["data.num_workers=2", "data.bucketing=true", "data.max_patches=8", "data.weighted_sampling=true"]
@@ -237,7 +239,14 @@ def test_resume_with_workers_is_bit_identical(
     """With DataLoader workers and length bucketing, a run killed before batch `batch` of epoch `epoch` and resumed
     ends with the same weights and predictions, bit for bit, as a run never killed (the workers' first draws used
     to happen before Lightning restored the epoch, so the resumed epoch replayed epoch 0's batches)."""
-    common = ["model=abmil", *TINY, *WORKERS, "trainer.max_epochs=4", f"selection={selection}", "model.task.lr=3e-3"]
+    common = [
+        "model=abmil",
+        *TINY,
+        *WORKERS,
+        "trainer.max_epochs=4",
+        f"selection={selection}",
+        "model.task.lr=3e-3",
+    ]
     common += extra
     _, full_out = run_in_process(tmp_path / "a", common)
     kill = [
@@ -273,7 +282,11 @@ def test_hard_kill_with_workers_then_cli_resume_is_bit_identical(
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
     resumed = subprocess.run(
         [sys.executable, "-m", "survlab.run", f"resume={tmp_path / 'b' / 'run'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_run(tmp_path / "a" / "run", tmp_path / "b" / "run")

@@ -49,10 +49,13 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
     assert internal["case_id"].str.startswith("PCT").all() and len(internal) == metrics["n_test"]
     for group in ("all", "treatment=immunotherapy", "treatment=chemotherapy"):
         assert f"test/{group}/os/hr_high_vs_low" in metrics and f"test/{group}/dfs/auc_24" in metrics
+
     # the numbers are those of the predictions: Harrell's C (scikit-survival) and the subtype AUROC (scikit-learn),
     # overall, per treatment group (joined by case_id from the cohort's clinical.csv) and on the external centre
     def harrell(p: pd.DataFrame) -> float:
-        return concordance_index_censored(p["event"].astype(bool).to_numpy(), p["time"].to_numpy(), p["risk"].to_numpy())[0]
+        return concordance_index_censored(
+            p["event"].astype(bool).to_numpy(), p["time"].to_numpy(), p["risk"].to_numpy()
+        )[0]
 
     def auroc(p: pd.DataFrame) -> float:
         return roc_auc_score(p["subtype"] == "LUSC", p["subtype_prob_LUSC"])
@@ -64,7 +67,9 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
     internal["treatment"] = treatment.loc[internal["case_id"], "treatment"].to_numpy()
     for group, rows in internal.groupby("treatment"):
         if rows["event"].sum() and np.unique(rows["risk"]).size > 1:
-            assert metrics[f"test/treatment={group}/os/cindex"] == pytest.approx(harrell(rows), abs=1e-9), group
+            assert metrics[f"test/treatment={group}/os/cindex"] == pytest.approx(harrell(rows), abs=1e-9), (
+                group
+            )
     assert (run / "km_os_treatment_immunotherapy.png").is_file() and (
         run / "external" / "subgroups.csv"
     ).is_file()

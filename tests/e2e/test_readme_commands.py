@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from survlab.runner.hydra_callbacks import SweepKeysCallback
 from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_multirun_sweep_dir_resolves_before_any_job_with_the_default_paths(
@@ -98,12 +98,12 @@ COMPOSE_ONLY = (
 #: README commands that need the user's own cohort / config folder or another tool's files: neither run nor composed
 SKIP = {
     "survlab check data=my_cohort": "the user's cohort (survlab check is run by tests/test_check.py)",
-    "survlab eval run=<run dir> data=<other cohort>": "a second cohort (tests/test_evaluate.py)",
+    "survlab eval run=<run dir> data=<other cohort>": "a second cohort (tests/e2e/test_evaluate.py)",
     "python -m survlab.data.splits_import --format clam --dir splits/task_1 --clinical clinical.csv --out "
     "logs/splits/x": "a peer's split files (tests/data/test_split_import.py)",
     "python -m survlab.run data=my_cohort model=coxnet": "the user's cohort config",
     "python -m survlab.run -m data=my_cohort model=coxnet,coxmlp,snn,clinical_mlp fold=0,1,2,3,4": "the user's cohort",
-    "python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder>": "a segmentation run (tests/test_mmdls_run.py)",
+    "python -m survlab.imaging_cut run=<mmdls_seg run dir> out=<new folder>": "a segmentation run (tests/e2e/test_mmdls_run.py)",
     "python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<new folder>": "imaging_cut's output",
     "python -m survlab.evaluate run=<run dir> data=my_cohort": "the user's cohort",
     "python -m survlab.evaluate run=<run dir> data=my_cohort data.root=/data/other out=/results/ext": "the user's cohort",
@@ -184,7 +184,7 @@ def test_readme_commands_run_as_written_from_a_fresh_folder(tmp_path: Path) -> N
                 filled[Path(line.split(" ", 1)[1]).parts[-4]] = line.split(" ", 1)[1]
         if "-m" in argv[3:]:
             (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
-            assert "4 jobs, 0 failed or incomplete" in out
+            assert "4 jobs, 0 failed, refused or incomplete" in out
             assert (sweep / "summary.md").is_file() and sorted(
                 p.parent.name for p in sweep.glob("*/synthetic/fold*/DONE")
             ) == ["fold0", "fold0", "fold1", "fold1"]

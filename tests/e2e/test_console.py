@@ -14,7 +14,7 @@ import pytest
 
 from survlab.utils.quiet import offline_run_line, quiet_console
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: library lines a default run printed before (W&B's ~35 lines, Lightning's banners and tips, the test-metric box)
 NOISE = (
     "wandb:",

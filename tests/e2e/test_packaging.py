@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 
 import survlab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 
 

@@ -13,7 +13,7 @@ from sksurv.metrics import concordance_index_censored
 from survlab.eval.km import logrank_test
 from survlab.eval.summary import summarize_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "sweep_outputs.ipynb"
 
 

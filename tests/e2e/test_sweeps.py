@@ -107,8 +107,12 @@ def test_failing_job_is_listed_and_sweep_continues(tmp_path: Path, data_dir: Pat
     proc = run_survlab(args)
     out = proc.stdout + proc.stderr  # the sweep goes on, then exits non-zero naming the failed job
     assert proc.returncode == 1, out[-3000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f"survlab: error: sweep {tmp_path / 'sweep'}: 1 job(s) not completed (0 refused, 1 failed; first: "
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"survlab: error: sweep {tmp_path / 'sweep'}: 1 job(s) not completed (0 refused, 1 failed; first: "
+        )
     ), proc.stderr[-2000:]
     sweep_dir = tmp_path / "sweep"
     assert (sweep_dir / "abmil/synthetic/fold0/DONE").is_file()
@@ -237,7 +241,9 @@ def test_lr_sweep_and_a_changed_config_never_reuse_a_job_dir(tmp_path: Path, dat
     table = pd.read_csv(sweep_dir / "summary.csv")
     assert table.n_refused.tolist() == [1, 1] and table.n_folds.tolist() == [0, 0]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"survlab: error: sweep {sweep_dir}: 2 job(s) not completed (2 refused, 0 failed; "), last
+    assert last.startswith(
+        f"survlab: error: sweep {sweep_dir}: 2 job(s) not completed (2 refused, 0 failed; "
+    ), last
     errors = [ln for ln in out.splitlines() if "[ERROR]" in ln]
     assert len(errors) == 2 and all(
         "refused: " in ln and "holds a job with another configuration (data.batch_size: 8 -> 4)" in ln

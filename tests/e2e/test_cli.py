@@ -17,7 +17,7 @@ from lifelines.utils import concordance_index
 from survlab import cli
 from survlab.synth import describe_layout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(**extra: str) -> dict[str, str]:
