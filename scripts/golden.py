@@ -25,17 +25,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"
 sys.path.insert(0, str(REPO))  # tests.helpers (in-process jobs) when run as `python scripts/golden.py`
-TINY = [
-    "debug=tiny",
-    "data.synthetic.n_patients=40",
-    "data.synthetic.feature_dim=8",
-    "data.synthetic.n_genes=60",
-    "data.synthetic.n_pathways=8",
-    "data.wsi.feature_dim=8",
-    "data.synthetic.patches_per_slide=[6,20]",
-    "data.max_patches=64",
-    "export_attention=false",
-]
+from tests.helpers.cli import TINY as TINY_COHORT  # noqa: E402
+
+TINY = [*TINY_COHORT, "export_attention=false"]
 # name -> overrides of one short job (paths are added per run)
 RUNS: dict[str, list[str]] = {
     "abmil_nll": ["model=abmil", *TINY, "fold=1"],

@@ -18,22 +18,13 @@ from sksurv.metrics import concordance_index_censored
 
 from survlab.evaluate import main
 from survlab.utils.outputs import write_json
+from tests.helpers.cli import TINY as TINY_COHORT
 from tests.helpers.runs import run_job
 
 TINY_SPEC = (
     "{n_patients: %d, feature_dim: 8, n_genes: 60, n_pathways: 8, patches_per_slide: [6, 20], seed: %d}"
 )
-TINY = [
-    "debug=tiny",
-    "data.synthetic.n_patients=40",
-    "data.synthetic.feature_dim=8",
-    "data.synthetic.n_genes=60",
-    "data.synthetic.n_pathways=8",
-    "data.wsi.feature_dim=8",
-    "data.synthetic.patches_per_slide=[6,20]",
-    "data.max_patches=64",
-    "export_attention=false",
-]
+TINY = [*TINY_COHORT, "export_attention=false"]
 
 
 @pytest.fixture(scope="module")

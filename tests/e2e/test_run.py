@@ -15,19 +15,11 @@ import pytest
 
 from survlab.data.synthetic import SyntheticSpec, generate_cohort
 from survlab.eval.metrics import harrell_cindex
+from tests.helpers.cli import TINY as TINY_COHORT
 from tests.helpers.runs import run_job
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "debug=tiny",
-    "data.synthetic.n_patients=40",
-    "data.synthetic.feature_dim=8",
-    "data.synthetic.n_genes=60",
-    "data.synthetic.n_pathways=8",
-    "data.wsi.feature_dim=8",
-    "data.synthetic.patches_per_slide=[6,20]",
-    "data.max_patches=64",
-]
+TINY = [*TINY_COHORT]
 
 
 def run_in_process(tmp: Path, overrides: list[str]) -> tuple[dict, Path]:

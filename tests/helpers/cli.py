@@ -8,6 +8,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: a 40-patient synthetic cohort at tiny widths (feature dim 8, 60 genes, 8 pathways, 6..20 patches), debug=tiny
+TINY = [
+    "debug=tiny",
+    "data.synthetic.n_patients=40",
+    "data.synthetic.feature_dim=8",
+    "data.synthetic.n_genes=60",
+    "data.synthetic.n_pathways=8",
+    "data.wsi.feature_dim=8",
+    "data.synthetic.patches_per_slide=[6,20]",
+    "data.max_patches=64",
+]
 
 
 def tiny_overrides(tmp: Path, data_dir: Path) -> list[str]:

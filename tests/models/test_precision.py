@@ -219,6 +219,7 @@ def test_losses_and_risk_are_fp32_under_autocast(amp: str) -> None:
 
 def test_bf16_mixed_ggmf_run_finishes_with_finite_metrics(tmp_path: Path) -> None:
     """`python -m survlab.run model=ggmf trainer=bf16` (tiny cohort, 1 epoch): it crashed in nn.Bilinear before."""
+    from tests.helpers.cli import TINY
     from tests.helpers.runs import run_job
 
     metrics = run_job(
@@ -226,14 +227,7 @@ def test_bf16_mixed_ggmf_run_finishes_with_finite_metrics(tmp_path: Path) -> Non
         [
             "trainer=bf16",
             "model=ggmf",
-            "debug=tiny",
-            "data.synthetic.n_patients=40",
-            "data.synthetic.feature_dim=8",
-            "data.synthetic.n_genes=60",
-            "data.synthetic.n_pathways=8",
-            "data.wsi.feature_dim=8",
-            "data.synthetic.patches_per_slide=[6,20]",
-            "data.max_patches=64",
+            *TINY,
             "model.net.dim=16",
             "model.net.heads=2",
             "trainer.max_epochs=1",
