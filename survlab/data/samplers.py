@@ -137,7 +137,7 @@ class EpochLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self.batches_done = batches_done
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # deferred start: a plain iterator on purpose
         return _DeferredIterator(self._start)
 
     def _start(self) -> Iterator[Any]:
@@ -151,7 +151,8 @@ class _DeferredIterator(Iterator[Any]):
     """An iterator that calls `start()` for the real one at its first `next()`."""
 
     def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
-        self._start, self._it = start, None
+        self._start = start
+        self._it: Iterator[Any] | None = None
 
     def __iter__(self) -> _DeferredIterator:
         return self

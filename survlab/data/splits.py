@@ -34,7 +34,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -139,7 +139,7 @@ def make_splits(
         # whole groups leave few ways to balance: the outer folds balance the inner strata (event, or label [x event])
         groups_sorted = np.asarray(group, dtype=object)[order]
         return _group_splits(
-            case_ids,
+            cast(np.ndarray, case_ids),  # converted to an object array above
             inner,
             inner,
             groups_sorted,

@@ -141,7 +141,11 @@ class SyntheticSpec:
         """JSON-normalised dict (tuples become lists) — what oracle.json stores and the cache compares. Storage
         options at their defaults are left out, so cohorts written before they existed keep their hash."""
         d = json.loads(json.dumps(asdict(self)))
-        defaults = (("storage_dtype", "float32"), ("formats", ["pt", "h5"]), ("n_sites", 0))
+        defaults: tuple[tuple[str, Any], ...] = (
+            ("storage_dtype", "float32"),
+            ("formats", ["pt", "h5"]),
+            ("n_sites", 0),
+        )
         defaults += (("site_stain_shift", 0.5), ("site_hazard_sd", 0.0))
         for k, default in defaults:
             if d[k] == default:

@@ -481,7 +481,8 @@ def _group_table(
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) >= 2 else math.nan
             row[f"{m}_n"] = int(len(vals))
         # pooled out-of-fold C-index: one pool per seed × repeat (a patient appears once per pool), averaged
-        pooled, n_pooled, by_repeat = [], 0, {}
+        pooled, n_pooled = [], 0
+        by_repeat: dict[int, list[float]] = {}
         for (_seed, repeat), gs in done.groupby(["seed", "repeat"]):
             c, n = pooled_cindex(list(gs["dir"]))
             if np.isfinite(c):

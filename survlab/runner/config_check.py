@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig
 
@@ -437,12 +437,12 @@ def check_command_line(argv: Any) -> None:
             overrides.append(a)
     parser = OverridesParser.create()
     parsed = []
-    for o in overrides:
+    for arg in overrides:
         try:
-            parsed.append(parser.parse_overrides([o])[0])
+            parsed.append(parser.parse_overrides([arg])[0])
         except OverrideParseException as exc:
             raise ConfigError(
-                f"cannot read the override {o!r}: {str(exc).splitlines()[0]} (Hydra's grammar: quote a value with "
+                f"cannot read the override {arg!r}: {str(exc).splitlines()[0]} (Hydra's grammar: quote a value with "
                 "spaces, brackets or a leading ~ as key='\"value\"')"
             ) from None
 
@@ -514,11 +514,11 @@ def check_command_line(argv: Any) -> None:
         defaults = OmegaConf.to_container(_compose(group_only), resolve=False)
         for o, vals in values_given:
             found, default = _raw(defaults, o.key_or_group)
-            for v in vals if found else []:
-                why = _type_error(o.key_or_group, v, default)
+            for given in vals if found else []:
+                why = _type_error(o.key_or_group, given, default)
                 if why:
                     raise ConfigError(why)
-    top = OmegaConf.to_container(cfg, resolve=False)
+    top = cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=False))  # cfg is a DictConfig
     top.pop("hydra", None)
     for key in top:
         if key not in TOP_LEVEL and key not in GROUPS:

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -70,7 +70,7 @@ def _wandb_enabled(config: DictConfig) -> bool:
     return bool(logger_cfg) and "wandb" in logger_cfg and logger_cfg.get("wandb") is not None
 
 
-def _reinit() -> bool | str:
+def _reinit() -> bool | Literal["finish_previous"]:
     """wandb.init's `reinit` for a second run in this process: "finish_previous" (wandb >= 0.19.10; `True` is
     deprecated there and warns on every sweep), `True` before."""
     import wandb

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -28,8 +28,8 @@ def chance_dice(slices: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
     out: dict[str, float] = {}
     cases = np.array([it[0] for it in slices])
     for s, j in (("lung", 3), ("lesion", 4)):
-        true = np.array([float(it[j].sum()) for it in slices])
-        size = np.array([float(it[j].size) for it in slices])
+        true = np.array([float(cast(np.ndarray, it[j]).sum()) for it in slices])
+        size = np.array([float(cast(np.ndarray, it[j]).size) for it in slices])
         p = float(true.sum() / size.sum()) if size.sum() else float("nan")
         per_case = [(true[cases == c].sum(), size[cases == c].sum()) for c in np.unique(cases)]
         out[f"chance_dice_{s}"] = float(np.mean([2 * p * g / (g + p * n) if g else 0.0 for g, n in per_case]))

@@ -40,7 +40,7 @@ import re
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from survlab.utils.files import atomic_write
 
@@ -461,7 +461,7 @@ def may_write_hydra_record(root: Any) -> bool:
         return True  # a new dir (or one holding only Hydra's record): nothing to protect
     if _live_lock(out):
         return False
-    task = OmegaConf.to_container(root, resolve=False)
+    task = cast("dict[str, Any]", OmegaConf.to_container(root, resolve=False))  # root is a DictConfig
     task.pop("hydra", None)
     task_cfg = OmegaConf.create(task)
     try:
@@ -516,10 +516,11 @@ def launch_cwd() -> str:
     before one (a multirun resolves `hydra.sweep.dir` before any job, when `${hydra:runtime.cwd}` cannot resolve yet;
     `hydra.job.chdir` is false, so both are the same folder)."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     if HydraConfig.initialized():
-        cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None)
+        # HydraConfig.get() is typed as the HydraConf dataclass but returns its DictConfig
+        cwd = OmegaConf.select(cast("DictConfig", HydraConfig.get()), "runtime.cwd", default=None)
         if cwd:
             return str(cwd)
     return os.getcwd()
