@@ -1,5 +1,5 @@
 """CrossFusion: multi-scale cross-attention + convolutional fusion of 5x/10x/20x WSI feature bags
-(arXiv 2503.02064; spec: specs/crossfusion.md).
+(arXiv 2503.02064; spec: docs/specs/crossfusion.md).
 
 Pipeline for one patient (d = `dim`):
 

@@ -1,4 +1,4 @@
-"""GGMF — genome-guided multimodal fusion of WSI patch features and pathway expression (spec: specs/ggmf.md).
+"""GGMF — genome-guided multimodal fusion of WSI patch features and pathway expression (spec: docs/specs/ggmf.md).
 
 Pipeline (d = `dim`, H = `heads`, P pathways, k = max(1, ⌊topk_ratio·P⌋)):
 

@@ -6,7 +6,7 @@ path tokens [B, G, d] → Linear+ReLU+Dropout → Linear → `class_logits["grad
 0.7 · CE, standard NLL indexing) is the task's: `conf/model/mcat_gr.yaml` composes survlab's SurvivalObjective and
 ClassificationObjective. Genomics may be real or synthetic (PathGen stage 1) at evaluation: the network cannot tell.
 
-Spec deviations (specs/pathgen.md; kept, documented — changing them would change the published PathGen numbers):
+Spec deviations (docs/specs/pathgen.md; kept, documented — changing them would change the published PathGen numbers):
 - the WSI patches go through MCAT's projection Linear(D → dim) + ReLU + Dropout (`wsi_proj`, inherited) before the
   co-attention; the spec's co-attention reads the patch embeddings as they are (K = V = patches [N, 1024], D = dim).
   With D ≠ dim (any encoder other than a 1024-d one at the reference width) a projection is needed anyway.

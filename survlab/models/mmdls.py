@@ -1,5 +1,5 @@
 """MM-DLS (HierMM_DLS): hierarchical multi-task network on CT lesion / lung-context stacks + PET + radiomics +
-clinical tables -> subtype, TNM group, DFS and OS risks and 1/3/5-year horizon logits (specs/mmdls.md; interval
+clinical tables -> subtype, TNM group, DFS and OS risks and 1/3/5-year horizon logits (docs/specs/mmdls.md; interval
 hazards that `HorizonObjective` cumulates into P(event by 1 / 3 / 5 years), monotone in the horizon).
 
     lesion stack [B, S, H, W] --SliceEncoder--> [B, S, d] --ResidualSelfAttention (slice mask)--> masked mean [B, d]
@@ -15,7 +15,7 @@ The primary endpoint (the cohort's first) is also returned as `risk` and `horizo
 (mask False) never reach the output: per-slice convolutions, key-masked attention and a masked mean.
 Option `cross_attention: true` adds the lesion <-> space cross-attention the authors describe (unused in their code).
 
-Deviation from specs/mmdls.md ("Concat lesion 128 + space 128 + radiomics-projection 128 + PET 5 + clinical 6"): the
+Deviation from docs/specs/mmdls.md ("Concat lesion 128 + space 128 + radiomics-projection 128 + PET 5 + clinical 6"): the
 lesion and space embeddings are standardised (BatchNorm1d) before the concat, as the tables are z-scored with the
 training patients' statistics. Without it (`ct_norm: none`, the reference) the pooled CT embeddings differ between
 patients by ~1e-3 (median between-patient SD 0.0007 / 0.0015 at initialisation on the synthetic cohort, against 0.49

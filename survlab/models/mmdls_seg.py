@@ -1,4 +1,4 @@
-"""MM-DLS lung / lesion segmentor (LungLesionSegmentor, specs/mmdls.md).
+"""MM-DLS lung / lesion segmentor (LungLesionSegmentor, docs/specs/mmdls.md).
 
     image [B, 1, H, W] -> ResNet-18 stem + layer1 + layer2 (MONAI `resnet18`, ImageNet-style 7x7 stride-2 stem)
                        -> features [B, 128, H/8, W/8]
