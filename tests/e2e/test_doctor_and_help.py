@@ -35,8 +35,8 @@ def test_check_takes_config_dir_like_train(
     composed = []
     real = check_module.compose_data
 
-    def spy(overrides: list[str]) -> None:
-        dm = real(overrides)
+    def spy(overrides: list[str], info: dict | None = None) -> None:
+        dm = real(overrides, info)
         composed.append((dm.name, dm.batch_size))
         raise ValueError("composed; not reading the cohort in this test")
 
