@@ -604,6 +604,7 @@ class CohortDataModule(L.LightningDataModule):
                 *([] if self.clin_table else self.clin_cols),
                 *self.subgroups,
                 (self.split_cfg or {}).get("stratify_site"),
+                (self.split_cfg or {}).get("group"),  # site-preserved folds read their group column
             )
             if c
         }

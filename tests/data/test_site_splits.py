@@ -160,6 +160,11 @@ def test_datamodule_site_preserved_fold_is_recorded_in_the_protocol_card(
     plain = make_datamodule(splits={"folds": 2, "val_fraction": 0.5, "seed": 0}, split_root=root)
     assert "split_group" not in plain.describe() and "_group" not in plain.split_dir.name
     assert plain.split_groups == {}
+    # the group column is read by the split: `check` / the training log must not call it unused
+    no_site = {"columns": ["age"], "categorical": []}
+    grouped = make_datamodule(setup=False, clinical=no_site, splits={"folds": 2, "group": "site"})
+    ungrouped = make_datamodule(setup=False, clinical=no_site, splits={"folds": 2})
+    assert "site" in grouped.used_columns() and "site" not in ungrouped.used_columns()
 
 
 def test_label_cohort_site_folds_keep_sites_whole_and_spread_the_classes() -> None:
