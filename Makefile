@@ -39,7 +39,7 @@ test-all: install
 ## Speed benchmark: survlab vs the papers' usual loop and the bandwidth floor (TCGA scale by default; hours on a
 ## CPU: e.g. make bench BENCH_ARGS="--patients 200 --patches 2000"). Results: experiments/speed/latest/.
 bench: install
-	$(PY) -m survlab.bench $(BENCH_ARGS)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 ## ruff check, ruff format --check and mypy (config: pyproject.toml); the same hooks run in pre-commit
 ## (.pre-commit-config.yaml; `$(VENV)/bin/pre-commit install` once).

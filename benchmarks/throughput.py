@@ -20,18 +20,26 @@ from pathlib import Path
 import torch
 
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.synthetic import SyntheticSpec, cohort_dir, generate_cohort
+from survlab.data.sources.synthetic import SyntheticSpec, cohort_dir, generate_cohort
 from survlab.models.abmil import ABMIL
 from survlab.models.ggmf import GGMF
 from survlab.tasks.losses import nll_discrete_survival
 
 
-def datamodule(root: Path, dim: int, fmt: str, cache: bool, workers: int, modalities: tuple[str, ...]) -> CohortDataModule:
+def datamodule(
+    root: Path, dim: int, fmt: str, cache: bool, workers: int, modalities: tuple[str, ...]
+) -> CohortDataModule:
     dm = CohortDataModule(
-        name="bench", root=str(root), wsi={"encoder": "synthetic", "feature_dim": dim, "format": fmt, "cache": cache},
+        name="bench",
+        root=str(root),
+        wsi={"encoder": "synthetic", "feature_dim": dim, "format": fmt, "cache": cache},
         genomics={"signatures": "signatures_pathways.csv", "log1p": True},
         splits={"dir": str(root / "splits_bench"), "folds": 5, "val_fraction": 0.2},
-        batch_size=8, max_patches=512, num_workers=workers, persistent_workers=workers > 0, modalities=modalities,
+        batch_size=8,
+        max_patches=512,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        modalities=modalities,
     )
     dm.setup("fit")
     return dm
@@ -44,8 +52,11 @@ def epoch_throughput(dm: CohortDataModule) -> dict[str, float]:
         patients += len(batch)
         patches += int(batch.wsi_mask.sum())
     elapsed = time.perf_counter() - start
-    return {"seconds": round(elapsed, 3), "patients_per_s": round(patients / elapsed, 1),
-            "patches_per_s": round(patches / elapsed, 0)}
+    return {
+        "seconds": round(elapsed, 3),
+        "patients_per_s": round(patients / elapsed, 1),
+        "patches_per_s": round(patches / elapsed, 0),
+    }
 
 
 def train_throughput(dm: CohortDataModule, net: torch.nn.Module, epochs: int = 2) -> dict[str, float]:
@@ -73,15 +84,27 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    spec = SyntheticSpec(n_patients=args.patients, feature_dim=args.dim, patches_per_slide=tuple(args.patches))
+    spec = SyntheticSpec(
+        n_patients=args.patients, feature_dim=args.dim, patches_per_slide=tuple(args.patches)
+    )
     t0 = time.perf_counter()
     root = generate_cohort(cohort_dir(args.data, "bench", spec), spec)
-    results: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                 "cpu": platform.processor() or platform.machine(),
-                                 "threads": torch.get_num_threads()},
-                     "cohort": {"patients": args.patients, "feature_dim": args.dim, "patches_per_slide": args.patches,
-                                "generate_s": round(time.perf_counter() - t0, 1)},
-                     "loading": {}, "training": {}}
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        },
+        "cohort": {
+            "patients": args.patients,
+            "feature_dim": args.dim,
+            "patches_per_slide": args.patches,
+            "generate_s": round(time.perf_counter() - t0, 1),
+        },
+        "loading": {},
+        "training": {},
+    }
     for fmt in ("h5", "pt"):
         for workers in (0, 2):
             dm = datamodule(root, args.dim, fmt, cache=False, workers=workers, modalities=("wsi",))

@@ -70,8 +70,8 @@ def _compose(overrides: list[str], out: Path) -> Any:
 
 def identities() -> dict[str, str]:
     """Job identity digest of every experiment recipe and of every model on its default cohort."""
+    from survlab.config.search_path import PACKAGE_CONF_DIR
     from survlab.utils import jobs
-    from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
     conf = Path(PACKAGE_CONF_DIR)
     names = [f"experiment={p.stem}" for p in sorted((conf / "experiment").glob("[!_]*.yaml"))]

@@ -1,5 +1,5 @@
-"""`python -m survlab <command> ...` = `survlab <command> ...` (see survlab.cli)."""
+"""`python -m survlab <command> ...` = `survlab <command> ...` (see survlab/cli/main.py)."""
 
-from survlab.cli import main
+from survlab.cli.main import main
 
 raise SystemExit(main())

@@ -45,7 +45,7 @@ TINY_MULTISCALE_SPEC: dict[str, Any] = dict(
 
 
 def _generate(base: Path, spec: dict[str, Any]) -> Path:
-    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 
     return generate_cohort(base / "cohort", SyntheticSpec(**spec))
 
@@ -118,7 +118,7 @@ TINY_PETCT_SPEC: dict[str, Any] = dict(
 def tiny_petct_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic PET/CT cohort (PNG stacks + NIfTI volumes, 24 patients, the last without images;
     read-only: copy it before editing)."""
-    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+    from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
     return generate_petct_cohort(tmp_path_factory.mktemp("petct") / "cohort", PetCtSpec(**TINY_PETCT_SPEC))
 

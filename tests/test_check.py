@@ -1,4 +1,4 @@
-"""`survlab check data=...` (survlab.check + survlab.data.audit): one pass over a cohort in the real layout reports
+"""`survlab check data=...` (survlab.cli.check + survlab.data.audit): one pass over a cohort in the real layout reports
 every injected problem (file, check, count, cases, fix) with exit 1 and no traceback; a clean cohort exits 0 with a
 summary whose numbers come from the files; the user's folder is never written."""
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.check import main
-from survlab.data.cohort import Cohort
-from survlab.data.synthetic import SyntheticSpec, generate_cohort
+from survlab.cli.check import main
+from survlab.data.cohort.table import Cohort
+from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 from tests.helpers.cli import run_survlab
 
 SPEC = SyntheticSpec(n_patients=16, feature_dim=4, n_genes=20, n_pathways=4, patches_per_slide=(2, 4), seed=0)
@@ -113,7 +113,7 @@ def test_check_reports_every_injected_problem_in_one_pass(user: Path, tmp_path: 
     before = _snapshot(user)
     proc = run_survlab(
         _args(tmp_path),
-        module="survlab.check",
+        module="survlab.cli.check",
         env={"SURVLAB_CONFIG_PATH": str(tmp_path / "conf")},
         timeout=120,
     )
@@ -402,7 +402,7 @@ def test_small_folds_are_named_with_patients_and_events_per_part(
 ) -> None:
     """16 patients in 2 folds: every fold validates on a handful of patients; the note gives each part's patients /
     events (counted here from the clinical file and the folds) and the fixes; selection=last drops the val complaint."""
-    from survlab.data.splits import make_splits
+    from survlab.data.cohort.splits import make_splits
 
     assert main(_args(tmp_path)) == 0
     out = capsys.readouterr().out

@@ -132,7 +132,7 @@ def test_a_read_only_run_or_sweep_dir_is_one_line(
     """A run / sweep dir on a read-only file system ends in survlab's one line, not Hydra's traceback and hint."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from survlab import run
+    from survlab.cli import train as run
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -219,8 +219,8 @@ def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
     """Issue 25.4: `hydra.output_subdir` and the job log resolve to 'write nothing' for a job survlab will refuse."""
     from omegaconf import OmegaConf, open_dict
 
-    from survlab import run  # registers resolve_auto as an identity step  # noqa: F401
-    from survlab.runner.config_check import resolve_auto
+    from survlab.cli import train as run  # registers resolve_auto as an identity step  # noqa: F401
+    from survlab.config.check import resolve_auto
 
     out = tmp_path / "run"
     base = [f"paths.data_dir={tmp_path / 'data'}", "model=snn"]

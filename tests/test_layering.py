@@ -1,9 +1,11 @@
-"""Imports run one way: utils -> data -> models -> tasks -> eval -> runner / pipelines / entry modules.
+"""Folders are the layers, and imports run one way: utils < metrics < data < models < tasks < report < config <
+runner < cli (each may import its own layer and those below), with no exception.
 
 Every import of a survlab module in every file under survlab/ is read from the source (ast: module-level and lazy
 imports inside functions alike, relative imports resolved, `importlib.import_module("survlab....")` with a literal
-name too) and checked against the layer order; the few allowed exceptions are listed with their reason. The module
-graph must have no cycles either (a cycle is an import that only works in one order)."""
+name too) and checked against the layer order. The module graph must have no cycles either (a cycle is an import
+that only works in one order). The package top level holds only __init__, __main__ and run.py (the alias of
+`python -m survlab.run`)."""
 
 from __future__ import annotations
 
@@ -13,19 +15,12 @@ from pathlib import Path
 import survlab
 
 ROOT = Path(survlab.__file__).resolve().parent
-# A module may import its own layer and the layers below. utils holds leaves: it imports only other utils.
-LAYERS = {"utils": 0, "data": 1, "models": 2, "tasks": 3, "eval": 4, "runner": 5, "pipelines": 5, "conf": 5}
-TOP = 5  # survlab/<name>.py entry modules (run, bench, summarize, ...) sit with runner and pipelines
-# (importer prefix, imported prefix) -> why it is allowed
-ALLOWED = {
-    # validation metrics in training are the very functions the test report uses (one implementation of C-index,
-    # AUC, calibration, balanced accuracy); these eval modules are pure numpy/scipy/torchmetrics code that imports
-    # only utils and each other (checked below), so no cycle runs through them.
-    ("survlab.tasks", "survlab.eval.metrics"): "shared metric functions",
-    ("survlab.tasks", "survlab.eval.classification"): "shared metric functions",
-    ("survlab.tasks", "survlab.eval.km"): "shared metric functions",
-}
-METRIC_LEAVES = ("survlab.eval.metrics", "survlab.eval.classification", "survlab.eval.km")
+# A module may import its own layer and the layers below. config/ (the config checks and search path) is read by
+# runner and cli; conf/ holds YAML only.
+ORDER = ("utils", "metrics", "data", "models", "tasks", "report", "config", "runner", "cli")
+LAYERS = {name: i for i, name in enumerate(ORDER)}
+TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "run.py"}
+ENTRY = {"survlab.run": LAYERS["cli"], "survlab.__main__": LAYERS["cli"]}
 
 
 def module_name(path: Path) -> str:
@@ -42,10 +37,14 @@ def layer_of(module: str) -> tuple[str, int]:
     if (ROOT / parts[1]).is_dir():
         if parts[1] not in LAYERS:
             raise AssertionError(
-                f"survlab/{parts[1]}/ has no layer: add it to LAYERS in tests/test_layering.py"
+                f"survlab/{parts[1]}/ has no layer: add it to ORDER in tests/test_layering.py"
             )
         return parts[1], LAYERS[parts[1]]
-    return parts[1], TOP
+    if module in ENTRY:
+        return parts[1], ENTRY[module]
+    raise AssertionError(
+        f"{module} is a loose module at the package top level: move it into its layer's folder"
+    )
 
 
 FILES = sorted(ROOT.rglob("*.py"))
@@ -69,7 +68,7 @@ def imports_of(path: Path, module: str | None = None) -> list[tuple[str, int]]:
                 base = ".".join(
                     [*parts[: len(parts) - node.level + 1], *([node.module] if node.module else [])]
                 )
-            # `from survlab.eval import summary` imports the module survlab.eval.summary
+            # `from survlab.eval import summary` imports the module survlab.report.sweep
             names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
         elif (
             isinstance(node, ast.Call)
@@ -86,24 +85,20 @@ def imports_of(path: Path, module: str | None = None) -> list[tuple[str, int]]:
 EDGES = [(module_name(f), target, line) for f in FILES for target, line in imports_of(f)]
 
 
-def _allowed(src: str, dst: str) -> bool:
-    return any(src.startswith(a) and (dst == b or dst.startswith(b + ".")) for a, b in ALLOWED)
-
-
 def test_the_import_parser_sees_lazy_relative_and_dynamic_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"  # parsed as if it were survlab/tasks/probe.py
     probe.write_text(
         "import numpy\nfrom survlab.data.batch import Batch\n\n\ndef f():\n"
-        "    from survlab.runner import report\n    from ..eval import summary, metrics as m\n"
+        "    from survlab.runner import train\n    from ..metrics import survival, km as k\n"
         "    from . import losses\n    import importlib\n    importlib.import_module('survlab.run')\n"
     )
     found = sorted(imports_of(probe, "survlab.tasks.probe"))
     assert found == [
         ("survlab.data.batch", 2),
-        ("survlab.eval.metrics", 7),
-        ("survlab.eval.summary", 7),
+        ("survlab.metrics.km", 7),
+        ("survlab.metrics.survival", 7),
         ("survlab.run", 10),
-        ("survlab.runner.report", 6),
+        ("survlab.runner.train", 6),
         ("survlab.tasks.losses", 8),
     ]
 
@@ -112,7 +107,7 @@ def test_imports_run_one_way() -> None:
     wrong = []
     for src, dst, line in EDGES:
         (src_pkg, src_layer), (dst_pkg, dst_layer) = layer_of(src), layer_of(dst)
-        if dst_layer > src_layer and not _allowed(src, dst):
+        if dst_layer > src_layer:
             wrong.append(
                 f"{src} (line {line}) imports {dst}: {src_pkg} (layer {src_layer}) may not import "
                 f"{dst_pkg} (layer {dst_layer})"
@@ -131,12 +126,17 @@ def test_utils_imports_only_utils_and_the_package_root_imports_nothing() -> None
     assert not wrong, "survlab/utils holds leaves only:\n" + "\n".join(wrong)
 
 
-def test_shared_metric_modules_import_only_utils_and_each_other() -> None:
-    for src, dst, line in EDGES:
-        if src in METRIC_LEAVES:
-            assert dst in METRIC_LEAVES or dst.startswith("survlab.utils"), (
-                f"{src} (line {line}) imports {dst}"
-            )
+def test_the_package_top_level_holds_no_loose_modules() -> None:
+    loose = sorted(p.name for p in ROOT.glob("*.py") if p.name not in TOP_LEVEL_MODULES)
+    assert not loose, f"loose modules at survlab/: {loose}; each belongs in its layer's folder"
+    folders = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert set(folders) <= {*ORDER, "conf"}, f"folders that are no layer: {set(folders) - {*ORDER, 'conf'}}"
+
+
+def test_run_alias_is_thin() -> None:
+    """`python -m survlab.run` is an alias of survlab/cli/train.py, not a second entry point."""
+    text = (ROOT / "run.py").read_text()
+    assert len(text.splitlines()) <= 10 and "from survlab.cli.train import main" in text
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

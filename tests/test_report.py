@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from survlab.runner.report import _patient_predictions
+from survlab.report.outputs import _patient_predictions
 from survlab.tasks.objectives import ClassificationObjective, HorizonObjective
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from survlab.results_table import END, START, collect, main, render, replace_block
+from results_table import END, START, collect, main, render, replace_block
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +17,7 @@ def test_readme_block_is_in_sync_with_experiments() -> None:
     text = (REPO / "README.md").read_text()
     block = render(*collect(REPO / "experiments"))
     assert replace_block(text, block) == text, (
-        "README results table out of date: python -m survlab.results_table"
+        "README results table out of date: python scripts/results_table.py"
     )
     # and it carries the studies' own numbers: the GSE7390 SNN row equals its sweep summary
     summary = pd.read_csv(REPO / "experiments/gse7390/sweep/summary.csv").iloc[0]

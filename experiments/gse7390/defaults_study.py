@@ -22,10 +22,10 @@ import hydra
 import lightning as L
 import pandas as pd
 
-from survlab.run import _instantiate_clean, build_task
-from survlab.runner.config_check import resolve_auto
+from survlab.runner.build import build_task, instantiate_clean
+from survlab.config.check import resolve_auto
 from survlab.runner.modalities import job_modalities
-from survlab.runner.setup import build_callbacks, build_loggers, finish_loggers
+from survlab.runner.build import build_callbacks, build_loggers, finish_loggers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: tests.helpers
 from tests.helpers.runs import compose_config  # noqa: E402
@@ -143,12 +143,12 @@ def fit_only(overrides: list[str], out_dir: Path) -> tuple[float, int]:
     resolve_auto(cfg)
     L.seed_everything(cfg.seed, workers=True)
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
-    dm = _instantiate_clean(
+    dm = instantiate_clean(
         cfg.data, modalities=job_modalities(net_cls, cfg.data, cfg.model.net), _recursive_=False
     )
     dm.prepare_data()
     dm.setup("fit")
-    net = _instantiate_clean(cfg.model.net, _partial_=True)(dims=dm.dims)
+    net = instantiate_clean(cfg.model.net, _partial_=True)(dims=dm.dims)
     task = build_task(cfg, net)
     task.fit_references(dm)
     loggers = build_loggers(cfg, out_dir)
@@ -156,7 +156,7 @@ def fit_only(overrides: list[str], out_dir: Path) -> tuple[float, int]:
         if (
             cfg.model.get("estimator") is not None
         ):  # model=coxnet: fitted exactly; val/best = its CV C-index since issue 21.12 (select=cv fits on inner val too)
-            from survlab.runner.coxnet import fit_estimator
+            from survlab.runner.estimators.coxnet import fit_estimator
 
             trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, default_root_dir=str(out_dir))
             _, fitted = fit_estimator(cfg, task, dm, trainer, out_dir)

@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 COMMON="paths.root_dir=$OUT logger=none callbacks.lr_monitor=null trainer.enable_progress_bar=false callbacks.rich_progress_bar=null"
 for k in $FOLDS; do
   python -m survlab.run experiment=mmdls_seg_synthetic fold=$k $COMMON hydra.run.dir=$OUT/runs/seg_f$k
-  python -m survlab.imaging_cut run=$OUT/runs/seg_f$k out=$OUT/cut_f$k
+  survlab cut run=$OUT/runs/seg_f$k out=$OUT/cut_f$k
   python -m survlab.run experiment=mmdls_synthetic fold=$k $COMMON data.synthetic=null data.root=$OUT/cut_f$k \
     data.imaging.missing=drop hydra.run.dir=$OUT/runs/mm_cut_f$k
   python -m survlab.run experiment=mmdls_synthetic fold=$k $COMMON hydra.run.dir=$OUT/runs/mm_truth_f$k

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survlab.eval.conformal import conformal_quantile, lac_scores
+from survlab.metrics.conformal import conformal_quantile, lac_scores
 
 ALPHAS = (0.1, 0.2)
 

@@ -8,7 +8,7 @@ in one process, with the minor page faults and system time of each pass. Run:
         python experiments/speed/eval_alloc_check.py 32-true bf16-mixed 32-true bf16-mixed
 
 (the second: glibc reuses freed batch buffers instead of mapping fresh zero pages for every batch). Needs the
-p100 / n2500 bench cohort (`python -m survlab.bench --patients 100 --patches 2500 --signal-scale x5 --data
+p100 / n2500 bench cohort (`python benchmarks/bench.py --patients 100 --patches 2500 --signal-scale x5 --data
 /tmp/bench/data ...` writes it).
 """
 
@@ -22,7 +22,7 @@ from argparse import Namespace
 import lightning as L
 import torch
 
-from survlab import bench
+import bench  # benchmarks/bench.py (PYTHONPATH=benchmarks)
 
 ARGS = Namespace(
     patients=100, patches=2500, dim=1024, signal_scale="x5", signal_strength=3.0, data="/tmp/bench/data"

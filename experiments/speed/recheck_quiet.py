@@ -1,5 +1,5 @@
 from pathlib import Path
-from survlab import bench
+import bench  # benchmarks/bench.py (PYTHONPATH=benchmarks)
 root = Path("/tmp/bench/data/bench_p100_n2500_d1024")
 class A: patients=100; patches=2500; dim=1024; signal_scale="x5"; signal_strength=3.0  # the cohort as first written
 spec = bench.cohort_spec(A)

@@ -2,7 +2,7 @@
 
 SURVLAB_CONFIG_PATH folders are searched before the package configs (they may replace a shipped config of the same
 name); `./conf` of the working directory after them (new names, and the optional `conf/local/default.yaml`).
-See `survlab.utils.confdirs`.
+See `survlab.config.search_path`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class SurvlabSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from survlab.utils.confdirs import user_conf_dirs_first, user_conf_dirs_last
+        from survlab.config.search_path import user_conf_dirs_first, user_conf_dirs_last
 
         for d in reversed(user_conf_dirs_first()):
             search_path.prepend(provider="survlab-user", path=f"file://{d}")

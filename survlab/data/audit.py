@@ -25,20 +25,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.checks import DataFileError, Finding
-from survlab.data.clinical import _reject_decimal_commas
-from survlab.data.cohort import Cohort, _first_ids
-from survlab.data.genomics import (
+from survlab.data.cohort.checks import DataFileError, Finding
+from survlab.data.cohort.clinical import _reject_decimal_commas
+from survlab.data.cohort.splits import make_splits, part_sizes, small_split_warning
+from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.targets import check_classes, label_key
+from survlab.data.modalities.genomics import (
     expression_scale_problem,
     match_groups,
     read_expression,
     read_signatures,
     signature_coverage,
 )
-from survlab.data.splits import make_splits, part_sizes, small_split_warning
-from survlab.data.targets import check_classes, label_key
-from survlab.data.text import prompts_for_classes, resolve_prompts_file
-from survlab.data.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
+from survlab.data.modalities.text import prompts_for_classes, resolve_prompts_file
+from survlab.data.modalities.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
 
 if TYPE_CHECKING:
     from survlab.data.datamodule import CohortDataModule
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) while reading files
 
-# What a feature-file error is about, from the loaders' one-line messages (survlab.data.wsi): the group it joins.
+# What a feature-file error is about, from the loaders' one-line messages (survlab.data.modalities.wsi): the group it joins.
 _FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("0-byte file", "empty (0-byte) feature files"),
     ("empty bag (0 patches)", "empty bags (0 patches)"),
@@ -621,7 +621,7 @@ class _Audit:
         dm = self.dm
         if dm.imaging_cfg is None:
             return
-        from survlab.data.imaging import ImagingStore
+        from survlab.data.modalities.imaging import ImagingStore
 
         try:
             store = ImagingStore(dm.root, {**dm.imaging_cfg}, dm.case_col)

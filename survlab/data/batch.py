@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from survlab.data.resident import lookup
+from survlab.data.modalities.resident import lookup
 
 
 @dataclass
@@ -43,7 +43,7 @@ class PatientItem:
     )  # name -> class of slide j (-1 = missing)
     n_slides: int = 0  # slides of the patient (slide j = slide_index j of its WSI bag)
     # data.wsi.cache=device: target ("wsi" | "scale:<name>") -> (resident store key, start, rows [N]); the features
-    # stay on the device and are gathered by `Batch.to` (survlab.data.resident)
+    # stay on the device and are gathered by `Batch.to` (survlab.data.modalities.resident)
     resident: dict[str, tuple[str, int, Tensor]] = field(default_factory=dict)
 
 

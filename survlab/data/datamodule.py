@@ -28,11 +28,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from survlab.data.batch import collate
-from survlab.data.clinical import ClinicalEncoder
-from survlab.data.cohort import Cohort, Endpoint, TimeBins, _first_ids, _header
+from survlab.data.cohort.clinical import ClinicalEncoder
+from survlab.data.cohort.splits import (
+    FoldSplit,
+    SplitSet,
+    describe_sizes,
+    ensure_splits,
+    group_column,
+    part_sizes,
+)
+from survlab.data.cohort.splits_import import from_config as import_from_config
+from survlab.data.cohort.table import Cohort, Endpoint, TimeBins, _first_ids, _header
+from survlab.data.cohort.targets import check_classes, encode_labels, parse_labels
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
-from survlab.data.genomics import (
+from survlab.data.modalities.genomics import (
     check_coverage,
     expression_scale_problem,
     fit_genomics,
@@ -42,15 +52,12 @@ from survlab.data.genomics import (
     read_signatures,
     signature_coverage,
 )
-from survlab.data.imaging import ImagingStore, check_stack_provenance, parse_imaging
-from survlab.data.resident import ResidentBags
+from survlab.data.modalities.imaging import ImagingStore, check_stack_provenance, parse_imaging
+from survlab.data.modalities.resident import ResidentBags
+from survlab.data.modalities.text import prompts_for_classes, read_prompts, resolve_prompts_file
+from survlab.data.modalities.trident import trident_folder
+from survlab.data.modalities.wsi import BagStore, DropReport, check_availability
 from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler
-from survlab.data.splits import FoldSplit, SplitSet, describe_sizes, ensure_splits, group_column, part_sizes
-from survlab.data.splits_import import from_config as import_from_config
-from survlab.data.targets import check_classes, encode_labels, parse_labels
-from survlab.data.text import prompts_for_classes, read_prompts, resolve_prompts_file
-from survlab.data.trident import trident_folder
-from survlab.data.wsi import BagStore, DropReport, check_availability
 from survlab.utils.malloc import release_free_memory
 from survlab.utils.memory import available_bytes
 
@@ -128,11 +135,11 @@ WSI_DEFAULTS: dict[str, Any] = {
     "cache": "auto",
     "cache_max_gb": 2.0,
     "cache_dtype": "float16",
-    "packed": False,  # read bags from one flat file + offsets per store (survlab.data.packed), built on first use
+    "packed": False,  # read bags from one flat file + offsets per store (survlab.data.modalities.packed), built on first use
     "packed_dir": None,  # where packed stores go (None: <root>-packed beside a cohort survlab generated)
     "packed_dtype": "float16",
     "layout": "clam",  # clam: <features_dir>/<encoder>/{h5,pt}_files/; trident: TRIDENT's job dir (`trident` below)
-    "trident": None,  # {job_dir, encoder, mag, patch_size, overlap} (survlab.data.trident)
+    "trident": None,  # {job_dir, encoder, mag, patch_size, overlap} (survlab.data.modalities.trident)
 }
 GENOMICS_DEFAULTS: dict[str, Any] = {
     "expression": "expression.csv",
@@ -152,7 +159,7 @@ SPLIT_DEFAULTS: dict[str, Any] = {
     "calibration_fraction": 0.0,
     "group": None,  # site-preserved folds: a column (e.g. site; TCGA barcodes give the site) kept in one fold
     "repeat": 0,  # repeated k-fold: r > 0 draws another seeded assignment (splits.repeat_seed); 0 = the original
-    "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.splits_import)
+    "import": None,  # {format: mcat | clam, dir}: a peer's splits_<k>.csv (survlab.data.cohort.splits_import)
 }
 
 
@@ -192,79 +199,15 @@ def _under(root: Path, p: str | Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
-    """A conf/data yaml merged over its `defaults` parents (plain dict merge, child wins; enough to read keys)."""
-    import yaml
-
-    from survlab.utils.confdirs import find_config
-
-    cfg = yaml.safe_load(path.read_text()) or {}
-    merged: dict[str, Any] = {}
-    for parent in cfg.pop("defaults", []) or []:
-        if not isinstance(parent, str) or parent == "_self_" or depth >= 5:
-            continue
-        # a user cohort may build on a shipped base (`defaults: [_tcga, _self_]`): its own folder first, then the
-        # config search path
-        found = path.parent / f"{parent}.yaml"
-        found = found if found.is_file() else find_config(path.parent.name, parent)
-        if found is not None:
-            merged = _deep_merge(merged, _load_data_yaml(found, depth + 1))
-    return _deep_merge(merged, cfg)
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) -> list[str] | None:
-    """Names of conf/data/*.yaml whose config provides `modality` (None when no conf dir is found)."""
-    import yaml
-
-    from survlab.utils.confdirs import group_dirs
-
-    dirs = list(conf_dirs) if conf_dirs else group_dirs("data")
-    found = [d for d in dirs if d.is_dir()]
-    if not found:
-        return None
-    names = []
-    files = {}
-    for d in found:  # search order: the first folder holding a name wins
-        for f in d.glob("*.yaml"):
-            files.setdefault(f.stem, f)
-    for f in [files[k] for k in sorted(files)]:
-        if f.name.startswith("_"):
-            continue
-        try:
-            cfg = _load_data_yaml(f)
-        except yaml.YAMLError:
-            continue
-        wsi, clin = cfg.get("wsi"), cfg.get("clinical")
-        provides = {
-            "wsi": wsi is not None,
-            "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
-            "genomics": cfg.get("genomics") is not None,
-            "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
-            "text": bool(cfg.get("prompts")),
-            "ct": cfg.get("imaging") is not None,
-            "ct_seg": str(cfg.get("_target_", "")).endswith("SegmentationDataModule"),
-        }
-        if provides.get(modality):
-            names.append(f.stem)
-    return names
-
-
 ENDPOINT_KEYS = ("time", "censorship", "event")
 SYNTHETIC_KINDS = ("survival", "classification", "pathgen", "petct")
 
 
 def _synthetic_spec_class(kind: str) -> type:
     """The spec dataclass of a synthetic cohort kind (`synthetic.kind`: survival | classification | pathgen | petct)."""
-    from survlab.data.synthetic import ClassificationSpec, SyntheticSpec
-    from survlab.data.synthetic_pathgen import PathGenSpec
-    from survlab.data.synthetic_petct import PetCtSpec
+    from survlab.data.sources.synthetic import ClassificationSpec, SyntheticSpec
+    from survlab.data.sources.synthetic_pathgen import PathGenSpec
+    from survlab.data.sources.synthetic_petct import PetCtSpec
 
     return {
         "survival": SyntheticSpec,
@@ -301,6 +244,14 @@ def _endpoints(
     primary = Endpoint.resolve(endpoint, time_col or "survival_months", censorship_col, event_col, endpoints)
     secondary = tuple(Endpoint.resolve(n, endpoints=endpoints) for n in endpoints if n != primary.name)
     return primary, secondary
+
+
+class MissingModalityError(ValueError):
+    """The model reads a modality this cohort does not provide (`modality`: the first missing one)."""
+
+    def __init__(self, modality: str, message: str) -> None:
+        super().__init__(message)
+        self.modality = modality
 
 
 class CohortDataModule(L.LightningDataModule):
@@ -379,7 +330,7 @@ class CohortDataModule(L.LightningDataModule):
         )  # covariates in their own CSV (data.covariates)
         self.imaging_cfg = parse_imaging(
             _plain(imaging)
-        )  # CT stacks + PET / radiomics (survlab.data.imaging)
+        )  # CT stacks + PET / radiomics (survlab.data.modalities.imaging)
         self.subgroups = [str(c) for c in (_plain(subgroups) or [])]  # columns kept for per-group metrics
         self.imaging: ImagingStore | None = None
         self.label_specs = parse_labels(_plain(labels), list(_plain(label_cols) or []))
@@ -411,7 +362,7 @@ class CohortDataModule(L.LightningDataModule):
             )
         self.synthetic, self.public = _plain(synthetic), public
         self._check_generated()
-        # text prompts: label name -> prompts file (survlab.data.text), format-checked now, classes in setup()
+        # text prompts: label name -> prompts file (survlab.data.modalities.text), format-checked now, classes in setup()
         self.prompt_files = {str(k): str(v) for k, v in (_plain(prompts) or {}).items()}
         self.raw_prompts = {name: read_prompts(f) for name, f in self.prompt_files.items()}
         self.modalities = (
@@ -448,11 +399,10 @@ class CohortDataModule(L.LightningDataModule):
             raise ValueError(f"unknown modality {unknown}; known: {list(MODALITIES)}")
         missing = [m for m in self.modalities if m not in self.provides]
         if missing:
-            others = cohorts_providing(missing[0])
-            hint = f"; cohorts with {missing[0]}: {', '.join(others) or 'none'}" if others is not None else ""
-            raise ValueError(
+            raise MissingModalityError(
+                missing[0],
                 f"model needs {'+'.join(missing)} but data={self.name} provides "
-                f"{'+'.join(sorted(self.provides)) or 'nothing'}{hint}"
+                f"{'+'.join(sorted(self.provides)) or 'nothing'}",
             )
 
     def _check_generated(self) -> None:
@@ -478,14 +428,14 @@ class CohortDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Materialise synthetic / public cohorts once (cached); check that real cohorts exist."""
         if self.synthetic is not None:
-            from survlab.data.synthetic import generate_classification_cohort, generate_cohort
+            from survlab.data.sources.synthetic import generate_classification_cohort, generate_cohort
 
             kind = self.synthetic.get("kind", "survival")
             spec = {
                 k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items() if k != "kind"
             }
-            from survlab.data.synthetic_pathgen import generate_pathgen_cohort
-            from survlab.data.synthetic_petct import generate_petct_cohort
+            from survlab.data.sources.synthetic_pathgen import generate_pathgen_cohort
+            from survlab.data.sources.synthetic_petct import generate_petct_cohort
 
             generate = {
                 "survival": generate_cohort,
@@ -497,7 +447,7 @@ class CohortDataModule(L.LightningDataModule):
         elif self.public is not None:
             if str(self.public).lower() != "gse7390":
                 raise ValueError(f"unknown public cohort {self.public!r}; available: gse7390")
-            from survlab.data.public import materialize_gse7390
+            from survlab.data.sources.public import materialize_gse7390
 
             materialize_gse7390(self.root)
         if not self.clinical_csv.is_file():
@@ -583,7 +533,7 @@ class CohortDataModule(L.LightningDataModule):
             findings=findings,
         )
         if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
-            from survlab.data.covariates import join_covariates
+            from survlab.data.cohort.covariates import join_covariates
 
             full = join_covariates(full, self.covariates_csv, self.clin_cols, self.case_col)
         return full
@@ -969,7 +919,7 @@ class CohortDataModule(L.LightningDataModule):
         then decode / cut every remaining patient's stacks once (cached) before training."""
         if "ct" not in self.modalities or self.imaging_cfg is None:
             return cohort
-        from survlab.data.checks import DataFileError
+        from survlab.data.cohort.checks import DataFileError
 
         self.imaging = ImagingStore(self.root, {**self.imaging_cfg}, self.case_col)
         self.stacks_provenance = check_stack_provenance(
@@ -989,8 +939,10 @@ class CohortDataModule(L.LightningDataModule):
 
     def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
         g = self.gen_cfg
-        if g["select"]:  # keep the training patients' top genes (survlab.data.gene_filter), before the scaler
-            from survlab.data.gene_filter import GeneFilter
+        if g[
+            "select"
+        ]:  # keep the training patients' top genes (survlab.data.modalities.gene_filter), before the scaler
+            from survlab.data.modalities.gene_filter import GeneFilter
 
             before = self.gene_groups
             rows = self.cohort.rows(split.train)  # training outcomes (univariate_cox)
@@ -1008,7 +960,7 @@ class CohortDataModule(L.LightningDataModule):
         if g[
             "values_from"
         ]:  # scaler fitted on the REAL training expression above; values from the other table
-            from survlab.data.genomics import substitute_expression
+            from survlab.data.modalities.genomics import substitute_expression
 
             expr = substitute_expression(
                 self.gene_groups, _under(self.root, g["values_from"]), case_ids, self.case_col

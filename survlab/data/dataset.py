@@ -21,9 +21,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from survlab.data.batch import PatientItem
-from survlab.data.cohort import TimeBins
-from survlab.data.resident import ResidentBags
-from survlab.data.wsi import BagStore
+from survlab.data.cohort.table import TimeBins
+from survlab.data.modalities.resident import ResidentBags
+from survlab.data.modalities.wsi import BagStore
 
 
 @dataclass
@@ -34,7 +34,9 @@ class ModalitySources:
     scales: dict[str, BagStore] | None = None
     genomics: dict[str, list[np.ndarray]] | None = None
     clinical: dict[str, np.ndarray] | None = None
-    imaging: Any = None  # survlab.data.imaging.ImagingStore: CT stacks + PET / radiomics -> PatientItem.extra
+    imaging: Any = (
+        None  # survlab.data.modalities.imaging.ImagingStore: CT stacks + PET / radiomics -> PatientItem.extra
+    )
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # patient label name -> class order
     labels: dict[str, dict[str, int]] = field(
         default_factory=dict

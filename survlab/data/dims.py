@@ -41,7 +41,7 @@ class ModalityDims:
     n_classes: dict[str, int] = field(default_factory=dict)
     slide_n_classes: dict[str, int] = field(default_factory=dict)  # slide label name -> number of classes
     endpoints: tuple[str, ...] = ()  # survival endpoints, the primary first (empty: no survival)
-    # text: label name -> {class name: sentences} in the label's class order (data.prompts; survlab.data.text)
+    # text: label name -> {class name: sentences} in the label's class order (data.prompts; survlab.data.modalities.text)
     prompts: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     imaging: dict[str, int] | None = (
         None  # CT/PET: stack_length, image_size, radiomics, pet dims (None: no CT)

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
+from survlab.data.cohort.splits import FoldSplit
+from survlab.data.cohort.targets import encode_labels
 from survlab.data.dataset import ModalitySources
-from survlab.data.genomics import genomic_tensors
-from survlab.data.splits import FoldSplit
-from survlab.data.targets import encode_labels
+from survlab.data.modalities.genomics import genomic_tensors
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _align_genes(expr: Any, ext: Any, train: Any, missing_genes: str) -> Any:
     """The external expression table with every gene the model was trained on: a missing gene is a one-line
     DataFileError (`missing_genes="error"`, the default) or, with `missing_genes="mean"`, an empty column (imputed to
     the training mean by the scaler: 0 after scaling)."""
-    from survlab.data.genomics import _group_genes
+    from survlab.data.modalities.genomics import _group_genes
 
     genes = _group_genes(train.gene_groups)
     absent = [g for g in genes if g not in expr.columns]

@@ -1,6 +1,6 @@
 """The preprocessing a run fitted on its training patients, as plain JSON (`<run dir>/preprocessing.json`), and a
 stand-in for the trained data module rebuilt from it (`FittedData`), so that a trained model can be applied to
-another cohort later without the training cohort's files (`survlab.evaluate`).
+another cohort later without the training cohort's files (`survlab.runner.evaluate`).
 
 Saved: time-bin edges and training outcomes (IPCW reference) per endpoint, the class order (and training counts) of
 every label, the gene groups (exact gene order) and the gene scaler, the clinical encoder (imputation, z-score,
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from survlab.data.clinical import ClinicalEncoder
-from survlab.data.cohort import TimeBins
+from survlab.data.cohort.clinical import ClinicalEncoder
+from survlab.data.cohort.table import TimeBins
+from survlab.data.cohort.targets import LabelSpec
 from survlab.data.dims import ModalityDims
-from survlab.data.genomics import GeneGroups, GeneScaler
-from survlab.data.targets import LabelSpec
+from survlab.data.modalities.genomics import GeneGroups, GeneScaler
 
 FORMAT = "survlab.preprocessing/1"
 FILENAME = "preprocessing.json"

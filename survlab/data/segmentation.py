@@ -2,7 +2,7 @@
 
 Sources (`source`):
 - ``nifti``: the axial slices of ``<root>/<volumes_dir>/<case_id>/{ct,lung_mask,lesion_mask}.nii.gz`` (the layout of
-  survlab.data.imaging), CT windowed to [0, 1] and quantised like a PNG export;
+  survlab.data.modalities.imaging), CT windowed to [0, 1] and quantised like a PNG export;
 - ``png``: ``<root>/<slices_dir>/<case_id>/{image,lung,lesion}/<name>.png`` with the same file names in the three
   folders (masks: any non-zero pixel is foreground).
 
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
 from survlab.data.dims import ModalityDims
-from survlab.data.imaging import list_slices, read_png_stack, read_volume, window_to_uint8
+from survlab.data.modalities.imaging import list_slices, read_png_stack, read_volume, window_to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class SegmentationDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ files
     def prepare_data(self) -> None:
         if self.synthetic is not None:
-            from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+            from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
             spec = {k: v for k, v in self.synthetic.items() if k != "kind"}
             generate_petct_cohort(self.root, PetCtSpec(**spec))

@@ -9,7 +9,7 @@ survival and classification baseline.
 Padding never changes the output: attention is exactly 0 on padded patches (`wsi_mask` False).
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> batch = random_batch(ModalityDims(wsi_dim=32), bag_sizes=(5, 3))
     >>> net = ABMIL(ModalityDims(wsi_dim=32, n_bins=4), hidden_dim=64)
     >>> pred = net(batch)

@@ -16,7 +16,7 @@ instance loss "svm" (smooth top-1 SVM, α = 1, τ = 1) or "ce". A bag with fewer
 (CLAM would fail on it). Padding never changes the prediction or the instance loss.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, n_classes={"subtype": 2})
     >>> net = CLAMSB(dims, subtyping=True, k_sample=2)
     >>> pred = net.train()(random_batch(dims, bag_sizes=(6, 4)))

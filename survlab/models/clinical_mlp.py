@@ -3,7 +3,7 @@
     clinical [B, C] → (Linear → ReLU → Dropout) × len(hidden) → head
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(clinical_dim=5, n_bins=4)
     >>> net = ClinicalMLP(dims, hidden=(32,))
     >>> net(random_batch(dims)).hazard_logits.shape  # [B, 4]

@@ -29,7 +29,7 @@ for uncapped evaluation bags.
 Dropout (incl. attention dropout) is active only in training mode, so evaluation is deterministic.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(scale_dims={"x5": 8, "x10": 8, "x20": 8}, n_bins=4)
     >>> net = CrossFusion(dims, dim=16, heads=2, mlp_dim=32)
     >>> pred = net(random_batch(dims, bag_sizes=(6, 4)))  # batch.scales["x5"|"x10"|"x20"]: [B, N_s, 8]

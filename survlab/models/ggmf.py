@@ -18,7 +18,7 @@ Departures from the reference code (its known defects): the padding mask is used
 residual pooling, so a bag alone and the same bag padded inside a batch give the same output.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 40, 7))
     >>> net = GGMF(dims, dim=64, heads=4)
     >>> pred = net(random_batch(dims, bag_sizes=(6, 4)))

@@ -8,7 +8,7 @@ The encoders are the same modules `ABMIL` and `SNN` use; "bilinear" is the Patho
 Kronecker product (Chen et al. 2020) with small gate dims.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(10, 20), n_bins=4)
     >>> net = LateFusion(dims, fusion="bilinear")
     >>> pred = net(random_batch(dims, bag_sizes=(5, 3)))

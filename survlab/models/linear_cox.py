@@ -1,6 +1,6 @@
 """LinearCox: a linear Cox model over the concatenated standardised genes and encoded clinical columns (whichever the
 cohort has): risk = x · w − offset. Its weights are not trained by gradient descent: `model=coxnet` fits them
-exactly with scikit-survival's penalised Cox (`survlab.runner.coxnet`) and loads them with `set_coefficients`, so the
+exactly with scikit-survival's penalised Cox (`survlab.runner.estimators.coxnet`) and loads them with `set_coefficients`, so the
 run tests, predicts and reports through the same Lightning path as every network.
 
     genomics [B, Σg] ‖ clinical [B, C] → x [B, F] → risk [B]

@@ -20,7 +20,7 @@ back to patches through the co-attention, patch_n = Σ_g pool_g · coattn[g, n] 
 padding); "omic" [B, G] = the omic branch's pooling weights; "path_tokens" [B, G] = the path branch's pooling weights.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(8, 31, 49, 41, 131, 42))  # MCAT's 6 families, smaller
     >>> net = MCAT(dims, dim=32, omic_hidden=(32, 32), heads=2, ff_dim=64)
     >>> net(random_batch(dims, bag_sizes=(5, 3))).hazard_logits.shape  # [B, 4]

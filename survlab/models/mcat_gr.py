@@ -15,7 +15,7 @@ Spec deviations (docs/specs/pathgen.md; kept, documented — changing them would
   `data.genomics.scaling=minmax` for the spec's scaling in stage 2 as well.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18), n_classes={"grade": 4})
     >>> net = MCATGR(dims)
     >>> pred = net(random_batch(dims))

@@ -28,7 +28,7 @@ Example:
     ...             imaging={"stack_length": 8, "image_size": 32, "radiomics": 128, "pet": 5}))
     >>> pred = net(batch); pred.endpoint_risk["dfs"].shape, pred.horizon_logits["os"].shape  # doctest: +SKIP
 
-(`batch`: CT stacks, PET and radiomics in `batch.extra`, as survlab.data.imaging builds them; tests/models/test_mmdls.py
+(`batch`: CT stacks, PET and radiomics in `batch.extra`, as survlab.data.modalities.imaging builds them; tests/models/test_mmdls.py
 runs it.)
 """
 

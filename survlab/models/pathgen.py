@@ -27,7 +27,7 @@ ff_dim 2048, dec_hidden [4096, 4096, 2048], dropout 0.25 (conf/experiment/pathge
 small. `encode_context` (WSI projection) is separate from `denoise`, so a sampler projects the bag once.
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(12, 20, 20, 20, 30, 18))
     >>> net = PathGenDenoiser(dims)
     >>> batch = random_batch(dims)                      # the WSI bags condition the denoiser

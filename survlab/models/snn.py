@@ -4,7 +4,7 @@ baseline of MCAT/SurvPath).
     genomics [B, g_1] ... [B, g_k] → concat [B, Σg] → (Linear → ELU → AlphaDropout) × len(hidden) → head
 
 Example:
-    >>> from survlab.data.examples import random_batch
+    >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(genomic_sizes=(10, 20), n_bins=4)
     >>> net = SNN(dims, hidden=(64, 64))
     >>> net(random_batch(dims)).hazard_logits.shape  # [B, 4]

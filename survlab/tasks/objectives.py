@@ -29,8 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.eval.classification import CLASSIFICATION_METRICS, classification_metrics, classification_notes
-from survlab.eval.metrics import (
+from survlab.metrics.classification import (
+    CLASSIFICATION_METRICS,
+    classification_metrics,
+    classification_notes,
+)
+from survlab.metrics.survival import (
     breslow_survival,
     brier_score,
     default_eval_times,
@@ -253,7 +257,7 @@ class ClassificationObjective(Objective):
     loss: `ce` (label smoothing, class weights) or `focal` (`gamma`); class_weights: null, `balanced` (inverse
     frequency of the fold's training labels, mean 1) or a list. `label: null` = the cohort's primary label
     (its splits.stratify_label, else its first label); at slide level, the cohort's only slide label. Missing labels (-1) are masked. Metrics:
-    `survlab.eval.classification` (balanced accuracy is the primary one); `ordinal: true` -> quadratic kappa.
+    `survlab.metrics.classification` (balanced accuracy is the primary one); `ordinal: true` -> quadratic kappa.
     """
 
     metric_names = CLASSIFICATION_METRICS
@@ -377,7 +381,7 @@ class HorizonObjective(Objective):
 
     Metrics per horizon, on every test patient with the endpoint and the censoring distribution of the fold's
     TRAINING patients (`fit_reference`), as the survival objective's: `auc_<h>` = the cumulative/dynamic IPCW
-    time-dependent AUC at h with marker P(T <= h) (`survlab.eval.metrics.time_dependent_auc`, = scikit-survival's
+    time-dependent AUC at h with marker P(T <= h) (`survlab.metrics.survival.time_dependent_auc`, = scikit-survival's
     `cumulative_dynamic_auc`; the same estimator as `auc_<t>` of `eval/subgroups.py`), `brier_<h>` = the IPCW Brier
     score at h of S(h) = 1 − P(T <= h) (`brier_score`, = scikit-survival's `brier_score`); NaN where undefined (no
     case or control, h outside the test follow-up, or h at / past the training follow-up, where the censoring

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
 
 #: mahmoodlab/CLAM parameter name -> survlab AttentionFilter / CLAMSB name
 CLAM_NAMES = {

@@ -79,6 +79,16 @@ NON_IDENTITY = (
     "data.pin_memory",
     "data.persistent_workers",
 )
+#: modules moved when the folders became the layers, new -> old dotted path. A `_target_` in a moved module is
+#: identified by its old spelling, so jobs recorded before the move keep their identity (finished sweeps do not
+#: re-run); survlab.config.check also accepts the old spelling in a user's config, with a warning.
+MOVED_MODULES = {
+    "survlab.runner.estimators.coxnet": "survlab.runner.coxnet",
+    "survlab.runner.build": "survlab.runner.setup",
+    "survlab.data.sources.synthetic": "survlab.data.synthetic",
+    "survlab.data.sources.synthetic_pathgen": "survlab.data.synthetic_pathgen",
+    "survlab.data.sources.synthetic_petct": "survlab.data.synthetic_petct",
+}
 #: keys already in the job dir path <model>/<cohort>/fold<k>
 LOCATION_KEYS = ("model", "data", "fold")
 _TAG_MAX = 80
@@ -252,6 +262,7 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     )
     for key in NON_IDENTITY:
         _drop(tree, key)
+    tree = _old_targets(tree)
     splits = (tree.get("data") or {}).get("splits") if isinstance(tree.get("data"), dict) else None
     if isinstance(splits, dict) and splits.get("repeat", None) in (0, "0"):
         # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
@@ -260,6 +271,20 @@ def identity_of(cfg: Any) -> dict[str, Any]:
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
     return tree
+
+
+def _old_targets(tree: Any) -> Any:
+    """`tree` with every `_target_` in a moved module spelled with its old module path (MOVED_MODULES)."""
+    if isinstance(tree, dict):
+        return {k: _old_spelling(v) if k == "_target_" else _old_targets(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_old_targets(v) for v in tree]
+    return tree
+
+
+def _old_spelling(target: Any) -> Any:
+    module, _, name = str(target).rpartition(".")
+    return f"{MOVED_MODULES[module]}.{name}" if module in MOVED_MODULES else target
 
 
 def _digest(identity: dict[str, Any]) -> str:

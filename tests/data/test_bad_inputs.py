@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.data.cohort import Cohort, Endpoint
-from survlab.data.genomics import (
+from survlab.data.cohort.splits import ensure_splits
+from survlab.data.cohort.table import Cohort, Endpoint
+from survlab.data.modalities.genomics import (
     GeneScaler,
     check_coverage,
     fit_genomics,
@@ -24,8 +25,7 @@ from survlab.data.genomics import (
     read_expression,
     read_signatures,
 )
-from survlab.data.splits import ensure_splits
-from survlab.data.wsi import BagStore, check_availability, read_bag
+from survlab.data.modalities.wsi import BagStore, check_availability, read_bag
 
 ROWS = [
     dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0),
@@ -306,7 +306,7 @@ def test_missing_patients_in_genomics_via_datamodule(
 
 
 def test_modality_hint_lists_cohorts_from_conf_dir(tmp_path: Path) -> None:
-    from survlab.data.datamodule import cohorts_providing
+    from survlab.config.cohorts import cohorts_providing
 
     (tmp_path / "_base.yaml").write_text("wsi: {encoder: uni}\ngenomics: null\n")
     (tmp_path / "luad.yaml").write_text("defaults: [_base, _self_]\nname: luad\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survlab.data.clinical import ClinicalEncoder
+from survlab.data.cohort.clinical import ClinicalEncoder
 
 
 def test_fit_on_train_transform_test(tmp_path: Path) -> None:

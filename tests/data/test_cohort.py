@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survlab.data.cohort import Cohort, Endpoint, TimeBins
+from survlab.data.cohort.table import Cohort, Endpoint, TimeBins
 
 
 def _csv(tmp_path: Path, rows: list[dict]) -> Path:
@@ -70,8 +70,8 @@ def test_time_bins_quantiles_of_event_times_with_open_outer_edges(tmp_path: Path
 
 def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) -> None:
     """'LUAD' and 'LUAD ' were two classes (and 'M' / ' M' two one-hot columns)."""
-    from survlab.data.clinical import ClinicalEncoder
-    from survlab.data.targets import parse_labels
+    from survlab.data.cohort.clinical import ClinicalEncoder
+    from survlab.data.cohort.targets import parse_labels
 
     path = _csv(
         tmp_path,

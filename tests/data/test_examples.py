@@ -1,4 +1,4 @@
-"""survlab.data.examples.random_batch: the docstring examples' batches follow ModalityDims and the collate rules."""
+"""survlab.data.sources.examples.random_batch: the docstring examples' batches follow ModalityDims and the collate rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from survlab.data.dims import ModalityDims
-from survlab.data.examples import random_batch
+from survlab.data.sources.examples import random_batch
 
 
 def test_random_batch_pads_every_bag_modality_and_is_reproducible() -> None:

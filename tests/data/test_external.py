@@ -11,7 +11,7 @@ from conftest import petct_kwargs
 
 from survlab.data.datamodule import CohortDataModule
 from survlab.data.external import setup_external
-from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.genomics import GeneScaler, genomic_tensors, match_groups, read_expression
+from survlab.data.modalities.genomics import GeneScaler, genomic_tensors, match_groups, read_expression
 
 
 def test_exact_symbol_matching_never_prefix(caplog: pytest.LogCaptureFixture) -> None:

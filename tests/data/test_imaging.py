@@ -1,4 +1,4 @@
-"""PET/CT imaging data (survlab.data.imaging): stacks from PNG equal the stacks survlab cuts from NIfTI volumes,
+"""PET/CT imaging data (survlab.data.modalities.imaging): stacks from PNG equal the stacks survlab cuts from NIfTI volumes,
 short stacks pad with a mask, tables join by case_id (not row order) with training-fitted scaling, the prepared
 stack cache, and one-line errors for bad input."""
 
@@ -14,9 +14,15 @@ import torch
 from conftest import petct_kwargs
 
 from survlab.data.batch import collate
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.imaging import ImagingStore, fix_length, list_slices, natural_key, read_feature_table
+from survlab.data.modalities.imaging import (
+    ImagingStore,
+    fix_length,
+    list_slices,
+    natural_key,
+    read_feature_table,
+)
 
 
 def _dm(root: Path, tmp: Path, **overrides: object) -> CohortDataModule:
@@ -175,7 +181,7 @@ def test_synthetic_petct_plants_an_image_only_and_a_clinical_only_risk_part(tiny
     import pandas as pd
     from sksurv.metrics import concordance_index_censored
 
-    from survlab.data.imaging import read_volume
+    from survlab.data.modalities.imaging import read_volume
 
     truth = pd.read_csv(tiny_petct_cohort / "truth.csv").set_index("case_id")
     clinical = pd.read_csv(tiny_petct_cohort / "clinical.csv").set_index("case_id").loc[truth.index]
@@ -203,7 +209,7 @@ def test_a_petct_cohort_from_an_older_generator_is_regenerated(tmp_path: Path) -
     """The cache key holds the generator version: a folder written by the previous generator (same spec) is rebuilt."""
     import json
 
-    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+    from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
     spec = PetCtSpec(n_patients=6, volume_size=32, n_slices=12, lesion_window=16, radiomics_dim=6)
     root = generate_petct_cohort(tmp_path / "c", spec)

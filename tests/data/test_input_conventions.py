@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.cohort import Cohort
-from survlab.data.genomics import read_expression, read_signatures
+from survlab.data.cohort.table import Cohort
+from survlab.data.modalities.genomics import read_expression, read_signatures
 
 MakeDM = Callable[..., Any]
 
@@ -105,7 +105,7 @@ def test_expression_with_decimal_commas_or_infinite_values(tmp_path: Path) -> No
 
 def test_numeric_clinical_column_with_decimal_commas(tmp_path: Path) -> None:
     """'62,5' made the whole 'age' column categorical without a word (one one-hot feature per distinct age)."""
-    from survlab.data.clinical import ClinicalEncoder
+    from survlab.data.cohort.clinical import ClinicalEncoder
 
     rows = pd.DataFrame({"case_id": ["A", "B", "C"], "age": ["62,5", "70", None]})
     with pytest.raises(ValueError) as err:

@@ -12,9 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from survlab.config.search_path import PACKAGE_CONF_DIR
 from survlab.data import datamodule as dm_module
 from survlab.data.datamodule import choose_loader
-from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
 
 @pytest.mark.parametrize(

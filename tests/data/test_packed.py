@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from survlab.data.checks import DataFileError
-from survlab.data.packed import MARKER, PackedStore
+from survlab.data.cohort.checks import DataFileError
+from survlab.data.modalities.packed import MARKER, PackedStore
+from survlab.data.modalities.wsi import BagStore
 from survlab.data.samplers import EpochLoader, EpochSampler, LengthOrderSampler, bucket_order
-from survlab.data.wsi import BagStore
 
 
 def _write_pt_cohort(base: Path, n_slides: int = 6, dim: int = 5, dtype: torch.dtype = torch.float16) -> dict:
@@ -281,7 +281,7 @@ def test_packed_store_pickles_without_its_file_descriptors(tmp_path: Path) -> No
 def test_pack_command_builds_verifies_and_reports_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from survlab.pack import main
+    from survlab.cli.pack import main
 
     root = tmp_path / "syn"
     args = ["data=synthetic", f"data.root={root}", "data.synthetic.n_patients=12", "data.wsi.format=pt"]
@@ -299,7 +299,7 @@ def test_pack_command_builds_verifies_and_reports_errors(
 
 
 def test_failed_build_removes_only_its_own_temp_folder(tmp_path: Path) -> None:
-    from survlab.data.packed import build_packed
+    from survlab.data.modalities.packed import build_packed
 
     bags = _write_pt_cohort(tmp_path)
     lookalike = tmp_path / f"packed.tmp{os.getpid()}"  # what an older build would have named (and deleted)

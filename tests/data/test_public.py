@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.public import GSE7390_CLINICAL, load_gse7390_table, materialize_gse7390, probe_columns
+from survlab.data.sources.public import (
+    GSE7390_CLINICAL,
+    load_gse7390_table,
+    materialize_gse7390,
+    probe_columns,
+)
 
 
 def test_shipped_csv_equals_sksurv_breast_cancer() -> None:

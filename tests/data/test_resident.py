@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from survlab.data.batch import Batch
-from survlab.data.resident import ResidentBags, lookup
+from survlab.data.modalities.resident import ResidentBags, lookup
 
 MakeDM = Callable[..., Any]
 WSI = {"encoder": "synthetic", "feature_dim": 8}
@@ -208,7 +208,7 @@ def test_device_store_that_cannot_be_staged_in_host_memory_is_refused(
 def test_device_store_with_spawned_ranks_is_refused_before_any_data_is_read() -> None:
     from omegaconf import OmegaConf
 
-    from survlab.runner.config_check import ConfigError, _check_resident
+    from survlab.config.check import ConfigError, _check_resident
 
     cfg = OmegaConf.create({"data": {"wsi": {"cache": "device"}}, "trainer": {"strategy": "ddp_spawn"}})
     with pytest.raises(

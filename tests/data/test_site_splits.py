@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.splits import ensure_splits, make_splits, tcga_sites
+from survlab.data.cohort.splits import ensure_splits, make_splits, tcga_sites
 
 
 def _site_table(n_sites: int = 12, per_site: int = 25, seed: int = 0) -> pd.DataFrame:

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.data.cohort import Cohort
-from survlab.data.wsi import BagStore, check_availability
+from survlab.data.cohort.table import Cohort
+from survlab.data.modalities.wsi import BagStore, check_availability
 
 MakeDM = Callable[..., Any]
 

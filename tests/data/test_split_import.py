@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from survlab.data.splits_import import import_splits, main
+from survlab.cli.import_splits import main
+from survlab.data.cohort.splits_import import import_splits
 
 FOLDS = 3
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
+from survlab.data.sources.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
 
 SPEC = dict(
     n_patients=48, feature_dim=8, patches_per_slide=(6, 16), genes_per_family=(4, 5, 5, 5, 6, 4), seed=1

@@ -36,7 +36,7 @@ SLIDE_LABELS = {"slide_label": {"column": "slide_label"}}
 
 @pytest.fixture(scope="module")
 def cls_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from survlab.data.synthetic import ClassificationSpec, generate_classification_cohort
+    from survlab.data.sources.synthetic import ClassificationSpec, generate_classification_cohort
 
     return generate_classification_cohort(
         tmp_path_factory.mktemp("cls") / "cohort", ClassificationSpec(**CLS_SPEC)
@@ -249,8 +249,8 @@ def test_calibration_split_is_disjoint_reproducible_and_hashed(
 
 def test_survival_split_files_unchanged_without_new_options(tiny_cohort: Path, tmp_path: Path) -> None:
     """Pinned before issue 10: survival cohorts' split files and hashes stay byte-identical."""
-    from survlab.data.cohort import Cohort
-    from survlab.data.splits import ensure_splits
+    from survlab.data.cohort.splits import ensure_splits
+    from survlab.data.cohort.table import Cohort
 
     cohort = Cohort.from_csv(tiny_cohort / "clinical.csv", keep_cols=["site"])
     split_set = ensure_splits(cohort.table, tmp_path / "s", folds=3, val_fraction=0.2, seed=0)
@@ -325,7 +325,7 @@ def test_several_endpoints_with_a_patient_missing_dfs(
 def test_bayes_accuracy_matches_the_bayes_rule_on_a_large_cohort(tmp_path: Path) -> None:
     """oracle.json's bayes_accuracy = accuracy of 'positive iff a slide carries the marker' (within sampling error),
     and the marker is what the features show: max projection on the marker direction separates signal slides."""
-    from survlab.data.synthetic import ClassificationSpec, generate_classification_cohort
+    from survlab.data.sources.synthetic import ClassificationSpec, generate_classification_cohort
 
     spec = ClassificationSpec(n_patients=600, feature_dim=4, patches_per_slide=(5, 10), seed=2)
     root = generate_classification_cohort(tmp_path / "c", spec)

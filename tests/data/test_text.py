@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from survlab.data.checks import DataFileError
-from survlab.data.text import PROMPTS_DIR, prompts_for_classes, read_prompts, resolve_prompts_file
+from survlab.data.cohort.checks import DataFileError
+from survlab.data.modalities.text import PROMPTS_DIR, prompts_for_classes, read_prompts, resolve_prompts_file
 from survlab.models.text_encoder import HFMeanPoolEncoder, SentenceTransformerEncoder, build_text_encoder
 
 SHIPPED = {  # shipped prompts file -> the classes of the label it describes (conf/data + HMF recipes)
@@ -75,7 +75,7 @@ def test_prompts_must_cover_exactly_the_labels_classes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_prompt_files_cover_their_labels(name: str) -> None:
-    prompts = read_prompts(name)  # found by bare name in survlab/data/prompts
+    prompts = read_prompts(name)  # found by bare name in survlab/data/modalities/prompts
     assert resolve_prompts_file(name) == PROMPTS_DIR / name
     ordered = prompts_for_classes(prompts, SHIPPED[name], "label", name)
     assert all(len(s) >= 5 for s in ordered.values())  # several sentences per class, as the reference

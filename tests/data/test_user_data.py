@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from survlab.data.cohort.splits import ensure_splits
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.splits import ensure_splits
-from survlab.data.synthetic import SyntheticSpec, generate_cohort
+from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 
 SMALL = SyntheticSpec(
     n_patients=12,

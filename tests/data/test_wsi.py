@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import survlab.data.wsi as wsi_mod
-from survlab.data.cohort import Cohort
-from survlab.data.wsi import BagStore, check_availability, read_bag
+import survlab.data.modalities.wsi as wsi_mod
+from survlab.data.cohort.table import Cohort
+from survlab.data.modalities.wsi import BagStore, check_availability, read_bag
 
 
 def _write(base: Path, slide: str, feats: torch.Tensor, fmt: str, coords: np.ndarray | None = None) -> Path:

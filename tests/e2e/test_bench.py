@@ -1,4 +1,4 @@
-"""`python -m survlab.bench` runs end to end on a tiny cohort (numbers are measured, never asserted)."""
+"""`python benchmarks/bench.py` runs end to end on a tiny cohort (numbers are measured, never asserted)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from survlab.bench import main
+from bench import main
 
 
 def test_bench_runs_end_to_end(tmp_path: Path) -> None:
@@ -141,10 +141,10 @@ def test_feature_bytes_counts_every_scale_and_the_store_dtype(tmp_path: Path) ->
     the fp16 packed store — equal to a count from the files themselves."""
     import argparse
 
+    from bench import build, cohort_spec, compose, feature_bytes
     from hydra.core.global_hydra import GlobalHydra
 
-    from survlab.bench import build, cohort_spec, compose, feature_bytes
-    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 
     args = argparse.Namespace(patients=20, patches=24, dim=8, signal_scale="x20", signal_strength=3.0)
     spec = {**cohort_spec(args), "storage_dtype": "float32"}

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from lifelines.utils import concordance_index
 
-from survlab import cli
-from survlab.synth import describe_layout
+from survlab.cli import main as cli
+from survlab.cli.synth import describe_layout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_help_and_config_printing_import_neither_torch_nor_lightning(tmp_path: P
     torch or Lightning (checked in a fresh interpreter), and print what they should."""
     script = textwrap.dedent("""
         import contextlib, io, json, sys
-        from survlab import cli
+        from survlab.cli import main as cli
         out = {}
         for argv in (["--help"], ["train", "--help"], ["summarize", "--help"], ["synth", "--help"],
                      ["bench", "--help"], ["pack", "--help"], ["train", "--cfg", "job", "model=abmil", "fold=3"]):

@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recomputed_cindex(run_dir: Path) -> tuple[float, pd.DataFrame]:
-    from survlab.eval.metrics import harrell_cindex
+    from survlab.metrics.survival import harrell_cindex
 
     preds = pd.read_csv(run_dir / "predictions.csv")
     return harrell_cindex(preds.risk, preds.time, preds.event.astype(bool)), preds

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from survlab import cli
+from survlab.cli import main as cli
 
 
 @pytest.mark.parametrize("command", ["eval", "summarize", "bench", "doctor"])
@@ -26,7 +26,7 @@ def test_check_takes_config_dir_like_train(
 ) -> None:
     """`survlab check --config-dir DIR data=<a config in DIR>` composes the config from DIR (was:
     OverrideParseException on '--config-dir'); the cohort itself is not read here (the spy stops after composing)."""
-    import survlab.check as check_module
+    import survlab.cli.check as check_module
 
     lab = tmp_path / "lab" / "data"
     lab.mkdir(parents=True)
@@ -88,7 +88,7 @@ def test_doctor_reports_the_machine_and_unwritable_folders(
 
 def test_config_dir_flags_become_a_hydra_searchpath(tmp_path: Path) -> None:
     """The helper `survlab check` / `pack` / `synth` share: every spelling of --config-dir, the rest kept in order."""
-    from survlab.utils.confdirs import searchpath_overrides, split_config_dirs
+    from survlab.config.search_path import searchpath_overrides, split_config_dirs
 
     argv = ["data=toy", "--config-dir", "a", "-cd", "b", "--config-dir=c", "--verify"]
     dirs, rest = split_config_dirs(argv)

@@ -1,4 +1,4 @@
-"""`python -m survlab.evaluate`: a trained run applied again to its own test fold (reproduces it exactly), to another
+"""`survlab eval`: a trained run applied again to its own test fold (reproduces it exactly), to another
 cohort (external metrics equal to scikit-survival's on the written predictions; predictions equal to the in-memory
 `external_data=` path, so preprocessing.json carries everything that was fitted), to a cohort without outcomes
 (predictions only) — and one-line errors for bad input."""
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from survlab.evaluate import main
+from survlab.cli.eval import main
 from survlab.utils.outputs import write_json
 from tests.helpers.cli import TINY as TINY_COHORT
 from tests.helpers.runs import run_job
@@ -214,7 +214,7 @@ def test_external_cohort_metrics_and_protocol(surv_run: Path, lab: Path) -> None
 def test_external_cohort_in_the_real_layout(surv_run: Path, tmp_path: Path) -> None:
     """data=tcga_luad pointed at files in the CLAM/MCAT layout (.pt bags under features/<encoder>/, a cohort with no
     classification labels — the model scores none), kept read-only: scored, and nothing written into it."""
-    from survlab.data.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 
     spec = SyntheticSpec(
         n_patients=36, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=11

@@ -56,7 +56,7 @@ def test_progress_bar_can_be_switched_off(tmp_path: Path) -> None:
     """`trainer.enable_progress_bar=false` used to fail every job (Lightning refuses a progress-bar callback)."""
     import hydra
 
-    from survlab.runner.setup import build_callbacks
+    from survlab.runner.build import build_callbacks
 
     cfg = compose_config(tmp_path / "out", ["trainer.enable_progress_bar=false"])
     callbacks = build_callbacks(cfg, tmp_path / "out")

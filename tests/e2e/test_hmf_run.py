@@ -14,7 +14,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
 from tests.helpers.runs import run_job
 
 COHORT = [
@@ -128,7 +128,7 @@ def test_hmf_camelyon17_reports_the_rule_based_pn_beside_the_patient_head(tmp_pa
     scikit-learn's quadratic kappa; checkpoints follow val/kappa; protocol.json states the validation size."""
     from sklearn.metrics import cohen_kappa_score
 
-    from survlab.eval.pn_stage import PN_STAGES, pn_stage
+    from survlab.metrics.pn_stage import PN_STAGES, pn_stage
 
     root = tmp_path / "data" / "camelyon17"
     (root / "features" / "resnet50_trunc" / "pt_files").mkdir(parents=True)

@@ -37,7 +37,7 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
     assert (
         ext["cohort"] == "synthetic_petct_external" and ext["test/cindex"] == metrics["external/test/cindex"]
     )
-    # the external cohort's KM risk groups are cut at the internal training patients' cutoff (survlab.runner.km_report)
+    # the external cohort's KM risk groups are cut at the internal training patients' cutoff (survlab.report.km)
     assert (
         ext["km_cutoffs"] == metrics["km_cutoffs"] and len(metrics["km_cutoffs"]) == 2
     )  # km_groups: tertiles

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from survlab.eval.km import logrank_test
-from survlab.eval.summary import summarize_sweep
+from survlab.metrics.km import logrank_test
+from survlab.report.sweep import summarize_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "sweep_outputs.ipynb"

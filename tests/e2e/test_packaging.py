@@ -58,7 +58,7 @@ def test_one_version_source() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
     assert project["license"] == "MIT" and "MIT License" in (REPO / "LICENSE").read_text()
-    assert project["scripts"]["survlab"] == "survlab.cli:main"
+    assert project["scripts"]["survlab"] == "survlab.cli.main:main"
 
 
 def _build_wheel(tmp: Path) -> Path:
@@ -107,16 +107,17 @@ def test_wheel_carries_configs_data_and_plugin(wheel: Path, tmp_path: Path) -> N
         "survlab/conf/model/ggmf.yaml",
         "survlab/conf/experiment/demo.yaml",
         "survlab/conf/hydra/launcher/submitit_slurm.yaml",
-        "survlab/data/public/gse7390.csv",
-        "survlab/data/prompts/synthetic_slide.json",
+        "survlab/data/sources/public/gse7390.csv",
+        "survlab/data/modalities/prompts/synthetic_slide.json",
         "hydra_plugins/survlab_searchpath/survlab_searchpath.py",
-        "survlab/cli.py",
+        "survlab/cli/main.py",
         "survlab/__main__.py",
     ):
         assert member in names, member
     n_yaml = sum(1 for p in (REPO / "survlab" / "conf").rglob("*.yaml") if "local" not in p.parts)
     assert sum(n.startswith("survlab/conf/") and n.endswith(".yaml") for n in names) == n_yaml
-    assert not any(n.startswith(("tests/", "experiments/")) for n in names)
+    assert not any(n.startswith(("tests/", "experiments/", "benchmarks/", "scripts/")) for n in names)
+    assert not any(n.endswith(("/bench.py", "/results_table.py")) for n in names)  # study tools stay outside
     meta = zipfile.ZipFile(wheel).read(f"survlab-{survlab.__version__}.dist-info/METADATA").decode()
     assert f"Version: {survlab.__version__}" in meta and "License-Expression: MIT" in meta
     # the lock parses and agrees with the wheel (no index needed: --no-deps, the wheel itself)
@@ -164,7 +165,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import json, survlab, hydra_plugins.survlab_searchpath as p, survlab.utils.confdirs as c;"
+            "import json, survlab, hydra_plugins.survlab_searchpath as p, survlab.config.search_path as c;"
             "print(json.dumps([survlab.__file__, p.__file__, str(c.PACKAGE_CONF_DIR)]))",
         ],
         cwd=work,
@@ -217,7 +218,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])
 def test_version_flag(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from survlab import cli
+    from survlab.cli import main as cli
 
     assert cli.main([flag]) == 0
     assert capsys.readouterr().out == f"survlab {survlab.__version__}\n"

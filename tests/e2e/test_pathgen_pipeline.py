@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from survlab.eval.conformal import conformal_quantile, lac_scores
-from survlab.pipelines.pathgen import conformal_setting
+from survlab.metrics.conformal import conformal_quantile, lac_scores
+from survlab.runner.pipelines.pathgen import conformal_setting
 from tests.helpers.cli import check, run_survlab
 
 TINY = [
@@ -151,7 +151,7 @@ def _coverage_repeats(calibrate_on: str, alpha: float, seeds: range) -> list[flo
     from sklearn.linear_model import LogisticRegression
 
     import survlab
-    from survlab.data.splits import make_splits
+    from survlab.data.cohort.splits import make_splits
 
     cfg = OmegaConf.load(Path(survlab.__file__).parent / "conf" / "data" / "synthetic_pathgen.yaml").splits
     rng = np.random.default_rng(0)
@@ -331,7 +331,7 @@ def test_tcga_recipes_carry_the_papers_settings(cohort: str, tmp_path: Path) -> 
 
 
 def test_tcga_recipe_runs_on_files_in_the_real_layout(tmp_path: Path) -> None:
-    from survlab.data.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
+    from survlab.data.sources.synthetic_pathgen import PathGenSpec, generate_pathgen_cohort
 
     spec = PathGenSpec(
         n_patients=80, feature_dim=8, patches_per_slide=(4, 10), genes_per_family=(4, 5, 5, 5, 6, 4)

@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
+from survlab.config.search_path import PACKAGE_CONF_DIR
 from survlab.runner.hydra_callbacks import SweepKeysCallback
-from survlab.utils.confdirs import PACKAGE_CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ RUN = (
     "survlab train model=abmil data=synthetic fold=3",
     "survlab train -m model=abmil,snn fold=0,1 trainer.max_epochs=2",
     "survlab summarize <sweep dir>",
-    "python -m survlab.evaluate run=<run dir>",
+    "survlab eval run=<run dir>",
     "python -m survlab.run resume=logs/runs/ggmf/synthetic/fold2/<timestamp>_<pid>",
     "survlab train --cfg job model=mcat",
     "survlab synth data=synthetic out=/tmp/cohort",
@@ -64,7 +64,7 @@ RUN = (
     "survlab --help",
 )
 #: README commands whose cohort is the user's, a paper's or too big for a test: their command line is checked as
-#: written (keys, config names, value types: survlab.runner.config_check.check_command_line), not run
+#: written (keys, config names, value types: survlab.config.check.check_command_line), not run
 COMPOSE_ONLY = (
     "survlab train model=snn data=gse7390",
     "survlab train model=ggmf data=tcga_luad",
@@ -99,15 +99,15 @@ COMPOSE_ONLY = (
 SKIP = {
     "survlab check data=my_cohort": "the user's cohort (survlab check is run by tests/test_check.py)",
     "survlab eval run=<run dir> data=<other cohort>": "a second cohort (tests/e2e/test_evaluate.py)",
-    "python -m survlab.data.splits_import --format clam --dir splits/task_1 --clinical clinical.csv --out "
+    "survlab import-splits --format clam --dir splits/task_1 --clinical clinical.csv --out "
     "logs/splits/x": "a peer's split files (tests/data/test_split_import.py)",
     "python -m survlab.run data=my_cohort model=coxnet": "the user's cohort config",
     "python -m survlab.run -m data=my_cohort model=coxnet,coxmlp,snn,clinical_mlp fold=0,1,2,3,4": "the user's cohort",
-    "python -m survlab.imaging_cut run=<that run dir> out=<folder 0>": "a segmentation run (tests/models/test_mmdls_seg.py)",
+    "survlab cut run=<that run dir> out=<folder 0>": "a segmentation run (tests/models/test_mmdls_seg.py)",
     "python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<folder 0> data.imaging.missing=drop "
     "fold=0": "imaging_cut's output",
-    "python -m survlab.evaluate run=<run dir> data=my_cohort": "the user's cohort",
-    "python -m survlab.evaluate run=<run dir> data=my_cohort data.root=/data/other out=/results/ext": "the user's cohort",
+    "survlab eval run=<run dir> data=my_cohort": "the user's cohort",
+    "survlab eval run=<run dir> data=my_cohort data.root=/data/other out=/results/ext": "the user's cohort",
     "SURVLAB_CONFIG_PATH=/lab/conf survlab train data=my_cohort model=abmil": "the user's config folder",
     "survlab train --config-dir /lab/conf data=my_cohort --cfg job": "the user's config folder",
 }
@@ -148,7 +148,7 @@ def test_every_readme_command_is_run_composed_or_skipped_with_a_reason() -> None
 def test_readme_command_lines_compose_as_written(
     command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from survlab.runner.config_check import check_command_line
+    from survlab.config.check import check_command_line
 
     monkeypatch.chdir(tmp_path)
     argv = _argv(command)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.data.synthetic import SyntheticSpec, generate_cohort
-from survlab.runner.config_check import resolve_auto
+from survlab.config.check import resolve_auto
+from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
 from tests.helpers.runs import CONF_DIR, compose_config, run_job
 
 RECIPES = sorted(
@@ -278,7 +278,7 @@ def _check_against_predictions(metrics: dict[str, Any], out: Path) -> None:
 
 
 def _run_petct_recipe(cfg: DictConfig, overrides: list[str], tmp_path: Path) -> None:
-    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+    from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
     small = dict(n_patients=40, volume_size=32, n_slices=12, lesion_window=16)
     if cfg.data.get("synthetic") is None:  # the real layout of nsclc_petct, written where the recipe looks

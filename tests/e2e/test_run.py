@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.synthetic import SyntheticSpec, generate_cohort
-from survlab.eval.metrics import harrell_cindex
+from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+from survlab.metrics.survival import harrell_cindex
 from tests.helpers.cli import TINY as TINY_COHORT
 from tests.helpers.runs import run_job
 
@@ -78,7 +78,7 @@ def test_cli_writes_every_output(tmp_path: Path) -> None:
     assert len(protocol["cohort"]["split_hash"]) == 64 and protocol["cohort"]["feature_dim"] == 8
     assert protocol["config"]["model"]["name"] == "abmil" and protocol["survlab_version"]
     assert (out / "km.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # KM risk groups cut at the training patients' median risk (survlab.runner.km_report), one log line per epoch
+    # KM risk groups cut at the training patients' median risk (survlab.report.km), one log line per epoch
     assert len(metrics["km_cutoffs"]) == 1 and np.isfinite(metrics["km_cutoffs"][0])
     # the HR on km.png / in metrics.json is lifelines' Cox fit of high vs low on the test patients
     from lifelines import CoxPHFitter

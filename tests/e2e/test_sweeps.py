@@ -49,7 +49,7 @@ def _check_summary(sweep_dir: Path, out: str) -> None:
         assert (sweep_dir / name).is_file(), f"{name} missing; log tail:\n{out[-2000:]}"
     table = pd.read_csv(sweep_dir / "summary.csv")
     assert set(table.model) == {"abmil", "snn"} and set(table.cohort) == {"synthetic"}
-    from survlab.eval.metrics import harrell_cindex
+    from survlab.metrics.survival import harrell_cindex
 
     for model in ("abmil", "snn"):
         row = table[table.model == model].iloc[0]
@@ -207,7 +207,7 @@ def test_seed_sweep_gives_one_job_and_one_summary_row_per_seed(tmp_path: Path, d
             if d.endswith(f"seed={seed}")
         ]
         assert row["test/cindex_mean"] == pytest.approx(np.mean(per_job))
-    from survlab.eval.summary import summarize_sweep
+    from survlab.report.sweep import summarize_sweep
 
     pooled = summarize_sweep(sweep_dir, over=["seed"], write=False).table
     assert len(pooled) == 1 and pooled.n_folds.iloc[0] == 4
@@ -291,7 +291,7 @@ def test_repeated_cv_sweep_gives_a_split_and_a_job_dir_per_repeat_and_pools_them
 ) -> None:
     """`-m fold=0,1 +data.splits.repeat=0,1`: four job dirs, repeat 0 on the split dir survlab always wrote (meta.json
     without a repeat) and repeat 1 on its own seeded re-draw; the summary pools the repeats in one row."""
-    from survlab.eval.metrics import harrell_cindex
+    from survlab.metrics.survival import harrell_cindex
 
     sweep_dir = tmp_path / "sweep"
     args = [

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from survlab import check, cli
+from survlab.cli import check
+from survlab.cli import main as cli
 
 SMALL_SURVIVAL = [
     "data=synthetic",
@@ -55,7 +56,7 @@ def test_feature_format_and_clinical_noise_columns_are_what_the_config_reads(
 
 
 def test_a_config_that_does_not_read_the_cohort_is_refused(tmp_path: Path) -> None:
-    from survlab.synth import check_reads
+    from survlab.cli.synth import check_reads
 
     conf = tmp_path / "conf"
     assert (

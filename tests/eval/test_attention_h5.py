@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from survlab.data.batch import collate
-from survlab.eval.attention_h5 import export_attention_h5
 from survlab.models.abmil import ABMIL
+from survlab.report.attention_h5 import export_attention_h5
 
 KW: dict[str, Any] = dict(
     genomics=None,

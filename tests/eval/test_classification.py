@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from survlab.eval.classification import classification_metrics, confusion_matrix
+from survlab.metrics.classification import classification_metrics, confusion_matrix
 
 
 def _sklearn(probs: np.ndarray, labels: np.ndarray, ordinal: bool) -> dict[str, float]:
@@ -91,7 +91,7 @@ def test_confusion_figure_shows_sklearns_counts_and_row_shares(tmp_path, monkeyp
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from survlab.eval.classification import plot_confusion
+    from survlab.metrics.classification import plot_confusion
 
     texts: list[str] = []
     save = Figure.savefig
@@ -113,7 +113,7 @@ def test_confusion_figure_shows_sklearns_counts_and_row_shares(tmp_path, monkeyp
 
 
 def test_roc_pr_figure_per_class_equals_sklearn(tmp_path) -> None:
-    from survlab.eval.classification import plot_roc_pr
+    from survlab.metrics.classification import plot_roc_pr
 
     probs, labels = _planted(1)
     out = plot_roc_pr(probs, labels, ["a", "b", "c"], tmp_path / "roc_pr.png")

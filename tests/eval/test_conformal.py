@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from survlab.eval.conformal import (
+from survlab.metrics.conformal import (
     CalibrationSizeError,
     bin_probabilities,
     calibrate_and_predict,

@@ -1,4 +1,4 @@
-"""Cross-validation statistics (survlab.eval.cv_stats) against independent references: the corrected resampled
+"""Cross-validation statistics (survlab.metrics.stats) against independent references: the corrected resampled
 t-test by hand from Nadeau & Bengio's formula, Holm against the closed Bonferroni test and a textbook example, the
 bootstrap against a plain loop over materialised resamples with scikit-survival / scikit-learn."""
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from survlab.eval.cv_stats import bootstrap_paired, bootstrap_pooled, corrected_resampled_ttest, holm
+from survlab.metrics.stats import bootstrap_paired, bootstrap_pooled, corrected_resampled_ttest, holm
 
 
 def test_corrected_resampled_ttest_equals_the_formula_by_hand() -> None:

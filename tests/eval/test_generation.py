@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from survlab.eval.generation import generation_metrics
+from survlab.metrics.generation import generation_metrics
 
 
 def test_metrics_match_scipy_and_reference_is_trivial() -> None:

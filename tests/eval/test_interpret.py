@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from survlab.eval.interpret import export_attention
 from survlab.models.abmil import ABMIL
+from survlab.report.attention import export_attention
 
 
 def _h5(root: Path, slide: str) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test as ll_logrank
 from lifelines.statistics import multivariate_logrank_test
 
-from survlab.eval.km import (
+from survlab.metrics.km import (
     kaplan_meier,
     km_figure,
     logrank_test,

@@ -15,7 +15,7 @@ from sksurv.metrics import (
 from sksurv.metrics import integrated_brier_score as sk_ibs
 from sksurv.util import Surv
 
-from survlab.eval.metrics import (
+from survlab.metrics.survival import (
     breslow_survival,
     default_eval_times,
     harrell_cindex,
@@ -345,7 +345,7 @@ def test_ibs_without_test_events_is_a_number_not_an_exception() -> None:
 def test_censoring_km_matches_sksurv(seed: int, unit: float) -> None:
     from sksurv.nonparametric import CensoringDistributionEstimator
 
-    from survlab.eval.metrics import _censoring_survival
+    from survlab.metrics.survival import _censoring_survival
 
     d = _tied(seed, unit)
     # at, between and before the training times

@@ -1,4 +1,4 @@
-"""CAMELYON17's rule-based pN stage (survlab/eval/pn_stage.py): the challenge's rule on hand-made slide stages, its
+"""CAMELYON17's rule-based pN stage (survlab/metrics/pn_stage.py): the challenge's rule on hand-made slide stages, its
 quadratic kappa equal to scikit-learn's, and the run-level report beside the patient head (issue 21.9)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from survlab.eval.pn_stage import PN_STAGES, pn_rule_metrics, pn_rule_table, pn_stage
-from survlab.runner.report import pn_rule_report
+from survlab.metrics.pn_stage import PN_STAGES, pn_rule_metrics, pn_rule_table, pn_stage
+from survlab.report.outputs import pn_rule_report
 
 CASES = [  # five nodes per patient, as in CAMELYON17
     (["negative"] * 5, "pN0"),

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from sksurv.metrics import concordance_index_censored
 
-from survlab.eval.subgroups import site_report
-from survlab.eval.summary import summarize_sweep
+from survlab.report.subgroups import site_report
+from survlab.report.sweep import summarize_sweep
 from survlab.utils.jobs import mark_done, write_record
 
 

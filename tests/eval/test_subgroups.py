@@ -1,4 +1,4 @@
-"""Per-subgroup evaluation (survlab.eval.subgroups): a treatment group's metrics equal the overall metrics computed by
+"""Per-subgroup evaluation (survlab.report.subgroups): a treatment group's metrics equal the overall metrics computed by
 independent libraries (lifelines, scikit-learn, scikit-survival) on that group's patients; the hazard ratio of the
 high- vs low-risk tertile follows a planted effect."""
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.eval.subgroups import hazard_ratio, subgroup_report
+from survlab.report.subgroups import hazard_ratio, subgroup_report
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from survlab.eval.summary import collect_jobs, paired_comparison, summarize_sweep
+from survlab.report.sweep import collect_jobs, paired_comparison, summarize_sweep
 from survlab.utils.jobs import (
     job_is_complete,
     job_status,
@@ -197,7 +197,7 @@ def test_collect_identity_from_hydra_config(tmp_path: Path) -> None:
 def test_cli(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "survlab.summarize", str(sweep), "--reference", "good", "--out", str(out)],
+        [sys.executable, "-m", "survlab", "summarize", str(sweep), "--reference", "good", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -205,7 +205,7 @@ def test_cli(sweep: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "Paired comparison vs `good`" in r.stdout and (out / "summary.csv").is_file()
     r = subprocess.run(
-        [sys.executable, "-m", "survlab.summarize", str(tmp_path / "missing")],
+        [sys.executable, "-m", "survlab", "summarize", str(tmp_path / "missing")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,15 +16,15 @@ import pytest
 import sklearn.metrics as skm
 from omegaconf import OmegaConf
 
-from survlab.eval.classification import classification_metrics, classification_notes
-from survlab.eval.conformal import (
+from survlab.metrics.classification import classification_metrics, classification_notes
+from survlab.metrics.conformal import (
     CalibrationSizeError,
     calibrate_and_predict,
     conformal_quantile,
     min_calibration_size,
 )
-from survlab.eval.metrics import survival_metrics, survival_notes
-from survlab.pipelines.pathgen import run_conformal
+from survlab.metrics.survival import survival_metrics, survival_notes
+from survlab.runner.pipelines.pathgen import run_conformal
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch.optim import Optimizer
 
-from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+from survlab.config.search_path import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 class KillAtEpoch(L.Callback):
@@ -102,7 +102,7 @@ def compose_config(output_dir: Path, overrides: list[str]) -> DictConfig:
 
 def run_job(output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """Run one job in-process (no subprocess, no Hydra job markers) and return its metrics dict."""
-    from survlab.run import train
+    from survlab.runner.train import train
 
     cfg = compose_config(output_dir, overrides)
     return train(cfg, output_dir)

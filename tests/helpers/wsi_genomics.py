@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from survlab.data.batch import PatientItem, collate
-from survlab.eval.metrics import harrell_cindex
+from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import ModalityDims, risk_score
 from survlab.tasks.losses import nll_discrete_survival
 

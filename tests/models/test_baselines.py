@@ -109,7 +109,7 @@ def test_attention_is_zero_on_padding_and_sums_to_one(name: str, items: list[Pat
     torch.testing.assert_close(attn.sum(dim=1), torch.ones(len(items)))
 
 
-from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+from survlab.config.search_path import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -269,7 +269,7 @@ def test_bad_settings_are_one_line_errors(make: Callable[[], OutcomeNet], messag
     assert "\n" not in str(err.value)
 
 
-from survlab.utils.confdirs import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
+from survlab.config.search_path import PACKAGE_CONF_DIR as CONF_DIR  # noqa: E402
 
 
 @pytest.mark.parametrize(

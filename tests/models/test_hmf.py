@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch, PatientItem, collate
-from survlab.data.checks import DataFileError
+from survlab.data.cohort.checks import DataFileError
 from survlab.models.base import ModalityDims
 from survlab.models.clam import CLAMSB
 from survlab.models.hmf import HMF, kept_per_slide

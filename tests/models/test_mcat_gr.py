@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from survlab.data.batch import collate
-from survlab.eval.patch_inference import patch_predictions
 from survlab.models.mcat_gr import MCATGR
+from survlab.runner.pipelines.patch_inference import patch_predictions
 from tests.helpers.wsi_genomics import DIMS, assert_padding_invariant, make_items
 
 GDIMS = replace(DIMS, n_classes={"grade": 3})
@@ -76,7 +76,7 @@ def test_learns_a_planted_grade_and_survival_signal() -> None:
     held-out grade balanced accuracy and Harrell's C are well above chance (1/3 and 0.5)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from survlab.eval.metrics import harrell_cindex
+    from survlab.metrics.survival import harrell_cindex
     from survlab.models.base import risk_score
     from survlab.tasks.losses import nll_discrete_survival
     from tests.helpers.wsi_genomics import _cohort

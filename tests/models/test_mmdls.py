@@ -170,7 +170,7 @@ def _train(
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from survlab.data.synthetic_petct import PetCtSpec, generate_petct_cohort
+    from survlab.data.sources.synthetic_petct import PetCtSpec, generate_petct_cohort
 
     root = generate_petct_cohort(
         tmp / "cohort",

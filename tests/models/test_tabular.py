@@ -44,7 +44,7 @@ def _split(out: Path) -> pd.DataFrame:
 
 
 def _oracle(root: Path, case_ids: list[str], time: np.ndarray, event: np.ndarray) -> float:
-    from survlab.eval.metrics import harrell_cindex
+    from survlab.metrics.survival import harrell_cindex
 
     truth = pd.read_csv(root.parent / f"{root.name}_truth.csv").set_index("case_id")["true_risk"]
     return harrell_cindex(truth.loc[case_ids].to_numpy(), time, event)
@@ -128,7 +128,7 @@ def test_coxnet_cv_fits_on_training_and_validation_rows_and_val_on_training_rows
     from sksurv.linear_model import CoxnetSurvivalAnalysis
     from sksurv.util import Surv
 
-    from survlab.runner.coxnet import PenalisedCox
+    from survlab.runner.estimators.coxnet import PenalisedCox
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((90, 6))
@@ -236,7 +236,7 @@ def test_gene_filter_is_fitted_on_training_patients_and_recorded(tmp_path: Path,
 def test_covariates_in_their_own_table_give_the_same_inputs(tmp_path: Path) -> None:
     """survival.csv + clinical.csv (clinical.table) + expression.csv == one clinical.csv with everything, patient by
     patient (joined by case_id, both tables in other row orders); a patient without a covariate row is one line."""
-    from survlab.data.checks import DataFileError
+    from survlab.data.cohort.checks import DataFileError
     from survlab.data.datamodule import CohortDataModule
 
     one = write_table_cohort(tmp_path / "one")
@@ -283,7 +283,7 @@ def test_cox_score_statistic_equals_lifelines_logrank_for_a_binary_gene() -> Non
     """For a 0/1 covariate the Cox score statistic at beta = 0 is the log-rank statistic (no tied times)."""
     from lifelines.statistics import logrank_test
 
-    from survlab.data.gene_filter import cox_score_statistic
+    from survlab.data.modalities.gene_filter import cox_score_statistic
 
     rng = np.random.default_rng(3)
     n = 80
@@ -345,7 +345,7 @@ def test_external_cohort_gets_the_training_folds_gene_filter_and_covariate_join(
 
 
 def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) -> None:
-    from survlab.data.gene_filter import GeneFilter
+    from survlab.data.modalities.gene_filter import GeneFilter
 
     with pytest.raises(
         ValueError, match=r"genomics.select.method='pca'; allowed: \['variance', 'univariate_cox'\]"
@@ -384,8 +384,8 @@ def test_below_chance_validation_warns_in_log_and_metrics(
 
 
 def test_coxnet_bad_settings_fail_before_any_data_is_read(tmp_path: Path) -> None:
-    from survlab.runner.config_check import ConfigError, check_config
-    from survlab.runner.coxnet import PenalisedCox
+    from survlab.config.check import ConfigError, check_config
+    from survlab.runner.estimators.coxnet import PenalisedCox
     from tests.helpers.runs import compose_config
 
     cfg = compose_config(tmp_path / "run", ["model=coxnet", "data=gse7390", "+model.estimator.l1=0.5"])

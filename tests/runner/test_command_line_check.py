@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from survlab.runner.config_check import ConfigError, check_command_line
+from survlab.config.check import ConfigError, check_command_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_survlab_train_reports_before_importing_torch_or_lightning(tmp_path: Pat
     never imported; `python -m survlab.run` says the same line."""
     script = textwrap.dedent("""
         import contextlib, io, json, sys
-        from survlab import cli
+        from survlab.cli import main as cli
         out = []
         for argv in (["train", "trainer.max_epochs=two"], ["train", "model.task.lr=abc"], ["train", "modle=abmil"]):
             err = io.StringIO()

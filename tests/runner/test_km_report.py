@@ -11,7 +11,7 @@ import torch
 
 from survlab.models.abmil import ABMIL
 from survlab.models.base import risk_score
-from survlab.runner.km_report import training_cutoffs, training_risks
+from survlab.report.km import training_cutoffs, training_risks
 from survlab.tasks.survival import SurvivalTask
 
 

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.batch import PatientItem, collate
-from survlab.eval.classification import classification_metrics
-from survlab.eval.metrics import harrell_cindex
+from survlab.metrics.classification import classification_metrics
+from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask

@@ -1,4 +1,4 @@
-"""SegmentationTask's Dice (survlab.tasks.segmentation) and its chance reference (survlab.runner.seg_report): Dice per
+"""SegmentationTask's Dice (survlab.tasks.segmentation) and its chance reference (survlab.report.segmentation): Dice per
 patient volume, so false lesions painted on lesion-free slices cost Dice; equal to MONAI's DiceMetric on the stacked
 volume; the lesion-slice-only mean kept apart, labelled; the chance level on the same basis."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from survlab.runner.seg_report import chance_dice
+from survlab.report.segmentation import chance_dice
 from survlab.tasks.segmentation import SegmentationTask
 
 

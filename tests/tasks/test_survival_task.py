@@ -80,7 +80,7 @@ def test_compiled_training_step_draws_the_eager_dropout_masks() -> None:
     """With inductor (the default backend) a training-mode forward with dropout equals the eager one at the same
     seed, so `compile=true` changes a run's numbers by float noise only; `same_random: false` opts out (inductor's
     own generator: other masks)."""
-    from survlab.data.examples import random_batch
+    from survlab.data.sources.examples import random_batch
     from survlab.models.abmil import ABMIL
 
     torch.manual_seed(0)

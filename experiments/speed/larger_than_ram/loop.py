@@ -1,5 +1,5 @@
 """One survlab training run on the bench cohort, for the larger-than-RAM check (`run.sh` starts it inside a memory
-cgroup). It is the bench's own survlab loop (`survlab.bench.survlab_loop`: the Hydra config a user gets, the
+cgroup). It is the bench's own survlab loop (`benchmarks/bench.py: survlab_loop`: the Hydra config a user gets, the
 datamodule, Lightning; peak RSS sampled every 20 ms from setup on), without the bench's bandwidth probe (2 x 1 GB of
 host buffers, which would dominate the cgroup's peak).
 
@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from survlab.bench import build, cohort_root, cohort_spec, compose, survlab_loop
+from bench import build, cohort_root, cohort_spec, compose, survlab_loop  # benchmarks/bench.py (PYTHONPATH=benchmarks)
 
 
 def cgroup_memory() -> dict[str, object]:

@@ -2,7 +2,7 @@
 and one test pass, materialised on the host with Batch.to("cpu"), for the RAM cache (per-item fp32 copies + padding
 in collate) and the resident store (row numbers; one gather + pad per batch). Alternated A/B/A/B in one process so
 that load drift hits both. Usage: python data_path.py <bench --data dir> <patients> <patches> [repeats]
-(the bench cohort of those sizes, signal at x5, as written by `survlab.bench --signal-scale x5`)"""
+(the bench cohort of those sizes, signal at x5, as written by `benchmarks/bench.py --signal-scale x5`)"""
 
 import argparse
 import sys
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from survlab.bench import build, cohort_root, cohort_spec, compose
+from bench import build, cohort_root, cohort_spec, compose  # benchmarks/bench.py (PYTHONPATH=benchmarks)
 
 args = argparse.Namespace(
     data=sys.argv[1], patients=int(sys.argv[2]), patches=int(sys.argv[3]), dim=1024, signal_scale="x5",

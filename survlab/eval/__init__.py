@@ -1,1 +1,0 @@
-"""Metrics, plots and sweep summaries."""

@@ -1,0 +1,190 @@
+"""Test metrics overall and per patient subgroup (e.g. treatment), plus the survival figures MM-DLS reports.
+
+For the whole test set ("all") and for every value of each subgroup column (`data.subgroups`, e.g. treatment:
+immunotherapy / chemotherapy), every patient-level objective of the task is scored on exactly those patients' rows
+with the objective's own `score` (so a subgroup's C-index / AUC is the overall metric computed on that subset), and
+for every survival objective:
+
+- ``auc_<t>``: cumulative/dynamic IPCW time-dependent AUC at fixed times ``eval_times`` (e.g. 12 / 24 / 36 months),
+  censoring distribution from the fold's TRAINING patients; NaN at a time at or past the training patients' last
+  follow-up (the censoring weights end there), recorded as ``ipcw_followup`` / ``n_auc_times_past_followup``;
+- ``km_logrank_p``: log-rank test across risk tertiles (or median groups, ``km_groups``) and a KM plot
+  ``km_<objective>_<group>.png``;
+- ``hr_high_vs_low`` (+ ``hr_ci_low`` / ``hr_ci_high``, ``hr_p``): hazard ratio of the highest vs the lowest risk
+  group from a lifelines Cox model with one indicator covariate, fitted on the patients of those two groups.
+
+`subgroup_report` returns flat keys ``<group>/<objective>/<metric>`` (group "all" or "<column>=<value>") and writes
+``subgroups.csv`` (one row per group x objective x metric).
+
+Example:
+    >>> subgroup_report(task, datamodule, out_dir, eval_times=[12, 24, 36])["treatment=immunotherapy/os/cindex"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from survlab.metrics.km import hazard_ratio, plot_km_by_risk  # hazard_ratio: re-exported
+from survlab.metrics.survival import time_dependent_auc, train_followup
+from survlab.tasks.objectives import SurvivalObjective
+from survlab.utils.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def _subset(rows: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[keep] for k, v in rows.items()}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def survival_figures(
+    objective: SurvivalObjective,
+    rows: dict[str, np.ndarray],
+    eval_times: Sequence[float],
+    km_method: Literal["median", "tertiles"],
+    km_path: Path | None,
+    title: str = "",
+    cutoffs: Any = None,
+    time_unit: str = "months",
+) -> dict[str, float]:
+    """td-AUC at `eval_times`, log-rank p across risk groups (+ KM plot at `km_path`) and the high-vs-low HR of one
+    survival objective's rows (risk, time, event); groups cut at `cutoffs` (training patients) when given."""
+    ok = np.isfinite(rows["time"])
+    risk, time, event = rows["risk"][ok], rows["time"][ok].astype(float), rows["event"][ok].astype(bool)
+    out: dict[str, float] = {}
+    if eval_times:
+        aucs, _ = time_dependent_auc(
+            risk, time, event, objective.train_time, objective.train_event, eval_times
+        )
+        times = np.unique(np.asarray(eval_times, dtype=float))
+        out.update({f"auc_{t:g}": float(a) for t, a in zip(times, aucs, strict=True)})
+        followup = train_followup(objective.train_time)
+        if np.any(times >= followup):  # NaN there: the censoring weights end with the training follow-up
+            out.update(ipcw_followup=followup, n_auc_times_past_followup=float(np.sum(times >= followup)))
+    if len(risk) >= 3 and km_path is not None:
+        km = plot_km_by_risk(
+            risk, time, event, km_path, method=km_method, title=title, cutoffs=cutoffs, time_unit=time_unit
+        )
+        out["km_logrank_p"] = float(km["logrank_p"])
+    out.update(hazard_ratio(risk, time, event, km_method, cutoffs))
+    return out
+
+
+def subgroup_report(
+    task: Any,
+    datamodule: Any,
+    out_dir: Path | None,
+    eval_times: Sequence[float] | None = None,
+    km_method: Literal["median", "tertiles"] = "tertiles",
+    prefix: str = "",
+    cutoffs: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict.
+    `cutoffs`: objective name -> risk-group cutoffs fitted on the training patients (else the groups' own)."""
+    table = datamodule.full_cohort.table
+    columns = list(getattr(datamodule, "subgroups", []) or [])
+    group_of = {col: table[col].astype(object).where(table[col].notna(), None).to_numpy() for col in columns}
+    results: dict[str, float] = {}
+    records = []
+    for name, objective in task.objectives.items():
+        rows = task.test_rows.get(name, {})
+        if not len(rows.get("index", ())) or getattr(objective, "level", "patient") != "patient":
+            continue
+        idx = rows["index"].astype(int)
+        groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(idx), dtype=bool))]
+        for col in columns:
+            values = group_of[col][idx]
+            groups += [
+                (f"{col}={v}", values == v) for v in sorted({v for v in values if v is not None}, key=str)
+            ]
+        for group, keep in groups:
+            if not keep.any():
+                continue
+            sub = _subset(rows, keep)
+            metrics = dict(objective.score(sub)) if group != "all" else {}
+            if isinstance(objective, SurvivalObjective):
+                km = None if out_dir is None else out_dir / f"km_{_safe(name)}_{_safe(group)}.png"
+                metrics.update(
+                    survival_figures(
+                        objective,
+                        sub,
+                        list(eval_times or []),
+                        km_method,
+                        km,
+                        title=f"{prefix}{name} · {group}",
+                        cutoffs=(cutoffs or {}).get(name),
+                        time_unit=str(getattr(datamodule, "time_unit", "months")),
+                    )
+                )
+            for metric, value in metrics.items():
+                results[f"{group}/{name}/{metric}"] = float(value)
+                records.append({"group": group, "objective": name, "metric": metric, "value": float(value)})
+    if out_dir is not None and records:
+        with atomic_path(out_dir / "subgroups.csv") as tmp:
+            pd.DataFrame(records).to_csv(tmp, index=False)
+    return results
+
+
+#: a site's test patients need at least this many events (survival) / patients of each of 2 classes
+#: (classification) for its metric to be reported as a number; fewer is reported as such
+MIN_SITE_EVENTS = 3
+
+
+def site_report(task: Any, datamodule: Any, min_events: int = MIN_SITE_EVENTS) -> dict[str, dict[str, Any]]:
+    """Per-site test metrics of site-preserved folds (`datamodule.split_groups`: case_id -> site) -> {site: {n,
+    n_events, <objective>/cindex | <objective>/auroc: float | None, status: "ok" | "too few events (k < m)"}}.
+
+    Survival objectives: Harrell's C of the site's test patients; classification: the objective's own AUROC. A site
+    with fewer than `min_events` events (survival) or fewer than `min_events` patients in its two rarest classes
+    gets None and its status says so: such a site's number would be noise, not a measurement."""
+    from survlab.metrics.survival import harrell_cindex
+
+    group_of = getattr(datamodule, "split_groups", None) or {}
+    if not group_of:
+        return {}
+    case_ids = datamodule.full_cohort.table["case_id"].astype(str).to_numpy()
+    out: dict[str, dict[str, Any]] = {}
+    for name, objective in task.objectives.items():
+        rows = task.test_rows.get(name, {})
+        if not len(rows.get("index", ())) or getattr(objective, "level", "patient") != "patient":
+            continue
+        sites = np.asarray([group_of.get(c, "?") for c in case_ids[rows["index"].astype(int)]], dtype=object)
+        for site in sorted(set(sites.tolist())):
+            keep = sites == site
+            rec = out.setdefault(site, {"n": int(keep.sum()), "status": "ok"})
+            sub = _subset(rows, keep)
+            if isinstance(objective, SurvivalObjective) or "event" in sub and "risk" in sub:
+                n_events = int(np.asarray(sub["event"], dtype=bool).sum())
+                rec.setdefault("n_events", n_events)
+                enough, why = n_events >= min_events, f"too few events ({n_events} < {min_events})"
+                value = harrell_cindex(sub["risk"], sub["time"], sub["event"]) if enough else None
+                rec[f"{name}/cindex"] = None if value is None or not math.isfinite(value) else float(value)
+            elif "label" in sub and "probs" in sub:
+                labels = np.asarray(sub["label"])
+                counts = (
+                    np.bincount(labels[labels >= 0].astype(int)) if (labels >= 0).any() else np.zeros(1, int)
+                )
+                present = np.sort(counts[counts > 0])
+                enough = len(present) >= 2 and int(present[-2]) >= min_events
+                why = f"too few patients per class ({present.tolist()}; needs 2 classes of >= {min_events})"
+                auroc = objective.score(sub).get("auroc") if enough else None
+                rec[f"{name}/auroc"] = None if auroc is None or not math.isfinite(auroc) else float(auroc)
+            else:
+                continue
+            if not enough:
+                rec["status"] = why
+    return out
+
+
+__all__ = ["MIN_SITE_EVENTS", "hazard_ratio", "site_report", "subgroup_report", "survival_figures"]

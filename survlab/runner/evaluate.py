@@ -1,0 +1,490 @@
+"""Apply a trained run's selected model to a cohort: its own test fold again, or every patient of another cohort
+(external validation), or — for a cohort without outcomes — predictions only. Nothing is fitted, selected or tuned
+on the scored patients: the preprocessing is the run's `preprocessing.json` (fitted on its training patients).
+
+    survlab eval run=<run dir>                                   # the run's own test fold, again
+    survlab eval run=<run dir> data=<cohort> [out=<dir>]         # external validation
+    survlab eval run=<run dir> data=<cohort> data.root=/data/x outcomes=false missing_genes=mean
+
+(`survlab eval ...` is the same command.)
+
+Outputs go to `out` (default `<run dir>/eval/<cohort>/`, never into the cohort's folder): predictions.csv, and with
+outcomes metrics.json, km.png, protocol.json / protocol.md naming both the training and the scored cohort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("survlab.runner.evaluate")
+
+OPTIONS = ("run", "data", "out", "outcomes", "missing_genes")
+USAGE = (
+    "usage: survlab eval run=<run dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
+    "[missing_genes=error|mean] [data.<key>=<value> ...]"
+)
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`key=value` arguments -> ({option: value}, [data.* overrides]); one-line ValueError for anything else."""
+    options: dict[str, str] = {"outcomes": "auto", "missing_genes": "error"}
+    overrides: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise ValueError(f"argument {arg!r} is not key=value; {USAGE}")
+        if key.startswith("data."):
+            overrides.append(f"{key[len('data.') :]}={value}")
+        elif key in OPTIONS:
+            options[key] = value
+        else:
+            raise ValueError(f"unknown argument {key!r}; {USAGE}")
+    if "run" not in options:
+        raise ValueError(f"run=<run dir> is required; {USAGE}")
+    if options["outcomes"] not in ("auto", "true", "false"):
+        raise ValueError(f"outcomes={options['outcomes']}: use auto, true or false")
+    if options["missing_genes"] not in ("error", "mean"):
+        raise ValueError(f"missing_genes={options['missing_genes']}: use error (default) or mean")
+    return options, overrides
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+def load_run(run_dir: Path) -> tuple[DictConfig, str, dict[str, Any], dict[str, Any]]:
+    """-> (resolved config, selected checkpoint, preprocessing state, run metrics) of a finished run dir."""
+    from survlab.data.fitted import FILENAME, read_preprocessing
+
+    if not run_dir.is_dir():
+        raise ValueError(f"run={run_dir}: no such directory; pass the output dir of a finished survlab run")
+    protocol_path, metrics_path = run_dir / "protocol.json", run_dir / "metrics.json"
+    for path in (protocol_path, metrics_path):
+        if not path.is_file():
+            raise ValueError(f"run={run_dir}: no {path.name}; the run did not finish (see its FAILED / log)")
+    protocol, metrics = json.loads(protocol_path.read_text()), json.loads(metrics_path.read_text())
+    cfg = OmegaConf.create(protocol["config"])
+    ckpt = metrics.get("checkpoint") or protocol.get("selected_checkpoint")
+    if not ckpt:
+        raise ValueError(f"run={run_dir}: metrics.json names no selected checkpoint")
+    path = Path(ckpt)
+    if not path.is_file():  # the run dir was moved: the checkpoint travels with it
+        moved = run_dir / "checkpoints" / path.name
+        if not moved.is_file():
+            raise ValueError(f"run={run_dir}: selected checkpoint {ckpt} not found (nor {moved}); restore it")
+        path = moved
+    return cfg, str(path), read_preprocessing(run_dir / FILENAME), metrics
+
+
+def _trainer(cfg: DictConfig, out: Path) -> Any:
+    """A test-only Lightning Trainer with the run's accelerator and precision (one device, no loggers)."""
+    import hydra
+
+    node = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
+    if "ddp" in str(node.get("strategy", "")):
+        node.pop("strategy")
+    node.update(
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=str(out),
+        callbacks=[],
+    )
+    return hydra.utils.instantiate(node)
+
+
+def _task(cfg: DictConfig, dims: Any, references: Any, state: dict[str, Any]) -> Any:
+    """The run's OutcomeTask around a freshly built network (weights come from the checkpoint), with its training
+    references (bins, training outcomes, Cox Breslow baseline) from `references` / the saved state."""
+    import numpy as np
+
+    from survlab.runner.build import build_task, instantiate_clean
+
+    net = instantiate_clean(cfg.model.net, _partial_=True)(dims=dims)
+    task = build_task(cfg, net)
+    task.fit_references(references)
+    for name, ref in state.get("cox_baseline", {}).items():
+        if name in task.objectives:
+            objective: Any = task.objectives[name]
+            objective.train_risk = np.asarray(ref["train_risk"], float)
+            objective.train_time = np.asarray(ref["train_time"], float)
+            objective.train_event = np.asarray(ref["train_event"], bool)
+    return task
+
+
+def _load_weights(task: Any, ckpt: str) -> None:
+    """The checkpoint's weights (and its training references) into `task`, as Lightning's `ckpt_path` would."""
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    task.on_load_checkpoint(checkpoint)
+    task.load_state_dict(checkpoint["state_dict"])
+
+
+def _check_out(out: Path, root: Path) -> None:
+    """Outputs never go into a cohort's folder (user data is read-only)."""
+    if out.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"out={out} lies inside the cohort folder {root}; write the outputs elsewhere")
+
+
+def _eval_cfg(cfg: DictConfig, data: DictConfig | None = None) -> DictConfig:
+    """The run's config for writing outputs: another cohort's data node, no attention export."""
+    out = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
+    if data is not None:
+        out.data = data
+    out.export_attention = False
+    return out
+
+
+def _with_overrides(node: DictConfig, overrides: list[str]) -> DictConfig:
+    return cast(DictConfig, OmegaConf.merge(node, OmegaConf.from_dotlist(overrides))) if overrides else node
+
+
+# ---------------------------------------------------------------------------------------------------- own test fold
+def _compare_state(state: dict[str, Any], now: dict[str, Any], where: str) -> None:
+    """The preprocessing refitted on the run's training patients must equal the saved one: the cohort files or split
+    changed since training otherwise (one-line ValueError naming what differs)."""
+    keys = [k for k in state if k not in ("cox_baseline",) and json.dumps(state[k]) != json.dumps(now.get(k))]
+    if keys:
+        raise ValueError(
+            f"{where}: the cohort's files or split changed since the run ({', '.join(keys)} differ from "
+            f"preprocessing.json); restore them, or score the new files as another cohort (data.name=<new name>)"
+        )
+
+
+def evaluate_own_fold(
+    cfg: DictConfig, ckpt: str, state: dict[str, Any], out: Path, run_dir: Path, overrides: list[str]
+) -> dict[str, Any]:
+    """The run's own test fold, preprocessed exactly as in the run: reproduces its test metrics and predictions."""
+    import lightning as L
+
+    from survlab.data.fitted import preprocessing_state
+    from survlab.report.outputs import write_run_outputs
+    from survlab.runner.build import build_datamodule
+
+    started = time.time()
+    cfg.data = _with_overrides(cfg.data, overrides)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dm = build_datamodule(cfg)  # table networks read what the cohort has, as in the run
+    dm.prepare_data()
+    dm.setup("test")
+    _check_out(out, dm.root)
+    _compare_state(state, preprocessing_state(dm), f"run={run_dir} data={dm.name} fold {dm.fold}")
+    task = _task(cfg, dm.dims, dm, {})
+    _load_weights(task, ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = _trainer(cfg, out)
+    trainer.test(task, datamodule=dm, verbose=False)
+    metrics = write_run_outputs(_eval_cfg(cfg), out, task, dm, trainer, ckpt, wall_s=time.time() - started)
+    metrics.update(evaluation="internal test fold (re-scored)", run_dir=str(run_dir))
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------- another cohort
+def _has_outcomes(ext: Any) -> bool:
+    """Whether the cohort's clinical CSV holds any outcome the model can be scored on (endpoint or label columns)."""
+    header = set(pd.read_csv(ext.clinical_csv, nrows=0).columns)
+    cols = [c for e in ext.endpoints for c in e.outcome_cols] + [sp.column for sp in ext.label_specs.values()]
+    return any(c in header for c in cols)
+
+
+NO_OUTCOMES: dict[str, Any] = {
+    "time_col": None,
+    "endpoints": None,
+    "labels": None,
+    "label_cols": [],
+    "slide_labels": None,
+    "weighted_sampling": False,
+    "prompts": None,
+}
+
+
+def external_datamodule(
+    cfg: DictConfig, name: str, overrides: list[str], modalities: tuple[str, ...], outcomes: str
+) -> tuple[Any, DictConfig, bool]:
+    """-> (the un-set-up CohortDataModule of cohort `name` with `overrides`, its data config, whether it is scored
+    with outcomes)."""
+    from survlab.runner.build import instantiate_clean
+    from survlab.runner.external import external_data_config
+
+    try:
+        node = _with_overrides(external_data_config(cfg, name), overrides)
+    except ValueError as err:  # its message speaks of external_data=, the training-time option
+        raise ValueError(str(err).replace(f"external_data={name}:", f"data={name}:", 1)) from None
+    ext = instantiate_clean(node, modalities=modalities, _recursive_=False)
+    ext.prepare_data()
+    with_outcomes = outcomes == "true" or (outcomes == "auto" and _has_outcomes(ext))
+    if not with_outcomes:
+        blind = {k: v for k, v in NO_OUTCOMES.items() if k in node or k == "time_col"}
+        node = cast(DictConfig, OmegaConf.merge(node, blind))
+        node.splits = {**dict(node.get("splits") or {}), "stratify_label": None}
+        ext = instantiate_clean(node, modalities=modalities, _recursive_=False)
+    return ext, node, with_outcomes
+
+
+def _check_dims(ext_dims: Any, model_dims: Any, where: str) -> None:
+    """The scored cohort's inputs have the sizes the network was built for; one-line ValueError otherwise."""
+    for field, what in (
+        ("wsi_dim", "WSI feature dim (extract features with the training encoder)"),
+        ("scale_dims", "per-scale feature dims (extract features with the training encoders)"),
+        ("imaging", "CT/PET dims (same stack settings and table columns)"),
+    ):
+        got, want = getattr(ext_dims, field), getattr(model_dims, field)
+        if want is not None and got != want:
+            raise ValueError(f"{where}: {what}: {got} != {want} of the trained model")
+
+
+def _files(ext: Any) -> dict[str, str]:
+    """The scored cohort's files (for the protocol card)."""
+    files = {"clinical_csv": str(ext.clinical_csv)}
+    if ext.gen_cfg is not None and "genomics" in ext.modalities:
+        files["expression"] = str(Path(ext.root) / ext.gen_cfg["expression"])
+    if ext.wsi_cfg is not None and {"wsi", "scales"} & set(ext.modalities):
+        files["features_dir"] = str(Path(ext.root) / ext.wsi_cfg["features_dir"])
+    if ext.imaging_cfg is not None and "ct" in ext.modalities:
+        files["imaging"] = str(ext.root)
+    return files
+
+
+def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str) -> pd.DataFrame:
+    """Predictions [one row per patient] of the task's network on every patient of `ext`: risk, hazard_k / surv_k,
+    `<objective>_risk` (secondary endpoints), `<objective>_p_<h>` (horizons), `<label>_pred` / `<label>_prob_<c>`."""
+    import torch
+
+    from survlab.models.base import survival_from_hazard_logits
+    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
+
+    task = task.to(device).eval()
+    frames = []
+    with torch.no_grad():
+        for batch in ext.test_dataloader():
+            batch = batch.to(device)
+            pred = task(batch)
+            frame = pd.DataFrame({"case_id": [ext.full_cohort.case_ids[int(i)] for i in batch.index.cpu()]})
+            for name, o in task.objectives.items():
+                if isinstance(o, SurvivalObjective):
+                    hz, risk = o._outputs(pred)
+                    key = "risk" if o.endpoint is None else f"{name}_risk"
+                    frame[key] = o._risk(hz, risk).float().cpu().numpy()
+                    if o.endpoint is None and hz is not None:
+                        h, s = (
+                            torch.sigmoid(hz.float()).cpu().numpy(),
+                            survival_from_hazard_logits(hz).cpu().numpy(),
+                        )
+                        for k in range(h.shape[1]):
+                            frame[f"hazard_{k}"] = h[:, k]
+                        for k in range(s.shape[1]):
+                            frame[f"surv_{k}"] = s[:, k]
+                elif isinstance(o, HorizonObjective):
+                    p = o.probabilities(o._logits(pred)).cpu().numpy()
+                    for j, horizon in enumerate(o.horizons):
+                        frame[f"{name}_p_{horizon:g}"] = p[:, j]
+                elif isinstance(o, ClassificationObjective) and o.level == "patient":
+                    if f"{o.label}_pred" in frame.columns:
+                        continue
+                    p = torch.softmax(pred.class_logits[o.label].float(), dim=-1).cpu().numpy()
+                    names = classes[str(o.label)]
+                    frame[f"{o.label}_pred"] = [names[i] for i in p.argmax(1)]
+                    for j, c in enumerate(names):
+                        frame[f"{o.label}_prob_{c}"] = p[:, j]
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True).sort_values("case_id", kind="stable").reset_index(drop=True)
+
+
+def run_km_cutoffs(run_dir: Path, task: Any) -> dict[str, np.ndarray]:
+    """The KM risk-group cutoffs the run fitted on its training patients (`metrics.json: km_cutoffs`), keyed by the
+    primary survival objective, so another cohort is cut exactly as the internal test fold was; {} (the scored
+    cohort's own median / tertiles, with a warning) for runs written before the cutoffs were recorded."""
+    from survlab.report.outputs import _primary_survival
+
+    survival = _primary_survival(task)
+    path = run_dir / "metrics.json"
+    cuts = json.loads(path.read_text()).get("km_cutoffs") if path.is_file() else None
+    if survival is None:
+        return {}
+    if not cuts:
+        log.warning(
+            "%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s",
+            path,
+            "risk quantiles",
+        )
+        return {}
+    return {survival: np.asarray(cuts, dtype=float)}
+
+
+def evaluate_external(
+    cfg: DictConfig,
+    ckpt: str,
+    state: dict[str, Any],
+    out: Path,
+    run_dir: Path,
+    name: str,
+    overrides: list[str],
+    outcomes: str,
+    missing_genes: str,
+) -> dict[str, Any]:
+    """Every patient of cohort `name`, preprocessed with the run's training-patient preprocessing: external metrics
+    (with outcomes) or predictions only."""
+    import lightning as L
+    import torch
+
+    from survlab.data.external import setup_external
+    from survlab.data.fitted import FittedData, dims_from_dict
+    from survlab.report.outputs import write_run_outputs
+    from survlab.utils.files import atomic_path
+    from survlab.utils.outputs import write_json
+
+    started = time.time()
+    fitted = FittedData.from_state(state)
+    ext, node, with_outcomes = external_datamodule(cfg, name, overrides, fitted.modalities, outcomes)
+    if ext.name == fitted.name:
+        raise ValueError(
+            f"data={name} is the run's own cohort {fitted.name}; omit data= to re-score its test fold, "
+            f"or give another cohort (data.name=<other> for the same config on other files)"
+        )
+    _check_out(out, ext.root)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = _task(cfg, dims_from_dict(state["dims"]), fitted, state)
+    _load_weights(task, ckpt)
+    from survlab.runner.external import scored_targets
+
+    setup_external(ext, fitted, with_outcomes, missing_genes, scored_on=scored_targets(task, fitted))
+    _check_dims(ext.dims, fitted.dims, f"data={ext.name} for the model of run={run_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    card: dict[str, Any] = {
+        "evaluation": "external validation"
+        if with_outcomes
+        else "predictions only (the cohort has no outcomes)",
+        "trained_on": {
+            "cohort": fitted.name,
+            "fold": fitted.fold,
+            "split_hash": state["split_hash"],
+            "run_dir": str(run_dir),
+            "checkpoint": ckpt,
+            "model": str(cfg.model.name),
+        },
+        "evaluated_on": {
+            "cohort": ext.name,
+            "root": str(ext.root),
+            "files": _files(ext),
+            "n_patients": len(ext.datasets["test"]),
+        },
+        "preprocessing": f"{run_dir / 'preprocessing.json'} (fitted on the training patients of {fitted.name} "
+        f"fold {fitted.fold}; nothing refitted on {ext.name})",
+    }
+    if not with_outcomes:
+        accel = str(cfg.trainer.get("accelerator", "cpu"))
+        device = "cuda" if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
+        classes = {n: d["classes"] for n, d in state["labels"].items()}
+        preds = predict_rows(task, ext, classes, device)
+        _drop_stale_metrics(out)
+        with atomic_path(out / "predictions.csv") as tmp:
+            preds.to_csv(tmp, index=False)
+        write_json(out / "protocol.json", card)
+        write_protocol_md(out / "protocol.md", card, None)
+        print(
+            f"\nsurvlab: PREDICTIONS ONLY for {ext.name} ({len(preds)} patients, no outcomes: no metrics) with the "
+            f"model trained on {fitted.name} fold {fitted.fold}\noutputs: {out}\n"
+        )
+        return {"evaluation": card["evaluation"], "n_predicted": len(preds)}
+    trainer = _trainer(cfg, out)
+    trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
+    ext_cfg = _eval_cfg(cfg, node)
+    metrics = write_run_outputs(
+        ext_cfg,
+        out,
+        task,
+        ext,
+        trainer,
+        ckpt,
+        wall_s=time.time() - started,
+        km_cutoffs=run_km_cutoffs(run_dir, task),
+    )
+    metrics.update(
+        evaluation="external", trained_on=fitted.name, trained_fold=fitted.fold, run_dir=str(run_dir)
+    )
+    protocol = json.loads((out / "protocol.json").read_text())
+    write_json(out / "protocol.json", {**card, **protocol})
+    write_protocol_md(out / "protocol.md", card, metrics)
+    print(
+        f"survlab: EXTERNAL validation on {ext.name} of the model trained on {fitted.name} fold {fitted.fold} "
+        f"(nothing fitted or selected on {ext.name}): {out}\n"
+    )
+    return metrics
+
+
+def _drop_stale_metrics(out: Path) -> None:
+    """Before writing predictions only into `out`: remove the metrics.json / km.png of an earlier survlab evaluation
+    there (recognised by its protocol.json), so no stale metrics sit beside outcome-free predictions."""
+    try:
+        earlier = json.loads((out / "protocol.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(earlier, dict) and "trained_on" in earlier and "evaluated_on" in earlier:
+        for name in ("metrics.json", "km.png"):
+            (out / name).unlink(missing_ok=True)
+
+
+def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] | None) -> None:
+    """A short human-readable protocol card naming both cohorts."""
+    t, e = card["trained_on"], card["evaluated_on"]
+    lines = [
+        f"# {card['evaluation']}",
+        "",
+        f"- trained on: **{t['cohort']}** fold {t['fold']} (split {str(t['split_hash'])[:12]}), model "
+        f"{t['model']}, run `{t['run_dir']}`, checkpoint `{t['checkpoint']}`",
+        f"- evaluated on: **{e['cohort']}** ({e['n_patients']} patients), files:",
+        *[f"  - {k}: `{v}`" for k, v in e["files"].items()],
+        f"- preprocessing: {card['preprocessing']}",
+        "",
+    ]
+    if metrics:
+        lines += [
+            "| metric | value |",
+            "|---|---|",
+            *[
+                f"| {k} | {v:.4f} |"
+                for k, v in metrics.items()
+                if k.startswith("test/") and k.count("/") == 1 and isinstance(v, float)
+            ],
+        ]
+    else:
+        lines += ["No outcomes: predictions only (predictions.csv), no metrics."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------- entry
+def evaluate(argv: list[str]) -> dict[str, Any]:
+    """Parse `argv`, score, write outputs; -> the metrics (or the predictions-only summary)."""
+    from survlab.utils.malloc import reuse_from_env
+    from survlab.utils.outputs import write_json
+
+    reuse_from_env()  # as survlab.run: reuse freed batch buffers (SURVLAB_MALLOC_REUSE=0: off)
+    options, overrides = parse_args(argv)
+    run_dir = Path(os.path.expanduser(options["run"])).resolve()
+    cfg, ckpt, state, run_metrics = load_run(run_dir)
+    name = options.get("data") or str(cfg.data.name)
+    own = name == str(cfg.data.name) and not any(o.startswith("name=") for o in overrides)
+    if own and options["outcomes"] == "false":
+        raise ValueError("outcomes=false applies to another cohort; the run's own test fold has outcomes")
+    scored = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("name=")), name)
+    out = Path(os.path.expanduser(options.get("out") or run_dir / "eval" / scored)).resolve()
+    if own:
+        metrics = evaluate_own_fold(cfg, ckpt, state, out, run_dir, overrides)
+    else:
+        metrics = evaluate_external(
+            cfg, ckpt, state, out, run_dir, name, overrides, options["outcomes"], options["missing_genes"]
+        )
+    if "evaluation" in metrics and "n_predicted" not in metrics:
+        # facts of the model (its selection), not of this evaluation's trainer
+        metrics.update({k: run_metrics[k] for k in ("val/best", "epochs_trained") if k in run_metrics})
+        write_json(out / "metrics.json", metrics)
+    return metrics
