@@ -45,8 +45,8 @@ bench: install
 ## (.pre-commit-config.yaml; `$(VENV)/bin/pre-commit install` once).
 lint: install
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
-	$(VENV)/bin/ruff check survlab tests
-	$(VENV)/bin/ruff format --check survlab tests
+	$(VENV)/bin/ruff check survlab tests benchmarks scripts
+	$(VENV)/bin/ruff format --check survlab tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 ## Rewrite $(CONSTRAINTS) from what $(VENV) holds now (after upgrading packages there and running the tests):

@@ -21,8 +21,8 @@ def load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
             continue
         # a user cohort may build on a shipped base (`defaults: [_tcga, _self_]`): its own folder first, then the
         # config search path
-        found = path.parent / f"{parent}.yaml"
-        found = found if found.is_file() else find_config(path.parent.name, parent)
+        local = path.parent / f"{parent}.yaml"
+        found = local if local.is_file() else find_config(path.parent.name, parent)
         if found is not None:
             merged = _deep_merge(merged, load_data_yaml(found, depth + 1))
     return _deep_merge(merged, cfg)
@@ -46,7 +46,7 @@ def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) ->
     if not found:
         return None
     names = []
-    files = {}
+    files: dict[str, Path] = {}
     for d in found:  # search order: the first folder holding a name wins
         for f in d.glob("*.yaml"):
             files.setdefault(f.stem, f)

@@ -7,7 +7,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import torch
@@ -51,9 +51,10 @@ def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
     common = {"max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
     if "_target_" in cfg.model.task:
         return instantiate_clean(cfg.model.task, net=net, _convert_="partial", **common)
+    keys = cast(dict[str, Any], OmegaConf.to_container(cfg.model.task, resolve=True))
     flat = {
         k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
-        for k, v in OmegaConf.to_container(cfg.model.task, resolve=True).items()
+        for k, v in keys.items()
     }  # partial optimiser/scheduler
     return SurvivalTask(net=net, **common, **flat)
 

@@ -61,6 +61,7 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 # ---------------------------------------------------------------------------------------------------- the run
 def load_run(run_dir: Path) -> tuple[DictConfig, str, dict[str, Any], dict[str, Any]]:
     """-> (resolved config, selected checkpoint, preprocessing state, run metrics) of a finished run dir."""
+    from survlab.config.check import moved_targets
     from survlab.data.fitted import FILENAME, read_preprocessing
 
     if not run_dir.is_dir():
@@ -71,6 +72,7 @@ def load_run(run_dir: Path) -> tuple[DictConfig, str, dict[str, Any], dict[str, 
             raise ValueError(f"run={run_dir}: no {path.name}; the run did not finish (see its FAILED / log)")
     protocol, metrics = json.loads(protocol_path.read_text()), json.loads(metrics_path.read_text())
     cfg = OmegaConf.create(protocol["config"])
+    moved_targets(cfg)  # a run written before the folders became the layers names classes by their old paths
     ckpt = metrics.get("checkpoint") or protocol.get("selected_checkpoint")
     if not ckpt:
         raise ValueError(f"run={run_dir}: metrics.json names no selected checkpoint")

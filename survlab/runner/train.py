@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from survlab.config.check import resolve_auto
@@ -125,7 +126,11 @@ def warn_below_chance(cfg: DictConfig, task: Any, value: float | None) -> str | 
 def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
     """`best_val`: the checkpoint with the best inner-validation metric; `last`: the weights after the final epoch."""
     if cfg.selection == "best_val":
-        best = [cb for cb in trainer.checkpoint_callbacks if cb.monitor is not None and cb.best_model_path]
+        best = [
+            cb
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and cb.monitor is not None and cb.best_model_path
+        ]
         if not best:
             raise RuntimeError(
                 "selection=best_val but no best checkpoint was written; is callbacks.model_checkpoint set?"
