@@ -1,0 +1,1 @@
+"""The YAML config groups Hydra composes (package data; no code)."""

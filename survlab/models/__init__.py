@@ -1,1 +1,1 @@
-"""Networks: plain nn.Modules, one file per architecture, built from `blocks`."""
+"""Layer 4, models: plain nn.Modules, one file per architecture, built from the shared `blocks`; no I/O."""

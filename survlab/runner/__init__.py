@@ -1,4 +1,3 @@
-"""Run orchestration: building a job (trainer, callbacks, loggers), checking its config, writing its reports.
-
-Imports run one way: data -> models -> tasks -> eval -> runner (and the `survlab.run` / `survlab.cli` entry points).
-"""
+"""Layer 8, runner: builds a job (runner/build.py: data module, net, task, trainer), runs it (train), applies
+a trained run to a cohort (evaluate, external), fits classical estimators (estimators/), chains stages
+(pipelines/), and holds the Hydra / Lightning callbacks."""

@@ -1,1 +1,2 @@
-"""LightningModules: losses, metrics and optimisation wiring around a network."""
+"""Layer 5, tasks: LightningModules (outcome objectives, diffusion, segmentation): losses, metrics and
+optimisation wiring around a network."""

@@ -1,1 +1,2 @@
-"""Small shared helpers (seeding, protocol cards, output files)."""
+"""Layer 1, utils: leaves (atomic files, job identity / lock / markers, DDP helpers, malloc, memory probes,
+console); imports nothing else of survlab."""

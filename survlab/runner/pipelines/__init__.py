@@ -1,5 +1,5 @@
 """Multi-stage recipes: one job chains several trainings and evaluations, each stage in its own subdir of the job
-dir (`run_pipeline(cfg, out_dir, train)`, called by survlab.run when `cfg.pipeline` is set)."""
+dir (`run_pipeline(cfg, out_dir, train)`, called by runner.train.run_job when `cfg.pipeline` is set)."""
 
 from __future__ import annotations
 
