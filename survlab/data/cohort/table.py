@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort.checks import Finding, delimiter_problem, describe_number, parse_problem, report
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -526,4 +527,4 @@ class TimeBins:
 
     @classmethod
     def load(cls, path: str | Path) -> TimeBins:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path))

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from survlab.data.cohort.checks import DataFileError, parse_problem
 from survlab.data.cohort.clinical import ClinicalEncoder
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def check_stack_provenance(root: Path, name: str, fold: int, split_hash: str | N
     path = Path(root) / CUT_REPORT
     if not path.is_file():
         return None
-    seg = json.loads(path.read_text()).get("segmentor") or {}
+    seg = read_json(path).get("segmentor") or {}
     src = seg.get("split_source") or {}
     fix = (
         "train the fold's segmentor on this cohort's folds (model=mmdls_seg with data.outcome_splits, the default of "
