@@ -63,6 +63,10 @@ _FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("feature files (", "several feature files for one slide"),
     ("holds other features than", ".h5 and .pt of a slide differ"),
     ("mask shape", "masks not on the CT grid"),
+    ("mask affine differs", "masks with another affine than their CT"),
+    ("soft mask", "soft (non-binary) masks"),
+    ("PNG (mode", "PNG slices not 8-bit"),
+    ("slice number(s)", "missing or repeated slice numbers"),
     ("mask is empty", "empty masks"),
     ("slices of", "slices of different sizes"),
 )
