@@ -29,7 +29,7 @@ from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.clinical import _reject_decimal_commas
 from survlab.data.cohort.splits import make_splits, part_sizes, small_split_warning
 from survlab.data.cohort.table import Cohort, _first_ids
-from survlab.data.cohort.targets import check_classes, label_key
+from survlab.data.cohort.targets import check_classes, label_key, label_problems
 from survlab.data.modalities.genomics import (
     expression_scale_problem,
     match_groups,
@@ -63,6 +63,10 @@ _FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("feature files (", "several feature files for one slide"),
     ("holds other features than", ".h5 and .pt of a slide differ"),
     ("mask shape", "masks not on the CT grid"),
+    ("mask affine differs", "masks with another affine than their CT"),
+    ("soft mask", "soft (non-binary) masks"),
+    ("PNG (mode", "PNG slices not 8-bit"),
+    ("slice number(s)", "missing or repeated slice numbers"),
     ("mask is empty", "empty masks"),
     ("slices of", "slices of different sizes"),
 )
@@ -232,8 +236,19 @@ class _Audit:
 
     # ------------------------------------------------------------------ labels, clinical, prompts
     def labels(self, cohort: Cohort) -> dict[str, tuple[str, ...]]:
-        """Every label has >= 2 classes and only configured values; -> name -> classes (over all patients)."""
+        """Every label has >= 2 classes and only configured values, one spelling per class, every configured class
+        among the patients, slide labels agreeing with their patient label; -> name -> classes (over all patients)."""
         out: dict[str, tuple[str, ...]] = {}
+        for check, message, cases in label_problems(
+            self.dm.label_specs,
+            self.dm.slide_label_specs,
+            cohort.table,
+            cohort.slides,
+            cohort.case_ids,
+            cohort.path,
+            "the cohort's patients",
+        ):
+            self.add(Finding(str(cohort.path), check, message, cases))
         tables = [(self.dm.label_specs, cohort.table, "case_id", "case")]
         if cohort.slides is not None:
             tables.append((self.dm.slide_label_specs, cohort.slides, "slide_id", "slide"))

@@ -39,7 +39,7 @@ from survlab.data.cohort.splits import (
 )
 from survlab.data.cohort.splits_import import from_config as import_from_config
 from survlab.data.cohort.table import Cohort, Endpoint, TimeBins, _first_ids, _header
-from survlab.data.cohort.targets import check_classes, encode_labels, parse_labels
+from survlab.data.cohort.targets import check_classes, encode_labels, label_problems, parse_labels
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.modalities.genomics import (
@@ -684,6 +684,17 @@ class CohortDataModule(L.LightningDataModule):
         """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
         index of every patient / slide of `cohort` (-1 = missing); an unknown value is a one-line error."""
         source = f"the training patients of fold {self.fold}"
+        problems = label_problems(
+            self.label_specs,
+            self.slide_label_specs,
+            cohort.table,
+            cohort.slides,
+            train_rows["case_id"],
+            cohort.path,
+            source,
+        )  # letter-case twins, configured classes without training examples, slide vs patient label
+        if problems:
+            raise ValueError(problems[0][1])
         for name, spec in self.label_specs.items():
             classes = spec.fit(train_rows[spec.column])
             check_classes(spec, classes, cohort.path)

@@ -28,6 +28,7 @@ from survlab.data.cohort.table import TimeBins
 from survlab.data.cohort.targets import LabelSpec
 from survlab.data.dims import ModalityDims
 from survlab.data.modalities.genomics import GeneGroups, GeneScaler
+from survlab.utils.files import read_json
 
 FORMAT = "survlab.preprocessing/1"
 FILENAME = "preprocessing.json"
@@ -116,7 +117,7 @@ def read_preprocessing(path: Path) -> dict[str, Any]:
             f"survlab version"
         )
     try:
-        state = json.loads(path.read_text())
+        state = read_json(path)  # a key given twice is refused, not silently the last value
     except ValueError as err:
         raise ValueError(f"{path}: not valid JSON ({err}); re-run the training job to rewrite it") from None
     if state.get("format") != FORMAT:

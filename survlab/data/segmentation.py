@@ -38,7 +38,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.dims import ModalityDims
-from survlab.data.modalities.imaging import list_slices, read_png_stack, read_volume, window_to_uint8
+from survlab.data.modalities.imaging import (
+    check_slice_numbers,
+    list_slices,
+    read_masked_volume,
+    read_png_stack,
+    window_to_uint8,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +235,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 raise DataFileError(
                     f"case {case}: missing {missing[0]}; every case needs the CT and both masks"
                 )
-            ct, lung, lesion = (read_volume(paths[k]) for k in ("ct", "lung", "lesion"))
-            if lung.shape != ct.shape or lesion.shape != ct.shape:
-                raise DataFileError(
-                    f"case {case}: mask shapes {lung.shape} / {lesion.shape} differ from the CT "
-                    f"{ct.shape}; export masks on the CT grid"
-                )
+            # masks checked against the CT: shape, affine (after reorientation to RAS), binary values
+            ct, (lung, lesion) = read_masked_volume(paths["ct"], [paths["lung"], paths["lesion"]])
             move = lambda v: np.moveaxis(v, -1, 0)  # noqa: E731 - [X, Y, Z] -> [Z, X, Y]
             image, lung, lesion = move(window_to_uint8(ct, self.window)), move(lung > 0), move(lesion > 0)
             index = np.arange(image.shape[0])
@@ -251,6 +253,7 @@ class SegmentationDataModule(L.LightningDataModule):
                     )
             if not names:
                 raise DataFileError(f"{base / 'image'}: no PNG slices; add them or remove the case folder")
+            check_slice_numbers([base / "image" / n for n in names], base / "image")
             image = read_png_stack([base / "image" / n for n in names])
             lung, lesion = (read_png_stack([base / k / n for n in names]) > 0 for k in ("lung", "lesion"))
             index = np.arange(len(names))

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from survlab.utils.files import read_json
+
 log = logging.getLogger("survlab.runner.evaluate")
 
 OPTIONS = ("run", "data", "out", "outcomes", "missing_genes")
@@ -70,7 +72,7 @@ def load_run(run_dir: Path) -> tuple[DictConfig, str, dict[str, Any], dict[str, 
     for path in (protocol_path, metrics_path):
         if not path.is_file():
             raise ValueError(f"run={run_dir}: no {path.name}; the run did not finish (see its FAILED / log)")
-    protocol, metrics = json.loads(protocol_path.read_text()), json.loads(metrics_path.read_text())
+    protocol, metrics = read_json(protocol_path), read_json(metrics_path)
     cfg = OmegaConf.create(protocol["config"])
     moved_targets(cfg)  # a run written before the folders became the layers names classes by their old paths
     ckpt = metrics.get("checkpoint") or protocol.get("selected_checkpoint")

@@ -270,6 +270,10 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     if isinstance(splits, dict) and "group" in splits and splits["group"] in (None, "null", "None"):
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
+    slide_labels = tree["data"].get("slide_labels") if isinstance(tree.get("data"), dict) else None
+    for spec in slide_labels.values() if isinstance(slide_labels, dict) else ():
+        if isinstance(spec, dict):  # a slide / patient label rule only refuses contradicting input, never moves a result
+            spec.pop("patient", None)
     return tree
 
 

@@ -50,14 +50,22 @@ def test_camelyon17_missing_feature_file_names_the_slide(tmp_path: Path) -> None
     root = tmp_path / "data" / "camelyon17"
     (root / "features" / "resnet50_trunc" / "pt_files").mkdir(parents=True)
     rows = ["case_id,slide_id,stage,pN"]
-    for p in range(10):
+    stages = ["pN0", "pN0(i+)", "pN1mi", "pN1", "pN2"]  # every configured class among the training patients
+    node = [
+        "negative",
+        "itc",
+        "micro",
+        "macro",
+        "macro",
+    ]  # the stage of node p % 5 of a patient of class p % 5
+    for p in range(20):  # pN0: only negative nodes (the config's slide / patient rule)
         for n in range(5):
             rows.append(
-                f"patient_{p:03d},patient_{p:03d}_node_{n},{'macro' if n == p % 5 else 'negative'},"
-                f"{'pN1' if p % 2 else 'pN0'}"
+                f"patient_{p:03d},patient_{p:03d}_node_{n},{node[p % 5] if n == p % 5 else 'negative'},"
+                f"{stages[p % 5]}"
             )
     (root / "clinical.csv").write_text("\n".join(rows) + "\n")
-    for p in range(10):
+    for p in range(20):
         for n in range(5):
             if (p, n) != (3, 2):
                 torch.save(
@@ -77,10 +85,14 @@ def test_camelyon17_missing_feature_file_names_the_slide(tmp_path: Path) -> None
     assert dm.targets["ordinal"] == {"pn_stage": True} and dm.dims.slide_n_classes == {"stage": 4}
     batch = next(iter(dm.train_dataloader()))
     assert batch.slide_labels["stage"].shape == (len(batch), 5) and batch.n_slides.eq(5).all()
-    for b, case in enumerate(batch.case_ids):  # node j of patient p is macro iff j == p % 5
+    for b, case in enumerate(
+        batch.case_ids
+    ):  # node j of patient p has stage [0, 1, 2, 3, 3][p % 5] iff j == p % 5
         p = int(case.split("_")[1])
-        assert batch.slide_labels["stage"][b].tolist() == [3 if j == p % 5 else 0 for j in range(5)]
-        assert batch.labels["pn_stage"][b] == (3 if p % 2 else 0)
+        assert batch.slide_labels["stage"][b].tolist() == [
+            [0, 1, 2, 3, 3][p % 5] if j == p % 5 else 0 for j in range(5)
+        ]
+        assert batch.labels["pn_stage"][b] == p % 5
 
 
 def test_synthetic_classification_config_composes_and_sets_up(tmp_path: Path) -> None:

@@ -91,3 +91,38 @@ def test_label_and_category_whitespace_variants_are_one_value(tmp_path: Path) ->
     enc = ClinicalEncoder(["sex"], categorical=["sex"]).fit(cohort.table)
     assert enc.feature_names == ["sex=F", "sex=M"]
     assert enc.transform(cohort.table).tolist() == [[0, 1], [0, 1], [1, 0], [1, 0]]
+
+
+def test_an_endpoint_longer_than_os_is_refused_in_either_role(tmp_path: Path) -> None:
+    """DFS (or any endpoint) ends at the latest at OS (death / last contact): a longer one is refused, as primary or
+    secondary endpoint, in one line naming the cases; equal times and a missing DFS cell pass."""
+    import pytest
+
+    from survlab.data.cohort.checks import Finding
+
+    rows = [
+        dict(case_id="A", t=10.0, dead=1, dfs_months=4.0, dfs_censorship=0),
+        dict(case_id="B", t=8.0, dead=0, dfs_months=8.0, dfs_censorship=1),  # equal: fine
+        dict(case_id="C", t=6.0, dead=1, dfs_months=None, dfs_censorship=None),  # missing DFS: fine
+        dict(case_id="D", t=12.0, dead=1, dfs_months=3.0, dfs_censorship=0),
+    ]
+    os_ = Endpoint.resolve("os", time_col="t", event_col="dead")
+    ok = Cohort.from_csv(_csv(tmp_path, rows), endpoint=os_, secondary=[Endpoint.resolve("dfs")])
+    assert ok.table["time:dfs"].tolist()[:2] == [4.0, 8.0]
+    rows[3]["dfs_months"] = 20.0  # D: DFS 20 months, dead at 12
+    path = _csv(tmp_path, rows)
+    pattern = r"dfs time 'dfs_months' is longer than the os time 't' for 1 patient\(s\) \(D; e\.g\. D: 20\.0 > 12\.0\)"
+    with pytest.raises(ValueError, match=pattern) as err:
+        Cohort.from_csv(path, endpoint=os_, secondary=[Endpoint.resolve("dfs")])
+    assert "\n" not in str(err.value)
+    (tmp_path / "primary").mkdir()
+    full = _csv(
+        tmp_path / "primary", [{**r, "dfs_months": r["dfs_months"] or 5.0, "dfs_censorship": 1} for r in rows]
+    )
+    with pytest.raises(
+        ValueError, match=pattern
+    ):  # DFS the primary endpoint (then it has no empty cell), OS secondary
+        Cohort.from_csv(full, endpoint=Endpoint.resolve("dfs"), secondary=[os_])
+    found: list[Finding] = []
+    Cohort.from_csv(path, endpoint=os_, secondary=[Endpoint.resolve("dfs")], findings=found)
+    assert [(f.check, f.cases) for f in found] == [("dfs longer than os", ("D",))]

@@ -221,3 +221,102 @@ def test_a_petct_cohort_from_an_older_generator_is_regenerated(tmp_path: Path) -
         (root / name).write_text(json.dumps(data))
     generate_petct_cohort(root, spec)
     assert "oracle_cindex_os_image_part" in json.loads((root / "oracle.json").read_text())
+
+
+# ------------------------------------------------------------------ issue 25: image values that would differ silently
+def _plant_bad_images(src: Path, tmp: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the cohort with one planted fault per case: a 16-bit PNG slice, a missing slice number, a soft
+    lesion mask, a lung mask with a shifted affine; and a lung mask stored flipped with a true affine (fine)."""
+    import nibabel as nib
+    from PIL import Image
+
+    root = _copy(src, tmp)
+    cases = sorted(p.name for p in (root / "images").iterdir())
+    a, b, c, d, e = cases[:5]
+    first = list_slices(root / "images" / a / "lesion")[0]
+    u8 = np.asarray(Image.open(first))
+    Image.fromarray(u8.astype(np.uint16) * 257).save(first)  # 16-bit: the same picture on 0..65535
+    assert Image.open(first).mode.startswith("I")
+    space = list_slices(root / "images" / b / "space")
+    assert len(space) >= 3
+    space[len(space) // 2].unlink()  # slice_<k> with k missing in the middle
+    vol = lambda case, f: root / "volumes" / case / f  # noqa: E731
+    lesion = nib.load(vol(c, "lesion_mask.nii.gz"))
+    soft = np.asarray(lesion.dataobj, dtype=np.float32) * 0.7  # a probability map
+    nib.save(nib.Nifti1Image(soft, lesion.affine), vol(c, "lesion_mask.nii.gz"))
+    lung = nib.load(vol(d, "lung_mask.nii.gz"))
+    shifted = lung.affine.copy()
+    shifted[0, 3] += 5.0  # 5 mm off: the same array on other voxels of the body
+    nib.save(nib.Nifti1Image(np.asarray(lung.dataobj), shifted), vol(d, "lung_mask.nii.gz"))
+    lung = nib.load(vol(e, "lung_mask.nii.gz"))
+    n = lung.shape[0]
+    flip = np.array([[-1, 0, 0, n - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    data = np.asarray(lung.dataobj)[::-1].copy()
+    nib.save(
+        nib.Nifti1Image(data, lung.affine @ flip), vol(e, "lung_mask.nii.gz")
+    )  # stored L-R flipped, true affine
+    return root, {"16bit": a, "gap": b, "soft": c, "affine": d, "flipped": e}
+
+
+def test_bad_image_values_are_refused_naming_the_file_and_check_lists_them(
+    tiny_petct_cohort: Path, tmp_path: Path
+) -> None:
+    from survlab.data.audit import audit_cohort
+
+    root, case = _plant_bad_images(tiny_petct_cohort, tmp_path)
+    opts = {"stack_length": 6, "image_size": 16, "lesion_window": 24, "radiomics_dim": 16}
+    png, nifti = (ImagingStore(root, {**opts, "source": s}) for s in ("png", "nifti"))
+    expected = {
+        (
+            png,
+            "16bit",
+        ): r"lesion/slice_\d+\.png: 16-bit PNG \(mode I;16\); survlab reads 8-bit windowed slices",
+        (png, "gap"): r"space: slice number\(s\) \[\d+\] missing between",
+        (
+            nifti,
+            "soft",
+        ): r"lesion_mask\.nii\.gz: soft mask, \d+ voxel\(s\) hold values that are not 0 / 1 / a label "
+        r"\(e\.g\. 0\.7\)",
+        (
+            nifti,
+            "affine",
+        ): r"lung_mask\.nii\.gz: mask affine differs from the CT's \(ct\.nii\.gz\) after reorientation "
+        r"to RAS \(origin \[",
+    }
+    for (store, what), pattern in expected.items():
+        with pytest.raises(DataFileError, match=pattern) as err:
+            store.build(case[what])
+        assert case[what] in str(err.value) and "\n" not in str(err.value)
+    # a mask stored in another orientation with its true affine is reoriented: the same stacks as the original
+    original = ImagingStore(tiny_petct_cohort, {**opts, "source": "nifti"}).build(case["flipped"])
+    flipped = nifti.build(case["flipped"])
+    assert all(np.array_equal(original[k], flipped[k]) for k in original)
+    # survlab check lists every planted fault, each under its kind (PNG and NIfTI configs)
+    kinds = {}
+    for source in ("png", "nifti"):
+        dm = CohortDataModule(
+            **petct_kwargs(root, tmp_path / source, imaging={"source": source}, modalities=None)
+        )
+        kinds.update({f.check: f.cases for f in audit_cohort(dm).findings})
+    assert kinds == {
+        "PNG slices not 8-bit": (case["16bit"],),
+        "missing or repeated slice numbers": (case["gap"],),
+        "soft (non-binary) masks": (case["soft"],),
+        "masks with another affine than their CT": (case["affine"],),
+    }
+    # and training stops before the first epoch, naming the file
+    with pytest.raises(DataFileError, match=r"16-bit PNG|slice number"):
+        _dm(root, tmp_path / "train")
+
+
+def test_slice_numbers_must_be_consecutive_and_unique(tmp_path: Path) -> None:
+    from survlab.data.modalities.imaging import check_slice_numbers
+
+    names = lambda *n: [tmp_path / x for x in n]  # noqa: E731
+    check_slice_numbers(names("s_1.png", "s_2.png", "s_3.png"), tmp_path)
+    check_slice_numbers(names("a.png", "b.png"), tmp_path)  # not numbered: not judged
+    check_slice_numbers(names("s_0007.png", "s_0008.png"), tmp_path)  # any first number
+    with pytest.raises(DataFileError, match=r"slice number\(s\) \[3, 4\] missing"):
+        check_slice_numbers(names("s_1.png", "s_2.png", "s_5.png"), tmp_path)
+    with pytest.raises(DataFileError, match=r"slice number\(s\) \[2\] occur in several file names"):
+        check_slice_numbers(names("s_1.png", "s_2.png", "s_02.png"), tmp_path)

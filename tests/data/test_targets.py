@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -352,3 +353,125 @@ def test_bayes_accuracy_matches_the_bayes_rule_on_a_large_cohort(tmp_path: Path)
     sig = truth["signal"][:200].to_numpy()
     assert sig.sum() >= 20 and top[sig].mean() > top[~sig].mean() + 1.5
     assert np.mean((top > 5.0) == sig) > 0.9
+
+
+# ---------------------------------------------------------------------------------------------------- issue 25: labels
+RULE = {"label": "label", "negative": ["negative"], "normal": ["normal"]}
+
+
+def _problems(dm: Any) -> list[str]:
+    from survlab.data.audit import audit_cohort
+
+    return [f.message for f in audit_cohort(dm).findings]
+
+
+def test_class_spellings_differing_in_letter_case_are_refused(cls_cohort: Path, tmp_path: Path) -> None:
+    def recase(clin: pd.DataFrame) -> pd.DataFrame:
+        first = clin["case_id"].isin(clin.loc[clin["label"] == "positive", "case_id"].unique()[:3])
+        clin.loc[first, "label"] = "Positive"  # 3 patients spelled otherwise: a third class without the check
+        return clin
+
+    root = _copy(cls_cohort, tmp_path / "c", recase)
+    with pytest.raises(
+        ValueError, match=r"label column 'label' spells a class in several letter cases \('Positive'"
+    ) as err:
+        _cls_dm(root, tmp_path / "s")
+    _one_line(err)
+    assert any("several letter cases" in m for m in _problems(_cls_dm(root, tmp_path / "s2", setup=False)))
+    # with the classes configured the odd spelling is an unknown value (the existing check), not a third class
+    with pytest.raises(ValueError, match=r"has label='Positive', not one of \['negative', 'positive'\]"):
+        _cls_dm(
+            root,
+            tmp_path / "s3",
+            labels={**CLS_LABELS, "label": {"column": "label", "classes": ["negative", "positive"]}},
+        )
+
+
+def test_configured_class_without_training_patients_is_refused(cls_cohort: Path, tmp_path: Path) -> None:
+    labels = {
+        **CLS_LABELS,
+        "grade": {"column": "grade", "classes": ["G1", "G2", "G3", "G4"], "ordinal": True},
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"class\(es\) \['G4'\] of label 'grade' .* occur in none of the training patients of fold 0",
+    ) as err:
+        _cls_dm(cls_cohort, tmp_path / "s", labels=labels)
+    _one_line(err)
+    slide = {"slide_label": {"column": "slide_label", "classes": ["normal", "tumor", "itc"]}}
+    with pytest.raises(
+        ValueError, match=r"\['itc'\] of label 'slide_label' .* none of the training slides of fold 0"
+    ):
+        _cls_dm(cls_cohort, tmp_path / "s2", slide_labels=slide)
+    assert any(
+        "['G4'] of label 'grade'" in m
+        for m in _problems(_cls_dm(cls_cohort, tmp_path / "s3", setup=False, labels=labels))
+    )
+
+
+def test_slide_label_contradicting_its_patient_label_is_refused(cls_cohort: Path, tmp_path: Path) -> None:
+    slide_labels = {"slide_label": {"column": "slide_label", "patient": RULE}}
+    dm = _cls_dm(
+        cls_cohort, tmp_path / "ok", slide_labels=slide_labels
+    )  # the generator's cohort obeys the rule
+    assert dm.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]}
+    clin = pd.read_csv(cls_cohort / "clinical.csv", dtype=str, keep_default_na=False)
+    neg = clin.loc[clin["label"] == "negative", "case_id"].iloc[0]
+    pos = clin.loc[clin["label"] == "positive", "case_id"].iloc[0]
+
+    def tumour_in_negative(c: pd.DataFrame) -> pd.DataFrame:
+        c.loc[c.index[c["case_id"] == neg][0], "slide_label"] = "tumor"
+        return c
+
+    def positive_without_tumour(c: pd.DataFrame) -> pd.DataFrame:
+        c.loc[c["case_id"] == pos, "slide_label"] = "normal"
+        return c
+
+    for k, (edit, pattern) in enumerate(
+        [
+            (
+                tumour_in_negative,
+                rf"1 patient\(s\) of class \['negative'\] in 'label' have slides that are not \['normal'\].*{neg}",
+            ),
+            (
+                positive_without_tumour,
+                rf"1 patient\(s\) NOT of class \['negative'\] in 'label' have only \['normal'\] slides.*{pos}",
+            ),
+        ]
+    ):
+        root = _copy(cls_cohort, tmp_path / f"c{k}", edit)
+        with pytest.raises(ValueError, match=pattern) as err:
+            _cls_dm(root, tmp_path / f"s{k}", slide_labels=slide_labels)
+        _one_line(err)
+        assert any(
+            re.search(pattern, m)
+            for m in _problems(_cls_dm(root, tmp_path / f"a{k}", setup=False, slide_labels=slide_labels))
+        )
+
+    # a missing slide label is never a contradiction: the positive patient with one slide unlabelled passes
+    def one_unlabelled(c: pd.DataFrame) -> pd.DataFrame:
+        c = positive_without_tumour(c)
+        c.loc[c.index[c["case_id"] == pos][0], "slide_label"] = ""
+        return c
+
+    _cls_dm(_copy(cls_cohort, tmp_path / "c9", one_unlabelled), tmp_path / "s9", slide_labels=slide_labels)
+
+
+def test_patient_rule_options_are_checked_and_leave_the_job_identity_alone() -> None:
+    from survlab.data.cohort.targets import parse_labels
+    from survlab.utils.jobs import identity_of
+
+    with pytest.raises(
+        ValueError, match=r"slide_labels.s.patient: give exactly \['label', 'negative', 'normal'\]"
+    ):
+        parse_labels({"s": {"patient": {"label": "label"}}}, (), "slide_labels")
+    with pytest.raises(ValueError, match=r"labels.s: unknown option\(s\) \['patient'\]"):
+        parse_labels({"s": {"patient": RULE}})
+    cfg = {"data": {"slide_labels": {"s": {"column": "s", "classes": ["a", "b"]}}}, "seed": 0}
+    ruled = {
+        "data": {"slide_labels": {"s": {"column": "s", "classes": ["a", "b"], "patient": RULE}}},
+        "seed": 0,
+    }
+    assert identity_of(ruled) == identity_of(
+        cfg
+    )  # a rule only refuses input: finished jobs keep their identity

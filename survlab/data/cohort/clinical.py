@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort.checks import describe_number
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -116,4 +117,4 @@ class ClinicalEncoder:
 
     @classmethod
     def load(cls, path: str | Path) -> ClinicalEncoder:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path))

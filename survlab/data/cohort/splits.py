@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort.table import _first_ids
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -632,7 +633,7 @@ def ensure_splits(
         settings["group"] = str(group)
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path)
         if meta.get("case_set_sha256") != settings["case_set_sha256"]:
             raise ValueError(
                 f"{split_dir} holds splits for a different set of patients ({meta.get('n_patients')} vs "

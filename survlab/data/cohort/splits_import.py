@@ -36,6 +36,7 @@ from survlab.data.cohort.splits import (
 )
 from survlab.data.cohort.table import _first_ids
 from survlab.data.modalities.wsi import slide_key
+from survlab.utils.files import read_json
 
 FORMATS = ("mcat", "clam")
 SPLIT_FILE = re.compile(r"^splits_(\d+)\.csv$")
@@ -181,7 +182,7 @@ def import_splits(
     out = Path(out_root) / f"imported-{fmt}_{tag}"
     meta_path = out / "meta.json"
     if meta_path.is_file():
-        return SplitSet(out, json.loads(meta_path.read_text()))
+        return SplitSet(out, read_json(meta_path))
     frames = {k: import_fold(p, fmt, table, k, val_fraction, seed, survival) for k, p in enumerate(files)}
     contents = {f"splits_{k}.csv": df.to_csv(index=False).encode() for k, df in frames.items()}
     meta = {

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort.checks import Finding, delimiter_problem, describe_number, parse_problem, report
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,7 @@ class Cohort:
                 raw, path, case_col, raw_ids, ep, k == 0, findings
             )
             outcome_cols += [f"time:{ep.name}", f"event:{ep.name}"]
+        Cohort._check_against_os(raw, path, case_col, endpoints, findings)
         if endpoints:
             raw["__time"], raw["__event"] = (
                 raw[f"time:{endpoints[0].name}"],
@@ -407,6 +409,45 @@ class Cohort:
                 ),
             )
         return table.reset_index(drop=True)
+
+    @staticmethod
+    def _check_against_os(
+        raw: pd.DataFrame,
+        path: Path,
+        case_col: str,
+        endpoints: Sequence[Endpoint],
+        findings: list[Finding] | None = None,
+    ) -> None:
+        """Refuse an endpoint time (DFS, PFS, DSS, ...) longer than the same patient's OS time. Every endpoint is
+        followed from the same origin and ends at the latest at death or last contact, which is the OS time, so a
+        longer one is impossible: swapped columns, rows of other patients or another time unit / origin. Refused (not
+        warned) because training on it would give numbers without an error."""
+        os_ep = next((e for e in endpoints if e.name.lower() == "os"), None)
+        if os_ep is None:
+            return
+        os_time = raw[f"time:{os_ep.name}"]
+        for ep in endpoints:
+            if ep is os_ep:
+                continue
+            longer = raw[f"time:{ep.name}"] > os_time + 1e-9  # NaN (a missing cell) compares False
+            if longer.any():
+                cases = sorted(set(raw.loc[longer, case_col].astype(str)))
+                first = raw.loc[longer].iloc[0]
+                report(
+                    findings,
+                    Finding(
+                        str(path),
+                        f"{ep.name} longer than {os_ep.name}",
+                        (
+                            f"{path}: {ep.name} time '{ep.time_col}' is longer than the {os_ep.name} time "
+                            f"'{os_ep.time_col}' for {len(cases)} patient(s) ({_first_ids(cases)}; e.g. "
+                            f"{first[case_col]}: {first[ep.time_col]} > {first[os_ep.time_col]}), impossible when both "
+                            f"are followed from the same date; check for swapped columns, shifted rows or another time "
+                            f"unit"
+                        ),
+                        tuple(cases),
+                    ),
+                )
 
     @staticmethod
     def _check_patient_fields(
@@ -526,4 +567,4 @@ class TimeBins:
 
     @classmethod
     def load(cls, path: str | Path) -> TimeBins:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path))

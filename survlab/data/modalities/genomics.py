@@ -25,6 +25,7 @@ import pandas as pd
 
 from survlab.data.cohort.checks import Finding, delimiter_problem, describe_number, parse_problem, report
 from survlab.data.cohort.table import _first_ids, _header, _reject_repeated, _spellings
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ class GeneScaler:
                     "scale": z["scale"],
                 }
             return cls.from_dict(d)
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_dict(read_json(path))
 
 
 def check_coverage(

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from survlab.data.cohort.checks import DataFileError, parse_problem
 from survlab.data.cohort.clinical import ClinicalEncoder
+from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ IMAGING_DEFAULTS: dict[str, Any] = {
     "cache_dir": None,  # None = keep the prepared stacks in RAM only
 }
 SOURCES, SELECTS, MISSING = ("png", "nifti"), ("uniform", "first"), ("error", "drop")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: stacks are built only from checked files (bit depth, slice numbers, masks, affines)
 
 
 def natural_key(name: str) -> list[Any]:
@@ -109,11 +110,61 @@ def list_slices(folder: Path) -> list[Path]:
     )
 
 
+# PIL modes of 8-bit slices (what a windowed export holds); 16-bit / 32-bit / float modes hold other value ranges
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+
+
+def check_bit_depth(path: Path) -> None:
+    """A PNG slice must be 8-bit (values 0..255 of a windowed export): a 16-bit (or 32-bit / float) PNG would be
+    clipped to 8 bits and windowed as if it were one, so its intensities would silently differ. Header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+    except Exception as err:  # noqa: BLE001 - any decoder error becomes one line naming the file
+        raise DataFileError(
+            f"{path}: cannot read as a PNG image ({type(err).__name__}); re-export the slice or remove it"
+        ) from None
+    if mode not in EIGHT_BIT_MODES:
+        raise DataFileError(
+            f"{path}: {'16-bit' if '16' in mode else 'not 8-bit'} PNG (mode {mode}); survlab reads 8-bit windowed "
+            f"slices (0-255): export the stack windowed to 8 bits, or give the CT volume (imaging.source=nifti) so "
+            f"survlab windows the HU values itself"
+        )
+
+
+def check_slice_numbers(paths: Sequence[Path], folder: Path | str) -> None:
+    """The slices of a stack numbered <prefix><k><suffix> (e.g. slice_1.png ... slice_12.png) must be consecutive and
+    each number given once: a gap is a missing slice (the stack would run as if complete). Names without one common
+    numbered pattern are not judged (their natural-sort order is used as it is)."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.stem) for p in paths]
+    if len(paths) < 2 or not all(parts) or len({(m.group(1), m.group(3)) for m in parts}) != 1:  # type: ignore[union-attr]
+        return
+    numbers = sorted(int(m.group(2)) for m in parts)  # type: ignore[union-attr]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if twice:
+        raise DataFileError(
+            f"{folder}: slice number(s) {twice[:5]} occur in several file names (e.g. zero-padded and not); keep "
+            f"one file per slice"
+        )
+    gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    if gaps:
+        raise DataFileError(
+            f"{folder}: slice number(s) {gaps[:5]}{' ...' if len(gaps) > 5 else ''} missing between "
+            f"{paths[0].name if len(paths) else ''} ({numbers[0]}) and {numbers[-1]} ({len(gaps)} of "
+            f"{numbers[-1] - numbers[0] + 1}); re-export the whole stack (a gap would shift every slice after it)"
+        )
+
+
 def read_png_stack(paths: Sequence[Path]) -> np.ndarray:
-    """Grayscale PNG slices -> uint8 [N, H, W] (MONAI LoadImage + PILReader; RGB is converted to luminance).
-    Unreadable files and slices of different sizes are a DataFileError naming the file."""
+    """Grayscale 8-bit PNG slices -> uint8 [N, H, W] (MONAI LoadImage + PILReader; RGB is converted to luminance).
+    Unreadable files, 16-bit files and slices of different sizes are a DataFileError naming the file."""
     from monai.data import PILReader
     from monai.transforms import LoadImage
+
+    for path in paths:
+        check_bit_depth(path)
 
     loader = LoadImage(
         reader=PILReader(reverse_indexing=False, converter=lambda im: im.convert("L")),
@@ -138,8 +189,8 @@ def read_png_stack(paths: Sequence[Path]) -> np.ndarray:
     return np.clip(np.rint(np.stack(slices)), 0, 255).astype(np.uint8)
 
 
-def read_volume(path: Path) -> np.ndarray:
-    """A NIfTI volume reoriented to RAS (nibabel `as_closest_canonical`) -> float64 [X, Y, Z]."""
+def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI volume reoriented to RAS (nibabel `as_closest_canonical`) -> (float64 [X, Y, Z], its affine [4, 4])."""
     import nibabel as nib
 
     try:
@@ -153,7 +204,58 @@ def read_volume(path: Path) -> np.ndarray:
         raise DataFileError(
             f"{path}: expected a 3-D volume, got shape {data.shape}; export one CT series per file"
         )
-    return data
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def read_volume(path: Path) -> np.ndarray:
+    """A NIfTI volume reoriented to RAS (nibabel `as_closest_canonical`) -> float64 [X, Y, Z]."""
+    return load_volume(path)[0]
+
+
+def check_mask(
+    mask: np.ndarray,
+    affine: np.ndarray,
+    path: Path,
+    ct_shape: tuple[int, ...],
+    ct_affine: np.ndarray,
+    ct_path: Path,
+) -> np.ndarray:
+    """A mask volume [X, Y, Z] (RAS) on its CT's grid -> bool [X, Y, Z] (every positive integer label is inside).
+    Refused with the file named: another shape; another affine after both are reoriented to RAS (another origin,
+    spacing or direction: its voxels are not the CT's; a mask stored in another orientation with a true affine is
+    reoriented, not refused); soft values (probabilities, or labels resampled with linear interpolation)."""
+    if mask.shape != ct_shape:
+        raise DataFileError(
+            f"{path}: mask shape {mask.shape} differs from the CT {ct_shape} ({ct_path.name}); export masks on the CT "
+            f"grid"
+        )
+    if not np.allclose(affine, ct_affine, rtol=1e-4, atol=1e-3):
+        origin, ct_origin = np.round(affine[:3, 3], 2).tolist(), np.round(ct_affine[:3, 3], 2).tolist()
+        spacing = np.round(np.linalg.norm(affine[:3, :3], axis=0), 3).tolist()
+        ct_spacing = np.round(np.linalg.norm(ct_affine[:3, :3], axis=0), 3).tolist()
+        raise DataFileError(
+            f"{path}: mask affine differs from the CT's ({ct_path.name}) after reorientation to RAS (origin {origin} vs "
+            f"{ct_origin} mm, spacing {spacing} vs {ct_spacing} mm), so its voxels are not the CT's; resample the mask "
+            f"onto the CT grid (nearest neighbour) or export it with the CT's header"
+        )
+    soft = (mask != np.rint(mask)) | (mask < 0)
+    if soft.any():
+        example = float(mask[soft].flat[0])
+        raise DataFileError(
+            f"{path}: soft mask, {int(soft.sum())} voxel(s) hold values that are not 0 / 1 / a label (e.g. "
+            f"{example:.3g}); threshold it (e.g. > 0.5) or resample it with nearest-neighbour interpolation"
+        )
+    return mask > 0
+
+
+def read_masked_volume(ct_path: Path, mask_paths: Sequence[Path]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The CT (HU [X, Y, Z], RAS) and its masks (bool [X, Y, Z], checked by `check_mask` against the CT)."""
+    ct, ct_affine = load_volume(ct_path)
+    masks = []
+    for path in mask_paths:
+        mask, affine = load_volume(path)
+        masks.append(check_mask(mask, affine, path, ct.shape, ct_affine, ct_path))
+    return ct, masks
 
 
 def window_to_uint8(hu: np.ndarray, window: Sequence[float]) -> np.ndarray:
@@ -207,7 +309,7 @@ def check_stack_provenance(root: Path, name: str, fold: int, split_hash: str | N
     path = Path(root) / CUT_REPORT
     if not path.is_file():
         return None
-    seg = json.loads(path.read_text()).get("segmentor") or {}
+    seg = read_json(path).get("segmentor") or {}
     src = seg.get("split_source") or {}
     fix = (
         "train the fold's segmentor on this cohort's folds (model=mmdls_seg with data.outcome_splits, the default of "
@@ -388,17 +490,15 @@ class ImagingStore:
         c = self.cfg
         if c["source"] == "png":
             base = self._under(c["images_dir"]) / case
-            raw = {k: read_png_stack(list_slices(base / k)) for k in KINDS}
+            raw = {}
+            for k in KINDS:
+                paths = list_slices(base / k)
+                check_slice_numbers(paths, base / k)
+                raw[k] = read_png_stack(paths)
         else:
             base = self._under(c["volumes_dir"]) / case
             ct_path, lung_path, lesion_path = (base / c[k] for k in ("ct_file", "lung_file", "lesion_file"))
-            ct, lung, lesion = read_volume(ct_path), read_volume(lung_path), read_volume(lesion_path)
-            for p, m in ((lung_path, lung), (lesion_path, lesion)):
-                if m.shape != ct.shape:
-                    raise DataFileError(
-                        f"{p}: mask shape {m.shape} differs from the CT {ct.shape} of case {case}; "
-                        f"export masks on the CT grid"
-                    )
+            ct, (lung, lesion) = read_masked_volume(ct_path, [lung_path, lesion_path])
             raw = cut_stacks(window_to_uint8(ct, c["window"]), lung, lesion, int(c["lesion_window"]), case)
         out: dict[str, np.ndarray] = {}
         for kind in KINDS:
@@ -507,6 +607,11 @@ __all__ = [
     "read_feature_table",
     "read_png_stack",
     "read_volume",
+    "load_volume",
+    "read_masked_volume",
+    "check_mask",
+    "check_bit_depth",
+    "check_slice_numbers",
     "resize_stack",
     "check_stack_provenance",
     "CUT_REPORT",

@@ -18,13 +18,13 @@ error naming `pip install survlab[text]`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from survlab.data.cohort.checks import DataFileError
+from survlab.utils.files import DuplicateKeyError, read_json
 
 #: shipped prompt files (package data)
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -50,8 +50,10 @@ def read_prompts(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
     """Read a prompts JSON file -> {class name: sentences}; a bad file is a one-line DataFileError naming it."""
     path = resolve_prompts_file(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except DuplicateKeyError as exc:  # a class listed twice would silently keep only its last sentences
+        raise DataFileError(f"prompts file {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataFileError(
             f"prompts file {path} is not readable JSON ({exc}); write an object "
             f'{{"<class>": ["sentence", ...], ...}}'
