@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("survlab.config")
 
@@ -143,12 +143,21 @@ def _check_params(node: DictConfig, key: str, skip: tuple[str, ...] = ()) -> Non
 
 
 def _task_class(cfg: DictConfig) -> type:
-    task = cfg.model.get("task") if cfg.get("model") is not None else None
-    if task is not None and "_target_" in task:
-        return _get_class(str(task._target_), "model.task")
-    from survlab.tasks.survival import SurvivalTask
+    """The job's task class (`model.task._target_`; the flat survival keys of old model configs: SurvivalTask)."""
+    from survlab.tasks.base import Task
 
-    return SurvivalTask
+    task = cfg.model.get("task") if cfg.get("model") is not None else None
+    if task is None or "_target_" not in task:
+        from survlab.tasks.survival import SurvivalTask
+
+        return SurvivalTask
+    cls = _get_class(str(task._target_), "model.task")
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(
+            f"model.task._target_={task._target_} is not a survlab task; name a subclass of survlab.tasks.base.Task "
+            f"(e.g. survlab.tasks.outcome.OutcomeTask)"
+        )
+    return cls
 
 
 def _init_params(cls: type) -> list[str]:
@@ -190,59 +199,34 @@ def _check_task(cfg: DictConfig) -> None:
             _check_params(node, f"model.task.objectives.{name}")
 
 
-def task_metric_names(cfg: DictConfig) -> list[str]:
-    """Metric names (without val/ or test/) a job with this config reports."""
+def _task_options(cfg: DictConfig) -> DictConfig:
     task = cfg.model.get("task") if cfg.get("model") is not None else None
-    objectives = (task.get("objectives") if task is not None else None) or {}
-    if (
-        not objectives and task is not None and hasattr(_task_class(cfg), "CONFIG_METRICS")
-    ):  # e.g. segmentation
-        return ["loss", *_task_class(cfg).CONFIG_METRICS]
-    if not objectives:
-        from survlab.tasks.objectives import SURVIVAL_METRICS
+    return task if task is not None else OmegaConf.create({})
 
-        return ["loss", *SURVIVAL_METRICS, *(f"survival/{m}" for m in SURVIVAL_METRICS)]
-    names = ["loss"]
-    for i, (name, node) in enumerate(objectives.items()):
-        cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
-        try:  # the objective's names for these options (e.g. auc_<h> per horizon of a HorizonObjective)
-            metrics = list(
-                cls.config_metric_names(node) if hasattr(cls, "config_metric_names") else cls.metric_names
-            )
-        except ValueError as err:
-            raise ConfigError(f"model.task.objectives.{name}: {err}") from None
-        names += (metrics if i == 0 else []) + [f"{name}/{m}" for m in metrics]
-    return names
+
+def _ask_task(cfg: DictConfig, method: str, *args: str) -> Any:
+    """A `config_*` answer of the job's task class (survlab.tasks.base.Task); its ValueError as a ConfigError."""
+    try:
+        return getattr(_task_class(cfg), method)(_task_options(cfg), *args)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def task_metric_names(cfg: DictConfig) -> list[str]:
+    """Metric names (without val/ or test/) a job with this config reports (the task class says which)."""
+    return list(_ask_task(cfg, "config_metric_names"))
 
 
 def _metric_mode(cfg: DictConfig, metric: str) -> str:
-    """'max' / 'min' for a validation metric name (without val/), from the objective classes' `modes`."""
-    task = cfg.model.get("task") if cfg.get("model") is not None else None
-    objectives = (task.get("objectives") if task is not None else None) or {}
-    if metric.rsplit("/", 1)[-1] == "loss":
-        return "min"
-    if not objectives:
-        from survlab.tasks.objectives import SurvivalObjective
-
-        return SurvivalObjective.mode(metric.rsplit("/", 1)[-1])
-    for i, (name, node) in enumerate(objectives.items()):
-        head, _, leaf = metric.rpartition("/")
-        if head == name or (not head and i == 0):
-            cls = _get_class(str(node._target_), f"model.task.objectives.{name}")
-            return cls.mode(leaf) if hasattr(cls, "mode") else cls.modes.get(leaf, "max")
-    return "max"
+    """'max' / 'min' for a validation metric name (without val/), from the task class."""
+    return str(_ask_task(cfg, "config_metric_mode", metric))
 
 
 def _primary_metric(cfg: DictConfig) -> str:
-    """The primary objective's headline metric: cindex (survival), balanced_accuracy (classification)."""
-    task = cfg.model.get("task") if cfg.get("model") is not None else None
-    objectives = (task.get("objectives") if task is not None else None) or {}
-    if not objectives and task is not None and hasattr(_task_class(cfg), "PRIMARY_METRIC"):
-        return _task_class(cfg).PRIMARY_METRIC
-    if not objectives:
-        return "cindex"
-    name, node = next(iter(objectives.items()))
-    return _get_class(str(node._target_), f"model.task.objectives.{name}").primary_metric
+    """The task's headline metric: cindex (survival), balanced_accuracy (classification), dice (segmentation)."""
+    return str(_ask_task(cfg, "config_primary_metric"))
 
 
 def resolve_auto(cfg: DictConfig) -> None:

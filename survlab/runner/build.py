@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,9 +24,8 @@ from survlab.config.check import resolve_auto
 from survlab.config.cohorts import cohorts_providing
 from survlab.data.datamodule import MissingModalityError
 from survlab.runner.modalities import job_modalities
-from survlab.tasks.outcome import OutcomeTask
+from survlab.tasks.base import Task
 from survlab.tasks.pretrained import apply_pretrained
-from survlab.tasks.survival import SurvivalTask
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,41 @@ def instantiate_clean(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def build_task(cfg: DictConfig, net: Any) -> OutcomeTask:
-    """`model.task` with a `_target_` (an OutcomeTask and its objectives, instantiated like the network), or the flat
-    survival keys every survival model config has (-> SurvivalTask, one survival objective)."""
+#: the task class of a `model.task` without `_target_` (the flat survival keys of model configs before 0.x)
+DEFAULT_TASK = "survlab.tasks.survival.SurvivalTask"
+
+
+def build_task(cfg: DictConfig, net: Any) -> Task:
+    """`model.task`, instantiated like the network (its objectives, a partial optimiser / scheduler too). A node
+    without `_target_` (the flat survival keys of older model configs) is still read as a SurvivalTask, with a
+    warning: that spelling goes in the next release."""
     common = {"max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
-    if "_target_" in cfg.model.task:
-        return instantiate_clean(cfg.model.task, net=net, _convert_="partial", **common)
-    keys = cast(dict[str, Any], OmegaConf.to_container(cfg.model.task, resolve=True))
-    flat = {
-        k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
-        for k, v in keys.items()
-    }  # partial optimiser/scheduler
-    return SurvivalTask(net=net, **common, **flat)
+    node = cfg.model.task
+    if "_target_" not in node:
+        log.warning(
+            "model.task has no _target_: read as %s (flat survival keys); add `_target_: %s` to the model "
+            "config's task (or list _survival in its defaults): the flat spelling goes in the next release",
+            DEFAULT_TASK.rpartition(".")[2],
+            DEFAULT_TASK,
+        )
+        flat = {
+            k: hydra.utils.instantiate(v) if isinstance(v, dict) and "_target_" in v else v
+            for k, v in cast(dict[str, Any], OmegaConf.to_container(node, resolve=True)).items()
+        }  # partial optimiser/scheduler
+        return hydra.utils.get_class(DEFAULT_TASK)(net=net, **common, **flat)
+    return instantiate_clean(node, net=net, _convert_="partial", **common)
+
+
+def task_reporter(task: Task) -> Callable[..., dict[str, Any]]:
+    """The function of survlab/report/ that writes the finished run's outputs, as the task class names it
+    (`Task.REPORTER`); a task without one (a pipeline stage such as PathGen's generator) is a one-line ValueError."""
+    name = type(task).REPORTER
+    if name is None:
+        raise ValueError(
+            f"{type(task).__name__} has no outputs of its own (a pipeline stage): run it inside its pipeline, "
+            f"e.g. experiment=pathgen_pipeline_synthetic, not as model=... of a training job"
+        )
+    return hydra.utils.get_method(name)
 
 
 def build_datamodule(cfg: DictConfig) -> Any:

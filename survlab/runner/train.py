@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 from survlab.config.check import resolve_auto
 from survlab.data.fitted import FILENAME as PREPROCESSING_FILE
 from survlab.data.fitted import write_preprocessing
-from survlab.report.outputs import write_run_outputs
 from survlab.runner.build import (
     LastCheckpoint,
     build_datamodule,
@@ -27,6 +26,7 @@ from survlab.runner.build import (
     build_trainer,
     finish_loggers,
     resolve_ckpt_path,
+    task_reporter,
 )
 from survlab.runner.selection import selection_warning, small_split_line
 from survlab.utils import jobs
@@ -54,6 +54,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if small := small_split_line(str(cfg.selection), datamodule):
         log.warning("%s", small)
     task = build_task(cfg, build_net(cfg, datamodule.dims))
+    reporter = task_reporter(task)  # the writer of survlab/report/ the task class names (before any training)
     task.fit_references(datamodule)
 
     loggers = build_loggers(cfg, out_dir)
@@ -81,17 +82,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         if trainer.global_rank != 0:
             return {}
-        if hasattr(
-            task, "CONFIG_METRICS"
-        ):  # a segmentation task: its own outputs (survlab.report.segmentation)
-            from survlab.report.segmentation import write_segmentation_outputs
-
-            return write_segmentation_outputs(
-                cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started
-            )
-        metrics = write_run_outputs(
-            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started
-        )
+        metrics = reporter(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        if not task.FITTED_PREPROCESSING:  # e.g. segmentation: its writer wrote everything
+            return metrics
         # what was fitted on the training patients, as plain JSON: `survlab eval run=<run dir>` reuses it
         write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
         if fitted:

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from survlab.data.batch import Batch
 from survlab.models.pathgen import PathGenDenoiser
+from survlab.tasks.base import Task
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -74,7 +75,7 @@ def split_groups(x: Tensor, sizes: Sequence[int]) -> list[Tensor]:
     return list(torch.split(x, list(sizes), dim=1))
 
 
-class DiffusionTask(L.LightningModule):
+class DiffusionTask(Task):
     """ε-prediction DDPM training of `net` (a `PathGenDenoiser`) on `batch.genomics` (scaled groups) | `batch.wsi`."""
 
     def __init__(

@@ -25,7 +25,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import seed_everything
@@ -34,6 +33,7 @@ from torch.optim import Optimizer
 
 from survlab.data.batch import Batch
 from survlab.models.base import Prediction, SurvivalNet
+from survlab.tasks.base import Task, target_class
 from survlab.tasks.objectives import Objective, SurvivalObjective
 from survlab.tasks.optim import (
     INTERVALS,
@@ -63,13 +63,16 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss is NaN/inf; the message names the batch's case_ids."""
 
 
-class OutcomeTask(L.LightningModule):
+class OutcomeTask(Task):
     """Wraps `net` with `objectives` ({name: Objective}, the first is the primary one), optimiser and metrics.
 
     After `fit_references(datamodule)`, `test_results` (the primary objective's rows) / `test_rows` (per objective)
     and `test_metrics` ({metric: value} of the primary objective plus {"<objective>/<metric>": value} of all) hold
     the test predictions after `trainer.test`.
     """
+
+    REPORTER = "survlab.report.outputs.write_run_outputs"
+    FITTED_PREPROCESSING = True
 
     #: choice-valued constructor options (checked by config_check before any data is read)
     CHOICES = {
@@ -122,6 +125,46 @@ class OutcomeTask(L.LightningModule):
         self.test_results: dict[str, np.ndarray] | None = None
         self.test_metrics: dict[str, float] = {}
         self.test_notes: dict[str, str] = {}  # {metric key of test_metrics: why it is NaN}
+
+    @staticmethod
+    def _objective_classes(options: Mapping[str, Any]) -> list[tuple[str, Any, type]]:
+        """(name, config node, class) of each objective of a `model.task` node, in order (the first is primary)."""
+        objectives = options.get("objectives") or {}
+        return [
+            (str(name), node, target_class(node.get("_target_"), f"model.task.objectives.{name}"))
+            for name, node in objectives.items()
+        ]
+
+    @classmethod
+    def config_metric_names(cls, options: Mapping[str, Any]) -> list[str]:
+        """The loss, the primary objective's metrics, then "<objective>/<metric>" of every objective (an objective's
+        names may depend on its options, e.g. auc_<h> per horizon)."""
+        names = ["loss"]
+        for i, (name, node, objective) in enumerate(cls._objective_classes(options)):
+            try:
+                metrics = list(objective.config_metric_names(node))
+            except ValueError as err:
+                raise ValueError(f"model.task.objectives.{name}: {err}") from None
+            names += (metrics if i == 0 else []) + [f"{name}/{m}" for m in metrics]
+        return names
+
+    @classmethod
+    def config_primary_metric(cls, options: Mapping[str, Any]) -> str:
+        """The primary objective's headline metric: cindex (survival), balanced_accuracy (classification)."""
+        classes = cls._objective_classes(options)  # none: the constructor says so, with the fix
+        return classes[0][2].primary_metric if classes else "cindex"
+
+    @classmethod
+    def config_metric_mode(cls, options: Mapping[str, Any], metric: str) -> str:
+        """The direction of `metric` ("<objective>/<leaf>", or a bare leaf of the primary objective) from the
+        objective class's `mode`."""
+        head, _, leaf = metric.rpartition("/")
+        if leaf == "loss":
+            return "min"
+        for i, (name, _, objective) in enumerate(cls._objective_classes(options)):
+            if head == name or (not head and i == 0):
+                return objective.mode(leaf)
+        return "max"
 
     @property
     def primary(self) -> Objective:

@@ -21,30 +21,33 @@ Example (YAML, `model.task`):
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch import seed_everything
 from torch import Tensor, nn
 
+from survlab.tasks.base import Task
+
 STRUCTURES = ("lung", "lesion")
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(Task):
     """Train / evaluate a network mapping image [B, 1, H, W] -> {"lung", "lesion": logits [B, 1, H, W]}."""
 
-    CONFIG_METRICS: ClassVar[tuple[str, ...]] = (
+    METRICS: ClassVar[tuple[str, ...]] = (
         "dice",
         "dice_lung",
         "dice_lesion",
         "dice_lesion_on_lesion_slices",
         "lesion_fp_voxels",
         "lesion_fp_slices",
-    )  # for config checks / monitor
+    )
     PRIMARY_METRIC: ClassVar[str] = "dice"
+    MODES: ClassVar[dict[str, str]] = {"lesion_fp_voxels": "min", "lesion_fp_slices": "min"}
+    REPORTER: ClassVar[str | None] = "survlab.report.segmentation.write_segmentation_outputs"
 
     def __init__(
         self,
@@ -68,9 +71,6 @@ class SegmentationTask(L.LightningModule):
         self._rows: dict[str, list[float]] = {}  # per slice: case, slice, |P & G|, |P|, |G| per structure
         self.test_metrics: dict[str, float] = {}
         self.test_rows: dict[str, list[float]] = {}
-
-    def fit_references(self, datamodule: Any) -> None:  # noqa: B027 - the run calls it on every task
-        """Nothing is fitted from the training fold (the Dice needs no reference)."""
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         return self.net(image)

@@ -7,12 +7,13 @@ logged as `val/<metric>` (and `val/survival/<metric>`); see `survlab.tasks.outco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from survlab.models.base import SurvivalNet
-from survlab.tasks.objectives import Objective, SurvivalObjective
+from survlab.tasks.objectives import SURVIVAL_METRICS, Objective, SurvivalObjective
 from survlab.tasks.outcome import NonFiniteLossError, OutcomeTask
 
 __all__ = ["SurvivalTask", "NonFiniteLossError"]
@@ -40,6 +41,23 @@ class SurvivalTask(OutcomeTask):
             raise ValueError(f"model.task.loss must be 'nll' or 'cox', got {loss!r}")
         objectives = objectives or {"survival": SurvivalObjective(None, loss, alpha, eval_alpha)}
         super().__init__(net, objectives=objectives, **kwargs)
+
+    @classmethod
+    def config_metric_names(cls, options: Mapping[str, Any]) -> list[str]:
+        """Its one survival objective's metrics, bare and as survival/<metric> (or those of `objectives` given)."""
+        if options.get("objectives"):
+            return super().config_metric_names(options)
+        return ["loss", *SURVIVAL_METRICS, *(f"survival/{m}" for m in SURVIVAL_METRICS)]
+
+    @classmethod
+    def config_primary_metric(cls, options: Mapping[str, Any]) -> str:
+        return super().config_primary_metric(options) if options.get("objectives") else "cindex"
+
+    @classmethod
+    def config_metric_mode(cls, options: Mapping[str, Any], metric: str) -> str:
+        if options.get("objectives"):
+            return super().config_metric_mode(options, metric)
+        return SurvivalObjective.mode(metric.rsplit("/", 1)[-1])
 
     def set_reference(self, bin_edges: np.ndarray, train_time: np.ndarray, train_event: np.ndarray) -> None:
         """Training-patient quantities used by the primary objective's metrics (IPCW censoring KM, curve times)."""

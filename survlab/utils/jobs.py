@@ -262,7 +262,7 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     )
     for key in NON_IDENTITY:
         _drop(tree, key)
-    tree = _old_targets(tree)
+    tree = _old_targets(_without_default_task_target(tree))
     splits = (tree.get("data") or {}).get("splits") if isinstance(tree.get("data"), dict) else None
     if isinstance(splits, dict) and splits.get("repeat", None) in (0, "0"):
         # repeat 0 is the original assignment: jobs from before splits.repeat keep their identity
@@ -275,6 +275,25 @@ def identity_of(cfg: Any) -> dict[str, Any]:
         if isinstance(spec, dict):  # a slide / patient label rule only refuses contradicting input, never moves a result
             spec.pop("patient", None)
     return tree
+
+
+#: `model.task._target_` of the survival model configs: the task their flat keys always built, so it is left out of
+#: the identity (jobs from before the task configs had a `_target_` keep theirs)
+DEFAULT_TASK_TARGET = "survlab.tasks.survival.SurvivalTask"
+
+
+def _without_default_task_target(tree: Any) -> Any:
+    """`tree` without `task._target_` of every model config (a node with `net` and `task`) whose task target is
+    `DEFAULT_TASK_TARGET`, wherever it sits (`model`, `pipeline.<stage>.model`)."""
+    if isinstance(tree, list):
+        return [_without_default_task_target(v) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: _without_default_task_target(v) for k, v in tree.items()}
+    task = out.get("task")
+    if "net" in out and isinstance(task, dict) and task.get("_target_") == DEFAULT_TASK_TARGET:
+        out["task"] = {k: v for k, v in task.items() if k != "_target_"}
+    return out
 
 
 def _old_targets(tree: Any) -> Any:
