@@ -53,7 +53,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if small := small_split_line(str(cfg.selection), datamodule):
         log.warning("%s", small)
     task = build_task(cfg, build_net(cfg, datamodule.dims))
-    task.fit_references(datamodule)
+    task.fit_references(datamodule.fitted)  # the fold's fitted preprocessing (survlab.data.fitted)
 
     loggers = build_loggers(cfg, out_dir)
     try:
@@ -89,21 +89,25 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 cfg, out_dir, task, datamodule, trainer, ckpt, time.time() - started
             )
         metrics = write_run_outputs(
-            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started
+            cfg,
+            out_dir,
+            task,
+            datamodule,
+            trainer,
+            ckpt,
+            wall_s=time.time() - started,
+            protocol_card={"estimator": fitted["estimator"]} if fitted else None,
         )
         # what was fitted on the training patients, as plain JSON: `survlab eval run=<run dir>` reuses it
-        write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
+        write_preprocessing(datamodule.fitted, out_dir / PREPROCESSING_FILE, task)
         if fitted:
-            from survlab.runner.estimators.coxnet import add_to_protocol
-
             metrics["val/best"] = fitted["val/best"]
-            add_to_protocol(out_dir, "estimator", fitted["estimator"])
         metrics["selection_warning"] = warn_below_chance(cfg, task, metrics.get("val/best"))
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
-            from survlab.runner.external import run_external
+            from survlab.runner.evaluate import run_external
 
             metrics["external_cohort"] = str(cfg.external_data)
-            metrics.update(run_external(cfg, task, datamodule, trainer, out_dir, ckpt))
+            metrics.update(run_external(cfg, task, datamodule, out_dir, ckpt, metrics))
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
         return metrics
