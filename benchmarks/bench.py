@@ -193,7 +193,7 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
     dm.setup("fit")
     net = build_net(cfg, dm.dims)
     task = build_task(cfg, net)
-    task.fit_references(dm)
+    task.fit_references(dm.fitted)
     return dm, net, task
 
 

@@ -1,7 +1,8 @@
 """`CohortDataModule`: cohort table -> persisted patient-level split -> fold-fitted preprocessing -> DataLoaders.
 
 Constructor arguments map 1:1 to `conf/data/<cohort>.yaml` (plain types and dicts). After `setup()`:
-`dims` (ModalityDims), `bin_edges`, `split_hash`, `train_survival()`, `oracle_risk`, `describe()`, and the
+`dims` (ModalityDims), `fitted` (the fold's FoldPreprocessing: bins, training outcomes, class orders, encoders,
+scalers; survlab.data.fitted), `split_hash`, `oracle_risk`, `describe()`, and the
 train/val/test(/predict = test) DataLoaders yielding padded `Batch`es.
 
 Example:
@@ -22,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from survlab.data.batch import collate
-from survlab.data.cohort.clinical import ClinicalEncoder
 from survlab.data.cohort.splits import (
     FoldSplit,
     SplitSet,
@@ -38,15 +37,14 @@ from survlab.data.cohort.splits import (
     part_sizes,
 )
 from survlab.data.cohort.splits_import import from_config as import_from_config
-from survlab.data.cohort.table import Cohort, Endpoint, TimeBins, _first_ids, _header
-from survlab.data.cohort.targets import check_classes, encode_labels, label_problems, parse_labels
+from survlab.data.cohort.table import Cohort, Endpoint, _first_ids, _header
+from survlab.data.cohort.targets import parse_labels
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
+from survlab.data.fitted import FoldPreprocessing, PreprocessingPlan
 from survlab.data.modalities.genomics import (
     check_coverage,
     expression_scale_problem,
-    fit_genomics,
-    genomic_tensors,
     match_groups,
     read_expression,
     read_signatures,
@@ -610,23 +608,33 @@ class CohortDataModule(L.LightningDataModule):
         split = self._drop_from_split(split, dropped, event_of)
         self.cohort, self.split = cohort, split
 
-        train_rows = cohort.rows(split.train)
-        self._fit_labels(cohort, train_rows, sources)
-        self.endpoint_bins = {ep.name: self._fit_bins(ep.name, train_rows) for ep in self.endpoints}
-        self.time_bins = self.endpoint_bins[self.endpoint.name] if self.endpoint else None
-        if expr is not None:
-            sources.genomics = self._fit_genomics(expr, split, cohort.case_ids)
-        if "clinical" in self.modalities:
-            self.clinical_encoder = ClinicalEncoder(self.clin_cols, self.clin_categorical).fit(train_rows)
-            values = self.clinical_encoder.transform(cohort.table)
-            sources.clinical = dict(zip(cohort.case_ids, values, strict=False))
-        if self.imaging is not None:
-            self.imaging.fit(split.train, cohort.case_ids)
-            sources.imaging = self.imaging
+        # fitted on the training patients only (survlab.data.fitted), then applied to every patient of the cohort
+        self.fitted = FoldPreprocessing.fit(
+            self._plan(),
+            cohort,
+            split.train,
+            split.hash,
+            expr=expr,
+            gene_groups=getattr(self, "matched_gene_groups", None),
+            imaging=self.imaging,
+        )
+        if expr is not None and self.gen_cfg["values_from"]:
+            # scaler fitted on the REAL training expression above; values from the other table
+            from survlab.data.modalities.genomics import substitute_expression
+
+            expr = substitute_expression(
+                self.fitted.gene_groups,
+                _under(self.root, self.gen_cfg["values_from"]),
+                cohort.case_ids,
+                self.case_col,
+            )
+        self.fitted.apply(
+            cohort, sources, slide_label_specs=self.slide_label_specs, expr=expr, imaging=self.imaging
+        )
         self.sources = sources
         parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
         self.datasets = {part: self._dataset(part) for part in parts}
-        self.dims = self._dims()
+        self.dims = self.fitted.dims = self._dims()
         self._ready = True
         if unused := self.unused_columns_line():
             log.info("%s", unused)
@@ -679,61 +687,6 @@ class CohortDataModule(L.LightningDataModule):
         return import_from_config(
             dict(spec), full.table, base, self.root, cfg["val_fraction"], cfg["seed"], self.has_survival
         )
-
-    def _fit_labels(self, cohort: Cohort, train_rows: pd.DataFrame, sources: ModalitySources) -> None:
-        """Class order of every patient / slide label (configured, else the fold's TRAINING values) and the class
-        index of every patient / slide of `cohort` (-1 = missing); an unknown value is a one-line error."""
-        source = f"the training patients of fold {self.fold}"
-        problems = label_problems(
-            self.label_specs,
-            self.slide_label_specs,
-            cohort.table,
-            cohort.slides,
-            train_rows["case_id"],
-            cohort.path,
-            source,
-        )  # letter-case twins, configured classes without training examples, slide vs patient label
-        if problems:
-            raise ValueError(problems[0][1])
-        for name, spec in self.label_specs.items():
-            classes = spec.fit(train_rows[spec.column])
-            check_classes(spec, classes, cohort.path)
-            codes = encode_labels(
-                cohort.table[spec.column], cohort.case_ids, spec, classes, cohort.path, source=source
-            )
-            sources.classes[name] = classes
-            sources.labels[name] = dict(zip(cohort.case_ids, codes.tolist(), strict=True))
-        if self.slide_label_specs:
-            slides = cohort.slides.set_index("slide_id", drop=False)
-            train_slides = slides[slides["case_id"].isin(set(train_rows["case_id"]))]
-            for name, spec in self.slide_label_specs.items():
-                classes = spec.fit(train_slides[spec.column])
-                check_classes(spec, classes, cohort.path)
-                codes = encode_labels(
-                    slides[spec.column],
-                    slides["slide_id"].tolist(),
-                    spec,
-                    classes,
-                    cohort.path,
-                    what="slide",
-                    source=f"the training slides of fold {self.fold}",
-                )
-                sources.slide_classes[name] = classes
-                sources.slide_labels[name] = dict(zip(slides["slide_id"], codes.tolist(), strict=True))
-
-    def _fit_bins(self, endpoint: str, train_rows: pd.DataFrame) -> TimeBins:
-        """Time bins of `endpoint` fitted on the training patients that have it."""
-        time, event = (
-            train_rows[f"time:{endpoint}"].to_numpy(float),
-            train_rows[f"event:{endpoint}"].to_numpy(bool),
-        )
-        has = ~np.isnan(time)
-        if not event[has].any():
-            raise ValueError(
-                f"data={self.name}: endpoint '{endpoint}' has no events among the {int(has.sum())} training "
-                f"patients of fold {self.fold}; drop it from endpoints or use fewer folds"
-            )
-        return TimeBins.fit(time[has], event[has], self.n_bins)
 
     def _stores(self) -> tuple[BagStore | None, dict[str, BagStore] | None]:
         w = self.wsi_cfg
@@ -915,10 +868,10 @@ class CohortDataModule(L.LightningDataModule):
         expr = read_expression(path, self.case_col)
         sig = self.gen_cfg["signatures"]
         sig_path = _under(self.root, sig) if sig else None
-        self.gene_groups = match_groups(
+        self.matched_gene_groups = match_groups(  # before the fold's gene filter (FoldPreprocessing.fit)
             expr.columns, read_signatures(sig_path) if sig_path else None, str(sig_path or path)
         )
-        log.info("genomics: %s", signature_coverage(self.gene_groups, sig_path, path))
+        log.info("genomics: %s", signature_coverage(self.matched_gene_groups, sig_path, path))
         if scale := expression_scale_problem(expr, bool(self.gen_cfg["log1p"]), path):
             log.warning("genomics: %s", scale)
         missing = check_coverage(expr, cohort.case_ids, path, self.allow_missing)
@@ -948,35 +901,22 @@ class CohortDataModule(L.LightningDataModule):
         self.imaging.prepare(cohort.case_ids)
         return cohort
 
-    def _fit_genomics(self, expr: pd.DataFrame, split: FoldSplit, case_ids: list[str]) -> dict[str, list]:
+    def _plan(self) -> PreprocessingPlan:
+        """What this fold fits on its training patients (survlab.data.fitted.FoldPreprocessing.fit)."""
         g = self.gen_cfg
-        if g[
-            "select"
-        ]:  # keep the training patients' top genes (survlab.data.modalities.gene_filter), before the scaler
-            from survlab.data.modalities.gene_filter import GeneFilter
-
-            before = self.gene_groups
-            rows = self.cohort.rows(split.train)  # training outcomes (univariate_cox)
-            outcome = (
-                (rows["time"].to_numpy(float), rows["event"].to_numpy(bool))
-                if self.has_survival
-                else (None, None)
-            )
-            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(
-                expr, before, split.train, *outcome
-            )
-            self.gene_groups = gene_filter.apply(before)
-            self.gene_filter_report = gene_filter.describe(before, self.gene_groups)
-        self.gene_scaler = fit_genomics(expr, self.gene_groups, split.train, g["scaling"], bool(g["log1p"]))
-        if g[
-            "values_from"
-        ]:  # scaler fitted on the REAL training expression above; values from the other table
-            from survlab.data.modalities.genomics import substitute_expression
-
-            expr = substitute_expression(
-                self.gene_groups, _under(self.root, g["values_from"]), case_ids, self.case_col
-            )
-        return genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
+        return PreprocessingPlan(
+            cohort=self.name,
+            fold=int(self.fold),
+            modalities=tuple(self.modalities),
+            endpoints=tuple(e.name for e in self.endpoints),
+            label_specs=dict(self.label_specs),
+            slide_label_specs=dict(self.slide_label_specs),
+            primary_label=self.primary_label,
+            n_bins=int(self.n_bins),
+            clinical_columns=tuple(self.clin_cols),
+            clinical_categorical=tuple(self.clin_categorical),
+            genomics={k: g[k] for k in ("select", "scaling", "log1p")} if g is not None else None,
+        )
 
     def _drop_from_split(
         self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool] | None
@@ -1004,7 +944,7 @@ class CohortDataModule(L.LightningDataModule):
         return PatientDataset(
             self.cohort.rows(self.split.part(part)),
             self.full_cohort.index_of(),
-            self.endpoint_bins,
+            self.fitted.endpoint_bins,
             self.sources,
             self.label_cols,
             train=part == "train" if train is None else train,
@@ -1026,8 +966,8 @@ class CohortDataModule(L.LightningDataModule):
             scale_dims = {
                 s: st.feature_dim or int(st.read_slide(first)[0].shape[1]) for s, st in src.scales.items()
             }
-        gen = getattr(self, "gene_groups", None) if src.genomics is not None else None
-        enc = getattr(self, "clinical_encoder", None) if src.clinical is not None else None
+        gen = self.fitted.gene_groups if src.genomics is not None else None
+        enc = self.fitted.clinical_encoder if src.clinical is not None else None
         return ModalityDims(
             wsi_dim=wsi_dim,
             scale_dims=scale_dims,
@@ -1064,71 +1004,11 @@ class CohortDataModule(L.LightningDataModule):
         if not self._ready:
             raise RuntimeError("CohortDataModule: call setup() first")
 
-    def _endpoint_name(self, endpoint: str | None) -> str:
-        """`endpoint` (None = the primary), checked against the cohort's endpoints."""
-        names = [e.name for e in self.endpoints]
-        if not names:
-            raise ValueError(f"data={self.name} has no survival endpoint (classification-only cohort)")
-        name = names[0] if endpoint is None else endpoint
-        if name not in names:
-            raise ValueError(f"data={self.name}: unknown endpoint {name!r}; endpoints: {names}")
-        return name
-
-    @property
-    def bin_edges(self) -> np.ndarray:
-        """Time-bin edges [n_bins + 1] of the primary endpoint."""
-        return self.bin_edges_of(None)
-
-    def bin_edges_of(self, endpoint: str | None) -> np.ndarray:
-        """Time-bin edges [n_bins + 1] of `endpoint` (None = primary), fitted on the fold's training patients."""
-        self._need_setup()
-        return self.endpoint_bins[self._endpoint_name(endpoint)].edges
-
-    def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(time [N_train] months, event [N_train] bool) of the fold's training patients that have `endpoint`
-        (None = primary) — for IPCW metrics."""
-        self._need_setup()
-        name = self._endpoint_name(endpoint)
-        rows = self.cohort.rows(self.split.train)
-        time, event = rows[f"time:{name}"].to_numpy(float), rows[f"event:{name}"].to_numpy(bool)
-        has = ~np.isnan(time)
-        return time[has], event[has]
-
     @property
     def primary_label(self) -> str | None:
         """The label a classification objective without an explicit `label` trains on: splits.stratify_label, else
         the first declared label (None when the cohort has none)."""
         return self.stratify_label or next(iter(self.label_specs), None)
-
-    def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
-        """Class counts [K] of `label` among the fold's TRAINING patients (level=slide: their slides)."""
-        self._need_setup()
-        src = self.sources
-        classes, values = (
-            (src.classes, src.labels) if level == "patient" else (src.slide_classes, src.slide_labels)
-        )
-        if label not in classes:
-            raise ValueError(f"data={self.name}: no {level}-level label {label!r}; labels: {list(classes)}")
-        if level == "patient":
-            codes = [values[label].get(c, -1) for c in self.split.train]
-        else:
-            rows = self.cohort.rows(self.split.train)
-            codes = [values[label].get(s, -1) for ss in rows["slide_ids"] for s in ss]
-        codes = np.asarray([c for c in codes if c >= 0], dtype=np.int64)
-        return np.bincount(codes, minlength=len(classes[label]))
-
-    @property
-    def targets(self) -> dict[str, Any]:
-        """What the cohort can be trained on (JSON-safe, for protocol.json): endpoint names (primary first), the
-        class order of every patient / slide label and which labels are ordinal."""
-        self._need_setup()
-        return {
-            "endpoints": [e.name for e in self.endpoints],
-            "primary_endpoint": self.endpoint.name if self.endpoint else None,
-            "labels": {n: list(c) for n, c in self.sources.classes.items()},
-            "ordinal": {n: sp.ordinal for n, sp in self.label_specs.items()},
-            "slide_labels": {n: list(c) for n, c in self.sources.slide_classes.items()},
-        }
 
     @property
     def oracle_risk(self) -> dict[str, float] | None:
@@ -1144,22 +1024,23 @@ class CohortDataModule(L.LightningDataModule):
         self._need_setup()
         per = {p: self.cohort.rows(self.split.part(p)) for p in self.datasets}
         w = self.wsi_cfg or {}
+        fitted = self.fitted
         prep: dict[str, Any] = {"fitted_on": "train"}
-        if self.time_bins is not None:
-            prep["time_bins"] = self.time_bins.to_dict()
+        if fitted.time_bins is not None:
+            prep["time_bins"] = fitted.time_bins.to_dict()
         if self.secondary:
-            prep["endpoint_time_bins"] = {n: b.to_dict() for n, b in self.endpoint_bins.items()}
+            prep["endpoint_time_bins"] = {n: b.to_dict() for n, b in fitted.endpoint_bins.items()}
         if self.sources.genomics is not None:
             prep["genomics"] = {
-                "scaling": self.gene_scaler.method,
-                "log1p": self.gene_scaler.log1p,
-                "groups": self.gene_groups.report(),
+                "scaling": fitted.gene_scaler.method,
+                "log1p": fitted.gene_scaler.log1p,
+                "groups": fitted.gene_groups.report(),
             }
-            if getattr(self, "gene_filter_report", None):
-                prep["genomics"]["select"] = self.gene_filter_report
+            if fitted.gene_filter_report:
+                prep["genomics"]["select"] = fitted.gene_filter_report
         if self.sources.clinical is not None:
             prep["clinical"] = {
-                "features": self.clinical_encoder.feature_names,
+                "features": fitted.clinical_encoder.feature_names,
                 "imputation": "median / most-frequent",
                 "scaling": "z-score, one-hot",
             }
@@ -1178,7 +1059,7 @@ class CohortDataModule(L.LightningDataModule):
             }
             if self.endpoint
             else None,
-            "targets": self.targets,
+            "targets": fitted.targets,
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
             "modalities": list(self.modalities),

@@ -1,33 +1,41 @@
-"""The preprocessing a run fitted on its training patients, as plain JSON (`<run dir>/preprocessing.json`), and a
-stand-in for the trained data module rebuilt from it (`FittedData`), so that a trained model can be applied to
-another cohort later without the training cohort's files (`survlab.runner.evaluate`).
+"""The preprocessing of one fold, fitted on its TRAINING patients only (`FoldPreprocessing`): time bins and training
+outcomes per endpoint, the class order (and training counts) of every label, the gene filter + scaler, the clinical
+encoder, the CT/PET table scalers, and (after testing) each Cox objective's Breslow baseline. One object per fold:
 
-Saved: time-bin edges and training outcomes (IPCW reference) per endpoint, the class order (and training counts) of
-every label, the gene groups (exact gene order) and the gene scaler, the clinical encoder (imputation, z-score,
-category levels, column order), the CT/PET table encoders, the modality dims the network was built with, and the
-split hash. No pickles: every value is a JSON number, string or list.
+- `FoldPreprocessing.fit(plan, cohort, train_ids, ...)` fits it (nothing of a validation / test patient is read);
+- `apply(cohort, sources, ...)` encodes a cohort with it (the fold's own patients, or every patient of another
+  cohort: external validation applies a saved one, nothing is refitted);
+- `to_json()` / `from_json(state)` is `<run dir>/preprocessing.json` (format `survlab.preprocessing/1`, plain JSON,
+  no pickles), so a trained model can be applied later without the training cohort's files (`survlab eval`).
+
+The data module holds it as `dm.fitted`; objectives read their references from it (`Objective.fit_reference`).
 
 Example:
-    >>> write_preprocessing(dm, run_dir / "preprocessing.json")                    # doctest: +SKIP
-    >>> fitted = FittedData.from_state(read_preprocessing(run_dir / "preprocessing.json"))  # doctest: +SKIP
-    >>> setup_external(ext_dm, fitted)                                            # doctest: +SKIP
+    >>> fitted = FoldPreprocessing.fit(plan, cohort, split.train, split.hash, expr=expr, gene_groups=groups)  # doctest: +SKIP
+    >>> sources = fitted.apply(cohort, ModalitySources(), expr=expr)                             # doctest: +SKIP
+    >>> write_preprocessing(fitted, run_dir / "preprocessing.json", task)                        # doctest: +SKIP
+    >>> again = FoldPreprocessing.from_json(read_preprocessing(run_dir / "preprocessing.json"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from survlab.data.cohort.checks import DataFileError
 from survlab.data.cohort.clinical import ClinicalEncoder
-from survlab.data.cohort.table import TimeBins
-from survlab.data.cohort.targets import LabelSpec
+from survlab.data.cohort.table import Cohort, TimeBins
+from survlab.data.cohort.targets import LabelSpec, check_classes, encode_labels, label_problems
+from survlab.data.dataset import ModalitySources
 from survlab.data.dims import ModalityDims
-from survlab.data.modalities.genomics import GeneGroups, GeneScaler
+from survlab.data.modalities.genomics import GeneGroups, GeneScaler, fit_genomics, genomic_tensors
 from survlab.utils.files import read_json
 
 FORMAT = "survlab.preprocessing/1"
@@ -48,68 +56,443 @@ def dims_from_dict(d: dict[str, Any]) -> ModalityDims:
     return ModalityDims(**d)
 
 
-def preprocessing_state(dm: Any, task: Any = None) -> dict[str, Any]:
-    """Everything the set-up CohortDataModule `dm` fitted on its fold's training patients (JSON-safe); with the
-    tested `task`, also each Cox objective's training risks (its Breslow baseline for survival curves)."""
-    src = dm.sources
-    state: dict[str, Any] = {
-        "format": FORMAT,
-        "cohort": dm.name,
-        "fold": int(dm.fold),
-        "split_hash": dm.split_hash,
-        "modalities": list(dm.modalities),
-        "clinical_columns": list(dm.clin_cols),
-        "endpoints": [e.name for e in dm.endpoints],
-        "time_bins": {n: b.to_dict() for n, b in dm.endpoint_bins.items()},
-        "train_survival": {},
-        "labels": {},
-        "slide_labels": {n: list(c) for n, c in src.slide_classes.items()},
-        "primary_label": dm.primary_label,
-        "genomics": None,
-        "clinical": None,
-        "imaging": None,
-        "dims": dims_to_dict(dm.dims),
-        "cox_baseline": {},
-    }
-    for name in state["endpoints"]:
-        time, event = dm.train_survival(None if name == state["endpoints"][0] else name)
-        state["train_survival"][name] = {"time": time.tolist(), "event": event.astype(int).tolist()}
-    for name, spec in dm.label_specs.items():
-        state["labels"][name] = {
-            "column": spec.column,
-            "classes": list(src.classes[name]),
-            "ordinal": spec.ordinal,
-            "train_counts": dm.train_label_counts(name).tolist(),
+@dataclass(frozen=True)
+class PreprocessingPlan:
+    """What a fold fits (from the data config): the cohort's name and fold (for error messages), its modalities,
+    endpoint names (primary first), patient / slide label specs, the primary label, the number of time bins, the
+    clinical columns (and which are categorical) and the genomics settings (`select`, `scaling`, `log1p`)."""
+
+    cohort: str
+    fold: int
+    modalities: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
+    label_specs: Mapping[str, LabelSpec] = field(default_factory=dict)
+    slide_label_specs: Mapping[str, LabelSpec] = field(default_factory=dict)
+    primary_label: str | None = None
+    n_bins: int = 4
+    clinical_columns: tuple[str, ...] = ()
+    clinical_categorical: tuple[str, ...] = ()
+    genomics: Mapping[str, Any] | None = None
+
+
+@dataclass
+class ImagingScalers:
+    """The CT/PET tables' encoders (table name -> ClinicalEncoder, fitted on the training patients) and the imaging
+    dims the network was built with (`ImagingStore.apply_fitted` reads `encoders`)."""
+
+    dims: dict[str, int]
+    encoders: dict[str, ClinicalEncoder]
+
+
+def _slides(cohort: Cohort) -> pd.DataFrame:
+    """The cohort's slide table; slide labels without one are a one-line ValueError."""
+    if cohort.slides is None:
+        raise ValueError(f"{cohort.path}: slide labels are configured but the cohort has no slide table")
+    return cohort.slides
+
+
+def _train_counts(codes: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(codes[codes >= 0].astype(np.int64), minlength=k)
+
+
+@dataclass
+class FoldPreprocessing:
+    """Everything fitted on one fold's training patients (see the module doc). `endpoint_bins` / `train_outcomes`
+    are keyed by endpoint name, the primary first; `classes` / `label_counts` by patient label, `slide_classes` /
+    `slide_label_counts` by slide label (slide counts are not saved in preprocessing.json); `dims` are the input
+    sizes of the network (set by the data module once its datasets exist)."""
+
+    cohort: str
+    fold: int
+    split_hash: str
+    modalities: tuple[str, ...]
+    clinical_columns: list[str] = field(default_factory=list)
+    endpoint_bins: dict[str, TimeBins] = field(default_factory=dict)
+    train_outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    label_specs: dict[str, LabelSpec] = field(default_factory=dict)
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    label_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    slide_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    slide_label_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    primary_label: str | None = None
+    gene_groups: GeneGroups | None = None
+    gene_scaler: GeneScaler | None = None
+    gene_filter_report: dict[str, Any] | None = None
+    clinical_encoder: ClinicalEncoder | None = None
+    imaging: ImagingScalers | None = None
+    dims: ModalityDims | None = None
+    cox_baseline: dict[str, dict[str, list]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(
+        cls,
+        plan: PreprocessingPlan,
+        cohort: Cohort,
+        train_ids: Sequence[str],
+        split_hash: str,
+        *,
+        expr: pd.DataFrame | None = None,
+        gene_groups: GeneGroups | None = None,
+        imaging: Any = None,
+    ) -> FoldPreprocessing:
+        """Fit on the TRAINING patients `train_ids` of `cohort` only: label classes (configured, else the training
+        values) and counts, time bins + outcomes per endpoint, the gene filter (`plan.genomics.select`) and scaler on
+        `expr` [patients x genes] over the matched `gene_groups`, the clinical encoder, the imaging tables' scalers
+        (`imaging`: an ImagingStore). One-line ValueError for a label with < 2 classes or an endpoint without
+        training events."""
+        train_rows = cohort.rows(list(train_ids))
+        out = cls(plan.cohort, int(plan.fold), split_hash, tuple(plan.modalities))
+        out.clinical_columns = list(plan.clinical_columns)
+        out.primary_label = plan.primary_label
+        source = f"the training patients of fold {plan.fold}"
+        problems = label_problems(
+            plan.label_specs,
+            plan.slide_label_specs,
+            cohort.table,
+            cohort.slides,
+            train_rows["case_id"],
+            cohort.path,
+            source,
+        )  # letter-case twins, configured classes without training examples, slide vs patient label
+        if problems:
+            raise ValueError(problems[0][1])
+        for name, spec in plan.label_specs.items():
+            classes = spec.fit(train_rows[spec.column])
+            check_classes(spec, classes, cohort.path)
+            codes = encode_labels(
+                train_rows[spec.column],
+                train_rows["case_id"].tolist(),
+                spec,
+                classes,
+                cohort.path,
+                source=source,
+            )
+            out.label_specs[name], out.classes[name] = spec, classes
+            out.label_counts[name] = _train_counts(codes, len(classes))
+        if plan.slide_label_specs:
+            slides = _slides(cohort).set_index("slide_id", drop=False)
+            train_slides = slides[slides["case_id"].isin(set(train_rows["case_id"]))]
+            train_slide_ids = (
+                {s for ss in train_rows["slide_ids"] for s in ss} if "slide_ids" in train_rows else set()
+            )
+            for name, spec in plan.slide_label_specs.items():
+                classes = spec.fit(train_slides[spec.column])
+                check_classes(spec, classes, cohort.path)
+                counted = train_slides[train_slides["slide_id"].isin(train_slide_ids)]
+                codes = encode_labels(
+                    counted[spec.column],
+                    counted["slide_id"].tolist(),
+                    spec,
+                    classes,
+                    cohort.path,
+                    what="slide",
+                    source=f"the training slides of fold {plan.fold}",
+                )
+                out.slide_classes[name] = classes
+                out.slide_label_counts[name] = _train_counts(codes, len(classes))
+        for name in plan.endpoints:
+            time = train_rows[f"time:{name}"].to_numpy(float)
+            event = train_rows[f"event:{name}"].to_numpy(bool)
+            has = ~np.isnan(time)
+            if not event[has].any():
+                raise ValueError(
+                    f"data={plan.cohort}: endpoint '{name}' has no events among the {int(has.sum())} training "
+                    f"patients of fold {plan.fold}; drop it from endpoints or use fewer folds"
+                )
+            out.endpoint_bins[name] = TimeBins.fit(time[has], event[has], plan.n_bins)
+            out.train_outcomes[name] = (time[has], event[has])
+        if expr is not None:
+            out._fit_genes(plan, expr, gene_groups, list(train_ids), train_rows)
+        if "clinical" in plan.modalities:
+            out.clinical_encoder = ClinicalEncoder(plan.clinical_columns, plan.clinical_categorical).fit(
+                train_rows
+            )
+        if imaging is not None:  # impute + z-score every CT/PET table with the training patients' statistics
+            out.imaging = ImagingScalers(
+                dict(imaging.dims),
+                {
+                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[list(train_ids)].reset_index())
+                    for n, t in imaging.tables.items()
+                },
+            )
+        return out
+
+    def _fit_genes(
+        self,
+        plan: PreprocessingPlan,
+        expr: pd.DataFrame,
+        groups: GeneGroups | None,
+        train_ids: list[str],
+        train_rows: pd.DataFrame,
+    ) -> None:
+        """The gene filter (`genomics.select`, training patients' top genes, before the scaler) and the scaler."""
+        g = dict(plan.genomics or {})
+        if groups is None:
+            raise ValueError(f"data={plan.cohort}: genomics expression given without its matched gene groups")
+        if g.get("select"):
+            from survlab.data.modalities.gene_filter import GeneFilter
+
+            survival = bool(plan.endpoints)
+            outcome = (
+                (train_rows["time"].to_numpy(float), train_rows["event"].to_numpy(bool))
+                if survival
+                else (None, None)
+            )
+            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(
+                expr, groups, train_ids, *outcome
+            )
+            kept = gene_filter.apply(groups)
+            self.gene_filter_report = gene_filter.describe(groups, kept)
+            groups = kept
+        self.gene_groups = groups
+        self.gene_scaler = fit_genomics(expr, groups, train_ids, g["scaling"], bool(g["log1p"]))
+
+    # ------------------------------------------------------------------ apply
+    def apply(
+        self,
+        cohort: Cohort,
+        sources: ModalitySources,
+        *,
+        label_specs: Mapping[str, LabelSpec] | None = None,
+        slide_label_specs: Mapping[str, LabelSpec] | None = None,
+        expr: pd.DataFrame | None = None,
+        imaging: Any = None,
+        source: str | None = None,
+        what: str = "data",
+    ) -> ModalitySources:
+        """Encode every patient of `cohort` with this fold's fitted preprocessing into `sources` (in place, also
+        returned): label codes (`label_specs`: the scored cohort's column names, default the fold's own; slide labels
+        with `slide_label_specs`), scaled genes from `expr` (which must hold every fitted gene), encoded clinical
+        columns, scaled imaging tables (`imaging`: that cohort's ImagingStore). Nothing is refitted. A value outside a
+        label's classes, or imaging dims other than the fitted ones, is a one-line error."""
+        source = source or f"the training patients of fold {self.fold}"
+        case_ids = cohort.case_ids
+        for name, spec in (self.label_specs if label_specs is None else label_specs).items():
+            classes = self.classes[name]
+            codes = encode_labels(
+                cohort.table[spec.column], case_ids, spec, classes, cohort.path, source=source
+            )
+            sources.classes[name] = classes
+            sources.labels[name] = dict(zip(case_ids, codes.tolist(), strict=True))
+        if slide_label_specs:
+            slides = _slides(cohort).set_index("slide_id", drop=False)
+            for name, spec in slide_label_specs.items():
+                classes = self.slide_classes[name]
+                codes = encode_labels(
+                    slides[spec.column],
+                    slides["slide_id"].tolist(),
+                    spec,
+                    classes,
+                    cohort.path,
+                    what="slide",
+                    source=f"the training slides of fold {self.fold}",
+                )
+                sources.slide_classes[name] = classes
+                sources.slide_labels[name] = dict(zip(slides["slide_id"], codes.tolist(), strict=True))
+        if expr is not None:
+            if self.gene_groups is None or self.gene_scaler is None:
+                raise ValueError(
+                    f"{what}: expression given, but fold {self.fold} of {self.cohort} fitted no genes"
+                )
+            sources.genomics = genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
+        if "clinical" in self.modalities and self.clinical_encoder is not None:
+            values = self.clinical_encoder.transform(cohort.table)
+            sources.clinical = dict(zip(case_ids, values, strict=True))
+        if imaging is not None:
+            if self.imaging is None:
+                raise DataFileError(f"{what}: imaging data, but the training cohort {self.cohort} had none")
+            if dict(imaging.dims) != dict(self.imaging.dims):
+                raise DataFileError(
+                    f"{what}: imaging dims {imaging.dims} differ from the training cohort's {self.imaging.dims}; "
+                    f"use the same stack settings and table columns"
+                )
+            imaging.apply_fitted(self.imaging, case_ids)
+            sources.imaging = imaging
+        return sources
+
+    def restricted(self, endpoints: Sequence[str], labels: Sequence[str]) -> FoldPreprocessing:
+        """A copy holding only `endpoints` (bins + training outcomes) and patient `labels`, no slide labels: what
+        another cohort is scored on (external validation; [] and [] = predictions only)."""
+        keep_eps, keep_labels = set(endpoints), set(labels)
+        return dataclasses.replace(
+            self,
+            endpoint_bins={k: b for k, b in self.endpoint_bins.items() if k in keep_eps},
+            train_outcomes={k: v for k, v in self.train_outcomes.items() if k in keep_eps},
+            label_specs={k: s for k, s in self.label_specs.items() if k in keep_labels},
+            classes={k: c for k, c in self.classes.items() if k in keep_labels},
+            label_counts={k: c for k, c in self.label_counts.items() if k in keep_labels},
+            slide_classes={},
+            slide_label_counts={},
+        )
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def endpoints(self) -> list[str]:
+        """Endpoint names, the primary first (empty: no survival)."""
+        return list(self.endpoint_bins)
+
+    @property
+    def primary_endpoint(self) -> str | None:
+        return next(iter(self.endpoint_bins), None)
+
+    @property
+    def time_bins(self) -> TimeBins | None:
+        """Time bins of the primary endpoint (None without survival)."""
+        return next(iter(self.endpoint_bins.values()), None)
+
+    def _endpoint_name(self, endpoint: str | None) -> str:
+        """`endpoint` (None = the primary), checked against the fitted endpoints."""
+        names = self.endpoints
+        if not names:
+            raise ValueError(f"data={self.cohort} has no survival endpoint (classification-only cohort)")
+        name = names[0] if endpoint is None else endpoint
+        if name not in names:
+            raise ValueError(f"data={self.cohort}: unknown endpoint {name!r}; endpoints: {names}")
+        return name
+
+    @property
+    def bin_edges(self) -> np.ndarray:
+        """Time-bin edges [n_bins + 1] of the primary endpoint."""
+        return self.bin_edges_of(None)
+
+    def bin_edges_of(self, endpoint: str | None) -> np.ndarray:
+        """Time-bin edges [n_bins + 1] of `endpoint` (None = primary), fitted on the fold's training patients."""
+        return self.endpoint_bins[self._endpoint_name(endpoint)].edges
+
+    def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(time [N_train], event [N_train] bool) of the fold's training patients that have `endpoint` (None =
+        primary): the censoring reference of the IPCW metrics."""
+        time, event = self.train_outcomes[self._endpoint_name(endpoint)]
+        return np.asarray(time, float), np.asarray(event, bool)
+
+    def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
+        """Class counts [K] of `label` among the fold's TRAINING patients (level=slide: their slides)."""
+        counts = self.label_counts if level == "patient" else self.slide_label_counts
+        if label not in counts:
+            if level == "slide" and label in self.slide_classes:
+                raise ValueError("slide-level class counts are not saved in preprocessing.json")
+            raise ValueError(f"data={self.cohort}: no {level}-level label {label!r}; labels: {list(counts)}")
+        return np.asarray(counts[label], dtype=np.int64)
+
+    @property
+    def targets(self) -> dict[str, Any]:
+        """What the fold can be scored on (JSON-safe, for protocol.json): endpoint names (primary first), the class
+        order of every patient / slide label and which labels are ordinal."""
+        return {
+            "endpoints": self.endpoints,
+            "primary_endpoint": self.primary_endpoint,
+            "labels": {n: list(c) for n, c in self.classes.items()},
+            "ordinal": {n: sp.ordinal for n, sp in self.label_specs.items()},
+            "slide_labels": {n: list(c) for n, c in self.slide_classes.items()},
         }
-    if src.genomics is not None:
-        state["genomics"] = {"groups": dm.gene_groups.to_dict(), "scaler": dm.gene_scaler.to_dict()}
-    if src.clinical is not None:
-        state["clinical"] = dm.clinical_encoder.to_dict()
-    if src.imaging is not None:
-        state["imaging"] = {
-            "dims": dict(dm.imaging.dims),
-            "encoders": {n: e.to_dict() for n, e in dm.imaging.encoders.items()},
-        }
-    for name, objective in (getattr(task, "objectives", None) or {}).items():
-        risk = getattr(objective, "train_risk", None)
-        if getattr(objective, "kind", None) == "cox" and risk is not None:
-            state["cox_baseline"][name] = {
-                "train_risk": np.asarray(risk, float).tolist(),
-                "train_time": np.asarray(objective.train_time, float).tolist(),
-                "train_event": np.asarray(objective.train_event, int).tolist(),
+
+    # ------------------------------------------------------------------ Cox baseline
+    def record_cox_baseline(self, objectives: Mapping[str, Any]) -> None:
+        """Keep each tested Cox objective's training risks / outcomes (its Breslow baseline for survival curves)."""
+        for name, objective in objectives.items():
+            risk = getattr(objective, "train_risk", None)
+            if getattr(objective, "kind", None) == "cox" and risk is not None:
+                self.cox_baseline[name] = {
+                    "train_risk": np.asarray(risk, float).tolist(),
+                    "train_time": np.asarray(objective.train_time, float).tolist(),
+                    "train_event": np.asarray(objective.train_event, int).tolist(),
+                }
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-safe state (`preprocessing.json`, format survlab.preprocessing/1)."""
+        if self.dims is None:
+            raise ValueError(f"data={self.cohort} fold {self.fold}: dims not set (the data module sets them)")
+        return {
+            "format": FORMAT,
+            "cohort": self.cohort,
+            "fold": int(self.fold),
+            "split_hash": self.split_hash,
+            "modalities": list(self.modalities),
+            "clinical_columns": list(self.clinical_columns),
+            "endpoints": self.endpoints,
+            "time_bins": {n: b.to_dict() for n, b in self.endpoint_bins.items()},
+            "train_survival": {
+                n: {"time": np.asarray(t, float).tolist(), "event": np.asarray(e, bool).astype(int).tolist()}
+                for n, (t, e) in self.train_outcomes.items()
+            },
+            "labels": {
+                n: {
+                    "column": spec.column,
+                    "classes": list(self.classes[n]),
+                    "ordinal": spec.ordinal,
+                    "train_counts": np.asarray(self.label_counts[n]).tolist(),
+                }
+                for n, spec in self.label_specs.items()
+            },
+            "slide_labels": {n: list(c) for n, c in self.slide_classes.items()},
+            "primary_label": self.primary_label,
+            "genomics": {"groups": self.gene_groups.to_dict(), "scaler": self.gene_scaler.to_dict()}
+            if self.gene_groups is not None and self.gene_scaler is not None
+            else None,
+            "clinical": self.clinical_encoder.to_dict() if self.clinical_encoder is not None else None,
+            "imaging": {
+                "dims": dict(self.imaging.dims),
+                "encoders": {n: e.to_dict() for n, e in self.imaging.encoders.items()},
             }
-    return state
+            if self.imaging is not None
+            else None,
+            "dims": dims_to_dict(self.dims),
+            "cox_baseline": dict(self.cox_baseline),
+        }
+
+    @classmethod
+    def from_json(cls, state: dict[str, Any]) -> FoldPreprocessing:
+        """The inverse of `to_json` (a preprocessing.json of any survlab version writing format
+        survlab.preprocessing/1)."""
+        if state.get("format") != FORMAT:
+            raise ValueError(f"preprocessing state of format {state.get('format')!r}, expected {FORMAT!r}")
+        labels = state.get("labels") or {}
+        gen, img = state.get("genomics"), state.get("imaging")
+        return cls(
+            cohort=str(state["cohort"]),
+            fold=int(state["fold"]),
+            split_hash=str(state["split_hash"]),
+            modalities=tuple(state["modalities"]),
+            clinical_columns=list(state.get("clinical_columns") or []),
+            endpoint_bins={n: TimeBins.from_dict(b) for n, b in state["time_bins"].items()},
+            train_outcomes={
+                n: (np.asarray(r["time"], float), np.asarray(r["event"], bool))
+                for n, r in state["train_survival"].items()
+            },
+            label_specs={
+                n: LabelSpec(n, d["column"], tuple(d["classes"]), bool(d["ordinal"]))
+                for n, d in labels.items()
+            },
+            classes={n: tuple(d["classes"]) for n, d in labels.items()},
+            label_counts={n: np.asarray(d["train_counts"], dtype=np.int64) for n, d in labels.items()},
+            slide_classes={n: tuple(c) for n, c in (state.get("slide_labels") or {}).items()},
+            primary_label=state.get("primary_label"),
+            gene_groups=GeneGroups.from_dict(gen["groups"]) if gen else None,
+            gene_scaler=GeneScaler.from_dict(gen["scaler"]) if gen else None,
+            clinical_encoder=ClinicalEncoder.from_dict(state["clinical"]) if state.get("clinical") else None,
+            imaging=ImagingScalers(
+                dict(img["dims"]), {n: ClinicalEncoder.from_dict(e) for n, e in img["encoders"].items()}
+            )
+            if img
+            else None,
+            dims=dims_from_dict(state["dims"]),
+            cox_baseline=dict(state.get("cox_baseline") or {}),
+        )
 
 
-def write_preprocessing(dm: Any, path: Path, task: Any = None) -> None:
-    """Write `preprocessing_state(dm, task)` to `path` (plain JSON)."""
+def write_preprocessing(fitted: FoldPreprocessing, path: Path, task: Any = None) -> None:
+    """Write `fitted.to_json()` to `path` (plain JSON), with the tested `task`'s Cox baselines recorded first."""
     from survlab.utils.outputs import write_json
 
-    write_json(Path(path), preprocessing_state(dm, task))
+    if task is not None:
+        fitted.record_cox_baseline(getattr(task, "objectives", None) or {})
+    write_json(Path(path), fitted.to_json())
 
 
-def read_preprocessing(path: Path) -> dict[str, Any]:
-    """A preprocessing.json -> its state; one-line ValueError for a missing or foreign file."""
+def read_preprocessing(path: Path) -> FoldPreprocessing:
+    """A preprocessing.json -> its FoldPreprocessing; one-line ValueError for a missing or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(
@@ -124,85 +507,19 @@ def read_preprocessing(path: Path) -> dict[str, Any]:
         raise ValueError(
             f"{path}: format {state.get('format')!r}, expected {FORMAT!r}; re-run the training job"
         )
-    return state
+    try:
+        return FoldPreprocessing.from_json(state)
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: incomplete preprocessing state ({err!r}); re-run the training job"
+        ) from None
 
 
-class FittedData:
-    """The trained data module as far as applying the model needs it, rebuilt from a preprocessing state: what
-    `setup_external` and `OutcomeTask.fit_references` read (class orders, bins, encoders, training outcomes)."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.name, self.fold = str(state["cohort"]), int(state["fold"])
-        self.modalities = tuple(state["modalities"])
-        self.clin_cols = list(state["clinical_columns"])
-        self.endpoints = tuple(SimpleNamespace(name=n) for n in state["endpoints"])
-        self.endpoint = self.endpoints[0] if self.endpoints else None
-        self.endpoint_bins = {n: TimeBins.from_dict(b) for n, b in state["time_bins"].items()}
-        self.time_bins = self.endpoint_bins[self.endpoint.name] if self.endpoint else None
-        self.label_specs = {
-            n: LabelSpec(n, d["column"], tuple(d["classes"]), bool(d["ordinal"]))
-            for n, d in state["labels"].items()
-        }
-        self.slide_label_specs = {n: None for n in state["slide_labels"]}
-        self.sources = SimpleNamespace(
-            classes={n: tuple(d["classes"]) for n, d in state["labels"].items()},
-            slide_classes={n: tuple(c) for n, c in state["slide_labels"].items()},
-        )
-        self.primary_label = state["primary_label"]
-        gen = state.get("genomics")
-        self.gene_groups = GeneGroups.from_dict(gen["groups"]) if gen else None
-        self.gene_scaler = GeneScaler.from_dict(gen["scaler"]) if gen else None
-        self.clinical_encoder = (
-            ClinicalEncoder.from_dict(state["clinical"]) if state.get("clinical") else None
-        )
-        img = state.get("imaging")
-        self.imaging = (
-            SimpleNamespace(
-                dims=img["dims"],
-                encoders={n: ClinicalEncoder.from_dict(e) for n, e in img["encoders"].items()},
-            )
-            if img
-            else None
-        )
-        self.dims = dims_from_dict(state["dims"])
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> FittedData:
-        return cls(state)
-
-    def _endpoint_name(self, endpoint: str | None) -> str:
-        names = [e.name for e in self.endpoints]
-        if not names:
-            raise ValueError(f"the model trained on {self.name} has no survival endpoint")
-        return names[0] if endpoint is None else endpoint
-
-    @property
-    def bin_edges(self) -> np.ndarray:
-        return self.bin_edges_of(None)
-
-    def bin_edges_of(self, endpoint: str | None) -> np.ndarray:
-        return self.endpoint_bins[self._endpoint_name(endpoint)].edges
-
-    def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(time [N_train], event [N_train] bool) of the training patients (IPCW reference of the metrics)."""
-        ref = self.state["train_survival"][self._endpoint_name(endpoint)]
-        return np.asarray(ref["time"], float), np.asarray(ref["event"], bool)
-
-    def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
-        if level != "patient":
-            raise ValueError("slide-level class weights are not saved in preprocessing.json")
-        return np.asarray(self.state["labels"][label]["train_counts"], dtype=np.int64)
-
-    @property
-    def targets(self) -> dict[str, Any]:
-        return {
-            "endpoints": [e.name for e in self.endpoints],
-            "primary_endpoint": self.endpoint.name if self.endpoint else None,
-            "labels": {n: list(c) for n, c in self.sources.classes.items()},
-            "ordinal": {n: sp.ordinal for n, sp in self.label_specs.items()},
-            "slide_labels": {n: list(c) for n, c in self.sources.slide_classes.items()},
-        }
-
-
-__all__ = ["FILENAME", "FittedData", "preprocessing_state", "read_preprocessing", "write_preprocessing"]
+__all__ = [
+    "FILENAME",
+    "FoldPreprocessing",
+    "ImagingScalers",
+    "PreprocessingPlan",
+    "read_preprocessing",
+    "write_preprocessing",
+]

@@ -399,7 +399,7 @@ def survival_metrics(
     there (tau = the follow-up, or the given tau if smaller) and two more keys say so: "cindex_uno_tau" (the tau
     used) and "n_events_past_followup" (the test events it leaves out).
 
-    Example: survival_metrics(risk, t, e, *dm.train_survival())["cindex"]
+    Example: survival_metrics(risk, t, e, *dm.fitted.train_survival())["cindex"]
     """
     t, e, r = _survival_arrays(time, event, risk)
     if surv_at_times is not None and eval_times is None:

@@ -77,7 +77,8 @@ def _primary_survival(task: OutcomeTask) -> str | None:
 
 
 def _class_names(datamodule: Any, label: str, k: int) -> list[str]:
-    targets = getattr(datamodule, "targets", None) or {}
+    fitted = getattr(datamodule, "fitted", None)
+    targets = fitted.targets if fitted is not None else {}
     names = (targets.get("labels") or {}).get(label) or (targets.get("slide_labels") or {}).get(label)
     return [str(c) for c in names] if names and len(names) == k else [str(i) for i in range(k)]
 
@@ -228,9 +229,12 @@ def write_run_outputs(
     ckpt: str | None,
     wall_s: float,
     km_cutoffs: dict[str, np.ndarray] | None = None,
+    protocol_card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every per-run file and return the metrics that go to metrics.json. KM risk groups are cut at
-    `km_cutoffs` (objective -> cutoffs; default: fitted on this data module's training patients, km_report)."""
+    `km_cutoffs` (objective -> cutoffs; default: fitted on this data module's training patients, km_report).
+    `protocol_card`: further protocol.json keys (an evaluation's trained-on / evaluated-on card, a classical
+    estimator's fit), written with the rest: protocol.json is written once."""
     case_ids = datamodule.full_cohort.case_ids  # Batch.index = row of the patient in the full cohort table
     survival = _primary_survival(task)
     preds = _patient_predictions(task, datamodule, cfg.fold, survival)
@@ -317,6 +321,7 @@ def write_run_outputs(
         metrics.update(pn_rule_report(cfg.pn_rule, preds, out_dir))
     split = getattr(datamodule, "split", None)
     protocol = {
+        **(protocol_card or {}),
         "cohort": datamodule.describe(),
         "model": {
             "name": cfg.model.name,
@@ -349,7 +354,7 @@ def write_run_outputs(
             }
             for name, o in task.objectives.items()
         },
-        "targets": getattr(datamodule, "targets", None),
+        "targets": datamodule.fitted.targets if getattr(datamodule, "fitted", None) is not None else None,
         "survlab_version": survlab.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),

@@ -6,7 +6,8 @@ on the scored patients: the preprocessing is the run's `preprocessing.json` (fit
     survlab eval run=<run dir> data=<cohort> [out=<dir>]         # external validation
     survlab eval run=<run dir> data=<cohort> data.root=/data/x outcomes=false missing_genes=mean
 
-(`survlab eval ...` is the same command.)
+(`survlab eval ...` is the same command.) A training run's `external_data=<cohort>` is a call of the same path
+(`run_external` -> `score_external`), written to `<run dir>/external/`: the same files and protocol card.
 
 Outputs go to `out` (default `<run dir>/eval/<cohort>/`, never into the cohort's folder): predictions.csv, and with
 outcomes metrics.json, km.png, protocol.json / protocol.md naming both the training and the scored cohort.
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from survlab.config.cohorts import load_data_yaml
 from survlab.utils.files import read_json
 
 log = logging.getLogger("survlab.runner.evaluate")
@@ -61,8 +63,9 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------------- the run
-def load_run(run_dir: Path) -> tuple[DictConfig, str, dict[str, Any], dict[str, Any]]:
-    """-> (resolved config, selected checkpoint, preprocessing state, run metrics) of a finished run dir."""
+def load_run(run_dir: Path) -> tuple[DictConfig, str, Any, dict[str, Any]]:
+    """-> (resolved config, selected checkpoint, its FoldPreprocessing (preprocessing.json), run metrics) of a
+    finished run dir."""
     from survlab.config.check import moved_targets
     from survlab.data.fitted import FILENAME, read_preprocessing
 
@@ -105,22 +108,14 @@ def _trainer(cfg: DictConfig, out: Path) -> Any:
     return hydra.utils.instantiate(node)
 
 
-def _task(cfg: DictConfig, dims: Any, references: Any, state: dict[str, Any]) -> Any:
+def _task(cfg: DictConfig, dims: Any, fitted: Any) -> Any:
     """The run's OutcomeTask around a freshly built network (weights come from the checkpoint), with its training
-    references (bins, training outcomes, Cox Breslow baseline) from `references` / the saved state."""
-    import numpy as np
-
+    references (bins, training outcomes, a saved Cox Breslow baseline) from the FoldPreprocessing `fitted`."""
     from survlab.runner.build import build_task, instantiate_clean
 
     net = instantiate_clean(cfg.model.net, _partial_=True)(dims=dims)
     task = build_task(cfg, net)
-    task.fit_references(references)
-    for name, ref in state.get("cox_baseline", {}).items():
-        if name in task.objectives:
-            objective: Any = task.objectives[name]
-            objective.train_risk = np.asarray(ref["train_risk"], float)
-            objective.train_time = np.asarray(ref["train_time"], float)
-            objective.train_event = np.asarray(ref["train_event"], bool)
+    task.fit_references(fitted)
     return task
 
 
@@ -152,6 +147,65 @@ def _with_overrides(node: DictConfig, overrides: list[str]) -> DictConfig:
     return cast(DictConfig, OmegaConf.merge(node, OmegaConf.from_dotlist(overrides))) if overrides else node
 
 
+# ---------------------------------------------------------------------------------------------------- another cohort: config, targets, external_data=
+def _data_dirs() -> list[Path]:
+    from survlab.config.search_path import group_dirs
+
+    return group_dirs("data")
+
+
+def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
+    """conf/data/<name>.yaml (merged over its defaults parents), resolved in the context of the run's config
+    (paths, fold, seed); one-line ValueError for an unknown name."""
+    found = [d / f"{name}.yaml" for d in _data_dirs() if (d / f"{name}.yaml").is_file()]
+    if not found:
+        names = sorted({p.stem for d in _data_dirs() for p in d.glob("*.yaml") if not p.stem.startswith("_")})
+        raise ValueError(f"external_data={name}: no conf/data/{name}.yaml; available: {', '.join(names)}")
+    context = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    context.data = OmegaConf.create(load_data_yaml(found[0]))
+    resolved = OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
+    assert isinstance(resolved, DictConfig)
+    return resolved
+
+
+def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
+    """(endpoints, patient labels) the task's objectives score: what another cohort must provide (primary first)."""
+    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
+
+    primary = fitted.primary_endpoint
+    endpoints: list[str] = []
+    labels: list[str] = []
+    for o in task.objectives.values():
+        if isinstance(o, SurvivalObjective | HorizonObjective):
+            endpoints.append(str(o.endpoint or primary))
+        elif isinstance(o, ClassificationObjective) and o.level == "patient":
+            labels.append(str(o.label))
+    ordered = sorted(set(endpoints), key=lambda e: (e != primary, list(fitted.endpoints).index(e)))
+    return ordered, list(dict.fromkeys(labels))
+
+
+def run_external(
+    cfg: DictConfig, task: Any, datamodule: Any, out_dir: Path, ckpt: str | None, run_metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Test the task's current (selected) weights on `cfg.external_data` through the one evaluate path, into
+    `out_dir/external/`; return the external metrics as `external/<metric>` keys for the internal metrics.json.
+    `run_metrics`: the internal run's metrics (its training KM cutoffs, `val/best`, `epochs_trained`)."""
+    name = str(cfg.external_data)
+    metrics = score_external(
+        cfg,
+        task,
+        datamodule.fitted,
+        name,
+        out_dir / "external",
+        out_dir,
+        str(ckpt),
+        run_metrics,
+        outcomes="true",
+        option="external_data",
+    )
+    return {f"external/{k}": v for k, v in metrics.items() if k.startswith("test/") or k == "oracle_cindex"}
+
+
 # ---------------------------------------------------------------------------------------------------- own test fold
 def _compare_state(state: dict[str, Any], now: dict[str, Any], where: str) -> None:
     """The preprocessing refitted on the run's training patients must equal the saved one: the cohort files or split
@@ -165,12 +219,11 @@ def _compare_state(state: dict[str, Any], now: dict[str, Any], where: str) -> No
 
 
 def evaluate_own_fold(
-    cfg: DictConfig, ckpt: str, state: dict[str, Any], out: Path, run_dir: Path, overrides: list[str]
+    cfg: DictConfig, ckpt: str, fitted: Any, out: Path, run_dir: Path, overrides: list[str]
 ) -> dict[str, Any]:
     """The run's own test fold, preprocessed exactly as in the run: reproduces its test metrics and predictions."""
     import lightning as L
 
-    from survlab.data.fitted import preprocessing_state
     from survlab.report.outputs import write_run_outputs
     from survlab.runner.build import build_datamodule
 
@@ -181,8 +234,8 @@ def evaluate_own_fold(
     dm.prepare_data()
     dm.setup("test")
     _check_out(out, dm.root)
-    _compare_state(state, preprocessing_state(dm), f"run={run_dir} data={dm.name} fold {dm.fold}")
-    task = _task(cfg, dm.dims, dm, {})
+    _compare_state(fitted.to_json(), dm.fitted.to_json(), f"run={run_dir} data={dm.name} fold {dm.fold}")
+    task = _task(cfg, dm.dims, dm.fitted)
     _load_weights(task, ckpt)
     out.mkdir(parents=True, exist_ok=True)
     trainer = _trainer(cfg, out)
@@ -212,17 +265,21 @@ NO_OUTCOMES: dict[str, Any] = {
 
 
 def external_datamodule(
-    cfg: DictConfig, name: str, overrides: list[str], modalities: tuple[str, ...], outcomes: str
+    cfg: DictConfig,
+    name: str,
+    overrides: list[str],
+    modalities: tuple[str, ...],
+    outcomes: str,
+    option: str = "data",
 ) -> tuple[Any, DictConfig, bool]:
     """-> (the un-set-up CohortDataModule of cohort `name` with `overrides`, its data config, whether it is scored
-    with outcomes)."""
+    with outcomes). `option`: how the user named the cohort (`data` of survlab eval, `external_data` of a run)."""
     from survlab.runner.build import instantiate_clean
-    from survlab.runner.external import external_data_config
 
     try:
         node = _with_overrides(external_data_config(cfg, name), overrides)
     except ValueError as err:  # its message speaks of external_data=, the training-time option
-        raise ValueError(str(err).replace(f"external_data={name}:", f"data={name}:", 1)) from None
+        raise ValueError(str(err).replace(f"external_data={name}:", f"{option}={name}:", 1)) from None
     ext = instantiate_clean(node, modalities=modalities, _recursive_=False)
     ext.prepare_data()
     with_outcomes = outcomes == "true" or (outcomes == "auto" and _has_outcomes(ext))
@@ -303,21 +360,21 @@ def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str
     return pd.concat(frames, ignore_index=True).sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
-def run_km_cutoffs(run_dir: Path, task: Any) -> dict[str, np.ndarray]:
-    """The KM risk-group cutoffs the run fitted on its training patients (`metrics.json: km_cutoffs`), keyed by the
+def run_km_cutoffs(run_metrics: dict[str, Any], task: Any, where: str) -> dict[str, np.ndarray]:
+    """The KM risk-group cutoffs the run fitted on its training patients (its metrics' `km_cutoffs`), keyed by the
     primary survival objective, so another cohort is cut exactly as the internal test fold was; {} (the scored
-    cohort's own median / tertiles, with a warning) for runs written before the cutoffs were recorded."""
+    cohort's own median / tertiles, with a warning naming `where`) for runs written before the cutoffs were
+    recorded."""
     from survlab.report.outputs import _primary_survival
 
     survival = _primary_survival(task)
-    path = run_dir / "metrics.json"
-    cuts = json.loads(path.read_text()).get("km_cutoffs") if path.is_file() else None
+    cuts = run_metrics.get("km_cutoffs")
     if survival is None:
         return {}
     if not cuts:
         log.warning(
             "%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s",
-            path,
+            where,
             "risk quantiles",
         )
         return {}
@@ -327,50 +384,83 @@ def run_km_cutoffs(run_dir: Path, task: Any) -> dict[str, np.ndarray]:
 def evaluate_external(
     cfg: DictConfig,
     ckpt: str,
-    state: dict[str, Any],
+    fitted: Any,
     out: Path,
     run_dir: Path,
     name: str,
     overrides: list[str],
     outcomes: str,
     missing_genes: str,
+    run_metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every patient of cohort `name`, preprocessed with the run's training-patient preprocessing: external metrics
-    (with outcomes) or predictions only."""
+    """`survlab eval run=<run dir> data=<name>`: the run's selected model (rebuilt from its checkpoint) on every
+    patient of cohort `name`, preprocessed with the run's saved FoldPreprocessing (`score_external`)."""
     import lightning as L
+
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = _task(cfg, fitted.dims, fitted)
+    _load_weights(task, ckpt)
+    return score_external(
+        cfg, task, fitted, name, out, run_dir, ckpt, run_metrics, overrides, outcomes, missing_genes
+    )
+
+
+def score_external(
+    cfg: DictConfig,
+    task: Any,
+    fitted: Any,
+    name: str,
+    out: Path,
+    run_dir: Path,
+    ckpt: str,
+    run_metrics: dict[str, Any],
+    overrides: list[str] = (),  # type: ignore[assignment]
+    outcomes: str = "auto",
+    missing_genes: str = "error",
+    option: str = "data",
+) -> dict[str, Any]:
+    """THE external-validation path (`survlab eval ... data=<name>` and a run's `external_data=<name>`): every
+    patient of cohort `name`, preprocessed with the training fold's FoldPreprocessing `fitted` (nothing refitted,
+    selected or tuned on it), scored by `task`'s current weights. Writes into `out`: predictions.csv, and with
+    outcomes km.png / metrics.json (KM groups cut at the run's training cutoffs, `run_metrics["km_cutoffs"]`);
+    protocol.json (written once: the run's card plus who was trained on / evaluated on) and protocol.md. Returns the
+    metrics (or the predictions-only summary)."""
     import torch
 
     from survlab.data.external import setup_external
-    from survlab.data.fitted import FittedData, dims_from_dict
     from survlab.report.outputs import write_run_outputs
     from survlab.utils.files import atomic_path
     from survlab.utils.outputs import write_json
 
     started = time.time()
-    fitted = FittedData.from_state(state)
-    ext, node, with_outcomes = external_datamodule(cfg, name, overrides, fitted.modalities, outcomes)
-    if ext.name == fitted.name:
+    ext, node, with_outcomes = external_datamodule(
+        cfg, name, list(overrides), tuple(fitted.modalities), outcomes, option
+    )
+    if ext.name == fitted.cohort:
         raise ValueError(
-            f"data={name} is the run's own cohort {fitted.name}; omit data= to re-score its test fold, "
+            f"{option}={name} is the run's own cohort {fitted.cohort}; omit data= to re-score its test fold, "
             f"or give another cohort (data.name=<other> for the same config on other files)"
+            if option == "data"
+            else f"{option}={name} is the training cohort itself; name another cohort"
         )
     _check_out(out, ext.root)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    task = _task(cfg, dims_from_dict(state["dims"]), fitted, state)
-    _load_weights(task, ckpt)
-    from survlab.runner.external import scored_targets
-
     setup_external(ext, fitted, with_outcomes, missing_genes, scored_on=scored_targets(task, fitted))
-    _check_dims(ext.dims, fitted.dims, f"data={ext.name} for the model of run={run_dir}")
+    _check_dims(ext.dims, fitted.dims, f"{option}={ext.name} for the model of run={run_dir}")
+    log.info(
+        "external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
+        ext.name,
+        len(ext.datasets["test"]),
+        fitted.cohort,
+    )
     out.mkdir(parents=True, exist_ok=True)
     card: dict[str, Any] = {
         "evaluation": "external validation"
         if with_outcomes
         else "predictions only (the cohort has no outcomes)",
         "trained_on": {
-            "cohort": fitted.name,
+            "cohort": fitted.cohort,
             "fold": fitted.fold,
-            "split_hash": state["split_hash"],
+            "split_hash": fitted.split_hash,
             "run_dir": str(run_dir),
             "checkpoint": ckpt,
             "model": str(cfg.model.name),
@@ -381,13 +471,13 @@ def evaluate_external(
             "files": _files(ext),
             "n_patients": len(ext.datasets["test"]),
         },
-        "preprocessing": f"{run_dir / 'preprocessing.json'} (fitted on the training patients of {fitted.name} "
+        "preprocessing": f"{run_dir / 'preprocessing.json'} (fitted on the training patients of {fitted.cohort} "
         f"fold {fitted.fold}; nothing refitted on {ext.name})",
     }
     if not with_outcomes:
         accel = str(cfg.trainer.get("accelerator", "cpu"))
         device = "cuda" if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
-        classes = {n: d["classes"] for n, d in state["labels"].items()}
+        classes = {n: list(c) for n, c in fitted.classes.items()}
         preds = predict_rows(task, ext, classes, device)
         _drop_stale_metrics(out)
         with atomic_path(out / "predictions.csv") as tmp:
@@ -396,30 +486,31 @@ def evaluate_external(
         write_protocol_md(out / "protocol.md", card, None)
         print(
             f"\nsurvlab: PREDICTIONS ONLY for {ext.name} ({len(preds)} patients, no outcomes: no metrics) with the "
-            f"model trained on {fitted.name} fold {fitted.fold}\noutputs: {out}\n"
+            f"model trained on {fitted.cohort} fold {fitted.fold}\noutputs: {out}\n"
         )
         return {"evaluation": card["evaluation"], "n_predicted": len(preds)}
     trainer = _trainer(cfg, out)
     trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
-    ext_cfg = _eval_cfg(cfg, node)
     metrics = write_run_outputs(
-        ext_cfg,
+        _eval_cfg(cfg, node),
         out,
         task,
         ext,
         trainer,
         ckpt,
         wall_s=time.time() - started,
-        km_cutoffs=run_km_cutoffs(run_dir, task),
+        km_cutoffs=run_km_cutoffs(run_metrics, task, f"{run_dir / 'metrics.json'}"),
+        protocol_card=card,
     )
     metrics.update(
-        evaluation="external", trained_on=fitted.name, trained_fold=fitted.fold, run_dir=str(run_dir)
+        evaluation="external", trained_on=fitted.cohort, trained_fold=fitted.fold, run_dir=str(run_dir)
     )
-    protocol = json.loads((out / "protocol.json").read_text())
-    write_json(out / "protocol.json", {**card, **protocol})
+    # facts of the model (its selection), not of this evaluation's trainer
+    metrics.update({k: run_metrics[k] for k in ("val/best", "epochs_trained") if k in run_metrics})
+    write_json(out / "metrics.json", metrics)
     write_protocol_md(out / "protocol.md", card, metrics)
     print(
-        f"survlab: EXTERNAL validation on {ext.name} of the model trained on {fitted.name} fold {fitted.fold} "
+        f"survlab: EXTERNAL validation on {ext.name} of the model trained on {fitted.cohort} fold {fitted.fold} "
         f"(nothing fitted or selected on {ext.name}): {out}\n"
     )
     return metrics
@@ -474,21 +565,28 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
     reuse_from_env()  # as survlab.run: reuse freed batch buffers (SURVLAB_MALLOC_REUSE=0: off)
     options, overrides = parse_args(argv)
     run_dir = Path(os.path.expanduser(options["run"])).resolve()
-    cfg, ckpt, state, run_metrics = load_run(run_dir)
+    cfg, ckpt, fitted, run_metrics = load_run(run_dir)
     name = options.get("data") or str(cfg.data.name)
     own = name == str(cfg.data.name) and not any(o.startswith("name=") for o in overrides)
     if own and options["outcomes"] == "false":
         raise ValueError("outcomes=false applies to another cohort; the run's own test fold has outcomes")
     scored = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("name=")), name)
     out = Path(os.path.expanduser(options.get("out") or run_dir / "eval" / scored)).resolve()
-    if own:
-        metrics = evaluate_own_fold(cfg, ckpt, state, out, run_dir, overrides)
-    else:
-        metrics = evaluate_external(
-            cfg, ckpt, state, out, run_dir, name, overrides, options["outcomes"], options["missing_genes"]
+    if not own:  # writes its own metrics.json
+        return evaluate_external(
+            cfg,
+            ckpt,
+            fitted,
+            out,
+            run_dir,
+            name,
+            overrides,
+            options["outcomes"],
+            options["missing_genes"],
+            run_metrics,
         )
-    if "evaluation" in metrics and "n_predicted" not in metrics:
-        # facts of the model (its selection), not of this evaluation's trainer
-        metrics.update({k: run_metrics[k] for k in ("val/best", "epochs_trained") if k in run_metrics})
-        write_json(out / "metrics.json", metrics)
+    metrics = evaluate_own_fold(cfg, ckpt, fitted, out, run_dir, overrides)
+    # facts of the model (its selection), not of this evaluation's trainer
+    metrics.update({k: run_metrics[k] for k in ("val/best", "epochs_trained") if k in run_metrics})
+    write_json(out / "metrics.json", metrics)
     return metrics

@@ -55,7 +55,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.warning("%s", small)
     task = build_task(cfg, build_net(cfg, datamodule.dims))
     reporter = task_reporter(task)  # the writer of survlab/report/ the task class names (before any training)
-    task.fit_references(datamodule)
+    # the fold's fitted preprocessing (survlab.data.fitted); a task without one (segmentation) gets None
+    task.fit_references(datamodule.fitted if task.FITTED_PREPROCESSING else None)
 
     loggers = build_loggers(cfg, out_dir)
     try:
@@ -82,22 +83,20 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         if trainer.global_rank != 0:
             return {}
-        metrics = reporter(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started)
+        card = {"protocol_card": {"estimator": fitted["estimator"]}} if fitted else {}
+        metrics = reporter(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **card)
         if not task.FITTED_PREPROCESSING:  # e.g. segmentation: its writer wrote everything
             return metrics
         # what was fitted on the training patients, as plain JSON: `survlab eval run=<run dir>` reuses it
-        write_preprocessing(datamodule, out_dir / PREPROCESSING_FILE, task)
+        write_preprocessing(datamodule.fitted, out_dir / PREPROCESSING_FILE, task)
         if fitted:
-            from survlab.runner.estimators.coxnet import add_to_protocol
-
             metrics["val/best"] = fitted["val/best"]
-            add_to_protocol(out_dir, "estimator", fitted["estimator"])
         metrics["selection_warning"] = warn_below_chance(cfg, task, metrics.get("val/best"))
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
-            from survlab.runner.external import run_external
+            from survlab.runner.evaluate import run_external
 
             metrics["external_cohort"] = str(cfg.external_data)
-            metrics.update(run_external(cfg, task, datamodule, trainer, out_dir, ckpt))
+            metrics.update(run_external(cfg, task, datamodule, out_dir, ckpt, metrics))
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if isinstance(v, float)})
         return metrics

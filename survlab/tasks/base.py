@@ -62,8 +62,9 @@ class Task(L.LightningModule):
         leaf = metric.rsplit("/", 1)[-1]
         return "min" if leaf == "loss" else cls.MODES.get(leaf, "max")
 
-    def fit_references(self, datamodule: Any) -> None:  # noqa: B027 - optional hook
-        """Training-fold quantities the task needs (nothing by default); called once the data module is set up."""
+    def fit_references(self, fitted: Any) -> None:  # noqa: B027 - optional hook
+        """Training-fold quantities the task needs from the fold's FoldPreprocessing (None for a task without
+        FITTED_PREPROCESSING); nothing by default. Called once the data module is set up."""
 
 
 def target_class(target: Any, key: str) -> type:

@@ -9,7 +9,8 @@ Every objective:
 - `score(rows)` -> metrics; `metric_names`, `primary_metric` and `mode` say what it reports (an objective whose
   metric names depend on its options, like the horizons of `HorizonObjective`, lists generic names on the class and
   the exact ones on the instance and in `config_metric_names(options)`);
-- `fit_reference(dm)` reads what it needs from the data module (bin edges, training outcomes, class counts).
+- `fit_reference(fitted)` reads what it needs from the fold's fitted preprocessing (`survlab.data.fitted.
+  FoldPreprocessing`: bin edges, training outcomes, class counts), never from the data module.
 
 Example (YAML, `model.task`):
     objectives:
@@ -87,8 +88,8 @@ class Objective(nn.Module):
         """Metric names an objective built with these constructor `options` (its config node) reports."""
         return cls.metric_names
 
-    def fit_reference(self, datamodule: Any) -> None:  # noqa: B027 - optional hook
-        """Read training-fold quantities from the set-up data module."""
+    def fit_reference(self, fitted: Any) -> None:  # noqa: B027 - optional hook
+        """Read training-fold quantities from the fold's `FoldPreprocessing` (survlab.data.fitted)."""
 
     def loss(self, pred: Prediction, batch: Batch, eval_mode: bool = False) -> Tensor | None:
         raise NotImplementedError
@@ -196,14 +197,17 @@ class SurvivalObjective(Objective):
         return cox_partial_likelihood(pick(self._risk(hz, risk)), pick(time), pick(event))
 
     # ------------------------------------------------------------------ evaluation
-    def fit_reference(self, datamodule: Any) -> None:
-        if self.endpoint is None:
-            self.bin_edges = np.asarray(datamodule.bin_edges, dtype=np.float64)
-            time, event = datamodule.train_survival()
-        else:
-            self.bin_edges = np.asarray(datamodule.bin_edges_of(self.endpoint), dtype=np.float64)
-            time, event = datamodule.train_survival(self.endpoint)
+    def fit_reference(self, fitted: Any) -> None:
+        """Bin edges and training outcomes of the endpoint from the fold's `FoldPreprocessing`."""
+        self.bin_edges = np.asarray(fitted.bin_edges_of(self.endpoint), dtype=np.float64)
+        time, event = fitted.train_survival(self.endpoint)
         self.set_reference(self.bin_edges, time, event)
+
+    def set_baseline(self, train_risk: Any, train_time: Any, train_event: Any) -> None:
+        """The training patients' predicted risks [N] and outcomes [N] of a Cox objective (its Breslow baseline)."""
+        self.train_risk = np.asarray(train_risk, float)
+        self.train_time = np.asarray(train_time, float)
+        self.train_event = np.asarray(train_event, bool)
 
     def set_reference(self, bin_edges: np.ndarray, train_time: np.ndarray, train_event: np.ndarray) -> None:
         ok = np.isfinite(np.asarray(train_time, dtype=np.float64))
@@ -225,9 +229,7 @@ class SurvivalObjective(Objective):
 
     def score(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         if self.train_time is None:
-            raise RuntimeError(
-                "SurvivalObjective: fit_reference(datamodule) / set_reference(...) was not called"
-            )
+            raise RuntimeError("SurvivalObjective: fit_reference(fitted) / set_reference(...) was not called")
         ok = np.isfinite(rows["time"])
         rows = {k: v[ok] for k, v in rows.items()}
         eval_times = default_eval_times(rows["time"], rows["event"], self.train_time, self.train_event)
@@ -294,10 +296,11 @@ class ClassificationObjective(Objective):
             persistent=False,
         )
 
-    def fit_reference(self, datamodule: Any) -> None:
-        """`label: null` -> the cohort's primary label; balanced class weights from the fold's TRAINING labels."""
+    def fit_reference(self, fitted: Any) -> None:
+        """`label: null` -> the cohort's primary label; balanced class weights from the fold's TRAINING labels
+        (`fitted`: the fold's FoldPreprocessing)."""
         if self.label is None and self.level == "slide":  # slide level: the cohort's only slide label
-            names = list(getattr(datamodule, "slide_label_specs", {}) or {})
+            names = list(fitted.slide_classes)
             if len(names) != 1:
                 raise ValueError(
                     f"slide-level classification objective with label: null needs exactly one slide "
@@ -305,7 +308,7 @@ class ClassificationObjective(Objective):
                 )
             self.label = names[0]
         if self.label is None:
-            self.label = getattr(datamodule, "primary_label", None)
+            self.label = fitted.primary_label
             if self.label is None:
                 raise ValueError(
                     "classification objective with label: null, but the cohort declares no label; "
@@ -313,7 +316,7 @@ class ClassificationObjective(Objective):
                 )
         if self.class_weights != "balanced":
             return
-        counts = np.asarray(datamodule.train_label_counts(self.label, level=self.level), dtype=np.float64)
+        counts = np.asarray(fitted.train_label_counts(self.label, level=self.level), dtype=np.float64)
         w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
         self.class_weight = torch.as_tensor(w / w[counts > 0].mean(), dtype=torch.float32)
 
@@ -407,9 +410,10 @@ class HorizonObjective(Objective):
         self.train_time: np.ndarray | None = None
         self.train_event: np.ndarray | None = None
 
-    def fit_reference(self, datamodule: Any) -> None:
-        """The training patients' outcomes of the endpoint: the censoring distribution of the IPCW metrics."""
-        self.set_reference(*datamodule.train_survival(self.endpoint))
+    def fit_reference(self, fitted: Any) -> None:
+        """The training patients' outcomes of the endpoint (from the fold's FoldPreprocessing): the censoring
+        distribution of the IPCW metrics."""
+        self.set_reference(*fitted.train_survival(self.endpoint))
 
     def set_reference(self, train_time: np.ndarray, train_event: np.ndarray) -> None:
         ok = np.isfinite(np.asarray(train_time, dtype=np.float64))
@@ -516,9 +520,7 @@ class HorizonObjective(Objective):
         """rows: probs [N, H] = P(T <= h), time [N], event [N] -> IPCW auc_<h>, brier_<h> per horizon and auc_mean
         (+ ipcw_followup / n_horizons_past_followup when a horizon is at or past the training follow-up)."""
         if self.train_time is None or self.train_event is None:
-            raise RuntimeError(
-                "HorizonObjective: fit_reference(datamodule) / set_reference(...) was not called"
-            )
+            raise RuntimeError("HorizonObjective: fit_reference(fitted) / set_reference(...) was not called")
         ok = np.isfinite(np.asarray(rows["time"], dtype=np.float64))
         probs = np.asarray(rows["probs"], dtype=np.float64)[ok]
         time = np.asarray(rows["time"], dtype=np.float64)[ok]

@@ -66,7 +66,7 @@ class NonFiniteLossError(FloatingPointError):
 class OutcomeTask(Task):
     """Wraps `net` with `objectives` ({name: Objective}, the first is the primary one), optimiser and metrics.
 
-    After `fit_references(datamodule)`, `test_results` (the primary objective's rows) / `test_rows` (per objective)
+    After `fit_references(fitted)`, `test_results` (the primary objective's rows) / `test_rows` (per objective)
     and `test_metrics` ({metric: value} of the primary objective plus {"<objective>/<metric>": value} of all) hold
     the test predictions after `trainer.test`.
     """
@@ -177,10 +177,15 @@ class OutcomeTask(Task):
             names += [f"{name}/{m}" for m in objective.metric_names]
         return names
 
-    def fit_references(self, datamodule: Any) -> None:
-        """Training-fold quantities every objective needs (bin edges, training outcomes, class counts)."""
-        for objective in self.objectives.values():
-            objective.fit_reference(datamodule)
+    def fit_references(self, fitted: Any) -> None:
+        """Training-fold quantities every objective needs (bin edges, training outcomes, class counts, a saved Cox
+        baseline) from the fold's `FoldPreprocessing` (survlab.data.fitted; `dm.fitted` or a run's
+        preprocessing.json), never from the data module."""
+        for name, objective in self.objectives.items():
+            objective.fit_reference(fitted)
+            saved = (getattr(fitted, "cox_baseline", None) or {}).get(name)
+            if saved and isinstance(objective, SurvivalObjective) and objective.kind == "cox":
+                objective.set_baseline(saved["train_risk"], saved["train_time"], saved["train_event"])
 
     # ----------------------------------------------------------------- loss
     def forward(self, batch: Batch) -> Prediction:
@@ -399,18 +404,11 @@ class OutcomeTask(Task):
         for name, objective in cox.items():
             r = {k: torch.cat([x[k] for x in rows[name]]).numpy() for k in rows[name][0]}
             order = np.argsort(r["index"])
-            objective.train_risk = r["risk"][order]
-            if (
-                objective.endpoint is None
-            ):  # outcomes from the cohort table by case_id (the batch holds the same float64 values)
-                table = dm.cohort.rows([dm.full_cohort.case_ids[i] for i in r["index"][order]])
-                objective.train_time = table["time"].to_numpy(float)
-                objective.train_event = table["event"].to_numpy(bool)
-            else:
-                ok = np.isfinite(r["time"][order])
-                objective.train_risk = objective.train_risk[ok]
-                objective.train_time = r["time"][order][ok].astype(float)
-                objective.train_event = r["event"][order][ok].astype(bool)
+            # outcomes as the batches carry them (float64: the cohort table's exact values; NaN = lacks the endpoint)
+            ok = np.isfinite(r["time"][order])
+            objective.set_baseline(
+                r["risk"][order][ok], r["time"][order][ok].astype(float), r["event"][order][ok].astype(bool)
+            )
 
     def on_test_epoch_end(self) -> None:
         self.test_rows = self._gather("test")

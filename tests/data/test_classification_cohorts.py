@@ -81,8 +81,8 @@ def test_camelyon17_missing_feature_file_names_the_slide(tmp_path: Path) -> None
     )
     dm = _data("camelyon17", tmp_path, "data.splits.folds=2", "data.num_workers=0", "data.pin_memory=false")
     dm.setup("fit")
-    assert dm.targets["labels"] == {"pn_stage": ["pN0", "pN0(i+)", "pN1mi", "pN1", "pN2"]}
-    assert dm.targets["ordinal"] == {"pn_stage": True} and dm.dims.slide_n_classes == {"stage": 4}
+    assert dm.fitted.targets["labels"] == {"pn_stage": ["pN0", "pN0(i+)", "pN1mi", "pN1", "pN2"]}
+    assert dm.fitted.targets["ordinal"] == {"pn_stage": True} and dm.dims.slide_n_classes == {"stage": 4}
     batch = next(iter(dm.train_dataloader()))
     assert batch.slide_labels["stage"].shape == (len(batch), 5) and batch.n_slides.eq(5).all()
     for b, case in enumerate(
@@ -108,7 +108,7 @@ def test_synthetic_classification_config_composes_and_sets_up(tmp_path: Path) ->
     dm.setup("fit")
     assert not dm.has_survival and dm.dims.n_classes == {"label": 2, "grade": 3}
     assert (
-        dm.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]} and dm.targets["ordinal"]["grade"]
+        dm.fitted.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]} and dm.fitted.targets["ordinal"]["grade"]
     )
     batch = next(iter(dm.train_dataloader()))
     assert batch.slide_labels["slide_label"].shape[1] == int(batch.n_slides.max())

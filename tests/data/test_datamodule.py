@@ -29,11 +29,11 @@ def test_setup_exposes_dims_and_padded_batches(make_datamodule: MakeDM) -> None:
     assert dm.dims.wsi_dim == 8 and dm.dims.n_bins == 4
     assert len(dm.dims.genomic_sizes) == 6 and dm.dims.clinical_dim == len(dm.dims.clinical_names)
     assert dm.dims.n_classes["label"] == 2
-    assert dm.bin_edges[0] == 0 and np.isinf(dm.bin_edges[-1]) and len(dm.bin_edges) == 5
+    assert dm.fitted.bin_edges[0] == 0 and np.isinf(dm.fitted.bin_edges[-1]) and len(dm.fitted.bin_edges) == 5
     batch = next(iter(dm.train_dataloader()))
     assert len(batch) == 4 and batch.wsi.shape[0] == 4 and batch.wsi.shape[2] == 8
     assert batch.time_bin.min() >= 0 and batch.time_bin.max() < 4
-    time, event = dm.train_survival()
+    time, event = dm.fitted.train_survival()
     assert len(time) == len(dm.datasets["train"]) and event.dtype == bool
     desc = dm.describe()
     json.dumps(desc)
@@ -98,10 +98,10 @@ def test_preprocessing_fitted_on_training_patients_only(
 
     after = make_datamodule(root=root)
     assert after.split_hash == before.split_hash
-    assert np.array_equal(after.bin_edges, before.bin_edges)
-    assert np.array_equal(after.gene_scaler.shift, before.gene_scaler.shift)
-    assert np.array_equal(after.gene_scaler.scale, before.gene_scaler.scale)
-    assert after.clinical_encoder.to_dict() == before.clinical_encoder.to_dict()
+    assert np.array_equal(after.fitted.bin_edges, before.fitted.bin_edges)
+    assert np.array_equal(after.fitted.gene_scaler.shift, before.fitted.gene_scaler.shift)
+    assert np.array_equal(after.fitted.gene_scaler.scale, before.fitted.gene_scaler.scale)
+    assert after.fitted.clinical_encoder.to_dict() == before.fitted.clinical_encoder.to_dict()
     assert after.datasets["test"][0].time != before.datasets["test"][0].time  # the edit did reach the data
 
 

@@ -36,9 +36,10 @@ def test_external_patients_are_all_test_and_use_the_training_folds_preprocessing
     train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
     train.setup("fit")
     ext = CohortDataModule(**petct_kwargs(external_cohort, tmp_path / "b", name="ext"))
-    setup_external(ext, train)
+    setup_external(ext, train.fitted)
     assert ext.split.test == sorted(f"EXT{i:04d}" for i in range(12)) and list(ext.datasets) == ["test"]
-    assert ext.clinical_encoder is train.clinical_encoder and ext.endpoint_bins == train.endpoint_bins
+    assert ext.fitted.clinical_encoder is train.fitted.clinical_encoder
+    assert ext.fitted.endpoint_bins == train.fitted.endpoint_bins
     # PET z-scored with the INTERNAL training patients' statistics: the external scanner's +50% stays visible
     pet_train = pd.read_csv(tiny_petct_cohort / "pet.csv", dtype={"case_id": str}).set_index("case_id")
     pet_ext = pd.read_csv(external_cohort / "pet.csv", dtype={"case_id": str}).set_index("case_id")
@@ -69,7 +70,7 @@ def test_an_external_cohort_with_other_endpoints_is_rejected(
         match=r"external data=ext vs training data=tiny_petct: endpoints \['os'\] != "
         r"\['os', 'dfs'\]",
     ):
-        setup_external(ext, train)
+        setup_external(ext, train.fitted)
 
 
 def test_an_external_cohort_needs_only_what_the_model_scores(
@@ -87,6 +88,7 @@ def test_an_external_cohort_needs_only_what_the_model_scores(
             endpoints={"os": {"time": "os_months", "event": "os_event"}},
         )
     )
-    setup_external(ext, train, scored_on=(["os"], []))
-    assert list(ext.endpoint_bins) == ["os"] and ext.endpoint_bins["os"] is train.endpoint_bins["os"]
+    setup_external(ext, train.fitted, scored_on=(["os"], []))
+    assert list(ext.fitted.endpoint_bins) == ["os"]
+    assert ext.fitted.endpoint_bins["os"] is train.fitted.endpoint_bins["os"]
     assert len(ext.datasets["test"]) == 12

@@ -95,11 +95,11 @@ def test_values_from_uses_the_real_training_scaler(cohort: Path, tmp_path: Path)
     fake = table * 2.0 + 1.0
     fake.to_csv(tmp_path / "synthetic.csv")
     swapped = _dm(cohort, tmp_path / "splits", values_from=str(tmp_path / "synthetic.csv"))
-    assert np.array_equal(real.gene_scaler.shift, swapped.gene_scaler.shift)  # fitted on real training values
+    assert np.array_equal(real.fitted.gene_scaler.shift, swapped.fitted.gene_scaler.shift)  # fitted on real training values
     case = real.split.test[0]
     got = np.concatenate(swapped.sources.genomics[case])
-    genes = [g for grp in real.gene_groups.genes for g in grp]
-    expected = real.gene_scaler.transform(fake.loc[[case], genes].to_numpy())[0]
+    genes = [g for grp in real.fitted.gene_groups.genes for g in grp]
+    expected = real.fitted.gene_scaler.transform(fake.loc[[case], genes].to_numpy())[0]
     assert np.allclose(got, expected, atol=1e-5)
     assert not np.allclose(got, np.concatenate(real.sources.genomics[case]))
     fake.drop(index=case).to_csv(tmp_path / "short.csv")
@@ -115,5 +115,5 @@ def test_scaler_never_sees_test_patients(cohort: Path, tmp_path: Path) -> None:
     expr.loc[base.split.test] *= 50.0  # wildly different test expression
     expr.to_csv(copy / "expression.csv")
     moved = _dm(copy, tmp_path / "splits")
-    assert np.allclose(base.gene_scaler.shift, moved.gene_scaler.shift)
-    assert np.allclose(base.gene_scaler.scale, moved.gene_scaler.scale)
+    assert np.allclose(base.fitted.gene_scaler.shift, moved.fitted.gene_scaler.shift)
+    assert np.allclose(base.fitted.gene_scaler.scale, moved.fitted.gene_scaler.scale)

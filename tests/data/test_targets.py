@@ -80,7 +80,7 @@ def _one_line(err: pytest.ExceptionInfo) -> None:
 def test_classification_only_cohort_sets_up_and_yields_batches(cls_cohort: Path, tmp_path: Path) -> None:
     dm = _cls_dm(cls_cohort, tmp_path / "s")
     assert not dm.has_survival and dm.dims.endpoints == ()
-    assert dm.targets == {
+    assert dm.fitted.targets == {
         "endpoints": [],
         "primary_endpoint": None,
         "labels": {"label": ["negative", "positive"], "grade": ["G1", "G2", "G3"]},
@@ -94,7 +94,7 @@ def test_classification_only_cohort_sets_up_and_yields_batches(cls_cohort: Path,
     assert batch.time_bin.eq(-1).all() and batch.endpoint_time == {}
     assert batch.labels["label"].dtype == torch.long and set(batch.labels["label"].tolist()) <= {0, 1}
     with pytest.raises(ValueError, match=r"data=cls has no survival endpoint") as err:
-        dm.train_survival()
+        dm.fitted.train_survival()
     _one_line(err)
     with pytest.raises(
         ValueError, match=r"no calibration part; set data.splits.calibration_fraction > 0"
@@ -154,7 +154,7 @@ def test_shuffled_clinical_table_gives_identical_labels(cls_cohort: Path, tmp_pa
         cls_cohort, tmp_path / "shuffled", lambda t: t.sample(frac=1.0, random_state=3)[t.columns[::-1]]
     )
     a, b = (_cls_dm(root, tmp_path / name) for name, root in (("a", cls_cohort), ("b", shuffled)))
-    assert a.targets == b.targets and a.split.test == b.split.test
+    assert a.fitted.targets == b.fitted.targets and a.split.test == b.split.test
     for part in ("train", "val", "test"):
         ia = [a.datasets[part][i] for i in range(len(a.datasets[part]))]
         ib = [b.datasets[part][i] for i in range(len(b.datasets[part]))]
@@ -165,7 +165,7 @@ def test_shuffled_clinical_table_gives_identical_labels(cls_cohort: Path, tmp_pa
 
 def test_class_order_from_training_values_and_unknown_values(cls_cohort: Path, tmp_path: Path) -> None:
     dm = _cls_dm(cls_cohort, tmp_path / "s0", labels={"grade": {"column": "grade"}})
-    assert dm.targets["labels"] == {"grade": ["G1", "G2", "G3"]}  # sorted training values
+    assert dm.fitted.targets["labels"] == {"grade": ["G1", "G2", "G3"]}  # sorted training values
     case = "CLS-0007"
     bad = _copy(
         cls_cohort, tmp_path / "bad", lambda t: t.assign(grade=t["grade"].where(t["case_id"] != case, "G9"))
@@ -287,8 +287,8 @@ def test_several_endpoints_with_a_patient_missing_dfs(
         modalities=("genomics",),
         splits={"dir": str(tmp_path / "p"), "folds": 3, "val_fraction": 0.2, "seed": 0},
     )
-    assert dm.dims.endpoints == ("os", "dfs") and dm.targets["primary_endpoint"] == "os"
-    assert dm.split_hash == plain.split_hash and np.array_equal(dm.bin_edges, plain.bin_edges)
+    assert dm.dims.endpoints == ("os", "dfs") and dm.fitted.targets["primary_endpoint"] == "os"
+    assert dm.split_hash == plain.split_hash and np.array_equal(dm.fitted.bin_edges, plain.fitted.bin_edges)
     part = next(p for p in ("train", "val", "test") if case in dm.split.part(p))
     ds = dm.datasets[part]
     batch = collate([ds[i] for i in range(len(ds))])
@@ -303,10 +303,10 @@ def test_several_endpoints_with_a_patient_missing_dfs(
         not torch.isnan(batch.endpoint_time["dfs"][others]).any()
         and batch.endpoint_time_bin["dfs"][others].ge(0).all()
     )
-    t, e = dm.train_survival("dfs")
+    t, e = dm.fitted.train_survival("dfs")
     n_train_dfs = len(dm.split.train) - (case in dm.split.train)
-    assert len(t) == n_train_dfs and not np.isnan(t).any() and len(dm.bin_edges_of("dfs")) == 5
-    assert dm.train_survival("os")[0].shape == (len(dm.split.train),)
+    assert len(t) == n_train_dfs and not np.isnan(t).any() and len(dm.fitted.bin_edges_of("dfs")) == 5
+    assert dm.fitted.train_survival("os")[0].shape == (len(dm.split.train),)
     # the primary endpoint must be present for every patient
     with pytest.raises(
         ValueError,

@@ -193,7 +193,7 @@ def _train(
     L.seed_everything(0)
     net = _Blind(dm.dims, dim=32, hidden=64, heads=2, task_embed_dim=8, cut=cut)
     task = instantiate(cfg.model.task, net=net, _convert_="partial", lr=lr, max_epochs=epochs, seed=0)
-    task.fit_references(dm)
+    task.fit_references(dm.fitted)
     trainer = L.Trainer(
         max_epochs=epochs,
         logger=False,

@@ -206,7 +206,7 @@ def test_gene_filter_is_fitted_on_training_patients_and_recorded(tmp_path: Path,
             fold=0,
         )
         dm.setup()
-        return [g for grp in dm.gene_groups.genes for g in grp], dm
+        return [g for grp in dm.fitted.gene_groups.genes for g in grp], dm
 
     chosen, dm = genes(table_cohort)
     expr = pd.read_csv(table_cohort / "expression.csv", dtype={"case_id": str}).set_index("case_id")
@@ -314,7 +314,7 @@ def test_univariate_cox_filter_finds_the_planted_genes_from_training_outcomes(tm
             fold=0,
         )
         dm.setup()
-        return [g for grp in dm.gene_groups.genes for g in grp], dm
+        return [g for grp in dm.fitted.gene_groups.genes for g in grp], dm
 
     genes, dm = chosen(root)
     assert sorted(genes) == list(PLANTED)

@@ -36,7 +36,7 @@ def test_fit_logs_one_line_per_epoch_and_the_bar_shows_loss_and_metric(
     dm = make_datamodule()
     torch.manual_seed(0)
     task = SurvivalTask(ABMIL(dm.dims), scheduler="none", max_epochs=3)
-    task.fit_references(dm)
+    task.fit_references(dm.fitted)
     bar = MetricsProgressBar(monitor="val/cindex")
     epochs = EpochLog(monitor="val/loss", mode="min", extra=("val/cindex",))
     trainer = L.Trainer(

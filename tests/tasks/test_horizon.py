@@ -259,7 +259,7 @@ def test_a_planted_signal_is_learned_with_survival_and_horizon_objectives(tmp_pa
         scheduler="none",
         max_epochs=15,
     )
-    task.fit_references(dm)
+    task.fit_references(dm.fitted)
     trainer = L.Trainer(
         max_epochs=15,
         logger=False,

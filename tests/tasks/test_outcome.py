@@ -10,6 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.batch import PatientItem, collate
+from survlab.data.cohort.table import TimeBins
+from survlab.data.cohort.targets import LabelSpec
+from survlab.data.fitted import FoldPreprocessing
 from survlab.metrics.classification import classification_metrics
 from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
@@ -72,17 +75,23 @@ class _DM(L.LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self.parts = {"train": _items(160, 0), "val": _items(60, 1), "test": _items(80, 2)}
-        self.bin_edges = np.array([0.0, 5.0, 10.0, 15.0, np.inf])
-
-    def train_survival(self, endpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            np.array([it.time for it in self.parts["train"]]),
-            np.array([it.event for it in self.parts["train"]]),
+        train = self.parts["train"]
+        labels = np.array([it.labels["grade"] for it in train])
+        # what the fold fitted on its training patients (the task reads it, never the data module)
+        self.fitted = FoldPreprocessing(
+            "fake",
+            0,
+            "hash",
+            ("clinical",),
+            endpoint_bins={"os": TimeBins(np.array([0.0, 5.0, 10.0, 15.0, np.inf]))},
+            train_outcomes={
+                "os": (np.array([it.time for it in train]), np.array([it.event for it in train]))
+            },
+            label_specs={"grade": LabelSpec("grade", "grade")},
+            classes={"grade": ("0", "1", "2")},
+            label_counts={"grade": np.bincount(labels[labels >= 0], minlength=3)},
+            primary_label="grade",
         )
-
-    def train_label_counts(self, label: str, level: str = "patient") -> np.ndarray:
-        labels = np.array([it.labels[label] for it in self.parts["train"]])
-        return np.bincount(labels[labels >= 0], minlength=3)
 
     def _loader(self, part: str, shuffle: bool = False) -> DataLoader:
         return DataLoader(_DS(self.parts[part]), batch_size=16, shuffle=shuffle, collate_fn=collate)
@@ -137,7 +146,7 @@ def test_missing_labels_contribute_nothing_to_loss_or_metrics() -> None:
 def test_two_objectives_learn_and_report_metrics_equal_to_the_references(weighting: str, tmp_path) -> None:
     torch.manual_seed(0)
     dm, task = _DM(), _task(weighting, class_weights="balanced")
-    task.fit_references(dm)
+    task.fit_references(dm.fitted)
     assert task.objectives["grade"].class_weight is not None
     trainer = L.Trainer(
         max_epochs=15,

@@ -25,7 +25,6 @@ Example (config, `model.estimator`):
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -211,7 +210,7 @@ def feature_names(net: Any, datamodule: Any) -> list[str]:
     names: list[str] = []
     for m in net.inputs:
         if m == "genomics":
-            names += [g for grp in datamodule.gene_groups.genes for g in grp]
+            names += [g for grp in datamodule.fitted.gene_groups.genes for g in grp]
         elif m == "clinical":
             names += list(datamodule.dims.clinical_names or ())
     return names
@@ -278,11 +277,3 @@ def fit_estimator(
         f"{val_score:.3f}" if val_score is not None else "n/a",
     )
     return str(ckpt), {"val/best": val_score, "estimator": {k: v for k, v in facts.items() if k != "path"}}
-
-
-def add_to_protocol(out_dir: Path, key: str, value: Any) -> None:
-    """Add `key: value` to the run's protocol.json."""
-    path = out_dir / "protocol.json"
-    protocol = json.loads(path.read_text())
-    protocol[key] = value
-    write_json(path, protocol)

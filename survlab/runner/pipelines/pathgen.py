@@ -214,8 +214,8 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
                 real[case] = torch.cat([t[i] for t in batch.genomics]).cpu().numpy()
                 part_of[case] = part
     cases = sorted(synthetic)
-    scaler: GeneScaler = dm.gene_scaler
-    frame = _to_expression(np.stack([synthetic[c] for c in cases]), dm.gene_groups, scaler, cases)
+    scaler: GeneScaler = dm.fitted.gene_scaler
+    frame = _to_expression(np.stack([synthetic[c] for c in cases]), dm.fitted.gene_groups, scaler, cases)
     with atomic_path(stage_dir / "expression.csv") as tmp:
         frame.to_csv(tmp, float_format="%.6g")
     pd.DataFrame({"case_id": cases, "part": [part_of[c] for c in cases]}).to_csv(
@@ -228,8 +228,8 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     metrics = generation_metrics(
         np.stack([synthetic[c] for c in test]),
         np.stack([real[c] for c in test]),
-        dm.gene_groups.sizes,
-        dm.gene_groups.names,
+        dm.fitted.gene_groups.sizes,
+        dm.fitted.gene_groups.names,
         train_real.mean(axis=0),
     )
     ceiling = _ceiling(Path(dm.root))
@@ -348,11 +348,11 @@ def run_outcome_stage(
             frames.append(frame)
         if patch_maps:
             slides = dict(zip(dm.cohort.table["case_id"], dm.cohort.table["slide_ids"], strict=True))
-            classes = list(dm.targets["labels"][label])
+            classes = list(dm.fitted.targets["labels"][label])
             maps = [patch_predictions(net, b.to(device), slides, label, classes) for b in loaders["test"]]
             with atomic_path(stage_dir / f"patch_predictions_{source}.csv") as tmp:
                 pd.concat(maps, ignore_index=True).to_csv(tmp, index=False)
-    classes = list(dm.targets["labels"][label])
+    classes = list(dm.fitted.targets["labels"][label])
     with atomic_path(stage_dir / "eval_predictions.csv") as tmp:
         pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
     write_json(stage_dir / "classes.json", {label: classes, "n_bins": int(dm.n_bins)})
