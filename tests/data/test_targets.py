@@ -414,7 +414,7 @@ def test_slide_label_contradicting_its_patient_label_is_refused(cls_cohort: Path
     dm = _cls_dm(
         cls_cohort, tmp_path / "ok", slide_labels=slide_labels
     )  # the generator's cohort obeys the rule
-    assert dm.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]}
+    assert dm.fitted.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]}
     clin = pd.read_csv(cls_cohort / "clinical.csv", dtype=str, keep_default_na=False)
     neg = clin.loc[clin["label"] == "negative", "case_id"].iloc[0]
     pos = clin.loc[clin["label"] == "positive", "case_id"].iloc[0]
