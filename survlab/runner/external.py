@@ -17,7 +17,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.cohorts import load_data_yaml
+from survlab.config.cohorts import compose_data_config
 from survlab.data.external import setup_external
 from survlab.report.outputs import write_run_outputs
 from survlab.utils.outputs import write_json
@@ -32,14 +32,14 @@ def _data_dirs() -> list[Path]:
 
 
 def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
-    """conf/data/<name>.yaml (merged over its defaults parents), resolved in the context of the run's config
-    (paths, fold, seed); one-line ValueError for an unknown name."""
+    """conf/data/<name>.yaml (composed by Hydra with its defaults parents), resolved in the context of the run's
+    config (paths, fold, seed); one-line ValueError for an unknown name."""
     found = [d / f"{name}.yaml" for d in _data_dirs() if (d / f"{name}.yaml").is_file()]
     if not found:
         names = sorted({p.stem for d in _data_dirs() for p in d.glob("*.yaml") if not p.stem.startswith("_")})
         raise ValueError(f"external_data={name}: no conf/data/{name}.yaml; available: {', '.join(names)}")
     context = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    context.data = OmegaConf.create(load_data_yaml(found[0]))
+    context.data = OmegaConf.to_container(compose_data_config(name), resolve=False)
     return OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
 
 

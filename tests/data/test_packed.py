@@ -325,7 +325,9 @@ def test_single_and_multi_scale_stores_of_one_encoder_get_disjoint_folders(tmp_p
 
     wsi, root = {"packed_dir": str(tmp_path / "packed")}, tmp_path / "data"
     single = packed_dir(wsi, root, "c", False, SimpleNamespace(encoder="uni", scale=None))
-    scales = [packed_dir(wsi, root, "c", False, SimpleNamespace(encoder="uni", scale=s)) for s in ("x5", "x20")]
+    scales = [
+        packed_dir(wsi, root, "c", False, SimpleNamespace(encoder="uni", scale=s)) for s in ("x5", "x20")
+    ]
     folders = [single, *scales]
     assert single == tmp_path / "packed" / "uni" / "single"
     assert all(a == b or (a not in b.parents and b not in a.parents) for a in folders for b in folders)
