@@ -442,11 +442,7 @@ class _Audit:
         dm = self.dm
         try:
             stores = self.stores()
-        except (
-            FileNotFoundError,
-            DataFileError,
-            ValueError,
-        ) as exc:  # e.g. a TRIDENT job dir without the patching
+        except (FileNotFoundError, DataFileError, ValueError) as exc:  # e.g. no such TRIDENT patching
             trident = (dm.wsi_cfg or {}).get("trident") or {}
             self.fail(trident.get("job_dir") or dm.root, "feature folder", exc)
             return
