@@ -506,7 +506,7 @@ def test_training_log_names_signatures_unused_columns_and_scale(
     the scale (the tiny cohort's table is raw with log1p false here)."""
     import logging
 
-    with caplog.at_level(logging.INFO, logger="survlab.data.datamodule"):
+    with caplog.at_level(logging.INFO, logger="survlab.data"):
         dm = make_datamodule(genomics={"log1p": False, "signatures": "signatures_mcat6.csv"})
     text = [r.getMessage() for r in caplog.records]
     assert any(t.startswith(f"genomics: signatures {dm.root}") and "genes found in" in t for t in text), text

@@ -67,13 +67,13 @@ def test_a_limit_on_an_ancestor_cgroup_counts(tmp_path: Path) -> None:
 def test_auto_cache_stays_off_when_the_cohort_does_not_fit_free_memory(
     make_datamodule, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import survlab.data.datamodule as dm_module
+    import survlab.data.modalities.stores as dm_module
 
     wsi = {"encoder": "synthetic", "feature_dim": 8, "cache": "auto", "cache_max_gb": 8}
     fits = make_datamodule(wsi=wsi)
     assert fits.datasets["train"].sources.wsi.cache_enabled  # a tiny cohort fits the real machine
     monkeypatch.setattr(dm_module, "available_bytes", lambda: 1000)  # 1 kB left
-    with caplog.at_level(logging.INFO, logger="survlab.data.datamodule"):
+    with caplog.at_level(logging.INFO, logger="survlab.data"):
         tight = make_datamodule(wsi=wsi)
     store = tight.datasets["train"].sources.wsi
     assert not store.cache_enabled and not store._cache
@@ -84,7 +84,7 @@ def test_auto_cache_stays_off_when_the_cohort_does_not_fit_free_memory(
         "WSI cache off: the feature files (0.0 GB) exceed 50% of the memory this process may still use"
         in caplog.text
     )
-    with caplog.at_level(logging.INFO, logger="survlab.data.datamodule"):
+    with caplog.at_level(logging.INFO, logger="survlab.data"):
         forced = make_datamodule(wsi={**wsi, "cache": True})
     assert forced.datasets["train"].sources.wsi.cache_enabled
     assert "on as configured (cache=true), may be killed for memory" in caplog.text

@@ -19,7 +19,6 @@ config that does not read what was written is refused, never handed out.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -30,17 +29,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-#: synthetic.kind -> (module, spec class, generator function) of the data layer's generators
-GENERATORS: dict[str, tuple[str, str, str]] = {
-    "survival": ("survlab.data.sources.synthetic", "SyntheticSpec", "generate_cohort"),
-    "classification": (
-        "survlab.data.sources.synthetic",
-        "ClassificationSpec",
-        "generate_classification_cohort",
-    ),
-    "pathgen": ("survlab.data.sources.synthetic_pathgen", "PathGenSpec", "generate_pathgen_cohort"),
-    "petct": ("survlab.data.sources.synthetic_petct", "PetCtSpec", "generate_petct_cohort"),
-}
+from survlab.data.sources import registry
+
 _KEYS = ("out", "name", "config")
 
 
@@ -69,28 +59,12 @@ def compose_data(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> A
 
 def make_spec(synthetic: dict[str, Any], data_name: str) -> Any:
     """The generator spec (dataclass, defaults filled in) that `synthetic:` (`kind` + spec fields) describes."""
-    kind = synthetic.get("kind", "survival")
-    if kind not in GENERATORS:
-        raise ValueError(f"data={data_name}: synthetic.kind={kind!r}; allowed: {sorted(GENERATORS)}")
-    module, spec_name, func_name = GENERATORS[kind]
-    mod = importlib.import_module(module)
-    spec_cls = getattr(mod, spec_name)
-    allowed = {f.name for f in fields(spec_cls)}
-    unknown = sorted(set(synthetic) - allowed - {"kind"})
-    if unknown:
-        raise ValueError(
-            f"data={data_name}: unknown synthetic option(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-    return spec_cls(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in synthetic.items() if k != "kind"}
-    )
+    return registry.synthetic_spec(synthetic, data_name)
 
 
 def generate(out: Path, synthetic: dict[str, Any], data_name: str) -> Path:
     """Write the cohort `synthetic:` (a data config's block: `kind` + spec fields) describes to `out` (cached)."""
-    spec = make_spec(synthetic, data_name)  # refuses an unknown kind / option first
-    module, _, func_name = GENERATORS[synthetic.get("kind", "survival")]
-    return getattr(importlib.import_module(module), func_name)(out, spec)
+    return registry.generate(out, synthetic, data_name)
 
 
 def _set(cfg: dict[str, Any], path: str, value: Any) -> bool:

@@ -1,72 +1,89 @@
-"""The cohort configs on the config search path, read as plain YAML: a data config merged over its `defaults`
-parents, and which cohorts provide a modality (for the hint of a one-line error)."""
+"""The cohort configs on the config search path, composed by Hydra (a data config with its `defaults` parents, exactly
+as a run composes `data=<name>`), and which cohorts provide a modality (for the hint of a one-line error).
+
+    >>> compose_data_config("tcga_luad").wsi.cache_max_gb        # _tcga.yaml's, through `defaults: [_tcga, _self_]`
+    8
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 
-def load_data_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
-    """A conf/data yaml merged over its `defaults` parents (plain dict merge, child wins; enough to read keys)."""
+from survlab.config.search_path import PACKAGE_CONF_DIR, available, searchpath_overrides
+
+
+@contextmanager
+def data_composer(config_dirs: Sequence[str | Path] = ()) -> Iterator[Callable[[str], DictConfig]]:
+    """A function composing `data=<name>` alone (interpolations unresolved) through Hydra's compose API, on survlab's
+    search path (SURVLAB_CONFIG_PATH, the package, ./conf; survlab.config.search_path) plus `config_dirs`. A Hydra
+    state already initialised (a running job) is put back afterwards."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    saved = gh.hydra if gh.is_initialized() else None
+    gh.clear()
+    extra = searchpath_overrides([str(d) for d in config_dirs])
+    try:
+        with initialize_config_dir(config_dir=str(PACKAGE_CONF_DIR), version_base="1.3"):
+            yield lambda name: compose(overrides=[f"+data={name}", *extra]).data
+    finally:
+        gh.clear()
+        if saved is not None:
+            gh.initialize(saved)
+
+
+def compose_data_config(name: str, config_dirs: Sequence[str | Path] = ()) -> DictConfig:
+    """conf/data/<name>.yaml composed by Hydra with its defaults parents (interpolations unresolved)."""
+    with data_composer(config_dirs) as compose:
+        return compose(name)
+
+
+def provided_modalities(cfg: dict[str, Any]) -> set[str]:
+    """Modalities a composed data config (plain dict) provides, as CohortDataModule.provides tells them."""
+    wsi, clin = cfg.get("wsi"), cfg.get("clinical")
+    provides = {
+        "wsi": wsi is not None,
+        "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
+        "genomics": cfg.get("genomics") is not None,
+        "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
+        "text": bool(cfg.get("prompts")),
+        "ct": cfg.get("imaging") is not None,
+        "ct_seg": str(cfg.get("_target_", "")).endswith("SegmentationDataModule"),
+    }
+    return {m for m, yes in provides.items() if yes}
+
+
+def cohorts_providing(modality: str, config_dirs: Sequence[Path] | None = None) -> list[str] | None:
+    """Names of the data configs (survlab's search path, or the config roots `config_dirs`, each holding data/*.yaml)
+    that provide `modality`; None when no data config folder is found. A config that does not compose is skipped."""
     import yaml
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from survlab.config.search_path import find_config
-
-    cfg = yaml.safe_load(path.read_text()) or {}
-    merged: dict[str, Any] = {}
-    for parent in cfg.pop("defaults", []) or []:
-        if not isinstance(parent, str) or parent == "_self_" or depth >= 5:
-            continue
-        # a user cohort may build on a shipped base (`defaults: [_tcga, _self_]`): its own folder first, then the
-        # config search path
-        local = path.parent / f"{parent}.yaml"
-        found = local if local.is_file() else find_config(path.parent.name, parent)
-        if found is not None:
-            merged = _deep_merge(merged, load_data_yaml(found, depth + 1))
-    return _deep_merge(merged, cfg)
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def cohorts_providing(modality: str, conf_dirs: Sequence[Path] | None = None) -> list[str] | None:
-    """Names of conf/data/*.yaml whose config provides `modality` (None when no conf dir is found)."""
-    import yaml
-
-    from survlab.config.search_path import group_dirs
-
-    dirs = list(conf_dirs) if conf_dirs else group_dirs("data")
-    found = [d for d in dirs if d.is_dir()]
-    if not found:
-        return None
-    names = []
-    files: dict[str, Path] = {}
-    for d in found:  # search order: the first folder holding a name wins
-        for f in d.glob("*.yaml"):
-            files.setdefault(f.stem, f)
-    for f in [files[k] for k in sorted(files)]:
-        if f.name.startswith("_"):
-            continue
-        try:
-            cfg = load_data_yaml(f)
-        except yaml.YAMLError:
-            continue
-        wsi, clin = cfg.get("wsi"), cfg.get("clinical")
-        provides = {
-            "wsi": wsi is not None,
-            "scales": isinstance(wsi, dict) and bool(wsi.get("scales")),
-            "genomics": cfg.get("genomics") is not None,
-            "clinical": isinstance(clin, dict) and bool(clin.get("columns")),
-            "text": bool(cfg.get("prompts")),
-            "ct": cfg.get("imaging") is not None,
-            "ct_seg": str(cfg.get("_target_", "")).endswith("SegmentationDataModule"),
-        }
-        if provides.get(modality):
-            names.append(f.stem)
-    return names
+    if config_dirs is not None:
+        roots = [Path(d) for d in config_dirs if (Path(d) / "data").is_dir()]
+        if not roots:
+            return None
+        names = sorted(
+            {p.stem for r in roots for p in (r / "data").glob("*.yaml") if not p.stem.startswith("_")}
+        )
+    else:
+        names = available("data")
+        if not names:
+            return None
+    found = []
+    with data_composer(config_dirs or ()) as compose:
+        for name in names:
+            try:
+                cfg = OmegaConf.to_container(compose(name), resolve=False)
+            except (HydraException, OmegaConfBaseException, yaml.YAMLError):
+                continue
+            if isinstance(cfg, dict) and modality in provided_modalities(cfg):
+                found.append(name)
+    return found

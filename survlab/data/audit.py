@@ -37,8 +37,10 @@ from survlab.data.modalities.genomics import (
     read_signatures,
     signature_coverage,
 )
+from survlab.data.modalities.stores import build_stores
 from survlab.data.modalities.text import prompts_for_classes, resolve_prompts_file
 from survlab.data.modalities.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
+from survlab.data.options import under
 
 if TYPE_CHECKING:
     from survlab.data.datamodule import CohortDataModule
@@ -438,26 +440,27 @@ class _Audit:
 
     # ------------------------------------------------------------------ WSI
     def stores(self) -> list[BagStore]:
+        """The stores training reads, from the same builder (survlab.data.modalities.stores.build_stores; CLAM or
+        TRIDENT layout): every scale, and the single-scale store unless a multi-scale cohort has no such folder."""
         w, dm = self.dm.wsi_cfg, self.dm
         if w is None:
             return []
-        base = Path(os.path.expanduser(str(w["features_dir"])))
-        base = base if base.is_absolute() else dm.root / base
-        dim = w["feature_dim"]
-        common: dict[str, Any] = dict(encoder=w["encoder"], format=w["format"])
-        out = []
-        if (
-            not w["scales"]
-            or (base / (w["encoder"] or "")).joinpath("h5_files").is_dir()
-            or (base / (w["encoder"] or "")).joinpath("pt_files").is_dir()
-        ):
-            out.append(BagStore(base, feature_dim=None if isinstance(dim, dict) else dim, **common))
-        per = dim if isinstance(dim, dict) else {s: dim for s in w["scales"] or []}
-        out += [BagStore(base, feature_dim=per.get(s), scale=s, **common) for s in w["scales"] or []]
-        return out
+        modalities = {"wsi"}
+        if w["scales"]:
+            base = under(dm.root, w["features_dir"]) / (w["encoder"] or "")
+            single = (base / "h5_files").is_dir() or (base / "pt_files").is_dir()
+            modalities = {"scales", "wsi"} if single else {"scales"}
+        wsi, scales = build_stores(w, dm.root, dm.name, modalities)
+        return [s for s in [wsi, *(scales or {}).values()] if s is not None]
 
     def wsi(self, cohort: Cohort) -> None:
-        dm, stores = self.dm, self.stores()
+        dm = self.dm
+        try:
+            stores = self.stores()
+        except (FileNotFoundError, DataFileError, ValueError) as exc:  # e.g. no such TRIDENT patching
+            trident = (dm.wsi_cfg or {}).get("trident") or {}
+            self.fail(trident.get("job_dir") or dm.root, "feature folder", exc)
+            return
         if not stores:
             return
         no_slides = [c for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) if not ss]

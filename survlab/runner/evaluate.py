@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.cohorts import load_data_yaml
+from survlab.config.cohorts import compose_data_config
 from survlab.utils.files import read_json
 
 log = logging.getLogger("survlab.runner.evaluate")
@@ -155,14 +155,14 @@ def _data_dirs() -> list[Path]:
 
 
 def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
-    """conf/data/<name>.yaml (merged over its defaults parents), resolved in the context of the run's config
-    (paths, fold, seed); one-line ValueError for an unknown name."""
+    """conf/data/<name>.yaml (composed by Hydra with its defaults parents), resolved in the context of the run's
+    config (paths, fold, seed); one-line ValueError for an unknown name."""
     found = [d / f"{name}.yaml" for d in _data_dirs() if (d / f"{name}.yaml").is_file()]
     if not found:
         names = sorted({p.stem for d in _data_dirs() for p in d.glob("*.yaml") if not p.stem.startswith("_")})
         raise ValueError(f"external_data={name}: no conf/data/{name}.yaml; available: {', '.join(names)}")
     context = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    context.data = OmegaConf.create(load_data_yaml(found[0]))
+    context.data = OmegaConf.to_container(compose_data_config(name), resolve=False)
     resolved = OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
     assert isinstance(resolved, DictConfig)
     return resolved

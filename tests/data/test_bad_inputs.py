@@ -308,10 +308,15 @@ def test_missing_patients_in_genomics_via_datamodule(
 def test_modality_hint_lists_cohorts_from_conf_dir(tmp_path: Path) -> None:
     from survlab.config.cohorts import cohorts_providing
 
-    (tmp_path / "_base.yaml").write_text("wsi: {encoder: uni}\ngenomics: null\n")
-    (tmp_path / "luad.yaml").write_text("defaults: [_base, _self_]\nname: luad\n")
-    (tmp_path / "luad_ms.yaml").write_text("defaults: [_base, _self_]\nwsi: {scales: [x5, x20]}\n")
-    (tmp_path / "table.yaml").write_text("wsi: null\ngenomics: {expression: e.csv}\n")
+    data = (
+        tmp_path / "data"
+    )  # a config root of the user's: data/*.yaml, composed by Hydra with their defaults
+    data.mkdir()
+    (data / "_base.yaml").write_text("wsi: {encoder: uni}\ngenomics: null\n")
+    (data / "luad.yaml").write_text("defaults: [_base, _self_]\nname: luad\n")
+    (data / "luad_ms.yaml").write_text("defaults: [_base, _self_]\nwsi: {scales: [x5, x20]}\n")
+    (data / "table.yaml").write_text("wsi: null\ngenomics: {expression: e.csv}\n")
+    (data / "broken.yaml").write_text("defaults: [_absent, _self_]\nwsi: {encoder: uni}\n")  # skipped
     assert cohorts_providing("wsi", [tmp_path]) == ["luad", "luad_ms"]
     assert cohorts_providing("scales", [tmp_path]) == ["luad_ms"]
     assert cohorts_providing("genomics", [tmp_path]) == ["table"]

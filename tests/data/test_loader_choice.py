@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from survlab.config.search_path import PACKAGE_CONF_DIR
-from survlab.data import datamodule as dm_module
+from survlab.data import loaders as dm_module
 from survlab.data.datamodule import choose_loader
 
 

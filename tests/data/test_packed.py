@@ -321,19 +321,13 @@ def test_single_and_multi_scale_stores_of_one_encoder_get_disjoint_folders(tmp_p
     rebuilding one store never replaces another (they collided when the single-scale store was <encoder>/ itself)."""
     from types import SimpleNamespace
 
-    from survlab.data.datamodule import CohortDataModule
+    from survlab.data.modalities.stores import packed_dir
 
-    dm = SimpleNamespace(
-        wsi_cfg={"packed_dir": str(tmp_path / "packed")},
-        synthetic=None,
-        public=None,
-        root=tmp_path / "data",
-        name="c",
-    )
-    single = CohortDataModule._packed_dir(dm, SimpleNamespace(encoder="uni", scale=None))  # type: ignore[arg-type]
+    wsi, root = {"packed_dir": str(tmp_path / "packed")}, tmp_path / "data"
+    single = packed_dir(wsi, root, "c", False, SimpleNamespace(encoder="uni", scale=None))
     scales = [
-        CohortDataModule._packed_dir(dm, SimpleNamespace(encoder="uni", scale=s)) for s in ("x5", "x20")
-    ]  # type: ignore[arg-type]
+        packed_dir(wsi, root, "c", False, SimpleNamespace(encoder="uni", scale=s)) for s in ("x5", "x20")
+    ]
     folders = [single, *scales]
     assert single == tmp_path / "packed" / "uni" / "single"
     assert all(a == b or (a not in b.parents and b not in a.parents) for a in folders for b in folders)

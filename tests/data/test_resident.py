@@ -196,7 +196,7 @@ def test_host_copy_is_released_after_the_upload_and_copied_back_on_demand() -> N
 def test_device_store_that_cannot_be_staged_in_host_memory_is_refused(
     make_datamodule: MakeDM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import survlab.data.datamodule as dm_module
+    import survlab.data.modalities.stores as dm_module
 
     monkeypatch.setattr(dm_module, "available_bytes", lambda: 1000)
     with pytest.raises(

@@ -163,3 +163,26 @@ def test_trident_pt_features_with_format_pt(make_datamodule, tiny_cohort: Path, 
         FileNotFoundError, match=r"no feature file for slide .* \(searched .*features_uni_v1\)"
     ):
         make_datamodule(wsi=_trident_wsi(tmp_path / "job"))  # default h5: the .pt files are not read
+
+
+def test_check_reads_a_trident_cohort_with_the_training_stores(
+    make_datamodule, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """`survlab check` (data.audit) builds its stores with the training builder, so wsi.layout=trident is checked:
+    a broken h5 in TRIDENT's features_<encoder>/ folder is one finding naming that slide, the other slides are
+    readable (before, check looked for <root>/features/<encoder>/h5_files and reported only a missing folder)."""
+    from survlab.data.audit import audit_cohort
+
+    job = _trident_job(tiny_cohort, tmp_path / "job")
+    feats = job / PATCHING / "features_uni_v1"
+    broken = sorted(feats.glob("*.h5"))[3]
+    broken.write_bytes(b"not an hdf5 file")
+    dm = make_datamodule(setup=False, wsi=_trident_wsi(job), modalities=None)
+    result = audit_cohort(dm)
+    wsi_findings = [f for f in result.findings if broken.stem in f.message]
+    assert len(wsi_findings) == 1, [f.message for f in result.findings]
+    assert str(feats) in wsi_findings[0].file and "feature folder" not in [f.check for f in result.findings]
+    patients = dm.read_cohort_table().table["slide_ids"].tolist()
+    readable = sum(any(s != broken.stem for s in slides) for slides in patients)
+    assert result.summary["slides"] == sum(map(len, patients))
+    assert result.summary["coverage"]["wsi"] == f"{readable}/{len(patients)} patients with readable features"
