@@ -13,7 +13,9 @@ from survlab.tasks.objectives import ClassificationObjective, HorizonObjective
 
 def test_class_and_horizon_columns_join_by_case_id_without_survival() -> None:
     cohort = SimpleNamespace(case_ids=["a", "b", "c", "d"])
-    dm = SimpleNamespace(full_cohort=cohort, targets={"labels": {"subtype": ["IDC", "ILC"]}})
+    dm = SimpleNamespace(
+        full_cohort=cohort, fitted=SimpleNamespace(targets={"labels": {"subtype": ["IDC", "ILC"]}})
+    )
     objectives = {"subtype": ClassificationObjective("subtype"), "hz": HorizonObjective([12.0, 36.0])}
     rows = {
         # classification rows for patients 3 and 1 (patient 0 unlabelled), horizon rows for 0, 1, 3
