@@ -84,6 +84,6 @@ def cohorts_providing(modality: str, config_dirs: Sequence[Path] | None = None) 
                 cfg = OmegaConf.to_container(compose(name), resolve=False)
             except (HydraException, OmegaConfBaseException, yaml.YAMLError):
                 continue
-            if isinstance(cfg, dict) and modality in provided_modalities(cfg):
+            if isinstance(cfg, dict) and modality in provided_modalities({str(k): v for k, v in cfg.items()}):
                 found.append(name)
     return found

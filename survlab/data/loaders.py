@@ -82,6 +82,8 @@ def sampling_weights(ds: PatientDataset, survival: bool, label: str | None) -> l
     --weighted_sample; patients missing that label form a group of their own)."""
     if survival:
         keys: list[Any] = list(zip(ds.time_bins.tolist(), ds.rows["event"].tolist(), strict=True))
+    elif label is None:
+        raise ValueError("weighted_sampling of a cohort without survival needs a label (data.labels)")
     else:
         keys = [ds.sources.labels[label][case] for case in ds.case_ids]
     counts = Counter(keys)

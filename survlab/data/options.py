@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 
 def plain(x: Any) -> Any:
@@ -161,6 +161,10 @@ def defaults(cls: type) -> dict[str, Any]:
     return {k: f.default for k, f in keys(cls).items()}
 
 
+@overload
+def option_dict(cls: type, given: None, what: str) -> None: ...
+@overload
+def option_dict(cls: type, given: dict[str, Any], what: str) -> dict[str, Any]: ...
 def option_dict(cls: type, given: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
     """`given` (a YAML block, None = absent) over `cls`'s defaults as a dict keyed like the YAML; an unknown key is a
     one-line error listing the allowed ones."""

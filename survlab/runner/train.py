@@ -84,7 +84,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if trainer.global_rank != 0:
             return {}
         card = {"protocol_card": {"estimator": fitted["estimator"]}} if fitted else {}
-        metrics = reporter(cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **card)
+        metrics = reporter(
+            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **card
+        )
         if not task.FITTED_PREPROCESSING:  # e.g. segmentation: its writer wrote everything
             return metrics
         # what was fitted on the training patients, as plain JSON: `survlab eval run=<run dir>` reuses it

@@ -272,7 +272,9 @@ def identity_of(cfg: Any) -> dict[str, Any]:
         del splits["group"]
     slide_labels = tree["data"].get("slide_labels") if isinstance(tree.get("data"), dict) else None
     for spec in slide_labels.values() if isinstance(slide_labels, dict) else ():
-        if isinstance(spec, dict):  # a slide / patient label rule only refuses contradicting input, never moves a result
+        if isinstance(
+            spec, dict
+        ):  # a slide / patient label rule only refuses contradicting input, never moves a result
             spec.pop("patient", None)
     return tree
 

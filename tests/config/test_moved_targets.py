@@ -28,7 +28,10 @@ def test_old_target_spelling_is_rewritten_with_one_warning(caplog: pytest.LogCap
     assert cfg.callbacks.last._target_ == "survlab.runner.build.LastCheckpoint"
     assert cfg.data._target_ == "survlab.data.datamodule.CohortDataModule"  # not moved: untouched
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and "model.estimator._target_: survlab.runner.coxnet.PenalisedCox has moved to" in lines[0]
+    assert (
+        len(lines) == 2
+        and "model.estimator._target_: survlab.runner.coxnet.PenalisedCox has moved to" in lines[0]
+    )
 
 
 def test_every_moved_module_exists_at_its_new_path_and_not_at_its_old() -> None:

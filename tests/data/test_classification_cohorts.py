@@ -108,7 +108,8 @@ def test_synthetic_classification_config_composes_and_sets_up(tmp_path: Path) ->
     dm.setup("fit")
     assert not dm.has_survival and dm.dims.n_classes == {"label": 2, "grade": 3}
     assert (
-        dm.fitted.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]} and dm.fitted.targets["ordinal"]["grade"]
+        dm.fitted.targets["slide_labels"] == {"slide_label": ["normal", "tumor"]}
+        and dm.fitted.targets["ordinal"]["grade"]
     )
     batch = next(iter(dm.train_dataloader()))
     assert batch.slide_labels["slide_label"].shape[1] == int(batch.n_slides.max())

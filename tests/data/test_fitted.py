@@ -127,7 +127,9 @@ def test_an_old_preprocessing_json_loads() -> None:
             super().__init__(dims)
             self.lin = torch.nn.Linear(2, 1)
 
-    task = OutcomeTask(Net(ModalityDims(clinical_dim=2, n_bins=4)), objectives={"survival": SurvivalObjective(loss="cox")})
+    task = OutcomeTask(
+        Net(ModalityDims(clinical_dim=2, n_bins=4)), objectives={"survival": SurvivalObjective(loss="cox")}
+    )
     task.fit_references(fitted)
     cox = task.objectives["survival"]
     assert cox.train_risk.tolist() == saved["cox_baseline"]["survival"]["train_risk"]

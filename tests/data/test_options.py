@@ -64,7 +64,10 @@ def contradictions(bases: dict[str, dict[str, Any]]) -> list[str]:
             # an interpolation (fold: ${fold}) hands the key to the one top-level default, it states none itself
             stated = {n: v for n, v in values.items() if not _same(v, default) and not _interpolated(v)}
             if stated and all(_same(v, next(iter(values.values()))) for v in values.values()):
-                out += [f"{n}: {group + '.' if group else ''}{key}: {v!r} (dataclass default {default!r})" for n, v in stated.items()]
+                out += [
+                    f"{n}: {group + '.' if group else ''}{key}: {v!r} (dataclass default {default!r})"
+                    for n, v in stated.items()
+                ]
     return out
 
 
@@ -72,7 +75,9 @@ def contradictions(bases: dict[str, dict[str, Any]]) -> list[str]:
 def shipped() -> dict[str, dict[str, Any]]:
     """Every conf/data/*.yaml of the package composed by Hydra (the CohortDataModule ones; not the segmentor's)."""
     cfgs = _composed(sorted(p.stem for p in DATA_DIR.glob("*.yaml")))
-    return {n: c for n, c in cfgs.items() if not str(c.get("_target_", "")).endswith("SegmentationDataModule")}
+    return {
+        n: c for n, c in cfgs.items() if not str(c.get("_target_", "")).endswith("SegmentationDataModule")
+    }
 
 
 def test_no_default_is_stated_twice_with_two_values(shipped: dict[str, dict[str, Any]]) -> None:
@@ -81,7 +86,9 @@ def test_no_default_is_stated_twice_with_two_values(shipped: dict[str, dict[str,
     assert contradictions(bases) == []
 
 
-def test_the_rule_catches_the_cache_cap_that_contradicted_the_yaml(shipped: dict[str, dict[str, Any]]) -> None:
+def test_the_rule_catches_the_cache_cap_that_contradicted_the_yaml(
+    shipped: dict[str, dict[str, Any]],
+) -> None:
     """The defect the rule is for: Python said wsi.cache_max_gb 2, every shipped base with slides said 8 (issue #22);
     a key the bases disagree on (num_workers: auto for slides, 0 for tables) is a family setting, not a default."""
     bases = {n: c for n, c in shipped.items() if n.startswith("_")}
@@ -114,9 +121,13 @@ def test_every_key_of_every_shipped_data_config_is_an_option(shipped: dict[str, 
 def test_unknown_keys_are_one_line_errors_naming_the_block() -> None:
     from survlab.data.datamodule import CohortDataModule
 
-    with pytest.raises(ValueError, match=r"^unknown data option\(s\) \['batchsize'\]; allowed: \[.*'batch_size'"):
+    with pytest.raises(
+        ValueError, match=r"^unknown data option\(s\) \['batchsize'\]; allowed: \[.*'batch_size'"
+    ):
         CohortDataModule(batchsize=4)
-    with pytest.raises(ValueError, match=r"^unknown wsi option\(s\) \['cache_gb'\]; allowed: .*'cache_max_gb'"):
+    with pytest.raises(
+        ValueError, match=r"^unknown wsi option\(s\) \['cache_gb'\]; allowed: .*'cache_max_gb'"
+    ):
         CohortDataModule(wsi={"cache_gb": 4})
     with pytest.raises(ValueError, match=r"^unknown splits option\(s\) \['fold'\]"):
         CohortDataModule(splits={"fold": 1})

@@ -95,7 +95,9 @@ def test_values_from_uses_the_real_training_scaler(cohort: Path, tmp_path: Path)
     fake = table * 2.0 + 1.0
     fake.to_csv(tmp_path / "synthetic.csv")
     swapped = _dm(cohort, tmp_path / "splits", values_from=str(tmp_path / "synthetic.csv"))
-    assert np.array_equal(real.fitted.gene_scaler.shift, swapped.fitted.gene_scaler.shift)  # fitted on real training values
+    assert np.array_equal(
+        real.fitted.gene_scaler.shift, swapped.fitted.gene_scaler.shift
+    )  # fitted on real training values
     case = real.split.test[0]
     got = np.concatenate(swapped.sources.genomics[case])
     genes = [g for grp in real.fitted.gene_groups.genes for g in grp]

@@ -54,6 +54,8 @@ def parse_endpoints(
 class CohortSpec:
     """The cohort table and split a data config describes (`o`: its DataOptions)."""
 
+    fold: int  # set by the data module (the fold this instance serves)
+
     def _init_cohort(self, o: DataOptions) -> None:
         self.name, self.root = o.name, Path(os.path.expanduser(str(o.root)))
         self.clinical_csv = under(self.root, o.clinical_csv)
@@ -145,7 +147,7 @@ class CohortSpec:
         if self.clin_table:  # covariates kept apart from the outcomes: joined by case_id
             from survlab.data.cohort.covariates import join_covariates
 
-            full = join_covariates(full, self.covariates_csv, self.clin_cols, self.case_col)
+            full = join_covariates(full, under(self.root, self.clin_table), self.clin_cols, self.case_col)
         return full
 
     def used_columns(self) -> set[str]:
@@ -196,7 +198,7 @@ class CohortSpec:
         if cfg["dir"]:
             return under(self.root, cfg["dir"])
         site = f"_site-{cfg['stratify_site']}" if cfg["stratify_site"] else ""
-        if self.has_survival:  # unchanged names for survival cohorts without the new options
+        if self.endpoint is not None:  # unchanged names for survival cohorts without the new options
             head = self.endpoint.name + (f"_strat-{self.stratify_label}" if self.stratify_label else "")
         else:
             head = f"label-{self.stratify_label}" if self.stratify_label else "nolabel"

@@ -58,7 +58,7 @@ def read_wsi(
     or (cohort, None) when the model reads no bags."""
     wsi, scales = build_stores(wsi_cfg, root, name, modalities)
     stores = [s for s in [wsi, *(scales or {}).values()] if s is not None]
-    if not stores:
+    if not stores or wsi_cfg is None:
         return cohort, None
     if not any(cohort.table["slide_ids"].map(len)):
         raise ValueError(

@@ -147,13 +147,13 @@ def prepare_bags(
     slides = [s for ss in patients for s in ss]
     headers: list[dict[str, Any]] = []
     if wsi["packed"]:
-        sizes = []
+        sizes: list[dict[str, int]] = []
         for st in stores:
             folder = packed_dir(wsi, root, name, generated, st)
             if not st.reuse_packed(folder, slides, wsi["packed_dtype"]):
                 st.check_headers(slides)
                 st.use_packed(folder, slides, wsi["packed_dtype"], cohort=name)
-            sizes.append({s: st.n_patches(s) for s in slides})
+            sizes.append({s: int(st.n_patches(s) or 0) for s in slides})  # packed: every slide has its count
         checked = f"{len(slides)} slide(s) x {len(stores)} store(s): packed store(s) ready"
     else:
         headers = [st.check_headers(slides) for st in stores]
@@ -186,7 +186,7 @@ def _fill_cache(
     """`cache: auto | true`: fill the host RAM cache when the files fit cache_max_gb and the memory left (auto),
     or always (true). Values are rounded to the cache dtype either way. -> what was checked."""
     total = (
-        sum(st.packed.nbytes for st in stores)
+        sum(st.packed.nbytes for st in stores if st.packed is not None)
         if wsi["packed"]
         else sum(h.path.stat().st_size for hs in headers for h in hs.values())
     )
