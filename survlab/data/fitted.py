@@ -91,6 +91,22 @@ def _slides(cohort: Cohort) -> pd.DataFrame:
     return cohort.slides
 
 
+def _slide_codes(
+    slides: pd.DataFrame, spec: LabelSpec, classes: tuple[str, ...], path: Path | str, fold: int
+) -> np.ndarray:
+    """Class index [n slides] of `spec`'s column of the slide rows `slides` (-1 = missing); a value outside
+    `classes` (the training slides' of `fold`) is a one-line error."""
+    return encode_labels(
+        slides[spec.column],
+        slides["slide_id"].tolist(),
+        spec,
+        classes,
+        path,
+        what="slide",
+        source=f"the training slides of fold {fold}",
+    )
+
+
 def _train_counts(codes: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(codes[codes >= 0].astype(np.int64), minlength=k)
 
@@ -180,15 +196,7 @@ class FoldPreprocessing:
                 classes = spec.fit(train_slides[spec.column])
                 check_classes(spec, classes, cohort.path)
                 counted = train_slides[train_slides["slide_id"].isin(train_slide_ids)]
-                codes = encode_labels(
-                    counted[spec.column],
-                    counted["slide_id"].tolist(),
-                    spec,
-                    classes,
-                    cohort.path,
-                    what="slide",
-                    source=f"the training slides of fold {plan.fold}",
-                )
+                codes = _slide_codes(counted, spec, classes, cohort.path, plan.fold)
                 out.slide_classes[name] = classes
                 out.slide_label_counts[name] = _train_counts(codes, len(classes))
         for name in plan.endpoints:
@@ -279,15 +287,7 @@ class FoldPreprocessing:
             slides = _slides(cohort).set_index("slide_id", drop=False)
             for name, spec in slide_label_specs.items():
                 classes = self.slide_classes[name]
-                codes = encode_labels(
-                    slides[spec.column],
-                    slides["slide_id"].tolist(),
-                    spec,
-                    classes,
-                    cohort.path,
-                    what="slide",
-                    source=f"the training slides of fold {self.fold}",
-                )
+                codes = _slide_codes(slides, spec, classes, cohort.path, self.fold)
                 sources.slide_classes[name] = classes
                 sources.slide_labels[name] = dict(zip(slides["slide_id"], codes.tolist(), strict=True))
         if expr is not None:
