@@ -20,14 +20,18 @@ from __future__ import annotations
 from typing import Any
 
 from survlab.data.batch import Batch
-from survlab.models.base import Prediction
+from survlab.models.base import Features, Prediction
 from survlab.models.blocks import masked_max
 from survlab.models.patch_mil import PatchMIL
 
 
 class MaxMIL(PatchMIL):
     """WSI-only max-pooling MIL network (arguments: `PatchMIL`); the heads act on every patch embedding and each
-    output entry is max-pooled over the real patches (survival too: per-patch hazards / risk)."""
+    output entry is max-pooled over the real patches (survival too: per-patch hazards / risk). So its heads act
+    before the pooling: `forward` is its own, and `forward_features` is the max-pooled patch embedding [B, H]."""
+
+    def forward_features(self, batch: Batch) -> Features:
+        return Features(masked_max(self.patch_fc(batch.wsi), batch.wsi_mask))
 
     def forward(self, batch: Batch) -> Prediction:
         mask = batch.wsi_mask

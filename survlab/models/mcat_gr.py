@@ -30,7 +30,8 @@ from typing import Any
 from torch import Tensor
 
 from survlab.models.base import ModalityDims, Prediction
-from survlab.models.blocks import ClassHeads, GatedAttentionPool, mlp
+from survlab.models.blocks import GatedAttentionPool, mlp
+from survlab.models.heads import ClassHeads
 from survlab.models.mcat import MCAT, MCATBranches
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from survlab.models.base import ModalityDims
+from survlab.models.base import ModalityDims, OutcomeNet
 from survlab.models.blocks import mlp
-from survlab.models.outcome import OutcomeNet
 
 
 class PatchMIL(OutcomeNet):
