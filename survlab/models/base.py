@@ -221,6 +221,44 @@ class OutcomeNet(SurvivalNet):
         return self.forward_features(batch).embedding
 
 
+class Denoiser(SurvivalNet):
+    """Base of conditional denoisers (the diffusion task's networks, e.g. PathGen's): ε̂(x_t, t | context).
+
+    `sizes`: the gene-group sizes n_g of the generated vector; `encode_context(batch)` -> (context tokens [B, N, d],
+    mask [B, N] or None), computed once per batch by the samplers; `denoise(x_t, t, context, mask)`: G tensors
+    [B·R, n_g] (R noisy copies per patient, patient-major), timesteps t [B·R] -> ε̂, G tensors [B·R, n_g].
+    """
+
+    sizes: tuple[int, ...]
+
+    def encode_context(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError(f"{type(self).__name__} must implement encode_context(batch)")
+
+    def denoise(self, x_t: Sequence[Tensor], t: Tensor, context: Tensor, mask: Tensor | None) -> list[Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement denoise(x_t, t, context, mask)")
+
+    def forward(self, x_t: Sequence[Tensor], t: Tensor, batch: Batch) -> list[Tensor]:  # type: ignore[override]
+        context, mask = self.encode_context(batch)
+        return self.denoise(x_t, t, context, mask)
+
+
+class Segmentor(nn.Module):
+    """Base of segmentation networks (the segmentation task's): image [B, 1, H, W] -> {mask name: logits
+    [B, 1, H, W]} for each name of `MASKS` (logits: the loss and metrics apply the sigmoid).
+
+    `dims` may be None (a segmentor loaded outside a cohort, e.g. `survlab imaging-cut`)."""
+
+    modalities: ClassVar[tuple[str, ...]] = ()
+    MASKS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, dims: ModalityDims | None = None) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(image) -> mask logits")
+
+
 def _rename_old_keys(module: OutcomeNet, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load-state-dict pre-hook: parameter names of older checkpoints -> today's (`OutcomeNet.STATE_RENAMES`)."""
     for old, new in module.STATE_RENAMES.items():
