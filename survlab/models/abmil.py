@@ -61,6 +61,7 @@ class ABMIL(OutcomeNet):
         targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = the primary label.
         survival: predict survival (the default; the head keeps its parameter names `head.linear.*`).
         slide_targets: slide labels to classify per slide (`slide_logits[label]` [B, S, K]), e.g. CAMELYON17 stage.
+        endpoints: further survival endpoints, one head each (`endpoint_hazard_logits` / `endpoint_risk`).
     """
 
     modalities = ("wsi",)
@@ -75,6 +76,7 @@ class ABMIL(OutcomeNet):
         targets: Sequence[str] | None = (),
         survival: bool = True,
         slide_targets: Sequence[str] = (),
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
@@ -86,7 +88,9 @@ class ABMIL(OutcomeNet):
                 f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels"
             )
         self.slide_heads = ClassHeads(hidden_dim, {t: dims.slide_n_classes[t] for t in slide_targets})
-        self.init_heads(hidden_dim, targets, survival, output, allow_empty=bool(slide_targets))
+        self.init_heads(
+            hidden_dim, targets, survival, output, allow_empty=bool(slide_targets), endpoints=endpoints
+        )
 
     def forward_features(self, batch: Batch) -> Features:
         """Patient embedding [B, hidden_dim] and patch attention [B, N]."""

@@ -85,6 +85,7 @@ class CLAMSB(OutcomeNet):
         targets: Sequence[str] | None = None,
         survival: bool = False,
         output: str = "hazards",
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
@@ -97,7 +98,7 @@ class CLAMSB(OutcomeNet):
         hidden, attn_dim = CLAM_SIZES[size_arg]
         self.patch_fc = mlp([dims.wsi_dim, hidden], dropout=dropout)
         self.pool = GatedAttentionPool(hidden, hidden=attn_dim, dropout=dropout)
-        self.init_heads(hidden, targets, survival, output)
+        self.init_heads(hidden, targets, survival, output, endpoints=endpoints)
         if len(self.targets) != 1:
             raise ValueError(
                 f"CLAMSB classifies exactly one patient label (its instance loss needs it), got targets "

@@ -39,6 +39,10 @@ class MaxMIL(PatchMIL):
         per_patch = self.predict_heads(
             h
         )  # class_logits[label] [B, N, K]; hazard_logits [B, N, bins] / risk [B, N]
-        out: dict[str, Any] = {k: masked_max(v, mask) for k, v in per_patch.items() if k != "class_logits"}
-        out["class_logits"] = {label: masked_max(v, mask) for label, v in per_patch["class_logits"].items()}
+        out: dict[str, Any] = {
+            k: {name: masked_max(x, mask) for name, x in v.items()}
+            if isinstance(v, dict)
+            else masked_max(v, mask)
+            for k, v in per_patch.items()
+        }  # class_logits / endpoint_* are dicts of per-patch outputs
         return Prediction(**out, embedding=masked_max(h, mask))
