@@ -24,8 +24,8 @@ from survlab.models.coxmlp import CoxMLP
 from survlab.models.crossfusion import CrossFusion
 from survlab.models.ggmf import GGMF
 from survlab.models.late_fusion import LateFusion
-from survlab.models.mcat import MCAT
 from survlab.models.max_mil import MaxMIL
+from survlab.models.mcat import MCAT
 from survlab.models.mcat_gr import MCATGR
 from survlab.models.mean_mil import MeanMIL
 from survlab.models.mmdls_seg import LungLesionSegmentor
