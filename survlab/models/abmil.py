@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction
-from survlab.models.blocks import ClassHeads, GatedAttentionPool, mlp, pool_per_slide
-from survlab.models.outcome import OutcomeNet
+from survlab.models.base import Features, ModalityDims, OutcomeNet, Prediction
+from survlab.models.blocks import GatedAttentionPool, mlp, pool_per_slide
+from survlab.models.heads import ClassHeads
 
 
 class ABMILEncoder(nn.Module):
@@ -61,6 +61,7 @@ class ABMIL(OutcomeNet):
         targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = the primary label.
         survival: predict survival (the default; the head keeps its parameter names `head.linear.*`).
         slide_targets: slide labels to classify per slide (`slide_logits[label]` [B, S, K]), e.g. CAMELYON17 stage.
+        endpoints: further survival endpoints, one head each (`endpoint_hazard_logits` / `endpoint_risk`).
     """
 
     modalities = ("wsi",)
@@ -75,6 +76,7 @@ class ABMIL(OutcomeNet):
         targets: Sequence[str] | None = (),
         survival: bool = True,
         slide_targets: Sequence[str] = (),
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
@@ -86,15 +88,17 @@ class ABMIL(OutcomeNet):
                 f"{list(dims.slide_n_classes) or 'none'}); declare them under data.slide_labels"
             )
         self.slide_heads = ClassHeads(hidden_dim, {t: dims.slide_n_classes[t] for t in slide_targets})
-        self.init_heads(hidden_dim, targets, survival, output, allow_empty=bool(slide_targets))
+        self.init_heads(
+            hidden_dim, targets, survival, output, allow_empty=bool(slide_targets), endpoints=endpoints
+        )
 
-    def encode(self, batch: Batch) -> Tensor:
-        """Patient embedding [B, hidden_dim]."""
-        return self.encoder(batch.wsi, batch.wsi_mask)[0]
+    def forward_features(self, batch: Batch) -> Features:
+        """Patient embedding [B, hidden_dim] and patch attention [B, N]."""
+        h, attn = self.encoder(batch.wsi, batch.wsi_mask)
+        return Features(h, attention={"patch": attn})
 
     def forward(self, batch: Batch) -> Prediction:
-        h, attn = self.encoder(batch.wsi, batch.wsi_mask)
-        pred = Prediction(**self.predict_heads(h), attention={"patch": attn}, embedding=h)
+        pred = self.predict(self.forward_features(batch))
         if len(self.slide_heads):
             n_slides = (
                 int(batch.n_slides.max()) if batch.n_slides is not None else int(batch.slide_index.max()) + 1

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from survlab.models.precision import FullPrecisionLinear, at_least_fp32, full_precision
+from survlab.models.precision import at_least_fp32, full_precision
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
@@ -161,41 +161,6 @@ class CrossAttention(nn.Module):
         return out, weights
 
 
-class SurvivalHead(nn.Module):
-    """Last layer of a survival network: embedding [B, H] -> the `Prediction` survival fields.
-
-    output="hazards": {"hazard_logits": [B, n_bins]} (discrete-time NLL); output="risk": {"risk": [B]} (Cox
-    log-hazard). Use as `Prediction(**head(h), embedding=h)`.
-    """
-
-    OUTPUTS = ("hazards", "risk")
-
-    def __init__(self, in_dim: int, n_bins: int, output: str = "hazards") -> None:
-        super().__init__()
-        if output not in self.OUTPUTS:
-            raise ValueError(f"SurvivalHead output must be one of {self.OUTPUTS}, got {output!r}")
-        self.output = output
-        self.linear = FullPrecisionLinear(in_dim, n_bins if output == "hazards" else 1)  # fp32 under autocast
-
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
-        out = self.linear(h)
-        return {"hazard_logits": out} if self.output == "hazards" else {"risk": out.squeeze(-1)}
-
-
-class ClassHeads(nn.ModuleDict):
-    """One linear classifier per patient label: embedding [..., in_dim] -> {label: logits [..., K_label]}.
-
-    The head name IS the label name (`Prediction.class_logits[label]`); logits are fp32 under autocast, like the
-    survival head. Works on patient embeddings [B, H] and on patch embeddings [B, N, H] alike.
-    """
-
-    def __init__(self, in_dim: int, n_classes: dict[str, int]) -> None:
-        super().__init__({label: FullPrecisionLinear(in_dim, k) for label, k in n_classes.items()})
-
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
-        return {label: head(h) for label, head in self.items()}
-
-
 def pool_per_slide(
     pool: GatedAttentionPool, x: Tensor, mask: Tensor | None, slide_index: Tensor, n_slides: int
 ) -> tuple[Tensor, Tensor]:
@@ -220,12 +185,10 @@ def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
 
 
 __all__ = [
-    "ClassHeads",
     "CrossAttention",
     "GatedAttentionPool",
     "ResidualSelfAttention",
     "SNNBlock",
-    "SurvivalHead",
     "init_trunc_normal",
     "masked_adaptive_avg_pool",
     "masked_max",

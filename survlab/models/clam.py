@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction
+from survlab.models.base import Features, ModalityDims, OutcomeNet
 from survlab.models.blocks import GatedAttentionPool, mlp
-from survlab.models.outcome import OutcomeNet
 from survlab.models.precision import at_least_fp32
 
 #: size_arg -> (patch embedding size, attention hidden size), as in CLAM's size_dict
@@ -86,6 +85,7 @@ class CLAMSB(OutcomeNet):
         targets: Sequence[str] | None = None,
         survival: bool = False,
         output: str = "hazards",
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
@@ -98,7 +98,7 @@ class CLAMSB(OutcomeNet):
         hidden, attn_dim = CLAM_SIZES[size_arg]
         self.patch_fc = mlp([dims.wsi_dim, hidden], dropout=dropout)
         self.pool = GatedAttentionPool(hidden, hidden=attn_dim, dropout=dropout)
-        self.init_heads(hidden, targets, survival, output)
+        self.init_heads(hidden, targets, survival, output, endpoints=endpoints)
         if len(self.targets) != 1:
             raise ValueError(
                 f"CLAMSB classifies exactly one patient label (its instance loss needs it), got targets "
@@ -111,21 +111,22 @@ class CLAMSB(OutcomeNet):
         self.subtyping = bool(subtyping)
         self.instance_loss_fn = smooth_top1_svm if instance_loss == "svm" else _cross_entropy
 
-    def forward(self, batch: Batch) -> Prediction:
+    def forward_features(self, batch: Batch) -> Features:
+        """Attention-pooled embedding [B, H], patch attention [B, N]; in training the instance loss (aux)."""
         mask = batch.wsi_mask
         if mask is None:
             mask = torch.ones(batch.wsi.shape[:2], dtype=torch.bool, device=batch.wsi.device)
         h = self.patch_fc(batch.wsi)  # [B, N, H]
         pooled, attn = self.pool(h, mask)  # [B, H], [B, N]
-        pred = Prediction(**self.predict_heads(pooled), attention={"patch": attn}, embedding=pooled)
+        features = Features(pooled, attention={"patch": attn})
         if self.training:
             if self.label not in batch.labels:
                 raise ValueError(
                     f"CLAMSB trains on label {self.label!r} but the batch has labels {sorted(batch.labels)}; "
                     f"add it to the data config's labels"
                 )
-            pred.aux_losses["instance"] = self.instance_loss(h, attn, mask, batch.labels[self.label])
-        return pred
+            features.aux_losses["instance"] = self.instance_loss(h, attn, mask, batch.labels[self.label])
+        return features
 
     def instance_loss(self, h: Tensor, attn: Tensor, mask: Tensor, label: Tensor) -> Tensor:
         """CLAM's instance clustering loss: h [B, N, H], attn [B, N], mask [B, N], label [B] (-1 = missing) -> scalar.

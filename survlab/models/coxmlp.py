@@ -3,6 +3,9 @@ cohort has) -> one Cox log-hazard per patient (Katzman et al. 2018), trained wit
 
     genomics [B, Σg] ‖ clinical [B, C] → (Linear → ReLU → Dropout) × len(hidden) → Linear → risk [B]
 
+The same trunk classifies patient labels (`targets`) or predicts further endpoints (`endpoints`, e.g. DFS beside OS):
+heads from `OutcomeNet.init_heads`.
+
 Example:
     >>> from survlab.data.dims import ModalityDims
     >>> net = CoxMLP(ModalityDims(genomic_sizes=(76,), clinical_dim=5), hidden=(32,))
@@ -16,16 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from torch import Tensor
-
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import SurvivalHead, mlp
+from survlab.models.base import Features, ModalityDims, OutcomeNet
+from survlab.models.blocks import mlp
 from survlab.models.tabular import TABLE_MODALITIES, table_features, table_inputs, table_width
 
 
-class CoxMLP(SurvivalNet):
-    """Table survival network on genes + clinical (no slides).
+class CoxMLP(OutcomeNet):
+    """Table outcome network on genes + clinical (no slides).
 
     Args:
         dims: cohort sizes (`genomic_sizes` and/or `clinical_dim`).
@@ -33,6 +34,10 @@ class CoxMLP(SurvivalNet):
         dropout: dropout after each hidden layer.
         output: "risk" (Cox log-hazard [B], with task.loss=cox; the default) or "hazards" ([B, n_bins], NLL).
         inputs: table modalities to read (default: every one the cohort has, genomics then clinical).
+        targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = the primary label.
+        survival: predict the primary endpoint (the default; the head keeps its parameter names `head.linear.*`).
+        endpoints: further survival endpoints, one head each (`endpoint_hazard_logits` / `endpoint_risk`), e.g.
+            [dfs] beside OS; None = every endpoint of the cohort after the primary.
     """
 
     modalities: ClassVar[tuple[str, ...]] = ()
@@ -45,6 +50,9 @@ class CoxMLP(SurvivalNet):
         dropout: float = 0.1,
         output: str = "risk",
         inputs: Sequence[str] | None = None,
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         self.inputs = table_inputs(
@@ -53,12 +61,8 @@ class CoxMLP(SurvivalNet):
         widths = [int(h) for h in hidden]
         in_dim = table_width(dims, self.inputs)
         self.encoder = mlp([in_dim, *widths], dropout=dropout)
-        self.head = SurvivalHead(widths[-1] if widths else in_dim, dims.n_bins, output)
+        self.init_heads(widths[-1] if widths else in_dim, targets, survival, output, endpoints=endpoints)
 
-    def encode(self, batch: Batch) -> Tensor:
+    def forward_features(self, batch: Batch) -> Features:
         """Patient embedding [B, hidden[-1]] (the input row itself when hidden is empty)."""
-        return self.encoder(table_features(batch, self.inputs))
-
-    def forward(self, batch: Batch) -> Prediction:
-        h = self.encode(batch)
-        return Prediction(**self.head(h), embedding=h)
+        return Features(self.encoder(table_features(batch, self.inputs)))

@@ -41,14 +41,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.base import Features, ModalityDims, OutcomeNet
 from survlab.models.blocks import CrossAttention, init_trunc_normal, mlp
-from survlab.models.precision import FullPrecisionLinear, full_precision
+from survlab.models.precision import full_precision
 
 __all__ = ["CrossFusion", "default_init_std", "pad_to_square", "square_side"]
 
@@ -223,7 +224,7 @@ class ConvFusion(nn.Module):
         return self.out(fused.flatten(2).transpose(1, 2))
 
 
-class CrossFusion(SurvivalNet):
+class CrossFusion(OutcomeNet):
     """CrossFusion survival network over multi-scale bags (`batch.scales`, masks in `batch.scale_masks`).
 
     Args:
@@ -243,11 +244,18 @@ class CrossFusion(SurvivalNet):
             NOT by itself make the small model learn a 5x-only signal: the 10x/20x noise tokens (which carry a
             per-slide offset, i.e. a patient identity) are then memorised instead.
 
+    Heads (`OutcomeNet.init_heads` on the final CLS, trunc-normal initialised like every Linear): output
+    ("hazards" | "risk"), targets (patient labels to classify), survival (default on), endpoints (further endpoints).
+
     Prediction: hazard_logits [B, n_bins], embedding [B, d] (final CLS), attention {coarse name: [B, N5],
     fine name: [B, N20]} = cross-attention weights averaged over heads and real 10x queries (sum 1, 0 on padding).
     """
 
     modalities = ("scales",)
+    STATE_RENAMES: ClassVar[dict[str, str]] = {
+        "head.weight": "head.linear.weight",
+        "head.bias": "head.linear.bias",
+    }
 
     def __init__(
         self,
@@ -260,6 +268,10 @@ class CrossFusion(SurvivalNet):
         scales: Sequence[str] = ("x5", "x10", "x20"),
         query_chunk: int | None = None,
         init_std: float | None = None,
+        output: str = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         scales = tuple(scales)
@@ -283,7 +295,7 @@ class CrossFusion(SurvivalNet):
         )
         self.fusion = ConvFusion(dim, 3, dropout)
         self.final = PadTransformer(dim, heads, mlp_dim, dropout, attn_dropout, cls=True)
-        self.head = FullPrecisionLinear(dim, dims.n_bins)
+        self.init_heads(dim, targets, survival, output, endpoints=endpoints)
         self.dim = dim
         self.init_std = init_std if init_std is not None else default_init_std(dim)
         self._init_weights(self.init_std)
@@ -317,7 +329,8 @@ class CrossFusion(SurvivalNet):
             out[s] = (self.proj[s](x), mask)
         return out
 
-    def forward(self, batch: Batch) -> Prediction:
+    def forward_features(self, batch: Batch) -> Features:
+        """Final CLS embedding [B, d] and the coarse / fine cross-attention maps."""
         inputs = self._inputs(batch)
         (x5, m5), (x10, m10), (x20, m20) = (inputs[s] for s in self.scales)
         coarse, w5 = self.coarse_attn(x10, x5, m5)  # [B, N10, d], [B, N10, N5]
@@ -346,4 +359,4 @@ class CrossFusion(SurvivalNet):
             embeddings.append(self.final(fused, side))
         # back to batch order (the groups' outputs may differ in dtype under autocast: cat promotes)
         embedding = torch.cat(embeddings)[torch.argsort(torch.cat(groups))]  # [B, d]
-        return Prediction(hazard_logits=self.head(embedding), attention=attention, embedding=embedding)
+        return Features(embedding, attention=attention)

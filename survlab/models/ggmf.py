@@ -12,7 +12,9 @@ Pipeline (d = `dim`, H = `heads`, P pathways, k = max(1, ⌊topk_ratio·P⌋)):
    residual R = W average-pooled into k contiguous bins over the REAL patches only; P̂ = LayerNorm(A + R)
 5. residual cross-modal interaction: p = mean_k P̂, g = mean_k Ĝ, b = Bilinear(p, g),
    f = [Linear → ReLU → Dropout] × 2 (b), z = LayerNorm(f + p)
-6. head Linear(d → n_bins) (discrete-time hazard logits) or Linear(d → 1) (`output="risk"`, Cox).
+6. head Linear(d → n_bins) (discrete-time hazard logits) or Linear(d → 1) (`output="risk"`, Cox); any other head
+   from the shared constructor on z (e.g. `targets: [grade]` → class_logits["grade"], `survival: false` for a
+   classification-only run; survlab/models/base.py `OutcomeNet`).
 
 Departures from the reference code (its known defects): the padding mask is used by the cross-attention and the
 residual pooling, so a bag alone and the same bag padded inside a batch give the same output.
@@ -29,15 +31,16 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.base import Features, ModalityDims, OutcomeNet
 from survlab.models.blocks import CrossAttention, masked_adaptive_avg_pool, masked_softmax, snn_encoder
-from survlab.models.precision import FullPrecisionBilinear, FullPrecisionLinear
+from survlab.models.precision import FullPrecisionBilinear
 
 
 class KeyTokenSelfAttention(nn.Module):
@@ -71,8 +74,8 @@ class KeyTokenSelfAttention(nn.Module):
         return self.proj(out), importance
 
 
-class GGMF(SurvivalNet):
-    """Genome-guided multimodal fusion (WSI + pathway tokens) for discrete-time survival.
+class GGMF(OutcomeNet):
+    """Genome-guided multimodal fusion (WSI + pathway tokens) for discrete-time survival (and/or classification).
 
     Hparams: dim d (paper 256), heads (16, used by self- and cross-attention), topk_ratio (0.8), wsi_dropout (0.1),
     omic_dropout (0.25, AlphaDropout of the pathway SNNs), attn_dropout (0.1, both attention maps),
@@ -81,9 +84,15 @@ class GGMF(SurvivalNet):
     Prediction.attention: "pathway" [B, P] importance (rows sum to `heads`), "topk" [B, k] long indices of the kept
     pathways ordered by importance, "patch" [B, N] cross-attention averaged over heads and the k queries (rows sum to
     1 over real patches, exactly 0 on padding). Prediction.embedding: z [B, d].
+    Heads (`OutcomeNet.init_heads`, from YAML): targets (patient labels to classify, `class_logits[label]`; default
+    none), survival (the primary endpoint's head, default on), endpoints (further endpoints' survival heads).
     """
 
     modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
+    STATE_RENAMES: ClassVar[dict[str, str]] = {
+        "head.weight": "head.linear.weight",
+        "head.bias": "head.linear.bias",
+    }
 
     def __init__(
         self,
@@ -96,6 +105,9 @@ class GGMF(SurvivalNet):
         attn_dropout: float = 0.1,
         fusion_dropout: float = 0.1,
         output: Literal["hazards", "risk"] = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -124,7 +136,7 @@ class GGMF(SurvivalNet):
             nn.Dropout(fusion_dropout),
         )
         self.out_norm = nn.LayerNorm(dim)
-        self.head = FullPrecisionLinear(dim, dims.n_bins if output == "hazards" else 1)
+        self.init_heads(dim, targets, survival, output, endpoints=endpoints)
 
     def encode_pathways(self, genomics: list[Tensor]) -> Tensor:
         """Per-pathway SNNs: list of [B, g_i] → G [B, P, d]."""
@@ -137,7 +149,8 @@ class GGMF(SurvivalNet):
         selected = torch.gather(attended, 1, idx.unsqueeze(-1).expand(-1, -1, attended.shape[-1]))
         return selected, importance, idx
 
-    def forward(self, batch: Batch) -> Prediction:
+    def forward_features(self, batch: Batch) -> Features:
+        """z [B, d] and the attention maps "pathway" [B, P], "topk" [B, k], "patch" [B, N]."""
         mask = batch.wsi_mask
         w = self.wsi_proj(batch.wsi)  # [B, N, d]
         g = self.encode_pathways(batch.genomics)  # [B, P, d]
@@ -150,12 +163,7 @@ class GGMF(SurvivalNet):
         p, gm = p_hat.mean(dim=1), g_hat.mean(dim=1)
         f = self.interaction(self.bilinear(p, gm))
         z = self.out_norm(f + p)
-
-        out = self.head(z)
-        attention = {"pathway": importance, "topk": idx, "patch": patch_attn.mean(dim=1)}
-        if self.output == "risk":
-            return Prediction(risk=out.squeeze(-1), attention=attention, embedding=z)
-        return Prediction(hazard_logits=out, attention=attention, embedding=z)
+        return Features(z, attention={"pathway": importance, "topk": idx, "patch": patch_attn.mean(dim=1)})
 
 
 __all__ = ["GGMF", "KeyTokenSelfAttention"]

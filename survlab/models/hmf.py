@@ -69,16 +69,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction
+from survlab.models.base import ModalityDims, OutcomeNet, Prediction
 from survlab.models.blocks import (
-    ClassHeads,
     CrossAttention,
     GatedAttentionPool,
     masked_mean,
     masked_softmax,
     mlp,
 )
-from survlab.models.outcome import OutcomeNet
+from survlab.models.heads import ClassHeads
 from survlab.models.text_encoder import TextEncoder
 
 FILTER_MODES = ("trainable", "frozen", "none")

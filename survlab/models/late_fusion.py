@@ -1,7 +1,7 @@
 """LateFusion: ABMIL (WSI) + SNN (genomics) encoders, fused late — the standard multimodal baseline column.
 
     wsi → ABMILEncoder → h_wsi [B, Hw] ┐
-                                       ├→ fusion ("concat" → MLP | "bilinear" → gated Kronecker fusion) → head
+                                       ├→ fusion ("concat" → MLP | "bilinear" → gated Kronecker fusion) → heads
     genomics → SNNEncoder → h_gen [B, Hg] ┘
 
 The encoders are the same modules `ABMIL` and `SNN` use; "bilinear" is the Pathomic-Fusion style gated
@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.abmil import ABMILEncoder
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import SurvivalHead, mlp
+from survlab.models.base import Features, ModalityDims, OutcomeNet
+from survlab.models.blocks import mlp
 from survlab.models.precision import FullPrecisionBilinear
 from survlab.models.snn import SNNEncoder
 
@@ -63,7 +63,7 @@ class GatedBilinearFusion(nn.Module):
         return self.post(torch.cat([kron, ga, gb], dim=-1))
 
 
-class LateFusion(SurvivalNet):
+class LateFusion(OutcomeNet):
     """ABMIL + SNN late fusion.
 
     Args:
@@ -74,6 +74,8 @@ class LateFusion(SurvivalNet):
         fusion_dim: fused embedding size; gate_dim: per-modality size inside the bilinear fusion.
         dropout: dropout everywhere.
         output: "hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox log-hazard `risk` [B].
+        targets, survival, endpoints: the heads (`OutcomeNet.init_heads`): patient labels to classify, the primary
+            endpoint's survival head (default on), further endpoints' survival heads.
     """
 
     modalities = ("wsi", "genomics")
@@ -89,6 +91,9 @@ class LateFusion(SurvivalNet):
         gate_dim: int = 16,
         dropout: float = 0.25,
         output: str = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -102,19 +107,14 @@ class LateFusion(SurvivalNet):
             self.fusion = mlp([dim_w + dim_g, fusion_dim], dropout=dropout)
         else:
             self.fusion = GatedBilinearFusion(dim_w, dim_g, gate_dim, fusion_dim, dropout)
-        self.head = SurvivalHead(fusion_dim, dims.n_bins, output)
+        self.init_heads(fusion_dim, targets, survival, output, endpoints=endpoints)
 
-    def _fuse(self, batch: Batch) -> tuple[Tensor, Tensor]:
+    def forward_features(self, batch: Batch) -> Features:
+        """Fused patient embedding [B, fusion_dim] and the ABMIL patch attention [B, N]."""
         h_wsi, attn = self.wsi_encoder(batch.wsi, batch.wsi_mask)
         h_gen = self.genomic_encoder(batch.genomics)
         if self.fusion_kind == "concat":
-            return self.fusion(torch.cat([h_wsi, h_gen], dim=-1)), attn
-        return self.fusion(h_wsi, h_gen), attn
-
-    def encode(self, batch: Batch) -> Tensor:
-        """Fused patient embedding [B, fusion_dim]."""
-        return self._fuse(batch)[0]
-
-    def forward(self, batch: Batch) -> Prediction:
-        h, attn = self._fuse(batch)
-        return Prediction(**self.head(h), attention={"patch": attn}, embedding=h)
+            h = self.fusion(torch.cat([h_wsi, h_gen], dim=-1))
+        else:
+            h = self.fusion(h_wsi, h_gen)
+        return Features(h, attention={"patch": attn})

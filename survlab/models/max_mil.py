@@ -20,14 +20,18 @@ from __future__ import annotations
 from typing import Any
 
 from survlab.data.batch import Batch
-from survlab.models.base import Prediction
+from survlab.models.base import Features, Prediction
 from survlab.models.blocks import masked_max
 from survlab.models.patch_mil import PatchMIL
 
 
 class MaxMIL(PatchMIL):
     """WSI-only max-pooling MIL network (arguments: `PatchMIL`); the heads act on every patch embedding and each
-    output entry is max-pooled over the real patches (survival too: per-patch hazards / risk)."""
+    output entry is max-pooled over the real patches (survival too: per-patch hazards / risk). So its heads act
+    before the pooling: `forward` is its own, and `forward_features` is the max-pooled patch embedding [B, H]."""
+
+    def forward_features(self, batch: Batch) -> Features:
+        return Features(masked_max(self.patch_fc(batch.wsi), batch.wsi_mask))
 
     def forward(self, batch: Batch) -> Prediction:
         mask = batch.wsi_mask
@@ -35,6 +39,10 @@ class MaxMIL(PatchMIL):
         per_patch = self.predict_heads(
             h
         )  # class_logits[label] [B, N, K]; hazard_logits [B, N, bins] / risk [B, N]
-        out: dict[str, Any] = {k: masked_max(v, mask) for k, v in per_patch.items() if k != "class_logits"}
-        out["class_logits"] = {label: masked_max(v, mask) for label, v in per_patch["class_logits"].items()}
+        out: dict[str, Any] = {
+            k: {name: masked_max(x, mask) for name, x in v.items()}
+            if isinstance(v, dict)
+            else masked_max(v, mask)
+            for k, v in per_patch.items()
+        }  # class_logits / endpoint_* are dicts of per-patch outputs
         return Prediction(**out, embedding=masked_max(h, mask))

@@ -10,10 +10,12 @@ Pipeline (d = `dim`, G gene groups, e.g. MCAT's 6 families or P pathways):
    omic branch = same structure on O → h_omic (returned with the encoded token sequences, see `MCATBranches`)
 4. `fuse`: "concat" → [Linear(2d→d) → ReLU → Linear(d→d) → ReLU], or "bilinear" → Bilinear(d, d→d) → ReLU
    (a simplified stand-in for MCAT's gated BilinearFusion)
-5. `heads`: Linear(d→n_bins) hazard logits (`output="hazards"`) or Linear(d→1) Cox risk (`output="risk"`).
+5. heads (`OutcomeNet.init_heads`, on the fused z): Linear(d→n_bins) hazard logits (`output="hazards"`) or
+   Linear(d→1) Cox risk (`output="risk"`); `targets: [label]` adds class heads, `endpoints` further survival heads.
 
+`forward_features` returns z, the attention maps and the branches (`Features.extra["branches"]`, an `MCATBranches`).
 Built to be extended (PathGen's MCAT_GR adds a grade head with its own gated pool over `branches.path_tokens`):
-subclass and override `heads` (and call `super().heads(...)`), no layer is duplicated.
+subclass and override `predict` (call `super().predict(features)` first), no layer is duplicated.
 
 Attention output: "coattn" [B, G, N]; "patch" [B, N] = the path branch's pooling weights over the G path tokens mapped
 back to patches through the co-attention, patch_n = Σ_g pool_g · coattn[g, n] (sums to 1 over real patches, 0 on
@@ -37,9 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
+from survlab.models.base import Features, ModalityDims, OutcomeNet
 from survlab.models.blocks import CrossAttention, GatedAttentionPool, mlp, snn_encoder
-from survlab.models.precision import FullPrecisionBilinear, FullPrecisionLinear
+from survlab.models.precision import FullPrecisionBilinear
 
 
 @dataclass
@@ -73,16 +75,19 @@ class TokenBranch(nn.Module):
         return encoded, self.rho(pooled), weights
 
 
-class MCAT(SurvivalNet):
+class MCAT(OutcomeNet):
     """Multimodal co-attention transformer over WSI patches and gene-group tokens.
 
     Hparams: dim d (MCAT 256), omic_hidden (SNN widths per group, default [d, d]; the last width is forced to d),
     coattn_heads (1 as in MCAT), layers (2), heads (8, branch transformers), ff_dim (512), dropout (0.25, WSI
     projection / branches / fusion), omic_dropout (0.25, AlphaDropout), fusion ("concat" | "bilinear"),
     output ("hazards" | "risk").
+    Heads (`OutcomeNet.init_heads`, from YAML): targets (patient labels to classify, `class_logits[label]`; default
+    none), survival (the primary endpoint's head, default on), endpoints (further endpoints' survival heads).
     """
 
     modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
+    STATE_RENAMES: ClassVar[dict[str, str]] = {"survival_head.": "head.linear."}
 
     def __init__(
         self,
@@ -97,6 +102,9 @@ class MCAT(SurvivalNet):
         omic_dropout: float = 0.25,
         fusion: Literal["concat", "bilinear"] = "concat",
         output: Literal["hazards", "risk"] = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -118,7 +126,7 @@ class MCAT(SurvivalNet):
         else:
             self.bilinear = FullPrecisionBilinear(dim, dim, dim)
             self.fusion_net = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
-        self.survival_head = FullPrecisionLinear(dim, dims.n_bins if output == "hazards" else 1)
+        self.init_heads(dim, targets, survival, output, endpoints=endpoints)
 
     # --- overridable stages -------------------------------------------------------------------------------------
     def encode_tokens(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -143,32 +151,21 @@ class MCAT(SurvivalNet):
             return self.fusion_net(torch.cat([h_path, h_omic], dim=-1))
         return self.fusion_net(self.bilinear(h_path, h_omic))
 
-    def heads(self, z: Tensor, branches: MCATBranches, pred: Prediction) -> Prediction:
-        """Fill the prediction's outputs from the fused embedding; subclasses add heads (e.g. grade) here."""
-        out = self.survival_head(z)
-        if self.output == "risk":
-            pred.risk = out.squeeze(-1)
-        else:
-            pred.hazard_logits = out
-        return pred
-
-    # --- forward ------------------------------------------------------------------------------------------------
-    def forward(self, batch: Batch) -> Prediction:
+    # --- the trunk ------------------------------------------------------------------------------------------------
+    def forward_features(self, batch: Batch) -> Features:
+        """Fused z [B, d], attention maps, and the branches (`extra["branches"]`) for subclasses' own heads."""
         w, mask, o = self.encode_tokens(batch)
         path_tokens, coattn = self.coattend(o, w, mask)
         branches = self.encode_branches(path_tokens, o)
         z = self.fuse(branches.h_path, branches.h_omic)
         patch = torch.bmm(branches.path_weights.unsqueeze(1), coattn).squeeze(1)  # [B, N]
-        pred = Prediction(
-            embedding=z,
-            attention={
-                "coattn": coattn,
-                "patch": patch,
-                "omic": branches.omic_weights,
-                "path_tokens": branches.path_weights,
-            },
-        )
-        return self.heads(z, branches, pred)
+        attention = {
+            "coattn": coattn,
+            "patch": patch,
+            "omic": branches.omic_weights,
+            "path_tokens": branches.path_weights,
+        }
+        return Features(z, attention=attention, extra={"branches": branches})
 
 
 __all__ = ["MCAT", "MCATBranches", "TokenBranch"]

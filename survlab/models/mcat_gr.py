@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from survlab.models.base import ModalityDims, Prediction
-from survlab.models.blocks import ClassHeads, GatedAttentionPool, mlp
+from survlab.models.base import Features, ModalityDims, Prediction
+from survlab.models.blocks import GatedAttentionPool, mlp
+from survlab.models.heads import ClassHeads
 from survlab.models.mcat import MCAT, MCATBranches
 
 
@@ -45,17 +44,22 @@ class MCATGR(MCAT):
                 f"{list(dims.n_classes) or 'none'}); declare it in the data config's labels or set "
                 f"model.net.grade_label"
             )
+        if grade_label in self.targets:
+            raise ValueError(
+                f"MCATGR: {grade_label!r} has its own grade head (grade_label); leave it out of model.net.targets"
+            )
         dropout = float(mcat.get("dropout", 0.25))
         self.grade_label = grade_label
         self.grade_pool = GatedAttentionPool(self.dim, hidden=self.dim, dropout=dropout)
         self.grade_rho = mlp([self.dim, self.dim], dropout=dropout)
         self.grade_head = ClassHeads(self.dim, {grade_label: dims.n_classes[grade_label]})
 
-    def heads(self, z: Tensor, branches: MCATBranches, pred: Prediction) -> Prediction:
-        """Survival head on the fused embedding (MCAT's), grade head on its own pooling of the path tokens."""
-        pred = super().heads(z, branches, pred)
+    def predict(self, features: Features) -> Prediction:
+        """MCAT's heads on the fused embedding, the grade head on its own pooling of the path tokens."""
+        pred = super().predict(features)
+        branches: MCATBranches = features.extra["branches"]
         pooled, weights = self.grade_pool(branches.path_tokens)
-        pred.class_logits = self.grade_head(self.grade_rho(pooled))
+        pred.class_logits.update(self.grade_head(self.grade_rho(pooled)))
         pred.attention["grade_path_tokens"] = weights
         return pred
 

@@ -17,7 +17,7 @@ Example (two patients, bags of 5 and 3 patches of 32 features):
 from __future__ import annotations
 
 from survlab.data.batch import Batch
-from survlab.models.base import Prediction
+from survlab.models.base import Features
 from survlab.models.blocks import masked_mean
 from survlab.models.patch_mil import PatchMIL
 
@@ -25,6 +25,6 @@ from survlab.models.patch_mil import PatchMIL
 class MeanMIL(PatchMIL):
     """WSI-only mean-pooling MIL network (arguments: `PatchMIL`); the heads act on the mean patch embedding."""
 
-    def forward(self, batch: Batch) -> Prediction:
-        h = masked_mean(self.patch_fc(batch.wsi), batch.wsi_mask)  # [B, H]
-        return Prediction(**self.predict_heads(h), embedding=h)
+    def forward_features(self, batch: Batch) -> Features:
+        """Mean of the real patches' embeddings [B, H]."""
+        return Features(masked_mean(self.patch_fc(batch.wsi), batch.wsi_mask))

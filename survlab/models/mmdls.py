@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import ClassHeads, CrossAttention, ResidualSelfAttention, masked_mean, mlp
-from survlab.models.outcome import resolve_targets
+from survlab.models.blocks import CrossAttention, ResidualSelfAttention, masked_mean, mlp
+from survlab.models.heads import ClassHeads, resolve_targets
 from survlab.models.precision import FullPrecisionLinear
 
 

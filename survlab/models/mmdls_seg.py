@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from survlab.models.base import ModalityDims
+from survlab.models.base import ModalityDims, Segmentor
 from survlab.models.blocks import ResidualSelfAttention
 
 
@@ -50,7 +50,7 @@ def mask_decoder(in_channels: int = 128) -> nn.Sequential:
     )
 
 
-class LungLesionSegmentor(nn.Module):
+class LungLesionSegmentor(Segmentor):
     """Shared ResNet-18 encoder, spatial self-attention, two decoders (see module docstring).
 
     Args:
@@ -60,6 +60,7 @@ class LungLesionSegmentor(nn.Module):
     """
 
     modalities: ClassVar[tuple[str, ...]] = ("ct_seg",)
+    MASKS: ClassVar[tuple[str, ...]] = ("lung", "lesion")
 
     def __init__(
         self,
@@ -68,8 +69,7 @@ class LungLesionSegmentor(nn.Module):
         dropout: float = 0.1,
         pretrained: str | None = None,
     ) -> None:
-        super().__init__()
-        self.dims = dims
+        super().__init__(dims)
         self.encoder = resnet18_stem_to_layer2(1)
         if pretrained:
             self.load_backbone(pretrained)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from survlab.models.base import ModalityDims
+from survlab.models.base import ModalityDims, OutcomeNet
 from survlab.models.blocks import mlp
-from survlab.models.outcome import OutcomeNet
 
 
 class PatchMIL(OutcomeNet):
@@ -21,6 +20,7 @@ class PatchMIL(OutcomeNet):
         dropout: dropout after the patch layer.
         targets: patient labels to classify (`class_logits[label]` [B, K]); None = the cohort's primary label.
         survival: also predict survival (`output` "hazards" → `hazard_logits` [B, n_bins]; "risk" → `risk` [B]).
+        endpoints: further survival endpoints, one head each (`endpoint_hazard_logits` / `endpoint_risk`).
     """
 
     modalities = ("wsi",)
@@ -33,8 +33,9 @@ class PatchMIL(OutcomeNet):
         targets: Sequence[str] | None = None,
         survival: bool = False,
         output: str = "hazards",
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None  # SurvivalNet checked `modalities`
         self.patch_fc = mlp([dims.wsi_dim, hidden_dim], dropout=dropout)
-        self.init_heads(hidden_dim, targets, survival, output)
+        self.init_heads(hidden_dim, targets, survival, output, endpoints=endpoints)

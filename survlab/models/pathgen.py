@@ -47,11 +47,11 @@ from diffusers.models.embeddings import Timesteps
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, SurvivalNet
+from survlab.models.base import Denoiser, ModalityDims
 from survlab.models.blocks import CrossAttention, mlp
 
 
-class PathGenDenoiser(SurvivalNet):
+class PathGenDenoiser(Denoiser):
     """ε̂(x_t, t | WSI bag) over G gene groups. forward(x_t groups [B, n_g] × G, t [B] long, batch) → G tensors."""
 
     modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
@@ -127,10 +127,6 @@ class PathGenDenoiser(SurvivalNet):
         tokens = tokens + omic
         eps = [dec(tokens[:, g]) for g, dec in enumerate(self.decoders)]
         return [e + x for e, x in zip(eps, x_t, strict=True)] if self.input_skip else eps
-
-    def forward(self, x_t: Sequence[Tensor], t: Tensor, batch: Batch) -> list[Tensor]:  # type: ignore[override]
-        context, mask = self.encode_context(batch)
-        return self.denoise(x_t, t, context, mask)
 
 
 __all__ = ["PathGenDenoiser"]

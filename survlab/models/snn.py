@@ -1,7 +1,8 @@
 """SNN: self-normalising network over the concatenated genomic groups (Klambauer et al. 2017; the genomics-only
 baseline of MCAT/SurvPath).
 
-    genomics [B, g_1] ... [B, g_k] → concat [B, Σg] → (Linear → ELU → AlphaDropout) × len(hidden) → head
+    genomics [B, g_1] ... [B, g_k] → concat [B, Σg] → (Linear → ELU → AlphaDropout) × len(hidden) → heads
+      (survival and/or class heads / endpoint heads: `OutcomeNet.init_heads`)
 
 Example:
     >>> from survlab.data.sources.examples import random_batch
@@ -19,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
-from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import SurvivalHead, snn_encoder
+from survlab.models.base import Features, ModalityDims, OutcomeNet
+from survlab.models.blocks import snn_encoder
 
 
 class SNNEncoder(nn.Module):
@@ -38,14 +39,18 @@ class SNNEncoder(nn.Module):
         return self.net(torch.cat(list(genomics), dim=-1))
 
 
-class SNN(SurvivalNet):
-    """Genomics-only survival network.
+class SNN(OutcomeNet):
+    """Genomics-only outcome network.
 
     Args:
         dims: cohort sizes (needs `genomic_sizes`).
         hidden: widths of the SNN blocks (default [256, 256], as in MCAT).
         dropout: AlphaDropout rate.
         output: "hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox log-hazard `risk` [B].
+        targets: patient labels to classify (`class_logits[label]` [B, K]); default none; None = the primary label.
+        survival: predict the primary endpoint (the default; the head keeps its parameter names `head.linear.*`).
+        endpoints: further survival endpoints, one head each (`endpoint_hazard_logits` / `endpoint_risk`), e.g.
+            [dfs] beside OS; None = every endpoint of the cohort after the primary.
     """
 
     modalities = ("genomics",)
@@ -56,16 +61,15 @@ class SNN(SurvivalNet):
         hidden: Sequence[int] = (256, 256),
         dropout: float = 0.25,
         output: str = "hazards",
+        targets: Sequence[str] | None = (),
+        survival: bool = True,
+        endpoints: Sequence[str] | None = (),
     ) -> None:
         super().__init__(dims)
         assert dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
         self.encoder = SNNEncoder(sum(dims.genomic_sizes), hidden, dropout)
-        self.head = SurvivalHead(self.encoder.out_dim, dims.n_bins, output)
+        self.init_heads(self.encoder.out_dim, targets, survival, output, endpoints=endpoints)
 
-    def encode(self, batch: Batch) -> Tensor:
+    def forward_features(self, batch: Batch) -> Features:
         """Patient embedding [B, hidden[-1]]."""
-        return self.encoder(batch.genomics)
-
-    def forward(self, batch: Batch) -> Prediction:
-        h = self.encode(batch)
-        return Prediction(**self.head(h), embedding=h)
+        return Features(self.encoder(batch.genomics))

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from survlab.data.batch import Batch
-from survlab.models.pathgen import PathGenDenoiser
+from survlab.models.base import Denoiser
 from survlab.tasks.base import Task
 
 SAMPLERS = ("ddpm", "ddim")
@@ -76,11 +76,11 @@ def split_groups(x: Tensor, sizes: Sequence[int]) -> list[Tensor]:
 
 
 class DiffusionTask(Task):
-    """ε-prediction DDPM training of `net` (a `PathGenDenoiser`) on `batch.genomics` (scaled groups) | `batch.wsi`."""
+    """ε-prediction DDPM training of `net` (a `Denoiser`, e.g. `PathGenDenoiser`) on `batch.genomics` (scaled groups) | `batch.wsi`."""
 
     def __init__(
         self,
-        net: PathGenDenoiser,
+        net: Denoiser,
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,

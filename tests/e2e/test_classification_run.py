@@ -83,7 +83,7 @@ def test_mil_classifier_learns_the_planted_class_signal(tmp_path: Path, model: s
 def test_a_label_and_survival_objective_together_on_the_survival_cohort(tmp_path: Path) -> None:
     """Grade (ordinal, some missing) and overall survival from one ABMIL with both heads; monitor any metric."""
     objectives = [
-        "+model.task._target_=survlab.tasks.outcome.OutcomeTask",
+        "model.task._target_=survlab.tasks.outcome.OutcomeTask",  # model=abmil composes _survival (a _target_)
         "+model.task.objectives.os._target_=survlab.tasks.objectives.SurvivalObjective",
         "+model.task.objectives.grade._target_=survlab.tasks.objectives.ClassificationObjective",
         "+model.task.objectives.grade.label=grade",

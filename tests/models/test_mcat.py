@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from survlab.data.batch import collate
-from survlab.models.base import ModalityDims, Prediction, risk_score
+from survlab.models.base import Features, ModalityDims, Prediction, risk_score
 from survlab.models.mcat import MCAT, MCATBranches
 from tests.helpers.wsi_genomics import DIMS, GENES, D, assert_padding_invariant, fit_and_cindex, make_items  # noqa: E402  (tests/models is on sys.path)
 
@@ -81,8 +81,9 @@ def test_subclass_adds_a_head_without_copying_layers():
             self.grade_pool = GatedAttentionPool(self.dim, hidden=self.dim)
             self.grade_head = torch.nn.Linear(self.dim, n_grade)
 
-        def heads(self, z, branches: MCATBranches, pred: Prediction) -> Prediction:
-            pred = super().heads(z, branches, pred)
+        def predict(self, features: Features) -> Prediction:
+            pred = super().predict(features)
+            branches: MCATBranches = features.extra["branches"]
             pooled, _ = self.grade_pool(branches.path_tokens)
             pred.class_logits["grade"] = self.grade_head(pooled)
             return pred
