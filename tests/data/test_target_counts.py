@@ -63,11 +63,10 @@ def _dm(root: Path, **extra: Any) -> CohortDataModule:
         },
         endpoint="os",
         modalities=("clinical",),
-        splits={"dir": str(root / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0},
         batch_size=4,
         num_workers=0,
         pin_memory=False,
-        **extra,
+        **{"splits": {"dir": str(root / "splits"), "folds": 3, "val_fraction": 0.2, "seed": 0}, **extra},
     )
 
 
@@ -186,6 +185,33 @@ def test_all_slide_labels_missing_is_refused(planted: Path) -> None:
     ), str(err.value)
 
 
+def test_label_empty_for_the_calibration_part_is_refused(tmp_path: Path) -> None:
+    """With splits.calibration_fraction the calibration part is counted too (conformal sets are calibrated there)."""
+    root = tmp_path / "planted"
+    _write(root)
+    splits = {
+        "dir": str(root / "splits"),
+        "folds": 3,
+        "val_fraction": 0.2,
+        "seed": 0,
+        "calibration_fraction": 0.3,
+    }
+    dm = _dm(root, splits=splits)
+    dm.setup("fit")
+    assert set(dm.target_counts["labels"]["grade"]) == {"train", "val", "test", "calibration"}
+    split = pd.read_csv(root / "splits" / "splits_0.csv", dtype=str)
+    cal = sorted(split.loc[split["split"] == "calibration", "case_id"])
+    assert dm.target_counts["labels"]["grade"]["calibration"] == {"n": len(cal), "n_missing": 0}
+    _blank(root, "grade", lambda f: f["case_id"].isin(cal))
+    with pytest.raises(ValueError) as err:
+        _dm(root, splits=splits).setup("fit")
+    assert re.search(
+        rf"label 'grade' \(column 'grade'\) has no value for any of the {len(cal)} calibration patients of fold 0, so "
+        r"there is nothing to calibrate it on there",
+        _one_line(err),
+    ), str(err.value)
+
+
 def test_several_empty_parts_name_the_first_and_count_the_rest(planted: Path) -> None:
     parts = _parts(planted)
     _blank(planted, "dfs_months", lambda f: f["case_id"].isin(parts["test"]))
@@ -271,3 +297,58 @@ def test_check_lists_every_empty_part_at_once(planted: Path) -> None:
     ]
     assert f"any of the {2 * N} slides of fold 0 (empty column)" in tumour[0].message
     assert tumour[0].cases == ("fold 0", "fold 1", "fold 2")
+
+
+@pytest.mark.slow  # end-to-end: a (2-epoch) training run
+def test_metrics_json_and_protocol_card_carry_the_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table cohort whose second endpoint (dfs) is empty for some patients: the run's metrics.json and
+    protocol.json hold the per-part counts, equal to the ones computed from the CSV and the run's split file."""
+    import json
+
+    from survlab.utils.outputs import write_json
+    from tests.helpers.runs import run_job
+    from tests.helpers.table_cohort import write_table_cohort, write_user_config
+
+    root = write_table_cohort(tmp_path / "data" / "my_table", n=60, n_genes=6)
+    clin = pd.read_csv(root / "clinical.csv", dtype={"case_id": str})
+    clin["dfs_months"] = (clin["survival_months"] * 0.5).round(4)
+    clin["dfs_event"] = 1 - clin["censorship"]
+    no_dfs = sorted(clin["case_id"])[::4]  # 15 patients without a DFS record
+    clin.loc[clin["case_id"].isin(no_dfs), ["dfs_months", "dfs_event"]] = None
+    clin.to_csv(root / "clinical.csv", index=False)
+    write_user_config(
+        tmp_path / "conf", "my_table", root, extra="endpoints: {dfs: {time: dfs_months, event: dfs_event}}\n"
+    )
+    monkeypatch.setenv("SURVLAB_CONFIG_PATH", str(tmp_path / "conf"))
+    out = tmp_path / "run"
+    quiet = ["logger=csv", "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null"]
+    metrics = run_job(
+        out,
+        [
+            *quiet,
+            "callbacks.lr_monitor=null",
+            "export_attention=false",
+            "data=my_table",
+            "model=coxmlp",
+            "trainer.max_epochs=2",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+    )
+    protocol = json.loads((out / "protocol.json").read_text())
+    split = pd.read_csv(protocol["cohort"]["split_file"], dtype={"case_id": str})
+    expected = {}
+    for p in PARTS:
+        ids = split.loc[split["split"] == p, "case_id"]
+        expected[p] = {"n": len(ids), "n_missing": int(ids.isin(no_dfs).sum())}
+    assert sum(c["n_missing"] for c in expected.values()) == len(no_dfs) == 15
+    assert metrics["target_counts"]["endpoints"]["dfs"] == expected
+    write_json(tmp_path / "metrics.json", metrics)  # what the job runner writes as the run's metrics.json
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["target_counts"]["endpoints"]["dfs"] == expected
+    )
+    assert protocol["cohort"]["target_counts"]["endpoints"]["dfs"] == expected
+    assert protocol["cohort"]["target_counts"]["endpoints"]["os"] == {
+        p: {"n": c["n"], "n_missing": 0} for p, c in expected.items()
+    }
