@@ -253,7 +253,16 @@ class _Audit:
         if cfg["import"]:
             return None
         site, group = cfg["stratify_site"], cfg.get("group")
-        frames = make_splits(
+        try:
+            frames = self._draw_folds(t, site, group)
+        except ValueError:  # too few patients / events for the folds: the folds check names it
+            return None
+        return [{p: f.loc[f["split"] == p, "case_id"].tolist() for p in parts} for f in frames]
+
+    def _draw_folds(self, t: pd.DataFrame, site: str | None, group: str | None) -> list[pd.DataFrame]:
+        """The folds `ensure_splits` would write for the cohort table `t`, drawn in memory (`make_splits`)."""
+        dm, cfg = self.dm, self.split_cfg
+        return make_splits(
             t["case_id"].tolist(),
             t["time"].to_numpy(),
             t["event"].to_numpy(),
@@ -268,7 +277,6 @@ class _Audit:
             group=group_column(t, str(group))[0] if group else None,
             group_name=str(group),
         )
-        return [{p: f.loc[f["split"] == p, "case_id"].tolist() for p in parts} for f in frames]
 
     def targets(self, cohort: Cohort) -> None:
         """Missing label / slide label / endpoint cells, counted per fold and part as training counts them

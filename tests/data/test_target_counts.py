@@ -196,9 +196,13 @@ def test_label_empty_for_the_calibration_part_is_refused(tmp_path: Path) -> None
         "seed": 0,
         "calibration_fraction": 0.3,
     }
+    drawn = audit_cohort(_dm(root, splits=splits)).summary["target_counts"][
+        "fold 0"
+    ]  # before the split exists
     dm = _dm(root, splits=splits)
     dm.setup("fit")
     assert set(dm.target_counts["labels"]["grade"]) == {"train", "val", "test", "calibration"}
+    assert drawn == dm.target_counts
     split = pd.read_csv(root / "splits" / "splits_0.csv", dtype=str)
     cal = sorted(split.loc[split["split"] == "calibration", "case_id"])
     assert dm.target_counts["labels"]["grade"]["calibration"] == {"n": len(cal), "n_missing": 0}
