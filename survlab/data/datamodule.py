@@ -10,7 +10,8 @@ The data module is the orchestration; each job lives in its own module:
 
 Constructor keywords map 1:1 to `conf/data/<cohort>.yaml` (DataOptions). After `setup()`: `dims` (ModalityDims),
 `fitted` (the fold's FoldPreprocessing: bins, training outcomes, class orders, encoders, scalers;
-survlab.data.fitted), `split_hash`, `oracle_risk`, `describe()`, and the train/val/test(/predict = test)
+survlab.data.fitted), `split_hash`, `target_counts` (per label / slide label / endpoint and part: n and n_missing,
+survlab.data.cohort.counts), `oracle_risk`, `describe()`, and the train/val/test(/predict = test)
 DataLoaders yielding padded `Batch`es.
 
 Example:
