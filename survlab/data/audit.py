@@ -27,7 +27,8 @@ import pandas as pd
 
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.clinical import _reject_decimal_commas
-from survlab.data.cohort.splits import make_splits, part_sizes, small_split_warning
+from survlab.data.cohort.counts import Counts, count_problems, missing_ids, target_columns, target_counts
+from survlab.data.cohort.splits import group_column, make_splits, part_sizes, small_split_warning
 from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.cohort.targets import check_classes, label_key, label_problems
 from survlab.data.modalities.genomics import (
@@ -236,11 +237,127 @@ class _Audit:
                 )
             )
 
+    # ------------------------------------------------------------------ missing label / endpoint cells per part
+    def fold_parts(self, cohort: Cohort) -> list[dict[str, list[str]]] | None:
+        """Every fold's parts (part -> case ids) as training will use them, without writing anything: the persisted
+        split when its dir exists, else the split `ensure_splits` would write, drawn in memory; None for a
+        `splits.import` not yet written (its parts are counted when training) or a split that cannot be drawn
+        (reported by the folds check)."""
+        dm, cfg = self.dm, self.split_cfg
+        parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
+        t = cohort.table
+        if (dm.split_dir / "meta.json").is_file():
+            split_set = dm._split_set(cohort)
+            folds = [split_set.fold(k, cohort.case_ids, dm.events_of(cohort)) for k in range(split_set.folds)]
+            return [{p: f.part(p) for p in parts} for f in folds]
+        if cfg["import"]:
+            return None
+        site, group = cfg["stratify_site"], cfg.get("group")
+        try:
+            frames = self._draw_folds(t, site, group)
+        except ValueError:  # too few patients / events for the folds: the folds check names it
+            return None
+        return [{p: f.loc[f["split"] == p, "case_id"].tolist() for p in parts} for f in frames]
+
+    def _draw_folds(self, t: pd.DataFrame, site: str | None, group: str | None) -> list[pd.DataFrame]:
+        """The folds `ensure_splits` would write for the cohort table `t`, drawn in memory (`make_splits`)."""
+        dm, cfg = self.dm, self.split_cfg
+        return make_splits(
+            t["case_id"].tolist(),
+            t["time"].to_numpy(),
+            t["event"].to_numpy(),
+            cfg["folds"],
+            cfg["val_fraction"],
+            cfg["seed"],
+            t[site].astype(str).to_numpy() if site else None,
+            label=t[dm.label_specs[dm.stratify_label].column].to_numpy(object) if dm.stratify_label else None,
+            calibration_fraction=float(cfg["calibration_fraction"]),
+            survival=dm.has_survival,
+            repeat=int(cfg["repeat"]),
+            group=group_column(t, str(group))[0] if group else None,
+            group_name=str(group),
+        )
+
+    def targets(self, cohort: Cohort) -> None:
+        """Missing label / slide label / endpoint cells, counted per fold and part as training counts them
+        (survlab.data.cohort.counts): a note per target with missing cells (masked out of losses and metrics), a
+        finding per part left with no value (training refuses it), all folds at once."""
+        dm = self.dm
+        folds = self.fold_parts(cohort)
+        if folds is None:
+            return
+        counts = {
+            k: target_counts(cohort, parts, dm.label_specs, dm.slide_label_specs)
+            for k, parts in enumerate(folds)
+        }
+        self.result.summary["target_counts"] = {f"fold {k}": c for k, c in counts.items()}
+        columns = target_columns(dm.label_specs, dm.slide_label_specs, cohort.endpoints)
+        empty: dict[tuple[str, str, str, str], list[int]] = {}
+        first: dict[tuple[str, str, str, str], str] = {}
+        for k, c in counts.items():
+            for check, message, kind, name, part in count_problems(c, cohort.path, f"fold {k}", columns):
+                key = (check, kind, name, part)
+                empty.setdefault(key, []).append(k)
+                first.setdefault(key, message)
+        for key, ks in empty.items():
+            also = f" (the same in fold(s) {', '.join(map(str, ks[1:]))})" if len(ks) > 1 else ""
+            self.add(Finding(str(cohort.path), key[0], first[key] + also, tuple(f"fold {k}" for k in ks)))
+        self._missing_notes(cohort, counts, columns, {(kind, name) for _, kind, name, _ in empty})
+
+    def _missing_notes(
+        self,
+        cohort: Cohort,
+        counts: dict[int, Counts],
+        columns: dict[tuple[str, str], str],
+        refused: set[tuple[str, str]],
+    ) -> None:
+        """One note per target with missing cells (not already a finding): how many, which, and per fold and part."""
+        if not counts:
+            return
+        for kind, targets in counts[0].items():
+            for name in targets:
+                if (kind, name) in refused:
+                    continue
+                column = columns.get((kind, name), name)
+                ids = missing_ids(cohort, kind, name if kind == "endpoints" else column)
+                if not ids:
+                    continue
+                unit = "slide" if kind == "slide_labels" else "patient"
+                total = (
+                    len(cohort.slides)
+                    if kind == "slide_labels" and cohort.slides is not None
+                    else len(cohort)
+                )
+                per_fold = "; ".join(
+                    f"fold {k}: "
+                    + ", ".join(f"{p} {n['n_missing']}/{n['n']}" for p, n in c[kind][name].items())
+                    for k, c in counts.items()
+                )
+                word = {"labels": "label", "slide_labels": "slide label", "endpoints": "endpoint"}[kind]
+                self.add(
+                    Finding(
+                        str(cohort.path),
+                        f"{word} '{name}' missing cells",
+                        (
+                            f"{cohort.path}: {word} '{name}' (column '{column}') is empty for {len(ids)} of {total} "
+                            f"{unit}(s) ({_first_ids(ids)}); masked out of losses and metrics (missing/total {per_fold})"
+                        ),
+                        tuple(ids),
+                    ),
+                    note=True,
+                )
+
     # ------------------------------------------------------------------ labels, clinical, prompts
     def labels(self, cohort: Cohort) -> dict[str, tuple[str, ...]]:
         """Every label has >= 2 classes and only configured values, one spelling per class, every configured class
         among the patients, slide labels agreeing with their patient label; -> name -> classes (over all patients)."""
         out: dict[str, tuple[str, ...]] = {}
+        # a label without any value is the targets check's finding ('... without any value'), not also a class one
+        blank = {n for n, sp in self.dm.label_specs.items() if cohort.table[sp.column].isna().all()}
+        if cohort.slides is not None:
+            blank |= {
+                n for n, sp in self.dm.slide_label_specs.items() if cohort.slides[sp.column].isna().all()
+            }
         for check, message, cases in label_problems(
             self.dm.label_specs,
             self.dm.slide_label_specs,
@@ -250,7 +367,8 @@ class _Audit:
             cohort.path,
             "the cohort's patients",
         ):
-            self.add(Finding(str(cohort.path), check, message, cases))
+            if not any(check.startswith(f"label '{n}'") for n in blank):
+                self.add(Finding(str(cohort.path), check, message, cases))
         tables = [(self.dm.label_specs, cohort.table, "case_id", "case")]
         if cohort.slides is not None:
             tables.append((self.dm.slide_label_specs, cohort.slides, "slide_id", "slide"))
@@ -260,7 +378,8 @@ class _Audit:
                 classes = tuple(spec.fit(values))
                 out[name] = classes
                 try:
-                    check_classes(spec, classes, cohort.path)
+                    if name not in blank:
+                        check_classes(spec, classes, cohort.path)
                 except ValueError as exc:
                     self.fail(cohort.path, f"label '{name}' has < 2 classes", exc)
                 known = set(classes)
@@ -700,6 +819,7 @@ class _Audit:
         classes: dict[str, tuple[str, ...]] = {}
         if cohort is not None:
             self._guard("folds", self.outcomes, cohort)
+            self._guard("targets", self.targets, cohort)
             classes = self._guard("labels", self.labels, cohort) or {}
             self._guard("clinical", self.clinical, cohort)
             self._guard("prompts", self.prompts, classes)

@@ -10,7 +10,8 @@ The data module is the orchestration; each job lives in its own module:
 
 Constructor keywords map 1:1 to `conf/data/<cohort>.yaml` (DataOptions). After `setup()`: `dims` (ModalityDims),
 `fitted` (the fold's FoldPreprocessing: bins, training outcomes, class orders, encoders, scalers;
-survlab.data.fitted), `split_hash`, `oracle_risk`, `describe()`, and the train/val/test(/predict = test)
+survlab.data.fitted), `split_hash`, `target_counts` (per label / slide label / endpoint and part: n and n_missing,
+survlab.data.cohort.counts), `oracle_risk`, `describe()`, and the train/val/test(/predict = test)
 DataLoaders yielding padded `Batch`es.
 
 Example:
@@ -29,6 +30,7 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from survlab.data.batch import collate
+from survlab.data.cohort.counts import count_problems, describe_counts, target_columns, target_counts
 from survlab.data.cohort.spec import CohortSpec
 from survlab.data.cohort.splits import FoldSplit, describe_sizes, group_column, part_sizes
 from survlab.data.cohort.table import Cohort, _first_ids
@@ -190,6 +192,8 @@ class CohortDataModule(CohortSpec, L.LightningDataModule):
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
         split = self._drop_from_split(split, dropped, event_of)
         self.cohort, self.split = cohort, split
+        parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
+        self._count_targets(cohort, split, parts)
 
         # fitted on the training patients only (survlab.data.fitted), then applied to every patient of the cohort
         self.fitted = FoldPreprocessing.fit(
@@ -215,7 +219,6 @@ class CohortDataModule(CohortSpec, L.LightningDataModule):
             cohort, sources, slide_label_specs=self.slide_label_specs, expr=expr, imaging=self.imaging
         )
         self.sources = sources
-        parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
         self.datasets = {part: self._dataset(part) for part in parts}
         self.dims = self.fitted.dims = self._dims()
         self._ready = True
@@ -227,6 +230,25 @@ class CohortDataModule(CohortSpec, L.LightningDataModule):
         log.info(
             "data %s fold %d: %s", self.name, self.fold, describe_sizes(self.split_sizes, self.has_survival)
         )
+        if self.target_counts:
+            log.info("data %s fold %d: %s", self.name, self.fold, describe_counts(self.target_counts))
+
+    def _count_targets(self, cohort: Cohort, split: FoldSplit, parts: tuple[str, ...]) -> None:
+        """`target_counts` (per label / slide label / endpoint and part: patients or slides, and how many lack a
+        value; survlab.data.cohort.counts); a part left with no value of a target is a one-line ValueError (the
+        first such part; `survlab check` lists them all)."""
+        self.target_counts = target_counts(
+            cohort, {p: split.part(p) for p in parts}, self.label_specs, self.slide_label_specs
+        )
+        columns = target_columns(self.label_specs, self.slide_label_specs, self.endpoints)
+        problems = count_problems(self.target_counts, cohort.path, f"fold {self.fold}", columns)
+        if problems:
+            more = (
+                f" (+{len(problems) - 1} more such part(s); `survlab check` lists them)"
+                if len(problems) > 1
+                else ""
+            )
+            raise ValueError(problems[0][1] + more)
 
     def _setup_wsi(self, cohort: Cohort, sources: ModalitySources) -> Cohort:
         """Every slide's bags checked (and cached per wsi.cache) by survlab.data.modalities.readers.read_wsi."""
@@ -441,6 +463,8 @@ class CohortDataModule(CohortSpec, L.LightningDataModule):
             "targets": fitted.targets,
             "n_patients": {p: len(r) for p, r in per.items()},
             "n_events": {p: int(r["event"].sum()) for p, r in per.items()} if self.has_survival else None,
+            # per label / slide label / endpoint and part: n patients (slides) and n_missing, masked out of the losses
+            "target_counts": getattr(self, "target_counts", {}),
             "modalities": list(self.modalities),
             "encoder": (w.get("trident") or {}).get("encoder")
             if w.get("layout") == "trident"

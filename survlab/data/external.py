@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from survlab.data.cohort.checks import DataFileError
+from survlab.data.cohort.counts import count_problems, target_columns, target_counts
 from survlab.data.cohort.splits import FoldSplit
 from survlab.data.dataset import ModalitySources
 from survlab.data.fitted import FoldPreprocessing
@@ -144,6 +145,13 @@ def setup_external(
     expr, cohort = ext._read_genomics(cohort)
     cohort = ext._setup_imaging(cohort)
     ext.cohort = cohort
+    if outcomes:  # what it is scored on, and how many cells are missing (a target without any value: refused)
+        ext.target_counts = target_counts(cohort, {"test": cohort.case_ids}, ext.label_specs)
+        columns = target_columns(ext.label_specs, None, ext.endpoints)
+        if problems := count_problems(ext.target_counts, cohort.path, f"external data={ext.name}", columns):
+            raise ValueError(problems[0][1])
+    else:
+        ext.target_counts = {}
     source = f"the training patients of {fitted.cohort} fold {fitted.fold}"
     # after _restrict_targets: the endpoints / labels the model is scored on (none without outcomes)
     scored = [e.name for e in ext.endpoints] if outcomes else []

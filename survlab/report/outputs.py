@@ -294,6 +294,7 @@ def write_run_outputs(
         "oracle_cindex": oracle,
         "bayes_accuracy": _bayes_accuracy(datamodule),
         "n_test": int(len(preds)),
+        "target_counts": getattr(datamodule, "target_counts", None),  # n / n_missing per target and part
         "km_logrank_p": km.get("logrank_p"),
         "km_logrank_note": km.get("logrank_note"),
         "km_hr_high_vs_low": km.get("hr_high_vs_low"),

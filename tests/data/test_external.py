@@ -92,3 +92,32 @@ def test_an_external_cohort_needs_only_what_the_model_scores(
     assert list(ext.fitted.endpoint_bins) == ["os"]
     assert ext.fitted.endpoint_bins["os"] is train.fitted.endpoint_bins["os"]
     assert len(ext.datasets["test"]) == 12
+
+
+def test_an_external_label_without_any_value_is_refused_and_counts_are_kept(
+    tiny_petct_cohort: Path, external_cohort: Path, tmp_path: Path
+) -> None:
+    """An external cohort is scored on its labels / endpoints: their missing cells are counted (protocol card), and a
+    scored label with no value at all is refused instead of scoring it on nothing."""
+    import shutil
+
+    train = CohortDataModule(**petct_kwargs(tiny_petct_cohort, tmp_path / "a"))
+    train.setup("fit")
+    ext = CohortDataModule(**petct_kwargs(external_cohort, tmp_path / "b", name="ext"))
+    setup_external(ext, train.fitted)
+    clin = pd.read_csv(external_cohort / "clinical.csv", dtype={"case_id": str})
+    assert ext.describe()["target_counts"]["labels"]["tnm"] == {
+        "test": {"n": 12, "n_missing": int(clin["tnm_stage"].isna().sum())}
+    }
+    copy = tmp_path / "blank"
+    shutil.copytree(external_cohort, copy)
+    clin["tnm_stage"] = None
+    clin.to_csv(copy / "clinical.csv", index=False)
+    ext = CohortDataModule(**petct_kwargs(copy, tmp_path / "c", name="ext"))
+    with pytest.raises(ValueError) as err:
+        setup_external(ext, train.fitted)
+    assert "\n" not in str(err.value)
+    assert str(err.value).endswith(
+        "clinical.csv: label 'tnm' (column 'tnm_stage') has no value for any of the 12 patients of external "
+        "data=ext (empty column); fill in 'tnm_stage', or remove 'tnm' from data.labels (or data.label_cols)"
+    ), str(err.value)
