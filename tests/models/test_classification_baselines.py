@@ -15,11 +15,10 @@ import torch.nn.functional as F
 
 from survlab.data.batch import Batch, PatientItem, collate
 from survlab.models.abmil import ABMIL
-from survlab.models.base import ModalityDims, Prediction
+from survlab.models.base import ModalityDims, OutcomeNet, Prediction
 from survlab.models.clam import CLAMSB, smooth_top1_svm
 from survlab.models.max_mil import MaxMIL
 from survlab.models.mean_mil import MeanMIL
-from survlab.models.base import OutcomeNet
 
 D, K, BINS = 6, 3, 4
 DIMS = ModalityDims(wsi_dim=D, n_bins=BINS, n_classes={"subtype": K, "grade": 2})
