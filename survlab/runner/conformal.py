@@ -38,9 +38,9 @@ def conformal_options(node: Any) -> tuple[list[float], bool]:
 
 def default_conformal() -> DictConfig:
     """The `conformal` node of conf/config.yaml (for runs recorded before the key existed)."""
-    from survlab import conf
+    from survlab.config.search_path import PACKAGE_CONF_DIR
 
-    node = OmegaConf.load(Path(conf.__file__).parent / "config.yaml").conformal
+    node = OmegaConf.load(Path(PACKAGE_CONF_DIR) / "config.yaml").conformal
     assert isinstance(node, DictConfig)
     return node
 
