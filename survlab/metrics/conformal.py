@@ -93,7 +93,7 @@ def lac_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(probs, dtype=float)[np.arange(len(labels)), labels]
 
 
-def prediction_sets(probs: np.ndarray, qhat: float) -> np.ndarray:
+def prediction_sets(probs: np.ndarray, qhat: float | np.ndarray) -> np.ndarray:
     """Classes with 1 − p̂ ≤ q̂ (to `EPSILON`): probs [n, K], q̂ a float or one per class [K] (Mondrian) → bool
     [n, K]."""
     return (1.0 - np.asarray(probs, dtype=float)) - np.asarray(qhat, dtype=float) <= EPSILON
