@@ -37,7 +37,7 @@ def conformal_options(node: Any) -> tuple[list[float], bool]:
 
 
 def default_conformal() -> DictConfig:
-    """The `conformal` node of conf/config.yaml (for runs recorded before the key existed)."""
+    """The `conformal` node of conf/config.yaml (its defaults: off)."""
     from survlab.config.search_path import PACKAGE_CONF_DIR
 
     node = OmegaConf.load(Path(PACKAGE_CONF_DIR) / "config.yaml").conformal
@@ -228,16 +228,14 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def parse_cli(items: Sequence[str], run_cfg: DictConfig) -> DictConfig:
-    """`conformal.<key>=<value>` command-line items (survlab eval) merged over the run's `conformal` node (or the
-    defaults of conf/config.yaml for a run recorded without it)."""
-    base = run_cfg.get("conformal") or default_conformal()
-    merged = OmegaConf.merge(base, OmegaConf.from_dotlist([i[len("conformal.") :] for i in items]))
-    unknown = sorted(set(merged) - set(default_conformal()))
+def parse_cli(items: Sequence[str]) -> DictConfig:
+    """`conformal.<key>=<value>` command-line items of `survlab eval` over the defaults of conf/config.yaml (an
+    evaluation computes sets only when its own command line asks for them)."""
+    defaults = default_conformal()
+    merged = OmegaConf.merge(defaults, OmegaConf.from_dotlist([i[len("conformal.") :] for i in items]))
+    unknown = sorted(set(merged) - set(defaults))
     if unknown:
-        raise ValueError(
-            f"conformal.{unknown[0]}: unknown option; allowed: {', '.join(sorted(default_conformal()))}"
-        )
+        raise ValueError(f"conformal.{unknown[0]}: unknown option; allowed: {', '.join(sorted(defaults))}")
     assert isinstance(merged, DictConfig)
     return merged
 

@@ -494,7 +494,8 @@ def score_external(
     }
     if not with_outcomes and conformal_options(conformal)[0]:
         raise ValueError(
-            f"conformal.alphas: {option}={name} has no outcomes; sets are scored on labelled patients"
+            f"conformal.alphas: {option}={name} has no outcomes (the sets' coverage needs its labels); drop "
+            f"conformal.alphas for predictions only"
         )
     if not with_outcomes:
         accel = str(cfg.trainer.get("accelerator", "cpu"))
@@ -589,7 +590,7 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
     options, overrides = parse_args(argv)
     run_dir = Path(os.path.expanduser(options["run"])).resolve()
     cfg, ckpt, fitted, run_metrics = load_run(run_dir)
-    cfg.conformal = parse_cli([f"{k}={v}" for k, v in options.items() if k.startswith("conformal.")], cfg)
+    cfg.conformal = parse_cli([f"{k}={v}" for k, v in options.items() if k.startswith("conformal.")])
     name = options.get("data") or str(cfg.data.name)
     own = name == str(cfg.data.name) and not any(o.startswith("name=") for o in overrides)
     if own and options["outcomes"] == "false":

@@ -113,9 +113,28 @@ def test_conformal_sets_of_a_classification_run_and_its_external_evaluation(tmp_
     r = external["results"]["label/alpha=0.2/marginal"]
     assert r["qhat"] == summary["results"]["label/alpha=0.2/marginal"]["qhat"]  # the same calibration scores
     assert "internal" in external["calibration"] and r["n_test"] == 200  # every patient of the cohort
-    assert pd.read_csv(ext / "conformal" / "conformal_calibration.csv").equals(
-        cal
-    )  # the same calibration part
+    external_cal = pd.read_csv(ext / "conformal" / "conformal_calibration.csv")
+    assert external_cal.equals(cal)  # the same calibration part, the same scores
+    # a cohort scored without outcomes has no labels to cover: one line, no sets
+    blind = run_survlab(
+        [
+            "eval",
+            f"run={run}",
+            "data=synthetic_classification",
+            "data.name=synth_blind",
+            *(o for o in COHORT if o.startswith("data.") and o != "data=synthetic_classification"),
+            "outcomes=false",
+            f"out={tmp_path / 'blind'}",
+            "conformal.alphas=[0.2]",
+        ],
+        module="survlab",
+    )
+    assert blind.returncode == 1
+    assert blind.stderr.strip().splitlines()[-1] == (
+        "survlab: error: conformal.alphas: data=synthetic_classification has no outcomes (the sets' coverage needs "
+        "its labels); drop conformal.alphas for predictions only"
+    )
+    assert not (tmp_path / "blind" / "conformal").exists()
 
 
 def test_conformal_without_a_calibration_part_is_refused_before_training(tmp_path: Path) -> None:

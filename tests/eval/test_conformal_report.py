@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from survlab.config.check import ConfigError, check_config
 from survlab.report.conformal import ConformalTarget, probs_and_labels, write_conformal
-from survlab.runner.conformal import check_conformal, conformal_targets, parse_cli
+from survlab.runner.conformal import check_conformal, conformal_targets, external_conformal, parse_cli
 from survlab.runner.evaluate import parse_args
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.utils.jobs import identity_of
@@ -226,8 +226,18 @@ def test_eval_command_line_conformal_options() -> None:
         ["run=/r", "conformal.alphas=[0.1,0.2]", "conformal.mondrian=true", "data.x=1"]
     )
     assert options["conformal.alphas"] == "[0.1,0.2]" and overrides == ["x=1"]
-    run_cfg = OmegaConf.create({"seed": 0})  # a run recorded before the key: conf/config.yaml's defaults
-    node = parse_cli(["conformal.alphas=[0.1,0.2]"], run_cfg)
+    node = parse_cli(["conformal.alphas=[0.1,0.2]"])  # over conf/config.yaml's defaults
     assert list(node.alphas) == [0.1, 0.2] and node.mondrian is False
+    assert list(parse_cli([]).alphas) == []  # not asked on the command line: off
     with pytest.raises(ValueError, match=r"^conformal.mondrain: unknown option; allowed: alphas, mondrian"):
-        parse_cli(["conformal.mondrain=true"], run_cfg)
+        parse_cli(["conformal.mondrain=true"])
+
+
+def test_external_evaluation_needs_a_run_with_a_calibration_part(tmp_path: Path) -> None:
+    node = parse_cli(["conformal.alphas=[0.2]"])
+    internal = SimpleNamespace(datasets={"train": 0, "val": 0, "test": 0})
+    with pytest.raises(
+        ValueError, match=r"^conformal.alphas=\[0.2\]: run=/r has no calibration part \(it was trained"
+    ):
+        external_conformal(OmegaConf.create({}), node, None, None, tmp_path, Path("/r"), internal)
+    assert not (tmp_path / "conformal").exists()
