@@ -74,6 +74,16 @@ def _pn_rule(key: str, value: Any) -> None:
         )
 
 
+def _conformal(key: str, value: Any) -> None:
+    """`conformal: {alphas: [a in (0, 1), ...], mondrian: bool}` (survlab.runner.conformal)."""
+    if not hasattr(value, "keys") or set(value.keys()) - {"alphas", "mondrian"}:
+        raise ConfigError(f"{key}={value!r} must be {{alphas: [0.1, 0.2], mondrian: false}}")
+    alphas = list(value.get("alphas") or [])
+    if not all(isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < 1 for a in alphas):
+        raise ConfigError(f"{key}.alphas={alphas} must be numbers in (0, 1), e.g. [0.1, 0.2]")
+    _bool(f"{key}.mondrian", value.get("mondrian", False))
+
+
 TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "seed": _int(0),
     "fold": _int(0),
@@ -92,6 +102,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "optimized_metric": None,
     "tags": None,
     "pipeline": None,  # multi-stage recipes (experiment=pathgen_pipeline_*), see survlab.runner.pipelines
+    "conformal": _conformal,  # post-hoc split-conformal sets (survlab.runner.conformal)
     "pn_rule": _pn_rule,  # experiment=hmf_camelyon17: CAMELYON17's rule-based pN beside the patient head
 }
 GROUPS = (

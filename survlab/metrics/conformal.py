@@ -16,8 +16,14 @@ from the reported coverage; a patient censored in the last bin is known to be in
 guaranteed for the known-bin population only (events, and patients followed into the last bin) — censoring that
 depends on the covariates can bias it; the counts of excluded patients are reported beside every number.
 
+Class-conditional (Mondrian) sets: q̂_k is the same quantile of the scores of the calibration patients whose TRUE class
+is k only, and class k enters a test patient's set when 1 − p̂(k) ≤ q̂_k; coverage then holds within every true class
+(P(y ∈ set | y = k) ≥ 1 − α), at the price of needing `min_calibration_size(α)` calibration patients of EVERY class.
+
 `subgroup_table` reports coverage and mean set size overall and per value of any column (clinical columns, grade,
-risk bin). Parity with MAPIE's `SplitConformalClassifier(conformity_score="lac")` is tested.
+risk bin). Parity with MAPIE's `SplitConformalClassifier(conformity_score="lac")` is tested (marginal sets, and
+Mondrian sets against MAPIE calibrated on each class's calibration patients); a class enters a set when its score
+is within MAPIE's tolerance `EPSILON` (1e-8) of q̂, so near-ties are decided as MAPIE decides them.
 
 Example:
     >>> cal_probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])    # 4 calibration patients
@@ -38,6 +44,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: a score within this of q̂ counts as ≤ q̂ (MAPIE's `mapie._machine_precision.EPSILON`, so sets equal MAPIE's)
+EPSILON = 1e-8
 
 
 class CalibrationSizeError(ValueError):
@@ -84,9 +93,10 @@ def lac_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(probs, dtype=float)[np.arange(len(labels)), labels]
 
 
-def prediction_sets(probs: np.ndarray, qhat: float) -> np.ndarray:
-    """Classes with 1 − p̂ ≤ q̂: probs [n, K] → bool [n, K]."""
-    return 1.0 - np.asarray(probs, dtype=float) <= qhat + 1e-12
+def prediction_sets(probs: np.ndarray, qhat: float | np.ndarray) -> np.ndarray:
+    """Classes with 1 − p̂ ≤ q̂ (to `EPSILON`): probs [n, K], q̂ a float or one per class [K] (Mondrian) → bool
+    [n, K]."""
+    return (1.0 - np.asarray(probs, dtype=float)) - np.asarray(qhat, dtype=float) <= EPSILON
 
 
 def bin_probabilities(hazard_logits: np.ndarray) -> np.ndarray:
@@ -118,6 +128,36 @@ def calibrate_and_predict(
         )
     qhat = conformal_quantile(lac_scores(np.asarray(cal_probs)[keep], cal_labels[keep]), alpha)
     return qhat, prediction_sets(test_probs, qhat)
+
+
+def mondrian_quantiles(scores: np.ndarray, labels: np.ndarray, n_classes: int, alpha: float) -> np.ndarray:
+    """Class-conditional q̂: scores [n] and true classes [n] (ints in 0..K−1) of the calibration patients → [K], q̂_k
+    from the class-k scores alone. Raises CalibrationSizeError naming every class with too few calibration patients
+    (and the size needed)."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
+    need = min_calibration_size(alpha)
+    counts = np.bincount(labels, minlength=n_classes)[:n_classes]
+    short = [f"class {k}: {int(c)}" for k, c in enumerate(counts) if c < need]
+    if short:
+        raise CalibrationSizeError(
+            f"Mondrian (class-conditional) calibration at alpha={alpha:g} needs >= {need} calibration patients "
+            f"of every class; too few: {', '.join(short)}: enlarge data.splits.calibration_fraction, use a "
+            f"larger alpha or conformal.mondrian=false"
+        )
+    return np.array([conformal_quantile(scores[labels == k], alpha) for k in range(n_classes)])
+
+
+def mondrian_calibrate_and_predict(
+    cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-conditional q̂ [K] from the calibration patients with a known label (label >= 0) → (q̂ [K], test sets
+    [n_test, K] bool)."""
+    cal_probs, cal_labels = np.asarray(cal_probs, dtype=float), np.asarray(cal_labels, dtype=int)
+    keep = cal_labels >= 0
+    qhats = mondrian_quantiles(
+        lac_scores(cal_probs[keep], cal_labels[keep]), cal_labels[keep], cal_probs.shape[1], alpha
+    )
+    return qhats, prediction_sets(test_probs, qhats)
 
 
 def subgroup_table(sets: np.ndarray, labels: np.ndarray, groups: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -187,6 +227,7 @@ def plot_coverage(table: pd.DataFrame, alpha: float, path: str | Path, title: st
 
 
 __all__ = [
+    "EPSILON",
     "CalibrationSizeError",
     "bin_probabilities",
     "calibrate_and_predict",
@@ -194,6 +235,8 @@ __all__ = [
     "known_bin",
     "lac_scores",
     "min_calibration_size",
+    "mondrian_calibrate_and_predict",
+    "mondrian_quantiles",
     "plot_coverage",
     "prediction_sets",
     "subgroup_table",

@@ -27,6 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from survlab.config.cohorts import compose_data_config
+from survlab.runner.conformal import conformal_options, external_conformal, parse_cli, run_conformal
 from survlab.utils.files import read_json
 
 log = logging.getLogger("survlab.runner.evaluate")
@@ -34,7 +35,7 @@ log = logging.getLogger("survlab.runner.evaluate")
 OPTIONS = ("run", "data", "out", "outcomes", "missing_genes")
 USAGE = (
     "usage: survlab eval run=<run dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
-    "[missing_genes=error|mean] [data.<key>=<value> ...]"
+    "[missing_genes=error|mean] [conformal.alphas=[0.1,0.2] conformal.mondrian=true] [data.<key>=<value> ...]"
 )
 
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
             raise ValueError(f"argument {arg!r} is not key=value; {USAGE}")
         if key.startswith("data."):
             overrides.append(f"{key[len('data.') :]}={value}")
-        elif key in OPTIONS:
+        elif key in OPTIONS or key.startswith("conformal."):  # conformal.*: survlab.runner.conformal
             options[key] = value
         else:
             raise ValueError(f"unknown argument {key!r}; {USAGE}")
@@ -202,6 +203,8 @@ def run_external(
         run_metrics,
         outcomes="true",
         option="external_data",
+        conformal=cfg.get("conformal"),
+        internal=datamodule,
     )
     return {f"external/{k}": v for k, v in metrics.items() if k.startswith("test/") or k == "oracle_cindex"}
 
@@ -241,6 +244,7 @@ def evaluate_own_fold(
     trainer = _trainer(cfg, out)
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = write_run_outputs(_eval_cfg(cfg), out, task, dm, trainer, ckpt, wall_s=time.time() - started)
+    metrics.update(run_conformal(cfg, task, dm, out, trainer))  # cfg.conformal: set by evaluate() from argv
     metrics.update(evaluation="internal test fold (re-scored)", run_dir=str(run_dir))
     return metrics
 
@@ -392,6 +396,7 @@ def evaluate_external(
     outcomes: str,
     missing_genes: str,
     run_metrics: dict[str, Any],
+    conformal: Any = None,
 ) -> dict[str, Any]:
     """`survlab eval run=<run dir> data=<name>`: the run's selected model (rebuilt from its checkpoint) on every
     patient of cohort `name`, preprocessed with the run's saved FoldPreprocessing (`score_external`)."""
@@ -401,7 +406,18 @@ def evaluate_external(
     task = _task(cfg, fitted.dims, fitted)
     _load_weights(task, ckpt)
     return score_external(
-        cfg, task, fitted, name, out, run_dir, ckpt, run_metrics, overrides, outcomes, missing_genes
+        cfg,
+        task,
+        fitted,
+        name,
+        out,
+        run_dir,
+        ckpt,
+        run_metrics,
+        overrides,
+        outcomes,
+        missing_genes,
+        conformal,
     )
 
 
@@ -417,7 +433,9 @@ def score_external(
     overrides: list[str] = (),  # type: ignore[assignment]
     outcomes: str = "auto",
     missing_genes: str = "error",
+    conformal: Any = None,
     option: str = "data",
+    internal: Any = None,
 ) -> dict[str, Any]:
     """THE external-validation path (`survlab eval ... data=<name>` and a run's `external_data=<name>`): every
     patient of cohort `name`, preprocessed with the training fold's FoldPreprocessing `fitted` (nothing refitted,
@@ -474,6 +492,11 @@ def score_external(
         "preprocessing": f"{run_dir / 'preprocessing.json'} (fitted on the training patients of {fitted.cohort} "
         f"fold {fitted.fold}; nothing refitted on {ext.name})",
     }
+    if not with_outcomes and conformal_options(conformal)[0]:
+        raise ValueError(
+            f"conformal.alphas: {option}={name} has no outcomes (the sets' coverage needs its labels); drop "
+            f"conformal.alphas for predictions only"
+        )
     if not with_outcomes:
         accel = str(cfg.trainer.get("accelerator", "cpu"))
         device = "cuda" if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -502,6 +525,7 @@ def score_external(
         km_cutoffs=run_km_cutoffs(run_metrics, task, f"{run_dir / 'metrics.json'}"),
         protocol_card=card,
     )
+    metrics.update(external_conformal(cfg, conformal, task, ext, out, run_dir, internal, trainer))
     metrics.update(
         evaluation="external", trained_on=fitted.cohort, trained_fold=fitted.fold, run_dir=str(run_dir)
     )
@@ -566,6 +590,7 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
     options, overrides = parse_args(argv)
     run_dir = Path(os.path.expanduser(options["run"])).resolve()
     cfg, ckpt, fitted, run_metrics = load_run(run_dir)
+    cfg.conformal = parse_cli([f"{k}={v}" for k, v in options.items() if k.startswith("conformal.")])
     name = options.get("data") or str(cfg.data.name)
     own = name == str(cfg.data.name) and not any(o.startswith("name=") for o in overrides)
     if own and options["outcomes"] == "false":
@@ -584,6 +609,7 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
             options["outcomes"],
             options["missing_genes"],
             run_metrics,
+            conformal=cfg.conformal,
         )
     metrics = evaluate_own_fold(cfg, ckpt, fitted, out, run_dir, overrides)
     # facts of the model (its selection), not of this evaluation's trainer

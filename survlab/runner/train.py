@@ -28,6 +28,7 @@ from survlab.runner.build import (
     resolve_ckpt_path,
     task_reporter,
 )
+from survlab.runner.conformal import check_conformal, run_conformal
 from survlab.runner.selection import selection_warning, small_split_line
 from survlab.utils import jobs
 from survlab.utils.malloc import reuse_from_env
@@ -57,6 +58,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     reporter = task_reporter(task)  # the writer of survlab/report/ the task class names (before any training)
     # the fold's fitted preprocessing (survlab.data.fitted); a task without one (segmentation) gets None
     task.fit_references(datamodule.fitted if task.FITTED_PREPROCESSING else None)
+    check_conformal(cfg, task, datamodule)  # conformal.alphas: a calibration part, an objective with sets
 
     loggers = build_loggers(cfg, out_dir)
     try:
@@ -93,6 +95,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         write_preprocessing(datamodule.fitted, out_dir / PREPROCESSING_FILE, task)
         if fitted:
             metrics["val/best"] = fitted["val/best"]
+        # conformal.alphas: split-conformal sets of the test patients into conformal/
+        metrics.update(run_conformal(cfg, task, datamodule, out_dir, trainer))
         metrics["selection_warning"] = warn_below_chance(cfg, task, metrics.get("val/best"))
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
             from survlab.runner.evaluate import run_external

@@ -270,6 +270,10 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     if isinstance(splits, dict) and "group" in splits and splits["group"] in (None, "null", "None"):
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
+    conformal = tree.get("conformal")
+    if isinstance(conformal, dict) and not conformal.get("alphas"):
+        # conformal sets off (the default): jobs from before the `conformal` key keep their identity
+        del tree["conformal"]
     slide_labels = tree["data"].get("slide_labels") if isinstance(tree.get("data"), dict) else None
     for spec in slide_labels.values() if isinstance(slide_labels, dict) else ():
         if isinstance(

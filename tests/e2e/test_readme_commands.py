@@ -94,11 +94,16 @@ COMPOSE_ONLY = (
     "hydra.launcher.cpus_per_task=8 hydra.launcher.mem_gb=32 'hydra.launcher.setup=[\"source .venv/bin/activate\"]' "
     "trainer=gpu model=ggmf,mcat,abmil data=tcga_luad,tcga_brca fold=0,1,2,3,4",
     "python -m survlab.run -m hparams_search=optuna model=abmil data=synthetic fold=0 hydra.sweeper.n_trials=30",
+    "survlab train model=abmil_cls data=synthetic_classification data.splits.calibration_fraction=0.2 "
+    "'conformal.alphas=[0.1,0.2]' conformal.mondrian=true",
+    "survlab train model=abmil data=synthetic +data.splits.calibration_fraction=0.2 'conformal.alphas=[0.1,0.2]'",
 )
 #: README commands that need the user's own cohort / config folder or another tool's files: neither run nor composed
 SKIP = {
     "survlab check data=my_cohort": "the user's cohort (survlab check is run by tests/test_check.py)",
     "survlab eval run=<run dir> data=<other cohort>": "a second cohort (tests/e2e/test_evaluate.py)",
+    "survlab eval run=<run dir> data=<other cohort> 'conformal.alphas=[0.1,0.2]'": "a second cohort "
+    "(tests/e2e/test_conformal_run.py)",
     "survlab import-splits --format clam --dir splits/task_1 --clinical clinical.csv --out "
     "logs/splits/x": "a peer's split files (tests/data/test_split_import.py)",
     "python -m survlab.run data=my_cohort model=coxnet": "the user's cohort config",
