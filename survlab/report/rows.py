@@ -32,11 +32,14 @@ class PatientRows:
         one), each row (patient, or slide of a slide-level objective) once, sorted by index.
     attention: table name (`ATTENTION_TABLES`) -> top-k records in pass order; empty unless asked for.
     slide_attention: every slide's full patch attention; empty unless the h5 heatmaps are asked for.
+    targets: what the batches carried for each patient, in pass order (empty unless asked for): index, case_id,
+        time / event / time_bin of the primary endpoint, `label:<name>` (class index, -1 = missing) per label.
     """
 
     objectives: dict[str, dict[str, np.ndarray]]
     attention: dict[str, list[dict]] = field(default_factory=dict)
     slide_attention: list[SlideAttention] = field(default_factory=list)
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def merged(*parts: PatientRows | None) -> dict[str, dict[str, np.ndarray]]:

@@ -8,7 +8,8 @@ rows (`survlab.report.rows.PatientRows`) instead of running it again.
   returns). Before the test batches the same callback runs the fold's training patients once (inner-train and
   inner-validation, survival tasks only): their rows give the Cox Breslow baseline (inner-train rows, needed by the
   test IBS) and the KM risk-group cutoffs (both parts).
-- `predict(task, loaders)`: the same pass outside a trainer (a cohort scored for predictions only).
+- `predict(task, loaders)`: the same pass outside a trainer (a cohort scored for predictions only, a pipeline
+  stage's calibration and test patients; `targets=True` keeps what the batches carried, per patient).
 
     parts = run_test_pass(task, trainer, datamodule=dm, ckpt_path=ckpt, attention=attention_spec(cfg, dm))
     parts["test"].objectives["survival"]["risk"], parts["train"], parts["test"].attention["patches"]
@@ -103,10 +104,15 @@ class _Rows:
     """The rows of one pass, batch by batch: per objective (`collect`, or `_outputs_only`) and attention."""
 
     def __init__(
-        self, objectives: Mapping[str, Objective] | None, spec: AttentionSpec | None, outcomes: bool = True
+        self,
+        objectives: Mapping[str, Objective] | None,
+        spec: AttentionSpec | None,
+        outcomes: bool = True,
+        targets: bool = False,
     ) -> None:
         self.objectives, self.spec, self.outcomes = dict(objectives or {}), spec, outcomes
         self.parts: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in self.objectives}
+        self.targets: list[dict[str, np.ndarray]] | None = [] if targets else None
         # per batch: (its case ids, {table: records}, slide attention); de-duplicated by case across DDP ranks
         self.chunks: list[tuple[list[str], dict[str, list[dict]], list[SlideAttention]]] = []
 
@@ -115,6 +121,18 @@ class _Rows:
             out = objective.collect(pred, batch) if self.outcomes else _outputs_only(objective, pred, batch)
             if out is not None:
                 self.parts[name].append({k: v.detach().cpu().numpy() for k, v in out.items()})
+        if self.targets is not None:
+            fields = {
+                "index": batch.index,
+                "time": batch.time,
+                "event": batch.event,
+                "time_bin": batch.time_bin,
+            }
+            fields.update({f"label:{k}": v for k, v in batch.labels.items()})
+            self.targets.append(
+                {"case_id": np.asarray(batch.case_ids, dtype=object)}
+                | {k: v.detach().cpu().numpy() for k, v in fields.items()}
+            )
         self.add_attention(pred, batch)
 
     def add_attention(self, pred: Prediction, batch: Batch) -> None:
@@ -166,7 +184,10 @@ class _Rows:
 
     def finish(self, trainer: L.Trainer | None = None) -> PatientRows:
         tables, slides = self.attention(trainer)
-        return PatientRows(self.objective_rows(), tables, slides)
+        targets = (
+            {k: np.concatenate([t[k] for t in self.targets]) for k in self.targets[0]} if self.targets else {}
+        )
+        return PatientRows(self.objective_rows(), tables, slides, targets)
 
 
 @torch.no_grad()
@@ -185,12 +206,16 @@ def _run(task: Any, loaders: Iterable[Any], rows: _Rows) -> None:
 
 
 def predict(
-    task: Any, loaders: Iterable[Any], attention: AttentionSpec | None = None, outcomes: bool = True
+    task: Any,
+    loaders: Iterable[Any],
+    attention: AttentionSpec | None = None,
+    outcomes: bool = True,
+    targets: bool = False,
 ) -> PatientRows:
     """One pass of `task` (an OutcomeTask: network + objectives; a bare network gives attention only) over the
     patients of `loaders` -> their rows. `outcomes=False`: every patient's outputs without targets (a cohort without
-    outcomes)."""
-    rows = _Rows(getattr(task, "objectives", None), attention, outcomes)
+    outcomes); `targets`: also what the batches carried per patient (`PatientRows.targets`)."""
+    rows = _Rows(getattr(task, "objectives", None), attention, outcomes, targets)
     _run(task, loaders, rows)
     return rows.finish()
 
