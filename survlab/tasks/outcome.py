@@ -407,6 +407,19 @@ class OutcomeTask(Task):
                 r["risk"][order][ok], r["time"][order][ok].astype(float), r["event"][order][ok].astype(bool)
             )
 
+    def on_test_epoch_start(self) -> None:
+        missing = [
+            n
+            for n, o in self.objectives.items()
+            if isinstance(o, SurvivalObjective) and o.kind == "cox" and o.train_risk is None
+        ]
+        if missing:
+            _log.warning(
+                "Cox objective(s) %s have no Breslow baseline (the training patients' risks): their test IBS is NaN; "
+                "test through survlab.runner.predict.run_test_pass, which sets it",
+                ", ".join(missing),
+            )
+
     def on_test_epoch_end(self) -> None:
         self.test_rows = self._gather("test")
         self.test_results = self.test_rows[next(iter(self.objectives))]

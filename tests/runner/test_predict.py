@@ -45,7 +45,7 @@ def _counted(net: torch.nn.Module) -> Counter:
 
 @pytest.mark.parametrize("loss", ["nll", "cox"])
 def test_each_needed_patient_goes_through_the_network_once(
-    make_datamodule: Callable[..., Any], loss: str
+    make_datamodule: Callable[..., Any], loss: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With attention top-k AND h5 asked for, a Cox objective (Breslow baseline) and KM cutoffs (training patients):
     each test and training patient is run exactly once (the old writers ran test 3x, training 2x)."""
@@ -69,7 +69,11 @@ def test_each_needed_patient_goes_through_the_network_once(
         objective = task.objectives["survival"]
         train = parts["train"].objectives["survival"]
         np.testing.assert_array_equal(objective.train_risk, train["risk"].astype(float))
-        assert np.isfinite(task.test_metrics["ibs"])
+        assert np.isfinite(task.test_metrics["ibs"]) and "no Breslow baseline" not in caplog.text
+        # a bare trainer.test no longer runs the training patients itself: it says where the baseline comes from
+        objective.train_risk = None
+        _trainer().test(task, datamodule=dm, verbose=False)
+        assert "no Breslow baseline" in caplog.text and np.isnan(task.test_metrics.get("ibs", np.nan))
 
 
 def test_a_classification_task_runs_the_test_patients_only(make_datamodule: Callable[..., Any]) -> None:
