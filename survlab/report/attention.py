@@ -13,11 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
-from torch import nn
 
 from survlab.data.batch import Batch
 from survlab.utils.files import atomic_path
@@ -110,70 +108,51 @@ def _top_slide_patches(
     return rows
 
 
-@torch.no_grad()
-def export_attention(net: nn.Module, datamodule: Any, out_dir: Path, top_k: int = 10) -> dict[str, Path]:
-    """Run `net` in eval mode over the test split and write the top-k pathway / patch tables; returns written paths."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    names = getattr(datamodule.dims, "genomic_names", None)
-    slide_names = None
-    # the FILTERED cohort: batch.slide_index counts the slides that have features, not those the CSV lists
-    if getattr(datamodule, "cohort", None) is not None and "slide_ids" in datamodule.cohort.table:
-        table = datamodule.cohort.table
-        slide_names = dict(zip(table["case_id"], table["slide_ids"], strict=True)).get
-    pathways: list[dict] = []
-    patches: list[dict] = []
-    slides: list[dict] = []
-    slide_patches: list[dict] = []
-    for batch in datamodule.test_dataloader():
-        batch = batch.to(device)
-        attention = net(batch).attention
-        if "pathway" in attention:
-            pathways += _top_pathways(batch, attention["pathway"].float().cpu(), names, top_k)
-        if "patch" in attention and batch.wsi is not None:
-            patches += _top_patches(
-                batch.to("cpu"),
-                attention["patch"].float().cpu(),
-                batch.wsi_mask.cpu(),
-                "wsi",
-                top_k,
-                slide_names,
+def attention_records(
+    batch: Batch,
+    attention: dict[str, torch.Tensor],
+    top_k: int,
+    gene_names: tuple[str, ...] | None = None,
+    slide_names: Callable[[str], list[str] | None] | None = None,
+) -> dict[str, list[dict]]:
+    """The top-k records of one batch's `Prediction.attention` (batch and attention on the CPU): table name
+    (pathways / patches / slides / slide_patches) -> rows of attention/top_<name>.csv. `slide_names(case_id)`: the
+    patient's slide ids in bag order (of the FILTERED cohort: `batch.slide_index` counts the slides with features)."""
+    out: dict[str, list[dict]] = {"pathways": [], "patches": [], "slides": [], "slide_patches": []}
+    if "pathway" in attention:
+        out["pathways"] += _top_pathways(batch, attention["pathway"].float(), gene_names, top_k)
+    if "patch" in attention and batch.wsi is not None:
+        out["patches"] += _top_patches(
+            batch, attention["patch"].float(), batch.wsi_mask, "wsi", top_k, slide_names
+        )
+    if "slide" in attention and batch.slide_index is not None:
+        out["slides"] += _top_slides(batch, attention["slide"].float(), slide_names)
+    if "slide_patch" in attention and batch.slide_index is not None:
+        out["slide_patches"] += _top_slide_patches(
+            batch, attention["slide_patch"].float(), top_k, slide_names
+        )
+    for scale in batch.scales or {}:
+        if scale in attention:
+            out["patches"] += _top_patches(
+                batch, attention[scale].float(), batch.scale_masks[scale], scale, top_k, None
             )
-        if "slide" in attention and batch.slide_index is not None:
-            slides += _top_slides(batch.to("cpu"), attention["slide"].float().cpu(), slide_names)
-        if "slide_patch" in attention and batch.slide_index is not None:
-            slide_patches += _top_slide_patches(
-                batch.to("cpu"), attention["slide_patch"].float().cpu(), top_k, slide_names
-            )
-        for scale in batch.scales or {}:
-            if scale in attention:
-                patches += _top_patches(
-                    batch.to("cpu"),
-                    attention[scale].float().cpu(),
-                    batch.scale_masks[scale].cpu(),
-                    scale,
-                    top_k,
-                    None,
-                )
-    net.train(was_training)
+    return out
+
+
+def write_attention(records: dict[str, list[dict]], out_dir: Path) -> dict[str, Path]:
+    """Write the top-k tables of one pass (`PatientRows.attention`) as `<out_dir>/top_<name>.csv`; -> written paths
+    (none when the network reports no attention)."""
     written: dict[str, Path] = {}
-    for name, rows in (("slides", slides), ("slide_patches", slide_patches)):
+    for name in ("slides", "slide_patches", "pathways", "patches"):
+        rows = records.get(name) or []
         if rows:
             out_dir.mkdir(parents=True, exist_ok=True)
             written[name] = out_dir / f"top_{name}.csv"
             with atomic_path(written[name]) as tmp:
                 pd.DataFrame(rows).to_csv(tmp, index=False)
-    if pathways or patches:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if pathways:
-        written["pathways"] = out_dir / "top_pathways.csv"
-        with atomic_path(written["pathways"]) as tmp:
-            pd.DataFrame(pathways).to_csv(tmp, index=False)
-    if patches:
-        written["patches"] = out_dir / "top_patches.csv"
-        with atomic_path(written["patches"]) as tmp:
-            pd.DataFrame(patches).to_csv(tmp, index=False)
     if written:
         log.info("attention exports: %s", ", ".join(str(p) for p in written.values()))
     return written
+
+
+__all__ = ["attention_records", "write_attention"]

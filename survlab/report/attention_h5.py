@@ -9,7 +9,8 @@ files), holding:
   TRIDENT's heatmap scores use; `attention` is a hard link to the same data,
 - `patch_index` [n] int64: the row of each patch in the slide's feature file (rows in file order; all rows unless
   `data.eval_max_patches` subsampled the bag).
-The test part only (the files are per slide and can be large); off unless `export_attention_h5: true`.
+The test part only (the files are per slide and can be large); off unless `export_attention_h5: true`. The
+attention is that of the run's one prediction pass (survlab.runner.predict: `PatientRows.slide_attention`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from survlab.data.batch import Batch
 from survlab.data.modalities.wsi import slide_key
+from survlab.report.rows import SlideAttention
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -88,33 +89,35 @@ def write_slide_h5(
         f.create_dataset("patch_index", data=patch_index.astype(np.int64))
 
 
-@torch.no_grad()
-def export_attention_h5(net: nn.Module, datamodule: Any, out_dir: Path) -> list[Path]:
-    """Run `net` (eval mode) over the test part; write `<out_dir>/<slide>.h5` for every test slide whose patient's
-    network reports `attention["patch"]`. -> written paths (none for networks without patch attention)."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    table = datamodule.cohort.table
-    slides_of = dict(zip(table["case_id"], table["slide_ids"], strict=True))
-    n_patches = getattr(datamodule, "slide_patches", None)
-    store = getattr(datamodule.sources, "wsi", None)
+def slide_attention(
+    batch: Batch,
+    attention: dict[str, torch.Tensor],
+    slides_of: dict[str, Sequence[str]],
+    n_patches: dict[str, int] | None,
+) -> list[SlideAttention]:
+    """Every slide of every patient of one batch (batch and attention on the CPU) whose network reports
+    `attention["patch"]` [B, N]: (slide id, patch_index [n], coords [n, 2], attention [n]); [] for networks without
+    patch attention or batches without coords."""
+    # wsi_mask, not wsi: with data.wsi.cache=device the host batch carries row numbers only
+    if "patch" not in attention or batch.wsi_mask is None or batch.coords is None:
+        return []
+    attn = attention["patch"].float()
+    return [
+        row
+        for b, case in enumerate(batch.case_ids)
+        for row in slide_rows(batch, attn, b, slides_of[case], n_patches)
+    ]
+
+
+def write_attention_h5(slides: Sequence[SlideAttention], out_dir: Path, store: Any = None) -> list[Path]:
+    """Write `<out_dir>/<slide>.h5` for every slide of one pass (`PatientRows.slide_attention`); `store`: the WSI
+    feature store whose coords attrs are copied. -> written paths."""
     written: list[Path] = []
-    try:
-        for batch in datamodule.test_dataloader():
-            attention = net(batch.to(device)).attention
-            # wsi_mask, not wsi: with data.wsi.cache=device the host batch carries row numbers only
-            if "patch" not in attention or batch.wsi_mask is None or batch.coords is None:
-                continue
-            attn = attention["patch"].float().cpu()
-            for b, case in enumerate(batch.case_ids):
-                for slide, rows, coords, scores in slide_rows(batch, attn, b, slides_of[case], n_patches):
-                    path = out_dir / f"{slide_key(slide)}.h5"
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    write_slide_h5(path, coords, scores, rows, _source_attrs(store, slide))
-                    written.append(path)
-    finally:
-        net.train(was_training)
+    for slide, rows, coords, scores in slides:
+        path = out_dir / f"{slide_key(slide)}.h5"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_slide_h5(path, coords, scores, rows, _source_attrs(store, slide))
+        written.append(path)
     if written:
         log.info("attention h5: %d slide files in %s", len(written), out_dir)
     else:
@@ -122,3 +125,6 @@ def export_attention_h5(net: nn.Module, datamodule: Any, out_dir: Path) -> list[
             "export_attention_h5: nothing written (the network reports no patch attention, or no coords)"
         )
     return written
+
+
+__all__ = ["slide_attention", "slide_rows", "write_attention_h5", "write_slide_h5"]

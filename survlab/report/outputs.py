@@ -1,10 +1,13 @@
-"""Write a finished run's outputs: predictions.csv, protocol.json, km.png, attention/ — and the metrics dict."""
+"""Write a finished run's outputs from its one prediction pass (survlab.runner.predict, `PatientRows` per part):
+predictions.csv (one writer: `predictions_table` + `write_predictions`), protocol.json, km.png, attention/ — and the
+metrics dict. Nothing here runs the network."""
 
 from __future__ import annotations
 
 import json
 import logging
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,10 @@ from survlab.metrics.km import plot_km_by_risk
 from survlab.metrics.pn_stage import pn_rule_metrics, pn_rule_table
 from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import survival_from_hazard_logits
-from survlab.report.attention import export_attention
-from survlab.report.attention_h5 import export_attention_h5
+from survlab.report.attention import write_attention
+from survlab.report.attention_h5 import write_attention_h5
 from survlab.report.km import training_cutoffs
+from survlab.report.rows import PatientRows
 from survlab.tasks.objectives import (
     SLIDE_STRIDE,
     ClassificationObjective,
@@ -35,7 +39,7 @@ from survlab.utils.outputs import git_commit, write_json
 log = logging.getLogger("survlab.run")
 
 
-def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int) -> pd.DataFrame:
+def predictions_frame(results: dict[str, np.ndarray], case_ids: list[str], fold: int | None) -> pd.DataFrame:
     """One row per test patient: case_id, fold, risk, time, event, hazard_k, surv_k (discrete-time models)."""
     frame = pd.DataFrame(
         {
@@ -68,9 +72,12 @@ def _bayes_accuracy(datamodule: Any) -> float | None:
     return float(value) if value is not None else None
 
 
-def _primary_survival(task: OutcomeTask) -> str | None:
-    """Name of the objective on the primary survival endpoint (None for a classification-only task)."""
-    for name, objective in task.objectives.items():
+def _primary_survival(objectives: Mapping[str, Any] | OutcomeTask) -> str | None:
+    """Name of the objective on the primary survival endpoint (None for a classification-only task); `objectives`:
+    the task's objectives (or the task)."""
+    if isinstance(objectives, OutcomeTask):
+        objectives = objectives.objectives
+    for name, objective in objectives.items():
         if isinstance(objective, SurvivalObjective) and objective.endpoint is None:
             return name
     return None
@@ -83,12 +90,27 @@ def _class_names(datamodule: Any, label: str, k: int) -> list[str]:
     return [str(c) for c in names] if names and len(names) == k else [str(i) for i in range(k)]
 
 
-def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival: str | None) -> pd.DataFrame:
-    """One row per test patient: case_id, fold, [risk, time, event, hazards, survival], per patient-level
-    classification objective `<label>` (true class), `<label>_pred`, `<label>_prob_<class>`, and per horizon
-    objective `<objective>_p_<h>` = P(event by h)."""
+def predictions_table(
+    objectives: Mapping[str, Any],
+    rows: Mapping[str, dict[str, np.ndarray]],
+    datamodule: Any,
+    fold: int | None = None,
+    outcomes: bool = True,
+    classes: Mapping[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """predictions.csv of one pass's `rows` (`PatientRows.objectives`), one row per patient.
+
+    With outcomes (a run's test fold, an external cohort with outcomes): case_id, fold, [risk, time, event, hazard_k,
+    surv_k of the primary survival endpoint], per patient-level classification objective `<label>` (true class),
+    `<label>_pred`, `<label>_prob_<class>`, and per horizon objective `<objective>_p_<h>` = P(event by h).
+    Without (`outcomes=False`, a cohort scored for predictions only; rows of `_outputs_only`, sorted by case_id):
+    case_id, per objective in order risk + hazard_k / surv_k (primary endpoint) or `<objective>_risk`,
+    `<objective>_p_<h>`, `<label>_pred` / `<label>_prob_<class>`. `classes`: label -> class names (default: the
+    data module's fitted ones)."""
     case_ids = datamodule.full_cohort.case_ids
-    rows = task.test_rows
+    if not outcomes:
+        return _predictions_only(objectives, rows, case_ids, classes or {})
+    survival = _primary_survival(objectives)
     if survival is not None:
         preds = predictions_frame(rows[survival], case_ids, fold)
         # outcomes from the cohort table by case_id (the batch carries the same float64 values)
@@ -101,11 +123,11 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
         index = set()
         for name, r in rows.items():
             if len(r.get("index", ())):
-                slide = getattr(task.objectives[name], "level", "patient") == "slide"
+                slide = getattr(objectives[name], "level", "patient") == "slide"
                 index |= {int(i) for i in (r["index"] // SLIDE_STRIDE if slide else r["index"])}
         index = sorted(index)
         preds = pd.DataFrame({"case_id": [case_ids[i] for i in index], "fold": fold})
-    for name, objective in task.objectives.items():
+    for name, objective in objectives.items():
         if isinstance(objective, HorizonObjective) and len(rows[name]):
             frame = pd.DataFrame({"case_id": [case_ids[i] for i in rows[name]["index"]]})
             for j, h in enumerate(objective.horizons):  # P(event by h)
@@ -122,28 +144,96 @@ def _patient_predictions(task: OutcomeTask, datamodule: Any, fold: int, survival
         ):  # another objective on the same head (e.g. HMF's CE + focal): same columns
             continue
         r = rows[name]
-        classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
+        names = list((classes or {}).get(str(objective.label)) or []) or _class_names(
+            datamodule, objective.label, r["probs"].shape[1]
+        )
         frame = pd.DataFrame(
             {
                 "case_id": [case_ids[i] for i in r["index"]],
-                objective.label: [classes[i] for i in r["label"]],
-                f"{objective.label}_pred": [classes[i] for i in r["probs"].argmax(1)],
+                objective.label: [names[i] for i in r["label"]],
+                f"{objective.label}_pred": [names[i] for i in r["probs"].argmax(1)],
             }
         )
-        for j, c in enumerate(classes):
+        for j, c in enumerate(names):
             frame[f"{objective.label}_prob_{c}"] = r["probs"][:, j]
         preds = preds.merge(frame, on="case_id", how="left")
     return preds
 
 
+def _predictions_only(
+    objectives: Mapping[str, Any],
+    rows: Mapping[str, dict[str, np.ndarray]],
+    case_ids: list[str],
+    classes: Mapping[str, list[str]],
+) -> pd.DataFrame:
+    """predictions.csv of a cohort without outcomes (see `predictions_table`): every scored patient once."""
+    import torch
+
+    pieces = [np.asarray(r["index"], int) for r in rows.values() if len(r.get("index", ()))]
+    index = np.unique(np.concatenate(pieces)) if pieces else np.zeros(0, int)
+    frame = pd.DataFrame({"case_id": [case_ids[i] for i in index]})
+
+    def aligned(r: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
+        """`values` of `r`'s rows on the frame's rows (NaN / None where an objective has no row)."""
+        if np.array_equal(np.asarray(r["index"], int), index):
+            return values
+        out = np.full(
+            len(index),
+            None if values.dtype == object else np.nan,
+            dtype=values.dtype if values.dtype == object else float,
+        )
+        out[np.searchsorted(index, np.asarray(r["index"], int))] = values
+        return out
+
+    for name, o in objectives.items():
+        r = rows.get(name) or {}
+        if not len(r.get("index", ())):
+            continue
+        if isinstance(o, SurvivalObjective):
+            frame["risk" if o.endpoint is None else f"{name}_risk"] = aligned(r, r["risk"])
+            if o.endpoint is None and "hazard_logits" in r:
+                logits = torch.as_tensor(r["hazard_logits"])
+                hazards, surv = torch.sigmoid(logits).numpy(), survival_from_hazard_logits(logits).numpy()
+                for k in range(hazards.shape[1]):
+                    frame[f"hazard_{k}"] = aligned(r, hazards[:, k])
+                for k in range(surv.shape[1]):
+                    frame[f"surv_{k}"] = aligned(r, surv[:, k])
+        elif isinstance(o, HorizonObjective):
+            for j, horizon in enumerate(o.horizons):
+                frame[f"{name}_p_{horizon:g}"] = aligned(r, r["probs"][:, j])
+        elif isinstance(o, ClassificationObjective) and o.level == "patient":
+            if f"{o.label}_pred" in frame.columns:  # another objective on the same head: same columns
+                continue
+            names = list(classes.get(str(o.label)) or [str(i) for i in range(r["probs"].shape[1])])
+            frame[f"{o.label}_pred"] = aligned(
+                r, np.asarray([names[i] for i in r["probs"].argmax(1)], dtype=object)
+            )
+            for j, c in enumerate(names):
+                frame[f"{o.label}_prob_{c}"] = aligned(r, r["probs"][:, j])
+    return frame.sort_values("case_id", kind="stable").reset_index(drop=True)
+
+
+def write_predictions(table: pd.DataFrame, out_dir: Path) -> Path:
+    """THE writer of predictions.csv (a run's test fold, a re-scored fold, an external cohort, predictions only)."""
+    path = out_dir / "predictions.csv"
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return path
+
+
 def _classification_outputs(
-    task: OutcomeTask, datamodule: Any, cfg: DictConfig, out_dir: Path, case_ids: list[str]
+    objectives: Mapping[str, Any],
+    rows: Mapping[str, dict[str, np.ndarray]],
+    datamodule: Any,
+    cfg: DictConfig,
+    out_dir: Path,
+    case_ids: list[str],
 ) -> None:
     """confusion_<objective>.png / .pdf and roc_pr_<objective>.png / .pdf per classification objective;
     slide_predictions.csv for slide-level ones."""
     slide_frames = []
-    for name, objective in task.objectives.items():
-        r = task.test_rows.get(name, {})
+    for name, objective in objectives.items():
+        r = rows.get(name, {})
         if not isinstance(objective, ClassificationObjective) or not len(r.get("index", ())):
             continue
         classes = _class_names(datamodule, objective.label, r["probs"].shape[1])
@@ -230,22 +320,30 @@ def write_run_outputs(
     wall_s: float,
     km_cutoffs: dict[str, np.ndarray] | None = None,
     protocol_card: dict[str, Any] | None = None,
+    predictions: Mapping[str, PatientRows] | None = None,
 ) -> dict[str, Any]:
-    """Write every per-run file and return the metrics that go to metrics.json. KM risk groups are cut at
-    `km_cutoffs` (objective -> cutoffs; default: fitted on this data module's training patients, km_report).
-    `protocol_card`: further protocol.json keys (an evaluation's trained-on / evaluated-on card, a classical
-    estimator's fit), written with the rest: protocol.json is written once."""
+    """Write every per-run file from the run's one prediction pass and return the metrics that go to metrics.json.
+
+    `predictions`: part -> rows of survlab.runner.predict.run_test_pass ("test": the scored patients, with the attention
+    asked for; "train" / "val": the fold's training patients, when the data module has them); default: the test rows
+    of `trainer.test` (`task.test_rows`) alone. KM risk groups are cut at `km_cutoffs` (objective -> cutoffs;
+    default: fitted on the training patients' rows, survlab.report.km). `protocol_card`: further protocol.json keys
+    (an evaluation's trained-on / evaluated-on card, a classical estimator's fit), written with the rest:
+    protocol.json is written once."""
     case_ids = datamodule.full_cohort.case_ids  # Batch.index = row of the patient in the full cohort table
-    survival = _primary_survival(task)
-    preds = _patient_predictions(task, datamodule, cfg.fold, survival)
-    with atomic_path(out_dir / "predictions.csv") as tmp:
-        preds.to_csv(tmp, index=False)
-    _classification_outputs(task, datamodule, cfg, out_dir, case_ids)
+    predictions = predictions or {"test": PatientRows(dict(task.test_rows))}
+    objectives, test = task.objectives, predictions["test"]
+    survival = _primary_survival(objectives)
+    preds = predictions_table(objectives, test.objectives, datamodule, cfg.fold)
+    write_predictions(preds, out_dir)
+    _classification_outputs(objectives, test.objectives, datamodule, cfg, out_dir, case_ids)
 
     oracle, km = None, {}
     km_method = cfg.get("km_groups", "median")
     if survival is not None and km_cutoffs is None:
-        km_cutoffs = training_cutoffs(task, datamodule, km_method)
+        km_cutoffs = training_cutoffs(
+            objectives, [predictions.get("train"), predictions.get("val")], km_method
+        )
         if not km_cutoffs:
             log.warning(
                 "no training patients to cut the KM risk groups at: cut at the test patients' %s", km_method
@@ -271,12 +369,15 @@ def write_run_outputs(
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image(key="test/km", images=[str(out_dir / "km.png")])
 
-    if cfg.get("export_attention", True):
-        export_attention(task.net, datamodule, out_dir / "attention", top_k=cfg.get("attention_top_k", 10))
+    if cfg.get(
+        "export_attention", True
+    ):  # the top-k tables of the pass (survlab.runner.predict.attention_spec)
+        write_attention(test.attention, out_dir / "attention")
     if cfg.get(
         "export_attention_h5", False
     ):  # per test slide: coords + attention h5 for CLAM / TRIDENT heatmaps
-        export_attention_h5(task.net, datamodule, out_dir / "attention" / "h5")
+        store = getattr(getattr(datamodule, "sources", None), "wsi", None)
+        write_attention_h5(test.slide_attention, out_dir / "attention" / "h5", store)
 
     ckpt_cb = trainer.checkpoint_callback
     best_val = None
@@ -311,13 +412,19 @@ def write_run_outputs(
         from survlab.report.subgroups import subgroup_report
 
         groups = subgroup_report(
-            task, datamodule, out_dir, cfg.get("eval_times"), km_method, cutoffs=km_cutoffs
+            objectives,
+            test.objectives,
+            datamodule,
+            out_dir,
+            cfg.get("eval_times"),
+            km_method,
+            cutoffs=km_cutoffs,
         )
         metrics.update({f"test/{k}": v for k, v in groups.items()})
     if getattr(datamodule, "split_groups", None):  # site-preserved folds: metrics per site of the test fold
         from survlab.report.subgroups import site_report
 
-        metrics["sites"] = site_report(task, datamodule)
+        metrics["sites"] = site_report(objectives, test.objectives, datamodule)
     if cfg.get("pn_rule"):
         metrics.update(pn_rule_report(cfg.pn_rule, preds, out_dir))
     split = getattr(datamodule, "split", None)

@@ -17,7 +17,7 @@ for every survival objective:
 ``subgroups.csv`` (one row per group x objective x metric).
 
 Example:
-    >>> subgroup_report(task, datamodule, out_dir, eval_times=[12, 24, 36])["treatment=immunotherapy/os/cindex"]  # doctest: +SKIP
+    >>> subgroup_report(task.objectives, rows, datamodule, out_dir, eval_times=[12, 24, 36])["treatment=immunotherapy/os/cindex"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,7 +82,8 @@ def survival_figures(
 
 
 def subgroup_report(
-    task: Any,
+    objectives: Mapping[str, Any],
+    rows: Mapping[str, dict[str, np.ndarray]],
     datamodule: Any,
     out_dir: Path | None,
     eval_times: Sequence[float] | None = None,
@@ -91,17 +92,18 @@ def subgroup_report(
     cutoffs: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Metrics of every patient-level objective overall and per subgroup (see module docstring) -> flat dict.
-    `cutoffs`: objective name -> risk-group cutoffs fitted on the training patients (else the groups' own)."""
+    `rows`: the test patients' rows of the run's one prediction pass (`PatientRows.objectives`). `cutoffs`: objective
+    name -> risk-group cutoffs fitted on the training patients (else the groups' own)."""
     table = datamodule.full_cohort.table
     columns = list(getattr(datamodule, "subgroups", []) or [])
     group_of = {col: table[col].astype(object).where(table[col].notna(), None).to_numpy() for col in columns}
     results: dict[str, float] = {}
     records = []
-    for name, objective in task.objectives.items():
-        rows = task.test_rows.get(name, {})
-        if not len(rows.get("index", ())) or getattr(objective, "level", "patient") != "patient":
+    for name, objective in objectives.items():
+        part = rows.get(name, {})
+        if not len(part.get("index", ())) or getattr(objective, "level", "patient") != "patient":
             continue
-        idx = rows["index"].astype(int)
+        idx = part["index"].astype(int)
         groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(idx), dtype=bool))]
         for col in columns:
             values = group_of[col][idx]
@@ -111,7 +113,7 @@ def subgroup_report(
         for group, keep in groups:
             if not keep.any():
                 continue
-            sub = _subset(rows, keep)
+            sub = _subset(part, keep)
             metrics = dict(objective.score(sub)) if group != "all" else {}
             if isinstance(objective, SurvivalObjective):
                 km = None if out_dir is None else out_dir / f"km_{_safe(name)}_{_safe(group)}.png"
@@ -141,7 +143,12 @@ def subgroup_report(
 MIN_SITE_EVENTS = 3
 
 
-def site_report(task: Any, datamodule: Any, min_events: int = MIN_SITE_EVENTS) -> dict[str, dict[str, Any]]:
+def site_report(
+    objectives: Mapping[str, Any],
+    rows: Mapping[str, dict[str, np.ndarray]],
+    datamodule: Any,
+    min_events: int = MIN_SITE_EVENTS,
+) -> dict[str, dict[str, Any]]:
     """Per-site test metrics of site-preserved folds (`datamodule.split_groups`: case_id -> site) -> {site: {n,
     n_events, <objective>/cindex | <objective>/auroc: float | None, status: "ok" | "too few events (k < m)"}}.
 
@@ -155,15 +162,15 @@ def site_report(task: Any, datamodule: Any, min_events: int = MIN_SITE_EVENTS) -
         return {}
     case_ids = datamodule.full_cohort.table["case_id"].astype(str).to_numpy()
     out: dict[str, dict[str, Any]] = {}
-    for name, objective in task.objectives.items():
-        rows = task.test_rows.get(name, {})
-        if not len(rows.get("index", ())) or getattr(objective, "level", "patient") != "patient":
+    for name, objective in objectives.items():
+        part = rows.get(name, {})
+        if not len(part.get("index", ())) or getattr(objective, "level", "patient") != "patient":
             continue
-        sites = np.asarray([group_of.get(c, "?") for c in case_ids[rows["index"].astype(int)]], dtype=object)
+        sites = np.asarray([group_of.get(c, "?") for c in case_ids[part["index"].astype(int)]], dtype=object)
         for site in sorted(set(sites.tolist())):
             keep = sites == site
             rec = out.setdefault(site, {"n": int(keep.sum()), "status": "ok"})
-            sub = _subset(rows, keep)
+            sub = _subset(part, keep)
             if isinstance(objective, SurvivalObjective) or "event" in sub and "risk" in sub:
                 n_events = int(np.asarray(sub["event"], dtype=bool).sum())
                 rec.setdefault("n_events", n_events)

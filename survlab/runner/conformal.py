@@ -3,7 +3,7 @@
     survlab train model=abmil data=synthetic_classification data.splits.calibration_fraction=0.2 conformal.alphas=[0.1,0.2]
     survlab eval run=<run dir> data=<other cohort> conformal.alphas=[0.1,0.2]
 
-`check_conformal` (before training: a calibration part and an objective that gets sets), `calibration_rows` (THE one
+`check_conformal` (before training: a calibration part and an objective that gets sets), `calibration_rows` (the
 inference pass over the calibration part; per-patient rows as `OutcomeTask` collects them in its test step),
 `run_conformal` (after the test: calibrate on the calibration rows, sets for the test rows, written by
 survlab.report.conformal) and `external_conformal` (`survlab eval` on another cohort: calibrated on the run's OWN
@@ -89,36 +89,12 @@ def check_conformal(cfg: DictConfig, task: Any, datamodule: Any) -> None:
 
 
 def calibration_rows(task: Any, loader: Any, trainer: Any = None) -> dict[str, dict[str, np.ndarray]]:
-    """The one inference pass over the calibration part: objective → rows exactly as `OutcomeTask`'s test step
-    collects them (index, probs, label / risk, hazard_logits, time, event), in the trainer's test precision; sorted
-    by row index. (To be swapped for the shared predict pass.)"""
-    import torch
+    """The calibration part's rows: objective -> the arrays `Objective.collect` gives (index, probs, label / risk,
+    hazard_logits, time, event), each patient once, sorted by index; from the one prediction pass
+    (survlab.runner.predict), in the trainer's test precision."""
+    from survlab.runner.predict import predict
 
-    device = next(task.parameters()).device
-    context = (
-        trainer.precision_plugin.test_step_context()
-        if trainer is not None
-        else torch.autocast("cpu", enabled=False)
-    )
-    task.eval()
-    parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in task.objectives}
-    with torch.no_grad(), context:
-        for batch in loader:
-            batch = batch.to(device)
-            pred = task(batch)
-            for name, objective in task.objectives.items():
-                parts[name].append(
-                    {k: v.detach().cpu().numpy() for k, v in objective.collect(pred, batch).items()}
-                )
-    rows: dict[str, dict[str, np.ndarray]] = {}
-    for name, chunks in parts.items():
-        if not chunks:
-            rows[name] = {}
-            continue
-        joined = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-        _, first = np.unique(joined["index"], return_index=True)
-        rows[name] = {k: v[first] for k, v in joined.items()}
-    return rows
+    return predict(task, [loader], trainer=trainer).objectives
 
 
 def _groups(datamodule: Any) -> Any:

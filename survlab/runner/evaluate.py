@@ -229,6 +229,7 @@ def evaluate_own_fold(
 
     from survlab.report.outputs import write_run_outputs
     from survlab.runner.build import build_datamodule
+    from survlab.runner.predict import attention_spec, run_test_pass
 
     started = time.time()
     cfg.data = _with_overrides(cfg.data, overrides)
@@ -242,8 +243,12 @@ def evaluate_own_fold(
     _load_weights(task, ckpt)
     out.mkdir(parents=True, exist_ok=True)
     trainer = _trainer(cfg, out)
-    trainer.test(task, datamodule=dm, verbose=False)
-    metrics = write_run_outputs(_eval_cfg(cfg), out, task, dm, trainer, ckpt, wall_s=time.time() - started)
+    eval_cfg = _eval_cfg(cfg)
+    # the one prediction pass: the test rows, and the training patients' rows (Cox baseline, KM cutoffs)
+    predictions = run_test_pass(task, trainer, datamodule=dm, attention=attention_spec(eval_cfg, dm))
+    metrics = write_run_outputs(
+        eval_cfg, out, task, dm, trainer, ckpt, wall_s=time.time() - started, predictions=predictions
+    )
     metrics.update(run_conformal(cfg, task, dm, out, trainer))  # cfg.conformal: set by evaluate() from argv
     metrics.update(evaluation="internal test fold (re-scored)", run_dir=str(run_dir))
     return metrics
@@ -320,48 +325,15 @@ def _files(ext: Any) -> dict[str, str]:
 
 
 def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str) -> pd.DataFrame:
-    """Predictions [one row per patient] of the task's network on every patient of `ext`: risk, hazard_k / surv_k,
-    `<objective>_risk` (secondary endpoints), `<objective>_p_<h>` (horizons), `<label>_pred` / `<label>_prob_<c>`."""
-    import torch
+    """Predictions [one row per patient, sorted by case_id] of the task's network on every patient of `ext` (a cohort
+    without outcomes): the one pass (survlab.runner.predict, `outcomes=False`) through the one predictions table
+    (survlab.report.outputs.predictions_table): risk, hazard_k / surv_k, `<objective>_risk` (secondary endpoints),
+    `<objective>_p_<h>` (horizons), `<label>_pred` / `<label>_prob_<c>`."""
+    from survlab.report.outputs import predictions_table
+    from survlab.runner.predict import predict
 
-    from survlab.models.base import survival_from_hazard_logits
-    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
-
-    task = task.to(device).eval()
-    frames = []
-    with torch.no_grad():
-        for batch in ext.test_dataloader():
-            batch = batch.to(device)
-            pred = task(batch)
-            frame = pd.DataFrame({"case_id": [ext.full_cohort.case_ids[int(i)] for i in batch.index.cpu()]})
-            for name, o in task.objectives.items():
-                if isinstance(o, SurvivalObjective):
-                    hz, risk = o._outputs(pred)
-                    key = "risk" if o.endpoint is None else f"{name}_risk"
-                    frame[key] = o._risk(hz, risk).float().cpu().numpy()
-                    if o.endpoint is None and hz is not None:
-                        h, s = (
-                            torch.sigmoid(hz.float()).cpu().numpy(),
-                            survival_from_hazard_logits(hz).cpu().numpy(),
-                        )
-                        for k in range(h.shape[1]):
-                            frame[f"hazard_{k}"] = h[:, k]
-                        for k in range(s.shape[1]):
-                            frame[f"surv_{k}"] = s[:, k]
-                elif isinstance(o, HorizonObjective):
-                    p = o.probabilities(o._logits(pred)).cpu().numpy()
-                    for j, horizon in enumerate(o.horizons):
-                        frame[f"{name}_p_{horizon:g}"] = p[:, j]
-                elif isinstance(o, ClassificationObjective) and o.level == "patient":
-                    if f"{o.label}_pred" in frame.columns:
-                        continue
-                    p = torch.softmax(pred.class_logits[o.label].float(), dim=-1).cpu().numpy()
-                    names = classes[str(o.label)]
-                    frame[f"{o.label}_pred"] = [names[i] for i in p.argmax(1)]
-                    for j, c in enumerate(names):
-                        frame[f"{o.label}_prob_{c}"] = p[:, j]
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True).sort_values("case_id", kind="stable").reset_index(drop=True)
+    rows = predict(task.to(device), [ext.test_dataloader()], outcomes=False)
+    return predictions_table(task.objectives, rows.objectives, ext, outcomes=False, classes=classes)
 
 
 def run_km_cutoffs(run_metrics: dict[str, Any], task: Any, where: str) -> dict[str, np.ndarray]:
@@ -446,8 +418,8 @@ def score_external(
     import torch
 
     from survlab.data.external import setup_external
-    from survlab.report.outputs import write_run_outputs
-    from survlab.utils.files import atomic_path
+    from survlab.report.outputs import write_predictions, write_run_outputs
+    from survlab.runner.predict import attention_spec, run_test_pass
     from survlab.utils.outputs import write_json
 
     started = time.time()
@@ -503,8 +475,7 @@ def score_external(
         classes = {n: list(c) for n, c in fitted.classes.items()}
         preds = predict_rows(task, ext, classes, device)
         _drop_stale_metrics(out)
-        with atomic_path(out / "predictions.csv") as tmp:
-            preds.to_csv(tmp, index=False)
+        write_predictions(preds, out)
         write_json(out / "protocol.json", card)
         write_protocol_md(out / "protocol.md", card, None)
         print(
@@ -513,9 +484,13 @@ def score_external(
         )
         return {"evaluation": card["evaluation"], "n_predicted": len(preds)}
     trainer = _trainer(cfg, out)
-    trainer.test(task, dataloaders=ext.test_dataloader(), verbose=False)
+    eval_cfg = _eval_cfg(cfg, node)
+    # the one prediction pass over the scored cohort; its KM groups are cut at the run's training cutoffs
+    predictions = run_test_pass(
+        task, trainer, dataloaders=ext.test_dataloader(), attention=attention_spec(eval_cfg, ext)
+    )
     metrics = write_run_outputs(
-        _eval_cfg(cfg, node),
+        eval_cfg,
         out,
         task,
         ext,
@@ -524,6 +499,7 @@ def score_external(
         wall_s=time.time() - started,
         km_cutoffs=run_km_cutoffs(run_metrics, task, f"{run_dir / 'metrics.json'}"),
         protocol_card=card,
+        predictions=predictions,
     )
     metrics.update(external_conformal(cfg, conformal, task, ext, out, run_dir, internal, trainer))
     metrics.update(

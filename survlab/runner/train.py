@@ -29,7 +29,9 @@ from survlab.runner.build import (
     task_reporter,
 )
 from survlab.runner.conformal import check_conformal, run_conformal
+from survlab.runner.predict import attention_spec, run_test_pass
 from survlab.runner.selection import selection_warning, small_split_line
+from survlab.tasks.outcome import OutcomeTask
 from survlab.utils import jobs
 from survlab.utils.malloc import reuse_from_env
 from survlab.utils.outputs import write_json
@@ -82,12 +84,23 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             ckpt,
             cfg.fold,
         )
-        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
+        extra: dict[str, Any] = {"protocol_card": {"estimator": fitted["estimator"]}} if fitted else {}
+        if isinstance(task, OutcomeTask):
+            # the one prediction pass: test rows (+ attention) from trainer.test's own forward calls, the training
+            # patients' rows once (Cox baseline, KM cutoffs); every writer reads these rows
+            extra["predictions"] = run_test_pass(
+                task,
+                trainer,
+                datamodule=datamodule,
+                ckpt_path=ckpt,
+                attention=attention_spec(cfg, datamodule),
+            )
+        else:  # e.g. segmentation: its writer reads the task's own test rows
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         if trainer.global_rank != 0:
             return {}
-        card = {"protocol_card": {"estimator": fitted["estimator"]}} if fitted else {}
         metrics = reporter(
-            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **card
+            cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **extra
         )
         if not task.FITTED_PREPROCESSING:  # e.g. segmentation: its writer wrote everything
             return metrics

@@ -68,7 +68,8 @@ class OutcomeTask(Task):
 
     After `fit_references(fitted)`, `test_results` (the primary objective's rows) / `test_rows` (per objective)
     and `test_metrics` ({metric: value} of the primary objective plus {"<objective>/<metric>": value} of all) hold
-    the test predictions after `trainer.test`.
+    the test predictions after `trainer.test`. A Cox objective's Breslow baseline (its test IBS) comes from a saved
+    one (`fit_references`) or from `set_cox_baseline` (the training patients' rows of survlab.runner.predict's pass).
     """
 
     REPORTER = "survlab.report.outputs.write_run_outputs"
@@ -269,7 +270,7 @@ class OutcomeTask(Task):
             sync_dist=True,
         )
 
-    def _eval_step(self, batch: Batch, stage: str) -> None:
+    def _eval_step(self, batch: Batch, stage: str) -> Prediction:
         pred = self(batch)
         self._log_eval_loss(pred, batch, stage)
         self._outputs[stage].append(
@@ -278,12 +279,15 @@ class OutcomeTask(Task):
                 for name, objective in self.objectives.items()
             }
         )
+        return pred
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> Prediction:
+        """The batch's rows (gathered in on_test_epoch_end); the Prediction goes to the callbacks'
+        on_test_batch_end (survlab.runner.predict keeps the attention of this same forward call)."""
+        return self._eval_step(batch, "test")
 
     def _gather(self, stage: str) -> dict[str, dict[str, np.ndarray]]:
         """Per objective: concatenate this rank's rows, gather all ranks, drop DistributedSampler duplicates; sorted
@@ -385,29 +389,35 @@ class OutcomeTask(Task):
                     np.array(ref["bin_edges"]), np.array(ref["train_time"]), np.array(ref["train_event"])
                 )
 
-    def on_test_epoch_start(self) -> None:
-        # Cox objectives have no survival curve of their own: fit a Breslow baseline on the TRAINING patients'
-        # predictions of the selected model (needed for the integrated Brier score).
-        cox = {
-            n: o for n, o in self.objectives.items() if isinstance(o, SurvivalObjective) and o.kind == "cox"
-        }
-        dm = getattr(self.trainer, "datamodule", None) if self.trainer is not None else None
-        if not cox or dm is None or not hasattr(dm, "train_eval_dataloader"):
-            return
-        rows: dict[str, list[dict[str, Tensor]]] = {n: [] for n in cox}
-        with torch.no_grad():
-            for batch in dm.train_eval_dataloader():
-                batch = batch.to(self.device)
-                pred = self(batch)
-                for name, objective in cox.items():
-                    rows[name].append({k: v.cpu() for k, v in objective.collect(pred, batch).items()})
-        for name, objective in cox.items():
-            r = {k: torch.cat([x[k] for x in rows[name]]).numpy() for k in rows[name][0]}
+    def set_cox_baseline(self, rows: Mapping[str, dict[str, np.ndarray]]) -> None:
+        """Cox objectives have no survival curve of their own: their Breslow baseline (needed by the integrated Brier
+        score) is the TRAINING patients' risks of the selected model with their outcomes. `rows`: those patients'
+        rows of the run's one prediction pass (survlab.runner.predict, before the test batches), per objective as
+        `Objective.collect` gives them; nothing here runs the network."""
+        for name, objective in self.objectives.items():
+            r = rows.get(name) or {}
+            if not (isinstance(objective, SurvivalObjective) and objective.kind == "cox") or not len(
+                r.get("index", ())
+            ):
+                continue
             order = np.argsort(r["index"])
             # outcomes as the batches carry them (float64: the cohort table's exact values; NaN = lacks the endpoint)
             ok = np.isfinite(r["time"][order])
             objective.set_baseline(
                 r["risk"][order][ok], r["time"][order][ok].astype(float), r["event"][order][ok].astype(bool)
+            )
+
+    def on_test_epoch_start(self) -> None:
+        missing = [
+            n
+            for n, o in self.objectives.items()
+            if isinstance(o, SurvivalObjective) and o.kind == "cox" and o.train_risk is None
+        ]
+        if missing:
+            _log.warning(
+                "Cox objective(s) %s have no Breslow baseline (the training patients' risks): their test IBS is NaN; "
+                "test through survlab.runner.predict.run_test_pass, which sets it",
+                ", ".join(missing),
             )
 
     def on_test_epoch_end(self) -> None:

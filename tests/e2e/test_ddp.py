@@ -35,6 +35,8 @@ def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Pa
         *tiny_overrides(tmp_path, data_dir),
         "data.synthetic.n_patients=45",
         f"hydra.run.dir={run_dir}",
+        "export_attention=true",  # the attention of the test pass is gathered from both ranks (survlab.runner.predict)
+        "export_attention_h5=true",
     ]
     check(run_survlab(args))
     assert (run_dir / "DONE").is_file() and (run_dir / "train_ddp_process_1.log").is_file(), (
@@ -47,6 +49,11 @@ def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Pa
     assert len(preds) == metrics["n_test"] == len(test_ids) and set(preds.case_id) == test_ids
     assert not preds.case_id.duplicated().any()
     assert metrics["test/cindex"] == pytest.approx(cindex, abs=1e-12)
+    patches = pd.read_csv(run_dir / "attention" / "top_patches.csv")
+    assert set(patches.case_id) == test_ids  # every test patient once: the padded duplicate dropped
+    assert not patches.duplicated(["case_id", "scale", "rank"]).any()
+    h5 = {p.stem for p in (run_dir / "attention" / "h5").glob("*.h5")}
+    assert {s.rsplit("-DX", 1)[0] for s in h5} == test_ids  # synthetic slide ids: <case_id>-DX<k>
 
 
 def test_ddp_sim_in_multirun_runs_each_job_once(tmp_path: Path, data_dir: Path) -> None:

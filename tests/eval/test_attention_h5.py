@@ -13,7 +13,8 @@ import torch
 
 from survlab.data.batch import collate
 from survlab.models.abmil import ABMIL
-from survlab.report.attention_h5 import export_attention_h5
+from survlab.report.attention_h5 import write_attention_h5
+from survlab.runner.predict import AttentionSpec, predict
 
 KW: dict[str, Any] = dict(
     genomics=None,
@@ -32,6 +33,12 @@ def _cohort_with_attrs(tiny_cohort: Path, tmp_path: Path) -> Path:
         with h5py.File(p, "a") as f:
             f["coords"].attrs.update({"patch_size_level0": 512, "target_magnification": 20})
     return root
+
+
+def export_attention_h5(net: torch.nn.Module, dm: Any, out: Path) -> list[Path]:
+    """The one prediction pass over the test part (full patch attention kept), written as h5 files."""
+    rows = predict(net, [dm.test_dataloader()], AttentionSpec.of(dm, top_k=None, h5=True))
+    return write_attention_h5(rows.slide_attention, out, dm.sources.wsi)
 
 
 def _source(root: Path, slide: str) -> np.ndarray:

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 
 from survlab.models.abmil import ABMIL
-from survlab.report.attention import export_attention
+from survlab.report.attention import write_attention
+from survlab.runner.predict import AttentionSpec, predict
 
 
 def _h5(root: Path, slide: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,9 +49,8 @@ def test_exported_slides_exist_and_hold_the_patch_after_a_slide_was_dropped(
     assert dm.drop_report["wsi"]["slides"] == {dropped: "missing features"} and case in dm.split.test
 
     torch.manual_seed(0)
-    written = export_attention(
-        ABMIL(dm.dims, hidden_dim=8), dm, tmp_path / "attn", top_k=10_000
-    )  # every patch
+    rows = predict(ABMIL(dm.dims, hidden_dim=8), [dm.test_dataloader()], AttentionSpec.of(dm, top_k=10_000))
+    written = write_attention(rows.attention, tmp_path / "attn")  # every patch
     rows = pd.read_csv(written["patches"], dtype={"case_id": str, "slide": str})
     slides_of = dict(zip(dm.cohort.case_ids, dm.cohort.table["slide_ids"], strict=True))
     assert set(rows["case_id"]) == set(dm.split.test)

@@ -31,11 +31,13 @@ def test_site_report_scores_each_site_and_reports_too_few_events_as_such() -> No
         split_groups={c: c.split("-")[1] for c in case_ids},
         full_cohort=SimpleNamespace(table=pd.DataFrame({"case_id": case_ids})),
     )
-    out = site_report(task, dm)
+    out = site_report(task.objectives, task.test_rows, dm)
     ab = pd.DataFrame({"risk": risk[:20], "time": time[:20], "event": event[:20]})
     assert out["AB"]["os/cindex"] == _c(ab) and out["AB"]["status"] == "ok" and out["AB"]["n"] == 20
     assert out["CD"] == {"n": 10, "n_events": 2, "os/cindex": None, "status": "too few events (2 < 3)"}
-    assert site_report(task, SimpleNamespace(split_groups={})) == {}  # random folds: no per-site section
+    assert (
+        site_report(task.objectives, task.test_rows, SimpleNamespace(split_groups={})) == {}
+    )  # random folds: no per-site section
 
 
 def _job(root: Path, fold: int, group: str, risk_noise: float, sites: dict | None) -> Path:
@@ -128,7 +130,7 @@ def test_site_report_of_a_label_gives_the_sites_auroc_or_says_why_not() -> None:
         split_groups={c: "X" if i < 16 else "Y" for i, c in enumerate(ids)},
         full_cohort=SimpleNamespace(table=pd.DataFrame({"case_id": ids})),
     )
-    out = site_report(task, dm)
+    out = site_report(task.objectives, task.test_rows, dm)
     np.testing.assert_allclose(out["X"]["subtype/auroc"], roc_auc_score(labels[:16], p1[:16]))
     assert out["Y"]["subtype/auroc"] is None and out["Y"]["status"].startswith(
         "too few patients per class ([8]"

@@ -52,7 +52,7 @@ def test_per_treatment_metrics_equal_the_overall_metrics_on_that_subset(tmp_path
     from sksurv.util import Surv
 
     task, dm, d = _fake_run()
-    out = subgroup_report(task, dm, tmp_path, eval_times=[12, 24, 36])
+    out = subgroup_report(task.objectives, task.test_rows, dm, tmp_path, eval_times=[12, 24, 36])
     train = Surv.from_arrays(d["event"], d["time"])
     for group in ("immunotherapy", "chemotherapy"):
         keep = d["treatment"] == group
@@ -118,7 +118,7 @@ def test_auc_at_a_time_past_the_training_follow_up_is_nan_and_recorded() -> None
     train_time, train_event = np.minimum(d["time"], 30.0), d["event"] | (d["time"] >= 30.0)
     task.objectives["os"].set_reference(np.array([0.0, np.inf]), train_time, train_event)
     dm.subgroups = []
-    out = subgroup_report(task, dm, None, eval_times=[12, 24, 36])
+    out = subgroup_report(task.objectives, task.test_rows, dm, None, eval_times=[12, 24, 36])
     assert np.isnan(out["all/os/auc_36"])
     assert (out["all/os/ipcw_followup"], out["all/os/n_auc_times_past_followup"]) == (30.0, 1.0)
     late = d["time"] > 30.0

@@ -13,13 +13,16 @@ Stages (`pipeline.stages`, in this order; a stage reads only what earlier stages
 2. `grader/`: MCAT_GR (the run's `model`) trained on REAL genomics like any survlab run (its run outputs are in the
    stage dir), then evaluated on calibration + test patients with `genomics_source` real and synthetic (the
    synthetic values go through the scaler fitted on the real training expression: `data.genomics.values_from`) →
-   `eval_predictions.csv`; per-patch grade + risk of the test patients (`patch_predictions_<source>.csv`).
+   `eval_predictions.csv` (rows of the one prediction pass, survlab.runner.predict); per-patch grade + risk of the
+   test patients (`patch_predictions_<source>.csv`).
    `wsi_only/`: the WSI-only comparator (`pipeline.wsi_only.model`), same objectives, same outputs.
 3. `conformal/`: split-conformal sets for grade and survival bin (survlab.metrics.conformal) per (model, source),
    calibrated on the calibration patients of the SAME source as the test patients → conformal.json / .csv /
    conformal_sets.csv / conformal.png.
 The job dir gets `comparison.csv` / `.md` (C-index, grade metrics per model × genomics source: the paper's table)
 and metrics.json (the grader's real-genomics test metrics plus `test/<setting>/...` of every setting).
+
+Every stage builds its data module, network, task and trainer through the one build path (survlab.runner.build).
 
 Skipping and re-running: every stage dir holds `stage.json` (the stage's identity: the settings it depends on and the
 identities of the stages it reads) and `DONE`. A stage whose DONE and identity match is skipped (a crashed job
@@ -36,9 +39,8 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -56,9 +58,10 @@ from survlab.metrics.conformal import (
 )
 from survlab.metrics.generation import generation_metrics
 from survlab.metrics.survival import harrell_cindex
-from survlab.models.base import risk_score
-from survlab.runner.modalities import job_modalities
+from survlab.runner.build import build_datamodule, build_net, build_task, build_trainer
 from survlab.runner.pipelines.patch_inference import patch_predictions
+from survlab.runner.predict import predict
+from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.utils import jobs
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import write_json
@@ -128,16 +131,15 @@ def _stage_config(
     return stage
 
 
-def _datamodule(data: Any, modalities: tuple[str, ...], **genomics: Any) -> Any:
-    """A set-up CohortDataModule from a data config with genomics options replaced by `genomics`."""
-    node = OmegaConf.create(
-        OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else data
-    )
-    if genomics and node.get("genomics") is not None:
+def _datamodule(stage: DictConfig, **genomics: Any) -> Any:
+    """The set-up data module of a stage's config (`data` + the `model` whose network says which modalities it
+    reads), built by the one build path (survlab.runner.build), with genomics options replaced by `genomics`."""
+    node = OmegaConf.create(OmegaConf.to_container(stage, resolve=True))
+    if genomics and node.data.get("genomics") is not None:
         with open_dict(node):
             for k, v in genomics.items():
-                node.genomics[k] = v
-    dm = hydra.utils.instantiate(node, modalities=modalities, _recursive_=False)
+                node.data.genomics[k] = v
+    dm = build_datamodule(node)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -160,6 +162,40 @@ def _device(cfg: DictConfig) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------------- stage 1
+def _generator_config(cfg: DictConfig, stage_dir: Path) -> DictConfig:
+    """The generator stage as a job config of its own (`pipeline.generator.model` / `max_epochs`, the job's data and
+    trainer), for the one build path: its checkpoint is selected on the inner-validation loss (`best.ckpt`)."""
+    g = cfg.pipeline.generator
+    trainer = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
+    trainer.update(
+        max_epochs=int(g.max_epochs),
+        accumulate_grad_batches=int(g.get("accumulate_grad_batches", 1)),
+        enable_progress_bar=False,
+        enable_checkpointing=True,
+    )
+    best = {
+        "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "dirpath": str(stage_dir / "checkpoints"),
+        "filename": "best",
+        "monitor": "val/loss",
+        "mode": "min",
+        "save_top_k": 1,
+    }
+    return OmegaConf.create(
+        {
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "model": OmegaConf.to_container(g.model, resolve=True),
+            "trainer": trainer,
+            "callbacks": {"best": best},
+            "seed": int(cfg.seed),
+            "selection": "best_val",
+            "monitor": "val/loss",
+            "monitor_mode": "min",
+            "optimized_metric": "test/loss",
+        }
+    )
+
+
 def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     """Train the PathGen generator on training patients; synthesise every patient; generation metrics on test."""
     import lightning as L
@@ -167,28 +203,14 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     g = cfg.pipeline.generator
+    stage = _generator_config(cfg, stage_dir)
     L.seed_everything(cfg.seed, workers=True)
-    dm = _datamodule(cfg.data, ("wsi", "genomics"), scaling=g.scaling, values_from=None)
+    dm = _datamodule(stage, scaling=g.scaling, values_from=None)
     dm.batch_size = int(g.get("batch_size") or dm.batch_size)
-    net = hydra.utils.instantiate(g.model.net, _partial_=True)(dims=dm.dims)
-    task = hydra.utils.instantiate(g.model.task, net=net, max_epochs=int(g.max_epochs), seed=int(cfg.seed))
-    best = ModelCheckpoint(
-        dirpath=stage_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_top_k=1
-    )
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.update(
-        max_epochs=int(g.max_epochs),
-        accumulate_grad_batches=int(g.get("accumulate_grad_batches", 1)),
-        enable_progress_bar=False,
-        enable_checkpointing=True,
-    )
-    trainer = hydra.utils.instantiate(
-        trainer_cfg,
-        callbacks=[best],
-        logger=CSVLogger(stage_dir, name="csv", version=""),
-        default_root_dir=str(stage_dir),
-    )
+    task = build_task(stage, build_net(stage, dm.dims))
+    trainer = build_trainer(stage, stage_dir, [CSVLogger(stage_dir, name="csv", version="")])
     trainer.fit(task, datamodule=dm)
+    best = next(cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor)
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     task.load_state_dict(state)
     device = _device(cfg)
@@ -277,37 +299,58 @@ def _ceiling(root: Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------------------------------- stage 2
-def _load_net(stage_cfg: DictConfig, checkpoint: str, dims: Any) -> torch.nn.Module:
-    net = hydra.utils.instantiate(stage_cfg.model.net, _partial_=True)(dims=dims)
+def _load_task(stage_cfg: DictConfig, checkpoint: str, dm: Any) -> Any:
+    """The stage's task (network + objectives, the one build path) with the selected checkpoint's weights, in
+    evaluation mode."""
+    task = build_task(stage_cfg, build_net(stage_cfg, dm.dims))
+    task.fit_references(dm.fitted)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    return net.eval()
+    task.load_state_dict(state)
+    return task.eval()
 
 
-@torch.no_grad()
-def _predict(net: torch.nn.Module, loader: Any, label: str, device: torch.device) -> pd.DataFrame:
-    """case_id, <label> (class index, −1 missing), <label>_prob_k, hazard_k, risk, time, event, time_bin."""
-    frames = []
-    for batch in loader:
-        batch = batch.to(device)
-        pred = net(batch)
-        probs = torch.softmax(pred.class_logits[label].float(), dim=-1).cpu().numpy()
-        frame = pd.DataFrame(
-            {
-                "case_id": batch.case_ids,
-                label: batch.labels[label].cpu().numpy(),
-                "risk": risk_score(pred).float().cpu().numpy(),
-                "time": batch.time.cpu().numpy(),
-                "event": batch.event.cpu().numpy().astype(int),
-                "time_bin": batch.time_bin.cpu().numpy(),
-            }
+def _predict(task: Any, loader: Any, label: str) -> pd.DataFrame:
+    """case_id, <label> (class index, −1 missing), risk, time, event, time_bin, <label>_prob_k, hazard_k (logits),
+    one row per patient in loader order, from the one prediction pass (survlab.runner.predict) of `task`: its primary
+    survival objective and its patient-level classification objective on `label`."""
+    objectives = task.objectives
+    survival = next(
+        (n for n, o in objectives.items() if isinstance(o, SurvivalObjective) and o.endpoint is None), None
+    )
+    grade = next(
+        (
+            n
+            for n, o in objectives.items()
+            if isinstance(o, ClassificationObjective) and o.level == "patient" and o.label == label
+        ),
+        None,
+    )
+    if survival is None or grade is None:
+        raise ValueError(
+            f"pipeline stage model: its task needs a survival objective on the primary endpoint and a patient-level "
+            f"classification objective on pipeline.conformal.label={label!r} (has {list(objectives)}); add them "
+            f"to model.task.objectives"
         )
-        for k in range(probs.shape[1]):
-            frame[f"{label}_prob_{k}"] = probs[:, k]
-        for k, col in enumerate(pred.hazard_logits.float().cpu().numpy().T):
-            frame[f"hazard_{k}"] = col
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    rows = predict(task, [loader], outcomes=False, targets=True)
+    t = rows.targets
+    surv, cls = rows.objectives[survival], rows.objectives[grade]
+    at_s, at_c = np.searchsorted(surv["index"], t["index"]), np.searchsorted(cls["index"], t["index"])
+    frame = pd.DataFrame(
+        {
+            "case_id": list(t["case_id"]),
+            label: t[f"label:{label}"],
+            "risk": surv["risk"][at_s],
+            "time": t["time"],
+            "event": t["event"].astype(int),
+            "time_bin": t["time_bin"],
+        }
+    )
+    probs = cls["probs"][at_c]
+    for k in range(probs.shape[1]):
+        frame[f"{label}_prob_{k}"] = probs[:, k]
+    for k, col in enumerate(surv["hazard_logits"][at_s].T):
+        frame[f"hazard_{k}"] = col
+    return frame
 
 
 def run_outcome_stage(
@@ -326,15 +369,10 @@ def run_outcome_stage(
     metrics = train(stage_cfg, stage_dir)
     write_json(stage_dir / "metrics.json", metrics)
     label = cfg.pipeline.conformal.label
-    net_cls = hydra.utils.get_class(stage_cfg.model.net._target_)
     device, frames = _device(cfg), []
     for source, values_from in sources.items():
-        dm = _datamodule(
-            stage_cfg.data,
-            job_modalities(net_cls, stage_cfg.data, stage_cfg.model.net),
-            values_from=values_from,
-        )
-        net = _load_net(stage_cfg, metrics["checkpoint"], dm.dims).to(device)
+        dm = _datamodule(stage_cfg, values_from=values_from)
+        task = _load_task(stage_cfg, metrics["checkpoint"], dm).to(device)
         loaders = _loaders(dm)
         for part in ("calibration", "test"):
             if part not in loaders:
@@ -342,14 +380,17 @@ def run_outcome_stage(
                     f"data={dm.name}: the PathGen pipeline needs a calibration part; set "
                     f"data.splits.calibration_fraction > 0 (e.g. 0.2)"
                 )
-            frame = _predict(net, loaders[part], label, device)
+            frame = _predict(task, loaders[part], label)
             frame.insert(1, "part", part)
             frame.insert(2, "source", source)
             frames.append(frame)
         if patch_maps:
             slides = dict(zip(dm.cohort.table["case_id"], dm.cohort.table["slide_ids"], strict=True))
             classes = list(dm.fitted.targets["labels"][label])
-            maps = [patch_predictions(net, b.to(device), slides, label, classes) for b in loaders["test"]]
+            # patch-level inference (each patch alone, a heat map), not a patient prediction: its own loop
+            maps = [
+                patch_predictions(task.net, b.to(device), slides, label, classes) for b in loaders["test"]
+            ]
             with atomic_path(stage_dir / f"patch_predictions_{source}.csv") as tmp:
                 pd.concat(maps, ignore_index=True).to_csv(tmp, index=False)
     classes = list(dm.fitted.targets["labels"][label])
