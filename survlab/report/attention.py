@@ -11,7 +11,7 @@ attention) from `attention["slide_patch"]` [B, S, N] (the top patches of EACH sl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -49,7 +49,7 @@ def _top_patches(
     mask: torch.Tensor | None,
     scale: str,
     k: int,
-    slide_names: Callable[[str], list[str] | None] | None,
+    slide_names: Callable[[str], Sequence[str] | None] | None,
 ) -> list[dict]:
     """Top-k patches per patient of attn [B, N]; `slide_names(case_id)` -> the patient's slide ids in bag order
     (those `batch.slide_index` counts)."""
@@ -75,7 +75,7 @@ def _top_patches(
 
 
 def _top_slides(
-    batch: Batch, weights: torch.Tensor, slide_names: Callable[[str], list[str] | None] | None
+    batch: Batch, weights: torch.Tensor, slide_names: Callable[[str], Sequence[str] | None] | None
 ) -> list[dict]:
     """Every real slide of each patient ranked by its weight in the patient's pooling: weights [B, S]."""
     rows = []
@@ -96,7 +96,7 @@ def _top_slides(
 
 
 def _top_slide_patches(
-    batch: Batch, attn: torch.Tensor, k: int, slide_names: Callable[[str], list[str] | None] | None
+    batch: Batch, attn: torch.Tensor, k: int, slide_names: Callable[[str], Sequence[str] | None] | None
 ) -> list[dict]:
     """Top-k patches of each slide of each patient from attn [B, S, N] (0 outside the slide)."""
     rows = []
@@ -113,7 +113,7 @@ def attention_records(
     attention: dict[str, torch.Tensor],
     top_k: int,
     gene_names: tuple[str, ...] | None = None,
-    slide_names: Callable[[str], list[str] | None] | None = None,
+    slide_names: Callable[[str], Sequence[str] | None] | None = None,
 ) -> dict[str, list[dict]]:
     """The top-k records of one batch's `Prediction.attention` (batch and attention on the CPU): table name
     (pathways / patches / slides / slide_patches) -> rows of attention/top_<name>.csv. `slide_names(case_id)`: the
@@ -131,11 +131,10 @@ def attention_records(
         out["slide_patches"] += _top_slide_patches(
             batch, attention["slide_patch"].float(), top_k, slide_names
         )
+    masks = batch.scale_masks or {}
     for scale in batch.scales or {}:
         if scale in attention:
-            out["patches"] += _top_patches(
-                batch, attention[scale].float(), batch.scale_masks[scale], scale, top_k, None
-            )
+            out["patches"] += _top_patches(batch, attention[scale].float(), masks[scale], scale, top_k, None)
     return out
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -55,7 +55,7 @@ class AttentionSpec:
     top_k: int | None
     h5: bool
     gene_names: tuple[str, ...] | None
-    slides_of: dict[str, list[str]]
+    slides_of: dict[str, Sequence[str]]
     n_patches: dict[str, int] | None
 
     @classmethod
@@ -63,7 +63,7 @@ class AttentionSpec:
         """For the scored part of `datamodule` (None when neither is asked for)."""
         if top_k is None and not h5:
             return None
-        slides_of: dict[str, list[str]] = {}
+        slides_of: dict[str, Sequence[str]] = {}
         # the FILTERED cohort: batch.slide_index counts the slides that have features, not those the CSV lists
         cohort = getattr(datamodule, "cohort", None)
         if cohort is not None and "slide_ids" in cohort.table:
@@ -96,7 +96,7 @@ def _outputs_only(objective: Objective, pred: Prediction, batch: Batch) -> dict[
     if isinstance(objective, HorizonObjective):
         return {"index": batch.index, "probs": objective.probabilities(objective._logits(pred)).float()}
     if isinstance(objective, ClassificationObjective) and objective.level == "patient":
-        logits = pred.class_logits[objective.label]
+        logits = pred.class_logits[str(objective.label)]  # resolved by fit_reference
         return {"index": batch.index, "probs": torch.softmax(at_least_fp32(logits), dim=-1)}
     return None
 
@@ -292,7 +292,8 @@ def run_test_pass(
     `task.test_metrics`."""
     training = _training_loaders(datamodule) if dataloaders is None and datamodule is not None else {}
     collector = PredictionPass(training, attention)
-    trainer.callbacks.append(collector)
+    callbacks = cast(Any, trainer).callbacks  # Lightning sets the list at run time
+    callbacks.append(collector)
     try:
         kwargs: dict[str, Any] = (
             {"datamodule": datamodule} if dataloaders is None else {"dataloaders": dataloaders}
@@ -301,5 +302,5 @@ def run_test_pass(
             kwargs.update(ckpt_path=ckpt_path, weights_only=True)
         trainer.test(task, verbose=False, **kwargs)
     finally:
-        trainer.callbacks.remove(collector)
+        callbacks.remove(collector)
     return {**collector.parts, "test": collector.test_rows(task, trainer)}

@@ -284,7 +284,7 @@ class OutcomeTask(Task):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> Prediction:
+    def test_step(self, batch: Batch, batch_idx: int) -> Prediction:  # type: ignore[override]
         """The batch's rows (gathered in on_test_epoch_end); the Prediction goes to the callbacks'
         on_test_batch_end (survlab.runner.predict keeps the attention of this same forward call)."""
         return self._eval_step(batch, "test")

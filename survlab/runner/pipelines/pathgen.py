@@ -221,7 +221,8 @@ def run_generator(cfg: DictConfig, stage_dir: Path) -> dict[str, Any]:
         for batch in loader:
             batch = batch.to(device)
             x = (
-                task.sample(
+                cast(Any, task)
+                .sample(
                     batch,
                     sampler=g.sampler,
                     steps=g.get("steps"),
