@@ -100,7 +100,7 @@ COMPOSE_ONLY = (
 )
 #: README commands that need the user's own cohort / config folder or another tool's files: neither run nor composed
 SKIP = {
-    "survlab check data=my_cohort": "the user's cohort (survlab check is run by tests/test_check.py)",
+    "survlab check data=my_cohort": "the user's cohort (survlab check is run by tests/cli/test_check.py)",
     "survlab eval run=<run dir> data=<other cohort>": "a second cohort (tests/e2e/test_evaluate.py)",
     "survlab eval run=<run dir> data=<other cohort> 'conformal.alphas=[0.1,0.2]'": "a second cohort "
     "(tests/e2e/test_conformal_run.py)",

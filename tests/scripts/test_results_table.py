@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from results_table import END, START, collect, main, render, replace_block
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_readme_block_is_in_sync_with_experiments() -> None:
