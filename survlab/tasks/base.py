@@ -11,7 +11,7 @@ A task class declares, on the class (read from the config before any data is loa
   below the report layer); None = the task is a pipeline stage, not a job of its own;
 - `FITTED_PREPROCESSING`: the run writes the preprocessing fitted on its training patients (preprocessing.json) and
   can be applied to an external cohort (`external_data=`);
-and, on the instance, `fit_references(datamodule)` (training-fold quantities, called before fitting) and
+and, on the instance, `fit_references(fitted)` (training-fold quantities from the fold's FoldPreprocessing, called before fitting) and
 `test_metrics` ({metric: value} after `trainer.test`).
 
 Example:
