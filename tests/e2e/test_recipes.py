@@ -122,6 +122,22 @@ def _clam_layout(cfg: DictConfig) -> bool:
     )
 
 
+def _slide_value(spec: DictConfig, labels: dict, p: int, j: int) -> str:
+    """Slide j of patient p's value of a slide label, cycled over the classes, obeying the label's patient rule when
+    it has one (`slide_labels.<name>.patient`: a patient of a `negative` class has only `normal` slides, any other
+    at least one that is not normal)."""
+    value = spec.classes[(p + j) % len(spec.classes)]
+    rule = spec.get("patient")
+    if not rule:
+        return value
+    patient_label = labels[rule.label]
+    if patient_label.classes[p % len(patient_label.classes)] in rule.negative:
+        return rule.normal[0]
+    if j == 0 and value in rule.normal:
+        return next(c for c in spec.classes if c not in rule.normal)
+    return value
+
+
 def _write_clam_cohort(
     data: DictConfig, n_patients: int, feature_dim: int, patches: tuple[int, int] = (4, 8)
 ) -> None:
@@ -143,7 +159,7 @@ def _write_clam_cohort(
         for j in range(5 if slide_labels else 1 + p % 2):
             slide = f"{case}_node_{j}"
             values = [spec.classes[p % len(spec.classes)] for spec in labels.values()]
-            values += [spec.classes[(p + j) % len(spec.classes)] for spec in slide_labels.values()]
+            values += [_slide_value(spec, labels, p, j) for spec in slide_labels.values()]
             rows.append(",".join([case, slide, *values]))
             n = int(torch.randint(patches[0], patches[1] + 1, (1,), generator=gen))
             torch.save(torch.randn(n, feature_dim, generator=gen), feats / f"{slide}.pt")
