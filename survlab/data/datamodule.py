@@ -27,9 +27,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
-from torch.utils.data import DataLoader
 
-from survlab.data.batch import collate
 from survlab.data.cohort.counts import count_problems, describe_counts, target_columns, target_counts
 from survlab.data.cohort.spec import CohortSpec
 from survlab.data.cohort.splits import FoldSplit, describe_sizes, group_column, part_sizes
@@ -38,11 +36,9 @@ from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.fitted import FoldPreprocessing, PreprocessingPlan
 from survlab.data.loaders import (  # noqa: F401 - choose_loader / usable_cpus: their old import path
-    bag_lengths,
+    PartLoaders,
     check_loader_option,
     choose_loader,
-    make_loader,
-    sampling_weights,
     usable_cpus,
 )
 from survlab.data.modalities.imaging import ImagingStore, parse_imaging
@@ -60,7 +56,6 @@ from survlab.data.options import (
     signature_of,
     under,
 )
-from survlab.data.samplers import LengthOrderSampler
 from survlab.data.sources import registry
 
 log = logging.getLogger(__name__)
@@ -74,7 +69,7 @@ class MissingModalityError(ValueError):
         self.modality = modality
 
 
-class CohortDataModule(CohortSpec, L.LightningDataModule):
+class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
     """One cohort, one outer fold. See module docstring; all preprocessing is fitted on the fold's TRAIN part."""
 
     def __init__(self, **options: Any) -> None:
@@ -500,118 +495,3 @@ class CohortDataModule(CohortSpec, L.LightningDataModule):
             # DataLoader workers / pinning, and which of them `auto` chose from this machine (choose_loader)
             "loader": {k: v for k, v in self._loader_settings().items()},
         }
-
-    # ------------------------------------------------------------------ loaders
-    def _current_epoch(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.current_epoch) if trainer is not None else 0
-
-    def _batches_done(self) -> int:
-        """Training batches of the current epoch the trainer has already finished (> 0 only in an epoch resumed
-        from a checkpoint written inside it); 0 outside fitting."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or not getattr(trainer, "training", False):
-            return 0
-        return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
-
-    def _bag_lengths(self, ds: PatientDataset, train: bool) -> list[int] | None:
-        """Patches each patient's bag will have in a batch, for bucketing; None when bucketing is off or no bags."""
-        if not self.bucketing:
-            return None
-        cap = self.max_patches if train else self.eval_max_patches
-        return bag_lengths(ds, getattr(self, "slide_patches", None), cap)
-
-    def _loader(self, part: str, batch_size: int, train: bool) -> DataLoader:
-        ds = self.datasets[part]
-        weights = None
-        if train and self.weighted_sampling:
-            weights = sampling_weights(ds, self.has_survival, self.primary_label)
-        return make_loader(
-            ds,
-            batch_size,
-            self._worker_kwargs(persistent=True),
-            self.seed,
-            self._bag_lengths(ds, train),
-            train=train,
-            weights=weights,
-            epoch_fn=self._current_epoch,
-            batches_done=self._batches_done,
-            bucket_batches=self.bucket_batches,
-        )
-
-    @property
-    def num_workers(self) -> int:
-        """DataLoader workers of this run (`auto` resolved for this machine, survlab.data.loaders.choose_loader)."""
-        return int(self._loader_settings()["num_workers"])
-
-    @property
-    def pin_memory(self) -> bool:
-        return bool(self._loader_settings()["pin_memory"])
-
-    def _loader_settings(self) -> dict[str, Any]:
-        """The loader choice, made once per run (logged, and recorded in protocol.json under cohort.loader)."""
-        if self.loader_choice is None:
-            trainer = getattr(self, "trainer", None)
-            devices = int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
-            cuda = type(trainer.accelerator).__name__ == "CUDAAccelerator" if trainer is not None else None
-            opts = self.loader_options
-            choice = choose_loader(opts["num_workers"], opts["pin_memory"], devices, cuda)
-            choice["persistent_workers"] = bool(opts["persistent_workers"]) and choice["num_workers"] > 0
-            self.loader_choice = choice
-            if choice["auto"]:
-                log.info(
-                    "data loader: num_workers=%d, pin_memory=%s (auto: %d usable CPU cores, %d training process(es), "
-                    "%s; set data.num_workers / data.pin_memory to override)",
-                    choice["num_workers"],
-                    str(choice["pin_memory"]).lower(),
-                    choice["cpus"],
-                    choice["processes"],
-                    "CUDA" if choice["cuda"] else "no CUDA device",
-                )
-        return self.loader_choice
-
-    def _worker_kwargs(self, persistent: bool) -> dict[str, Any]:
-        choice = self._loader_settings()
-        kwargs = {"num_workers": choice["num_workers"], "pin_memory": choice["pin_memory"]}
-        if persistent:
-            kwargs["persistent_workers"] = choice["persistent_workers"]
-        return kwargs
-
-    def train_dataloader(self) -> DataLoader:
-        self._need_setup()
-        return self._loader("train", self.batch_size, train=True)
-
-    def train_eval_dataloader(self) -> DataLoader:
-        """The TRAINING patients in evaluation mode (full bags or the fixed eval subset, no shuffling): for
-        quantities fitted on training predictions, e.g. the Breslow baseline hazard of Cox models."""
-        self._need_setup()
-        ds = self._dataset("train", train=False)
-        lengths = self._bag_lengths(ds, train=False)
-        return DataLoader(
-            ds,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            collate_fn=collate,
-            sampler=None if lengths is None else LengthOrderSampler(lengths),
-            **self._worker_kwargs(persistent=False),
-        )
-
-    def calibration_dataloader(self) -> DataLoader:
-        """The fold's calibration patients (carved from its training part) in evaluation mode."""
-        self._need_setup()
-        if "calibration" not in self.datasets:
-            raise ValueError(
-                f"data={self.name}: no calibration part; set data.splits.calibration_fraction > 0 (e.g. 0.2)"
-            )
-        return self._loader("calibration", self.eval_batch_size, train=False)
-
-    def val_dataloader(self) -> DataLoader:
-        self._need_setup()
-        return self._loader("val", self.eval_batch_size, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        self._need_setup()
-        return self._loader("test", self.eval_batch_size, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

@@ -310,6 +310,22 @@ def pn_rule_report(rule: Any, preds: pd.DataFrame, out_dir: Path) -> dict[str, A
     return out
 
 
+def metrics_head(cfg: DictConfig, task: Any, trainer: L.Trainer, name: str | None = None) -> dict[str, Any]:
+    """The keys every metrics.json starts with: model (`name`, default cfg.model.name), cohort, fold, seed, status,
+    the task's test metrics (`test/<metric>`) and the selected checkpoint's validation score (`val/best`)."""
+    ckpt_cb = trainer.checkpoint_callback if trainer is not None else None
+    best = getattr(ckpt_cb, "best_model_score", None)
+    return {
+        "model": name or cfg.model.name,
+        "cohort": cfg.data.name,
+        "fold": int(cfg.fold),
+        "seed": int(cfg.seed),
+        "status": "ok",
+        **{f"test/{k}": float(v) for k, v in getattr(task, "test_metrics", {}).items()},
+        "val/best": float(best) if best is not None else None,
+    }
+
+
 def write_run_outputs(
     cfg: DictConfig,
     out_dir: Path,
@@ -379,19 +395,9 @@ def write_run_outputs(
         store = getattr(getattr(datamodule, "sources", None), "wsi", None)
         write_attention_h5(test.slide_attention, out_dir / "attention" / "h5", store)
 
-    ckpt_cb = trainer.checkpoint_callback
-    best_val = None
-    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
-        best_val = float(ckpt_cb.best_model_score)
     metrics: dict[str, Any] = {
-        "model": cfg.model.name,
-        "cohort": cfg.data.name,
-        "fold": int(cfg.fold),
-        "seed": int(cfg.seed),
-        "status": "ok",
-        **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
+        **metrics_head(cfg, task, trainer),
         **{f"test/{k}_note": note for k, note in getattr(task, "test_notes", {}).items()},
-        "val/best": best_val,
         "oracle_cindex": oracle,
         "bayes_accuracy": _bayes_accuracy(datamodule),
         "n_test": int(len(preds)),

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import survlab
+from survlab.report.outputs import metrics_head
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import git_commit, write_json
 
@@ -90,18 +91,9 @@ def write_segmentation_outputs(
         with atomic_path(out_dir / name) as tmp:
             table.to_csv(tmp, index=False)
     plot_overlays(task, datamodule, out_dir / "overlays.png")
-    ckpt_cb = trainer.checkpoint_callback
     metrics: dict[str, Any] = {
-        "model": cfg.model.name,
-        "cohort": cfg.data.name,
-        "fold": int(cfg.fold),
-        "seed": int(cfg.seed),
-        "status": "ok",
-        **{f"test/{k}": float(v) for k, v in task.test_metrics.items()},
+        **metrics_head(cfg, task, trainer),
         **chance_dice(datamodule.datasets["test"].slices),
-        "val/best": float(ckpt_cb.best_model_score)
-        if ckpt_cb is not None and ckpt_cb.best_model_score is not None
-        else None,
         "n_test": int(rows["case_id"].nunique()),
         "n_test_slices": int(len(rows)),
         "epochs_trained": int(trainer.current_epoch),
