@@ -33,6 +33,7 @@ from survlab.runner.predict import attention_spec, run_test_pass
 from survlab.runner.selection import selection_warning, small_split_line
 from survlab.tasks.outcome import OutcomeTask
 from survlab.utils import jobs
+from survlab.utils.ddp import release_process_group
 from survlab.utils.malloc import reuse_from_env
 from survlab.utils.outputs import write_json
 
@@ -97,7 +98,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             )
         else:  # e.g. segmentation: its writer reads the task's own test rows
             trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
-        if trainer.global_rank != 0:
+        if trainer.global_rank != 0:  # a child rank: rank 0 writes the outputs; nothing collective follows
+            release_process_group()
             return {}
         metrics = reporter(
             cfg, out_dir, task, datamodule, trainer, ckpt, wall_s=time.time() - started, **extra

@@ -133,6 +133,19 @@ def _reset_distributed_state() -> None:
         log.warning("could not destroy the previous job's process group: %s", e)
 
 
+def release_process_group() -> None:
+    """Destroy this process's process group, if any: a child rank whose job is done ends cleanly instead of leaving
+    gloo's threads to the interpreter's exit (seen once under load as `terminate called without an active
+    exception` and a non-zero exit of a DDP job in a multirun)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not destroy the process group: %s", e)
+
+
 def job_relaunch_command(local_rank: int) -> tuple[list[str], str]:
     """The command that starts rank ``local_rank`` of THIS multirun job only (and the cwd to run it in)."""
     from hydra.core.hydra_config import HydraConfig
