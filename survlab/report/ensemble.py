@@ -7,7 +7,9 @@ their per-patient outputs are averaged.
   −Σ_k S_k over the same number of bins; Cox: a linear predictor of the same network and covariates); a mean keeps
   the ties and magnitudes that a rank average would throw away, and it is what "mean risk" means in papers' external
   validation. The folds' survival curves are NOT averaged: each fold's time bins (and a Cox fold's Breslow baseline)
-  are fitted on its own training patients, so the ensemble has no survival curve and no IBS.
+  are fitted on its own training patients, so the ensemble has no survival curve and no IBS. The IPCW metrics
+  (Uno's C, td-AUC) use the censoring distribution of the first fold's training patients (the folds' training
+  parts are nearly the same patients).
 - Classification: the MEAN of the folds' class probabilities (rows still sum to 1); the predicted class is its
   argmax. Horizon objectives: the mean of the folds' P(event by h).
 
@@ -31,7 +33,8 @@ RISK_AVERAGING = (
     "per patient, the mean of the folds' outputs as-is: survival risk (the folds share model, objective and loss, "
     "so their risks share one scale; not rank-averaged), class probabilities (predicted class = argmax of the mean), "
     "P(event by h) of horizon objectives. The folds' survival curves are not averaged (each fold's time bins / Cox "
-    "baseline come from its own training patients): no IBS for the ensemble."
+    "baseline come from its own training patients): no IBS for the ensemble. Its IPCW metrics (Uno C-index, "
+    "td-AUC, horizon AUC / Brier) weight by the censoring distribution of the first fold's training patients."
 )
 #: row keys that are outcomes (equal in every fold), not outputs
 _TARGET_KEYS = ("time", "event", "label")
