@@ -1,5 +1,6 @@
 """`survlab eval run=<run dir> [data=<cohort>] [out=<dir>] ...`: a trained run applied to a cohort (its own test fold
-again, external validation, or predictions only); survlab/runner/evaluate.py does the work."""
+again, external validation, or predictions only); `survlab eval run=<sweep dir> data=<cohort>`: every fold of one
+model x cohort and their ensemble. survlab/runner/evaluate.py does the work."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ log = logging.getLogger("survlab.evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`survlab eval run=<dir> [data=<cohort>] [out=<dir>] ...` -> exit status; errors as one line."""
+    """`survlab eval run=<run or sweep dir> [data=<cohort>] [out=<dir>] ...` -> exit status; errors as one line."""
     from survlab.utils import jobs
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -159,6 +159,9 @@ class SweepSummary:
 
 # --------------------------------------------------------------------------------------------- scanning
 def _is_job_dir(d: Path) -> bool:
+    # a fold ensemble's outputs (survlab eval run=<sweep> data=<cohort>: <sweep>/external/<cohort>/ensemble/)
+    if d.name == "ensemble" and d.parent.parent.name == "external":
+        return False
     return (
         (d / METRICS).is_file()
         or (d / DONE).is_file()

@@ -5,12 +5,18 @@ on the scored patients: the preprocessing is the run's `preprocessing.json` (fit
     survlab eval run=<run dir>                                   # the run's own test fold, again
     survlab eval run=<run dir> data=<cohort> [out=<dir>]         # external validation
     survlab eval run=<run dir> data=<cohort> data.root=/data/x outcomes=false missing_genes=mean
+    survlab eval run=<sweep dir or its <model>/<cohort> dir> data=<cohort>   # every fold + their ensemble
 
 (`survlab eval ...` is the same command.) A training run's `external_data=<cohort>` is a call of the same path
 (`run_external` -> `score_external`), written to `<run dir>/external/`: the same files and protocol card.
 
 Outputs go to `out` (default `<run dir>/eval/<cohort>/`, never into the cohort's folder): predictions.csv, and with
 outcomes metrics.json, km.png, protocol.json / protocol.md naming both the training and the scored cohort.
+
+With a sweep dir (`run=` holds the finished fold jobs of one model × cohort, found as the sweep summary finds them),
+every fold is scored as `run=<fold dir>` would be (its own preprocessing; `<fold dir>/eval/<cohort>/`), then their
+ensemble (mean risk / mean class probabilities; survlab.report.ensemble) into `out` (default
+`<run>/external/<cohort>/ensemble/`): metrics.json with each fold's metrics, their mean ± sd and the ensemble's.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ log = logging.getLogger("survlab.runner.evaluate")
 
 OPTIONS = ("run", "data", "out", "outcomes", "missing_genes")
 USAGE = (
-    "usage: survlab eval run=<run dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
+    "usage: survlab eval run=<run dir | sweep dir> [data=<cohort>] [out=<dir>] [outcomes=auto|true|false] "
     "[missing_genes=error|mean] [conformal.alphas=[0.1,0.2] conformal.mondrian=true] [data.<key>=<value> ...]"
 )
 
@@ -369,6 +375,7 @@ def evaluate_external(
     missing_genes: str,
     run_metrics: dict[str, Any],
     conformal: Any = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`survlab eval run=<run dir> data=<name>`: the run's selected model (rebuilt from its checkpoint) on every
     patient of cohort `name`, preprocessed with the run's saved FoldPreprocessing (`score_external`)."""
@@ -390,6 +397,7 @@ def evaluate_external(
         outcomes,
         missing_genes,
         conformal,
+        keep=keep,
     )
 
 
@@ -408,13 +416,15 @@ def score_external(
     conformal: Any = None,
     option: str = "data",
     internal: Any = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """THE external-validation path (`survlab eval ... data=<name>` and a run's `external_data=<name>`): every
     patient of cohort `name`, preprocessed with the training fold's FoldPreprocessing `fitted` (nothing refitted,
     selected or tuned on it), scored by `task`'s current weights. Writes into `out`: predictions.csv, and with
     outcomes km.png / metrics.json (KM groups cut at the run's training cutoffs, `run_metrics["km_cutoffs"]`);
     protocol.json (written once: the run's card plus who was trained on / evaluated on) and protocol.md. Returns the
-    metrics (or the predictions-only summary)."""
+    metrics (or the predictions-only summary). `keep`: a dict that receives the pass's test rows (`rows`: objective
+    -> rows; None for predictions only), `task` and the scored cohort's `case_ids` (a fold ensemble averages them)."""
     import torch
 
     from survlab.data.external import setup_external
@@ -474,6 +484,8 @@ def score_external(
         device = "cuda" if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         classes = {n: list(c) for n, c in fitted.classes.items()}
         preds = predict_rows(task, ext, classes, device)
+        if keep is not None:
+            keep.update(rows=None, task=task, case_ids=list(ext.full_cohort.case_ids))
         _drop_stale_metrics(out)
         write_predictions(preds, out)
         write_json(out / "protocol.json", card)
@@ -489,6 +501,8 @@ def score_external(
     predictions = run_test_pass(
         task, trainer, dataloaders=ext.test_dataloader(), attention=attention_spec(eval_cfg, ext)
     )
+    if keep is not None:
+        keep.update(rows=predictions["test"].objectives, task=task, case_ids=list(ext.full_cohort.case_ids))
     metrics = write_run_outputs(
         eval_cfg,
         out,
@@ -556,6 +570,201 @@ def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] 
     path.write_text("\n".join(lines) + "\n")
 
 
+# ---------------------------------------------------------------------------------------------------- fold ensembles
+def fold_runs(run_dir: Path) -> list[Path] | None:
+    """The finished fold jobs of ONE model × cohort under `run_dir` (a sweep dir or its `<model>/<cohort>` dir), found
+    by the sweep summary's job discovery (survlab.report.sweep.collect_jobs); None when `run_dir` holds no job dir.
+    A job without DONE or without preprocessing.json is skipped with a warning naming it; one-line ValueError for
+    fold jobs of several model × cohort groups or fewer than two usable folds."""
+    from survlab.data.fitted import FILENAME
+    from survlab.report.sweep import collect_jobs
+
+    jobs = collect_jobs(run_dir)
+    if jobs.empty:
+        return None
+    usable: list[tuple[str, str, Path]] = []
+    for model, cohort, status, d in zip(
+        jobs["model"], jobs["cohort"], jobs["status"], jobs["dir"], strict=True
+    ):
+        if status != "done":
+            log.warning("run=%s: fold job %s skipped: %s (no DONE marker)", run_dir, d, status)
+        elif not (Path(d) / FILENAME).is_file():
+            log.warning("run=%s: fold job %s skipped: no %s (retrain it to score it)", run_dir, d, FILENAME)
+        else:
+            usable.append((str(model), str(cohort), Path(d)))
+    groups = sorted({(m, c) for m, c, _ in usable})
+    if len(groups) > 1:
+        m, c = groups[0]
+        where = os.path.commonpath([str(d) for mm, cc, d in usable if (mm, cc) == (m, c)])
+        raise ValueError(
+            f"run={run_dir} holds fold jobs of {len(groups)} model x cohort groups "
+            f"({', '.join(f'{mm}/{cc}' for mm, cc in groups)}); a fold ensemble is one model x cohort: narrow run= "
+            f"to one group's dir, e.g. run={where}"
+        )
+    if len(usable) < 2:
+        raise ValueError(
+            f"run={run_dir}: {len(usable)} finished fold job(s) with {FILENAME} (see the warnings); a fold ensemble "
+            f"needs two or more" + (f": pass run={usable[0][2]} to score that one alone" if usable else "")
+        )
+    return [d for _, _, d in usable]
+
+
+def evaluate_ensemble(
+    run_dir: Path, folds: list[Path], options: dict[str, str], overrides: list[str], conformal: Any
+) -> dict[str, Any]:
+    """`survlab eval run=<sweep dir> data=<cohort>`: every fold run of `folds` scored on the cohort exactly as
+    `survlab eval run=<fold dir> data=<cohort>` (its own preprocessing.json; outputs in `<fold dir>/eval/<cohort>/`),
+    then their ensemble (survlab.report.ensemble: mean risk / mean class probabilities per patient), scored by the
+    folds' own objectives (`Objective.score`, as every run's test metrics) -> `out` (default
+    `<run_dir>/external/<cohort>/ensemble/`): metrics.json (the ensemble's `test/<metric>`, each fold's metrics,
+    their mean and sd over the folds), predictions.csv (a fold's columns, averaged), protocol.json / .md."""
+    from survlab.report.ensemble import RISK_AVERAGING, average_predictions, average_rows, fold_summary
+    from survlab.report.outputs import write_predictions
+    from survlab.utils.outputs import write_json
+
+    name = options.get("data")
+    if not name:
+        raise ValueError(
+            f"run={run_dir} is a sweep: a fold ensemble scores another cohort; add data=<cohort>"
+        )
+    scored = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("name=")), name)
+    out = Path(os.path.expanduser(options.get("out") or run_dir / "external" / scored / "ensemble")).resolve()
+    per_fold: dict[str, dict[str, float]] = {}
+    kept: list[dict[str, Any]] = []
+    tables: list[pd.DataFrame] = []
+    used: list[dict[str, Any]] = []
+    for d in folds:
+        cfg, ckpt, fitted, run_metrics = load_run(d)
+        cfg.conformal = conformal
+        keep: dict[str, Any] = {}
+        fold_out = d / "eval" / scored
+        log.info("fold ensemble: scoring %s on %s", d, scored)
+        metrics = evaluate_external(
+            cfg,
+            ckpt,
+            fitted,
+            fold_out,
+            d,
+            name,
+            overrides,
+            options["outcomes"],
+            options["missing_genes"],
+            run_metrics,
+            conformal=conformal,
+            keep=keep,
+        )
+        label = str(d.relative_to(run_dir))
+        per_fold[label] = {
+            k: float(v)
+            for k, v in metrics.items()
+            if k.startswith("test/") and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        kept.append(keep)
+        tables.append(pd.read_csv(fold_out / "predictions.csv", dtype={"case_id": str}))
+        used.append(
+            {
+                "run_dir": str(d),
+                "model": str(cfg.model.name),
+                "cohort": fitted.cohort,
+                "fold": fitted.fold,
+                "seed": int(cfg.seed),
+                "split_hash": fitted.split_hash,
+                "checkpoint": ckpt,
+                "outputs": str(fold_out),
+            }
+        )
+    where = f"run={run_dir} data={scored} (fold ensemble)"
+    card: dict[str, Any] = {
+        "evaluation": "fold ensemble, external validation"
+        if kept[0]["rows"] is not None
+        else "fold ensemble, predictions only (the cohort has no outcomes)",
+        "model": used[0]["model"],
+        "trained_on": used[0]["cohort"],
+        "evaluated_on": scored,
+        "n_folds": len(folds),
+        "averaging": RISK_AVERAGING,
+        "preprocessing": "each fold's own preprocessing.json (fitted on its training patients), as its single-fold "
+        "evaluation",
+        "fold_runs": used,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    preds = average_predictions(tables, where)
+    write_predictions(preds, out)
+    write_json(out / "protocol.json", card)
+    result: dict[str, Any] = {"evaluation": card["evaluation"], "model": card["model"], "cohort": scored}
+    if kept[0]["rows"] is not None:
+        task = kept[0]["task"]
+        rows = {
+            obj: average_rows(
+                [k["rows"][obj] for k in kept], [k["case_ids"] for k in kept], f"{where}, objective {obj}"
+            )
+            if len(kept[0]["rows"][obj].get("index", ()))
+            else {}
+            for obj in task.objectives
+        }
+        for objective in task.objectives.values():  # fold 0's Cox baseline does not belong to the mean risk
+            if hasattr(objective, "train_risk"):
+                objective.train_risk = None
+        ensemble = task._score(rows)  # the folds' own metric code (Objective.score), on the averaged rows
+        notes = task._notes(rows, ensemble)
+        fold_mean, fold_sd = fold_summary(per_fold)
+        result.update(
+            {
+                "trained_on": card["trained_on"],
+                "n_folds": len(folds),
+                **{f"test/{k}": float(v) for k, v in ensemble.items()},
+                **{f"test/{k}_note": v for k, v in notes.items()},
+                "n_test": int(len(preds)),
+                "folds": per_fold,
+                "folds_mean": fold_mean,
+                "folds_sd": fold_sd,
+                "fold_runs": [u["run_dir"] for u in used],
+            }
+        )
+        write_json(out / "metrics.json", result)
+    else:
+        result["n_predicted"] = int(len(preds))
+    _ensemble_md(out / "protocol.md", card, result)
+    print(f"survlab: FOLD ENSEMBLE of {len(folds)} {card['model']} models on {scored}: {out}\n")
+    return result
+
+
+def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """The fold ensemble's protocol card: the fold runs used, how they are averaged, per-fold and ensemble metrics."""
+    lines = [
+        f"# {card['evaluation']}",
+        "",
+        f"- model **{card['model']}** trained on **{card['trained_on']}**, {card['n_folds']} fold runs, evaluated "
+        f"on **{card['evaluated_on']}**",
+        *[
+            f"  - fold {u['fold']} (split {str(u['split_hash'])[:12]}): `{u['run_dir']}`"
+            for u in card["fold_runs"]
+        ],
+        f"- preprocessing: {card['preprocessing']}",
+        f"- ensemble: {card['averaging']}",
+        "",
+    ]
+    folds = metrics.get("folds")
+    if folds:
+        keys = [
+            k
+            for k in metrics
+            if k.startswith("test/") and k.count("/") == 1 and isinstance(metrics[k], float)
+        ]
+        lines += [
+            "| metric | ensemble | folds mean ± sd |",
+            "|---|---|---|",
+            *[
+                f"| {k} | {metrics[k]:.4f} | {metrics['folds_mean'].get(k, float('nan')):.4f} ± "
+                f"{metrics['folds_sd'].get(k, float('nan')):.4f} |"
+                for k in keys
+            ],
+        ]
+    else:
+        lines += ["No outcomes: predictions only (predictions.csv), no metrics."]
+    path.write_text("\n".join(lines) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------------- entry
 def evaluate(argv: list[str]) -> dict[str, Any]:
     """Parse `argv`, score, write outputs; -> the metrics (or the predictions-only summary)."""
@@ -565,6 +774,11 @@ def evaluate(argv: list[str]) -> dict[str, Any]:
     reuse_from_env()  # as survlab.run: reuse freed batch buffers (SURVLAB_MALLOC_REUSE=0: off)
     options, overrides = parse_args(argv)
     run_dir = Path(os.path.expanduser(options["run"])).resolve()
+    if run_dir.is_dir() and not (run_dir / "protocol.json").is_file():  # a sweep dir: the fold ensemble
+        folds = fold_runs(run_dir)
+        if folds is not None:
+            conformal = parse_cli([f"{k}={v}" for k, v in options.items() if k.startswith("conformal.")])
+            return evaluate_ensemble(run_dir, folds, options, overrides, conformal)
     cfg, ckpt, fitted, run_metrics = load_run(run_dir)
     cfg.conformal = parse_cli([f"{k}={v}" for k, v in options.items() if k.startswith("conformal.")])
     name = options.get("data") or str(cfg.data.name)

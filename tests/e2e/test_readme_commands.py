@@ -112,6 +112,7 @@ SKIP = {
     "python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<folder 0> data.imaging.missing=drop "
     "fold=0": "imaging_cut's output",
     "survlab eval run=<run dir> data=my_cohort": "the user's cohort",
+    "survlab eval run=<sweep dir> data=my_cohort": "the user's cohort (tests/e2e/test_eval_ensemble.py)",
     "survlab eval run=<run dir> data=my_cohort data.root=/data/other out=/results/ext": "the user's cohort",
     "SURVLAB_CONFIG_PATH=/lab/conf survlab train data=my_cohort model=abmil": "the user's config folder",
     "survlab train --config-dir /lab/conf data=my_cohort --cfg job": "the user's config folder",
