@@ -28,7 +28,7 @@ import pandas as pd
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.clinical import _reject_decimal_commas
 from survlab.data.cohort.counts import Counts, count_problems, missing_ids, target_columns, target_counts
-from survlab.data.cohort.splits import group_column, make_splits, part_sizes, small_split_warning
+from survlab.data.cohort.splits import draw_splits, part_sizes, small_split_warning
 from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.cohort.targets import check_classes, label_key, label_problems
 from survlab.data.modalities.genomics import (
@@ -174,20 +174,8 @@ class _Audit:
             return
         t = cohort.table
         t = t[(t["time"] > 0) & np.isfinite(t["time"])]  # patients with a bad time are a finding already
-        site = t[cfg["stratify_site"]].to_numpy() if cfg["stratify_site"] else None
-        label = t[dm.label_specs[dm.stratify_label].column].to_numpy() if dm.stratify_label else None
         try:
-            frames = make_splits(
-                t["case_id"].tolist(),
-                t["time"].to_numpy(float),
-                t["event"].to_numpy(bool),
-                cfg["folds"],
-                cfg["val_fraction"],
-                cfg["seed"],
-                site,
-                label=label,
-                calibration_fraction=cfg["calibration_fraction"],
-            )
+            frames = self._draw_folds(t)  # the folds training draws, with every split setting
         except ValueError as exc:
             self.fail(dm.clinical_csv, "too few patients for the folds", exc)
             return
@@ -252,31 +240,15 @@ class _Audit:
             return [{p: f.part(p) for p in parts} for f in folds]
         if cfg["import"]:
             return None
-        site, group = cfg["stratify_site"], cfg.get("group")
         try:
-            frames = self._draw_folds(t, site, group)
+            frames = self._draw_folds(t)
         except ValueError:  # too few patients / events for the folds: the folds check names it
             return None
         return [{p: f.loc[f["split"] == p, "case_id"].tolist() for p in parts} for f in frames]
 
-    def _draw_folds(self, t: pd.DataFrame, site: str | None, group: str | None) -> list[pd.DataFrame]:
-        """The folds `ensure_splits` would write for the cohort table `t`, drawn in memory (`make_splits`)."""
-        dm, cfg = self.dm, self.split_cfg
-        return make_splits(
-            t["case_id"].tolist(),
-            t["time"].to_numpy(),
-            t["event"].to_numpy(),
-            cfg["folds"],
-            cfg["val_fraction"],
-            cfg["seed"],
-            t[site].astype(str).to_numpy() if site else None,
-            label=t[dm.label_specs[dm.stratify_label].column].to_numpy(object) if dm.stratify_label else None,
-            calibration_fraction=float(cfg["calibration_fraction"]),
-            survival=dm.has_survival,
-            repeat=int(cfg["repeat"]),
-            group=group_column(t, str(group))[0] if group else None,
-            group_name=str(group),
-        )
+    def _draw_folds(self, t: pd.DataFrame) -> list[pd.DataFrame]:
+        """The folds `ensure_splits` would write for the cohort table `t`, drawn in memory (the same `draw_splits`)."""
+        return draw_splits(t, *self.dm.split_args())
 
     def targets(self, cohort: Cohort) -> None:
         """Missing label / slide label / endpoint cells, counted per fold and part as training counts them

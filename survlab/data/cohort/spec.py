@@ -209,12 +209,12 @@ class CohortSpec:
         )  # likewise: no group, the dir it always was
         return self._split_base() / f"{head}_k{cfg['folds']}_seed{cfg['seed']}{site}{grp}{cal}{rep}"
 
-    def _split_set(self, full: Cohort) -> SplitSet:
-        """The persisted split of the cohort (imported, or written once by `ensure_splits` and reused)."""
+    def split_args(self) -> tuple[Any, ...]:
+        """The split settings, in the order `ensure_splits` / `draw_splits` take them after the cohort table (and the
+        split dir): folds, val_fraction, seed, stratify_site, the stratify label's column, calibration_fraction,
+        survival, repeat, group."""
         cfg = self.split_cfg
-        return self._imported_splits(full) or ensure_splits(
-            full.table,
-            self.split_dir,
+        return (
             cfg["folds"],
             cfg["val_fraction"],
             cfg["seed"],
@@ -225,6 +225,10 @@ class CohortSpec:
             int(cfg["repeat"]),
             cfg.get("group"),
         )
+
+    def _split_set(self, full: Cohort) -> SplitSet:
+        """The persisted split of the cohort (imported, or written once by `ensure_splits` and reused)."""
+        return self._imported_splits(full) or ensure_splits(full.table, self.split_dir, *self.split_args())
 
     def _imported_splits(self, full: Cohort) -> SplitSet | None:
         """The SplitSet of `splits.import` (a peer's split files written as survlab splits), else None."""

@@ -581,6 +581,42 @@ def validate_split_frame(
                 )
 
 
+def draw_splits(
+    cohort: pd.DataFrame,
+    folds: int = 5,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    stratify_site: str | None = None,
+    stratify_label: str | None = None,
+    calibration_fraction: float = 0.0,
+    survival: bool = True,
+    repeat: int = 0,
+    group: str | None = None,
+) -> list[pd.DataFrame]:
+    """The folds (one DataFrame case_id, split per fold) `ensure_splits` writes for `cohort` (columns case_id, time,
+    event and the stratification / group columns), drawn in memory: nothing is read or written (`survlab check`
+    counts the parts training will use with it)."""
+    if stratify_site and stratify_site not in cohort.columns:
+        raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
+    if stratify_label and stratify_label not in cohort.columns:
+        raise ValueError(f"splits.stratify_label={stratify_label!r} is not a column of the cohort table")
+    return make_splits(
+        cohort["case_id"].astype(str).tolist(),
+        cohort["time"].to_numpy(),
+        cohort["event"].to_numpy(),
+        folds,
+        val_fraction,
+        seed,
+        cohort[stratify_site].astype(str).to_numpy() if stratify_site else None,
+        label=cohort[stratify_label].to_numpy(object) if stratify_label else None,
+        calibration_fraction=float(calibration_fraction),
+        survival=survival,
+        repeat=int(repeat),
+        group=group_column(cohort, str(group))[0] if group else None,
+        group_name=str(group),
+    )
+
+
 def ensure_splits(
     cohort: pd.DataFrame,
     split_dir: str | Path,
@@ -627,9 +663,8 @@ def ensure_splits(
     repeat_seed(seed, repeat)  # validates
     if repeat:  # likewise: repeat 0 keeps today's meta.json and hashes
         settings["repeat"] = int(repeat)
-    group_values = None
     if group:  # likewise: only when used
-        group_values, settings["group_source"] = group_column(cohort, str(group))
+        settings["group_source"] = group_column(cohort, str(group))[1]
         settings["group"] = str(group)
     meta_path = split_dir / "meta.json"
     if meta_path.is_file():
@@ -667,26 +702,17 @@ def ensure_splits(
             log.warning("%s has no assignment_sha256 (older survlab); using the hash of its files", meta_path)
         log.info("reusing splits in %s (%d folds)", split_dir, meta["folds"])
         return SplitSet(split_dir, meta)
-    if stratify_site and stratify_site not in cohort.columns:
-        raise ValueError(f"splits.stratify_site={stratify_site!r} is not a column of the cohort table")
-    if stratify_label and stratify_label not in cohort.columns:
-        raise ValueError(f"splits.stratify_label={stratify_label!r} is not a column of the cohort table")
-    site = cohort[stratify_site].astype(str).to_numpy() if stratify_site else None
-    label = cohort[stratify_label].to_numpy(object) if stratify_label else None
-    frames = make_splits(
-        case_ids,
-        cohort["time"].to_numpy(),
-        cohort["event"].to_numpy(),
+    frames = draw_splits(
+        cohort,
         folds,
         val_fraction,
         seed,
-        site,
-        label=label,
-        calibration_fraction=float(calibration_fraction),
-        survival=survival,
-        repeat=int(repeat),
-        group=group_values,
-        group_name=str(group),
+        stratify_site,
+        stratify_label,
+        calibration_fraction,
+        survival,
+        repeat,
+        group,
     )
     contents = {f"splits_{k}.csv": df.to_csv(index=False).encode() for k, df in enumerate(frames)}
     foreign = sorted(p.name for p in split_dir.glob("splits_*.csv")) if split_dir.is_dir() else []
