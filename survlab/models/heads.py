@@ -84,14 +84,9 @@ def resolve_targets(
         names = [primary] if primary in n_classes else list(n_classes)
     else:
         names = [str(t) for t in targets]
-    unknown = [t for t in names if t not in n_classes]
-    if unknown:
-        raise ValueError(
-            f"{owner} targets {unknown} are not patient labels of the cohort (it has {list(n_classes) or 'none'}); "
-            f"set model.net.targets to some of them or add them to the data config's labels"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"{owner} targets {names} name a label twice; list each label once")
+    _check_names(
+        owner, "targets", names, list(n_classes), "patient labels", "the data config's labels", "label"
+    )
     bad = {t: n_classes[t] for t in names if n_classes[t] < 2 or "." in t}
     if bad:
         raise ValueError(
@@ -100,18 +95,31 @@ def resolve_targets(
     return {t: n_classes[t] for t in names}
 
 
+def _check_names(
+    owner: str, key: str, names: list[str], have: list[str], what: str, declared: str, one: str
+) -> None:
+    """One-line ValueError for a name of model.net.<key> the cohort does not have (`have`: its `what`, declared in
+    `declared`), or one named twice."""
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        verb = "add them to" if key == "targets" else "declare them under"
+        raise ValueError(
+            f"{owner} {key} {unknown} are not {what} of the cohort (it has {have or 'none'}); "
+            f"set model.net.{key} to some of them or {verb} {declared}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"{owner} {key} {names} name a{'n' if one[0] in 'aeiou' else ''} {one} twice; list each {one} once"
+        )
+
+
 def resolve_endpoints(owner: str, endpoints: Sequence[str] | None, cohort: Sequence[str]) -> tuple[str, ...]:
     """Survival endpoints given their own head, in the order given (None = every endpoint of the cohort after the
     primary one). An endpoint the cohort does not have, or one named twice, is a one-line ValueError."""
     names = tuple(cohort[1:]) if endpoints is None else tuple(str(e) for e in endpoints)
-    unknown = [e for e in names if e not in cohort]
-    if unknown:
-        raise ValueError(
-            f"{owner} endpoints {unknown} are not survival endpoints of the cohort (it has {list(cohort) or 'none'}); "
-            f"set model.net.endpoints to some of them or declare them under data.endpoints"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"{owner} endpoints {list(names)} name an endpoint twice; list each endpoint once")
+    _check_names(
+        owner, "endpoints", list(names), list(cohort), "survival endpoints", "data.endpoints", "endpoint"
+    )
     return names
 
 

@@ -705,8 +705,8 @@ def evaluate_ensemble(
         for objective in task.objectives.values():  # fold 0's Cox baseline does not belong to the mean risk
             if hasattr(objective, "train_risk"):
                 objective.train_risk = None
-        ensemble = task._score(rows)  # the folds' own metric code (Objective.score), on the averaged rows
-        notes = task._notes(rows, ensemble)
+        ensemble = task.score_rows(rows)  # the folds' own metric code (Objective.score), on the averaged rows
+        notes = task.metric_notes(rows, ensemble)
         fold_mean, fold_sd = fold_summary(per_fold)
         result.update(
             {

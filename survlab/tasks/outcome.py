@@ -321,7 +321,7 @@ class OutcomeTask(Task):
         keep = flat["index"] >= 0
         return {k: v[keep] for k, v in flat.items()}
 
-    def _score(self, rows: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    def score_rows(self, rows: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
         """{metric: value} of the primary objective and {"<objective>/<metric>": value} of every objective."""
         out: dict[str, float] = {}
         for i, (name, objective) in enumerate(self.objectives.items()):
@@ -331,8 +331,8 @@ class OutcomeTask(Task):
             out.update({f"{name}/{k}": v for k, v in metrics.items()})
         return out
 
-    def _notes(self, rows: dict[str, dict[str, np.ndarray]], metrics: dict[str, float]) -> dict[str, str]:
-        """{key of `metrics` (= _score(rows)): why it is NaN}, same keys as `_score` (primary unprefixed too)."""
+    def metric_notes(self, rows: dict[str, dict[str, np.ndarray]], metrics: dict[str, float]) -> dict[str, str]:
+        """{key of `metrics` (= score_rows(rows)): why it is NaN}, same keys as `_score` (primary unprefixed too)."""
         out: dict[str, str] = {}
         for i, (name, objective) in enumerate(self.objectives.items()):
             mine = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{name}/")}
@@ -348,7 +348,7 @@ class OutcomeTask(Task):
     def on_validation_epoch_end(self) -> None:
         if not self._outputs["val"]:
             return
-        metrics = self._score(self._gather("val"))
+        metrics = self.score_rows(self._gather("val"))
         for name, objective in self.objectives.items():
             keys = [f"{name}/{m}" for m in objective.metric_names]
             if objective is self.primary:
@@ -423,8 +423,8 @@ class OutcomeTask(Task):
     def on_test_epoch_end(self) -> None:
         self.test_rows = self._gather("test")
         self.test_results = self.test_rows[next(iter(self.objectives))]
-        self.test_metrics = self._score(self.test_rows)
-        self.test_notes = self._notes(self.test_rows, self.test_metrics)
+        self.test_metrics = self.score_rows(self.test_rows)
+        self.test_notes = self.metric_notes(self.test_rows, self.test_metrics)
         for key, note in self.test_notes.items():
             _log.warning("test %s is NaN: %s", key, note)
         for key, value in self.test_metrics.items():

@@ -169,6 +169,6 @@ def test_task_notes_name_the_objective_and_the_primary_metric() -> None:
         "grade/kappa": math.nan,
         "grade/accuracy": 2 / 3,
     }
-    notes = OutcomeTask._notes(SimpleNamespace(objectives=objectives), rows, metrics)
+    notes = OutcomeTask.metric_notes(SimpleNamespace(objectives=objectives), rows, metrics)
     assert set(notes) == {"cindex", "os/cindex", "grade/auroc", "grade/kappa"}
     assert notes["grade/kappa"].startswith("not computable: all 3 labels are class 0")
