@@ -442,6 +442,12 @@ class FoldPreprocessing:
             "cox_baseline": dict(self.cox_baseline),
         }
 
+    def changed_keys(self, saved: dict[str, Any]) -> list[str]:
+        """Keys of a saved state (`to_json()` of the same fold, e.g. a run's preprocessing.json) that this refit
+        differs in: the cohort's files or split changed since. The Cox baseline is left out (recorded after testing)."""
+        now = self.to_json()
+        return [k for k in saved if k != "cox_baseline" and json.dumps(saved[k]) != json.dumps(now.get(k))]
+
     @classmethod
     def from_json(cls, state: dict[str, Any]) -> FoldPreprocessing:
         """The inverse of `to_json` (a preprocessing.json of any survlab version writing format

@@ -158,8 +158,7 @@ def external_conformal(
         internal = build_datamodule(cfg)
         internal.prepare_data()
         internal.setup("fit")
-        saved, now = task_fitted_state(run_dir), internal.fitted.to_json()
-        differ = [k for k in saved if k != "cox_baseline" and _json(saved[k]) != _json(now.get(k))]
+        differ = internal.fitted.changed_keys(task_fitted_state(run_dir))
         if differ:
             raise ValueError(
                 f"conformal: run={run_dir}: the training cohort's files or split changed since the run "
@@ -196,12 +195,6 @@ def task_fitted_state(run_dir: Path) -> dict[str, Any]:
 
     state: dict[str, Any] = read_preprocessing(run_dir / FILENAME).to_json()
     return state
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def parse_cli(items: Sequence[str]) -> DictConfig:

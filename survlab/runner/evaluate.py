@@ -216,10 +216,10 @@ def run_external(
 
 
 # ---------------------------------------------------------------------------------------------------- own test fold
-def _compare_state(state: dict[str, Any], now: dict[str, Any], where: str) -> None:
-    """The preprocessing refitted on the run's training patients must equal the saved one: the cohort files or split
-    changed since training otherwise (one-line ValueError naming what differs)."""
-    keys = [k for k in state if k not in ("cox_baseline",) and json.dumps(state[k]) != json.dumps(now.get(k))]
+def _compare_state(state: dict[str, Any], now: Any, where: str) -> None:
+    """The preprocessing `now` (a FoldPreprocessing) refitted on the run's training patients must equal the saved
+    `state`: the cohort files or split changed since training otherwise (one-line ValueError naming what differs)."""
+    keys = now.changed_keys(state)
     if keys:
         raise ValueError(
             f"{where}: the cohort's files or split changed since the run ({', '.join(keys)} differ from "
@@ -244,7 +244,7 @@ def evaluate_own_fold(
     dm.prepare_data()
     dm.setup("test")
     _check_out(out, dm.root)
-    _compare_state(fitted.to_json(), dm.fitted.to_json(), f"run={run_dir} data={dm.name} fold {dm.fold}")
+    _compare_state(fitted.to_json(), dm.fitted, f"run={run_dir} data={dm.name} fold {dm.fold}")
     task = _task(cfg, dm.dims, dm.fitted)
     _load_weights(task, ckpt)
     out.mkdir(parents=True, exist_ok=True)

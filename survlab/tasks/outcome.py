@@ -331,7 +331,9 @@ class OutcomeTask(Task):
             out.update({f"{name}/{k}": v for k, v in metrics.items()})
         return out
 
-    def metric_notes(self, rows: dict[str, dict[str, np.ndarray]], metrics: dict[str, float]) -> dict[str, str]:
+    def metric_notes(
+        self, rows: dict[str, dict[str, np.ndarray]], metrics: dict[str, float]
+    ) -> dict[str, str]:
         """{key of `metrics` (= score_rows(rows)): why it is NaN}, same keys as `_score` (primary unprefixed too)."""
         out: dict[str, str] = {}
         for i, (name, objective) in enumerate(self.objectives.items()):
