@@ -45,6 +45,9 @@ class PatientItem:
     # data.wsi.cache=device: target ("wsi" | "scale:<name>") -> (resident store key, start, rows [N]); the features
     # stay on the device and are gathered by `Batch.to` (survlab.data.modalities.resident)
     resident: dict[str, tuple[str, int, Tensor]] = field(default_factory=dict)
+    # data.missing=keep: modality -> whether the patient has it (a modality not listed is present). An absent
+    # modality's tensors are placeholders: zeros (genomics groups, clinical, tables), one zero patch for a WSI bag
+    present: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,9 +88,20 @@ class Batch:
     # data.wsi.cache=device: target -> [resident store key, start [B], rows [B, N] (-1 = padding)]; `to` gathers
     # the bags of each target on the device and empties this (wsi / scales[name] are None until then)
     resident: dict[str, list[Any]] = field(default_factory=dict)
+    # data.missing=keep: modality -> [B] bool (True = the patient has it); a modality not listed is present for
+    # every patient. An absent modality's inputs are placeholders (zeros; a WSI bag of one zero patch, real in
+    # wsi_mask so pooling stays finite) that a network accepting absence must replace (`Batch.has`)
+    present: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.case_ids)
+
+    def has(self, modality: str) -> Tensor:
+        """[B] bool: which patients have `modality` (all True unless data.missing=keep marked some absent)."""
+        mask = self.present.get(modality)
+        if mask is not None:
+            return mask
+        return torch.ones(len(self.case_ids), dtype=torch.bool, device=self.index.device)
 
     @property
     def censorship(self) -> Tensor:
@@ -196,6 +210,8 @@ def collate(items: list[PatientItem]) -> Batch:
         batch.endpoint_time_bin[name] = torch.tensor(
             [it.endpoint_time_bin[name] for it in items], dtype=torch.long
         )
+    for name in first.present:
+        batch.present[name] = torch.tensor([bool(it.present[name]) for it in items], dtype=torch.bool)
     batch.n_slides = torch.tensor([it.n_slides for it in items], dtype=torch.long)
     n_max = max((it.n_slides for it in items), default=0)
     for name in first.slide_labels:
