@@ -16,7 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -108,7 +114,7 @@ def build_trainer(cfg: DictConfig, out_dir: Path, loggers: list[Logger]) -> Any:
     """`cfg.trainer` with the job's callbacks, its loggers and atomic checkpoint writes, rooted at `out_dir`."""
     return hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg, out_dir),
+        callbacks=build_callbacks(cfg, out_dir, has_logger=bool(loggers)),
         logger=loggers,
         default_root_dir=str(out_dir),
         plugins=[AtomicCheckpointIO()],
@@ -155,11 +161,12 @@ class LastCheckpoint(ModelCheckpoint):
         )
 
 
-def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, out_dir: Path, has_logger: bool = True) -> list[Callback]:
     """Instantiate `cfg.callbacks` and append the `LastCheckpoint` used for resuming and for selection=last.
 
     selection=last: no early stopping and no monitored checkpoint (nothing may look at validation to pick the
-    model); the tested weights are those of last.ckpt."""
+    model); the tested weights are those of last.ckpt. Without a logger (`logger=none`) the learning-rate monitor
+    is left out: it has nowhere to write, and Lightning refuses it."""
     resolve_auto(cfg)  # monitor / monitor_mode: auto -> the primary objective's metric and direction
     callbacks: list[Callback] = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
@@ -177,6 +184,9 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
             cfg, "trainer.enable_progress_bar", default=True
         ):
             continue  # Lightning refuses a progress-bar callback with enable_progress_bar=false
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            log.info("logger=none: callback %s (LearningRateMonitor) left out, it needs a logger", name)
+            continue
         callbacks.append(callback)
         log.debug("callback %s: %s", name, type(callback).__name__)
     callbacks.append(LastCheckpoint(out_dir / "checkpoints"))

@@ -64,6 +64,22 @@ def test_progress_bar_can_be_switched_off(tmp_path: Path) -> None:
     assert trainer.progress_bar_callback is None
 
 
+def test_logger_none_leaves_out_the_learning_rate_monitor(tmp_path: Path) -> None:
+    """`logger=none` used to fail every job: Lightning refuses a LearningRateMonitor without a logger."""
+    import hydra
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from survlab.runner.build import build_callbacks
+
+    cfg = compose_config(tmp_path / "out", ["logger=none"])
+    assert cfg.callbacks.lr_monitor is not None  # the default callbacks still ask for it
+    callbacks = build_callbacks(cfg, tmp_path / "out", has_logger=False)
+    assert not any(isinstance(c, LearningRateMonitor) for c in callbacks)
+    hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=False)  # Lightning accepts the set
+    with_logger = build_callbacks(cfg, tmp_path / "out")
+    assert any(isinstance(c, LearningRateMonitor) for c in with_logger)
+
+
 class _BadFile(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 2
