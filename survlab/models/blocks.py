@@ -195,7 +195,8 @@ class AbsentModalities(nn.Module):
     `presence(batch)` -> modality -> [B] bool (True = use the patient's own input); `self(m, x, present)` replaces
     the rows of x [B, *shape] of patients without m by the learned stand-in (torch.where, so nothing computed from
     a placeholder reaches the output or the gradients of those rows). A modality absent from `present` (no patient
-    marked, no dropout) leaves x untouched, bit for bit.
+    marked, no dropout) leaves x untouched, bit for bit (in training the stand-in still joins the graph with a zero
+    gradient, so DDP finds every parameter used).
 
     Modality dropout (`dropout` = p, training only): each accepted modality of each patient that has it is marked
     absent with probability p, but never all of a patient's modalities unless the network also reads an input that
@@ -252,9 +253,15 @@ class AbsentModalities(nn.Module):
 
     def forward(self, modality: str, x: Tensor, present: Mapping[str, Tensor]) -> Tensor:
         """x [B, *shape] with the rows of patients without `modality` replaced by its stand-in [*shape]."""
-        mask = present.get(modality)
-        if mask is None or modality not in self.embeddings:
+        if modality not in self.embeddings:
             return x
+        mask = present.get(modality)
+        if mask is None:
+            if not (self.training and torch.is_grad_enabled()):
+                return x
+            # nobody absent: still in the graph (zero gradient), as DDP without find_unused_parameters requires
+            # every parameter in every step; torch.where of an all-True mask returns x bit for bit
+            mask = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         stand_in = self.embeddings[modality].to(x.dtype).expand_as(x)
         return torch.where(mask.to(x.device).view(-1, *([1] * (x.dim() - 1))), x, stand_in)
 

@@ -175,8 +175,7 @@ class MCAT(OutcomeNet):
         o = self.absent("genomics", o, present)  # [B, G, d]: absent tokens for patients without genomics
         path_tokens, coattn = self.coattend(o, w, mask)
         branches = self.encode_branches(path_tokens, o)
-        if "wsi" in present:
-            branches = replace(branches, h_path=self.absent("wsi", branches.h_path, present))
+        branches = replace(branches, h_path=self.absent("wsi", branches.h_path, present))
         z = self.fuse(branches.h_path, branches.h_omic)
         patch = torch.bmm(branches.path_weights.unsqueeze(1), coattn).squeeze(1)  # [B, N]
         attention = {

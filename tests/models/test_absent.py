@@ -202,6 +202,22 @@ def test_modality_dropout_rate_train_only_and_never_every_modality(case: Case) -
     assert net.absent.presence(batch) == {}  # nothing marked, nothing dropped: the forward is the usual one
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_stand_ins_take_part_in_every_training_step(case: Case) -> None:
+    """DDP (trainer=ddp, find_unused_parameters off) needs every parameter in every step's graph: with nobody absent
+    the stand-ins get a zero gradient, and the training outputs are those of the bypass (x passed bit for bit)."""
+    net = _net(case).train()
+    batch = make_batch(case.dims, {})
+    torch.manual_seed(5)
+    pred = net(batch)
+    risk_score(pred).sum().backward()
+    for m, stand_in in net.absent.embeddings.items():
+        assert stand_in.grad is not None and not stand_in.grad.any(), m
+    net.absent.eval()  # the stand-ins bypassed, the rest still in training mode (same dropout masks from the seed)
+    torch.manual_seed(5)
+    assert torch.equal(outputs(net(batch)), outputs(pred))
+
+
 def test_modality_dropout_bad_values_are_one_line_errors() -> None:
     with pytest.raises(
         ValueError, match=r"LateFusion: model.net.modality_dropout must be in \[0, 1\), got 1.0"
