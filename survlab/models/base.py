@@ -97,9 +97,15 @@ def risk_score(pred: Prediction) -> Tensor:
 
 
 class SurvivalNet(nn.Module):
-    """Base class: subclasses set `modalities` (what they need) and implement forward(batch) -> Prediction."""
+    """Base class: subclasses set `modalities` (what they need) and implement forward(batch) -> Prediction.
+
+    `accepts_absent`: the modalities ("wsi", "genomics", "pet") a patient may lack under data.missing=keep
+    (`Batch.present` / `Batch.has`); the network then makes its output independent of that modality's placeholder
+    (`survlab.models.blocks.AbsentModalities`) and documents how. Default: none (such patients are refused).
+    """
 
     modalities: ClassVar[tuple[str, ...]] = ()
+    accepts_absent: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dims: ModalityDims) -> None:
         super().__init__()

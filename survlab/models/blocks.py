@@ -5,11 +5,13 @@ cross-attention with key padding masks. Masks are boolean with True = real token
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from survlab.data.batch import Batch
 from survlab.models.precision import at_least_fp32, full_precision
 
 
@@ -184,7 +186,97 @@ def init_trunc_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+class AbsentModalities(nn.Module):
+    """Learned stand-ins for absent modalities (data.missing=keep) and modality dropout: the one mechanism every
+    network that accepts absence (`accepts_absent`) uses.
+
+    `shapes`: modality -> shape of what it replaces per patient, e.g. {"wsi": (128,)} for a WSI embedding [B, 128]
+    or {"genomics": (G, d)} for genomic tokens [B, G, d]; modalities not in `accepted` get no stand-in.
+    `presence(batch)` -> modality -> [B] bool (True = use the patient's own input); `self(m, x, present)` replaces
+    the rows of x [B, *shape] of patients without m by the learned stand-in (torch.where, so nothing computed from
+    a placeholder reaches the output or the gradients of those rows). A modality absent from `present` (no patient
+    marked, no dropout) leaves x untouched, bit for bit (in training the stand-in still joins the graph with a zero
+    gradient, so DDP finds every parameter used).
+
+    Modality dropout (`dropout` = p, training only): each accepted modality of each patient that has it is marked
+    absent with probability p, but never all of a patient's modalities unless the network also reads an input that
+    is never absent (`anchored`: clinical, CT): a patient who would lose all is given one of its present ones back,
+    chosen at random (so with two modalities the realised rate per modality is p - p^2/2). Eval mode never drops.
+
+    The stand-ins are drawn N(0, std^2) from a private generator seeded by `torch.initial_seed()` (the run's seed),
+    so creating them draws nothing from the global RNG: the other parameters' initialisation and the dropout masks
+    of a run without absent patients are unchanged. A checkpoint written before the stand-ins existed loads with
+    them at that initial value (pre-hook), as such a run never had an absent patient to train them on.
+    """
+
+    def __init__(
+        self,
+        shapes: Mapping[str, Sequence[int]],
+        accepted: Collection[str],
+        dropout: float = 0.0,
+        anchored: bool = False,
+        std: float = 0.02,
+        owner: str = "network",
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{owner}: model.net.modality_dropout must be in [0, 1), got {dropout}")
+        if dropout and not accepted:
+            raise ValueError(
+                f"{owner} accepts no absent modality, so model.net.modality_dropout must be 0 (got {dropout}); "
+                f"use a network that accepts absence (late_fusion, mcat, ggmf, coxmlp, mmdls)"
+            )
+        self.dropout, self.anchored = float(dropout), anchored
+        gen = torch.Generator().manual_seed(torch.initial_seed())
+        self.embeddings = nn.ParameterDict(
+            {
+                m: nn.Parameter(torch.randn(*(int(n) for n in shape), generator=gen) * std)
+                for m, shape in shapes.items()
+                if m in accepted
+            }
+        )
+        self.register_load_state_dict_pre_hook(_keep_initial_stand_ins)
+
+    def presence(self, batch: Batch) -> dict[str, Tensor]:
+        """Modality -> [B] bool for each stand-in modality the batch marks or dropout hits (others: all present)."""
+        present = {m: batch.present[m] for m in self.embeddings if m in batch.present}
+        if not (self.training and self.dropout > 0.0 and len(self.embeddings)):
+            return present
+        names = list(self.embeddings)
+        has = torch.stack([batch.has(m) for m in names], dim=1)  # [B, M]
+        kept = has & (torch.rand(has.shape, device=has.device) >= self.dropout)
+        if not self.anchored:
+            lost = has.any(dim=1) & ~kept.any(dim=1)
+            pick = torch.rand(has.shape, device=has.device).masked_fill(~has, -1.0).argmax(dim=1)
+            kept = kept | (lost.unsqueeze(1) & nn.functional.one_hot(pick, len(names)).bool())
+        return {m: kept[:, i] for i, m in enumerate(names)}
+
+    def forward(self, modality: str, x: Tensor, present: Mapping[str, Tensor]) -> Tensor:
+        """x [B, *shape] with the rows of patients without `modality` replaced by its stand-in [*shape]."""
+        if modality not in self.embeddings:
+            return x
+        mask = present.get(modality)
+        if mask is None:
+            if not (self.training and torch.is_grad_enabled()):
+                return x
+            # nobody absent: still in the graph (zero gradient), as DDP without find_unused_parameters requires
+            # every parameter in every step; torch.where of an all-True mask returns x bit for bit
+            mask = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        stand_in = self.embeddings[modality].to(x.dtype).expand_as(x)
+        return torch.where(mask.to(x.device).view(-1, *([1] * (x.dim() - 1))), x, stand_in)
+
+
+def _keep_initial_stand_ins(
+    module: AbsentModalities, state_dict: dict[str, Any], prefix: str, *_: Any
+) -> None:
+    """Load-state-dict pre-hook: a checkpoint without the stand-ins (written before they existed) keeps them at
+    their initial value instead of failing a strict load."""
+    for name, param in module.embeddings.items():
+        state_dict.setdefault(f"{prefix}embeddings.{name}", param.detach().clone())
+
+
 __all__ = [
+    "AbsentModalities",
     "CrossAttention",
     "GatedAttentionPool",
     "ResidualSelfAttention",

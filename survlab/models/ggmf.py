@@ -16,6 +16,12 @@ Pipeline (d = `dim`, H = `heads`, P pathways, k = max(1, ⌊topk_ratio·P⌋)):
    from the shared constructor on z (e.g. `targets: [grade]` → class_logits["grade"], `survival: false` for a
    classification-only run; survlab/models/base.py `OutcomeNet`).
 
+Absent modalities (data.missing=keep; `accepts_absent` = wsi, genomics): genomics absent -> the patient's pathway
+tokens G are replaced by learned absent tokens [P, d] before the key-pathway self-attention (top-k and the
+genome-guided cross-attention then run from them); WSI absent -> the pooled guided WSI vector p (mean_k P̂) is replaced
+by a learned absent embedding [d] before the bilinear interaction and the residual. Either way the output does not
+depend on the placeholder input. Optional modality dropout in training (`modality_dropout`).
+
 Departures from the reference code (its known defects): the padding mask is used by the cross-attention and the
 residual pooling, so a bag alone and the same bag padded inside a batch give the same output.
 
@@ -39,7 +45,13 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import Features, ModalityDims, OutcomeNet
-from survlab.models.blocks import CrossAttention, masked_adaptive_avg_pool, masked_softmax, snn_encoder
+from survlab.models.blocks import (
+    AbsentModalities,
+    CrossAttention,
+    masked_adaptive_avg_pool,
+    masked_softmax,
+    snn_encoder,
+)
 from survlab.models.precision import FullPrecisionBilinear
 
 
@@ -79,7 +91,9 @@ class GGMF(OutcomeNet):
 
     Hparams: dim d (paper 256), heads (16, used by self- and cross-attention), topk_ratio (0.8), wsi_dropout (0.1),
     omic_dropout (0.25, AlphaDropout of the pathway SNNs), attn_dropout (0.1, both attention maps),
-    fusion_dropout (0.1), output ("hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox `risk` [B]).
+    fusion_dropout (0.1), output ("hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox `risk` [B]),
+    modality_dropout (0; training only: the probability that a patient's WSI or genomics is treated as absent, never
+    both). Absent genomics: learned absent pathway tokens; absent WSI: a learned absent p (module docstring).
 
     Prediction.attention: "pathway" [B, P] importance (rows sum to `heads`), "topk" [B, k] long indices of the kept
     pathways ordered by importance, "patch" [B, N] cross-attention averaged over heads and the k queries (rows sum to
@@ -89,6 +103,7 @@ class GGMF(OutcomeNet):
     """
 
     modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
+    accepts_absent: ClassVar[frozenset[str]] = frozenset({"wsi", "genomics"})
     STATE_RENAMES: ClassVar[dict[str, str]] = {
         "head.weight": "head.linear.weight",
         "head.bias": "head.linear.bias",
@@ -108,6 +123,7 @@ class GGMF(OutcomeNet):
         targets: Sequence[str] | None = (),
         survival: bool = True,
         endpoints: Sequence[str] | None = (),
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -137,6 +153,9 @@ class GGMF(OutcomeNet):
         )
         self.out_norm = nn.LayerNorm(dim)
         self.init_heads(dim, targets, survival, output, endpoints=endpoints)
+        self.absent = AbsentModalities(  # last: draws nothing from the global RNG (see AbsentModalities)
+            {"genomics": (n_paths, dim), "wsi": (dim,)}, self.accepts_absent, modality_dropout, owner="GGMF"
+        )
 
     def encode_pathways(self, genomics: list[Tensor]) -> Tensor:
         """Per-pathway SNNs: list of [B, g_i] → G [B, P, d]."""
@@ -151,16 +170,17 @@ class GGMF(OutcomeNet):
 
     def forward_features(self, batch: Batch) -> Features:
         """z [B, d] and the attention maps "pathway" [B, P], "topk" [B, k], "patch" [B, N]."""
+        present = self.absent.presence(batch)
         mask = batch.wsi_mask
         w = self.wsi_proj(batch.wsi)  # [B, N, d]
-        g = self.encode_pathways(batch.genomics)  # [B, P, d]
+        g = self.absent("genomics", self.encode_pathways(batch.genomics), present)  # [B, P, d]
         g_hat, importance, idx = self.select_key_pathways(g)  # [B, k, d]
 
         a, patch_attn = self.guided_attention(g_hat, w, mask)  # [B, k, d], [B, k, N]
         r = masked_adaptive_avg_pool(w, mask, self.k)  # [B, k, d], real patches only
         p_hat = self.guided_norm(a + r)
 
-        p, gm = p_hat.mean(dim=1), g_hat.mean(dim=1)
+        p, gm = self.absent("wsi", p_hat.mean(dim=1), present), g_hat.mean(dim=1)
         f = self.interaction(self.bilinear(p, gm))
         z = self.out_norm(f + p)
         return Features(z, attention={"pathway": importance, "topk": idx, "patch": patch_attn.mean(dim=1)})

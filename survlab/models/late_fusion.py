@@ -7,6 +7,10 @@
 The encoders are the same modules `ABMIL` and `SNN` use; "bilinear" is the Pathomic-Fusion style gated
 Kronecker product (Chen et al. 2020) with small gate dims.
 
+Absent modalities (data.missing=keep; `accepts_absent` = wsi, genomics): a patient without slides has h_wsi replaced
+by a learned absent embedding [Hw], one without expression h_gen by one [Hg], before either fusion; optional
+modality dropout (`modality_dropout`) trains them on patients who have both.
+
 Example:
     >>> from survlab.data.sources.examples import random_batch
     >>> dims = ModalityDims(wsi_dim=32, genomic_sizes=(10, 20), n_bins=4)
@@ -19,6 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +31,7 @@ from torch import Tensor, nn
 from survlab.data.batch import Batch
 from survlab.models.abmil import ABMILEncoder
 from survlab.models.base import Features, ModalityDims, OutcomeNet
-from survlab.models.blocks import mlp
+from survlab.models.blocks import AbsentModalities, mlp
 from survlab.models.precision import FullPrecisionBilinear
 from survlab.models.snn import SNNEncoder
 
@@ -76,9 +81,15 @@ class LateFusion(OutcomeNet):
         output: "hazards" → `hazard_logits` [B, n_bins]; "risk" → Cox log-hazard `risk` [B].
         targets, survival, endpoints: the heads (`OutcomeNet.init_heads`): patient labels to classify, the primary
             endpoint's survival head (default on), further endpoints' survival heads.
+        modality_dropout: training only, the probability that a patient's WSI or genomics is treated as absent
+            (never both); 0 = off.
+
+    A patient without WSI / genomics (`Batch.has`) gets the learned absent embedding in place of that encoder's
+    output, so its prediction does not depend on the placeholder input.
     """
 
     modalities = ("wsi", "genomics")
+    accepts_absent: ClassVar[frozenset[str]] = frozenset({"wsi", "genomics"})
 
     def __init__(
         self,
@@ -94,6 +105,7 @@ class LateFusion(OutcomeNet):
         targets: Sequence[str] | None = (),
         survival: bool = True,
         endpoints: Sequence[str] | None = (),
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -108,11 +120,19 @@ class LateFusion(OutcomeNet):
         else:
             self.fusion = GatedBilinearFusion(dim_w, dim_g, gate_dim, fusion_dim, dropout)
         self.init_heads(fusion_dim, targets, survival, output, endpoints=endpoints)
+        self.absent = AbsentModalities(  # last: draws nothing from the global RNG (see AbsentModalities)
+            {"wsi": (dim_w,), "genomics": (dim_g,)},
+            self.accepts_absent,
+            modality_dropout,
+            owner=type(self).__name__,
+        )
 
     def forward_features(self, batch: Batch) -> Features:
         """Fused patient embedding [B, fusion_dim] and the ABMIL patch attention [B, N]."""
+        present = self.absent.presence(batch)
         h_wsi, attn = self.wsi_encoder(batch.wsi, batch.wsi_mask)
         h_gen = self.genomic_encoder(batch.genomics)
+        h_wsi, h_gen = self.absent("wsi", h_wsi, present), self.absent("genomics", h_gen, present)
         if self.fusion_kind == "concat":
             h = self.fusion(torch.cat([h_wsi, h_gen], dim=-1))
         else:

@@ -17,6 +17,12 @@ Pipeline (d = `dim`, G gene groups, e.g. MCAT's 6 families or P pathways):
 Built to be extended (PathGen's MCAT_GR adds a grade head with its own gated pool over `branches.path_tokens`):
 subclass and override `predict` (call `super().predict(features)` first), no layer is duplicated.
 
+Absent modalities (data.missing=keep; `accepts_absent` = wsi, genomics): genomics absent -> the patient's omic tokens
+O are replaced by learned absent tokens [G, d] before the co-attention (the co-attention then attends from them over
+the patient's patches, and the omic branch encodes them); WSI absent -> the path branch's pooled h_path is replaced by
+a learned absent embedding [d] before the fusion. Either way the output does not depend on the placeholder input;
+the attention maps of a WSI-absent patient are over its placeholder patch. Optional modality dropout in training.
+
 Attention output: "coattn" [B, G, N]; "patch" [B, N] = the path branch's pooling weights over the G path tokens mapped
 back to patches through the co-attention, patch_n = Σ_g pool_g · coattn[g, n] (sums to 1 over real patches, 0 on
 padding); "omic" [B, G] = the omic branch's pooling weights; "path_tokens" [B, G] = the path branch's pooling weights.
@@ -32,7 +38,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -40,7 +46,7 @@ from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import Features, ModalityDims, OutcomeNet
-from survlab.models.blocks import CrossAttention, GatedAttentionPool, mlp, snn_encoder
+from survlab.models.blocks import AbsentModalities, CrossAttention, GatedAttentionPool, mlp, snn_encoder
 from survlab.models.precision import FullPrecisionBilinear
 
 
@@ -81,12 +87,15 @@ class MCAT(OutcomeNet):
     Hparams: dim d (MCAT 256), omic_hidden (SNN widths per group, default [d, d]; the last width is forced to d),
     coattn_heads (1 as in MCAT), layers (2), heads (8, branch transformers), ff_dim (512), dropout (0.25, WSI
     projection / branches / fusion), omic_dropout (0.25, AlphaDropout), fusion ("concat" | "bilinear"),
-    output ("hazards" | "risk").
+    output ("hazards" | "risk"), modality_dropout (0; training only: the probability that a patient's WSI or
+    genomics is treated as absent, never both).
+    Absent genomics: learned absent omic tokens; absent WSI: a learned absent h_path (module docstring).
     Heads (`OutcomeNet.init_heads`, from YAML): targets (patient labels to classify, `class_logits[label]`; default
     none), survival (the primary endpoint's head, default on), endpoints (further endpoints' survival heads).
     """
 
     modalities: ClassVar[tuple[str, ...]] = ("wsi", "genomics")
+    accepts_absent: ClassVar[frozenset[str]] = frozenset({"wsi", "genomics"})
     STATE_RENAMES: ClassVar[dict[str, str]] = {"survival_head.": "head.linear."}
 
     def __init__(
@@ -105,6 +114,7 @@ class MCAT(OutcomeNet):
         targets: Sequence[str] | None = (),
         survival: bool = True,
         endpoints: Sequence[str] | None = (),
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__(dims)
         assert dims.wsi_dim is not None and dims.genomic_sizes is not None  # SurvivalNet checked `modalities`
@@ -127,6 +137,12 @@ class MCAT(OutcomeNet):
             self.bilinear = FullPrecisionBilinear(dim, dim, dim)
             self.fusion_net = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
         self.init_heads(dim, targets, survival, output, endpoints=endpoints)
+        self.absent = AbsentModalities(  # last: draws nothing from the global RNG (see AbsentModalities)
+            {"genomics": (len(dims.genomic_sizes), dim), "wsi": (dim,)},
+            self.accepts_absent,
+            modality_dropout,
+            owner=type(self).__name__,
+        )
 
     # --- overridable stages -------------------------------------------------------------------------------------
     def encode_tokens(self, batch: Batch) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -154,9 +170,12 @@ class MCAT(OutcomeNet):
     # --- the trunk ------------------------------------------------------------------------------------------------
     def forward_features(self, batch: Batch) -> Features:
         """Fused z [B, d], attention maps, and the branches (`extra["branches"]`) for subclasses' own heads."""
+        present = self.absent.presence(batch)
         w, mask, o = self.encode_tokens(batch)
+        o = self.absent("genomics", o, present)  # [B, G, d]: absent tokens for patients without genomics
         path_tokens, coattn = self.coattend(o, w, mask)
         branches = self.encode_branches(path_tokens, o)
+        branches = replace(branches, h_path=self.absent("wsi", branches.h_path, present))
         z = self.fuse(branches.h_path, branches.h_omic)
         patch = torch.bmm(branches.path_weights.unsqueeze(1), coattn).squeeze(1)  # [B, N]
         attention = {

@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from survlab.models.base import Features, ModalityDims, Prediction
 from survlab.models.blocks import GatedAttentionPool, mlp
@@ -34,7 +34,11 @@ from survlab.models.mcat import MCAT, MCATBranches
 
 
 class MCATGR(MCAT):
-    """MCAT + grade head (`grade_label` of the cohort, e.g. "grade"); other hparams as MCAT."""
+    """MCAT + grade head (`grade_label` of the cohort, e.g. "grade"); other hparams as MCAT.
+
+    Accepts no absent modality (its grade head pools the WSI-guided path tokens, which have no absent stand-in)."""
+
+    accepts_absent: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dims: ModalityDims, grade_label: str = "grade", **mcat: Any) -> None:
         super().__init__(dims, **mcat)

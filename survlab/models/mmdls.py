@@ -13,6 +13,9 @@ hazards that `HorizonObjective` cumulates into P(event by 1 / 3 / 5 years), mono
 
 The primary endpoint (the cohort's first) is also returned as `risk` and `horizon_logits["primary"]`. Padded slices
 (mask False) never reach the output: per-slice convolutions, key-masked attention and a masked mean.
+Absent PET (data.missing=keep; `accepts_absent` = pet): the PET vector of a patient without PET is replaced by a learned
+absent vector of the same width before the concat (the CT stacks, radiomics and clinical are always there); optional
+modality dropout of PET in training (`modality_dropout`).
 Option `cross_attention: true` adds the lesion <-> space cross-attention the authors describe (unused in their code).
 
 Deviation from docs/specs/mmdls.md ("Concat lesion 128 + space 128 + radiomics-projection 128 + PET 5 + clinical 6"): the
@@ -35,13 +38,14 @@ runs it.)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from survlab.data.batch import Batch
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.models.blocks import CrossAttention, ResidualSelfAttention, masked_mean, mlp
+from survlab.models.blocks import AbsentModalities, CrossAttention, ResidualSelfAttention, masked_mean, mlp
 from survlab.models.heads import ClassHeads, resolve_targets
 from survlab.models.precision import FullPrecisionLinear
 
@@ -95,9 +99,13 @@ class MMDLS(SurvivalNet):
         cross_attention: lesion tokens attend to space tokens and vice versa before pooling.
         ct_norm: ``batch`` standardises the lesion / space embeddings (BatchNorm1d) before fusion; ``none`` = the
             reference (see the module docstring for why survlab does not default to it).
+        modality_dropout: training only, the probability that a patient's PET is treated as absent; 0 = off.
+
+    A patient without PET (`Batch.has("pet")`) gets the learned absent PET vector in place of its placeholder.
     """
 
     modalities = ("ct", "clinical")
+    accepts_absent: ClassVar[frozenset[str]] = frozenset({"pet"})
 
     def __init__(
         self,
@@ -113,6 +121,7 @@ class MMDLS(SurvivalNet):
         horizons: Sequence[float] = (12, 36, 60),
         cross_attention: bool = False,
         ct_norm: str = "batch",
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__(dims)
         if ct_norm not in ("batch", "none"):
@@ -150,6 +159,13 @@ class MMDLS(SurvivalNet):
         self.horizon_heads = nn.ModuleDict(
             {e: FullPrecisionLinear(dim, len(horizons)) for e in self.endpoints}
         )
+        self.absent = AbsentModalities(  # last: draws nothing from the global RNG (see AbsentModalities)
+            {"pet": (n_pet,)} if n_pet else {},
+            self.accepts_absent,
+            modality_dropout,
+            anchored=True,
+            owner="MMDLS",
+        )
 
     def encode_stacks(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Lesion and space stack embeddings [B, d] each."""
@@ -168,7 +184,7 @@ class MMDLS(SurvivalNet):
         if self.radiomics_proj is not None:
             parts.append(self.radiomics_proj(batch.extra["radiomics"]))
         if "pet" in batch.extra:
-            parts.append(batch.extra["pet"])
+            parts.append(self.absent("pet", batch.extra["pet"], self.absent.presence(batch)))
         if batch.clinical is not None:
             parts.append(batch.clinical)
         h = self.fusion(torch.cat([p.to(lesion.dtype) for p in parts], dim=-1))

@@ -9,7 +9,7 @@ provides (`dims.provides`); `table_features(batch, inputs)` concatenates them in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -41,12 +41,20 @@ def table_width(dims: ModalityDims, inputs: Sequence[str]) -> int:
     return width
 
 
-def table_features(batch: Batch, inputs: Sequence[str]) -> Tensor:
-    """Batch -> x [B, Σg + C]: the patient's gene groups then clinical features (the order of `inputs`)."""
+def table_features(
+    batch: Batch, inputs: Sequence[str], block: Callable[[str, Tensor], Tensor] | None = None
+) -> Tensor:
+    """Batch -> x [B, Σg + C]: the patient's gene groups then clinical features (the order of `inputs`).
+
+    `block(modality, x)`: applied to the gene block [B, Σg] before the concat (e.g. a network's absent-genomics
+    stand-in, `AbsentModalities`)."""
     parts: list[Tensor] = []
     for m in inputs:
         if m == "genomics" and batch.genomics is not None:
-            parts.extend(batch.genomics)
+            if block is None:
+                parts.extend(batch.genomics)
+            else:
+                parts.append(block("genomics", torch.cat(list(batch.genomics), dim=-1)))
         elif m == "clinical" and batch.clinical is not None:
             parts.append(batch.clinical)
     return torch.cat(parts, dim=-1)
