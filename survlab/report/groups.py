@@ -163,13 +163,13 @@ def availability_sentence(card: Mapping[str, Any]) -> str:
     parts = "; ".join(
         f"{p}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for p, c in card["counts"].items()
     )
-    kept = {
-        "keep": "kept (each absent modality marked, the network accepts absence)",
-        "drop": "dropped (patients missing a modality are left out)",
-    }.get(str(card["missing"]), f"data.missing={card['missing']}")
+    what = {
+        "keep": "patients missing a modality are kept, the absent modality marked for the network",
+        "drop": "patients missing a modality are left out",
+    }.get(str(card["missing"]), "a patient missing a modality is an error")
     return (
-        f"Modality availability (data.missing={card['missing']}: patients missing a modality are {kept}); "
-        f"patients per pattern — {parts}. Test metrics per pattern: metrics.json `availability`."
+        f"Modality availability (data.missing={card['missing']}: {what}); patients per pattern — {parts}. "
+        f"Test metrics per pattern: metrics.json `availability`."
     )
 
 

@@ -511,6 +511,7 @@ def score_external(
             task=task,
             case_ids=list(ext.full_cohort.case_ids),
             availability=dict(getattr(ext, "availability", None) or {}),
+            availability_card=availability,
         )
     metrics = write_run_outputs(
         eval_cfg,
@@ -701,6 +702,8 @@ def evaluate_ensemble(
         "evaluation",
         "fold_runs": used,
     }
+    if kept[0].get("availability_card"):  # the scored cohort lacks a modality for some patients
+        card["availability"] = kept[0]["availability_card"]
     out.mkdir(parents=True, exist_ok=True)
     preds = average_predictions(tables, where)
     write_predictions(preds, out)
@@ -750,6 +753,8 @@ def evaluate_ensemble(
 
 def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> None:
     """The fold ensemble's protocol card: the fold runs used, how they are averaged, per-fold and ensemble metrics."""
+    from survlab.report.groups import availability_sentence
+
     lines = [
         f"# {card['evaluation']}",
         "",
@@ -761,6 +766,7 @@ def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> N
         ],
         f"- preprocessing: {card['preprocessing']}",
         f"- ensemble: {card['averaging']}",
+        *([f"- {availability_sentence(card['availability'])}"] if card.get("availability") else []),
         "",
     ]
     folds = metrics.get("folds")
