@@ -24,6 +24,7 @@ from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import survival_from_hazard_logits
 from survlab.report.attention import write_attention
 from survlab.report.attention_h5 import write_attention_h5
+from survlab.report.groups import availability_card, availability_report
 from survlab.report.km import training_cutoffs
 from survlab.report.rows import PatientRows
 from survlab.tasks.objectives import (
@@ -109,7 +110,7 @@ def predictions_table(
     data module's fitted ones)."""
     case_ids = datamodule.full_cohort.case_ids
     if not outcomes:
-        return _predictions_only(objectives, rows, case_ids, classes or {})
+        return _with_availability(_predictions_only(objectives, rows, case_ids, classes or {}), datamodule)
     survival = _primary_survival(objectives)
     if survival is not None:
         preds = predictions_frame(rows[survival], case_ids, fold)
@@ -157,6 +158,17 @@ def predictions_table(
         for j, c in enumerate(names):
             frame[f"{objective.label}_prob_{c}"] = r["probs"][:, j]
         preds = preds.merge(frame, on="case_id", how="left")
+    return _with_availability(preds, datamodule)
+
+
+def _with_availability(preds: pd.DataFrame, datamodule: Any) -> pd.DataFrame:
+    """`preds` with an `availability` column (each patient's modality pattern, `datamodule.availability`; "?" for a
+    patient it does not name) after `fold` (or `case_id`) when the data module has patterns; else unchanged."""
+    availability = getattr(datamodule, "availability", None) or {}
+    if not availability:
+        return preds
+    at = preds.columns.get_loc("fold" if "fold" in preds.columns else "case_id") + 1
+    preds.insert(at, "availability", [availability.get(str(c), "?") for c in preds["case_id"]])
     return preds
 
 
@@ -431,6 +443,9 @@ def write_run_outputs(
         from survlab.report.subgroups import site_report
 
         metrics["sites"] = site_report(objectives, test.objectives, datamodule)
+    availability = availability_card(datamodule)
+    if availability is not None:  # patients missing a modality: metrics per availability pattern (test part)
+        metrics["availability"] = availability_report(objectives, test.objectives, datamodule)
     if cfg.get("pn_rule"):
         metrics.update(pn_rule_report(cfg.pn_rule, preds, out_dir))
     split = getattr(datamodule, "split", None)
@@ -469,6 +484,7 @@ def write_run_outputs(
             for name, o in task.objectives.items()
         },
         "targets": datamodule.fitted.targets if getattr(datamodule, "fitted", None) is not None else None,
+        **({"availability": availability} if availability is not None else {}),
         "survlab_version": survlab.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ import pandas as pd
 
 from survlab.metrics.km import hazard_ratio, plot_km_by_risk  # hazard_ratio: re-exported
 from survlab.metrics.survival import time_dependent_auc, train_followup
+from survlab.report.groups import MIN_SITE_EVENTS, site_report  # re-exported: one group metric, groups.py
 from survlab.tasks.objectives import SurvivalObjective
 from survlab.utils.files import atomic_path
 
@@ -136,62 +136,6 @@ def subgroup_report(
         with atomic_path(out_dir / "subgroups.csv") as tmp:
             pd.DataFrame(records).to_csv(tmp, index=False)
     return results
-
-
-#: a site's test patients need at least this many events (survival) / patients of each of 2 classes
-#: (classification) for its metric to be reported as a number; fewer is reported as such
-MIN_SITE_EVENTS = 3
-
-
-def site_report(
-    objectives: Mapping[str, Any],
-    rows: Mapping[str, dict[str, np.ndarray]],
-    datamodule: Any,
-    min_events: int = MIN_SITE_EVENTS,
-) -> dict[str, dict[str, Any]]:
-    """Per-site test metrics of site-preserved folds (`datamodule.split_groups`: case_id -> site) -> {site: {n,
-    n_events, <objective>/cindex | <objective>/auroc: float | None, status: "ok" | "too few events (k < m)"}}.
-
-    Survival objectives: Harrell's C of the site's test patients; classification: the objective's own AUROC. A site
-    with fewer than `min_events` events (survival) or fewer than `min_events` patients in its two rarest classes
-    gets None and its status says so: such a site's number would be noise, not a measurement."""
-    from survlab.metrics.survival import harrell_cindex
-
-    group_of = getattr(datamodule, "split_groups", None) or {}
-    if not group_of:
-        return {}
-    case_ids = datamodule.full_cohort.table["case_id"].astype(str).to_numpy()
-    out: dict[str, dict[str, Any]] = {}
-    for name, objective in objectives.items():
-        part = rows.get(name, {})
-        if not len(part.get("index", ())) or getattr(objective, "level", "patient") != "patient":
-            continue
-        sites = np.asarray([group_of.get(c, "?") for c in case_ids[part["index"].astype(int)]], dtype=object)
-        for site in sorted(set(sites.tolist())):
-            keep = sites == site
-            rec = out.setdefault(site, {"n": int(keep.sum()), "status": "ok"})
-            sub = _subset(part, keep)
-            if isinstance(objective, SurvivalObjective) or "event" in sub and "risk" in sub:
-                n_events = int(np.asarray(sub["event"], dtype=bool).sum())
-                rec.setdefault("n_events", n_events)
-                enough, why = n_events >= min_events, f"too few events ({n_events} < {min_events})"
-                value = harrell_cindex(sub["risk"], sub["time"], sub["event"]) if enough else None
-                rec[f"{name}/cindex"] = None if value is None or not math.isfinite(value) else float(value)
-            elif "label" in sub and "probs" in sub:
-                labels = np.asarray(sub["label"])
-                counts = (
-                    np.bincount(labels[labels >= 0].astype(int)) if (labels >= 0).any() else np.zeros(1, int)
-                )
-                present = np.sort(counts[counts > 0])
-                enough = len(present) >= 2 and int(present[-2]) >= min_events
-                why = f"too few patients per class ({present.tolist()}; needs 2 classes of >= {min_events})"
-                auroc = objective.score(sub).get("auroc") if enough else None
-                rec[f"{name}/auroc"] = None if auroc is None or not math.isfinite(auroc) else float(auroc)
-            else:
-                continue
-            if not enough:
-                rec["status"] = why
-    return out
 
 
 __all__ = ["MIN_SITE_EVENTS", "hazard_ratio", "site_report", "subgroup_report", "survival_figures"]

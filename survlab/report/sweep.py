@@ -23,6 +23,9 @@ repeats, one pooled C-index per repeat (``pooled_cindex_by_repeat``), averaged i
 - ``comparison.png`` — the chosen metric by model, grouped by cohort: mean ± std bars with per-fold points.
 - ``sites.csv`` — site-preserved folds (``data.splits.group``): every site's test metrics from its job's
   metrics.json ``sites`` (C-index / AUROC, or None with the reason, e.g. too few events), one row per job × site.
+- ``availability.csv`` — cohorts with patients missing a modality: every availability pattern's test metrics
+  (metrics.json ``availability``: ``wsi+genomics`` / ``wsi`` / ...), one row per job × pattern; summary.md's
+  "Metrics per availability pattern" gives per model × cohort × pattern the fold mean ± sd and n.
 - ``site_gap.csv`` — a sweep over ``+data.splits.group=null,site``: per model × cohort the random-fold and the
   site-preserved rows side by side and the site-leak gap (random − site-preserved) of the fold mean and of the
   pooled C-index / AUC, with a paired patient-bootstrap CI (same patients, same resamples).
@@ -60,6 +63,7 @@ import pandas as pd
 
 from survlab.metrics.stats import N_BOOT, bootstrap_paired, bootstrap_pooled, corrected_resampled_ttest, holm
 from survlab.metrics.survival import harrell_cindex
+from survlab.report.groups import availability_markdown, availability_summary, job_group_table
 from survlab.utils.files import atomic_path, atomic_write
 from survlab.utils.jobs import (
     DONE,
@@ -106,7 +110,15 @@ PREFERRED_METRICS = (
 ID_KEYS = {"model", "cohort", "fold", "seed", "status"}
 #: the override that selects the repeat of repeated k-fold; its values are pooled within a row, never split rows
 REPEAT_KEYS = ("data.splits.repeat", "splits.repeat")
-SUMMARY_FILES = ("summary.csv", "summary.md", "paired.csv", "comparison.png", "sites.csv", "site_gap.csv")
+SUMMARY_FILES = (
+    "summary.csv",
+    "summary.md",
+    "paired.csv",
+    "comparison.png",
+    "sites.csv",
+    "site_gap.csv",
+    "availability.csv",
+)
 #: the override of site-preserved folds; a sweep over it (`+data.splits.group=null,site`) gives the site-leak gap
 GROUP_KEYS = ("data.splits.group", "splits.group")
 _NO_GROUP = {"", "null", "None", "none", "~"}
@@ -147,6 +159,12 @@ class SweepSummary:
     site_gap: pd.DataFrame = field(
         default_factory=pd.DataFrame
     )  # random vs site-preserved rows and their gap
+    availability: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # per job x availability pattern test metrics (patients missing a modality)
+    availability_summary: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # per model x cohort x pattern: fold mean / sd of those metrics
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -666,6 +684,8 @@ def summarize_sweep(
     )
     summary.sites = site_table(jobs)
     summary.site_gap = site_leak_gap(jobs, table, metric, group_keys, n_boot, boot_seed)
+    summary.availability = job_group_table(jobs, "availability", "pattern")
+    summary.availability_summary = availability_summary(summary.availability)
     if write:
         out = Path(out_dir) if out_dir is not None else sweep
         out.mkdir(parents=True, exist_ok=True)
@@ -678,8 +698,12 @@ def summarize_sweep(
             "paired.csv": out / "paired.csv",
             "summary.md": out / "summary.md",
         }
-        for name, frame in (("sites.csv", summary.sites), ("site_gap.csv", summary.site_gap)):
-            if not frame.empty:  # only for sweeps with site-preserved folds
+        for name, frame in (
+            ("sites.csv", summary.sites),
+            ("site_gap.csv", summary.site_gap),
+            ("availability.csv", summary.availability),
+        ):
+            if not frame.empty:  # only for sweeps with site-preserved folds / patients missing a modality
                 with atomic_path(out / name) as tmp:
                     frame.to_csv(tmp, index=False)
                 summary.files[name] = out / name
@@ -695,15 +719,7 @@ def summarize_sweep(
 def site_table(jobs: pd.DataFrame) -> pd.DataFrame:
     """One row per completed job x site of its metrics.json ``sites`` (site-preserved folds): cohort, model,
     variant, repeat, fold, site, n, n_events, status and the site's metrics (None = not measurable, see status)."""
-    rows = []
-    if jobs.empty:
-        return pd.DataFrame()
-    for r in jobs[jobs["status"] == "done"].to_dict("records"):
-        sites = _read_metrics(Path(r["dir"])).get("sites") or {}
-        for site, rec in sorted(sites.items()) if isinstance(sites, dict) else []:
-            base = {k: r.get(k) for k in ("cohort", "model", "variant", "repeat", "fold", "seed")}
-            rows.append({**base, "site": str(site), **rec})
-    return pd.DataFrame(rows)
+    return job_group_table(jobs, "sites", "site")
 
 
 def _group_key(group_keys: list[str]) -> str | None:
@@ -948,6 +964,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             )
         lines.append("")
     lines += _sites_markdown(s)
+    lines += availability_markdown(s.availability_summary)
     bad = jobs[jobs["status"] != "done"]
     if not bad.empty:
         lines += [

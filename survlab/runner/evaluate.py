@@ -428,6 +428,7 @@ def score_external(
     import torch
 
     from survlab.data.external import setup_external
+    from survlab.report.groups import availability_card
     from survlab.report.outputs import write_predictions, write_run_outputs
     from survlab.runner.predict import attention_spec, run_test_pass
     from survlab.utils.outputs import write_json
@@ -474,6 +475,9 @@ def score_external(
         "preprocessing": f"{run_dir / 'preprocessing.json'} (fitted on the training patients of {fitted.cohort} "
         f"fold {fitted.fold}; nothing refitted on {ext.name})",
     }
+    availability = availability_card(ext)
+    if availability is not None:  # patients missing a modality: counted in the card (protocol.json / .md)
+        card["availability"] = availability
     if not with_outcomes and conformal_options(conformal)[0]:
         raise ValueError(
             f"conformal.alphas: {option}={name} has no outcomes (the sets' coverage needs its labels); drop "
@@ -502,7 +506,13 @@ def score_external(
         task, trainer, dataloaders=ext.test_dataloader(), attention=attention_spec(eval_cfg, ext)
     )
     if keep is not None:
-        keep.update(rows=predictions["test"].objectives, task=task, case_ids=list(ext.full_cohort.case_ids))
+        keep.update(
+            rows=predictions["test"].objectives,
+            task=task,
+            case_ids=list(ext.full_cohort.case_ids),
+            availability=dict(getattr(ext, "availability", None) or {}),
+            availability_card=availability,
+        )
     metrics = write_run_outputs(
         eval_cfg,
         out,
@@ -543,7 +553,10 @@ def _drop_stale_metrics(out: Path) -> None:
 
 
 def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] | None) -> None:
-    """A short human-readable protocol card naming both cohorts."""
+    """A short human-readable protocol card naming both cohorts (and the patients per availability pattern when
+    the scored cohort lacks a modality for some)."""
+    from survlab.report.groups import availability_sentence
+
     t, e = card["trained_on"], card["evaluated_on"]
     lines = [
         f"# {card['evaluation']}",
@@ -553,6 +566,7 @@ def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] 
         f"- evaluated on: **{e['cohort']}** ({e['n_patients']} patients), files:",
         *[f"  - {k}: `{v}`" for k, v in e["files"].items()],
         f"- preprocessing: {card['preprocessing']}",
+        *([f"- {availability_sentence(card['availability'])}"] if card.get("availability") else []),
         "",
     ]
     if metrics:
@@ -619,6 +633,7 @@ def evaluate_ensemble(
     `<run_dir>/external/<cohort>/ensemble/`): metrics.json (the ensemble's `test/<metric>`, each fold's metrics,
     their mean and sd over the folds), predictions.csv (a fold's columns, averaged), protocol.json / .md."""
     from survlab.report.ensemble import RISK_AVERAGING, average_predictions, average_rows, fold_summary
+    from survlab.report.groups import group_report
     from survlab.report.outputs import write_predictions
     from survlab.utils.outputs import write_json
 
@@ -687,6 +702,8 @@ def evaluate_ensemble(
         "evaluation",
         "fold_runs": used,
     }
+    if kept[0].get("availability_card"):  # the scored cohort lacks a modality for some patients
+        card["availability"] = kept[0]["availability_card"]
     out.mkdir(parents=True, exist_ok=True)
     preds = average_predictions(tables, where)
     write_predictions(preds, out)
@@ -708,6 +725,10 @@ def evaluate_ensemble(
         ensemble = task.score_rows(rows)  # the folds' own metric code (Objective.score), on the averaged rows
         notes = task.metric_notes(rows, ensemble)
         fold_mean, fold_sd = fold_summary(per_fold)
+        # per availability pattern (the cohort lacks a modality for some patients): the same group metric as a run's
+        availability = group_report(
+            task.objectives, rows, kept[0]["case_ids"], kept[0].get("availability") or {}
+        )
         result.update(
             {
                 "trained_on": card["trained_on"],
@@ -719,6 +740,7 @@ def evaluate_ensemble(
                 "folds_mean": fold_mean,
                 "folds_sd": fold_sd,
                 "fold_runs": [u["run_dir"] for u in used],
+                **({"availability": availability} if availability else {}),
             }
         )
         write_json(out / "metrics.json", result)
@@ -731,6 +753,8 @@ def evaluate_ensemble(
 
 def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> None:
     """The fold ensemble's protocol card: the fold runs used, how they are averaged, per-fold and ensemble metrics."""
+    from survlab.report.groups import availability_sentence
+
     lines = [
         f"# {card['evaluation']}",
         "",
@@ -742,6 +766,7 @@ def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> N
         ],
         f"- preprocessing: {card['preprocessing']}",
         f"- ensemble: {card['averaging']}",
+        *([f"- {availability_sentence(card['availability'])}"] if card.get("availability") else []),
         "",
     ]
     folds = metrics.get("folds")

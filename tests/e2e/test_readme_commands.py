@@ -90,6 +90,9 @@ COMPOSE_ONLY = (
     "survlab train -m model=abmil,snn fold=0,1,2,3,4 +data.splits.repeat=0,1,2",
     "survlab train -m model=abmil data=tcga_brca fold=0,1,2,3,4 +data.splits.group=null,site",
     "survlab train model=abmil data=tcga_brca fold=0 +data.splits.group=site",
+    # data.missing (data configs) and model.net.modality_dropout (late_fusion) come with issue 23.2's data / models work
+    "survlab train -m model=late_fusion,abmil data=tcga_luad data.missing=keep fold=0,1,2,3,4",
+    "survlab train model=late_fusion data=tcga_luad data.missing=keep model.net.modality_dropout=0.2 fold=0",
     "python -m survlab.run -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.timeout_min=240 "
     "hydra.launcher.cpus_per_task=8 hydra.launcher.mem_gb=32 'hydra.launcher.setup=[\"source .venv/bin/activate\"]' "
     "trainer=gpu model=ggmf,mcat,abmil data=tcga_luad,tcga_brca fold=0,1,2,3,4",
