@@ -135,7 +135,13 @@ def attention_records(
     for scale in batch.scales or {}:
         if scale in attention:
             out["patches"] += _top_patches(batch, attention[scale].float(), masks[scale], scale, top_k, None)
-    return out
+    # data.missing=keep: a patient without slides / genomics has placeholders, not attention worth a record
+    absent = {
+        m: {c for c, has in zip(batch.case_ids, batch.has(m).tolist(), strict=True) if not has}
+        for m in ("wsi", "genomics")
+    }
+    of_table = {"pathways": "genomics", "patches": "wsi", "slides": "wsi", "slide_patches": "wsi"}
+    return {k: [r for r in rows if r["case_id"] not in absent[of_table[k]]] for k, rows in out.items()}
 
 
 def write_attention(records: dict[str, list[dict]], out_dir: Path) -> dict[str, Path]:

@@ -102,9 +102,11 @@ def slide_attention(
     if "patch" not in attention or batch.wsi_mask is None or batch.coords is None:
         return []
     attn = attention["patch"].float()
+    has_wsi = batch.has("wsi").tolist()  # a patient without slides (data.missing=keep) has only a placeholder
     return [
         row
         for b, case in enumerate(batch.case_ids)
+        if has_wsi[b]
         for row in slide_rows(batch, attn, b, slides_of[case], n_patches)
     ]
 

@@ -69,3 +69,35 @@ def test_exported_slides_exist_and_hold_the_patch_after_a_slide_was_dropped(
             bag = items[c].wsi[torch.as_tensor(part["patch_index"].to_numpy())].numpy()
             assert np.array_equal(bag, feats[local])  # the patch the network saw is that slide's row
     assert set(rows.loc[rows["case_id"] == case, "slide"]) == set(slides_of[case])
+
+
+def test_no_attention_records_for_a_patient_without_the_modality() -> None:
+    """data.missing=keep: a patient without slides has one placeholder patch (and one without genomics zero gene
+    groups); their attention is not attention over real data, so no record or heatmap row is written for them."""
+    import torch
+
+    from survlab.data.dims import ModalityDims
+    from survlab.data.sources.examples import random_batch
+    from survlab.models.mcat import MCAT
+    from survlab.report.attention import attention_records
+    from survlab.report.attention_h5 import slide_attention
+
+    dims = ModalityDims(wsi_dim=8, genomic_sizes=(4, 5, 6), n_bins=4)
+    torch.manual_seed(0)
+    net = MCAT(dims).eval()
+
+    def with_positions(b):  # random_batch draws no coords / patch rows; the h5 writer needs them
+        b.coords = torch.zeros(*b.wsi_mask.shape, 2)
+        b.patch_index = torch.where(b.wsi_mask, torch.arange(b.wsi_mask.shape[1]), -1)
+        return b
+
+    batch = with_positions(random_batch(dims, bag_sizes=(5, 3, 4), absent={"wsi": [0], "genomics": [1]}))
+    with torch.no_grad():
+        attention = {k: v.float() for k, v in net(batch).attention.items() if torch.is_tensor(v)}
+    records = attention_records(batch, attention, top_k=2)
+    cases = batch.case_ids
+    assert {r["case_id"] for r in records["patches"]} == {cases[1], cases[2]}
+    if "pathway" in attention:
+        assert {r["case_id"] for r in records["pathways"]} == {cases[0], cases[2]}
+    slides = slide_attention(batch, attention, {c: ["s"] for c in cases}, None)
+    assert len(slides) == 2  # patients 1 and 2: one slide each; patient 0 (no slides) none
