@@ -270,6 +270,10 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     if isinstance(splits, dict) and "group" in splits and splits["group"] in (None, "null", "None"):
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
+    data = tree.get("data")
+    if isinstance(data, dict) and data.get("missing", None) == "error":
+        # missing=error is what every job did before data.missing: those jobs keep their identity
+        del data["missing"]
     conformal = tree.get("conformal")
     if isinstance(conformal, dict) and not conformal.get("alphas"):
         # conformal sets off (the default): jobs from before the `conformal` key keep their identity
