@@ -439,8 +439,8 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
                 others = self.absent_alternatives(m) if self.absent_alternatives is not None else []
                 raise AbsentModalityError(
                     m,
-                    f"{self.network} cannot take patients without {m} ({len(cases)} of {n} patients of "
-                    f"data={self.name} lack it, e.g. {cases[0]}); use data.missing=drop, or a network that accepts "
+                    f"{self.network} cannot take patients without {m} ({len(cases)} of data={self.name} lack it, "
+                    f"e.g. {cases[0]}); use data.missing=drop, or a network that accepts "
                     f"an absent {m}: {', '.join(others) or 'none'}",
                 )
 
