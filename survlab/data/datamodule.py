@@ -49,10 +49,10 @@ from survlab.data.modalities.text import prompts_for_classes, read_prompts, reso
 from survlab.data.modalities.wsi import DropReport
 from survlab.data.options import (
     DataOptions,
-    missing_mode,
     GenomicsOptions,
     WsiOptions,
     data_options,
+    missing_mode,
     option_dict,
     plain,
     signature_of,
@@ -370,7 +370,9 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         ids = cohort.case_ids
         have: dict[str, set[str]] = {}
         if self.wsi_cfg is not None:
-            if self._reads("wsi") or "scales" in self.modalities:  # the bags were checked: who was kept without
+            if (
+                self._reads("wsi") or "scales" in self.modalities
+            ):  # the bags were checked: who was kept without
                 lacking = set(self.absent.get("wsi", ()))
                 have["wsi"] = {c for c in ids if c not in lacking}
             else:
@@ -506,7 +508,9 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
     def _dims(self) -> ModalityDims:
         src = self.sources
         wsi_dim = scale_dims = None
-        slide_lists = [ss for ss in self.cohort.table["slide_ids"] if len(ss)]  # keep: some patients have none
+        slide_lists = [
+            ss for ss in self.cohort.table["slide_ids"] if len(ss)
+        ]  # keep: some patients have none
         if src.wsi is not None:
             wsi_dim = src.wsi.feature_dim or int(src.wsi.read_slide(slide_lists[0][0])[0].shape[1])
         if src.scales is not None:

@@ -49,7 +49,9 @@ class ModalitySources:
     # without it (their tensors are placeholders); both empty otherwise
     marked: tuple[str, ...] = ()
     absent: dict[str, set[str]] = field(default_factory=dict)
-    wsi_placeholder: tuple[int, bool] | None = None  # (D, has coords) of the one zero patch of a patient w/o slides
+    wsi_placeholder: tuple[int, bool] | None = (
+        None  # (D, has coords) of the one zero patch of a patient w/o slides
+    )
 
 
 def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:

@@ -67,7 +67,9 @@ def read_wsi(
             f"data={name}: the network needs WSI bags but {clinical_csv} lists no slide_id "
             f"(table-only cohort); choose a genomics/clinical model or a cohort with slides"
         )
-    cohort, report = check_availability(cohort, stores, allow_missing, partial_ok=scales is not None, keep=keep)
+    cohort, report = check_availability(
+        cohort, stores, allow_missing, partial_ok=scales is not None, keep=keep
+    )
     if report.kept_without and (scales is not None or wsi_cfg["cache"] == "device"):
         what = "multi-scale bags" if scales is not None else "wsi.cache=device"
         raise ValueError(

@@ -112,7 +112,9 @@ class SyntheticSpec:
     site_hazard_sd: float = 0.0  # sd of a site's baseline log-hazard (with n_sites > 0)
     missing_genomics: float = 0.0  # fraction of patients without an expression row (data.missing=keep / drop)
     missing_wsi: float = 0.0  # fraction of patients without any slide (never both for one patient)
-    missing_mechanism: str = "random"  # random (MCAR) | short_survival (MNAR: more often for a higher true risk)
+    missing_mechanism: str = (
+        "random"  # random (MCAR) | short_survival (MNAR: more often for a higher true risk)
+    )
 
     def __post_init__(self) -> None:
         for name in ("missing_genomics", "missing_wsi"):
@@ -268,7 +270,9 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
     return pd.concat([df, latents], axis=1)
 
 
-def _missing_probability(spec: SyntheticSpec, fraction: float, risk: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+def _missing_probability(
+    spec: SyntheticSpec, fraction: float, risk: np.ndarray, eligible: np.ndarray
+) -> np.ndarray:
     """Per-patient probability [n] of lacking a modality, 0 outside `eligible`, mean `fraction` over all patients:
     constant (random) or proportional to the rank of the true risk (short_survival), clipped to [0, 0.95]."""
     n = len(risk)
@@ -431,7 +435,11 @@ def _link_bag(
 
 
 def _write_slides(
-    root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encoder: str, without: frozenset[str] = frozenset()
+    root: Path,
+    spec: SyntheticSpec,
+    patients: pd.DataFrame,
+    encoder: str,
+    without: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """Write every slide's bag(s); return the slide table [case_id, slide_id] (slide_id None: a patient of `without`,
     whose slides are drawn, so the other patients' bags stay the same, but not written)."""
