@@ -348,9 +348,15 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
             case_col=self.case_col,
             fold=self.fold,
             split_hash=getattr(self, "split_hash", None),
+            keep=self.missing == "keep",
         )
         self.imaging, self.stacks_provenance = read.store, read.provenance
         self.drop_report["ct"] = {"n_patients_dropped": len(read.missing), "patients": read.missing}
+        if read.absent_pet:  # data.missing=keep: kept without a PET row, marked absent
+            self.absent["pet"] = list(read.absent_pet)
+            self.drop_report["ct"].update(
+                n_patients_kept_without_pet=len(read.absent_pet), patients_kept_without_pet=list(read.absent_pet)
+            )
         return cohort
 
     # ------------------------------------------------------------------ missing modalities (data.missing)

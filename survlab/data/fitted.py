@@ -227,10 +227,20 @@ class FoldPreprocessing:
                 train_rows
             )
         if imaging is not None:  # impute + z-score every CT/PET table with the training patients' statistics
+            # each table on the training patients that have a row (data.missing=keep keeps some without PET)
+            have = {n: [c for c in train_ids if c in t.index] for n, t in imaging.tables.items()}
+            for n, ids in have.items():
+                if len(ids) < len(train_ids):
+                    out.absent_in_training[n] = len(train_ids) - len(ids)
+                if not ids:
+                    raise ValueError(
+                        f"data={plan.cohort}: none of the {len(train_ids)} training patients of fold {plan.fold} has "
+                        f"a {n} row; nothing to fit its scaling on"
+                    )
             out.imaging = ImagingScalers(
                 dict(imaging.dims),
                 {
-                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[list(train_ids)].reset_index())
+                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[have[n]].reset_index())
                     for n, t in imaging.tables.items()
                 },
             )

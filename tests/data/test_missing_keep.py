@@ -5,6 +5,7 @@ presence marked and zero placeholders, the genomics scaling is fitted on the tra
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,59 @@ def test_placeholder_batch_is_finite_under_mean_pooling(keep_dm: CohortDataModul
     batch = next(iter(dm.test_dataloader()))
     pooled = (batch.wsi * batch.wsi_mask[..., None]).sum(1) / batch.wsi_mask.sum(1, keepdim=True)
     assert torch.isfinite(pooled).all()
+
+
+@pytest.fixture(scope="module")
+def pet_cohort(
+    tiny_petct_cohort: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, list[str]]:
+    """(root, scratch folder with the stack cache, patients without a PET row) of the tiny PET/CT cohort with the
+    PET rows of 5 patients removed."""
+    tmp = tmp_path_factory.mktemp("pet")
+    root = tmp / "petct"
+    shutil.copytree(tiny_petct_cohort, root)
+    pet = pd.read_csv(root / "pet.csv", dtype={"case_id": str})
+    gone = sorted(pet["case_id"])[:5]
+    pet[~pet["case_id"].isin(gone)].to_csv(root / "pet.csv", index=False)
+    return root, tmp, gone
+
+
+def test_pet_rows_missing_are_kept_with_zero_vectors_and_scaling_fitted_without_them(
+    pet_cohort: tuple[Path, Path, list[str]],
+) -> None:
+    from conftest import petct_kwargs
+
+    root, tmp, gone = pet_cohort
+    dm = CohortDataModule(**petct_kwargs(root, tmp, missing="keep", accepts_absent=["pet"]))
+    dm.setup("fit")
+    lacking = {
+        c for c in gone if c in set(dm.cohort.case_ids)
+    }  # the patient without images is dropped (imaging)
+    assert lacking and set(dm.absent["pet"]) == lacking
+    assert {
+        c for c, p in dm.availability.items() if p == "none"
+    } == lacking  # pet is the only presence key here
+    items = [ds[i] for ds in dm.datasets.values() for i in range(len(ds))]
+    assert len(items) == len(dm.cohort.case_ids)
+    for it in items:
+        assert it.present == {"pet": it.case_id not in lacking}
+        if it.case_id in lacking:
+            assert it.extra["pet"].eq(0).all() and it.extra["pet"].shape == (dm.imaging.dims["pet"],)
+    # z-scored on the training patients WITH a row: their encoded values have mean 0 per column
+    train_have = [it for it in items if it.case_id in set(dm.split.train) and it.case_id not in lacking]
+    encoded = torch.stack([it.extra["pet"] for it in train_have]).double()
+    np.testing.assert_allclose(encoded.mean(0).numpy(), 0.0, atol=1e-5)
+    assert dm.fitted.absent_in_training.get("pet") == len(lacking & set(dm.split.train))
+
+
+def test_pet_absent_for_a_network_that_cannot_take_it_is_a_one_line_error(
+    pet_cohort: tuple[Path, Path, list[str]],
+) -> None:
+    from conftest import petct_kwargs
+
+    root, tmp, gone = pet_cohort
+    dm = CohortDataModule(**petct_kwargs(root, tmp, missing="keep", accepts_absent=[]))
+    with pytest.raises(
+        ValueError, match=r"^the network cannot take patients without pet \(\d+ of data=tiny_petct lack"
+    ):
+        dm.setup("fit")

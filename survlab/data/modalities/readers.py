@@ -122,12 +122,14 @@ def read_genomics(
 
 @dataclass
 class ImagingRead:
-    """The CT / PET store (stacks decoded and cached), the patients dropped without imaging data, and where the
-    stacks came from when a segmentor cut them (None otherwise)."""
+    """The CT / PET store (stacks decoded and cached), the patients dropped without imaging data, where the
+    stacks came from when a segmentor cut them (None otherwise), and the patients kept without a PET row
+    (data.missing=keep)."""
 
     store: ImagingStore
     missing: list[str]
     provenance: dict[str, Any] | None
+    absent_pet: list[str] = field(default_factory=list)
 
 
 def read_imaging(
@@ -139,15 +141,17 @@ def read_imaging(
     case_col: str,
     fold: int,
     split_hash: str | None,
+    keep: bool = False,
 ) -> tuple[Cohort, ImagingRead]:
     """CT stacks + tables (`imaging:`): drop (imaging.missing=drop, counted) or reject patients without them, then
     decode / cut every remaining patient's stacks once (cached) before training. `split_hash` None: an external
-    cohort (not split; its patients are in no training part)."""
+    cohort (not split; its patients are in no training part). `keep` (data.missing=keep): a patient with images
+    but no PET row is kept (`absent_pet`: a zero PET vector, marked absent); images stay governed by imaging.missing."""
     from survlab.data.cohort.checks import DataFileError
 
     store = ImagingStore(root, {**imaging_cfg}, case_col)
     provenance = check_stack_provenance(root, name, fold, split_hash)
-    missing = store.missing(cohort.case_ids)
+    missing = store.missing(cohort.case_ids, keep_pet=keep)
     if missing and imaging_cfg["missing"] == "error":
         first = next(iter(missing))
         raise DataFileError(
@@ -155,5 +159,7 @@ def read_imaging(
             f"e.g. {first} lacks {missing[first]}); add the files or set data.imaging.missing=drop"
         )
     cohort = cohort.drop(list(missing))
+    if keep:
+        store.absent_pet = set(store.pet_lacking(cohort.case_ids))
     store.prepare(cohort.case_ids)
-    return cohort, ImagingRead(store, sorted(missing), provenance)
+    return cohort, ImagingRead(store, sorted(missing), provenance, sorted(store.absent_pet))
