@@ -338,3 +338,20 @@ def test_pet_absent_for_a_network_that_cannot_take_it_is_a_one_line_error(
         ValueError, match=r"^the network cannot take patients without pet \(\d+ of data=tiny_petct lack"
     ):
         dm.setup("fit")
+
+
+def test_survlab_check_counts_the_availability_patterns(missing_cohort: Path, tmp_path: Path) -> None:
+    from survlab.data.audit import audit_cohort
+
+    truth = _truth(missing_cohort)
+    dm = CohortDataModule(**datamodule_kwargs(missing_cohort, tmp_path / "splits", missing="keep"))
+    result = audit_cohort(dm)
+    n_gen, n_wsi = len(truth["genomics"]), len(truth["wsi"])
+    assert result.summary["availability"] == {
+        "genomics": n_wsi,
+        "wsi": n_gen,
+        "wsi+genomics": 40 - n_gen - n_wsi,
+    }
+    line = next(x for x in result.info if x.startswith("availability over wsi+genomics (40 patients"))
+    assert f"wsi {n_gen}" in line and f"genomics {n_wsi}" in line
+    assert all(n.check != "patients without an expression row" for n in result.findings)  # keep: a note
