@@ -275,6 +275,9 @@ def test_identity_unchanged_at_the_default_missing() -> None:
     keep = {**base, "data": {**base["data"], "missing": "keep"}}
     assert identity_of(with_default) == identity_of(base)
     assert identity_of(keep) != identity_of(base) and identity_of(keep)["data"]["missing"] == "keep"
+    # a data config nested in the job's (a segmentation cohort's outcome_splits) too
+    seg = {**base, "data": {"name": "seg", "outcome_splits": {**base["data"], "missing": "error"}}}
+    assert identity_of(seg) == identity_of({**base, "data": {"name": "seg", "outcome_splits": base["data"]}})
 
 
 def test_placeholder_batch_is_finite_under_mean_pooling(keep_dm: CohortDataModule) -> None:
