@@ -355,7 +355,8 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         if read.absent_pet:  # data.missing=keep: kept without a PET row, marked absent
             self.absent["pet"] = list(read.absent_pet)
             self.drop_report["ct"].update(
-                n_patients_kept_without_pet=len(read.absent_pet), patients_kept_without_pet=list(read.absent_pet)
+                n_patients_kept_without_pet=len(read.absent_pet),
+                patients_kept_without_pet=list(read.absent_pet),
             )
         return cohort
 
@@ -371,8 +372,6 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         PRESENCE, whether or not the network reads them (so every model of a sweep reports the same patterns):
         genomics from the expression table's id column, slides from the slide lists and the stores' files, PET from
         its table. {} when every patient has every provided modality. Logged per pattern."""
-        from survlab.data.modalities.genomics import read_expression_ids
-
         ids = cohort.case_ids
         have: dict[str, set[str]] = {}
         if self.wsi_cfg is not None:
@@ -386,16 +385,14 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         if self.gen_cfg is not None:
             if expr is not None:
                 have["genomics"] = set(expr.index)
-            else:
-                path = under(self.root, self.gen_cfg["expression"])
-                have["genomics"] = read_expression_ids(path, self.case_col) if path.is_file() else set()
+            elif (ids_of := self._ids_of(self.gen_cfg["expression"])) is not None:
+                have["genomics"] = ids_of
         pet_file = (self.imaging_cfg or {}).get("pet")
         if pet_file:
             if self.imaging is not None and "pet" in self.imaging.tables:
                 have["pet"] = set(self.imaging.tables["pet"].index) - set(self.absent.get("pet", ()))
-            else:
-                path = under(self.root, pet_file)
-                have["pet"] = read_expression_ids(path, self.case_col) if path.is_file() else set()
+            elif (ids_of := self._ids_of(pet_file)) is not None:
+                have["pet"] = ids_of
         if all(c in h for h in have.values() for c in ids):
             return {}
         out = {c: availability_pattern({m: c in h for m, h in have.items()}) for c in ids}
@@ -409,23 +406,36 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         )
         return out
 
+    def _ids_of(self, table: str) -> set[str] | None:
+        """The case ids of a table the network does not read (its id column only), or None when it cannot be read
+        (absent, no id column): that modality is then left out of the availability, with a warning."""
+        from survlab.data.modalities.genomics import read_expression_ids
+
+        path = under(self.root, table)
+        try:
+            return read_expression_ids(path, self.case_col)
+        except (ValueError, OSError) as err:
+            log.warning("data %s: availability without %s (%s)", self.name, path, str(err).splitlines()[0])
+            return None
+
     def _cases_with_slides(self, cohort: Cohort) -> set[str]:
         """Patients with at least one slide whose features file exists (single-scale store; a network that does not
         read the bags: only file existence is checked)."""
         from survlab.data.modalities.stores import build_stores
 
-        store, _ = build_stores(self.wsi_cfg, self.root, self.name, ("wsi",))
-        if store is None:
-            return set(cohort.case_ids)
+        listed = {c for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) if len(ss)}
         try:
+            store, _ = build_stores(self.wsi_cfg, self.root, self.name, ("wsi",))
+            if store is None:
+                return listed
             store.check_layout()
-        except (ValueError, FileNotFoundError):
-            return {c for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) if len(ss)}
-        return {
-            c
-            for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True)
-            if any(store.path_of(s) is not None for s in ss)
-        }
+            return {
+                c
+                for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True)
+                if any(store.path_of(s) is not None for s in ss)
+            }
+        except (ValueError, OSError):  # no readable feature folder (e.g. multi-scale only): the slide lists
+            return listed
 
     def _check_absent(self, cohort: Cohort) -> None:
         """data.missing=keep: log how many patients lack what; a modality the network reads but cannot take absent

@@ -358,3 +358,12 @@ def test_survlab_check_counts_the_availability_patterns(missing_cohort: Path, tm
     line = next(x for x in result.info if x.startswith("availability over wsi+genomics (40 patients"))
     assert f"wsi {n_gen}" in line and f"genomics {n_wsi}" in line
     assert all(n.check != "patients without an expression row" for n in result.findings)  # keep: a note
+
+
+def test_an_unreadable_table_the_network_does_not_read_is_left_out_of_the_availability(
+    missing_cohort: Path, tmp_path: Path
+) -> None:
+    truth = _truth(missing_cohort)
+    genomics = {"expression": "absent.csv", "signatures": "signatures_mcat6.csv"}
+    dm = _dm(missing_cohort, tmp_path, modalities=("wsi",), genomics=genomics, missing="keep")
+    assert dm.availability == {c: "wsi" if c not in truth["wsi"] else "none" for c in dm.cohort.case_ids}
