@@ -367,3 +367,12 @@ def test_an_unreadable_table_the_network_does_not_read_is_left_out_of_the_availa
     genomics = {"expression": "absent.csv", "signatures": "signatures_mcat6.csv"}
     dm = _dm(missing_cohort, tmp_path, modalities=("wsi",), genomics=genomics, missing="keep")
     assert dm.availability == {c: "wsi" if c not in truth["wsi"] else "none" for c in dm.cohort.case_ids}
+
+
+def test_device_resident_bags_refuse_patients_without_slides(missing_cohort: Path, tmp_path: Path) -> None:
+    wsi = {"encoder": "synthetic", "feature_dim": 8, "cache": "device"}
+    dm = CohortDataModule(**datamodule_kwargs(missing_cohort, tmp_path / "splits", wsi=wsi, missing="keep"))
+    with pytest.raises(
+        ValueError, match=r"data.missing=keep with wsi.cache=device cannot keep the \d+ patient"
+    ):
+        dm.setup("fit")
