@@ -376,3 +376,22 @@ def test_device_resident_bags_refuse_patients_without_slides(missing_cohort: Pat
         ValueError, match=r"data.missing=keep with wsi.cache=device cannot keep the \d+ patient"
     ):
         dm.setup("fit")
+
+
+def test_a_patient_whose_listed_slides_have_no_feature_file_is_kept_without_wsi(
+    tiny_cohort: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort, root)
+    clinical = pd.read_csv(root / "clinical.csv", dtype=str)
+    case = clinical["case_id"].iloc[0]
+    slides = sorted(clinical.loc[clinical["case_id"] == case, "slide_id"])
+    for s in slides:
+        for f in (root / "features").rglob(f"{s}.*"):
+            f.unlink()
+    dm = _dm(root, tmp_path, missing="keep", modalities=("wsi",))
+    assert case in dm.cohort.case_ids and dm.absent == {"wsi": [case]}
+    assert dm.availability[case] == "genomics" and dm.drop_report["wsi"]["patients_kept_without"] == [case]
+    assert sorted(dm.drop_report["wsi"]["slides"]) == slides  # the slides without features, counted
+    with pytest.raises(FileNotFoundError, match=f"case {case}: no feature file for slide"):
+        _dm(root, tmp_path, modalities=("wsi",))  # missing=error: as before
