@@ -216,6 +216,8 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
         split = self._drop_from_split(split, dropped, event_of)
         self.cohort, self.split = cohort, split
+        kept = set(cohort.case_ids)  # a patient kept without one modality may be dropped by a later reader
+        self.absent = {m: [c for c in cs if c in kept] for m, cs in self.absent.items() if set(cs) & kept}
         self.availability = self._availability(cohort, expr)
         self._check_absent(cohort)
         parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
