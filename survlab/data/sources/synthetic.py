@@ -24,6 +24,10 @@ Where the signal lives:
   from the stain and the site's baseline from training patients of the same site: random folds reward that, folds
   that keep a site out of training (``splits.group=site``) do not.
   ``age`` and ``noise_num_0`` contain a few NaN.
+- Missing modalities (``missing_genomics`` / ``missing_wsi`` > 0, for data.missing=keep | drop): round(fraction x n)
+  patients get no expression row / no slide (never both), drawn at random (``missing_mechanism: random``, MCAR) or
+  with a chance proportional to the rank of true_risk (``short_survival``, MNAR: short survivors lack it more often).
+  oracle.json ``missing`` lists them; at the default 0 nothing changes (files, spec hash).
 
 Example:
     >>> spec = SyntheticSpec(n_patients=30, feature_dim=8, n_genes=60, n_pathways=8)
@@ -270,33 +274,38 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
     return pd.concat([df, latents], axis=1)
 
 
-def _missing_probability(
-    spec: SyntheticSpec, fraction: float, risk: np.ndarray, eligible: np.ndarray
-) -> np.ndarray:
-    """Per-patient probability [n] of lacking a modality, 0 outside `eligible`, mean `fraction` over all patients:
-    constant (random) or proportional to the rank of the true risk (short_survival), clipped to [0, 0.95]."""
-    n = len(risk)
+def _missing_weights(spec: SyntheticSpec, risk: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Relative chance [n] of lacking a modality, 0 outside `eligible`: equal (random) or the rank of the true risk
+    (short_survival: the highest-risk patient is n times as likely to lack it as the lowest)."""
     weight = eligible.astype(float)
     if spec.missing_mechanism == "short_survival":
         weight = weight * (np.argsort(np.argsort(risk)) + 1.0)
-    if not weight.sum():
-        return np.zeros(n)
-    return np.clip(fraction * n * weight / weight.sum(), 0.0, 0.95)
+    return weight
+
+
+def _draw_missing(rng: np.random.Generator, fraction: float, weight: np.ndarray) -> np.ndarray:
+    """bool [n]: round(fraction * n) patients drawn without replacement with chance ∝ `weight` (exactly that many,
+    as many as have weight if fewer)."""
+    n = len(weight)
+    k = min(int(round(fraction * n)), int((weight > 0).sum()))
+    out = np.zeros(n, dtype=bool)
+    if k:
+        out[rng.choice(n, size=k, replace=False, p=weight / weight.sum())] = True
+    return out
 
 
 def missing_modalities(spec: SyntheticSpec, risk: np.ndarray) -> dict[str, np.ndarray]:
-    """{"genomics", "wsi"}: bool [n], True = the patient lacks the modality (never both): each patient independently
-    with `_missing_probability` (genomics drawn first, WSI among the others); all False at the default fractions."""
+    """{"genomics", "wsi"}: bool [n], True = the patient lacks the modality: round(missing_<m> * n) patients each,
+    drawn with `_missing_weights` (genomics first, WSI among the others: never both); all False at the defaults."""
     n = len(risk)
     out = {"genomics": np.zeros(n, dtype=bool), "wsi": np.zeros(n, dtype=bool)}
     if not (spec.missing_genomics or spec.missing_wsi):
         return out
     rng = _rng(spec, _STREAM_MISSING)
-    everyone = np.ones(n, dtype=bool)
-    p_gen = _missing_probability(spec, spec.missing_genomics, risk, everyone)
-    out["genomics"] = rng.random(n) < p_gen
-    p_wsi = _missing_probability(spec, spec.missing_wsi, risk, ~out["genomics"])
-    out["wsi"] = (rng.random(n) < p_wsi) & ~out["genomics"]
+    out["genomics"] = _draw_missing(
+        rng, spec.missing_genomics, _missing_weights(spec, risk, np.ones(n, bool))
+    )
+    out["wsi"] = _draw_missing(rng, spec.missing_wsi, _missing_weights(spec, risk, ~out["genomics"]))
     return out
 
 
