@@ -120,6 +120,7 @@ class _Audit:
         self.split_cfg: dict[str, Any] = dict(dm.split_cfg or {})
         self.result = AuditResult()
         self.coverage: dict[str, str] = {}
+        self.have: dict[str, set[str]] = {}  # modality (wsi, genomics, pet) -> patients that have it
 
     def add(self, finding: Finding, note: bool = False) -> None:
         (self.result.notes if note else self.result.findings).append(finding)
@@ -482,9 +483,12 @@ class _Audit:
             (f" (e.g. {c!r} is spelled {lower[c.lower()]!r} there)" for c in missing if c.lower() in lower),
             "",
         )
+        self.have["genomics"] = {c for c in cohort.case_ids if c in have}
         if missing:
             fix = (
-                "dropped (allow_missing=true)"
+                "kept, marked absent (data.missing=keep)"
+                if dm.missing == "keep"
+                else "dropped (allow_missing=true)"
                 if dm.allow_missing
                 else "add their profiles or set allow_missing=true"
             )
@@ -498,7 +502,7 @@ class _Audit:
                     ),
                     tuple(missing),
                 ),
-                note=dm.allow_missing,
+                note=dm.missing != "error",
             )
         kept = expr.loc[[c for c in cohort.case_ids if c in have]]
         holes = kept.isna()
@@ -569,7 +573,9 @@ class _Audit:
             return
         if no_slides:
             fix = (
-                "dropped (allow_missing=true)"
+                "kept, marked absent (data.missing=keep)"
+                if dm.missing == "keep"
+                else "dropped (allow_missing=true)"
                 if dm.allow_missing
                 else "add their slides or set allow_missing=true"
             )
@@ -583,7 +589,7 @@ class _Audit:
                     ),
                     tuple(no_slides),
                 ),
-                note=dm.allow_missing,
+                note=dm.missing != "error",
             )
         slides = [
             (c, s) for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) for s in ss
@@ -601,6 +607,7 @@ class _Audit:
             readable &= ok
             absent |= missing
         lacking = {c for c, s in slides} - {c for c, s in slides if s in readable}
+        self.have["wsi"] = {c for c, _ in slides} - lacking
         left = sorted({c for c, s in slides} - {c for c, s in slides if s not in absent})
         # multi-scale: a slide missing a scale is dropped, so a patient may lose all of them
         if len(stores) > 1 and left:
@@ -738,6 +745,8 @@ class _Audit:
             self.fail(dm.root, "imaging tables", exc)
             return
         missing = store.missing(cohort.case_ids)
+        if "pet" in store.tables:
+            self.have["pet"] = {c for c in cohort.case_ids if c in store.tables["pet"].index}
         if missing:
             drop = dm.imaging_cfg["missing"] != "error"
             first = next(iter(sorted(missing)))
@@ -816,6 +825,24 @@ class _Audit:
         s["labels"] = {n: list(c) for n, c in classes.items()}
         s["modalities"] = sorted(dm.provides)
         s["coverage"] = dict(self.coverage)
+        self._availability(cohort)
+
+    def _availability(self, cohort: Cohort) -> None:
+        """Patients per availability pattern (wsi+genomics, wsi, ...; survlab.data.datamodule.availability_pattern)
+        over the modalities the config provides, when some patient lacks one: summary["availability"] + one line."""
+        from survlab.data.datamodule import PRESENCE, availability_pattern
+
+        have = {m: self.have[m] for m in PRESENCE if m in self.have}
+        if all(c in h for h in have.values() for c in cohort.case_ids):
+            return
+        counts = Counter(availability_pattern({m: c in h for m, h in have.items()}) for c in cohort.case_ids)
+        self.result.summary["availability"] = dict(sorted(counts.items()))
+        what = {"keep": "kept, marked absent", "drop": "those lacking a modality the model reads are dropped"}
+        self.result.info.append(
+            f"availability over {'+'.join(have)} ({len(cohort)} patients; data.missing={self.dm.missing}: "
+            f"{what.get(self.dm.missing, 'an error if the model reads what they lack')}): "
+            + ", ".join(f"{p} {n}" for p, n in counts.most_common())
+        )
 
 
 def audit_cohort(

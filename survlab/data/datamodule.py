@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -51,6 +52,7 @@ from survlab.data.options import (
     GenomicsOptions,
     WsiOptions,
     data_options,
+    missing_mode,
     option_dict,
     plain,
     signature_of,
@@ -67,6 +69,23 @@ class MissingModalityError(ValueError):
     def __init__(self, modality: str, message: str) -> None:
         super().__init__(message)
         self.modality = modality
+
+
+class AbsentModalityError(ValueError):
+    """data.missing=keep: some patients lack a modality the network reads and cannot take absent (one line)."""
+
+    def __init__(self, modality: str, message: str) -> None:
+        super().__init__(message)
+        self.modality = modality
+
+
+#: the modalities a patient can lack under data.missing=keep (PatientItem.present keys), in pattern order
+PRESENCE: tuple[str, ...] = ("wsi", "genomics", "pet")
+
+
+def availability_pattern(present: dict[str, bool]) -> str:
+    """'+'.join of the present modalities in PRESENCE order ("wsi+genomics", "wsi", ...); "none" if none."""
+    return "+".join(m for m in PRESENCE if present.get(m)) or "none"
 
 
 class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
@@ -95,7 +114,14 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         self.loader_choice: dict[str, Any] | None = None
         self.max_patches, self.eval_max_patches = o.max_patches, o.eval_max_patches
         self.max_patches_per_scale = dict(plain(o.max_patches_per_scale) or {})
-        self.weighted_sampling, self.allow_missing = bool(o.weighted_sampling), bool(o.allow_missing)
+        # data.missing: error | drop (allow_missing=true, the old spelling) | keep (survlab.data.options.missing_mode)
+        self.missing = missing_mode(o.missing, bool(o.allow_missing), str(o.name))
+        self.weighted_sampling, self.allow_missing = bool(o.weighted_sampling), self.missing == "drop"
+        # the modalities the network takes absent (build_datamodule passes them; None: not checked, e.g. survlab
+        # check); `network` / `absent_alternatives` word the one-line error (runner.build.build_datamodule sets them)
+        self.accepts_absent = frozenset(o.accepts_absent) if o.accepts_absent is not None else None
+        self.network: str = "the network"
+        self.absent_alternatives: Callable[[str], list[str]] | None = None
         self.bucketing, self.bucket_batches = bool(o.bucketing), int(o.bucket_batches)
         if self.weighted_sampling and not self.has_survival and self.primary_label is None:
             raise ValueError(
@@ -120,6 +146,9 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         self.dims: ModalityDims | None = None
         self.datasets: dict[str, PatientDataset] = {}
         self.drop_report: dict[str, Any] = {}
+        # case_id -> availability pattern over the provided modalities among PRESENCE; {} when nobody lacks one
+        self.availability: dict[str, str] = {}
+        self.absent: dict[str, list[str]] = {}  # data.missing=keep: read modality -> patients kept without it
 
     __init__.__signature__ = signature_of(DataOptions)  # type: ignore[attr-defined]  # the config check reads it
 
@@ -187,6 +216,10 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         dropped = [c for c in full.case_ids if c not in set(cohort.case_ids)]
         split = self._drop_from_split(split, dropped, event_of)
         self.cohort, self.split = cohort, split
+        kept = set(cohort.case_ids)  # a patient kept without one modality may be dropped by a later reader
+        self.absent = {m: [c for c in cs if c in kept] for m, cs in self.absent.items() if set(cs) & kept}
+        self.availability = self._availability(cohort, expr)
+        self._check_absent(cohort)
         parts = ("train", "val", "test") + (("calibration",) if cfg["calibration_fraction"] else ())
         self._count_targets(cohort, split, parts)
 
@@ -200,6 +233,7 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
             gene_groups=getattr(self, "matched_gene_groups", None),
             imaging=self.imaging,
         )
+        absent_genes = set(self.absent.get("genomics", ()))
         if expr is not None and self.gen_cfg["values_from"]:
             # scaler fitted on the REAL training expression above; values from the other table
             from survlab.data.modalities.genomics import substitute_expression
@@ -207,11 +241,20 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
             expr = substitute_expression(
                 self.fitted.gene_groups,
                 under(self.root, self.gen_cfg["values_from"]),
-                cohort.case_ids,
+                [c for c in cohort.case_ids if c not in absent_genes],
                 self.case_col,
             )
+        if self.missing == "keep":
+            sources.marked = tuple(m for m in PRESENCE if self._reads(m))
+            if sources.wsi is not None and self.absent.get("wsi"):
+                sources.wsi_placeholder = self._wsi_placeholder(sources.wsi)
         self.fitted.apply(
-            cohort, sources, slide_label_specs=self.slide_label_specs, expr=expr, imaging=self.imaging
+            cohort,
+            sources,
+            slide_label_specs=self.slide_label_specs,
+            expr=expr,
+            imaging=self.imaging,
+            absent=self.absent,
         )
         self.sources = sources
         self.datasets = {part: self._dataset(part) for part in parts}
@@ -256,8 +299,11 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
             clinical_csv=self.clinical_csv,
             allow_missing=self.allow_missing,
             generated=bool(self.synthetic or self.public),
+            keep=self.missing == "keep",
         )
         if read is not None:
+            if read.report.kept_without:
+                self.absent["wsi"] = list(read.report.kept_without)
             self.drop_report["wsi"] = read.report.to_dict()
             self.wsi_report: DropReport = read.report
             self.slide_patches: dict[str, int] = read.sizes.slide_patches  # first store's (length bucketing)
@@ -272,10 +318,24 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
         if "genomics" not in self.modalities:
             return None, cohort
         cohort, read = read_genomics(
-            cohort, self.gen_cfg, root=self.root, case_col=self.case_col, allow_missing=self.allow_missing
+            cohort,
+            self.gen_cfg,
+            root=self.root,
+            case_col=self.case_col,
+            allow_missing=self.allow_missing,
+            keep=self.missing == "keep",
         )
         self.matched_gene_groups = read.groups  # before the fold's gene filter (FoldPreprocessing.fit)
-        self.drop_report["genomics"] = {"n_patients_dropped": len(read.missing), "patients": read.missing}
+        if read.kept and read.missing:  # data.missing=keep: kept, marked absent
+            self.absent["genomics"] = list(read.missing)
+            self.drop_report["genomics"] = {
+                "n_patients_dropped": 0,
+                "patients": [],
+                "n_patients_kept_without": len(read.missing),
+                "patients_kept_without": list(read.missing),
+            }
+        else:
+            self.drop_report["genomics"] = {"n_patients_dropped": len(read.missing), "patients": read.missing}
         return read.expr, cohort
 
     def _setup_imaging(self, cohort: Cohort) -> Cohort:
@@ -290,10 +350,125 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
             case_col=self.case_col,
             fold=self.fold,
             split_hash=getattr(self, "split_hash", None),
+            keep=self.missing == "keep",
         )
         self.imaging, self.stacks_provenance = read.store, read.provenance
         self.drop_report["ct"] = {"n_patients_dropped": len(read.missing), "patients": read.missing}
+        if read.absent_pet:  # data.missing=keep: kept without a PET row, marked absent
+            self.absent["pet"] = list(read.absent_pet)
+            self.drop_report["ct"].update(
+                n_patients_kept_without_pet=len(read.absent_pet),
+                patients_kept_without_pet=list(read.absent_pet),
+            )
         return cohort
+
+    # ------------------------------------------------------------------ missing modalities (data.missing)
+    def _reads(self, modality: str) -> bool:
+        """Whether the network reads `modality` (PRESENCE keys; pet = the CT modality's PET table)."""
+        if modality == "pet":
+            return "ct" in self.modalities and bool((self.imaging_cfg or {}).get("pet"))
+        return modality in self.modalities
+
+    def _availability(self, cohort: Cohort, expr: pd.DataFrame | None) -> dict[str, str]:
+        """case_id -> availability pattern (`availability_pattern`) over the modalities the DATA CONFIG provides among
+        PRESENCE, whether or not the network reads them (so every model of a sweep reports the same patterns):
+        genomics from the expression table's id column, slides from the slide lists and the stores' files, PET from
+        its table. {} when every patient has every provided modality. Logged per pattern."""
+        ids = cohort.case_ids
+        have: dict[str, set[str]] = {}
+        if self.wsi_cfg is not None:
+            if (
+                self._reads("wsi") or "scales" in self.modalities
+            ):  # the bags were checked: who was kept without
+                lacking = set(self.absent.get("wsi", ()))
+                have["wsi"] = {c for c in ids if c not in lacking}
+            else:
+                have["wsi"] = self._cases_with_slides(cohort)
+        if self.gen_cfg is not None:
+            if expr is not None:
+                have["genomics"] = set(expr.index)
+            elif (ids_of := self._ids_of(self.gen_cfg["expression"])) is not None:
+                have["genomics"] = ids_of
+        pet_file = (self.imaging_cfg or {}).get("pet")
+        if pet_file:
+            if self.imaging is not None and "pet" in self.imaging.tables:
+                have["pet"] = set(self.imaging.tables["pet"].index) - set(self.absent.get("pet", ()))
+            elif (ids_of := self._ids_of(pet_file)) is not None:
+                have["pet"] = ids_of
+        if all(c in h for h in have.values() for c in ids):
+            return {}
+        out = {c: availability_pattern({m: c in h for m, h in have.items()}) for c in ids}
+        counts = pd.Series(out).value_counts()
+        log.info(
+            "data %s: availability of %s over %d patients: %s",
+            self.name,
+            "+".join(have),
+            len(ids),
+            ", ".join(f"{p} {n}" for p, n in counts.items()),
+        )
+        return out
+
+    def _ids_of(self, table: str) -> set[str] | None:
+        """The case ids of a table the network does not read (its id column only), or None when it cannot be read
+        (absent, no id column): that modality is then left out of the availability, with a warning."""
+        from survlab.data.modalities.genomics import read_expression_ids
+
+        path = under(self.root, table)
+        try:
+            return read_expression_ids(path, self.case_col)
+        except (ValueError, OSError) as err:
+            log.warning("data %s: availability without %s (%s)", self.name, path, str(err).splitlines()[0])
+            return None
+
+    def _cases_with_slides(self, cohort: Cohort) -> set[str]:
+        """Patients with at least one slide whose features file exists (single-scale store; a network that does not
+        read the bags: only file existence is checked)."""
+        from survlab.data.modalities.stores import build_stores
+
+        listed = {c for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True) if len(ss)}
+        try:
+            store, _ = build_stores(self.wsi_cfg, self.root, self.name, ("wsi",))
+            if store is None:
+                return listed
+            store.check_layout()
+            return {
+                c
+                for c, ss in zip(cohort.case_ids, cohort.table["slide_ids"], strict=True)
+                if any(store.path_of(s) is not None for s in ss)
+            }
+        except (ValueError, OSError):  # no readable feature folder (e.g. multi-scale only): the slide lists
+            return listed
+
+    def _check_absent(self, cohort: Cohort) -> None:
+        """data.missing=keep: log how many patients lack what; a modality the network reads but cannot take absent
+        (`accepts_absent`, from build_datamodule) is a one-line AbsentModalityError naming the alternatives."""
+        n = len(cohort.case_ids)
+        for m, cases in self.absent.items():
+            log.warning(
+                "data %s: %d of %d patient(s) kept without %s (data.missing=keep; marked absent): %s",
+                self.name,
+                len(cases),
+                n,
+                m,
+                _first_ids(cases),
+            )
+        if self.accepts_absent is None:
+            return
+        for m, cases in self.absent.items():
+            if cases and m not in self.accepts_absent:
+                others = self.absent_alternatives(m) if self.absent_alternatives is not None else []
+                raise AbsentModalityError(
+                    m,
+                    f"{self.network} cannot take patients without {m} ({len(cases)} of data={self.name} lack it, "
+                    f"e.g. {cases[0]}); use data.missing=drop, or a network that accepts "
+                    f"an absent {m}: {', '.join(others) or 'none'}",
+                )
+
+    def _wsi_placeholder(self, store: Any) -> tuple[int, bool]:
+        """(D, has coords) of the one zero patch standing for a patient without slides (the first slide's bag)."""
+        first = next(ss[0] for ss in self.cohort.table["slide_ids"] if len(ss))
+        bag = store.read_slide(first)
+        return int(store.feature_dim or bag[0].shape[1]), bag[1] is not None
 
     def _drop_from_split(
         self, split: FoldSplit, dropped: list[str], event_of: dict[str, bool] | None
@@ -351,12 +526,13 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
     def _dims(self) -> ModalityDims:
         src = self.sources
         wsi_dim = scale_dims = None
+        slide_lists = [
+            ss for ss in self.cohort.table["slide_ids"] if len(ss)
+        ]  # keep: some patients have none
         if src.wsi is not None:
-            wsi_dim = src.wsi.feature_dim or int(
-                src.wsi.read_slide(self.cohort.table["slide_ids"].iloc[0][0])[0].shape[1]
-            )
+            wsi_dim = src.wsi.feature_dim or int(src.wsi.read_slide(slide_lists[0][0])[0].shape[1])
         if src.scales is not None:
-            first = self.cohort.table["slide_ids"].iloc[0][0]
+            first = slide_lists[0][0]
             scale_dims = {
                 s: st.feature_dim or int(st.read_slide(first)[0].shape[1]) for s, st in src.scales.items()
             }
@@ -491,6 +667,13 @@ class CohortDataModule(CohortSpec, PartLoaders, L.LightningDataModule):
                 else {}
             ),
             "dropped": self.drop_report,
+            # only when set / when some patient lacks a provided modality: older protocol cards keep their keys
+            **({"missing": self.missing} if self.missing != "error" else {}),
+            **(
+                {"availability": pd.Series(self.availability).value_counts().sort_index().to_dict()}
+                if self.availability
+                else {}
+            ),
             "preprocessing": prep,
             # DataLoader workers / pinning, and which of them `auto` chose from this machine (choose_loader)
             "loader": {k: v for k, v in self._loader_settings().items()},

@@ -45,6 +45,13 @@ class ModalitySources:
     slide_labels: dict[str, dict[str, int]] = field(
         default_factory=dict
     )  # name -> slide_id -> class (-1 missing)
+    # data.missing=keep: the modalities marked on every item (PatientItem.present) and, per modality, the patients
+    # without it (their tensors are placeholders); both empty otherwise
+    marked: tuple[str, ...] = ()
+    absent: dict[str, set[str]] = field(default_factory=dict)
+    wsi_placeholder: tuple[int, bool] | None = (
+        None  # (D, has coords) of the one zero patch of a patient w/o slides
+    )
 
 
 def _subset(n: int, k: int | None, generator: torch.Generator) -> Tensor | None:
@@ -141,7 +148,17 @@ class PatientDataset(Dataset):
         )
         item.endpoint_time, item.endpoint_event, item.endpoint_time_bin = self._endpoints(i, row)
         src = self.sources
-        if src.wsi is not None and src.wsi.resident is not None:  # bags on the device: row numbers only
+        for m in src.marked:
+            item.present[m] = case not in src.absent.get(m, ())
+        if src.wsi is not None and not len(row["slide_ids"]):  # data.missing=keep: no slide, one zero patch
+            if src.wsi_placeholder is None:
+                raise ValueError(f"case {case}: no slides and no WSI placeholder (data.missing=keep sets it)")
+            dim, with_coords = src.wsi_placeholder
+            item.wsi = torch.zeros(1, dim)
+            item.slide_index = torch.zeros(1, dtype=torch.long)
+            item.coords = torch.zeros(1, 2) if with_coords else None
+            item.patch_index = torch.full((1,), -1, dtype=torch.long)
+        elif src.wsi is not None and src.wsi.resident is not None:  # bags on the device: row numbers only
             res = src.wsi.resident
             start, rows = _resident_rows(
                 res, row["slide_ids"], self._cap(None), self._generator(case, epoch=epoch)

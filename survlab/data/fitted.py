@@ -138,6 +138,8 @@ class FoldPreprocessing:
     imaging: ImagingScalers | None = None
     dims: ModalityDims | None = None
     cox_baseline: dict[str, dict[str, list]] = field(default_factory=dict)
+    # data.missing=keep: modality -> training patients without it, left out of that modality's fit (empty otherwise)
+    absent_in_training: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -210,17 +212,35 @@ class FoldPreprocessing:
                 )
             out.endpoint_bins[name] = TimeBins.fit(time[has], event[has], plan.n_bins)
             out.train_outcomes[name] = (time[has], event[has])
-        if expr is not None:
-            out._fit_genes(plan, expr, gene_groups, list(train_ids), train_rows)
+        if expr is not None:  # on the training patients WITH a profile (data.missing=keep keeps the others)
+            have = [c for c in train_ids if c in expr.index]
+            if len(have) < len(train_ids):
+                out.absent_in_training["genomics"] = len(train_ids) - len(have)
+            if not have:
+                raise ValueError(
+                    f"data={plan.cohort}: none of the {len(train_ids)} training patients of fold {plan.fold} has an "
+                    f"expression profile; nothing to fit the genomics scaling on (add profiles or drop genomics)"
+                )
+            out._fit_genes(plan, expr, gene_groups, have, cohort.rows(have))
         if "clinical" in plan.modalities:
             out.clinical_encoder = ClinicalEncoder(plan.clinical_columns, plan.clinical_categorical).fit(
                 train_rows
             )
         if imaging is not None:  # impute + z-score every CT/PET table with the training patients' statistics
+            # each table on the training patients that have a row (data.missing=keep keeps some without PET)
+            have = {n: [c for c in train_ids if c in t.index] for n, t in imaging.tables.items()}
+            for n, ids in have.items():
+                if len(ids) < len(train_ids):
+                    out.absent_in_training[n] = len(train_ids) - len(ids)
+                if not ids:
+                    raise ValueError(
+                        f"data={plan.cohort}: none of the {len(train_ids)} training patients of fold {plan.fold} has "
+                        f"a {n} row; nothing to fit its scaling on"
+                    )
             out.imaging = ImagingScalers(
                 dict(imaging.dims),
                 {
-                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[list(train_ids)].reset_index())
+                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[have[n]].reset_index())
                     for n, t in imaging.tables.items()
                 },
             )
@@ -268,12 +288,14 @@ class FoldPreprocessing:
         imaging: Any = None,
         source: str | None = None,
         what: str = "data",
+        absent: Mapping[str, Sequence[str]] | None = None,
     ) -> ModalitySources:
         """Encode every patient of `cohort` with this fold's fitted preprocessing into `sources` (in place, also
         returned): label codes (`label_specs`: the scored cohort's column names, default the fold's own; slide labels
         with `slide_label_specs`), scaled genes from `expr` (which must hold every fitted gene), encoded clinical
         columns, scaled imaging tables (`imaging`: that cohort's ImagingStore). Nothing is refitted. A value outside a
-        label's classes, or imaging dims other than the fitted ones, is a one-line error."""
+        label's classes, or imaging dims other than the fitted ones, is a one-line error. `absent` (data.missing=keep):
+        modality -> patients without it, who get its placeholder (zeros) and are recorded in `sources.absent`."""
         source = source or f"the training patients of fold {self.fold}"
         case_ids = cohort.case_ids
         for name, spec in (self.label_specs if label_specs is None else label_specs).items():
@@ -295,7 +317,11 @@ class FoldPreprocessing:
                 raise ValueError(
                     f"{what}: expression given, but fold {self.fold} of {self.cohort} fitted no genes"
                 )
-            sources.genomics = genomic_tensors(expr, self.gene_groups, self.gene_scaler, case_ids)
+            sources.genomics = genomic_tensors(
+                expr, self.gene_groups, self.gene_scaler, case_ids, (absent or {}).get("genomics", ())
+            )
+        for modality, cases in (absent or {}).items():
+            sources.absent[modality] = set(cases)
         if "clinical" in self.modalities and self.clinical_encoder is not None:
             values = self.clinical_encoder.transform(cohort.table)
             sources.clinical = dict(zip(case_ids, values, strict=True))
@@ -440,6 +466,8 @@ class FoldPreprocessing:
             else None,
             "dims": dims_to_dict(self.dims),
             "cox_baseline": dict(self.cox_baseline),
+            # only when some training patients lacked a modality (data.missing=keep): older files lack the key
+            **({"absent_in_training": dict(self.absent_in_training)} if self.absent_in_training else {}),
         }
 
     def changed_keys(self, saved: dict[str, Any]) -> list[str]:
@@ -485,6 +513,7 @@ class FoldPreprocessing:
             else None,
             dims=dims_from_dict(state["dims"]),
             cox_baseline=dict(state.get("cox_baseline") or {}),
+            absent_in_training={k: int(v) for k, v in (state.get("absent_in_training") or {}).items()},
         )
 
 

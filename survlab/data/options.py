@@ -142,13 +142,38 @@ class DataOptions:
     weighted_sampling: bool = False
     bucketing: bool = False
     bucket_batches: int = 8
-    allow_missing: bool = False
+    allow_missing: bool = False  # the old spelling of missing=drop
+    missing: str = "error"  # error | drop | keep: patients lacking a modality (survlab.data.options.MISSING)
     seed: int = 0
     synthetic: dict[str, Any] | None = None  # a generated cohort's spec (survlab.data.sources.registry)
     public: str | None = None  # a shipped public cohort's name (survlab.data.sources.registry)
     modalities: Sequence[str] | None = None  # None: every modality the config provides
+    accepts_absent: Sequence[str] | None = None  # modalities the network takes absent (None: not checked)
     prompts: dict[str, str] | None = None  # label -> prompts file (survlab.data.modalities.text)
     time_unit: str = "months"
+
+
+#: `data.missing`: error (a patient lacking a modality the model reads is a one-line error), drop (such patients
+#: are left out, counted; the old `allow_missing: true`), keep (kept, marked absent in `PatientItem.present`)
+MISSING: tuple[str, ...] = ("error", "drop", "keep")
+
+
+def missing_mode(missing: str, allow_missing: bool, cohort: str) -> str:
+    """`data.missing` with the old spelling `allow_missing: true` (= drop) folded in; an unknown value, or
+    allow_missing=true with missing=error/keep, is a one-line ValueError.
+
+        >>> missing_mode("error", True, "tcga_luad")
+        'drop'
+    """
+    missing = str(missing)
+    if missing not in MISSING:
+        raise ValueError(f"data={cohort}: data.missing={missing!r} is not one of {list(MISSING)}")
+    if allow_missing and missing == "keep":
+        raise ValueError(
+            f"data={cohort}: allow_missing=true (drop) contradicts data.missing=keep; remove allow_missing "
+            f"(data.missing=keep keeps the patients)"
+        )
+    return "drop" if allow_missing else missing
 
 
 def keys(cls: type) -> dict[str, dataclasses.Field]:

@@ -149,6 +149,14 @@ class SliceDataset(Dataset):
 class SegmentationDataModule(L.LightningDataModule):
     """Slices + lung / lesion masks of one cohort, one patient-level fold (see module docstring)."""
 
+    # the data-module interface of data.missing (CohortDataModule): every patient has every slice it is given
+    missing: str = "error"
+
+    @property
+    def availability(self) -> dict[str, str]:
+        """Always empty: no patient lacks a modality here (CohortDataModule.availability)."""
+        return {}
+
     def __init__(
         self,
         name: str = "synthetic_petct_seg",

@@ -3,6 +3,7 @@ the checkpoint to resume from, all from the composed Hydra config. Train, evalua
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import os
@@ -29,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from survlab.config.check import resolve_auto
 from survlab.config.cohorts import cohorts_providing
 from survlab.data.datamodule import MissingModalityError
-from survlab.runner.modalities import job_modalities
+from survlab.runner.modalities import job_accepts_absent, job_modalities, models_accepting_absent
 from survlab.tasks.base import Task
 from survlab.tasks.pretrained import apply_pretrained
 from survlab.utils.files import atomic_path
@@ -90,15 +91,26 @@ def task_reporter(task: Task) -> Callable[..., dict[str, Any]]:
 
 def build_datamodule(cfg: DictConfig) -> Any:
     """The job's data module (`cfg.data`), told which modalities the network reads (table nets: whichever of genes /
-    clinical exist); not yet set up."""
+    clinical exist) and which of them it takes absent (data.missing=keep: its setup() refuses, in one line naming
+    the networks that would, patients lacking any other); not yet set up."""
     net_cls = hydra.utils.get_class(cfg.model.net._target_)
     modalities = job_modalities(net_cls, cfg.data, cfg.model.net)
+    data_cls = hydra.utils.get_class(cfg.data._target_)
+    told: dict[str, Any] = (
+        {"accepts_absent": sorted(job_accepts_absent(net_cls))}
+        if "accepts_absent" in inspect.signature(data_cls).parameters
+        else {}
+    )  # a data module without data.missing (segmentation slices) is not told
     try:
-        return instantiate_clean(cfg.data, modalities=modalities, _recursive_=False)
+        dm = instantiate_clean(cfg.data, modalities=modalities, _recursive_=False, **told)
     except MissingModalityError as err:
         others = cohorts_providing(err.modality)
         hint = f"; cohorts with {err.modality}: {', '.join(others) or 'none'}" if others is not None else ""
         raise ValueError(f"{err}{hint}") from None
+    if told:
+        dm.network = f"model={cfg.model.get('name') or net_cls.__name__}"
+        dm.absent_alternatives = models_accepting_absent
+    return dm
 
 
 def build_net(cfg: DictConfig, dims: Any) -> Any:

@@ -1,8 +1,10 @@
 """Which modalities a job asks the data module for: a network's required `modalities`, plus — for table networks
-(`table_modalities`, e.g. CoxMLP) — whichever of genomics / clinical the data config provides."""
+(`table_modalities`, e.g. CoxMLP) — whichever of genomics / clinical the data config provides; and which of them the
+network takes absent (`accepts_absent`, data.missing=keep) with the networks that would (for the one-line error)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -49,3 +51,32 @@ def job_modalities(
             f"clinical.columns); add an expression table or clinical columns to the data config"
         )
     return tuple(dict.fromkeys([*required, *picked]))
+
+
+def job_accepts_absent(net_cls: type) -> frozenset[str]:
+    """The modalities (PatientItem.present keys: wsi, genomics, pet) `net_cls` takes absent for some patients
+    (`accepts_absent`, default none): what the data module checks a data.missing=keep cohort against."""
+    return frozenset(getattr(net_cls, "accepts_absent", frozenset()))
+
+
+def models_accepting_absent(modality: str, model_dirs: list[Path] | None = None) -> list[str]:
+    """Names of the model configs (survlab's search path, or `model_dirs`) whose network accepts an absent
+    `modality`; a config without its own `net._target_`, or whose class does not import, is skipped."""
+    import yaml
+    from hydra.utils import get_class
+
+    from survlab.config.search_path import group_dirs
+
+    found = []
+    for folder in model_dirs if model_dirs is not None else group_dirs("model"):
+        for path in sorted(Path(folder).glob("*.yaml")):
+            if path.stem.startswith("_"):
+                continue
+            try:
+                target = ((yaml.safe_load(path.read_text()) or {}).get("net") or {}).get("_target_")
+                cls = get_class(target) if target else None
+            except Exception:  # noqa: BLE001 - a config that does not read or import names no alternative
+                continue
+            if cls is not None and modality in job_accepts_absent(cls):
+                found.append(path.stem)
+    return sorted(set(found))

@@ -270,6 +270,7 @@ def identity_of(cfg: Any) -> dict[str, Any]:
     if isinstance(splits, dict) and "group" in splits and splits["group"] in (None, "null", "None"):
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
+    _without_default_missing(tree)
     conformal = tree.get("conformal")
     if isinstance(conformal, dict) and not conformal.get("alphas"):
         # conformal sets off (the default): jobs from before the `conformal` key keep their identity
@@ -286,6 +287,20 @@ def identity_of(cfg: Any) -> dict[str, Any]:
 #: `model.task._target_` of the survival model configs: the task their flat keys always built, so it is left out of
 #: the identity (jobs from before the task configs had a `_target_` keep theirs)
 DEFAULT_TASK_TARGET = "survlab.tasks.survival.SurvivalTask"
+
+
+def _without_default_missing(tree: Any) -> None:
+    """Drop `missing: error` from every data config in `tree` (in place): a node with `allow_missing` beside it, the
+    job's `data` as well as one nested in it (e.g. a segmentation cohort's `outcome_splits`). missing=error is what
+    every job did before data.missing existed, so those jobs keep their identity."""
+    if isinstance(tree, list):
+        for v in tree:
+            _without_default_missing(v)
+    elif isinstance(tree, dict):
+        if "allow_missing" in tree and tree.get("missing", None) == "error":
+            del tree["missing"]
+        for v in tree.values():
+            _without_default_missing(v)
 
 
 def _without_default_task_target(tree: Any) -> Any:

@@ -30,6 +30,16 @@ from survlab.utils.files import read_json
 log = logging.getLogger(__name__)
 
 
+def read_expression_ids(path: str | Path, case_col: str = "case_id") -> set[str]:
+    """The case ids (stripped) of a table's id column, without reading its values (the expression table, or the PET
+    table, when only who has a row matters: data availability). No such column is a one-line ValueError."""
+    try:
+        ids = pd.read_csv(path, usecols=[case_col], dtype={case_col: str})[case_col]
+    except ValueError as err:
+        raise ValueError(f"{path}: no '{case_col}' column ({err}); add it") from None
+    return {c.strip() for c in ids.dropna().astype(str) if c.strip()}
+
+
 def read_expression(
     path: str | Path, case_col: str = "case_id", findings: list[Finding] | None = None
 ) -> pd.DataFrame:
@@ -347,16 +357,27 @@ class GeneScaler:
 
 
 def check_coverage(
-    expr: pd.DataFrame, case_ids: Sequence[str], path: str | Path, allow_missing: bool = False
+    expr: pd.DataFrame,
+    case_ids: Sequence[str],
+    path: str | Path,
+    allow_missing: bool = False,
+    keep: bool = False,
 ) -> list[str]:
-    """Return cohort case_ids absent from the expression table (error unless allow_missing)."""
+    """Return cohort case_ids absent from the expression table (error unless allow_missing or `keep`:
+    data.missing=keep keeps them, marked absent)."""
     missing = [c for c in case_ids if c not in expr.index]
-    if missing and not allow_missing:
+    if missing and not (allow_missing or keep):
         raise ValueError(
             f"{path}: expression table lacks {len(missing)} cohort patient(s) ({_first_ids(missing)}); add their "
-            f"profiles or set allow_missing=true to drop them"
+            f"profiles, set allow_missing=true (data.missing=drop) to drop them, or data.missing=keep to keep them"
         )
-    if missing:
+    if missing and keep:
+        log.warning(
+            "genomics: keeping %d patient(s) without expression (data.missing=keep; marked absent): %s",
+            len(missing),
+            _first_ids(missing),
+        )
+    elif missing:
         log.warning(
             "genomics: dropping %d patient(s) without expression: %s", len(missing), _first_ids(missing)
         )
@@ -382,14 +403,26 @@ def _lookup(expr: pd.DataFrame, case_ids: Sequence[str], genes: Sequence[str]) -
 
 
 def genomic_tensors(
-    expr: pd.DataFrame, groups: GeneGroups, scaler: GeneScaler, case_ids: Sequence[str]
+    expr: pd.DataFrame,
+    groups: GeneGroups,
+    scaler: GeneScaler,
+    case_ids: Sequence[str],
+    absent: Sequence[str] = (),
 ) -> dict[str, list[np.ndarray]]:
-    """Scale the union of group genes and cut per group -> {case_id: [g_i float32 arrays]} (joined by case_id)."""
+    """Scale the union of group genes and cut per group -> {case_id: [g_i float32 arrays]} (joined by case_id).
+    `absent` (data.missing=keep: patients without a profile) get zeros of every group's size, the placeholder."""
     genes = _group_genes(groups)
     pos = {g: i for i, g in enumerate(genes)}
-    values = scaler.transform(_lookup(expr, case_ids, genes))
+    skip = set(absent)
+    present = [c for c in case_ids if c not in skip]
+    values = scaler.transform(_lookup(expr, present, genes))
     cut = [np.array([pos[g] for g in grp]) for grp in groups.genes]
-    return {c: [values[r, idx] for idx in cut] for r, c in enumerate(case_ids)}
+    out = {c: [values[r, idx] for idx in cut] for r, c in enumerate(present)}
+    dtype = values.dtype
+    for c in case_ids:
+        if c in skip:
+            out[c] = [np.zeros(len(idx), dtype=dtype) for idx in cut]
+    return out
 
 
 def fit_genomics(

@@ -428,6 +428,7 @@ class ImagingStore:
         self.values: dict[str, dict[str, np.ndarray]] = {}
         self._ram: dict[str, dict[str, np.ndarray]] = {}
         self._files: dict[str, Path] = {}
+        self.absent_pet: set[str] = set()  # data.missing=keep: patients kept without a PET row (zeros, marked)
 
     def _under(self, p: str) -> Path:
         p = Path(os.path.expanduser(str(p)))
@@ -445,13 +446,18 @@ class ImagingStore:
         files = [base / c[k] for k in ("ct_file", "lung_file", "lesion_file")]
         return files if all(f.is_file() for f in files) else []
 
-    def missing(self, case_ids: Sequence[str]) -> dict[str, str]:
-        """case_id -> what it lacks (images, or a table row), for the patients that lack something."""
+    def missing(self, case_ids: Sequence[str], keep_pet: bool = False) -> dict[str, str]:
+        """case_id -> what it lacks (images, or a table row), for the patients that lack something; `keep_pet`
+        (data.missing=keep): a missing PET row is not counted (the patient is kept, marked without PET)."""
         out: dict[str, str] = {}
         where = self.cfg["images_dir"] if self.cfg["source"] == "png" else self.cfg["volumes_dir"]
         for case in case_ids:
             lacks = [] if self.sources(case) else [f"images under {where}/{case}"]
-            lacks += [f"a {n} row" for n, t in self.tables.items() if case not in t.index]
+            lacks += [
+                f"a {n} row"
+                for n, t in self.tables.items()
+                if case not in t.index and not (keep_pet and n == "pet")
+            ]
             if lacks:
                 out[case] = " and ".join(lacks)
         return out
@@ -543,9 +549,25 @@ class ImagingStore:
             values = enc.transform(table.loc[list(case_ids)].reset_index())
             self.values[name] = dict(zip(case_ids, values, strict=True))
 
+    def pet_lacking(self, case_ids: Sequence[str]) -> list[str]:
+        """The patients of `case_ids` without a row in the PET table ([] without one)."""
+        pet = self.tables.get("pet")
+        return [] if pet is None else [c for c in case_ids if c not in pet.index]
+
+    def _transform(self, name: str, enc: ClinicalEncoder, case_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """case_id -> the encoded row of table `name`; a patient of `absent_pet` (PET only) gets zeros."""
+        skip = self.absent_pet if name == "pet" else set()
+        have = [c for c in case_ids if c not in skip]
+        values = enc.transform(self.tables[name].loc[have].reset_index())
+        out = dict(zip(have, values, strict=True))
+        for c in case_ids:
+            if c in skip:
+                out[c] = np.zeros(enc.dim, dtype=values.dtype)
+        return out
+
     def apply_fitted(self, fitted: ImagingStore, case_ids: Sequence[str]) -> None:
         """Scale this store's tables with the encoders `fitted` learnt on ITS training patients (external
-        validation: nothing is refitted on the external cohort)."""
+        validation: nothing is refitted on the external cohort); `absent_pet` patients get a zero PET vector."""
         for name, table in self.tables.items():
             enc = fitted.encoders[name]
             if list(table.columns) != enc.columns:
@@ -554,8 +576,7 @@ class ImagingStore:
                     f"the training cohort {enc.columns[:5]}...; use the same columns"
                 )
             self.encoders[name] = enc
-            values = enc.transform(table.loc[list(case_ids)].reset_index())
-            self.values[name] = dict(zip(case_ids, values, strict=True))
+            self.values[name] = self._transform(name, enc, case_ids)
 
     @property
     def dims(self) -> dict[str, int]:

@@ -53,9 +53,11 @@ def read_wsi(
     clinical_csv: Path,
     allow_missing: bool,
     generated: bool,
+    keep: bool = False,
 ) -> tuple[Cohort, WsiRead | None]:
     """Check every slide's bag of every store (the same builder as `survlab check`) -> (patients kept, what was read)
-    or (cohort, None) when the model reads no bags."""
+    or (cohort, None) when the model reads no bags. `keep` (data.missing=keep): patients without any slide are kept
+    with an empty slide list (`report.kept_without`); multi-scale cohorts and device-resident bags refuse that."""
     wsi, scales = build_stores(wsi_cfg, root, name, modalities)
     stores = [s for s in [wsi, *(scales or {}).values()] if s is not None]
     if not stores or wsi_cfg is None:
@@ -65,24 +67,43 @@ def read_wsi(
             f"data={name}: the network needs WSI bags but {clinical_csv} lists no slide_id "
             f"(table-only cohort); choose a genomics/clinical model or a cohort with slides"
         )
-    cohort, report = check_availability(cohort, stores, allow_missing, partial_ok=scales is not None)
-    sizes = prepare_bags(stores, cohort.table["slide_ids"].tolist(), wsi_cfg, root, name, generated)
+    cohort, report = check_availability(
+        cohort, stores, allow_missing, partial_ok=scales is not None, keep=keep
+    )
+    if report.kept_without and (scales is not None or wsi_cfg["cache"] == "device"):
+        what = "multi-scale bags" if scales is not None else "wsi.cache=device"
+        raise ValueError(
+            f"data={name}: data.missing=keep with {what} cannot keep the {len(report.kept_without)} patient(s) "
+            f"without slides ({_first_ids(report.kept_without)}); use data.missing=drop"
+            + ("" if scales is not None else " or another wsi.cache")
+        )
+    with_slides = [ss for ss in cohort.table["slide_ids"].tolist() if len(ss)]  # keep: not those without
+    sizes = prepare_bags(stores, with_slides, wsi_cfg, root, name, generated)
     return cohort, WsiRead(wsi, scales, report, sizes)
 
 
 @dataclass
 class GenomicsRead:
-    """The expression table [patients x genes] (case_id index), its gene groups and the patients dropped."""
+    """The expression table [patients x genes] (case_id index), its gene groups and the patients without a profile
+    (`missing`: dropped, or with data.missing=keep kept and marked absent: `kept` True)."""
 
     expr: pd.DataFrame
     groups: GeneGroups
     missing: list[str] = field(default_factory=list)
+    kept: bool = False
 
 
 def read_genomics(
-    cohort: Cohort, gen_cfg: dict[str, Any], *, root: Path, case_col: str, allow_missing: bool
+    cohort: Cohort,
+    gen_cfg: dict[str, Any],
+    *,
+    root: Path,
+    case_col: str,
+    allow_missing: bool,
+    keep: bool = False,
 ) -> tuple[Cohort, GenomicsRead]:
-    """Read + check the expression table and signatures; drops (allow_missing) or errors on uncovered patients."""
+    """Read + check the expression table and signatures; drops (allow_missing), keeps (`keep`: data.missing=keep)
+    or errors on uncovered patients."""
     path = under(root, gen_cfg["expression"])
     expr = read_expression(path, case_col)
     sig = gen_cfg["signatures"]
@@ -93,18 +114,22 @@ def read_genomics(
     log.info("genomics: %s", signature_coverage(groups, sig_path, path))
     if scale := expression_scale_problem(expr, bool(gen_cfg["log1p"]), path):
         log.warning("genomics: %s", scale)
-    missing = check_coverage(expr, cohort.case_ids, path, allow_missing)
+    missing = check_coverage(expr, cohort.case_ids, path, allow_missing, keep=keep)
+    if keep:
+        return cohort, GenomicsRead(expr, groups, list(missing), kept=True)
     return cohort.drop(missing), GenomicsRead(expr, groups, list(missing))
 
 
 @dataclass
 class ImagingRead:
-    """The CT / PET store (stacks decoded and cached), the patients dropped without imaging data, and where the
-    stacks came from when a segmentor cut them (None otherwise)."""
+    """The CT / PET store (stacks decoded and cached), the patients dropped without imaging data, where the
+    stacks came from when a segmentor cut them (None otherwise), and the patients kept without a PET row
+    (data.missing=keep)."""
 
     store: ImagingStore
     missing: list[str]
     provenance: dict[str, Any] | None
+    absent_pet: list[str] = field(default_factory=list)
 
 
 def read_imaging(
@@ -116,15 +141,17 @@ def read_imaging(
     case_col: str,
     fold: int,
     split_hash: str | None,
+    keep: bool = False,
 ) -> tuple[Cohort, ImagingRead]:
     """CT stacks + tables (`imaging:`): drop (imaging.missing=drop, counted) or reject patients without them, then
     decode / cut every remaining patient's stacks once (cached) before training. `split_hash` None: an external
-    cohort (not split; its patients are in no training part)."""
+    cohort (not split; its patients are in no training part). `keep` (data.missing=keep): a patient with images
+    but no PET row is kept (`absent_pet`: a zero PET vector, marked absent); images stay governed by imaging.missing."""
     from survlab.data.cohort.checks import DataFileError
 
     store = ImagingStore(root, {**imaging_cfg}, case_col)
     provenance = check_stack_provenance(root, name, fold, split_hash)
-    missing = store.missing(cohort.case_ids)
+    missing = store.missing(cohort.case_ids, keep_pet=keep)
     if missing and imaging_cfg["missing"] == "error":
         first = next(iter(missing))
         raise DataFileError(
@@ -132,5 +159,7 @@ def read_imaging(
             f"e.g. {first} lacks {missing[first]}); add the files or set data.imaging.missing=drop"
         )
     cohort = cohort.drop(list(missing))
+    if keep:
+        store.absent_pet = set(store.pet_lacking(cohort.case_ids))
     store.prepare(cohort.case_ids)
-    return cohort, ImagingRead(store, sorted(missing), provenance)
+    return cohort, ImagingRead(store, sorted(missing), provenance, sorted(store.absent_pet))

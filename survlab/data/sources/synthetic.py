@@ -24,6 +24,10 @@ Where the signal lives:
   from the stain and the site's baseline from training patients of the same site: random folds reward that, folds
   that keep a site out of training (``splits.group=site``) do not.
   ``age`` and ``noise_num_0`` contain a few NaN.
+- Missing modalities (``missing_genomics`` / ``missing_wsi`` > 0, for data.missing=keep | drop): round(fraction x n)
+  patients get no expression row / no slide (never both), drawn at random (``missing_mechanism: random``, MCAR) or
+  with a chance proportional to the rank of true_risk (``short_survival``, MNAR: short survivors lack it more often).
+  oracle.json ``missing`` lists them; at the default 0 nothing changes (files, spec hash).
 
 Example:
     >>> spec = SyntheticSpec(n_patients=30, feature_dim=8, n_genes=60, n_pathways=8)
@@ -71,6 +75,10 @@ PATCH_PX: dict[str, int] = {"x20": 256, "x10": 512, "x5": 1024}
 
 # Independent random streams (changing one component leaves the others' draws unchanged).
 _STREAM_LATENT, _STREAM_SURV, _STREAM_CLIN, _STREAM_GENES, _STREAM_WSI, _STREAM_ORDER, _STREAM_SITE = range(7)
+_STREAM_MISSING = 7
+#: `missing_mechanism`: random = missing completely at random (MCAR); short_survival = missing not at random (MNAR),
+#: the probability rising with the true risk (proportional to its rank), so short survivors lack it more often
+MISSING_MECHANISMS: tuple[str, ...] = ("random", "short_survival")
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,26 @@ class SyntheticSpec:
     )
     site_stain_shift: float = 0.5  # sd of a site's stain vector added to every patch (with n_sites > 0)
     site_hazard_sd: float = 0.0  # sd of a site's baseline log-hazard (with n_sites > 0)
+    missing_genomics: float = 0.0  # fraction of patients without an expression row (data.missing=keep / drop)
+    missing_wsi: float = 0.0  # fraction of patients without any slide (never both for one patient)
+    missing_mechanism: str = (
+        "random"  # random (MCAR) | short_survival (MNAR: more often for a higher true risk)
+    )
 
     def __post_init__(self) -> None:
+        for name in ("missing_genomics", "missing_wsi"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"SyntheticSpec.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.missing_genomics + self.missing_wsi > 0.9:
+            raise ValueError(
+                f"SyntheticSpec.missing_genomics + missing_wsi must be <= 0.9 (a patient never lacks both), got "
+                f"{self.missing_genomics} + {self.missing_wsi}"
+            )
+        if self.missing_mechanism not in MISSING_MECHANISMS:
+            raise ValueError(
+                f"SyntheticSpec.missing_mechanism must be one of {list(MISSING_MECHANISMS)}, got "
+                f"{self.missing_mechanism!r}"
+            )
         if self.storage_dtype not in ("float32", "float16"):
             raise ValueError(f"storage_dtype must be float32 or float16, got {self.storage_dtype!r}")
         if not self.formats or set(self.formats) - {"pt", "h5"}:
@@ -147,6 +173,7 @@ class SyntheticSpec:
             ("n_sites", 0),
         )
         defaults += (("site_stain_shift", 0.5), ("site_hazard_sd", 0.0))
+        defaults += (("missing_genomics", 0.0), ("missing_wsi", 0.0), ("missing_mechanism", "random"))
         for k, default in defaults:
             if d[k] == default:
                 del d[k]
@@ -245,6 +272,41 @@ def _patients(spec: SyntheticSpec) -> pd.DataFrame:
         {"true_risk": risk, "z_wsi": z_wsi, "z_gen": z_gen, "z_clin": z_clin, "z_class": z_class}
     )
     return pd.concat([df, latents], axis=1)
+
+
+def _missing_weights(spec: SyntheticSpec, risk: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Relative chance [n] of lacking a modality, 0 outside `eligible`: equal (random) or the rank of the true risk
+    (short_survival: the highest-risk patient is n times as likely to lack it as the lowest)."""
+    weight = eligible.astype(float)
+    if spec.missing_mechanism == "short_survival":
+        weight = weight * (np.argsort(np.argsort(risk)) + 1.0)
+    return weight
+
+
+def _draw_missing(rng: np.random.Generator, fraction: float, weight: np.ndarray) -> np.ndarray:
+    """bool [n]: round(fraction * n) patients drawn without replacement with chance ∝ `weight` (exactly that many,
+    as many as have weight if fewer)."""
+    n = len(weight)
+    k = min(int(round(fraction * n)), int((weight > 0).sum()))
+    out = np.zeros(n, dtype=bool)
+    if k:
+        out[rng.choice(n, size=k, replace=False, p=weight / weight.sum())] = True
+    return out
+
+
+def missing_modalities(spec: SyntheticSpec, risk: np.ndarray) -> dict[str, np.ndarray]:
+    """{"genomics", "wsi"}: bool [n], True = the patient lacks the modality: round(missing_<m> * n) patients each,
+    drawn with `_missing_weights` (genomics first, WSI among the others: never both); all False at the defaults."""
+    n = len(risk)
+    out = {"genomics": np.zeros(n, dtype=bool), "wsi": np.zeros(n, dtype=bool)}
+    if not (spec.missing_genomics or spec.missing_wsi):
+        return out
+    rng = _rng(spec, _STREAM_MISSING)
+    out["genomics"] = _draw_missing(
+        rng, spec.missing_genomics, _missing_weights(spec, risk, np.ones(n, bool))
+    )
+    out["wsi"] = _draw_missing(rng, spec.missing_wsi, _missing_weights(spec, risk, ~out["genomics"]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- genomics
@@ -381,8 +443,15 @@ def _link_bag(
         _write_bag(dst, slide_id, feats, coords, formats)
 
 
-def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encoder: str) -> pd.DataFrame:
-    """Write every slide's bag(s); return the slide table [case_id, slide_id, site]."""
+def _write_slides(
+    root: Path,
+    spec: SyntheticSpec,
+    patients: pd.DataFrame,
+    encoder: str,
+    without: frozenset[str] = frozenset(),
+) -> pd.DataFrame:
+    """Write every slide's bag(s); return the slide table [case_id, slide_id] (slide_id None: a patient of `without`,
+    whose slides are drawn, so the other patients' bags stay the same, but not written)."""
     rng = _rng(spec, _STREAM_WSI)
     dirs = _Directions.draw(rng, spec.feature_dim)
     scale, names = (spec.site_stain_shift, site_codes(spec.n_sites)) if spec.n_sites else (0.5, SITES)
@@ -394,8 +463,10 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
             if kind[:2] in spec.formats:
                 (sub / kind).mkdir(parents=True, exist_ok=True)
 
-    rows = []
+    rows: list[tuple[str, str | None]] = []
     for case_id, site, z_wsi in zip(patients.case_id, patients.site, patients.z_wsi, strict=True):
+        if case_id in without:
+            rows.append((case_id, None))
         sign = float(rng.choice([-1.0, 1.0]))
         planted = _scale_signals(spec, float(z_wsi), sign, dirs)
         for j in range(int(rng.integers(spec.slides_per_patient[0], spec.slides_per_patient[1] + 1))):
@@ -408,13 +479,16 @@ def _write_slides(root: Path, spec: SyntheticSpec, patients: pd.DataFrame, encod
                     spec.storage_dtype, copy=False
                 )
                 coords = _grid_coords(n, PATCH_PX[sc])
+                if case_id in without:
+                    continue
                 if sc == "x20":
                     _write_bag(feat_root, slide_id, feats, coords, spec.formats)
                     if scales:  # the same bag: a hard link, not a second copy (the bench's cohorts are GBs)
                         _link_bag(feat_root, feat_root / sc, slide_id, feats, coords, spec.formats)
                 elif scales:
                     _write_bag(feat_root / sc, slide_id, feats, coords, spec.formats)
-            rows.append((case_id, slide_id))
+            if case_id not in without:
+                rows.append((case_id, slide_id))
     return pd.DataFrame(rows, columns=["case_id", "slide_id"])
 
 
@@ -514,7 +588,9 @@ def atomic_cohort(
 # --------------------------------------------------------------------------------------------- main API
 def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
     patients = _patients(spec)
-    slides = _write_slides(tmp, spec, patients, encoder)
+    lacks = missing_modalities(spec, patients.true_risk.to_numpy())
+    ids = patients.case_id.to_numpy()
+    slides = _write_slides(tmp, spec, patients, encoder, frozenset(ids[lacks["wsi"]]))
     clinical_cols = [
         c for c in patients.columns if c not in ("true_risk", "z_wsi", "z_gen", "z_clin", "z_class")
     ]
@@ -526,6 +602,7 @@ def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
     expr = pd.DataFrame(_expression(spec, genes, signal, patients.z_gen.to_numpy()), columns=genes)
     expr.insert(0, "case_id", patients.case_id.to_numpy())
     order = _rng(spec, _STREAM_ORDER).permutation(spec.n_patients)  # shuffled vs clinical.csv on purpose
+    order = order[~lacks["genomics"][order]]  # patients without a profile get no row
     expr.iloc[order].to_csv(tmp / "expression.csv", index=False, float_format="%.5g")
     _signature_table(mcat).to_csv(tmp / "signatures_mcat6.csv", index=False)
     _signature_table(pathways).to_csv(tmp / "signatures_pathways.csv", index=False)
@@ -545,12 +622,17 @@ def _write_cohort(tmp: Path, spec: SyntheticSpec, encoder: str) -> None:
         "oracle_cindex": concordant / comparable,
         "event_rate": float(event.mean()),
         "n_patients": spec.n_patients,
-        "n_slides": len(slides),
+        "n_slides": int(slides.slide_id.notna().sum()),
         "encoder": encoder,
         "spec": spec.to_json(),
         "params": spec.to_json(),  # alias named in docs/CONTRACTS.md
         "cache_key": {"spec": spec.to_json(), "encoder": encoder},
     }
+    if spec.missing_genomics or spec.missing_wsi:  # which patients lack what (the availability truth)
+        oracle["missing"] = {
+            "mechanism": spec.missing_mechanism,
+            **{m: {"n": int(lack.sum()), "patients": ids[lack].tolist()} for m, lack in lacks.items()},
+        }
     (tmp / "oracle.json").write_text(json.dumps(oracle, indent=2, sort_keys=True) + "\n")
 
 
