@@ -488,9 +488,9 @@ class _Audit:
             fix = (
                 "kept, marked absent (data.missing=keep)"
                 if dm.missing == "keep"
-                else "dropped (allow_missing=true)"
-                if dm.allow_missing
-                else "add their profiles or set allow_missing=true"
+                else "dropped (data.missing=drop)"
+                if dm.missing == "drop"
+                else "add their profiles, or set data.missing=drop (leave them out) or keep (test them without genomics)"
             )
             self.add(
                 Finding(
@@ -575,8 +575,8 @@ class _Audit:
             fix = (
                 "kept, marked absent (data.missing=keep)"
                 if dm.missing == "keep"
-                else "dropped (allow_missing=true)"
-                if dm.allow_missing
+                else "dropped (data.missing=drop)"
+                if dm.missing == "drop"
                 else "add their slides or set allow_missing=true"
             )
             self.add(
