@@ -12,27 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from survlab.report.conformal import ConformalTarget, write_conformal
 from survlab.runner.pipelines.pathgen import run_conformal
+from tests.helpers.conformal import Probs
 
 GRADES = ["G1", "G2", "G3"]
 N_BINS = 4
-
-
-class _Probs(ClassifierMixin, BaseEstimator):
-    """A prefit 'classifier' whose features are its class probabilities (lets MAPIE score given probabilities)."""
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> _Probs:
-        self.classes_ = np.arange(x.shape[1])
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x).argmax(1)
 
 
 def _planted(tmp: Path) -> pd.DataFrame:
@@ -118,7 +104,7 @@ def test_stage_sets_equal_mapie_and_the_run_writer(tmp_path: Path) -> None:
     for target, (cal_p, cal_y, test_p, test_y, names) in inputs.items():
         known = cal_y >= 0
         mapie = SplitConformalClassifier(
-            _Probs().fit(cal_p, cal_y), confidence_level=[0.9, 0.8], conformity_score="lac", prefit=True
+            Probs().fit(cal_p, cal_y), confidence_level=[0.9, 0.8], conformity_score="lac", prefit=True
         )
         mapie.conformalize(cal_p[known], cal_y[known])
         _, mapie_sets = mapie.predict_set(test_p)
