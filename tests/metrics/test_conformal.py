@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from survlab.metrics.conformal import (
     CalibrationSizeError,
@@ -18,6 +17,7 @@ from survlab.metrics.conformal import (
     mondrian_quantiles,
     subgroup_table,
 )
+from tests.helpers.conformal import Probs
 
 
 def _draw(rng: np.random.Generator, n: int, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -30,20 +30,6 @@ def _draw(rng: np.random.Generator, n: int, k: int = 4) -> tuple[np.ndarray, np.
     return p, y
 
 
-class _Probs(ClassifierMixin, BaseEstimator):
-    """A prefit 'classifier' whose features are its class probabilities (lets MAPIE score given probabilities)."""
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> _Probs:
-        self.classes_ = np.arange(x.shape[1])
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x).argmax(1)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sets_equal_mapie_lac(seed: int) -> None:
     from mapie.classification import SplitConformalClassifier
@@ -51,7 +37,7 @@ def test_sets_equal_mapie_lac(seed: int) -> None:
     rng = np.random.default_rng(seed)
     p, y = _draw(rng, 300)
     mapie = SplitConformalClassifier(
-        _Probs().fit(p, y), confidence_level=[0.9, 0.8], conformity_score="lac", prefit=True
+        Probs().fit(p, y), confidence_level=[0.9, 0.8], conformity_score="lac", prefit=True
     )
     mapie.conformalize(p[:120], y[:120])
     _, mapie_sets = mapie.predict_set(p[120:])
@@ -126,7 +112,7 @@ def _mapie_sets(cal_p: np.ndarray, cal_y: np.ndarray, test_p: np.ndarray, alpha:
     from mapie.classification import SplitConformalClassifier
 
     mapie = SplitConformalClassifier(
-        _Probs().fit(cal_p, cal_y), confidence_level=1 - alpha, conformity_score="lac", prefit=True
+        Probs().fit(cal_p, cal_y), confidence_level=1 - alpha, conformity_score="lac", prefit=True
     )
     mapie.conformalize(cal_p, cal_y)
     return mapie.predict_set(test_p)[1][:, :, 0]

@@ -16,9 +16,10 @@ Stages (`pipeline.stages`, in this order; a stage reads only what earlier stages
    `eval_predictions.csv` (rows of the one prediction pass, survlab.runner.predict); per-patch grade + risk of the
    test patients (`patch_predictions_<source>.csv`).
    `wsi_only/`: the WSI-only comparator (`pipeline.wsi_only.model`), same objectives, same outputs.
-3. `conformal/`: split-conformal sets for grade and survival bin (survlab.metrics.conformal) per (model, source),
-   calibrated on the calibration patients of the SAME source as the test patients → conformal.json / .csv /
-   conformal_sets.csv / conformal.png.
+3. `conformal/`: split-conformal sets for grade and survival bin per (model, source), calibrated on the calibration
+   patients of the SAME source as the test patients → conformal.json / .csv / conformal_sets.csv / conformal.png,
+   computed and written by the shared conformal code of every run (survlab.report.conformal: q̂, sets, coverage,
+   subgroup tables, the survival-bin censoring rule; its module doc gives the layout).
 The job dir gets `comparison.csv` / `.md` (C-index, grade metrics per model × genomics source: the paper's table)
 and metrics.json (the grader's real-genomics test metrics plus `test/<setting>/...` of every setting).
 
@@ -37,7 +38,7 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,16 +49,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from survlab.data.modalities.genomics import GeneScaler
 from survlab.metrics.classification import classification_metrics
-from survlab.metrics.conformal import (
-    CalibrationSizeError,
-    bin_probabilities,
-    calibrate_and_predict,
-    known_bin,
-    plot_coverage,
-    subgroup_table,
-)
+from survlab.metrics.conformal import calibrate_and_predict, plot_coverage
 from survlab.metrics.generation import generation_metrics
 from survlab.metrics.survival import harrell_cindex
+from survlab.report.conformal import (
+    ConformalTarget,
+    conformal_cell,
+    probs_and_labels,
+    sets_frame,
+    write_conformal_files,
+)
 from survlab.runner.build import build_datamodule, build_net, build_task, build_trainer
 from survlab.runner.pipelines.patch_inference import patch_predictions
 from survlab.runner.predict import predict
@@ -437,12 +438,12 @@ def _subgroups(cfg: DictConfig, frame: pd.DataFrame, cal_risk: np.ndarray) -> pd
     return out
 
 
-def conformal_setting(
-    frame: pd.DataFrame, source: str, target: str, alpha: float, label: str, n_bins: int
-) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
-    """Calibrate on the calibration rows of `source` and predict the test rows of the SAME `source`.
-
-    → (q̂, test sets [n, K], test labels [n] (−1 unknown), test rows, number of calibration patients excluded)."""
+def _setting_arrays(
+    frame: pd.DataFrame, source: str, target: str, label: str, n_bins: int, names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """The calibration and test rows of `source` as the shared conformal code reads them
+    (survlab.report.conformal.probs_and_labels: LAC probabilities, true class / known bin under its censoring rule)
+    → (cal probs [n_cal, K], cal labels [n_cal] (−1 unknown), test probs [n, K], test labels [n], test rows)."""
     rows = frame[frame["source"] == source]
     cal, test = rows[rows["part"] == "calibration"], rows[rows["part"] == "test"]
     if cal.empty or test.empty:
@@ -450,128 +451,99 @@ def conformal_setting(
             f"conformal: source {source!r} has {len(cal)} calibration and {len(test)} test rows; "
             f"both are needed (same genomics source for calibration and test)"
         )
+    if target == label:
+        k = frame.filter(regex=f"^{label}_prob_").shape[1]
+        spec = ConformalTarget(target, "class", tuple(names or map(str, range(k))))
+    else:
+        spec = ConformalTarget(target, "survival_bin", tuple(names or (f"bin{k}" for k in range(n_bins))))
 
-    def probs_labels(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(part: pd.DataFrame) -> tuple[np.ndarray, ...]:
         if target == label:
-            return part.filter(regex=f"^{label}_prob_").to_numpy(), part[label].to_numpy()
-        hazards = part.filter(regex="^hazard_").to_numpy()
-        return bin_probabilities(hazards), known_bin(
-            part["time_bin"].to_numpy(), part["event"].to_numpy(), n_bins
-        )
+            cols = {"probs": part.filter(regex=f"^{label}_prob_").to_numpy(), "label": part[label].to_numpy()}
+        else:
+            cols = {
+                "hazard_logits": part.filter(regex="^hazard_").to_numpy(),
+                "time_bin": part["time_bin"].to_numpy(),
+                "event": part["event"].to_numpy(),
+                **({"time": part["time"].to_numpy()} if "time" in part else {}),
+            }
+        return probs_and_labels(spec, {"index": np.arange(len(part)), **cols})
 
-    cal_p, cal_y = probs_labels(cal)
-    test_p, test_y = probs_labels(test)
+    _, cal_p, cal_y = arrays(cal)
+    test_idx, test_p, test_y = arrays(test)
+    return cal_p, cal_y, test_p, test_y, test.iloc[test_idx]
+
+
+def conformal_setting(
+    frame: pd.DataFrame, source: str, target: str, alpha: float, label: str, n_bins: int
+) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
+    """Calibrate on the calibration rows of `source` and predict the test rows of the SAME `source`.
+
+    → (q̂, test sets [n, K], test labels [n] (−1 unknown), test rows, number of calibration patients excluded).
+    Raises CalibrationSizeError when the calibration part is too small for `alpha`."""
+    cal_p, cal_y, test_p, test_y, test = _setting_arrays(frame, source, target, label, n_bins)
     qhat, sets = calibrate_and_predict(cal_p, cal_y, test_p, alpha)
     return qhat, sets, test_y, test, int((cal_y < 0).sum())
-
-
-def _not_computable(
-    frame: pd.DataFrame, source: str, target: str, label: str, n_bins: int
-) -> tuple[float, np.ndarray, np.ndarray, pd.DataFrame, int]:
-    """conformal_setting's outputs for a setting whose calibration part is too small: q̂ NaN, empty sets (their
-    coverage is replaced by NaN), the test labels and rows as usual."""
-    rows = frame[frame["source"] == source]
-    cal, test = rows[rows["part"] == "calibration"], rows[rows["part"] == "test"]
-
-    def labels(part: pd.DataFrame) -> np.ndarray:
-        if target == label:
-            return part[label].to_numpy()
-        return known_bin(part["time_bin"].to_numpy(), part["event"].to_numpy(), n_bins)
-
-    k = frame.filter(regex=f"^{label}_prob_").shape[1] if target == label else n_bins
-    return math.nan, np.zeros((len(test), k), dtype=bool), labels(test), test, int((labels(cal) < 0).sum())
 
 
 def run_conformal(
     cfg: DictConfig, out_dir: Path, stage_dir: Path, settings: dict[str, tuple[str, str]]
 ) -> dict[str, Any]:
-    """Split-conformal sets per setting (name → (stage, source)) × target (grade, survival_bin) × alpha."""
+    """Split-conformal sets per setting (name → (stage, source)) × target (grade, survival_bin) × alpha, computed
+    and written by the shared conformal code (survlab.report.conformal: `conformal_cell`, `write_conformal_files`)."""
     c = cfg.pipeline.conformal
     label, tables, sets_rows, summary = c.label, [], [], {}
     for setting, (stage, source) in settings.items():
         frame = pd.read_csv(out_dir / stage / "eval_predictions.csv", dtype={"case_id": str})
         meta = json.loads((out_dir / stage / "classes.json").read_text())
         classes, n_bins = meta[label], int(meta["n_bins"])
+        cal_rows = frame[(frame["source"] == source) & (frame["part"] == "calibration")]
         for target in (label, "survival_bin"):
             names = classes if target == label else [f"bin{k}" for k in range(n_bins)]
+            cal_p, cal_y, test_p, test_y, test = _setting_arrays(frame, source, target, label, n_bins, names)
+            groups = _subgroups(cfg, test, cal_rows["risk"].to_numpy())
+            if label in groups:
+                groups[label] = [classes[i] if i >= 0 else "missing" for i in groups[label]]
             for alpha in c.alphas:
                 key = f"{setting}/{target}/alpha={float(alpha):g}"
-                try:
-                    qhat, sets, labels, test, n_excl = conformal_setting(
-                        frame, source, target, float(alpha), label, n_bins
-                    )
-                    note = ""
-                except CalibrationSizeError as exc:  # too few calibration patients: not computable, not 1.0
-                    note = f"not computable: {exc}"
-                    log.warning("conformal %s: %s", key, note)
-                    qhat, sets, labels, test, n_excl = _not_computable(frame, source, target, label, n_bins)
-                cal_risk = frame[(frame["source"] == source) & (frame["part"] == "calibration")][
-                    "risk"
-                ].to_numpy()
-                groups = _subgroups(cfg, test, cal_risk)
-                if label in groups:
-                    groups[label] = [classes[i] if i >= 0 else "missing" for i in groups[label]]
-                table = subgroup_table(sets, labels, groups)
-                if note:
-                    table[["coverage", "mean_set_size", "empty_rate"]] = math.nan
-                table["note"] = note
+                cell = conformal_cell(
+                    names, cal_p, cal_y, test_p, test_y, float(alpha), "marginal", groups, key
+                )
+                table = cell.table
                 table.insert(0, "setting", f"{setting} · {target} · α={float(alpha):g}")
                 table.insert(1, "model", stage)
                 table.insert(2, "source", source)
                 table.insert(3, "target", target)
                 table.insert(4, "alpha", float(alpha))
                 tables.append(table)
-                overall = table.iloc[0]
                 summary[key] = {
                     "model": stage,
                     "calibration_source": source,
                     "test_source": source,
-                    "qhat": qhat,
-                    "coverage": overall["coverage"],
-                    "mean_set_size": overall["mean_set_size"],
-                    "n_test": int(overall["n"]),
-                    "n_test_excluded": int(overall["n_excluded"]),
-                    "n_calibration_excluded": n_excl,
-                    **({"note": note} if note else {}),
-                    "n_calibration": int(
-                        ((frame["source"] == source) & (frame["part"] == "calibration")).sum()
-                    ),
+                    "target": target,
+                    "alpha": float(alpha),
+                    "method": "marginal",
+                    "classes": list(names),
+                    **cell.summary,
                 }
-                if note:
+                if cell.note:
                     continue
-                sets_rows.append(
-                    pd.DataFrame(
-                        {
-                            "setting": setting,
-                            "target": target,
-                            "alpha": float(alpha),
-                            "case_id": test["case_id"].to_numpy(),
-                            "label": [names[i] if i >= 0 else "unknown" for i in labels],
-                            "set": [
-                                "|".join(n for n, keep in zip(names, s, strict=True) if keep) for s in sets
-                            ],
-                        }
-                    )
-                )
-    table = pd.concat(tables, ignore_index=True)
-    with atomic_path(stage_dir / "conformal.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(stage_dir / "conformal_sets.csv") as tmp:
-        pd.concat(sets_rows, ignore_index=True).to_csv(tmp, index=False)
-    rule = (
-        "censored patients whose censoring falls before the last time bin have an unknown true bin: excluded "
-        "from calibration and from coverage (counts in n_*_excluded); censored in the last bin = known"
-    )
-    write_json(
-        stage_dir / "conformal.json",
-        {
-            "alphas": [float(a) for a in c.alphas],
-            "censoring_rule": rule,
-            "score": "1 - p(true class) (LAC)",
-            "settings": summary,
-        },
+                sets = sets_frame(test["case_id"].to_numpy(), names, cell)
+                sets.insert(0, "setting", setting)
+                sets.insert(1, "target", target)
+                sets.insert(2, "alpha", float(alpha))
+                sets_rows.append(sets)
+    write_conformal_files(
+        stage_dir,
+        c.alphas,
+        summary,
+        tables,
+        sets_rows,
+        ["setting", "target", "alpha", "case_id", "set", "set_size", "label", "covered"],
+        entries_key="settings",
     )
     first = float(c.alphas[0])
+    table = pd.concat(tables, ignore_index=True)
     plot_coverage(
         table[table["alpha"] == first],
         first,
