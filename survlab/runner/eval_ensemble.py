@@ -23,11 +23,12 @@ log = logging.getLogger("survlab.runner.evaluate")  # one log channel for everyt
 
 def fold_runs(run_dir: Path) -> list[Path] | None:
     """The finished fold jobs of ONE model × cohort under `run_dir` (a sweep dir or its `<model>/<cohort>` dir), found
-    by the sweep summary's job discovery (survlab.report.sweep.collect_jobs); None when `run_dir` holds no job dir.
+    by the sweep summary's job discovery (survlab.report.sweep_jobs.collect_jobs); None when `run_dir` holds no job
+    dir.
     A job without DONE or without preprocessing.json is skipped with a warning naming it; one-line ValueError for
     fold jobs of several model × cohort groups or fewer than two usable folds."""
     from survlab.data.fitted import FILENAME
-    from survlab.report.sweep import collect_jobs
+    from survlab.report.sweep_jobs import collect_jobs
 
     jobs = collect_jobs(run_dir)
     if jobs.empty:
