@@ -82,6 +82,17 @@ def _group(file: str, check: str, problems: dict[str, str], what: str = "slide")
     )
 
 
+def missing_fix(missing: str, otherwise: str) -> str:
+    """What `data.missing` (keep / drop) does with patients lacking a modality, else `otherwise` (the fix to name)."""
+    return (
+        "kept, marked absent (data.missing=keep)"
+        if missing == "keep"
+        else "dropped (data.missing=drop)"
+        if missing == "drop"
+        else otherwise
+    )
+
+
 class AuditBase:
     """One audit's state (the data module, progress callback, split settings, the result the checks add to, the
     per-modality coverage and who has each modality); the checks of survlab.data.audit_* are its subclasses."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind
+from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind, missing_fix
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.modalities.genomics import (
@@ -63,12 +63,9 @@ class ModalityChecks(AuditBase):
         )
         self.have["genomics"] = {c for c in cohort.case_ids if c in have}
         if missing:
-            fix = (
-                "kept, marked absent (data.missing=keep)"
-                if dm.missing == "keep"
-                else "dropped (data.missing=drop)"
-                if dm.missing == "drop"
-                else "add their profiles, or set data.missing=drop (leave them out) or keep (test them without genomics)"
+            fix = missing_fix(
+                dm.missing,
+                "add their profiles, or set data.missing=drop (leave them out) or keep (test them without genomics)",
             )
             self.add(
                 Finding(

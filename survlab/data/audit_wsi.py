@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind
+from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind, missing_fix
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.modalities.stores import build_stores
@@ -58,13 +58,7 @@ class WsiChecks(AuditBase):
             )
             return
         if no_slides:
-            fix = (
-                "kept, marked absent (data.missing=keep)"
-                if dm.missing == "keep"
-                else "dropped (data.missing=drop)"
-                if dm.missing == "drop"
-                else "add their slides or set allow_missing=true"
-            )
+            fix = missing_fix(dm.missing, "add their slides or set allow_missing=true")
             self.add(
                 Finding(
                     str(dm.clinical_csv),

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers.km_data import km_data as _data
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test as ll_logrank
 from lifelines.statistics import multivariate_logrank_test
@@ -17,14 +18,6 @@ from survlab.metrics.km import (
     risk_cutoffs,
     risk_groups,
 )
-
-
-def _data(seed: int, n: int = 90) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    groups = rng.integers(0, 3, n)
-    time = rng.integers(1, 20, n).astype(float) + 3 * groups  # tied times, group effect
-    event = rng.random(n) < 0.65
-    return time, event, groups
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -7,19 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.km_data import km_data as _data
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
 from survlab.metrics.km import kaplan_meier, logrank_test, risk_cutoffs, risk_groups
 from survlab.report.km import km_figure, plot_km_by_risk
-
-
-def _data(seed: int, n: int = 90) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    groups = rng.integers(0, 3, n)
-    time = rng.integers(1, 20, n).astype(float) + 3 * groups  # tied times, group effect
-    event = rng.random(n) < 0.65
-    return time, event, groups
 
 
 def _is_png(path: Path) -> bool:
