@@ -7,7 +7,7 @@
 Per study `experiments/<study>/`: every sweep `summary.csv` under it (written by `survlab.cli.summarize` / a sweep: one row
 per model × cohort, mean ± sample std over folds, pooled C-index, oracle / Bayes reference); a study without one is
 tabulated from its jobs' `metrics.json` (one per completed fold; variant = the folder above `fold<k>`), mean ± sample
-std over folds. The headline metric is the first of `survlab.report.sweep.PREFERRED_METRICS` the study reports (test
+std over folds. The headline metric is the first of `survlab.report.sweep_table.PREFERRED_METRICS` the study reports (test
 C-index for survival, balanced accuracy for labels). Studies with neither (speed, generation) are named below the
 table with a pointer to their README. Rows are sorted by study, cohort, then mean (best first), then name: the table
 depends only on the files' content, never on listing order.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survlab.report.sweep import PREFERRED_METRICS
+from survlab.report.sweep_table import PREFERRED_METRICS
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

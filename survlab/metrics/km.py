@@ -1,22 +1,19 @@
-"""Kaplan–Meier curves, the k-group log-rank test, risk groups and the KM-by-risk-group plot (`km.png`).
+"""Kaplan–Meier curves, the k-group log-rank test, risk groups and the high-vs-low hazard ratio (numbers only; the
+KM-by-risk-group figure `km.png` that shows them is drawn by survlab.report.km).
 
-The plot is drawn by lifelines (`KaplanMeierFitter` per risk group with its 95% confidence band, the at-risk table
-from `lifelines.plotting.add_at_risk_counts`, the time unit on the x axis). Risk groups are cut at cutoffs fitted on
-the TRAINING patients' predicted risks (`risk_cutoffs`), so a test patient's group does not depend on the other
-test patients; without cutoffs, the given risks' own quantiles are used (the old behaviour, for ad-hoc plots).
+Risk groups are cut at cutoffs fitted on the TRAINING patients' predicted risks (`risk_cutoffs`), so a test
+patient's group does not depend on the other test patients; without cutoffs, the given risks' own quantiles are
+used (the old behaviour, for ad-hoc plots).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from scipy import stats
-
-from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +26,7 @@ __all__ = [
     "risk_cutoffs",
     "risk_groups",
     "hazard_ratio",
-    "km_figure",
-    "km_stats_text",
     "logrank_note",
-    "plot_km_by_risk",
     "step_at",
 ]
 
@@ -147,21 +141,6 @@ def logrank_note(groups: np.ndarray, event: ArrayLike, n_groups: int) -> str | N
     return None
 
 
-def km_stats_text(p: float, hr: dict[str, float] | None, note: str | None = None) -> str:
-    """The statistics on a KM figure: 'HR high vs low 2.31 (95% CI 1.20–4.45)' (when `hr` is given) and
-    'log-rank p = 0.012'; an undefined test shows `note` (why there is no p), never 'p=nan'."""
-    lines = []
-    if hr is not None:
-        h = hr.get("hr_high_vs_low", float("nan"))
-        lines.append(
-            f"HR high vs low {h:.3g} (95% CI {hr['hr_ci_low']:.3g}\u2013{hr['hr_ci_high']:.3g})"
-            if np.isfinite(h)
-            else "HR high vs low: undefined (a group empty or without events)"
-        )
-    lines.append(f"log-rank p = {p:.3g}" if np.isfinite(p) else (note or "log-rank: undefined"))
-    return "\n".join(lines)
-
-
 def hazard_ratio(
     risk: np.ndarray,
     time: np.ndarray,
@@ -197,120 +176,4 @@ def hazard_ratio(
         "hr_ci_low": float(np.exp(ci[0])),
         "hr_ci_high": float(np.exp(ci[1])),
         "hr_p": float(fit.summary.loc["high", "p"]),
-    }
-
-
-def km_figure(
-    time: ArrayLike,
-    event: ArrayLike,
-    groups: np.ndarray,
-    names: list[str],
-    time_unit: str = "months",
-    title: str = "",
-    stats_text: str = "",
-) -> tuple[Any, dict[str, Any]]:
-    """A KM figure, one lifelines `KaplanMeierFitter` per non-empty group (step curve + 95% CI band + censor ticks),
-    with the at-risk table (at risk / censored / events) under the axis, the legend and `stats_text` (HR, log-rank
-    p; a text artist with gid 'km_stats') to the right of the axes so neither covers a curve
-    -> (figure, {group name: fitted KaplanMeierFitter})."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
-
-    t, e = as_numpy(time), as_numpy(event).astype(bool)
-    fig, ax = plt.subplots(figsize=(7.5, 6.4))
-    fitters: dict[str, Any] = {}
-    for k, name in enumerate(names):
-        mask = groups == k
-        if not mask.any():
-            continue
-        kmf = KaplanMeierFitter(label=f"{name} risk (n={int(mask.sum())})").fit(t[mask], e[mask])
-        kmf.plot_survival_function(
-            ax=ax, ci_show=True, ci_alpha=0.2, show_censors=True, censor_styles={"ms": 6, "marker": "|"}
-        )
-        fitters[name] = kmf
-    ax.set(xlabel=f"time ({time_unit})", ylabel="survival probability", ylim=(0, 1.05))
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title(title, fontsize=9)
-    if fitters:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=9, title="risk group")
-    if stats_text:
-        ax.text(
-            1.04, 0.62, stats_text, transform=ax.transAxes, ha="left", va="top", fontsize=9, gid="km_stats"
-        )
-    if fitters:
-        add_at_risk_counts(*fitters.values(), ax=ax, labels=list(fitters))
-    fig.tight_layout()
-    return fig, fitters
-
-
-def plot_km_by_risk(
-    risk: ArrayLike,
-    time: ArrayLike,
-    event: ArrayLike,
-    path: str | Path,
-    method: Literal["median", "tertiles"] = "median",
-    title: str = "",
-    cutoffs: ArrayLike | None = None,
-    time_unit: str = "months",
-    vector: tuple[str, ...] = ("pdf",),
-    dpi: int = 300,
-) -> dict:
-    """Plot KM curves per risk group (`km_figure`) to a PNG at `path` (`dpi`, print resolution) and, for each format
-    in `vector`, the same figure beside it (km.pdf / km.svg); return {"logrank_p", "chi2", "logrank_note",
-    "hr_high_vs_low", "hr_ci_low", "hr_ci_high", "hr_p", "n_per_group", "cutoffs", "curves"} (curves: group name ->
-    (times, S(t)) from lifelines' `survival_function_`).
-
-    Groups come from `risk_groups(risk, method, cutoffs)` (pass the training patients' `risk_cutoffs`). The figure
-    shows the log-rank p and the high-vs-low hazard ratio with its 95% CI (lifelines Cox, `hazard_ratio`); when the
-    test is undefined the p is NaN and the figure says why (`logrank_note`).
-    """
-    import matplotlib.pyplot as plt
-
-    t, e = as_numpy(time), as_numpy(event).astype(bool)
-    r = as_numpy(risk)
-    cuts = risk_cutoffs(r, method) if cutoffs is None else np.sort(as_numpy(cutoffs).reshape(-1))
-    groups = risk_groups(r, method, cuts)
-    names = ["low", "high"] if method == "median" else ["low", "medium", "high"]
-    note = logrank_note(groups, e, len(names))
-    chi2, p = (float("nan"), float("nan")) if note else logrank_test(t, e, groups)
-    if note:
-        log.warning("KM %s: %s; no log-rank p", title or path, note)
-    hr = hazard_ratio(r, t, e, method, cuts)
-    source = "test-set" if cutoffs is None else "training"
-    fig, fitters = km_figure(
-        t,
-        e,
-        groups,
-        names,
-        time_unit,
-        f"{title}\n(groups cut at the {source} {method})".strip(),
-        stats_text=km_stats_text(p, hr, note),
-    )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-    for fmt in vector:
-        with atomic_path(Path(path).with_suffix(f".{fmt}")) as tmp:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight")
-    plt.close(fig)
-    counts = [int((groups == k).sum()) for k in range(len(names))]
-    curves = {
-        name: (
-            kmf.survival_function_.index.to_numpy(float),
-            kmf.survival_function_.iloc[:, 0].to_numpy(float),
-        )
-        for name, kmf in fitters.items()
-    }
-    return {
-        "logrank_p": p,
-        "chi2": chi2,
-        "logrank_note": note,
-        **hr,
-        "n_per_group": counts,
-        "cutoffs": [float(c) for c in cuts],
-        "curves": curves,
     }

@@ -1,5 +1,5 @@
 """Fold ensembles on an external cohort (`survlab eval run=<sweep dir> data=<cohort>`): the k fold models of one
-model × cohort each score the cohort with their own preprocessing (survlab.runner.evaluate.score_external); here
+model × cohort each score the cohort with their own preprocessing (survlab.runner.eval_external.score_external); here
 their per-patient outputs are averaged.
 
 - Survival: the ensemble risk is the MEAN of the folds' risks, as-is (not rank-averaged). The folds share the

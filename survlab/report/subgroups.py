@@ -31,9 +31,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from survlab.metrics.km import hazard_ratio, plot_km_by_risk  # hazard_ratio: re-exported
+from survlab.metrics.km import hazard_ratio  # re-exported
 from survlab.metrics.survival import time_dependent_auc, train_followup
 from survlab.report.groups import MIN_SITE_EVENTS, site_report  # re-exported: one group metric, groups.py
+from survlab.report.km import plot_km_by_risk
 from survlab.tasks.objectives import SurvivalObjective
 from survlab.utils.files import atomic_path
 

@@ -114,7 +114,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         metrics.update(run_conformal(cfg, task, datamodule, out_dir, trainer))
         metrics["selection_warning"] = warn_below_chance(cfg, task, metrics.get("val/best"))
         if cfg.get("external_data"):  # the selected model on another cohort, written to <run dir>/external/
-            from survlab.runner.evaluate import run_external
+            from survlab.runner.eval_external import run_external
 
             metrics["external_cohort"] = str(cfg.external_data)
             metrics.update(run_external(cfg, task, datamodule, out_dir, ckpt, metrics))

@@ -362,6 +362,36 @@ def test_survlab_check_counts_the_availability_patterns(missing_cohort: Path, tm
     assert all(n.check != "patients without an expression row" for n in result.findings)  # keep: a note
 
 
+@pytest.mark.parametrize(
+    ("missing", "genomics_fix", "slides_fix"),
+    [
+        ("keep", "kept, marked absent (data.missing=keep)", "kept, marked absent (data.missing=keep)"),
+        ("drop", "dropped (data.missing=drop)", "dropped (data.missing=drop)"),
+        (
+            "error",
+            "add their profiles, or set data.missing=drop (leave them out) or keep (test them without genomics)",
+            "add their slides or set allow_missing=true",
+        ),
+    ],
+    ids=["keep", "drop", "error"],
+)
+def test_survlab_check_says_what_data_missing_does_with_patients_lacking_a_modality(
+    missing_cohort: Path, tmp_path: Path, missing: str, genomics_fix: str, slides_fix: str
+) -> None:
+    """The genomics and the WSI check word data.missing alike (keep / drop: a note; error: a finding naming the fix)."""
+    from survlab.data.audit import audit_cohort
+
+    truth = _truth(missing_cohort)
+    dm = CohortDataModule(**datamodule_kwargs(missing_cohort, tmp_path / "splits", missing=missing))
+    result = audit_cohort(dm)
+    where = result.findings if missing == "error" else result.notes
+    by_check = {f.check: f for f in where}
+    expression, slides = by_check["patients without an expression row"], by_check["patients without slides"]
+    assert expression.message.endswith(f"; {genomics_fix}")
+    assert slides.message.endswith(f"; {slides_fix}")
+    assert set(expression.cases) == set(truth["genomics"]) and set(slides.cases) == set(truth["wsi"])
+
+
 def test_an_unreadable_table_the_network_does_not_read_is_left_out_of_the_availability(
     missing_cohort: Path, tmp_path: Path
 ) -> None:

@@ -93,6 +93,6 @@ def test_fold_ensemble_of_a_sweep_on_another_cohort(tmp_path: Path, monkeypatch:
     assert [r["fold"] for r in protocol["fold_runs"]] == [0, 1] and "as-is" in protocol["averaging"]
 
     # the sweep summary does not take the ensemble's outputs for a job
-    from survlab.report.sweep import collect_jobs
+    from survlab.report.sweep_jobs import collect_jobs
 
     assert sorted(collect_jobs(sweep)["dir"]) == [str(d) for d in folds]

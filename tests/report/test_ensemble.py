@@ -1,4 +1,4 @@
-"""Fold ensembles (survlab.report.ensemble, survlab.runner.evaluate.fold_runs): per-patient means of the folds'
+"""Fold ensembles (survlab.report.ensemble, survlab.runner.eval_ensemble.fold_runs): per-patient means of the folds'
 risks / probabilities aligned by case id, scored by the folds' own objectives and equal to lifelines' / scikit-learn's
 metrics on the averaged values; the sweep's fold jobs found (and unusable ones skipped) by the summary's discovery."""
 
@@ -15,7 +15,7 @@ from lifelines.utils import concordance_index
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from survlab.report.ensemble import average_predictions, average_rows, fold_summary
-from survlab.runner.evaluate import fold_runs
+from survlab.runner.eval_ensemble import fold_runs
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 
 
@@ -161,7 +161,7 @@ def test_fold_runs_skips_unusable_jobs_and_asks_to_narrow_mixed_sweeps(
     (sweep / "abmil" / "synthetic" / "external" / "b" / "ensemble" / "metrics.json").write_text("{}")
     with caplog.at_level(logging.WARNING, logger="survlab.runner.evaluate"):
         assert fold_runs(sweep) == [a0, a1]
-    text = caplog.text
+    text = "\n".join(r.getMessage() for r in caplog.records)  # the messages, not the file names of the log lines
     assert "fold2 skipped: incomplete (no DONE marker)" in text
     assert "fold3 skipped: no preprocessing.json" in text
     assert "ensemble" not in text

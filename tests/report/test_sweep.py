@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from survlab.report.sweep import collect_jobs, paired_comparison, summarize_sweep
+from survlab.report.sweep import summarize_sweep
+from survlab.report.sweep_jobs import collect_jobs
+from survlab.report.sweep_stats import paired_comparison
 from survlab.utils.jobs import (
     job_is_complete,
     job_status,
