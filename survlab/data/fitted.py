@@ -228,8 +228,8 @@ class FoldPreprocessing:
             )
         if imaging is not None:  # impute + z-score every CT/PET table with the training patients' statistics
             # each table on the training patients that have a row (data.missing=keep keeps some without PET)
-            have = {n: [c for c in train_ids if c in t.index] for n, t in imaging.tables.items()}
-            for n, ids in have.items():
+            with_row = {n: [c for c in train_ids if c in t.index] for n, t in imaging.tables.items()}
+            for n, ids in with_row.items():
                 if len(ids) < len(train_ids):
                     out.absent_in_training[n] = len(train_ids) - len(ids)
                 if not ids:
@@ -240,7 +240,7 @@ class FoldPreprocessing:
             out.imaging = ImagingScalers(
                 dict(imaging.dims),
                 {
-                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[have[n]].reset_index())
+                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[with_row[n]].reset_index())
                     for n, t in imaging.tables.items()
                 },
             )

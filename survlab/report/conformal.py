@@ -269,7 +269,7 @@ def write_conformal(
     indexed by the scored rows' index (one row per patient). Returns flat metrics
     `conformal/<objective>/alpha=<a>/<method>/{coverage,mean_set_size}` (NaN when not computable)."""
     cal_ids = list(case_ids if calibration_case_ids is None else calibration_case_ids)
-    methods: list[Literal["marginal", "mondrian"]] = ["marginal", *(["mondrian"] if mondrian else [])]
+    methods: list[Literal["marginal", "mondrian"]] = ["marginal", "mondrian"] if mondrian else ["marginal"]
     results: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     set_frames, cal_frames, tables = [], [], []

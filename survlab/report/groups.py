@@ -55,7 +55,7 @@ def _subset(rows: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarr
 def group_report(
     objectives: Mapping[str, Any],
     rows: Mapping[str, dict[str, np.ndarray]],
-    case_ids: Sequence[str],
+    case_ids: Sequence[str] | np.ndarray,
     group_of: Mapping[str, str],
     min_events: int = MIN_SITE_EVENTS,
 ) -> dict[str, dict[str, Any]]:
@@ -68,13 +68,13 @@ def group_report(
     objective's AUROC, None unless two classes have >= `min_events` patients each."""
     if not group_of:
         return {}
-    case_ids = np.asarray(case_ids, dtype=object).astype(str)
+    ids = np.asarray(case_ids, dtype=object).astype(str)
     out: dict[str, dict[str, Any]] = {}
     for name, objective in objectives.items():
         part = rows.get(name, {})
         if not len(part.get("index", ())) or getattr(objective, "level", "patient") != "patient":
             continue
-        groups = np.asarray([group_of.get(c, "?") for c in case_ids[part["index"].astype(int)]], dtype=object)
+        groups = np.asarray([group_of.get(str(c), "?") for c in ids[part["index"].astype(int)]], dtype=object)
         for group in sorted(set(groups.tolist())):
             keep = groups == group
             rec = out.setdefault(group, {"n": int(keep.sum()), "status": "ok"})

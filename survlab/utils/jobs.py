@@ -291,9 +291,9 @@ DEFAULT_TASK_TARGET = "survlab.tasks.survival.SurvivalTask"
 
 def _without_default_missing(tree: Any) -> None:
     """Drop `missing: error` from every data config in `tree` (in place): a node with `allow_missing` beside it, the
-    job's `data` as well as one nested in it (e.g. a segmentation cohort's `outcome_splits`). missing=error is what
-    every job did before data.missing existed, so those jobs keep their identity. Likewise `modality_dropout: 0` of a
-network (a `_target_` node)."""
+        job's `data` as well as one nested in it (e.g. a segmentation cohort's `outcome_splits`). missing=error is what
+        every job did before data.missing existed, so those jobs keep their identity. Likewise `modality_dropout: 0` of a
+    network (a `_target_` node)."""
     if isinstance(tree, list):
         for v in tree:
             _without_default_missing(v)
@@ -301,7 +301,9 @@ network (a `_target_` node)."""
         if "allow_missing" in tree and tree.get("missing", None) == "error":
             del tree["missing"]
         if "_target_" in tree and tree.get("modality_dropout", None) in (0, 0.0, "0", "0.0"):
-            del tree["modality_dropout"]  # a network's modality dropout off (the default): identity as before it
+            del tree[
+                "modality_dropout"
+            ]  # a network's modality dropout off (the default): identity as before it
         for v in tree.values():
             _without_default_missing(v)
 

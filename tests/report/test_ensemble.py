@@ -161,7 +161,9 @@ def test_fold_runs_skips_unusable_jobs_and_asks_to_narrow_mixed_sweeps(
     (sweep / "abmil" / "synthetic" / "external" / "b" / "ensemble" / "metrics.json").write_text("{}")
     with caplog.at_level(logging.WARNING, logger="survlab.runner.evaluate"):
         assert fold_runs(sweep) == [a0, a1]
-    text = "\n".join(r.getMessage() for r in caplog.records)  # the messages, not the file names of the log lines
+    text = "\n".join(
+        r.getMessage() for r in caplog.records
+    )  # the messages, not the file names of the log lines
     assert "fold2 skipped: incomplete (no DONE marker)" in text
     assert "fold3 skipped: no preprocessing.json" in text
     assert "ensemble" not in text

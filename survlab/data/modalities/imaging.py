@@ -428,7 +428,9 @@ class ImagingStore:
         self.values: dict[str, dict[str, np.ndarray]] = {}
         self._ram: dict[str, dict[str, np.ndarray]] = {}
         self._files: dict[str, Path] = {}
-        self.absent_pet: set[str] = set()  # data.missing=keep: patients kept without a PET row (zeros, marked)
+        self.absent_pet: set[str] = (
+            set()
+        )  # data.missing=keep: patients kept without a PET row (zeros, marked)
 
     def _under(self, p: str) -> Path:
         p = Path(os.path.expanduser(str(p)))

@@ -41,9 +41,9 @@ def random_batch(
     """
     if not bag_sizes or min(bag_sizes) < 1:
         raise ValueError(f"bag_sizes {list(bag_sizes)} must list at least one patient, each with >= 1 patch")
-    absent = {m: {int(i) for i in rows} for m, rows in (absent or {}).items()}
+    marked: dict[str, set[int]] = {m: {int(i) for i in rows} for m, rows in (absent or {}).items()}
     drawn = {"wsi": dims.wsi_dim is not None, "genomics": bool(dims.genomic_sizes)}
-    for m, rows in absent.items():
+    for m, rows in marked.items():
         if not drawn.get(m):
             raise ValueError(
                 f"random_batch absent={{{m!r}: ...}}: only wsi / genomics of the dims can be absent "
@@ -74,17 +74,17 @@ def random_batch(
                 clinical=draw(dims.clinical_dim) if dims.clinical_dim else None,
                 labels={name: i % k for name, k in dims.n_classes.items()},
                 n_slides=1 if dims.wsi_dim is not None else 0,
-                present={m: i not in rows for m, rows in absent.items()},
+                present={m: i not in rows for m, rows in marked.items()},
             )
         )
         item = items[-1]
-        if i in absent.get("wsi", ()):
+        if i in marked.get("wsi", set()):
             assert item.wsi is not None
             item.wsi, item.slide_index = (
                 item.wsi.new_zeros(1, item.wsi.shape[1]),
                 torch.zeros(1, dtype=torch.long),
             )
-        if i in absent.get("genomics", ()):
+        if i in marked.get("genomics", set()):
             assert item.genomics is not None
             item.genomics = [torch.zeros_like(g) for g in item.genomics]
     return collate(items)
