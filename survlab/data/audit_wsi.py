@@ -58,7 +58,10 @@ class WsiChecks(AuditBase):
             )
             return
         if no_slides:
-            fix = missing_fix(dm.missing, "add their slides or set allow_missing=true")
+            fix = missing_fix(
+                dm.missing,
+                "add their slides, or set data.missing=drop (leave them out) or keep (test them without slides)",
+            )
             self.add(
                 Finding(
                     str(dm.clinical_csv),
@@ -91,7 +94,7 @@ class WsiChecks(AuditBase):
         left = sorted({c for c, s in slides} - {c for c, s in slides if s not in absent})
         # multi-scale: a slide missing a scale is dropped, so a patient may lose all of them
         if len(stores) > 1 and left:
-            fix = "dropped (allow_missing=true)" if dm.allow_missing else f"{_FIX}, or set allow_missing=true"
+            fix = "dropped (data.missing=drop)" if dm.allow_missing else f"{_FIX}, or set data.missing=drop"
             self.add(
                 Finding(
                     str(dm.clinical_csv),
@@ -159,11 +162,11 @@ class WsiChecks(AuditBase):
             dirs = ", ".join(str(d) for d in store.search_dirs)
             drop = self.dm.allow_missing or (store.scale is not None)
             fix = (
-                "dropped (allow_missing=true)"
+                "dropped (data.missing=drop)"
                 if self.dm.allow_missing
                 else "these slides are dropped (a slide needs a bag at every scale)"
                 if drop
-                else f"{_FIX}, or set allow_missing=true to drop them"
+                else f"{_FIX}, or set data.missing=drop to drop them"
             )
             self.add(
                 Finding(

@@ -235,7 +235,7 @@ def test_missing_feature_file_names_dirs_and_fix(tmp_path: Path) -> None:
     ) as err:
         check_availability(cohort, [store])
     _one_line(err)
-    with pytest.raises(ValueError, match=r"2 patient\(s\) have no slide .*\(B, C; .*set allow_missing=true"):
+    with pytest.raises(ValueError, match=r"2 patient\(s\) have no slide .*\(B, C; .*set data.missing=drop"):
         check_availability(cohort, [store], partial_ok=True)
     kept, report = check_availability(cohort, [store], allow_missing=True)
     assert kept.case_ids == ["A"] and report.dropped_patients == ["B", "C"]
@@ -256,7 +256,7 @@ def test_expression_missing_patients_and_duplicates(tmp_path: Path) -> None:
     df.to_csv(tmp_path / "e.csv", index=False)
     expr = read_expression(tmp_path / "e.csv")
     with pytest.raises(
-        ValueError, match=r"e.csv: expression table lacks 2 cohort patient\(s\) \(c, d\); .*allow_missing"
+        ValueError, match=r"e.csv: expression table lacks 2 cohort patient\(s\) \(c, d\); .*data.missing=drop"
     ):
         check_coverage(expr, ["a", "c", "d"], tmp_path / "e.csv")
     assert check_coverage(expr, ["a", "c"], tmp_path / "e.csv", allow_missing=True) == ["c"]

@@ -370,7 +370,7 @@ def test_survlab_check_counts_the_availability_patterns(missing_cohort: Path, tm
         (
             "error",
             "add their profiles, or set data.missing=drop (leave them out) or keep (test them without genomics)",
-            "add their slides or set allow_missing=true",
+            "add their slides, or set data.missing=drop (leave them out) or keep (test them without slides)",
         ),
     ],
     ids=["keep", "drop", "error"],

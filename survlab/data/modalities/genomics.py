@@ -369,7 +369,7 @@ def check_coverage(
     if missing and not (allow_missing or keep):
         raise ValueError(
             f"{path}: expression table lacks {len(missing)} cohort patient(s) ({_first_ids(missing)}); add their "
-            f"profiles, set allow_missing=true (data.missing=drop) to drop them, or data.missing=keep to keep them"
+            f"profiles, or set data.missing=drop to drop them or data.missing=keep to keep them"
         )
     if missing and keep:
         log.warning(

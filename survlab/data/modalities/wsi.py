@@ -587,7 +587,7 @@ def check_availability(
             raise ValueError(
                 f"{cohort.path}: {len(empty)} patient(s) have no slide with features at all scales "
                 f"({_first_ids(empty)}; e.g. {first}: slides {cohort.rows([first])['slide_ids'].iloc[0]}); "
-                f"{_FIX}, set allow_missing=true to drop them, or data.missing=keep to keep them"
+                f"{_FIX}, or set data.missing=drop to drop them or data.missing=keep to keep them"
             )
         report.dropped_patients = empty
     if report.dropped_slides or report.dropped_patients:
