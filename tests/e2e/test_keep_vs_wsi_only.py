@@ -13,28 +13,16 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
+from tests.helpers.cli import LEARNING_TRAIN, LEARNING_WIDTHS
 from tests.helpers.runs import run_job
 
 COHORT = [
     "data=synthetic_missing",
     "data.synthetic.n_patients=400",
-    "data.synthetic.feature_dim=8",
-    "data.wsi.feature_dim=8",
-    "data.synthetic.n_genes=60",
-    "data.synthetic.n_pathways=8",
-    "data.synthetic.patches_per_slide=[8,24]",
+    *LEARNING_WIDTHS,
     "+data.synthetic.weights=[1.5,1.5,0.0]",
-    "data.splits.folds=2",
-    "data.batch_size=16",
-    "data.max_patches=64",
 ]
-TRAIN = [
-    "debug=tiny",
-    "selection=last",
-    "trainer.max_epochs=30",
-    "model.task.lr=1e-3",
-    "export_attention=false",
-]
+TRAIN = LEARNING_TRAIN
 
 
 def cindex(frame: pd.DataFrame) -> float:

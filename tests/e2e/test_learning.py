@@ -8,26 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import LEARNING_TRAIN, LEARNING_WIDTHS
 from tests.helpers.runs import run_job
 
-COHORT = [
-    "data.synthetic.n_patients=160",
-    "data.synthetic.feature_dim=8",
-    "data.wsi.feature_dim=8",
-    "data.synthetic.n_genes=60",
-    "data.synthetic.n_pathways=8",
-    "data.synthetic.patches_per_slide=[8,24]",
-    "data.splits.folds=2",
-    "data.batch_size=16",
-    "data.max_patches=64",
-]
-TRAIN = [
-    "debug=tiny",
-    "selection=last",
-    "trainer.max_epochs=30",
-    "model.task.lr=1e-3",
-    "export_attention=false",
-]
+COHORT = ["data.synthetic.n_patients=160", *LEARNING_WIDTHS]
+TRAIN = LEARNING_TRAIN
 
 
 def fit(tmp: Path, model: str, weights: tuple[float, float, float]) -> dict:

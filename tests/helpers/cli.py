@@ -20,6 +20,25 @@ TINY = [
     "data.max_patches=64",
 ]
 
+#: the learning tests' cohort widths (2 outer folds: 80+ test patients, C-index noise ~±0.04) and training settings
+LEARNING_WIDTHS = [
+    "data.synthetic.feature_dim=8",
+    "data.wsi.feature_dim=8",
+    "data.synthetic.n_genes=60",
+    "data.synthetic.n_pathways=8",
+    "data.synthetic.patches_per_slide=[8,24]",
+    "data.splits.folds=2",
+    "data.batch_size=16",
+    "data.max_patches=64",
+]
+LEARNING_TRAIN = [
+    "debug=tiny",
+    "selection=last",
+    "trainer.max_epochs=30",
+    "model.task.lr=1e-3",
+    "export_attention=false",
+]
+
 
 def tiny_overrides(tmp: Path, data_dir: Path) -> list[str]:
     """A 40-patient synthetic cohort, 1 epoch, CSV logger only, no attention export."""

@@ -73,6 +73,19 @@ def _cohort(n: int, gen: torch.Generator, edges=None):
     return pitems, edges, risk
 
 
+def train_nll(net: nn.Module, items: list, steps: int, lr: float, batch_size: int) -> None:
+    """`steps` Adam steps of the discrete-time NLL on random batches of `items` (torch's global RNG), then eval mode."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        batch = collate([items[j] for j in torch.randperm(len(items))[:batch_size]])
+        net.train()
+        loss = nll_discrete_survival(net(batch).hazard_logits, batch.time_bin, batch.event)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+
+
 def fit_and_cindex(build: Callable[[ModalityDims], nn.Module], seed: int, **kw) -> float:
     """Train `build(DIMS)` on a planted-signal cohort with a plain torch loop; Harrell C on held-out patients."""
     threads = torch.get_num_threads()
@@ -92,16 +105,7 @@ def _fit_and_cindex(
     test, _, _ = _cohort(n_test, gen, edges)
     torch.manual_seed(seed)
     net = build(DIMS)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        perm = torch.randperm(n_train)[:16]
-        batch = collate([train[j] for j in perm])
-        net.train()
-        loss = nll_discrete_survival(net(batch).hazard_logits, batch.time_bin, batch.event)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
+    train_nll(net, train, steps, lr, batch_size=16)
     with torch.no_grad():
         batch = collate(test)
         risk = risk_score(net(batch))

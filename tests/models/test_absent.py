@@ -27,8 +27,7 @@ from survlab.models.late_fusion import LateFusion
 from survlab.models.mcat import MCAT
 from survlab.models.mcat_gr import MCATGR
 from survlab.models.mmdls import MMDLS
-from survlab.tasks.losses import nll_discrete_survival
-from tests.helpers.wsi_genomics import DIMS, _cohort
+from tests.helpers.wsi_genomics import DIMS, _cohort, train_nll
 
 WG = ModalityDims(wsi_dim=6, genomic_sizes=(3, 4, 5), n_bins=4)
 TABLE = ModalityDims(genomic_sizes=(4, 3), clinical_dim=3, n_bins=4)
@@ -272,15 +271,7 @@ def test_late_fusion_learns_genomics_and_still_ranks_genomics_absent_patients_by
         gen_absent = torch.tensor([i % 5 < 2 for i in range(len(test))])
         torch.manual_seed(0)
         net = LateFusion(DIMS, wsi_hidden=16, genomic_hidden=(16,), fusion_dim=16, dropout=0.1)
-        opt = torch.optim.Adam(net.parameters(), lr=5e-3)
-        for _ in range(100):
-            batch = collate([train[j] for j in torch.randperm(len(train))[:24]])
-            net.train()
-            loss = nll_discrete_survival(net(batch).hazard_logits, batch.time_bin, batch.event)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
+        train_nll(net, train, steps=100, lr=5e-3, batch_size=24)
         with torch.no_grad():
             batch = collate(test)
             pred = risk_score(net(batch))
