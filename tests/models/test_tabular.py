@@ -61,8 +61,9 @@ def test_coxmlp_learns_the_planted_signal_from_genes_and_clinical(tmp_path: Path
     assert metrics["test/cindex"] > oracle - 0.12, (metrics["test/cindex"], oracle)
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["cohort"]["modalities"] == ["genomics", "clinical"]  # both tables, no slides
-    # genes + age + 3 one-hot stages -> 64 (the default width) -> 1
-    assert protocol["model"]["n_parameters"] == (30 + 4) * 64 + 64 + 65
+    # genes + age + 3 one-hot stages -> 64 (the default width) -> 1, plus the learned stand-in of the 30 genes for
+    # a patient without genomics (data.missing=keep; AbsentModalities)
+    assert protocol["model"]["n_parameters"] == (30 + 4) * 64 + 64 + 65 + 30
     assert metrics["selection_warning"] is None
 
 
