@@ -7,7 +7,8 @@ Sources (`source`):
   folders (masks: any non-zero pixel is foreground).
 
 Slices are resized to ``image_size`` (MONAI Resize: area for the image, nearest for masks); ``slices: lung`` keeps
-the slices holding lung (``all``: every slice). All slices of a patient stay in one part. Two ways to split patients:
+the slices holding lung (``all``: every slice; what a segmentor for survlab cut needs, since the cut segments
+whole volumes: survlab.runner.imaging_cut refuses one trained with ``lung``). All slices of a patient stay in one part. Two ways to split patients:
 
 - ``outcome_splits`` (the cohort's outcome data config, e.g. ``data=synthetic_petct`` under ``data.outcome_splits``):
   fold k's train / val / test patients are EXACTLY those of the outcome cohort's persisted split files (the files

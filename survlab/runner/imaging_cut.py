@@ -43,7 +43,8 @@ TABLES = ("clinical.csv", "radiomics.csv", "pet.csv")
 
 def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
     """The selected checkpoint of an mmdls_seg run (weights_only) and the run's protocol.json (its resolved config
-    under "config")."""
+    under "config"). Refused for a segmentor trained on lung slices only (``data.slices=lung``): the cut segments
+    whole volumes."""
     protocol_path = run_dir / "protocol.json"
     if not protocol_path.is_file():
         raise ValueError(
@@ -54,6 +55,13 @@ def load_segmentor(run_dir: Path) -> tuple[LungLesionSegmentor, dict[str, Any]]:
     if cfg["model"]["net"]["_target_"] != "survlab.models.mmdls_seg.LungLesionSegmentor":
         raise ValueError(
             f"run={run_dir} trained {cfg['model']['name']}, not the segmentor; pass a model=mmdls_seg run"
+        )
+    if cfg.get("data", {}).get("slices", "all") != "all":
+        raise ValueError(
+            f"run={run_dir} trained the segmentor on the slices holding lung only (data.slices="
+            f"{cfg['data']['slices']}), but survlab cut segments every axial slice of each volume, and on slices "
+            f"it never saw it paints lung and lesion (the largest lesion component is then often a false one); "
+            f"retrain it with data.slices=all (the default of synthetic_petct_seg)"
         )
     net_cfg = {k: v for k, v in cfg["model"]["net"].items() if k not in ("_target_", "pretrained")}
     net = LungLesionSegmentor(None, **net_cfg)

@@ -240,3 +240,27 @@ def test_the_segmentor_of_fold_k_never_trains_on_mmdls_fold_k_test_patients(tmp_
     held = {p: {seg.all_case_ids[it[0]] for it in seg.datasets[p].slices} for p in ("train", "test")}
     assert held["test"] == mm_parts["test"] and held["train"] == mm_parts["train"]
     assert seg.describe()["split_source"]["split_hash"] == source["split_hash"]
+
+
+def test_cut_refuses_a_segmentor_trained_on_lung_slices_only(tmp_path: Path) -> None:
+    """survlab cut segments every axial slice of a volume; a segmentor that never saw a slice without lung paints
+    lung and lesion there (48x48 synthetic cohort, fold 0: 12 of 48 test patients' stacks cut around a false lesion,
+    experiments/mmdls_synthetic/README.md), so such a run is refused before any checkpoint is read."""
+    from survlab.runner.imaging_cut import load_segmentor
+
+    config = {
+        "model": {"name": "mmdls_seg", "net": {"_target_": "survlab.models.mmdls_seg.LungLesionSegmentor"}},
+        "data": {"slices": "lung", "image_size": 48},
+    }
+    protocol = {"config": config, "fold": 0, "selected_checkpoint": str(tmp_path / "absent.ckpt")}
+    (tmp_path / "protocol.json").write_text(json.dumps(protocol))
+    with pytest.raises(
+        ValueError,
+        match=r"run=.* on the slices holding lung only \(data.slices=lung\).*"
+        r"retrain it with data.slices=all",
+    ):
+        load_segmentor(tmp_path)
+    config["data"]["slices"] = "all"  # accepted: gets as far as the (absent) checkpoint
+    (tmp_path / "protocol.json").write_text(json.dumps(protocol))
+    with pytest.raises(FileNotFoundError):
+        load_segmentor(tmp_path)
