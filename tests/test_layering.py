@@ -126,6 +126,14 @@ def test_utils_imports_only_utils_and_the_package_root_imports_nothing() -> None
     assert not wrong, "survlab/utils holds leaves only:\n" + "\n".join(wrong)
 
 
+def test_metrics_compute_and_report_draws() -> None:
+    """No module of survlab/metrics draws (matplotlib): figures belong in survlab/report (km.py, figures.py)."""
+    drawing = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "metrics").rglob("*.py") if "matplotlib" in p.read_text()
+    )
+    assert not drawing, f"plotting in the metrics layer: {drawing}; move it to survlab/report"
+
+
 def test_the_package_top_level_holds_no_loose_modules() -> None:
     loose = sorted(p.name for p in ROOT.glob("*.py") if p.name not in TOP_LEVEL_MODULES)
     assert not loose, f"loose modules at survlab/: {loose}; each belongs in its layer's folder"

@@ -38,8 +38,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -191,41 +189,6 @@ def subgroup_table(sets: np.ndarray, labels: np.ndarray, groups: pd.DataFrame | 
     return pd.DataFrame(rows)
 
 
-def plot_coverage(table: pd.DataFrame, alpha: float, path: str | Path, title: str = "") -> None:
-    """Coverage per subgroup (bars, one panel per setting in `table['setting']`) with the 1 − α target line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    settings: Sequence[str] = list(dict.fromkeys(table["setting"]))
-    fig, axes = plt.subplots(
-        len(settings),
-        1,
-        figsize=(max(6, 0.45 * table.groupby("setting").size().max()), 2.6 * len(settings)),
-        squeeze=False,
-    )
-    for ax, setting in zip(axes[:, 0], settings, strict=True):
-        part = table[table["setting"] == setting]
-        labels = [
-            f"{s}={v}" if s != "all" else "all" for s, v in zip(part["subgroup"], part["value"], strict=True)
-        ]
-        ax.bar(range(len(part)), part["coverage"], color="tab:blue")
-        ax.axhline(1 - alpha, color="tab:red", ls="--", lw=1, label=f"1 − α = {1 - alpha:g}")
-        for i, size in enumerate(part["mean_set_size"]):
-            ax.text(i, 0.02, f"{size:.1f}", ha="center", va="bottom", fontsize=7, color="white")
-        ax.set_xticks(range(len(part)), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("coverage")
-        ax.set_title(setting, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 __all__ = [
     "EPSILON",
     "CalibrationSizeError",
@@ -237,7 +200,6 @@ __all__ = [
     "min_calibration_size",
     "mondrian_calibrate_and_predict",
     "mondrian_quantiles",
-    "plot_coverage",
     "prediction_sets",
     "subgroup_table",
 ]

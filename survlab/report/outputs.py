@@ -17,12 +17,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import survlab
-from survlab.metrics.classification import confusion_matrix, plot_confusion, plot_roc_pr
+from survlab.metrics.classification import confusion_matrix
 from survlab.metrics.pn_stage import pn_rule_metrics, pn_rule_table
 from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import survival_from_hazard_logits
 from survlab.report.attention import write_attention
 from survlab.report.attention_h5 import write_attention_h5
+from survlab.report.figures import plot_confusion, plot_roc_pr
 from survlab.report.groups import availability_card, availability_report
 from survlab.report.km import plot_km_by_risk, training_cutoffs
 from survlab.report.rows import PatientRows

@@ -91,7 +91,7 @@ def test_confusion_figure_shows_sklearns_counts_and_row_shares(tmp_path, monkeyp
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from survlab.metrics.classification import plot_confusion
+    from survlab.report.figures import plot_confusion
 
     texts: list[str] = []
     save = Figure.savefig
@@ -113,7 +113,7 @@ def test_confusion_figure_shows_sklearns_counts_and_row_shares(tmp_path, monkeyp
 
 
 def test_roc_pr_figure_per_class_equals_sklearn(tmp_path) -> None:
-    from survlab.metrics.classification import plot_roc_pr
+    from survlab.report.figures import plot_roc_pr
 
     probs, labels = _planted(1)
     out = plot_roc_pr(probs, labels, ["a", "b", "c"], tmp_path / "roc_pr.png")

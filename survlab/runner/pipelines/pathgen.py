@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from survlab.data.modalities.genomics import GeneScaler
 from survlab.metrics.classification import classification_metrics
-from survlab.metrics.conformal import calibrate_and_predict, plot_coverage
+from survlab.metrics.conformal import calibrate_and_predict
 from survlab.metrics.generation import generation_metrics
 from survlab.metrics.survival import harrell_cindex
 from survlab.report.conformal import (
@@ -59,6 +59,7 @@ from survlab.report.conformal import (
     sets_frame,
     write_conformal_files,
 )
+from survlab.report.figures import plot_coverage
 from survlab.runner.build import build_datamodule, build_net, build_task, build_trainer
 from survlab.runner.pipelines.patch_inference import patch_predictions
 from survlab.runner.predict import predict
