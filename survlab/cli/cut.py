@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise SystemExit(f"survlab: error: {err}") from None
     n, empty = len(report["cases"]), len(report["empty_lesion"])
+    if n and empty == n:  # MM-DLS would drop every patient and fail later with a misleading "no events" error
+        raise SystemExit(
+            f"survlab: error: the segmentor of {args['run']} predicted no lesion in any of the {n} volume(s), so no "
+            f"stack was cut (masks and cut_report.json are in {args['out']}); retrain it (more epochs, another seed) "
+            f"and check its test/dice_lesion before cutting"
+        )
     print(
         f"survlab: cut stacks of {n - empty} / {n} case(s) into {args['out']} (empty predicted lesion: {empty}); "
         f"mean lesion Dice vs the cohort's masks: {report['mean_dice_lesion_vs_cohort_mask']}"
