@@ -2,7 +2,9 @@
 
 loss = w_lung * DiceLoss(lung) + w_lesion * DiceLoss(lesion)   (sigmoid on the logits; soft Dice over the whole
 batch with `dice_batch: true` (MONAI `batch=True`), so the many slices without lesion do not drive the lesion
-decoder to predict nothing; `false` = per slice, averaged, as the reference)
+decoder to predict nothing; `false` = per slice, averaged, as the reference); `ce_weight` > 0 adds that weight times
+binary cross-entropy per structure (MONAI `DiceCELoss`), which keeps a gradient on the rare lesion voxels when the
+soft Dice alone stalls (a lesion decoder stuck at predicting nothing: Dice loss ~1.0 for every epoch)
 metrics (val/, test/), on masks thresholded at `threshold`, per PATIENT VOLUME (every slice the data module holds
 for the patient, lesion-free slices included, so a false lesion on an empty slice costs Dice):
 - dice_lung, dice_lesion: mean over patients of 2|P & G| / (|P| + |G|) over the patient's slices (a patient whose
@@ -58,15 +60,24 @@ class SegmentationTask(Task):
         lesion_weight: float = 1.0,
         threshold: float = 0.5,
         dice_batch: bool = True,
+        ce_weight: float = 0.0,
         max_epochs: int = 20,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        from monai.losses import DiceLoss
+        from monai.losses import DiceCELoss, DiceLoss
 
+        if not ce_weight >= 0.0:
+            raise ValueError(
+                f"model.task.ce_weight must be >= 0 (0 = soft Dice only, the reference), got {ce_weight}"
+            )
         self.save_hyperparameters(ignore=["net"])
         self.net = net
-        self.dice_loss = DiceLoss(sigmoid=True, batch=bool(dice_batch))
+        self.dice_loss: nn.Module = (
+            DiceCELoss(sigmoid=True, batch=bool(dice_batch), lambda_ce=float(ce_weight))
+            if ce_weight > 0
+            else DiceLoss(sigmoid=True, batch=bool(dice_batch))
+        )
         self.weights = {"lung": float(lung_weight), "lesion": float(lesion_weight)}
         self._rows: dict[str, list[float]] = {}  # per slice: case, slice, |P & G|, |P|, |G| per structure
         self.test_metrics: dict[str, float] = {}

@@ -289,23 +289,44 @@ def identity_of(cfg: Any) -> dict[str, Any]:
 DEFAULT_TASK_TARGET = "survlab.tasks.survival.SurvivalTask"
 
 
+#: keys of a `_target_` node (a network / task config) added after jobs were recorded, with the value that does what
+#: every job did before the key existed: at that value the key is left out of the identity, so those jobs keep theirs
+NEUTRAL_TARGET_KEYS: dict[str, float] = {
+    "modality_dropout": 0.0,  # a network's modality dropout off (#23)
+    "ce_weight": 0.0,  # the segmentor's soft Dice loss without a cross-entropy term (#21)
+}
+
+
 def _without_default_missing(tree: Any) -> None:
     """Drop `missing: error` from every data config in `tree` (in place): a node with `allow_missing` beside it, the
-        job's `data` as well as one nested in it (e.g. a segmentation cohort's `outcome_splits`). missing=error is what
-        every job did before data.missing existed, so those jobs keep their identity. Likewise `modality_dropout: 0` of a
-    network (a `_target_` node)."""
+    job's `data` as well as one nested in it (e.g. a segmentation cohort's `outcome_splits`). missing=error is what
+    every job did before data.missing existed, so those jobs keep their identity. Likewise every NEUTRAL_TARGET_KEYS
+    key at its neutral value in a `_target_` node."""
     if isinstance(tree, list):
         for v in tree:
             _without_default_missing(v)
     elif isinstance(tree, dict):
         if "allow_missing" in tree and tree.get("missing", None) == "error":
             del tree["missing"]
-        if "_target_" in tree and tree.get("modality_dropout", None) in (0, 0.0, "0", "0.0"):
-            del tree[
-                "modality_dropout"
-            ]  # a network's modality dropout off (the default): identity as before it
+        if "_target_" in tree:
+            for key, neutral in NEUTRAL_TARGET_KEYS.items():
+                value = tree.get(key, None)
+                if (
+                    isinstance(value, (int, float, str))
+                    and not isinstance(value, bool)
+                    and _is_number(value, neutral)
+                ):
+                    del tree[key]
         for v in tree.values():
             _without_default_missing(v)
+
+
+def _is_number(value: float | str, neutral: float) -> bool:
+    """Whether `value` (a YAML number or its string) equals `neutral`."""
+    try:
+        return float(value) == neutral
+    except ValueError:
+        return False
 
 
 def _without_default_task_target(tree: Any) -> Any:
