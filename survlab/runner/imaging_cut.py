@@ -9,7 +9,8 @@ For each ``<cohort>/volumes/<case_id>/ct.nii.gz``: every axial slice is windowed
 resized to its image size, segmented (the selected checkpoint of the run), the logits upsampled back to the CT grid
 and thresholded at 0.5; the largest 3-D connected lesion component is kept (scipy.ndimage). The stacks are cut from
 the CT with `survlab.data.modalities.imaging.cut_stacks` and written to ``<out>/images/<case_id>/{lesion,space}/slice_<k>.png``;
-the predicted masks to ``<out>/masks/<case_id>/{lung_mask,lesion_mask}.nii.gz``; the cohort's tables (clinical.csv,
+the predicted masks to ``<out>/masks/<case_id>/{lung_mask,lesion_mask}.nii.gz`` (on the CT's grid reoriented to
+RAS, with that grid's affine, so they overlay the CT in any viewer whatever the CT's stored orientation); the cohort's tables (clinical.csv,
 radiomics.csv, pet.csv) are copied. ``<out>/cut_report.json`` lists per case the predicted volumes, the Dice against
 the cohort's own masks when it has them (a check of the segmentor, never used for training), and the cases whose
 predicted lesion was empty (no stacks written: data.imaging.missing decides whether they are dropped), and under
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from survlab.data.modalities.imaging import CUT_REPORT, cut_stacks, read_volume, window_to_uint8
+from survlab.data.modalities.imaging import CUT_REPORT, cut_stacks, load_volume, read_volume, window_to_uint8
 from survlab.models.mmdls_seg import LungLesionSegmentor
 
 TABLES = ("clinical.csv", "radiomics.csv", "pet.csv")
@@ -148,7 +149,8 @@ def cut_cohort(
         ct_path = case_dir / data.get("ct_file", "ct.nii.gz")
         if not ct_path.is_file():
             continue
-        ct_u8 = window_to_uint8(read_volume(ct_path), data.get("window", (-1000, 400)))
+        ct, ras_affine = load_volume(ct_path)  # reoriented to RAS: the masks below are on this grid
+        ct_u8 = window_to_uint8(ct, data.get("window", (-1000, 400)))
         lung, lesion = segment_volume(net, ct_u8, int(data["image_size"]))
         entry: dict[str, Any] = {"lung_voxels": int(lung.sum()), "lesion_voxels": int(lesion.sum())}
         for name, pred in (("lung", lung), ("lesion", lesion)):
@@ -158,9 +160,11 @@ def cut_cohort(
         report["cases"][case] = entry
         mask_dir = out / "masks" / case
         mask_dir.mkdir(parents=True)
-        affine = nib.load(str(ct_path)).affine
-        for name, pred in (("lung_mask", lung), ("lesion_mask", lesion)):
-            nib.save(nib.Nifti1Image(pred.astype(np.uint8), affine), str(mask_dir / f"{name}.nii.gz"))
+        for name, pred in (
+            ("lung_mask", lung),
+            ("lesion_mask", lesion),
+        ):  # with the RAS grid's affine, not the file's
+            nib.save(nib.Nifti1Image(pred.astype(np.uint8), ras_affine), str(mask_dir / f"{name}.nii.gz"))
         if lesion.sum() < min_lesion_voxels or not lung.any():
             report["empty_lesion"].append(case)
             continue

@@ -99,3 +99,22 @@ def test_chance_dice_is_on_the_basis_of_the_reported_dice() -> None:
     assert chance["chance_dice_lesion"] == pytest.approx(np.mean(sims), abs=0.005)
     assert chance["chance_dice_lesion_on_lesion_slices"] == pytest.approx(np.mean(sims_slices), abs=0.005)
     assert chance["chance_dice_lung"] == pytest.approx(1.0)  # lung everywhere: p = 1
+
+
+def test_ce_weight_adds_binary_cross_entropy_to_the_soft_dice() -> None:
+    """loss = sum over structures of soft Dice (batch) + ce_weight x BCE-with-logits; ce_weight 0 is the Dice alone."""
+    gen = torch.Generator().manual_seed(0)
+    out = {s: torch.randn(4, 1, 8, 8, generator=gen) for s in ("lung", "lesion")}
+    batch = {s: (torch.rand(4, 1, 8, 8, generator=gen) > 0.8).float() for s in ("lung", "lesion")}
+
+    def soft_dice(logits: Tensor, truth: Tensor) -> Tensor:  # MONAI's smooth terms 1e-5
+        p = torch.sigmoid(logits)
+        return 1 - (2 * (p * truth).sum() + 1e-5) / (p.sum() + truth.sum() + 1e-5)
+
+    dice = sum(soft_dice(out[s], batch[s]) for s in out)
+    bce = sum(nn.functional.binary_cross_entropy_with_logits(out[s], batch[s]) for s in out)
+    assert float(SegmentationTask(_Echo()).loss(out, batch)) == pytest.approx(float(dice), abs=1e-6)
+    with_ce = SegmentationTask(_Echo(), ce_weight=0.5).loss(out, batch)
+    assert float(with_ce) == pytest.approx(float(dice + 0.5 * bce), abs=1e-6)
+    with pytest.raises(ValueError, match="ce_weight must be >= 0"):
+        SegmentationTask(_Echo(), ce_weight=-1.0)
