@@ -42,6 +42,16 @@ def chance_dice(slices: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
     return out
 
 
+def below_chance(metrics: dict[str, Any]) -> list[str]:
+    """The structures whose test Dice per patient volume is not above its chance level (a decoder that never learned
+    its structure, e.g. a lesion decoder stuck at predicting nothing: Dice 0.000) -> e.g. ["lesion"]."""
+    return [
+        s
+        for s in ("lung", "lesion")
+        if not metrics.get(f"test/dice_{s}", float("nan")) > metrics.get(f"chance_dice_{s}", float("inf"))
+    ]
+
+
 def plot_overlays(task: Any, datamodule: Any, path: Path, n: int = 6) -> None:
     """Test slices with the most lesion: image, ground truth (lung green, lesion red) and prediction."""
     import matplotlib
@@ -100,6 +110,7 @@ def write_segmentation_outputs(
         "checkpoint": ckpt,
         "wall_s": round(wall_s, 2),
     }
+    metrics["not_above_chance"] = below_chance(metrics)
     write_json(
         out_dir / "protocol.json",
         {
@@ -130,7 +141,13 @@ def write_segmentation_outputs(
         f"{metrics['test/lesion_fp_voxels']:.1f} voxels / patient, {metrics['test/lesion_fp_slices']:.1%} of "
         f"those slices\noutputs: {out_dir}\n"
     )
+    if metrics["not_above_chance"]:
+        print(
+            f"survlab: WARNING: test Dice of {' and '.join(metrics['not_above_chance'])} is not above chance: the "
+            f"segmentor did not learn it (check train/loss in run.log; retrain, e.g. model.task.ce_weight=1.0 or "
+            f"another seed) before cutting stacks with it\n"
+        )
     return metrics
 
 
-__all__ = ["chance_dice", "plot_overlays", "write_segmentation_outputs"]
+__all__ = ["below_chance", "chance_dice", "plot_overlays", "write_segmentation_outputs"]

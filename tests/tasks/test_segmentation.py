@@ -118,3 +118,22 @@ def test_ce_weight_adds_binary_cross_entropy_to_the_soft_dice() -> None:
     assert float(with_ce) == pytest.approx(float(dice + 0.5 * bce), abs=1e-6)
     with pytest.raises(ValueError, match="ce_weight must be >= 0"):
         SegmentationTask(_Echo(), ce_weight=-1.0)
+
+
+def test_a_structure_not_above_chance_is_flagged() -> None:
+    """The recipe's fold 2 segmentor (seed 0, Dice loss alone): lung 0.993, lesion 0.000 -> flagged 'lesion'."""
+    from survlab.report.segmentation import below_chance
+
+    fold2 = {
+        "test/dice_lung": 0.993,
+        "test/dice_lesion": 0.0,
+        "chance_dice_lung": 0.148,
+        "chance_dice_lesion": 0.006,
+    }
+    assert below_chance(fold2) == ["lesion"]
+    assert below_chance({**fold2, "test/dice_lesion": 0.898}) == []
+    assert below_chance({**fold2, "test/dice_lung": 0.148}) == [
+        "lung",
+        "lesion",
+    ]  # equal to chance: not above
+    assert below_chance({**fold2, "test/dice_lung": float("nan")}) == ["lung", "lesion"]  # no Dice at all
