@@ -114,16 +114,33 @@ def pair_matrices(frame: pd.DataFrame) -> Pairs:
         score = np.where(diff > TIED_TOL, 1.0, np.where(np.abs(diff) <= TIED_TOL, 0.5, 0.0))
         return [(comparable * score, comparable.astype(float))]
     label, probs = _class_columns(frame)
-    y = frame[label].astype(str).to_numpy()
+    y = _label_keys(frame[label])
+    # scored: a known class and finite probabilities (a patient without this label, e.g. labelled for another
+    # objective only, has an empty cell: neither a positive nor a negative of any class)
+    scored = frame[label].notna().to_numpy() & np.isfinite(frame[probs].to_numpy(float)).all(1)
     classes = [c[len(label) + 6 :] for c in probs]
     pairs = []
     for c, col in zip(classes, probs, strict=True) if len(classes) > 2 else [(classes[-1], probs[-1])]:
-        s, pos = frame[col].to_numpy(float), y == c
-        comparable = pos[:, None] & ~pos[None, :]
+        s, pos = frame[col].to_numpy(float), scored & (y == c)
+        comparable = pos[:, None] & (scored & ~pos)[None, :]
         diff = s[:, None] - s[None, :]
         score = np.where(diff > 0, 1.0, np.where(diff == 0, 0.5, 0.0))
         pairs.append((comparable * score, comparable.astype(float)))
     return pairs
+
+
+def _label_keys(labels: pd.Series) -> np.ndarray:
+    """The class names [n] of a predictions.csv label column as `<label>_prob_<class>` spells them: a column of
+    numeric classes read back with empty cells is float (1.0 for class "1"), so integral floats lose their ".0" (as
+    survlab.data.cohort.targets.label_key);
+    an empty cell is ""."""
+    known = labels.notna()
+    values = labels[known]
+    if pd.api.types.is_float_dtype(values) and len(values) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)
+    out = np.full(len(labels), "", dtype=object)
+    out[known.to_numpy()] = values.astype(str).to_numpy()
+    return out
 
 
 def _class_columns(frame: pd.DataFrame) -> tuple[str, list[str]]:
@@ -181,6 +198,16 @@ def _aligned(pools: Sequence[pd.DataFrame], patients: list[str]) -> list[Pairs]:
     return out
 
 
+def _scored(pool: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one pool that carry a score and an outcome: risk, time and event (survival), or the first label
+    and all its probabilities (classification); the others (e.g. patients labelled for another objective only)
+    are neither resampled nor counted."""
+    if {"risk", "time", "event"} <= set(pool.columns):
+        return pool.dropna(subset=["risk", "time", "event"])
+    label, probs = _class_columns(pool)
+    return pool.dropna(subset=[label, *probs])
+
+
 def _union(pools: Sequence[pd.DataFrame]) -> list[str]:
     return sorted(set().union(*(set(p["case_id"].astype(str)) for p in pools)))
 
@@ -203,8 +230,9 @@ def bootstrap_pooled(
 ) -> dict[str, float]:
     """Percentile CI of the pooled out-of-fold C-index (survival) or AUC (classification): `pools` = one
     predictions frame per repeat (case_id + the columns `pair_matrices` reads); the statistic is the mean over pools
-    of each pool's value on the resampled patients it predicted (patients drawn from all pools' patients). Returns
+    of each pool's value on the resampled patients it predicted (patients drawn from all pools' scored patients, `_scored`: rows without an outcome or label are left out). Returns
     estimate (= the mean of the pools' own values), ci_low, ci_high, n_patients, n_boot, n_boot_defined."""
+    pools = [_scored(p) for p in pools]
     patients = _union(pools)
     if not patients:
         return _ci(math.nan, np.array([]), alpha, 0, n_boot)
@@ -233,7 +261,7 @@ def bootstrap_paired(
     if len(pools) != len(reference_pools):
         raise ValueError(f"bootstrap_paired: {len(pools)} pools vs {len(reference_pools)} reference pools")
     pools, reference_pools = zip(
-        *(_shared(a, b) for a, b in zip(pools, reference_pools, strict=True)), strict=True
+        *(_shared(_scored(a), _scored(b)) for a, b in zip(pools, reference_pools, strict=True)), strict=True
     )
     patients = _union(pools)
     if not patients:

@@ -4,8 +4,9 @@ modality-availability pattern (`availability_report`, metrics.json "availability
 the per-pattern fold summary of a sweep (`availability_summary`, summary.md "Metrics per availability pattern").
 
 A group's record: {n, n_events (survival), <objective>/cindex (Harrell's C of the group's patients) |
-<objective>/auroc (the objective's own AUROC), status}; a group with too few events / patients per class gets None
-and a status saying why (its number would be noise, not a measurement).
+<objective>/auroc (the objective's own AUROC), status}; a group with too few events / patients per class, or whose
+metric is undefined (no comparable pair), gets None and a status saying why (its number would be noise, not a
+measurement).
 
 Availability patterns come from the data module (`datamodule.availability`: case_id -> "wsi+genomics" / "wsi" /
 "genomics" / "none", over the modalities the data config provides; empty when every patient has them all).
@@ -84,6 +85,11 @@ def group_report(
                 rec.setdefault("n_events", n_events)
                 enough, why = n_events >= min_events, f"too few events ({n_events} < {min_events})"
                 value = harrell_cindex(sub["risk"], sub["time"], sub["event"]) if enough else None
+                if enough and not math.isfinite(value):  # e.g. every event at the group's last time
+                    enough, why = (
+                        False,
+                        f"no comparable pair ({n_events} events, none before another patient's time)",
+                    )
                 rec[f"{name}/cindex"] = None if value is None or not math.isfinite(value) else float(value)
             elif "label" in sub and "probs" in sub:
                 labels = np.asarray(sub["label"])
@@ -94,6 +100,8 @@ def group_report(
                 enough = len(present) >= 2 and int(present[-2]) >= min_events
                 why = f"too few patients per class ({present.tolist()}; needs 2 classes of >= {min_events})"
                 auroc = objective.score(sub).get("auroc") if enough else None
+                if enough and (auroc is None or not math.isfinite(auroc)):
+                    enough, why = False, "AUROC undefined on these patients"
                 rec[f"{name}/auroc"] = None if auroc is None or not math.isfinite(auroc) else float(auroc)
             else:
                 continue

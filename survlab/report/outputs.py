@@ -420,6 +420,11 @@ def write_run_outputs(
         "km_hr_ci": [km["hr_ci_low"], km["hr_ci_high"]] if "hr_ci_low" in km else None,
         "km_hr_p": km.get("hr_p"),
         "km_cutoffs": km.get("cutoffs"),
+        # every survival objective's training cutoffs (secondary endpoints too): another cohort is cut at them
+        "km_cutoffs_by_objective": {
+            name: [float(c) for c in np.reshape(cuts, -1)] for name, cuts in (km_cutoffs or {}).items()
+        }
+        or None,
         "epochs_trained": int(trainer.current_epoch),
         "checkpoint": ckpt,
         "wall_s": round(wall_s, 2),

@@ -68,6 +68,17 @@ def _sites_markdown(s: SweepSummary) -> list[str]:
     return lines
 
 
+def _not_done(row: dict[str, Any]) -> str:
+    """' (+1 failed, +1 incomplete)': the row's jobs that are not in its fold means and pooled C-index (its folds
+    missing from them), '' when every job completed."""
+    parts = [
+        f"+{int(row[k])} {word}"
+        for k, word in (("n_failed", "failed"), ("n_incomplete", "incomplete"), ("n_refused", "refused"))
+        if row.get(k)
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
@@ -118,7 +129,8 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             else ""
         )
         + f"; 95% CI: percentile bootstrap over patients ({s.n_boot} seeded resamples, seed {s.boot_seed}); "
-        "(n=k): the metric was defined in k folds only. All metrics: summary.csv.",
+        "(n=k): the metric was defined in k folds only; folds (+failed / incomplete / refused): jobs left out of "
+        "the means and the pool. All metrics: summary.csv.",
         "",
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -128,7 +140,7 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
             r["cohort"],
             f"{r['n_folds']}"
             + (f" ({r['n_repeats']} repeats)" if r.get("n_repeats", 0) > 1 else "")
-            + (f" (+{r['n_failed']} failed)" if r["n_failed"] else ""),
+            + _not_done(r),
         ]
         for m in shown:
             mean, std = r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)

@@ -141,24 +141,38 @@ def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str
 
 
 def run_km_cutoffs(run_metrics: dict[str, Any], task: Any, where: str) -> dict[str, np.ndarray]:
-    """The KM risk-group cutoffs the run fitted on its training patients (its metrics' `km_cutoffs`), keyed by the
-    primary survival objective, so another cohort is cut exactly as the internal test fold was; {} (the scored
-    cohort's own median / tertiles, with a warning naming `where`) for runs written before the cutoffs were
-    recorded."""
+    """The KM risk-group cutoffs the run fitted on its training patients, per survival objective (its metrics'
+    `km_cutoffs_by_objective`; runs written before it: `km_cutoffs`, the primary objective's only), so another cohort
+    is cut exactly as the internal test fold was; {} (the scored cohort's own median / tertiles, with a warning
+    naming `where`) for runs written before the cutoffs were recorded. A survival objective without recorded
+    cutoffs is cut at the scored cohort's own quantiles, with a warning naming it."""
     from survlab.report.outputs import _primary_survival
+    from survlab.tasks.objectives import SurvivalObjective
 
-    survival = _primary_survival(task)
-    cuts = run_metrics.get("km_cutoffs")
+    survival = _primary_survival(task.objectives)
     if survival is None:
         return {}
-    if not cuts:
+    by_objective = run_metrics.get("km_cutoffs_by_objective") or {}
+    cuts = run_metrics.get("km_cutoffs")
+    out = {str(n): np.asarray(c, dtype=float) for n, c in by_objective.items() if n in task.objectives}
+    if survival not in out and cuts:
+        out[survival] = np.asarray(cuts, dtype=float)
+    if not out:
         log.warning(
             "%s records no km_cutoffs (an older run): KM groups cut at the scored cohort's own %s",
             where,
             "risk quantiles",
         )
         return {}
-    return {survival: np.asarray(cuts, dtype=float)}
+    missing = [n for n, o in task.objectives.items() if isinstance(o, SurvivalObjective) and n not in out]
+    if missing:
+        log.warning(
+            "%s records no KM cutoffs of %s (an older run): their KM groups / HR are cut at the scored cohort's own "
+            "risk quantiles",
+            where,
+            ", ".join(missing),
+        )
+    return out
 
 
 def _drop_stale_metrics(out: Path) -> None:

@@ -26,7 +26,9 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
     by the sweep summary's job discovery (survlab.report.sweep_jobs.collect_jobs); None when `run_dir` holds no job
     dir.
     A job without DONE or without preprocessing.json is skipped with a warning naming it; one-line ValueError for
-    fold jobs of several model × cohort groups or fewer than two usable folds."""
+    fold jobs of several model × cohort groups, of several configurations (a swept result-changing key, e.g.
+    model.task.lr, with several values; seeds and repeats of repeated k-fold are one configuration) or fewer than
+    two usable folds."""
     from survlab.data.fitted import FILENAME
     from survlab.report.sweep_jobs import collect_jobs
 
@@ -34,8 +36,10 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
     if jobs.empty:
         return None
     usable: list[tuple[str, str, Path]] = []
-    for model, cohort, status, d in zip(
-        jobs["model"], jobs["cohort"], jobs["status"], jobs["dir"], strict=True
+    swept = [k for k in jobs.attrs.get("swept", []) if k in jobs.columns]
+    config: dict[Path, tuple[str, ...]] = {}  # a job's values of the swept result-changing keys
+    for i, (model, cohort, status, d) in enumerate(
+        zip(jobs["model"], jobs["cohort"], jobs["status"], jobs["dir"], strict=True)
     ):
         if status != "done":
             log.warning("run=%s: fold job %s skipped: %s (no DONE marker)", run_dir, d, status)
@@ -43,6 +47,7 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
             log.warning("run=%s: fold job %s skipped: no %s (retrain it to score it)", run_dir, d, FILENAME)
         else:
             usable.append((str(model), str(cohort), Path(d)))
+            config[Path(d)] = tuple(str(jobs[k].iloc[i]) for k in swept)
     groups = sorted({(m, c) for m, c, _ in usable})
     if len(groups) > 1:
         m, c = groups[0]
@@ -51,6 +56,19 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
             f"run={run_dir} holds fold jobs of {len(groups)} model x cohort groups "
             f"({', '.join(f'{mm}/{cc}' for mm, cc in groups)}); a fold ensemble is one model x cohort: narrow run= "
             f"to one group's dir, e.g. run={where}"
+        )
+    configs = sorted(set(config.values()))
+    if len(configs) > 1:  # e.g. -m model.task.lr=1e-3,1e-4: the folds of two models, not one model's folds
+        varying = {
+            k: sorted({c[j] or "default" for c in configs})
+            for j, k in enumerate(swept)
+            if len({c[j] for c in configs}) > 1
+        }
+        raise ValueError(
+            f"run={run_dir} holds the fold jobs of {len(configs)} configurations ("
+            + "; ".join(f"{k}={', '.join(v)}" for k, v in varying.items())
+            + "); a fold ensemble averages the folds of ONE configuration: copy the chosen configuration's fold "
+            "dirs into a dir of their own and pass that as run="
         )
     if len(usable) < 2:
         raise ValueError(

@@ -113,7 +113,7 @@ def score_external(
     """THE external-validation path (`survlab eval ... data=<name>` and a run's `external_data=<name>`): every
     patient of cohort `name`, preprocessed with the training fold's FoldPreprocessing `fitted` (nothing refitted,
     selected or tuned on it), scored by `task`'s current weights. Writes into `out`: predictions.csv, and with
-    outcomes km.png / metrics.json (KM groups cut at the run's training cutoffs, `run_metrics["km_cutoffs"]`);
+    outcomes km.png / metrics.json (KM groups cut at the run's training cutoffs, `run_km_cutoffs`: every survival objective's);
     protocol.json (written once: the run's card plus who was trained on / evaluated on) and protocol.md. Returns the
     metrics (or the predictions-only summary). `keep`: a dict that receives the pass's test rows (`rows`: objective
     -> rows; None for predictions only), `task` and the scored cohort's `case_ids` (a fold ensemble averages them)."""

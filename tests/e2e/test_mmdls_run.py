@@ -41,6 +41,10 @@ def test_mmdls_synthetic_with_external_validation(tmp_path: Path) -> None:
     assert (
         ext["km_cutoffs"] == metrics["km_cutoffs"] and len(metrics["km_cutoffs"]) == 2
     )  # km_groups: tertiles
+    # ... for every survival endpoint: the dfs groups too (they were cut at the external cohort's own tertiles)
+    assert sorted(metrics["km_cutoffs_by_objective"]) == ["dfs", "os"]
+    assert metrics["km_cutoffs_by_objective"]["os"] == metrics["km_cutoffs"]
+    assert ext["km_cutoffs_by_objective"] == metrics["km_cutoffs_by_objective"]
     preds = pd.read_csv(run / "external" / "predictions.csv")
     assert preds["case_id"].str.startswith("EXT").all() and {"subtype_prob_LUSC", "os_horizons_p_36"} <= set(
         preds

@@ -166,3 +166,41 @@ def test_bootstrap_of_the_pooled_auc_equals_a_plain_loop_with_scikit_learn(class
     ref = _loop([pool], 80, 9, auc)
     assert out["estimate"] == pytest.approx(auc(pool))
     assert (out["ci_low"], out["ci_high"]) == pytest.approx(tuple(np.percentile(ref, [2.5, 97.5])))
+
+
+@pytest.mark.parametrize("classes", [["0", "1"], ["pN0", "pN1", "pN2"]])
+def test_pooled_auc_leaves_out_patients_without_the_label(classes: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A predictions.csv row with an empty label (a patient labelled for another objective only, or with slides but no
+    patient label) is neither a positive nor a negative: the pooled AUC is scikit-learn's on the labelled rows, and
+    numeric classes read back as floats (1.0) still match their `<label>_prob_1` column. Before the fix such rows
+    counted as negatives of every class (binary AUC 0.81 -> ~0.5) and numeric classes gave NaN."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    n, k = 60, len(classes)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    pool = pd.DataFrame({"case_id": [f"C{i}" for i in range(n)], "grade": [classes[i] for i in y]})
+    pool["grade_pred"] = [classes[i] for i in probs.argmax(1)]
+    cols = [f"grade_prob_{c}" for c in classes]
+    pool[cols] = probs
+    unlabelled = pool.iloc[:15].assign(case_id=[f"U{i}" for i in range(15)])
+    unlabelled[["grade", "grade_pred", *cols]] = np.nan
+    path = tmp_path / "predictions.csv"
+    pd.concat([pool, unlabelled]).to_csv(path, index=False)
+    read = pd.read_csv(
+        path, dtype={"case_id": str}
+    )  # as the sweep summary reads it (numeric classes: floats)
+
+    if k == 2:
+        ref = roc_auc_score(y == 1, probs[:, 1])
+    else:
+        ref = roc_auc_score(y, probs, multi_class="ovr", labels=list(range(k)))
+    out = bootstrap_pooled([read], n_boot=50, seed=1)
+    assert out["estimate"] == pytest.approx(ref)
+    assert out["n_patients"] == n  # the unlabelled patients are not resampled
+    assert out["ci_low"] <= ref <= out["ci_high"]
+    # paired: the same rows for the model and the reference give a difference of exactly 0
+    paired = bootstrap_paired([read], [read], n_boot=20, seed=1)
+    assert paired["estimate"] == 0.0 and paired["n_patients"] == n

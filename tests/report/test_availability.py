@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 from lifelines.utils import concordance_index
 from sksurv.metrics import concordance_index_censored
 
@@ -201,3 +202,25 @@ def test_sweep_writes_availability_csv_and_the_per_pattern_section(tmp_path: Pat
     s2 = summarize_sweep(plain, n_boot=0, plot=False)
     assert "availability.csv" not in s2.files and not (plain / "availability.csv").exists()
     assert "availability pattern" not in (plain / "summary.md").read_text()
+
+
+def test_a_group_without_a_comparable_pair_says_so_in_its_status() -> None:
+    """A site with 3 events (enough by count) that all happen at its last follow-up time has no comparable pair
+    (sksurv gives NaN, lifelines raises): its C-index is None and its status says why, never "ok" beside an empty
+    value."""
+    ids = [f"P{i}" for i in range(10)]
+    time = np.array([10.0, 10.0, 10.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    event = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1, 1])
+    rows = {"index": np.arange(10), "risk": np.arange(10.0), "time": time, "event": event}
+    sites = {c: "A" if i < 6 else "B" for i, c in enumerate(ids)}
+    a = np.arange(10) < 6
+    with pytest.raises(ZeroDivisionError, match="No admissable pairs"):  # the references agree: undefined
+        concordance_index(time[a], -rows["risk"][a], event[a])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(concordance_index_censored(event[a].astype(bool), time[a], rows["risk"][a])[0])
+    out = group_report({"os": SurvivalObjective()}, {"os": rows}, ids, sites)
+    assert out["A"]["n_events"] == 3 and out["A"]["os/cindex"] is None
+    assert out["A"]["status"] == "no comparable pair (3 events, none before another patient's time)"
+    b = ~a
+    ref = concordance_index_censored(event[b].astype(bool), time[b], rows["risk"][b])[0]
+    assert out["B"]["os/cindex"] == ref and out["B"]["status"] == "ok"

@@ -180,3 +180,37 @@ def test_fold_runs_skips_unusable_jobs_and_asks_to_narrow_mixed_sweeps(
         fold_runs(sweep / "coxmlp")
     (tmp_path / "plain").mkdir()
     assert fold_runs(tmp_path / "plain") is None  # no job dir: not a sweep (load_run says what is missing)
+
+
+def test_fold_runs_refuses_folds_of_several_configurations(tmp_path: Path) -> None:
+    """A sweep over model.task.lr puts both learning rates' fold jobs under <model>/<cohort>/fold<k>/: they are two
+    models' folds, not one model's, and used to be averaged into one "ensemble of 4 folds". Seeds (and repeats)
+    of one configuration are still one ensemble."""
+    from survlab.utils.jobs import write_record
+
+    sweep = tmp_path / "sweep"
+    for fold in range(2):
+        for lr in ("0.001", "0.1"):
+            d = _job(
+                sweep / "abmil" / "synthetic" / f"fold{fold}" / f"model.task.lr={lr}",
+                "abmil",
+                "synthetic",
+                fold,
+            )
+            write_record(d, {}, ["model=abmil", f"fold={fold}", f"model.task.lr={lr}"])
+    with pytest.raises(
+        ValueError,
+        match=r"^run=.*abmil/synthetic holds the fold jobs of 2 configurations \(model.task.lr=0.001, 0.1\); a fold "
+        r"ensemble averages the folds of ONE configuration",
+    ):
+        fold_runs(sweep / "abmil" / "synthetic")
+    seeds = tmp_path / "seeds"
+    dirs = []
+    for fold in range(2):
+        for seed in (0, 1):
+            d = _job(
+                seeds / "abmil" / "synthetic" / f"fold{fold}" / f"seed={seed}", "abmil", "synthetic", fold
+            )
+            write_record(d, {}, ["model=abmil", f"fold={fold}", f"seed={seed}"])
+            dirs.append(d)
+    assert sorted(fold_runs(seeds)) == sorted(dirs)

@@ -163,6 +163,18 @@ def test_summary_numbers_equal_job_files(sweep: Path) -> None:
     assert len(s.failed) == 1 and len(s.incomplete) == 1
 
 
+def test_main_table_flags_every_fold_left_out_of_the_means(sweep: Path) -> None:
+    """A fold that never finished (incomplete: killed, still running) is missing from the fold mean and the pooled
+    C-index exactly as a failed one; the folds cell says so for both (it used to show only failed folds, so
+    `base` on synth_b read "1" beside a mean of one fold out of two)."""
+    summarize_sweep(sweep, reference="base", plot=False)
+    md = (sweep / "summary.md").read_text()
+    rows = {tuple(line.split(" | ")[:3]): line for line in md.splitlines() if line.startswith("| `")}
+    assert rows[("| `base`", "synth_b", "1 (+1 incomplete)")].count("0.550") == 1
+    assert ("| `good`", "synth_b", "1 (+1 failed)") in rows
+    assert ("| `good`", "synth_a", "5") in rows
+
+
 def test_paired_comparison(sweep: Path) -> None:
     s = summarize_sweep(sweep, reference="base", plot=False)
     row = s.table[(s.table.model == "good") & (s.table.cohort == "synth_a")].iloc[0]
