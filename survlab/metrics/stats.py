@@ -13,6 +13,14 @@ differences between two models on the same resamples).
   training seed); with several pools (repeats) the statistic is the mean over pools, each scored on the resampled
   patients it predicted. Paired: only patients both models predicted, the same resamples for both.
 
+Pairs are formed WITHIN a fold only (a `fold` column, as predictions.csv has; R survival's ``concordance(strata=)``):
+each fold's model puts its risks on its own scale (a Cox partial likelihood does not see a constant shift; the
+discrete-time heads' offsets and spreads differ between folds too), so a pair of patients tested in two folds compares
+two models' arbitrary scales, not the patients. Over all pairs the pooled C-index of `experiments/synthetic_benchmark`
+fell to 0.649 (mcat) / 0.651 (late_fusion) where each fold's own pairs give 0.695 / 0.692 and the fold mean
+0.695 / 0.692; within folds the pooled statistic is the pair-weighted mean of the folds' values. Frames without a
+`fold` column are one stratum.
+
 Harrell's C and the AUC are pair statistics, num/den = Σ_ij c_i c_j K_ij / Σ_ij c_i c_j A_ij with c the
 resample's multiplicities (a patient never forms a comparable pair with its own copy), so a resample costs two
 matrix products instead of re-sorting the data; the result equals the statistic of the materialised resample.
@@ -39,6 +47,7 @@ __all__ = [
     "holm",
     "bootstrap_counts",
     "pair_matrices",
+    "pooled_statistic",
     "bootstrap_pooled",
     "bootstrap_paired",
     "N_BOOT",
@@ -105,11 +114,14 @@ def pair_matrices(frame: pd.DataFrame) -> Pairs:
     """The pair matrices of one pool's predictions [n rows]: survival (columns risk, time, event) -> Harrell's C
     (comparable: event i and T_i < T_j, or T_i == T_j with j censored; concordant: higher risk first, ties ½);
     classification (columns `<label>`, `<label>_prob_<class>`) -> AUC, binary (positive = the last class) or
-    one-vs-rest per class (macro average, as scikit-learn's ``roc_auc_score(multi_class="ovr")``)."""
+    one-vs-rest per class (macro average, as scikit-learn's ``roc_auc_score(multi_class="ovr")``). With a `fold`
+    column only pairs of the same fold are comparable (module docstring)."""
+    same = _same_fold(frame)
     if {"risk", "time", "event"} <= set(frame.columns):
         r, t = frame["risk"].to_numpy(float), frame["time"].to_numpy(float)
         e = frame["event"].to_numpy(float).astype(bool)
         comparable = e[:, None] & ((t[None, :] > t[:, None]) | ((t[None, :] == t[:, None]) & ~e[None, :]))
+        comparable &= same
         diff = r[:, None] - r[None, :]
         score = np.where(diff > TIED_TOL, 1.0, np.where(np.abs(diff) <= TIED_TOL, 0.5, 0.0))
         return [(comparable * score, comparable.astype(float))]
@@ -122,11 +134,38 @@ def pair_matrices(frame: pd.DataFrame) -> Pairs:
     pairs = []
     for c, col in zip(classes, probs, strict=True) if len(classes) > 2 else [(classes[-1], probs[-1])]:
         s, pos = frame[col].to_numpy(float), scored & (y == c)
-        comparable = pos[:, None] & (scored & ~pos)[None, :]
+        comparable = pos[:, None] & (scored & ~pos)[None, :] & same
         diff = s[:, None] - s[None, :]
         score = np.where(diff > 0, 1.0, np.where(diff == 0, 0.5, 0.0))
         pairs.append((comparable * score, comparable.astype(float)))
     return pairs
+
+
+def _same_fold(frame: pd.DataFrame) -> np.ndarray:
+    """[n, n] bool: rows i, j were tested in the same fold (all True without a `fold` column; a missing fold is a
+    stratum of its own)."""
+    if "fold" not in frame.columns:
+        return np.ones((len(frame), len(frame)), dtype=bool)
+    fold = frame["fold"].astype("string").fillna("<none>").to_numpy()
+    return fold[:, None] == fold[None, :]
+
+
+def pooled_statistic(frame: pd.DataFrame) -> float:
+    """The pooled C-index (survival) / AUC (classification) of one pool of out-of-fold predictions [n rows]: the
+    statistic of `pair_matrices` (pairs within a fold), computed fold by fold (memory [n_fold, n_fold]); NaN without a
+    comparable pair. Equal to `bootstrap_pooled([frame])["estimate"]`."""
+    groups = (
+        [g for _, g in frame.groupby("fold", sort=True, dropna=False)] if "fold" in frame.columns else [frame]
+    )
+    sums: list[list[float]] = []
+    for group in groups:
+        for i, (k, a) in enumerate(pair_matrices(group)):
+            if i == len(sums):
+                sums.append([0.0, 0.0])
+            sums[i][0] += float(k.sum())
+            sums[i][1] += float(a.sum())
+    ratios = [num / den if den > 0 else math.nan for num, den in sums]
+    return float(np.mean(ratios)) if ratios else math.nan
 
 
 def _label_keys(labels: pd.Series) -> np.ndarray:

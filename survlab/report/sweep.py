@@ -15,7 +15,7 @@ repeats, one pooled C-index per repeat (``pooled_cindex_by_repeat``), averaged i
 - ``summary.csv`` — one row per model × cohort (× swept values): ``n_folds`` (completed jobs), ``n_failed``, ``n_refused``, ``n_incomplete``, for
   every numeric metric ``<metric>_mean`` / ``<metric>_std`` (sample std, ddof=1, over completed folds; NaN values,
   e.g. an undefined IBS, are left out and counted in ``<metric>_n``), ``pooled_cindex`` (Harrell C of the
-  concatenated out-of-fold predictions) with its patient-bootstrap 95% CI (``pooled_cindex_ci_low/_high``; for
+  out-of-fold predictions over the pairs within a fold, `survlab.metrics.stats.pooled_statistic`) with its patient-bootstrap 95% CI (``pooled_cindex_ci_low/_high``; for
   classification ``pooled_auc`` and its CI) and the paired comparison against the reference model (``vs_ref_*``).
 - ``paired.csv`` — the per-fold differences behind the comparison (model − reference, paired by fold, seed and
   repeat).

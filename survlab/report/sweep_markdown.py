@@ -122,7 +122,8 @@ def to_markdown(s: SweepSummary, auto_reference: bool = False) -> str:
         "",
         "Mean ± sample std (ddof=1) over completed folds"
         + (" × repeats (repeated k-fold, `data.splits.repeat`)" if repeats else "")
-        + "; pooled C-index = Harrell C of the concatenated out-of-fold predictions"
+        + "; pooled C-index = Harrell C of the out-of-fold predictions over the pairs within a fold (each fold's model "
+        "has its own risk scale)"
         + (
             ", one pool per repeat, averaged (per repeat: summary.csv `pooled_cindex_by_repeat`)"
             if repeats

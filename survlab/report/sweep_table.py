@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.metrics.stats import N_BOOT, bootstrap_pooled
-from survlab.metrics.survival import harrell_cindex
+from survlab.metrics.stats import N_BOOT, bootstrap_pooled, pooled_statistic
 from survlab.report.sweep_stats import _pooled_kind, _pools
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,8 @@ def _metric_columns(jobs: pd.DataFrame) -> list[str]:
 
 
 def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
-    """Harrell C-index of the concatenated ``predictions.csv`` of ``job_dirs`` (their test folds) and the
-    number of patients pooled. A patient appearing in several folds' predictions is an error in the split
+    """Pooled Harrell C-index of the ``predictions.csv`` of ``job_dirs`` (their test folds; pairs within a fold,
+    `survlab.metrics.stats.pooled_statistic`) and the number of patients pooled. A patient appearing in several folds' predictions is an error in the split
     protocol; it is logged and every row is kept."""
     frames = []
     for d in job_dirs:
@@ -122,8 +121,7 @@ def pooled_cindex(job_dirs: list[str | os.PathLike]) -> tuple[float, int]:
     df = df.dropna(subset=["risk", "time", "event"])
     if df.empty:
         return math.nan, 0
-    risk, time, event = (df[c].to_numpy(float) for c in ("risk", "time", "event"))
-    return harrell_cindex(risk, time, event), len(df)
+    return pooled_statistic(df), len(df)
 
 
 def _variant(row: dict[str, Any], group_keys: list[str]) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers.cli import check, run_survlab, tiny_overrides
+from tests.helpers.pooled import within_fold_cindex
 
 CALLBACK = "++hydra.callbacks.sweep_summary._target_=survlab.runner.hydra_callbacks.SweepSummaryCallback"
 
@@ -49,8 +50,6 @@ def _check_summary(sweep_dir: Path, out: str) -> None:
         assert (sweep_dir / name).is_file(), f"{name} missing; log tail:\n{out[-2000:]}"
     table = pd.read_csv(sweep_dir / "summary.csv")
     assert set(table.model) == {"abmil", "snn"} and set(table.cohort) == {"synthetic"}
-    from survlab.metrics.survival import harrell_cindex
-
     for model in ("abmil", "snn"):
         row = table[table.model == model].iloc[0]
         per_job = [
@@ -66,9 +65,7 @@ def _check_summary(sweep_dir: Path, out: str) -> None:
             [pd.read_csv(sweep_dir / model / "synthetic" / f"fold{f}" / "predictions.csv") for f in (0, 1)]
         )
         assert not preds.case_id.duplicated().any(), "a patient is in two test folds"
-        assert row.pooled_cindex == pytest.approx(
-            harrell_cindex(preds.risk, preds.time, preds.event.astype(bool))
-        )
+        assert row.pooled_cindex == pytest.approx(within_fold_cindex(preds))  # pairs within a fold
     # paired comparison: snn vs the default reference (abmil, first alphabetically), per-fold differences
     paired = pd.read_csv(sweep_dir / "paired.csv")
     assert list(paired.fold) == [0, 1] and set(paired.model) == {"snn"} and set(paired.reference) == {"abmil"}
@@ -291,7 +288,6 @@ def test_repeated_cv_sweep_gives_a_split_and_a_job_dir_per_repeat_and_pools_them
 ) -> None:
     """`-m fold=0,1 +data.splits.repeat=0,1`: four job dirs, repeat 0 on the split dir survlab always wrote (meta.json
     without a repeat) and repeat 1 on its own seeded re-draw; the summary pools the repeats in one row."""
-    from survlab.metrics.survival import harrell_cindex
 
     sweep_dir = tmp_path / "sweep"
     args = [
@@ -322,7 +318,7 @@ def test_repeated_cv_sweep_gives_a_split_and_a_job_dir_per_repeat_and_pools_them
     per_repeat = []
     for r in (0, 1):
         pool = pd.concat(pd.read_csv(sweep_dir / d / "predictions.csv") for d in done if d.endswith(f"={r}"))
-        per_repeat.append(harrell_cindex(pool["risk"], pool["time"], pool["event"]))
+        per_repeat.append(within_fold_cindex(pool))
     assert table.pooled_cindex_by_repeat.iloc[0] == ";".join(f"{c:.4f}" for c in per_repeat)
     assert table.pooled_cindex.iloc[0] == pytest.approx(np.mean(per_repeat))
     assert (

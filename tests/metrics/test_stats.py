@@ -204,3 +204,57 @@ def test_pooled_auc_leaves_out_patients_without_the_label(classes: list[str], tm
     # paired: the same rows for the model and the reference give a difference of exactly 0
     paired = bootstrap_paired([read], [read], n_boot=20, seed=1)
     assert paired["estimate"] == 0.0 and paired["n_patients"] == n
+
+
+def test_pooled_statistic_pairs_patients_of_the_same_fold_only() -> None:
+    """Each fold's model has its own risk scale: a fold whose risks are shifted and shrunk (a Cox model's offset is
+    arbitrary) must not change the pooled C-index / AUC, which counts pairs within a fold (= scikit-survival's /
+    scikit-learn's counts per fold, summed); the all-pairs value of the concatenation drops."""
+    from helpers.pooled import within_fold_auc, within_fold_cindex
+    from sksurv.metrics import concordance_index_censored
+
+    from survlab.metrics.stats import bootstrap_pooled, pooled_statistic
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        time = rng.exponential(10, 40).round(1) + 0.1  # rounded: tied times
+        risk = -np.log(time) + rng.normal(0, 0.8, 40)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "case_id": [f"P{k}-{i}" for i in range(40)],
+                    "fold": k,
+                    "time": time,
+                    "event": rng.integers(0, 2, 40),
+                    "risk": risk,
+                }
+            )
+        )
+    pool = pd.concat(frames, ignore_index=True)
+    shifted = pool.assign(risk=np.where(pool["fold"] == 1, 0.1 * pool["risk"] + 5.0, pool["risk"]))
+    c = pooled_statistic(pool)
+    assert c == pytest.approx(within_fold_cindex(pool), abs=1e-12)
+    assert pooled_statistic(shifted) == pytest.approx(c, abs=1e-12)
+    assert bootstrap_pooled([shifted], n_boot=20)["estimate"] == pytest.approx(c, abs=1e-12)
+    all_pairs = concordance_index_censored(shifted["event"].astype(bool), shifted["time"], shifted["risk"])[0]
+    assert all_pairs < c - 0.05  # what the concatenation reported
+    # without a fold column: one stratum, every pair (= scikit-survival on the concatenation)
+    assert pooled_statistic(shifted.drop(columns="fold")) == pytest.approx(all_pairs, abs=1e-12)
+    # classification: binary AUC over the pairs within a fold
+    y = (pool["time"] < pool["time"].median()).to_numpy()
+    p_high = 1 / (1 + np.exp(-(pool["risk"].to_numpy() + rng.normal(0, 0.5, len(pool)))))
+    cls = pd.DataFrame(
+        {
+            "case_id": pool["case_id"],
+            "fold": pool["fold"],
+            "grade": np.where(y, "high", "low"),
+            "grade_pred": np.where(p_high > 0.5, "high", "low"),
+            "grade_prob_low": 1 - p_high,
+            "grade_prob_high": p_high,
+        }
+    )
+    cls_shifted = cls.assign(grade_prob_high=np.where(cls["fold"] == 2, p_high / 3, p_high))
+    auc = pooled_statistic(cls)
+    assert auc == pytest.approx(within_fold_auc(y, p_high, pool["fold"].to_numpy()), abs=1e-12)
+    assert pooled_statistic(cls_shifted) == pytest.approx(auc, abs=1e-12)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from helpers.pooled import within_fold_cindex
 from sksurv.metrics import concordance_index_censored
 
 from survlab.report.subgroups import site_report
@@ -91,7 +92,10 @@ def test_sweep_over_group_null_and_site_gives_both_rows_and_their_gap(tmp_path: 
             )
         )
     s = summarize_sweep(root, n_boot=50, boot_seed=1, plot=False)
-    pooled = {g: _c(pd.concat(pd.read_csv(d / "predictions.csv") for d in ds)) for g, ds in dirs.items()}
+    pooled = {
+        g: within_fold_cindex(pd.concat(pd.read_csv(d / "predictions.csv") for d in ds))
+        for g, ds in dirs.items()
+    }
     mean = {g: float(np.mean([_c(pd.read_csv(d / "predictions.csv")) for d in ds])) for g, ds in dirs.items()}
     gap = s.site_gap.iloc[0]
     assert (gap["cohort"], gap["model"], gap["group"]) == ("coh", "abmil", "site")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.pooled import within_fold_auc, within_fold_cindex
 from scipy import stats
 
 from survlab.report.sweep import summarize_sweep
@@ -145,14 +146,10 @@ def test_summary_numbers_equal_job_files(sweep: Path) -> None:
             assert row[f"{key}_mean"] == pytest.approx(vals.mean() if len(vals) else np.nan, nan_ok=True)
             if len(vals) >= 2:
                 assert row[f"{key}_std"] == pytest.approx(vals.std(ddof=1))
-        # pooled C-index equals an independent implementation on the concatenated predictions
-        from lifelines.utils import concordance_index
-
+        # pooled C-index equals scikit-survival's counts on each fold's predictions, summed (pairs within a fold)
         pred = pd.concat([pd.read_csv(d / "predictions.csv") for d in done])
         row = table[(table.model == r.model) & (table.cohort == r.cohort)].iloc[0]
-        assert row["pooled_cindex"] == pytest.approx(
-            concordance_index(pred.time, -pred.risk, pred.event), abs=1e-9
-        )
+        assert row["pooled_cindex"] == pytest.approx(within_fold_cindex(pred), abs=1e-9)
         assert row["pooled_n"] == len(pred)
     # failed and incomplete are counted and listed, not hidden
     b = table[(table.model == "good") & (table.cohort == "synth_b")].iloc[0]
@@ -314,9 +311,7 @@ def test_two_models_times_two_seeds_pair_by_fold_and_seed(tmp_path: Path) -> Non
 
 
 def _harrell(f: pd.DataFrame) -> float:
-    from sksurv.metrics import concordance_index_censored
-
-    return concordance_index_censored(f["event"].astype(bool), f["time"], f["risk"])[0]
+    return within_fold_cindex(f)
 
 
 def _pool(dirs: list[Path]) -> pd.DataFrame:
@@ -411,9 +406,8 @@ def test_repeats_are_pooled_and_paired_by_fold_and_repeat(tmp_path: Path) -> Non
 
 def test_classification_sweep_gets_the_pooled_auc_and_its_bootstrap_ci(tmp_path: Path) -> None:
     """A classification sweep (predictions with <label>, <label>_pred, <label>_prob_<class>): pooled_auc =
-    scikit-learn's AUC of the concatenated out-of-fold probabilities; its CI the percentile interval of the same
-    seeded resamples."""
-    from sklearn.metrics import roc_auc_score
+    scikit-learn's AUC per fold weighted by the fold's pairs (pairs within a fold); its CI the percentile interval of
+    the same seeded resamples."""
 
     root = tmp_path / "sweep"
     frames = []
@@ -435,10 +429,16 @@ def test_classification_sweep_gets_the_pooled_auc_and_its_bootstrap_ci(tmp_path:
     s = summarize_sweep(root, n_boot=40, boot_seed=1, plot=False)
     row = s.table.iloc[0]
     pool = pd.concat(frames).set_index("case_id").sort_index()
+
     # classes in the file's column order (low, high): the positive class is the last one, "high"
-    assert row["pooled_auc"] == pytest.approx(roc_auc_score(pool["grade"] == "high", pool["grade_prob_high"]))
+    def auc(f: pd.DataFrame) -> float:
+        return within_fold_auc(
+            (f["grade"] == "high").to_numpy(), f["grade_prob_high"].to_numpy(), f["fold"].to_numpy()
+        )
+
+    assert row["pooled_auc"] == pytest.approx(auc(pool))
     draws = np.random.default_rng(1).integers(0, 60, size=(40, 60))
-    ref = [roc_auc_score(pool.iloc[i]["grade"] == "high", pool.iloc[i]["grade_prob_high"]) for i in draws]
+    ref = [auc(pool.iloc[i]) for i in draws]
     assert (row["pooled_auc_ci_low"], row["pooled_auc_ci_high"]) == pytest.approx(
         tuple(np.percentile(ref, [2.5, 97.5]))
     )
