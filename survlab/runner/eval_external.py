@@ -194,7 +194,9 @@ def score_external(
         classes = {n: list(c) for n, c in fitted.classes.items()}
         preds = predict_rows(task, ext, classes, device)
         if keep is not None:
-            keep.update(rows=None, task=task, case_ids=list(ext.full_cohort.case_ids))
+            keep.update(
+                rows=None, task=task, case_ids=list(ext.full_cohort.case_ids), dropped=card.get("dropped")
+            )
         _drop_stale_metrics(out)
         write_predictions(preds, out)
         write_json(out / "protocol.json", card)
@@ -217,6 +219,7 @@ def score_external(
             case_ids=list(ext.full_cohort.case_ids),
             availability=dict(getattr(ext, "availability", None) or {}),
             availability_card=availability,
+            dropped=card.get("dropped"),
         )
     metrics = write_run_outputs(
         eval_cfg,
