@@ -222,6 +222,10 @@ class CohortDataModule(CohortSpec, PartLoaders, Absence, L.LightningDataModule):
             gene_groups=getattr(self, "matched_gene_groups", None),
             imaging=self.imaging,
         )
+        if lacking := set(self.absent.get("wsi", ())) & set(
+            split.train
+        ):  # the WSI stand-in was trained on them
+            self.fitted.absent_in_training["wsi"] = len(lacking)
         absent_genes = set(self.absent.get("genomics", ()))
         if expr is not None and self.gen_cfg["values_from"]:
             # scaler fitted on the REAL training expression above; values from the other table

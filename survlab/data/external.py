@@ -10,13 +10,14 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.cohort.counts import count_problems, target_columns, target_counts
 from survlab.data.cohort.splits import FoldSplit
 from survlab.data.dataset import ModalitySources
+from survlab.data.external_absence import mark_absent
 from survlab.data.fitted import FoldPreprocessing
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,16 @@ def setup_external(
     outcomes: bool = True,
     missing_genes: str = "error",
     scored_on: tuple[Sequence[str], Sequence[str]] | None = None,
+    cannot_take: Mapping[str, str] | None = None,
 ) -> None:
     """Set up the CohortDataModule `ext` as an external TEST cohort of a trained fold, whose preprocessing `fitted`
     is applied (the training data module's `dm.fitted`, or a run's preprocessing.json read back): all its patients
     (after the usual checks and drops) in `ext.datasets["test"]`; `ext.fitted` = `fitted` restricted to what is
     scored. `outcomes=False`: a cohort without outcomes or labels (predictions only). `scored_on`: the (endpoints,
-    labels) the model is scored on, when not every one the training cohort declares."""
+    labels) the model is scored on, when not every one the training cohort declares. Patients lacking a modality
+    the model reads follow the EXTERNAL cohort's `data.missing` (survlab.data.external_absence): error, drop
+    (counted), keep (marked absent as in training; `cannot_take`: modality -> why the model cannot take it absent,
+    a one-line AbsentModalityError before any prediction when some patient lacks one)."""
     if outcomes and scored_on is not None:
         _restrict_targets(ext, fitted, *scored_on)
     _check_compatible(ext, fitted, targets=outcomes and scored_on is None)
@@ -145,6 +150,7 @@ def setup_external(
     expr, cohort = ext._read_genomics(cohort)
     cohort = ext._setup_imaging(cohort)
     ext.cohort = cohort
+    absent = mark_absent(ext, cohort, expr, sources, cannot_take)
     if outcomes:  # what it is scored on, and how many cells are missing (a target without any value: refused)
         ext.target_counts = target_counts(cohort, {"test": cohort.case_ids}, ext.label_specs)
         columns = target_columns(ext.label_specs, None, ext.endpoints)
@@ -176,6 +182,7 @@ def setup_external(
         imaging=ext.imaging,
         source=source,
         what=f"external data={ext.name}",
+        absent=absent,
     )
     ext.sources = sources
     ids = sorted(cohort.case_ids)

@@ -138,7 +138,8 @@ class FoldPreprocessing:
     imaging: ImagingScalers | None = None
     dims: ModalityDims | None = None
     cox_baseline: dict[str, dict[str, list]] = field(default_factory=dict)
-    # data.missing=keep: modality -> training patients without it, left out of that modality's fit (empty otherwise)
+    # data.missing=keep: modality -> training patients without it (genomics / pet: left out of that modality's fit;
+    # wsi: given the stand-in), what an external cohort's absent patients may be scored with; empty otherwise
     absent_in_training: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ fit

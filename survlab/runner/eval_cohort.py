@@ -190,6 +190,7 @@ def _drop_stale_metrics(out: Path) -> None:
 def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] | None) -> None:
     """A short human-readable protocol card naming both cohorts (and the patients per availability pattern when
     the scored cohort lacks a modality for some)."""
+    from survlab.data.external_absence import dropped_sentence
     from survlab.report.groups import availability_sentence
 
     t, e = card["trained_on"], card["evaluated_on"]
@@ -202,6 +203,7 @@ def write_protocol_md(path: Path, card: dict[str, Any], metrics: dict[str, Any] 
         *[f"  - {k}: `{v}`" for k, v in e["files"].items()],
         f"- preprocessing: {card['preprocessing']}",
         *([f"- {availability_sentence(card['availability'])}"] if card.get("availability") else []),
+        *([f"- {dropped_sentence(card['dropped'])}"] if card.get("dropped") else []),
         "",
     ]
     if metrics:

@@ -159,6 +159,8 @@ def evaluate_ensemble(
     }
     if kept[0].get("availability_card"):  # the scored cohort lacks a modality for some patients
         card["availability"] = kept[0]["availability_card"]
+    if kept[0].get("dropped"):  # data.missing=drop: the complete patients only (the same for every fold)
+        card["dropped"] = kept[0]["dropped"]
     out.mkdir(parents=True, exist_ok=True)
     preds = average_predictions(tables, where)
     write_predictions(preds, out)
@@ -208,6 +210,7 @@ def evaluate_ensemble(
 
 def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> None:
     """The fold ensemble's protocol card: the fold runs used, how they are averaged, per-fold and ensemble metrics."""
+    from survlab.data.external_absence import dropped_sentence
     from survlab.report.groups import availability_sentence
 
     lines = [
@@ -222,6 +225,7 @@ def _ensemble_md(path: Path, card: dict[str, Any], metrics: dict[str, Any]) -> N
         f"- preprocessing: {card['preprocessing']}",
         f"- ensemble: {card['averaging']}",
         *([f"- {availability_sentence(card['availability'])}"] if card.get("availability") else []),
+        *([f"- {dropped_sentence(card['dropped'])}"] if card.get("dropped") else []),
         "",
     ]
     folds = metrics.get("folds")

@@ -27,6 +27,7 @@ from survlab.runner.eval_cohort import (
     write_protocol_md,
 )
 from survlab.runner.eval_run import _check_out, _eval_cfg, _load_weights, _task, _trainer
+from survlab.runner.modalities import model_cannot_take
 
 log = logging.getLogger("survlab.runner.evaluate")  # one log channel for everything `survlab eval` does
 
@@ -120,6 +121,7 @@ def score_external(
     import torch
 
     from survlab.data.external import setup_external
+    from survlab.data.external_absence import dropped_card
     from survlab.report.groups import availability_card
     from survlab.report.outputs import write_predictions, write_run_outputs
     from survlab.runner.predict import attention_spec, run_test_pass
@@ -137,7 +139,14 @@ def score_external(
             else f"{option}={name} is the training cohort itself; name another cohort"
         )
     _check_out(out, ext.root)
-    setup_external(ext, fitted, with_outcomes, missing_genes, scored_on=scored_targets(task, fitted))
+    setup_external(
+        ext,
+        fitted,
+        with_outcomes,
+        missing_genes,
+        scored_on=scored_targets(task, fitted),
+        cannot_take=model_cannot_take(cfg, fitted.absent_in_training, f"run={run_dir}"),
+    )
     _check_dims(ext.dims, fitted.dims, f"{option}={ext.name} for the model of run={run_dir}")
     log.info(
         "external validation on %s (%d patients): the selected model, preprocessing of %s's training patients",
@@ -170,6 +179,10 @@ def score_external(
     availability = availability_card(ext)
     if availability is not None:  # patients missing a modality: counted in the card (protocol.json / .md)
         card["availability"] = availability
+    if dropped := dropped_card(
+        ext, len(ext.full_cohort.case_ids)
+    ):  # data.missing=drop: complete patients only
+        card["dropped"] = dropped
     if not with_outcomes and conformal_options(conformal)[0]:
         raise ValueError(
             f"conformal.alphas: {option}={name} has no outcomes (the sets' coverage needs its labels); drop "
@@ -181,7 +194,9 @@ def score_external(
         classes = {n: list(c) for n, c in fitted.classes.items()}
         preds = predict_rows(task, ext, classes, device)
         if keep is not None:
-            keep.update(rows=None, task=task, case_ids=list(ext.full_cohort.case_ids))
+            keep.update(
+                rows=None, task=task, case_ids=list(ext.full_cohort.case_ids), dropped=card.get("dropped")
+            )
         _drop_stale_metrics(out)
         write_predictions(preds, out)
         write_json(out / "protocol.json", card)
@@ -204,6 +219,7 @@ def score_external(
             case_ids=list(ext.full_cohort.case_ids),
             availability=dict(getattr(ext, "availability", None) or {}),
             availability_card=availability,
+            dropped=card.get("dropped"),
         )
     metrics = write_run_outputs(
         eval_cfg,

@@ -13,6 +13,10 @@ on the scored patients: the preprocessing is the run's `preprocessing.json` (fit
 Outputs go to `out` (default `<run dir>/eval/<cohort>/`, never into the cohort's folder): predictions.csv, and with
 outcomes metrics.json, km.png, protocol.json / protocol.md naming both the training and the scored cohort.
 
+Patients of the scored cohort lacking a modality follow ITS `data.missing` (survlab.data.external_absence): keep
+scores them all, marked absent as in training, with metrics per availability pattern, when the model can take the
+absence (else a one-line error before any prediction); drop scores the complete patients only, counted in the card.
+
 With a sweep dir (`run=` holds the finished fold jobs of one model × cohort, found as the sweep summary finds them),
 every fold is scored as `run=<fold dir>` would be (its own preprocessing; `<fold dir>/eval/<cohort>/`), then their
 ensemble (mean risk / mean class probabilities; survlab.report.ensemble) into `out` (default

@@ -4,6 +4,7 @@ network takes absent (`accepts_absent`, data.missing=keep) with the networks tha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,40 @@ def models_accepting_absent(modality: str, model_dirs: list[Path] | None = None)
             if cls is not None and modality in job_accepts_absent(cls):
                 found.append(path.stem)
     return sorted(set(found))
+
+
+def untaken_absent(
+    net_cls: type, modality_dropout: float, absent_in_training: Mapping[str, int], model: str
+) -> dict[str, str]:
+    """Modality (PRESENCE: wsi, genomics, pet) -> why the trained model `model` cannot score a patient without it:
+    its network `net_cls` takes no absent one (`accepts_absent`), or its stand-in was never trained (no training
+    patient lacked it, `absent_in_training` of the run's FoldPreprocessing, and `modality_dropout` = 0: the stand-in
+    is its random initial value). What an external cohort under data.missing=keep is checked against."""
+    from survlab.data.absence import PRESENCE
+
+    accepted = job_accepts_absent(net_cls)
+    out = {}
+    for m in PRESENCE:
+        if m not in accepted:
+            out[m] = (
+                f"{model} cannot take an absent {m} (its network {net_cls.__name__} has no stand-in for it)"
+            )
+        elif not absent_in_training.get(m) and not modality_dropout:
+            out[m] = (
+                f"{model} was trained on no patient without {m} and model.net.modality_dropout=0, so its "
+                f"absent-{m} stand-in is untrained"
+            )
+    return out
+
+
+def model_cannot_take(cfg: DictConfig, absent_in_training: Mapping[str, int], run: str) -> dict[str, str]:
+    """`untaken_absent` of a run's model: its network class (`cfg.model.net._target_`), its
+    `model.net.modality_dropout` and its training patients without each modality (`absent_in_training`); `run`
+    names it in the messages (e.g. "run=<run dir>")."""
+    from hydra.utils import get_class
+
+    net_cls = get_class(cfg.model.net._target_)
+    dropout = float(cfg.model.net.get("modality_dropout") or 0.0)
+    return untaken_absent(
+        net_cls, dropout, absent_in_training, f"model={cfg.model.get('name') or net_cls.__name__} of {run}"
+    )
