@@ -270,7 +270,7 @@ def test_default_spec_and_files_do_not_move(tmp_path: Path) -> None:
 
 
 def test_identity_unchanged_at_the_default_missing() -> None:
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     base = {"model": {"name": "abmil"}, "data": {"name": "synthetic", "allow_missing": False}}
     with_default = {**base, "data": {**base["data"], "missing": "error"}}

@@ -131,7 +131,7 @@ def test_tcga_site_derived_recorded_and_hashed_only_when_used(tmp_path: Path) ->
 
 
 def test_no_group_keeps_the_job_identity() -> None:
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     base = {"data": {"splits": {"folds": 5}}, "model": {"name": "abmil"}}
     assert identity_of({"data": {"splits": {"folds": 5, "group": None}}, "model": {"name": "abmil"}}) == base

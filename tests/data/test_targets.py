@@ -459,7 +459,7 @@ def test_slide_label_contradicting_its_patient_label_is_refused(cls_cohort: Path
 
 def test_patient_rule_options_are_checked_and_leave_the_job_identity_alone() -> None:
     from survlab.data.cohort.targets import parse_labels
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     with pytest.raises(
         ValueError, match=r"slide_labels.s.patient: give exactly \['label', 'negative', 'normal'\]"

@@ -64,7 +64,7 @@ from survlab.runner.build import build_datamodule, build_net, build_task, build_
 from survlab.runner.pipelines.patch_inference import patch_predictions
 from survlab.runner.predict import predict
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
-from survlab.utils import jobs
+from survlab.utils import job_identity, jobs
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import write_json
 
@@ -77,7 +77,7 @@ Train = Callable[[DictConfig, Path], dict[str, Any]]
 
 # ----------------------------------------------------------------------------------------------------- stage plumbing
 def _digest(payload: Any) -> str:
-    return jobs._digest(json.loads(json.dumps(payload, sort_keys=True, default=str)))
+    return job_identity._digest(json.loads(json.dumps(payload, sort_keys=True, default=str)))
 
 
 def _stage_done(stage_dir: Path, identity: str) -> bool:
