@@ -402,7 +402,7 @@ def test_small_folds_are_named_with_patients_and_events_per_part(
 ) -> None:
     """16 patients in 2 folds: every fold validates on a handful of patients; the note gives each part's patients /
     events (counted here from the clinical file and the folds) and the fixes; selection=last drops the val complaint."""
-    from survlab.data.cohort.splits import make_splits
+    from survlab.data.cohort.split_draw import make_splits
 
     assert main(_args(tmp_path)) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.cohort.splits import ensure_splits, make_splits, tcga_sites
+from survlab.data.cohort.split_draw import make_splits
+from survlab.data.cohort.split_groups import tcga_sites
+from survlab.data.cohort.splits import ensure_splits
 
 
 def _site_table(n_sites: int = 12, per_site: int = 25, seed: int = 0) -> pd.DataFrame:

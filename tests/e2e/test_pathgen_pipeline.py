@@ -151,7 +151,7 @@ def _coverage_repeats(calibrate_on: str, alpha: float, seeds: range) -> list[flo
     from sklearn.linear_model import LogisticRegression
 
     import survlab
-    from survlab.data.cohort.splits import make_splits
+    from survlab.data.cohort.split_draw import make_splits
 
     cfg = OmegaConf.load(Path(survlab.__file__).parent / "conf" / "data" / "synthetic_pathgen.yaml").splits
     rng = np.random.default_rng(0)
