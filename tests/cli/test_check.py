@@ -15,7 +15,8 @@ import pytest
 
 from survlab.cli.check import main
 from survlab.data.cohort.table import Cohort
-from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 from tests.helpers.cli import run_survlab
 
 SPEC = SyntheticSpec(n_patients=16, feature_dim=4, n_genes=20, n_pathways=4, patches_per_slide=(2, 4), seed=0)

@@ -20,7 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from survlab.data.batch import collate
 from survlab.data.datamodule import CohortDataModule, availability_pattern
 from survlab.data.fitted import FoldPreprocessing
-from survlab.data.sources.synthetic import SyntheticSpec, _patients, generate_cohort, missing_modalities
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_patients import _patients, missing_modalities
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 
 MISSING_SPEC: dict[str, Any] = {**TINY_SPEC, "missing_genomics": 0.2, "missing_wsi": 0.1}
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.data.sources.synthetic import SyntheticSpec, cohort_dir, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec, cohort_dir
 
 TINY = SyntheticSpec(
     n_patients=30, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=3

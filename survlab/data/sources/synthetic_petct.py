@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.sources.synthetic import atomic_cohort
+from survlab.data.sources.cohort_folder import atomic_cohort
 from survlab.metrics.concordance import concordance_counts
 
 SUBTYPES = ("LUAD", "LUSC")
