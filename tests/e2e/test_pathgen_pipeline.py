@@ -15,7 +15,7 @@ import pytest
 from sksurv.metrics import concordance_index_censored
 
 from survlab.metrics.conformal import conformal_quantile, lac_scores
-from survlab.runner.pipelines.pathgen import conformal_setting
+from survlab.runner.pipelines.pathgen_conformal import conformal_setting
 from tests.helpers.cli import check, run_survlab
 
 TINY = [
