@@ -523,7 +523,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     spec = cohort_spec(args)
     t = time.perf_counter()
-    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import generate_cohort
+    from survlab.data.sources.synthetic_spec import SyntheticSpec
 
     generate_cohort(
         root, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
@@ -568,7 +569,8 @@ def scaling(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     for n in args.sizes:
         spec = cohort_spec(args, n)
         r = cohort_root(args, n)
-        from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+        from survlab.data.sources.synthetic import generate_cohort
+        from survlab.data.sources.synthetic_spec import SyntheticSpec
 
         generate_cohort(
             r, SyntheticSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.sources.synthetic import SyntheticSpec, cohort_dir, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec, cohort_dir
 from survlab.models.abmil import ABMIL
 from survlab.models.ggmf import GGMF
 from survlab.tasks.losses import nll_discrete_survival

@@ -71,7 +71,7 @@ def _compose(overrides: list[str], out: Path) -> Any:
 def identities() -> dict[str, str]:
     """Job identity digest of every experiment recipe and of every model on its default cohort."""
     from survlab.config.search_path import PACKAGE_CONF_DIR
-    from survlab.utils import jobs
+    from survlab.utils import job_identity
 
     conf = Path(PACKAGE_CONF_DIR)
     names = [f"experiment={p.stem}" for p in sorted((conf / "experiment").glob("[!_]*.yaml"))]
@@ -85,7 +85,7 @@ def identities() -> dict[str, str]:
             except Exception as err:  # a model that needs another cohort still has an identity with it
                 out[name] = f"compose error: {type(err).__name__}"
                 continue
-            out[name] = jobs._digest(jobs.identity_of(cfg))
+            out[name] = job_identity._digest(job_identity.identity_of(cfg))
     return out
 
 

@@ -45,7 +45,8 @@ TINY_MULTISCALE_SPEC: dict[str, Any] = dict(
 
 
 def _generate(base: Path, spec: dict[str, Any]) -> Path:
-    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import generate_cohort
+    from survlab.data.sources.synthetic_spec import SyntheticSpec
 
     return generate_cohort(base / "cohort", SyntheticSpec(**spec))
 

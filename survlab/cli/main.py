@@ -148,9 +148,9 @@ def print_config(argv: Sequence[str]) -> int:
     `survlab.run`, without importing Lightning."""
     import hydra
 
-    from survlab.utils import jobs
+    from survlab.utils import job_hydra
 
-    jobs.register_resolvers()  # ${survlab.pid:} / ${survlab.job_tag:...} in conf/hydra/default.yaml
+    job_hydra.register_resolvers()  # ${survlab.pid:} / ${survlab.job_tag:...} in conf/hydra/default.yaml
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
     def _compose_only(cfg: object) -> None:  # pragma: no cover - Hydra prints before it would be called

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from survlab.config.check import check_config, resolve_auto
 from survlab.runner.train import run_job, train
 from survlab.utils import jobs
+from survlab.utils.job_dirs import JobLock
 from survlab.utils.quiet import quiet_console
 
 log = logging.getLogger("survlab.run")
@@ -49,7 +50,7 @@ def hydra_main(cfg: DictConfig) -> float:
             from survlab.utils.ddp import check_multirun_strategy
 
             check_multirun_strategy(cfg)
-        with jobs.JobLock(out_dir) as lock:
+        with JobLock(out_dir) as lock:
             return run_job(cfg, out_dir, multirun, started, lock)
     except Exception as exc:
         line = jobs.error_line(exc)

@@ -305,7 +305,7 @@ def moved_targets(node: Any, where: str = "") -> None:
     """Rewrite, in place and with one warning each, a `_target_` that names a module by its path before the folders
     became the layers (e.g. survlab.runner.coxnet.PenalisedCox -> survlab.runner.estimators.coxnet.PenalisedCox);
     the old spelling is accepted for one release."""
-    from survlab.utils.jobs import MOVED_MODULES
+    from survlab.utils.job_identity import MOVED_MODULES
 
     if not isinstance(node, DictConfig):
         return

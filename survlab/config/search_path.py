@@ -92,6 +92,6 @@ def searchpath_overrides(config_dirs: list[str] | tuple[str, ...]) -> list[str]:
 
 # the configs use survlab's resolvers (${survlab.cwd:} in paths/, ${survlab.pid:} in hydra/): every module that composes
 # them finds its configs through this one, so importing it registers them
-from survlab.utils.jobs import register_resolvers as _register_resolvers  # noqa: E402
+from survlab.utils.job_hydra import register_resolvers as _register_resolvers  # noqa: E402
 
 _register_resolvers()

@@ -15,7 +15,7 @@ from typing import Any
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.cohort.counts import count_problems, target_columns, target_counts
-from survlab.data.cohort.splits import FoldSplit
+from survlab.data.cohort.split_set import FoldSplit
 from survlab.data.dataset import ModalitySources
 from survlab.data.external_absence import mark_absent
 from survlab.data.fitted import FoldPreprocessing

@@ -39,13 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.dims import ModalityDims
-from survlab.data.modalities.imaging import (
-    check_slice_numbers,
-    list_slices,
-    read_masked_volume,
-    read_png_stack,
-    window_to_uint8,
-)
+from survlab.data.modalities.imaging_slices import check_slice_numbers, list_slices, read_png_stack
+from survlab.data.modalities.imaging_volumes import read_masked_volume, window_to_uint8
 
 log = logging.getLogger(__name__)
 

@@ -135,11 +135,12 @@ class RunDirCallback(Callback):
 
 class SweepKeysCallback(Callback):
     """Before a multirun launches: record the swept keys in `<sweep_dir>/sweep_keys.json`, so every job dir is named
-    by its values of them (`-m seed=0,1` -> `.../fold0/seed=0`, `.../fold0/seed=1`). See survlab.utils.jobs.job_tag."""
+    by its values of them (`-m seed=0,1` -> `.../fold0/seed=0`, `.../fold0/seed=1`). See survlab.utils.job_dirs.job_tag."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from survlab.utils.files import check_writable
-        from survlab.utils.jobs import record_sweep_keys, start_outcomes
+        from survlab.utils.job_dirs import record_sweep_keys
+        from survlab.utils.jobs import start_outcomes
 
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         sweep_dir = str(config.hydra.sweep.dir)

@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from survlab.data.modalities.imaging import CUT_REPORT, cut_stacks, load_volume, read_volume, window_to_uint8
+from survlab.data.modalities.imaging_volumes import (
+    CUT_REPORT,
+    cut_stacks,
+    load_volume,
+    read_volume,
+    window_to_uint8,
+)
 from survlab.models.mmdls_seg import LungLesionSegmentor
 
 TABLES = ("clinical.csv", "radiomics.csv", "pet.csv")

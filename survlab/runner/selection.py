@@ -53,9 +53,9 @@ def selection_warning(monitor: str, mode: str, value: float | None, task: Any) -
 
 
 def small_split_line(selection: str, datamodule: Any) -> str | None:
-    """The one-line warning (`survlab.data.cohort.splits.small_split_warning`) when the set-up fold of `datamodule` is too
+    """The one-line warning (`survlab.data.cohort.split_sizes.small_split_warning`) when the set-up fold of `datamodule` is too
     small for `selection` (best_val: the validation part) or for a test log-rank test; None when it is not."""
-    from survlab.data.cohort.splits import small_split_warning
+    from survlab.data.cohort.split_sizes import small_split_warning
 
     sizes = getattr(datamodule, "split_sizes", None)
     if not sizes:

@@ -32,15 +32,17 @@ from survlab.runner.conformal import check_conformal, run_conformal
 from survlab.runner.predict import attention_spec, run_test_pass
 from survlab.runner.selection import selection_warning, small_split_line
 from survlab.tasks.outcome import OutcomeTask
-from survlab.utils import jobs
+from survlab.utils import job_hydra, jobs
 from survlab.utils.ddp import release_process_group
+from survlab.utils.job_dirs import JobLock
+from survlab.utils.job_identity import check_identity, identity_of, write_record
 from survlab.utils.malloc import reuse_from_env
 from survlab.utils.outputs import write_json
 
 log = logging.getLogger("survlab.run")
-# the identity Hydra's record is checked against (survlab.utils.jobs.may_write_hydra_record) is the job's own
-if resolve_auto not in jobs.IDENTITY_PREPARE:
-    jobs.IDENTITY_PREPARE.append(resolve_auto)
+# the identity Hydra's record is checked against (survlab.utils.job_hydra.may_write_hydra_record) is the job's own
+if resolve_auto not in job_hydra.IDENTITY_PREPARE:
+    job_hydra.IDENTITY_PREPARE.append(resolve_auto)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -156,12 +158,12 @@ def _selected_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str:
 
 
 def run_job(
-    cfg: DictConfig, out_dir: Path, multirun: bool, started: list[bool], lock: jobs.JobLock | None = None
+    cfg: DictConfig, out_dir: Path, multirun: bool, started: list[bool], lock: JobLock | None = None
 ) -> float:
     """Skip a completed job of the same identity, else record it, clear its markers and run it (appending to
     `started` first); raises JobError when the dir holds another configuration's job."""
-    identity = jobs.identity_of(cfg)
-    same = jobs.check_identity(out_dir, identity)
+    identity = identity_of(cfg)
+    same = check_identity(out_dir, identity)
     if lock is not None:
         lock.claim()
     if same and cfg.get("skip_completed", True) and jobs.job_is_complete(out_dir):
@@ -170,7 +172,7 @@ def run_job(
             out_dir,
         )
         return jobs.read_job_metric(out_dir, cfg.optimized_metric)
-    jobs.write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
+    write_record(out_dir, identity, list(HydraConfig.get().overrides.task))
     jobs.clear_markers(out_dir)
     started.append(True)
     try:

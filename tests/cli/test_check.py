@@ -15,7 +15,8 @@ import pytest
 
 from survlab.cli.check import main
 from survlab.data.cohort.table import Cohort
-from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 from tests.helpers.cli import run_survlab
 
 SPEC = SyntheticSpec(n_patients=16, feature_dim=4, n_genes=20, n_pathways=4, patches_per_slide=(2, 4), seed=0)
@@ -402,7 +403,7 @@ def test_small_folds_are_named_with_patients_and_events_per_part(
 ) -> None:
     """16 patients in 2 folds: every fold validates on a handful of patients; the note gives each part's patients /
     events (counted here from the clinical file and the folds) and the fixes; selection=last drops the val complaint."""
-    from survlab.data.cohort.splits import make_splits
+    from survlab.data.cohort.split_draw import make_splits
 
     assert main(_args(tmp_path)) == 0
     out = capsys.readouterr().out

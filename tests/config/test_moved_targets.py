@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from survlab.config.check import moved_targets
-from survlab.utils import jobs
+from survlab.utils import job_identity
 
 
 def test_old_target_spelling_is_rewritten_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -35,7 +35,7 @@ def test_old_target_spelling_is_rewritten_with_one_warning(caplog: pytest.LogCap
 
 
 def test_every_moved_module_exists_at_its_new_path_and_not_at_its_old() -> None:
-    for new, old in jobs.MOVED_MODULES.items():
+    for new, old in job_identity.MOVED_MODULES.items():
         importlib.import_module(new)
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
@@ -45,6 +45,6 @@ def test_identity_is_the_same_for_the_old_and_the_new_spelling() -> None:
     new = {"model": {"estimator": {"_target_": "survlab.runner.estimators.coxnet.PenalisedCox", "alpha": 1}}}
     old = {"model": {"estimator": {"_target_": "survlab.runner.coxnet.PenalisedCox", "alpha": 1}}}
     other = {"model": {"estimator": {"_target_": "survlab.models.linear_cox.LinearCox", "alpha": 1}}}
-    digest = lambda tree: jobs._digest(jobs.identity_of(tree))  # noqa: E731
+    digest = lambda tree: job_identity._digest(job_identity.identity_of(tree))  # noqa: E731
     assert digest(new) == digest(old)
     assert digest(new) != digest(other)

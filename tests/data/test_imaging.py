@@ -16,13 +16,9 @@ from conftest import petct_kwargs
 from survlab.data.batch import collate
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.modalities.imaging import (
-    ImagingStore,
-    fix_length,
-    list_slices,
-    natural_key,
-    read_feature_table,
-)
+from survlab.data.modalities.imaging import ImagingStore
+from survlab.data.modalities.imaging_slices import fix_length, list_slices, natural_key
+from survlab.data.modalities.imaging_tables import read_feature_table
 
 
 def _dm(root: Path, tmp: Path, **overrides: object) -> CohortDataModule:
@@ -181,7 +177,7 @@ def test_synthetic_petct_plants_an_image_only_and_a_clinical_only_risk_part(tiny
     import pandas as pd
     from sksurv.metrics import concordance_index_censored
 
-    from survlab.data.modalities.imaging import read_volume
+    from survlab.data.modalities.imaging_volumes import read_volume
 
     truth = pd.read_csv(tiny_petct_cohort / "truth.csv").set_index("case_id")
     clinical = pd.read_csv(tiny_petct_cohort / "clinical.csv").set_index("case_id").loc[truth.index]
@@ -310,7 +306,7 @@ def test_bad_image_values_are_refused_naming_the_file_and_check_lists_them(
 
 
 def test_slice_numbers_must_be_consecutive_and_unique(tmp_path: Path) -> None:
-    from survlab.data.modalities.imaging import check_slice_numbers
+    from survlab.data.modalities.imaging_slices import check_slice_numbers
 
     names = lambda *n: [tmp_path / x for x in n]  # noqa: E731
     check_slice_numbers(names("s_1.png", "s_2.png", "s_3.png"), tmp_path)

@@ -20,7 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from survlab.data.batch import collate
 from survlab.data.datamodule import CohortDataModule, availability_pattern
 from survlab.data.fitted import FoldPreprocessing
-from survlab.data.sources.synthetic import SyntheticSpec, _patients, generate_cohort, missing_modalities
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_patients import _patients, missing_modalities
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 
 MISSING_SPEC: dict[str, Any] = {**TINY_SPEC, "missing_genomics": 0.2, "missing_wsi": 0.1}
 
@@ -272,7 +274,7 @@ def test_default_spec_and_files_do_not_move(tmp_path: Path) -> None:
 
 
 def test_identity_unchanged_at_the_default_missing() -> None:
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     base = {"model": {"name": "abmil"}, "data": {"name": "synthetic", "allow_missing": False}}
     with_default = {**base, "data": {**base["data"], "missing": "error"}}

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.cohort.splits import ensure_splits, make_splits, tcga_sites
+from survlab.data.cohort.split_draw import make_splits
+from survlab.data.cohort.split_groups import tcga_sites
+from survlab.data.cohort.splits import ensure_splits
 
 
 def _site_table(n_sites: int = 12, per_site: int = 25, seed: int = 0) -> pd.DataFrame:
@@ -131,7 +133,7 @@ def test_tcga_site_derived_recorded_and_hashed_only_when_used(tmp_path: Path) ->
 
 
 def test_no_group_keeps_the_job_identity() -> None:
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     base = {"data": {"splits": {"folds": 5}}, "model": {"name": "abmil"}}
     assert identity_of({"data": {"splits": {"folds": 5, "group": None}}, "model": {"name": "abmil"}}) == base

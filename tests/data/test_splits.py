@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.cohort.splits import FoldSplit, SplitSet, ensure_splits, make_splits
+from survlab.data.cohort.split_draw import make_splits
+from survlab.data.cohort.split_set import FoldSplit, SplitSet
+from survlab.data.cohort.splits import ensure_splits
 from survlab.data.cohort.table import Cohort
 
 
@@ -281,7 +283,7 @@ _TODAY_FOLD_HASH = (
 def test_repeat_zero_is_todays_assignment_and_repeat_one_another_with_the_same_guarantees(
     tmp_path: Path,
 ) -> None:
-    from survlab.data.cohort.splits import assignment_hash
+    from survlab.data.cohort.split_set import assignment_hash
 
     t = _repeat_table()
     args = (t["case_id"], t["time"].to_numpy(), t["event"].to_numpy())
@@ -323,7 +325,7 @@ def test_repeat_zero_is_todays_assignment_and_repeat_one_another_with_the_same_g
 
 
 def test_small_split_warning_names_counts_thresholds_and_fixes() -> None:
-    from survlab.data.cohort.splits import part_sizes, small_split_warning
+    from survlab.data.cohort.split_sizes import part_sizes, small_split_warning
 
     ids = {"train": [f"t{i}" for i in range(20)], "val": ["v0", "v1", "v2", "v3"], "test": ["x0", "x1", "x2"]}
     event = {c: c in {"t0", "t1", "t2", "v0", "x0"} for p in ids.values() for c in p}

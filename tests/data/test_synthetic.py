@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from survlab.data.sources.synthetic import SyntheticSpec, cohort_dir, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec, cohort_dir
 
 TINY = SyntheticSpec(
     n_patients=30, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=3
@@ -230,7 +231,7 @@ def test_multiscale_x20_bags_are_hard_links_of_the_single_scale_bags(tiny_multis
 def test_planted_site_effects_shift_stain_and_baseline_hazard_per_site(tmp_path: Path) -> None:
     """n_sites > 0: TCGA barcodes carrying the site, even site sizes, a per-site constant in true_risk (the
     baseline hazard) and a per-site shift of every patch; the default spec's hash and files are untouched."""
-    from survlab.data.cohort.splits import tcga_sites
+    from survlab.data.cohort.split_groups import tcga_sites
 
     site_keys = {"n_sites", "site_stain_shift", "site_hazard_sd"}
     assert not site_keys & set(SyntheticSpec().to_json())  # default spec: the same hash, the same cohort dir

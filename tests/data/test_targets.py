@@ -37,7 +37,10 @@ SLIDE_LABELS = {"slide_label": {"column": "slide_label"}}
 
 @pytest.fixture(scope="module")
 def cls_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from survlab.data.sources.synthetic import ClassificationSpec, generate_classification_cohort
+    from survlab.data.sources.synthetic_classification import (
+        ClassificationSpec,
+        generate_classification_cohort,
+    )
 
     return generate_classification_cohort(
         tmp_path_factory.mktemp("cls") / "cohort", ClassificationSpec(**CLS_SPEC)
@@ -326,7 +329,10 @@ def test_several_endpoints_with_a_patient_missing_dfs(
 def test_bayes_accuracy_matches_the_bayes_rule_on_a_large_cohort(tmp_path: Path) -> None:
     """oracle.json's bayes_accuracy = accuracy of 'positive iff a slide carries the marker' (within sampling error),
     and the marker is what the features show: max projection on the marker direction separates signal slides."""
-    from survlab.data.sources.synthetic import ClassificationSpec, generate_classification_cohort
+    from survlab.data.sources.synthetic_classification import (
+        ClassificationSpec,
+        generate_classification_cohort,
+    )
 
     spec = ClassificationSpec(n_patients=600, feature_dim=4, patches_per_slide=(5, 10), seed=2)
     root = generate_classification_cohort(tmp_path / "c", spec)
@@ -459,7 +465,7 @@ def test_slide_label_contradicting_its_patient_label_is_refused(cls_cohort: Path
 
 def test_patient_rule_options_are_checked_and_leave_the_job_identity_alone() -> None:
     from survlab.data.cohort.targets import parse_labels
-    from survlab.utils.jobs import identity_of
+    from survlab.utils.job_identity import identity_of
 
     with pytest.raises(
         ValueError, match=r"slide_labels.s.patient: give exactly \['label', 'negative', 'normal'\]"

@@ -107,7 +107,8 @@ def test_empty_features_folder_is_an_error(tmp_path: Path, make_datamodule) -> N
 def test_run_on_trident_layout_predicts_as_on_clam_layout(tmp_path: Path) -> None:
     """data=tcga_luad from the command-line config: TRIDENT-layout and CLAM-layout copies of the same bags give the
     same predictions (read-only data: nothing is written into the cohort or the job dir)."""
-    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import generate_cohort
+    from survlab.data.sources.synthetic_spec import SyntheticSpec
     from tests.helpers.runs import run_job
 
     spec = SyntheticSpec(n_patients=40, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20))

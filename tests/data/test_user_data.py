@@ -13,7 +13,8 @@ import pytest
 
 from survlab.data.cohort.splits import ensure_splits
 from survlab.data.datamodule import CohortDataModule
-from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 
 SMALL = SyntheticSpec(
     n_patients=12,

@@ -144,7 +144,8 @@ def test_feature_bytes_counts_every_scale_and_the_store_dtype(tmp_path: Path) ->
     from bench import build, cohort_spec, compose, feature_bytes
     from hydra.core.global_hydra import GlobalHydra
 
-    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import generate_cohort
+    from survlab.data.sources.synthetic_spec import SyntheticSpec
 
     args = argparse.Namespace(patients=20, patches=24, dim=8, signal_scale="x20", signal_strength=3.0)
     spec = {**cohort_spec(args), "storage_dtype": "float32"}

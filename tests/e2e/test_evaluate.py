@@ -214,7 +214,8 @@ def test_external_cohort_metrics_and_protocol(surv_run: Path, lab: Path) -> None
 def test_external_cohort_in_the_real_layout(surv_run: Path, tmp_path: Path) -> None:
     """data=tcga_luad pointed at files in the CLAM/MCAT layout (.pt bags under features/<encoder>/, a cohort with no
     classification labels — the model scores none), kept read-only: scored, and nothing written into it."""
-    from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+    from survlab.data.sources.synthetic import generate_cohort
+    from survlab.data.sources.synthetic_spec import SyntheticSpec
 
     spec = SyntheticSpec(
         n_patients=36, feature_dim=8, n_genes=60, n_pathways=8, patches_per_slide=(6, 20), seed=11

@@ -15,7 +15,7 @@ import pytest
 from sksurv.metrics import concordance_index_censored
 
 from survlab.metrics.conformal import conformal_quantile, lac_scores
-from survlab.runner.pipelines.pathgen import conformal_setting
+from survlab.runner.pipelines.pathgen_conformal import conformal_setting
 from tests.helpers.cli import check, run_survlab
 
 TINY = [
@@ -151,7 +151,7 @@ def _coverage_repeats(calibrate_on: str, alpha: float, seeds: range) -> list[flo
     from sklearn.linear_model import LogisticRegression
 
     import survlab
-    from survlab.data.cohort.splits import make_splits
+    from survlab.data.cohort.split_draw import make_splits
 
     cfg = OmegaConf.load(Path(survlab.__file__).parent / "conf" / "data" / "synthetic_pathgen.yaml").splits
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from survlab.utils import jobs
+from survlab.utils import job_identity
 from tests.helpers.runs import CONF_DIR, compose_config
 
 EXPERIMENTS = CONF_DIR / "experiment"
@@ -60,7 +60,7 @@ def _identity(tmp: Path, overrides: list[str]) -> dict:
     cfg = compose_config(
         tmp / "out", [f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}", *overrides]
     )
-    return jobs.identity_of(cfg)
+    return job_identity.identity_of(cfg)
 
 
 def test_every_family_of_cohort_recipes_uses_its_base() -> None:
@@ -93,7 +93,7 @@ def test_a_cohort_recipe_is_its_base_applied_to_its_cohort(base: str, tmp_path: 
     first, second = FAMILIES[base][:2]
     ident = {r.stem: _identity(tmp_path, [f"experiment={r.stem}"]) for r in (first, second)}
     assert ident[first.stem] == _identity(tmp_path, [f"experiment={base}", f"data={_data_override(first)}"])
-    diff = jobs.identity_diff(ident[first.stem], ident[second.stem], k=1000)
+    diff = job_identity.identity_diff(ident[first.stem], ident[second.stem], k=1000)
     changed = {part.split(":")[0] for part in diff.split("; ")}
     assert changed and all(key.startswith("data.") for key in changed), diff
     assert ident[first.stem]["data"]["name"] != ident[second.stem]["data"]["name"]

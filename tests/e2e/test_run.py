@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survlab.data.sources.synthetic import SyntheticSpec, generate_cohort
+from survlab.data.sources.synthetic import generate_cohort
+from survlab.data.sources.synthetic_spec import SyntheticSpec
 from survlab.metrics.survival import harrell_cindex
 from tests.helpers.cli import TINY as TINY_COHORT
 from tests.helpers.runs import run_job

@@ -24,7 +24,7 @@ from survlab.metrics.conformal import (
     min_calibration_size,
 )
 from survlab.metrics.survival import survival_metrics, survival_notes
-from survlab.runner.pipelines.pathgen import run_conformal
+from survlab.runner.pipelines.pathgen_conformal import run_conformal
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 

@@ -51,7 +51,7 @@ def test_patient_split_is_patient_level_and_independent_of_listing_order() -> No
 def test_png_slices_equal_nifti_slices(tiny_petct_cohort: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from survlab.data.modalities.imaging import read_volume, window_to_uint8
+    from survlab.data.modalities.imaging_volumes import read_volume, window_to_uint8
 
     root = tmp_path / "cohort"
     root.mkdir()
@@ -106,7 +106,8 @@ def _seg_run(tmp_path: Path, epochs: int, n_patients: int) -> tuple[dict, Path]:
 def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Path) -> None:
     from monai.metrics import DiceMetric
 
-    from survlab.data.modalities.imaging import ImagingStore, check_stack_provenance, read_volume
+    from survlab.data.modalities.imaging import ImagingStore
+    from survlab.data.modalities.imaging_volumes import check_stack_provenance, read_volume
     from survlab.runner.imaging_cut import cut_cohort
 
     metrics, run = _seg_run(tmp_path, epochs=1, n_patients=12)
@@ -150,7 +151,7 @@ def test_imaging_cut_turns_predicted_masks_into_stacks_mmdls_reads(tmp_path: Pat
 
 
 def test_stacks_from_a_segmentor_with_its_own_split_are_refused(tmp_path: Path) -> None:
-    from survlab.data.modalities.imaging import check_stack_provenance
+    from survlab.data.modalities.imaging_volumes import check_stack_provenance
 
     assert check_stack_provenance(tmp_path, "x", 0, "h") is None  # no cut_report.json: stacks from elsewhere
     (tmp_path / "cut_report.json").write_text(

@@ -24,7 +24,8 @@ from survlab.report.outputs import predictions_table
 from survlab.report.subgroups import site_report
 from survlab.report.sweep import SUMMARY_FILES, summarize_sweep
 from survlab.tasks.objectives import SurvivalObjective
-from survlab.utils.jobs import mark_done, write_record
+from survlab.utils.job_identity import write_record
+from survlab.utils.jobs import mark_done
 
 PATTERNS = ("wsi+genomics", "wsi", "genomics")
 

@@ -18,7 +18,7 @@ from survlab.report.conformal import ConformalTarget, probs_and_labels, write_co
 from survlab.runner.conformal import check_conformal, conformal_targets, external_conformal, parse_cli
 from survlab.runner.evaluate import parse_args
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
-from survlab.utils.jobs import identity_of
+from survlab.utils.job_identity import identity_of
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

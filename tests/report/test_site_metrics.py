@@ -13,7 +13,8 @@ from sksurv.metrics import concordance_index_censored
 
 from survlab.report.subgroups import site_report
 from survlab.report.sweep import summarize_sweep
-from survlab.utils.jobs import mark_done, write_record
+from survlab.utils.job_identity import write_record
+from survlab.utils.jobs import mark_done
 
 
 def _c(f: pd.DataFrame) -> float:

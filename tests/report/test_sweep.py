@@ -17,13 +17,13 @@ from scipy import stats
 from survlab.report.sweep import summarize_sweep
 from survlab.report.sweep_jobs import collect_jobs
 from survlab.report.sweep_stats import paired_comparison
+from survlab.utils.job_identity import write_record
 from survlab.utils.jobs import (
     job_is_complete,
     job_status,
     mark_done,
     mark_failed,
     read_job_metric,
-    write_record,
 )
 
 N_PER_FOLD = 25
@@ -266,7 +266,7 @@ def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.Monk
 def test_rows_split_by_keys_swept_within_a_model_only(tmp_path: Path) -> None:
     """model.task.lr swept for `good`: one row per value, each paired with `base` fold by fold; `selection` set per
     cohort (two sweeps in one dir) does not split rows."""
-    from survlab.utils.jobs import write_record
+    from survlab.utils.job_identity import write_record
 
     root = tmp_path / "sweep"
     for fold in range(3):

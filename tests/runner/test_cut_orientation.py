@@ -64,7 +64,7 @@ def test_cut_masks_overlay_a_non_ras_ct_in_world_coordinates(
     assert len(mask_ijk) == int(bright.sum())
     assert sorted(map(tuple, ct_ijk)) == sorted(map(tuple, np.argwhere(bright)))
     # and the mask passes the check MM-DLS applies to a cohort's own masks (same grid after reorientation to RAS)
-    from survlab.data.modalities.imaging import read_masked_volume
+    from survlab.data.modalities.imaging_volumes import read_masked_volume
 
     _, (lesion,) = read_masked_volume(ct_path, [out / "masks" / "P0" / "lesion_mask.nii.gz"])
     assert int(lesion.sum()) == int(bright.sum())

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from survlab.report.conformal import ConformalTarget, write_conformal
-from survlab.runner.pipelines.pathgen import run_conformal
+from survlab.runner.pipelines.pathgen_conformal import run_conformal
 from tests.helpers.conformal import Probs
 
 GRADES = ["G1", "G2", "G3"]

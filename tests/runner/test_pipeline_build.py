@@ -15,7 +15,7 @@ import torch
 import survlab
 from survlab.models.abmil import ABMIL
 from survlab.models.base import risk_score
-from survlab.runner.pipelines.pathgen import _predict
+from survlab.runner.pipelines.pathgen_outcome import _predict
 from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 

@@ -22,7 +22,7 @@ from survlab.tasks.diffusion import DiffusionTask
 from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.segmentation import SegmentationTask
 from survlab.tasks.survival import SurvivalTask
-from survlab.utils import jobs
+from survlab.utils import job_identity
 from tests.helpers.runs import compose_config
 
 CONF = Path(__file__).resolve().parents[2] / "survlab" / "conf" / "model"
@@ -116,12 +116,14 @@ def test_the_flat_survival_task_builds_the_same_task_with_a_warning_and_keeps_it
     with open_dict(flat):
         del flat.model.task._target_
     # the job identity of a config written before `_target_` (finished sweeps are not re-run)
-    assert jobs.identity_of(flat) == jobs.identity_of(cfg)
-    assert jobs._digest(jobs.identity_of(flat)) == jobs._digest(jobs.identity_of(cfg))
+    assert job_identity.identity_of(flat) == job_identity.identity_of(cfg)
+    assert job_identity._digest(job_identity.identity_of(flat)) == job_identity._digest(
+        job_identity.identity_of(cfg)
+    )
     other = cfg.copy()
     with open_dict(other):
         other.model.task._target_ = "survlab.tasks.outcome.OutcomeTask"
-    assert jobs.identity_of(other) != jobs.identity_of(cfg)
+    assert job_identity.identity_of(other) != job_identity.identity_of(cfg)
 
     dims = ModalityDims(clinical_dim=3, n_bins=4)
     torch.manual_seed(0)

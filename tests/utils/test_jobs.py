@@ -1,4 +1,5 @@
-"""Job identity, dir names and locks (survlab.utils.jobs); two runs started together get their own dirs."""
+"""Job identity, dir names and locks (survlab.utils.jobs / job_identity / job_dirs / job_hydra); two runs started
+together get their own dirs."""
 
 from __future__ import annotations
 
@@ -11,19 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from survlab.utils import jobs
+from survlab.utils import job_dirs, job_hydra, job_identity, jobs
 from tests.helpers.cli import REPO, run_survlab, tiny_overrides
 from tests.helpers.runs import compose_config
 
 
 def _identity(tmp: Path, *overrides: str) -> dict:
-    return jobs.identity_of(compose_config(tmp / "out", [f"paths.data_dir={tmp / 'data'}", *overrides]))
+    return job_identity.identity_of(
+        compose_config(tmp / "out", [f"paths.data_dir={tmp / 'data'}", *overrides])
+    )
 
 
 def test_identity_ignores_paths_and_logging_but_not_settings(tmp_path: Path) -> None:
     base = _identity(tmp_path)
     assert (
-        jobs.identity_of(
+        job_identity.identity_of(
             compose_config(
                 tmp_path / "o2",
                 ["paths.data_dir=/elsewhere", "logger=csv", "trainer.enable_progress_bar=false"],
@@ -33,10 +36,10 @@ def test_identity_ignores_paths_and_logging_but_not_settings(tmp_path: Path) -> 
     )
     for change in ("seed=1", "model.task.lr=0.01", "data.batch_size=4", "fold=1", "trainer=bf16"):
         assert _identity(tmp_path, change) != base, change
-    jobs.write_record(tmp_path / "job", base, ["seed=0"])
-    assert jobs.check_identity(tmp_path / "job", base) is True
+    job_identity.write_record(tmp_path / "job", base, ["seed=0"])
+    assert job_identity.check_identity(tmp_path / "job", base) is True
     with pytest.raises(jobs.JobError, match=r"another configuration \(seed: 0 -> 1\); re-run with the same"):
-        jobs.check_identity(tmp_path / "job", _identity(tmp_path, "seed=1"))
+        job_identity.check_identity(tmp_path / "job", _identity(tmp_path, "seed=1"))
 
 
 def test_split_repeat_zero_keeps_the_identity_and_a_job_tag_per_repeat(tmp_path: Path) -> None:
@@ -46,8 +49,10 @@ def test_split_repeat_zero_keeps_the_identity_and_a_job_tag_per_repeat(tmp_path:
     assert _identity(tmp_path, "+data.splits.repeat=0") == base
     assert _identity(tmp_path, "+data.splits.repeat=1") != base
     assert _identity(tmp_path, "+data.splits.repeat=2") != _identity(tmp_path, "+data.splits.repeat=1")
-    jobs.record_sweep_keys(str(tmp_path / "sw"), ["model=snn", "+data.splits.repeat=0,1,2", "fold=0,1"])
-    tags = {r: jobs.job_tag(str(tmp_path / "sw"), [f"+data.splits.repeat={r}", "fold=0"]) for r in (0, 1, 2)}
+    job_dirs.record_sweep_keys(str(tmp_path / "sw"), ["model=snn", "+data.splits.repeat=0,1,2", "fold=0,1"])
+    tags = {
+        r: job_dirs.job_tag(str(tmp_path / "sw"), [f"+data.splits.repeat={r}", "fold=0"]) for r in (0, 1, 2)
+    }
     assert tags == {r: f"/data.splits.repeat={r}" for r in (0, 1, 2)}
 
 
@@ -59,18 +64,20 @@ def test_loader_settings_are_not_identity_and_older_records_still_match(tmp_path
     assert _identity(tmp_path, "data=tcga_luad", "data.num_workers=2", "data.pin_memory=false") == base
     old = json.loads(json.dumps(base))
     old["data"].update(num_workers=4, pin_memory=True)  # what a record of the earlier default holds
-    jobs.write_record(tmp_path / "job", old, [])
-    assert jobs.check_identity(tmp_path / "job", base) is True
+    job_identity.write_record(tmp_path / "job", old, [])
+    assert job_identity.check_identity(tmp_path / "job", base) is True
     with pytest.raises(jobs.JobError, match=r"another configuration \(data.batch_size: 8 -> 4\)"):
-        jobs.check_identity(tmp_path / "job", _identity(tmp_path, "data=tcga_luad", "data.batch_size=4"))
+        job_identity.check_identity(
+            tmp_path / "job", _identity(tmp_path, "data=tcga_luad", "data.batch_size=4")
+        )
 
 
 def test_results_without_a_record_are_never_reused(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "DONE").write_text("")
-    assert jobs.check_identity(tmp_path / "new", {"a": 1}) is False
+    assert job_identity.check_identity(tmp_path / "new", {"a": 1}) is False
     with pytest.raises(jobs.JobError, match=r"holds results \(DONE\) without a survlab job record"):
-        jobs.check_identity(tmp_path / "old", {"a": 1})
+        job_identity.check_identity(tmp_path / "old", {"a": 1})
 
 
 def test_job_tag_names_swept_keys_only_and_hashes_long_tags(tmp_path: Path) -> None:
@@ -83,23 +90,23 @@ def test_job_tag_names_swept_keys_only_and_hashes_long_tags(tmp_path: Path) -> N
         f"paths.log_dir={tmp_path}",
     ]
     assert (
-        jobs.job_tag(str(tmp_path), overrides) == "/debug=tiny,model.task.lr=0.001,seed=1"
+        job_dirs.job_tag(str(tmp_path), overrides) == "/debug=tiny,model.task.lr=0.001,seed=1"
     )  # keys not recorded
-    jobs.record_sweep_keys(
+    job_dirs.record_sweep_keys(
         tmp_path, ["model=snn,abmil", "seed=0,1", "fold=range(2)", "debug=tiny"], ["model.task.lr"]
     )
-    assert jobs.job_tag(str(tmp_path), overrides) == "/model.task.lr=0.001,seed=1"
+    assert job_dirs.job_tag(str(tmp_path), overrides) == "/model.task.lr=0.001,seed=1"
     long = [f"+model.net.hidden=[{','.join(['256'] * 30)}]", "seed=0"]
-    jobs.record_sweep_keys(tmp_path, [], ["model.net.hidden", "seed"])
-    tags = {jobs.job_tag(str(tmp_path), [long[0], f"seed={s}"]) for s in range(3)}
+    job_dirs.record_sweep_keys(tmp_path, [], ["model.net.hidden", "seed"])
+    tags = {job_dirs.job_tag(str(tmp_path), [long[0], f"seed={s}"]) for s in range(3)}
     assert len(tags) == 3 and all(len(t) <= 81 for t in tags)
 
 
 def test_a_live_job_dir_is_refused(tmp_path: Path) -> None:
-    with jobs.JobLock(tmp_path):
+    with job_dirs.JobLock(tmp_path):
         with pytest.raises(jobs.JobError, match="is in use by another running job"):
-            jobs.JobLock(tmp_path).__enter__()
-    with jobs.JobLock(tmp_path):  # released on exit
+            job_dirs.JobLock(tmp_path).__enter__()
+    with job_dirs.JobLock(tmp_path):  # released on exit
         pass
 
 
@@ -225,17 +232,17 @@ def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
     out = tmp_path / "run"
     base = [f"paths.data_dir={tmp_path / 'data'}", "model=snn"]
     root = compose_config(out, base)
-    assert jobs.may_write_hydra_record(root)  # a new dir
+    assert job_hydra.may_write_hydra_record(root)  # a new dir
     assert OmegaConf.select(root, "hydra.output_subdir") == ".hydra"
     task = OmegaConf.create(OmegaConf.to_container(root, resolve=False))
     with open_dict(task):
         del task["hydra"]
     resolve_auto(task)  # as the job does before it records its identity (monitor: auto -> val/cindex, ...)
-    jobs.write_record(out, jobs.identity_of(task), [])
+    job_identity.write_record(out, job_identity.identity_of(task), [])
     (out / jobs.DONE).write_text("")
-    assert jobs.may_write_hydra_record(compose_config(out, base))  # the same job again: resume / skip
+    assert job_hydra.may_write_hydra_record(compose_config(out, base))  # the same job again: resume / skip
     other = compose_config(out, [*base, "seed=1"])
-    assert not jobs.may_write_hydra_record(other)
+    assert not job_hydra.may_write_hydra_record(other)
     assert OmegaConf.select(other, "hydra.output_subdir") is None
     assert OmegaConf.select(other, "hydra.job_logging.handlers.file.filename") == os.devnull
     same = compose_config(out, base)
@@ -243,12 +250,12 @@ def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
         OmegaConf.select(same, "hydra.job_logging.handlers.file.filename")
         == f"{out}/{same.hydra.job.name}.log"
     )
-    with jobs.JobLock(out):  # the same configuration, but a live job holds the dir
-        assert not jobs.may_write_hydra_record(same)
+    with job_dirs.JobLock(out):  # the same configuration, but a live job holds the dir
+        assert not job_hydra.may_write_hydra_record(same)
         monkeypatch.setenv(
             "LOCAL_RANK", "1"
         )  # ... unless this is that job's DDP child rank (its own log file)
-        assert jobs.may_write_hydra_record(same)
+        assert job_hydra.may_write_hydra_record(same)
 
 
 def _hashes(d: Path) -> dict[str, str]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from survlab.data.cohort.splits import FoldSplit, SplitSet, ensure_splits
+from survlab.data.cohort.split_set import FoldSplit, SplitSet
+from survlab.data.cohort.splits import ensure_splits
 from survlab.data.cohort.splits_import import from_config as import_from_config
 from survlab.data.cohort.table import Cohort, Endpoint, _header
 from survlab.data.cohort.targets import parse_labels

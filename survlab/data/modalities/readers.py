@@ -24,7 +24,8 @@ from survlab.data.modalities.genomics import (
     read_signatures,
     signature_coverage,
 )
-from survlab.data.modalities.imaging import ImagingStore, check_stack_provenance
+from survlab.data.modalities.imaging import ImagingStore
+from survlab.data.modalities.imaging_volumes import check_stack_provenance
 from survlab.data.modalities.stores import BagSizes, build_stores, prepare_bags
 from survlab.data.modalities.wsi import BagStore, DropReport, check_availability
 from survlab.data.options import under

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from survlab.data.sources.synthetic import atomic_cohort
+from survlab.data.sources.cohort_folder import atomic_cohort
 
 GSE7390_CSV: Path = Path(__file__).with_name("public") / "gse7390.csv"
 GSE7390_CLINICAL: tuple[str, ...] = ("age", "er", "grade", "size")

@@ -36,9 +36,13 @@ class Entry:
 
 #: data.synthetic.kind -> generator (spec dataclass + function writing the cohort folder)
 SYNTHETIC: dict[str, Entry] = {
-    "survival": Entry("survlab.data.sources.synthetic", "generate_cohort", "SyntheticSpec"),
+    "survival": Entry(
+        "survlab.data.sources.synthetic", "generate_cohort", "SyntheticSpec"
+    ),  # the spec: synthetic_spec
     "classification": Entry(
-        "survlab.data.sources.synthetic", "generate_classification_cohort", "ClassificationSpec"
+        "survlab.data.sources.synthetic_classification",
+        "generate_classification_cohort",
+        "ClassificationSpec",
     ),
     "pathgen": Entry("survlab.data.sources.synthetic_pathgen", "generate_pathgen_cohort", "PathGenSpec"),
     "petct": Entry("survlab.data.sources.synthetic_petct", "generate_petct_cohort", "PetCtSpec"),

@@ -35,7 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from survlab.data.sources.synthetic import (
+from survlab.data.sources.cohort_folder import atomic_cohort
+from survlab.data.sources.synthetic_genomics import _signature_table
+from survlab.data.sources.synthetic_patients import _quantile_bins, _survival
+from survlab.data.sources.synthetic_spec import (
     _STREAM_CLIN,
     _STREAM_GENES,
     _STREAM_LATENT,
@@ -44,13 +47,8 @@ from survlab.data.sources.synthetic import (
     MCAT6_FAMILIES,
     PATCH_PX,
     SITES,
-    _grid_coords,
-    _quantile_bins,
-    _signature_table,
-    _survival,
-    _write_bag,
-    atomic_cohort,
 )
+from survlab.data.sources.synthetic_wsi import _grid_coords, _write_bag
 from survlab.metrics.concordance import concordance_counts
 
 

@@ -34,7 +34,7 @@ the cache key: a cohort written by an older generator is regenerated.
 
 Files: clinical.csv (one row per patient: case_id, labels, endpoints, treatment, clinical columns), radiomics.csv and
 pet.csv (rows shuffled: joined by case_id), volumes/<case>/{ct,lung_mask,lesion_mask}.nii.gz, images/<case>/
-{lesion,space}/slice_<k>.png (the same crops as `survlab.data.modalities.imaging.cut_stacks`, written independently; names
+{lesion,space}/slice_<k>.png (the same crops as `survlab.data.modalities.imaging_volumes.cut_stacks`, written independently; names
 unpadded so natural sort matters), truth.csv (true OS risk), oracle.json (oracle C-index of OS and DFS).
 
 Example:
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survlab.data.sources.synthetic import atomic_cohort
+from survlab.data.sources.cohort_folder import atomic_cohort
 from survlab.metrics.concordance import concordance_counts
 
 SUBTYPES = ("LUAD", "LUSC")
@@ -195,7 +195,7 @@ def _volume(
 def _png_stacks(
     ct: np.ndarray, lung: np.ndarray, lesion: np.ndarray, centre: tuple[int, int, int], window: int
 ) -> dict[str, list[np.ndarray]]:
-    """The lesion / space crops as 8-bit slices (written independently of survlab.data.modalities.imaging.cut_stacks)."""
+    """The lesion / space crops as 8-bit slices (written independently of survlab.data.modalities.imaging_volumes.cut_stacks)."""
     u8 = np.rint(np.clip((ct.astype(np.float64) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) * 255).astype(
         np.uint8
     )
