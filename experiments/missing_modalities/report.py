@@ -1,5 +1,6 @@
 """The keep-vs-drop table of experiments/missing_modalities: per cohort and run, the out-of-fold predictions of the 5
-folds pooled (every patient tested once) and Harrell's C-index (scikit-survival) over all test patients and per
+folds pooled (every patient tested once) and Harrell's C-index over the comparable pairs within a fold
+(survlab.metrics.stats.pooled_statistic: each fold's model has its own risk scale) over all test patients and per
 availability pattern, plus the fold mean ± sd of each job's metrics.json `availability`.
 
     python experiments/missing_modalities/report.py <out dir of run.sh>
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sksurv.metrics import concordance_index_censored
+
+from survlab.metrics.stats import pooled_statistic
 
 
 def cindex(frame: pd.DataFrame) -> float:
-    return float(concordance_index_censored(frame["event"].astype(bool), frame["time"], frame["risk"])[0])
+    """Pooled Harrell C of out-of-fold predictions (case_id, fold, risk, time, event), pairs within a fold."""
+    return pooled_statistic(frame[["case_id", "fold", "risk", "time", "event"]])
 
 
 def mean(folds: dict[str, list[float]], pattern: str) -> str:

@@ -8,7 +8,7 @@ never connected.
 For each ``<cohort>/volumes/<case_id>/ct.nii.gz``: every axial slice is windowed like the segmentor's training data,
 resized to its image size, segmented (the selected checkpoint of the run), the logits upsampled back to the CT grid
 and thresholded at 0.5; the largest 3-D connected lesion component is kept (scipy.ndimage). The stacks are cut from
-the CT with `survlab.data.modalities.imaging.cut_stacks` and written to ``<out>/images/<case_id>/{lesion,space}/slice_<k>.png``;
+the CT with `survlab.data.modalities.imaging_volumes.cut_stacks` and written to ``<out>/images/<case_id>/{lesion,space}/slice_<k>.png``;
 the predicted masks to ``<out>/masks/<case_id>/{lung_mask,lesion_mask}.nii.gz`` (on the CT's grid reoriented to
 RAS, with that grid's affine, so they overlay the CT in any viewer whatever the CT's stored orientation); the cohort's tables (clinical.csv,
 radiomics.csv, pet.csv) are copied. ``<out>/cut_report.json`` lists per case the predicted volumes, the Dice against
@@ -20,7 +20,7 @@ Leak-free per fold: a segmentor trained with ``data.outcome_splits`` (the defaul
 k trains on the outcome cohort's fold-k training patients only, so cut one stack cohort per fold with that fold's
 segmentor and train MM-DLS fold k on it:
 ``python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<out k> fold=k``.
-model=mmdls checks ``cut_report.json`` (survlab.data.modalities.imaging.check_stack_provenance): stacks from a segmentor of
+model=mmdls checks ``cut_report.json`` (survlab.data.modalities.imaging_volumes.check_stack_provenance): stacks from a segmentor of
 another fold or split are refused, and the segmentor run is recorded in the run's protocol card.
 The source cohort is only read; ``out`` must be a new or empty folder.
 """

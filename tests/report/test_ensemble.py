@@ -186,7 +186,7 @@ def test_fold_runs_refuses_folds_of_several_configurations(tmp_path: Path) -> No
     """A sweep over model.task.lr puts both learning rates' fold jobs under <model>/<cohort>/fold<k>/: they are two
     models' folds, not one model's, and used to be averaged into one "ensemble of 4 folds". Seeds (and repeats)
     of one configuration are still one ensemble."""
-    from survlab.utils.jobs import write_record
+    from survlab.utils.job_identity import write_record
 
     sweep = tmp_path / "sweep"
     for fold in range(2):
