@@ -2,14 +2,16 @@
 model × cohort each score the cohort with their own preprocessing (survlab.runner.eval_external.score_external); here
 their per-patient outputs are averaged.
 
-- Survival: the ensemble risk is the MEAN of the folds' risks, as-is (not rank-averaged). The folds share the
-  model, the objective and the loss, so their risks are on one scale by construction (discrete-time models:
-  −Σ_k S_k over the same number of bins; Cox: a linear predictor of the same network and covariates); a mean keeps
-  the ties and magnitudes that a rank average would throw away, and it is what "mean risk" means in papers' external
-  validation. The folds' survival curves are NOT averaged: each fold's time bins (and a Cox fold's Breslow baseline)
-  are fitted on its own training patients, so the ensemble has no survival curve and no IBS. The IPCW metrics
-  (Uno's C, td-AUC) use the censoring distribution of the first fold's training patients (the folds' training
-  parts are nearly the same patients).
+- Survival: the ensemble risk is the MEAN of the folds' risks after each fold's risks are standardised over the
+  scored patients (z-score: minus their mean, over their sd; no outcome is read). The folds share model, objective
+  and loss but NOT one risk scale: a Cox partial likelihood does not see a constant shift, and the spread differs
+  from fold to fold (`experiments/synthetic_benchmark`: mcat's test risks have sd 0.01-0.07 in folds 1-2 and
+  0.74-0.80 in the others; gse7390 coxnet 0.03-2.86), so a raw mean is the ranking of the widest fold. A
+  standardised mean weighs every fold equally and keeps each fold's within-cohort ordering and magnitudes. The folds'
+  survival curves are NOT averaged: each fold's time bins (and a Cox fold's Breslow baseline) are fitted on its own
+  training patients, so the ensemble has no survival curve and no IBS. The IPCW metrics (Uno's C, td-AUC) use the
+  censoring distribution of the first fold's training patients (the folds' training parts are nearly the same
+  patients).
 - Classification: the MEAN of the folds' class probabilities (rows still sum to 1); the predicted class is its
   argmax. Horizon objectives: the mean of the folds' P(event by h).
 
@@ -26,16 +28,30 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["RISK_AVERAGING", "average_predictions", "average_rows", "fold_summary"]
+__all__ = ["RISK_AVERAGING", "average_predictions", "average_rows", "fold_summary", "standardised"]
 
 #: the protocol card's sentence on how the ensemble combines the folds
 RISK_AVERAGING = (
-    "per patient, the mean of the folds' outputs as-is: survival risk (the folds share model, objective and loss, "
-    "so their risks share one scale; not rank-averaged), class probabilities (predicted class = argmax of the mean), "
+    "per patient, the mean of the folds' outputs: survival risk standardised per fold over the scored patients first "
+    "(z-score; the folds' risks do not share one scale: a Cox fit ignores a shift, and spreads differ between folds), "
+    "class probabilities (predicted class = argmax of the mean), "
     "P(event by h) of horizon objectives. The folds' survival curves are not averaged (each fold's time bins / Cox "
     "baseline come from its own training patients): no IBS for the ensemble. Its IPCW metrics (Uno C-index, "
     "td-AUC, horizon AUC / Brier) weight by the censoring distribution of the first fold's training patients."
 )
+
+
+def standardised(risk: np.ndarray) -> np.ndarray:
+    """One fold's risks [N] over the scored patients -> (risk - mean) / sd (float64; finite values define mean and
+    sd; a constant risk gives zeros: that fold ranks nobody)."""
+    r = np.asarray(risk, dtype=np.float64)
+    ok = np.isfinite(r)
+    if not ok.any():
+        return r
+    sd = float(r[ok].std())
+    return (r - r[ok].mean()) / sd if sd > 0 else np.where(ok, 0.0, r)
+
+
 #: row keys that are outcomes (equal in every fold), not outputs
 _TARGET_KEYS = ("time", "event", "label")
 #: row keys that are averaged
@@ -47,7 +63,8 @@ def average_rows(
 ) -> dict[str, np.ndarray]:
     """One objective's ensemble rows from its rows in each fold (`index` [N] rows of the fold's cohort table
     `case_ids[f]`, `risk` [N] or `probs` [N, K], and targets `time` / `event` / `label` [N]) -> rows on the first
-    fold's indexing: `risk` / `probs` = the mean over the folds (float64), targets of the first fold. Per-fold
+    fold's indexing: `risk` = the mean over the folds of each fold's standardised risks (`standardised`), `probs` =
+    the mean over the folds (float64), targets of the first fold. Per-fold
     outputs that are not averaged (`hazard_logits`) are left out. One-line ValueError naming `where` when the folds
     scored different patients or read different outcomes for a patient."""
     if not folds:
@@ -75,7 +92,8 @@ def average_rows(
             ):
                 raise ValueError(f"{where}: fold {f} read other {k} values than fold 0 for the same patients")
         for k in sums:
-            sums[k] += np.asarray(rows[k], dtype=np.float64)[align]
+            values = np.asarray(rows[k], dtype=np.float64)[align]
+            sums[k] += standardised(values) if k == "risk" else values
     for k in _TARGET_KEYS:
         if k in folds[0]:
             out[k] = np.asarray(folds[0][k])
@@ -86,7 +104,7 @@ def average_rows(
 def average_predictions(tables: Sequence[pd.DataFrame], where: str) -> pd.DataFrame:
     """The folds' predictions.csv tables -> the ensemble's, same columns and rows (order of the first table):
     every float column of outputs (risk, hazard_k, surv_k, `<objective>_risk`, `<objective>_p_<h>`,
-    `<label>_prob_<class>`) is the mean over the folds, `<label>_pred` the class of the highest mean probability,
+    `<label>_prob_<class>`) is the mean over the folds (risk columns standardised per fold first, as `average_rows`), `<label>_pred` the class of the highest mean probability,
     outcomes (time, event, true labels) and `fold` (None: all folds) as in the first table. One-line ValueError
     naming `where` when the tables' columns or patients differ."""
     first = tables[0]
@@ -113,7 +131,10 @@ def average_predictions(tables: Sequence[pd.DataFrame], where: str) -> pd.DataFr
     ]
     ids = first["case_id"]
     for c in outputs:
-        out[c] = np.mean([t.loc[ids, c].to_numpy(dtype=np.float64) for t in keyed], axis=0)
+        values = [t.loc[ids, c].to_numpy(dtype=np.float64) for t in keyed]
+        if c == "risk" or c.endswith("_risk"):
+            values = [standardised(v) for v in values]
+        out[c] = np.mean(values, axis=0)
     for label in labels:
         probs = [c for c in first.columns if c.startswith(f"{label}_prob_")]
         if probs:

@@ -41,6 +41,10 @@ def _fold_rows(ids: list[str], key: np.ndarray, seed: int, **cols: np.ndarray) -
     return rows, table
 
 
+def _z(r: np.ndarray) -> np.ndarray:
+    return (r - r.mean()) / r.std()
+
+
 def test_survival_ensemble_is_the_mean_risk_and_its_cindex_equals_lifelines() -> None:
     ids, true, time, event = _planted()
     rng = np.random.default_rng(1)
@@ -49,7 +53,7 @@ def test_survival_ensemble_is_the_mean_risk_and_its_cindex_equals_lifelines() ->
     rows = average_rows([r for r, _ in folds], [t for _, t in folds], "test")
     table0 = folds[0][1]
     got_ids = [table0[i] for i in rows["index"]]
-    mean = np.mean(risks, axis=0)
+    mean = np.mean([_z(r) for r in risks], axis=0)  # each fold standardised over the scored patients
     expected = dict(zip(ids, mean, strict=True))
     np.testing.assert_allclose(rows["risk"], [expected[c] for c in got_ids], rtol=0, atol=1e-12)
     by_id_time = dict(zip(ids, time, strict=True))
@@ -66,6 +70,24 @@ def test_survival_ensemble_is_the_mean_risk_and_its_cindex_equals_lifelines() ->
     singles = [concordance_index(time, -r, event) for r in risks]
     assert lifelines_c > np.mean(singles) + 0.01
     assert np.isnan(metrics.get("ibs", np.nan))  # no survival curve of the ensemble
+
+
+def test_a_fold_on_another_risk_scale_does_not_take_over_the_ensemble() -> None:
+    """A Cox fold's risks are defined up to a shift and their spread differs between folds: multiplying one fold's
+    risks by 100 and shifting them leaves the ensemble unchanged (a raw mean would be that fold's ranking)."""
+    ids, true, time, event = _planted()
+    rng = np.random.default_rng(2)
+    risks = [true + rng.normal(scale=1.0, size=len(ids)) for _ in range(3)]
+    wide = [risks[0] * 100.0 + 7.0, risks[1], risks[2]]
+    rows = {}
+    for name, rs in (("same", risks), ("wide", wide)):
+        folds = [_fold_rows(ids, true, 30 + f, risk=r, time=time, event=event) for f, r in enumerate(rs)]
+        rows[name] = average_rows([r for r, _ in folds], [t for _, t in folds], "test")
+    np.testing.assert_allclose(rows["wide"]["risk"], rows["same"]["risk"], rtol=0, atol=1e-12)
+    raw = np.mean(wide, axis=0)  # what the mean of raw risks ranks by: fold 0 alone
+    assert concordance_index(time, -raw, event) == pytest.approx(
+        concordance_index(time, -risks[0], event), abs=0.01
+    )
 
 
 def test_classification_ensemble_is_the_mean_probability_scored_like_sklearn() -> None:
@@ -124,7 +146,10 @@ def test_average_predictions_keeps_the_columns_and_recomputes_the_class() -> Non
     two["grade_prob_lo"] = 1 - two["grade_prob_hi"]
     out = average_predictions([one, two], "test")
     assert list(out.columns) == list(one.columns)
-    np.testing.assert_allclose(out["risk"], [2.0, 1.0, 2.0])
+    # a, b, c: each fold's risks standardised over the three patients, then averaged
+    np.testing.assert_allclose(
+        out["risk"], (_z(np.array([1.0, 2.0, 3.0])) + _z(np.array([3.0, 0.0, 1.0]))) / 2
+    )
     np.testing.assert_allclose(out["grade_prob_hi"], [0.4, 0.8, 0.4])
     assert out["grade_pred"].tolist() == ["lo", "hi", "lo"]
     assert out["grade"].tolist() == ["lo", "hi", "lo"] and out["fold"].isna().all()
