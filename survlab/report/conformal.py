@@ -54,7 +54,10 @@ Rows = Mapping[str, Mapping[str, np.ndarray]]
 
 CENSORING_RULE = (
     "survival bins: a patient censored before the last time bin has an unknown true bin: excluded from calibration "
-    "and from coverage (counted in n_*_excluded); censored in the last bin = known (it is in the last bin)"
+    "and from coverage (counted in n_*_excluded); censored in the last bin = known (it is in the last bin). The "
+    "coverage guarantee therefore holds for patients whose bin is observed (an event, or follow-up into the last "
+    "bin), who are shorter survivors than the cohort when censoring is early; it is not a guarantee for every "
+    "patient under censoring (censoring-weighted conformal sets are not implemented)"
 )
 SCORE = "1 - p(true class) (LAC); q_hat = the ceil((n+1)(1-alpha))-th smallest calibration score"
 
