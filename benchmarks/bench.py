@@ -183,7 +183,7 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
     loop and variant starts from the same initial weights, whatever ran before it in this process."""
     import lightning as L
 
-    from survlab.config.check import resolve_auto
+    from survlab.config.check_task import resolve_auto
     from survlab.runner.build import build_datamodule, build_net, build_task
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)

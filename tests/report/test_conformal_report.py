@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from survlab.config.check import ConfigError, check_config
+from survlab.config.check import check_config
+from survlab.config.check_values import ConfigError
 from survlab.report.conformal import ConformalTarget, probs_and_labels, write_conformal
 from survlab.runner.conformal import check_conformal, conformal_targets, external_conformal, parse_cli
 from survlab.runner.evaluate import parse_args
