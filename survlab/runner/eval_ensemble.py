@@ -89,7 +89,7 @@ def evaluate_ensemble(
     their mean and sd over the folds), predictions.csv (a fold's columns, averaged), protocol.json / .md."""
     from survlab.report.ensemble import RISK_AVERAGING, average_predictions, average_rows, fold_summary
     from survlab.report.groups import group_report
-    from survlab.report.outputs import write_predictions
+    from survlab.report.predictions import write_predictions
     from survlab.utils.outputs import write_json
 
     name = options.get("data")

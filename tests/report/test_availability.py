@@ -20,7 +20,7 @@ from survlab.report.groups import (
     availability_sentence,
     group_report,
 )
-from survlab.report.outputs import predictions_table
+from survlab.report.predictions import predictions_table
 from survlab.report.subgroups import site_report
 from survlab.report.sweep import SUMMARY_FILES, summarize_sweep
 from survlab.tasks.objectives import SurvivalObjective

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from survlab.report.outputs import predictions_table
+from survlab.report.predictions import predictions_table
 from survlab.tasks.objectives import ClassificationObjective, HorizonObjective
 
 

@@ -17,7 +17,7 @@ import torch
 
 from survlab.models.abmil import ABMIL
 from survlab.report.attention import write_attention
-from survlab.report.outputs import predictions_table
+from survlab.report.predictions import predictions_table
 from survlab.runner.predict import AttentionSpec, predict, run_test_pass
 from survlab.tasks.survival import SurvivalTask
 
