@@ -25,10 +25,8 @@ from survlab.report.km import plot_km_by_risk, training_cutoffs
 from survlab.report.outputs_classification import _classification_outputs, pn_rule_report
 from survlab.report.predictions import _primary_survival, predictions_table, write_predictions
 from survlab.report.rows import PatientRows
-from survlab.tasks.objectives import (
-    HorizonObjective,
-    SurvivalObjective,
-)
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 from survlab.utils.outputs import git_commit, write_json
 

@@ -17,10 +17,8 @@ from survlab.metrics.classification import confusion_matrix
 from survlab.metrics.pn_stage import pn_rule_metrics, pn_rule_table
 from survlab.report.figures import plot_confusion, plot_roc_pr
 from survlab.report.predictions import _class_names
-from survlab.tasks.objectives import (
-    SLIDE_STRIDE,
-    ClassificationObjective,
-)
+from survlab.tasks.objective_base import SLIDE_STRIDE
+from survlab.tasks.objective_classification import ClassificationObjective
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger("survlab.run")

@@ -13,12 +13,10 @@ import numpy as np
 import pandas as pd
 
 from survlab.models.base import survival_from_hazard_logits
-from survlab.tasks.objectives import (
-    SLIDE_STRIDE,
-    ClassificationObjective,
-    HorizonObjective,
-    SurvivalObjective,
-)
+from survlab.tasks.objective_base import SLIDE_STRIDE
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 from survlab.utils.files import atomic_path
 

@@ -47,7 +47,8 @@ def default_conformal() -> DictConfig:
 
 def conformal_targets(task: Any, fitted: Any) -> tuple[list[ConformalTarget], list[str]]:
     """-> (the task's objectives that get sets, one line per objective that gets none and why)."""
-    from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     targets: list[ConformalTarget] = []
     skipped: list[str] = []

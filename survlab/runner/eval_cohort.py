@@ -45,7 +45,9 @@ def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
 
 def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
     """(endpoints, patient labels) the task's objectives score: what another cohort must provide (primary first)."""
-    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
+    from survlab.tasks.objective_horizon import HorizonObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     primary = fitted.primary_endpoint
     endpoints: list[str] = []
@@ -147,7 +149,7 @@ def run_km_cutoffs(run_metrics: dict[str, Any], task: Any, where: str) -> dict[s
     naming `where`) for runs written before the cutoffs were recorded. A survival objective without recorded
     cutoffs is cut at the scored cohort's own quantiles, with a warning naming it."""
     from survlab.report.predictions import _primary_survival
-    from survlab.tasks.objectives import SurvivalObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     survival = _primary_survival(task.objectives)
     if survival is None:

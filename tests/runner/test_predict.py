@@ -77,7 +77,7 @@ def test_each_needed_patient_goes_through_the_network_once(
 
 
 def test_a_classification_task_runs_the_test_patients_only(make_datamodule: Callable[..., Any]) -> None:
-    from survlab.tasks.objectives import ClassificationObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
     from survlab.tasks.outcome import OutcomeTask
 
     dm = make_datamodule(**KW)

@@ -23,7 +23,8 @@ from survlab.config.check_task import resolve_auto, task_metric_names
 from survlab.config.check_values import ConfigError
 from survlab.data.batch import Batch, PatientItem, collate
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.tasks.objectives import HorizonObjective, SurvivalObjective
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 HORIZONS = [5.0, 10.0]

@@ -16,7 +16,8 @@ from survlab.data.fitted import FoldPreprocessing
 from survlab.metrics.classification import classification_metrics
 from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 C = 6
