@@ -480,7 +480,7 @@ def store_itemsize(store: Any, slide_id: str) -> int:
     file's dtype, else the dtype of the source file of `slide_id` (one encoder writes one dtype)."""
     import torch
 
-    from survlab.data.modalities.wsi import read_header
+    from survlab.data.modalities.wsi_files import read_header
 
     if store.resident is not None:  # data.wsi.cache=device: one flat tensor in the cache dtype
         dtype = store.resident.dtype

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) while reading files
 
-# What a feature-file error is about, from the loaders' one-line messages (survlab.data.modalities.wsi): the group it joins.
+# What a feature-file error is about, from the loaders' one-line messages (survlab.data.modalities.wsi*): the group it joins.
 _FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("0-byte file", "empty (0-byte) feature files"),
     ("empty bag (0 patches)", "empty bags (0 patches)"),

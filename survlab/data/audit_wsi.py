@@ -13,7 +13,8 @@ from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.modalities.stores import build_stores
-from survlab.data.modalities.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_files import _FIX, _check_twin, read_bag, read_header
 from survlab.data.options import under
 
 

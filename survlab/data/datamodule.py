@@ -54,7 +54,7 @@ from survlab.data.modalities.imaging import ImagingStore, parse_imaging
 from survlab.data.modalities.readers import read_genomics, read_imaging, read_wsi
 from survlab.data.modalities.stores import check_cache_option
 from survlab.data.modalities.text import prompts_for_classes, read_prompts, resolve_prompts_file
-from survlab.data.modalities.wsi import DropReport
+from survlab.data.modalities.wsi_availability import DropReport
 from survlab.data.options import (
     DataOptions,
     GenomicsOptions,

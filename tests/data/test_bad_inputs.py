@@ -25,7 +25,9 @@ from survlab.data.modalities.genomics import (
     read_expression,
     read_signatures,
 )
-from survlab.data.modalities.wsi import BagStore, check_availability, read_bag
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import check_availability
+from survlab.data.modalities.wsi_files import read_bag
 
 ROWS = [
     dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0),

@@ -27,7 +27,8 @@ from survlab.data.modalities.genomics import (
 from survlab.data.modalities.imaging import ImagingStore
 from survlab.data.modalities.imaging_volumes import check_stack_provenance
 from survlab.data.modalities.stores import BagSizes, build_stores, prepare_bags
-from survlab.data.modalities.wsi import BagStore, DropReport, check_availability
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import DropReport, check_availability
 from survlab.data.options import under
 
 log = logging.getLogger(__name__)
