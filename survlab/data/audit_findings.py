@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from survlab.data.cohort.checks import Finding
-from survlab.data.cohort.table import _first_ids
+from survlab.data.cohort.ids import _first_ids
 
 if TYPE_CHECKING:
     from survlab.data.datamodule import CohortDataModule

@@ -36,11 +36,12 @@ from survlab.data.absence import (  # noqa: F401 - AbsentModalityError / PRESENC
     availability_pattern,
 )
 from survlab.data.cohort.counts import count_problems, describe_counts, target_columns, target_counts
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.spec import CohortSpec
 from survlab.data.cohort.split_groups import group_column
 from survlab.data.cohort.split_set import FoldSplit
 from survlab.data.cohort.split_sizes import describe_sizes, part_sizes
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
 from survlab.data.fitted import FoldPreprocessing, PreprocessingPlan

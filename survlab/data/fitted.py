@@ -31,8 +31,9 @@ import pandas as pd
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.cohort.clinical import ClinicalEncoder
-from survlab.data.cohort.table import Cohort, TimeBins
+from survlab.data.cohort.table import Cohort
 from survlab.data.cohort.targets import LabelSpec, check_classes, encode_labels, label_problems
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.dataset import ModalitySources
 from survlab.data.dims import ModalityDims
 from survlab.data.modalities.genomics import GeneGroups, GeneScaler, fit_genomics, genomic_tensors

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+from survlab.data.cohort.endpoint import Endpoint
 from survlab.data.cohort.splits import ensure_splits
-from survlab.data.cohort.table import Cohort, Endpoint
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.genomics import (
     GeneScaler,
     check_coverage,

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.genomics import (
     GeneGroups,
     check_coverage,

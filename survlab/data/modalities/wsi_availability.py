@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.wsi import BagStore
 from survlab.data.modalities.wsi_files import (
     _FIX,
