@@ -44,7 +44,8 @@ from survlab.data.cohort.split_sizes import describe_sizes, part_sizes
 from survlab.data.cohort.table import Cohort
 from survlab.data.dataset import ModalitySources, PatientDataset
 from survlab.data.dims import MODALITIES, ModalityDims
-from survlab.data.fitted import FoldPreprocessing, PreprocessingPlan
+from survlab.data.fitted import FoldPreprocessing
+from survlab.data.fitted_plan import PreprocessingPlan
 from survlab.data.loaders import (  # noqa: F401 - choose_loader / usable_cpus: their old import path
     PartLoaders,
     check_loader_option,

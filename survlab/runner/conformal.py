@@ -192,7 +192,8 @@ def external_conformal(
 
 def task_fitted_state(run_dir: Path) -> dict[str, Any]:
     """The run's saved FoldPreprocessing (preprocessing.json) as JSON."""
-    from survlab.data.fitted import FILENAME, read_preprocessing
+    from survlab.data.fitted import read_preprocessing
+    from survlab.data.fitted_plan import FILENAME
 
     state: dict[str, Any] = read_preprocessing(run_dir / FILENAME).to_json()
     return state

@@ -29,7 +29,7 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
     fold jobs of several model × cohort groups, of several configurations (a swept result-changing key, e.g.
     model.task.lr, with several values; seeds and repeats of repeated k-fold are one configuration) or fewer than
     two usable folds."""
-    from survlab.data.fitted import FILENAME
+    from survlab.data.fitted_plan import FILENAME
     from survlab.report.sweep_jobs import collect_jobs
 
     jobs = collect_jobs(run_dir)
