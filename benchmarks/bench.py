@@ -183,7 +183,7 @@ def build(cfg: Any) -> tuple[Any, Any, Any]:
     loop and variant starts from the same initial weights, whatever ran before it in this process."""
     import lightning as L
 
-    from survlab.config.check import resolve_auto
+    from survlab.config.check_task import resolve_auto
     from survlab.runner.build import build_datamodule, build_net, build_task
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -480,7 +480,7 @@ def store_itemsize(store: Any, slide_id: str) -> int:
     file's dtype, else the dtype of the source file of `slide_id` (one encoder writes one dtype)."""
     import torch
 
-    from survlab.data.modalities.wsi import read_header
+    from survlab.data.modalities.wsi_files import read_header
 
     if store.resident is not None:  # data.wsi.cache=device: one flat tensor in the cache dtype
         dtype = store.resident.dtype

@@ -22,10 +22,9 @@ import hydra
 import lightning as L
 import pandas as pd
 
-from survlab.runner.build import build_task, instantiate_clean
-from survlab.config.check import resolve_auto
+from survlab.config.check_task import resolve_auto
+from survlab.runner.build import build_callbacks, build_loggers, build_task, finish_loggers, instantiate_clean
 from survlab.runner.modalities import job_modalities
-from survlab.runner.build import build_callbacks, build_loggers, finish_loggers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: tests.helpers
 from tests.helpers.runs import compose_config  # noqa: E402

@@ -13,7 +13,8 @@ from survlab.data.cohort.splits_import import FORMATS, import_splits
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write a peer's split folder as survlab split files (the same dir a run with data.splits.import uses)."""
-    from survlab.data.cohort.table import Cohort, Endpoint
+    from survlab.data.cohort.endpoint import Endpoint
+    from survlab.data.cohort.table import Cohort
 
     ap = argparse.ArgumentParser(prog="survlab import-splits", description=main.__doc__)
     ap.add_argument("--format", choices=FORMATS, required=True)

@@ -177,7 +177,7 @@ def train(argv: Sequence[str]) -> int:
         a.startswith("resume=") for a in argv
     ):
         return print_config(argv)
-    from survlab.config.check import check_command_line
+    from survlab.config.check_cli import check_command_line
 
     check_command_line(
         argv

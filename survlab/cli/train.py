@@ -20,7 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from survlab.config.check import check_config, resolve_auto
+from survlab.config.check import check_config
+from survlab.config.check_task import resolve_auto
 from survlab.runner.train import run_job, train
 from survlab.utils import jobs
 from survlab.utils.job_dirs import JobLock
@@ -106,7 +107,8 @@ def main(check: bool = True) -> None:
     """`python -m survlab.run` / `survlab-run` (`check`: the command line's keys and values first, one-line errors;
     `survlab train` has checked them before importing this module)."""
     if check:
-        from survlab.config.check import ConfigError, check_command_line
+        from survlab.config.check_cli import check_command_line
+        from survlab.config.check_values import ConfigError
 
         try:
             check_command_line(sys.argv[1:])

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.options import under
 
 log = logging.getLogger("survlab.data.datamodule")

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from survlab.data.cohort.checks import Finding
-from survlab.data.cohort.table import _first_ids
+from survlab.data.cohort.ids import _first_ids
 
 if TYPE_CHECKING:
     from survlab.data.datamodule import CohortDataModule
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) while reading files
 
-# What a feature-file error is about, from the loaders' one-line messages (survlab.data.modalities.wsi): the group it joins.
+# What a feature-file error is about, from the loaders' one-line messages (survlab.data.modalities.wsi*): the group it joins.
 _FILE_KINDS: tuple[tuple[str, str], ...] = (
     ("0-byte file", "empty (0-byte) feature files"),
     ("empty bag (0 patches)", "empty bags (0 patches)"),

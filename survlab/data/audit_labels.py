@@ -9,7 +9,8 @@ import pandas as pd
 from survlab.data.audit_findings import AuditBase
 from survlab.data.cohort.checks import DataFileError, Finding
 from survlab.data.cohort.clinical import _reject_decimal_commas
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.cohort.targets import check_classes, label_key, label_problems
 from survlab.data.modalities.text import prompts_for_classes, resolve_prompts_file
 

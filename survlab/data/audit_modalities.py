@@ -10,7 +10,8 @@ from pathlib import Path
 
 from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind, missing_fix
 from survlab.data.cohort.checks import DataFileError, Finding
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.genomics import (
     expression_scale_problem,
     match_groups,

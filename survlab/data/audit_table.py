@@ -10,9 +10,10 @@ import pandas as pd
 from survlab.data.audit_findings import AuditBase
 from survlab.data.cohort.checks import Finding
 from survlab.data.cohort.counts import Counts, count_problems, missing_ids, target_columns, target_counts
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.split_sizes import part_sizes, small_split_warning
 from survlab.data.cohort.splits import draw_splits
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.table import Cohort
 
 
 class TableChecks(AuditBase):

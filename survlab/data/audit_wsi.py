@@ -11,9 +11,11 @@ from pathlib import Path
 
 from survlab.data.audit_findings import AuditBase, _error, _group, file_problem_kind, missing_fix
 from survlab.data.cohort.checks import DataFileError, Finding
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.stores import build_stores
-from survlab.data.modalities.wsi import _FIX, BagStore, _check_twin, read_bag, read_header
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_files import _FIX, _check_twin, read_bag, read_header
 from survlab.data.options import under
 
 

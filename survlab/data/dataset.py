@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from survlab.data.batch import PatientItem
-from survlab.data.cohort.table import TimeBins
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.modalities.resident import ResidentBags
 from survlab.data.modalities.wsi import BagStore
 

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from survlab.data.absence import PRESENCE, AbsentModalityError
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.dataset import ModalitySources
 
 

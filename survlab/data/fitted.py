@@ -8,6 +8,10 @@ encoder, the CT/PET table scalers, and (after testing) each Cox objective's Bres
 - `to_json()` / `from_json(state)` is `<run dir>/preprocessing.json` (format `survlab.preprocessing/1`, plain JSON,
   no pickles), so a trained model can be applied later without the training cohort's files (`survlab eval`).
 
+This module holds the class (its fields, `apply`, `restricted`, the per-endpoint / per-label accessors) and the
+preprocessing.json reader / writer; `fit` is in fitted_fit.py and the JSON form in fitted_json.py (mixins), the
+plan, the imaging scalers and the format constants in fitted_plan.py.
+
 The data module holds it as `dm.fitted`; objectives read their references from it (`Objective.fit_reference`).
 
 Example:
@@ -20,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,88 +34,25 @@ import pandas as pd
 
 from survlab.data.cohort.checks import DataFileError
 from survlab.data.cohort.clinical import ClinicalEncoder
-from survlab.data.cohort.table import Cohort, TimeBins
-from survlab.data.cohort.targets import LabelSpec, check_classes, encode_labels, label_problems
+from survlab.data.cohort.table import Cohort
+from survlab.data.cohort.targets import LabelSpec, encode_labels
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.dataset import ModalitySources
 from survlab.data.dims import ModalityDims
-from survlab.data.modalities.genomics import GeneGroups, GeneScaler, fit_genomics, genomic_tensors
+from survlab.data.fitted_fit import FoldFit
+from survlab.data.fitted_json import FoldJson
+from survlab.data.fitted_plan import (
+    FORMAT,
+    ImagingScalers,
+    _slide_codes,
+    _slides,
+)
+from survlab.data.modalities.genomics import GeneGroups, GeneScaler, genomic_tensors
 from survlab.utils.files import read_json
 
-FORMAT = "survlab.preprocessing/1"
-FILENAME = "preprocessing.json"
-
-
-def dims_to_dict(dims: ModalityDims) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(dims)))
-
-
-def dims_from_dict(d: dict[str, Any]) -> ModalityDims:
-    """The inverse of `dims_to_dict` (tuples where ModalityDims has tuples)."""
-    d = dict(d)
-    for key in ("genomic_sizes", "genomic_names", "clinical_names", "endpoints"):
-        if d.get(key) is not None:
-            d[key] = tuple(d[key])
-    d["prompts"] = {n: {c: tuple(s) for c, s in p.items()} for n, p in (d.get("prompts") or {}).items()}
-    return ModalityDims(**d)
-
-
-@dataclass(frozen=True)
-class PreprocessingPlan:
-    """What a fold fits (from the data config): the cohort's name and fold (for error messages), its modalities,
-    endpoint names (primary first), patient / slide label specs, the primary label, the number of time bins, the
-    clinical columns (and which are categorical) and the genomics settings (`select`, `scaling`, `log1p`)."""
-
-    cohort: str
-    fold: int
-    modalities: tuple[str, ...]
-    endpoints: tuple[str, ...] = ()
-    label_specs: Mapping[str, LabelSpec] = field(default_factory=dict)
-    slide_label_specs: Mapping[str, LabelSpec] = field(default_factory=dict)
-    primary_label: str | None = None
-    n_bins: int = 4
-    clinical_columns: tuple[str, ...] = ()
-    clinical_categorical: tuple[str, ...] = ()
-    genomics: Mapping[str, Any] | None = None
-
 
 @dataclass
-class ImagingScalers:
-    """The CT/PET tables' encoders (table name -> ClinicalEncoder, fitted on the training patients) and the imaging
-    dims the network was built with (`ImagingStore.apply_fitted` reads `encoders`)."""
-
-    dims: dict[str, int]
-    encoders: dict[str, ClinicalEncoder]
-
-
-def _slides(cohort: Cohort) -> pd.DataFrame:
-    """The cohort's slide table; slide labels without one are a one-line ValueError."""
-    if cohort.slides is None:
-        raise ValueError(f"{cohort.path}: slide labels are configured but the cohort has no slide table")
-    return cohort.slides
-
-
-def _slide_codes(
-    slides: pd.DataFrame, spec: LabelSpec, classes: tuple[str, ...], path: Path | str, fold: int
-) -> np.ndarray:
-    """Class index [n slides] of `spec`'s column of the slide rows `slides` (-1 = missing); a value outside
-    `classes` (the training slides' of `fold`) is a one-line error."""
-    return encode_labels(
-        slides[spec.column],
-        slides["slide_id"].tolist(),
-        spec,
-        classes,
-        path,
-        what="slide",
-        source=f"the training slides of fold {fold}",
-    )
-
-
-def _train_counts(codes: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(codes[codes >= 0].astype(np.int64), minlength=k)
-
-
-@dataclass
-class FoldPreprocessing:
+class FoldPreprocessing(FoldJson, FoldFit):
     """Everything fitted on one fold's training patients (see the module doc). `endpoint_bins` / `train_outcomes`
     are keyed by endpoint name, the primary first; `classes` / `label_counts` by patient label, `slide_classes` /
     `slide_label_counts` by slide label (slide counts are not saved in preprocessing.json); `dims` are the input
@@ -141,141 +81,6 @@ class FoldPreprocessing:
     # data.missing=keep: modality -> training patients without it (genomics / pet: left out of that modality's fit;
     # wsi: given the stand-in), what an external cohort's absent patients may be scored with; empty otherwise
     absent_in_training: dict[str, int] = field(default_factory=dict)
-
-    # ------------------------------------------------------------------ fit
-    @classmethod
-    def fit(
-        cls,
-        plan: PreprocessingPlan,
-        cohort: Cohort,
-        train_ids: Sequence[str],
-        split_hash: str,
-        *,
-        expr: pd.DataFrame | None = None,
-        gene_groups: GeneGroups | None = None,
-        imaging: Any = None,
-    ) -> FoldPreprocessing:
-        """Fit on the TRAINING patients `train_ids` of `cohort` only: label classes (configured, else the training
-        values) and counts, time bins + outcomes per endpoint, the gene filter (`plan.genomics.select`) and scaler on
-        `expr` [patients x genes] over the matched `gene_groups`, the clinical encoder, the imaging tables' scalers
-        (`imaging`: an ImagingStore). One-line ValueError for a label with < 2 classes or an endpoint without
-        training events."""
-        train_rows = cohort.rows(list(train_ids))
-        out = cls(plan.cohort, int(plan.fold), split_hash, tuple(plan.modalities))
-        out.clinical_columns = list(plan.clinical_columns)
-        out.primary_label = plan.primary_label
-        source = f"the training patients of fold {plan.fold}"
-        problems = label_problems(
-            plan.label_specs,
-            plan.slide_label_specs,
-            cohort.table,
-            cohort.slides,
-            train_rows["case_id"],
-            cohort.path,
-            source,
-        )  # letter-case twins, configured classes without training examples, slide vs patient label
-        if problems:
-            raise ValueError(problems[0][1])
-        for name, spec in plan.label_specs.items():
-            classes = spec.fit(train_rows[spec.column])
-            check_classes(spec, classes, cohort.path)
-            codes = encode_labels(
-                train_rows[spec.column],
-                train_rows["case_id"].tolist(),
-                spec,
-                classes,
-                cohort.path,
-                source=source,
-            )
-            out.label_specs[name], out.classes[name] = spec, classes
-            out.label_counts[name] = _train_counts(codes, len(classes))
-        if plan.slide_label_specs:
-            slides = _slides(cohort).set_index("slide_id", drop=False)
-            train_slides = slides[slides["case_id"].isin(set(train_rows["case_id"]))]
-            train_slide_ids = (
-                {s for ss in train_rows["slide_ids"] for s in ss} if "slide_ids" in train_rows else set()
-            )
-            for name, spec in plan.slide_label_specs.items():
-                classes = spec.fit(train_slides[spec.column])
-                check_classes(spec, classes, cohort.path)
-                counted = train_slides[train_slides["slide_id"].isin(train_slide_ids)]
-                codes = _slide_codes(counted, spec, classes, cohort.path, plan.fold)
-                out.slide_classes[name] = classes
-                out.slide_label_counts[name] = _train_counts(codes, len(classes))
-        for name in plan.endpoints:
-            time = train_rows[f"time:{name}"].to_numpy(float)
-            event = train_rows[f"event:{name}"].to_numpy(bool)
-            has = ~np.isnan(time)
-            if not event[has].any():
-                raise ValueError(
-                    f"data={plan.cohort}: endpoint '{name}' has no events among the {int(has.sum())} training "
-                    f"patients of fold {plan.fold}; drop it from endpoints or use fewer folds"
-                )
-            out.endpoint_bins[name] = TimeBins.fit(time[has], event[has], plan.n_bins)
-            out.train_outcomes[name] = (time[has], event[has])
-        if expr is not None:  # on the training patients WITH a profile (data.missing=keep keeps the others)
-            have = [c for c in train_ids if c in expr.index]
-            if len(have) < len(train_ids):
-                out.absent_in_training["genomics"] = len(train_ids) - len(have)
-            if not have:
-                raise ValueError(
-                    f"data={plan.cohort}: none of the {len(train_ids)} training patients of fold {plan.fold} has an "
-                    f"expression profile; nothing to fit the genomics scaling on (add profiles or drop genomics)"
-                )
-            out._fit_genes(plan, expr, gene_groups, have, cohort.rows(have))
-        if "clinical" in plan.modalities:
-            out.clinical_encoder = ClinicalEncoder(plan.clinical_columns, plan.clinical_categorical).fit(
-                train_rows
-            )
-        if imaging is not None:  # impute + z-score every CT/PET table with the training patients' statistics
-            # each table on the training patients that have a row (data.missing=keep keeps some without PET)
-            with_row = {n: [c for c in train_ids if c in t.index] for n, t in imaging.tables.items()}
-            for n, ids in with_row.items():
-                if len(ids) < len(train_ids):
-                    out.absent_in_training[n] = len(train_ids) - len(ids)
-                if not ids:
-                    raise ValueError(
-                        f"data={plan.cohort}: none of the {len(train_ids)} training patients of fold {plan.fold} has "
-                        f"a {n} row; nothing to fit its scaling on"
-                    )
-            out.imaging = ImagingScalers(
-                dict(imaging.dims),
-                {
-                    n: ClinicalEncoder(list(t.columns)).fit(t.loc[with_row[n]].reset_index())
-                    for n, t in imaging.tables.items()
-                },
-            )
-        return out
-
-    def _fit_genes(
-        self,
-        plan: PreprocessingPlan,
-        expr: pd.DataFrame,
-        groups: GeneGroups | None,
-        train_ids: list[str],
-        train_rows: pd.DataFrame,
-    ) -> None:
-        """The gene filter (`genomics.select`, training patients' top genes, before the scaler) and the scaler."""
-        g = dict(plan.genomics or {})
-        if groups is None:
-            raise ValueError(f"data={plan.cohort}: genomics expression given without its matched gene groups")
-        if g.get("select"):
-            from survlab.data.modalities.gene_filter import GeneFilter
-
-            survival = bool(plan.endpoints)
-            outcome = (
-                (train_rows["time"].to_numpy(float), train_rows["event"].to_numpy(bool))
-                if survival
-                else (None, None)
-            )
-            gene_filter = GeneFilter.from_config(g["select"], bool(g["log1p"])).fit(
-                expr, groups, train_ids, *outcome
-            )
-            kept = gene_filter.apply(groups)
-            self.gene_filter_report = gene_filter.describe(groups, kept)
-            groups = kept
-        self.gene_groups = groups
-        self.gene_scaler = fit_genomics(expr, groups, train_ids, g["scaling"], bool(g["log1p"]))
 
     # ------------------------------------------------------------------ apply
     def apply(
@@ -426,97 +231,6 @@ class FoldPreprocessing:
                     "train_event": np.asarray(objective.train_event, int).tolist(),
                 }
 
-    # ------------------------------------------------------------------ JSON
-    def to_json(self) -> dict[str, Any]:
-        """The JSON-safe state (`preprocessing.json`, format survlab.preprocessing/1)."""
-        if self.dims is None:
-            raise ValueError(f"data={self.cohort} fold {self.fold}: dims not set (the data module sets them)")
-        return {
-            "format": FORMAT,
-            "cohort": self.cohort,
-            "fold": int(self.fold),
-            "split_hash": self.split_hash,
-            "modalities": list(self.modalities),
-            "clinical_columns": list(self.clinical_columns),
-            "endpoints": self.endpoints,
-            "time_bins": {n: b.to_dict() for n, b in self.endpoint_bins.items()},
-            "train_survival": {
-                n: {"time": np.asarray(t, float).tolist(), "event": np.asarray(e, bool).astype(int).tolist()}
-                for n, (t, e) in self.train_outcomes.items()
-            },
-            "labels": {
-                n: {
-                    "column": spec.column,
-                    "classes": list(self.classes[n]),
-                    "ordinal": spec.ordinal,
-                    "train_counts": np.asarray(self.label_counts[n]).tolist(),
-                }
-                for n, spec in self.label_specs.items()
-            },
-            "slide_labels": {n: list(c) for n, c in self.slide_classes.items()},
-            "primary_label": self.primary_label,
-            "genomics": {"groups": self.gene_groups.to_dict(), "scaler": self.gene_scaler.to_dict()}
-            if self.gene_groups is not None and self.gene_scaler is not None
-            else None,
-            "clinical": self.clinical_encoder.to_dict() if self.clinical_encoder is not None else None,
-            "imaging": {
-                "dims": dict(self.imaging.dims),
-                "encoders": {n: e.to_dict() for n, e in self.imaging.encoders.items()},
-            }
-            if self.imaging is not None
-            else None,
-            "dims": dims_to_dict(self.dims),
-            "cox_baseline": dict(self.cox_baseline),
-            # only when some training patients lacked a modality (data.missing=keep): older files lack the key
-            **({"absent_in_training": dict(self.absent_in_training)} if self.absent_in_training else {}),
-        }
-
-    def changed_keys(self, saved: dict[str, Any]) -> list[str]:
-        """Keys of a saved state (`to_json()` of the same fold, e.g. a run's preprocessing.json) that this refit
-        differs in: the cohort's files or split changed since. The Cox baseline is left out (recorded after testing)."""
-        now = self.to_json()
-        return [k for k in saved if k != "cox_baseline" and json.dumps(saved[k]) != json.dumps(now.get(k))]
-
-    @classmethod
-    def from_json(cls, state: dict[str, Any]) -> FoldPreprocessing:
-        """The inverse of `to_json` (a preprocessing.json of any survlab version writing format
-        survlab.preprocessing/1)."""
-        if state.get("format") != FORMAT:
-            raise ValueError(f"preprocessing state of format {state.get('format')!r}, expected {FORMAT!r}")
-        labels = state.get("labels") or {}
-        gen, img = state.get("genomics"), state.get("imaging")
-        return cls(
-            cohort=str(state["cohort"]),
-            fold=int(state["fold"]),
-            split_hash=str(state["split_hash"]),
-            modalities=tuple(state["modalities"]),
-            clinical_columns=list(state.get("clinical_columns") or []),
-            endpoint_bins={n: TimeBins.from_dict(b) for n, b in state["time_bins"].items()},
-            train_outcomes={
-                n: (np.asarray(r["time"], float), np.asarray(r["event"], bool))
-                for n, r in state["train_survival"].items()
-            },
-            label_specs={
-                n: LabelSpec(n, d["column"], tuple(d["classes"]), bool(d["ordinal"]))
-                for n, d in labels.items()
-            },
-            classes={n: tuple(d["classes"]) for n, d in labels.items()},
-            label_counts={n: np.asarray(d["train_counts"], dtype=np.int64) for n, d in labels.items()},
-            slide_classes={n: tuple(c) for n, c in (state.get("slide_labels") or {}).items()},
-            primary_label=state.get("primary_label"),
-            gene_groups=GeneGroups.from_dict(gen["groups"]) if gen else None,
-            gene_scaler=GeneScaler.from_dict(gen["scaler"]) if gen else None,
-            clinical_encoder=ClinicalEncoder.from_dict(state["clinical"]) if state.get("clinical") else None,
-            imaging=ImagingScalers(
-                dict(img["dims"]), {n: ClinicalEncoder.from_dict(e) for n, e in img["encoders"].items()}
-            )
-            if img
-            else None,
-            dims=dims_from_dict(state["dims"]),
-            cox_baseline=dict(state.get("cox_baseline") or {}),
-            absent_in_training={k: int(v) for k, v in (state.get("absent_in_training") or {}).items()},
-        )
-
 
 def write_preprocessing(fitted: FoldPreprocessing, path: Path, task: Any = None) -> None:
     """Write `fitted.to_json()` to `path` (plain JSON), with the tested `task`'s Cox baselines recorded first."""
@@ -551,11 +265,4 @@ def read_preprocessing(path: Path) -> FoldPreprocessing:
         ) from None
 
 
-__all__ = [
-    "FILENAME",
-    "FoldPreprocessing",
-    "ImagingScalers",
-    "PreprocessingPlan",
-    "read_preprocessing",
-    "write_preprocessing",
-]
+__all__ = ["FoldPreprocessing", "read_preprocessing", "write_preprocessing"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from survlab.data.batch import Batch
-from survlab.data.modalities.wsi import slide_key
+from survlab.data.modalities.wsi_files import slide_key
 from survlab.report.rows import SlideAttention
 from survlab.utils.files import atomic_path
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from survlab.data.cohort.table import TimeBins
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.metrics.conformal import (
     CalibrationSizeError,
     bin_probabilities,

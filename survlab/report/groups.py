@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.metrics.survival import harrell_cindex
-from survlab.tasks.objectives import SurvivalObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 __all__ = [
     "AVAILABILITY_PARTS",

@@ -33,7 +33,7 @@ from survlab.metrics.km import (
     risk_groups,
 )
 from survlab.report.rows import PatientRows, merged
-from survlab.tasks.objectives import SurvivalObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger("survlab.run")

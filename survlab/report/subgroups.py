@@ -35,7 +35,7 @@ from survlab.metrics.km import hazard_ratio  # re-exported
 from survlab.metrics.survival import time_dependent_auc, train_followup
 from survlab.report.groups import MIN_SITE_EVENTS, site_report  # re-exported: one group metric, groups.py
 from survlab.report.km import plot_km_by_risk
-from survlab.tasks.objectives import SurvivalObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.utils.files import atomic_path
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.check import resolve_auto
+from survlab.config.check_task import resolve_auto
 from survlab.config.cohorts import cohorts_providing
 from survlab.data.datamodule import MissingModalityError
 from survlab.runner.modalities import job_accepts_absent, job_modalities, models_accepting_absent

@@ -47,7 +47,8 @@ def default_conformal() -> DictConfig:
 
 def conformal_targets(task: Any, fitted: Any) -> tuple[list[ConformalTarget], list[str]]:
     """-> (the task's objectives that get sets, one line per objective that gets none and why)."""
-    from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     targets: list[ConformalTarget] = []
     skipped: list[str] = []
@@ -191,7 +192,8 @@ def external_conformal(
 
 def task_fitted_state(run_dir: Path) -> dict[str, Any]:
     """The run's saved FoldPreprocessing (preprocessing.json) as JSON."""
-    from survlab.data.fitted import FILENAME, read_preprocessing
+    from survlab.data.fitted import read_preprocessing
+    from survlab.data.fitted_plan import FILENAME
 
     state: dict[str, Any] = read_preprocessing(run_dir / FILENAME).to_json()
     return state

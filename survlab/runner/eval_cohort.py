@@ -45,7 +45,9 @@ def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
 
 def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
     """(endpoints, patient labels) the task's objectives score: what another cohort must provide (primary first)."""
-    from survlab.tasks.objectives import ClassificationObjective, HorizonObjective, SurvivalObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
+    from survlab.tasks.objective_horizon import HorizonObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     primary = fitted.primary_endpoint
     endpoints: list[str] = []
@@ -131,9 +133,9 @@ def _files(ext: Any) -> dict[str, str]:
 def predict_rows(task: Any, ext: Any, classes: dict[str, list[str]], device: str) -> pd.DataFrame:
     """Predictions [one row per patient, sorted by case_id] of the task's network on every patient of `ext` (a cohort
     without outcomes): the one pass (survlab.runner.predict, `outcomes=False`) through the one predictions table
-    (survlab.report.outputs.predictions_table): risk, hazard_k / surv_k, `<objective>_risk` (secondary endpoints),
+    (survlab.report.predictions.predictions_table): risk, hazard_k / surv_k, `<objective>_risk` (secondary endpoints),
     `<objective>_p_<h>` (horizons), `<label>_pred` / `<label>_prob_<c>`."""
-    from survlab.report.outputs import predictions_table
+    from survlab.report.predictions import predictions_table
     from survlab.runner.predict import predict
 
     rows = predict(task.to(device), [ext.test_dataloader()], outcomes=False)
@@ -146,8 +148,8 @@ def run_km_cutoffs(run_metrics: dict[str, Any], task: Any, where: str) -> dict[s
     is cut exactly as the internal test fold was; {} (the scored cohort's own median / tertiles, with a warning
     naming `where`) for runs written before the cutoffs were recorded. A survival objective without recorded
     cutoffs is cut at the scored cohort's own quantiles, with a warning naming it."""
-    from survlab.report.outputs import _primary_survival
-    from survlab.tasks.objectives import SurvivalObjective
+    from survlab.report.predictions import _primary_survival
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     survival = _primary_survival(task.objectives)
     if survival is None:

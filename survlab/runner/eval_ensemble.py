@@ -29,7 +29,7 @@ def fold_runs(run_dir: Path) -> list[Path] | None:
     fold jobs of several model × cohort groups, of several configurations (a swept result-changing key, e.g.
     model.task.lr, with several values; seeds and repeats of repeated k-fold are one configuration) or fewer than
     two usable folds."""
-    from survlab.data.fitted import FILENAME
+    from survlab.data.fitted_plan import FILENAME
     from survlab.report.sweep_jobs import collect_jobs
 
     jobs = collect_jobs(run_dir)
@@ -89,7 +89,7 @@ def evaluate_ensemble(
     their mean and sd over the folds), predictions.csv (a fold's columns, averaged), protocol.json / .md."""
     from survlab.report.ensemble import RISK_AVERAGING, average_predictions, average_rows, fold_summary
     from survlab.report.groups import group_report
-    from survlab.report.outputs import write_predictions
+    from survlab.report.predictions import write_predictions
     from survlab.utils.outputs import write_json
 
     name = options.get("data")

@@ -123,7 +123,8 @@ def score_external(
     from survlab.data.external import setup_external
     from survlab.data.external_absence import dropped_card
     from survlab.report.groups import availability_card
-    from survlab.report.outputs import write_predictions, write_run_outputs
+    from survlab.report.outputs import write_run_outputs
+    from survlab.report.predictions import write_predictions
     from survlab.runner.predict import attention_spec, run_test_pass
     from survlab.utils.outputs import write_json
 

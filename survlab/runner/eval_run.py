@@ -19,7 +19,8 @@ def load_run(run_dir: Path) -> tuple[DictConfig, str, Any, dict[str, Any]]:
     """-> (resolved config, selected checkpoint, its FoldPreprocessing (preprocessing.json), run metrics) of a
     finished run dir."""
     from survlab.config.check import moved_targets
-    from survlab.data.fitted import FILENAME, read_preprocessing
+    from survlab.data.fitted import read_preprocessing
+    from survlab.data.fitted_plan import FILENAME
 
     if not run_dir.is_dir():
         raise ValueError(f"run={run_dir}: no such directory; pass the output dir of a finished survlab run")

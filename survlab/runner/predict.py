@@ -35,12 +35,10 @@ from survlab.models.precision import at_least_fp32
 from survlab.report.attention import attention_records
 from survlab.report.attention_h5 import slide_attention
 from survlab.report.rows import ATTENTION_TABLES, PatientRows, SlideAttention
-from survlab.tasks.objectives import (
-    ClassificationObjective,
-    HorizonObjective,
-    Objective,
-    SurvivalObjective,
-)
+from survlab.tasks.objective_base import Objective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 log = logging.getLogger("survlab.run")
 

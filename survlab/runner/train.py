@@ -14,9 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from survlab.config.check import resolve_auto
-from survlab.data.fitted import FILENAME as PREPROCESSING_FILE
+from survlab.config.check_task import resolve_auto
 from survlab.data.fitted import write_preprocessing
+from survlab.data.fitted_plan import FILENAME as PREPROCESSING_FILE
 from survlab.runner.build import (
     LastCheckpoint,
     build_datamodule,

@@ -34,7 +34,8 @@ from torch.optim import Optimizer
 from survlab.data.batch import Batch
 from survlab.models.base import Prediction, SurvivalNet
 from survlab.tasks.base import Task, target_class
-from survlab.tasks.objectives import Objective, SurvivalObjective
+from survlab.tasks.objective_base import Objective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.optim import (
     INTERVALS,
     OPTIMIZERS,

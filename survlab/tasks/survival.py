@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from survlab.models.base import SurvivalNet
-from survlab.tasks.objectives import SURVIVAL_METRICS, Objective, SurvivalObjective
+from survlab.tasks.objective_base import SURVIVAL_METRICS, Objective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import NonFiniteLossError, OutcomeTask
 
 __all__ = ["SurvivalTask", "NonFiniteLossError"]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from survlab.config.check import ConfigError, check_command_line
+from survlab.config.check_cli import check_command_line
+from survlab.config.check_values import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

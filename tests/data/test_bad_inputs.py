@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+from survlab.data.cohort.endpoint import Endpoint
 from survlab.data.cohort.splits import ensure_splits
-from survlab.data.cohort.table import Cohort, Endpoint
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.genomics import (
     GeneScaler,
     check_coverage,
@@ -25,7 +26,9 @@ from survlab.data.modalities.genomics import (
     read_expression,
     read_signatures,
 )
-from survlab.data.modalities.wsi import BagStore, check_availability, read_bag
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import check_availability
+from survlab.data.modalities.wsi_files import read_bag
 
 ROWS = [
     dict(case_id="A", slide_id="A-1", survival_months=10.0, censorship=0),

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from survlab.data.cohort.table import Cohort, Endpoint, TimeBins
+from survlab.data.cohort.endpoint import Endpoint
+from survlab.data.cohort.table import Cohort
+from survlab.data.cohort.time_bins import TimeBins
 
 
 def _csv(tmp_path: Path, rows: list[dict]) -> Path:

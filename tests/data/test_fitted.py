@@ -117,7 +117,7 @@ def test_an_old_preprocessing_json_loads() -> None:
     import torch
 
     from survlab.models.base import ModalityDims, SurvivalNet
-    from survlab.tasks.objectives import SurvivalObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
     from survlab.tasks.outcome import OutcomeTask
 
     class Net(SurvivalNet):

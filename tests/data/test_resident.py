@@ -208,7 +208,8 @@ def test_device_store_that_cannot_be_staged_in_host_memory_is_refused(
 def test_device_store_with_spawned_ranks_is_refused_before_any_data_is_read() -> None:
     from omegaconf import OmegaConf
 
-    from survlab.config.check import ConfigError, _check_resident
+    from survlab.config.check import _check_resident
+    from survlab.config.check_values import ConfigError
 
     cfg = OmegaConf.create({"data": {"wsi": {"cache": "device"}}, "trainer": {"strategy": "ddp_spawn"}})
     with pytest.raises(

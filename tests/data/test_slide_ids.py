@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from survlab.data.cohort.table import Cohort
-from survlab.data.modalities.wsi import BagStore, check_availability
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import check_availability
 
 MakeDM = Callable[..., Any]
 

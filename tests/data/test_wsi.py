@@ -12,7 +12,9 @@ import torch
 
 import survlab.data.modalities.wsi as wsi_mod
 from survlab.data.cohort.table import Cohort
-from survlab.data.modalities.wsi import BagStore, check_availability, read_bag
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import check_availability
+from survlab.data.modalities.wsi_files import read_bag
 
 
 def _write(base: Path, slide: str, feats: torch.Tensor, fmt: str, coords: np.ndarray | None = None) -> Path:

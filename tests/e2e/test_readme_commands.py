@@ -64,7 +64,7 @@ RUN = (
     "survlab --help",
 )
 #: README commands whose cohort is the user's, a paper's or too big for a test: their command line is checked as
-#: written (keys, config names, value types: survlab.config.check.check_command_line), not run
+#: written (keys, config names, value types: survlab.config.check_cli.check_command_line), not run
 COMPOSE_ONLY = (
     "survlab train model=snn data=gse7390",
     "survlab train model=ggmf data=tcga_luad",
@@ -157,7 +157,7 @@ def test_every_readme_command_is_run_composed_or_skipped_with_a_reason() -> None
 def test_readme_command_lines_compose_as_written(
     command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from survlab.config.check import check_command_line
+    from survlab.config.check_cli import check_command_line
 
     monkeypatch.chdir(tmp_path)
     argv = _argv(command)

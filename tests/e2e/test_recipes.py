@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.check import resolve_auto
+from survlab.config.check_task import resolve_auto
 from survlab.data.sources.synthetic import generate_cohort
 from survlab.data.sources.synthetic_spec import SyntheticSpec
 from tests.helpers.runs import CONF_DIR, compose_config, run_job

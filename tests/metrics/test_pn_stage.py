@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from survlab.metrics.pn_stage import PN_STAGES, pn_rule_metrics, pn_rule_table, pn_stage
-from survlab.report.outputs import pn_rule_report
+from survlab.report.outputs_classification import pn_rule_report
 
 CASES = [  # five nodes per patient, as in CAMELYON17
     (["negative"] * 5, "pN0"),

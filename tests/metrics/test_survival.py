@@ -395,7 +395,7 @@ def _scored_through_the_task(
     -> (metrics, collected rows)."""
     from survlab.data.batch import PatientItem, collate
     from survlab.models.base import Prediction
-    from survlab.tasks.objectives import SurvivalObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     objective = SurvivalObjective(loss="cox")
     objective.set_reference(np.array([0.0, 1.0]), tt, te)

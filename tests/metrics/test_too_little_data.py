@@ -25,7 +25,8 @@ from survlab.metrics.conformal import (
 )
 from survlab.metrics.survival import survival_metrics, survival_notes
 from survlab.runner.pipelines.pathgen_conformal import run_conformal
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 

@@ -25,7 +25,7 @@ from survlab.models.base import ModalityDims
 from survlab.models.clam import CLAMSB
 from survlab.models.hmf import HMF, kept_per_slide
 from survlab.models.text_encoder import TextEncoder
-from survlab.tasks.objectives import ClassificationObjective
+from survlab.tasks.objective_classification import ClassificationObjective
 from survlab.tasks.outcome import OutcomeTask
 from survlab.tasks.pretrained import CLAM_NAMES, apply_pretrained, load_filter_checkpoint
 

@@ -17,7 +17,8 @@ from conftest import petct_kwargs
 from survlab.data.batch import collate
 from survlab.data.datamodule import CohortDataModule
 from survlab.models.mmdls import MMDLS
-from survlab.tasks.objectives import HorizonObjective, SurvivalObjective
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 
 @pytest.fixture(scope="module")

@@ -385,7 +385,8 @@ def test_below_chance_validation_warns_in_log_and_metrics(
 
 
 def test_coxnet_bad_settings_fail_before_any_data_is_read(tmp_path: Path) -> None:
-    from survlab.config.check import ConfigError, check_config
+    from survlab.config.check import check_config
+    from survlab.config.check_values import ConfigError
     from survlab.runner.estimators.coxnet import PenalisedCox
     from tests.helpers.runs import compose_config
 

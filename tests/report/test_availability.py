@@ -20,10 +20,10 @@ from survlab.report.groups import (
     availability_sentence,
     group_report,
 )
-from survlab.report.outputs import predictions_table
+from survlab.report.predictions import predictions_table
 from survlab.report.subgroups import site_report
 from survlab.report.sweep import SUMMARY_FILES, summarize_sweep
-from survlab.tasks.objectives import SurvivalObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.utils.job_identity import write_record
 from survlab.utils.jobs import mark_done
 

@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from survlab.config.check import ConfigError, check_config
+from survlab.config.check import check_config
+from survlab.config.check_values import ConfigError
 from survlab.report.conformal import ConformalTarget, probs_and_labels, write_conformal
 from survlab.runner.conformal import check_conformal, conformal_targets, external_conformal, parse_cli
 from survlab.runner.evaluate import parse_args
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.utils.job_identity import identity_of
 
 

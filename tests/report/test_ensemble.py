@@ -16,7 +16,8 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from survlab.report.ensemble import average_predictions, average_rows, fold_summary
 from survlab.runner.eval_ensemble import fold_runs
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 
 def _planted(seed: int = 0, n: int = 60) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from survlab.report.outputs import predictions_table
-from survlab.tasks.objectives import ClassificationObjective, HorizonObjective
+from survlab.report.predictions import predictions_table
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_horizon import HorizonObjective
 
 
 def test_class_and_horizon_columns_join_by_case_id_without_survival() -> None:
@@ -39,7 +40,7 @@ def test_predictions_only_columns_and_values_from_the_pass_rows() -> None:
     """A cohort without outcomes: one row per patient sorted by case_id, risk + hazard_k / surv_k (sigmoid of the
     logits, their running product of 1 - h) of the primary endpoint, `<label>_pred` / `<label>_prob_<class>`; a
     patient an objective has no row for gets NaN there, never another patient's value."""
-    from survlab.tasks.objectives import SurvivalObjective
+    from survlab.tasks.objective_survival import SurvivalObjective
 
     cohort = SimpleNamespace(case_ids=["c", "a", "b"])
     dm = SimpleNamespace(full_cohort=cohort)

@@ -121,7 +121,7 @@ def test_sweep_over_group_null_and_site_gives_both_rows_and_their_gap(tmp_path: 
 def test_site_report_of_a_label_gives_the_sites_auroc_or_says_why_not() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from survlab.tasks.objectives import ClassificationObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
 
     rng = np.random.default_rng(1)
     labels = np.r_[rng.integers(0, 2, 16), np.zeros(8, int)]  # site Y: one class only

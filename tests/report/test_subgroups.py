@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from survlab.report.subgroups import hazard_ratio, subgroup_report
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 
 def _fake_run(n: int = 120, seed: int = 0) -> tuple[SimpleNamespace, SimpleNamespace, dict[str, np.ndarray]]:

@@ -13,7 +13,8 @@ from lifelines import CoxPHFitter
 
 from survlab.report.subgroups import survival_figures
 from survlab.runner.eval_cohort import run_km_cutoffs
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 
 
 class _Task(dict):

@@ -16,7 +16,8 @@ import survlab
 from survlab.models.abmil import ABMIL
 from survlab.models.base import risk_score
 from survlab.runner.pipelines.pathgen_outcome import _predict
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 PIPELINES = Path(survlab.__file__).parent / "runner" / "pipelines"

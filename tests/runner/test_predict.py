@@ -17,7 +17,7 @@ import torch
 
 from survlab.models.abmil import ABMIL
 from survlab.report.attention import write_attention
-from survlab.report.outputs import predictions_table
+from survlab.report.predictions import predictions_table
 from survlab.runner.predict import AttentionSpec, predict, run_test_pass
 from survlab.tasks.survival import SurvivalTask
 
@@ -77,7 +77,7 @@ def test_each_needed_patient_goes_through_the_network_once(
 
 
 def test_a_classification_task_runs_the_test_patients_only(make_datamodule: Callable[..., Any]) -> None:
-    from survlab.tasks.objectives import ClassificationObjective
+    from survlab.tasks.objective_classification import ClassificationObjective
     from survlab.tasks.outcome import OutcomeTask
 
     dm = make_datamodule(**KW)

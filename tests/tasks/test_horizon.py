@@ -18,10 +18,13 @@ from sksurv.util import Surv
 # the in-memory data module of the OutcomeTask tests (risk planted in clinical column 3)
 from test_outcome import _DM, C
 
-from survlab.config.check import ConfigError, check_config, resolve_auto, task_metric_names
+from survlab.config.check import check_config
+from survlab.config.check_task import resolve_auto, task_metric_names
+from survlab.config.check_values import ConfigError
 from survlab.data.batch import Batch, PatientItem, collate
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.tasks.objectives import HorizonObjective, SurvivalObjective
+from survlab.tasks.objective_horizon import HorizonObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 HORIZONS = [5.0, 10.0]

@@ -10,13 +10,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from survlab.data.batch import PatientItem, collate
-from survlab.data.cohort.table import TimeBins
 from survlab.data.cohort.targets import LabelSpec
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.fitted import FoldPreprocessing
 from survlab.metrics.classification import classification_metrics
 from survlab.metrics.survival import harrell_cindex
 from survlab.models.base import ModalityDims, Prediction, SurvivalNet
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.tasks.outcome import OutcomeTask
 
 C = 6

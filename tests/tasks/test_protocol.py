@@ -12,7 +12,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from survlab.config.check import ConfigError, check_config, resolve_auto, task_metric_names
+from survlab.config.check import check_config
+from survlab.config.check_task import resolve_auto, task_metric_names
+from survlab.config.check_values import ConfigError
 from survlab.data.dims import ModalityDims
 from survlab.models.clinical_mlp import ClinicalMLP
 from survlab.models.pathgen import PathGenDenoiser

@@ -227,7 +227,7 @@ def test_hydra_writes_its_record_only_into_a_new_or_same_identity_job_dir(
     from omegaconf import OmegaConf, open_dict
 
     from survlab.cli import train as run  # registers resolve_auto as an identity step  # noqa: F401
-    from survlab.config.check import resolve_auto
+    from survlab.config.check_task import resolve_auto
 
     out = tmp_path / "run"
     base = [f"paths.data_dir={tmp_path / 'data'}", "model=snn"]

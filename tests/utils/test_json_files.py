@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from survlab.data.cohort.checks import DataFileError
-from survlab.data.cohort.table import TimeBins
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.fitted import read_preprocessing
 from survlab.data.modalities.text import read_prompts
 from survlab.utils.files import DuplicateKeyError, read_json

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from survlab.data.cohort.table import Cohort, Endpoint
+from survlab.data.cohort.endpoint import Endpoint
+from survlab.data.cohort.table import Cohort
 from survlab.data.cohort.targets import LabelSpec
 
 Counts = dict[str, dict[str, dict[str, dict[str, int]]]]

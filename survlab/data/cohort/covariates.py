@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from survlab.data.cohort.checks import DataFileError, delimiter_problem, parse_problem
-from survlab.data.cohort.table import Cohort, _first_ids, _header, _reject_repeated
+from survlab.data.cohort.ids import _first_ids, _header, _reject_repeated
+from survlab.data.cohort.table import Cohort
 
 
 def read_covariates(path: Path, columns: Sequence[str], case_col: str = "case_id") -> pd.DataFrame:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from survlab.data.cohort.endpoint import Endpoint
+from survlab.data.cohort.ids import _header
 from survlab.data.cohort.split_set import FoldSplit, SplitSet
 from survlab.data.cohort.splits import ensure_splits
 from survlab.data.cohort.splits_import import from_config as import_from_config
-from survlab.data.cohort.table import Cohort, Endpoint, _header
+from survlab.data.cohort.table import Cohort
 from survlab.data.cohort.targets import parse_labels
 from survlab.data.options import DataOptions, SplitOptions, option_dict, plain, under
 

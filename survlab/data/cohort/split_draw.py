@@ -16,9 +16,9 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.split_groups import _group_splits
 from survlab.data.cohort.split_parts import calibration_rng, carve_calibration, carve_validation, repeat_seed
-from survlab.data.cohort.table import _first_ids
 
 
 def _strata(time: np.ndarray, event: np.ndarray, site: np.ndarray | None, n_time_strata: int) -> np.ndarray:

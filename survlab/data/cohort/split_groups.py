@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.split_parts import calibration_rng
-from survlab.data.cohort.table import _first_ids
 
 
 def _group_kfold(

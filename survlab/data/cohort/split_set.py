@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from survlab.data.cohort.table import _first_ids
+from survlab.data.cohort.ids import _first_ids
 
 SPLIT_NAMES = ("train", "val", "test", "calibration")
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.split_draw import make_splits
 from survlab.data.cohort.split_groups import group_column
 from survlab.data.cohort.split_parts import CALIBRATION_DRAW, repeat_seed
@@ -45,7 +46,6 @@ from survlab.data.cohort.split_set import (
     case_set_hash,
     write_split_set,
 )
-from survlab.data.cohort.table import _first_ids
 from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survlab.data.cohort.ids import _first_ids
 from survlab.data.cohort.split_parts import carve_validation
 from survlab.data.cohort.split_set import SplitSet, assignment_hash, case_set_hash, write_split_set
-from survlab.data.cohort.table import _first_ids
-from survlab.data.modalities.wsi import slide_key
+from survlab.data.modalities.wsi_files import slide_key
 from survlab.utils.files import read_json
 
 FORMATS = ("mcat", "clam")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from survlab.data.cohort.checks import Finding, delimiter_problem, describe_number, parse_problem, report
-from survlab.data.cohort.table import _first_ids, _header, _reject_repeated, _spellings
+from survlab.data.cohort.ids import _first_ids, _header, _reject_repeated, _spellings
 from survlab.utils.files import read_json
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from survlab.data.cohort.table import Cohort, _first_ids
+from survlab.data.cohort.ids import _first_ids
+from survlab.data.cohort.table import Cohort
 from survlab.data.modalities.genomics import (
     GeneGroups,
     check_coverage,
@@ -27,7 +28,8 @@ from survlab.data.modalities.genomics import (
 from survlab.data.modalities.imaging import ImagingStore
 from survlab.data.modalities.imaging_volumes import check_stack_provenance
 from survlab.data.modalities.stores import BagSizes, build_stores, prepare_bags
-from survlab.data.modalities.wsi import BagStore, DropReport, check_availability
+from survlab.data.modalities.wsi import BagStore
+from survlab.data.modalities.wsi_availability import DropReport, check_availability
 from survlab.data.options import under
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,7 @@
-"""WSI patch-feature bags (CLAM/TRIDENT layout) and per-patient bag stores.
+"""WSI patch-feature bags (CLAM/TRIDENT layout) and per-patient bag stores (`BagStore`, `PatientBag`).
+
+The files themselves (naming, headers, reading one file) are in wsi_files.py; the slide / patient availability
+check (`check_availability`, `DropReport`) in wsi_availability.py.
 
 Layout: `<features_dir>/<encoder>/{h5_files,pt_files}/<slide_id>.{h5,pt}`; multi-scale:
 `<features_dir>/<encoder>/<scale>/{h5_files,pt_files}/...`. `.pt` files are loaded with `weights_only=True`
@@ -16,249 +19,29 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from survlab.data.cohort.checks import DataFileError
-from survlab.data.cohort.table import Cohort, _first_ids
 from survlab.data.modalities.packed import INDEX as PACKED_INDEX
 from survlab.data.modalities.packed import PackedStore, cohort_key, open_packed
 from survlab.data.modalities.resident import ResidentBags
-
-log = logging.getLogger(__name__)
-
-FORMAT_DIRS = {"h5": "h5_files", "pt": "pt_files"}
-_FIX = "extract features with CLAM/TRIDENT or fix slide_id"
-# Whole-slide image file extensions, compound ones before their suffix (.ome.tiff before .tiff). CLAM / MCAT /
-# TRIDENT keep them in the CSV's slide_id ('X.svs') and drop them from feature file names ('X.h5'); some pipelines
-# name the files after the whole slide file ('X.svs.h5'). A slide id and a file name match when equal without it.
-WSI_EXTENSIONS: tuple[str, ...] = (
-    ".ome.tiff",
-    ".ome.tif",
-    ".svslide",
-    ".isyntax",
-    ".qptiff",
-    ".tiff",
-    ".mrxs",
-    ".ndpi",
-    ".sdpc",
-    ".svs",
-    ".tif",
-    ".scn",
-    ".czi",
-    ".vms",
-    ".vmu",
-    ".bif",
-    ".dcm",
-    ".kfb",
-    ".ome",
+from survlab.data.modalities.wsi_files import (
+    _FIX,
+    FORMAT_DIRS,
+    BagHeader,
+    _check_twin,
+    read_bag,
+    read_header,
+    slide_key,
 )
 
-
-def slide_key(name: str) -> str:
-    """`name` without a trailing WSI extension (case-insensitive): 'X.svs' -> 'X', 'X.ome.tiff' -> 'X', 'X' -> 'X'."""
-    low = name.lower()
-    for ext in WSI_EXTENSIONS:
-        if low.endswith(ext) and len(name) > len(ext):
-            return name[: -len(ext)]
-    return name
-
-
-@dataclass(frozen=True)
-class BagHeader:
-    """What a feature file declares, read without its values: the file, n_patches N, feature dim D and, when asked
-    for, its first and last feature rows `edges` [2, D] (to compare two files of one slide cheaply)."""
-
-    path: Path
-    n_patches: int
-    dim: int
-    edges: Tensor | None = None
-    dtype: str | None = None  # of the stored features, e.g. "float16" (torch / numpy name)
-
-
-@dataclass
-class _RawBag:
-    """One feature file as stored: features shape / dtype, coords shape, and the tensors (.h5: only when values
-    were read; .pt: always, memory-mapped when read without values)."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    numeric: bool
-    coords_shape: tuple[int, ...] | None
-    features: Tensor | None = None
-    coords: Tensor | None = None
-    edges: Tensor | None = None
-
-
-def _edge_index(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Indices of the first and last feature row of an array of `shape` ([N, D] or [1, N, D]); None if empty."""
-    if len(shape) not in (2, 3) or shape[-2] == 0:
-        return None
-    lead = (0,) * (len(shape) - 2)
-    return (*lead, 0), (*lead, shape[-2] - 1)
-
-
-def _read_h5(path: Path, values: bool, edges: bool = False) -> _RawBag:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        ds = f.get("features")
-        if not isinstance(ds, h5py.Dataset):
-            raise DataFileError(f"{path}: no 'features' dataset (has {list(f.keys())}); re-extract features")
-        c = f.get("coords")
-        c = c if isinstance(c, h5py.Dataset) else None
-        rows = _edge_index(ds.shape) if edges else None
-        return _RawBag(
-            tuple(ds.shape),
-            str(ds.dtype),
-            ds.dtype.kind in "fiu",
-            None if c is None else tuple(c.shape),
-            torch.from_numpy(np.asarray(ds[()])) if values else None,
-            torch.from_numpy(np.asarray(c[()])) if values and c is not None else None,
-            torch.from_numpy(np.stack([ds[r] for r in rows])).float() if rows else None,
-        )
-
-
-def _read_pt(path: Path, values: bool, edges: bool = False) -> _RawBag:
-    """`torch.load(weights_only=True)`: nothing is unpickled; without `values` the tensors are memory-mapped (the
-    header costs no read of the data), except for files in the legacy (non-zip) format."""
-    try:
-        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=not values)
-    except RuntimeError as err:
-        if values or "mmap" not in str(err):
-            raise
-        obj = torch.load(path, weights_only=True, map_location="cpu")
-    if isinstance(obj, dict):
-        if "features" not in obj:
-            raise DataFileError(f"{path}: dict without 'features' key (has {list(obj)}); re-extract features")
-        feats, coords = obj["features"], obj.get("coords")
-    else:
-        feats, coords = obj, None
-    if not isinstance(feats, Tensor):
-        raise DataFileError(f"{path}: expected a tensor, got {type(feats).__name__}; re-extract features")
-    coords = coords if isinstance(coords, Tensor) else None
-    numeric = not feats.dtype.is_complex and feats.dtype != torch.bool
-    rows = _edge_index(tuple(feats.shape)) if edges and numeric else None
-    return _RawBag(
-        tuple(feats.shape),
-        str(feats.dtype).removeprefix("torch."),
-        numeric,
-        None if coords is None else tuple(coords.shape),
-        feats,
-        coords,
-        torch.stack([feats[r] for r in rows]).float() if rows else None,
-    )
-
-
-def _read_raw(path: Path, values: bool, edges: bool = False) -> _RawBag:
-    """Open a .h5 / .pt feature file (values or header only); any failure -> one-line DataFileError naming it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"feature file not found: {path}; {_FIX}")
-    if path.stat().st_size == 0:
-        raise DataFileError(
-            f"{path}: 0-byte file (feature extraction interrupted?); delete it and re-extract features for this slide"
-        )
-    try:
-        return (_read_h5 if path.suffix == ".h5" else _read_pt)(path, values, edges)
-    except (DataFileError, FileNotFoundError):
-        raise
-    except pickle.UnpicklingError as err:
-        found = re.search(
-            r"GLOBAL ([\w.]+)", str(err)
-        )  # weights_only refused a Python object: not corruption
-        if found is None:
-            raise DataFileError(
-                f"{path}: corrupt or unreadable feature file (not a torch file); delete it and re-extract features "
-                f"with CLAM/TRIDENT"
-            ) from err
-        raise DataFileError(
-            f"{path}: corrupt or unreadable feature file: it holds a pickled Python object ({found.group(1)}), "
-            f"which survlab never unpickles; re-save the features as a tensor: torch.save(torch.as_tensor(x), path)"
-        ) from err
-    except Exception as err:  # noqa: BLE001 - corrupt / truncated files
-        detail = " ".join(str(err).split())[:120]
-        raise DataFileError(
-            f"{path}: corrupt or unreadable feature file ({type(err).__name__}: {detail}); "
-            f"delete it and re-extract features with CLAM/TRIDENT"
-        ) from err
-
-
-def _bag_shape(path: Path, raw: _RawBag, feature_dim: int | None) -> tuple[int, int]:
-    """(N, D) of a stored bag after the checks every reader shares (shape, dtype, dim, coords)."""
-    shape = raw.shape[1:] if len(raw.shape) == 3 and raw.shape[0] == 1 else raw.shape  # some save [1, N, D]
-    if len(shape) in (1, 2) and shape[0] == 0:  # TRIDENT writes shape (0,) for a slide without tissue patches
-        raise DataFileError(
-            f"{path}: empty bag (0 patches); re-extract features or remove the slide from the CSV"
-        )
-    if len(shape) != 2 or shape[1] == 0:
-        raise DataFileError(
-            f"{path}: features must be 2-D [N, D], got shape {tuple(raw.shape)}; re-extract features"
-        )
-    if not raw.numeric:
-        raise DataFileError(f"{path}: features dtype {raw.dtype} is not numeric; re-extract features")
-    n, d = int(shape[0]), int(shape[1])
-    if feature_dim is not None and d != feature_dim:
-        raise DataFileError(
-            f"{path}: feature dim {d} != configured feature_dim {feature_dim}; set wsi.feature_dim "
-            f"or use the matching encoder"
-        )
-    if raw.coords_shape is not None:
-        cs = (
-            raw.coords_shape[1:]
-            if len(raw.coords_shape) == 3 and raw.coords_shape[0] == 1
-            else raw.coords_shape
-        )
-        if tuple(cs) != (n, 2):
-            raise DataFileError(
-                f"{path}: coords shape {tuple(cs)} does not match the features ({n} patches); features and coords "
-                f"come from different extractions: re-extract features for this slide"
-            )
-    return n, d
-
-
-def read_header(path: str | Path, feature_dim: int | None = None, edges: bool = False) -> BagHeader:
-    """Check a feature file without reading its values (h5 header; .pt memory-mapped): readable, 2-D, non-empty,
-    numeric, dim = `feature_dim` (if given), coords [N, 2]. One-line DataFileError naming the file otherwise.
-    `edges`: also read the first and last feature rows."""
-    path = Path(path)
-    raw = _read_raw(path, values=False, edges=edges)
-    n, d = _bag_shape(path, raw, feature_dim)
-    return BagHeader(path, n, d, raw.edges, raw.dtype)
-
-
-def read_bag(path: str | Path, feature_dim: int | None = None) -> tuple[Tensor, Tensor | None]:
-    """Read one slide bag -> (features [N, D] float32, coords [N, 2] or None). Errors name the file and the fix."""
-    path = Path(path)
-    raw = _read_raw(path, values=True)
-    n, d = _bag_shape(path, raw, feature_dim)
-    feats = raw.features.reshape(n, d).float()
-    if not torch.isfinite(feats).all():
-        n_bad = int((~torch.isfinite(feats)).any(dim=1).sum())
-        raise DataFileError(
-            f"{path}: {n_bad} patch(es) with NaN/Inf features; re-extract features for this slide"
-        )
-    return feats, None if raw.coords is None else raw.coords.reshape(n, 2)
-
-
-def _check_twin(kept: BagHeader, twin: BagHeader) -> None:
-    """An .h5 and a .pt of one slide must hold the same bag (shape, first and last rows): else one is stale."""
-    same = (kept.n_patches, kept.dim) == (twin.n_patches, twin.dim) and torch.allclose(
-        kept.edges, twin.edges, rtol=1e-3, atol=1e-3
-    )
-    if not same:
-        raise DataFileError(
-            f"{kept.path}: holds other features than {twin.path}; delete the stale one of the two or set "
-            f"data.wsi.format to the one to read (shapes [{kept.n_patches}, {kept.dim}] and "
-            f"[{twin.n_patches}, {twin.dim}])"
-        )
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -281,38 +64,6 @@ class PatientBag:
             return PatientBag(self.features.float(), self.slide_index, self.coords)
         coords = None if self.coords is None else self.coords[index]
         return PatientBag(self.features[index].float(), self.slide_index[index], coords)
-
-
-@dataclass
-class DropReport:
-    """What was dropped while checking feature availability, and why."""
-
-    dropped_slides: dict[str, str] = field(default_factory=dict)  # slide_id -> reason
-    dropped_patients: list[str] = field(default_factory=list)
-    kept_without: list[str] = field(default_factory=list)  # data.missing=keep: patients kept with no slide
-
-    def summary(self) -> str:
-        if not self.dropped_slides and not self.dropped_patients and not self.kept_without:
-            return "no slides dropped"
-        example = next(iter(self.dropped_slides.items()), ("-", "-"))
-        left = (
-            f"{len(self.kept_without)} patient(s) kept without slides ({_first_ids(self.kept_without)})"
-            if self.kept_without
-            else f"{len(self.dropped_patients)} patient(s) left without slides ({_first_ids(self.dropped_patients)})"
-        )
-        return f"dropped {len(self.dropped_slides)} slide(s) (e.g. {example[0]}: {example[1]}) and {left}"
-
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "n_slides_dropped": len(self.dropped_slides),
-            "n_patients_dropped": len(self.dropped_patients),
-            "slides": dict(self.dropped_slides),
-            "patients": list(self.dropped_patients),
-        }
-        if self.kept_without:  # only with data.missing=keep: older protocol cards keep their keys
-            out["n_patients_kept_without"] = len(self.kept_without)
-            out["patients_kept_without"] = list(self.kept_without)
-        return out
 
 
 class BagStore:
@@ -537,59 +288,3 @@ class BagStore:
                 self._cache_bytes += cached.nbytes
             bag = cached
         return bag
-
-
-def check_availability(
-    cohort: Cohort,
-    stores: Sequence[BagStore],
-    allow_missing: bool = False,
-    partial_ok: bool = False,
-    keep: bool = False,
-) -> tuple[Cohort, DropReport]:
-    """Keep only slides with a file in EVERY store; return the filtered cohort + report.
-
-    A slide missing in all stores is an error (naming the slide and dirs) unless allow_missing, `keep` or
-    `partial_ok` (multi-scale: slides missing some scale are always dropped with a report). Patients left with no
-    slide are dropped if allow_missing, kept with an empty slide list if `keep` (data.missing=keep: marked absent,
-    `report.kept_without`), else an error. A store whose folders are missing altogether (wrong encoder, scale or
-    format) and two slide ids resolving to one file ('X' and 'X.svs') are always errors.
-    """
-    for st in stores:
-        st.check_layout()
-    report = DropReport()
-    kept: dict[str, list[str]] = {}
-    owner: dict[Path, tuple[str, str]] = {}  # file -> (slide_id, case_id) that resolved to it first
-    for case, slides in zip(cohort.table["case_id"], cohort.table["slide_ids"], strict=False):
-        kept[case] = []
-        for s in slides:
-            paths = [st.path_of(s) for st in stores]
-            for p in paths:
-                first = owner.setdefault(p, (s, case)) if p is not None else (s, case)
-                if first != (s, case):
-                    raise ValueError(
-                        f"{cohort.path}: slide_id {s} of case {case} and {first[0]} of case {first[1]} both resolve "
-                        f"to {p}; list each slide once (a slide_id with and without its .svs extension is one slide)"
-                    )
-            absent = [st for st, p in zip(stores, paths, strict=True) if p is None]
-            if not absent:
-                kept[case].append(s)
-                continue
-            if not (allow_missing or keep or partial_ok):
-                raise FileNotFoundError(f"{cohort.path}: case {case}: " + absent[0].missing_message(s))
-            names = [st.scale or "features" for st in absent]
-            report.dropped_slides[s] = f"missing {', '.join(names)}"
-    empty = [c for c, ss in kept.items() if not ss]
-    if empty and keep:
-        report.kept_without = empty
-    elif empty:
-        if not allow_missing:
-            first = empty[0]
-            raise ValueError(
-                f"{cohort.path}: {len(empty)} patient(s) have no slide with features at all scales "
-                f"({_first_ids(empty)}; e.g. {first}: slides {cohort.rows([first])['slide_ids'].iloc[0]}); "
-                f"{_FIX}, or set data.missing=drop to drop them or data.missing=keep to keep them"
-            )
-        report.dropped_patients = empty
-    if report.dropped_slides or report.dropped_patients:
-        log.warning("WSI availability: %s", report.summary())
-    return cohort.with_slides(kept).drop(report.dropped_patients), report

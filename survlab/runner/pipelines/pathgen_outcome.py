@@ -17,7 +17,8 @@ from survlab.runner.build import build_net, build_task
 from survlab.runner.pipelines.patch_inference import patch_predictions
 from survlab.runner.pipelines.pathgen_stage import Train, _datamodule, _device, _loaders, _stage_config
 from survlab.runner.predict import predict
-from survlab.tasks.objectives import ClassificationObjective, SurvivalObjective
+from survlab.tasks.objective_classification import ClassificationObjective
+from survlab.tasks.objective_survival import SurvivalObjective
 from survlab.utils.files import atomic_path
 from survlab.utils.outputs import write_json
 
