@@ -115,6 +115,10 @@ SKIP = {
     "python -m survlab.run experiment=mmdls_synthetic data.synthetic=null data.root=<folder 0> data.imaging.missing=drop "
     "fold=0": "imaging_cut's output",
     "survlab eval run=<run dir> data=my_cohort": "the user's cohort",
+    "survlab eval run=<keep run dir> data=synthetic_missing_mnar": "a run trained with data.missing=keep "
+    "(tests/e2e/test_external_missing_run.py)",
+    "survlab eval run=<complete run dir> data=synthetic_missing_mnar data.missing=drop": "a run trained on a complete "
+    "cohort (tests/e2e/test_external_missing_run.py)",
     "survlab eval run=<sweep dir> data=my_cohort": "the user's cohort (tests/e2e/test_eval_ensemble.py)",
     "survlab eval run=<run dir> data=my_cohort data.root=/data/other out=/results/ext": "the user's cohort",
     "SURVLAB_CONFIG_PATH=/lab/conf survlab train data=my_cohort model=abmil": "the user's config folder",
