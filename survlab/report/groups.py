@@ -85,7 +85,9 @@ def group_report(
                 rec.setdefault("n_events", n_events)
                 enough, why = n_events >= min_events, f"too few events ({n_events} < {min_events})"
                 value = harrell_cindex(sub["risk"], sub["time"], sub["event"]) if enough else None
-                if value is not None and not math.isfinite(value):  # e.g. every event at the group's last time
+                if value is not None and not math.isfinite(
+                    value
+                ):  # e.g. every event at the group's last time
                     enough, why = (
                         False,
                         f"no comparable pair ({n_events} events, none before another patient's time)",
