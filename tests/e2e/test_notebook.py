@@ -12,6 +12,7 @@ from sksurv.metrics import concordance_index_censored
 
 from survlab.metrics.km import logrank_test
 from survlab.report.sweep import summarize_sweep
+from tests.helpers.pooled import within_fold_cindex
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "sweep_outputs.ipynb"
@@ -87,11 +88,11 @@ def test_notebook_runs_on_a_sweep_and_reports_its_numbers(
     assert result["metric"] == "test/cindex" and result["reference"] == "noise" and result["cohort"] == "tiny"
     # paired: mean over folds of (good - noise), from the per-fold metrics.json
     assert result["mean_diff"]["good"] == pytest.approx(np.mean(np.subtract(scores["good"], scores["noise"])))
-    # pooled out-of-fold C-index = sksurv on the concatenated predictions = summary.csv's pooled C-index
+    # pooled out-of-fold C-index = sksurv's counts per fold, summed (pairs within a fold) = summary.csv's pooled C
     summary = pd.read_csv(sweep / "summary.csv").set_index("model")
     for model in ("good", "noise"):
         preds = pd.concat(pd.read_csv(f) for f in sorted((sweep / model).rglob("predictions.csv")))
-        ref = concordance_index_censored(preds["event"].astype(bool), preds["time"], preds["risk"])[0]
+        ref = within_fold_cindex(preds)
         assert result["pooled"][model]["pooled_cindex"] == pytest.approx(ref, abs=1e-9)
         assert result["pooled"][model]["pooled_cindex"] == pytest.approx(summary.loc[model, "pooled_cindex"])
         assert result["pooled"][model]["n"] == 60
