@@ -13,37 +13,21 @@ import pandas as pd
 
 from survlab.data.cohort.clinical import ClinicalEncoder
 from survlab.data.cohort.table import Cohort
-from survlab.data.cohort.targets import LabelSpec, check_classes, encode_labels, label_problems
+from survlab.data.cohort.targets import check_classes, encode_labels, label_problems
 from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.fitted_plan import (
+    FoldFields,
     ImagingScalers,
     PreprocessingPlan,
     _slide_codes,
     _slides,
     _train_counts,
 )
-from survlab.data.modalities.genomics import GeneGroups, GeneScaler, fit_genomics
+from survlab.data.modalities.genomics import GeneGroups, fit_genomics
 
 
-class FoldFit:
+class FoldFit(FoldFields):
     """`FoldPreprocessing.fit` and its gene step (module doc)."""
-
-    # fields of FoldPreprocessing
-    clinical_columns: list[str]
-    endpoint_bins: dict[str, TimeBins]
-    train_outcomes: dict[str, tuple[np.ndarray, np.ndarray]]
-    label_specs: dict[str, LabelSpec]
-    classes: dict[str, tuple[str, ...]]
-    label_counts: dict[str, np.ndarray]
-    slide_classes: dict[str, tuple[str, ...]]
-    slide_label_counts: dict[str, np.ndarray]
-    primary_label: str | None
-    gene_groups: GeneGroups | None
-    gene_scaler: GeneScaler | None
-    gene_filter_report: dict[str, Any] | None
-    clinical_encoder: ClinicalEncoder | None
-    imaging: ImagingScalers | None
-    absent_in_training: dict[str, int]
 
     # ------------------------------------------------------------------ fit
     @classmethod

@@ -13,9 +13,9 @@ import numpy as np
 from survlab.data.cohort.clinical import ClinicalEncoder
 from survlab.data.cohort.targets import LabelSpec
 from survlab.data.cohort.time_bins import TimeBins
-from survlab.data.dims import ModalityDims
 from survlab.data.fitted_plan import (
     FORMAT,
+    FoldFields,
     ImagingScalers,
     dims_from_dict,
     dims_to_dict,
@@ -23,29 +23,8 @@ from survlab.data.fitted_plan import (
 from survlab.data.modalities.genomics import GeneGroups, GeneScaler
 
 
-class FoldJson:
+class FoldJson(FoldFields):
     """`FoldPreprocessing`'s JSON form (module doc)."""
-
-    # fields of FoldPreprocessing
-    cohort: str
-    fold: int
-    split_hash: str
-    modalities: tuple[str, ...]
-    clinical_columns: list[str]
-    endpoint_bins: dict[str, TimeBins]
-    train_outcomes: dict[str, tuple[np.ndarray, np.ndarray]]
-    label_specs: dict[str, LabelSpec]
-    classes: dict[str, tuple[str, ...]]
-    label_counts: dict[str, np.ndarray]
-    slide_classes: dict[str, tuple[str, ...]]
-    primary_label: str | None
-    gene_groups: GeneGroups | None
-    gene_scaler: GeneScaler | None
-    clinical_encoder: ClinicalEncoder | None
-    imaging: ImagingScalers | None
-    dims: ModalityDims | None
-    cox_baseline: dict[str, dict[str, list]]
-    absent_in_training: dict[str, int]
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:

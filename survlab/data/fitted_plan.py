@@ -18,7 +18,9 @@ import pandas as pd
 from survlab.data.cohort.clinical import ClinicalEncoder
 from survlab.data.cohort.table import Cohort
 from survlab.data.cohort.targets import LabelSpec, encode_labels
+from survlab.data.cohort.time_bins import TimeBins
 from survlab.data.dims import ModalityDims
+from survlab.data.modalities.genomics import GeneGroups, GeneScaler
 
 FORMAT = "survlab.preprocessing/1"
 
@@ -93,3 +95,30 @@ def _slide_codes(
 
 def _train_counts(codes: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(codes[codes >= 0].astype(np.int64), minlength=k)
+
+
+class FoldFields:
+    """The fields of FoldPreprocessing as bare annotations, for its mixins (FoldFit, FoldJson) to read and type-check;
+    not dataclass fields (FoldPreprocessing declares those with their defaults)."""
+
+    cohort: str
+    fold: int
+    split_hash: str
+    modalities: tuple[str, ...]
+    clinical_columns: list[str]
+    endpoint_bins: dict[str, TimeBins]
+    train_outcomes: dict[str, tuple[np.ndarray, np.ndarray]]
+    label_specs: dict[str, LabelSpec]
+    classes: dict[str, tuple[str, ...]]
+    label_counts: dict[str, np.ndarray]
+    slide_classes: dict[str, tuple[str, ...]]
+    slide_label_counts: dict[str, np.ndarray]
+    primary_label: str | None
+    gene_groups: GeneGroups | None
+    gene_scaler: GeneScaler | None
+    gene_filter_report: dict[str, Any] | None
+    clinical_encoder: ClinicalEncoder | None
+    imaging: ImagingScalers | None
+    dims: ModalityDims | None
+    cox_baseline: dict[str, dict[str, list]]
+    absent_in_training: dict[str, int]
