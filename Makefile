@@ -31,7 +31,7 @@ test: install
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 test-e2e: install
-	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m slow tests
+	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m slow tests --durations=25
 
 test-all: install
 	WANDB_MODE=disabled OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow or not slow"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from survlab.config.check_cli import check_command_line
 from survlab.config.check_values import ConfigError
+from tests.helpers.proc import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,8 +82,8 @@ def test_survlab_train_reports_before_importing_torch_or_lightning(tmp_path: Pat
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     env.pop("SURVLAB_TRACEBACK", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    proc = run_group(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -97,12 +97,13 @@ def test_survlab_train_reports_before_importing_torch_or_lightning(tmp_path: Pat
             "key (a new key of your own is added with +key=value)\n",
         ],
     ]
-    run = subprocess.run(
+    run = run_group(
         [sys.executable, "-m", "survlab.run", "model.task.lr=abc"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert (
         run.returncode == 1

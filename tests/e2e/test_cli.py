@@ -16,6 +16,7 @@ from lifelines.utils import concordance_index
 
 from survlab.cli import main as cli
 from survlab.cli.synth import describe_layout
+from tests.helpers.proc import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _py(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_group(
         [sys.executable, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=300
     )
 

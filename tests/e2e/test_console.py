@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from survlab.utils.quiet import offline_run_line, quiet_console
+from tests.helpers.proc import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 #: library lines a default run printed before (W&B's ~35 lines, Lightning's banners and tips, the test-metric box)
@@ -33,7 +34,7 @@ def _survlab(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SURVLAB_"))
     }  # W&B as a user has it
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", COLUMNS="120")
-    return subprocess.run(
+    return run_group(
         [sys.executable, "-m", "survlab", *args],
         cwd=cwd,
         env=env,

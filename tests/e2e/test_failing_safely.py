@@ -4,7 +4,6 @@ worker errors keep the file name, and a write failure leaves no truncated file u
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from survlab.utils import jobs
 from tests.helpers.cli import REPO, run_survlab, tiny_overrides
+from tests.helpers.proc import run_group
 from tests.helpers.runs import compose_config
 
 
@@ -114,7 +114,7 @@ def test_a_failed_checkpoint_write_leaves_no_truncated_file_and_a_failed_marker(
     left under a checkpoint's name, FAILED says what happened."""
     args = [*tiny_overrides(tmp_path, tmp_path / "data"), "model=abmil", f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    prep = subprocess.run(
+    prep = run_group(
         [sys.executable, "-m", "survlab.run", *args, "trainer.max_epochs=0"],
         cwd=REPO,
         env=env,
@@ -124,7 +124,7 @@ def test_a_failed_checkpoint_write_leaves_no_truncated_file_and_a_failed_marker(
     )  # writes the cohort without the limit
     assert (tmp_path / "data").is_dir(), prep.stderr[-2000:]
     run = tmp_path / "run2"
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-c", _FULL_DISK, *args[:-1], f"hydra.run.dir={run}"],
         cwd=REPO,
         env=env,

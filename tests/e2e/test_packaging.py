@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tomllib
 import zipfile
@@ -16,6 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import survlab
+from tests.helpers.proc import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
@@ -69,7 +69,7 @@ def _build_wheel(tmp: Path) -> Path:
         shutil.copytree(REPO / d, src / d, ignore=ignore)
     for f in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / f, src / f)
-    proc = subprocess.run(
+    proc = run_group(
         [
             sys.executable,
             "-m",
@@ -126,7 +126,7 @@ def test_wheel_carries_configs_data_and_plugin(wheel: Path, tmp_path: Path) -> N
     meta = zipfile.ZipFile(wheel).read(f"survlab-{survlab.__version__}.dist-info/METADATA").decode()
     assert f"Version: {survlab.__version__}" in meta and "License-Expression: MIT" in meta
     # the lock parses and agrees with the wheel (no index needed: --no-deps, the wheel itself)
-    dry = subprocess.run(
+    dry = run_group(
         [
             sys.executable,
             "-m",
@@ -155,7 +155,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
     (1 batch, 40 patients) ends 0 with the package, its configs and the config search-path plugin all imported from
     that folder; the installed `survlab` script prints the demo's config."""
     site = tmp_path / "site"
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
         capture_output=True,
         text=True,
@@ -166,7 +166,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("SURVLAB_CONFIG_PATH", "SURVLAB_TRACEBACK")}
     env.update(PYTHONPATH=str(site), WANDB_MODE="disabled", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    where = subprocess.run(
+    where = run_group(
         [
             sys.executable,
             "-c",
@@ -184,7 +184,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
         assert Path(path).resolve().is_relative_to(site.resolve()), path
 
     logs = tmp_path / "logs"
-    demo = subprocess.run(
+    demo = run_group(
         [
             sys.executable,
             "-m",
@@ -210,7 +210,7 @@ def test_wheel_install_runs_the_demo(wheel: Path, tmp_path: Path) -> None:
     ).is_file()  # generated under the cwd's data/
 
     script = site / "bin" / "survlab"
-    cfg = subprocess.run(
+    cfg = run_group(
         [sys.executable, str(script), "train", "--cfg", "job", "experiment=demo"],
         cwd=work,
         env=env,
@@ -235,7 +235,7 @@ def test_default_job_runs_on_core_dependencies_only(tmp_path: Path) -> None:
     metrics: nothing in the default path needs an extra."""
     env = {k: v for k, v in os.environ.items() if k not in ("SURVLAB_CONFIG_PATH", "SURVLAB_TRACEBACK")}
     env.update(PYTHONPATH=str(REPO), WANDB_MODE="disabled", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(
+    proc = run_group(
         [
             sys.executable,
             str(REPO / "tests" / "helpers" / "core_install.py"),
@@ -261,7 +261,7 @@ def test_core_install_helper_hides_an_extra(tmp_path: Path) -> None:
     """The helper above really hides an extra: a module importing scikit-learn fails under it."""
     (tmp_path / "uses_sklearn.py").write_text("import sklearn\n")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, str(REPO / "tests" / "helpers" / "core_install.py"), "uses_sklearn"],
         cwd=tmp_path,
         env=env,

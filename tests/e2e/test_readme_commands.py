@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from survlab.config.search_path import PACKAGE_CONF_DIR
 from survlab.runner.hydra_callbacks import SweepKeysCallback
+from tests.helpers.proc import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -187,7 +187,7 @@ def test_readme_commands_run_as_written_from_a_fresh_folder(tmp_path: Path) -> N
         argv = _argv(line)
         if ("train" in argv[3:4] and "--cfg" not in argv) or command.startswith("survlab synth"):
             argv += [t for t in TINY if t.split("=")[0] + "=" not in command]
-        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        proc = run_group(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{command}\n{out[-4000:]}"
         assert "Traceback" not in out and "HydraConfig was not set" not in out and "reinit" not in out, out[

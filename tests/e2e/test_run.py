@@ -17,6 +17,7 @@ from survlab.data.sources.synthetic import generate_cohort
 from survlab.data.sources.synthetic_spec import SyntheticSpec
 from survlab.metrics.survival import harrell_cindex
 from tests.helpers.cli import TINY as TINY_COHORT
+from tests.helpers.proc import run_group
 from tests.helpers.runs import run_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def run_cli(tmp: Path, overrides: list[str], check: bool = True) -> subprocess.C
         f"hydra.run.dir={tmp / 'run'}",
         *overrides,
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_group(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"survlab.run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -273,7 +274,7 @@ def test_hard_kill_with_workers_then_cli_resume_is_bit_identical(
     monkeypatch.delenv("SURVLAB_TEST_KILL")
     assert killed.returncode == 137 and not (tmp_path / "b" / "run" / "DONE").exists()
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    resumed = subprocess.run(
+    resumed = run_group(
         [sys.executable, "-m", "survlab.run", f"resume={tmp_path / 'b' / 'run'}"],
         cwd=REPO,
         env=env,

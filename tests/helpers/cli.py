@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.proc import run_group
+
 REPO = Path(__file__).resolve().parents[2]
 #: a 40-patient synthetic cohort at tiny widths (feature dim 8, 60 genes, 8 pathways, 6..20 patches), debug=tiny
 TINY = [
@@ -64,7 +66,7 @@ def run_survlab(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    return subprocess.run(
+    return run_group(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from survlab.utils.jobs import (
     mark_failed,
     read_job_metric,
 )
+from tests.helpers.proc import run_group
 
 N_PER_FOLD = 25
 
@@ -207,7 +207,7 @@ def test_collect_identity_from_hydra_config(tmp_path: Path) -> None:
 @pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
 def test_cli(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = subprocess.run(
+    r = run_group(
         [sys.executable, "-m", "survlab", "summarize", str(sweep), "--reference", "good", "--out", str(out)],
         capture_output=True,
         text=True,
@@ -215,7 +215,7 @@ def test_cli(sweep: Path, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "Paired comparison vs `good`" in r.stdout and (out / "summary.csv").is_file()
-    r = subprocess.run(
+    r = run_group(
         [sys.executable, "-m", "survlab", "summarize", str(tmp_path / "missing")],
         capture_output=True,
         text=True,

@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from survlab.utils import job_dirs, job_hydra, job_identity, jobs
 from tests.helpers.cli import REPO, run_survlab, tiny_overrides
+from tests.helpers.proc import run_group
 from tests.helpers.runs import compose_config
 
 
@@ -176,19 +178,23 @@ def test_two_runs_started_together_get_their_own_dirs(tmp_path: Path) -> None:
         "model=snn",
         "trainer.max_epochs=1",
     ]
-    assert subprocess.run(prep, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
-    procs = [
-        subprocess.Popen(
-            [*prep, f"seed={s}"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+    assert run_group(prep, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
+    with ThreadPoolExecutor(2) as pool:  # two runs at the same time
+        procs = list(
+            pool.map(
+                lambda s: run_group(
+                    [*prep, f"seed={s}"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=300,
+                ),
+                (1, 2),
+            )
         )
-        for s in (1, 2)
-    ]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
+    outs = [p.stdout for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     runs = sorted((tmp_path / "logs" / "runs" / "snn" / "synthetic" / "fold0").glob("*/metrics.json"))
     seeds = sorted(json.loads(m.read_text())["seed"] for m in runs)

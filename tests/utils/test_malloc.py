@@ -3,12 +3,12 @@ instead of a fresh mmap per block (unmapped on free, page-faulted again by the n
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from survlab.utils.malloc import reuse_freed_buffers
+from tests.helpers.proc import run_group
 
 # Allocate a 64 MB tensor and print glibc's mallinfo2: bytes in mmapped blocks (hblkhd).
 _PROBE = """
@@ -27,8 +27,12 @@ print(libc.mallinfo2().hblkhd)
 
 
 def _mmapped_bytes(reuse: bool) -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, "1" if reuse else "0"], capture_output=True, text=True, check=True
+    out = run_group(
+        [sys.executable, "-c", _PROBE, "1" if reuse else "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return int(out.stdout.split()[-1])
 
