@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from survlab.utils.jobs import (
     read_job_metric,
 )
 from tests.helpers.proc import run_group
+
+REPO = Path(__file__).resolve().parents[2]
 
 N_PER_FOLD = 25
 
@@ -239,24 +242,32 @@ def test_callback_writes_summary_and_never_raises(sweep: Path, monkeypatch: pyte
     SweepSummaryCallback().on_multirun_end(OmegaConf.create({}))
 
 
+_WANDB_SUMMARY = """
+import sys
+from omegaconf import OmegaConf
+from survlab.report.sweep import summarize_sweep
+from survlab.runner.hydra_callbacks import log_summary_to_wandb
+sweep = sys.argv[1]
+cfg = OmegaConf.create({"hydra": {"sweep": {"dir": sweep}}, "logger": {"wandb": {"project": "survlab-test", "offline": True}}})
+log_summary_to_wandb(summarize_sweep(sweep, reference="base"), cfg)  # raises here, the callback would log
+"""
+
+
 @pytest.mark.slow  # end-to-end: a training run / CLI subprocess (make test-e2e)
-def test_callback_logs_wandb_table_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_callback_logs_wandb_table_offline(sweep: Path) -> None:
+    """In a process of its own (W&B's service process is ended with it, never left in the test worker)."""
     pytest.importorskip("wandb")
-    from omegaconf import OmegaConf
-
-    from survlab.runner.hydra_callbacks import log_summary_to_wandb
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(sweep / "wandb"))
-    cfg = OmegaConf.create(
-        {
-            "hydra": {"sweep": {"dir": str(sweep)}},
-            "logger": {"wandb": {"project": "survlab-test", "offline": True}},
-        }
+        env[var] = str(sweep / "wandb")
+    proc = run_group(
+        [sys.executable, "-c", _WANDB_SUMMARY, str(sweep)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    log_summary_to_wandb(summarize_sweep(sweep, reference="base"), cfg)  # raises here, the callback would log
+    assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((sweep / "wandb").rglob("offline-run-*"))
     assert runs, "no offline W&B run written"
     assert list(runs[0].rglob("*.wandb")), "the offline run has no data file"
