@@ -154,14 +154,33 @@ def collect_jobs(sweep_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def _repeat_of(overrides: dict[str, str], d: Path) -> int:
-    """The job's repeat of repeated k-fold (`data.splits.repeat`; 0 when not set)."""
-    for key in REPEAT_KEYS:
-        if key in overrides:
-            try:
-                return int(overrides[key])
-            except ValueError:
-                log.warning("%s: %s=%r is not an integer; taken as repeat 0", d, key, overrides[key])
+    """The job's repeat of repeated k-fold: `data.splits.repeat` of its composed config (.hydra/config.yaml, so a
+    recipe's setting counts as a command-line one), else of its command-line overrides; 0 when not set."""
+    found = [(f"{d}/.hydra/config.yaml: data.splits.repeat", _configured_repeat(d))]
+    found += [(f"{d}: {key}", overrides.get(key)) for key in REPEAT_KEYS]
+    for where, value in found:
+        if value is None:
+            continue
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            log.warning("%s=%r is not an integer; taken as repeat 0", where, value)
+            return 0
     return 0
+
+
+def _configured_repeat(d: Path) -> Any:
+    """data.splits.repeat of the job's .hydra/config.yaml; None without that file or key."""
+    path = d / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.select(OmegaConf.load(path), "data.splits.repeat", default=None)
+    except Exception as e:  # noqa: BLE001 - an unreadable config must not hide the job
+        log.debug("cannot read %s: %s", path, e)
+        return None
 
 
 def _override_values(d: Path) -> dict[str, str]:

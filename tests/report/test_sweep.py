@@ -415,6 +415,25 @@ def test_repeats_are_pooled_and_paired_by_fold_and_repeat(tmp_path: Path) -> Non
     np.testing.assert_allclose(pairs["diff"], d)
 
 
+def test_a_repeat_set_by_a_recipe_is_read_from_the_job_config(tmp_path: Path) -> None:
+    """`-m experiment=rep0,rep1` where each recipe sets data.splits.repeat: no override names the repeat, the job's
+    .hydra/config.yaml does; the two repeats are pooled in one row, not taken as repeat 0 twice."""
+    root = tmp_path / "sweep"
+    for r in range(2):
+        for k in range(2):
+            d = _fake_job(
+                root / f"rep{r}", "good", "c", k, 0.6 + 0.01 * r + 0.02 * k, rng=np.random.default_rng(k)
+            )
+            cfg = d / ".hydra" / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("data:\n", f"data:\n  splits:\n    repeat: {r}\n"))
+    jobs = summarize_sweep(root, n_boot=0, plot=False).jobs
+    assert sorted(zip(jobs["repeat"], jobs["fold"], strict=True)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    (root / "rep1" / "good" / "c" / "fold0" / ".hydra" / "config.yaml").write_text(
+        "model:\n  name: good\ndata:\n  name: c\n  splits:\n    repeat: two\nfold: 0\nseed: 0\n"
+    )
+    assert summarize_sweep(root, n_boot=0, plot=False).jobs["repeat"].tolist().count(0) == 3  # a bad value: 0
+
+
 def test_classification_sweep_gets_the_pooled_auc_and_its_bootstrap_ci(tmp_path: Path) -> None:
     """A classification sweep (predictions with <label>, <label>_pred, <label>_prob_<class>): pooled_auc =
     scikit-learn's AUC per fold weighted by the fold's pairs (pairs within a fold); its CI the percentile interval of
