@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +14,20 @@ from omegaconf import OmegaConf
 
 from survlab.utils import ddp
 from tests.helpers.cli import check, run_survlab, tiny_overrides
+
+
+@pytest.fixture
+def one_ddp_run_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The DDP runs of this module never overlap across xdist workers: each rank 0 takes a free port from the OS
+    for its rendezvous, and two runs that drew the same port at once could join each other's process group and
+    wait for ever (an exclusive lock on a file every worker sees)."""
+    lock = tmp_path_factory.getbasetemp().parent / "survlab-ddp-tests.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +42,7 @@ def _recomputed_cindex(run_dir: Path) -> tuple[float, pd.DataFrame]:
     return harrell_cindex(preds.risk, preds.time, preds.event.astype(bool)), preds
 
 
+@pytest.mark.usefixtures("one_ddp_run_at_a_time")
 def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Path) -> None:
     # 45 patients -> 9 test patients: DistributedSampler pads rank 1 with a duplicate that must be dropped
     run_dir = tmp_path / "run"
@@ -56,6 +73,7 @@ def test_ddp_sim_gathered_metrics_equal_predictions(tmp_path: Path, data_dir: Pa
     assert {s.rsplit("-DX", 1)[0] for s in h5} == test_ids  # synthetic slide ids: <case_id>-DX<k>
 
 
+@pytest.mark.usefixtures("one_ddp_run_at_a_time")
 def test_ddp_sim_in_multirun_runs_each_job_once(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
     args = [
@@ -138,6 +156,7 @@ def test_guard_refuses_spawn_and_parallel_launchers(monkeypatch: pytest.MonkeyPa
     ddp.check_multirun_strategy(_cfg(devices=2, strategy="ddp"))
 
 
+@pytest.mark.usefixtures("one_ddp_run_at_a_time")
 def test_ddp_sim_classification_metrics_equal_predictions(tmp_path: Path, data_dir: Path) -> None:
     """Classification rows (a variable number per rank once missing labels are masked) are gathered, de-duplicated
     and scored once: the logged balanced accuracy equals the one recomputed from predictions.csv."""
