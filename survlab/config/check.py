@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from survlab.config.check_task import _check_metrics, _check_params, _check_task
 from survlab.config.check_values import GROUPS, TOP_LEVEL, ConfigError
@@ -66,6 +66,27 @@ def check_config(cfg: DictConfig) -> None:
             if node is not None and "_target_" in node:
                 _check_params(node, f"{group}.{name}")
     _check_resident(cfg)
+    _check_external(cfg)
+
+
+def _check_external(cfg: DictConfig) -> None:
+    """`external_data`: a data config on the search path; `external_data_overrides`: keys its data module takes
+    (checked on the composed cohort config, before training rather than after it)."""
+    name, overrides = cfg.get("external_data"), cfg.get("external_data_overrides") or {}
+    if not name:
+        if overrides:
+            raise ConfigError(
+                f"external_data_overrides={OmegaConf.to_container(overrides)} needs external_data=<a conf/data name>"
+            )
+        return
+    from survlab.config.cohorts import external_data_config
+
+    try:
+        node = external_data_config(cfg, str(name), overrides)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if "_target_" in node:
+        _check_params(node, "external_data_overrides" if overrides else f"external_data={name}")
 
 
 def moved_targets(node: Any, where: str = "") -> None:

@@ -53,6 +53,11 @@ def _pn_rule(key: str, value: Any) -> None:
         )
 
 
+def _mapping(key: str, value: Any) -> None:
+    if value is not None and not hasattr(value, "keys"):
+        raise ConfigError(f"{key}={value!r} must be a mapping, e.g. {key}={{root:/data/cohort,missing:keep}}")
+
+
 def _conformal(key: str, value: Any) -> None:
     """`conformal: {alphas: [a in (0, 1), ...], mondrian: bool}` (survlab.runner.conformal)."""
     if not hasattr(value, "keys") or set(value.keys()) - {"alphas", "mondrian"}:
@@ -70,6 +75,7 @@ TOP_LEVEL: dict[str, Callable[[str, Any], None] | None] = {
     "km_groups": _choice("median", "tertiles"),
     "eval_times": None,
     "external_data": None,
+    "external_data_overrides": _mapping,  # keys of the external cohort's data config (runner/eval_external.py)
     "skip_completed": _bool,
     "export_attention": _bool,
     "export_attention_h5": _bool,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.search_path import PACKAGE_CONF_DIR, available, searchpath_overrides
+from survlab.config.search_path import PACKAGE_CONF_DIR, available, group_dirs, searchpath_overrides
 
 
 @contextmanager
@@ -42,6 +42,25 @@ def compose_data_config(name: str, config_dirs: Sequence[str | Path] = ()) -> Di
     """conf/data/<name>.yaml composed by Hydra with its defaults parents (interpolations unresolved)."""
     with data_composer(config_dirs) as compose:
         return compose(name)
+
+
+def external_data_config(cfg: DictConfig, name: str, overrides: Any = None) -> DictConfig:
+    """conf/data/<name>.yaml (composed by Hydra with its defaults parents) with `overrides` (a mapping of its keys,
+    e.g. a run's `external_data_overrides`) merged in, resolved in the context of the run's config (paths, fold,
+    seed); one-line ValueError for an unknown name."""
+    dirs = group_dirs("data")
+    if not any((d / f"{name}.yaml").is_file() for d in dirs):
+        names = sorted({p.stem for d in dirs for p in d.glob("*.yaml") if not p.stem.startswith("_")})
+        raise ValueError(f"external_data={name}: no conf/data/{name}.yaml; available: {', '.join(names)}")
+    context = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    node = compose_data_config(name)
+    if overrides:  # unknown keys pass here: the job's config check names them (survlab.config.check)
+        OmegaConf.set_struct(node, False)
+        node = cast(DictConfig, OmegaConf.merge(node, overrides))
+    context.data = OmegaConf.to_container(node, resolve=False)
+    resolved = OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
+    assert isinstance(resolved, DictConfig)
+    return resolved
 
 
 def provided_modalities(cfg: dict[str, Any]) -> set[str]:

@@ -17,30 +17,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from survlab.config.cohorts import compose_data_config
+from survlab.config.cohorts import external_data_config
 from survlab.runner.eval_run import _with_overrides
 
 log = logging.getLogger("survlab.runner.evaluate")  # one log channel for everything `survlab eval` does
-
-
-def _data_dirs() -> list[Path]:
-    from survlab.config.search_path import group_dirs
-
-    return group_dirs("data")
-
-
-def external_data_config(cfg: DictConfig, name: str) -> DictConfig:
-    """conf/data/<name>.yaml (composed by Hydra with its defaults parents), resolved in the context of the run's
-    config (paths, fold, seed); one-line ValueError for an unknown name."""
-    found = [d / f"{name}.yaml" for d in _data_dirs() if (d / f"{name}.yaml").is_file()]
-    if not found:
-        names = sorted({p.stem for d in _data_dirs() for p in d.glob("*.yaml") if not p.stem.startswith("_")})
-        raise ValueError(f"external_data={name}: no conf/data/{name}.yaml; available: {', '.join(names)}")
-    context = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    context.data = OmegaConf.to_container(compose_data_config(name), resolve=False)
-    resolved = OmegaConf.create(OmegaConf.to_container(context.data, resolve=True))
-    assert isinstance(resolved, DictConfig)
-    return resolved
 
 
 def scored_targets(task: Any, fitted: Any) -> tuple[list[str], list[str]]:
@@ -88,11 +68,13 @@ def external_datamodule(
     option: str = "data",
 ) -> tuple[Any, DictConfig, bool]:
     """-> (the un-set-up CohortDataModule of cohort `name` with `overrides`, its data config, whether it is scored
-    with outcomes). `option`: how the user named the cohort (`data` of survlab eval, `external_data` of a run)."""
+    with outcomes). `option`: how the user named the cohort (`data` of survlab eval, `external_data` of a run: then
+    the run's `external_data_overrides` are merged into that cohort's config first)."""
     from survlab.runner.build import instantiate_clean
 
     try:
-        node = _with_overrides(external_data_config(cfg, name), overrides)
+        own = cfg.get("external_data_overrides") if option == "external_data" else None
+        node = _with_overrides(external_data_config(cfg, name, own), overrides)
     except ValueError as err:  # its message speaks of external_data=, the training-time option
         raise ValueError(str(err).replace(f"external_data={name}:", f"{option}={name}:", 1)) from None
     ext = instantiate_clean(node, modalities=modalities, _recursive_=False)

@@ -74,6 +74,9 @@ def identity_of(cfg: Any) -> dict[str, Any]:
         # no group = the random folds survlab always drew: jobs from before splits.group keep their identity
         del splits["group"]
     _without_default_missing(tree)
+    if "external_data_overrides" in tree and not tree["external_data_overrides"]:
+        # none (null, the default, or {}): jobs from before the key keep their identity
+        del tree["external_data_overrides"]
     conformal = tree.get("conformal")
     if isinstance(conformal, dict) and not conformal.get("alphas"):
         # conformal sets off (the default): jobs from before the `conformal` key keep their identity

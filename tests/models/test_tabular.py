@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers.runs import run_job
+from survlab.utils.job_identity import identity_of
+from tests.helpers.runs import compose_config, run_job
 from tests.helpers.table_cohort import PLANTED, write_table_cohort, write_user_config
 
 QUIET = [
@@ -343,6 +344,36 @@ def test_external_cohort_gets_the_training_folds_gene_filter_and_covariate_join(
     ext = pd.read_csv(out / "external" / "predictions.csv", dtype={"case_id": str}).set_index("case_id")
     assert len(ext) == 200 and len(pd.read_csv(out / "coefficients.csv")) == 10 + 4
     np.testing.assert_allclose(ext.loc[test.index, "risk"].to_numpy(), test["risk"].to_numpy(), atol=1e-6)
+
+
+def test_external_data_overrides_point_the_external_cohort_at_other_files(
+    tmp_path: Path, table_cohort: Path
+) -> None:
+    """external_data_overrides={root: <dir>}: the external cohort's config with that key replaced (here its files
+    moved, the survival times changed): the run scores the files there; the job's identity records the override."""
+    three = write_table_cohort(tmp_path / "data" / "copy3", three_files=True)
+    write_user_config(tmp_path / "conf", "copy3", three, three_files=True)
+    moved = tmp_path / "elsewhere" / "copy3"
+    shutil.copytree(three, moved)
+    survival = pd.read_csv(moved / "survival.csv", dtype={"case_id": str})
+    survival["survival_months"] = (survival["survival_months"] + 1000).round(4)
+    survival.to_csv(moved / "survival.csv", index=False)
+    _, out = _job(
+        tmp_path, "ext", ["model=coxnet", "external_data=copy3", f"external_data_overrides={{root:{moved}}}"]
+    )
+    ext = pd.read_csv(out / "external" / "predictions.csv", dtype={"case_id": str}).set_index("case_id")
+    expected = survival.set_index("case_id")["survival_months"]
+    assert len(ext) == 200 and ext["time"].min() > 1000
+    np.testing.assert_allclose(ext["time"].to_numpy(), expected.loc[ext.index].to_numpy())
+    base = ["data=my_table", "model=coxnet", "external_data=copy3"]
+    plain, default = (
+        identity_of(compose_config(tmp_path / "id", o))
+        for o in (base, [*base, "external_data_overrides=null"])
+    )
+    moved_id = identity_of(
+        compose_config(tmp_path / "id", [*base, f"external_data_overrides={{root:{moved}}}"])
+    )
+    assert plain == default != moved_id and moved_id["external_data_overrides"] == {"root": str(moved)}
 
 
 def test_gene_filter_bad_option_is_one_line(tmp_path: Path, table_cohort: Path) -> None:
