@@ -45,7 +45,8 @@ def refuse_absent(ext: Any, cohort: Cohort, cannot_take: Mapping[str, str] | Non
         first,
         f"external data={ext.name}: {lack} of its {n} patients, but {cannot_take[first]}; score only the "
         f"{complete} patients with every modality the model reads with data.missing=drop (survlab eval "
-        f"run=<run dir> data={ext.name} data.missing=drop; the protocol card states it)",
+        f"run=<run dir> data={ext.name} data.missing=drop; in a training run "
+        "'external_data_overrides={missing:drop}'; the protocol card states it)",
     )
 
 

@@ -138,6 +138,7 @@ def test_keep_is_refused_in_one_line_naming_who_lacks_what_and_the_fix(
     assert msg.startswith(f"external data=other: 10 lack genomics (e.g. {min(first)}, ")
     assert f"of its 40 patients, but {why}; score only the 30 patients with every modality" in msg
     assert "data.missing=drop" in msg and not ext.datasets  # refused before any dataset / prediction
+    assert "in a training run 'external_data_overrides={missing:drop}'" in msg  # the fix of external_data=
 
 
 def test_drop_scores_the_complete_patients_and_the_card_counts_the_others(
