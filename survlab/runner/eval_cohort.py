@@ -18,7 +18,6 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from survlab.config.cohorts import external_data_config
-from survlab.runner.eval_run import _with_overrides
 
 log = logging.getLogger("survlab.runner.evaluate")  # one log channel for everything `survlab eval` does
 
@@ -62,19 +61,19 @@ NO_OUTCOMES: dict[str, Any] = {
 def external_datamodule(
     cfg: DictConfig,
     name: str,
-    overrides: list[str],
+    overrides: Any,
     modalities: tuple[str, ...],
     outcomes: str,
     option: str = "data",
 ) -> tuple[Any, DictConfig, bool]:
-    """-> (the un-set-up CohortDataModule of cohort `name` with `overrides`, its data config, whether it is scored
-    with outcomes). `option`: how the user named the cohort (`data` of survlab eval, `external_data` of a run: then
-    the run's `external_data_overrides` are merged into that cohort's config first)."""
+    """-> (the un-set-up CohortDataModule of cohort `name` with `overrides` (a mapping of keys of its data config:
+    survlab eval's data.* arguments, a run's external_data_overrides; None = none), its data config, whether it is
+    scored with outcomes). `option`: how the user named the cohort (`data` of survlab eval, `external_data` of a
+    run), for the messages."""
     from survlab.runner.build import instantiate_clean
 
     try:
-        own = cfg.get("external_data_overrides") if option == "external_data" else None
-        node = _with_overrides(external_data_config(cfg, name, own), overrides)
+        node = external_data_config(cfg, name, overrides)
     except ValueError as err:  # its message speaks of external_data=, the training-time option
         raise ValueError(str(err).replace(f"external_data={name}:", f"{option}={name}:", 1)) from None
     ext = instantiate_clean(node, modalities=modalities, _recursive_=False)

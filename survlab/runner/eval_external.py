@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from survlab.runner.conformal import conformal_options, external_conformal
 from survlab.runner.eval_cohort import (
@@ -48,6 +48,7 @@ def run_external(
         out_dir,
         str(ckpt),
         run_metrics,
+        cfg.get("external_data_overrides"),
         outcomes="true",
         option="external_data",
         conformal=cfg.get("conformal"),
@@ -86,7 +87,7 @@ def evaluate_external(
         run_dir,
         ckpt,
         run_metrics,
-        overrides,
+        OmegaConf.from_dotlist(overrides),
         outcomes,
         missing_genes,
         conformal,
@@ -103,7 +104,7 @@ def score_external(
     run_dir: Path,
     ckpt: str,
     run_metrics: dict[str, Any],
-    overrides: list[str] = (),  # type: ignore[assignment]
+    overrides: Any = None,
     outcomes: str = "auto",
     missing_genes: str = "error",
     conformal: Any = None,
@@ -113,7 +114,8 @@ def score_external(
 ) -> dict[str, Any]:
     """THE external-validation path (`survlab eval ... data=<name>` and a run's `external_data=<name>`): every
     patient of cohort `name`, preprocessed with the training fold's FoldPreprocessing `fitted` (nothing refitted,
-    selected or tuned on it), scored by `task`'s current weights. Writes into `out`: predictions.csv, and with
+    selected or tuned on it), scored by `task`'s current weights. `overrides`: keys of that cohort's data config (a
+    mapping merged before it is resolved: survlab eval's data.* arguments, a run's external_data_overrides). Writes into `out`: predictions.csv, and with
     outcomes km.png / metrics.json (KM groups cut at the run's training cutoffs, `run_km_cutoffs`: every survival objective's);
     protocol.json (written once: the run's card plus who was trained on / evaluated on) and protocol.md. Returns the
     metrics (or the predictions-only summary). `keep`: a dict that receives the pass's test rows (`rows`: objective
@@ -130,7 +132,7 @@ def score_external(
 
     started = time.time()
     ext, node, with_outcomes = external_datamodule(
-        cfg, name, list(overrides), tuple(fitted.modalities), outcomes, option
+        cfg, name, overrides, tuple(fitted.modalities), outcomes, option
     )
     if ext.name == fitted.cohort:
         raise ValueError(
